@@ -1,0 +1,4 @@
+import type { Suite } from './lib.ts';
+
+/** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
+export const suites: Suite[] = [];

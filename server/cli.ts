@@ -1,0 +1,70 @@
+/**
+ * The `ferry` command.
+ *   ferry start       the relay serving the PWA, its API and /healthz on one port, data in one folder
+ *   ferry gen-model   write a tiny llama GGUF with seeded random weights (tests, benchmarks, offline demos)
+ */
+import { configHelp, resolveConfig } from './config.ts';
+import { startRelay } from './app.ts';
+import { isFerryError } from '../src/core/errors.ts';
+
+const usage = `Usage: ferry <command> [options]
+
+Commands:
+  start        run the relay: the PWA, its API and /healthz on one port
+  gen-model    write a tiny generated GGUF model (see: ferry gen-model --help)
+  help         show this help
+
+${configHelp}`;
+
+async function start(args: string[]): Promise<void> {
+  const config = resolveConfig(args);
+  const relay = await startRelay(config);
+  // One plain line that scripts and tests can wait for; the structured log has the details.
+  console.log(`Ferry is running at ${relay.url} (data in ${config.dataDir})`);
+  let closing = false;
+  const shutdown = (signal: string): void => {
+    if (closing) return;
+    closing = true;
+    relay.app.log.info({ signal }, 'shutting down');
+    relay.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        relay.app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'start':
+      return start(args);
+    case 'gen-model': {
+      const { genModelCommand } = await import('./commands/gen-model.ts');
+      return genModelCommand(args);
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(usage);
+      return;
+    default:
+      console.error(`Unknown command "${command}".\n\n${usage}`);
+      process.exitCode = 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  // Expected failures (bad flags, unusable data folder, unbuilt PWA) print their actionable message only.
+  if (isFerryError(err) || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+    console.error(`ferry: ${(err as Error).message}`);
+  } else {
+    console.error(err);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `npm test`: installs what the tests need (Chromium), then type-checks, lints, builds the PWA and runs every
+# suite — unit (Node), browser (Chromium) and end-to-end (relay + Chromium). Prints where the time went.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+timings=()
+step() {
+  local name=$1; shift
+  echo
+  echo "== $name"
+  local t0=$SECONDS rc=0
+  "$@" || rc=$?
+  timings+=("$(printf '%-30s %5ss' "$name" $((SECONDS - t0)))")
+  return $rc
+}
+
+step "chromium"                 bash test/support/ensure-chromium.sh
+step "check (types, lint)"      npm run --silent check
+step "build (PWA)"              npm run --silent build
+mkdir -p test-results
+status=0
+step "vitest (unit, browser, e2e)" npx vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json || status=$?
+
+echo
+echo "== time"
+printf '%s\n' "${timings[@]}"
+# One closing line in the plain form CI reads, from Vitest's own report.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync("test-results/vitest.json", "utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests + r.numTodoTests ? `, ${r.numPendingTests + r.numTodoTests} skipped` : ""));
+' || true
+exit $status

@@ -1,4 +1,6 @@
 import type { Suite } from './lib.ts';
+import { runtimeSuite } from './runtime.ts';
+import { sessionSuite } from './session.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [];
+export const suites: Suite[] = [sessionSuite, runtimeSuite];

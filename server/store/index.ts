@@ -1,0 +1,1 @@
+export { FsBackend, FsStore, openFsStore, type VerifyReport } from './fs-store.ts';

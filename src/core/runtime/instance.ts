@@ -1,0 +1,74 @@
+/**
+ * A running component. The host instantiates it through the glue's `instantiateCore` hook so that it keeps every
+ * core instance — that is how it reaches each memory and global — and it passes only the imports it granted.
+ */
+import { FerryError } from '../errors.ts';
+import { captureImage, cloneImage, diffAndAdvance, findSlots, writeImage, type StateDelta, type StateImage } from './image.ts';
+import type { LoadedComponent } from './load.ts';
+
+/** Host implementations by WIT interface name as the glue asks for it (no version), e.g. { "ferry:component/host": { log } }. */
+export type Grants = Readonly<Record<string, object>>;
+
+export interface ComponentInstance {
+  readonly component: LoadedComponent;
+  /** The component's exports as the glue lifts them (WIT names in camelCase). */
+  readonly exports: Readonly<Record<string, unknown>>;
+  /** A full image of the state now; also the base the next `checkpoint()` diffs against. */
+  capture(): StateImage;
+  /** The pages and globals that changed since the last capture, checkpoint or restore. */
+  checkpoint(): StateDelta;
+  /**
+   * Puts the instance into `image`'s state. The image must be of this component, and no memory of the instance may be
+   * larger than in the image (memories never shrink): a fresh instance always qualifies.
+   */
+  restore(image: StateImage): void;
+}
+
+export async function instantiate(component: LoadedComponent, grants: Grants): Promise<ComponentInstance> {
+  const { manifest } = component;
+  const ungranted = manifest.imports.filter((name) => !Object.hasOwn(grants, name));
+  if (ungranted.length > 0) {
+    throw new FerryError('component/ungranted-import', `Component "${manifest.name}" imports ${ungranted.join(', ')}, which the host did not grant. ` +
+      'Grant it only if the component is meant to have that capability; otherwise do not run this component.', { details: { component: component.id, ungranted } });
+  }
+  // Only what was declared and granted reaches the glue; nothing else is even reachable by name.
+  const imports = Object.fromEntries(manifest.imports.map((name) => [name, grants[name]]));
+  const cores: WebAssembly.Instance[] = [];
+  let exports: Record<string, unknown>;
+  try {
+    exports = await component.glue.instantiate(
+      (file) => {
+        const module = component.modules.get(file);
+        if (!module) throw new FerryError('component/malformed', `The glue of component "${manifest.name}" asked for ${file}, which its manifest does not list.`);
+        return module;
+      },
+      imports,
+      async (module, moduleImports) => {
+        const instance = await WebAssembly.instantiate(module, moduleImports);
+        cores.push(instance);
+        return instance;
+      },
+    );
+  } catch (cause) {
+    if (cause instanceof FerryError) throw cause;
+    throw new FerryError('component/instantiate-failed', `Component "${manifest.name}" failed to instantiate: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
+  }
+  const slots = findSlots(cores);
+  let base = captureImage(component.id, slots);
+  return {
+    component,
+    exports,
+    capture() {
+      base = captureImage(component.id, slots);
+      return cloneImage(base);
+    },
+    checkpoint: () => diffAndAdvance(base, slots),
+    restore(image) {
+      if (image.component !== component.id) {
+        throw new FerryError('component/image-mismatch', `The state image belongs to component ${image.component}, not ${component.id} ("${manifest.name}"). Load the component it was captured from.`);
+      }
+      writeImage(image, slots);
+      base = cloneImage(image);
+    },
+  };
+}

@@ -1,0 +1,57 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openFsStore } from '../../../server/store/index.ts';
+import { isFerryError } from '../../../src/core/errors.ts';
+import { storeConformance } from '../../support/store-conformance.ts';
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), 'ferry-fs-store-'));
+}
+
+storeConformance('filesystem + SQLite', async () => {
+  const dir = await tempDir();
+  let store = await openFsStore(dir);
+  return {
+    store,
+    reopen: async () => {
+      await store.close();
+      store = await openFsStore(dir);
+      return store;
+    },
+    teardown: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('filesystem store', () => {
+  it('verifies a healthy store and reports damage', async () => {
+    const dir = await tempDir();
+    const store = await openFsStore(dir);
+    const id = await store.put(new TextEncoder().encode('kept'));
+    await store.setRef({ name: 'a/b', expect: null, next: id, reason: 'c' });
+    expect(await store.verify()).toEqual({ objects: 1, refs: 1, unindexed: 0, problems: [] });
+    await writeFile(path.join(dir, 'objects', id.slice(0, 2), id.slice(2)), 'tampered');
+    expect((await store.verify()).problems).toEqual([`object ${id} does not match its id`]);
+    const err = await store.get(id).catch((e: unknown) => e);
+    expect(isFerryError(err, 'store/corrupt-object')).toBe(true);
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('ignores leftover temp files and unindexed objects from a crash', async () => {
+    const dir = await tempDir();
+    let store = await openFsStore(dir);
+    await store.close();
+    await writeFile(path.join(dir, 'tmp', 'half-written'), 'x');
+    store = await openFsStore(dir);
+    const report = await store.verify();
+    expect(report.problems).toEqual([]);
+    expect(await store.has('0'.repeat(64))).toBe(false);
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,4 @@
+import 'fake-indexeddb/auto';
+import { idbStoreSuite } from '../../support/idb-cases.ts';
+
+idbStoreSuite('IndexedDB (fake-indexeddb)');

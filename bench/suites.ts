@@ -1,6 +1,9 @@
 import type { Suite } from './lib.ts';
+import { llmSuite } from './llm.ts';
+import { pwaSuite } from './pwa.ts';
+import { relaySuite } from './relay.ts';
 import { runtimeSuite } from './runtime.ts';
 import { sessionSuite } from './session.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [sessionSuite, runtimeSuite];
+export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite];

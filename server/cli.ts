@@ -1,6 +1,8 @@
 /**
  * The `ferry` command.
- *   ferry start       the relay serving the PWA, its API and /healthz on one port, data in one folder
+ *   ferry start       the relay (PWA, API, /healthz, /metrics on one port, data in one folder) and, with a
+ *                     model, one embedded cloud worker
+ *   ferry relay       the relay alone
  *   ferry gen-model   write a tiny llama GGUF with seeded random weights (tests, benchmarks, offline demos)
  */
 import { configHelp, resolveConfig } from './config.ts';
@@ -10,14 +12,16 @@ import { isFerryError } from '../src/core/errors.ts';
 const usage = `Usage: ferry <command> [options]
 
 Commands:
-  start        run the relay: the PWA, its API and /healthz on one port
+  start        run Ferry: the relay (the PWA, its API, /healthz and /metrics on one port) and, with --model,
+               one embedded cloud worker that resumes published sessions (the runs API)
+  relay        run the relay alone (no worker; --model still serves /v1)
   gen-model    write a tiny generated GGUF model (see: ferry gen-model --help)
   help         show this help
 
 ${configHelp}`;
 
-async function start(args: string[]): Promise<void> {
-  const config = resolveConfig(args);
+async function runRelay(args: string[], embeddedWorker: boolean): Promise<void> {
+  const config = { ...resolveConfig(args), embeddedWorker };
   const relay = await startRelay(config);
   // One plain line that scripts and tests can wait for; the structured log has the details.
   console.log(`Ferry is running at ${relay.url} (data in ${config.dataDir})`);
@@ -42,7 +46,9 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   switch (command) {
     case 'start':
-      return start(args);
+      return runRelay(args, true);
+    case 'relay':
+      return runRelay(args, false);
     case 'gen-model': {
       const { genModelCommand } = await import('./commands/gen-model.ts');
       return genModelCommand(args);

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryError } from '../src/core/errors.ts';
+import { LIMITS } from '../src/core/protocol/index.ts';
 
 /** Everything the relay needs to start. Each field has an embedded default, a flag and an environment variable. */
 export interface RelayConfig {
@@ -15,6 +16,18 @@ export interface RelayConfig {
   staticDir: string;
   /** pino log level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Largest payload one uploaded (sealed) object may carry. */
+  maxObjectBytes: number;
+  /** API requests per minute per client address; 0 turns rate limiting off. */
+  rateLimitPerMinute: number;
+  /** Other origins whose pages may call the API ("*" for any); the relay's own origin always may. */
+  allowOrigins: string[];
+  /** A GGUF model the relay hosts (node-llama-cpp): its OpenAI-compatible /v1 API and its cloud worker use it. */
+  model?: string | undefined;
+  /** Folders of built components the cloud worker may run (each a component, or a folder of them). */
+  componentDirs: string[];
+  /** Run the embedded cloud worker (`ferry start`, with a model); `ferry relay` runs none. */
+  embeddedWorker: boolean;
 }
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,14 +38,24 @@ export const defaultConfig: RelayConfig = {
   dataDir: path.join(projectRoot, '.ferry-data'),
   staticDir: path.join(projectRoot, 'dist'),
   logLevel: 'info',
+  maxObjectBytes: LIMITS.maxObjectBytes,
+  rateLimitPerMinute: 1200,
+  allowOrigins: [],
+  componentDirs: [path.join(projectRoot, 'components', 'dist')],
+  embeddedWorker: true,
 };
 
 export const configHelp = `Options (flag, environment variable, default):
-  --host HOST       FERRY_HOST       ${defaultConfig.host}   (0.0.0.0 to accept other devices on your network)
-  --port PORT       FERRY_PORT       ${defaultConfig.port}   (0 picks a free port)
-  --data DIR        FERRY_DATA       ./.ferry-data
-  --static DIR      FERRY_STATIC     ./dist (the built PWA)
-  --log-level LVL   FERRY_LOG_LEVEL  ${defaultConfig.logLevel}`;
+  --host HOST             FERRY_HOST              ${defaultConfig.host}   (0.0.0.0 to accept other devices on your network)
+  --port PORT             FERRY_PORT              ${defaultConfig.port}   (0 picks a free port)
+  --data DIR              FERRY_DATA              ./.ferry-data
+  --static DIR            FERRY_STATIC            ./dist (the built PWA)
+  --log-level LVL         FERRY_LOG_LEVEL         ${defaultConfig.logLevel}
+  --max-object-bytes N    FERRY_MAX_OBJECT_BYTES  ${defaultConfig.maxObjectBytes}   (largest object a client may upload)
+  --rate-limit N          FERRY_RATE_LIMIT        ${defaultConfig.rateLimitPerMinute}   (requests a minute per client address; 0 = off)
+  --allow-origin LIST     FERRY_ALLOW_ORIGINS     none   (comma-separated origins, or *, whose pages may call the API)
+  --model FILE            FERRY_MODEL             none   (a GGUF model: served at /v1, OpenAI-compatible, and run by the cloud worker)
+  --components DIRS       FERRY_COMPONENTS        ./components/dist   (comma-separated folders of built components the worker may run)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -47,6 +70,11 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       data: { type: 'string' },
       static: { type: 'string' },
       'log-level': { type: 'string' },
+      'max-object-bytes': { type: 'string' },
+      'rate-limit': { type: 'string' },
+      'allow-origin': { type: 'string' },
+      model: { type: 'string' },
+      components: { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -58,11 +86,50 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   if (!levels.has(logLevel)) {
     throw new FerryError('config/bad-log-level', `Log level "${logLevel}" is unknown: use one of ${[...levels].join(', ')}.`);
   }
+  const maxObjectBytes = integerOption(values['max-object-bytes'] ?? env.FERRY_MAX_OBJECT_BYTES, defaultConfig.maxObjectBytes, 1024, 1 << 30, '--max-object-bytes or FERRY_MAX_OBJECT_BYTES');
+  const rateLimitPerMinute = integerOption(values['rate-limit'] ?? env.FERRY_RATE_LIMIT, defaultConfig.rateLimitPerMinute, 0, 1_000_000, '--rate-limit or FERRY_RATE_LIMIT');
+  const allowOrigins = parseOrigins(values['allow-origin'] ?? env.FERRY_ALLOW_ORIGINS);
+  const model = values.model ?? env.FERRY_MODEL;
+  const components = values.components ?? env.FERRY_COMPONENTS;
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
     port,
     dataDir: path.resolve(values.data ?? env.FERRY_DATA ?? defaultConfig.dataDir),
     staticDir: path.resolve(values.static ?? env.FERRY_STATIC ?? defaultConfig.staticDir),
     logLevel,
+    maxObjectBytes,
+    rateLimitPerMinute,
+    allowOrigins,
+    ...(model ? { model: path.resolve(model) } : {}),
+    componentDirs: components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs,
+    embeddedWorker: defaultConfig.embeddedWorker,
   };
+}
+
+function integerOption(text: string | undefined, fallback: number, min: number, max: number, where: string): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new FerryError('config/bad-number', `"${text}" is not valid for ${where}: give an integer from ${min} to ${max}.`);
+  }
+  return n;
+}
+
+/** "*" or a comma-separated list of origins (scheme://host[:port]); anything else is refused, not guessed at. */
+function parseOrigins(text: string | undefined): string[] {
+  if (text === undefined || text.trim() === '') return [];
+  return text.split(',').map((raw) => {
+    const o = raw.trim();
+    if (o === '*') return o;
+    let url: URL | undefined;
+    try {
+      url = new URL(o);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== o) {
+      throw new FerryError('config/bad-origin', `"${o}" is not an origin: write it as https://host[:port] with no path (--allow-origin or FERRY_ALLOW_ORIGINS).`);
+    }
+    return o;
+  });
 }

@@ -1,8 +1,11 @@
 /**
- * `notes`: an outline of notes (a tree) the agent builds up while it works — add, list, get, delete.
+ * `notes`: an outline of notes (a tree) the agent builds up while it works — add, list, get, update, render (as
+ * Markdown), delete.
  * The tree lives in plain module globals: there is no save/restore code here, because the host checkpoints the
  * component's memory image after every call (DESIGN.md §4). That is exactly what this component exists to prove.
  */
+
+import { notesSpec } from './spec.ts';
 
 interface Note {
   id: number;
@@ -14,6 +17,8 @@ interface Note {
 
 type Args =
   | { op: 'add'; title: string; body?: string; parent?: number }
+  | { op: 'update'; id: number; title?: string; body?: string; append?: string }
+  | { op: 'render'; id?: number }
   | { op: 'list'; parent?: number }
   | { op: 'get'; id: number }
   | { op: 'delete'; id: number };
@@ -24,29 +29,22 @@ interface OutlineItem {
   children: OutlineItem[];
 }
 
+/** Explicit limits: a runaway agent gets an error it can read, not an instance that runs out of memory. */
+const MAX_NOTES = 10_000;
+/** Outline levels; rendering and deleting walk the tree recursively, and deep recursion overflows the wasm stack. */
+const MAX_DEPTH = 32;
+const MAX_TITLE = 500;
+const MAX_BODY = 1024 * 1024;
+/** The most characters `render` returns. */
+const MAX_RENDER = 64_000;
+
 const notes = new Map<number, Note>();
 const roots: number[] = [];
 let nextId = 1;
 
-const argsSchema = {
-  type: 'object',
-  oneOf: [
-    { properties: { op: { const: 'add' }, title: { type: 'string' }, body: { type: 'string' }, parent: { type: 'integer' } }, required: ['op', 'title'] },
-    { properties: { op: { const: 'list' }, parent: { type: 'integer' } }, required: ['op'] },
-    { properties: { op: { const: 'get' }, id: { type: 'integer' } }, required: ['op', 'id'] },
-    { properties: { op: { const: 'delete' }, id: { type: 'integer' } }, required: ['op', 'id'] },
-  ],
-};
 
 export function describe() {
-  return {
-    name: 'notes',
-    description:
-      'An outline of notes. op "add" {title, body?, parent?} returns {id}; "list" {parent?} returns the outline ' +
-      '(titles and ids, nested); "get" {id} returns the note with its children; "delete" {id} removes it and everything under it.',
-    argsSchema: JSON.stringify(argsSchema),
-    capabilities: [] as string[],
-  };
+  return { name: notesSpec.name, description: notesSpec.description, argsSchema: JSON.stringify(notesSpec.parameters), capabilities: [] as string[] };
 }
 
 /** The ok value is JSON text; a thrown string becomes the WIT `err` — a message meant for the model. */
@@ -59,16 +57,42 @@ function run(args: Args): unknown {
     case 'add': return add(args.title, args.body ?? '', args.parent ?? null);
     case 'list': return args.parent === undefined ? roots.map(outline) : outline(find(args.parent).id).children;
     case 'get': return find(args.id);
+    case 'update': return update(find(args.id), args);
+    case 'render': return { markdown: clip(`${args.id === undefined ? roots.map((id) => render(id, 1)).join('\n\n') : render(find(args.id).id, 1)}\n`) };
     case 'delete': return { deleted: remove(find(args.id)) };
   }
 }
 
 function add(title: string, body: string, parent: number | null): { id: number } {
+  if (notes.size >= MAX_NOTES) throw `The outline already holds ${MAX_NOTES} notes, the most it can; delete some first.`;
+  let depth = 1;
+  for (let p = parent; p !== null; p = find(p).parent) depth++;
+  if (depth > MAX_DEPTH) throw `The outline may be at most ${MAX_DEPTH} levels deep; add the note higher up.`;
   const siblings = parent === null ? roots : find(parent).children;
   const id = nextId++;
   notes.set(id, { id, parent, title, body, children: [] });
   siblings.push(id);
   return { id };
+}
+
+function update(note: Note, args: { title?: string; body?: string; append?: string }): { id: number; title: string; characters: number } {
+  const body = (args.body ?? note.body) + (args.append ?? '');
+  if (body.length > MAX_BODY) throw `The body would be ${body.length} characters; a note holds at most ${MAX_BODY}.`;
+  note.title = args.title ?? note.title;
+  note.body = body;
+  return { id: note.id, title: note.title, characters: note.body.length };
+}
+
+/** A subtree as Markdown: headings by depth (deeper than 6 becomes a bullet), then the body. */
+function render(id: number, depth: number): string {
+  const note = notes.get(id)!;
+  const head = depth <= 6 ? `${'#'.repeat(depth)} ${note.title}` : `- **${note.title}**`;
+  const parts = [head, ...(note.body === '' ? [] : [note.body]), ...note.children.map((c) => render(c, depth + 1))];
+  return parts.join('\n\n');
+}
+
+function clip(text: string): string {
+  return text.length <= MAX_RENDER ? text : `${text.slice(0, MAX_RENDER)}\n… [${text.length - MAX_RENDER} more characters; render one subtree with {"op":"render","id":…}]`;
 }
 
 function outline(id: number): OutlineItem {
@@ -105,6 +129,12 @@ function parse(text: string): Args {
   }
   if (typeof value !== 'object' || value === null) throw 'The arguments must be a JSON object with an "op".';
   const a = value as Record<string, unknown>;
+  const checkString = (key: string, max: number) => {
+    const v = a[key];
+    if (v === undefined) return;
+    if (typeof v !== 'string') throw `"${key}" must be a string.`;
+    if (v.length > max) throw `"${key}" is ${v.length} characters long; at most ${max} are allowed.`;
+  };
   const int = (key: string, required: boolean) => {
     if (a[key] === undefined && !required) return;
     if (!Number.isInteger(a[key])) throw `"${key}" must be an integer.`;
@@ -112,12 +142,22 @@ function parse(text: string): Args {
   switch (a.op) {
     case 'add':
       if (typeof a.title !== 'string' || a.title === '') throw '"add" needs a non-empty "title".';
-      if (a.body !== undefined && typeof a.body !== 'string') throw '"body" must be a string.';
+      checkString('title', MAX_TITLE);
+      checkString('body', MAX_BODY);
       int('parent', false);
       break;
+    case 'update':
+      int('id', true);
+      if (a.title !== undefined && (typeof a.title !== 'string' || a.title === '')) throw '"title" must be a non-empty string.';
+      checkString('title', MAX_TITLE);
+      checkString('body', MAX_BODY);
+      checkString('append', MAX_BODY);
+      if (a.title === undefined && a.body === undefined && a.append === undefined) throw '"update" needs "title", "body" or "append".';
+      break;
+    case 'render': int('id', false); break;
     case 'list': int('parent', false); break;
     case 'get': case 'delete': int('id', true); break;
-    default: throw `Unknown op ${JSON.stringify(a.op)}; use "add", "list", "get" or "delete".`;
+    default: throw `Unknown op ${JSON.stringify(a.op)}; use "add", "list", "get", "update", "render" or "delete".`;
   }
   return a as Args;
 }

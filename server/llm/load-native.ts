@@ -4,7 +4,11 @@ import { checkGguf, type GgufModelInfo } from '../../src/core/llm/gguf/index.ts'
 import { openFileReader } from './file-reader.ts';
 
 export interface NativeLoadOptions {
-  /** 'auto' lets node-llama-cpp pick CUDA/Vulkan/Metal; false forces the CPU (the default: see STACK.md). */
+  /**
+   * 'auto' uses CUDA, Vulkan or Metal where a real GPU is present (software Vulkan devices such as llvmpipe are
+   * refused: they are slower than the CPU path) and the CPU otherwise; false forces the CPU (the default here, so
+   * tests and the 2-core build machines are deterministic; the engine's own default is 'auto').
+   */
   readonly gpu?: 'auto' | false;
   /** CPU threads for evaluation. On 2-core machines more than 1 makes generation collapse (STACK.md). */
   readonly threads?: number;
@@ -14,7 +18,12 @@ export interface NativeModel {
   readonly info: GgufModelInfo;
   readonly llama: Llama;
   readonly model: LlamaModel;
+  /** Where it runs, in words: "CPU, 1 thread" or "cuda: NVIDIA H100 80GB HBM3". */
+  readonly device: string;
 }
+
+/** Vulkan drivers that emulate a GPU on the CPU. */
+const SOFTWARE_DEVICES = /llvmpipe|lavapipe|swiftshader|softpipe/i;
 
 /** Validates a GGUF file's header without reading its tensors; throws a `gguf/*` FerryError when it is unusable. */
 export async function checkModelFile(path: string): Promise<GgufModelInfo> {
@@ -45,18 +54,30 @@ export async function loadNativeModel(path: string, options: NativeLoadOptions =
   const key = `${gpu}:${threads}`;
   let llamaPromise = llamas.get(key);
   if (!llamaPromise) {
-    llamaPromise = getLlama({ gpu, build: 'never', maxThreads: threads });
+    llamaPromise = gpu === false ? getLlama({ gpu: false, build: 'never', maxThreads: threads }) : autoLlama(threads);
     llamas.set(key, llamaPromise);
     llamaPromise.catch(() => llamas.delete(key));
   }
   try {
     const llama = await llamaPromise;
     const model = await llama.loadModel({ modelPath: path });
-    return { info, llama, model };
+    const device = llama.gpu === false ? `CPU, ${threads} thread${threads === 1 ? '' : 's'}` : `${llama.gpu}: ${(await llama.getGpuDeviceNames()).join(', ')}`;
+    return { info, llama, model, device };
   } catch (cause) {
     throw new FerryError('llm/load-failed', `node-llama-cpp could not load ${path}: ${cause instanceof Error ? cause.message : String(cause)}`, {
       cause,
       details: { path },
     });
   }
+}
+
+/** The best backend present: a real GPU (CUDA, Vulkan, Metal) when there is one, else the CPU. */
+async function autoLlama(threads: number): Promise<Llama> {
+  const llama = await getLlama({ gpu: 'auto', build: 'never', maxThreads: threads }).catch(() => undefined);
+  if (llama && llama.gpu !== false) {
+    const names = await llama.getGpuDeviceNames();
+    if (names.length > 0 && !names.every((n) => SOFTWARE_DEVICES.test(n))) return llama;
+  }
+  if (llama) await llama.dispose();
+  return getLlama({ gpu: false, build: 'never', maxThreads: threads });
 }

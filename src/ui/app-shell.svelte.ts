@@ -1,5 +1,11 @@
 import { registerSW } from 'virtual:pwa-register';
 
+/** Chromium's BeforeInstallPromptEvent (not in the DOM typings). */
+interface InstallPromptEvent extends Event {
+  prompt(): Promise<void>;
+  readonly userChoice: Promise<{ outcome: 'accepted' | 'dismissed' }>;
+}
+
 /**
  * The shell's own state: connectivity and the service worker's lifecycle. Reactive (Svelte runes), one instance.
  */
@@ -11,12 +17,25 @@ class AppShell {
   updateReady = $state(false);
   /** Why the service worker could not be registered, if it could not. */
   serviceWorkerError = $state<string | null>(null);
+  /** The browser offered to install Ferry (beforeinstallprompt) and it is not installed yet. */
+  installable = $state(false);
+  #installPrompt: InstallPromptEvent | null = null;
 
   #applyUpdate: ((reload?: boolean) => Promise<void>) | null = null;
 
   start(): void {
     addEventListener('online', () => (this.online = true));
     addEventListener('offline', () => (this.online = false));
+    addEventListener('beforeinstallprompt', (event) => {
+      // Keep the browser's own mini-infobar back: Ferry shows an Install button instead.
+      event.preventDefault();
+      this.#installPrompt = event as InstallPromptEvent;
+      this.installable = true;
+    });
+    addEventListener('appinstalled', () => {
+      this.#installPrompt = null;
+      this.installable = false;
+    });
     if (!('serviceWorker' in navigator)) {
       this.serviceWorkerError = 'This browser has no service workers: Ferry works, but not offline.';
       return;
@@ -38,6 +57,16 @@ class AppShell {
   async update(): Promise<void> {
     this.updateReady = false;
     await this.#applyUpdate?.(true);
+  }
+
+  /** Shows the browser's install dialog; true when the user accepted. */
+  async install(): Promise<boolean> {
+    const prompt = this.#installPrompt;
+    if (!prompt) return false;
+    this.#installPrompt = null;
+    this.installable = false;
+    await prompt.prompt();
+    return (await prompt.userChoice).outcome === 'accepted';
   }
 
   dismissUpdate(): void {

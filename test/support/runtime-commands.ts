@@ -49,11 +49,69 @@ const notesRunInNode: BrowserCommand<[from: number, to: number, image?: StateIma
   return { pid: process.pid, results, image: json.imageToJson(instance.capture()) };
 };
 
-export const runtimeCommands = { notesComponentFiles, notesRunInNode };
+export interface AgentFixturesJson {
+  ids: { scribe: string; tally: string };
+  /** Component id → file name → base64 bytes. */
+  files: Record<string, Record<string, string>>;
+}
+
+/** The `scribe` agent and `tally` tool builds, for the browser's agent worker. */
+const agentComponentFiles: BrowserCommand<[], AgentFixturesJson> = async () => {
+  const [{ fixtures }, { componentFiles }, { toBase64 }] = await Promise.all([
+    import('./runtime-agent.ts'),
+    import('../../server/runtime/node-tools.ts'),
+    import('./state-image-json.ts'),
+  ]);
+  const f = await fixtures();
+  const files: AgentFixturesJson['files'] = {};
+  for (const name of ['scribe', 'tally'] as const) {
+    files[f.ids[name]] = Object.fromEntries(Object.entries(await componentFiles(f.dirs[name])).map(([k, v]) => [k, toBase64(v)]));
+  }
+  return { ids: { scribe: f.ids.scribe, tally: f.ids.tally }, files };
+};
+
+export interface AgentNodeRun {
+  pid: number;
+  replies: string[];
+  /** The session exported after the run (.ferry, base64). */
+  file: string;
+}
+
+/**
+ * Plays `turns` (the first is the task when `from` is 0) with the real runtime in Node — node-llama-cpp, the tiny
+ * model — in a new session, or in the session imported from `file`; returns the replies and the session.
+ */
+const agentRunInNode: BrowserCommand<[turns: string[], from: number, file?: string], AgentNodeRun> = async (_ctx, turnTexts, from, file) => {
+  const [agent, { AgentRuntime }, { createMemoryStore }, { exportSession, importSession }, json] = await Promise.all([
+    import('./runtime-agent.ts'),
+    import('../../src/core/runtime/runtime.ts'),
+    import('../../src/core/store/index.ts'),
+    import('../../src/core/snapshot/index.ts'),
+    import('./state-image-json.ts'),
+  ]);
+  const f = await agent.fixtures();
+  const engine = await agent.tinyEngine(await agent.tinyModelFile());
+  try {
+    const store = createMemoryStore();
+    const setup = agent.setupFor(f, engine);
+    const runtime = file
+      ? await AgentRuntime.open(store, setup, await importSession(store, json.fromBase64(file)))
+      : await AgentRuntime.create(store, setup, { agent: f.ids.scribe, tools: [f.ids.tally] });
+    const replies = await agent.turns(runtime, turnTexts, from);
+    await runtime.dispose();
+    return { pid: process.pid, replies, file: json.toBase64(await exportSession(store, runtime.session.id)) };
+  } finally {
+    await engine.dispose();
+  }
+};
+
+export const runtimeCommands = { notesComponentFiles, notesRunInNode, agentComponentFiles, agentRunInNode };
 
 declare module 'vitest/browser' {
   interface BrowserCommands {
     notesComponentFiles: () => Promise<ComponentFilesJson>;
     notesRunInNode: (from: number, to: number, image?: StateImageJson) => Promise<NodeRun>;
+    agentComponentFiles: () => Promise<AgentFixturesJson>;
+    agentRunInNode: (turns: string[], from: number, file?: string) => Promise<AgentNodeRun>;
   }
 }

@@ -22,6 +22,17 @@ describe('relay configuration', () => {
     }
     expect(() => resolveConfig(['--log-level', 'loud'], {})).toThrow(/Log level "loud" is unknown/);
     expect(() => resolveConfig(['--nope'], {})).toThrow(/Unknown option/);
+    expect(() => resolveConfig(['--rate-limit=-5'], {})).toThrow(/--rate-limit or FERRY_RATE_LIMIT/);
+    expect(() => resolveConfig([], { FERRY_MAX_OBJECT_BYTES: '12kb' })).toThrow(/--max-object-bytes/);
+    expect(() => resolveConfig(['--allow-origin', 'https://a.example/path'], {})).toThrow(/is not an origin/);
+    expect(() => resolveConfig(['--allow-origin', 'ftp://a.example'], {})).toThrow(/is not an origin/);
+  });
+
+  test('limits and the CORS policy: flags, environment, defaults', () => {
+    expect(resolveConfig([], {})).toMatchObject({ rateLimitPerMinute: 1200, allowOrigins: [], maxObjectBytes: 16 * 1024 * 1024 });
+    expect(resolveConfig(['--rate-limit', '0', '--max-object-bytes', '65536'], {})).toMatchObject({ rateLimitPerMinute: 0, maxObjectBytes: 65536 });
+    expect(resolveConfig([], { FERRY_ALLOW_ORIGINS: 'https://a.example, http://localhost:5173' }).allowOrigins).toEqual(['https://a.example', 'http://localhost:5173']);
+    expect(resolveConfig(['--allow-origin', '*'], { FERRY_ALLOW_ORIGINS: 'https://a.example' }).allowOrigins).toEqual(['*']);
   });
 });
 
@@ -61,6 +72,12 @@ describe('relay HTTP', () => {
   });
 
   test('page navigations to app routes get the shell; API misses get a JSON error', async () => {
+    // A share link is opened by a browser (Accept: text/html) but also by link previews that accept anything.
+    for (const accept of ['text/html', '*/*']) {
+      const share = await app.inject({ url: `/s/${'ab'.repeat(20)}`, headers: { accept } });
+      expect(share.statusCode).toBe(200);
+      expect(share.body).toContain('<title>shell</title>');
+    }
     const page = await app.inject({ url: '/s/some-share-id', headers: { accept: 'text/html' } });
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('<title>shell</title>');

@@ -36,7 +36,11 @@ export interface StateImage {
 /** What changed since the previous image: per memory only the changed pages, `null` where a page became all zero. */
 export interface StateDelta {
   component: string;
-  memories: { key: string; byteLength: number; pages: Map<number, Uint8Array | null> }[];
+  /**
+   * `before` holds the previous version of each changed page that was not all zero: what an XOR delta is taken
+   * against (state-codec.ts). Captured pages are never written, so keeping them costs no copy.
+   */
+  memories: { key: string; byteLength: number; pages: Map<number, Uint8Array | null>; before: Map<number, Uint8Array> }[];
   /** Globals are a few words each: always all of them. */
   globals: GlobalImage[];
 }
@@ -106,10 +110,12 @@ export function diffAndAdvance(base: StateImage, slots: StateSlots): StateDelta 
     const baseMemory = base.memories[m]!;
     const bytes = new Uint8Array(memory.buffer);
     const pages = new Map<number, Uint8Array | null>();
+    const previous = new Map<number, Uint8Array>();
     for (let i = 0; i * PAGE_SIZE < bytes.length; i++) {
       const page = bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
       const before = baseMemory.pages.get(i);
       if (before ? sameBytes(page, before) : isZero(page)) continue;
+      if (before) previous.set(i, before);
       if (before && isZero(page)) {
         pages.set(i, null);
         baseMemory.pages.delete(i);
@@ -120,7 +126,7 @@ export function diffAndAdvance(base: StateImage, slots: StateSlots): StateDelta 
       }
     }
     baseMemory.byteLength = bytes.length;
-    return { key, byteLength: bytes.length, pages };
+    return { key, byteLength: bytes.length, pages, before: previous };
   });
   const globals = readGlobals(slots);
   base.globals = globals.map((g) => ({ ...g }));

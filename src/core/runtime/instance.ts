@@ -13,6 +13,8 @@ export interface ComponentInstance {
   readonly component: LoadedComponent;
   /** The component's exports as the glue lifts them (WIT names in camelCase). */
   readonly exports: Readonly<Record<string, unknown>>;
+  /** The image right after instantiation: what keyframes are taken against (state-codec.ts). Never changes. */
+  readonly initial: StateImage;
   /** A full image of the state now; also the base the next `checkpoint()` diffs against. */
   capture(): StateImage;
   /** The pages and globals that changed since the last capture, checkpoint or restore. */
@@ -22,6 +24,8 @@ export interface ComponentInstance {
    * larger than in the image (memories never shrink): a fresh instance always qualifies.
    */
   restore(image: StateImage): void;
+  /** Total bytes of the instance's linear memories now. */
+  memoryBytes(): number;
 }
 
 export async function instantiate(component: LoadedComponent, grants: Grants): Promise<ComponentInstance> {
@@ -31,6 +35,7 @@ export async function instantiate(component: LoadedComponent, grants: Grants): P
     throw new FerryError('component/ungranted-import', `Component "${manifest.name}" imports ${ungranted.join(', ')}, which the host did not grant. ` +
       'Grant it only if the component is meant to have that capability; otherwise do not run this component.', { details: { component: component.id, ungranted } });
   }
+  refuseHostResources(component);
   // Only what was declared and granted reaches the glue; nothing else is even reachable by name.
   const imports = Object.fromEntries(manifest.imports.map((name) => [name, grants[name]]));
   const cores: WebAssembly.Instance[] = [];
@@ -55,9 +60,11 @@ export async function instantiate(component: LoadedComponent, grants: Grants): P
   }
   const slots = findSlots(cores);
   let base = captureImage(component.id, slots);
+  const initial = cloneImage(base);
   return {
     component,
     exports,
+    initial,
     capture() {
       base = captureImage(component.id, slots);
       return cloneImage(base);
@@ -70,5 +77,30 @@ export async function instantiate(component: LoadedComponent, grants: Grants): P
       writeImage(image, slots);
       base = cloneImage(image);
     },
+    memoryBytes: () => slots.memories.reduce((n, { memory }) => n + memory.buffer.byteLength, 0),
   };
+}
+
+/**
+ * A component that takes host resources (WIT `resource` types of an interface the host grants) can keep their
+ * handles across calls, and a handle is host state no memory image carries: restored into a fresh instance it
+ * would point at nothing. Such components are refused before they run. The canonical ABI gives them away: their
+ * core modules import `[resource-drop]<type>` from the granted interface. A component exporting the `state`
+ * interface is exempt: it restores itself from its own snapshot and must re-acquire its handles.
+ */
+function refuseHostResources(component: LoadedComponent): void {
+  const granted = new Set(component.manifest.imports);
+  const held: string[] = [];
+  for (const module of component.modules.values()) {
+    for (const { module: from, name } of WebAssembly.Module.imports(module)) {
+      if (name.startsWith('[resource-drop]') && granted.has(from.replace(/@[^@/]*$/, ''))) held.push(`${from.replace(/@[^@/]*$/, '')}/${name.slice('[resource-drop]'.length)}`);
+    }
+  }
+  // A component that carries its state through its own `state` interface is restored by that, not by an image.
+  if (held.length > 0 && !component.manifest.exports.includes('state')) {
+    throw new FerryError('component/holds-resources', `Component "${component.manifest.name}" takes host resources (${[...new Set(held)].join(', ')}). ` +
+      'A resource handle kept across calls cannot be checkpointed or restored, so the host does not run it: pass data by value instead of handles.', {
+      details: { component: component.id, resources: [...new Set(held)] },
+    });
+  }
 }

@@ -9,6 +9,7 @@ import { instantiate, loadComponent, MANIFEST_FILE, parseManifest } from '../../
 import { encodeManifest } from '../../../src/core/runtime/manifest.ts';
 import { objectId } from '../../../src/core/store/index.ts';
 import { builtLogger, builtNotes } from '../../support/components.ts';
+import { builtHolder } from '../../support/runtime-fixtures.ts';
 
 /** A cold build of a component (first run after a source change) takes 5–40 s on the 2-core build machines. */
 const BUILD_TIMEOUT = 180_000;
@@ -88,5 +89,25 @@ describe('component refusals', () => {
     const image = notes.capture();
     image.memories.pop();
     expect(() => notes.restore(image)).toThrow(expect.objectContaining({ code: 'component/image-mismatch' }));
+  }, BUILD_TIMEOUT);
+
+  it('a component taking host resources (handles it could keep across calls) → component/holds-resources, even when granted', async () => {
+    const holder = await loadBuiltComponent(await builtHolder());
+    expect(holder.manifest.imports).toEqual(['ferry:fixture/handles']);
+    let constructed = 0;
+    class Counter {
+      n = 0;
+      constructor() {
+        constructed++;
+      }
+      bump() {
+        return ++this.n;
+      }
+    }
+    const err = await rejection(instantiate(holder, { 'ferry:fixture/handles': { Counter } }));
+    expect(isFerryError(err, 'component/holds-resources')).toBe(true);
+    expect((err as Error).message).toMatch(/ferry:fixture\/handles\/counter/);
+    // Refused before any of its code ran.
+    expect(constructed).toBe(0);
   }, BUILD_TIMEOUT);
 });

@@ -1,0 +1,145 @@
+/**
+ * LLM engine benchmarks (issue 5), on the tiny test model and a larger generated one (512 wide, 8 layers):
+ * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and wllama single-thread in Chromium on the same
+ *   file in the same run (bench/llm-wasm.ts), with the wasm/native ratios;
+ * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
+ *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { generateAll, type KvState } from '../src/core/llm/index.ts';
+import { generateTinyModel, type TinyModelParams } from '../src/core/llm/gguf/index.ts';
+import { tinyVocabulary, TokenType } from '../src/core/llm/gguf/tiny-model.ts';
+import { createNodeLlamaEngine, type NodeLlamaEngine } from '../server/llm/node-llama-engine.ts';
+import { compared, type Figures, type Suite } from './lib.ts';
+
+const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number }> = [
+  { suffix: '', params: { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, type: 'f32', seed: 11 }, promptTokens: 256, generateTokens: 64 },
+  { suffix: '_tiny', params: { ctx: 8192 }, promptTokens: 256, generateTokens: 128 },
+];
+const RESUME_LENGTHS = [256, 1024, 4096];
+const RUNS = 3;
+
+const normal = tinyVocabulary().types.flatMap((type, id) => (type === TokenType.NORMAL ? [id] : []));
+
+/** A deterministic prompt of `n` ids (BOS first); each `variant` differs from its second id on (no shared cache). */
+function promptOf(n: number, variant: number): number[] {
+  return [1, ...Array.from({ length: n - 1 }, (_, i) => normal[(i * 7919 + variant * 104729) % normal.length]!)];
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function engine(modelPath: string, sha256?: string): Promise<NodeLlamaEngine> {
+  return createNodeLlamaEngine({ modelPath, gpu: false, threads: 1, slots: 1, contextSize: 4352, ...(sha256 ? { modelSha256: sha256 } : {}) });
+}
+
+async function throughput(e: NodeLlamaEngine, promptTokens: number, generateTokens: number): Promise<{ prefillTps: number; decodeTps: number }> {
+  await generateAll(e, { prompt: { tokens: promptOf(promptTokens, 99) }, maxTokens: 8 }); // warm-up
+  const prefill: number[] = [];
+  const decode: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const done = await generateAll(e, { prompt: { tokens: promptOf(promptTokens, run) }, maxTokens: generateTokens });
+    prefill.push(done.stats.prefillTps);
+    decode.push(done.stats.decodeTps);
+  }
+  return { prefillTps: median(prefill), decodeTps: median(decode) };
+}
+
+/** Time to the first token of a resumed generation of n tokens: loading its KV state vs re-prefilling its ids. */
+async function resume(source: NodeLlamaEngine, target: NodeLlamaEngine, n: number): Promise<{ kvMs: number; prefillMs: number; bytesPerToken: number }> {
+  const kvTimes: number[] = [];
+  const prefillTimes: number[] = [];
+  let state: KvState | undefined;
+  // A 4096-token re-prefill of the larger model takes ~25 s on one thread: measured once to keep the suite short.
+  const runs = n >= 4096 ? 1 : RUNS;
+  for (let run = 0; run < runs; run++) {
+    const prompt = promptOf(n, run + 10);
+    // The interrupted run: n ids in its KV cache, its last generated token still to evaluate.
+    const before = await generateAll(source, { prompt: { tokens: prompt }, maxTokens: 1, slot: 'src' });
+    state = await source.saveKv('src');
+    await source.releaseSlot('src');
+    const next = before.tokens[0]!;
+
+    const t0 = performance.now();
+    await target.loadKv('kv', state);
+    const viaKv = await generateAll(target, { prompt: { tokens: [...state.tokens, next] }, maxTokens: 1, slot: 'kv' });
+    kvTimes.push(performance.now() - t0);
+    if (viaKv.stats.cachedTokens !== state.tokens.length) throw new Error('the loaded KV state was not used');
+    await target.releaseSlot('kv');
+
+    const other = promptOf(n, run + 50); // nothing of it is cached
+    const t1 = performance.now();
+    const viaPrefill = await generateAll(target, { prompt: { tokens: other.slice(0, state.tokens.length + 1) }, maxTokens: 1, slot: 'prefill' });
+    prefillTimes.push(performance.now() - t1);
+    if (viaPrefill.stats.cachedTokens > 1) throw new Error('the re-prefill reused a cache');
+    await target.releaseSlot('prefill');
+  }
+  return { kvMs: median(kvTimes), prefillMs: median(prefillTimes), bytesPerToken: state ? state.bytes.length / state.tokens.length : 0 };
+}
+
+type WasmMeasure = (options: { modelPath: string; promptTokens: number; generateTokens: number }) => Promise<{ prefillTps: number; decodeTps: number }>;
+
+/** bench/llm-wasm.ts (the browser engines' side) when it is there and Chromium runs; otherwise why not. */
+async function wasmMeasure(): Promise<WasmMeasure | string> {
+  try {
+    const mod = (await import('./llm-wasm.ts')) as { measureWasmThroughput?: WasmMeasure };
+    return mod.measureWasmThroughput ?? 'bench/llm-wasm.ts exports no measureWasmThroughput';
+  } catch (err) {
+    return `bench/llm-wasm.ts could not be loaded: ${(err as Error).message}`;
+  }
+}
+
+async function run(): Promise<Figures> {
+  const figures: Figures = {};
+  const dir = await mkdtemp(path.join(tmpdir(), 'ferry-bench-llm-'));
+  const wasm = await wasmMeasure();
+  if (typeof wasm === 'string') console.log(`wasm figures skipped: ${wasm}`);
+  try {
+    for (const model of MODELS) {
+      const file = path.join(dir, `model${model.suffix || '_bench'}.gguf`);
+      await writeFile(file, generateTinyModel(model.params));
+      const source = await engine(file);
+      const target = await engine(file, source.info.model);
+      try {
+        const native = await throughput(source, model.promptTokens, model.generateTokens);
+        figures[`decode_tps_native${model.suffix}`] = { value: native.decodeTps, unit: 'tok/s' };
+        figures[`prefill_tps_native${model.suffix}`] = { value: native.prefillTps, unit: 'tok/s' };
+        if (typeof wasm !== 'string') {
+          try {
+            const w = await wasm({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens });
+            figures[`decode_tps_wasm${model.suffix}`] = compared(w.decodeTps, 'tok/s', `decode_tps_native${model.suffix}`, native.decodeTps);
+            figures[`prefill_tps_wasm${model.suffix}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${model.suffix}`, native.prefillTps);
+            figures[`wasm_native_decode${model.suffix}`] = { value: w.decodeTps / native.decodeTps, unit: 'x' };
+            figures[`wasm_native_prefill${model.suffix}`] = { value: w.prefillTps / native.prefillTps, unit: 'x' };
+          } catch (err) {
+            console.log(`wasm figures${model.suffix} failed: ${(err as Error).message}`);
+          }
+        }
+        let bytesPerToken = 0;
+        for (const n of RESUME_LENGTHS) {
+          const r = await resume(source, target, n);
+          figures[`resume_prefill_ms_${n}${model.suffix}`] = { value: r.prefillMs, unit: 'ms' };
+          figures[`resume_kv_ms_${n}${model.suffix}`] = compared(r.kvMs, 'ms', `resume_prefill_ms_${n}${model.suffix}`, r.prefillMs);
+          bytesPerToken = r.bytesPerToken;
+        }
+        figures[`kv_bytes_per_token${model.suffix}`] = { value: bytesPerToken, unit: 'bytes' };
+      } finally {
+        await target.dispose();
+        await source.dispose();
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return figures;
+}
+
+export const llmSuite: Suite = {
+  name: 'llm',
+  description: 'node-llama-cpp vs wllama throughput, KV-state resume vs re-prefill, KV bytes per token (generated models)',
+  run,
+};

@@ -1,0 +1,32 @@
+/**
+ * The relay's HTTP API under /api/v1, in one encapsulated plugin: requests from foreign origins are refused here
+ * (CORS and rate limits are registered app-wide in app.ts), and every body is validated by the routes.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { RelayStore } from '../relay/relay-store.ts';
+import type { RelayMetrics } from './metrics.ts';
+import { objectRoutes } from './objects.ts';
+import { refuseForeignOrigins, type SecurityOptions } from './security.ts';
+import { snapshotRoutes } from './snapshots.ts';
+import { runRoutes } from './runs.ts';
+import type { EmbeddedWorker } from '../relay/cloud-worker.ts';
+
+export interface ApiOptions {
+  store: RelayStore;
+  metrics: RelayMetrics;
+  security: SecurityOptions;
+  maxObjectBytes: number;
+  worker: EmbeddedWorker | undefined;
+}
+
+export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
+  refuseForeignOrigins(app, opts.security);
+  await app.register(objectRoutes, { store: opts.store, metrics: opts.metrics, maxObjectBytes: opts.maxObjectBytes });
+  await app.register(snapshotRoutes, {
+    store: opts.store,
+    metrics: opts.metrics,
+    // Publishing creates a record kept forever: a tenth of the general budget.
+    publishPerMinute: Math.ceil(opts.security.rateLimitPerMinute / 10),
+  });
+  await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, worker: opts.worker });
+}

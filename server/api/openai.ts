@@ -1,0 +1,207 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import * as v from 'valibot';
+import { FerryError, isFerryError } from '../../src/core/errors.ts';
+import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Grammar, Prompt } from '../../src/core/llm/engine.ts';
+
+/**
+ * An OpenAI-compatible API served from any Engine: `GET /v1/models`, `POST /v1/chat/completions` and
+ * `POST /v1/completions` (a text or a token-id prompt, as vLLM and llama.cpp's server accept), with SSE streaming
+ * and usage. Registered by the relay with the engine it hosts; a client going away cancels its generation.
+ */
+export interface OpenAiApiOptions {
+  /** The engine behind the API (a function, so the relay can swap models without re-registering). */
+  readonly engine: Engine | (() => Engine);
+  /** The model name clients see and must send; default: the engine's model id. */
+  readonly modelName?: string;
+  /** max_tokens when a request gives none. Default 512. */
+  readonly defaultMaxTokens?: number;
+}
+
+const Message = v.object({
+  role: v.picklist(['system', 'user', 'assistant', 'tool']),
+  content: v.union([v.string(), v.array(v.object({ type: v.literal('text'), text: v.string() }))]),
+  name: v.optional(v.string()),
+});
+
+const Common = {
+  model: v.string(),
+  max_tokens: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1)))),
+  max_completion_tokens: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1)))),
+  temperature: v.optional(v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(2)))),
+  top_p: v.optional(v.nullable(v.pipe(v.number(), v.gtValue(0), v.maxValue(1)))),
+  top_k: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0)))),
+  seed: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff)))),
+  stop: v.optional(v.nullable(v.union([v.string(), v.array(v.string())]))),
+  stream: v.optional(v.nullable(v.boolean())),
+  stream_options: v.optional(v.nullable(v.object({ include_usage: v.optional(v.boolean()) }))),
+  n: v.optional(v.nullable(v.literal(1))),
+  /** Ferry extension: the KV slot (session) to use, so a session's next turn reuses its cache. */
+  user: v.optional(v.string()),
+};
+
+const ResponseFormat = v.variant('type', [
+  v.object({ type: v.literal('text') }),
+  v.object({ type: v.literal('json_object') }),
+  v.object({ type: v.literal('json_schema'), json_schema: v.object({ name: v.optional(v.string()), schema: v.optional(v.unknown()), strict: v.optional(v.nullable(v.boolean())) }) }),
+]);
+
+const ChatBody = v.object({ ...Common, messages: v.pipe(v.array(Message), v.minLength(1)), response_format: v.optional(v.nullable(ResponseFormat)) });
+const CompletionBody = v.object({
+  ...Common,
+  prompt: v.union([v.string(), v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.minLength(1))]),
+});
+
+type ChatBody = v.InferOutput<typeof ChatBody>;
+type CompletionBody = v.InferOutput<typeof CompletionBody>;
+
+/** OpenAI's error body; `code` carries the FerryError code. */
+function errorBody(err: FerryError) {
+  return { error: { message: err.message, type: 'invalid_request_error', code: err.code, param: null } };
+}
+
+function statusOf(err: FerryError): number {
+  if (err.code === 'api/unknown-model') return 404;
+  if (err.code.startsWith('llm/bad') || err.code === 'llm/context-overflow' || err.code === 'llm/no-chat-template' || err.code === 'api/bad-request') return 400;
+  return 500;
+}
+
+function parse<T extends v.GenericSchema>(schema: T, body: unknown): v.InferOutput<T> {
+  const result = v.safeParse(schema, body);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const where = issue ? v.getDotPath(issue) : null;
+    throw new FerryError('api/bad-request', `Invalid request body${where ? ` at ${where}` : ''}: ${issue?.message ?? 'not an object'}.`);
+  }
+  return result.output;
+}
+
+function grammarOf(format: ChatBody['response_format']): Grammar | undefined {
+  if (!format || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return { kind: 'json-schema', schema: { type: 'object' } };
+  return { kind: 'json-schema', schema: format.json_schema.schema ?? { type: 'object' } };
+}
+
+function finish(reason: FinishReason): 'stop' | 'length' {
+  return reason === 'length' ? 'length' : 'stop';
+}
+
+function usage(stats: GenerationStats) {
+  return {
+    prompt_tokens: stats.promptTokens,
+    completion_tokens: stats.completionTokens,
+    total_tokens: stats.promptTokens + stats.completionTokens,
+    prompt_tokens_details: { cached_tokens: stats.cachedTokens },
+  };
+}
+
+export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, options) => {
+  const engineOf = () => (typeof options.engine === 'function' ? options.engine() : options.engine);
+  const modelName = () => options.modelName ?? engineOf().info.model;
+  const created = Math.floor(Date.now() / 1000);
+
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: [{ id: modelName(), object: 'model', created, owned_by: 'ferry', ferry: { engine: engineOf().info.id, context_size: engineOf().info.contextSize } }],
+  }));
+
+  /** Runs one request, as a single JSON answer or as server-sent events. */
+  async function serve(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'text', body: ChatBody | CompletionBody, prompt: Prompt, grammar?: Grammar): Promise<void> {
+    if (body.model !== modelName()) {
+      throw new FerryError('api/unknown-model', `The model "${body.model}" is not served here; this endpoint serves "${modelName()}" (see GET /v1/models).`);
+    }
+    const engine = engineOf();
+    const abort = new AbortController();
+    // The client went away (closed the stream, or gave up on a long answer): stop generating for it.
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
+    const generate: GenerateRequest = {
+      prompt,
+      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? Math.min(options.defaultMaxTokens ?? 512, engine.info.contextSize),
+      ...(body.temperature == null ? {} : { temperature: body.temperature }),
+      ...(body.top_p == null ? {} : { topP: body.top_p }),
+      ...(body.top_k == null ? {} : { topK: body.top_k }),
+      ...(body.seed == null ? {} : { seed: body.seed }),
+      ...(body.stop == null ? {} : { stop: typeof body.stop === 'string' ? [body.stop] : body.stop }),
+      ...(grammar ? { grammar } : {}),
+      ...(body.user ? { slot: body.user } : {}),
+      signal: abort.signal,
+    };
+    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID()}`;
+    const base = { id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName() };
+    const choice = (text: string, finishReason: string | null, first = false) =>
+      kind === 'chat' ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: finishReason } : { index: 0, text, finish_reason: finishReason };
+    const events = engine.generate(generate)[Symbol.asyncIterator]();
+    try {
+      await respond(events);
+    } finally {
+      // However the response ended, the generation is closed (an engine frees its slot).
+      await events.return?.();
+    }
+
+    async function respond(events: AsyncIterator<GenerateEvent>): Promise<void> {
+      // The first event is awaited before any header is sent, so a bad request still gets a JSON error status.
+      let next = await events.next();
+      if (!body.stream) {
+        while (!next.done && next.value.type !== 'done') next = await events.next();
+        if (next.done || next.value.type !== 'done') throw new FerryError('llm/no-result', 'The engine ended without a result.');
+        const done = next.value;
+        const answer =
+          kind === 'chat'
+            ? { index: 0, message: { role: 'assistant', content: done.text }, finish_reason: finish(done.finishReason) }
+            : { index: 0, text: done.text, finish_reason: finish(done.finishReason) };
+        await reply.send({ ...base, object: kind === 'chat' ? 'chat.completion' : 'text_completion', choices: [answer], usage: usage(done.stats) });
+        return;
+      }
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', ...(reply.getHeaders() as Record<string, string>) });
+      const send = (data: unknown) => raw.write(`data: ${JSON.stringify(data)}\n\n`);
+      let first = true;
+      try {
+        for (; !next.done; next = await events.next()) {
+          const event = next.value;
+          if (event.type === 'token') {
+            if (event.text === '') continue;
+            send({ ...base, choices: [choice(event.text, null, first)] });
+            first = false;
+            continue;
+          }
+          send({ ...base, choices: [choice('', finish(event.finishReason), first)] });
+          if (body.stream_options?.include_usage) send({ ...base, choices: [], usage: usage(event.stats) });
+        }
+        raw.write('data: [DONE]\n\n');
+      } catch (err) {
+        // Headers are gone: report the failure in the stream, as OpenAI-compatible servers do.
+        const ferry = isFerryError(err) ? err : new FerryError('llm/generate-failed', (err as Error).message, { cause: err });
+        send(errorBody(ferry));
+      } finally {
+        raw.end();
+      }
+    }
+  }
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const body = parse(ChatBody, request.body);
+    const messages = body.messages.map((m) => ({
+      role: m.role,
+      content: typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
+      ...(m.name === undefined ? {} : { name: m.name }),
+    }));
+    await serve(request, reply, 'chat', body, { messages }, grammarOf(body.response_format));
+  });
+
+  app.post('/v1/completions', async (request, reply) => {
+    const body = parse(CompletionBody, request.body);
+    await serve(request, reply, 'text', body, typeof body.prompt === 'string' ? { text: body.prompt } : { tokens: body.prompt });
+  });
+
+  app.setErrorHandler(async (err, _request, reply) => {
+    const ferry = isFerryError(err)
+      ? err
+      : (err as { validation?: unknown; statusCode?: number }).statusCode === 400
+        ? new FerryError('api/bad-request', (err as Error).message)
+        : new FerryError('api/internal', `The request failed: ${(err as Error).message}`, { cause: err });
+    await reply.code(statusOf(ferry)).send(errorBody(ferry));
+  });
+};

@@ -1,0 +1,80 @@
+/**
+ * Runs: resume a published snapshot on the relay's worker, read the run's record, follow its events over a
+ * WebSocket (from any seq: a reconnecting client catches up and misses nothing), and stop it (hand back: the
+ * worker checkpoints, publishes and ends). Starting and stopping need the snapshot's write token.
+ */
+import type { FastifyInstance } from 'fastify';
+import { FerryError } from '../../src/core/errors.ts';
+import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, fromBase64Url, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
+import type { EmbeddedWorker } from '../relay/cloud-worker.ts';
+import { noWorker } from '../relay/cloud-worker.ts';
+import type { RelayStore } from '../relay/relay-store.ts';
+import type { RunRegistry } from '../relay/run-registry.ts';
+
+export interface RunRoutesOptions {
+  store: RelayStore;
+  runs: RunRegistry;
+  /** The embedded worker, when this relay runs one. */
+  worker: EmbeddedWorker | undefined;
+}
+
+const unknownRun = (id: string): FerryError => new FerryError('relay/unknown-run', `There is no run ${id} on this relay.`);
+const runId = (params: unknown): string => parseWire(RunIdSchema, (params as { id?: unknown }).id, 'The run id in the path');
+
+function bearer(header: string | undefined): string {
+  const m = header ? /^Bearer (\S+)$/.exec(header) : null;
+  if (!m) throw new FerryError('relay/token-required', 'This needs the snapshot\'s write token: send Authorization: Bearer <token>.');
+  return parseWire(WriteTokenSchema, m[1], 'The write token');
+}
+
+/** Needs @fastify/websocket registered on the app (app.ts does, once, for every WebSocket route). */
+export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): Promise<void> {
+  const record = (id: string): RunRecord => {
+    const r = opts.runs.get(id);
+    if (!r) throw unknownRun(id);
+    return r;
+  };
+
+  app.post(paths.runs, { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<RunRecord> => {
+    const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
+    if (!opts.worker) throw noWorker();
+    opts.store.snapshots.authorize(body.snapshot, body.writeToken);
+    const run = opts.runs.create(body.snapshot);
+    opts.worker.start(run.id, body, fromBase64Url(body.key, 'protocol/bad-request'));
+    void reply.code(202).header('cache-control', 'no-store');
+    return run;
+  });
+
+  app.get(paths.run(':id'), async (request, reply): Promise<RunRecord> => {
+    void reply.header('cache-control', 'no-store');
+    return record(runId(request.params));
+  });
+
+  app.post(paths.runStop(':id'), async (request): Promise<RunRecord> => {
+    const id = runId(request.params);
+    const run = record(id);
+    opts.store.snapshots.authorize(run.snapshot, bearer(request.headers.authorization));
+    await opts.worker?.stop(id);
+    return record(id);
+  });
+
+  app.get(paths.runEvents(':id'), {
+    websocket: true,
+    // Before the upgrade, so a bad request still gets a 4xx JSON answer.
+    preValidation: async (request) => {
+      record(runId(request.params));
+      const from = (request.query as { from?: unknown }).from;
+      if (from !== undefined && !/^\d{1,9}$/.test(String(from))) throw new FerryError('protocol/bad-request', 'from must be an event seq (a non-negative integer).');
+    },
+  }, (socket, request) => {
+    const id = runId(request.params);
+    const from = Number((request.query as { from?: string }).from ?? 0);
+    const stop = opts.runs.follow(id, from, (m) => {
+      if (m === 'end') socket.close(1000, 'run ended');
+      else socket.send(JSON.stringify(m));
+    });
+    socket.on('close', stop);
+    // Clients only listen: anything they send is a protocol error.
+    socket.on('message', () => socket.close(1008, 'this stream is one-way'));
+  });
+}

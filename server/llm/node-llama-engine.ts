@@ -1,0 +1,324 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LlamaGrammarEvaluationState, type GbnfJsonSchema, type LlamaContext, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
+import { FerryError } from '../../src/core/errors.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, Grammar, KvState } from '../../src/core/llm/engine.ts';
+import { checkRequest } from '../../src/core/llm/request.ts';
+import { checkTokenIds, preparePrompt } from '../../src/core/llm/prompt.ts';
+import { GenerationClock } from '../../src/core/llm/stats.ts';
+import { StopSequences } from '../../src/core/llm/stop.ts';
+import { tokenizerIdOfGguf } from '../../src/core/llm/tokenizer-id.ts';
+import { fileSha256 } from './file-hash.ts';
+import { openFileReader } from './file-reader.ts';
+import { canonicalKv, kvForStreams, kvTokens } from './kv-state.ts';
+import { loadNativeModel, type NativeLoadOptions, type NativeModel } from './load-native.ts';
+import { SlotPool, type Slot } from './slot-pool.ts';
+
+/**
+ * The Engine over node-llama-cpp: one loaded model, one llama.cpp context with a sequence per slot, so several
+ * sessions generate at once (llama.cpp batches them together) and each keeps its KV cache between turns.
+ * The model file is checked before llama.cpp sees it; KV state is saved and loaded through llama.cpp's sequence
+ * state files, guarded by the model's SHA-256 (a state from another model could crash the process).
+ */
+
+export interface NodeLlamaEngineOptions extends Omit<NativeLoadOptions, 'gpu'> {
+  readonly modelPath: string;
+  /** CUDA/Vulkan/Metal where a real GPU is present, else the CPU ('auto', the default); false forces the CPU. */
+  readonly gpu?: 'auto' | false;
+  /** Sessions served at once (llama.cpp sequences). Default 4. */
+  readonly slots?: number;
+  /** Tokens per slot. Default: the model's training context, at most 4096. */
+  readonly contextSize?: number;
+  /** The file's SHA-256 when already known (e.g. checked at download), to skip hashing it again. */
+  readonly modelSha256?: string;
+  /** Where KV state files pass through (llama.cpp saves and loads sequence state only via files). */
+  readonly tempDir?: string;
+}
+
+const ENGINE_ID = 'node-llama-cpp';
+/** A token's text may end mid-character; more than this many tokens pending is not a split character. */
+const MAX_PENDING_TOKENS = 4;
+
+export async function createNodeLlamaEngine(options: NodeLlamaEngineOptions): Promise<NodeLlamaEngine> {
+  const slots = options.slots ?? 4;
+  if (!Number.isInteger(slots) || slots < 1 || slots > 64) throw new FerryError('llm/bad-option', `slots must be an integer from 1 to 64, got ${slots}.`);
+  const threads = options.threads ?? 1;
+  const native = await loadNativeModel(options.modelPath, { gpu: options.gpu ?? 'auto', threads });
+  try {
+    const contextSize = options.contextSize ?? Math.min(native.info.contextLength, 4096);
+    if (!Number.isInteger(contextSize) || contextSize < 16 || contextSize > native.info.contextLength) {
+      throw new FerryError('llm/bad-option', `contextSize must be an integer from 16 to the model's context length ${native.info.contextLength}, got ${contextSize}.`);
+    }
+    const [sha256, tokenizerId, context, tempDir] = await Promise.all([
+      options.modelSha256 ?? fileSha256(options.modelPath),
+      tokenizerIdOfFile(options.modelPath),
+      native.model.createContext({ contextSize, sequences: slots, threads, flashAttention: false }),
+      mkdtemp(path.join(options.tempDir ?? tmpdir(), 'ferry-kv-')),
+    ]);
+    return new NodeLlamaEngine(native, context, { sha256, tokenizerId, tempDir });
+  } catch (cause) {
+    await native.model.dispose();
+    if (cause instanceof FerryError) throw cause;
+    throw new FerryError('llm/load-failed', `node-llama-cpp could not create a context for ${options.modelPath}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+export class NodeLlamaEngine implements Engine {
+  readonly info: EngineInfo;
+  readonly #model: LlamaModel;
+  readonly #native: NativeModel;
+  readonly #context: LlamaContext;
+  readonly #pool: SlotPool;
+  readonly #tempDir: string;
+  readonly #grammars = new Map<string, Promise<LlamaGrammar>>();
+  #files = 0;
+  #disposed = false;
+
+  constructor(native: NativeModel, context: LlamaContext, ids: { sha256: string; tokenizerId: string; tempDir: string }) {
+    this.#native = native;
+    this.#model = native.model;
+    this.#context = context;
+    this.#tempDir = ids.tempDir;
+    const sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
+    this.#pool = new SlotPool(sequences);
+    const tokens = native.model.tokens;
+    this.info = {
+      id: ENGINE_ID,
+      kind: 'native',
+      model: ids.sha256,
+      tokenizerId: ids.tokenizerId,
+      contextSize: context.contextSize,
+      kvState: true,
+      grammar: true,
+      ...(native.info.chatTemplate === undefined ? {} : { chatTemplate: native.info.chatTemplate }),
+      ...(tokens.bosString === null ? {} : { bosToken: tokens.bosString }),
+      ...(tokens.eosString === null ? {} : { eosToken: tokens.eosString }),
+      addBos: tokens.shouldPrependBosToken,
+      device: native.device,
+    };
+  }
+
+  /** Sessions that can generate at once. */
+  get slots(): number {
+    return this.#pool.size;
+  }
+
+  async tokenize(text: string, options: { readonly special?: boolean } = {}): Promise<number[]> {
+    this.#alive();
+    return this.#model.tokenize(text, options.special ?? false);
+  }
+
+  async detokenize(ids: readonly number[]): Promise<string> {
+    this.#alive();
+    if (ids.length === 0) return '';
+    return this.#model.detokenize(checkTokenIds(ids, this.#native.info.vocabSize) as Token[]);
+  }
+
+  async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    this.#alive();
+    checkRequest(request, this.info.contextSize);
+    const prompt = checkTokenIds(await preparePrompt(this, request.prompt), this.#native.info.vocabSize) as Token[];
+    if (prompt.length >= this.info.contextSize) {
+      throw new FerryError('llm/context-overflow', `The prompt has ${prompt.length} tokens; this engine's context holds ${this.info.contextSize}. Shorten the conversation or use a larger contextSize.`, {
+        details: { promptTokens: prompt.length, contextSize: this.info.contextSize },
+      });
+    }
+    const grammar = request.grammar ? await this.#grammar(request.grammar) : undefined;
+    const stops = new StopSequences(request.stop);
+    const clock = new GenerationClock();
+    const slot = await this.#pool.acquire(request.slot, prompt, request.signal);
+    if (!slot) {
+      yield { type: 'done', finishReason: 'cancelled', text: '', tokens: [], stats: clock.stats(prompt.length, 0, 0) };
+      return;
+    }
+    // The slot is freed before `done` is handed out: a consumer that stops reading there must not hold it.
+    let released = false;
+    try {
+      for await (const event of this.#run(slot, prompt, request, grammar, stops, clock)) {
+        if (event.type === 'done') {
+          this.#pool.release(slot);
+          released = true;
+        }
+        yield event;
+      }
+    } finally {
+      if (!released) this.#pool.release(slot);
+    }
+  }
+
+  async *#run(slot: Slot, prompt: Token[], request: GenerateRequest, grammar: LlamaGrammar | undefined, stops: StopSequences, clock: GenerationClock): AsyncGenerator<GenerateEvent> {
+    const { sequence } = slot;
+    // Keep the cached prefix; at least the last prompt token is evaluated again, to get the next token's logits.
+    const cached = Math.min(sequence.compareContextTokens(prompt).firstDifferentIndex, prompt.length - 1);
+    if (cached < sequence.nextTokenIndex) await sequence.eraseContextTokenRanges([{ start: cached, end: sequence.nextTokenIndex }]);
+    // The budget keeps the sequence inside its context: llama.cpp never shifts it (that would change what the model sees).
+    const budget = Math.min(request.maxTokens, this.info.contextSize - prompt.length);
+    const generated: Token[] = [];
+    let pending: Token[] = [];
+    let text = '';
+    // Each token event is held until the next token: text the stop matcher was still holding goes into the last one.
+    let last: { id: number; text: string } | undefined;
+    let finishReason: FinishReason = 'length';
+    const iterator = sequence.evaluate(prompt.slice(cached), {
+      temperature: request.temperature ?? 0,
+      ...(request.topK === undefined ? {} : { topK: request.topK }),
+      ...(request.topP === undefined ? {} : { topP: request.topP }),
+      ...(request.seed === undefined ? {} : { seed: request.seed }),
+      ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: this.#model, grammar }) } : {}),
+    });
+    try {
+      let ended = true;
+      for await (const token of iterator) {
+        clock.token();
+        generated.push(token);
+        pending.push(token);
+        const context = [...prompt, ...generated.slice(0, generated.length - pending.length)].slice(-8);
+        let piece = this.#model.detokenize(pending, false, context);
+        if (piece.endsWith('\uFFFD') && pending.length < MAX_PENDING_TOKENS) piece = '';
+        else pending = [];
+        const visible = stops.push(piece);
+        text += visible;
+        if (last) yield { type: 'token', ...last };
+        last = { id: token, text: visible };
+        if (stops.stopped) {
+          finishReason = 'stop';
+          ended = false;
+          break;
+        }
+        if (request.signal?.aborted) {
+          finishReason = 'cancelled';
+          ended = false;
+          break;
+        }
+        if (generated.length >= budget) {
+          ended = false;
+          break;
+        }
+      }
+      // The iterator ran out by itself: the model produced an end-of-generation token.
+      if (ended) finishReason = request.signal?.aborted ? 'cancelled' : 'stop';
+    } catch (cause) {
+      throw new FerryError('llm/generate-failed', `node-llama-cpp failed while generating: ${(cause as Error).message}`, { cause });
+    }
+    if (pending.length > 0 && !stops.stopped) {
+      const rest = stops.push(this.#model.detokenize(pending, false, prompt.slice(-8)));
+      text += rest;
+      if (last) last = { ...last, text: last.text + rest };
+    }
+    const tail = stops.flush();
+    text += tail;
+    if (last) yield { type: 'token', ...last, text: last.text + tail };
+    yield { type: 'done', finishReason, text, tokens: generated, stats: clock.stats(prompt.length, cached, generated.length) };
+  }
+
+  async saveKv(slotName: string): Promise<KvState> {
+    this.#alive();
+    const slot = await this.#owned(slotName);
+    const file = this.#tempFile();
+    try {
+      await slot.sequence.saveStateToFile(file);
+      // Canonical (one-stream) bytes load into a context with any number of slots.
+      const bytes = canonicalKv(new Uint8Array(await readFile(file)));
+      return { engine: ENGINE_ID, model: this.info.model, tokens: [...slot.sequence.contextTokens], bytes };
+    } catch (cause) {
+      throw new FerryError('llm/kv-save-failed', `Could not save the KV state of slot ${slotName}: ${(cause as Error).message}`, { cause });
+    } finally {
+      this.#pool.release(slot);
+      await rm(file, { force: true });
+    }
+  }
+
+  async loadKv(slotName: string, state: KvState): Promise<void> {
+    this.#alive();
+    if (state.engine !== ENGINE_ID || state.model !== this.info.model) {
+      throw new FerryError('llm/kv-mismatch', `This KV state was saved by ${state.engine} for model ${state.model}; this engine is ${ENGINE_ID} with model ${this.info.model}. Re-prefill the transcript instead.`, {
+        details: { engine: state.engine, model: state.model },
+      });
+    }
+    const tokens = checkTokenIds(state.tokens, this.#native.info.vocabSize);
+    if (tokens.length >= this.info.contextSize) {
+      throw new FerryError('llm/context-overflow', `The KV state covers ${tokens.length} tokens; this engine's context holds ${this.info.contextSize}.`);
+    }
+    const inFile = kvTokens(state.bytes);
+    if (inFile.length !== tokens.length || inFile.some((t, i) => t !== tokens[i])) {
+      throw new FerryError('llm/kv-mismatch', 'The KV state bytes do not hold the tokens the state says they hold; it is corrupt. Re-prefill the transcript instead.');
+    }
+    const bytes = kvForStreams(state.bytes, this.#context.totalSequences);
+    const slot = await this.#pool.acquire(slotName, tokens);
+    if (!slot) throw new FerryError('llm/disposed', 'The engine was disposed.');
+    const file = this.#tempFile();
+    try {
+      await writeFile(file, bytes);
+      await slot.sequence.loadStateFromFile(file, { acceptRisk: true });
+      const loaded = slot.sequence.contextTokens;
+      if (loaded.length !== tokens.length || loaded.some((t, i) => t !== tokens[i])) {
+        await slot.sequence.clearHistory();
+        throw new FerryError('llm/kv-mismatch', 'The KV state bytes do not hold the tokens the state says they hold; it is corrupt. Re-prefill the transcript instead.');
+      }
+    } catch (cause) {
+      if (cause instanceof FerryError) throw cause;
+      await slot.sequence.clearHistory().catch(() => undefined);
+      throw new FerryError('llm/kv-load-failed', `Could not load the KV state into slot ${slotName}: ${(cause as Error).message}. Re-prefill the transcript instead.`, { cause });
+    } finally {
+      this.#pool.release(slot);
+      await rm(file, { force: true });
+    }
+  }
+
+  async releaseSlot(slotName: string): Promise<void> {
+    this.#pool.forget(slotName);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#pool.close();
+    await this.#context.dispose();
+    await this.#model.dispose();
+    await rm(this.#tempDir, { recursive: true, force: true });
+  }
+
+  async #owned(slotName: string): Promise<Slot> {
+    if (!this.#pool.find(slotName)) {
+      throw new FerryError('llm/unknown-slot', `No cached sequence for slot ${slotName} (never used, released, or evicted by other sessions).`, { details: { slot: slotName } });
+    }
+    const slot = await this.#pool.acquire(slotName, []);
+    if (!slot) throw new FerryError('llm/disposed', 'The engine was disposed.');
+    return slot;
+  }
+
+  #grammar(grammar: Grammar): Promise<LlamaGrammar> {
+    const key = JSON.stringify(grammar);
+    let compiled = this.#grammars.get(key);
+    if (!compiled) {
+      const { llama } = this.#native;
+      compiled = (grammar.kind === 'json-schema'
+        ? llama.createGrammarForJsonSchema(grammar.schema as Readonly<{ const: string }> & GbnfJsonSchema)
+        : llama.createGrammar({ grammar: grammar.text })
+      ).catch((cause: unknown) => {
+        this.#grammars.delete(key);
+        throw new FerryError('llm/bad-grammar', `The ${grammar.kind} grammar is not usable: ${(cause as Error).message}`, { cause });
+      });
+      this.#grammars.set(key, compiled);
+    }
+    return compiled;
+  }
+
+  #tempFile(): string {
+    return path.join(this.#tempDir, `kv-${process.pid}-${++this.#files}.bin`);
+  }
+
+  #alive(): void {
+    if (this.#disposed) throw new FerryError('llm/disposed', 'The engine was disposed.');
+  }
+}
+
+async function tokenizerIdOfFile(file: string): Promise<string> {
+  const reader = await openFileReader(file);
+  try {
+    return await tokenizerIdOfGguf(reader);
+  } finally {
+    await reader.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * How the relay's typed errors become HTTP: a status per error code, and one JSON shape for every error,
+ * `{ error: { code, message } }` — including Fastify's own (bad JSON, oversized body) and unexpected failures,
+ * whose details go to the log only.
+ */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { FerryError, isFerryError } from '../../src/core/errors.ts';
+import type { ErrorBody } from '../../src/core/protocol/index.ts';
+
+const statusByCode: Record<string, number> = {
+  'http/not-found': 404,
+  'relay/unknown-object': 404,
+  'relay/unknown-snapshot': 404,
+  'relay/unknown-run': 404,
+  'relay/no-worker': 503,
+  'relay/token-required': 401,
+  'relay/bad-token': 403,
+  'relay/origin-not-allowed': 403,
+  'relay/missing-object': 409,
+  'store/ref-conflict': 409,
+  'relay/length-required': 411,
+  'relay/too-large': 413,
+  'http/body-too-large': 413,
+  'http/unsupported-media-type': 415,
+  'http/rate-limited': 429,
+  'store/quota-exceeded': 507,
+  'store/write-failed': 500,
+  'store/corrupt-object': 500,
+  'store/open-failed': 500,
+};
+
+/** Fastify's own client errors, renamed into Ferry's code space with a message a person can act on. */
+const fastifyCodes: Record<string, { code: string; message: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'http/malformed-json', message: 'The request body is not valid JSON.' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'http/malformed-json', message: 'The request body is empty; send a JSON object.' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'http/body-too-large', message: 'The request body is larger than this endpoint accepts.' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'http/unsupported-media-type', message: 'This endpoint does not accept that Content-Type.' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'http/bad-content-length', message: 'The body is not as long as its Content-Length header says.' },
+  FST_ERR_CTP_INVALID_TYPE: { code: 'http/unsupported-media-type', message: 'The Content-Type header is malformed.' },
+};
+
+export function statusFor(code: string): number {
+  return statusByCode[code] ?? (code.startsWith('store/') ? 500 : 400);
+}
+
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError | FerryError | Error, request, reply) => {
+    if (isFerryError(err)) {
+      const status = statusFor(err.code);
+      if (status >= 500) request.log.error({ err }, 'request failed');
+      return reply.code(status).send(errorBody(err.code, err.message));
+    }
+    const fe = err as FastifyError;
+    const known = fe.code ? fastifyCodes[fe.code] : undefined;
+    if (known) return reply.code(fe.statusCode ?? 400).send(errorBody(known.code, known.message));
+    if (err instanceof SyntaxError && (fe.statusCode ?? 400) === 400) return reply.code(400).send(errorBody('http/malformed-json', 'The request body is not valid JSON.'));
+    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+      return reply.code(fe.statusCode).send(errorBody('http/bad-request', err.message));
+    }
+    request.log.error({ err }, 'unexpected failure');
+    return reply.code(500).send(errorBody('http/internal', 'The relay failed unexpectedly; the failure is in its log. Retry, and report it if it persists.'));
+  });
+}
+
+export const notFound = (what: string): FerryError => new FerryError('http/not-found', `No such resource: ${what}.`);

@@ -1,0 +1,163 @@
+/**
+ * Run records and their event logs, in SQLite beside the snapshots: a relay restart keeps every record and every
+ * event it acknowledged. Live subscribers get each event as it is appended; a client that reconnects asks for
+ * events from the last seq it saw and misses nothing. A run still "running" when the relay starts was cut off by
+ * a restart: it is marked "interrupted" (its last published checkpoint is on its snapshot, ready to resume).
+ *
+ * Events reach live subscribers at once and the database one tick later, many per transaction: a token stream
+ * must not cost a commit per token. The log is WAL with synchronous=NORMAL — it survives the relay process dying;
+ * a power cut may drop the last events of a stream, never a checkpoint, which is durable in the snapshot.
+ */
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { FerryError } from '../../src/core/errors.ts';
+import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
+
+interface Row {
+  id: string;
+  snapshot: string;
+  status: RunStatus;
+  events: number;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export type RunEvent = { type: string } & Record<string, unknown>;
+type Listener = (message: RunMessage | 'end') => void;
+
+const FINAL = new Set<RunStatus>(['idle', 'done', 'stopped', 'failed', 'interrupted']);
+
+export class RunRegistry {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  /** Next seq per run with events not yet flushed, and those events. */
+  private readonly nextSeq = new Map<string, number>();
+  private pending: { run: string; seq: number; event: string }[] = [];
+  private flushScheduled = false;
+
+  private constructor(private readonly db: Database.Database) {}
+
+  static open(dir: string): RunRegistry {
+    let db: Database.Database;
+    try {
+      db = new Database(path.join(dir, 'runs.sqlite'));
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, snapshot TEXT NOT NULL, status TEXT NOT NULL, events INTEGER NOT NULL,
+          error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS run_events (run TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (run, seq)) WITHOUT ROWID;
+      `);
+      db.prepare("UPDATE runs SET status = 'interrupted', updated_at = ? WHERE status = 'running'").run(Date.now());
+    } catch (cause) {
+      throw new FerryError('store/open-failed', `Cannot open the run registry in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
+    }
+    return new RunRegistry(db);
+  }
+
+  create(snapshot: string): RunRecord {
+    const id = randomBytes(16).toString('hex');
+    const now = Date.now();
+    this.db.prepare('INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at) VALUES (?, ?, ?, 0, NULL, ?, ?)').run(id, snapshot, 'running', now, now);
+    return this.get(id)!;
+  }
+
+  get(id: string): RunRecord | undefined {
+    this.flush();
+    const row = this.db.prepare<[string], Row>('SELECT * FROM runs WHERE id = ?').get(id);
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      snapshot: row.snapshot,
+      status: row.status,
+      events: row.events,
+      error: row.error === null ? null : (JSON.parse(row.error) as { code: string; message: string }),
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    };
+  }
+
+  /** Appends one event: live subscribers get it now, the database within a tick (see above). */
+  append(id: string, event: RunEvent): RunMessage {
+    let seq = this.nextSeq.get(id);
+    if (seq === undefined) {
+      const row = this.db.prepare<[string], { events: number }>('SELECT events FROM runs WHERE id = ?').get(id);
+      if (!row) throw new FerryError('relay/unknown-run', `There is no run ${id} on this relay.`);
+      seq = row.events;
+    }
+    this.nextSeq.set(id, seq + 1);
+    const message: RunMessage = { seq, event };
+    this.pending.push({ run: id, seq, event: JSON.stringify(event) });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    for (const l of this.listeners.get(id) ?? []) l(message);
+    return message;
+  }
+
+  /** Writes every pending event in one transaction. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    const insert = this.db.prepare('INSERT INTO run_events (run, seq, event) VALUES (?, ?, ?)');
+    const count = this.db.prepare('UPDATE runs SET events = ?, updated_at = ? WHERE id = ?');
+    this.db.transaction(() => {
+      const last = new Map<string, number>();
+      for (const e of batch) {
+        insert.run(e.run, e.seq, e.event);
+        last.set(e.run, e.seq);
+      }
+      const now = Date.now();
+      for (const [run, seq] of last) count.run(seq + 1, now, run);
+    }).immediate();
+  }
+
+  finish(id: string, status: RunStatus, error?: { code: string; message: string }): void {
+    this.flush();
+    this.nextSeq.delete(id);
+    this.db.prepare('UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE id = ?').run(status, error ? JSON.stringify(error) : null, Date.now(), id);
+    for (const l of this.listeners.get(id) ?? []) l('end');
+    this.listeners.delete(id);
+  }
+
+  /** Events from `from` on, oldest first. */
+  events(id: string, from: number): RunMessage[] {
+    this.flush();
+    return this.db
+      .prepare<[string, number], { seq: number; event: string }>('SELECT seq, event FROM run_events WHERE run = ? AND seq >= ? ORDER BY seq')
+      .all(id, from)
+      .map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as RunEvent }));
+  }
+
+  /**
+   * Replays events from `from`, then follows live ones; `listener('end')` once the run has ended. Registering
+   * before reading the backlog (and skipping seqs already sent) means no event falls between the two.
+   */
+  follow(id: string, from: number, listener: Listener): () => void {
+    let next = from;
+    const deliver = (m: RunMessage | 'end'): void => {
+      if (m === 'end') return listener('end');
+      if (m.seq < next) return;
+      next = m.seq + 1;
+      listener(m);
+    };
+    const set = this.listeners.get(id) ?? new Set<Listener>();
+    this.listeners.set(id, set);
+    set.add(deliver);
+    for (const m of this.events(id, from)) deliver(m);
+    if (FINAL.has(this.get(id)?.status ?? 'failed')) {
+      set.delete(deliver);
+      listener('end');
+    }
+    return () => set.delete(deliver);
+  }
+
+  close(): void {
+    this.flush();
+    this.db.close();
+  }
+}

@@ -1,0 +1,562 @@
+/**
+ * The app's own state over the IndexedDB store and the session core: the session catalogue (title, template,
+ * activity, where it runs, size), per-session operations the UI offers (send, fork, roll back and undo it, switch
+ * branch, compare), `.ferry` export/import and the user's settings.
+ *
+ * Session contents live only in the content store, through the session core. The catalogue entries and settings
+ * live in a small second database ("ferry-app"): they are the app's view, rebuilt from the store's refs when they
+ * are missing (an import from another tab, a wiped catalogue), and dropped when their session is gone.
+ * Every record read back passes a validator first (restore before trusting).
+ */
+import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import * as v from 'valibot';
+import { FerryError } from '../core/errors.ts';
+import { Session, branchRef, parseSessionRef, sessionPrefix, type Checkpoint, type HistoryEntry, type LlmSettings, type SessionEvent } from '../core/session/index.ts';
+import { collectClosure, exportSession, importSession } from '../core/snapshot/index.ts';
+import type { ObjectId, Ref, Store } from '../core/store/index.ts';
+import { idbError, openIdbStore } from './idb-store.ts';
+
+export const TEMPLATE_IDS = ['assistant', 'dev-guide', 'podcast', 'survey'] as const;
+export type TemplateId = (typeof TEMPLATE_IDS)[number];
+
+export const TEMPLATES: Record<TemplateId, { name: string; description: string }> = {
+  assistant: { name: 'Assistant', description: 'A plain chat assistant.' },
+  'dev-guide': { name: 'Dev guide', description: 'Software-development guidance over a code workspace.' },
+  podcast: { name: 'Podcast', description: 'A podcast script with speakers and segments.' },
+  survey: { name: 'Survey', description: 'A survey paper drafted over many sources.' },
+};
+
+const MAX_TITLE = 120;
+const time = v.pipe(v.number(), v.finite(), v.minValue(0));
+
+const MetaSchema = v.object({
+  id: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/)),
+  title: v.pipe(v.string(), v.maxLength(MAX_TITLE)),
+  template: v.picklist(TEMPLATE_IDS),
+  createdAt: time,
+  updatedAt: time,
+  /** Where the session runs now. Until placement lands every local session runs on this device. */
+  runsOn: v.pipe(v.string(), v.maxLength(120)),
+  /** Bytes of every object the session reaches (all branches, tool state); null until measured. */
+  sizeBytes: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  steps: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+export type SessionMeta = v.InferOutput<typeof MetaSchema>;
+
+export const PRIVACY = ['this-device', 'my-devices', 'any'] as const;
+export const OBJECTIVES = ['fastest', 'cheapest', 'balanced'] as const;
+export const THEMES = ['system', 'light', 'dark'] as const;
+
+const SettingsSchema = v.object({
+  relayUrl: v.pipe(v.string(), v.maxLength(2048)),
+  privacy: v.picklist(PRIVACY),
+  objective: v.picklist(OBJECTIVES),
+  /** Spending cap per month in US dollars; 0 keeps every session off paid workers. */
+  budgetUsd: v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(1_000_000)),
+  theme: v.picklist(THEMES),
+});
+export type Settings = v.InferOutput<typeof SettingsSchema>;
+
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system' };
+
+/** The settings a new session starts with until the user picks a model: no model yet, greedy decoding. */
+const NO_MODEL: LlmSettings = { model: '', tokenizerId: '', sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 1024 } };
+
+interface AppDb extends DBSchema {
+  sessions: { key: string; value: SessionMeta };
+  settings: { key: string; value: unknown };
+  /** Per session, the last transcript read: derived from immutable checkpoints, so it is valid for its head. */
+  transcripts: { key: string; value: unknown };
+}
+
+/** A cached transcript: every checkpoint from the root to `head` (ids are content hashes: never stale). */
+const CachedTranscriptSchema = v.object({
+  head: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
+  steps: v.array(
+    v.object({
+      id: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
+      at: time,
+      n: v.pipe(v.number(), v.integer(), v.minValue(0)),
+      events: v.array(v.looseObject({ type: v.picklist(['user', 'generation', 'tool-call', 'tool-result', 'placement', 'fork']), at: time })),
+    }),
+  ),
+});
+
+/** One user-visible step of a transcript: the events of one checkpoint. */
+export interface TranscriptStep {
+  id: ObjectId;
+  at: number;
+  events: SessionEvent[];
+}
+
+/** A deleted session, kept in memory until the undo window closes. */
+export interface DeletedSession {
+  meta: SessionMeta;
+  refs: Ref[];
+}
+
+/** A node of the checkpoint DAG as the tree view draws it. */
+export interface TreeNode {
+  id: ObjectId;
+  parent: ObjectId | null;
+  at: number;
+  /** Branches whose head is this checkpoint. */
+  heads: string[];
+  /** The branch this node is drawn on (the first branch, current first, whose history holds it). */
+  lane: string;
+  summary: string;
+  steps: number;
+}
+
+export interface SessionTree {
+  branch: string;
+  branches: { name: string; head: ObjectId }[];
+  /** Oldest first. */
+  nodes: TreeNode[];
+  /** The head the last rollback of the current branch moved away from, if it can still be restored. */
+  undoRollback: { from: ObjectId; to: ObjectId } | null;
+}
+
+export interface OpenOptions {
+  storeName?: string;
+  appDbName?: string;
+}
+
+/** Throws a typed error unless `title` is a usable session title; returns it trimmed. */
+export function checkTitle(title: string): string {
+  const t = title.trim();
+  if (t.length === 0) throw new FerryError('app/bad-title', 'A session needs a title; type at least one character.');
+  if (t.length > MAX_TITLE) throw new FerryError('app/bad-title', `Titles are at most ${MAX_TITLE} characters; shorten it.`);
+  return t;
+}
+
+/** Sessions whose title or template matches every word of `query` (case-insensitive). */
+export function searchSessions(list: readonly SessionMeta[], query: string): SessionMeta[] {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return [...list];
+  return list.filter((m) => {
+    const hay = `${m.title} ${m.template} ${TEMPLATES[m.template].name}`.toLowerCase();
+    return words.every((w) => hay.includes(w));
+  });
+}
+
+/** A one-line summary of a checkpoint for the tree view. */
+export function summarize(cp: Pick<Checkpoint, 'events' | 'parent'>): string {
+  for (const e of cp.events) {
+    switch (e.type) {
+      case 'user':
+        return `You: ${e.text}`;
+      case 'generation':
+        return `Agent: ${e.text}`;
+      case 'tool-call':
+        return `Tool ${e.tool}`;
+      case 'tool-result':
+        return `Tool result (${e.ok ? 'ok' : 'failed'})`;
+      case 'placement':
+        return `Moved ${e.from} → ${e.to}`;
+      case 'fork':
+        return `Fork "${e.branch}" from "${e.fromBranch}"`;
+    }
+  }
+  return cp.parent === null ? 'Session started' : 'Checkpoint';
+}
+
+function titleFrom(events: readonly SessionEvent[], fallback: string): string {
+  const first = events.find((e): e is Extract<SessionEvent, { type: 'user' }> => e.type === 'user');
+  const text = first?.text.replace(/\s+/g, ' ').trim() ?? '';
+  return text ? text.slice(0, 60) : fallback;
+}
+
+export class AppState {
+  private constructor(
+    readonly store: Store,
+    private readonly db: IDBPDatabase<AppDb>,
+  ) {}
+
+  static async open(opts: OpenOptions = {}): Promise<AppState> {
+    const store = openIdbStore({ name: opts.storeName ?? 'ferry' });
+    let db: IDBPDatabase<AppDb>;
+    try {
+      db = await openDB<AppDb>(opts.appDbName ?? 'ferry-app', 2, {
+        upgrade(d, oldVersion) {
+          if (oldVersion < 1) {
+            d.createObjectStore('sessions', { keyPath: 'id' });
+            d.createObjectStore('settings');
+          }
+          if (oldVersion < 2) d.createObjectStore('transcripts');
+        },
+        blocking() {
+          db.close();
+        },
+      });
+    } catch (cause) {
+      throw idbError(cause, 'open the session list');
+    }
+    return new AppState(store, db);
+  }
+
+  // ---- the catalogue -------------------------------------------------------------------------------------------
+
+  /** Every session in the store, newest activity first. Repairs the catalogue against the store's refs. */
+  async list(): Promise<SessionMeta[]> {
+    const [rows, refs] = await Promise.all([this.db.getAll('sessions'), this.store.listRefs('sessions/')]);
+    const inStore = new Set<string>();
+    for (const r of refs) {
+      const p = parseSessionRef(r.name);
+      if (p?.kind === 'head') inStore.add(p.sessionId);
+    }
+    const out: SessionMeta[] = [];
+    const known = new Set<string>();
+    for (const row of rows) {
+      const meta = v.safeParse(MetaSchema, row);
+      if (!meta.success || !inStore.has(meta.output.id)) {
+        await this.db.delete('sessions', (row as { id?: string }).id ?? '');
+        continue;
+      }
+      known.add(meta.output.id);
+      out.push(meta.output);
+    }
+    for (const id of inStore) if (!known.has(id)) out.push(await this.adopt(id, 'Untitled session'));
+    return out.sort((a, b) => b.updatedAt - a.updatedAt);
+  }
+
+  async get(id: string): Promise<SessionMeta> {
+    const row = await this.db.get('sessions', id);
+    const meta = v.safeParse(MetaSchema, row);
+    if (meta.success) return meta.output;
+    if ((await this.store.getRef(`sessions/${id}/head`)) !== undefined) return this.adopt(id, 'Untitled session');
+    throw new FerryError('session/not-found', 'This session is not on this device: it was deleted, or the link points at another device. Import its .ferry file to open it here.');
+  }
+
+  async create(template: TemplateId, title?: string): Promise<SessionMeta> {
+    if (!TEMPLATE_IDS.includes(template)) throw new FerryError('app/bad-template', `Unknown template "${String(template)}"; pick one of ${TEMPLATE_IDS.join(', ')}.`);
+    const now = Date.now();
+    const session = await Session.create(this.store, { llm: NO_MODEL, now });
+    const meta: SessionMeta = {
+      id: session.id,
+      title: checkTitle(title ?? `New ${TEMPLATES[template].name.toLowerCase()} session`),
+      template,
+      createdAt: now,
+      updatedAt: now,
+      runsOn: 'This device',
+      sizeBytes: null,
+      steps: 0,
+    };
+    await this.put(meta);
+    void this.measure(meta.id);
+    return meta;
+  }
+
+  async rename(id: string, title: string): Promise<SessionMeta> {
+    const meta = { ...(await this.get(id)), title: checkTitle(title) };
+    await this.put(meta);
+    return meta;
+  }
+
+  /** Removes a session's refs and catalogue entry; its objects stay until the undo window has passed. */
+  async remove(id: string): Promise<DeletedSession> {
+    const meta = await this.get(id);
+    const refs = await this.store.listRefs(sessionPrefix(id));
+    await this.store.commit([], refs.map((r) => ({ name: r.name, expect: r.id, next: null, reason: 'delete' })));
+    await this.db.delete('sessions', id);
+    await this.db.delete('transcripts', id).catch(() => undefined);
+    return { meta, refs };
+  }
+
+  async undoRemove(deleted: DeletedSession): Promise<SessionMeta> {
+    await this.store.commit([], deleted.refs.map((r) => ({ name: r.name, expect: null, next: r.id, reason: 'undo delete' })));
+    await this.put(deleted.meta);
+    return deleted.meta;
+  }
+
+  // ---- one session ---------------------------------------------------------------------------------------------
+
+  openSession(id: string): Promise<Session> {
+    return Session.open(this.store, id);
+  }
+
+  /**
+   * The current branch's steps, oldest first (checkpoints without events, like the root, are left out). Reads only
+   * the checkpoints that differ from the transcript read last time (after a send, one; after a rollback, none), so
+   * opening a long session does not walk its whole history again.
+   */
+  async transcript(session: Session): Promise<TranscriptStep[]> {
+    return (await this.chain(session)).filter((s) => s.events.length > 0);
+  }
+
+  /** Every checkpoint of the current branch, root first, each with its step count; cached per head. */
+  private async chain(session: Session): Promise<(TranscriptStep & { n: number })[]> {
+    const head = await session.head();
+    const cached = v.safeParse(CachedTranscriptSchema, await this.db.get('transcripts', session.id).catch(() => undefined));
+    type Entry = TranscriptStep & { n: number };
+    if (cached.success && cached.output.head === head) return cached.output.steps as Entry[];
+    const known = new Map((cached.success ? cached.output.steps : []).map((s, i) => [s.id, i]));
+    const walked: Entry[] = [];
+    let id: ObjectId | null = head;
+    let prefix: Entry[] = [];
+    while (id !== null) {
+      const at = known.get(id);
+      if (at !== undefined && cached.success) {
+        prefix = cached.output.steps.slice(0, at + 1) as Entry[];
+        break;
+      }
+      const cp = await session.checkpoint(id);
+      walked.push({ id, at: cp.at, n: cp.counters.steps, events: cp.events });
+      id = cp.parent;
+    }
+    const steps = prefix.concat(walked.reverse());
+    // A cache write that fails (quota) costs only speed next time.
+    await this.db.put('transcripts', { head, steps }, session.id).catch(() => undefined);
+    return steps;
+  }
+
+  /** Appends the user's message as a new checkpoint on the current branch. */
+  async sendMessage(session: Session, text: string): Promise<ObjectId> {
+    const body = text.trim();
+    if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
+    const now = Date.now();
+    const id = await session.append({ events: [{ type: 'user', text: body, at: now }], now });
+    await this.touch(session);
+    return id;
+  }
+
+  async fork(session: Session, at: ObjectId, branch: string, switchTo = true): Promise<void> {
+    await session.fork(at, branch);
+    if (switchTo) await session.switchBranch(branch);
+    await this.touch(session);
+  }
+
+  async rollback(session: Session, to: ObjectId): Promise<void> {
+    await session.rollback(to);
+    await this.touch(session);
+  }
+
+  async switchBranch(session: Session, branch: string): Promise<void> {
+    await session.switchBranch(branch);
+    await this.touch(session);
+  }
+
+  /** Moves the current branch back to the head its last rollback left (kept in the reflog). */
+  async undoRollback(session: Session): Promise<void> {
+    const undo = await this.lastRollback(session);
+    if (!undo) throw new FerryError('app/nothing-to-undo', `Branch "${session.branch}" has no rollback to undo (or it has moved since).`);
+    await this.store.setRef({ name: branchRef(session.id, session.branch), expect: undo.to, next: undo.from, reason: `undo rollback to ${undo.to}` });
+    await this.touch(session);
+  }
+
+  /** The whole DAG: every branch's history merged, each node drawn on the first branch that holds it. */
+  async tree(session: Session): Promise<SessionTree> {
+    const branches = (await session.branches()).sort((a, b) => (a.name === session.branch ? -1 : b.name === session.branch ? 1 : a.name.localeCompare(b.name)));
+    const nodes = new Map<ObjectId, TreeNode>();
+    // The current branch comes from the cached chain; other branches are walked until they meet a drawn node.
+    const chain = await this.chain(session);
+    chain.forEach((c, i) => {
+      const parent = i === 0 ? null : chain[i - 1]!.id;
+      nodes.set(c.id, { id: c.id, parent, at: c.at, heads: [], lane: session.branch, summary: summarize({ events: c.events, parent }), steps: c.n });
+    });
+    const current = chain.at(-1);
+    if (current) nodes.get(current.id)!.heads.push(session.branch);
+    for (const b of branches) {
+      if (b.name === session.branch && current?.id === b.head) continue;
+      // Walk back from the branch head only until it meets a checkpoint already drawn.
+      for (let id: ObjectId | null = b.head; id !== null; ) {
+        const existing = nodes.get(id);
+        if (existing) {
+          if (id === b.head) existing.heads.push(b.name);
+          break;
+        }
+        const cp = await session.checkpoint(id);
+        nodes.set(id, { id, parent: cp.parent, at: cp.at, heads: id === b.head ? [b.name] : [], lane: b.name, summary: summarize(cp), steps: cp.counters.steps });
+        id = cp.parent;
+      }
+    }
+    // Parents before children: order by depth, then time.
+    const depth = new Map<ObjectId, number>();
+    const depthOf = (id: ObjectId): number => {
+      const path: ObjectId[] = [];
+      let cur: ObjectId | null = id;
+      while (cur !== null && !depth.has(cur)) {
+        path.push(cur);
+        cur = nodes.get(cur)?.parent ?? null;
+      }
+      let d = cur === null ? -1 : depth.get(cur)!;
+      for (let i = path.length - 1; i >= 0; i--) depth.set(path[i]!, ++d);
+      return depth.get(id)!;
+    };
+    const ordered = [...nodes.values()].sort((a, b) => depthOf(a.id) - depthOf(b.id) || a.at - b.at);
+    return { branch: session.branch, branches: branches.map((b) => ({ name: b.name, head: b.head })), nodes: ordered, undoRollback: await this.lastRollback(session) };
+  }
+
+  /** Two branches' transcripts split at their newest common checkpoint. */
+  async compare(session: Session, a: string, b: string): Promise<{ common: TranscriptStep[]; onlyA: TranscriptStep[]; onlyB: TranscriptStep[] }> {
+    const [ha, hb] = await Promise.all([session.history(a), session.history(b)]);
+    const inB = new Set(hb.map((h) => h.id));
+    const split = ha.findIndex((h) => inB.has(h.id));
+    const base = split === -1 ? null : ha[split]!.id;
+    const baseInB = base === null ? hb.length : hb.findIndex((h) => h.id === base);
+    return {
+      common: split === -1 ? [] : toSteps(ha.slice(split)),
+      onlyA: toSteps(ha.slice(0, split === -1 ? ha.length : split)),
+      onlyB: toSteps(hb.slice(0, baseInB)),
+    };
+  }
+
+  // ---- files ---------------------------------------------------------------------------------------------------
+
+  async exportFile(id: string): Promise<{ name: string; bytes: Uint8Array }> {
+    const meta = await this.get(id);
+    const bytes = await exportSession(this.store, id);
+    const base = meta.title.replace(/[^\p{L}\p{N}._ -]+/gu, '').trim().replace(/\s+/g, '-').slice(0, 60) || 'session';
+    return { name: `${base}.ferry`, bytes };
+  }
+
+  /** Imports a `.ferry` file; nothing is stored unless the whole file checks out. */
+  async importFile(bytes: Uint8Array, fileName = ''): Promise<SessionMeta> {
+    let id: string;
+    try {
+      id = await importSession(this.store, bytes);
+    } catch (err) {
+      if (err instanceof FerryError && err.code === 'snapshot/bad-container' && !fileName.endsWith('.ferry')) {
+        throw new FerryError('snapshot/bad-container', `"${fileName || 'This file'}" is not a Ferry session file; choose a .ferry file exported from Ferry.`, { cause: err });
+      }
+      throw err;
+    }
+    const fromName = fileName.replace(/\.ferry$/i, '').replace(/[-_]+/g, ' ').trim().slice(0, MAX_TITLE);
+    return this.adopt(id, 'Imported session', fromName || undefined);
+  }
+
+  // ---- settings ------------------------------------------------------------------------------------------------
+
+  async settings(): Promise<Settings> {
+    const parsed = v.safeParse(SettingsSchema, { ...DEFAULT_SETTINGS, ...((await this.db.get('settings', 'settings')) as object | undefined) });
+    return parsed.success ? parsed.output : { ...DEFAULT_SETTINGS };
+  }
+
+  async saveSettings(next: Settings): Promise<Settings> {
+    const parsed = v.safeParse(SettingsSchema, next);
+    if (!parsed.success) {
+      const issue = parsed.issues[0];
+      throw new FerryError('app/bad-settings', `Setting "${issue ? v.getDotPath(issue) : '?'}" is invalid: ${issue?.message ?? 'invalid'}. Correct it and save again.`);
+    }
+    if (parsed.output.relayUrl) {
+      let url: URL;
+      try {
+        url = new URL(parsed.output.relayUrl);
+      } catch {
+        throw new FerryError('app/bad-relay-url', `"${parsed.output.relayUrl}" is not a URL; enter one like https://relay.example.org (or leave it empty to use this site).`);
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FerryError('app/bad-relay-url', 'The relay URL must start with https:// (or http:// on a local network).');
+    }
+    await this.write(() => this.db.put('settings', parsed.output, 'settings'));
+    return parsed.output;
+  }
+
+  close(): void {
+    this.db.close();
+    void this.store.close();
+  }
+
+  // ---- internals -----------------------------------------------------------------------------------------------
+
+  private async lastRollback(session: Session): Promise<{ from: ObjectId; to: ObjectId } | null> {
+    const log = await session.reflog();
+    const last = log.at(-1);
+    if (!last || !last.reason.startsWith('rollback from ') || last.from === null || last.to === null) return null;
+    return (await this.store.getRef(branchRef(session.id, session.branch))) === last.to ? { from: last.from, to: last.to } : null;
+  }
+
+  /** Catalogues a session found in the store (imported, or written by another tab). */
+  private async adopt(id: string, fallbackTitle: string, title?: string): Promise<SessionMeta> {
+    const session = await Session.open(this.store, id);
+    const head = await session.checkpoint(await session.head());
+    const history = await session.history();
+    const firstUser = history.findLast((h) => h.checkpoint.events.some((e) => e.type === 'user'));
+    const root = history.at(-1)!.checkpoint;
+    const meta: SessionMeta = {
+      id,
+      title: checkTitle(title ?? titleFrom(firstUser?.checkpoint.events ?? [], fallbackTitle).slice(0, MAX_TITLE)),
+      template: 'assistant',
+      createdAt: root.at,
+      updatedAt: Math.max(head.at, root.at),
+      runsOn: 'This device',
+      sizeBytes: null,
+      steps: head.counters.steps,
+    };
+    await this.put(meta);
+    await this.transcript(session).catch(() => undefined);
+    void this.measure(id);
+    return meta;
+  }
+
+  private async touch(session: Session): Promise<void> {
+    const meta = await this.get(session.id);
+    const head = await session.checkpoint(await session.head());
+    await this.put({ ...meta, updatedAt: Date.now(), steps: head.counters.steps });
+    void this.measure(session.id);
+  }
+
+  /** Sessions being measured; `dirty` asks for one more walk after the current one (changes coalesce). */
+  private readonly measuring = new Map<string, { dirty: boolean; done: Promise<void> }>();
+
+  /** Measures a session's stored size in the background: one walk at a time per session, repeated once if it changed meanwhile. */
+  measure(id: string): Promise<void> {
+    const running = this.measuring.get(id);
+    if (running) {
+      running.dirty = true;
+      return running.done;
+    }
+    const job = { dirty: true, done: Promise.resolve() };
+    job.done = (async () => {
+      try {
+        while (job.dirty) {
+          job.dirty = false;
+          await this.measureOnce(id);
+        }
+      } finally {
+        this.measuring.delete(id);
+      }
+    })();
+    this.measuring.set(id, job);
+    return job.done;
+  }
+
+  private async measureOnce(id: string): Promise<void> {
+    try {
+      const refs = await this.store.listRefs(sessionPrefix(id));
+      if (refs.length === 0) return;
+      const objects = await collectClosure(this.store, refs);
+      const size = objects.reduce((n, o) => n + o.bytes.length, 0);
+      const row = v.safeParse(MetaSchema, await this.db.get('sessions', id));
+      if (!row.success || row.output.sizeBytes === size) return;
+      await this.put({ ...row.output, sizeBytes: size });
+      this.onChange?.(id);
+    } catch {
+      // Size is informative only: a failed walk leaves the last size shown, and the next change measures again.
+    }
+  }
+
+  /** Called when a background job changed a catalogue entry (e.g. its size). */
+  onChange: ((id: string) => void) | undefined;
+
+  private put(meta: SessionMeta): Promise<unknown> {
+    return this.write(() => this.db.put('sessions', meta));
+  }
+
+  private async write<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (cause) {
+      throw idbError(cause, 'save the session list');
+    }
+  }
+}
+
+function toSteps(history: readonly HistoryEntry[]): TranscriptStep[] {
+  const out: TranscriptStep[] = [];
+  for (let i = history.length - 1; i >= 0; i--) {
+    const h = history[i]!;
+    if (h.checkpoint.parent === null && h.checkpoint.events.length === 0) continue;
+    out.push({ id: h.id, at: h.checkpoint.at, events: h.checkpoint.events });
+  }
+  return out;
+}

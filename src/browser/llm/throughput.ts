@@ -1,0 +1,35 @@
+/**
+ * Prefill and decode speed of the wllama engine as the app runs it (in the LLM worker, one thread), measured in
+ * the page: used by bench/llm-wasm.ts. The engine's own stats time each phase; a warm-up run comes first.
+ */
+import { LlmClient } from './client.ts';
+import { generateAll } from '../../core/llm/index.ts';
+
+export interface ThroughputOptions {
+  readonly modelUrl: string;
+  readonly promptTokens: number;
+  readonly generateTokens: number;
+}
+
+export interface Throughput {
+  readonly prefillTps: number;
+  readonly decodeTps: number;
+  readonly device: string;
+}
+
+export async function measureEngineThroughput(options: ThroughputOptions): Promise<Throughput> {
+  const model = await (await fetch(options.modelUrl)).blob();
+  const client = new LlmClient();
+  try {
+    const engine = await client.load({ kind: 'wllama', model, modelId: 'bench', contextSize: options.promptTokens + options.generateTokens + 16, threads: 1 });
+    const vocabulary = (await engine.tokenize('the model of the agent and the device')).filter((id) => id > 2);
+    // A prompt of exactly N ids (words of the vocabulary, repeated), different for each run so no KV is reused.
+    const prompt = (shift: number) => [1, ...Array.from({ length: options.promptTokens - 1 }, (_, i) => vocabulary[(i + shift) % vocabulary.length]!)];
+    await generateAll(engine, { prompt: { tokens: prompt(1).slice(0, 32) }, maxTokens: 8 });
+    const done = await generateAll(engine, { prompt: { tokens: prompt(0) }, maxTokens: options.generateTokens });
+    if (done.tokens.length < options.generateTokens) throw new Error(`the model stopped after ${done.tokens.length} of ${options.generateTokens} tokens`);
+    return { prefillTps: done.stats.prefillTps, decodeTps: done.stats.decodeTps, device: engine.info.device ?? '' };
+  } finally {
+    client.terminate();
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The web-llm engine (MLC, WebGPU), created directly inside the LLM worker. Token prompts run through web-llm's
+ * `forwardTokensAndSample` (exact ids in, one id out per step), so a transcript resumes token-identically; the model
+ * is loaded with temperature 0 for that reason, and other temperatures are refused for token prompts. web-llm's
+ * own failures become typed errors: a lost device or an out-of-memory tells the caller to fall back to wllama.
+ */
+import type { MLCEngine } from '@mlc-ai/web-llm';
+import { FerryError, isFerryError } from '../../core/errors.ts';
+import { checkRequest, GenerationClock, preparePrompt, StopSequences } from '../../core/llm/index.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
+import type { WebLlmModelRecord } from './webllm-catalog.ts';
+
+export interface WebLlmEngineOptions {
+  readonly modelId: string;
+  readonly modelList?: readonly WebLlmModelRecord[];
+  readonly contextSize?: number;
+  readonly onProgress?: (progress: { progress: number; text: string }) => void;
+}
+
+/** Tokenizer of a loaded pipeline: web-llm keeps it private, so its shape is checked before use. */
+interface PipelineTokenizer {
+  encode(text: string): Int32Array;
+  decode(ids: Int32Array): string;
+}
+
+export async function createWebLlmEngine(options: WebLlmEngineOptions): Promise<WebLlmEngine> {
+  const webllm = await import('@mlc-ai/web-llm');
+  const modelList = (options.modelList ?? webllm.prebuiltAppConfig.model_list) as WebLlmModelRecord[];
+  const record = modelList.find((m) => m.model_id === options.modelId);
+  if (!record) {
+    throw new FerryError('llm/unknown-model', `web-llm has no model ${JSON.stringify(options.modelId)} in its catalog. Pick one of the models the app lists for this device.`, {
+      details: { modelId: options.modelId },
+    });
+  }
+  const engine = new webllm.MLCEngine({
+    appConfig: { ...webllm.prebuiltAppConfig, model_list: modelList as never },
+    ...(options.onProgress ? { initProgressCallback: (r: { progress: number; text: string }) => options.onProgress?.({ progress: r.progress, text: r.text }) } : {}),
+  });
+  try {
+    await engine.reload(options.modelId, { temperature: 0, top_p: 1, ...(options.contextSize ? { context_window_size: options.contextSize } : {}) });
+  } catch (cause) {
+    await engine.unload().catch(() => undefined);
+    throw webLlmError(cause, record, 'load');
+  }
+  const contextSize = options.contextSize ?? record.overrides?.context_window_size ?? 4096;
+  const info: EngineInfo = {
+    id: 'web-llm',
+    kind: 'webgpu',
+    model: options.modelId,
+    // web-llm ships tokenizer.json, not a GGUF vocabulary: its ids are its own, so transcripts from other engines
+    // are re-tokenized from text (an id that cannot match another engine's).
+    tokenizerId: `web-llm:${options.modelId}`,
+    contextSize,
+    kvState: false,
+    grammar: false,
+    addBos: false,
+    device: `WebGPU: ${await engine.getGPUVendor().catch(() => 'unknown adapter')}`,
+  };
+  return new WebLlmEngine(engine, info);
+}
+
+export class WebLlmEngine implements Engine {
+  #busy: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly engine: MLCEngine,
+    readonly info: EngineInfo,
+  ) {}
+
+  async tokenize(text: string, _options?: { readonly special?: boolean }): Promise<number[]> {
+    return Array.from(this.#tokenizer().encode(text));
+  }
+
+  async detokenize(ids: readonly number[]): Promise<string> {
+    return this.#tokenizer().decode(Int32Array.from(ids));
+  }
+
+  generate(request: GenerateRequest): AsyncIterable<GenerateEvent> {
+    checkRequest(request, this.info.contextSize);
+    if (request.grammar) throw new FerryError('llm/grammar-unsupported', 'The web-llm engine here does not take a grammar.');
+    if ((request.temperature ?? 0) !== 0) {
+      throw new FerryError('llm/unsupported', 'The web-llm engine runs token-exact (greedy) generation only; use temperature 0, or the wllama engine for sampling.');
+    }
+    return this.#generate(request);
+  }
+
+  async dispose(): Promise<void> {
+    await this.#busy.catch(() => undefined);
+    await this.engine.unload();
+  }
+
+  async *#generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    let release!: () => void;
+    const previous = this.#busy;
+    this.#busy = new Promise<void>((resolve) => (release = resolve));
+    await previous.catch(() => undefined);
+    try {
+      const clock = new GenerationClock();
+      const prompt = await preparePrompt(this, request.prompt);
+      const stops = new StopSequences(request.stop);
+      const tokens: number[] = [];
+      let text = '';
+      let finish: FinishReason = 'length';
+      let decoded = '';
+      await this.engine.resetChat();
+      let next = await this.engine.forwardTokensAndSample(prompt, true);
+      while (tokens.length < request.maxTokens) {
+        if (request.signal?.aborted) {
+          finish = 'cancelled';
+          break;
+        }
+        clock.token();
+        tokens.push(next);
+        // Decoding the whole tail keeps multi-token characters intact; only the new part is emitted.
+        const all = this.#tokenizer().decode(Int32Array.from(tokens));
+        const piece = stops.push(all.slice(decoded.length));
+        decoded = all;
+        text += piece;
+        yield { type: 'token', id: next, text: piece };
+        if (stops.stopped) {
+          finish = 'stop';
+          break;
+        }
+        if (tokens.length < request.maxTokens) next = await this.engine.forwardTokensAndSample([next], false);
+      }
+      const rest = stops.flush();
+      text += rest;
+      yield { type: 'done', finishReason: finish, text, tokens, stats: clock.stats(prompt.length, 0, tokens.length) };
+    } catch (cause) {
+      throw isFerryError(cause) ? cause : webLlmError(cause, undefined, 'generate');
+    } finally {
+      release();
+    }
+  }
+
+  #tokenizer(): PipelineTokenizer {
+    const pipelines = (this.engine as unknown as { loadedModelIdToPipeline?: Map<string, { tokenizer?: PipelineTokenizer }> }).loadedModelIdToPipeline;
+    const tokenizer = pipelines?.get(this.info.model)?.tokenizer;
+    if (!tokenizer || typeof tokenizer.encode !== 'function' || typeof tokenizer.decode !== 'function') {
+      throw new FerryError('llm/unsupported', 'This web-llm version does not expose its tokenizer; token prompts cannot be prepared.');
+    }
+    return tokenizer;
+  }
+}
+
+/** Maps web-llm's failures to typed errors; `fallback` in details tells the client to switch to wllama. */
+export function webLlmError(cause: unknown, record: WebLlmModelRecord | undefined, phase: 'load' | 'generate'): FerryError {
+  const name = cause instanceof Error ? cause.name || cause.constructor.name : '';
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const model = record ? ` ${record.model_id}` : '';
+  if (/DeviceLost|device (was )?lost/i.test(`${name} ${message}`)) {
+    return new FerryError('llm/webgpu-lost', `The GPU device was lost while ${phase === 'load' ? 'loading' : 'running'} the model${model} (driver reset or memory pressure). Switching to wllama on the CPU.`, { cause, details: { fallback: 'wllama' } });
+  }
+  if (/out of memory|OOM|allocation failed|exceeds limit/i.test(message)) {
+    return new FerryError('llm/out-of-memory', `The GPU ran out of memory for the model${model}. Switching to wllama on the CPU; a smaller model may fit the GPU.`, { cause, details: { fallback: 'wllama' } });
+  }
+  if (/WebGPU|ShaderF16|FeatureSupport/i.test(`${name} ${message}`)) {
+    return new FerryError('llm/webgpu-unsupported', `This device's WebGPU cannot run the model${model}: ${message}`, { cause, details: { fallback: 'wllama' } });
+  }
+  if (phase === 'load' && /fetch|network|Failed to fetch|NetworkError|404|status/i.test(message)) {
+    return new FerryError('llm/model-unreachable', `web-llm could not download the model${model}: ${message}. Check the connection (or the relay's model mirror) and try again; parts already downloaded stay cached.`, { cause, details: { fallback: 'wllama' } });
+  }
+  return new FerryError(phase === 'load' ? 'llm/load-failed' : 'llm/engine-failed', `web-llm failed to ${phase === 'load' ? 'load' : 'run'} the model${model}: ${message}`, { cause });
+}

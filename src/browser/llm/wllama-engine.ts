@@ -1,0 +1,319 @@
+/**
+ * The wllama engine: llama.cpp compiled to WebAssembly, on the CPU, behind the one Engine interface.
+ *
+ * It uses wllama 2.x's low-level API (tokenize, decode, sample, KV trimming) rather than 3.x's OpenAI-style API:
+ * 3.x only takes text prompts, while a session resumes token-identically only if the engine prefills the exact ids
+ * of its transcript. Greedy decoding stays inside llama.cpp, so its ids equal node-llama-cpp's on the same file.
+ */
+import { LoggerWithoutDebug, Wllama, WllamaAbortError, WllamaError } from 'wllama-v2/esm/index.js';
+import singleThreadWasm from 'wllama-v2/esm/single-thread/wllama.wasm?url';
+import multiThreadWasm from 'wllama-v2/esm/multi-thread/wllama.wasm?url';
+import { FerryError, isFerryError } from '../../core/errors.ts';
+import { blobReader, checkGguf, type GgufModelInfo } from '../../core/llm/gguf/index.ts';
+import {
+  checkRequest,
+  checkTokenIds,
+  GenerationClock,
+  ggufVocabulary,
+  preparePrompt,
+  StopSequences,
+  tokenizerIdOf,
+} from '../../core/llm/index.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
+import { sampleToken, seededRandom } from './sampling.ts';
+import { Utf8Stream } from './utf8-stream.ts';
+
+export interface WllamaEngineOptions {
+  /** The GGUF file; it is checked before llama.cpp sees it. */
+  readonly model: Blob;
+  /** EngineInfo.model; default: the file's SHA-256 (files over 1 GiB must give one: hashing reads them whole). */
+  readonly modelId?: string;
+  /** Default: the model's training context, at most 4096. */
+  readonly contextSize?: number;
+  /** Default 1: on small devices one thread is fastest; more need cross-origin isolation. */
+  readonly threads?: number;
+}
+
+const HASH_LIMIT = 1 << 30;
+const DEFAULT_TOP_K = 40;
+
+export async function createWllamaEngine(options: WllamaEngineOptions): Promise<WllamaEngine> {
+  const { model } = options;
+  const reader = blobReader(model);
+  // The gate: a malformed file is refused here with a typed error instead of aborting inside llama.cpp.
+  const gguf = await checkGguf(reader);
+  if (gguf.fileSize !== model.size) {
+    throw new FerryError('gguf/truncated', `The model file is ${model.size} bytes but its header describes ${gguf.fileSize}. Download it again.`);
+  }
+  const vocabulary = await ggufVocabulary(reader);
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new FerryError('llm/bad-options', `threads must be an integer from 1 to 64, got ${threads}.`);
+  const multiThread = threads > 1 && globalThis.crossOriginIsolated === true;
+  const contextSize = options.contextSize ?? Math.min(gguf.contextLength, 4096);
+  if (!Number.isInteger(contextSize) || contextSize < 16 || contextSize > 1 << 20) {
+    throw new FerryError('llm/bad-options', `contextSize must be an integer from 16 to 1048576, got ${contextSize}.`);
+  }
+  const modelId = options.modelId ?? (await fileId(model));
+
+  // wllama 2.x resolves its wasm URLs against document.baseURI, which a worker lacks: give it just that.
+  if (typeof document === 'undefined') Object.assign(globalThis, { document: { baseURI: globalThis.location.href } });
+  const wllama = new Wllama(
+    { 'single-thread/wllama.wasm': singleThreadWasm, ...(multiThread ? { 'multi-thread/wllama.wasm': multiThreadWasm } : {}) },
+    { suppressNativeLog: true, logger: LoggerWithoutDebug },
+  );
+  try {
+    await wllama.loadModel([model], { n_ctx: contextSize, n_threads: multiThread ? threads : 1 });
+  } catch (cause) {
+    await wllama.exit().catch(() => undefined);
+    throw loadError(cause, gguf);
+  }
+  const loaded = wllama.getLoadedContextInfo();
+  const bos = loaded.token_bos >= 0 ? vocabulary.tokens[loaded.token_bos] : undefined;
+  const eos = loaded.token_eos >= 0 ? vocabulary.tokens[loaded.token_eos] : undefined;
+  const info: EngineInfo = {
+    id: 'wllama',
+    kind: 'wasm-cpu',
+    model: modelId,
+    tokenizerId: await tokenizerIdOf(vocabulary),
+    contextSize: loaded.n_ctx,
+    kvState: false,
+    grammar: false,
+    ...(gguf.chatTemplate === undefined ? {} : { chatTemplate: gguf.chatTemplate }),
+    ...(bos === undefined ? {} : { bosToken: bos }),
+    ...(eos === undefined ? {} : { eosToken: eos }),
+    addBos: loaded.add_bos_token,
+    device: `CPU (WebAssembly), ${wllama.isMultithread() ? `${wllama.getNumThreads()} threads` : '1 thread'}`,
+  };
+  return new WllamaEngine(wllama, info, loaded.n_vocab);
+}
+
+export class WllamaEngine implements Engine {
+  /** Ids whose KV is in the context, in order: the next prompt reuses the longest common prefix. */
+  #kvTokens: number[] = [];
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #pieces = new Map<number, Uint8Array>();
+  #disposed = false;
+
+  constructor(
+    private readonly wllama: Wllama,
+    readonly info: EngineInfo,
+    private readonly vocabularySize: number,
+  ) {}
+
+  tokenize(text: string, options: { readonly special?: boolean } = {}): Promise<number[]> {
+    if (typeof text !== 'string') return Promise.reject(new FerryError('llm/bad-request', 'tokenize takes a string.'));
+    return this.#exclusive(() => this.wllama.tokenize(text, options.special ?? false));
+  }
+
+  detokenize(ids: readonly number[]): Promise<string> {
+    return this.#exclusive(async () => {
+      if (ids.length === 0) return '';
+      const checked = checkTokenIds(ids, this.vocabularySize);
+      return new TextDecoder().decode(await this.wllama.detokenize(checked));
+    });
+  }
+
+  generate(request: GenerateRequest): AsyncIterable<GenerateEvent> {
+    // Checked now, so a bad request throws at the call rather than at the first `next()`.
+    checkRequest(request, this.info.contextSize);
+    if (request.grammar) throw new FerryError('llm/grammar-unsupported', 'The wllama engine does not constrain output with a grammar; send the request without one, or use an engine whose info.grammar is true.');
+    this.#live();
+    return this.#generate(request);
+  }
+
+  async releaseSlot(_slot: string): Promise<void> {
+    // One context holds one sequence; forgetting it frees nothing, but the next prompt is prefilled in full.
+    await this.#exclusive(async () => {
+      await this.wllama.kvClear();
+      this.#kvTokens = [];
+    });
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.#queue.catch(() => undefined);
+    await this.wllama.exit();
+  }
+
+  async *#generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    const release = await this.#lock();
+    let released = false;
+    try {
+      for await (const event of this.#run(request)) {
+        // Unlock before the last event: a consumer may stop pulling once it has 'done'.
+        if (event.type === 'done') {
+          released = true;
+          release();
+        }
+        yield event;
+      }
+    } catch (cause) {
+      // The context's state is unknown after a failure: start the next prompt from scratch.
+      this.#kvTokens = [];
+      await this.wllama.kvClear().catch(() => undefined);
+      throw isFerryError(cause) ? cause : runError(cause);
+    } finally {
+      if (!released) release();
+    }
+  }
+
+  async *#run(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    const clock = new GenerationClock();
+    const signal = request.signal;
+    const prompt = await preparePrompt({ info: this.info, tokenize: (text, o) => this.wllama.tokenize(text, o?.special ?? false) }, request.prompt);
+    checkTokenIds(prompt, this.vocabularySize);
+    const room = this.info.contextSize - prompt.length;
+    if (room < 1) {
+      throw new FerryError('llm/context-full', `The prompt has ${prompt.length} tokens; the context holds ${this.info.contextSize}. Shorten the conversation or load the model with a larger context.`, {
+        details: { promptTokens: prompt.length, contextSize: this.info.contextSize },
+      });
+    }
+    const budget = Math.min(request.maxTokens, room);
+    const temperature = request.temperature ?? 0;
+    const stops = new StopSequences(request.stop);
+    const text = new Utf8Stream();
+    const tokens: number[] = [];
+    let shown = '';
+    let pending: { id: number; text: string } | undefined;
+    let finish: FinishReason = 'length';
+
+    const cached = await this.#prefill(prompt, signal);
+    if (cached === undefined) finish = 'cancelled';
+    const random = seededRandom(request.seed ?? (Math.random() * 2 ** 32) >>> 0);
+    if (finish !== 'cancelled' && temperature === 0) await this.wllama.samplingInit({ temp: 0 });
+
+    while (finish !== 'cancelled' && tokens.length < budget) {
+      if (signal?.aborted) {
+        finish = 'cancelled';
+        break;
+      }
+      if (tokens.length > 0) {
+        await this.wllama.decode([tokens[tokens.length - 1]!], {});
+        this.#kvTokens.push(tokens[tokens.length - 1]!);
+      }
+      const id = temperature === 0 ? (await this.wllama.samplingSample()).token : await this.#sample(temperature, request, random);
+      clock.token();
+      if (this.wllama.isTokenEOG(id)) {
+        finish = 'stop';
+        break;
+      }
+      tokens.push(id);
+      const piece = stops.push(text.push(await this.#piece(id)));
+      shown += piece;
+      // An event is held while its text may still change (part of a stop sequence or of a character): the
+      // token texts then always concatenate to the final text.
+      if (pending) yield { type: 'token', ...pending };
+      pending = { id, text: piece };
+      if (stops.stopped) {
+        finish = 'stop';
+        break;
+      }
+      if (request.stop === undefined || request.stop.length === 0) {
+        if (!text.pending) {
+          yield { type: 'token', ...pending };
+          pending = undefined;
+        }
+      }
+    }
+    if (!stops.stopped) {
+      const rest = stops.push(text.flush()) + stops.flush();
+      shown += rest;
+      if (pending) pending = { id: pending.id, text: pending.text + rest };
+    }
+    if (pending) yield { type: 'token', ...pending };
+    yield { type: 'done', finishReason: finish, text: shown, tokens, stats: clock.stats(prompt.length, cached ?? 0, tokens.length) };
+  }
+
+  /** Brings the context to exactly `prompt`, decoding only what is not already there; undefined when cancelled. */
+  async #prefill(prompt: number[], signal: AbortSignal | undefined): Promise<number | undefined> {
+    let common = 0;
+    while (common < this.#kvTokens.length && common < prompt.length && this.#kvTokens[common] === prompt[common]) common++;
+    // The last prompt token is always decoded again: its logits pick the first new token.
+    common = Math.min(common, prompt.length - 1);
+    if (this.#kvTokens.length > common) {
+      await this.wllama.kvRemove(common, -1);
+      this.#kvTokens.length = common;
+    }
+    if (signal?.aborted) return undefined;
+    try {
+      await this.wllama.decode(prompt.slice(common), signal ? { abortSignal: signal } : {});
+    } catch (cause) {
+      if (!(cause instanceof WllamaAbortError)) throw cause;
+      // Aborted between batches: drop whatever part was decoded, so the KV matches #kvTokens again.
+      await this.wllama.kvRemove(common, -1);
+      return undefined;
+    }
+    this.#kvTokens = [...prompt];
+    return common;
+  }
+
+  async #sample(temperature: number, request: GenerateRequest, random: () => number): Promise<number> {
+    const candidates = await this.wllama.getLogits(request.topK || DEFAULT_TOP_K);
+    return sampleToken(candidates, { temperature, topP: request.topP ?? 1, random });
+  }
+
+  async #piece(id: number): Promise<Uint8Array> {
+    let piece = this.#pieces.get(id);
+    if (!piece) {
+      piece = await this.wllama.detokenize([id]);
+      this.#pieces.set(id, piece);
+    }
+    return piece;
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new FerryError('llm/disposed', 'This engine was disposed; load the model again.');
+  }
+
+  /** One llama.cpp context runs one thing at a time: calls wait for each other, in order. */
+  #lock(): Promise<() => void> {
+    let release!: () => void;
+    const turn = new Promise<void>((resolve) => (release = resolve));
+    const ready = this.#queue.then(() => release);
+    this.#queue = this.#queue.then(() => turn);
+    return ready;
+  }
+
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.#live();
+    const release = await this.#lock();
+    try {
+      return await fn();
+    } catch (cause) {
+      throw isFerryError(cause) ? cause : runError(cause);
+    } finally {
+      release();
+    }
+  }
+}
+
+async function fileId(model: Blob): Promise<string> {
+  if (model.size > HASH_LIMIT) {
+    throw new FerryError('llm/bad-options', `The model file is ${(model.size / 2 ** 30).toFixed(1)} GiB; give its modelId (e.g. the SHA-256 the download was checked against) instead of hashing it in memory.`);
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await model.arrayBuffer()));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function isOutOfMemory(cause: unknown): boolean {
+  const text = cause instanceof Error ? `${cause.name} ${cause.message}` : String(cause);
+  return /out of memory|memory access out of bounds|allocation failed|Cannot enlarge memory|failed to allocate|OOM/i.test(text);
+}
+
+function loadError(cause: unknown, gguf: GgufModelInfo): FerryError {
+  if (isOutOfMemory(cause)) {
+    return new FerryError('llm/out-of-memory', `The model (${(gguf.fileSize / 2 ** 20).toFixed(0)} MiB) does not fit in this tab's WebAssembly memory. Choose a smaller or more quantized model.`, { cause });
+  }
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new FerryError('llm/load-failed', `wllama could not load the model: ${message}. The file passed Ferry's checks, so it may use an architecture or tensor type this llama.cpp build does not support.`, { cause });
+}
+
+function runError(cause: unknown): FerryError {
+  if (isOutOfMemory(cause)) return new FerryError('llm/out-of-memory', 'The engine ran out of memory while generating. Use a shorter context or a smaller model.', { cause });
+  if (cause instanceof WllamaError && cause.type === 'kv_cache_full') {
+    return new FerryError('llm/context-full', 'The context is full. Shorten the conversation or load the model with a larger context.', { cause });
+  }
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new FerryError('llm/engine-failed', `The wllama engine failed: ${message}.`, { cause });
+}

@@ -1,0 +1,11 @@
+/** The LLM core: the one Engine interface and what every engine shares (prompts, transcripts, stops, stats). */
+export type * from './engine.ts';
+export type { ChatMessage } from './messages.ts';
+export { ChatTemplate } from './chat-template.ts';
+export { chatTemplateOf, renderMessages, tokenizePrompt, preparePrompt, checkTokenIds } from './prompt.ts';
+export { transcriptTokens, resumeRequest, type Transcript, type TranscriptIds, type PartialGeneration, type ResumePlan } from './transcript.ts';
+export { StopSequences, checkStopSequences, MAX_STOP_SEQUENCES, MAX_STOP_LENGTH } from './stop.ts';
+export { GenerationClock, remoteStats } from './stats.ts';
+export { tokenizerIdOf, tokenizerIdOfGguf, ggufVocabulary, type Vocabulary } from './tokenizer-id.ts';
+export { generateAll, type DoneEvent } from './collect.ts';
+export { checkRequest } from './request.ts';

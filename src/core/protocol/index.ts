@@ -1,0 +1,10 @@
+/** The relay wire protocol, shared by the browser, the cloud worker and the relay itself. */
+export * from './wire.ts';
+export { parseWire } from './validate.ts';
+export { checkSealedObject } from './sealed-check.ts';
+export { FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames, framedSize, type Framed } from './frames.ts';
+export { MANIFEST_VERSION, decodeManifest, encodeManifest, makeManifest, manifestRefs, type SnapshotManifest } from './manifest.ts';
+export { parseShareLink, shareLink, type ShareLink } from './link.ts';
+export { decodeBitmap, encodeBitmap, fromBase64Url, toBase64Url } from './base64url.ts';
+export { RelayHttp, type RelayHttpOptions, type TransferStats } from './http-client.ts';
+export { fetchSnapshot, publishSession, type FetchResult, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';

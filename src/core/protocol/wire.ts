@@ -1,0 +1,163 @@
+/**
+ * The relay's HTTP wire protocol (DESIGN §6): paths, ids, limits, request and response bodies, and their valibot
+ * schemas. The server validates every body against these; the clients (browser, cloud worker) validate every
+ * response against the same ones. One file so a change to the protocol is one change.
+ */
+import * as v from 'valibot';
+
+/** Bumped on any incompatible change; it is the path prefix, so old and new clients never misread each other. */
+export const PROTOCOL_VERSION = 1;
+export const API_PREFIX = `/api/v${PROTOCOL_VERSION}`;
+
+export const paths = {
+  missing: `${API_PREFIX}/objects/missing`,
+  /** POST a framed batch of sealed objects (frames.ts). */
+  batch: `${API_PREFIX}/objects/batch`,
+  /** POST { ids } → the framed objects the relay holds among them, up to `maxBatchBytes`. */
+  fetch: `${API_PREFIX}/objects/fetch`,
+  object: (id: string) => `${API_PREFIX}/objects/${id}`,
+  snapshots: `${API_PREFIX}/snapshots`,
+  snapshot: (id: string) => `${API_PREFIX}/snapshots/${id}`,
+  runs: `${API_PREFIX}/runs`,
+  run: (id: string) => `${API_PREFIX}/runs/${id}`,
+  /** WebSocket: every event of the run from `?from=<seq>` (default 0), then live ones until it ends. */
+  runEvents: (id: string) => `${API_PREFIX}/runs/${id}/events`,
+  runStop: (id: string) => `${API_PREFIX}/runs/${id}/stop`,
+} as const;
+
+/** Explicit limits; the relay may be configured lower, never higher than a client expects to need. */
+export const LIMITS = {
+  /** Ids per "which are missing" request: a page of a large session's closure. */
+  maxIdsPerQuery: 1024,
+  /** JSON bodies (id lists, snapshot records). 1024 quoted ids ≈ 68 KB. */
+  maxJsonBody: 128 * 1024,
+  /** Default largest sealed object: component pages are 64 KiB, a checkpoint with a long transcript more. */
+  maxObjectBytes: 16 * 1024 * 1024,
+  /** One framed upload or download: big enough to amortise a round trip, small enough to buffer. */
+  maxBatchBytes: 32 * 1024 * 1024,
+  maxObjectsPerBatch: 1024,
+} as const;
+
+/**
+ * A relay object id: the HMAC of a local object id under the session key (snapshot/keys.ts), 64 lower-case hex.
+ * The relay cannot recompute it (it has no key); the sealed object is bound to it by AES-GCM's additional data, so
+ * a reader with the key detects any object stored under the wrong id.
+ */
+export const ObjectIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex characters'));
+
+/** A snapshot's capability id: 160 random bits as 40 lower-case hex characters. Knowing it is the right to read. */
+export const SNAPSHOT_ID_BYTES = 20;
+export const SnapshotIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{40}$/, 'must be 40 lower-case hex characters'));
+
+/** A write token: 256 random bits, base64url. Sent as `Authorization: Bearer <token>`; the relay keeps only its hash. */
+export const WRITE_TOKEN_BYTES = 32;
+export const WriteTokenSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be 43 base64url characters'));
+
+export const MissingRequestSchema = v.strictObject({
+  ids: v.pipe(v.array(ObjectIdSchema), v.maxLength(LIMITS.maxIdsPerQuery, `at most ${LIMITS.maxIdsPerQuery} ids per request`)),
+});
+export type MissingRequest = v.InferOutput<typeof MissingRequestSchema>;
+
+/** Which objects to download in one framed response. */
+export const FetchRequestSchema = MissingRequestSchema;
+export type FetchRequest = MissingRequest;
+
+/** The want bitmap: bit i set when the relay lacks ids[i] (base64url, LSB first, ceil(n/8) bytes). */
+export const MissingResponseSchema = v.strictObject({ missing: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/), v.maxLength(Math.ceil(LIMITS.maxIdsPerQuery / 6) + 2)) });
+export type MissingResponse = v.InferOutput<typeof MissingResponseSchema>;
+
+export const PutObjectResponseSchema = v.strictObject({
+  id: ObjectIdSchema,
+  /** False when the relay already held it (objects are immutable: the first upload wins). */
+  created: v.boolean(),
+  size: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+export type PutObjectResponse = v.InferOutput<typeof PutObjectResponseSchema>;
+
+export const BatchPutResponseSchema = v.strictObject({
+  received: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  /** How many were new to the relay. */
+  created: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+export type BatchPutResponse = v.InferOutput<typeof BatchPutResponseSchema>;
+
+/** Publish: the snapshot's sealed manifest object, which must already be uploaded. */
+export const CreateSnapshotRequestSchema = v.strictObject({ manifest: ObjectIdSchema });
+export type CreateSnapshotRequest = v.InferOutput<typeof CreateSnapshotRequestSchema>;
+
+/** Update: move the snapshot to a new manifest, compare-and-swap on the one the writer last saw. */
+export const UpdateSnapshotRequestSchema = v.strictObject({ manifest: ObjectIdSchema, expect: ObjectIdSchema });
+export type UpdateSnapshotRequest = v.InferOutput<typeof UpdateSnapshotRequestSchema>;
+
+const Millis = v.pipe(v.number(), v.integer(), v.minValue(0));
+
+export const SnapshotRecordSchema = v.strictObject({
+  id: SnapshotIdSchema,
+  manifest: ObjectIdSchema,
+  /** 1 at publish, +1 per update. */
+  version: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  createdAt: Millis,
+  updatedAt: Millis,
+});
+export type SnapshotRecord = v.InferOutput<typeof SnapshotRecordSchema>;
+
+export const CreateSnapshotResponseSchema = v.strictObject({
+  snapshot: SnapshotRecordSchema,
+  /** Shown once: the relay stores only its SHA-256. */
+  writeToken: WriteTokenSchema,
+});
+export type CreateSnapshotResponse = v.InferOutput<typeof CreateSnapshotResponseSchema>;
+
+/** Every error the relay sends: a stable code ("area/what") and a message a person can act on. */
+export const ErrorBodySchema = v.object({
+  error: v.object({
+    code: v.pipe(v.string(), v.regex(/^[a-z0-9-]+\/[a-z0-9-]+$/)),
+    message: v.string(),
+  }),
+});
+export type ErrorBody = v.InferOutput<typeof ErrorBodySchema>;
+
+/** A run's id: 128 random bits, 32 lower-case hex characters. */
+export const RunIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex characters'));
+
+/**
+ * Resume snapshot S on the relay's worker. The session key travels only here, for the duration of the run (the
+ * worker keeps it in memory, never on disk); the write token lets the worker publish every checkpoint to S.
+ */
+export const StartRunRequestSchema = v.strictObject({
+  snapshot: SnapshotIdSchema,
+  key: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be a 32-byte key as base64url')),
+  writeToken: WriteTokenSchema,
+  input: v.variant('type', [
+    v.strictObject({ type: v.literal('user'), text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
+    v.strictObject({ type: v.literal('start'), task: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
+    v.strictObject({ type: v.literal('resume') }),
+  ]),
+});
+export type StartRunRequest = v.InferOutput<typeof StartRunRequestSchema>;
+
+export const RunStatusSchema = v.picklist(['running', 'idle', 'done', 'stopped', 'failed', 'interrupted']);
+export type RunStatus = v.InferOutput<typeof RunStatusSchema>;
+
+export const RunRecordSchema = v.strictObject({
+  id: RunIdSchema,
+  snapshot: SnapshotIdSchema,
+  status: RunStatusSchema,
+  /** Events recorded so far (the next event's seq). */
+  events: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  error: v.nullable(v.object({ code: v.string(), message: v.string() })),
+  createdAt: Millis,
+  updatedAt: Millis,
+});
+export type RunRecord = v.InferOutput<typeof RunRecordSchema>;
+
+/**
+ * One message on a run's event stream: the runtime's events (token, generation, tool-call, tool-result, reply,
+ * checkpoint, step-failed, …) as they happened, plus `published` (the checkpoint reached the snapshot) and `end`.
+ */
+export const RunMessageSchema = v.strictObject({
+  seq: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  event: v.looseObject({ type: v.string() }),
+});
+export type RunMessage = v.InferOutput<typeof RunMessageSchema>;

@@ -1,0 +1,168 @@
+/**
+ * The agent runtime as a worker exposes it (comlink): start or open a session, send messages, cancel, fork,
+ * switch branch, roll back, subscribe to events, export the session. One implementation for the browser
+ * (workers/agent.worker.ts) and Node worker_threads (server/runtime/agent-thread.ts); each passes its platform
+ * — how to make its engine and store, and how to spawn a tool worker. Results and events are plain data, so they
+ * cross postMessage; errors are returned as data (SerializedError) so their codes survive.
+ */
+import { FerryError, type SerializedError } from '../errors.ts';
+import type { Engine } from '../llm/engine.ts';
+import { exportSession, importSession } from '../snapshot/index.ts';
+import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
+import { loadComponent, type LoadedComponent } from './load.ts';
+import type { LoopState, RunInput, Sampling } from './loop.ts';
+import { AgentRuntime, localTool, type RuntimeEvent, type RuntimeSetup } from './runtime.ts';
+import { isolatedTool, type ComponentFiles, type WorkerHandle } from './tool-worker.ts';
+import type { ToolLimits } from './tools.ts';
+
+export interface AgentPlatform<EngineSpec> {
+  createEngine(spec: EngineSpec): Promise<Engine>;
+  /** A persistent store by name (IndexedDB, a folder); memory when absent. */
+  openStore?(name: string): Promise<Store>;
+  /** Spawns a tool worker; without it tools run in the agent's thread (no time limit). */
+  spawnToolWorker?(): WorkerHandle;
+}
+
+export interface StartOptions<EngineSpec> {
+  /** Every component build the session uses, by id: its files (manifest.json, glue, core modules). */
+  components: Record<string, ComponentFiles>;
+  /** For a new session: the agent's and tools' component ids. */
+  agent?: string;
+  tools?: string[];
+  engine: EngineSpec;
+  sampling?: Partial<Sampling>;
+  limits?: Partial<ToolLimits>;
+  /** A named persistent store; default: memory. */
+  store?: string;
+  /** Open this session from the store (after importing `file`, a .ferry export, when given). */
+  sessionId?: string;
+  file?: Uint8Array;
+}
+
+export interface AgentStatus {
+  sessionId: string;
+  branch: string;
+  head: ObjectId;
+  state: LoopState;
+}
+
+type Result<T> = { ok: T } | { error: SerializedError };
+
+export interface AgentApi<EngineSpec> {
+  start(options: StartOptions<EngineSpec>): Promise<Result<AgentStatus>>;
+  /** Runs the agent on a message (or the task, or a resume) to its next pause; events go to subscribers. */
+  send(input: RunInput): Promise<Result<AgentStatus>>;
+  /** Stops the current run after its current step (a generation in flight ends as cancelled). */
+  cancel(): void;
+  fork(name: string, at?: ObjectId): Promise<Result<AgentStatus>>;
+  switchBranch(name: string): Promise<Result<AgentStatus>>;
+  rollback(to: ObjectId): Promise<Result<AgentStatus>>;
+  /** The listener is called with every event of every run (pass it through comlink's proxy()). */
+  subscribe(listener: (event: RuntimeEvent) => void): void;
+  /** The whole session (all branches, component state) as a .ferry file. */
+  exportSession(): Promise<Result<Uint8Array>>;
+  status(): Promise<Result<AgentStatus>>;
+  close(): Promise<void>;
+}
+
+export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>): AgentApi<EngineSpec> {
+  let current: { runtime: AgentRuntime; engine: Engine; store: Store } | undefined;
+  let controller: AbortController | undefined;
+  const listeners: ((event: RuntimeEvent) => void)[] = [];
+  const live = () => {
+    if (!current) throw new FerryError('runtime/not-started', 'No agent session is running in this worker; call start() first.');
+    return current;
+  };
+  const status = (): AgentStatus => {
+    const { runtime } = live();
+    return { sessionId: runtime.session.id, branch: runtime.session.branch, head: runtime.head, state: runtime.loopState };
+  };
+  const close = async () => {
+    controller?.abort();
+    if (!current) return;
+    const { runtime, engine } = current;
+    current = undefined;
+    await runtime.dispose();
+    await engine.dispose();
+  };
+
+  return {
+    start: (options) =>
+      settle(async () => {
+        await close();
+        const store = options.store && platform.openStore ? await platform.openStore(options.store) : createMemoryStore();
+        const engine = await platform.createEngine(options.engine);
+        try {
+          const loaded = new Map<string, Promise<LoadedComponent>>();
+          const load = (id: string) => {
+            const files = options.components[id];
+            if (!files) return Promise.reject(new FerryError('runtime/missing-component', `The session needs component ${id}, which was not provided to the worker.`));
+            let p = loaded.get(id);
+            if (!p) loaded.set(id, (p = loadComponent(id, { read: async (file) => files[file] ?? new Uint8Array() })));
+            return p;
+          };
+          const spawn = platform.spawnToolWorker;
+          const setup: RuntimeSetup = {
+            engine,
+            load,
+            ...(options.sampling ? { sampling: options.sampling } : {}),
+            startTool: spawn
+              ? (component) => isolatedTool({ spawn, componentId: component.id, files: options.components[component.id]!, ...(options.limits ? { limits: options.limits } : {}) })
+              : (component, grants) => localTool(component, grants, options.limits),
+          };
+          let runtime: AgentRuntime;
+          if (options.file) {
+            const id = await importSession(store, options.file);
+            runtime = await AgentRuntime.open(store, setup, options.sessionId ?? id);
+          } else if (options.sessionId) {
+            runtime = await AgentRuntime.open(store, setup, options.sessionId);
+          } else {
+            if (!options.agent) throw new FerryError('runtime/bad-input', 'start() needs an agent component id for a new session (or a sessionId to open).');
+            runtime = await AgentRuntime.create(store, setup, { agent: options.agent, tools: options.tools ?? [] });
+          }
+          current = { runtime, engine, store };
+          return status();
+        } catch (err) {
+          await engine.dispose();
+          throw err;
+        }
+      }),
+    send: (input) =>
+      settle(async () => {
+        const { runtime } = live();
+        controller = new AbortController();
+        try {
+          for await (const event of runtime.run(input, controller.signal)) for (const listener of listeners) listener(event);
+        } finally {
+          controller = undefined;
+        }
+        return status();
+      }),
+    cancel: () => controller?.abort(),
+    fork: (name, at) => settle(async () => (await live().runtime.fork(name, at), status())),
+    switchBranch: (name) => settle(async () => (await live().runtime.switchBranch(name), status())),
+    rollback: (to) => settle(async () => (await live().runtime.rollback(to), status())),
+    subscribe: (listener) => void listeners.push(listener),
+    exportSession: () => settle(async () => {
+      const { runtime, store } = live();
+      return exportSession(store, runtime.session.id);
+    }),
+    status: () => settle(async () => status()),
+    close,
+  };
+}
+
+/** Unwraps a Result from the worker: the value, or the FerryError it carried. */
+export function unwrap<T>(result: Result<T>): T {
+  if ('error' in result) throw FerryError.fromJSON(result.error);
+  return result.ok;
+}
+
+async function settle<T>(run: () => Promise<T>): Promise<Result<T>> {
+  try {
+    return { ok: await run() };
+  } catch (err) {
+    const ferry = err instanceof FerryError ? err : new FerryError('runtime/failed', err instanceof Error ? err.message : String(err), { cause: err });
+    return { error: ferry.toJSON() };
+  }
+}

@@ -1,0 +1,414 @@
+/**
+ * The action loop (DESIGN.md §4): event → agent.step → actions → execute → events. The agent is a component that
+ * only decides; the host executes: it generates through the one Engine interface (prompt rendered with the model's
+ * chat template, tool instructions from llm/tool-calls.ts), invokes tools after checking their arguments against
+ * the tool's JSON schema, relays replies, runs forked children, and streams everything to its caller. After every
+ * step it calls `afterStep` — where the runtime checkpoints (checkpoint.ts) — so a step is the unit of recovery.
+ *
+ * Running an agent with tools and an Engine:
+ *
+ * ```ts
+ * import { AgentLoop, agentOf, inProcessTool, instantiate, loadComponent } from '../core/runtime/index.ts';
+ *
+ * const agent = agentOf(await instantiate(await loadComponent(agentId, source), {}));
+ * const notes = await inProcessTool(await instantiate(await loadComponent(notesId, source), {}));
+ * const loop = new AgentLoop({ agent, tools: [notes], engine });   // engine: any Engine (tests of agent logic may script one)
+ * for await (const event of loop.run({ type: 'start', task: 'Outline a talk on ferries' })) {
+ *   if (event.type === 'token') write(event.text);
+ *   if (event.type === 'tool-result') log(event.tool, event.ok, event.output);
+ *   if (event.type === 'reply') show(event.text);
+ * }
+ * // The run ends when the agent is done, or idle (it returned no actions: waiting for the user):
+ * if (loop.state.status === 'idle') for await (const e of loop.run({ type: 'user', text: 'More detail, please' })) …
+ * ```
+ *
+ * What the agent sees: `start(task)` / `user-message(text)` from the caller; `generation-result` after each
+ * `generate` action (the raw model text — tool calls in it are `<tool_call>{"name", "arguments"}</tool_call>`,
+ * parse them with llm/tool-calls.ts `parseToolCalls` and answer malformed ones with `describeToolCallErrors`);
+ * `tool-result` after each `call-tool` (ok=false with a message for the model when the tool is unknown, the
+ * arguments are not JSON or do not match the schema, or the tool returned an error); `child-results` after
+ * `fork-children`. Results queue in order, one event per step.
+ *
+ * Cancellation: abort `signal` — a generation in flight ends as "cancelled", the step completes and is
+ * checkpointed, then the run pauses with its pending events kept; `run({ type: 'resume' })` continues.
+ * A tool call that fails as a call (trap, time or memory limit) rejects the run with `runtime/step-failed`:
+ * the runtime then restores the last checkpoint (runtime.ts).
+ */
+import { FerryError } from '../errors.ts';
+import type { ChatTemplate } from '../llm/chat-template.ts';
+import type { Engine, FinishReason, GenerateRequest } from '../llm/engine.ts';
+import type { ChatMessage } from '../llm/messages.ts';
+import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
+import type { SessionEvent } from '../session/index.ts';
+import { checkJsonSchema } from './json-schema.ts';
+import { MAX_TEXT_BYTES, type Agent, type AgentAction, type AgentEvent, type AgentInfo, type ChildResult, type SubTask, type ToolInfo } from './wit.ts';
+
+/** A tool as the loop calls it: in this thread (inProcessTool) or in its own worker with limits (tool-worker.ts). */
+export interface ToolHost {
+  readonly info: ToolInfo;
+  /**
+   * One call. Resolves with the tool's own result (ok, or its error message for the model). Rejects with a
+   * FerryError when the call itself failed — a trap, the time or memory limit — which fails the step.
+   */
+  invoke(args: string, options?: { signal?: AbortSignal }): Promise<ToolOutcome>;
+}
+
+export interface ToolOutcome {
+  ok: boolean;
+  output: string;
+}
+
+export interface Sampling {
+  maxTokens: number;
+  temperature: number;
+  seed: number;
+  topK?: number;
+  topP?: number;
+}
+
+export const DEFAULT_SAMPLING: Sampling = { maxTokens: 256, temperature: 0, seed: 0 };
+
+export type RunInput = { type: 'start'; task: string } | { type: 'user'; text: string } | { type: 'resume' };
+
+/** The loop's own state between steps: checkpointed with the components, so a restored loop continues exactly. */
+export interface LoopState {
+  /** idle: waiting for the user; running: events pending; done: the agent finished its task. */
+  status: 'idle' | 'running' | 'done';
+  /** Events not yet delivered to the agent, oldest first. */
+  pending: AgentEvent[];
+  steps: number;
+  summary: string;
+}
+
+export type LoopEvent =
+  | { type: 'step'; step: number; input: AgentEvent['tag'] }
+  | { type: 'token'; text: string; id: number | null }
+  | { type: 'generation'; text: string; finishReason: FinishReason; tokens: number[] }
+  | { type: 'tool-call'; callId: string; tool: string; args: string }
+  | { type: 'tool-result'; callId: string; tool: string; ok: boolean; output: string }
+  | { type: 'reply'; text: string }
+  | { type: 'children'; results: ChildResult[] }
+  | { type: 'checkpoint'; step: number; id: string }
+  | { type: 'done'; summary: string }
+  | { type: 'idle' }
+  | { type: 'paused'; reason: 'cancelled' | 'step-limit' };
+
+/** What one step did, handed to `afterStep` (which checkpoints it). */
+export interface StepRecord {
+  step: number;
+  input: AgentEvent;
+  actions: AgentAction[];
+  /** The step as session events (user input, generations with token ids, tool calls and results). */
+  events: SessionEvent[];
+  /** The loop state after the step. */
+  state: LoopState;
+  /** Wall time of the step, and the parts spent in the model, the tools and the agent's own step(). */
+  timing: { totalMs: number; modelMs: number; toolMs: number; agentMs: number };
+  tokens: number;
+}
+
+export interface LoopOptions {
+  agent: Agent;
+  tools?: readonly ToolHost[];
+  engine: Engine;
+  /**
+   * Renders prompts to text here; by default the engine renders the messages with its model's own chat template
+   * (llm/prompt.ts), which gives every engine the same token ids.
+   */
+  template?: ChatTemplate;
+  sampling?: Partial<Sampling>;
+  /** The engine's KV slot (normally the session id). */
+  slot?: string;
+  /** Runs a forked child to its end; without it, fork-children answers every child with ok=false. */
+  runChild?: (task: SubTask, signal?: AbortSignal) => Promise<ChildResult>;
+  /** Called after every step; may return a checkpoint id, which is streamed as a `checkpoint` event. */
+  afterStep?: (record: StepRecord) => Promise<string | void>;
+  /** A run stops (paused: step-limit) after this many steps, so a looping agent cannot run forever. */
+  maxStepsPerRun?: number;
+  now?: () => number;
+}
+
+export const DEFAULT_MAX_STEPS_PER_RUN = 200;
+
+export class AgentLoop {
+  readonly info: AgentInfo;
+  readonly tools: ReadonlyMap<string, ToolHost>;
+  #state: LoopState = { status: 'idle', pending: [], steps: 0, summary: '' };
+  /** A second after-step hook the owner may set later (the runtime checkpoints through it). */
+  onStep?: (record: StepRecord) => Promise<string | void>;
+  readonly #options: LoopOptions;
+  readonly #template: ChatTemplate | undefined;
+  readonly #sampling: Sampling;
+  /** The tools offered to the model: those the agent asked for that this host has. */
+  readonly #specs: ToolSpec[];
+  #running = false;
+
+  constructor(options: LoopOptions) {
+    this.#options = options;
+    this.info = options.agent.describe();
+    this.tools = new Map((options.tools ?? []).map((t) => [t.info.name, t]));
+    this.#template = options.template;
+    this.#sampling = { ...DEFAULT_SAMPLING, ...options.sampling };
+    this.#specs = this.info.tools.flatMap((name) => {
+      const tool = this.tools.get(name);
+      return tool ? [{ name, description: tool.info.description, parameters: parseSchema(tool.info) }] : [];
+    });
+  }
+
+  /** A copy of the loop state (what a checkpoint stores). */
+  get state(): LoopState {
+    return structuredClone(this.#state);
+  }
+
+  /** Puts the loop into a checkpointed state (the agent and tools are restored separately, by their images). */
+  setState(state: LoopState): void {
+    if (this.#running) throw new FerryError('runtime/busy', 'The agent is running; cancel the run before restoring its state.');
+    this.#state = structuredClone(state);
+  }
+
+  /**
+   * Delivers `input` and runs steps until the agent is idle (no actions, nothing pending), done, the signal is
+   * aborted, or the step limit is reached. Streams what happens; one run at a time.
+   */
+  async *run(input: RunInput, signal?: AbortSignal): AsyncGenerator<LoopEvent, LoopState> {
+    if (this.#running) throw new FerryError('runtime/busy', 'The agent is already running; wait for the run to end or cancel it.');
+    if (this.#state.status === 'done' && input.type !== 'user') {
+      throw new FerryError('runtime/agent-done', 'The agent has finished its task; send a message to continue, or fork from an earlier checkpoint.');
+    }
+    if (input.type !== 'resume') this.#state.pending.push(input.type === 'start' ? { tag: 'start', val: text(input.task, 'task') } : { tag: 'user-message', val: text(input.text, 'message') });
+    this.#running = true;
+    try {
+      const maxSteps = this.#options.maxStepsPerRun ?? DEFAULT_MAX_STEPS_PER_RUN;
+      let steps = 0;
+      for (;;) {
+        const next = this.#state.pending[0];
+        if (next === undefined) {
+          if (this.#state.status !== 'done') this.#state.status = 'idle';
+          yield this.#state.status === 'done' ? { type: 'done', summary: this.#state.summary } : { type: 'idle' };
+          break;
+        }
+        if (signal?.aborted) {
+          yield { type: 'paused', reason: 'cancelled' };
+          break;
+        }
+        if (steps++ >= maxSteps) {
+          yield { type: 'paused', reason: 'step-limit' };
+          break;
+        }
+        this.#state.status = 'running';
+        yield* this.#step(next, signal);
+      }
+      return this.state;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  async *#step(input: AgentEvent, signal: AbortSignal | undefined): AsyncGenerator<LoopEvent> {
+    const now = this.#options.now ?? Date.now;
+    const t0 = performance.now();
+    const timing = { totalMs: 0, modelMs: 0, toolMs: 0, agentMs: 0 };
+    const step = this.#state.steps + 1;
+    yield { type: 'step', step, input: input.tag };
+    const events: SessionEvent[] = [];
+    if (input.tag === 'start' || input.tag === 'user-message') events.push({ type: 'user', text: input.val, at: now() });
+    let t = performance.now();
+    const actions = this.#options.agent.step(input);
+    timing.agentMs = performance.now() - t;
+    // The input is consumed only once the agent has taken it; results queue behind what is already pending.
+    const pending = this.#state.pending.slice(1);
+    let tokens = 0;
+    for (const action of actions) {
+      if (this.#state.status === 'done') break;
+      switch (action.tag) {
+        case 'generate': {
+          t = performance.now();
+          const generation = yield* this.#generate(action.val.messages, action.val.params, signal);
+          timing.modelMs += performance.now() - t;
+          tokens += generation.tokens.length;
+          events.push(generation.event);
+          pending.push({ tag: 'generation-result', val: { text: generation.text, finishReason: generation.finishReason } });
+          break;
+        }
+        case 'call-tool': {
+          const { id, name, args } = action.val;
+          events.push({ type: 'tool-call', callId: label(id), tool: label(name), args, at: now() });
+          yield { type: 'tool-call', callId: id, tool: name, args };
+          t = performance.now();
+          const outcome = await this.#invoke(name, args, signal);
+          timing.toolMs += performance.now() - t;
+          const output = truncate(outcome.output);
+          events.push({ type: 'tool-result', callId: label(id), ok: outcome.ok, output, at: now() });
+          yield { type: 'tool-result', callId: id, tool: name, ok: outcome.ok, output };
+          pending.push({ tag: 'tool-result', val: { id, name, ok: outcome.ok, output } });
+          break;
+        }
+        case 'reply':
+          yield { type: 'reply', text: action.val };
+          break;
+        case 'fork-children': {
+          t = performance.now();
+          const results = await this.#children(action.val, signal);
+          timing.toolMs += performance.now() - t;
+          yield { type: 'children', results };
+          pending.push({ tag: 'child-results', val: results });
+          break;
+        }
+        case 'done':
+          this.#state.status = 'done';
+          this.#state.summary = action.val;
+          pending.length = 0;
+          break;
+      }
+    }
+    this.#state.pending = pending;
+    this.#state.steps = step;
+    if (this.#state.status !== 'done') this.#state.status = pending.length > 0 ? 'running' : 'idle';
+    timing.totalMs = performance.now() - t0;
+    const record: StepRecord = { step, input, actions, events, state: this.state, timing, tokens };
+    const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
+    if (id) yield { type: 'checkpoint', step, id };
+  }
+
+  async *#generate(messages: readonly { role: string; content: string }[], params: { maxTokens?: number | undefined; temperature?: number | undefined; stop: string[] }, signal: AbortSignal | undefined) {
+    const engine = this.#options.engine;
+    const chat = this.#withTools(messages.map(toChatMessage));
+    const request: GenerateRequest = {
+      prompt: this.#template ? { text: this.#template.render(chat) } : { messages: chat },
+      // The agent may ask for fewer tokens than the session allows, never more.
+      maxTokens: Math.max(1, Math.min(params.maxTokens ?? this.#sampling.maxTokens, this.#sampling.maxTokens)),
+      temperature: params.temperature ?? this.#sampling.temperature,
+      seed: this.#sampling.seed,
+      ...(this.#sampling.topK === undefined ? {} : { topK: this.#sampling.topK }),
+      ...(this.#sampling.topP === undefined ? {} : { topP: this.#sampling.topP }),
+      ...(params.stop.length > 0 ? { stop: params.stop } : {}),
+      ...(this.#options.slot === undefined ? {} : { slot: this.#options.slot }),
+      ...(signal ? { signal } : {}),
+    };
+    for await (const event of engine.generate(request)) {
+      if (event.type === 'token') {
+        yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
+        continue;
+      }
+      const tokens = [...event.tokens];
+      yield { type: 'generation', text: event.text, finishReason: event.finishReason, tokens } satisfies LoopEvent;
+      const sessionEvent: SessionEvent = {
+        type: 'generation',
+        tokens,
+        text: event.text,
+        engine: { id: label(engine.info.id), kind: engine.info.kind, model: label(engine.info.model) },
+        timings: { promptMs: event.stats.prefillMs, generateMs: event.stats.decodeMs },
+        finish: event.finishReason === 'cancelled' ? 'abort' : event.finishReason,
+        at: (this.#options.now ?? Date.now)(),
+      };
+      return { text: event.text, finishReason: event.finishReason, tokens, event: sessionEvent };
+    }
+    throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
+  }
+
+  /** The tool instructions go at the end of the system message (a new one when the agent sent none). */
+  #withTools(messages: ChatMessage[]): ChatMessage[] {
+    if (this.#specs.length === 0) return messages;
+    const instructions = toolInstructions(this.#specs);
+    const [first, ...rest] = messages;
+    if (first?.role === 'system') return [{ role: 'system', content: `${first.content}\n\n${instructions}` }, ...rest];
+    return [{ role: 'system', content: instructions }, ...messages];
+  }
+
+  async #invoke(name: string, args: string, signal: AbortSignal | undefined): Promise<ToolOutcome> {
+    const tool = this.tools.get(name);
+    if (!tool || !this.info.tools.includes(name)) {
+      const available = this.#specs.map((s) => s.name);
+      return { ok: false, output: `There is no tool "${name}". Available tools: ${available.length > 0 ? available.join(', ') : 'none'}.` };
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(args);
+    } catch (err) {
+      return { ok: false, output: `The arguments for "${name}" are not valid JSON (${(err as Error).message}). Send one JSON object.` };
+    }
+    const problems = checkJsonSchema(parseSchema(tool.info), parsed);
+    if (problems.length > 0) {
+      return { ok: false, output: `The arguments for "${name}" do not match its schema:\n- ${problems.slice(0, 8).join('\n- ')}\nSchema: ${tool.info.argsSchema}` };
+    }
+    try {
+      return await tool.invoke(args, signal ? { signal } : {});
+    } catch (cause) {
+      throw new FerryError('runtime/step-failed', `Step ${this.#state.steps + 1} failed: the call to tool "${name}" did not complete (${cause instanceof Error ? cause.message : String(cause)}).`, {
+        cause,
+        details: { tool: name, step: this.#state.steps + 1 },
+      });
+    }
+  }
+
+  async #children(tasks: SubTask[], signal: AbortSignal | undefined): Promise<ChildResult[]> {
+    const runChild = this.#options.runChild;
+    const results: ChildResult[] = [];
+    // One at a time: children share this host's tools and engine; spreading them over nodes is the scheduler's job.
+    for (const task of tasks) {
+      if (!runChild) results.push({ id: task.id, ok: false, output: 'This host cannot run child agents.' });
+      else if (signal?.aborted) results.push({ id: task.id, ok: false, output: 'Cancelled before it started.' });
+      else results.push(await runChild(task, signal));
+    }
+    return results;
+  }
+}
+
+/**
+ * A `runChild` for AgentLoop: each sub-task runs in a fresh agent from `createAgent`, with the parent's tools and
+ * engine, until it is done (its summary is the output) or idle (its last reply is). Its events go to `onEvent`.
+ */
+export function childRunner(
+  createAgent: () => Promise<Agent>,
+  base: Omit<LoopOptions, 'agent' | 'afterStep' | 'runChild'>,
+  onEvent?: (child: string, event: LoopEvent) => void,
+): (task: SubTask, signal?: AbortSignal) => Promise<ChildResult> {
+  return async (task, signal) => {
+    try {
+      const loop = new AgentLoop({ ...base, agent: await createAgent() });
+      let lastReply = '';
+      for await (const event of loop.run({ type: 'start', task: task.task }, signal)) {
+        if (event.type === 'reply') lastReply = event.text;
+        onEvent?.(task.id, event);
+      }
+      const state = loop.state;
+      if (state.status === 'done') return { id: task.id, ok: true, output: state.summary || lastReply };
+      if (state.status === 'idle') return { id: task.id, ok: true, output: lastReply };
+      return { id: task.id, ok: false, output: 'The child was stopped before it finished.' };
+    } catch (err) {
+      if (err instanceof FerryError && err.code === 'runtime/step-failed') throw err;
+      return { id: task.id, ok: false, output: `The child failed: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  };
+}
+
+function parseSchema(info: ToolInfo): Record<string, unknown> {
+  try {
+    const schema: unknown = JSON.parse(info.argsSchema);
+    if (typeof schema === 'object' && schema !== null && !Array.isArray(schema)) return schema as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw new FerryError('component/bad-output', `Tool "${info.name}" describes its arguments with an args-schema that is not a JSON object; fix the tool.`);
+}
+
+function toChatMessage(m: { role: string; content: string }): ChatMessage {
+  const role = m.role === 'system' || m.role === 'user' || m.role === 'assistant' || m.role === 'tool' ? m.role : 'user';
+  return { role, content: m.content };
+}
+
+function text(value: string, what: string): string {
+  if (typeof value !== 'string' || value.length > MAX_TEXT_BYTES) throw new FerryError('runtime/bad-input', `The ${what} must be a string of at most ${MAX_TEXT_BYTES} characters.`);
+  return value;
+}
+
+/** Session labels are at most 256 characters (session/schema.ts). */
+function label(value: string): string {
+  return value.length <= 256 ? value : value.slice(0, 256);
+}
+
+/** Tool output is capped at the session's text limit; the model is told it was cut. */
+function truncate(output: string): string {
+  const limit = 1 << 20;
+  return output.length <= limit ? output : `${output.slice(0, limit - 64)}\n…[output truncated at ${limit} characters]`;
+}

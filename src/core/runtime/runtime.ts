@@ -1,0 +1,290 @@
+/**
+ * The agent runtime: an agent component, its tools and an Engine, run by the action loop, checkpointed into a
+ * session after every step. Fork, switch branch and rollback restore every component from the checkpoint into
+ * fresh state; a step whose tool call fails as a call (a trap, the time or memory limit) is rolled back to the last
+ * checkpoint and reported, and the session goes on. The same class runs in a Web Worker (workers/agent.worker.ts)
+ * and in Node worker_threads (server/runtime/).
+ */
+import { FerryError, type SerializedError } from '../errors.ts';
+import type { Engine } from '../llm/engine.ts';
+import { Session, type LlmSettings } from '../session/index.ts';
+import type { ObjectId, Store } from '../store/index.ts';
+import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, readHostState, encodeHostState, type HostState, type StatefulComponent } from './checkpoint.ts';
+import { instantiate, type Grants } from './instance.ts';
+import type { LoadedComponent } from './load.ts';
+import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type RunInput, type Sampling, type ToolHost } from './loop.ts';
+import { blobHeader } from './state-codec.ts';
+import { inProcessTool, type ToolLimits } from './tools.ts';
+import { agentOf } from './wit.ts';
+
+/** A tool as the runtime holds it: callable, and checkpointed. */
+export interface ToolSlot extends ToolHost, StatefulComponent {
+  dispose?(): Promise<void>;
+}
+
+/** A tool component instance in this thread (no time limit: see tool-worker.ts for isolated tools). */
+export async function localTool(component: LoadedComponent, grants: Grants, limits: Partial<ToolLimits> = {}): Promise<ToolSlot> {
+  const instance = await instantiate(component, grants);
+  const host = inProcessTool(instance, limits);
+  const state = instanceState(`tool.${host.info.name}`, instance);
+  return { info: host.info, invoke: host.invoke, name: state.name, componentId: state.componentId, capture: state.capture, restore: state.restore };
+}
+
+export interface RuntimeSetup {
+  engine: Engine;
+  sampling?: Partial<Sampling>;
+  /** Loads a component build by id (from a folder, a URL, the store): the id pins its bytes (load.ts). */
+  load: (componentId: string) => Promise<LoadedComponent>;
+  /** Host imports by WIT interface name; each component receives only those it declares. */
+  grants?: Grants;
+  /** Starts a tool; default: in this thread. A worker host (tool-worker.ts) adds the time limit. */
+  startTool?: (component: LoadedComponent, grants: Grants) => Promise<ToolSlot>;
+  maxStepsPerRun?: number;
+  now?: () => number;
+}
+
+export type RuntimeEvent =
+  | LoopEvent
+  /** A step failed as a whole; the session was restored to `restoredTo` and goes on without that step. */
+  | { type: 'step-failed'; step: number; error: SerializedError; restoredTo: ObjectId };
+
+export interface CreateOptions {
+  agent: string;
+  tools?: readonly string[];
+  sessionId?: string;
+  branch?: string;
+}
+
+interface Parts {
+  agentComponent: LoadedComponent;
+  agent: StatefulComponent;
+  tools: ToolSlot[];
+  loop: AgentLoop;
+}
+
+export class AgentRuntime {
+  #parts: Parts;
+  #checkpointer: Checkpointer;
+  #running = false;
+  /** The checkpoint the live state equals (the branch head after every step). */
+  #at: ObjectId;
+  /** Step figures of the last run, for benchmarks: the checkpoint's own time and bytes. */
+  readonly stats: { checkpointMs: number[]; stateBytes: number[]; overheadMs: number[] } = { checkpointMs: [], stateBytes: [], overheadMs: [] };
+
+  private constructor(
+    readonly session: Session,
+    private readonly setup: RuntimeSetup,
+    parts: Parts,
+    at: ObjectId,
+  ) {
+    this.#parts = parts;
+    this.#at = at;
+    this.#checkpointer = new Checkpointer(session, [parts.agent, ...parts.tools]);
+  }
+
+  /** A new session: fresh components, the first checkpoint holding their initial state. */
+  static async create(store: Store, setup: RuntimeSetup, options: CreateOptions): Promise<AgentRuntime> {
+    const parts = await build(setup, options.agent, options.tools ?? []);
+    const components: Record<string, Uint8Array> = await keyframes([parts.agent, ...parts.tools]);
+    components[LOOP_COMPONENT] = encodeHostState(hostState(parts));
+    const session = await Session.create(store, {
+      llm: llmSettings(setup),
+      components,
+      ...(options.sessionId ? { id: options.sessionId } : {}),
+      ...(options.branch ? { branch: options.branch } : {}),
+      ...(setup.now ? { now: setup.now() } : {}),
+    });
+    const runtime = new AgentRuntime(session, setup, parts, await session.head());
+    await runtime.#resumeChains(runtime.#at);
+    return runtime;
+  }
+
+  /** Opens a stored session on its current branch: fresh instances, restored from the head checkpoint. */
+  static async open(store: Store, setup: RuntimeSetup, sessionId: string): Promise<AgentRuntime> {
+    const session = await Session.open(store, sessionId);
+    const head = await session.head();
+    const host = await readHostState(session, head);
+    const parts = await build(setup, host.agent, host.tools.map((t) => t.component));
+    const runtime = new AgentRuntime(session, setup, parts, head);
+    await runtime.#restoreInto(parts, head, host);
+    return runtime;
+  }
+
+  get head(): ObjectId {
+    return this.#at;
+  }
+
+  get loopState(): LoopState {
+    return this.#parts.loop.state;
+  }
+
+  get tools(): readonly ToolSlot[] {
+    return this.#parts.tools;
+  }
+
+  /** Runs the agent on `input`, checkpointing after every step; streams what happens. */
+  async *run(input: RunInput, signal?: AbortSignal): AsyncGenerator<RuntimeEvent, LoopState> {
+    this.#enter();
+    try {
+      try {
+        return yield* this.#parts.loop.run(input, signal);
+      } catch (err) {
+        if (!(err instanceof FerryError && err.code === 'runtime/step-failed')) throw err;
+        const restoredTo = await this.#recover();
+        yield { type: 'step-failed', step: Number(err.details?.step ?? 0), error: err.toJSON(), restoredTo };
+        return this.#parts.loop.state;
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /** Creates branch `name` at checkpoint `at` (default: the head) and continues on it. */
+  async fork(name: string, at: ObjectId = this.#at): Promise<ObjectId> {
+    this.#enter();
+    try {
+      const marker = await this.session.fork(at, name);
+      await this.session.switchBranch(name);
+      await this.#restoreAt(marker);
+      return marker;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  async switchBranch(name: string): Promise<ObjectId> {
+    this.#enter();
+    try {
+      await this.session.switchBranch(name);
+      const head = await this.session.head();
+      await this.#restoreAt(head);
+      return head;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /** Moves the current branch back to checkpoint `to` and restores every component to it. */
+  async rollback(to: ObjectId): Promise<void> {
+    this.#enter();
+    try {
+      await this.session.rollback(to);
+      await this.#restoreAt(to);
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.#parts.tools.map((t) => t.dispose?.()));
+  }
+
+  #enter(): void {
+    if (this.#running) throw new FerryError('runtime/busy', 'The agent is busy with another operation; wait for it or cancel the run.');
+    this.#running = true;
+  }
+
+  /** After a failed step: every component back to the last checkpoint; the failed input is dropped, recorded in a new checkpoint. */
+  async #recover(): Promise<ObjectId> {
+    const last = this.#at;
+    await this.#restoreAt(last);
+    const state = this.#parts.loop.state;
+    state.pending = state.pending.slice(1);
+    state.status = state.pending.length > 0 ? 'running' : 'idle';
+    this.#parts.loop.setState(state);
+    const result = await this.#checkpointer.append({ events: [], host: { ...hostState(this.#parts), loop: state } });
+    this.#at = result.id;
+    return last;
+  }
+
+  async #restoreAt(at: ObjectId): Promise<void> {
+    const host = await readHostState(this.session, at);
+    const sameBuild = host.agent === this.#parts.agentComponent.id && host.tools.length === this.#parts.tools.length &&
+      host.tools.every((t, i) => t.component === this.#parts.tools[i]!.componentId);
+    if (!sameBuild) {
+      throw new FerryError('runtime/other-build', `Checkpoint ${at} was made by other component builds than this runtime runs; open the session anew to restore it.`);
+    }
+    // Fresh state for everything: a restore never trusts what the live instances hold.
+    const old = this.#parts;
+    const parts = await build(this.setup, host.agent, host.tools.map((t) => t.component), old.agentComponent);
+    try {
+      await this.#restoreInto(parts, at, host);
+    } catch (err) {
+      await Promise.all(parts.tools.map((t) => t.dispose?.()));
+      throw err;
+    }
+    await Promise.all(old.tools.map((t) => t.dispose?.()));
+  }
+
+  async #restoreInto(parts: Parts, at: ObjectId, host: HostState): Promise<void> {
+    for (const component of [parts.agent, ...parts.tools]) await component.restore(await readChain(this.session, at, component.name));
+    parts.loop.setState(host.loop);
+    this.#parts = parts;
+    this.#checkpointer.reset([parts.agent, ...parts.tools]);
+    this.#at = at;
+    await this.#resumeChains(at);
+    parts.loop.onStep = (record) => this.#afterStep(record);
+  }
+
+  /** Continues each component's delta chain from checkpoint `at` rather than starting a keyframe. */
+  async #resumeChains(at: ObjectId): Promise<void> {
+    for (const component of [this.#parts.agent, ...this.#parts.tools]) {
+      const chain = await readChain(this.session, at, component.name);
+      const key = blobHeader(chain[0]!);
+      this.#checkpointer.resume(component.name, { chain: key.chain, seq: chain.length - 1, keyBytes: chain[0]!.length, deltaBytes: chain.slice(1).reduce((n, b) => n + b.length, 0) });
+    }
+    this.#parts.loop.onStep = (record) => this.#afterStep(record);
+  }
+
+  async #afterStep(record: Parameters<NonNullable<AgentLoop['onStep']>>[0]): Promise<string> {
+    const t0 = performance.now();
+    const result = await this.#checkpointer.append({
+      events: record.events,
+      host: { ...hostState(this.#parts), loop: record.state },
+      timeMs: record.timing.totalMs,
+    });
+    this.#at = result.id;
+    this.stats.checkpointMs.push(performance.now() - t0);
+    this.stats.stateBytes.push(result.stateBytes);
+    const { totalMs, modelMs, toolMs, agentMs } = record.timing;
+    this.stats.overheadMs.push(Math.max(0, totalMs - modelMs - toolMs - agentMs));
+    return result.id;
+  }
+}
+
+async function build(setup: RuntimeSetup, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
+  const grants = setup.grants ?? {};
+  const component = agentComponent?.id === agentId ? agentComponent : await setup.load(agentId);
+  if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
+    throw new FerryError('component/wrong-world', `Component "${component.manifest.name}" is built for world "${component.manifest.world}", not "agent"; it cannot run as the agent.`);
+  }
+  const instance = await instantiate(component, grants);
+  const startTool = setup.startTool ?? ((c: LoadedComponent, g: Grants) => localTool(c, g));
+  const tools: ToolSlot[] = [];
+  for (const id of toolIds) tools.push(await startTool(await setup.load(id), grants));
+  const agent = agentOf(instance);
+  const base = {
+    engine: setup.engine,
+    tools,
+    ...(setup.sampling ? { sampling: setup.sampling } : {}),
+    ...(setup.maxStepsPerRun ? { maxStepsPerRun: setup.maxStepsPerRun } : {}),
+    ...(setup.now ? { now: setup.now } : {}),
+  };
+  // Children are fresh agents sharing the tools; their steps are part of the parent's step.
+  const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
+  const loop = new AgentLoop({ ...base, agent, runChild });
+  return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
+}
+
+function hostState(parts: Parts): HostState {
+  return { loop: parts.loop.state, agent: parts.agentComponent.id, tools: parts.tools.map((t) => ({ name: t.name, component: t.componentId })) };
+}
+
+function llmSettings(setup: RuntimeSetup): LlmSettings {
+  const s = { ...DEFAULT_SAMPLING, ...setup.sampling };
+  return {
+    model: setup.engine.info.model.slice(0, 256),
+    tokenizerId: setup.engine.info.tokenizerId.slice(0, 256),
+    sampling: { temperature: s.temperature, topP: s.topP ?? 1, topK: s.topK ?? 0, seed: s.seed, maxTokens: s.maxTokens },
+  };
+}

@@ -1,0 +1,354 @@
+/**
+ * How a component's state is stored (issue 4): a keyframe — the pages that differ from a fresh instance of the
+ * component — then one small delta per step — the pages that differ from the previous step. A changed page is
+ * stored as its changed runs of words (offset, length, new bytes), deflated: a step changes a few hundred bytes
+ * spread over a handful of 64 KiB pages, so a delta is ~1–3 KB where the raw pages were ~300 KB, and decoding it
+ * never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the deltas after it, in order
+ * (checkpoint.ts bounds the chain). A keyframe names a fingerprint of the fresh image it was taken against, so a
+ * restore into a build whose fresh state differs is refused rather than corrupted.
+ *
+ * A blob is versioned canonical MessagePack; decoding validates every field and bound before anything is
+ * allocated from it, because blobs come back from stores, files and other devices.
+ */
+import { deflateSync, inflateSync } from 'fflate';
+import { FerryError } from '../errors.ts';
+import { decodeMsgpack, encodeCanonical } from '../session/canonical.ts';
+import { PAGE_SIZE, type GlobalValue, type StateDelta, type StateImage } from './image.ts';
+
+export const STATE_FORMAT = 'ferry-state';
+export const STATE_VERSION = 1;
+/** 4 GiB: the most a 32-bit wasm memory can hold. */
+const MAX_MEMORY_BYTES = 65_536 * PAGE_SIZE;
+/** Deflate level 1: XOR pages are mostly zeros, where higher levels gain almost nothing and cost time. */
+const LEVEL = 1;
+
+const enum Mode {
+  /** The page is all zero. */
+  Zero = 0,
+  /** Deflated runs of changed words against the same page before (absent = all zero). */
+  Runs = 3,
+}
+/** Runs closer than this many words are merged: fewer headers, a little more data. */
+const MERGE_GAP_WORDS = 4;
+
+type PageEntry = [index: number, mode: Mode, bytes: Uint8Array | null];
+
+interface StateBlob {
+  f: typeof STATE_FORMAT;
+  v: typeof STATE_VERSION;
+  kind: 'key' | 'delta';
+  component: string;
+  /** Names the keyframe a delta applies to (the keyframe's own nonce). */
+  chain: string;
+  /** 0 for a keyframe; deltas count 1, 2, … after it. */
+  seq: number;
+  /** Keyframes: fingerprint of the fresh image the pages are relative to. */
+  base?: string;
+  /** Components exporting the `state` interface: their own snapshot, the whole state (no pages then). */
+  snapshot?: Uint8Array;
+  memories: { key: string; size: number; pages: PageEntry[] }[];
+  globals: { key: string; n?: number; i64?: string }[];
+}
+
+export interface BlobHeader {
+  kind: 'key' | 'delta';
+  component: string;
+  chain: string;
+  seq: number;
+}
+
+/** A keyframe: every page of `image` that differs from `base` (the component's fresh image), as changed runs. */
+export function encodeKeyframe(image: StateImage, base: StateImage, chain: string): Uint8Array {
+  if (image.component !== base.component || image.memories.length !== base.memories.length || image.memories.some((m, i) => m.key !== base.memories[i]!.key)) {
+    throw bad('the base image is of another component or layout');
+  }
+  return encodeCanonical({
+    f: STATE_FORMAT,
+    v: STATE_VERSION,
+    kind: 'key',
+    component: image.component,
+    chain,
+    seq: 0,
+    base: fingerprint(base),
+    memories: image.memories.map((m, n) => {
+      const before = base.memories[n]!;
+      const indexes = [...new Set([...m.pages.keys(), ...before.pages.keys()])].sort((a, b) => a - b);
+      const pages: PageEntry[] = [];
+      for (const i of indexes) {
+        const page = m.pages.get(i);
+        const old = before.pages.get(i);
+        if (page === old) continue;
+        if (!page) pages.push([i, Mode.Zero, null]);
+        else if (!old || !sameWords(page, old)) pages.push([i, Mode.Runs, encodeRuns(page, old)]);
+      }
+      return { key: m.key, size: m.byteLength, pages };
+    }),
+    globals: encodeGlobals(image.globals),
+  } satisfies StateBlob);
+}
+
+/** A delta: each changed page as its changed runs against its previous version. */
+export function encodeDelta(delta: StateDelta, chain: string, seq: number): Uint8Array {
+  return encodeCanonical({
+    f: STATE_FORMAT,
+    v: STATE_VERSION,
+    kind: 'delta',
+    component: delta.component,
+    chain,
+    seq,
+    memories: delta.memories.map((m) => ({
+      key: m.key,
+      size: m.byteLength,
+      pages: [...m.pages].sort((a, b) => a[0] - b[0]).map(([i, page]): PageEntry => (page === null ? [i, Mode.Zero, null] : [i, Mode.Runs, encodeRuns(page, m.before.get(i))])),
+    })),
+    globals: encodeGlobals(delta.globals),
+  } satisfies StateBlob);
+}
+
+/**
+ * A component's own snapshot (the `state` interface) as a chain blob: the whole state each time, so the newest
+ * blob of a chain is all a restore needs; the chain numbering is kept so checkpoint.ts treats every component alike.
+ */
+export function encodeSnapshot(component: string, chain: string, seq: number, snapshot: Uint8Array): Uint8Array {
+  return encodeCanonical({ f: STATE_FORMAT, v: STATE_VERSION, kind: seq === 0 ? 'key' : 'delta', component, chain, seq, memories: [], globals: [], snapshot } satisfies StateBlob);
+}
+
+/** The snapshot a chain of snapshot blobs ends with, or undefined when the chain holds memory images. */
+export function snapshotOf(blobs: readonly Uint8Array[]): Uint8Array | undefined {
+  const decoded = blobs.map(decodeBlob);
+  const first = decoded[0];
+  if (!first || first.kind !== 'key') throw bad('a state chain must start with a keyframe');
+  if (first.snapshot === undefined) return undefined;
+  decoded.forEach((blob, n) => {
+    if (blob.snapshot === undefined || blob.component !== first.component || blob.chain !== first.chain || blob.seq !== n) throw bad(`blob ${n} of a snapshot chain is out of place`);
+  });
+  return decoded.at(-1)!.snapshot;
+}
+
+/** True when a delta changes nothing (no pages; globals are compared by the caller, who has the previous ones). */
+export function deltaIsEmpty(delta: StateDelta): boolean {
+  return delta.memories.every((m) => m.pages.size === 0);
+}
+
+/** The header of a blob, validated. */
+export function blobHeader(bytes: Uint8Array): BlobHeader {
+  const { kind, component, chain, seq } = decodeBlob(bytes);
+  return { kind, component, chain, seq };
+}
+
+/**
+ * Rebuilds an image from a keyframe and the deltas after it, in order, on top of `base` — the fresh image of the
+ * component (a fresh instance's `initial()`). Every blob must belong to the same component and chain, with
+ * consecutive sequence numbers, and the keyframe to this fresh image: anything else is refused, never half-applied.
+ */
+export function decodeChain(blobs: readonly Uint8Array[], base: StateImage): StateImage {
+  const [first, ...rest] = blobs.map(decodeBlob);
+  if (!first || first.kind !== 'key') throw bad('a state chain must start with a keyframe');
+  if (first.component !== base.component) throw bad(`the state is of component ${first.component}, not ${base.component}`);
+  if (first.base !== fingerprint(base)) {
+    throw new FerryError('runtime/base-mismatch', 'The fresh state of this component differs from the one the checkpoint was taken against (another build, or a non-deterministic start); it cannot be restored here.');
+  }
+  // Pages copied during this decode are written in place by later deltas: one copy per page, not per delta.
+  const owned = new Set<Uint8Array>();
+  let image = applyBlob(base, first, owned);
+  rest.forEach((blob, n) => {
+    if (blob.kind !== 'delta' || blob.component !== first.component || blob.chain !== first.chain || blob.seq !== n + 1) {
+      throw bad(`blob ${n + 1} of the chain is not delta ${n + 1} of keyframe ${first.chain} for this component`);
+    }
+    image = applyBlob(image, blob, owned);
+  });
+  return image;
+}
+
+function applyBlob(image: StateImage, blob: StateBlob, owned: Set<Uint8Array>): StateImage {
+  if (blob.memories.length !== image.memories.length || blob.memories.some((m, i) => m.key !== image.memories[i]!.key)) {
+    throw bad('a delta lists other memories than its keyframe');
+  }
+  return {
+    component: image.component,
+    memories: image.memories.map((memory, m) => {
+      const change = blob.memories[m]!;
+      if (change.size < memory.byteLength) throw bad(`memory ${memory.key} shrinks in a delta; wasm memories never shrink`);
+      const pages = new Map(memory.pages);
+      for (const [i, mode, bytes] of change.pages) {
+        const page = pageOf(mode, bytes, memory.pages.get(i), owned);
+        if (page === null) pages.delete(i);
+        else pages.set(i, page);
+      }
+      return { key: memory.key, byteLength: change.size, pages };
+    }),
+    globals: decodeGlobals(blob.globals),
+  };
+}
+
+function pageOf(mode: Mode, bytes: Uint8Array | null, before: Uint8Array | undefined, owned: Set<Uint8Array>): Uint8Array | null {
+  if (mode === Mode.Zero) return null;
+  const page = applyRuns(inflateRuns(bytes!), before, owned);
+  owned.add(page);
+  return page;
+}
+
+/** Changed words of `page` against `before` as runs: [u32 count][u32 offset, u32 length]… then the runs' bytes; deflated. */
+function encodeRuns(page: Uint8Array, before: Uint8Array | undefined): Uint8Array {
+  const now = words(page);
+  const old = before ? words(before) : undefined;
+  const runs: [number, number][] = [];
+  let start = -1;
+  let lastChanged = -1;
+  for (let i = 0; i < now.length; i++) {
+    if (now[i] === (old ? old[i] : 0)) continue;
+    if (start >= 0 && i - lastChanged <= MERGE_GAP_WORDS) {
+      lastChanged = i;
+      continue;
+    }
+    if (start >= 0) runs.push([start, lastChanged + 1 - start]);
+    start = i;
+    lastChanged = i;
+  }
+  if (start >= 0) runs.push([start, lastChanged + 1 - start]);
+  const dataWords = runs.reduce((n, [, len]) => n + len, 0);
+  const body = new Uint32Array(1 + 2 * runs.length + dataWords);
+  body[0] = runs.length;
+  let at = 1 + 2 * runs.length;
+  runs.forEach(([offset, len], r) => {
+    body[1 + 2 * r] = offset * 4;
+    body[2 + 2 * r] = len * 4;
+    body.set(now.subarray(offset, offset + len), at);
+    at += len;
+  });
+  return deflateSync(new Uint8Array(body.buffer), { level: LEVEL });
+}
+
+/** The largest runs body a page can have: every other word changed, after merging. */
+const MAX_RUNS_BODY = 4 + PAGE_SIZE * 2 + 64;
+
+function inflateRuns(bytes: Uint8Array): Uint32Array {
+  // Inflating into a bounded buffer caps what a hostile blob can make us allocate.
+  let body: Uint8Array;
+  try {
+    body = inflateSync(bytes, { out: new Uint8Array(MAX_RUNS_BODY + 4) });
+  } catch (cause) {
+    throw bad('a page does not inflate', cause);
+  }
+  if (body.length > MAX_RUNS_BODY || body.length % 4 !== 0 || body.length < 4) throw bad(`a page's runs inflate to ${body.length} bytes`);
+  return new Uint32Array(body.buffer, body.byteOffset, body.length / 4);
+}
+
+/** `before` (or zeros) with the runs written over it; every offset and length is checked against the page. */
+function applyRuns(body: Uint32Array, before: Uint8Array | undefined, owned: ReadonlySet<Uint8Array>): Uint8Array {
+  const page = before ? (owned.has(before) ? before : before.slice()) : new Uint8Array(PAGE_SIZE);
+  const out = words(page);
+  const count = body[0]!;
+  let at = 1 + 2 * count;
+  if (at > body.length) throw bad('a page lists more runs than it carries');
+  let end = 0;
+  for (let r = 0; r < count; r++) {
+    const offset = body[1 + 2 * r]!;
+    const length = body[2 + 2 * r]!;
+    if (offset % 4 !== 0 || length % 4 !== 0 || length === 0 || offset < end || offset + length > PAGE_SIZE || at + length / 4 > body.length) {
+      throw bad('a page has a run outside the page, out of order, or longer than its data');
+    }
+    out.set(body.subarray(at, at + length / 4), offset / 4);
+    at += length / 4;
+    end = offset + length;
+  }
+  if (at !== body.length) throw bad('a page carries bytes after its last run');
+  return page;
+}
+
+function words(page: Uint8Array): Uint32Array {
+  return new Uint32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4);
+}
+
+function sameWords(a: Uint8Array, b: Uint8Array): boolean {
+  const x = words(a);
+  const y = words(b);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * A fast fingerprint (FNV-1a over the words) of a fresh image: a consistency check that a keyframe lands on the
+ * fresh state it was taken against, not a security boundary (blobs are content-addressed in the store).
+ */
+export function fingerprint(image: StateImage): string {
+  let h = 0x811c9dc5;
+  let pages = 0;
+  for (const m of image.memories) {
+    h = Math.imul(h ^ (m.byteLength / PAGE_SIZE), 0x01000193);
+    for (const i of [...m.pages.keys()].sort((a, b) => a - b)) {
+      h = Math.imul(h ^ i, 0x01000193);
+      const w = words(m.pages.get(i)!);
+      // Two lanes halve the dependency chain; still one pass over the words.
+      let h2 = h ^ 0x9e3779b9;
+      for (let j = 0; j < w.length; j += 2) {
+        h = Math.imul(h ^ w[j]!, 0x01000193);
+        h2 = Math.imul(h2 ^ w[j + 1]!, 0x01000193);
+      }
+      h ^= h2;
+      pages++;
+    }
+  }
+  return `fnv1a:${(h >>> 0).toString(16).padStart(8, '0')}:${pages}`;
+}
+
+function encodeGlobals(globals: readonly { key: string; value: GlobalValue }[]): StateBlob['globals'] {
+  return globals.map((g) => (typeof g.value === 'bigint' ? { key: g.key, i64: g.value.toString() } : { key: g.key, n: g.value }));
+}
+
+function decodeGlobals(globals: StateBlob['globals']): { key: string; value: GlobalValue }[] {
+  return globals.map((g) => ({ key: g.key, value: g.i64 !== undefined ? BigInt(g.i64) : g.n! }));
+}
+
+function decodeBlob(bytes: Uint8Array): StateBlob {
+  const data = decodeMsgpack(bytes, 'runtime/bad-state', 'A component state blob');
+  if (!isRecord(data) || data.f !== STATE_FORMAT) throw bad('it is not a Ferry component state');
+  if (data.v !== STATE_VERSION) throw bad(`version ${JSON.stringify(data.v)} is not supported (this host reads version ${STATE_VERSION})`);
+  if (data.kind !== 'key' && data.kind !== 'delta') throw bad('kind must be "key" or "delta"');
+  if (typeof data.component !== 'string' || typeof data.chain !== 'string' || data.chain.length > 128) throw bad('component and chain must be strings');
+  if (!Number.isSafeInteger(data.seq) || (data.seq as number) < 0) throw bad('seq must be a non-negative integer');
+  if (!Array.isArray(data.memories) || data.memories.length > 64 || !Array.isArray(data.globals) || data.globals.length > 4096) throw bad('memories and globals must be (bounded) lists');
+  const memories = data.memories.map((m, j): StateBlob['memories'][number] => {
+    if (!isRecord(m) || typeof m.key !== 'string' || !Number.isSafeInteger(m.size) || !Array.isArray(m.pages)) throw bad(`memory ${j} is malformed`);
+    const size = m.size as number;
+    if (size < 0 || size % PAGE_SIZE !== 0 || size > MAX_MEMORY_BYTES) throw bad(`memory ${m.key} has an invalid size ${size}`);
+    const seen = new Set<number>();
+    const pages = m.pages.map((p): PageEntry => {
+      if (!Array.isArray(p) || p.length !== 3) throw bad(`a page of memory ${m.key} is malformed`);
+      const [i, mode, body] = p as unknown[];
+      if (!Number.isSafeInteger(i) || (i as number) < 0 || (i as number) * PAGE_SIZE >= size || seen.has(i as number)) throw bad(`memory ${m.key} has an invalid or repeated page index`);
+      seen.add(i as number);
+      if (mode === Mode.Zero) {
+        if (body !== null) throw bad('a zero page carries bytes');
+        return [i as number, Mode.Zero, null];
+      }
+      if (mode !== Mode.Runs || !(body instanceof Uint8Array)) throw bad(`page ${String(i)} of memory ${m.key} has an invalid mode or body`);
+      return [i as number, mode, body];
+    });
+    return { key: m.key, size, pages };
+  });
+  const globals = data.globals.map((g): StateBlob['globals'][number] => {
+    if (!isRecord(g) || typeof g.key !== 'string') throw bad('a global is malformed');
+    if (typeof g.n === 'number' && Number.isFinite(g.n) && g.i64 === undefined) return { key: g.key, n: g.n };
+    if (typeof g.i64 === 'string' && /^-?\d{1,20}$/.test(g.i64) && g.n === undefined) return { key: g.key, i64: g.i64 };
+    throw bad(`global ${g.key} has no valid value`);
+  });
+  if (data.base !== undefined && typeof data.base !== 'string') throw bad('base must be a string');
+  if (data.snapshot !== undefined && !(data.snapshot instanceof Uint8Array)) throw bad('snapshot must be bytes');
+  return {
+    f: STATE_FORMAT, v: STATE_VERSION, kind: data.kind, component: data.component, chain: data.chain, seq: data.seq as number,
+    ...(typeof data.base === 'string' ? { base: data.base } : {}),
+    ...(data.snapshot instanceof Uint8Array ? { snapshot: data.snapshot } : {}),
+    memories, globals,
+  };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function bad(why: string, cause?: unknown): FerryError {
+  return new FerryError('runtime/bad-state', `A stored component state is invalid: ${why}. The checkpoint is damaged or from an incompatible version; restore an earlier checkpoint.`, {
+    ...(cause === undefined ? {} : { cause }),
+  });
+}

@@ -1,0 +1,39 @@
+/** Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/settings. */
+export type Route =
+  | { name: 'list' }
+  | { name: 'session'; id: string; tab: 'chat' | 'tree' }
+  | { name: 'settings' }
+  | { name: 'not-found'; hash: string };
+
+export function parseRoute(hash: string): Route {
+  const path = hash.replace(/^#/, '') || '/';
+  if (path === '/' || path === '') return { name: 'list' };
+  if (path === '/settings') return { name: 'settings' };
+  const m = /^\/s\/([0-9a-f]{32})(\/tree)?$/.exec(path);
+  if (m) return { name: 'session', id: m[1]!, tab: m[2] ? 'tree' : 'chat' };
+  return { name: 'not-found', hash: path };
+}
+
+export const href = {
+  list: '#/',
+  settings: '#/settings',
+  session: (id: string) => `#/s/${id}`,
+  tree: (id: string) => `#/s/${id}/tree`,
+};
+
+class Router {
+  route = $state<Route>(parseRoute(typeof location === 'undefined' ? '' : location.hash));
+
+  start(): void {
+    addEventListener('hashchange', () => {
+      this.route = parseRoute(location.hash);
+    });
+  }
+
+  go(to: string): void {
+    if (location.hash === to) this.route = parseRoute(to);
+    else location.hash = to;
+  }
+}
+
+export const router = new Router();

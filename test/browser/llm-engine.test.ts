@@ -1,0 +1,151 @@
+/**
+ * The wllama Engine as the app runs it: in workers/llm.worker.ts, reached through comlink. Greedy ids equal
+ * node-llama-cpp's on the same generated file; a generation interrupted and resumed in a fresh worker by
+ * prefilling the exact ids continues identically; cancellation, stop sequences, seeds and bad files behave.
+ */
+import { commands } from 'vitest/browser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FerryError } from '../../src/core/errors.ts';
+import { generateAll, type Engine, type GenerateEvent } from '../../src/core/llm/index.ts';
+import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
+import { LlmClient } from '../../src/browser/llm/client.ts';
+import { GREEDY_PROMPTS, TEST_MODELS } from '../support/prompts.ts';
+
+const MAX_TOKENS = 48;
+
+async function collect(engine: Engine, request: Parameters<Engine['generate']>[0]): Promise<GenerateEvent[]> {
+  const events: GenerateEvent[] = [];
+  for await (const event of engine.generate(request)) events.push(event);
+  return events;
+}
+
+describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (params) => {
+  let client: LlmClient;
+  let engine: Engine;
+  const model = new Blob([generateTinyModel(params)]);
+
+  beforeAll(async () => {
+    client = new LlmClient();
+    engine = await client.load({ kind: 'wllama', model, contextSize: 512 });
+  });
+  afterAll(() => client.terminate());
+
+  it('describes itself and tokenizes like node-llama-cpp', async () => {
+    expect(engine.info).toMatchObject({ id: 'wllama', kind: 'wasm-cpu', contextSize: 512, kvState: false, bosToken: '<s>', addBos: true });
+    expect(engine.info.model).toMatch(/^[0-9a-f]{64}$/);
+    expect(engine.info.tokenizerId).toMatch(/^tok1-[0-9a-f]{64}$/);
+    const native = await commands.nativeGreedy(params, GREEDY_PROMPTS, 1);
+    for (const [i, prompt] of GREEDY_PROMPTS.entries()) {
+      expect([1, ...(await engine.tokenize(prompt, { special: true }))], prompt).toEqual(native[i]!.promptTokens);
+    }
+    // Without `special`, special-token text is plain text.
+    expect(await engine.tokenize('<|im_start|>')).not.toEqual(await engine.tokenize('<|im_start|>', { special: true }));
+  });
+
+  it('generates greedily the same token ids as node-llama-cpp, streaming them', async () => {
+    const native = await commands.nativeGreedy(params, GREEDY_PROMPTS, MAX_TOKENS);
+    for (const [i, prompt] of GREEDY_PROMPTS.entries()) {
+      const events = await collect(engine, { prompt: { text: prompt }, maxTokens: MAX_TOKENS });
+      const done = events.at(-1)!;
+      if (done.type !== 'done') throw new Error('no done event');
+      expect(done.tokens, prompt).toEqual(native[i]!.tokens);
+      expect(events.slice(0, -1).map((e) => (e.type === 'token' ? e.id : -1)), prompt).toEqual(native[i]!.tokens);
+      expect(events.slice(0, -1).map((e) => (e.type === 'token' ? e.text : '')).join('')).toBe(done.text);
+      expect(done.text.trimStart()).toBe(native[i]!.text.trimStart());
+      expect(done.finishReason).toBe('length');
+      expect(done.stats).toMatchObject({ promptTokens: native[i]!.promptTokens.length, completionTokens: MAX_TOKENS });
+      expect(done.stats.decodeTps).toBeGreaterThan(0);
+      expect(done.stats.ttftMs).toBeGreaterThan(0);
+    }
+  });
+
+  it('resumes a generation in a fresh worker from the exact ids, token-identically', async () => {
+    const prompt = GREEDY_PROMPTS[2]!;
+    const whole = await generateAll(engine, { prompt: { text: prompt }, maxTokens: MAX_TOKENS });
+    const promptIds = [1, ...(await engine.tokenize(prompt, { special: true }))];
+    const cut = 17;
+    const other = new LlmClient();
+    try {
+      const resumed = await other.load({ kind: 'wllama', model, contextSize: 512 });
+      const rest = await generateAll(resumed, { prompt: { tokens: [...promptIds, ...whole.tokens.slice(0, cut)] }, maxTokens: MAX_TOKENS - cut });
+      expect(rest.tokens).toEqual(whole.tokens.slice(cut));
+      expect(rest.stats.cachedTokens).toBe(0);
+    } finally {
+      other.terminate();
+    }
+    // The same engine reuses the KV of the common prefix and still continues identically.
+    const again = await generateAll(engine, { prompt: { tokens: [...promptIds, ...whole.tokens.slice(0, cut + 5)] }, maxTokens: 10 });
+    expect(again.tokens).toEqual(whole.tokens.slice(cut + 5, cut + 15));
+    expect(again.stats.cachedTokens).toBeGreaterThan(0);
+  });
+
+  it('cancels at the next token and stays usable', async () => {
+    const controller = new AbortController();
+    const events: GenerateEvent[] = [];
+    for await (const event of engine.generate({ prompt: { text: 'Once upon a time' }, maxTokens: 400, signal: controller.signal })) {
+      events.push(event);
+      if (events.length === 5) controller.abort();
+    }
+    const done = events.at(-1)!;
+    expect(done.type === 'done' && done.finishReason).toBe('cancelled');
+    expect(done.type === 'done' && done.tokens.length).toBeGreaterThanOrEqual(5);
+    expect(done.type === 'done' && done.tokens.length).toBeLessThan(400);
+    // A signal aborted before the call still ends with one 'cancelled' done event, and nothing generated.
+    const early = await collect(engine, { prompt: { text: 'hello' }, maxTokens: 10, signal: AbortSignal.abort() });
+    expect(early).toHaveLength(1);
+    expect(early[0]).toMatchObject({ type: 'done', finishReason: 'cancelled', tokens: [] });
+    const after = await generateAll(engine, { prompt: { text: 'hello world, the ferry' }, maxTokens: 8 });
+    expect(after.tokens).toHaveLength(8);
+  });
+
+  it('ends at a stop sequence, keeping its ids and cutting its text', async () => {
+    const whole = await generateAll(engine, { prompt: { text: 'Once upon a time' }, maxTokens: MAX_TOKENS });
+    const stop = whole.text.slice(20, 24);
+    const events = await collect(engine, { prompt: { text: 'Once upon a time' }, maxTokens: MAX_TOKENS, stop: [stop] });
+    const done = events.at(-1)!;
+    if (done.type !== 'done') throw new Error('no done event');
+    expect(done.finishReason).toBe('stop');
+    expect(done.text).toBe(whole.text.slice(0, whole.text.indexOf(stop)));
+    expect(events.slice(0, -1).map((e) => (e.type === 'token' ? e.text : '')).join('')).toBe(done.text);
+    expect(whole.tokens.slice(0, done.tokens.length)).toEqual(done.tokens);
+    expect(await engine.detokenize(done.tokens)).toContain(stop);
+  });
+
+  it('samples reproducibly with a seed at temperature > 0', async () => {
+    const request = { prompt: { text: 'hello world' }, maxTokens: 24, temperature: 1.2, seed: 7 };
+    const a = await generateAll(engine, request);
+    const b = await generateAll(engine, request);
+    expect(b.tokens).toEqual(a.tokens);
+    const greedy = await generateAll(engine, { ...request, temperature: 0 });
+    expect(a.tokens).not.toEqual(greedy.tokens);
+  });
+
+  it('refuses bad requests with typed errors that survive the worker boundary', async () => {
+    await expect(collect(engine, { prompt: { tokens: [1, 99999] }, maxTokens: 4 })).rejects.toMatchObject({ name: 'FerryError', code: 'llm/bad-token' });
+    await expect(collect(engine, { prompt: { text: 'x' }, maxTokens: 0 })).rejects.toMatchObject({ code: 'llm/bad-request' });
+    await expect(collect(engine, { prompt: { tokens: new Array(600).fill(300) }, maxTokens: 4 })).rejects.toMatchObject({ code: 'llm/context-full' });
+    const err = await collect(engine, { prompt: { text: 'x' }, maxTokens: 1, grammar: { kind: 'gbnf', text: 'root ::= "a"' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FerryError);
+  });
+});
+
+describe('bad model files through the worker', () => {
+  let client: LlmClient;
+  beforeAll(() => {
+    client = new LlmClient();
+  });
+  afterAll(() => client.terminate());
+
+  it('refuses a truncated file and a wrong magic with typed errors, then loads a good one', async () => {
+    const bytes = generateTinyModel({ seed: 3 });
+    const truncated = new Blob([bytes.slice(0, Math.floor(bytes.length / 2))]);
+    await expect(client.load({ kind: 'wllama', model: truncated })).rejects.toMatchObject({ name: 'FerryError', code: expect.stringMatching(/^gguf\//) });
+    const wrong = bytes.slice();
+    wrong.set([0x47, 0x47, 0x4d, 0x4c], 0); // "GGML"
+    await expect(client.load({ kind: 'wllama', model: new Blob([wrong]) })).rejects.toMatchObject({ code: 'gguf/bad-magic' });
+    const header = bytes.slice(0, 64);
+    await expect(client.load({ kind: 'wllama', model: new Blob([header]) })).rejects.toBeInstanceOf(FerryError);
+    const engine = await client.load({ kind: 'wllama', model: new Blob([bytes]) });
+    expect((await generateAll(engine, { prompt: { text: 'hello' }, maxTokens: 4 })).tokens).toHaveLength(4);
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * Transparent checkpointing across platforms with the whole runtime: an agent session (the `scribe` agent, the
+ * `tally` tool, a real engine — node-llama-cpp in Node, wllama in the Chromium agent worker, same tiny model)
+ * run for a few turns in Node continues in the Chromium worker, and the reverse, with exactly the replies of a
+ * run that never moved.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { commands } from 'vitest/browser';
+import { AgentClient } from '../../src/browser/agent-client.ts';
+import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
+import type { RuntimeEvent } from '../../src/core/runtime/runtime.ts';
+import type { ComponentFiles } from '../../src/core/runtime/tool-worker.ts';
+import type { AgentFixturesJson } from '../support/runtime-commands.ts';
+import { TURNS } from '../support/runtime-turns.ts';
+import { fromBase64, toBase64 } from '../support/state-image-json.ts';
+
+const N = 3;
+let fixtures: AgentFixturesJson;
+let components: Record<string, ComponentFiles>;
+let model: Blob;
+/** The replies of an uninterrupted run of every turn, in Node. */
+let reference: string[];
+const clients: AgentClient[] = [];
+
+beforeAll(async () => {
+  fixtures = await commands.agentComponentFiles();
+  components = Object.fromEntries(Object.entries(fixtures.files).map(([id, files]) => [id, Object.fromEntries(Object.entries(files).map(([f, b]) => [f, fromBase64(b)]))]));
+  model = new Blob([generateTinyModel({ ctx: 4096 }) as Uint8Array<ArrayBuffer>]);
+  reference = (await commands.agentRunInNode(TURNS, 0)).replies;
+  expect(reference.some((r) => /^turn \d: .+ \| notes: \d+ chars$/.test(r))).toBe(true);
+}, 240_000);
+afterAll(async () => {
+  for (const client of clients) await client.terminate();
+});
+
+async function client(): Promise<{ agent: AgentClient; replies: string[] }> {
+  const agent = new AgentClient();
+  clients.push(agent);
+  const replies: string[] = [];
+  await agent.subscribe((event: RuntimeEvent) => {
+    if (event.type === 'reply') replies.push(event.text);
+    if (event.type === 'step-failed') replies.push(`step failed: ${event.error.code}`);
+  });
+  return { agent, replies };
+}
+
+async function play(agent: AgentClient, turns: readonly string[], from: number): Promise<void> {
+  for (const [i, text] of turns.entries()) await agent.send(from + i === 0 ? { type: 'start', task: text } : { type: 'user', text });
+}
+
+describe('an agent session moves between Node and a Chromium agent worker', () => {
+  it('run in Node, restored in the Chromium worker: the same replies as the uninterrupted run', async () => {
+    const inNode = await commands.agentRunInNode(TURNS.slice(0, N), 0);
+    expect(inNode.replies).toEqual(reference.slice(0, inNode.replies.length));
+    const { agent, replies } = await client();
+    const status = await agent.start({ components, engine: { kind: 'wllama', model, contextSize: 4096 }, file: fromBase64(inNode.file) });
+    expect(status.state.steps).toBeGreaterThan(N);
+    await play(agent, TURNS.slice(N), N);
+    expect(replies).toEqual(reference.slice(inNode.replies.length));
+  });
+
+  it('run in the Chromium worker, restored in Node: the same replies as the uninterrupted run', async () => {
+    const { agent, replies } = await client();
+    await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine: { kind: 'wllama', model, contextSize: 4096 } });
+    await play(agent, TURNS.slice(0, N), 0);
+    expect(replies).toEqual(reference.slice(0, replies.length));
+    const file = await agent.exportSession();
+    const inNode = await commands.agentRunInNode(TURNS.slice(N), N, toBase64(file));
+    expect(inNode.pid).toBeGreaterThan(0);
+    expect([...replies, ...inNode.replies]).toEqual(reference);
+  });
+});

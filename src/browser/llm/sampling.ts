@@ -34,14 +34,3 @@ export function sampleToken(candidates: readonly Candidate[], options: { tempera
   return candidates[kept[kept.length - 1]![1]]!.token;
 }
 
-/** mulberry32: small, well mixed, and the same sequence in every JS engine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

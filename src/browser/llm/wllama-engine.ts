@@ -20,7 +20,8 @@ import {
   tokenizerIdOf,
 } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
-import { sampleToken, seededRandom } from './sampling.ts';
+import { seededRandom } from '../../core/random.ts';
+import { sampleToken } from './sampling.ts';
 import { Utf8Stream } from './utf8-stream.ts';
 
 export interface WllamaEngineOptions {

@@ -222,11 +222,19 @@ function encodeRuns(page: Uint8Array, before: Uint8Array | undefined): Uint8Arra
 /** The largest runs body a page can have: every other word changed, after merging. */
 const MAX_RUNS_BODY = 4 + PAGE_SIZE * 2 + 64;
 
+/**
+ * One scratch buffer for every page inflated: a runs body is consumed (applyRuns) before the next page is inflated,
+ * and decoding is synchronous, so reusing it saves allocating and zeroing ~128 KiB per page restored.
+ */
+let scratch: Uint8Array | undefined;
+
+/** A view of the inflated runs body, valid until the next call. */
 function inflateRuns(bytes: Uint8Array): Uint32Array {
   // Inflating into a bounded buffer caps what a hostile blob can make us allocate.
+  scratch ??= new Uint8Array(MAX_RUNS_BODY + 4);
   let body: Uint8Array;
   try {
-    body = inflateSync(bytes, { out: new Uint8Array(MAX_RUNS_BODY + 4) });
+    body = inflateSync(bytes, { out: scratch });
   } catch (cause) {
     throw bad('a page does not inflate', cause);
   }

@@ -29,6 +29,7 @@ export class ContentStore implements Store {
   async getMany(ids: readonly ObjectId[]): Promise<(Uint8Array | undefined)[]> {
     ids.forEach((id) => assertObjectId(id));
     const found = await this.backend.getObjects(ids);
+    if (this.backend.readsAreVerified) return found;
     await Promise.all(
       found.map(async (bytes, i) => {
         if (bytes !== undefined && (await objectId(bytes)) !== ids[i]) {

@@ -3,6 +3,8 @@ import type { ObjectId, Ref, ReflogEntry, Store, StoreBackend, StoredObject } fr
 
 /** Objects and refs in Maps. Each commit runs without an await, so it is atomic. */
 export class MemoryBackend implements StoreBackend {
+  /** Objects are hashed by ContentStore on put and kept as private copies (below), so reads need no re-hash. */
+  readonly readsAreVerified = true;
   private readonly objects = new Map<ObjectId, Uint8Array>();
   private readonly refs = new Map<string, ObjectId>();
   private readonly log: ReflogEntry[] = [];

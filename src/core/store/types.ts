@@ -38,6 +38,12 @@ export interface ReflogEntry {
 
 /** What a storage adapter implements: bytes by id, refs by name, one atomic commit. No hashing, no policy. */
 export interface StoreBackend {
+  /**
+   * True when reads return exactly the bytes committed, from private in-process copies that nothing else can
+   * reach (the memory backend): they were hashed on the way in, so re-hashing them on every read is pure cost.
+   * Backends over disks or databases leave it unset and every read is verified against its id.
+   */
+  readonly readsAreVerified?: boolean;
   getObjects(ids: readonly ObjectId[]): Promise<(Uint8Array | undefined)[]>;
   hasObjects(ids: readonly ObjectId[]): Promise<boolean[]>;
   /**

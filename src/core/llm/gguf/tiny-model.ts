@@ -1,3 +1,4 @@
+import { seededRandom } from '../../random.ts';
 import { FerryError } from '../../errors.ts';
 import { f32ToF16Bits } from './f16.ts';
 import { GGML_TYPE_F16, GGML_TYPE_F32 } from './format.ts';
@@ -116,7 +117,7 @@ export function tinyModelSpec(overrides: Partial<TinyModelParams> = {}): GgufFil
   ];
 
   // Weights are drawn in tensor order from one stream, so an f16 file is exactly the f32 file rounded.
-  const random = mulberry32(p.seed);
+  const random = seededRandom(p.seed);
   const uniform = (n: number, bound: number) => {
     const values = new Float32Array(n);
     for (let i = 0; i < n; i++) values[i] = (random() * 2 - 1) * bound;
@@ -184,14 +185,3 @@ function encode(name: string, dims: number[], values: Float32Array, type: 'f32' 
   return { name, dims, ggmlType: type === 'f16' ? GGML_TYPE_F16 : GGML_TYPE_F32, data };
 }
 
-/** mulberry32: a small, fast, well-mixed 32-bit PRNG; the same sequence in every JS engine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

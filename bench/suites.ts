@@ -1,9 +1,10 @@
 import type { Suite } from './lib.ts';
 import { llmSuite } from './llm.ts';
+import { placementSuite } from './placement.ts';
 import { pwaSuite } from './pwa.ts';
 import { relaySuite } from './relay.ts';
 import { runtimeSuite } from './runtime.ts';
 import { sessionSuite } from './session.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite];
+export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite];

@@ -1,0 +1,33 @@
+/** Placement (DESIGN.md §7): node profiles and the policy that decides where each step of a session runs, and why. */
+export {
+  DEFAULT_PROFILE_MAX_AGE_MS,
+  ModelSpeedSchema,
+  NodeProfileSchema,
+  isProfileStale,
+  nodeName,
+  restoreNodeProfile,
+  staleNodes,
+  withMeasuredSpeed,
+  type ModelSpeed,
+  type NodeKind,
+  type NodeProfile,
+  type NodeTrust,
+} from './profile.ts';
+export {
+  DEFAULT_PREFS,
+  PendingStepSchema,
+  PlacementPrefsSchema,
+  decide,
+  privacyAllows,
+  redecideMidGeneration,
+  shouldMigrate,
+  type Decision,
+  type Estimate,
+  type MigrateCheck,
+  type MigrateCheckOptions,
+  type Objective,
+  type PendingStep,
+  type PlacementPrefs,
+  type Privacy,
+  type Resume,
+} from './policy.ts';

@@ -10,6 +10,8 @@
  * - stream_sessions / relay_added_p99_ms: 200 runs each followed over its own WebSocket; events appended at a
  *   steady rate; p99 of append → client receipt, against the same messages sent by a bare `ws` server to 200
  *   clients in the same run (relay_added = relay p99 − bare p99).
+ * - handoff_ms_256 / handoff_ms_2048 and their breakdown: moving a session to the cloud worker, to its first token,
+ *   against transfer + prefill of the same bytes and tokens (relay-handoff.ts).
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
@@ -26,6 +28,7 @@ import { createMemoryStore, type Store } from '../src/core/store/index.ts';
 import { chatStep, patternImage, testLlm } from '../test/support/session-fixtures.ts';
 import WebSocket, { WebSocketServer } from 'ws';
 import { compared, type Figures, type Suite } from './lib.ts';
+import { handoffFigures } from './relay-handoff.ts';
 
 /** Bytes read and written on every connection a server accepts, open or closed. */
 function wireMeter(server: http.Server): () => number {
@@ -241,6 +244,7 @@ async function run(): Promise<Figures> {
     figures.relay_download_MBps = compared(MB / (downloadMs / 1000), 'MB/s', 'raw_loopback_download_MBps', MB / (rawDownMs / 1000));
 
     await streamFigures(relay, figures);
+    await handoffFigures(root, raw.url, figures);
   } finally {
     await raw.close();
     await relay.app.close();
@@ -251,6 +255,6 @@ async function run(): Promise<Figures> {
 
 export const relaySuite: Suite = {
   name: 'relay',
-  description: 'publish/fetch bytes and throughput through the relay over loopback (migrate_first/repeat_bytes, upload/download MB/s vs raw HTTP)',
+  description: 'publish/fetch bytes and throughput through the relay over loopback (migrate_first/repeat_bytes, upload/download MB/s vs raw HTTP), and handoff_ms_<n> to a cloud worker vs transfer + prefill',
   run,
 };

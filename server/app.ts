@@ -3,16 +3,21 @@ import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { access, mkdir, writeFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { FerryError } from '../src/core/errors.ts';
+import { FerryError, isFerryError } from '../src/core/errors.ts';
+import { downloadProgress } from './llm/open-model.ts';
 import type { RelayConfig } from './config.ts';
 import { ferryVersion } from './version.ts';
 import { relayApi } from './api/index.ts';
 import { RelayMetrics, registerMetrics } from './api/metrics.ts';
 import { registerSecurity } from './api/security.ts';
 import { RelayStore } from './relay/relay-store.ts';
-import { EmbeddedWorker } from './relay/cloud-worker.ts';
+import { CloudWorker } from './relay/cloud-worker.ts';
 import { openComponentLibrary } from './relay/component-library.ts';
+import { Dispatcher } from './relay/dispatcher.ts';
+import { loadWorkerToken } from './relay/worker-token.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
+import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
+import { measureProfile } from './worker/profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 
 /**
@@ -84,16 +89,35 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   const metrics = new RelayMetrics();
   const security = { allowOrigins: config.allowOrigins, rateLimitPerMinute: config.rateLimitPerMinute };
   await registerSecurity(app, security);
-  // One WebSocket server for every streaming route (run events today); clients only listen, so frames are small.
-  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  // One WebSocket server for every streaming route: run events (clients only listen) and attached workers, whose
+  // messages are run events too — a generation's token ids can take a few hundred KB.
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   registerMetrics(app, metrics);
-  const engine = config.model ? await serveModel(app, config.model, path.join(config.dataDir, 'llm-tmp')) : undefined;
-  const worker = engine && config.embeddedWorker
-    ? new EmbeddedWorker({ engine, components: await openComponentLibrary(config.componentDirs), runs: store.runs, relayUrl: () => ownUrl(app) })
-    : undefined;
-  // Runs end (checkpointed and published) before the engine they use goes away.
-  if (worker) app.addHook('preClose', async () => worker.close());
-  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, worker });
+  const workerToken = await loadWorkerToken(config.dataDir, config.workerToken);
+  const dispatcher = new Dispatcher(store.runs, store.snapshots, app.log);
+  const hosted = config.model ? await serveModel(app, config.model, config.dataDir) : undefined;
+  let embedded: CloudWorker | undefined;
+  if (hosted && config.embeddedWorker) {
+    const components = await openComponentLibrary(config.componentDirs);
+    const coming = dispatcher.expect();
+    // Runs started while the model loads wait for this worker; it attaches as soon as the engine is up.
+    hosted.ready.then(async (engine) => {
+      const profile = await measureProfile(engine, { name: 'embedded', slots: slotsOf(engine) });
+      if (hosted.closed) return;
+      embedded = new CloudWorker({ engine, components, relayUrl: () => ownUrl(app) });
+      attachEmbedded(dispatcher, embedded, profile);
+      coming.attached();
+    }).catch((err: unknown) => {
+      app.log.error({ err }, 'the embedded cloud worker could not start');
+      coming.failed(isFerryError(err) ? { code: err.code, message: err.message } : { code: 'relay/worker-failed', message: String(err) });
+    });
+  }
+  app.addHook('preClose', async () => {
+    dispatcher.close();
+    // Runs end (checkpointed and published) before the engine they use goes away.
+    await embedded?.close();
+  });
+  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, workerToken, heartbeatMs: config.heartbeatMs });
 
   app.get('/healthz', async () => ({
     status: 'ok',
@@ -130,14 +154,62 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   return app;
 }
 
-/** Hosts a GGUF model with node-llama-cpp behind the OpenAI-compatible /v1 API (loaded only when configured). */
-async function serveModel(app: FastifyInstance, modelPath: string, tempDir: string): Promise<Engine> {
-  const [{ createNodeLlamaEngine }, { openAiApi }] = await Promise.all([import('./llm/node-llama-engine.ts'), import('./api/openai.ts')]);
-  await mkdir(tempDir, { recursive: true });
-  const engine = await createNodeLlamaEngine({ modelPath, tempDir });
-  app.addHook('onClose', async () => engine.dispose());
-  await app.register(openAiApi, { engine });
-  return engine;
+/**
+ * Hosts a GGUF model (a path, URL or hf: reference, fetched once into <data>/models) with node-llama-cpp behind
+ * the OpenAI-compatible /v1 API. The reference is resolved and checked before the relay listens (a wrong path stops
+ * it with the fix); llama.cpp is imported and loads the model once the relay listens (about a second of the main
+ * thread, and more for a large model, that would otherwise delay it), or at the first /v1 request, which waits.
+ */
+async function serveModel(app: FastifyInstance, spec: string, dataDir: string): Promise<{ ready: Promise<Engine>; closed: boolean }> {
+  const [{ resolveModel }, { openModelEngine, hostedModelFile }, { openAiApi }, { modelFileRoutes }] = await Promise.all([
+    import('./llm/models.ts'),
+    import('./llm/open-model.ts'),
+    import('./api/openai.ts'),
+    import('./api/model-files.ts'),
+  ]);
+  const log = (message: string): void => app.log.info(message);
+  const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(process.env.HF_TOKEN ? { hfToken: process.env.HF_TOKEN } : {}) });
+  // Browsers download the same file from here (issue 5), so a device without internet runs the relay's model.
+  await app.register(modelFileRoutes, { models: [await hostedModelFile(model)] });
+  let load!: () => void;
+  const started = new Promise<void>((resolve) => (load = resolve));
+  let loaded: Engine | undefined;
+  const hosted = { ready: started.then(() => openModelEngine(model, dataDir)).then((e) => (loaded = e)), closed: false };
+  hosted.ready.catch(() => undefined);
+  let engine: Engine | undefined;
+  app.addHook('onListen', async () => load());
+  app.addHook('onClose', async () => {
+    hosted.closed = true;
+    // A close during the load does not wait for it: that engine is freed whenever it arrives.
+    if (loaded) await loaded.dispose();
+    else void hosted.ready.then((e) => e.dispose(), () => undefined);
+  });
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', async () => {
+      load();
+      engine ??= await hosted.ready;
+    });
+    await scope.register(openAiApi, { engine: () => engine! });
+  });
+  return hosted;
+}
+
+/** Sessions the engine serves at once (node-llama-cpp's slots; 1 for engines that do not say). */
+export const slotsOf = (engine: Engine): number => (engine as { slots?: number }).slots ?? 1;
+
+/** The relay's own worker joins the dispatcher like any other; its events go straight into the run log. */
+function attachEmbedded(dispatcher: Dispatcher, worker: CloudWorker, profile: WorkerProfile): void {
+  const id = dispatcher.attach({
+    embedded: true,
+    profile,
+    assign: (runId, _attempt, request) =>
+      worker.start(runId, request, fromBase64Url(request.key, 'protocol/bad-request'), {
+        emit: (event) => dispatcher.event(id, runId, event),
+        finish: (status, error) => dispatcher.finished(id, runId, status, error),
+      }),
+    stop: (runId) => void worker.stop(runId),
+    abandon: (runId) => worker.abandon(runId),
+  });
 }
 
 /** The relay's own address, for its embedded worker to call its API over loopback. */

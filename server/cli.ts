@@ -1,20 +1,24 @@
 /**
  * The `ferry` command.
- *   ferry start       the relay (PWA, API, /healthz, /metrics on one port, data in one folder) and, with a
- *                     model, one embedded cloud worker
+ *   ferry start       the relay (PWA, API, /healthz, /metrics on one port, data in one folder) and one embedded
+ *                     cloud worker (on the generated demo model unless --model says otherwise)
  *   ferry relay       the relay alone
+ *   ferry worker      a cloud worker attached to a relay elsewhere
  *   ferry gen-model   write a tiny llama GGUF with seeded random weights (tests, benchmarks, offline demos)
  */
 import { configHelp, resolveConfig } from './config.ts';
 import { startRelay } from './app.ts';
-import { isFerryError } from '../src/core/errors.ts';
+import { FerryError, isFerryError } from '../src/core/errors.ts';
+import { workerTokenPath } from './relay/worker-token.ts';
 
 const usage = `Usage: ferry <command> [options]
 
 Commands:
-  start        run Ferry: the relay (the PWA, its API, /healthz and /metrics on one port) and, with --model,
-               one embedded cloud worker that resumes published sessions (the runs API)
-  relay        run the relay alone (no worker; --model still serves /v1)
+  start        run Ferry: the relay (the PWA, its API, /healthz and /metrics on one port) and one embedded
+               cloud worker that resumes published sessions (the runs API); without --model it runs the
+               generated demo model (random weights)
+  relay        run the relay alone (no worker of its own; --model still serves /v1; \`ferry worker\`s attach)
+  worker       attach a cloud worker to a relay (see: ferry worker --help)
   gen-model    write a tiny generated GGUF model (see: ferry gen-model --help)
   help         show this help
 
@@ -22,9 +26,23 @@ ${configHelp}`;
 
 async function runRelay(args: string[], embeddedWorker: boolean): Promise<void> {
   const config = { ...resolveConfig(args), embeddedWorker };
+  let demo = false;
+  if (embeddedWorker && !config.model) {
+    const { ensureDemoModel } = await import('./llm/demo-model.ts');
+    config.model = (await ensureDemoModel(config.dataDir).catch((cause: unknown) => {
+      throw new FerryError('config/data-dir', `Cannot write the demo model into ${config.dataDir}: choose a writable folder with --data or FERRY_DATA.`, { cause });
+    })).path;
+    demo = true;
+  }
   const relay = await startRelay(config);
+  if (demo) {
+    const { DEMO_MODEL_NOTE } = await import('./llm/demo-model.ts');
+    relay.app.log.warn({ model: config.model }, DEMO_MODEL_NOTE);
+    console.log(`ferry: ${DEMO_MODEL_NOTE}`);
+  }
   // One plain line that scripts and tests can wait for; the structured log has the details.
   console.log(`Ferry is running at ${relay.url} (data in ${config.dataDir})`);
+  console.log(`Attach more workers with: ferry worker --relay ${relay.url} --worker-token "$(cat ${workerTokenPath(config.dataDir)})"${config.workerToken ? ' (or the token it was started with)' : ''}`);
   let closing = false;
   const shutdown = (signal: string): void => {
     if (closing) return;
@@ -49,6 +67,11 @@ async function main(argv: string[]): Promise<void> {
       return runRelay(args, true);
     case 'relay':
       return runRelay(args, false);
+    case 'worker': {
+      const { workerCommand, workerUsage } = await import('./commands/worker.ts');
+      if (args.includes('--help') || args.includes('-h')) return void console.log(workerUsage);
+      return workerCommand(args);
+    }
     case 'gen-model': {
       const { genModelCommand } = await import('./commands/gen-model.ts');
       return genModelCommand(args);

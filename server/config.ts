@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryError } from '../src/core/errors.ts';
-import { LIMITS } from '../src/core/protocol/index.ts';
+import * as v from 'valibot';
+import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
 
 /** Everything the relay needs to start. Each field has an embedded default, a flag and an environment variable. */
 export interface RelayConfig {
@@ -22,12 +23,22 @@ export interface RelayConfig {
   rateLimitPerMinute: number;
   /** Other origins whose pages may call the API ("*" for any); the relay's own origin always may. */
   allowOrigins: string[];
-  /** A GGUF model the relay hosts (node-llama-cpp): its OpenAI-compatible /v1 API and its cloud worker use it. */
+  /**
+   * A GGUF model the relay hosts (node-llama-cpp): its OpenAI-compatible /v1 API and its cloud worker use it. A
+   * local path (made absolute), an http(s) URL or hf:<owner>/<repo>/<file.gguf> (downloaded once into the data folder).
+   */
   model?: string | undefined;
   /** Folders of built components the cloud worker may run (each a component, or a folder of them). */
   componentDirs: string[];
   /** Run the embedded cloud worker (`ferry start`, with a model); `ferry relay` runs none. */
   embeddedWorker: boolean;
+  /**
+   * The token `ferry worker` processes attach with. Unset: the relay keeps a random one in <data>/worker-token
+   * (created on first start, readable only by its owner).
+   */
+  workerToken?: string | undefined;
+  /** How often attached workers send a heartbeat; one silent for three periods is given up on and its runs move. */
+  heartbeatMs: number;
 }
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -43,6 +54,7 @@ export const defaultConfig: RelayConfig = {
   allowOrigins: [],
   componentDirs: [path.join(projectRoot, 'components', 'dist')],
   embeddedWorker: true,
+  heartbeatMs: 5000,
 };
 
 export const configHelp = `Options (flag, environment variable, default):
@@ -54,8 +66,11 @@ export const configHelp = `Options (flag, environment variable, default):
   --max-object-bytes N    FERRY_MAX_OBJECT_BYTES  ${defaultConfig.maxObjectBytes}   (largest object a client may upload)
   --rate-limit N          FERRY_RATE_LIMIT        ${defaultConfig.rateLimitPerMinute}   (requests a minute per client address; 0 = off)
   --allow-origin LIST     FERRY_ALLOW_ORIGINS     none   (comma-separated origins, or *, whose pages may call the API)
-  --model FILE            FERRY_MODEL             none   (a GGUF model: served at /v1, OpenAI-compatible, and run by the cloud worker)
-  --components DIRS       FERRY_COMPONENTS        ./components/dist   (comma-separated folders of built components the worker may run)`;
+  --model PATH|URL|hf:    FERRY_MODEL             start: the generated demo model; relay: none   (a GGUF model: served at /v1,
+                                                  OpenAI-compatible, and run by the cloud worker; URLs and hf:<owner>/<repo>/<file.gguf>
+                                                  are downloaded once into <data>/models)
+  --components DIRS       FERRY_COMPONENTS        ./components/dist   (comma-separated folders of built components the worker may run)
+  --worker-token TOKEN    FERRY_WORKER_TOKEN      kept in <data>/worker-token   (what \`ferry worker\` attaches with)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -75,6 +90,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       'allow-origin': { type: 'string' },
       model: { type: 'string' },
       components: { type: 'string' },
+      'worker-token': { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -91,6 +107,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const allowOrigins = parseOrigins(values['allow-origin'] ?? env.FERRY_ALLOW_ORIGINS);
   const model = values.model ?? env.FERRY_MODEL;
   const components = values.components ?? env.FERRY_COMPONENTS;
+  const workerToken = checkWorkerToken(values['worker-token'] ?? env.FERRY_WORKER_TOKEN);
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
     port,
@@ -100,10 +117,28 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     maxObjectBytes,
     rateLimitPerMinute,
     allowOrigins,
-    ...(model ? { model: path.resolve(model) } : {}),
+    ...(model ? { model: modelSpec(model) } : {}),
     componentDirs: components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs,
     embeddedWorker: defaultConfig.embeddedWorker,
+    ...(workerToken ? { workerToken } : {}),
+    heartbeatMs: defaultConfig.heartbeatMs,
   };
+}
+
+/**
+ * A local model path is made absolute (the relay may change folder); URLs and hf: references stay as given and are
+ * checked by llm/models.ts when loaded (not imported here: it pulls in node-llama-cpp, which `ferry relay` never needs).
+ */
+export function modelSpec(spec: string): string {
+  return /^(hf:|[a-z][a-z0-9+.-]*:\/\/)/i.test(spec) ? spec : path.resolve(spec);
+}
+
+export function checkWorkerToken(token: string | undefined): string | undefined {
+  if (token === undefined || token === '') return undefined;
+  if (!v.is(WorkerTokenSchema, token)) {
+    throw new FerryError('config/bad-worker-token', 'The worker token must be 43 base64url characters (256 random bits): copy it whole from the relay\'s <data>/worker-token (--worker-token or FERRY_WORKER_TOKEN).');
+  }
+  return token;
 }
 
 function integerOption(text: string | undefined, fallback: number, min: number, max: number, where: string): number {

@@ -9,14 +9,17 @@ import { objectRoutes } from './objects.ts';
 import { refuseForeignOrigins, type SecurityOptions } from './security.ts';
 import { snapshotRoutes } from './snapshots.ts';
 import { runRoutes } from './runs.ts';
-import type { EmbeddedWorker } from '../relay/cloud-worker.ts';
+import type { Dispatcher } from '../relay/dispatcher.ts';
+import { workerRoutes } from './workers.ts';
 
 export interface ApiOptions {
   store: RelayStore;
   metrics: RelayMetrics;
   security: SecurityOptions;
   maxObjectBytes: number;
-  worker: EmbeddedWorker | undefined;
+  dispatcher: Dispatcher;
+  workerToken: string;
+  heartbeatMs: number;
 }
 
 export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
@@ -28,5 +31,6 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
     // Publishing creates a record kept forever: a tenth of the general budget.
     publishPerMinute: Math.ceil(opts.security.rateLimitPerMinute / 10),
   });
-  await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, worker: opts.worker });
+  await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
+  await app.register(workerRoutes, { dispatcher: opts.dispatcher, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

@@ -1,12 +1,12 @@
 /**
- * Runs: resume a published snapshot on the relay's worker, read the run's record, follow its events over a
+ * Runs: resume a published snapshot on a worker (the dispatcher picks it), read the run's record, follow its events over a
  * WebSocket (from any seq: a reconnecting client catches up and misses nothing), and stop it (hand back: the
  * worker checkpoints, publishes and ends). Starting and stopping need the snapshot's write token.
  */
 import type { FastifyInstance } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, fromBase64Url, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
-import type { EmbeddedWorker } from '../relay/cloud-worker.ts';
+import type { Dispatcher } from '../relay/dispatcher.ts';
 import { noWorker } from '../relay/cloud-worker.ts';
 import type { RelayStore } from '../relay/relay-store.ts';
 import type { RunRegistry } from '../relay/run-registry.ts';
@@ -14,8 +14,8 @@ import type { RunRegistry } from '../relay/run-registry.ts';
 export interface RunRoutesOptions {
   store: RelayStore;
   runs: RunRegistry;
-  /** The embedded worker, when this relay runs one. */
-  worker: EmbeddedWorker | undefined;
+  /** Which worker runs which run (the embedded one and attached ones). */
+  dispatcher: Dispatcher;
 }
 
 const unknownRun = (id: string): FerryError => new FerryError('relay/unknown-run', `There is no run ${id} on this relay.`);
@@ -37,10 +37,11 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
 
   app.post(paths.runs, { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<RunRecord> => {
     const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
-    if (!opts.worker) throw noWorker();
+    fromBase64Url(body.key, 'protocol/bad-request');
+    if (opts.dispatcher.size === 0) throw noWorker();
     opts.store.snapshots.authorize(body.snapshot, body.writeToken);
     const run = opts.runs.create(body.snapshot);
-    opts.worker.start(run.id, body, fromBase64Url(body.key, 'protocol/bad-request'));
+    await opts.dispatcher.start(run.id, body);
     void reply.code(202).header('cache-control', 'no-store');
     return run;
   });
@@ -54,7 +55,7 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
     const id = runId(request.params);
     const run = record(id);
     opts.store.snapshots.authorize(run.snapshot, bearer(request.headers.authorization));
-    await opts.worker?.stop(id);
+    await opts.dispatcher.stop(id);
     return record(id);
   });
 

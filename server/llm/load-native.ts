@@ -1,4 +1,4 @@
-import { getLlama, type Llama, type LlamaModel } from 'node-llama-cpp';
+import type { Llama, LlamaModel, getLlama as GetLlama } from 'node-llama-cpp';
 import { FerryError } from '../../src/core/errors.ts';
 import { checkGguf, type GgufModelInfo } from '../../src/core/llm/gguf/index.ts';
 import { openFileReader } from './file-reader.ts';
@@ -54,7 +54,7 @@ export async function loadNativeModel(path: string, options: NativeLoadOptions =
   const key = `${gpu}:${threads}`;
   let llamaPromise = llamas.get(key);
   if (!llamaPromise) {
-    llamaPromise = gpu === false ? getLlama({ gpu: false, build: 'never', maxThreads: threads }) : autoLlama(threads);
+    llamaPromise = gpu === false ? getLlama().then((get) => get({ gpu: false, build: 'never', maxThreads: threads })) : autoLlama(threads);
     llamas.set(key, llamaPromise);
     llamaPromise.catch(() => llamas.delete(key));
   }
@@ -73,11 +73,15 @@ export async function loadNativeModel(path: string, options: NativeLoadOptions =
 
 /** The best backend present: a real GPU (CUDA, Vulkan, Metal) when there is one, else the CPU. */
 async function autoLlama(threads: number): Promise<Llama> {
-  const llama = await getLlama({ gpu: 'auto', build: 'never', maxThreads: threads }).catch(() => undefined);
+  const get = await getLlama();
+  const llama = await get({ gpu: 'auto', build: 'never', maxThreads: threads }).catch(() => undefined);
   if (llama && llama.gpu !== false) {
     const names = await llama.getGpuDeviceNames();
     if (names.length > 0 && !names.every((n) => SOFTWARE_DEVICES.test(n))) return llama;
   }
   if (llama) await llama.dispose();
-  return getLlama({ gpu: false, build: 'never', maxThreads: threads });
+  return get({ gpu: false, build: 'never', maxThreads: threads });
 }
+
+/** node-llama-cpp takes a second to import: only a relay that loads a model pays for it (checking a file does not). */
+const getLlama = async (): Promise<typeof GetLlama> => (await import('node-llama-cpp')).getLlama;

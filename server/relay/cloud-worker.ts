@@ -1,37 +1,68 @@
 /**
- * The relay's embedded cloud worker: resumes a published snapshot with the session key the user handed it for
- * this run, runs the agent (AgentRuntime: checkpoint after every step), publishes every checkpoint back to the
- * same snapshot so the device can follow and take it back, and streams every event into the run's log. Stop:
- * the generation in flight is cancelled, the step completes and is checkpointed, published, and the run ends.
+ * A cloud worker's runs — the one implementation shared by the relay's embedded worker and `ferry worker`
+ * processes attached from elsewhere (worker/remote.ts); only where events go differs (a RunSink). A run resumes a
+ * published snapshot with the session key the user handed it, runs the agent (AgentRuntime: checkpoint after every
+ * step), publishes every checkpoint back to the same snapshot so the device can follow and take it back — and so
+ * another worker can take it over after a failure — and reports every event through its sink.
+ * Stop (hand back): the generation in flight is cancelled, the step completes and is checkpointed, published, and
+ * the run ends "stopped". Abandon (the relay gave the run to another worker): it stops at once and publishes and
+ * reports nothing more, so two workers never write the same snapshot.
  * The key and write token live only in this run's memory.
  */
 import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
-import { RelayHttp, fetchSnapshot, publishSession, type StartRunRequest } from '../../src/core/protocol/index.ts';
+import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../../src/core/protocol/index.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import type { ComponentLibrary } from './component-library.ts';
-import type { RunEvent, RunRegistry } from './run-registry.ts';
+import type { RunEvent } from './run-registry.ts';
+
+/** Where a run's events and its end go: the run log in the relay's process, or the socket to the relay. */
+export interface RunSink {
+  emit(event: RunEvent): void;
+  finish(status: RunStatus, error?: { code: string; message: string }): void;
+}
 
 export interface WorkerOptions {
   engine: Engine;
   components: ComponentLibrary;
-  runs: RunRegistry;
-  /** How the worker reaches the relay's API (its own loopback address once listening). */
+  /** How the worker reaches the relay's API. */
   relayUrl: () => string;
 }
 
-export class EmbeddedWorker {
-  private readonly active = new Map<string, { abort: AbortController; done: Promise<void> }>();
+interface ActiveRun {
+  abort: AbortController;
+  /** Set once the relay has given this run to someone else: nothing more is published or reported. */
+  abandoned: boolean;
+  /** Set when the worker is leaving: the run checkpoints and publishes, but its end is not reported (it moves on). */
+  draining: boolean;
+  done: Promise<void>;
+}
+
+export class CloudWorker {
+  private readonly active = new Map<string, ActiveRun>();
 
   constructor(private readonly opts: WorkerOptions) {}
 
-  /** Starts the run in the background; its record and events say how it goes. */
-  start(runId: string, request: StartRunRequest, key: Uint8Array): void {
-    const abort = new AbortController();
-    const done = this.run(runId, request, key, abort.signal).finally(() => this.active.delete(runId));
-    this.active.set(runId, { abort, done });
+  get engine(): Engine {
+    return this.opts.engine;
+  }
+
+  /** Runs in progress. */
+  get load(): number {
+    return this.active.size;
+  }
+
+  /** Starts the run in the background; its sink hears how it goes. */
+  start(runId: string, request: StartRunRequest, key: Uint8Array, sink: RunSink): void {
+    const entry: ActiveRun = { abort: new AbortController(), abandoned: false, draining: false, done: Promise.resolve() };
+    const guarded: RunSink = {
+      emit: (event) => void (entry.abandoned || sink.emit(event)),
+      finish: (status, error) => void (entry.abandoned || entry.draining || sink.finish(status, error)),
+    };
+    entry.done = this.run(request, key, entry, guarded).finally(() => this.active.delete(runId));
+    this.active.set(runId, entry);
   }
 
   /** Asks a run to hand back: it checkpoints and publishes its current step, then ends as "stopped". */
@@ -43,19 +74,35 @@ export class EmbeddedWorker {
     return true;
   }
 
+  /** Drops a run the relay no longer assigns to this worker: it stops without publishing or reporting anything. */
+  abandon(runId: string): void {
+    const run = this.active.get(runId);
+    if (!run) return;
+    run.abandoned = true;
+    run.abort.abort();
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.active.keys()].map((id) => this.stop(id)));
   }
 
-  private async run(runId: string, request: StartRunRequest, key: Uint8Array, signal: AbortSignal): Promise<void> {
-    const { runs } = this.opts;
-    const emit = (event: RunEvent): void => void runs.append(runId, event);
+  /**
+   * The worker is leaving on purpose (SIGTERM): every run cuts its step, checkpoints and publishes it, but does not
+   * report an end — the relay sees the worker go and hands each run to another, which continues from that checkpoint.
+   */
+  async drain(): Promise<void> {
+    for (const run of this.active.values()) run.draining = true;
+    await Promise.all([...this.active.values()].map((run) => (run.abort.abort(), run.done)));
+  }
+
+  private async run(request: StartRunRequest, key: Uint8Array, entry: ActiveRun, sink: RunSink): Promise<void> {
+    const signal = entry.abort.signal;
     let runtime: AgentRuntime | undefined;
     try {
       const relay = new RelayHttp({ baseUrl: this.opts.relayUrl() });
       const store = createMemoryStore();
       const fetched = await fetchSnapshot(relay, request.snapshot, key, store);
-      emit({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
+      sink.emit({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated.
       const session = await Session.open(store, fetched.sessionId);
@@ -64,21 +111,22 @@ export class EmbeddedWorker {
       runtime = await AgentRuntime.open(store, { engine: this.opts.engine, load: (id) => this.opts.components.load(id), sampling }, fetched.sessionId);
       let published = { snapshotId: request.snapshot, writeToken: request.writeToken, key };
       const publish = async (): Promise<void> => {
+        if (entry.abandoned) return;
         const result = await publishSession(store, fetched.sessionId, relay, published);
         published = { snapshotId: result.snapshot.id, writeToken: result.writeToken, key };
-        if (!result.unchanged) emit({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
+        if (!result.unchanged) sink.emit({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
       };
       const input = request.input.type === 'user' ? { type: 'user' as const, text: request.input.text } : request.input.type === 'start' ? { type: 'start' as const, task: request.input.task } : { type: 'resume' as const };
       for await (const event of runtime.run(input, signal)) {
-        emit(event as unknown as RunEvent);
+        sink.emit(event as unknown as RunEvent);
         if (event.type === 'checkpoint' || event.type === 'step-failed') await publish();
       }
       const state = runtime.loopState;
-      runs.finish(runId, signal.aborted ? 'stopped' : state.status === 'done' ? 'done' : 'idle');
+      sink.finish(signal.aborted ? 'stopped' : state.status === 'done' ? 'done' : 'idle');
     } catch (err) {
       const error = isFerryError(err) ? { code: err.code, message: err.message } : { code: 'relay/worker-failed', message: err instanceof Error ? err.message : String(err) };
-      emit({ type: 'error', ...error });
-      runs.finish(runId, 'failed', error);
+      sink.emit({ type: 'error', ...error });
+      sink.finish('failed', error);
     } finally {
       await runtime?.dispose().catch(() => undefined);
     }
@@ -86,4 +134,4 @@ export class EmbeddedWorker {
 }
 
 export const noWorker = (): FerryError =>
-  new FerryError('relay/no-worker', 'This relay runs no cloud worker: start it with --model (and --components) to resume sessions here.');
+  new FerryError('relay/no-worker', 'No cloud worker is attached to this relay: run `ferry start` (it runs one), or attach one with `ferry worker --relay URL`.');

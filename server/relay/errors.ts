@@ -12,6 +12,7 @@ const statusByCode: Record<string, number> = {
   'relay/unknown-object': 404,
   'relay/unknown-snapshot': 404,
   'relay/unknown-run': 404,
+  'relay/unknown-model': 404,
   'relay/no-worker': 503,
   'relay/token-required': 401,
   'relay/bad-token': 403,

@@ -8,3 +8,18 @@ export { parseShareLink, shareLink, type ShareLink } from './link.ts';
 export { decodeBitmap, encodeBitmap, fromBase64Url, toBase64Url } from './base64url.ts';
 export { RelayHttp, type RelayHttpOptions, type TransferStats } from './http-client.ts';
 export { fetchSnapshot, publishSession, type FetchResult, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';
+export {
+  RelayToWorkerSchema,
+  WORKER_CLOSE,
+  WORKER_PROTOCOL_VERSION,
+  WorkerListSchema,
+  WorkerProfileSchema,
+  WorkerToRelaySchema,
+  WorkerTokenSchema,
+  workerPaths,
+  type RelayToWorker,
+  type WorkerList,
+  type WorkerProfile,
+  type WorkerToRelay,
+} from './workers.ts';
+export { HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';

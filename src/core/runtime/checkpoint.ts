@@ -208,6 +208,20 @@ export function encodeHostState(state: HostState): Uint8Array {
   return encodeCanonical({ v: 1, ...state });
 }
 
+const isIds = (x: unknown): boolean => Array.isArray(x) && x.every((id) => Number.isSafeInteger(id) && (id as number) >= 0);
+
+/** A cut generation as a checkpoint stores it (loop.ts CutGeneration). */
+function isCut(cut: unknown): boolean {
+  if (typeof cut !== 'object' || cut === null) return false;
+  const c = cut as Record<string, unknown>;
+  const prompt = c.prompt as Record<string, unknown> | null;
+  const promptOk = typeof prompt === 'object' && prompt !== null &&
+    (typeof prompt.text === 'string' || isIds(prompt.tokens) ||
+      (Array.isArray(prompt.messages) && prompt.messages.every((m: unknown) => typeof (m as { role?: unknown })?.role === 'string' && typeof (m as { content?: unknown }).content === 'string')));
+  return promptOk && typeof c.tokenizerId === 'string' && isIds(c.tokens) && typeof c.text === 'string' &&
+    Number.isSafeInteger(c.maxTokens) && typeof c.temperature === 'number' && Array.isArray(c.stop) && c.stop.every((x) => typeof x === 'string');
+}
+
 export function decodeHostState(bytes: Uint8Array): HostState {
   const data = decodeMsgpack(bytes, 'runtime/bad-state', 'The loop state of a checkpoint') as Partial<HostState & { v: number }> | null;
   const loop = data?.loop;
@@ -219,9 +233,11 @@ export function decodeHostState(bytes: Uint8Array): HostState {
     typeof loop === 'object' && loop !== null &&
     (loop.status === 'idle' || loop.status === 'running' || loop.status === 'done') &&
     Array.isArray(loop.pending) && loop.pending.every((e) => typeof e === 'object' && e !== null && typeof (e as { tag?: unknown }).tag === 'string') &&
-    Number.isSafeInteger(loop.steps) && typeof loop.summary === 'string';
+    Number.isSafeInteger(loop.steps) && typeof loop.summary === 'string' &&
+    (loop.cut === undefined || loop.cut === null || isCut(loop.cut));
   if (!ok) throw new FerryError('runtime/bad-state', 'The loop state of a checkpoint is malformed; the checkpoint is damaged or from an incompatible version. Restore an earlier one.');
-  return { loop: loop, agent: data.agent!, tools: data.tools! };
+  const { cut, ...rest } = loop;
+  return { loop: cut ? { ...rest, cut } : rest, agent: data.agent!, tools: data.tools! };
 }
 
 /** The host state stored at checkpoint `at`. */

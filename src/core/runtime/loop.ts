@@ -31,13 +31,21 @@
  *
  * Cancellation: abort `signal` — a generation in flight ends as "cancelled", the step completes and is
  * checkpointed, then the run pauses with its pending events kept; `run({ type: 'resume' })` continues.
+ * Mid-generation moves: the cut generation (its prompt and the token ids so far) stays in the loop state
+ * (`LoopState.cut`, checkpointed), and `run({ type: 'resume' })` — here or on another host that restored the
+ * checkpoint — first continues it: the engine prefills the prompt plus those ids and generates the rest of the
+ * budget, so with greedy decoding and the same model file the whole generation is token-identical to one that
+ * never stopped (with temperature > 0 the continuation samples afresh from the same seed); the agent then gets
+ * the whole text. `run()` with a new message instead delivers the cut
+ * generation to the agent as it is ("cancelled").
  * A tool call that fails as a call (trap, time or memory limit) rejects the run with `runtime/step-failed`:
  * the runtime then restores the last checkpoint (runtime.ts).
  */
 import { FerryError } from '../errors.ts';
 import type { ChatTemplate } from '../llm/chat-template.ts';
-import type { Engine, FinishReason, GenerateRequest } from '../llm/engine.ts';
+import type { Engine, FinishReason, GenerateEvent, GenerateRequest, Prompt } from '../llm/engine.ts';
 import type { ChatMessage } from '../llm/messages.ts';
+import { preparePrompt } from '../llm/prompt.ts';
 import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
 import type { SessionEvent } from '../session/index.ts';
 import { checkJsonSchema } from './json-schema.ts';
@@ -70,6 +78,24 @@ export const DEFAULT_SAMPLING: Sampling = { maxTokens: 256, temperature: 0, seed
 
 export type RunInput = { type: 'start'; task: string } | { type: 'user'; text: string } | { type: 'resume' };
 
+/**
+ * A generation cut short by a cancel (a stop, a move to another host): enough to continue it exactly. Its
+ * `generation-result` (finishReason "cancelled") is the first pending event until it is continued or delivered.
+ */
+export interface CutGeneration {
+  /** The request's prompt as the engine received it (messages, with tool instructions, or rendered text). */
+  prompt: Prompt;
+  /** The engine's tokenizer: the ids below are reused only by an engine with the same one. */
+  tokenizerId: string;
+  /** Every id generated so far, and their text. */
+  tokens: number[];
+  text: string;
+  /** The whole generation's budget and settings. */
+  maxTokens: number;
+  temperature: number;
+  stop: string[];
+}
+
 /** The loop's own state between steps: checkpointed with the components, so a restored loop continues exactly. */
 export interface LoopState {
   /** idle: waiting for the user; running: events pending; done: the agent finished its task. */
@@ -78,6 +104,8 @@ export interface LoopState {
   pending: AgentEvent[];
   steps: number;
   summary: string;
+  /** Present while a cut generation waits to be continued (see CutGeneration). */
+  cut?: CutGeneration;
 }
 
 export type LoopEvent =
@@ -175,6 +203,8 @@ export class AgentLoop {
     if (this.#state.status === 'done' && input.type !== 'user') {
       throw new FerryError('runtime/agent-done', 'The agent has finished its task; send a message to continue, or fork from an earlier checkpoint.');
     }
+    // A new message delivers a cut generation to the agent as it is; only a resume continues it.
+    if (input.type !== 'resume') delete this.#state.cut;
     if (input.type !== 'resume') this.#state.pending.push(input.type === 'start' ? { tag: 'start', val: text(input.task, 'task') } : { tag: 'user-message', val: text(input.text, 'message') });
     this.#running = true;
     try {
@@ -196,7 +226,8 @@ export class AgentLoop {
           break;
         }
         this.#state.status = 'running';
-        yield* this.#step(next, signal);
+        if (this.#state.cut && next.tag === 'generation-result') yield* this.#continueCut(this.#state.cut, next, signal);
+        else yield* this.#step(next, signal);
       }
       return this.state;
     } finally {
@@ -228,6 +259,8 @@ export class AgentLoop {
           tokens += generation.tokens.length;
           events.push(generation.event);
           pending.push({ tag: 'generation-result', val: { text: generation.text, finishReason: generation.finishReason } });
+          // Keep what it takes to continue a cut generation, unless a result is already waiting ahead of it.
+          if (generation.finishReason === 'cancelled' && pending.length === 1) this.#state.cut = generation.cut;
           break;
         }
         case 'call-tool': {
@@ -273,18 +306,13 @@ export class AgentLoop {
   async *#generate(messages: readonly { role: string; content: string }[], params: { maxTokens?: number | undefined; temperature?: number | undefined; stop: string[] }, signal: AbortSignal | undefined) {
     const engine = this.#options.engine;
     const chat = this.#withTools(messages.map(toChatMessage));
-    const request: GenerateRequest = {
+    const request = this.#request({
       prompt: this.#template ? { text: this.#template.render(chat) } : { messages: chat },
       // The agent may ask for fewer tokens than the session allows, never more.
       maxTokens: Math.max(1, Math.min(params.maxTokens ?? this.#sampling.maxTokens, this.#sampling.maxTokens)),
       temperature: params.temperature ?? this.#sampling.temperature,
-      seed: this.#sampling.seed,
-      ...(this.#sampling.topK === undefined ? {} : { topK: this.#sampling.topK }),
-      ...(this.#sampling.topP === undefined ? {} : { topP: this.#sampling.topP }),
-      ...(params.stop.length > 0 ? { stop: params.stop } : {}),
-      ...(this.#options.slot === undefined ? {} : { slot: this.#options.slot }),
-      ...(signal ? { signal } : {}),
-    };
+      stop: params.stop,
+    }, signal);
     for await (const event of engine.generate(request)) {
       if (event.type === 'token') {
         yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
@@ -292,18 +320,93 @@ export class AgentLoop {
       }
       const tokens = [...event.tokens];
       yield { type: 'generation', text: event.text, finishReason: event.finishReason, tokens } satisfies LoopEvent;
-      const sessionEvent: SessionEvent = {
-        type: 'generation',
+      const sessionEvent = this.#generationEvent(event, tokens);
+      const cut: CutGeneration = {
+        prompt: request.prompt,
+        tokenizerId: engine.info.tokenizerId,
         tokens,
         text: event.text,
-        engine: { id: label(engine.info.id), kind: engine.info.kind, model: label(engine.info.model) },
-        timings: { promptMs: event.stats.prefillMs, generateMs: event.stats.decodeMs },
-        finish: event.finishReason === 'cancelled' ? 'abort' : event.finishReason,
-        at: (this.#options.now ?? Date.now)(),
+        maxTokens: request.maxTokens,
+        temperature: request.temperature ?? 0,
+        stop: [...(request.stop ?? [])],
       };
-      return { text: event.text, finishReason: event.finishReason, tokens, event: sessionEvent };
+      return { text: event.text, finishReason: event.finishReason, tokens, event: sessionEvent, cut };
     }
     throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
+  }
+
+  /**
+   * Continues a cut generation (a step of its own, checkpointed): prompt + the ids so far, the rest of the budget.
+   * Cut again, the state keeps the longer cut; finished, the agent's pending result becomes the whole generation.
+   */
+  async *#continueCut(cut: CutGeneration, input: AgentEvent, signal: AbortSignal | undefined): AsyncGenerator<LoopEvent> {
+    const t0 = performance.now();
+    const step = this.#state.steps + 1;
+    yield { type: 'step', step, input: input.tag };
+    const engine = this.#options.engine;
+    const left = cut.maxTokens - cut.tokens.length;
+    let finishReason: FinishReason = 'length';
+    let text = '';
+    let tokens: number[] = [];
+    const events: SessionEvent[] = [];
+    if (left > 0) {
+      // Another tokenizer cannot reuse the ids: it continues from the text instead (not token-identical).
+      const sofar = cut.tokenizerId !== '' && cut.tokenizerId === engine.info.tokenizerId ? cut.tokens : await engine.tokenize(cut.text);
+      const request = this.#request({ prompt: { tokens: [...(await preparePrompt(engine, cut.prompt)), ...sofar] }, maxTokens: left, temperature: cut.temperature, stop: cut.stop }, signal);
+      for await (const event of engine.generate(request)) {
+        if (event.type === 'token') {
+          yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
+          continue;
+        }
+        ({ finishReason, text } = event);
+        tokens = [...event.tokens];
+        yield { type: 'generation', text, finishReason, tokens } satisfies LoopEvent;
+        events.push(this.#generationEvent(event, tokens));
+      }
+    }
+    const whole = { ...cut, tokens: [...cut.tokens, ...tokens], text: cut.text + text };
+    const result: AgentEvent = { tag: 'generation-result', val: { text: whole.text, finishReason } };
+    if (finishReason === 'cancelled') {
+      this.#state.cut = whole;
+      this.#state.pending = [{ tag: 'generation-result', val: { text: whole.text, finishReason } }, ...this.#state.pending.slice(1)];
+    } else {
+      delete this.#state.cut;
+      this.#state.pending = [result, ...this.#state.pending.slice(1)];
+    }
+    this.#state.steps = step;
+    const totalMs = performance.now() - t0;
+    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens: tokens.length };
+    const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
+    if (id) yield { type: 'checkpoint', step, id };
+  }
+
+  /** A request with the session's sampling settings, slot and signal around what the step decides. */
+  #request(what: { prompt: Prompt; maxTokens: number; temperature: number; stop: readonly string[] }, signal: AbortSignal | undefined): GenerateRequest {
+    return {
+      prompt: what.prompt,
+      maxTokens: what.maxTokens,
+      temperature: what.temperature,
+      seed: this.#sampling.seed,
+      ...(this.#sampling.topK === undefined ? {} : { topK: this.#sampling.topK }),
+      ...(this.#sampling.topP === undefined ? {} : { topP: this.#sampling.topP }),
+      ...(what.stop.length > 0 ? { stop: [...what.stop] } : {}),
+      ...(this.#options.slot === undefined ? {} : { slot: this.#options.slot }),
+      ...(signal ? { signal } : {}),
+    };
+  }
+
+  /** The session event recording a finished (or cut) generation: ids, text, engine, timings. */
+  #generationEvent(done: Extract<GenerateEvent, { type: 'done' }>, tokens: number[]): SessionEvent {
+    const info = this.#options.engine.info;
+    return {
+      type: 'generation',
+      tokens,
+      text: done.text,
+      engine: { id: label(info.id), kind: info.kind, model: label(info.model) },
+      timings: { promptMs: done.stats.prefillMs, generateMs: done.stats.decodeMs },
+      finish: done.finishReason === 'cancelled' ? 'abort' : done.finishReason,
+      at: (this.#options.now ?? Date.now)(),
+    };
   }
 
   /** The tool instructions go at the end of the system message (a new one when the agent sent none). */

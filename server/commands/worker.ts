@@ -1,0 +1,91 @@
+/**
+ * `ferry worker --relay URL`: loads a model (the generated demo model when none is given), measures its profile,
+ * and attaches to the relay as a cloud worker (worker/remote.ts) until SIGTERM/SIGINT, when its runs are
+ * checkpointed and published and move to other workers.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FerryError } from '../../src/core/errors.ts';
+import { checkWorkerToken, defaultConfig, modelSpec } from '../config.ts';
+import { openComponentLibrary } from '../relay/component-library.ts';
+import { CloudWorker } from '../relay/cloud-worker.ts';
+import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
+import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
+import { resolveModel } from '../llm/models.ts';
+import { downloadProgress, openModelEngine } from '../llm/open-model.ts';
+import { measureProfile } from '../worker/profile.ts';
+import { RemoteWorker } from '../worker/remote.ts';
+
+export const workerUsage = `ferry worker --relay URL [options]
+  Attaches this machine to a relay as a cloud worker: it runs sessions the relay assigns to it.
+  --relay URL             FERRY_RELAY             the relay, e.g. http://relay.example:8787
+  --worker-token TOKEN    FERRY_WORKER_TOKEN      the relay's worker token (its <data>/worker-token); default: read
+                                                  from --data, which works when the relay runs here on that folder
+  --model PATH|URL|hf:    FERRY_MODEL             the generated demo model   (a GGUF model; URLs are downloaded once)
+  --data DIR              FERRY_DATA              ./.ferry-data   (models, llama.cpp temp files)
+  --components DIRS       FERRY_COMPONENTS        ./components/dist
+  --name NAME             FERRY_WORKER_NAME       host-pid   (how the relay lists this worker)
+  --slots N               FERRY_WORKER_SLOTS      2   (runs at once)`;
+
+export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      relay: { type: 'string' },
+      'worker-token': { type: 'string' },
+      model: { type: 'string' },
+      data: { type: 'string' },
+      components: { type: 'string' },
+      name: { type: 'string' },
+      slots: { type: 'string' },
+    },
+  });
+  const relayUrl = values.relay ?? env.FERRY_RELAY;
+  if (!relayUrl || !/^https?:\/\/[^/]+/i.test(relayUrl)) throw new FerryError('cli/missing-flag', `ferry worker needs the relay's address: --relay http://host:port (or FERRY_RELAY).\n\n${workerUsage}`);
+  const dataDir = path.resolve(values.data ?? env.FERRY_DATA ?? defaultConfig.dataDir);
+  const token = checkWorkerToken(values['worker-token'] ?? env.FERRY_WORKER_TOKEN) ?? (await readWorkerToken(dataDir));
+  if (!token) {
+    throw new FerryError('cli/missing-flag', `No worker token: pass the relay's token with --worker-token (or FERRY_WORKER_TOKEN); it is in the relay's ${workerTokenPath('<data>')}.`);
+  }
+  const slotsText = values.slots ?? env.FERRY_WORKER_SLOTS ?? '2';
+  const slots = Number(slotsText);
+  if (!Number.isInteger(slots) || slots < 1 || slots > 64) throw new FerryError('cli/bad-flag', `--slots must be an integer from 1 to 64, got "${slotsText}".`);
+  const log = (message: string, details?: Record<string, unknown>): void => console.log(`ferry worker: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`);
+
+  const configured = values.model ?? env.FERRY_MODEL;
+  let spec: string;
+  if (configured) spec = modelSpec(configured);
+  else {
+    spec = (await ensureDemoModel(dataDir)).path;
+    log(DEMO_MODEL_NOTE);
+  }
+  const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
+  const engine = await openModelEngine(model, dataDir, { slots });
+  const components = values.components ?? env.FERRY_COMPONENTS;
+  const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
+  const worker = new CloudWorker({ engine, components: library, relayUrl: () => relayUrl });
+  const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME, slots });
+  const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
+  const fail = (err: FerryError): void => {
+    console.error(`ferry worker: ${err.message}`);
+    void engine.dispose().finally(() => process.exit(1));
+  };
+  const id = await remote.start(fail).catch((err: FerryError) => {
+    void engine.dispose();
+    throw err;
+  });
+  // One plain line scripts and tests wait for.
+  console.log(`Ferry worker ${profile.name} attached to ${relayUrl} as ${id} (decode ${profile.decodeTps} tok/s, prefill ${profile.prefillTps} tok/s)`);
+  let leaving = false;
+  const shutdown = (): void => {
+    if (leaving) return;
+    leaving = true;
+    void remote
+      .close()
+      .then(() => engine.dispose())
+      .then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}

@@ -1,0 +1,30 @@
+/**
+ * The relay's model files for browsers (server/api/model-files.ts): a list, and each GGUF file by content hash,
+ * with HTTP Range, so a device without internet still gets a model from its relay and resumes a broken download.
+ */
+import * as v from 'valibot';
+import { API_PREFIX } from './wire.ts';
+
+export const modelPaths = {
+  /** GET → HostedModelList. */
+  list: `${API_PREFIX}/models`,
+  /** GET → the GGUF bytes (Range supported); `file` is `<sha256>.gguf`. */
+  file: (file: string) => `${API_PREFIX}/models/${file}`,
+} as const;
+
+const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
+
+export const HostedModelSchema = v.object({
+  /** SHA-256 of the file: the engines' EngineInfo.model. */
+  id: sha256,
+  name: v.pipe(v.string(), v.maxLength(256)),
+  bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  tokenizerId: v.pipe(v.string(), v.maxLength(256)),
+  contextSize: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  /** Where to download it, relative to the relay. */
+  url: v.pipe(v.string(), v.maxLength(512)),
+});
+export type HostedModel = v.InferOutput<typeof HostedModelSchema>;
+
+export const HostedModelListSchema = v.object({ models: v.pipe(v.array(HostedModelSchema), v.maxLength(256)) });
+export type HostedModelList = v.InferOutput<typeof HostedModelListSchema>;

@@ -1,0 +1,77 @@
+/**
+ * The worker protocol (DESIGN §6): how a cloud worker (`ferry worker --relay URL`, on another machine or GPU)
+ * attaches to a relay and runs its runs. One WebSocket per worker, authenticated by the relay's worker token on the
+ * upgrade (`Authorization: Bearer <token>`); every message is JSON, a union tagged by `type`, validated on both
+ * sides against these schemas. Separate unions per direction, and a version negotiated in `hello`.
+ *
+ *   worker → relay: hello (profile) · event (a run's event, in order) · finished (a run ended) · heartbeat
+ *   relay → worker: welcome (its id, the heartbeat period) · assign (run this) · stop (hand it back) · refused
+ *
+ * A run assignment carries what a run needs and nothing the worker keeps: the snapshot, the session key and
+ * write token (held in the worker's memory for the run only), and the input. A worker that is lost (socket closed,
+ * heartbeats missed) loses its runs: the relay reassigns each to another worker, which resumes it from the last
+ * checkpoint published on the snapshot.
+ */
+import * as v from 'valibot';
+import { API_PREFIX, RunIdSchema, RunStatusSchema, StartRunRequestSchema } from './wire.ts';
+
+export const WORKER_PROTOCOL_VERSION = 1;
+
+export const workerPaths = {
+  /** WebSocket: a worker attaches here. */
+  connect: `${API_PREFIX}/workers/connect`,
+  /** GET: the attached workers and their profiles (no secrets). */
+  list: `${API_PREFIX}/workers`,
+} as const;
+
+/** A worker token: 256 random bits, base64url (what the relay keeps in <data>/worker-token). */
+export const WorkerTokenSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be 43 base64url characters'));
+
+const Rate = v.pipe(v.number(), v.minValue(0), v.maxValue(1e9));
+const Label = (max: number) => v.pipe(v.string(), v.maxLength(max));
+
+/** What a worker offers, measured on itself at attach time (DESIGN §7's placement reads it). */
+export const WorkerProfileSchema = v.strictObject({
+  /** A readable name: host and pid by default. */
+  name: v.pipe(v.string(), v.minLength(1), v.maxLength(128)),
+  /** The engine's model id (a GGUF file's SHA-256) and tokenizer id: a session resumes token-identically only on the same. */
+  model: Label(256),
+  tokenizer: Label(256),
+  engine: Label(64),
+  device: Label(256),
+  /** Runs it takes at once. */
+  slots: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(64)),
+  /** From a short real generation on this worker at start. */
+  prefillTps: Rate,
+  decodeTps: Rate,
+});
+export type WorkerProfile = v.InferOutput<typeof WorkerProfileSchema>;
+
+const RunEventSchema = v.looseObject({ type: v.pipe(v.string(), v.minLength(1), v.maxLength(64)) });
+const ErrorSchema = v.strictObject({ code: v.pipe(v.string(), v.regex(/^[a-z0-9-]+\/[a-z0-9-]+$/)), message: Label(4096) });
+
+export const WorkerToRelaySchema = v.variant('type', [
+  v.strictObject({ type: v.literal('hello'), protocol: v.pipe(v.number(), v.integer()), profile: WorkerProfileSchema }),
+  v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: RunEventSchema }),
+  v.strictObject({ type: v.literal('finished'), run: RunIdSchema, status: RunStatusSchema, error: v.optional(ErrorSchema) }),
+  v.strictObject({ type: v.literal('heartbeat') }),
+]);
+export type WorkerToRelay = v.InferOutput<typeof WorkerToRelaySchema>;
+
+export const RelayToWorkerSchema = v.variant('type', [
+  v.strictObject({ type: v.literal('welcome'), worker: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/)), heartbeatMs: v.pipe(v.number(), v.integer(), v.minValue(100)) }),
+  /** `request.input` is already what this attempt must run: the original input, or `resume` after a failover. */
+  v.strictObject({ type: v.literal('assign'), run: RunIdSchema, attempt: v.pipe(v.number(), v.integer(), v.minValue(1)), request: StartRunRequestSchema }),
+  v.strictObject({ type: v.literal('stop'), run: RunIdSchema }),
+  v.strictObject({ type: v.literal('refused'), error: ErrorSchema }),
+]);
+export type RelayToWorker = v.InferOutput<typeof RelayToWorkerSchema>;
+
+/** The attached workers, as GET workerPaths.list answers. */
+export const WorkerListSchema = v.strictObject({
+  workers: v.array(v.strictObject({ id: v.string(), embedded: v.boolean(), runs: v.pipe(v.number(), v.integer(), v.minValue(0)), profile: WorkerProfileSchema })),
+});
+export type WorkerList = v.InferOutput<typeof WorkerListSchema>;
+
+/** WebSocket close codes the relay uses with workers (4000–4999 are the application's). */
+export const WORKER_CLOSE = { refused: 4001, heartbeatMissed: 4002, protocolError: 1008 } as const;

@@ -1,0 +1,92 @@
+/**
+ * `ferry start` with no model, as the README's first command runs it: it writes the generated demo model into the
+ * data folder once (and again only when the file is damaged), says it is a demo model and how to give a real one,
+ * and runs the embedded cloud worker on it. A `ferry worker` on the same machine and data folder attaches with the
+ * token the relay keeps there, without being told it.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import * as v from 'valibot';
+import { WorkerListSchema, workerPaths } from '../../src/core/protocol/index.ts';
+import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
+import { DEMO_MODEL_PARAMS } from '../../server/llm/demo-model.ts';
+import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+
+async function workersOf(url: string, count: number): Promise<v.InferOutput<typeof WorkerListSchema>['workers']> {
+  for (const deadline = Date.now() + 90_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    const { workers } = v.parse(WorkerListSchema, await (await fetch(url + workerPaths.list)).json());
+    if (workers.length >= count) return workers;
+  }
+  throw new Error(`fewer than ${count} workers attached to ${url}`);
+}
+
+describe('ferry start: the embedded worker on the demo model', () => {
+  let dataDir: string;
+  let relay: RelayProcess | undefined;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'ferry-start-'));
+  });
+
+  afterAll(async () => {
+    await relay?.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('writes the demo model once, says so, runs the embedded worker; a same-machine worker attaches with the kept token', async () => {
+    relay = await startRelayProcess(['--data', dataDir]);
+    expect(relay.output()).toMatch(/generated demo model \(random weights[\s\S]*--model PATH\|URL\|hf:/);
+    const model = path.join(dataDir, 'models', 'demo-tiny.gguf');
+    expect(new Uint8Array(await readFile(model))).toEqual(generateTinyModel(DEMO_MODEL_PARAMS));
+    expect((await stat(path.join(dataDir, 'worker-token'))).mode & 0o777).toBe(0o600);
+    const [embedded] = await workersOf(relay.url, 1);
+    expect(embedded).toMatchObject({ embedded: true, profile: { name: 'embedded', engine: 'node-llama-cpp' } });
+
+    const worker = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'worker', '--relay', relay.url, '--data', dataDir, '--name', 'local'], { cwd: root, stdio: 'ignore' });
+    try {
+      const workers = await workersOf(relay.url, 2);
+      // Same demo model (same bytes): sessions move between them token-identically.
+      expect(workers.find((w) => w.profile.name === 'local')?.profile.model).toBe(embedded!.profile.model);
+    } finally {
+      worker.kill('SIGTERM');
+      await new Promise((resolve) => worker.once('exit', resolve));
+    }
+    await relay.stop();
+
+    // A damaged demo model is written again; an intact one is left alone.
+    await truncate(model, 1000);
+    relay = await startRelayProcess(['--data', dataDir]);
+    expect(new Uint8Array(await readFile(model))).toEqual(generateTinyModel(DEMO_MODEL_PARAMS));
+    const before = (await stat(model)).mtimeMs;
+    await relay.stop();
+    relay = await startRelayProcess(['--data', dataDir]);
+    expect((await stat(model)).mtimeMs).toBe(before);
+  }, 240_000);
+
+  test('`ferry relay` runs no worker of its own', async () => {
+    await relay?.stop();
+    relay = undefined;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'relay', '--port', '0', '--data', dataDir, '--log-level', 'warn'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let log = '';
+        child.stdout.on('data', (d: Buffer) => {
+          log += d.toString();
+          const m = /Ferry is running at (\S+)/.exec(log);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', () => reject(new Error(log)));
+      });
+      const { workers } = v.parse(WorkerListSchema, await (await fetch(url + workerPaths.list)).json());
+      expect(workers).toEqual([]);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+  }, 60_000);
+});

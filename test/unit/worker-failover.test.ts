@@ -1,0 +1,203 @@
+/**
+ * Cloud workers in their own processes (`ferry worker --relay URL`) and what happens when one dies: a relay with no
+ * worker of its own, two worker child processes on a generated model, a device session published and run. The
+ * worker that has the run is killed with SIGKILL while it is generating; the relay notices the closed socket,
+ * hands the run to the other worker, which resumes from the last checkpoint published on the snapshot. The run's
+ * event stream — followed by a client the whole time — continues with the next seq and ends normally, and every
+ * checkpoint acknowledged (published) before the kill is in the final session.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import * as v from 'valibot';
+import {
+  ErrorBodySchema,
+  RelayHttp,
+  RunMessageSchema,
+  RunRecordSchema,
+  WorkerListSchema,
+  fetchSnapshot,
+  publishSession,
+  toBase64Url,
+  workerPaths,
+  type RunMessage,
+} from '../../src/core/protocol/index.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
+import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
+import { Session } from '../../src/core/session/index.ts';
+import { createMemoryStore } from '../../src/core/store/index.ts';
+import { openComponentLibrary, type ComponentLibrary } from '../../server/relay/component-library.ts';
+import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
+import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+const componentsDir = path.join(root, 'components', 'dist');
+const TOKEN = 'w'.repeat(43);
+
+interface WorkerProcess {
+  name: string;
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<void>;
+}
+
+/** Starts `ferry worker` and resolves once it says it is attached. */
+function startWorker(relayUrl: string, name: string, model: string, dataDir: string): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'worker', '--relay', relayUrl, '--worker-token', TOKEN, '--model', model, '--data', dataDir, '--components', componentsDir, '--name', name, '--slots', '1'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker ${name} did not attach:\n${log}`)), 60_000);
+    const onData = (chunk: Buffer): void => {
+      log += chunk.toString();
+      if (/Ferry worker \S+ attached/.test(log)) {
+        clearTimeout(timer);
+        resolve({ name, child, output: () => log, exited });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker ${name} exited (${code}) before attaching:\n${log}`));
+    });
+  });
+}
+
+describe('ferry worker processes and failover', () => {
+  let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
+  let relay: TestRelay;
+  let engine: Engine;
+  let model: string;
+  let library: ComponentLibrary;
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    dirs = await makeTempDirs();
+    model = await tinyModelFile();
+    // No model: this relay runs no worker of its own; a short heartbeat so a hung worker would be noticed quickly.
+    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN, heartbeatMs: 2000, componentDirs: [componentsDir] });
+    [engine, library] = await Promise.all([tinyEngine(model), openComponentLibrary([componentsDir])]);
+    workers.push(...(await Promise.all(['alpha', 'beta'].map((name) => startWorker(relay.url, name, model, path.join(dirs.root, name))))));
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
+    await Promise.all(workers.map((w) => w.exited));
+    await relay?.close();
+    await engine?.dispose();
+    await dirs?.cleanup();
+  });
+
+  const listWorkers = async () => v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list)).json()).workers;
+  const idOf = (name: string): string => {
+    const dir = [...library.ids].find(([, d]) => path.basename(d) === name);
+    if (!dir) throw new Error(`no built component ${name} in ${componentsDir}`);
+    return dir[0];
+  };
+
+  test('workers attach with a measured profile; a wrong token is refused with a 4xx JSON error', async () => {
+    const listed = await listWorkers();
+    expect(listed.map((w) => w.profile.name).sort()).toEqual(['alpha', 'beta']);
+    for (const w of listed) {
+      expect(w).toMatchObject({ embedded: false, runs: 0, profile: { model: engine.info.model, tokenizer: engine.info.tokenizerId, engine: 'node-llama-cpp', slots: 1 } });
+      expect(w.profile.decodeTps).toBeGreaterThan(0);
+      expect(w.profile.prefillTps).toBeGreaterThan(0);
+    }
+    for (const [authorization, status, code] of [[undefined, 401, 'relay/token-required'], [`Bearer ${'x'.repeat(43)}`, 403, 'relay/bad-token']] as const) {
+      const res = await fetch(relay.url + workerPaths.connect, { headers: authorization ? { authorization } : {} });
+      expect(res.status).toBe(status);
+      expect(v.parse(ErrorBodySchema, await res.json()).error.code).toBe(code);
+    }
+  });
+
+  test('a malformed worker message closes that connection (1008) and the relay keeps serving', async () => {
+    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}${workerPaths.connect}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    ws.send(JSON.stringify({ type: 'hello', protocol: 1, profile: { name: 'evil' } }));
+    const code = await new Promise<number>((resolve) => ws.once('close', resolve));
+    expect(code).toBe(1008);
+    expect((await listWorkers()).map((w) => w.profile.name).sort()).toEqual(['alpha', 'beta']);
+    expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
+  });
+
+  test('SIGKILL of the worker running a session mid-generation: the run moves, continues, and keeps every acknowledged step', async () => {
+    // The device: the assistant agent with its tools; its first generation is cut at the first token, so the
+    // session waits with that cut generation pending. The run then has a quick first step (the agent answers with
+    // the cut text: a checkpoint, published) and a long second one (a generation of up to 600 tokens).
+    const device = createMemoryStore();
+    const setup = { engine, load: (id: string) => library.load(id), sampling: { maxTokens: 600, temperature: 0, seed: 0 } };
+    const runtime = await AgentRuntime.create(device, setup, { agent: idOf('assistant'), tools: ['workspace', 'notes', 'js', 'docs'].map(idOf) });
+    const cut = new AbortController();
+    for await (const event of runtime.run({ type: 'start', task: 'Say hello.' }, cut.signal)) if (event.type === 'token') cut.abort();
+    const sessionId = runtime.session.id;
+    await runtime.dispose();
+    const published = await publishSession(device, sessionId, new RelayHttp({ baseUrl: relay.url }));
+
+    const res = await fetch(`${relay.url}/api/v1/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text: 'Tell me a long story about ferries.' } }),
+    });
+    expect(res.status).toBe(202);
+    const run = v.parse(RunRecordSchema, await res.json());
+    const first = (await listWorkers()).find((w) => w.runs === 1);
+    expect(first).toBeDefined();
+    const victim = workers.find((w) => w.name === first!.profile.name)!;
+    const survivor = workers.find((w) => w !== victim)!;
+
+    // Follow the run; kill its worker at the first token after at least one checkpoint was acknowledged.
+    const acknowledged: string[] = [];
+    let killedAt: number | undefined;
+    const messages = await new Promise<RunMessage[]>((resolve, reject) => {
+      const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
+      const seen: RunMessage[] = [];
+      let lastCheckpoint: string | undefined;
+      ws.on('message', (data) => {
+        const m = v.parse(RunMessageSchema, JSON.parse(String(data)));
+        seen.push(m);
+        const e = m.event;
+        if (killedAt !== undefined) return;
+        if (e.type === 'checkpoint') lastCheckpoint = e.id as string;
+        if (e.type === 'published' && lastCheckpoint) acknowledged.push(lastCheckpoint);
+        if (e.type === 'token' && acknowledged.length > 0) {
+          killedAt = m.seq;
+          victim.child.kill('SIGKILL');
+        }
+      });
+      ws.on('close', () => resolve(seen));
+      ws.on('error', reject);
+    });
+    await victim.exited;
+    expect(victim.child.signalCode).toBe('SIGKILL');
+    expect(killedAt).toBeDefined();
+
+    // One stream, no gaps: the kill, the move, the new worker resuming, the rest of the run.
+    expect(messages.map((m) => m.seq)).toEqual(messages.map((_, i) => i));
+    const types = messages.map((m) => m.event.type);
+    const lost = types.indexOf('worker-lost');
+    expect(lost).toBeGreaterThan(killedAt!);
+    expect(messages[lost + 1]?.event).toMatchObject({ type: 'reassigned', name: survivor.name, attempt: 2 });
+    expect(messages[lost + 2]?.event).toMatchObject({ type: 'resumed', session: sessionId });
+    expect(types.slice(lost)).toContain('checkpoint');
+    expect(types).not.toContain('error');
+    const final = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    expect(final).toMatchObject({ status: 'idle', error: null, events: messages.length });
+
+    // The session as the relay now holds it: every checkpoint acknowledged before the kill is in its history, and
+    // the step the dead worker was in the middle of was done again by the survivor (its user message once).
+    await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), published.snapshot.id, published.key, device);
+    const session = await Session.open(device, sessionId);
+    const history = (await session.history()).map((h) => h.id);
+    for (const id of acknowledged) expect(history).toContain(id);
+    const lastCheckpoint = messages.filter((m) => m.event.type === 'checkpoint').at(-1)!.event.id;
+    expect(history[0]).toBe(lastCheckpoint);
+    const userTurns = (await session.history()).flatMap((h) => h.checkpoint.events).filter((e) => e.type === 'user' && e.text.includes('ferries'));
+    expect(userTurns).toHaveLength(1);
+    expect((await listWorkers()).map((w) => w.profile.name)).toEqual([survivor.name]);
+  }, 120_000);
+});

@@ -2,7 +2,6 @@
  * wllama's prefill and decode speed in headless Chromium (one thread, in the LLM worker, through the same Engine
  * the app uses), for a model file on disk. bench/llm.ts compares these with node-llama-cpp on the same file.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openChromiumPage } from '../test/support/chromium-page.ts';
@@ -11,11 +10,9 @@ import type { ThroughputOptions, Throughput } from '../src/browser/llm/throughpu
 const pageRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), 'llm-wasm');
 
 export async function measureWasmThroughput(options: { modelPath: string; promptTokens: number; generateTokens: number }): Promise<{ prefillTps: number; decodeTps: number }> {
-  const model = await readFile(options.modelPath);
-  const chrome = await openChromiumPage(pageRoot);
+  // The page fetches /model.gguf, streamed from disk by its server, so any file on disk can be measured.
+  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': options.modelPath } });
   try {
-    // The page fetches /model.gguf; Playwright answers from memory, so any file on disk can be measured.
-    await chrome.page.route('**/model.gguf', (route) => route.fulfill({ status: 200, body: model, contentType: 'application/octet-stream' }));
     await chrome.load();
     const request: ThroughputOptions = { modelUrl: '/model.gguf', promptTokens: options.promptTokens, generateTokens: options.generateTokens };
     const result: Throughput = await chrome.page.evaluate(

@@ -2,6 +2,8 @@
  * A real Chromium page served by Vite from `root`, for node-side tests and benchmarks that need what vitest's
  * browser mode cannot give: reloading the page, or a CDP session (e.g. to shrink the storage quota).
  */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type CDPSession, type Page } from 'playwright-core';
@@ -19,10 +21,37 @@ export interface ChromiumPage {
   close(): Promise<void>;
 }
 
-export async function openChromiumPage(root: string): Promise<ChromiumPage> {
+export interface ChromiumPageOptions {
+  /**
+   * Extra files by URL path ("/model.gguf" → a file on disk), streamed from disk by the page's own server:
+   * Playwright's route.fulfill() holds a body in memory and closes the page on ~100 MB ones.
+   */
+  readonly files?: Readonly<Record<string, string>>;
+}
+
+export async function openChromiumPage(root: string, options: ChromiumPageOptions = {}): Promise<ChromiumPage> {
+  const files = options.files ?? {};
   const server = await createServer({
     configFile: false,
     root,
+    plugins: [
+      {
+        name: 'ferry-extra-files',
+        configureServer(dev) {
+          dev.middlewares.use((req, res, next) => {
+            const file = files[req.url ?? ''];
+            if (!file) return next();
+            stat(file).then(
+              (s) => {
+                res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': s.size });
+                createReadStream(file).pipe(res);
+              },
+              (err: unknown) => next(err),
+            );
+          });
+        },
+      },
+    ],
     logLevel: 'error',
     server: { port: 0, host: '127.0.0.1', fs: { allow: [repoRoot] } },
     optimizeDeps: { include: ['idb', '@msgpack/msgpack', 'fflate', 'valibot'] },

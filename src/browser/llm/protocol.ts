@@ -9,15 +9,17 @@ import type { WebLlmModelRecord } from './webllm-catalog.ts';
 
 export const LLM_PROTOCOL_VERSION = 1;
 
+export interface WllamaLoadRequest {
+  readonly kind: 'wllama';
+  /** The GGUF bytes, or where to download them (cached in OPFS). */
+  readonly model: Blob | { readonly url: string };
+  readonly modelId?: string;
+  readonly contextSize?: number;
+  readonly threads?: number;
+}
+
 export type LoadRequest =
-  | {
-      readonly kind: 'wllama';
-      /** The GGUF bytes, or where to download them (cached in OPFS). */
-      readonly model: Blob | { readonly url: string };
-      readonly modelId?: string;
-      readonly contextSize?: number;
-      readonly threads?: number;
-    }
+  | WllamaLoadRequest
   | {
       readonly kind: 'web-llm';
       /** A model_id of web-llm's catalog (prebuiltAppConfig), or of `modelList`. */
@@ -25,12 +27,20 @@ export type LoadRequest =
       /** Catalog entries to use instead of web-llm's prebuilt list (e.g. served by the relay). */
       readonly modelList?: readonly WebLlmModelRecord[];
       readonly contextSize?: number;
+      /**
+       * What to load instead when web-llm fails in a way the CPU can take over from (a lost GPU device, GPU
+       * memory, an adapter that cannot run the model, a model that cannot be fetched): the worker loads it and
+       * reports a 'fallback' progress event saying why.
+       */
+      readonly fallback?: WllamaLoadRequest;
     };
 
 export type LoadProgress =
   | ({ readonly type: 'download' } & DownloadProgress)
   | { readonly type: 'web-llm'; readonly progress: number; readonly text: string }
-  | { readonly type: 'loading'; readonly text: string };
+  | { readonly type: 'loading'; readonly text: string }
+  /** web-llm failed with `code`; the worker is loading the wllama fallback instead. `text` says why, for people. */
+  | { readonly type: 'fallback'; readonly from: 'web-llm'; readonly code: string; readonly text: string };
 
 export type WireGenerateRequest = Omit<GenerateRequest, 'signal'>;
 

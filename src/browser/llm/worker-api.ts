@@ -1,5 +1,5 @@
 /** The LLM worker's side of the protocol: holds the one loaded engine and the generations in progress. */
-import { FerryError } from '../../core/errors.ts';
+import { FerryError, isFerryError } from '../../core/errors.ts';
 import type { Engine, EngineInfo, GenerateEvent } from '../../core/llm/index.ts';
 import './comlink-errors.ts';
 import { downloadModel } from './model-download.ts';
@@ -38,7 +38,15 @@ export function createLlmWorkerApi(): LlmWorkerApi {
     }
     if (request.kind === 'web-llm') {
       const { createWebLlmEngine } = await import('./webllm-engine.ts');
-      return createWebLlmEngine({ ...request, onProgress: (p) => progress({ type: 'web-llm', ...p }) });
+      const { fallback, ...webLlm } = request;
+      try {
+        return await createWebLlmEngine({ ...webLlm, onProgress: (p) => progress({ type: 'web-llm', ...p }) });
+      } catch (err) {
+        // webLlmError marks the failures the CPU engine can take over from; anything else is the caller's to fix.
+        if (!fallback || !isFerryError(err) || err.details?.fallback !== 'wllama') throw err;
+        progress({ type: 'fallback', from: 'web-llm', code: err.code, text: err.message.includes('wllama') ? err.message : `${err.message} Using wllama on the CPU instead.` });
+        return open(fallback, progress);
+      }
     }
     throw new FerryError('llm/bad-request', `Unknown engine kind ${JSON.stringify((request as { kind: unknown }).kind)}; expected 'wllama' or 'web-llm'.`);
   }

@@ -1,4 +1,6 @@
-import { defineConfig } from 'vite';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { defineConfig, type Plugin } from 'vite';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { VitePWA } from 'vite-plugin-pwa';
 import { pwaManifest } from './src/ui/manifest.ts';
@@ -9,26 +11,79 @@ const isolation = {
   'Cross-Origin-Embedder-Policy': 'require-corp',
 };
 
+const componentsDist = path.resolve(import.meta.dirname, 'components', 'dist');
+
+/** Every built component file (components/dist/<name>/<file>), as the path the PWA serves it at: components/<name>/<file>. */
+function componentFiles(): { url: string; file: string }[] {
+  const out: { url: string; file: string }[] = [];
+  for (const dir of readdirSync(componentsDist, { withFileTypes: true })) {
+    if (!dir.isDirectory()) continue;
+    for (const f of readdirSync(path.join(componentsDist, dir.name))) out.push({ url: `components/${dir.name}/${f}`, file: path.join(componentsDist, dir.name, f) });
+  }
+  return out;
+}
+
+/**
+ * The agent and tool components the agent worker runs, served as static files of the PWA (so they are precached
+ * and work offline) at the same bytes the relay's cloud worker loads: a session's component ids pin those bytes.
+ */
+function builtComponents(): Plugin {
+  return {
+    name: 'ferry-components',
+    configureServer(server) {
+      server.middlewares.use('/components/', (req, res, next) => {
+        const rel = decodeURIComponent((req.url ?? '').split('?')[0]!).replace(/^\/+/, '');
+        const hit = componentFiles().find((c) => c.url === `components/${rel}`);
+        if (!hit) return next();
+        res.setHeader('Content-Type', hit.file.endsWith('.wasm') ? 'application/wasm' : hit.file.endsWith('.js') ? 'text/javascript' : 'application/json');
+        res.end(readFileSync(hit.file));
+      });
+    },
+    generateBundle() {
+      let files: { url: string; file: string }[];
+      try {
+        files = componentFiles();
+      } catch {
+        this.error('components/dist is missing: run `npm run build:components` before `vite build`.');
+      }
+      for (const c of files) this.emitFile({ type: 'asset', fileName: c.url, source: readFileSync(c.file) });
+    },
+  };
+}
+
 export default defineConfig({
   plugins: [
     svelte(),
+    builtComponents(),
     VitePWA({
       registerType: 'prompt',
       injectRegister: false,
       manifest: pwaManifest,
       includeAssets: ['icons/*.svg'],
       workbox: {
-        // Workers and engine wasm are part of the app shell: precache them so the app works offline.
-        globPatterns: ['**/*.{js,css,html,svg,png,ico,wasm,webmanifest}'],
+        // Workers, engine wasm and the agent/tool components are part of the app shell: precached for offline use.
+        globPatterns: ['**/*.{js,css,html,svg,png,ico,wasm,webmanifest}', 'components/**/*.json'],
+        // web-llm (≈6 MB) runs only on WebGPU devices: fetched when first used, then cached at run time.
+        globIgnores: ['**/web-llm-*.js'],
+        runtimeCaching: [{ urlPattern: /\/assets\/web-llm-[^/]+\.js$/, handler: 'CacheFirst', options: { cacheName: 'ferry-web-llm', expiration: { maxEntries: 4 } } }],
         maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
         // First install takes control at once; an update waits for the user (registerType 'prompt').
         clientsClaim: true,
         navigateFallback: 'index.html',
-        navigateFallbackDenylist: [/^\/api\//, /^\/healthz/, /^\/metrics/, /^\/v1\//],
+        navigateFallbackDenylist: [/^\/api\//, /^\/healthz/, /^\/metrics/, /^\/v1\//, /^\/components\//],
       },
     }),
   ],
-  build: { target: 'es2022', sourcemap: true },
+  build: {
+    target: 'es2022',
+    sourcemap: true,
+    rollupOptions: {
+      output: {
+        // A stable name for web-llm's chunk, so the service worker can leave it out of the precache by name.
+        chunkFileNames: (chunk) => (chunk.moduleIds.some((id) => id.includes('/@mlc-ai/web-llm/')) ? 'assets/web-llm-[hash].js' : 'assets/[name]-[hash].js'),
+      },
+    },
+  },
   worker: { format: 'es' },
   server: { headers: isolation },
   preview: { headers: isolation },

@@ -27,7 +27,7 @@ import { collectClosure, deriveSessionKeys, generateSessionKey, reachableIds, se
 import { createMemoryStore, type Store } from '../src/core/store/index.ts';
 import { chatStep, patternImage, testLlm } from '../test/support/session-fixtures.ts';
 import WebSocket, { WebSocketServer } from 'ws';
-import { compared, type Figures, type Suite } from './lib.ts';
+import { compared, medianMs, type Figures, type Suite } from './lib.ts';
 import { handoffFigures } from './relay-handoff.ts';
 
 /** Bytes read and written on every connection a server accepts, open or closed. */
@@ -155,17 +155,6 @@ async function streamFigures(relay: { app: FastifyInstance; url: string }, figur
   figures.relay_added_p99_ms = compared(med(relayP99) - med(bareP99), 'ms', 'goal_ms', 5);
 }
 
-/** Median of `runs` timings of `fn` (ms). */
-async function median(runs: number, fn: () => Promise<void>): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
 
 /** A session whose component image is `pages` pages, after `steps` steps that each touch one region. */
 async function benchSession(store: Store, pages: number, steps: number, seed: number): Promise<{ session: Session; image: Uint8Array }> {
@@ -220,27 +209,27 @@ async function run(): Promise<Figures> {
     const bigBytes = (await collectClosure(bigStore, await bigStore.listRefs(sessionPrefix(big.session.id)))).reduce((n, o) => n + o.bytes.length, 0);
     const MB = bigBytes / 1e6;
     let published = first;
-    const uploadMs = await median(3, async () => {
+    const uploadMs = await medianMs(async () => {
       published = await publishSession(bigStore, big.session.id, client);
-    });
-    const rawUpMs = await median(3, async () => {
+    }, 3, 0);
+    const rawUpMs = await medianMs(async () => {
       const res = await fetch(`${raw.url}/up`, { method: 'POST', body: new Uint8Array(bigBytes), headers: { 'content-type': 'application/octet-stream' } });
       await res.arrayBuffer();
-    });
+    }, 3, 0);
     figures.relay_upload_MBps = compared(MB / (uploadMs / 1000), 'MB/s', 'raw_loopback_upload_MBps', MB / (rawUpMs / 1000));
     // Where upload time goes: sealing alone (compress-if-worthwhile + AES-GCM, snapshot/container.ts), no network.
     const keys = await deriveSessionKeys(generateSessionKey());
     const objects = await collectClosure(bigStore, await bigStore.listRefs(sessionPrefix(big.session.id)));
-    const sealMs = await median(3, async () => {
+    const sealMs = await medianMs(async () => {
       await Promise.all(objects.map((o) => sealObject(keys, o)));
-    });
+    }, 3, 0);
     figures.seal_MBps = compared(MB / (sealMs / 1000), 'MB/s', 'relay_upload_MBps', MB / (uploadMs / 1000));
-    const downloadMs = await median(3, async () => {
+    const downloadMs = await medianMs(async () => {
       await fetchSnapshot(client, published.snapshot.id, published.key, createMemoryStore());
-    });
-    const rawDownMs = await median(3, async () => {
+    }, 3, 0);
+    const rawDownMs = await medianMs(async () => {
       await (await fetch(`${raw.url}/down?size=${bigBytes}`)).arrayBuffer();
-    });
+    }, 3, 0);
     figures.relay_download_MBps = compared(MB / (downloadMs / 1000), 'MB/s', 'raw_loopback_download_MBps', MB / (rawDownMs / 1000));
 
     await streamFigures(relay, figures);

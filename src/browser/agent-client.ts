@@ -18,6 +18,9 @@ export function spawnAgentWorker(): Worker {
 export class AgentClient {
   readonly #remote: Remote<AgentWorkerApi>;
   readonly #pending = new Set<(err: FerryError) => void>();
+  /** Listeners in this page; the worker holds one proxy that feeds them all (it has no way to drop one). */
+  readonly #listeners = new Set<(event: RuntimeEvent) => void>();
+  #subscribed: Promise<void> | undefined;
   #dead: FerryError | undefined;
 
   constructor(private readonly worker: Worker = spawnAgentWorker()) {
@@ -57,8 +60,14 @@ export class AgentClient {
     return this.#call(() => this.#remote.status());
   }
 
-  subscribe(listener: (event: RuntimeEvent) => void): Promise<void> {
-    return this.#remote.subscribe(proxy(listener));
+  /** Hears every event of every run; the returned call stops it. */
+  async subscribe(listener: (event: RuntimeEvent) => void): Promise<() => void> {
+    this.#listeners.add(listener);
+    this.#subscribed ??= this.#remote.subscribe(proxy((event: RuntimeEvent) => {
+      for (const l of this.#listeners) l(event);
+    }));
+    await this.#subscribed;
+    return () => void this.#listeners.delete(listener);
   }
 
   /** Closes the session and the worker; calls still waiting are rejected. */

@@ -11,7 +11,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
-import { Session, branchRef, parseSessionRef, sessionPrefix, type Checkpoint, type HistoryEntry, type LlmSettings, type SessionEvent } from '../core/session/index.ts';
+import { Session, branchRef, parseSessionRef, sessionPrefix, type Checkpoint, type HistoryEntry, type SessionEvent } from '../core/session/index.ts';
 import { collectClosure, exportSession, importSession } from '../core/snapshot/index.ts';
 import type { ObjectId, Ref, Store } from '../core/store/index.ts';
 import { idbError, openIdbStore } from './idb-store.ts';
@@ -59,14 +59,28 @@ export type Settings = v.InferOutput<typeof SettingsSchema>;
 
 export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system' };
 
-/** The settings a new session starts with until the user picks a model: no model yet, greedy decoding. */
-const NO_MODEL: LlmSettings = { model: '', tokenizerId: '', sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 1024 } };
+const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
+
+/**
+ * The model this device runs sessions with: one the relay serves (downloaded into the OPFS cache), or a GGUF file
+ * the user picked from disk (copied into the same cache under `file`).
+ */
+const ModelChoiceSchema = v.variant('source', [
+  v.object({ source: v.literal('relay'), id: sha256, name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), contextSize: v.pipe(v.number(), v.integer(), v.minValue(1)), url: v.pipe(v.string(), v.url(), v.maxLength(2048)) }),
+  v.object({ source: v.literal('file'), name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), file: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}\.gguf$/)) }),
+]);
+export type ModelChoice = v.InferOutput<typeof ModelChoiceSchema>;
 
 interface AppDb extends DBSchema {
   sessions: { key: string; value: SessionMeta };
   settings: { key: string; value: unknown };
   /** Per session, the last transcript read: derived from immutable checkpoints, so it is valid for its head. */
   transcripts: { key: string; value: unknown };
+  /**
+   * Per session, where it was last published (relay-client.ts serializePublished: snapshot, write token, key), so a
+   * new share updates the same link. Holds secrets: it never leaves the device.
+   */
+  published: { key: string; value: string };
 }
 
 /** A cached transcript: every checkpoint from the root to `head` (ids are content hashes: never stale). */
@@ -177,13 +191,14 @@ export class AppState {
     const store = openIdbStore({ name: opts.storeName ?? 'ferry' });
     let db: IDBPDatabase<AppDb>;
     try {
-      db = await openDB<AppDb>(opts.appDbName ?? 'ferry-app', 2, {
+      db = await openDB<AppDb>(opts.appDbName ?? 'ferry-app', 3, {
         upgrade(d, oldVersion) {
           if (oldVersion < 1) {
             d.createObjectStore('sessions', { keyPath: 'id' });
             d.createObjectStore('settings');
           }
           if (oldVersion < 2) d.createObjectStore('transcripts');
+          if (oldVersion < 3) d.createObjectStore('published');
         },
         blocking() {
           db.close();
@@ -228,12 +243,12 @@ export class AppState {
     throw new FerryError('session/not-found', 'This session is not on this device: it was deleted, or the link points at another device. Import its .ferry file to open it here.');
   }
 
-  async create(template: TemplateId, title?: string): Promise<SessionMeta> {
+  /** Catalogues a session the agent worker has just created in the store (its agent and tools' first state). */
+  async register(id: string, template: TemplateId, title?: string): Promise<SessionMeta> {
     if (!TEMPLATE_IDS.includes(template)) throw new FerryError('app/bad-template', `Unknown template "${String(template)}"; pick one of ${TEMPLATE_IDS.join(', ')}.`);
     const now = Date.now();
-    const session = await Session.create(this.store, { llm: NO_MODEL, now });
     const meta: SessionMeta = {
-      id: session.id,
+      id,
       title: checkTitle(title ?? `New ${TEMPLATES[template].name.toLowerCase()} session`),
       template,
       createdAt: now,
@@ -260,6 +275,7 @@ export class AppState {
     await this.store.commit([], refs.map((r) => ({ name: r.name, expect: r.id, next: null, reason: 'delete' })));
     await this.db.delete('sessions', id);
     await this.db.delete('transcripts', id).catch(() => undefined);
+    await this.db.delete('published', id).catch(() => undefined);
     return { meta, refs };
   }
 
@@ -310,14 +326,16 @@ export class AppState {
     return steps;
   }
 
-  /** Appends the user's message as a new checkpoint on the current branch. */
-  async sendMessage(session: Session, text: string): Promise<ObjectId> {
-    const body = text.trim();
-    if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
-    const now = Date.now();
-    const id = await session.append({ events: [{ type: 'user', text: body, at: now }], now });
+  /** Records that the agent changed the session (a run, a move back): its activity time, steps and size. */
+  async ran(session: Session): Promise<void> {
     await this.touch(session);
-    return id;
+  }
+
+  /** Records where the session runs now ("This device", "Cloud worker"). */
+  async setRunsOn(id: string, runsOn: string): Promise<SessionMeta> {
+    const meta = { ...(await this.get(id)), runsOn: runsOn.slice(0, 120) };
+    await this.put(meta);
+    return meta;
   }
 
   async fork(session: Session, at: ObjectId, branch: string, switchTo = true): Promise<void> {
@@ -423,6 +441,32 @@ export class AppState {
     }
     const fromName = fileName.replace(/\.ferry$/i, '').replace(/[-_]+/g, ' ').trim().slice(0, MAX_TITLE);
     return this.adopt(id, 'Imported session', fromName || undefined);
+  }
+
+  // ---- sharing -------------------------------------------------------------------------------------------------
+
+  /** The saved publish record of a session (opaque here: relay-client.ts restorePublished validates it). */
+  async publishedRecord(id: string): Promise<string | undefined> {
+    const text = await this.db.get('published', id).catch(() => undefined);
+    return typeof text === 'string' ? text : undefined;
+  }
+
+  savePublishedRecord(id: string, record: string): Promise<unknown> {
+    return this.write(() => this.db.put('published', record, id));
+  }
+
+  // ---- the model ---------------------------------------------------------------------------------------------
+
+  async modelChoice(): Promise<ModelChoice | null> {
+    const parsed = v.safeParse(ModelChoiceSchema, await this.db.get('settings', 'model').catch(() => undefined));
+    return parsed.success ? parsed.output : null;
+  }
+
+  async saveModelChoice(choice: ModelChoice): Promise<ModelChoice> {
+    const parsed = v.safeParse(ModelChoiceSchema, choice);
+    if (!parsed.success) throw new FerryError('app/bad-model', `The model record is invalid (${parsed.issues[0]?.message ?? 'invalid'}); choose the model again on the Models screen.`);
+    await this.write(() => this.db.put('settings', parsed.output, 'model'));
+    return parsed.output;
   }
 
   // ---- settings ------------------------------------------------------------------------------------------------

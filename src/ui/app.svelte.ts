@@ -1,4 +1,8 @@
-import { AppState, DEFAULT_SETTINGS, type DeletedSession, type SessionMeta, type Settings, type TemplateId } from '../browser/app-state.ts';
+import { AppState, DEFAULT_SETTINGS, checkTitle, type DeletedSession, type ModelChoice, type SessionMeta, type Settings, type TemplateId } from '../browser/app-state.ts';
+import type { AgentHost } from '../browser/agent-host.ts';
+import type { DownloadProgress } from '../browser/llm/model-download.ts';
+import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
+import { FerryError } from '../core/errors.ts';
 import { describeError, type UiError } from './errors.ts';
 import { applyTheme } from './theme.ts';
 
@@ -24,7 +28,14 @@ class Ui {
   fatal = $state.raw<UiError | null>(null);
   loaded = $state(false);
   toasts = $state<Toast[]>([]);
+  /** The model sessions run with on this device; null until the user chooses one (Models screen). */
+  model = $state.raw<ModelChoice | null>(null);
+  /** A model download in progress (choosing one, or fetching it again after the browser evicted it). */
+  modelProgress = $state.raw<DownloadProgress | null>(null);
   #nextToast = 1;
+  #agent: Promise<AgentHost> | undefined;
+  /** The open session screen's listeners for its agent's events and placement. */
+  readonly #watchers = new Map<string, { event(e: PlacedEvent): void; placement(p: Placement): void }>();
 
   async start(): Promise<void> {
     try {
@@ -32,6 +43,7 @@ class Ui {
       state.onChange = () => void this.refresh();
       this.state = state;
       this.settings = await state.settings();
+      this.model = await state.modelChoice();
       applyTheme(this.settings.theme);
       this.sessions = await state.list();
     } catch (err) {
@@ -65,8 +77,53 @@ class Ui {
     }
   }
 
+  /** The agent host, loaded on first use: the runtime, its worker and the engines stay out of the first paint. */
+  agent(): Promise<AgentHost> {
+    this.#agent ??= import('../browser/agent-host.ts').then(
+      ({ AgentHost }) =>
+        new AgentHost({
+          store: this.app.store,
+          relay: () => (this.settings.relayUrl || globalThis.location.origin).replace(/\/+$/, ''),
+          onEvent: (id, e) => this.#watchers.get(id)?.event(e),
+          onPlacement: (id, p) => this.#watchers.get(id)?.placement(p),
+          onModelProgress: (p) => (this.modelProgress = p.phase === 'done' || p.phase === 'cached' ? null : p),
+        }),
+    );
+    this.#agent.catch(() => (this.#agent = undefined));
+    return this.#agent;
+  }
+
+  /** Whether the agent host has been loaded (a session ran since the page opened). */
+  get agentLoaded(): boolean {
+    return this.#agent !== undefined;
+  }
+
+  /** Lets an open session screen hear its agent; returns the call that stops it. */
+  watch(id: string, watcher: { event(e: PlacedEvent): void; placement(p: Placement): void }): () => void {
+    this.#watchers.set(id, watcher);
+    return () => {
+      if (this.#watchers.get(id) === watcher) this.#watchers.delete(id);
+    };
+  }
+
+  /** The chosen model, or a typed error telling the user to choose one. */
+  requireModel(): ModelChoice {
+    if (!this.model) throw new FerryError('app/no-model', 'No model is chosen on this device yet. Open Models and choose "Use" on a model (or pick a GGUF file), then try again.');
+    return this.model;
+  }
+
+  async chooseModel(choice: ModelChoice): Promise<void> {
+    this.model = await this.app.saveModelChoice(choice);
+  }
+
+  /** Creates a session: the agent worker starts the template's agent and tools in the store, then it is catalogued. */
   async create(template: TemplateId, title?: string): Promise<SessionMeta | undefined> {
-    const meta = await this.attempt(() => this.app.create(template, title));
+    const meta = await this.attempt(async () => {
+      const model = this.requireModel();
+      if (title !== undefined) checkTitle(title);
+      const id = await (await this.agent()).create(template, model);
+      return this.app.register(id, template, title);
+    });
     if (meta) await this.refresh();
     return meta;
   }

@@ -1,14 +1,16 @@
-/** Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/settings. */
+/** Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/models, #/settings. */
 export type Route =
   | { name: 'list' }
   | { name: 'session'; id: string; tab: 'chat' | 'tree' }
   | { name: 'settings' }
+  | { name: 'models' }
   | { name: 'not-found'; hash: string };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/' || path === '') return { name: 'list' };
   if (path === '/settings') return { name: 'settings' };
+  if (path === '/models') return { name: 'models' };
   const m = /^\/s\/([0-9a-f]{32})(\/tree)?$/.exec(path);
   if (m) return { name: 'session', id: m[1]!, tab: m[2] ? 'tree' : 'chat' };
   return { name: 'not-found', hash: path };
@@ -17,6 +19,7 @@ export function parseRoute(hash: string): Route {
 export const href = {
   list: '#/',
   settings: '#/settings',
+  models: '#/models',
   session: (id: string) => `#/s/${id}`,
   tree: (id: string) => `#/s/${id}/tree`,
 };

@@ -1,10 +1,30 @@
+import { FerryError, type SerializedError } from '../core/errors.ts';
 import type { Session } from '../core/session/index.ts';
 import type { ObjectId } from '../core/store/index.ts';
 import type { SessionMeta, SessionTree, TranscriptStep } from '../browser/app-state.ts';
+import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { ui } from './app.svelte.ts';
 import { describeError, type UiError } from './errors.ts';
 
-/** One open session: its transcript on the current branch, its checkpoint tree, and the operations on it. */
+/** What the agent is doing right now, before its step is checkpointed and read back from the store. */
+export interface LiveTurn {
+  /** The message sent, until the checkpoint holding it is read back. */
+  user: string | null;
+  /** Generations finished in this run but not yet shown from the store (the cloud's stay until it comes back). */
+  done: { text: string; where: 'device' | 'cloud' }[];
+  /** The generation streaming now. */
+  text: string;
+  where: 'device' | 'cloud';
+  tools: { callId: string; tool: string; args: string; ok?: boolean }[];
+}
+
+const IDLE: LiveTurn = { user: null, done: [], text: '', where: 'device', tools: [] };
+
+/**
+ * One open session: its transcript on the current branch, its checkpoint tree, the live turn of its agent, where it
+ * runs, and the operations on it. The transcript is always what the store holds; the live turn only bridges the
+ * time until the next checkpoint lands.
+ */
 export class OpenSession {
   meta = $state.raw<SessionMeta | null>(null);
   steps = $state.raw<TranscriptStep[]>([]);
@@ -13,12 +33,27 @@ export class OpenSession {
   loadError = $state.raw<UiError | null>(null);
   loading = $state(true);
   busy = $state(false);
+  /** Runs in flight (a message's, a cloud run after a move, a continuation after a move back). */
+  #runs = $state(0);
+  live = $state.raw<LiveTurn>(IDLE);
+  placement = $state<Placement>('device');
   #session: Session | null = null;
+  /** Tokens arrive faster than frames: they are added to the live text once per frame. */
+  #pendingText = '';
+  #frame = 0;
+  #stopWatching: (() => void) | undefined;
+  #reloading: Promise<void> | undefined;
 
   constructor(readonly id: string) {}
 
+  /** The agent is working on this session, here or in the cloud. */
+  get running(): boolean {
+    return this.#runs > 0;
+  }
+
   async load(): Promise<void> {
     this.loading = true;
+    this.#stopWatching = ui.watch(this.id, { event: (e) => this.#onEvent(e), placement: (p) => void this.#onPlacement(p) });
     try {
       const app = ui.app;
       const [meta, session] = await Promise.all([app.get(this.id), app.openSession(this.id)]);
@@ -27,11 +62,19 @@ export class OpenSession {
       this.branch = session.branch;
       this.steps = await app.transcript(session);
       this.loadError = null;
+      // The page's agent may still run this session (the screen was left and opened again): show where.
+      if (ui.agentLoaded) this.placement = (await ui.agent()).placement(this.id);
     } catch (err) {
       this.loadError = describeError(err);
     } finally {
       this.loading = false;
     }
+  }
+
+  /** The screen closed: the agent keeps running, but its events no longer come here. */
+  close(): void {
+    this.#stopWatching?.();
+    cancelAnimationFrame(this.#frame);
   }
 
   async loadTree(): Promise<void> {
@@ -45,9 +88,13 @@ export class OpenSession {
     return this.#session;
   }
 
-  /** Runs a change, then reloads the transcript, the tree (if shown) and the list entry. */
+  /** Runs a change of the tree, then reloads the transcript, the tree (if shown) and the list entry. */
   private async change(fn: (s: Session) => Promise<unknown>, done?: string): Promise<boolean> {
     if (!this.#session || this.busy) return false;
+    if (this.placement !== 'device') {
+      ui.fail(new FerryError('relay/move-busy', 'The session runs in the cloud worker; bring it back before changing its branches.'));
+      return false;
+    }
     this.busy = true;
     try {
       const ok = (await ui.attempt(async () => {
@@ -62,19 +109,76 @@ export class OpenSession {
     }
   }
 
-  private async reload(): Promise<void> {
-    const s = this.#session!;
-    this.branch = s.branch;
-    await ui.attempt(async () => {
-      this.steps = await ui.app.transcript(s);
-      this.meta = await ui.app.get(s.id);
-      if (this.tree) this.tree = await ui.app.tree(s);
+  /** Reads the transcript again; `shown` drops the live parts it now holds, in the same update (no flash of both). */
+  private reload(shown?: () => void): Promise<void> {
+    // Checkpoints land one after another: one read at a time, the last one wins.
+    const run = (this.#reloading ?? Promise.resolve()).then(async () => {
+      const s = this.#session!;
+      this.branch = s.branch;
+      await ui.attempt(async () => {
+        this.steps = await ui.app.transcript(s);
+        shown?.();
+        this.meta = await ui.app.get(s.id);
+        if (this.tree) this.tree = await ui.app.tree(s);
+      });
     });
+    this.#reloading = run;
     void ui.refresh();
+    return run;
   }
 
-  send(text: string): Promise<boolean> {
-    return this.change((s) => ui.app.sendMessage(s, text));
+  /** Sends a message to the agent where the session runs; its reply streams into `live`. */
+  async send(text: string): Promise<boolean> {
+    if (!this.#session || this.busy || this.running) return false;
+    this.#runs++;
+    this.live = { ...IDLE, user: text.trim() };
+    try {
+      const ok = await ui.attempt(async () => {
+        const model = ui.requireModel();
+        await (await ui.agent()).send(this.id, this.meta?.template ?? 'assistant', model, text);
+        return true;
+      });
+      return ok === true;
+    } finally {
+      this.#runs--;
+      await this.#settle();
+    }
+  }
+
+  /** Counts the run that goes on after a move (in the cloud, or continuing here) until it pauses. */
+  async #follow(): Promise<void> {
+    this.#runs++;
+    try {
+      await (await ui.agent()).settled();
+    } finally {
+      this.#runs--;
+      await this.#settle();
+    }
+  }
+
+  /** Stops the run: the generation in flight ends "stopped", is checkpointed, and the session waits for you. */
+  async stop(): Promise<void> {
+    await ui.attempt(async () => (await ui.agent()).cancel(this.id));
+  }
+
+  async moveToCloud(): Promise<void> {
+    const ok = await ui.attempt(async () => {
+      await (await ui.agent()).moveToCloud(this.id, this.meta?.template ?? 'assistant', ui.requireModel());
+      return true;
+    });
+    if (!ok) return;
+    ui.notify('The session moved to the cloud worker.');
+    await this.#follow();
+  }
+
+  async bringBack(): Promise<void> {
+    const ok = await ui.attempt(async () => {
+      await (await ui.agent()).bringBack(this.id);
+      return true;
+    });
+    if (!ok) return;
+    ui.notify('The session is back on this device.');
+    await this.#follow();
   }
 
   fork(at: ObjectId, name: string): Promise<boolean> {
@@ -98,4 +202,79 @@ export class OpenSession {
   compare(a: string, b: string) {
     return ui.attempt(() => ui.app.compare(this.session, a, b));
   }
+
+  /** After a run or a move back: the store has every checkpoint, so the live turn gives way to the transcript. */
+  async #settle(): Promise<void> {
+    this.#flush();
+    if (this.placement === 'device') {
+      await ui.attempt(() => ui.app.ran(this.session));
+      // A generation resumed after a move back keeps streaming; everything finished is in the transcript now.
+      await this.reload(() => (this.live = { ...IDLE, text: this.live.text, where: this.live.where }));
+    } else {
+      this.live = { ...this.live, done: this.live.text ? [...this.live.done, { text: this.live.text, where: this.live.where }] : this.live.done, text: '' };
+    }
+  }
+
+  async #onPlacement(placement: Placement): Promise<void> {
+    this.placement = placement;
+    if (placement === 'cloud' || placement === 'device') {
+      const meta = await ui.attempt(() => ui.app.setRunsOn(this.id, placement === 'cloud' ? 'Cloud worker' : 'This device'));
+      if (meta) this.meta = meta;
+      void ui.refresh();
+    }
+  }
+
+  #onEvent({ where, event }: PlacedEvent): void {
+    switch (event.type) {
+      case 'token':
+        if (typeof event.text !== 'string') return;
+        if (this.live.where !== where && this.live.text) this.#flush();
+        if (this.live.where !== where) this.live = { ...this.live, where };
+        this.#pendingText += event.text;
+        this.#frame ||= requestAnimationFrame(() => this.#flush());
+        return;
+      case 'generation':
+        this.#flush();
+        this.live = { ...this.live, done: [...this.live.done, { text: this.live.text, where }], text: '' };
+        return;
+      case 'tool-call':
+        this.live = { ...this.live, tools: [...this.live.tools, { callId: String(event.callId), tool: String(event.tool), args: String(event.args) }] };
+        return;
+      case 'tool-result':
+        this.live = { ...this.live, tools: this.live.tools.map((t) => (t.callId === event.callId ? { ...t, ok: event.ok === true } : t)) };
+        return;
+      case 'checkpoint':
+        // A device checkpoint is in the store: read it back, and drop the live parts it now shows.
+        if (where === 'device') void this.#caughtUp();
+        return;
+      case 'step-failed':
+      case 'error':
+        ui.fail(FerryError.fromJSON(toSerialized(event)));
+        return;
+    }
+  }
+
+  async #caughtUp(): Promise<void> {
+    const shown = this.live.done.filter((d) => d.where === 'device').length;
+    const tools = this.live.tools.length;
+    await this.reload(() => {
+      let drop = shown;
+      this.live = { ...this.live, user: null, done: this.live.done.filter((d) => d.where !== 'device' || drop-- <= 0), tools: this.live.tools.slice(tools) };
+    });
+  }
+
+  #flush(): void {
+    cancelAnimationFrame(this.#frame);
+    this.#frame = 0;
+    if (!this.#pendingText) return;
+    this.live = { ...this.live, text: this.live.text + this.#pendingText };
+    this.#pendingText = '';
+  }
+}
+
+/** A failure event's error (a step's, or a cloud run's) as the serialized FerryError it carries. */
+function toSerialized(event: { type: string; [k: string]: unknown }): SerializedError {
+  const e = (event.error ?? event) as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' && e.code.includes('/') ? (e.code as SerializedError['code']) : 'runtime/failed';
+  return { name: 'FerryError', code, message: typeof e.message === 'string' ? e.message : 'The agent run failed. Try again.' };
 }

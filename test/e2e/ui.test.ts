@@ -1,6 +1,8 @@
 /**
  * The PWA as a person uses it, in Debian's Chromium against the built app served by `ferry start`, on a phone
- * (390×844, touch) and a desktop (1280×800): sessions, chat, the checkpoint tree, .ferry files, settings, offline.
+ * (390×844, touch) and a desktop (1280×800): choosing the relay's model, sessions whose agent runs in the page's
+ * agent worker (wllama, the generated model) with streaming replies, the checkpoint tree, .ferry files, settings,
+ * moving a session to the relay's cloud worker and back mid-stream, offline.
  * Every screen is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -12,6 +14,7 @@ import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
+import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const shots = path.join(root, 'test-results', 'ui');
@@ -60,7 +63,10 @@ for (const device of devices) {
       await mkdir(shots, { recursive: true });
       dataDir = await mkdtemp(path.join(os.tmpdir(), 'ferry-ui-data-'));
       work = await mkdtemp(path.join(os.tmpdir(), 'ferry-ui-files-'));
-      relay = await startRelayProcess(['--data', dataDir]);
+      // An explicit generated model: the relay's embedded cloud worker runs it and lists itself for the panel.
+      const model = path.join(work, 'tiny.gguf');
+      await writeFile(model, generateTinyModel({ ctx: 4096 }));
+      relay = await startRelayProcess(['--data', dataDir, '--model', model]);
       browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch });
       page = await browser.context.newPage();
       page.on('pageerror', (err) => pageErrors.push(err.message));
@@ -74,35 +80,139 @@ for (const device of devices) {
       for (const dir of [dataDir, work]) if (dir) await rm(dir, { recursive: true, force: true });
     });
 
-    test('starts with an empty session list', async () => {
+    /** Sends a message and waits for the agent's reply: tokens stream into the live reply, then its checkpoint shows it. */
+    async function chat(text: string, replies: number): Promise<void> {
+      const box = page.getByLabel('Message');
+      await box.fill(text);
+      await box.press('Enter');
+      expect(await box.inputValue()).toBe('');
+      await expect.poll(() => page.getByTestId('pending-user-message').or(page.getByTestId('user-message').filter({ hasText: text.split('\n')[0]! })).count()).toBeGreaterThan(0);
+      // Streaming: the live reply grows token by token before the reply is checkpointed.
+      const live = page.getByTestId('live-reply');
+      const lengths: number[] = [];
+      await expect
+        .poll(async () => {
+          const t = await live.textContent({ timeout: 50 }).catch(() => null);
+          if (t !== null) lengths.push(t.length);
+          return new Set(lengths.filter((n) => n > 30)).size >= 2 || (await page.getByTestId('agent-message').count()) >= replies;
+        }, { timeout: 60_000, interval: 20 })
+        .toBe(true);
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(replies);
+      await expect.poll(() => page.getByTestId('live-turn').count()).toBe(0);
+      expect(new Set(lengths).size, 'the reply streamed in several pieces').toBeGreaterThan(1);
+    }
+
+    test('starts with an empty session list, and says a model is needed', async () => {
       await expect.poll(() => page.getByTestId('no-sessions').isVisible()).toBe(true);
+      expect(await page.getByTestId('no-model-hint').textContent()).toMatch(/choose a model/);
+      await press(page.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code')).toBe('app/no-model');
+      await press(page.getByRole('button', { name: 'Dismiss error' }));
       await screen('sessions-empty');
     });
 
-    test('creates a session from a template and sends messages through the session core', async () => {
+    test('chooses a model on the Models screen (phone: the relay\'s, downloaded with a progress bar; desktop: the same GGUF picked from disk); a bad GGUF is refused', async () => {
+      await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+      await page.getByTestId('relay-models').waitFor();
+      expect(await page.getByTestId('model-in-use').textContent()).toMatch(/None yet/);
+      const bad = path.join(work, 'not-a-model.gguf');
+      await writeFile(bad, 'GGUF but not really');
+      await page.getByTestId('pick-model').setInputFiles(bad);
+      await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code')).toMatch(/^gguf\//);
+      expect(await page.getByTestId('error-toast').textContent()).toMatch(/not a usable GGUF model/);
+      await press(page.getByRole('button', { name: 'Dismiss error' }));
+
+      if (device.name === 'phone') {
+        await press(page.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
+        await page.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
+        expect(await page.getByTestId('model-in-use').textContent()).toMatch(/from the relay/);
+      } else {
+        await page.getByTestId('pick-model').setInputFiles(path.join(work, 'tiny.gguf'));
+        await expect.poll(() => page.getByTestId('model-in-use').textContent()).toMatch(/tiny\.gguf · .* · a file from this device/);
+      }
+      expect(await page.getByText(/\.gguf · .*(KB|MB)/).count()).toBeGreaterThan(0);
+      await screen('models-in-use');
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+    });
+
+    test('creates a session from a template and chats: the agent runs in the page, tokens stream, replies are checkpointed and survive a reload', async () => {
       await press(page.getByLabel(/Dev guide/));
       await page.getByLabel(/^Title/).fill('Trip plan');
       await press(page.getByRole('button', { name: 'Create session' }));
-      await expect.poll(() => page.url()).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
       await transcriptReady();
       expect(await page.getByRole('heading', { level: 2 }).textContent()).toBe('Trip plan');
       await expect.poll(() => page.getByTestId('empty-transcript').isVisible()).toBe(true);
+      expect(await page.getByTestId('composer-hint').textContent()).toMatch(/Replies come from .* on this device/);
 
-      const box = page.getByLabel('Message');
-      await box.fill('first **message**');
-      await box.press('Enter');
-      await expect.poll(() => page.getByTestId('user-message').count()).toBe(1);
-      await box.fill('second message\nwith two lines');
-      await press(page.getByRole('button', { name: 'Send' }));
-      await expect.poll(() => page.getByTestId('user-message').count()).toBe(2);
-      expect(await page.getByTestId('user-message').nth(0).textContent()).toContain('first **message**');
-      expect(await box.inputValue()).toBe('');
+      await chat('first **message**', 1);
       await screen('chat');
+      await chat('second message\nwith two lines', 2);
+      expect(await page.getByTestId('user-message').count()).toBe(2);
+      expect(await page.getByTestId('user-message').nth(0).textContent()).toContain('first **message**');
+      expect(await page.getByTestId('agent-message').nth(0).textContent()).toMatch(/Agent · wllama · [0-9a-f]{12}… · \d+ tokens/);
+
+      // Stop: the generation in flight ends "stopped" and is checkpointed as it is.
+      const box = page.getByLabel('Message');
+      await box.fill('third message, stopped halfway');
+      await box.press('Enter');
+      await expect.poll(async () => ((await page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 20, { timeout: 60_000, interval: 10 }).toBe(true);
+      await press(page.getByRole('button', { name: 'Stop' }));
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(3);
+      expect(await page.getByTestId('agent-message').nth(2).textContent()).toMatch(/tokens · stopped/);
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running')).toBe('false');
+
+      // Everything acknowledged is in IndexedDB: a reload shows the same conversation.
+      const before = await page.getByTestId('transcript').textContent();
+      await page.reload();
+      await page.locator('html[data-ready="true"]').waitFor();
+      await transcriptReady();
+      await expect.poll(() => page.getByTestId('agent-message').count()).toBe(3);
+      expect(await page.getByTestId('transcript').textContent()).toBe(before);
+    });
+
+    test('shares the session: a link with the key only in its fragment, a QR code, and the same link when shared again', async () => {
+      await press(page.getByRole('button', { name: 'Share' }));
+      const link = page.getByTestId('share-link');
+      await link.waitFor();
+      const first = await link.inputValue();
+      expect(first).toMatch(new RegExp(`^${relay.url}/s/[0-9a-f]{40}#k=[A-Za-z0-9_-]{43}$`));
+      expect(await page.getByTestId('share-qr').locator('svg').count()).toBe(1);
+      await screen('share');
+      await press(page.getByTestId('share-dialog').getByRole('button', { name: 'Close' }));
+      await press(page.getByRole('button', { name: 'Share' }));
+      await link.waitFor();
+      expect(await link.inputValue()).toBe(first);
+      await press(page.getByTestId('share-dialog').getByRole('button', { name: 'Close' }));
+      await expect.poll(() => page.getByTestId('share-dialog').isVisible()).toBe(false);
+    });
+
+    test('"Where it runs" shows this device\'s engine and why, the relay\'s cloud worker with speed and round trip, and the placement reason', async () => {
+      const panel = page.getByTestId('where-it-runs');
+      await press(panel.locator('summary'));
+      await page.getByTestId('placement-reason').waitFor();
+      const device = await page.getByTestId('this-device').textContent();
+      // Headless Chromium here has no usable WebGPU: the CPU engine, with the reason.
+      expect(device).toContain('wllama (CPU)');
+      expect(device).toMatch(/Using wllama on the CPU/);
+      expect(device).toMatch(/Model\s*[0-9a-f]{12}…/);
+      const worker = page.getByTestId('cloud-worker');
+      expect(await worker.count()).toBe(1);
+      expect(await worker.textContent()).toMatch(/embedded in the relay.*node-llama-cpp.*\d[\d,.]* tok\/s generating.*round trip \d+ ms/s);
+      // The default privacy (this device only) rules the cloud out, and the reason says so.
+      // This device's speed is measured from the replies it generated, so the policy can decide, and says why.
+      expect(device).toMatch(/Speed\s*[\d,.]+ tok\/s/);
+      expect(await page.getByTestId('placement-reason').textContent()).toMatch(/^Stayed on this device .*privacy: this device only/);
+      await screen('where-it-runs');
+      await press(panel.locator('summary'));
     });
 
     test('rolls back from the tree, undoes it, forks and compares branches', async () => {
       await press(page.getByRole('link', { name: 'Checkpoints' }));
-      await expect.poll(() => page.getByTestId('tree-node').count()).toBe(3);
+      // Root, and the agent's checkpoints of two turns (each turn at least the message with its reply).
+      await expect.poll(() => page.getByTestId('tree-node').count()).toBeGreaterThanOrEqual(3);
+      const nodes = await page.getByTestId('tree-node').count();
+      const head = await page.getByTestId('tree-node').filter({ hasText: '(head)' }).textContent();
       const firstNode = page.getByTestId('tree-node').filter({ hasText: 'You: first **message**' });
       await press(firstNode);
       await press(page.getByRole('button', { name: /Roll back .main. to here/ }));
@@ -110,7 +220,7 @@ for (const device of devices) {
       await screen('tree-rolled-back');
 
       await press(page.getByRole('button', { name: /Undo the last rollback/ }));
-      await expect.poll(() => page.getByTestId('tree-node').filter({ hasText: '(head)' }).textContent()).toContain('second message');
+      await expect.poll(() => page.getByTestId('tree-node').filter({ hasText: '(head)' }).textContent()).toBe(head);
 
       await press(firstNode);
       await page.getByLabel('New branch name').fill('alt');
@@ -121,16 +231,17 @@ for (const device of devices) {
       await press(page.getByRole('link', { name: 'Chat' }));
       await transcriptReady();
       await expect.poll(() => page.getByTestId('user-message').count()).toBe(1);
-      await page.getByLabel('Message').fill('a different second message');
-      await page.getByLabel('Message').press('Enter');
+      // The agent continues from the forked checkpoint (the worker reopens the session at the new branch's head).
+      const replies = await page.getByTestId('agent-message').count();
+      await chat('a different second message', replies + 1);
       await expect.poll(() => page.getByTestId('user-message').count()).toBe(2);
 
       await press(page.getByRole('link', { name: 'Checkpoints' }));
-      await expect.poll(() => page.getByTestId('tree-node').count()).toBe(5);
+      await expect.poll(() => page.getByTestId('tree-node').count()).toBeGreaterThan(nodes + 1);
       await page.getByLabel('Branch A').selectOption('main');
       await page.getByLabel('Branch B').selectOption('alt');
       await press(page.getByRole('button', { name: 'Compare' }));
-      await expect.poll(() => page.getByTestId('compare-summary').textContent()).toMatch(/1 shared step; then 1 only on “main” and 2 only on “alt”/);
+      await expect.poll(() => page.getByTestId('compare-summary').textContent()).toMatch(/\d+ shared steps?; then \d+ only on “main” and \d+ only on “alt”/);
       expect(await page.getByTestId('compare-a').textContent()).toContain('second message');
       expect(await page.getByTestId('compare-b').textContent()).toContain('a different second message');
       await screen('tree-compare');
@@ -163,7 +274,7 @@ for (const device of devices) {
       await page.getByTestId('import-input').setInputFiles(file);
       await expect.poll(() => page.url()).toMatch(/#\/s\/[0-9a-f]{32}$/);
       await transcriptReady();
-      await expect.poll(() => page.getByTestId('user-message').count()).toBe(2);
+      await expect.poll(() => page.getByTestId('user-message').count()).toBe(3);
       expect(await page.getByTestId('current-branch').textContent()).toBe('main');
       expect(await page.getByRole('heading', { level: 2 }).textContent()).toBe('Trip plan');
 
@@ -202,6 +313,16 @@ for (const device of devices) {
       await page.getByLabel('Search sessions').fill('');
     });
 
+    test('the Models screen says which engine this device uses and why, and lists the relay\'s model', async () => {
+      await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+      await page.getByTestId('engine-choice').waitFor();
+      expect(await page.getByTestId('engine-choice').textContent()).toMatch(/wllama on the CPU — This device has no WebGPU.*Using wllama on the CPU/);
+      expect(await page.getByTestId('webllm-none').isVisible()).toBe(true);
+      expect(await page.getByTestId('relay-models').textContent()).toMatch(/[0-9a-f]{12}… \(GGUF SHA-256\) · node-llama-cpp · 4,096-token context/);
+      expect(await page.getByTestId('storage-used').textContent()).toMatch(/This site uses .* of the .* the browser allows it/);
+      await screen('models');
+    });
+
     test('saves settings, which persist across a reload', async () => {
       await press(page.getByRole('link', { name: 'Settings' }));
       await page.getByLabel('Relay URL').fill('not a url');
@@ -237,6 +358,51 @@ for (const device of devices) {
       await expect.poll(() => page.evaluate(() => document.documentElement.style.colorScheme)).toBe('light dark');
     });
 
+    test('moves a session to the cloud worker mid-stream and brings it back, from the "Where it runs" panel', async () => {
+      // This site's relay, and "My devices": the cloud worker on the user's own relay may take the session.
+      await press(page.getByRole('link', { name: 'Settings', exact: true }));
+      await page.getByLabel('Relay URL').fill('');
+      await press(page.getByLabel('My devices'));
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(page.getByLabel(/Assistant/));
+      await page.getByLabel(/^Title/).fill('Ferry story');
+      await press(page.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await transcriptReady();
+      const panel = page.getByTestId('where-it-runs');
+      await press(panel.locator('summary'));
+      await page.getByTestId('placement-reason').waitFor();
+      const move = page.getByRole('button', { name: 'Move to the cloud worker' });
+      expect(await page.getByTestId('move-blocked').count()).toBe(0);
+      expect(await move.isEnabled()).toBe(true);
+
+      const box = page.getByLabel('Message');
+      await box.fill('Tell me the whole story of the ferry and the harbour.');
+      await box.press('Enter');
+      const live = page.getByTestId('live-reply');
+      await expect.poll(async () => (await live.getAttribute('data-where', { timeout: 50 }).catch(() => null)) === 'device' && ((await live.textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 40, { timeout: 60_000, interval: 10 }).toBe(true);
+      await press(move);
+      // The live indicator, then the stream goes on from the cloud worker.
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000, interval: 10 }).toMatch(/moving|Cloud worker/);
+      await screen('moving');
+      await expect.poll(() => page.getByTestId('live-reply').or(page.getByTestId('live-generation')).and(page.locator('[data-where="cloud"]')).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      await screen('in-the-cloud');
+
+      await press(page.getByRole('button', { name: 'Bring back to this device' }));
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+      // The cloud's part of the reply is in this device's store now, written by node-llama-cpp.
+      await expect.poll(() => page.getByTestId('agent-message').filter({ hasText: 'tokens' }).count(), { timeout: 60_000 }).toBeGreaterThan(1);
+      const transcript = await page.getByTestId('transcript').textContent();
+      expect(transcript).toMatch(/wllama · [0-9a-f]{12}… · \d+ tokens · stopped/);
+      expect(transcript).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens/);
+      await chat('And then?', await page.getByTestId('agent-message').count() + 1);
+      await screen('brought-back');
+    });
+
     test('reloads offline from the service worker with the local sessions listed', async () => {
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await expect.poll(() => page.getByTestId('offline-ready').isVisible(), { timeout: 60_000 }).toBe(true);
@@ -246,11 +412,11 @@ for (const device of devices) {
       await page.reload();
       await page.locator('html[data-ready="true"]').waitFor();
       await expect.poll(() => page.getByTestId('connectivity').textContent()).toContain('Offline');
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(2);
+      await expect.poll(() => page.getByTestId('session-row').count()).toBe(3);
       await screen('sessions-offline');
       await press(page.getByRole('link', { name: 'Holiday itinerary' }));
       await transcriptReady();
-      await expect.poll(() => page.getByTestId('user-message').count()).toBe(2);
+      await expect.poll(() => page.getByTestId('user-message').count()).toBe(3);
       await screen('chat-offline');
       expect(pageErrors).toEqual([]);
     });

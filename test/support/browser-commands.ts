@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { BrowserCommand } from 'vitest/node';
 import type { TinyModelParams } from '../../src/core/llm/gguf/tiny-model.ts';
 import type { GreedyRun } from './native-greedy.ts';
+import { migrateCommands } from './migrate-commands.ts';
 import { runtimeCommands } from './runtime-commands.ts';
 
 /**
@@ -40,7 +41,7 @@ const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: s
   }
 };
 
-export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands };
+export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands, ...migrateCommands };
 
 declare module 'vitest/browser' {
   interface BrowserCommands {

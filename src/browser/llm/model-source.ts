@@ -1,0 +1,74 @@
+/**
+ * Where this device's model comes from: a GGUF the relay serves (GET /api/v1/models, downloaded with progress and
+ * resumable into the OPFS cache by model-download.ts), or a GGUF the user picks from disk (checked, then copied into
+ * the same cache so it survives a reload). Either way the agent worker gets a File backed by OPFS.
+ */
+import { FerryError, isFerryError } from '../../core/errors.ts';
+import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
+import { HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
+import type { ModelChoice } from '../app-state.ts';
+import { downloadModel, type DownloadProgress } from './model-download.ts';
+
+const FOLDER = 'ferry-models';
+
+/** The relay's models, each with its absolute download URL. */
+export async function listRelayModels(relay: string): Promise<HostedModel[]> {
+  let res: Response;
+  try {
+    res = await fetch(`${relay}${modelPaths.list}`, { cache: 'no-store', signal: AbortSignal.timeout(5000) });
+  } catch (cause) {
+    throw new FerryError('relay/unreachable', `The relay at ${relay} could not be reached (${(cause as Error).message}). Check the connection, or the relay URL in Settings.`, { cause });
+  }
+  if (!res.ok) throw new FerryError('relay/no-models', `The relay answered ${res.status} for its model files; it may be an older version. Update it, or pick a GGUF file from this device.`);
+  const list = parseWire(HostedModelListSchema, await res.json(), "The relay's model list", 'relay/bad-response');
+  return list.models.map((m) => ({ ...m, url: new URL(m.url, `${relay}/`).href }));
+}
+
+/** Downloads (or finds cached) a relay model; the choice to save once it is whole. */
+export async function fetchRelayModel(model: HostedModel, onProgress?: (p: DownloadProgress) => void, signal?: AbortSignal): Promise<ModelChoice> {
+  await downloadModel(model.url, { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) });
+  return { source: 'relay', id: model.id, name: model.name, bytes: model.bytes, contextSize: model.contextSize, url: model.url };
+}
+
+/** Checks a GGUF the user picked and copies it into the model cache; the choice to save. */
+export async function storePickedModel(file: File): Promise<ModelChoice> {
+  try {
+    const info = await checkGguf(blobReader(file));
+    if (info.fileSize !== file.size) throw new FerryError('gguf/truncated', `it is ${file.size} bytes but its header describes ${info.fileSize}`);
+  } catch (err) {
+    const why = isFerryError(err) ? err.message : String(err);
+    throw new FerryError(isFerryError(err) ? err.code : 'gguf/bad-file', `"${file.name}" is not a usable GGUF model: ${why}. Pick a .gguf model file.`, { cause: err });
+  }
+  const key = await shortHash(`${file.name}\n${file.size}\n${file.lastModified}`);
+  const name = `${key}.gguf`;
+  const dir = await folder();
+  const handle = await dir.getFileHandle(name, { create: true });
+  const writable = await handle.createWritable();
+  try {
+    await file.stream().pipeTo(writable);
+  } catch (cause) {
+    await dir.removeEntry(name).catch(() => undefined);
+    throw new FerryError('model/store-failed', `"${file.name}" could not be stored on this device (${(cause as Error).message}). Free some space (Models → Delete) and pick it again.`, { cause });
+  }
+  return { source: 'file', name: file.name.slice(0, 256), bytes: file.size, file: name };
+}
+
+/** The chosen model's bytes on this device (a cached relay model is checked, and fetched again if evicted). */
+export async function openModel(choice: ModelChoice, onProgress?: (p: DownloadProgress) => void): Promise<File> {
+  if (choice.source === 'relay') return downloadModel(choice.url, onProgress ? { onProgress } : {});
+  try {
+    return await (await (await folder()).getFileHandle(choice.file)).getFile();
+  } catch (cause) {
+    throw new FerryError('model/missing', `The model "${choice.name}" you picked is no longer stored on this device (the browser may have cleared it). Pick the file again on the Models screen.`, { cause });
+  }
+}
+
+async function folder(): Promise<FileSystemDirectoryHandle> {
+  if (!globalThis.navigator?.storage?.getDirectory) throw new FerryError('model/no-storage', 'This browser has no origin-private file system, so it cannot keep a model. Use a current Chromium, Firefox or Safari.');
+  return (await navigator.storage.getDirectory()).getDirectoryHandle(FOLDER, { create: true });
+}
+
+async function shortHash(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, '0')).join('');
+}

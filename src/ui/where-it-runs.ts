@@ -1,0 +1,126 @@
+/**
+ * What the "Where it runs" panel shows: this device (the engine it would use and why, the session's model, its
+ * measured speed), the relay's cloud workers with their measured speed and this page's round trip to the relay,
+ * and the placement policy's decision with its reason (src/core/placement). Loaded only when the panel opens.
+ */
+import type { Settings } from '../browser/app-state.ts';
+import { chooseEngine, probeDevice, type EngineChoice } from '../browser/llm/device-probe.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
+import { decide, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
+import { parseWire, WorkerListSchema, workerPaths } from '../core/protocol/index.ts';
+import type { Session } from '../core/session/index.ts';
+import { describeError, type UiError } from './errors.ts';
+
+export interface DeviceView {
+  engine: EngineChoice;
+  engineWhy: string;
+  /** The session's model ('' until one is chosen). */
+  model: string;
+  /** Measured decode speed of the session's model here; null until the model has run on this device. */
+  decodeTps: number | null;
+}
+
+export interface WorkerView {
+  id: string;
+  name: string;
+  embedded: boolean;
+  engine: string;
+  device: string;
+  model: string;
+  prefillTps: number;
+  decodeTps: number;
+  runs: number;
+}
+
+export interface WhereItRunsView {
+  device: DeviceView;
+  relay: string;
+  /** Best of a few round trips from this page to the relay; null when it could not be reached. */
+  rttMs: number | null;
+  workers: WorkerView[];
+  relayError: UiError | null;
+  /** The policy's decision for the session's next step, or why no node can take it. */
+  decision: { node: string; reason: string } | { problem: UiError };
+}
+
+const TIMEOUT_MS = 5000;
+
+async function fetchJson(url: string): Promise<unknown> {
+  const res = await fetch(url, { cache: 'no-store', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  if (!res.ok) throw new FerryError('relay/unreachable', `The relay answered ${res.status} for ${new URL(url).pathname}; it may be an older version. Update it, or check the relay URL in Settings.`);
+  return res.json();
+}
+
+async function roundTrip(relay: string): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    await fetchJson(`${relay}/healthz`);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+export async function loadWhereItRuns(session: Session, settings: Settings, measuredTps?: Readonly<Record<string, number>>): Promise<WhereItRunsView> {
+  const relay = (settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
+  const [probe, head] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id))]);
+  const choice = chooseEngine(probe);
+  const model = head.llm.model;
+  const decodeTps = (model && measuredTps?.[model]) || null;
+  const device: DeviceView = { engine: choice.engine, engineWhy: choice.reason, model, decodeTps };
+
+  let rttMs: number | null = null;
+  let workers: WorkerView[] = [];
+  let relayError: UiError | null = null;
+  try {
+    rttMs = await roundTrip(relay);
+    const list = parseWire(WorkerListSchema, await fetchJson(`${relay}${workerPaths.list}`), "The relay's worker list", 'relay/bad-response');
+    workers = list.workers.map((w) => ({ id: w.id, name: w.profile.name, embedded: w.embedded, engine: w.profile.engine, device: w.profile.device, model: w.profile.model, prefillTps: w.profile.prefillTps, decodeTps: w.profile.decodeTps, runs: w.runs }));
+  } catch (err) {
+    relayError = describeError(isFerryError(err) ? err : new FerryError('relay/unreachable', `The relay at ${relay} could not be reached (${err instanceof Error ? err.message : String(err)}). Check the connection, or the relay URL in Settings.`));
+  }
+
+  const now = Date.now();
+  const nodes: NodeProfile[] = [
+    {
+      id: 'this-device',
+      name: 'this device',
+      kind: 'this-device',
+      trust: 'own',
+      models: model && decodeTps ? { [model]: { prefillTps: decodeTps * 10, decodeTps, measuredAt: now } } : {},
+      memoryBytes: (probe.deviceMemoryGiB ?? 4) * 2 ** 30,
+      link: { rttMs: 0, bandwidthBps: 1e9 },
+      price: { promptPer1k: 0, outputPer1k: 0 },
+      queueWaitMs: 0,
+      kvState: false,
+    },
+    ...workers.map((w): NodeProfile => ({
+      id: w.id,
+      name: w.embedded ? `the relay's cloud worker (${w.name})` : w.name,
+      kind: 'cloud',
+      // Workers attached to the user's own relay run on hardware the user chose: their own.
+      trust: 'own',
+      models: { [w.model]: { prefillTps: w.prefillTps, decodeTps: w.decodeTps, measuredAt: now } },
+      memoryBytes: 8 * 2 ** 30,
+      link: { rttMs: rttMs ?? 0, bandwidthBps: 10e6 },
+      price: { promptPer1k: 0, outputPer1k: 0 },
+      queueWaitMs: 0,
+      kvState: true,
+    })),
+  ];
+  const step: PendingStep = {
+    sessionId: session.id,
+    model: model || workers[0]?.model || 'no model chosen',
+    promptTokens: 512,
+    expectedOutputTokens: Math.max(1, head.llm.sampling.maxTokens),
+    kvBytesPerToken: 0,
+  };
+  let decision: WhereItRunsView['decision'];
+  try {
+    const d = decide(step, nodes, { objective: settings.objective, privacy: settings.privacy, ...(settings.budgetUsd > 0 ? { budgetUsd: settings.budgetUsd } : {}) }, 'this-device');
+    decision = { node: d.estimate.name, reason: d.reason };
+  } catch (err) {
+    decision = { problem: describeError(err) };
+  }
+  return { device, relay, rttMs, workers, relayError, decision };
+}

@@ -104,7 +104,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     hosted.ready.then(async (engine) => {
       const profile = await measureProfile(engine, { name: 'embedded', slots: slotsOf(engine) });
       if (hosted.closed) return;
-      embedded = new CloudWorker({ engine, components, relayUrl: () => ownUrl(app) });
+      embedded = new CloudWorker({ engine, components, relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps } });
       attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

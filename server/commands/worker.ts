@@ -64,8 +64,8 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const engine = await openModelEngine(model, dataDir, { slots });
   const components = values.components ?? env.FERRY_COMPONENTS;
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
-  const worker = new CloudWorker({ engine, components: library, relayUrl: () => relayUrl });
   const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME, slots });
+  const worker = new CloudWorker({ engine, components: library, relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps } });
   const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
   const fail = (err: FerryError): void => {
     console.error(`ferry worker: ${err.message}`);

@@ -7,11 +7,15 @@
  * Stop (hand back): the generation in flight is cancelled, the step completes and is checkpointed, published, and
  * the run ends "stopped". Abandon (the relay gave the run to another worker): it stops at once and publishes and
  * reports nothing more, so two workers never write the same snapshot.
+ * KV (issue 6): the checkpoint that ends a run (stop, idle, done) carries the session's KV where the engine can
+ * save it and it pays (kv-handoff.ts), and a run that resumes a session with a matching KV loads it instead of
+ * prefilling the transcript; a `kv` event says which.
  * The key and write token live only in this run's memory.
  */
 import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../../src/core/protocol/index.ts';
+import type { KvPolicy } from '../../src/core/runtime/kv-handoff.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
@@ -29,6 +33,8 @@ export interface WorkerOptions {
   components: ComponentLibrary;
   /** How the worker reaches the relay's API. */
   relayUrl: () => string;
+  /** KV shipping; default: save at hand-back and finish, load where it pays. Pass the profile's prefillTps. */
+  kv?: KvPolicy;
 }
 
 interface ActiveRun {
@@ -108,7 +114,7 @@ export class CloudWorker {
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { maxTokens: recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
-      runtime = await AgentRuntime.open(store, { engine: this.opts.engine, load: (id) => this.opts.components.load(id), sampling }, fetched.sessionId);
+      runtime = await AgentRuntime.open(store, { engine: this.opts.engine, load: (id) => this.opts.components.load(id), sampling, kv: { save: true, ...this.opts.kv } }, fetched.sessionId);
       let published = { snapshotId: request.snapshot, writeToken: request.writeToken, key };
       const publish = async (): Promise<void> => {
         if (entry.abandoned) return;

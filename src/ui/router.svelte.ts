@@ -1,7 +1,9 @@
-/** Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/models, #/settings. */
+/** Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/s/<id>/panel (its template's panel), #/models, #/settings. */
+export type SessionTab = 'chat' | 'tree' | 'panel';
+
 export type Route =
   | { name: 'list' }
-  | { name: 'session'; id: string; tab: 'chat' | 'tree' }
+  | { name: 'session'; id: string; tab: SessionTab }
   | { name: 'settings' }
   | { name: 'models' }
   | { name: 'not-found'; hash: string };
@@ -11,8 +13,8 @@ export function parseRoute(hash: string): Route {
   if (path === '/' || path === '') return { name: 'list' };
   if (path === '/settings') return { name: 'settings' };
   if (path === '/models') return { name: 'models' };
-  const m = /^\/s\/([0-9a-f]{32})(\/tree)?$/.exec(path);
-  if (m) return { name: 'session', id: m[1]!, tab: m[2] ? 'tree' : 'chat' };
+  const m = /^\/s\/([0-9a-f]{32})(?:\/(tree|panel))?$/.exec(path);
+  if (m) return { name: 'session', id: m[1]!, tab: (m[2] as 'tree' | 'panel' | undefined) ?? 'chat' };
   return { name: 'not-found', hash: path };
 }
 
@@ -22,6 +24,7 @@ export const href = {
   models: '#/models',
   session: (id: string) => `#/s/${id}`,
   tree: (id: string) => `#/s/${id}/tree`,
+  panel: (id: string) => `#/s/${id}/panel`,
 };
 
 class Router {

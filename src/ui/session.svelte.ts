@@ -5,6 +5,7 @@ import type { SessionMeta, SessionTree, TranscriptStep } from '../browser/app-st
 import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { ui } from './app.svelte.ts';
 import { describeError, type UiError } from './errors.ts';
+import { retryBranchName, retryPoint } from './retry.ts';
 
 /** What the agent is doing right now, before its step is checkpointed and read back from the store. */
 export interface LiveTurn {
@@ -143,6 +144,32 @@ export class OpenSession {
       this.#runs--;
       await this.#settle();
     }
+  }
+
+  /** Whether "Retry" can regenerate the last reply now. */
+  get canRetry(): boolean {
+    return !this.busy && !this.running && this.placement === 'device' && retryPoint(this.steps) !== null;
+  }
+
+  /**
+   * Regenerates the last reply: the old reply is kept as a fork ("<branch>-tryN", at the current head, shown in the
+   * checkpoint tree and comparable), the branch rolls back to before the last message (also in the reflog), and
+   * the same message is sent again.
+   */
+  async retry(): Promise<boolean> {
+    const point = retryPoint(this.steps);
+    if (!point || this.running) return false;
+    let kept = '';
+    const ok = await this.change(async (s) => {
+      const cp = await s.checkpoint(point.stepId);
+      if (cp.parent === null) throw new FerryError('app/nothing-to-undo', 'The last message has no checkpoint before it to roll back to.');
+      kept = retryBranchName(s.branch, (await s.branches()).map((b) => b.name));
+      await ui.app.fork(s, await s.head(), kept, false);
+      await ui.app.rollback(s, cp.parent);
+    });
+    if (!ok) return false;
+    ui.notify(`Retrying. The previous reply is kept on branch "${kept}".`);
+    return this.send(point.text);
   }
 
   /** Counts the run that goes on after a move (in the cloud, or continuing here) until it pauses. */

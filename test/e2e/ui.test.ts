@@ -318,7 +318,7 @@ for (const device of devices) {
       await page.getByTestId('engine-choice').waitFor();
       expect(await page.getByTestId('engine-choice').textContent()).toMatch(/wllama on the CPU — This device has no WebGPU.*Using wllama on the CPU/);
       expect(await page.getByTestId('webllm-none').isVisible()).toBe(true);
-      expect(await page.getByTestId('relay-models').textContent()).toMatch(/[0-9a-f]{12}… \(GGUF SHA-256\) · node-llama-cpp · 4,096-token context/);
+      expect(await page.getByTestId('relay-models').textContent()).toMatch(/\.gguf · [0-9a-f]{12}… · node-llama-cpp · 4,096-token context/);
       expect(await page.getByTestId('storage-used').textContent()).toMatch(/This site uses .* of the .* the browser allows it/);
       await screen('models');
     });

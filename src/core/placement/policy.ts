@@ -140,7 +140,7 @@ function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodePr
   const exclude = (why: string): Estimate => ({ nodeId: node.id, name, allowed: false, excluded: why, ...none });
 
   if (!privacyAllows(prefs.privacy, node)) return exclude(`privacy: ${PRIVACY_WORDS[prefs.privacy]}`);
-  if (!speed) return exclude(`no measured speed for ${step.model}`);
+  if (!speed) return exclude(`no measured speed for ${modelName(step.model)}`);
   if (step.memoryBytes && node.memoryBytes < step.memoryBytes) return exclude(`needs ${gib(step.memoryBytes)}, has ${gib(node.memoryBytes)}`);
 
   const remote = node.kind !== 'this-device';
@@ -237,7 +237,7 @@ export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: 
   const pool = preferred.length > 0 ? preferred : allowed;
   if (pool.length === 0) {
     const why = candidates.map((c) => `${c.name}: ${c.excluded}`).join('; ');
-    throw new FerryError('placement/no-node', `No node can run this step (${why || 'no nodes are connected'}). Connect a node that has ${step.model}${prefs.privacy === 'any' ? '' : ', relax the privacy setting'}${prefs.budgetUsd === undefined ? '' : ' or raise the budget'}.`, {
+    throw new FerryError('placement/no-node', `No node can run this step (${why || 'no nodes are connected'}). Connect a node that has ${modelName(step.model)}${prefs.privacy === 'any' ? '' : ', relax the privacy setting'}${prefs.budgetUsd === undefined ? '' : ' or raise the budget'}.`, {
       details: { excluded: Object.fromEntries(candidates.map((c) => [c.nodeId, c.excluded ?? ''])) },
     });
   }
@@ -350,4 +350,9 @@ function costWords(e: Estimate): string {
 
 function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+/** Models are named by a file's SHA-256: people read its first 12 hex digits, as git shows commits. */
+function modelName(model: string): string {
+  return /^[0-9a-f]{64}$/.test(model) ? `model ${model.slice(0, 12)}…` : model;
 }

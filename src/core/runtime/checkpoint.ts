@@ -130,6 +130,8 @@ export interface CheckpointInput {
   host: HostState;
   llm?: LlmSettings;
   timeMs?: number;
+  /** Host-owned entries stored as they are (e.g. `kv/<engine>`, kv-handoff.ts): not component chains. */
+  extra?: Record<string, Uint8Array | null>;
 }
 
 export interface CheckpointResult {
@@ -181,6 +183,7 @@ export class Checkpointer {
         }
       }
     }
+    Object.assign(blobs, input.extra);
     blobs[LOOP_COMPONENT] = encodeHostState(input.host);
     const id = await this.session.append({
       events: input.events,

@@ -40,6 +40,7 @@ export {
   type WitToolCall,
   type WitToolResult,
 } from './wit.ts';
+export { captureKv, decodeKvEntry, encodeKvEntry, kvComponentName, kvPays, restoreKv, KV_PREFIX, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 export { AgentRuntime, localTool, type CreateOptions, type RuntimeEvent, type RuntimeSetup, type ToolSlot } from './runtime.ts';
 export { Checkpointer, instanceState, keyframes, readChain, readHostState, readImageAt, KEYFRAME_RATIO, MAX_CHAIN, type HostState, type StatefulComponent } from './checkpoint.ts';
 export { decodeChain, encodeDelta, encodeKeyframe, encodeSnapshot, fingerprint, snapshotOf } from './state-codec.ts';

@@ -7,10 +7,11 @@
  */
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
-import { Session, type LlmSettings } from '../session/index.ts';
+import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
 import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, readHostState, encodeHostState, type HostState, type StatefulComponent } from './checkpoint.ts';
 import { instantiate, type Grants } from './instance.ts';
+import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
 import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type RunInput, type Sampling, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
@@ -41,10 +42,18 @@ export interface RuntimeSetup {
   startTool?: (component: LoadedComponent, grants: Grants) => Promise<ToolSlot>;
   maxStepsPerRun?: number;
   now?: () => number;
+  /**
+   * Accelerator state across hosts (kv-handoff.ts). When set, generations use the session id as the engine's KV
+   * slot, a session opened here loads a matching saved KV (unless `load: false`), and with `save: true` the
+   * checkpoint that ends a run carries the slot's KV. Absent: no slot, no KV shipping (re-prefill, as before).
+   */
+  kv?: KvPolicy;
 }
 
 export type RuntimeEvent =
   | LoopEvent
+  /** Whether the session's KV was loaded from its checkpoint or will be prefilled (and why), or saved into one. */
+  | KvEvent
   /** A step failed as a whole; the session was restored to `restoredTo` and goes on without that step. */
   | { type: 'step-failed'; step: number; error: SerializedError; restoredTo: ObjectId };
 
@@ -68,6 +77,12 @@ export class AgentRuntime {
   #running = false;
   /** The checkpoint the live state equals (the branch head after every step). */
   #at: ObjectId;
+  /** The checkpoint whose saved KV the next run loads first (set when a session is opened). */
+  #kvFrom: ObjectId | undefined;
+  /** The current run's signal: a step after which it is aborted ends the run (where KV is saved). */
+  #signal: AbortSignal | undefined;
+  /** KV events from the step hook, streamed right after that step's checkpoint event. */
+  #kvEvents: KvEvent[] = [];
   /** Step figures of the last run, for benchmarks: the checkpoint's own time and bytes. */
   readonly stats: { checkpointMs: number[]; stateBytes: number[]; overheadMs: number[] } = { checkpointMs: [], stateBytes: [], overheadMs: [] };
 
@@ -84,13 +99,14 @@ export class AgentRuntime {
 
   /** A new session: fresh components, the first checkpoint holding their initial state. */
   static async create(store: Store, setup: RuntimeSetup, options: CreateOptions): Promise<AgentRuntime> {
-    const parts = await build(setup, options.agent, options.tools ?? []);
+    const sessionId = options.sessionId ?? newSessionId();
+    const parts = await build(setup, sessionId, options.agent, options.tools ?? []);
     const components: Record<string, Uint8Array> = await keyframes([parts.agent, ...parts.tools]);
     components[LOOP_COMPONENT] = encodeHostState(hostState(parts));
     const session = await Session.create(store, {
       llm: llmSettings(setup),
       components,
-      ...(options.sessionId ? { id: options.sessionId } : {}),
+      id: sessionId,
       ...(options.branch ? { branch: options.branch } : {}),
       ...(setup.now ? { now: setup.now() } : {}),
     });
@@ -104,9 +120,11 @@ export class AgentRuntime {
     const session = await Session.open(store, sessionId);
     const head = await session.head();
     const host = await readHostState(session, head);
-    const parts = await build(setup, host.agent, host.tools.map((t) => t.component));
+    const parts = await build(setup, sessionId, host.agent, host.tools.map((t) => t.component));
     const runtime = new AgentRuntime(session, setup, parts, head);
     await runtime.#restoreInto(parts, head, host);
+    // Loaded at the start of the first run, so opening stays cheap and the outcome streams as a run event.
+    if (setup.kv) runtime.#kvFrom = head;
     return runtime;
   }
 
@@ -125,9 +143,17 @@ export class AgentRuntime {
   /** Runs the agent on `input`, checkpointing after every step; streams what happens. */
   async *run(input: RunInput, signal?: AbortSignal): AsyncGenerator<RuntimeEvent, LoopState> {
     this.#enter();
+    this.#signal = signal;
     try {
       try {
-        return yield* this.#parts.loop.run(input, signal);
+        yield* this.#loadKv();
+        const events = this.#parts.loop.run(input, signal);
+        for (;;) {
+          const next = await events.next();
+          if (next.done) return next.value;
+          yield next.value;
+          yield* this.#kvEvents.splice(0);
+        }
       } catch (err) {
         if (!(err instanceof FerryError && err.code === 'runtime/step-failed')) throw err;
         const restoredTo = await this.#recover();
@@ -136,7 +162,17 @@ export class AgentRuntime {
       }
     } finally {
       this.#running = false;
+      this.#signal = undefined;
     }
+  }
+
+  /** Once after open: the saved KV into this engine's slot where it matches and pays, else re-prefill; says which. */
+  async *#loadKv(): AsyncGenerator<KvEvent> {
+    const at = this.#kvFrom;
+    this.#kvFrom = undefined;
+    if (!at || !this.setup.kv) return;
+    const event = await restoreKv(this.setup.engine, this.session.id, this.session, at, this.setup.kv);
+    if (event) yield event;
   }
 
   /** Creates branch `name` at checkpoint `at` (default: the head) and continues on it. */
@@ -206,7 +242,7 @@ export class AgentRuntime {
     }
     // Fresh state for everything: a restore never trusts what the live instances hold.
     const old = this.#parts;
-    const parts = await build(this.setup, host.agent, host.tools.map((t) => t.component), old.agentComponent);
+    const parts = await build(this.setup, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent);
     try {
       await this.#restoreInto(parts, at, host);
     } catch (err) {
@@ -238,11 +274,14 @@ export class AgentRuntime {
 
   async #afterStep(record: Parameters<NonNullable<AgentLoop['onStep']>>[0]): Promise<string> {
     const t0 = performance.now();
+    const kv = await this.#kvAtEnd(record.state);
     const result = await this.#checkpointer.append({
       events: record.events,
       host: { ...hostState(this.#parts), loop: record.state },
       timeMs: record.timing.totalMs,
+      ...(kv ? { extra: { [kvComponentName(this.setup.engine.info.id)]: kv.entry } } : {}),
     });
+    if (kv) this.#kvEvents.push(kv.event);
     this.#at = result.id;
     this.stats.checkpointMs.push(performance.now() - t0);
     this.stats.stateBytes.push(result.stateBytes);
@@ -250,9 +289,19 @@ export class AgentRuntime {
     this.stats.overheadMs.push(Math.max(0, totalMs - modelMs - toolMs - agentMs));
     return result.id;
   }
+
+  /**
+   * The slot's KV for the checkpoint of a step that ends the run (stopped, idle, done) when the policy saves it:
+   * only there, since a KV state can be MBs and every step's checkpoint must stay small.
+   */
+  async #kvAtEnd(state: LoopState): Promise<Awaited<ReturnType<typeof captureKv>>> {
+    if (!this.setup.kv?.save) return null;
+    if (!this.#signal?.aborted && state.status === 'running') return null;
+    return captureKv(this.setup.engine, this.session.id, this.setup.kv);
+  }
 }
 
-async function build(setup: RuntimeSetup, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
+async function build(setup: RuntimeSetup, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
   const grants = setup.grants ?? {};
   const component = agentComponent?.id === agentId ? agentComponent : await setup.load(agentId);
   if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
@@ -270,9 +319,11 @@ async function build(setup: RuntimeSetup, agentId: string, toolIds: readonly str
     ...(setup.maxStepsPerRun ? { maxStepsPerRun: setup.maxStepsPerRun } : {}),
     ...(setup.now ? { now: setup.now } : {}),
   };
+  // The session's own KV slot only where KV is shipped; children share the base but not the slot (see below).
+  const slotted = setup.kv ? { ...base, slot: sessionId } : base;
   // Children are fresh agents sharing the tools; their steps are part of the parent's step.
   const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
-  const loop = new AgentLoop({ ...base, agent, runChild });
+  const loop = new AgentLoop({ ...slotted, agent, runChild });
   return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
 }
 

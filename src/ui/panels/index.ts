@@ -1,0 +1,45 @@
+/**
+ * Which per-template panel a session shows: the template's own (dev-guide: workspace, podcast: script, survey:
+ * draft), or, for a session whose template is not known here (an imported .ferry file is catalogued as an
+ * assistant), the one its events call for. The panels themselves are loaded only when opened.
+ */
+import type { TemplateId, TranscriptStep } from '../../browser/app-state.ts';
+import { parseDraft } from './draft-view.ts';
+import { parseScript } from './script-view.ts';
+
+export type PanelKind = 'workspace' | 'script' | 'draft';
+
+export const PANEL_NAMES: Record<PanelKind, string> = { workspace: 'Workspace', script: 'Script', draft: 'Draft' };
+
+const BY_TEMPLATE: Partial<Record<TemplateId, PanelKind>> = { 'dev-guide': 'workspace', podcast: 'script', survey: 'draft' };
+
+/** How many of the newest replies are read to guess a panel for a session of unknown template. */
+const SNIFF_REPLIES = 8;
+
+export function panelFor(template: TemplateId | undefined, steps: readonly TranscriptStep[]): PanelKind | null {
+  const own = template ? BY_TEMPLATE[template] : undefined;
+  if (own) return own;
+  const replies: string[] = [];
+  for (const s of steps) {
+    for (const e of s.events) {
+      if (e.type === 'tool-call' && e.tool === 'workspace') return 'workspace';
+      if (e.type === 'generation') replies.push(e.text);
+    }
+  }
+  for (const text of replies.slice(-SNIFF_REPLIES).reverse()) {
+    if (parseScript(text).segments.length > 0) return 'script';
+    const d = parseDraft(text);
+    if (d.sections.length > 0 && d.references.length > 0) return 'draft';
+  }
+  return null;
+}
+
+/** Every event of the steps, oldest first. */
+export function allEvents(steps: readonly TranscriptStep[]): TranscriptStep['events'] {
+  return steps.flatMap((s) => s.events);
+}
+
+/** The agent's reply texts, oldest first. */
+export function replyTexts(steps: readonly TranscriptStep[]): string[] {
+  return steps.flatMap((s) => s.events.flatMap((e) => (e.type === 'generation' ? [e.text] : [])));
+}

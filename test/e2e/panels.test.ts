@@ -1,0 +1,314 @@
+/**
+ * The per-template panels and "Retry", in Debian's Chromium against the built app served by `ferry start`, on a
+ * phone (390×844, touch) and a desktop (1280×800). The generated tiny model writes gibberish, so the panels' content
+ * comes from sessions written here by the session core with the events a dev-guide, podcast and survey agent
+ * produce (tool calls and results of the workspace tool, the podcast's rendered script, the survey's draft), exported
+ * as .ferry files and imported through the UI. "Retry" runs the real agent on the generated model.
+ * Every panel is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import type { Locator, Page } from 'playwright-core';
+import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
+import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
+import { Session, type SessionEvent } from '../../src/core/session/index.ts';
+import { exportSession } from '../../src/core/snapshot/index.ts';
+import { createMemoryStore } from '../../src/core/store/index.ts';
+import { renderScript } from '../../components/podcast/script.ts';
+import { bibliography } from '../../components/survey/draft.ts';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+const shots = path.join(root, 'test-results', 'ui');
+const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+interface Violation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: unknown[] }[];
+}
+
+const devices = [
+  { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true },
+  { name: 'desktop', viewport: { width: 1280, height: 800 }, isMobile: false, hasTouch: false },
+] as const;
+
+// ---- sessions as the agents write them ------------------------------------------------------------------------
+
+let clock = Date.UTC(2026, 0, 1);
+const at = () => (clock += 1000);
+const user = (text: string): SessionEvent => ({ type: 'user', text, at: at() });
+const gen = (text: string, finish: 'stop' | 'tool-call' = 'stop'): SessionEvent => ({ type: 'generation', tokens: [1, 2, 3], text, engine: { id: 'wllama', kind: 'wasm-cpu', model: 'tiny' }, timings: { promptMs: 5, generateMs: 50 }, finish, at: at() });
+const toolCall = (callId: string, args: unknown): SessionEvent => ({ type: 'tool-call', callId, tool: 'workspace', args: JSON.stringify(args), at: at() });
+const toolResult = (callId: string, ok: boolean, output: unknown): SessionEvent => ({ type: 'tool-result', callId, ok, output: typeof output === 'string' ? output : JSON.stringify(output), at: at() });
+
+async function ferryFile(steps: SessionEvent[][]): Promise<Uint8Array> {
+  const store = createMemoryStore();
+  const session = await Session.create(store, { llm: { model: 'tiny', tokenizerId: 'tiny', sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 512 } }, now: at() });
+  for (const events of steps) await session.append({ events, now: at() });
+  return exportSession(store, session.id);
+}
+
+const ADD = 'export function add(a: number, b: number): number {\n  return a - b;\n}\n';
+const FIX = ['--- a/src/math.ts', '+++ b/src/math.ts', '@@ -1,3 +1,3 @@', ' export function add(a: number, b: number): number {', '-  return a - b;', '+  return a + b;', ' }'].join('\n');
+const DOCS = ['--- a/README.md', '+++ b/README.md', '@@ -1,1 +1,2 @@', ' # Calc', '+Adds numbers correctly.'].join('\n');
+const BAD = ['--- a/src/math.ts', '+++ b/src/math.ts', '@@ -1,1 +1,1 @@', '-export function sub() {}', '+export function sub(a: number) {}'].join('\n');
+
+const devGuide = () =>
+  ferryFile([
+    [user('Why does add() return the wrong result?'), gen('Let me look at the files.', 'tool-call'), toolCall('c1', { op: 'write', path: 'src/math.ts', content: ADD }), toolCall('c2', { op: 'write', path: 'README.md', content: '# Calc\n' })],
+    [toolResult('c1', true, { path: 'src/math.ts', created: true, characters: ADD.length, lines: 3 }), toolResult('c2', true, { path: 'README.md', created: true })],
+    [toolCall('c3', { op: 'list' }), toolResult('c3', true, { path: '/', total: 3, entries: [{ path: 'README.md', size: 7 }, { path: 'src/math.ts', size: ADD.length }, { path: 'test/math.test.ts', size: 120 }] })],
+    [toolCall('c4', { op: 'patch', diff: FIX }), toolResult('c4', true, { applied: true, files: [{ path: 'src/math.ts', status: 'modified', added: 1, removed: 1 }] })],
+    [gen(`The sign is fixed. The README could say so:\n\n\`\`\`diff\n${DOCS}\n\`\`\`\n\nAnd a helper:\n\n\`\`\`diff\n${BAD}\n\`\`\``, 'tool-call'), toolCall('check-1', { op: 'patch', diff: DOCS, dry_run: true }), toolCall('check-2', { op: 'patch', diff: BAD, dry_run: true })],
+    [toolResult('check-1', true, { applied: false, applies: true, files: [] }), toolResult('check-2', false, 'Hunk 1 of the diff for "src/math.ts" (@@ -1,1 @@) does not match the file.')],
+  ]);
+
+const podcast = () =>
+  ferryFile([
+    [
+      user('A short episode on agents that run on your phone'),
+      gen(renderScript(
+        { title: 'Agents in your pocket', segments: [{ title: 'Why on the device', summary: '', points: [] }, { title: 'Moving to the cloud', summary: '', points: [] }] },
+        [{ name: 'Alex', role: 'host: curious, asks the questions a listener would ask' }, { name: 'Sam', role: 'expert guest: explains with concrete examples' }],
+        [
+          [{ speaker: 'Alex', text: 'Why would an agent run on my phone at all?' }, { speaker: 'Sam', text: 'Privacy first: your notes never leave it.' }, { speaker: 'Alex', text: 'And when the phone is slow?' }, { speaker: 'Sam', text: 'Then the session moves, checkpoint and all.' }],
+          [{ speaker: 'Sam', text: 'The cloud worker picks up from the last checkpoint.' }, { speaker: 'Alex', text: 'Without losing the stream?' }, { speaker: 'Sam', text: 'Without losing a token.' }, { speaker: 'Alex', text: 'Neat.' }],
+        ],
+      )),
+    ],
+  ]);
+
+const survey = () =>
+  ferryFile([
+    [
+      user('Survey on-device language models'),
+      gen(`# On-device language models\n\n## 1. Background\n\nSmall models now fit in a phone's memory [1], and quantisation shrinks them further [2].\n\n## 2. Engines\n\nWebGPU engines are fastest where available [2, 3]; CPU engines are the fallback [1].\n\n## References\n\n${bibliography(
+        [
+          { title: 'Tiny transformers', authors: 'A. Author', year: '2024', text: '', url: '' },
+          { title: 'Quantisation in practice', authors: 'B. Writer', year: '2025', text: '', url: 'https://example.org/quant' },
+          { title: 'WebGPU inference', authors: '', year: '2025', text: '', url: '' },
+        ],
+        [1, 2, 3],
+      )}\n`),
+    ],
+  ]);
+
+for (const device of devices) {
+  describe(`the per-template panels on a ${device.name}`, () => {
+    let relay: RelayProcess;
+    let browser: FreshBrowser;
+    let page: Page;
+    let dataDir: string;
+    let work: string;
+    const pageErrors: string[] = [];
+    const press = (l: Locator): Promise<void> => (device.hasTouch ? l.tap() : l.click());
+
+    async function screen(name: string): Promise<void> {
+      await page.screenshot({ path: path.join(shots, `${device.name}-${name}.png`), fullPage: true });
+      if (!(await page.evaluate(() => 'axe' in globalThis))) await page.addScriptTag({ content: await axeSource });
+      const violations = await page.evaluate(async () => {
+        const axe = (globalThis as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Violation[] }> } }).axe;
+        return (await axe.run(document, { resultTypes: ['violations'] })).violations;
+      });
+      const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+      expect(serious.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} at ${JSON.stringify(v.nodes.map((n) => n.target))}`)).toEqual([]);
+    }
+
+    const transcriptReady = (): Promise<void> => page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor();
+
+    async function importSession(name: string, bytes: Uint8Array): Promise<void> {
+      const file = path.join(work, name);
+      await writeFile(file, bytes);
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await page.getByTestId('import-input').setInputFiles(file);
+      await expect.poll(() => page.url()).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await transcriptReady();
+    }
+
+    async function openPanel(name: string): Promise<void> {
+      const tab = page.getByTestId('panel-tab');
+      await expect.poll(() => tab.textContent()).toBe(name);
+      await press(tab);
+      await expect.poll(() => page.url()).toMatch(/\/panel$/);
+    }
+
+    beforeAll(async () => {
+      if (!existsSync(path.join(root, 'dist', 'index.html'))) throw new Error('dist/ has no build: run `npx vite build` first.');
+      await mkdir(shots, { recursive: true });
+      dataDir = await mkdtemp(path.join(os.tmpdir(), 'ferry-panels-data-'));
+      work = await mkdtemp(path.join(os.tmpdir(), 'ferry-panels-files-'));
+      const model = path.join(work, 'tiny.gguf');
+      await writeFile(model, generateTinyModel({ ctx: 4096 }));
+      relay = await startRelayProcess(['--data', dataDir, '--model', model]);
+      browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch });
+      page = await browser.context.newPage();
+      page.on('pageerror', (err) => pageErrors.push(err.message));
+      await page.goto(relay.url);
+      await page.locator('html[data-ready="true"]').waitFor();
+    });
+
+    afterAll(async () => {
+      await browser?.close();
+      await relay?.stop();
+      for (const dir of [dataDir, work]) if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied', async () => {
+      await importSession('dev-guide.ferry', await devGuide());
+      await openPanel('Workspace');
+      const panel = page.getByTestId('workspace-panel');
+      await panel.waitFor();
+      expect(await panel.getByTestId('file-tree').getByRole('button').allTextContents()).toEqual(['math.ts', 'math.test.ts', 'README.md']);
+      // The first file opens; the listing-only file says its content was never seen.
+      expect(await panel.getByTestId('file-path').textContent()).toBe('src/math.ts');
+      expect(await panel.getByTestId('file-content').textContent()).toContain('return a + b;');
+      // Keyboard: focus a file and press Enter.
+      await panel.getByRole('button', { name: 'Open README.md' }).focus();
+      await page.keyboard.press('Enter');
+      await expect.poll(() => panel.getByTestId('file-path').textContent()).toBe('README.md');
+      expect(await panel.getByTestId('file-content').textContent()).toBe('# Calc\n');
+      await press(panel.getByRole('button', { name: 'Open test/math.test.ts' }));
+      await panel.getByTestId('file-unknown').waitFor();
+
+      const diffs = panel.getByTestId('proposed-diff');
+      expect(await diffs.evaluateAll((els) => els.map((e) => e.getAttribute('data-status')))).toEqual(['applied', 'applies', 'does-not-apply']);
+      expect(await diffs.nth(0).getByTestId('apply-diff').count()).toBe(0);
+      expect(await diffs.nth(1).textContent()).toMatch(/README\.md.*Checked: applies cleanly.*Apply/s);
+      expect(await diffs.nth(2).textContent()).toMatch(/Does not apply.*does not match the file/s);
+      expect(await panel.getByTestId('apply-diff').count()).toBe(2);
+      await screen('panel-workspace');
+      expect(pageErrors).toEqual([]);
+    });
+
+    test('the Script panel shows speakers and segments; Play reads it aloud, or says why it cannot', async () => {
+      await importSession('podcast.ferry', await podcast());
+      await openPanel('Script');
+      const panel = page.getByTestId('script-panel');
+      await panel.waitFor();
+      expect(await panel.getByRole('heading', { level: 3 }).textContent()).toBe('Script: Agents in your pocket');
+      expect(await panel.getByTestId('speakers').locator('li strong').allTextContents()).toEqual(['Alex', 'Sam']);
+      expect(await panel.getByTestId('segment').count()).toBe(2);
+      expect(await panel.getByTestId('segment').nth(1).locator('li').count()).toBe(4);
+      expect(await panel.getByTestId('segment').nth(0).locator('li').nth(1).textContent()).toMatch(/Sam:\s*Privacy first/);
+      const voices = await page.evaluate(() => ('speechSynthesis' in globalThis ? speechSynthesis.getVoices().length : -1));
+      const play = panel.getByTestId('play-script');
+      if (voices <= 0) {
+        expect(await play.isDisabled()).toBe(true);
+        expect(await panel.getByTestId('play-reason').textContent()).toMatch(voices < 0 ? /no Web Speech API/ : /no speech voices/);
+      } else {
+        expect(await play.isDisabled()).toBe(false);
+      }
+      await screen('panel-script');
+    });
+
+    test('Play speaks every line with a voice per speaker (a stand-in speechSynthesis with two voices)', async () => {
+      // Headless Chromium has no voices: a page with a recording speechSynthesis shows the path a real browser takes.
+      const spoken = await page.evaluate(async () => {
+        const said: { text: string; voice: string | undefined }[] = [];
+        const voices = [{ name: 'Voice A', lang: 'en-US' }, { name: 'Voice B', lang: 'en-GB' }];
+        const fake = new EventTarget() as EventTarget & Record<string, unknown>;
+        Object.assign(fake, {
+          getVoices: () => voices,
+          cancel: () => undefined,
+          speak: (u: SpeechSynthesisUtterance) => {
+            said.push({ text: u.text, voice: (u.voice as { name: string } | null)?.name });
+            queueMicrotask(() => (u.onstart as (() => void) | null)?.());
+            setTimeout(() => (u.onend as (() => void) | null)?.(), 10);
+          },
+        });
+        Object.defineProperty(globalThis, 'speechSynthesis', { value: fake, configurable: true });
+        // The real utterance accepts only the browser's own voices.
+        class Utterance {
+          voice: unknown = null;
+          lang = '';
+          onstart: (() => void) | null = null;
+          onend: (() => void) | null = null;
+          onerror: (() => void) | null = null;
+          constructor(readonly text: string) {}
+        }
+        Object.defineProperty(globalThis, 'SpeechSynthesisUtterance', { value: Utterance, configurable: true });
+        (globalThis as unknown as { __said: typeof said }).__said = said;
+        return true;
+      });
+      expect(spoken).toBe(true);
+      // Reopen the panel so it picks up the stand-in.
+      await press(page.getByRole('link', { name: 'Chat' }));
+      await openPanel('Script');
+      const play = page.getByTestId('play-script');
+      await expect.poll(() => play.isDisabled()).toBe(false);
+      expect(await page.getByTestId('speakers').textContent()).toMatch(/Alex.*voice: Voice A.*Sam.*voice: Voice B/s);
+      await press(play);
+      await expect.poll(() => page.evaluate(() => (globalThis as unknown as { __said: unknown[] }).__said.length)).toBe(8);
+      const said = await page.evaluate(() => (globalThis as unknown as { __said: { text: string; voice: string }[] }).__said);
+      expect(said[0]).toEqual({ text: 'Why would an agent run on my phone at all?', voice: 'Voice A' });
+      expect(said[1]).toEqual({ text: 'Privacy first: your notes never leave it.', voice: 'Voice B' });
+      await page.getByTestId('play-script').waitFor();
+    });
+
+    test('the Draft panel shows the outline, sections and bibliography, and exports the draft as Markdown', async () => {
+      await importSession('survey.ferry', await survey());
+      await openPanel('Draft');
+      const panel = page.getByTestId('draft-panel');
+      await panel.waitFor();
+      expect(await panel.getByTestId('outline').getByRole('button').allTextContents()).toEqual(['Background', 'Engines']);
+      expect(await panel.getByTestId('draft-section').count()).toBe(2);
+      expect(await panel.getByTestId('draft-section').nth(1).textContent()).toMatch(/Cites \[1\], \[2\], \[3\]/);
+      expect(await panel.getByTestId('bibliography').locator('li').allTextContents()).toEqual([
+        '[1] A. Author (2024). Tiny transformers.',
+        '[2] B. Writer (2025). Quantisation in practice. https://example.org/quant',
+        '[3] (2025). WebGPU inference.',
+      ]);
+      // The outline moves focus to its section.
+      await press(panel.getByTestId('outline').getByRole('button', { name: 'Engines' }));
+      await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('2. Engines');
+      const download = page.waitForEvent('download');
+      await press(panel.getByTestId('export-markdown'));
+      expect((await download).suggestedFilename()).toBe('On-device-language-models.md');
+      const file = path.join(work, 'draft.md');
+      await (await download).saveAs(file);
+      const md = await readFile(file, 'utf8');
+      expect(md).toMatch(/^# On-device language models\n\n## 1\. Background\n\nSmall models .*\n\n## 2\. Engines\n/);
+      expect(md).toContain('## References\n\n[1] A. Author (2024). Tiny transformers.\n[2] B. Writer');
+      await screen('panel-draft');
+    });
+
+    test('Retry regenerates the last reply with the real agent, keeping the old reply on a "main-try1" branch', async () => {
+      await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+      await page.getByTestId('pick-model').setInputFiles(path.join(work, 'tiny.gguf'));
+      await expect.poll(() => page.getByTestId('model-in-use').textContent()).toMatch(/tiny\.gguf/);
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(page.getByLabel(/Dev guide/));
+      await page.getByLabel(/^Title/).fill('Retry me');
+      await press(page.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await transcriptReady();
+      expect(await page.getByTestId('retry').count()).toBe(0);
+      const box = page.getByLabel('Message');
+      await box.fill('explain the workspace');
+      await box.press('Enter');
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 90_000 }).toBeGreaterThan(0);
+      await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 90_000 }).toBe(0);
+      const replies = await page.getByTestId('agent-message').count();
+
+      await press(page.getByTestId('retry'));
+      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('kept on branch "main-try1"');
+      await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 90_000 }).toBe(0);
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 90_000 }).toBe(replies);
+      expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('explain the workspace')]);
+      expect(await page.getByTestId('current-branch').textContent()).toBe('main');
+      // The dev-guide session's own panel: an empty workspace (the tiny model's gibberish calls no tool).
+      await openPanel('Workspace');
+      await page.getByTestId('workspace-panel').waitFor();
+      await screen('panel-workspace-empty');
+      await press(page.getByRole('link', { name: 'Checkpoints' }));
+      await expect.poll(() => page.getByText('main-try1').count()).toBeGreaterThan(0);
+      expect(pageErrors).toEqual([]);
+    });
+  });
+}

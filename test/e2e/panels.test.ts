@@ -7,36 +7,18 @@
  * Every panel is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
-import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
-import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
-import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
+import { devices, startUi, type UiRig } from './ui-harness.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
 import { exportSession } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { renderScript } from '../../components/podcast/script.ts';
 import { bibliography } from '../../components/survey/draft.ts';
 
-const root = path.resolve(import.meta.dirname, '..', '..');
-const shots = path.join(root, 'test-results', 'ui');
-const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
-interface Violation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: { target: unknown[] }[];
-}
 
-const devices = [
-  { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true },
-  { name: 'desktop', viewport: { width: 1280, height: 800 }, isMobile: false, hasTouch: false },
-] as const;
 
 // ---- sessions as the agents write them ------------------------------------------------------------------------
 
@@ -101,26 +83,12 @@ const survey = () =>
 
 for (const device of devices) {
   describe(`the per-template panels on a ${device.name}`, () => {
-    let relay: RelayProcess;
-    let browser: FreshBrowser;
+    let rig: UiRig;
     let page: Page;
-    let dataDir: string;
     let work: string;
-    const pageErrors: string[] = [];
-    const press = (l: Locator): Promise<void> => (device.hasTouch ? l.tap() : l.click());
-
-    async function screen(name: string): Promise<void> {
-      await page.screenshot({ path: path.join(shots, `${device.name}-${name}.png`), fullPage: true });
-      if (!(await page.evaluate(() => 'axe' in globalThis))) await page.addScriptTag({ content: await axeSource });
-      const violations = await page.evaluate(async () => {
-        const axe = (globalThis as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Violation[] }> } }).axe;
-        return (await axe.run(document, { resultTypes: ['violations'] })).violations;
-      });
-      const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-      expect(serious.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} at ${JSON.stringify(v.nodes.map((n) => n.target))}`)).toEqual([]);
-    }
-
-    const transcriptReady = (): Promise<void> => page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor();
+    const press = (l: Locator): Promise<void> => rig.press(l);
+    const screen = (name: string): Promise<void> => rig.screen(name);
+    const transcriptReady = (): Promise<void> => rig.transcriptReady();
 
     async function importSession(name: string, bytes: Uint8Array): Promise<void> {
       const file = path.join(work, name);
@@ -139,25 +107,11 @@ for (const device of devices) {
     }
 
     beforeAll(async () => {
-      if (!existsSync(path.join(root, 'dist', 'index.html'))) throw new Error('dist/ has no build: run `npx vite build` first.');
-      await mkdir(shots, { recursive: true });
-      dataDir = await mkdtemp(path.join(os.tmpdir(), 'ferry-panels-data-'));
-      work = await mkdtemp(path.join(os.tmpdir(), 'ferry-panels-files-'));
-      const model = path.join(work, 'tiny.gguf');
-      await writeFile(model, generateTinyModel({ ctx: 4096 }));
-      relay = await startRelayProcess(['--data', dataDir, '--model', model]);
-      browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch });
-      page = await browser.context.newPage();
-      page.on('pageerror', (err) => pageErrors.push(err.message));
-      await page.goto(relay.url);
-      await page.locator('html[data-ready="true"]').waitFor();
+      rig = await startUi(device, 'panels');
+      ({ page, work } = rig);
     });
 
-    afterAll(async () => {
-      await browser?.close();
-      await relay?.stop();
-      for (const dir of [dataDir, work]) if (dir) await rm(dir, { recursive: true, force: true });
-    });
+    afterAll(() => rig?.close());
 
     test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied', async () => {
       await importSession('dev-guide.ferry', await devGuide());
@@ -183,7 +137,7 @@ for (const device of devices) {
       expect(await diffs.nth(2).textContent()).toMatch(/Does not apply.*does not match the file/s);
       expect(await panel.getByTestId('apply-diff').count()).toBe(2);
       await screen('panel-workspace');
-      expect(pageErrors).toEqual([]);
+      expect(rig.pageErrors).toEqual([]);
     });
 
     test('the Script panel shows speakers and segments; Play reads it aloud, or says why it cannot', async () => {
@@ -308,7 +262,7 @@ for (const device of devices) {
       await screen('panel-workspace-empty');
       await press(page.getByRole('link', { name: 'Checkpoints' }));
       await expect.poll(() => page.getByText('main-try1').count()).toBeGreaterThan(0);
-      expect(pageErrors).toEqual([]);
+      expect(rig.pageErrors).toEqual([]);
     });
   });
 }

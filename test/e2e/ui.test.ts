@@ -6,79 +6,30 @@
  * Every screen is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
-import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
-import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
-import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
-
-const root = path.resolve(import.meta.dirname, '..', '..');
-const shots = path.join(root, 'test-results', 'ui');
-const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-
-interface Violation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: { target: unknown[] }[];
-}
-
-const devices = [
-  { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true },
-  { name: 'desktop', viewport: { width: 1280, height: 800 }, isMobile: false, hasTouch: false },
-] as const;
+import type { FreshBrowser } from '../support/browser.ts';
+import type { RelayProcess } from '../support/relay-process.ts';
+import { devices, startUi, type UiRig } from './ui-harness.ts';
 
 for (const device of devices) {
   describe(`the Ferry UI on a ${device.name}`, () => {
+    let rig: UiRig;
     let relay: RelayProcess;
     let browser: FreshBrowser;
     let page: Page;
-    let dataDir: string;
     let work: string;
-    const pageErrors: string[] = [];
-    /** Tap on the phone, click on the desktop. */
-    const press = (l: Locator): Promise<void> => (device.hasTouch ? l.tap() : l.click());
-
-    async function screen(name: string): Promise<void> {
-      await page.screenshot({ path: path.join(shots, `${device.name}-${name}.png`), fullPage: true });
-      if (!(await page.evaluate(() => 'axe' in globalThis))) await page.addScriptTag({ content: await axeSource });
-      const violations = await page.evaluate(async () => {
-        const axe = (globalThis as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Violation[] }> } }).axe;
-        return (await axe.run(document, { resultTypes: ['violations'] })).violations;
-      });
-      const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-      expect(serious.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} at ${JSON.stringify(v.nodes.map((n) => n.target))}`)).toEqual([]);
-    }
-
-    const transcriptReady = (): Promise<void> => page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor();
+    const press = (l: Locator): Promise<void> => rig.press(l);
+    const screen = (name: string): Promise<void> => rig.screen(name);
+    const transcriptReady = (): Promise<void> => rig.transcriptReady();
 
     beforeAll(async () => {
-      if (!existsSync(path.join(root, 'dist', 'index.html'))) {
-        throw new Error('dist/ has no build: run `npm run build` first (`npm test` builds before the end-to-end suite).');
-      }
-      await mkdir(shots, { recursive: true });
-      dataDir = await mkdtemp(path.join(os.tmpdir(), 'ferry-ui-data-'));
-      work = await mkdtemp(path.join(os.tmpdir(), 'ferry-ui-files-'));
-      // An explicit generated model: the relay's embedded cloud worker runs it and lists itself for the panel.
-      const model = path.join(work, 'tiny.gguf');
-      await writeFile(model, generateTinyModel({ ctx: 4096 }));
-      relay = await startRelayProcess(['--data', dataDir, '--model', model]);
-      browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch });
-      page = await browser.context.newPage();
-      page.on('pageerror', (err) => pageErrors.push(err.message));
-      await page.goto(relay.url);
-      await page.locator('html[data-ready="true"]').waitFor();
+      rig = await startUi(device, 'ui');
+      ({ relay, browser, page, work } = rig);
     });
 
-    afterAll(async () => {
-      await browser?.close();
-      await relay?.stop();
-      for (const dir of [dataDir, work]) if (dir) await rm(dir, { recursive: true, force: true });
-    });
+    afterAll(() => rig?.close());
 
     /** Sends a message and waits for the agent's reply: tokens stream into the live reply, then its checkpoint shows it. */
     async function chat(text: string, replies: number): Promise<void> {
@@ -418,7 +369,7 @@ for (const device of devices) {
       await transcriptReady();
       await expect.poll(() => page.getByTestId('user-message').count()).toBe(3);
       await screen('chat-offline');
-      expect(pageErrors).toEqual([]);
+      expect(rig.pageErrors).toEqual([]);
     });
   });
 }

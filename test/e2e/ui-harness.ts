@@ -1,0 +1,94 @@
+/**
+ * What the end-to-end UI suites share: the two devices they run on, and a rig per device — `ferry start` on a fresh
+ * data folder with a generated model, a fresh Chromium profile with that device's viewport, the page loaded — with
+ * helpers to press (tap on the phone, click on the desktop) and to screenshot a screen and check it with axe-core.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'vitest';
+import type { Locator, Page } from 'playwright-core';
+import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
+import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
+import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+
+export const root = path.resolve(import.meta.dirname, '..', '..');
+export const shots = path.join(root, 'test-results', 'ui');
+const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+export const devices = [
+  { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true },
+  { name: 'desktop', viewport: { width: 1280, height: 800 }, isMobile: false, hasTouch: false },
+] as const;
+export type Device = (typeof devices)[number];
+
+interface Violation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: unknown[] }[];
+}
+
+export interface UiRig {
+  relay: RelayProcess;
+  browser: FreshBrowser;
+  page: Page;
+  /** The relay's data folder, and a folder for the test's own files (the generated model is work/tiny.gguf). */
+  dataDir: string;
+  work: string;
+  /** Uncaught errors of the page: a suite ends by expecting none. */
+  pageErrors: string[];
+  /** Tap on the phone, click on the desktop. */
+  press(l: Locator): Promise<void>;
+  /** Screenshot into test-results/ui/<device>-<name>.png, then axe-core: no serious or critical violation. */
+  screen(name: string): Promise<void>;
+  /** The session transcript is rendered from the store. */
+  transcriptReady(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startUi(device: Device, label: string): Promise<UiRig> {
+  if (!existsSync(path.join(root, 'dist', 'index.html'))) {
+    throw new Error('dist/ has no build: run `npm run build` first (`npm test` builds before the end-to-end suite).');
+  }
+  await mkdir(shots, { recursive: true });
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), `ferry-${label}-data-`));
+  const work = await mkdtemp(path.join(os.tmpdir(), `ferry-${label}-files-`));
+  // An explicit generated model: the relay's embedded cloud worker runs it, lists itself and offers the file.
+  const model = path.join(work, 'tiny.gguf');
+  await writeFile(model, generateTinyModel({ ctx: 4096 }));
+  const relay = await startRelayProcess(['--data', dataDir, '--model', model]);
+  const browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch });
+  const page = await browser.context.newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  await page.goto(relay.url);
+  await page.locator('html[data-ready="true"]').waitFor();
+  return {
+    relay,
+    browser,
+    page,
+    dataDir,
+    work,
+    pageErrors,
+    press: (l) => (device.hasTouch ? l.tap() : l.click()),
+    async screen(name) {
+      await page.screenshot({ path: path.join(shots, `${device.name}-${name}.png`), fullPage: true });
+      if (!(await page.evaluate(() => 'axe' in globalThis))) await page.addScriptTag({ content: await axeSource });
+      const violations = await page.evaluate(async () => {
+        const axe = (globalThis as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Violation[] }> } }).axe;
+        return (await axe.run(document, { resultTypes: ['violations'] })).violations;
+      });
+      const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+      expect(serious.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} at ${JSON.stringify(v.nodes.map((n) => n.target))}`)).toEqual([]);
+    },
+    transcriptReady: () => page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor(),
+    async close() {
+      await browser.close();
+      await relay.stop();
+      for (const dir of [dataDir, work]) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

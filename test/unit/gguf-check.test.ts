@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getLlama } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError } from '../../src/core/errors.ts';
+import type { FerryError } from '../../src/core/errors.ts';
+import { refusal as refuse } from '../support/refusal.ts';
 import { blobReader, bytesReader, checkGguf } from '../../src/core/llm/gguf/index.ts';
 import { GGML_TYPES } from '../../src/core/llm/gguf/format.ts';
 import { readGgufHeader } from '../../src/core/llm/gguf/header.ts';
@@ -24,15 +25,7 @@ afterAll(async () => {
 const good = generateTinyModel();
 
 /** The FerryError that checking `bytes` throws (fails the test when it does not throw one). */
-async function refusal(bytes: Uint8Array): Promise<FerryError> {
-  try {
-    await checkGguf(bytesReader(bytes));
-  } catch (err) {
-    if (err instanceof FerryError) return err;
-    throw err;
-  }
-  throw new Error('the checker accepted a bad file');
-}
+const refusal = (bytes: Uint8Array): Promise<FerryError> => refuse(() => checkGguf(bytesReader(bytes)), 'the checker accepted a bad file');
 
 /** A tiny model whose metadata went through `edit`. */
 function withMetadata(edit: (entries: Array<readonly [string, GgufValue]>) => Array<readonly [string, GgufValue]>): Uint8Array {

@@ -46,3 +46,4 @@ export { Checkpointer, instanceState, keyframes, readChain, readHostState, readI
 export { decodeChain, encodeDelta, encodeKeyframe, encodeSnapshot, fingerprint, snapshotOf } from './state-codec.ts';
 export { isolatedTool, toolWorkerApi, type ComponentFiles, type ToolWorkerApi, type WorkerHandle } from './tool-worker.ts';
 export { createAgentApi, unwrap, type AgentApi, type AgentPlatform, type AgentStatus, type StartOptions } from './agent-api.ts';
+export { AgentProxy, type AgentRemote } from './agent-proxy.ts';

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError } from '../../../src/core/errors.ts';
+import { refusal } from '../../support/refusal.ts';
 import { generateAll } from '../../../src/core/llm/index.ts';
 import { generateTinyModel } from '../../../src/core/llm/gguf/index.ts';
 import { parseModelSource, resolveModel, type DownloadProgress } from '../../../server/llm/models.ts';
@@ -47,16 +47,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
-
-async function refusal(work: () => Promise<unknown>): Promise<FerryError> {
-  try {
-    await work();
-  } catch (err) {
-    if (err instanceof FerryError) return err;
-    throw err;
-  }
-  throw new Error('expected a FerryError');
-}
 
 describe('model sources', () => {
   it('maps hf: references to Hugging Face resolve URLs and refuses other schemes', () => {

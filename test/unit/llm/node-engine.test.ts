@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError, isFerryError } from '../../../src/core/errors.ts';
+import { isFerryError } from '../../../src/core/errors.ts';
+import { refusal } from '../../support/refusal.ts';
 import { generateAll, preparePrompt, type GenerateEvent, type GenerateRequest } from '../../../src/core/llm/index.ts';
 import { CHATML_TEMPLATE, tinyModelSpec, tinyVocabulary, TokenType } from '../../../src/core/llm/gguf/tiny-model.ts';
 import { writeGguf } from '../../../src/core/llm/gguf/writer.ts';
@@ -30,16 +31,6 @@ async function events(request: GenerateRequest): Promise<GenerateEvent[]> {
   const out: GenerateEvent[] = [];
   for await (const event of engine.generate(request)) out.push(event);
   return out;
-}
-
-async function refusal(work: () => Promise<unknown>): Promise<FerryError> {
-  try {
-    await work();
-  } catch (err) {
-    if (err instanceof FerryError) return err;
-    throw err;
-  }
-  throw new Error('expected a FerryError');
 }
 
 describe('node-llama-cpp engine: identity', () => {

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FerryError } from '../../../src/core/errors.ts';
+import { refusal } from '../../support/refusal.ts';
 import { generateAll, preparePrompt, type Engine } from '../../../src/core/llm/index.ts';
 import { openAiApi } from '../../../server/api/openai.ts';
 import type { NodeLlamaEngine } from '../../../server/llm/node-llama-engine.ts';
@@ -34,16 +34,6 @@ const messages = [
   { role: 'system' as const, content: 'You are a ferry.' },
   { role: 'user' as const, content: 'hello world' },
 ];
-
-async function refusal(work: () => Promise<unknown>): Promise<FerryError> {
-  try {
-    await work();
-  } catch (err) {
-    if (err instanceof FerryError) return err;
-    throw err;
-  }
-  throw new Error('expected a FerryError');
-}
 
 describe('the OpenAI-compatible endpoint, through the official openai client', () => {
   it('lists the model', async () => {

@@ -11,7 +11,7 @@ import { relayApi } from './api/index.ts';
 import { RelayMetrics, registerMetrics } from './api/metrics.ts';
 import { registerSecurity } from './api/security.ts';
 import { RelayStore } from './relay/relay-store.ts';
-import { CloudWorker } from './relay/cloud-worker.ts';
+import { RunHost } from '../src/core/node/run-host.ts';
 import { openComponentLibrary } from './relay/component-library.ts';
 import { Dispatcher } from './relay/dispatcher.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
@@ -96,7 +96,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   const workerToken = await loadWorkerToken(config.dataDir, config.workerToken);
   const dispatcher = new Dispatcher(store.runs, store.snapshots, app.log);
   const hosted = config.model ? await serveModel(app, config.model, config.dataDir) : undefined;
-  let embedded: CloudWorker | undefined;
+  let embedded: RunHost | undefined;
   if (hosted && config.embeddedWorker) {
     const components = await openComponentLibrary(config.componentDirs);
     const coming = dispatcher.expect();
@@ -104,7 +104,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     hosted.ready.then(async (engine) => {
       const profile = await measureProfile(engine, { name: 'embedded', slots: slotsOf(engine) });
       if (hosted.closed) return;
-      embedded = new CloudWorker({ engine, components, relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps } });
+      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps } });
       attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {
@@ -198,7 +198,7 @@ async function serveModel(app: FastifyInstance, spec: string, dataDir: string): 
 export const slotsOf = (engine: Engine): number => (engine as { slots?: number }).slots ?? 1;
 
 /** The relay's own worker joins the dispatcher like any other; its events go straight into the run log. */
-function attachEmbedded(dispatcher: Dispatcher, worker: CloudWorker, profile: WorkerProfile): void {
+function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: WorkerProfile): void {
   const id = dispatcher.attach({
     embedded: true,
     profile,

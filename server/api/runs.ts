@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, fromBase64Url, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
 import type { Dispatcher } from '../relay/dispatcher.ts';
-import { noWorker } from '../relay/cloud-worker.ts';
+import { noWorker } from '../relay/errors.ts';
 import type { RelayStore } from '../relay/relay-store.ts';
 import type { RunRegistry } from '../relay/run-registry.ts';
 

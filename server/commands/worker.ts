@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { FerryError } from '../../src/core/errors.ts';
 import { checkWorkerToken, defaultConfig, modelSpec } from '../config.ts';
 import { openComponentLibrary } from '../relay/component-library.ts';
-import { CloudWorker } from '../relay/cloud-worker.ts';
+import { RunHost } from '../../src/core/node/run-host.ts';
 import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
 import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
 import { resolveModel } from '../llm/models.ts';
@@ -65,7 +65,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const components = values.components ?? env.FERRY_COMPONENTS;
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
   const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME, slots });
-  const worker = new CloudWorker({ engine, components: library, relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps } });
+  const worker = new RunHost({ engine, load: (id) => library.load(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps } });
   const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
   const fail = (err: FerryError): void => {
     console.error(`ferry worker: ${err.message}`);

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { RunStatus, StartRunRequest, WorkerList, WorkerProfile } from '../../src/core/protocol/index.ts';
-import { noWorker } from './cloud-worker.ts';
+import { noWorker } from './errors.ts';
 import type { RunRegistry } from './run-registry.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
 

@@ -68,3 +68,6 @@ export function installErrorHandling(app: FastifyInstance): void {
 }
 
 export const notFound = (what: string): FerryError => new FerryError('http/not-found', `No such resource: ${what}.`);
+
+export const noWorker = (): FerryError =>
+  new FerryError('relay/no-worker', 'No cloud worker is attached to this relay: run `ferry start` (it runs one), or attach one with `ferry worker --relay URL`.');

@@ -12,7 +12,10 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
+import type { RunEvent } from '../../src/core/node/run-host.ts';
 import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
+
+export type { RunEvent };
 
 interface Row {
   id: string;
@@ -24,7 +27,6 @@ interface Row {
   updated_at: number;
 }
 
-export type RunEvent = { type: string } & Record<string, unknown>;
 type Listener = (message: RunMessage | 'end') => void;
 
 const FINAL = new Set<RunStatus>(['idle', 'done', 'stopped', 'failed', 'interrupted']);

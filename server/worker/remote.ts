@@ -1,7 +1,7 @@
 /**
  * `ferry worker --relay URL`: a cloud worker in its own process (another machine, a GPU) attached to a relay over
  * one WebSocket (src/core/protocol/workers.ts). It says hello with its measured profile, runs what it is assigned
- * with the same CloudWorker as the relay's embedded worker, sends every event back in order, and heartbeats.
+ * with the same RunHost as the relay's embedded worker, sends every event back in order, and heartbeats.
  * Runs belong to the connection they were assigned on: when it drops, the worker abandons them (the relay hands
  * them to another worker) and reconnects with backoff. A wrong token or protocol version is fatal, not retried.
  */
@@ -18,12 +18,12 @@ import {
   type WorkerToRelay,
 } from '../../src/core/protocol/index.ts';
 import * as v from 'valibot';
-import type { CloudWorker } from '../relay/cloud-worker.ts';
+import type { RunHost } from '../../src/core/node/run-host.ts';
 
 export interface RemoteWorkerOptions {
   relayUrl: string;
   token: string;
-  worker: CloudWorker;
+  worker: RunHost;
   profile: WorkerProfile;
   log: (message: string, details?: Record<string, unknown>) => void;
 }

@@ -1,6 +1,6 @@
 /**
- * A cloud worker's runs — the one implementation shared by the relay's embedded worker and `ferry worker`
- * processes attached from elsewhere (worker/remote.ts); only where events go differs (a RunSink). A run resumes a
+ * A node's runs — the one implementation shared by the relay's embedded cloud worker, `ferry worker` processes
+ * attached from elsewhere, and browsers offering themselves as nodes; only where events go differs (a RunSink). A run resumes a
  * published snapshot with the session key the user handed it, runs the agent (AgentRuntime: checkpoint after every
  * step), publishes every checkpoint back to the same snapshot so the device can follow and take it back — and so
  * another worker can take it over after a failure — and reports every event through its sink.
@@ -12,15 +12,17 @@
  * prefilling the transcript; a `kv` event says which.
  * The key and write token live only in this run's memory.
  */
-import { FerryError, isFerryError } from '../../src/core/errors.ts';
-import type { Engine } from '../../src/core/llm/engine.ts';
-import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../../src/core/protocol/index.ts';
-import type { KvPolicy } from '../../src/core/runtime/kv-handoff.ts';
-import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
-import { Session } from '../../src/core/session/index.ts';
-import { createMemoryStore } from '../../src/core/store/index.ts';
-import type { ComponentLibrary } from './component-library.ts';
-import type { RunEvent } from './run-registry.ts';
+import { isFerryError } from '../errors.ts';
+import type { Engine } from '../llm/engine.ts';
+import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
+import type { KvPolicy } from '../runtime/kv-handoff.ts';
+import type { LoadedComponent } from '../runtime/load.ts';
+import { AgentRuntime, type RuntimeSetup } from '../runtime/runtime.ts';
+import { Session } from '../session/index.ts';
+import { createMemoryStore } from '../store/index.ts';
+
+/** One event of a run, as it goes into the relay's run log. */
+export type RunEvent = { type: string } & Record<string, unknown>;
 
 /** Where a run's events and its end go: the run log in the relay's process, or the socket to the relay. */
 export interface RunSink {
@@ -28,9 +30,12 @@ export interface RunSink {
   finish(status: RunStatus, error?: { code: string; message: string }): void;
 }
 
-export interface WorkerOptions {
+export interface RunHostOptions {
   engine: Engine;
-  components: ComponentLibrary;
+  /** The component build with this id (the session names its components by id, which pins their bytes). */
+  load(id: string): Promise<LoadedComponent>;
+  /** How tools run; default: in this thread (RuntimeSetup.startTool). */
+  startTool?: RuntimeSetup['startTool'];
   /** How the worker reaches the relay's API. */
   relayUrl: () => string;
   /** KV shipping; default: save at hand-back and finish, load where it pays. Pass the profile's prefillTps. */
@@ -46,10 +51,10 @@ interface ActiveRun {
   done: Promise<void>;
 }
 
-export class CloudWorker {
+export class RunHost {
   private readonly active = new Map<string, ActiveRun>();
 
-  constructor(private readonly opts: WorkerOptions) {}
+  constructor(private readonly opts: RunHostOptions) {}
 
   get engine(): Engine {
     return this.opts.engine;
@@ -114,7 +119,8 @@ export class CloudWorker {
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { maxTokens: recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
-      runtime = await AgentRuntime.open(store, { engine: this.opts.engine, load: (id) => this.opts.components.load(id), sampling, kv: { save: true, ...this.opts.kv } }, fetched.sessionId);
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv: { save: true, ...this.opts.kv }, ...(this.opts.startTool ? { startTool: this.opts.startTool } : {}) };
+      runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       let published = { snapshotId: request.snapshot, writeToken: request.writeToken, key };
       const publish = async (): Promise<void> => {
         if (entry.abandoned) return;
@@ -138,6 +144,3 @@ export class CloudWorker {
     }
   }
 }
-
-export const noWorker = (): FerryError =>
-  new FerryError('relay/no-worker', 'No cloud worker is attached to this relay: run `ferry start` (it runs one), or attach one with `ferry worker --relay URL`.');

@@ -17,7 +17,7 @@ import { Dispatcher } from './relay/dispatcher.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
-import { measureProfile } from './worker/profile.ts';
+import { measureProfile } from '../src/core/node/profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 
 /**

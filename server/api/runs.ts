@@ -7,7 +7,6 @@ import type { FastifyInstance } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, fromBase64Url, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
 import type { Dispatcher } from '../relay/dispatcher.ts';
-import { noWorker } from '../relay/errors.ts';
 import type { RelayStore } from '../relay/relay-store.ts';
 import type { RunRegistry } from '../relay/run-registry.ts';
 
@@ -38,7 +37,7 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
   app.post(paths.runs, { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<RunRecord> => {
     const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
     fromBase64Url(body.key, 'protocol/bad-request');
-    if (opts.dispatcher.size === 0) throw noWorker();
+    opts.dispatcher.checkPlacement(body.where);
     opts.store.snapshots.authorize(body.snapshot, body.writeToken);
     const run = opts.runs.create(body.snapshot);
     await opts.dispatcher.start(run.id, body);

@@ -1,7 +1,8 @@
 /**
- * Where cloud workers attach (src/core/protocol/workers.ts): a WebSocket authenticated by the worker token on the
- * upgrade (a wrong or missing token gets a 4xx JSON answer, no socket). The first message must be `hello` with the
- * worker's profile; after that the worker reports its runs' events and heartbeats. A malformed message closes the
+ * Where cloud workers and device nodes attach (src/core/protocol/workers.ts). A cloud worker authenticates with
+ * the worker token on the upgrade (a wrong token gets a 4xx JSON answer, no socket); a connection without one is a
+ * device node, which must name its space in `hello` and is only given that space's runs. The first message must
+ * be `hello` with the worker's profile; after that the worker reports its runs' events and heartbeats. A malformed message closes the
  * connection (1008) — the relay never trusts a worker's half-parsed words — and, like a closed socket or three
  * missed heartbeats, loses the worker: the dispatcher moves its runs to another.
  */
@@ -9,6 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { FerryError } from '../../src/core/errors.ts';
 import {
+  SPACE_HEADER,
+  SpaceIdSchema,
   WORKER_CLOSE,
   WORKER_PROTOCOL_VERSION,
   WorkerToRelaySchema,
@@ -34,25 +37,28 @@ const LIST_WAIT_MS = 30_000;
 const MISSED_HEARTBEATS = 3;
 
 export async function workerRoutes(app: FastifyInstance, opts: WorkerRoutesOptions): Promise<void> {
-  app.get(workerPaths.list, async (_request, reply): Promise<WorkerList> => {
+  app.get(workerPaths.list, async (request, reply): Promise<WorkerList> => {
     void reply.header('cache-control', 'no-store');
     // Right after `ferry start` the embedded worker's model is still loading: answer once it is there, not with
     // an empty list that would read as "no cloud worker".
     await opts.dispatcher.arrived(LIST_WAIT_MS);
-    return opts.dispatcher.list();
+    const space = request.headers[SPACE_HEADER];
+    return opts.dispatcher.list(space === undefined ? undefined : parseWire(SpaceIdSchema, space, `The ${SPACE_HEADER} header`));
   });
 
   app.get(workerPaths.connect, {
     websocket: true,
     preValidation: async (request) => {
-      const m = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '');
+      const header = request.headers.authorization;
+      if (header === undefined) return; // a device node: its hello must name a space
+      const m = /^Bearer (\S+)$/.exec(header);
       if (!m) throw new FerryError('relay/token-required', 'A worker attaches with the relay\'s worker token: send Authorization: Bearer <token> (ferry worker --worker-token).');
       if (!workerTokenMatches(m[1]!, opts.workerToken)) throw new FerryError('relay/bad-token', 'That is not this relay\'s worker token: use the one in its <data>/worker-token, or the one it was started with.');
     },
-  }, (socket, request) => connection(socket, opts, request.log));
+  }, (socket, request) => connection(socket, opts, request.log, request.headers.authorization !== undefined));
 }
 
-function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyInstance['log']): void {
+function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyInstance['log'], cloud: boolean): void {
   const { dispatcher } = opts;
   let workerId: string | undefined;
   let lastSeen = Date.now();
@@ -91,14 +97,27 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
         send({ type: 'refused', error: { code: 'relay/worker-protocol', message: `This relay speaks worker protocol ${WORKER_PROTOCOL_VERSION}, the worker ${message.protocol}: run the same Ferry version on both.` } });
         return close(WORKER_CLOSE.refused, 'protocol version');
       }
-      const id = dispatcher.attach({
-        embedded: false,
-        profile: message.profile,
-        assign: (run, attempt, request) => send({ type: 'assign', run, attempt, request }),
-        stop: (run) => send({ type: 'stop', run }),
-        // Its socket is going away (or it is lost): nothing to send; it drops its runs when the socket closes.
-        abandon: () => undefined,
-      });
+      const space = message.space;
+      if (!cloud && space === undefined) {
+        send({ type: 'refused', error: { code: 'relay/token-required', message: 'A cloud worker attaches with the relay\'s worker token (ferry worker --worker-token); a device offering itself as a node names its space.' } });
+        return close(WORKER_CLOSE.refused, 'no token, no space');
+      }
+      let id: string;
+      try {
+        id = dispatcher.attach({
+          embedded: false,
+          ...(space !== undefined ? { space } : {}),
+          profile: message.profile,
+          assign: (run, attempt, request) => send({ type: 'assign', run, attempt, request }),
+          stop: (run) => send({ type: 'stop', run }),
+          // Its socket is going away (or it is lost): nothing to send; it drops its runs when the socket closes.
+          abandon: () => undefined,
+        });
+      } catch (err) {
+        const error = err instanceof FerryError ? { code: err.code, message: err.message } : { code: 'relay/worker-refused', message: String(err) };
+        send({ type: 'refused', error });
+        return close(WORKER_CLOSE.refused, error.code);
+      }
       workerId = id;
       send({ type: 'welcome', worker: id, heartbeatMs: opts.heartbeatMs });
       return;

@@ -3,6 +3,7 @@
  * and attaches to the relay as a cloud worker (worker/remote.ts) until SIGTERM/SIGINT, when its runs are
  * checkpointed and published and move to other workers.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerryError } from '../../src/core/errors.ts';
@@ -13,7 +14,7 @@ import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
 import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
 import { resolveModel } from '../llm/models.ts';
 import { downloadProgress, openModelEngine } from '../llm/open-model.ts';
-import { measureProfile } from '../worker/profile.ts';
+import { measureProfile } from '../../src/core/node/profile.ts';
 import { RemoteWorker } from '../worker/remote.ts';
 
 export const workerUsage = `ferry worker --relay URL [options]
@@ -64,7 +65,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const engine = await openModelEngine(model, dataDir, { slots });
   const components = values.components ?? env.FERRY_COMPONENTS;
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
-  const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME, slots });
+  const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
   const worker = new RunHost({ engine, load: (id) => library.load(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps } });
   const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
   const fail = (err: FerryError): void => {

@@ -10,12 +10,18 @@
  * seq numbers) simply continues. A run that has published since it started is continued with `resume` (its input
  * is already in the session); one that has not is started again with its original input.
  *
+ * Spaces (DESIGN §7): a device node (a browser offering itself) belongs to one space and only ever gets runs that
+ * name its space; cloud workers get any run whose placement allows the cloud. A run pinned to one node fails with
+ * relay/node-left when that node goes — its caller (the context-parallel scheduler, a device handing a session
+ * to another) decides where it goes next; an unpinned run moves on to another node it may use.
+ *
  * The relay holds each run's session key and write token in memory while the run lasts, as the worker does: it
  * needs them to hand the run to another worker. They never reach the disk.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { RunStatus, StartRunRequest, WorkerList, WorkerProfile } from '../../src/core/protocol/index.ts';
+import { FerryError } from '../../src/core/errors.ts';
+import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList, type WorkerProfile } from '../../src/core/protocol/index.ts';
 import { noWorker } from './errors.ts';
 import type { RunRegistry } from './run-registry.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
@@ -23,6 +29,8 @@ import type { SnapshotRegistry } from './snapshot-registry.ts';
 /** How the dispatcher reaches one worker. Sends are fire-and-forget: the worker answers through the dispatcher. */
 export interface WorkerHandle {
   readonly embedded: boolean;
+  /** A device node's space (its id); absent for a cloud worker. */
+  readonly space?: string;
   readonly profile: WorkerProfile;
   assign(runId: string, attempt: number, request: StartRunRequest): void;
   /** Hand back: checkpoint, publish, finish "stopped". */
@@ -82,12 +90,7 @@ export class Dispatcher {
       failed: (error) => {
         if (!settle() || this.workers.size > 0 || this.expected > 0) return;
         // Nobody is coming for the runs that waited: they fail with the reason.
-        for (const [runId, a] of this.assignments) {
-          this.assignments.delete(runId);
-          this.runs.append(runId, { type: 'error', ...error });
-          this.runs.finish(runId, 'failed', error);
-          a.end();
-        }
+        for (const [runId, a] of this.assignments) this.fail(runId, a, error);
       },
     };
   }
@@ -100,11 +103,18 @@ export class Dispatcher {
     clearTimeout(timer);
   }
 
-  /** A worker joins; runs waiting for one start on it. Returns its id. */
+  /** A worker joins; runs waiting for one start on it. Returns its id. Throws relay/space-full past SPACE_LIMITS. */
   attach(handle: WorkerHandle): string {
+    if (handle.space !== undefined) {
+      const nodes = [...this.workers.values()].filter((w) => w.handle.space !== undefined);
+      if (nodes.filter((w) => w.handle.space === handle.space).length >= SPACE_LIMITS.nodesPerSpace) {
+        throw new FerryError('relay/space-full', `This space already has ${SPACE_LIMITS.nodesPerSpace} devices offering themselves as nodes; stop one on another device first.`);
+      }
+      if (nodes.length >= SPACE_LIMITS.deviceNodes) throw new FerryError('relay/space-full', 'This relay serves as many device nodes as it can; try again later.');
+    }
     const id = randomBytes(8).toString('hex');
     this.workers.set(id, { id, handle, runs: new Set() });
-    this.log.info({ worker: id, embedded: handle.embedded, profile: handle.profile }, 'worker attached');
+    this.log.info({ worker: id, embedded: handle.embedded, device: handle.space !== undefined, profile: handle.profile }, 'worker attached');
     for (const [runId, a] of this.assignments) if (a.worker === undefined && !a.checking) this.dispatch(runId, a);
     return id;
   }
@@ -122,8 +132,13 @@ export class Dispatcher {
       if (!a) continue;
       worker.handle.abandon(runId);
       a.worker = undefined;
-      a.checking = true;
       this.runs.append(runId, { type: 'worker-lost', worker: workerId, reason });
+      if (a.request.where?.node !== undefined) {
+        // Pinned: it does not move on by itself; whoever pinned it decides (its snapshot holds its last checkpoint).
+        this.fail(runId, a, { code: 'relay/node-left', message: `The node running it left (${reason}); its last checkpoint is published — resume it elsewhere.` });
+        continue;
+      }
+      a.checking = true;
       void this.reassign(runId, a);
     }
   }
@@ -133,13 +148,33 @@ export class Dispatcher {
     return this.workers.size + this.expected;
   }
 
-  list(): WorkerList {
-    return { workers: [...this.workers.values()].map((w) => ({ id: w.id, embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile })) };
+  /** The cloud workers, and the device nodes of `space` when given (never another space's). */
+  list(space?: string): WorkerList {
+    const visible = [...this.workers.values()].filter((w) => w.handle.space === undefined || w.handle.space === space);
+    return { workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile })) };
   }
 
-  /** Starts a created run on the least-loaded worker. Throws relay/no-worker when none is attached. */
+  /**
+   * Throws unless some worker attached now (or one on its way) may take a run placed so: relay/no-worker, or
+   * relay/unknown-node for a pin to a node that is not (or no longer) there.
+   */
+  checkPlacement(where: RunPlacement | undefined): void {
+    const eligible = [...this.workers.values()].some((w) => allows(where, w));
+    if (eligible) return;
+    if (where?.node !== undefined) {
+      throw new FerryError('relay/unknown-node', `Node ${where.node} is not attached to this relay${where.space ? ' in that space' : ''}; list the workers again and pick one that is there.`);
+    }
+    const cloudAllowed = where?.cloud !== false;
+    if (cloudAllowed && this.expected > 0) return;
+    if (where?.space !== undefined && !cloudAllowed) {
+      throw new FerryError('relay/no-worker', 'No device of this space offers itself as a node now: open Ferry on another of your devices and turn on "Offer this device as a node", or allow the cloud.');
+    }
+    throw noWorker();
+  }
+
+  /** Starts a created run on the least-loaded worker its placement allows. Throws as checkPlacement does. */
   async start(runId: string, request: StartRunRequest): Promise<void> {
-    if (this.workers.size === 0 && this.expected === 0) throw noWorker();
+    this.checkPlacement(request.where);
     const startVersion = (await this.snapshots.get(request.snapshot))?.version ?? 0;
     let end!: () => void;
     const ended = new Promise<void>((resolve) => (end = resolve));
@@ -157,10 +192,20 @@ export class Dispatcher {
   finished(workerId: string, runId: string, status: RunStatus, error?: { code: string; message: string }): void {
     const a = this.assignments.get(runId);
     if (a?.worker !== workerId) return;
-    this.assignments.delete(runId);
     this.workers.get(workerId)?.runs.delete(runId);
+    this.end(runId, a, status, error);
+  }
+
+  private end(runId: string, a: Assignment, status: RunStatus, error?: { code: string; message: string }): void {
+    this.assignments.delete(runId);
     this.runs.finish(runId, status, error);
     a.end();
+  }
+
+  /** Ends a run the relay gives up on, with the reason as its last event. */
+  private fail(runId: string, a: Assignment, error: { code: string; message: string }): void {
+    this.runs.append(runId, { type: 'error', ...error });
+    this.end(runId, a, 'failed', error);
   }
 
   /** Hand back: asks the run's worker to checkpoint, publish and stop; resolves once it has (or after a while). */
@@ -170,9 +215,7 @@ export class Dispatcher {
     const worker = a.worker === undefined ? undefined : this.workers.get(a.worker);
     if (!worker) {
       // Waiting for a worker: nothing runs, so stopping is ending it; the snapshot holds its last checkpoint.
-      this.assignments.delete(runId);
-      this.runs.finish(runId, 'stopped');
-      a.end();
+      this.end(runId, a, 'stopped');
       return;
     }
     worker.handle.stop(runId);
@@ -192,7 +235,7 @@ export class Dispatcher {
   }
 
   private dispatch(runId: string, a: Assignment): void {
-    const worker = this.leastLoaded();
+    const worker = this.leastLoaded(a.request.where);
     if (!worker) return;
     a.worker = worker.id;
     a.attempt += 1;
@@ -210,12 +253,20 @@ export class Dispatcher {
     if (this.assignments.get(runId) === a && a.worker === undefined) this.dispatch(runId, a);
   }
 
-  private leastLoaded(): Worker | undefined {
+  private leastLoaded(where: RunPlacement | undefined): Worker | undefined {
     let best: Worker | undefined;
     for (const w of this.workers.values()) {
+      if (!allows(where, w)) continue;
       const load = w.runs.size / w.handle.profile.slots;
       if (!best || load < best.runs.size / best.handle.profile.slots) best = w;
     }
     return best;
   }
+}
+
+/** Whether a run placed `where` may run on `w`: see RunPlacementSchema. */
+function allows(where: RunPlacement | undefined, w: Worker): boolean {
+  if (where?.node !== undefined && where.node !== w.id) return false;
+  if (w.handle.space !== undefined) return where?.space === w.handle.space;
+  return where?.cloud !== false || where.node === w.id;
 }

@@ -14,6 +14,8 @@ const statusByCode: Record<string, number> = {
   'relay/unknown-run': 404,
   'relay/unknown-model': 404,
   'relay/no-worker': 503,
+  'relay/unknown-node': 409,
+  'relay/space-full': 429,
   'relay/token-required': 401,
   'relay/bad-token': 403,
   'relay/origin-not-allowed': 403,

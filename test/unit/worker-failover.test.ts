@@ -108,8 +108,8 @@ describe('ferry worker processes and failover', () => {
       expect(w.profile.decodeTps).toBeGreaterThan(0);
       expect(w.profile.prefillTps).toBeGreaterThan(0);
     }
-    for (const [authorization, status, code] of [[undefined, 401, 'relay/token-required'], [`Bearer ${'x'.repeat(43)}`, 403, 'relay/bad-token']] as const) {
-      const res = await fetch(relay.url + workerPaths.connect, { headers: authorization ? { authorization } : {} });
+    for (const [authorization, status, code] of [['Basic x', 401, 'relay/token-required'], [`Bearer ${'x'.repeat(43)}`, 403, 'relay/bad-token']] as const) {
+      const res = await fetch(relay.url + workerPaths.connect, { headers: { authorization } });
       expect(res.status).toBe(status);
       expect(v.parse(ErrorBodySchema, await res.json()).error.code).toBe(code);
     }

@@ -3,7 +3,9 @@
  * goes to an attached worker with everything it needs; only the worker a run is assigned to can write into its log;
  * a worker that goes silent is given up on after three missed heartbeats and its run moves to another, with the
  * original input when nothing was published; a stop reaches the worker; a worker of another protocol version is
- * refused; a run started with no worker at all is refused with 503 JSON.
+ * refused; a run started with no worker at all is refused with 503 JSON. Spaces: device nodes (no worker token,
+ * a space in hello) get only their space's runs and are listed only to their space; a run pinned to a node fails
+ * with relay/node-left when the node goes, an unpinned one moves to another node of the space.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
@@ -20,7 +22,11 @@ import {
   toBase64Url,
   workerPaths,
   type PublishResult,
+  SPACE_HEADER,
+  createSpaceSecret,
+  spaceIdOf,
   type RelayToWorker,
+  type RunPlacement,
   type RunMessage,
   type WorkerProfile,
   type WorkerToRelay,
@@ -42,8 +48,8 @@ class FakeWorker {
   private timer: NodeJS.Timeout | undefined;
   private waiters: (() => void)[] = [];
 
-  private constructor(url: string, hello: WorkerToRelay) {
-    this.ws = new WebSocket(`${url.replace('http', 'ws')}${workerPaths.connect}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  private constructor(url: string, hello: WorkerToRelay, token: boolean) {
+    this.ws = new WebSocket(`${url.replace('http', 'ws')}${workerPaths.connect}`, token ? { headers: { authorization: `Bearer ${TOKEN}` } } : {});
     this.ws.on('open', () => this.send(hello));
     this.ws.on('message', (data) => {
       const m = v.parse(RelayToWorkerSchema, JSON.parse(String(data)));
@@ -55,9 +61,27 @@ class FakeWorker {
   }
 
   static async attach(url: string, name: string, protocol = 1): Promise<FakeWorker> {
-    const w = new FakeWorker(url, { type: 'hello', protocol, profile: profile(name) });
+    return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol, profile: profile(name) }, true));
+  }
+
+  /** A device node: no worker token; its hello names `space` (when given). */
+  static async device(url: string, name: string, space: string | undefined): Promise<FakeWorker> {
+    return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol: 1, profile: profile(name), ...(space ? { space } : {}) }, false));
+  }
+
+  static async #join(w: FakeWorker): Promise<FakeWorker> {
     await w.next((m) => m.type === 'welcome' || m.type === 'refused');
     return w;
+  }
+
+  get id(): string {
+    const welcome = this.received.find((m) => m.type === 'welcome');
+    if (!welcome) throw new Error('not welcomed');
+    return welcome.worker;
+  }
+
+  async assigned(): Promise<Extract<RelayToWorker, { type: 'assign' }>> {
+    return this.next((m): m is Extract<RelayToWorker, { type: 'assign' }> => m.type === 'assign');
   }
 
   send(m: WorkerToRelay): void {
@@ -98,11 +122,11 @@ describe('the worker protocol and the dispatcher', () => {
     await dirs?.cleanup();
   });
 
-  const startRun = (text: string): Promise<Response> =>
+  const startRun = (text: string, where?: RunPlacement): Promise<Response> =>
     fetch(`${relay.url}/api/v1/runs`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text } }),
+      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text }, ...(where ? { where } : {}) }),
     });
   const events = async (runId: string): Promise<RunMessage[]> => {
     const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${runId}/events`);
@@ -113,7 +137,8 @@ describe('the worker protocol and the dispatcher', () => {
     ws.close();
     return out;
   };
-  const names = async (): Promise<string[]> => v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list)).json()).workers.map((w) => w.profile.name).sort();
+  const list = async (space?: string) => v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list, { headers: space ? { [SPACE_HEADER]: space } : {} })).json()).workers;
+  const names = async (space?: string): Promise<string[]> => (await list(space)).map((w) => w.profile.name).sort();
 
   test('no worker attached: starting a run is refused with 503 JSON that says how to attach one', async () => {
     const res = await startRun('hello');
@@ -179,5 +204,59 @@ describe('the worker protocol and the dispatcher', () => {
       expect(await new Promise<number>((resolve) => ws.once('close', resolve))).toBe(1008);
     }
     expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
+  });
+
+  test('spaces: device nodes get only their space\'s runs, are listed only to it, and a pinned run fails when its node goes', async () => {
+    const [s1, s2] = await Promise.all([spaceIdOf(createSpaceSecret()), spaceIdOf(createSpaceSecret())]);
+    // No token and no space: refused, with what to do.
+    const stranger = await FakeWorker.device(relay.url, 'stranger', undefined);
+    expect(stranger.received[0]).toMatchObject({ type: 'refused', error: { code: 'relay/token-required' } });
+    expect(await stranger.closed).toBe(WORKER_CLOSE.refused);
+
+    const cloud = await FakeWorker.attach(relay.url, 'cloud');
+    const phone = await FakeWorker.device(relay.url, 'phone', s1);
+    const laptop = await FakeWorker.device(relay.url, 'laptop', s1);
+    const other = await FakeWorker.device(relay.url, 'other', s2);
+    expect(await names()).toEqual(['cloud']);
+    expect(await names(s1)).toEqual(['cloud', 'laptop', 'phone']);
+    expect((await list(s2)).map((w) => [w.profile.name, w.kind])).toEqual([['cloud', 'cloud'], ['other', 'device']]);
+    expect((await fetch(relay.url + workerPaths.list, { headers: { [SPACE_HEADER]: 'not-a-space' } })).status).toBe(400);
+
+    // No placement: a cloud worker, never a device node (even an idle one).
+    const plain = v.parse(RunRecordSchema, await (await startRun('to the cloud')).json());
+    expect((await cloud.assigned()).run).toBe(plain.id);
+    cloud.send({ type: 'finished', run: plain.id, status: 'idle' });
+
+    // Pinned to the laptop: only the laptop hears of it; when the laptop goes, the run fails with relay/node-left.
+    const pinned = v.parse(RunRecordSchema, await (await startRun('to the laptop', { space: s1, node: laptop.id })).json());
+    expect((await laptop.assigned()).request.where).toEqual({ space: s1, node: laptop.id });
+    laptop.close();
+    await laptop.closed;
+    for (let i = 0; i < 50 && (await (await fetch(`${relay.url}/api/v1/runs/${pinned.id}`)).json() as { status: string }).status === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${pinned.id}`)).json())).toMatchObject({ status: 'failed', error: { code: 'relay/node-left' } });
+    expect(phone.received.some((m) => m.type === 'assign')).toBe(false);
+
+    // A pin to a node of another space (or one that is gone) is refused before anything starts.
+    for (const where of [{ space: s1, node: other.id }, { space: s1, node: laptop.id }]) {
+      const res = await startRun('nowhere', where);
+      expect(res.status).toBe(409);
+      expect(v.parse(ErrorBodySchema, await res.json()).error.code).toBe('relay/unknown-node');
+    }
+    // "My devices" in a space nobody offers a node in: 503 with what to do.
+    const empty = await startRun('nobody', { space: await spaceIdOf(createSpaceSecret()), cloud: false });
+    expect(empty.status).toBe(503);
+    expect(v.parse(ErrorBodySchema, await empty.json()).error.message).toMatch(/Offer this device as a node/);
+
+    // My devices only: the space's node gets it, never the cloud or another space; it moves on within the space.
+    const mine = v.parse(RunRecordSchema, await (await startRun('my devices', { space: s1, cloud: false })).json());
+    expect((await phone.assigned()).run).toBe(mine.id);
+    const laptop2 = await FakeWorker.device(relay.url, 'laptop-again', s1);
+    phone.close();
+    expect((await laptop2.assigned()).run).toBe(mine.id);
+    expect(cloud.received.filter((m) => m.type === 'assign')).toHaveLength(1);
+    expect(other.received.some((m) => m.type === 'assign')).toBe(false);
+    laptop2.send({ type: 'finished', run: mine.id, status: 'idle' });
+    for (const w of [cloud, other, laptop2]) w.close();
+    await Promise.all([cloud.closed, other.closed, laptop2.closed, phone.closed]);
   });
 });

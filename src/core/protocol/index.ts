@@ -10,6 +10,8 @@ export { RelayHttp, type RelayHttpOptions, type TransferStats } from './http-cli
 export { fetchSnapshot, publishSession, type FetchResult, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';
 export {
   RelayToWorkerSchema,
+  SPACE_HEADER,
+  SPACE_LIMITS,
   WORKER_CLOSE,
   WORKER_PROTOCOL_VERSION,
   WorkerListSchema,
@@ -22,4 +24,5 @@ export {
   type WorkerProfile,
   type WorkerToRelay,
 } from './workers.ts';
+export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from './spaces.ts';
 export { HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';

@@ -4,6 +4,7 @@
  * response against the same ones. One file so a change to the protocol is one change.
  */
 import * as v from 'valibot';
+import { SpaceIdSchema } from './spaces.ts';
 
 /** Bumped on any incompatible change; it is the path prefix, so old and new clients never misread each other. */
 export const PROTOCOL_VERSION = 1;
@@ -121,6 +122,21 @@ export type ErrorBody = v.InferOutput<typeof ErrorBodySchema>;
 /** A run's id: 128 random bits, 32 lower-case hex characters. */
 export const RunIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex characters'));
 
+/** A worker or device node, as the relay named it when it attached. */
+export const WorkerIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 lower-case hex characters'));
+
+/**
+ * Where a run may go. Without it: any cloud worker. `space`: also that space's device nodes, and cloud workers
+ * unless `cloud` is false (privacy "my devices"). `node`: only that worker or node — a run pinned there fails
+ * with relay/node-left when it goes, instead of moving on (its caller decides where it goes next).
+ */
+export const RunPlacementSchema = v.strictObject({
+  space: v.optional(SpaceIdSchema),
+  node: v.optional(WorkerIdSchema),
+  cloud: v.optional(v.boolean()),
+});
+export type RunPlacement = v.InferOutput<typeof RunPlacementSchema>;
+
 /**
  * Resume snapshot S on the relay's worker. The session key travels only here, for the duration of the run (the
  * worker keeps it in memory, never on disk); the write token lets the worker publish every checkpoint to S.
@@ -134,6 +150,7 @@ export const StartRunRequestSchema = v.strictObject({
     v.strictObject({ type: v.literal('start'), task: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
     v.strictObject({ type: v.literal('resume') }),
   ]),
+  where: v.optional(RunPlacementSchema),
 });
 export type StartRunRequest = v.InferOutput<typeof StartRunRequestSchema>;
 

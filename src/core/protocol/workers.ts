@@ -13,7 +13,8 @@
  * checkpoint published on the snapshot.
  */
 import * as v from 'valibot';
-import { API_PREFIX, RunIdSchema, RunStatusSchema, StartRunRequestSchema } from './wire.ts';
+import { SpaceIdSchema } from './spaces.ts';
+import { API_PREFIX, RunIdSchema, RunStatusSchema, StartRunRequestSchema, WorkerIdSchema } from './wire.ts';
 
 export const WORKER_PROTOCOL_VERSION = 1;
 
@@ -51,7 +52,8 @@ const RunEventSchema = v.looseObject({ type: v.pipe(v.string(), v.minLength(1), 
 const ErrorSchema = v.strictObject({ code: v.pipe(v.string(), v.regex(/^[a-z0-9-]+\/[a-z0-9-]+$/)), message: Label(4096) });
 
 export const WorkerToRelaySchema = v.variant('type', [
-  v.strictObject({ type: v.literal('hello'), protocol: v.pipe(v.number(), v.integer()), profile: WorkerProfileSchema }),
+  /** `space`: required of a device node (no worker token), optional for a cloud worker. */
+  v.strictObject({ type: v.literal('hello'), protocol: v.pipe(v.number(), v.integer()), profile: WorkerProfileSchema, space: v.optional(SpaceIdSchema) }),
   v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: RunEventSchema }),
   v.strictObject({ type: v.literal('finished'), run: RunIdSchema, status: RunStatusSchema, error: v.optional(ErrorSchema) }),
   v.strictObject({ type: v.literal('heartbeat') }),
@@ -59,7 +61,7 @@ export const WorkerToRelaySchema = v.variant('type', [
 export type WorkerToRelay = v.InferOutput<typeof WorkerToRelaySchema>;
 
 export const RelayToWorkerSchema = v.variant('type', [
-  v.strictObject({ type: v.literal('welcome'), worker: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/)), heartbeatMs: v.pipe(v.number(), v.integer(), v.minValue(100)) }),
+  v.strictObject({ type: v.literal('welcome'), worker: WorkerIdSchema, heartbeatMs: v.pipe(v.number(), v.integer(), v.minValue(100)) }),
   /** `request.input` is already what this attempt must run: the original input, or `resume` after a failover. */
   v.strictObject({ type: v.literal('assign'), run: RunIdSchema, attempt: v.pipe(v.number(), v.integer(), v.minValue(1)), request: StartRunRequestSchema }),
   v.strictObject({ type: v.literal('stop'), run: RunIdSchema }),
@@ -67,11 +69,26 @@ export const RelayToWorkerSchema = v.variant('type', [
 ]);
 export type RelayToWorker = v.InferOutput<typeof RelayToWorkerSchema>;
 
-/** The attached workers, as GET workerPaths.list answers. */
+/**
+ * The attached workers, as GET workerPaths.list answers: the cloud workers, and the device nodes of the space named
+ * in the request's SPACE_HEADER (nobody else's). `kind` says which.
+ */
 export const WorkerListSchema = v.strictObject({
-  workers: v.array(v.strictObject({ id: v.string(), embedded: v.boolean(), runs: v.pipe(v.number(), v.integer(), v.minValue(0)), profile: WorkerProfileSchema })),
+  workers: v.array(v.strictObject({
+    id: WorkerIdSchema,
+    kind: v.picklist(['cloud', 'device']),
+    embedded: v.boolean(),
+    runs: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    profile: WorkerProfileSchema,
+  })),
 });
 export type WorkerList = v.InferOutput<typeof WorkerListSchema>;
+
+/** The request header that names a space (its id, never the secret) to list its device nodes too. */
+export const SPACE_HEADER = 'x-ferry-space';
+
+/** How many device nodes one space may have attached at once, and the relay in all. */
+export const SPACE_LIMITS = { nodesPerSpace: 16, deviceNodes: 1024 } as const;
 
 /** WebSocket close codes the relay uses with workers (4000–4999 are the application's). */
 export const WORKER_CLOSE = { refused: 4001, heartbeatMissed: 4002, protocolError: 1008 } as const;

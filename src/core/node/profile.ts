@@ -1,17 +1,16 @@
 /**
- * A worker's profile (DESIGN §7): what it runs and how fast, measured by a short real generation on its own engine
- * when it starts — a prompt of PROFILE_PROMPT_TOKENS then PROFILE_DECODE_TOKENS greedy tokens, in a slot of its
+ * A node's profile (DESIGN §7): what it runs and how fast, measured by a short real generation on its own engine
+ * when it starts (a cloud worker, a browser offering itself as a node) — a prompt of PROFILE_PROMPT_TOKENS then PROFILE_DECODE_TOKENS greedy tokens, in a slot of its
  * own that is released afterwards. A few tens of milliseconds on the tiny demo model.
  */
-import os from 'node:os';
-import type { Engine, GenerationStats } from '../../src/core/llm/engine.ts';
-import type { WorkerProfile } from '../../src/core/protocol/index.ts';
+import type { Engine, GenerationStats } from '../llm/engine.ts';
+import type { WorkerProfile } from '../protocol/index.ts';
 
 const PROFILE_PROMPT_TOKENS = 128;
 const PROFILE_DECODE_TOKENS = 32;
 const SLOT = 'ferry-profile';
 
-export async function measureProfile(engine: Engine, options: { name?: string | undefined; slots: number }): Promise<WorkerProfile> {
+export async function measureProfile(engine: Engine, options: { name: string; slots: number }): Promise<WorkerProfile> {
   const word = await engine.tokenize(' the');
   const tokens = Array.from({ length: Math.min(PROFILE_PROMPT_TOKENS, Math.floor(engine.info.contextSize / 2)) }, (_, i) => word[i % word.length]!);
   let stats: GenerationStats | undefined;
@@ -21,7 +20,7 @@ export async function measureProfile(engine: Engine, options: { name?: string | 
   await engine.releaseSlot?.(SLOT);
   const round = (n: number | undefined): number => (n !== undefined && Number.isFinite(n) ? Math.round(n) : 0);
   return {
-    name: options.name ?? `${os.hostname()}-${process.pid}`,
+    name: options.name,
     model: engine.info.model,
     tokenizer: engine.info.tokenizerId,
     engine: engine.info.id,

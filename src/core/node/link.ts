@@ -1,0 +1,150 @@
+/**
+ * A node's link to its relay (src/core/protocol/workers.ts): one WebSocket over which it says hello with its
+ * measured profile (and its space, for a device node), runs what it is assigned on its RunHost, sends every event
+ * back in order, and heartbeats. The one implementation for `ferry worker` processes (server/worker/remote.ts opens
+ * the socket with the worker token) and browsers offering themselves as nodes (src/browser/device-node.ts).
+ * Runs belong to the connection they were assigned on: when it drops, the node abandons them (the relay hands
+ * them on) and reconnects with backoff. A refusal (wrong token, other protocol version, a full space) is fatal,
+ * not retried.
+ */
+import { FerryError } from '../errors.ts';
+import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, fromBase64Url, parseWire, workerPaths, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
+import type { RunHost } from './run-host.ts';
+
+/** The part of the Web-standard WebSocket a link uses (the `ws` package's WebSocket has it too). */
+export interface LinkSocket {
+  readonly readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: unknown) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type LinkState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+export interface NodeLinkOptions {
+  relayUrl: string;
+  host: RunHost;
+  profile: WorkerProfile;
+  /** A device node's space id (spaceIdOf(secret)); absent for a cloud worker. */
+  space?: string;
+  /** Opens the socket to `url`; `refuse` ends the link for good (e.g. the relay answered the upgrade with 401). */
+  open(url: string, refuse: (err: FerryError) => void): LinkSocket;
+  log(message: string, details?: Record<string, unknown>): void;
+  onState?(state: LinkState, detail?: string): void;
+}
+
+const OPEN = 1;
+const MAX_BACKOFF_MS = 30_000;
+
+export class NodeLink {
+  #socket: LinkSocket | undefined;
+  #closing = false;
+  #backoffMs = 500;
+  #fatal: ((err: FerryError) => void) | undefined;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  /** The id the relay gave it on the current connection. */
+  id: string | undefined;
+
+  constructor(private readonly opts: NodeLinkOptions) {}
+
+  /**
+   * Connects and stays connected (reconnecting after drops). Resolves at the first welcome; rejects on a refusal
+   * before it — later refusals go to `onFatal`.
+   */
+  start(onFatal: (err: FerryError) => void): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let welcomed = false;
+      this.#fatal = (err) => {
+        this.#closing = true;
+        this.opts.onState?.('closed', err.message);
+        if (welcomed) onFatal(err);
+        else reject(err);
+      };
+      this.#connect((id) => {
+        if (!welcomed) resolve(id);
+        welcomed = true;
+      });
+    });
+  }
+
+  /** Leaves: runs are cut, checkpointed and published (the relay moves them on), then the socket closes. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#retry);
+    await this.opts.host.drain();
+    this.#socket?.close(1000, 'node leaving');
+    this.opts.onState?.('closed');
+  }
+
+  #connect(onWelcome: (id: string) => void): void {
+    const url = new URL(workerPaths.connect, this.opts.relayUrl);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.opts.onState?.('connecting');
+    const ws = this.opts.open(url.href, (err) => this.#fatal?.(err));
+    this.#socket = ws;
+    const runs = new Set<string>();
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    const send = (m: WorkerToRelay): void => {
+      if (ws.readyState === OPEN) ws.send(JSON.stringify(m));
+    };
+
+    ws.onopen = () => {
+      this.#backoffMs = 500;
+      send({ type: 'hello', protocol: WORKER_PROTOCOL_VERSION, profile: this.opts.profile, ...(this.opts.space ? { space: this.opts.space } : {}) });
+    };
+    ws.onmessage = (event) => {
+      let message;
+      try {
+        message = parseWire(RelayToWorkerSchema, JSON.parse(String(event.data)), 'A relay message', 'protocol/bad-message');
+      } catch (err) {
+        this.opts.log('malformed message from the relay; reconnecting', { error: err instanceof Error ? err.message : String(err) });
+        ws.close(1008, 'malformed message');
+        return;
+      }
+      switch (message.type) {
+        case 'welcome':
+          this.id = message.worker;
+          heartbeat = setInterval(() => send({ type: 'heartbeat' }), message.heartbeatMs);
+          this.opts.onState?.('connected');
+          onWelcome(message.worker);
+          break;
+        case 'assign': {
+          const { run, request } = message;
+          runs.add(run);
+          this.opts.log('run assigned', { run, attempt: message.attempt, input: request.input.type });
+          this.opts.host.start(run, request, fromBase64Url(request.key, 'protocol/bad-message'), {
+            emit: (e) => send({ type: 'event', run, event: e }),
+            finish: (status, error) => {
+              runs.delete(run);
+              send({ type: 'finished', run, status, ...(error ? { error } : {}) });
+            },
+          });
+          break;
+        }
+        case 'stop':
+          void this.opts.host.stop(message.run);
+          break;
+        case 'refused':
+          this.#fatal?.(new FerryError('relay/worker-refused', `The relay refused this node: ${message.error.message}`, { details: { code: message.error.code } }));
+          ws.close(1000);
+          break;
+      }
+    };
+    ws.onerror = () => this.opts.log('the connection to the relay failed');
+    ws.onclose = () => {
+      clearInterval(heartbeat);
+      // The relay hands these to other nodes once it notices; continuing them here would make two writers.
+      for (const run of runs) this.opts.host.abandon(run);
+      runs.clear();
+      if (this.#closing) return;
+      const wait = this.#backoffMs;
+      this.#backoffMs = Math.min(MAX_BACKOFF_MS, this.#backoffMs * 2);
+      this.opts.onState?.('disconnected', `reconnecting in ${wait} ms`);
+      this.opts.log(`disconnected from the relay; reconnecting in ${wait} ms`);
+      this.#retry = setTimeout(() => this.#connect(onWelcome), wait);
+    };
+  }
+}

@@ -8,18 +8,9 @@ import { openIdbStore } from '../src/browser/idb-store.ts';
 import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-engine.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { createAgentApi } from '../src/core/runtime/agent-api.ts';
-import type { WorkerHandle } from '../src/core/runtime/tool-worker.ts';
+import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 export type BrowserEngineSpec = { kind: 'wllama' } & WllamaEngineOptions;
-
-function spawnToolWorker(): WorkerHandle {
-  const worker = new Worker(new URL('./tool.worker.ts', import.meta.url), { type: 'module' });
-  return {
-    endpoint: worker,
-    terminate: () => worker.terminate(),
-    onExit: (listener) => worker.addEventListener('error', (e) => listener(e.message || 'the tool worker failed to load'), { once: true }),
-  };
-}
 
 /**
  * The loaded model outlives a session: the app reopens a session (after a fork, a rollback, a move back, another

@@ -6,7 +6,7 @@
 import WebSocket from 'ws';
 import * as v from 'valibot';
 import { FerryError } from '../../src/core/errors.ts';
-import { NodeLink, type LinkSocket } from '../../src/core/node/link.ts';
+import { NodeLink } from '../../src/core/node/link.ts';
 import type { RunHost } from '../../src/core/node/run-host.ts';
 import { ErrorBodySchema, type WorkerProfile } from '../../src/core/protocol/index.ts';
 
@@ -43,8 +43,7 @@ export class RemoteWorker {
             ws.terminate();
           });
         });
-        // ws implements the WebSocket interface the link uses; its handler types are just wider than LinkSocket's.
-        return ws as unknown as LinkSocket;
+        return ws;
       },
     });
   }

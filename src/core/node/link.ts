@@ -11,13 +11,16 @@ import { FerryError } from '../errors.ts';
 import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, fromBase64Url, parseWire, workerPaths, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
 import type { RunHost } from './run-host.ts';
 
+/** An event handler whose parameter is checked both ways, as DOM handler properties are (each WebSocket has its own event types). */
+type Handler<E> = { bivariant(event: E): void }['bivariant'];
+
 /** The part of the Web-standard WebSocket a link uses (the `ws` package's WebSocket has it too). */
 export interface LinkSocket {
   readonly readyState: number;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: unknown) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<unknown> | null;
+  onerror: Handler<unknown> | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
@@ -34,6 +37,8 @@ export interface NodeLinkOptions {
   open(url: string, refuse: (err: FerryError) => void): LinkSocket;
   log(message: string, details?: Record<string, unknown>): void;
   onState?(state: LinkState, detail?: string): void;
+  /** The runs this node has now, after each is assigned or ends. */
+  onRuns?(active: number): void;
 }
 
 const OPEN = 1;
@@ -120,8 +125,10 @@ export class NodeLink {
             finish: (status, error) => {
               runs.delete(run);
               send({ type: 'finished', run, status, ...(error ? { error } : {}) });
+              this.opts.onRuns?.(runs.size);
             },
           });
+          this.opts.onRuns?.(runs.size);
           break;
         }
         case 'stop':

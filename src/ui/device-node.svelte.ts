@@ -1,0 +1,116 @@
+/**
+ * "Offer this device as a node" for the UI: the running DeviceNode (kept while the user moves between screens),
+ * its live status, and this device's space — its pairing link and QR code, joining another device's space by its
+ * link, and the space's nodes as the relay lists them. The node code and the QR encoder load only when used.
+ */
+import { FerryError } from '../core/errors.ts';
+import type { WorkerList } from '../core/protocol/index.ts';
+import type { DeviceNode, NodeStatus } from '../browser/device-node.ts';
+import type { ModelChoice } from '../browser/app-state.ts';
+import { describeError, type UiError } from './errors.ts';
+
+/** A pairing link in the address (the fragment never reaches the relay): `#space=<secret>`. */
+const PAIRING = /^#space=([A-Za-z0-9_-]{43})$/;
+
+class NodeOffer {
+  status = $state.raw<NodeStatus | null>(null);
+  error = $state.raw<UiError | null>(null);
+  busy = $state(false);
+  /** The space's other devices, as last listed. */
+  peers = $state.raw<WorkerList['workers']>([]);
+  /** Set when this page was opened by a pairing link and joined that space. */
+  joined = $state(false);
+  #node: DeviceNode | undefined;
+
+  get offering(): boolean {
+    return this.#node !== undefined;
+  }
+
+  async start(relay: string, model: ModelChoice | null): Promise<void> {
+    if (this.#node || this.busy) return;
+    this.busy = true;
+    this.error = null;
+    try {
+      if (!model) throw new FerryError('app/no-model', 'Choose a model on the Models screen first: a node runs sessions with this device\'s model.');
+      const { DeviceNode } = await import('../browser/device-node.ts');
+      const { node, status } = await DeviceNode.start({ relay, model, name: deviceName(), onStatus: (s) => (this.status = s) });
+      this.#node = node;
+      this.status = status;
+    } catch (err) {
+      this.error = describeError(err);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const node = this.#node;
+    if (!node) return;
+    this.busy = true;
+    try {
+      await node.stop();
+    } finally {
+      this.#node = undefined;
+      this.status = null;
+      this.busy = false;
+    }
+  }
+
+  /** This device's pairing link and its QR code (SVG). */
+  async pairing(relay: string): Promise<{ link: string; qrSvg: string }> {
+    const [{ spacePairingLink }, { shareQrSvg }] = await Promise.all([import('../browser/device-node.ts'), import('../browser/relay-client.ts')]);
+    const link = spacePairingLink(relay);
+    return { link, qrSvg: await shareQrSvg(link) };
+  }
+
+  /** Joins the space of a pairing link a person pasted; a node already offering restarts in the new space. */
+  async join(link: string, relay: string, model: ModelChoice | null): Promise<boolean> {
+    this.error = null;
+    try {
+      const { joinSpace } = await import('../browser/device-node.ts');
+      joinSpace(link.trim());
+    } catch (err) {
+      this.error = describeError(err);
+      return false;
+    }
+    if (this.#node) {
+      await this.stop();
+      await this.start(relay, model);
+    }
+    return true;
+  }
+
+  /**
+   * Takes a pairing link this page was opened with (`/#space=<secret>`): joins its space and replaces the address,
+   * so the secret stays neither in the address bar nor in the history. Returns whether it did.
+   */
+  async takePairingFromAddress(): Promise<boolean> {
+    if (!PAIRING.test(location.hash)) return false;
+    const { joinSpace } = await import('../browser/device-node.ts');
+    joinSpace(location.href);
+    history.replaceState(null, '', '#/settings');
+    this.joined = true;
+    return true;
+  }
+
+  /** The space's devices that offer themselves now (the relay lists only this space's). */
+  async refreshPeers(relay: string): Promise<void> {
+    try {
+      const [{ currentSpaceId }, { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths }] = await Promise.all([import('../browser/device-node.ts'), import('../core/protocol/index.ts')]);
+      const res = await fetch(`${relay}${workerPaths.list}`, { headers: { [SPACE_HEADER]: await currentSpaceId() }, cache: 'no-store', signal: AbortSignal.timeout(5000) });
+      if (!res.ok) throw new FerryError('relay/unreachable', `The relay answered ${res.status} for its nodes.`);
+      this.peers = parseWire(WorkerListSchema, await res.json(), "The relay's node list", 'relay/bad-response').workers.filter((w) => w.kind === 'device');
+    } catch (err) {
+      this.error = describeError(err);
+    }
+  }
+}
+
+/** How other devices see this one: its platform and a short random suffix (no fingerprinting detail). */
+function deviceName(): string {
+  const platform = (navigator as Navigator & { userAgentData?: { platform?: string } }).userAgentData?.platform || (/Android|iPhone|iPad|Mac|Windows|Linux/.exec(navigator.userAgent)?.[0] ?? 'device');
+  const phone = matchMedia('(pointer: coarse)').matches ? 'phone' : 'browser';
+  return `${platform} ${phone} ${crypto.getRandomValues(new Uint16Array(1))[0]!.toString(16)}`;
+}
+
+export const nodeOffer = new NodeOffer();

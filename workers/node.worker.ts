@@ -1,0 +1,102 @@
+/**
+ * The node worker: this browser offering itself as a node of its space (DESIGN §7 "devices as nodes"). It loads the
+ * device's model into its own wllama engine, measures its speed with a short real generation, attaches to the relay
+ * over the node link with that profile and the space id, and runs what the relay assigns it on a RunHost — the same
+ * code as a cloud worker: fetch the snapshot, continue the session, publish every checkpoint. Tools run in nested
+ * tool workers, as in the agent worker. Reached from the page through comlink (src/browser/device-node.ts).
+ */
+import { expose } from 'comlink';
+import { FerryError, isFerryError, type SerializedError } from '../src/core/errors.ts';
+import type { Engine } from '../src/core/llm/engine.ts';
+import { NodeLink, type LinkState } from '../src/core/node/link.ts';
+import { measureProfile } from '../src/core/node/profile.ts';
+import { RunHost } from '../src/core/node/run-host.ts';
+import { loadComponent, type LoadedComponent } from '../src/core/runtime/load.ts';
+import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-worker.ts';
+import type { WorkerProfile } from '../src/core/protocol/index.ts';
+import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-engine.ts';
+import { spawnToolWorker } from './spawn-tool-worker.ts';
+
+export interface NodeStartOptions {
+  relayUrl: string;
+  /** The space id (spaceIdOf(secret)); the secret itself never leaves the page. */
+  space: string;
+  name: string;
+  engine: WllamaEngineOptions;
+  /** Every component build this device has, by id (a run names its components by id). */
+  components: Record<string, ComponentFiles>;
+}
+
+export interface NodeStatus {
+  state: LinkState;
+  detail?: string;
+  /** The relay's id for this node, once attached. */
+  id?: string;
+  profile?: WorkerProfile;
+  /** Runs in progress here. */
+  runs: number;
+}
+
+let current: { link: NodeLink; host: RunHost; engine: Engine } | undefined;
+
+async function stop(): Promise<void> {
+  const node = current;
+  current = undefined;
+  if (!node) return;
+  await node.link.close();
+  await node.engine.dispose();
+}
+
+const api = {
+  /** Starts offering; resolves once the relay has welcomed the node (or with the reason it could not). */
+  async start(options: NodeStartOptions, onStatus: (status: NodeStatus) => void): Promise<{ ok: NodeStatus } | { error: SerializedError }> {
+    try {
+      await stop();
+      const engine = await createWllamaEngine(options.engine);
+      const loaded = new Map<string, Promise<LoadedComponent>>();
+      const load = (id: string): Promise<LoadedComponent> => {
+        const files = options.components[id];
+        if (!files) return Promise.reject(new FerryError('runtime/missing-component', `This device has no component ${id.slice(0, 16)}…; the session was made with another build of Ferry. Update the app on both devices.`));
+        let p = loaded.get(id);
+        if (!p) loaded.set(id, (p = loadComponent(id, { read: async (file) => files[file] ?? new Uint8Array() })));
+        return p;
+      };
+      const profile = await measureProfile(engine, { name: options.name, slots: 1 });
+      const host = new RunHost({
+        engine,
+        load,
+        startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: options.components[component.id]! }),
+        relayUrl: () => options.relayUrl,
+        kv: { prefillTps: profile.prefillTps },
+      });
+      let status: NodeStatus = { state: 'connecting', profile, runs: 0 };
+      const report = (patch: Partial<NodeStatus>): void => {
+        status = { ...status, ...patch, runs: host.load };
+        onStatus(status);
+      };
+      const link = new NodeLink({
+        relayUrl: options.relayUrl,
+        host,
+        profile,
+        space: options.space,
+        open: (url) => new WebSocket(url),
+        log: (message, details) => console.info(`ferry node: ${message}`, details ?? ''),
+        onRuns: () => report({}),
+        onState: (state, detail) => report({ state, ...(detail ? { detail } : {}), ...(link.id ? { id: link.id } : {}) }),
+      });
+      current = { link, host, engine };
+      const id = await link.start((err) => report({ state: 'closed', detail: err.message }));
+      report({ state: 'connected', id });
+      return { ok: status };
+    } catch (err) {
+      await stop().catch(() => undefined);
+      const ferry = isFerryError(err) ? err : new FerryError('node/start-failed', `This device could not start as a node: ${err instanceof Error ? err.message : String(err)}.`, { cause: err });
+      return { error: ferry.toJSON() };
+    }
+  },
+  /** Stops offering: runs in progress are checkpointed and published (the relay moves them on), then it detaches. */
+  stop,
+};
+
+export type NodeWorkerApi = typeof api;
+expose(api);

@@ -81,16 +81,20 @@ class NodeOffer {
   }
 
   /**
-   * Takes a pairing link this page was opened with (`/#space=<secret>`): joins its space and replaces the address,
-   * so the secret stays neither in the address bar nor in the history. Returns whether it did.
+   * Takes a pairing link (`/#space=<secret>`) the page is opened with or navigated to: joins its space, replaces the
+   * address so the secret stays neither in the address bar nor in the history, and calls `onJoined`.
    */
-  async takePairingFromAddress(): Promise<boolean> {
-    if (!PAIRING.test(location.hash)) return false;
-    const { joinSpace } = await import('../browser/device-node.ts');
-    joinSpace(location.href);
-    history.replaceState(null, '', '#/settings');
-    this.joined = true;
-    return true;
+  listenForPairing(onJoined: () => void): void {
+    const take = async (): Promise<void> => {
+      if (!PAIRING.test(location.hash)) return;
+      const { joinSpace } = await import('../browser/device-node.ts');
+      joinSpace(location.href);
+      history.replaceState(null, '', '#/settings');
+      this.joined = true;
+      onJoined();
+    };
+    addEventListener('hashchange', () => void take());
+    void take();
   }
 
   /** The space's devices that offer themselves now (the relay lists only this space's). */

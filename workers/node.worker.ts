@@ -7,6 +7,7 @@
  */
 import { expose } from 'comlink';
 import { FerryError, isFerryError, type SerializedError } from '../src/core/errors.ts';
+import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { NodeLink, type LinkState } from '../src/core/node/link.ts';
 import { measureProfile } from '../src/core/node/profile.ts';
@@ -25,6 +26,8 @@ export interface NodeStartOptions {
   engine: WllamaEngineOptions;
   /** Every component build this device has, by id (a run names its components by id). */
   components: Record<string, ComponentFiles>;
+  /** The share of a CPU the node's engine may use, in (0, 1]; default all of it. */
+  cpuShare?: number;
 }
 
 export interface NodeStatus {
@@ -38,6 +41,8 @@ export interface NodeStatus {
 }
 
 let current: { link: NodeLink; host: RunHost; engine: Engine } | undefined;
+/** Kept across restarts, so a cap set while stopped holds when the node starts again. */
+const share = cpuShare();
 
 async function stop(): Promise<void> {
   const node = current;
@@ -52,7 +57,8 @@ const api = {
   async start(options: NodeStartOptions, onStatus: (status: NodeStatus) => void): Promise<{ ok: NodeStatus } | { error: SerializedError }> {
     try {
       await stop();
-      const engine = await createWllamaEngine(options.engine);
+      if (options.cpuShare !== undefined) share.set(options.cpuShare);
+      const engine = withCpuShare(await createWllamaEngine(options.engine), share);
       const loaded = new Map<string, Promise<LoadedComponent>>();
       const load = (id: string): Promise<LoadedComponent> => {
         const files = options.components[id];
@@ -96,6 +102,10 @@ const api = {
   },
   /** Stops offering: runs in progress are checkpointed and published (the relay moves them on), then it detaches. */
   stop,
+  /** Caps the node's engine at `fraction` of a CPU from its next token on (its measured profile stays as attached). */
+  setCpuShare(fraction: number): void {
+    share.set(fraction);
+  },
 };
 
 export type NodeWorkerApi = typeof api;

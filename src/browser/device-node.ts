@@ -52,6 +52,8 @@ export interface DeviceNodeOptions {
   model: ModelChoice;
   /** How other devices see this one in their lists. */
   name: string;
+  /** The share of a CPU the node may use, in (0, 1]. */
+  cpuShare?: number;
   onStatus(status: NodeStatus): void;
   onModelProgress?(progress: DownloadProgress): void;
 }
@@ -85,6 +87,7 @@ export class DeviceNode {
           space,
           name: opts.name,
           components,
+          ...(opts.cpuShare !== undefined ? { cpuShare: opts.cpuShare } : {}),
           engine: { model: file, ...(opts.model.source === 'relay' ? { modelId: opts.model.id, contextSize: Math.min(opts.model.contextSize, MAX_CONTEXT) } : {}) },
         },
         proxy(opts.onStatus),
@@ -99,6 +102,11 @@ export class DeviceNode {
       throw FerryError.fromJSON(result.error);
     }
     return { node, status: result.ok };
+  }
+
+  /** Caps the node at `fraction` of a CPU from its next token on. */
+  async setCpuShare(fraction: number): Promise<void> {
+    await this.#remote.setCpuShare(fraction);
   }
 
   /** Stops offering: runs here are checkpointed and published first, so the relay hands them on intact. */

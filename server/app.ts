@@ -14,6 +14,8 @@ import { RelayStore } from './relay/relay-store.ts';
 import { RunHost } from '../src/core/node/run-host.ts';
 import { openComponentLibrary } from './relay/component-library.ts';
 import { Dispatcher } from './relay/dispatcher.ts';
+import { ServingEngines } from './relay/worker-engines.ts';
+import { openAiApi } from './api/openai.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
@@ -95,7 +97,14 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   registerMetrics(app, metrics);
   const workerToken = await loadWorkerToken(config.dataDir, config.workerToken);
   const dispatcher = new Dispatcher(store.runs, store.snapshots, app.log);
-  const hosted = config.model ? await serveModel(app, config.model, config.dataDir) : undefined;
+  // The OpenAI-compatible /v1 API, served by the relay's own engine and by every attached cloud worker's.
+  const engines = new ServingEngines();
+  const hosted = config.model ? await serveModel(app, config.model, config.dataDir, engines) : undefined;
+  await app.register(async (scope) => {
+    // The first /v1 request waits for the relay's own model to load (it starts loading once the relay listens).
+    if (hosted) scope.addHook('onRequest', async () => void (await hosted.load()));
+    await scope.register(openAiApi, { engines });
+  });
   let embedded: RunHost | undefined;
   if (hosted && config.embeddedWorker) {
     const components = await openComponentLibrary(config.componentDirs);
@@ -117,7 +126,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     // Runs end (checkpointed and published) before the engine they use goes away.
     await embedded?.close();
   });
-  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, workerToken, heartbeatMs: config.heartbeatMs });
+  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs });
 
   app.get('/healthz', async () => ({
     status: 'ok',
@@ -155,41 +164,34 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
 }
 
 /**
- * Hosts a GGUF model (a path, URL or hf: reference, fetched once into <data>/models) with node-llama-cpp behind
- * the OpenAI-compatible /v1 API. The reference is resolved and checked before the relay listens (a wrong path stops
- * it with the fix); llama.cpp is imported and loads the model once the relay listens (about a second of the main
- * thread, and more for a large model, that would otherwise delay it), or at the first /v1 request, which waits.
+ * Hosts a GGUF model (a path, URL or hf: reference, fetched once into <data>/models) with node-llama-cpp: the
+ * embedded worker's engine, also behind /v1. The reference is resolved and checked before the relay listens (a
+ * wrong path stops it with the fix); llama.cpp is imported and loads the model once the relay listens (about a
+ * second of the main thread, and more for a large model, that would otherwise delay it), or at the first `load()`.
  */
-async function serveModel(app: FastifyInstance, spec: string, dataDir: string): Promise<{ ready: Promise<Engine>; closed: boolean }> {
-  const [{ resolveModel }, { openModelEngine, hostedModelFile }, { openAiApi }, { modelFileRoutes }] = await Promise.all([
+async function serveModel(app: FastifyInstance, spec: string, dataDir: string, engines: ServingEngines): Promise<{ ready: Promise<Engine>; load(): Promise<Engine>; closed: boolean }> {
+  const [{ resolveModel }, { openModelEngine, hostedModelFile }, { modelFileRoutes }] = await Promise.all([
     import('./llm/models.ts'),
     import('./llm/open-model.ts'),
-    import('./api/openai.ts'),
     import('./api/model-files.ts'),
   ]);
   const log = (message: string): void => app.log.info(message);
   const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(process.env.HF_TOKEN ? { hfToken: process.env.HF_TOKEN } : {}) });
   // Browsers download the same file from here (issue 5), so a device without internet runs the relay's model.
   await app.register(modelFileRoutes, { models: [await hostedModelFile(model)] });
-  let load!: () => void;
-  const started = new Promise<void>((resolve) => (load = resolve));
+  let start!: () => void;
+  const started = new Promise<void>((resolve) => (start = resolve));
   let loaded: Engine | undefined;
-  const hosted = { ready: started.then(() => openModelEngine(model, dataDir)).then((e) => (loaded = e)), closed: false };
-  hosted.ready.catch(() => undefined);
-  let engine: Engine | undefined;
-  app.addHook('onListen', async () => load());
+  const ready = started.then(() => openModelEngine(model, dataDir)).then((e) => (loaded = e));
+  ready.catch(() => undefined);
+  engines.setOwn(() => loaded);
+  const hosted = { ready, load: () => (start(), ready), closed: false };
+  app.addHook('onListen', async () => start());
   app.addHook('onClose', async () => {
     hosted.closed = true;
     // A close during the load does not wait for it: that engine is freed whenever it arrives.
     if (loaded) await loaded.dispose();
-    else void hosted.ready.then((e) => e.dispose(), () => undefined);
-  });
-  await app.register(async (scope) => {
-    scope.addHook('onRequest', async () => {
-      load();
-      engine ??= await hosted.ready;
-    });
-    await scope.register(openAiApi, { engine: () => engine! });
+    else void ready.then((e) => e.dispose(), () => undefined);
   });
   return hosted;
 }

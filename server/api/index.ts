@@ -11,6 +11,7 @@ import { snapshotRoutes } from './snapshots.ts';
 import { runRoutes } from './runs.ts';
 import type { Dispatcher } from '../relay/dispatcher.ts';
 import { workerRoutes } from './workers.ts';
+import type { ServingEngines } from '../relay/worker-engines.ts';
 
 export interface ApiOptions {
   store: RelayStore;
@@ -18,6 +19,8 @@ export interface ApiOptions {
   security: SecurityOptions;
   maxObjectBytes: number;
   dispatcher: Dispatcher;
+  /** The /v1 API's engines: attached cloud workers join it. */
+  engines: ServingEngines;
   workerToken: string;
   heartbeatMs: number;
 }
@@ -32,5 +35,5 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
     publishPerMinute: Math.ceil(opts.security.rateLimitPerMinute / 10),
   });
   await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
-  await app.register(workerRoutes, { dispatcher: opts.dispatcher, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
+  await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

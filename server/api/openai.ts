@@ -4,14 +4,28 @@ import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Grammar, Prompt } from '../../src/core/llm/engine.ts';
 
 /**
- * An OpenAI-compatible API served from any Engine: `GET /v1/models`, `POST /v1/chat/completions` and
+ * An OpenAI-compatible API served from Engines: `GET /v1/models`, `POST /v1/chat/completions` and
  * `POST /v1/completions` (a text or a token-id prompt, as vLLM and llama.cpp's server accept), with SSE streaming
- * and usage. Registered by the relay with the engine it hosts; a client going away cancels its generation.
+ * and usage. The relay registers it with its workers' engines (relay/worker-engines.ts); a client going away
+ * cancels its generation.
  */
+
+/** What the API needs of an engine. */
+export type ServingEngine = Pick<Engine, 'info' | 'generate'>;
+
+/** The engines behind the API: every one there is (for the model list), and the one to serve a model with. */
+export interface EngineSource {
+  all(): readonly ServingEngine[];
+  /** Throws api/unknown-model when no engine serves `model`. */
+  pick(model: string): ServingEngine;
+}
+
 export interface OpenAiApiOptions {
-  /** The engine behind the API (a function, so the relay can swap models without re-registering). */
-  readonly engine: Engine | (() => Engine);
-  /** The model name clients see and must send; default: the engine's model id. */
+  /** One engine behind the API (a function, so the caller can swap models without re-registering)… */
+  readonly engine?: Engine | (() => Engine);
+  /** …or several (the relay's workers). */
+  readonly engines?: EngineSource;
+  /** With `engine`: the model name clients see and must send; default: the engine's model id. */
   readonly modelName?: string;
   /** max_tokens when a request gives none. Default 512. */
   readonly defaultMaxTokens?: number;
@@ -94,22 +108,46 @@ function usage(stats: GenerationStats) {
   };
 }
 
+/** One engine as a source, under the name clients use for it. */
+function singleEngine(engine: Engine | (() => Engine), name: string | undefined): { source: EngineSource; nameOf(e: ServingEngine): string } {
+  const get = (): Engine => (typeof engine === 'function' ? engine() : engine);
+  const nameOf = (e: ServingEngine): string => name ?? e.info.model;
+  return {
+    nameOf,
+    source: {
+      all: () => [get()],
+      pick: (model) => {
+        const e = get();
+        if (model !== nameOf(e)) throw new FerryError('api/unknown-model', `The model "${model}" is not served here; this endpoint serves "${nameOf(e)}" (see GET /v1/models).`);
+        return e;
+      },
+    },
+  };
+}
+
 export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, options) => {
-  const engineOf = () => (typeof options.engine === 'function' ? options.engine() : options.engine);
-  const modelName = () => options.modelName ?? engineOf().info.model;
+  const { source, nameOf } = options.engines
+    ? { source: options.engines, nameOf: (e: ServingEngine) => e.info.model }
+    : options.engine
+      ? singleEngine(options.engine, options.modelName)
+      : (() => {
+          throw new FerryError('api/no-engine', 'The OpenAI-compatible API needs an engine or an engine source.');
+        })();
   const created = Math.floor(Date.now() / 1000);
 
-  app.get('/v1/models', async () => ({
-    object: 'list',
-    data: [{ id: modelName(), object: 'model', created, owned_by: 'ferry', ferry: { engine: engineOf().info.id, context_size: engineOf().info.contextSize } }],
-  }));
+  app.get('/v1/models', async () => {
+    // One entry per model, however many workers serve it.
+    const models = new Map<string, ServingEngine>();
+    for (const e of source.all()) if (!models.has(nameOf(e))) models.set(nameOf(e), e);
+    return {
+      object: 'list',
+      data: [...models].map(([id, e]) => ({ id, object: 'model', created, owned_by: 'ferry', ferry: { engine: e.info.id, context_size: e.info.contextSize } })),
+    };
+  });
 
   /** Runs one request, as a single JSON answer or as server-sent events. */
   async function serve(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'text', body: ChatBody | CompletionBody, prompt: Prompt, grammar?: Grammar): Promise<void> {
-    if (body.model !== modelName()) {
-      throw new FerryError('api/unknown-model', `The model "${body.model}" is not served here; this endpoint serves "${modelName()}" (see GET /v1/models).`);
-    }
-    const engine = engineOf();
+    const engine = source.pick(body.model);
     const abort = new AbortController();
     // The client went away (closed the stream, or gave up on a long answer): stop generating for it.
     reply.raw.on('close', () => {
@@ -128,7 +166,7 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
       signal: abort.signal,
     };
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID()}`;
-    const base = { id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName() };
+    const base = { id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: body.model };
     const choice = (text: string, finishReason: string | null, first = false) =>
       kind === 'chat' ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: finishReason } : { index: 0, text, finish_reason: finishReason };
     const events = engine.generate(generate)[Symbol.asyncIterator]();

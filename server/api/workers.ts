@@ -22,9 +22,12 @@ import {
 } from '../../src/core/protocol/index.ts';
 import type { Dispatcher } from '../relay/dispatcher.ts';
 import { workerTokenMatches } from '../relay/worker-token.ts';
+import { WorkerEngine, type ServingEngines } from '../relay/worker-engines.ts';
 
 export interface WorkerRoutesOptions {
   dispatcher: Dispatcher;
+  /** A cloud worker's engine serves /v1 while it is attached (device nodes' never do). */
+  engines: ServingEngines;
   workerToken: string;
   heartbeatMs: number;
 }
@@ -61,6 +64,7 @@ export async function workerRoutes(app: FastifyInstance, opts: WorkerRoutesOptio
 function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyInstance['log'], cloud: boolean): void {
   const { dispatcher } = opts;
   let workerId: string | undefined;
+  let engine: WorkerEngine | undefined;
   let lastSeen = Date.now();
   let lost = 'connection closed';
   const send = (m: RelayToWorker): void => {
@@ -119,17 +123,25 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
         return close(WORKER_CLOSE.refused, error.code);
       }
       workerId = id;
+      if (cloud) {
+        engine = new WorkerEngine(message.profile, send);
+        opts.engines.add(id, engine);
+      }
       send({ type: 'welcome', worker: id, heartbeatMs: opts.heartbeatMs });
       return;
     }
     if (workerId === undefined) return close(WORKER_CLOSE.protocolError, 'hello must come first');
     if (message.type === 'event') dispatcher.event(workerId, message.run, message.event);
     else if (message.type === 'finished') dispatcher.finished(workerId, message.run, message.status, message.error);
+    else if (message.type === 'generation' || message.type === 'generation-failed') engine?.deliver(message);
   });
 
   socket.on('close', () => {
     clearTimeout(helloTimer);
     clearInterval(beat);
-    if (workerId !== undefined) dispatcher.detach(workerId, lost);
+    if (workerId !== undefined) {
+      opts.engines.remove(workerId, lost);
+      dispatcher.detach(workerId, lost);
+    }
   });
 }

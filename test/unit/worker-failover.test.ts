@@ -10,6 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
+import OpenAI from 'openai';
+import { generateAll } from '../../src/core/llm/collect.ts';
 import * as v from 'valibot';
 import {
   ErrorBodySchema,
@@ -113,6 +115,35 @@ describe('ferry worker processes and failover', () => {
       expect(res.status).toBe(status);
       expect(v.parse(ErrorBodySchema, await res.json()).error.code).toBe(code);
     }
+  });
+
+  test('/v1 is served by the attached workers: the official openai client streams a completion identical to the engine\'s own; a client that leaves early does not hold up the next', async () => {
+    // This relay has no model of its own: every /v1 answer comes from a `ferry worker` process over its socket.
+    const client = new OpenAI({ baseURL: `${relay.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual([engine.info.model]);
+    const prompt = { messages: [{ role: 'user' as const, content: 'hello ferry' }], max_tokens: 24, temperature: 0 };
+    const stream = await client.chat.completions.create({ model: engine.info.model, ...prompt, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      usage = chunk.usage ?? usage;
+    }
+    const local = await generateAll(engine, { prompt: { messages: prompt.messages }, maxTokens: 24, temperature: 0 });
+    expect(text).toBe(local.text);
+    expect(usage?.completion_tokens).toBe(24);
+
+    // A client that gives up mid-stream (the relay tells the worker to cancel) does not hold up the next one.
+    const long = await client.chat.completions.create({ model: engine.info.model, ...prompt, max_tokens: 3000, stream: true });
+    let chunks = 0;
+    for await (const _ of long) if (++chunks === 5) break;
+    expect(chunks).toBe(5);
+    const again = await client.chat.completions.create({ model: engine.info.model, ...prompt });
+    expect(again.choices[0]!.message.content).toBe(local.text);
+
+    // A model no worker serves: 404 naming the ones there are.
+    await expect(client.chat.completions.create({ model: 'no-such-model', ...prompt })).rejects.toMatchObject({ status: 404 });
   });
 
   test('a malformed worker message closes that connection (1008) and the relay keeps serving', async () => {

@@ -17,6 +17,7 @@ import {
   RunMessageSchema,
   RunRecordSchema,
   WORKER_CLOSE,
+  WORKER_PROTOCOL_VERSION,
   WorkerListSchema,
   publishSession,
   toBase64Url,
@@ -37,7 +38,7 @@ import { makeTempDirs, startTestRelay, writeSession, type TestRelay } from './ap
 const TOKEN = 'p'.repeat(43);
 const HEARTBEAT_MS = 200;
 
-const profile = (name: string): WorkerProfile => ({ name, model: 'm', tokenizer: 't', engine: 'fake', device: 'none', slots: 1, prefillTps: 1, decodeTps: 1 });
+const profile = (name: string): WorkerProfile => ({ name, model: 'm', tokenizer: 't', engine: 'fake', device: 'none', contextSize: 4096, slots: 1, prefillTps: 1, decodeTps: 1 });
 
 /** A worker spoken by hand: it records what the relay sends, and heartbeats only while `beating`. */
 class FakeWorker {
@@ -60,13 +61,13 @@ class FakeWorker {
     this.closed = new Promise((resolve) => this.ws.on('close', (code) => (clearInterval(this.timer), resolve(code))));
   }
 
-  static async attach(url: string, name: string, protocol = 1): Promise<FakeWorker> {
+  static async attach(url: string, name: string, protocol = WORKER_PROTOCOL_VERSION): Promise<FakeWorker> {
     return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol, profile: profile(name) }, true));
   }
 
   /** A device node: no worker token; its hello names `space` (when given). */
   static async device(url: string, name: string, space: string | undefined): Promise<FakeWorker> {
-    return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol: 1, profile: profile(name), ...(space ? { space } : {}) }, false));
+    return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol: WORKER_PROTOCOL_VERSION, profile: profile(name), ...(space ? { space } : {}) }, false));
   }
 
   static async #join(w: FakeWorker): Promise<FakeWorker> {

@@ -1,13 +1,14 @@
 /**
  * A node's link to its relay (src/core/protocol/workers.ts): one WebSocket over which it says hello with its
  * measured profile (and its space, for a device node), runs what it is assigned on its RunHost, sends every event
- * back in order, and heartbeats. The one implementation for `ferry worker` processes (server/worker/remote.ts opens
+ * back in order, and heartbeats. A cloud worker also serves bare generations the relay forwards from its
+ * OpenAI-compatible API (`generate`/`cancel`), on the same engine. The one implementation for `ferry worker` processes (server/worker/remote.ts opens
  * the socket with the worker token) and browsers offering themselves as nodes (src/browser/device-node.ts).
  * Runs belong to the connection they were assigned on: when it drops, the node abandons them (the relay hands
  * them on) and reconnects with backoff. A refusal (wrong token, other protocol version, a full space) is fatal,
  * not retried.
  */
-import { FerryError } from '../errors.ts';
+import { FerryError, isFerryError } from '../errors.ts';
 import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, fromBase64Url, parseWire, workerPaths, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
 import type { RunHost } from './run-host.ts';
 
@@ -91,6 +92,7 @@ export class NodeLink {
     const ws = this.opts.open(url.href, (err) => this.#fatal?.(err));
     this.#socket = ws;
     const runs = new Set<string>();
+    const calls = new Map<number, AbortController>();
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     const send = (m: WorkerToRelay): void => {
       if (ws.readyState === OPEN) ws.send(JSON.stringify(m));
@@ -134,6 +136,25 @@ export class NodeLink {
         case 'stop':
           void this.opts.host.stop(message.run);
           break;
+        case 'generate': {
+          const { call, request } = message;
+          const abort = new AbortController();
+          calls.set(call, abort);
+          void (async () => {
+            try {
+              for await (const event of this.opts.host.engine.generate({ ...request, signal: abort.signal })) send({ type: 'generation', call, event });
+            } catch (err) {
+              const error = isFerryError(err) ? { code: err.code, message: err.message } : { code: 'llm/generate-failed', message: err instanceof Error ? err.message : String(err) };
+              send({ type: 'generation-failed', call, error });
+            } finally {
+              calls.delete(call);
+            }
+          })();
+          break;
+        }
+        case 'cancel':
+          calls.get(message.call)?.abort();
+          break;
         case 'refused':
           this.#fatal?.(new FerryError('relay/worker-refused', `The relay refused this node: ${message.error.message}`, { details: { code: message.error.code } }));
           ws.close(1000);
@@ -146,6 +167,7 @@ export class NodeLink {
       // The relay hands these to other nodes once it notices; continuing them here would make two writers.
       for (const run of runs) this.opts.host.abandon(run);
       runs.clear();
+      for (const abort of calls.values()) abort.abort();
       if (this.#closing) return;
       const wait = this.#backoffMs;
       this.#backoffMs = Math.min(MAX_BACKOFF_MS, this.#backoffMs * 2);

@@ -25,6 +25,7 @@ export async function measureProfile(engine: Engine, options: { name: string; sl
     tokenizer: engine.info.tokenizerId,
     engine: engine.info.id,
     device: engine.info.device ?? 'unknown',
+    contextSize: engine.info.contextSize,
     slots: options.slots,
     prefillTps: round(stats?.prefillTps),
     decodeTps: round(stats?.decodeTps),

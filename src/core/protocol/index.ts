@@ -18,11 +18,13 @@ export {
   WorkerProfileSchema,
   WorkerToRelaySchema,
   WorkerTokenSchema,
+  WireGenerateRequestSchema,
   workerPaths,
   type RelayToWorker,
   type WorkerList,
   type WorkerProfile,
   type WorkerToRelay,
+  type WireGenerateRequest,
 } from './workers.ts';
 export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from './spaces.ts';
 export { HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';

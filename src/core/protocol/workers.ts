@@ -4,8 +4,10 @@
  * upgrade (`Authorization: Bearer <token>`); every message is JSON, a union tagged by `type`, validated on both
  * sides against these schemas. Separate unions per direction, and a version negotiated in `hello`.
  *
- *   worker → relay: hello (profile) · event (a run's event, in order) · finished (a run ended) · heartbeat
- *   relay → worker: welcome (its id, the heartbeat period) · assign (run this) · stop (hand it back) · refused
+ *   worker → relay: hello (profile) · event (a run's event, in order) · finished (a run ended) · heartbeat ·
+ *                   generation (an event of a generation the relay asked for) · generation-failed
+ *   relay → worker: welcome (its id, the heartbeat period) · assign (run this) · stop (hand it back) · refused ·
+ *                   generate (a bare generation, for the relay's OpenAI-compatible API) · cancel (that generation)
  *
  * A run assignment carries what a run needs and nothing the worker keeps: the snapshot, the session key and
  * write token (held in the worker's memory for the run only), and the input. A worker that is lost (socket closed,
@@ -16,7 +18,7 @@ import * as v from 'valibot';
 import { SpaceIdSchema } from './spaces.ts';
 import { API_PREFIX, RunIdSchema, RunStatusSchema, StartRunRequestSchema, WorkerIdSchema } from './wire.ts';
 
-export const WORKER_PROTOCOL_VERSION = 1;
+export const WORKER_PROTOCOL_VERSION = 2;
 
 export const workerPaths = {
   /** WebSocket: a worker attaches here. */
@@ -40,6 +42,8 @@ export const WorkerProfileSchema = v.strictObject({
   tokenizer: Label(256),
   engine: Label(64),
   device: Label(256),
+  /** The engine's context window, in tokens. */
+  contextSize: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1 << 24)),
   /** Runs it takes at once. */
   slots: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(64)),
   /** From a short real generation on this worker at start. */
@@ -47,6 +51,49 @@ export const WorkerProfileSchema = v.strictObject({
   decodeTps: Rate,
 });
 export type WorkerProfile = v.InferOutput<typeof WorkerProfileSchema>;
+
+/** A generation the relay asks a cloud worker for (GenerateRequest without its signal; `cancel` stops it). */
+export const WireGenerateRequestSchema = v.strictObject({
+  prompt: v.union([
+    v.strictObject({ tokens: v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.maxLength(1 << 20), v.readonly()) }),
+    v.strictObject({
+      messages: v.pipe(
+        v.array(v.strictObject({ role: v.picklist(['system', 'user', 'assistant', 'tool']), content: v.pipe(v.string(), v.maxLength(4 << 20)), name: v.optional(Label(256)) })),
+        v.minLength(1),
+        v.maxLength(4096),
+        v.readonly(),
+      ),
+    }),
+    v.strictObject({ text: v.pipe(v.string(), v.maxLength(4 << 20)) }),
+  ]),
+  maxTokens: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1 << 24)),
+  temperature: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(2))),
+  topK: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  topP: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1))),
+  seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff))),
+  stop: v.optional(v.pipe(v.array(Label(1024)), v.maxLength(16), v.readonly())),
+  grammar: v.optional(v.variant('kind', [
+    v.strictObject({ kind: v.literal('json-schema'), schema: v.unknown() }),
+    v.strictObject({ kind: v.literal('gbnf'), text: Label(64 * 1024) }),
+  ])),
+  slot: v.optional(Label(256)),
+});
+export type WireGenerateRequest = v.InferOutput<typeof WireGenerateRequestSchema>;
+
+const CallIdSchema = v.pipe(v.number(), v.integer(), v.minValue(1));
+const StatsSchema = v.strictObject({
+  promptTokens: Rate, cachedTokens: Rate, completionTokens: Rate, prefillMs: Rate, decodeMs: Rate, ttftMs: Rate, prefillTps: Rate, decodeTps: Rate,
+});
+const GenerateEventSchema = v.variant('type', [
+  v.strictObject({ type: v.literal('token'), id: v.nullable(v.pipe(v.number(), v.integer())), text: Label(64 * 1024) }),
+  v.strictObject({
+    type: v.literal('done'),
+    finishReason: v.picklist(['stop', 'length', 'cancelled']),
+    text: Label(16 << 20),
+    tokens: v.pipe(v.array(v.pipe(v.number(), v.integer())), v.maxLength(1 << 24), v.readonly()),
+    stats: StatsSchema,
+  }),
+]);
 
 const RunEventSchema = v.looseObject({ type: v.pipe(v.string(), v.minLength(1), v.maxLength(64)) });
 const ErrorSchema = v.strictObject({ code: v.pipe(v.string(), v.regex(/^[a-z0-9-]+\/[a-z0-9-]+$/)), message: Label(4096) });
@@ -57,6 +104,8 @@ export const WorkerToRelaySchema = v.variant('type', [
   v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: RunEventSchema }),
   v.strictObject({ type: v.literal('finished'), run: RunIdSchema, status: RunStatusSchema, error: v.optional(ErrorSchema) }),
   v.strictObject({ type: v.literal('heartbeat') }),
+  v.strictObject({ type: v.literal('generation'), call: CallIdSchema, event: GenerateEventSchema }),
+  v.strictObject({ type: v.literal('generation-failed'), call: CallIdSchema, error: ErrorSchema }),
 ]);
 export type WorkerToRelay = v.InferOutput<typeof WorkerToRelaySchema>;
 
@@ -66,6 +115,8 @@ export const RelayToWorkerSchema = v.variant('type', [
   v.strictObject({ type: v.literal('assign'), run: RunIdSchema, attempt: v.pipe(v.number(), v.integer(), v.minValue(1)), request: StartRunRequestSchema }),
   v.strictObject({ type: v.literal('stop'), run: RunIdSchema }),
   v.strictObject({ type: v.literal('refused'), error: ErrorSchema }),
+  v.strictObject({ type: v.literal('generate'), call: CallIdSchema, request: WireGenerateRequestSchema }),
+  v.strictObject({ type: v.literal('cancel'), call: CallIdSchema }),
 ]);
 export type RelayToWorker = v.InferOutput<typeof RelayToWorkerSchema>;
 

@@ -1,0 +1,128 @@
+/**
+ * The relay's OpenAI-compatible API backed by its workers (issue 6): the embedded worker's engine, and every
+ * attached cloud worker's engine reached over its socket — a `generate` message out, its `generation` events back,
+ * `cancel` when the API client goes away. A request for a model goes to the least-busy engine that serves it.
+ * Device nodes never serve the API: they run only their own space's sessions.
+ */
+import { FerryError } from '../../src/core/errors.ts';
+import type { EngineInfo, GenerateEvent, GenerateRequest } from '../../src/core/llm/engine.ts';
+import type { RelayToWorker, WorkerProfile, WorkerToRelay } from '../../src/core/protocol/index.ts';
+import type { EngineSource, ServingEngine } from '../api/openai.ts';
+
+type Generation = Extract<WorkerToRelay, { type: 'generation' | 'generation-failed' }>;
+
+/** A cloud worker's engine, over its socket. */
+export class WorkerEngine implements ServingEngine {
+  readonly info: EngineInfo;
+  #next = 1;
+  readonly #calls = new Map<number, (m: Generation | { type: 'lost'; reason: string }) => void>();
+
+  constructor(profile: WorkerProfile, private readonly send: (m: RelayToWorker) => void) {
+    this.info = { id: profile.engine, kind: 'remote', model: profile.model, tokenizerId: profile.tokenizer, contextSize: profile.contextSize, kvState: false, grammar: true, device: `${profile.name}: ${profile.device}` };
+  }
+
+  /** Generations in flight. */
+  get active(): number {
+    return this.#calls.size;
+  }
+
+  async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    const { signal, ...wire } = request;
+    const call = this.#next++;
+    const queue: (Generation | { type: 'lost'; reason: string })[] = [];
+    let wake: (() => void) | undefined;
+    this.#calls.set(call, (m) => {
+      queue.push(m);
+      wake?.();
+    });
+    const cancel = (): void => this.send({ type: 'cancel', call });
+    signal?.addEventListener('abort', cancel, { once: true });
+    let finished = false;
+    try {
+      this.send({ type: 'generate', call, request: wire });
+      for (;;) {
+        const m = queue.shift();
+        if (!m) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        if (m.type === 'lost') throw new FerryError('relay/worker-lost', `The worker serving this generation left (${m.reason}); send the request again.`);
+        if (m.type === 'generation-failed') throw new FerryError(m.error.code as `${string}/${string}`, m.error.message);
+        yield m.event;
+        if (m.event.type === 'done') {
+          finished = true;
+          return;
+        }
+      }
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      this.#calls.delete(call);
+      // The consumer stopped early (its client went away): the worker stops too.
+      if (!finished) cancel();
+    }
+  }
+
+  /** A `generation` or `generation-failed` message from the worker. */
+  deliver(m: Generation): void {
+    this.#calls.get(m.call)?.(m);
+  }
+
+  /** The worker's socket closed: every generation in flight ends with an error. */
+  lost(reason: string): void {
+    for (const deliver of this.#calls.values()) deliver({ type: 'lost', reason });
+  }
+}
+
+/** The engines that serve the API now: the relay's own, and its attached cloud workers'. */
+export class ServingEngines implements EngineSource {
+  readonly #workers = new Map<string, WorkerEngine>();
+  /** Generations in flight per engine, so a request goes to the least busy. */
+  readonly #active = new Map<ServingEngine, number>();
+  #own: (() => ServingEngine | undefined) | undefined;
+
+  /** The relay's own engine (the embedded worker's), once loaded. */
+  setOwn(own: () => ServingEngine | undefined): void {
+    this.#own = own;
+  }
+
+  add(workerId: string, engine: WorkerEngine): void {
+    this.#workers.set(workerId, engine);
+  }
+
+  remove(workerId: string, reason: string): void {
+    this.#workers.get(workerId)?.lost(reason);
+    this.#workers.delete(workerId);
+  }
+
+  all(): ServingEngine[] {
+    const own = this.#own?.();
+    return [...(own ? [own] : []), ...this.#workers.values()];
+  }
+
+  pick(model: string): ServingEngine {
+    let best: ServingEngine | undefined;
+    const load = (e: ServingEngine): number => this.#active.get(e) ?? 0;
+    for (const e of this.all()) if (e.info.model === model && (!best || load(e) < load(best))) best = e;
+    if (!best) {
+      const models = [...new Set(this.all().map((e) => e.info.model))];
+      throw new FerryError('api/unknown-model', models.length === 0
+        ? 'No model is served here yet: start the relay with a model (ferry start --model …) or attach a worker (ferry worker --relay …).'
+        : `The model "${model}" is not served here; this endpoint serves ${models.map((m) => `"${m}"`).join(', ')} (see GET /v1/models).`);
+    }
+    const engine = best;
+    const active = this.#active;
+    return {
+      info: engine.info,
+      async *generate(request) {
+        active.set(engine, (active.get(engine) ?? 0) + 1);
+        try {
+          yield* engine.generate(request);
+        } finally {
+          const n = (active.get(engine) ?? 1) - 1;
+          if (n === 0) active.delete(engine);
+          else active.set(engine, n);
+        }
+      },
+    };
+  }
+}

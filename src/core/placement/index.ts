@@ -31,3 +31,5 @@ export {
   type Privacy,
   type Resume,
 } from './policy.ts';
+export { relayProfiles, thisDeviceProfile, type LinkProbe, type ThisDevice } from './fleet.ts';
+export { GenerationWatch, type GenerationWatchOptions } from './monitor.ts';

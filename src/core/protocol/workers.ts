@@ -49,6 +49,8 @@ export const WorkerProfileSchema = v.strictObject({
   /** From a short real generation on this worker at start. */
   prefillTps: Rate,
   decodeTps: Rate,
+  /** What its tokens cost, USD per 1,000; absent: nothing (the relay owner's own hardware). */
+  price: v.optional(v.strictObject({ promptPer1k: v.pipe(v.number(), v.minValue(0), v.maxValue(1e6)), outputPer1k: v.pipe(v.number(), v.minValue(0), v.maxValue(1e6)) })),
 });
 export type WorkerProfile = v.InferOutput<typeof WorkerProfileSchema>;
 

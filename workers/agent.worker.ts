@@ -6,6 +6,7 @@
 import { expose } from 'comlink';
 import { openIdbStore } from '../src/browser/idb-store.ts';
 import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-engine.ts';
+import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { createAgentApi } from '../src/core/runtime/agent-api.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
@@ -18,6 +19,8 @@ export type BrowserEngineSpec = { kind: 'wllama' } & WllamaEngineOptions;
  * engine on every start, so it gets a handle whose dispose() keeps the model; a different model replaces it.
  */
 let kept: { key: string; engine: Promise<Engine> } | undefined;
+/** "Ferry may use at most this share of the CPU" on this device: every generation here obeys it, from its next token. */
+const share = cpuShare();
 
 function engineKey(spec: BrowserEngineSpec): string {
   const file = spec.model as Blob & { name?: string; lastModified?: number };
@@ -28,7 +31,7 @@ async function keptEngine(spec: BrowserEngineSpec): Promise<Engine> {
   const key = engineKey(spec);
   if (kept?.key !== key) {
     const old = kept;
-    kept = { key, engine: createWllamaEngine(spec) };
+    kept = { key, engine: createWllamaEngine(spec).then((e) => withCpuShare(e, share)) };
     await old?.engine.then((e) => e.dispose(), () => undefined);
     // A model that failed to load is not kept: the next start tries again.
     kept.engine.catch(() => {
@@ -48,11 +51,14 @@ async function keptEngine(spec: BrowserEngineSpec): Promise<Engine> {
   };
 }
 
-const api = createAgentApi<BrowserEngineSpec>({
-  createEngine: keptEngine,
-  openStore: async (name) => openIdbStore({ name }),
-  spawnToolWorker,
-});
+const api = {
+  ...createAgentApi<BrowserEngineSpec>({
+    createEngine: keptEngine,
+    openStore: async (name) => openIdbStore({ name }),
+    spawnToolWorker,
+  }),
+  setCpuShare: (fraction: number): void => share.set(fraction),
+};
 
 export type AgentWorkerApi = typeof api;
 expose(api);

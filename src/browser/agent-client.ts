@@ -35,6 +35,11 @@ export class AgentClient extends AgentProxy<BrowserEngineSpec> {
     return () => void this.#listeners.delete(listener);
   }
 
+  /** Caps this device's generations at `fraction` of a CPU, from their next token on. */
+  async setCpuShare(fraction: number): Promise<void> {
+    await this.#remote.setCpuShare(fraction);
+  }
+
   /** Closes the session and the worker; calls still waiting are rejected. */
   async terminate(): Promise<void> {
     await this.#remote.close().catch(() => undefined);

@@ -11,6 +11,13 @@ import { describeError, type UiError } from './errors.ts';
 
 /** A pairing link in the address (the fragment never reaches the relay): `#space=<secret>`. */
 const PAIRING = /^#space=([A-Za-z0-9_-]{43})$/;
+const CPU_SHARE_KEY = 'ferry.cpuSharePercent';
+
+/** The stored cap, 5–100 % (100 when absent or damaged). */
+function storedPercent(): number {
+  const n = Number(globalThis.localStorage?.getItem(CPU_SHARE_KEY));
+  return Number.isInteger(n) && n >= 5 && n <= 100 ? n : 100;
+}
 
 class NodeOffer {
   status = $state.raw<NodeStatus | null>(null);
@@ -20,7 +27,32 @@ class NodeOffer {
   peers = $state.raw<WorkerList['workers']>([]);
   /** Set when this page was opened by a pairing link and joined that space. */
   joined = $state(false);
+  /** "Ferry may use at most this % of this device's CPU" (the node's and this device's own sessions' engines). */
+  cpuPercent = $state(storedPercent());
   #node: DeviceNode | undefined;
+  /** Others that apply the cap (the agent host, once loaded). */
+  readonly #capped = new Set<(fraction: number) => Promise<void>>();
+
+  /** Applies the cap to `apply` now and on every change; returns the call that stops it. */
+  obeyCpuShare(apply: (fraction: number) => Promise<void>): () => void {
+    this.#capped.add(apply);
+    void apply(this.cpuPercent / 100).catch((err: unknown) => (this.error = describeError(err)));
+    return () => void this.#capped.delete(apply);
+  }
+
+  async setCpuPercent(percent: number): Promise<void> {
+    if (!Number.isInteger(percent) || percent < 5 || percent > 100) {
+      this.error = { code: 'app/bad-setting', message: `The CPU share is a whole percentage from 5 to 100; got ${percent}.` };
+      return;
+    }
+    this.cpuPercent = percent;
+    localStorage.setItem(CPU_SHARE_KEY, String(percent));
+    try {
+      await Promise.all([this.#node?.setCpuShare(percent / 100), ...[...this.#capped].map((apply) => apply(percent / 100))]);
+    } catch (err) {
+      this.error = describeError(err);
+    }
+  }
 
   get offering(): boolean {
     return this.#node !== undefined;
@@ -33,7 +65,7 @@ class NodeOffer {
     try {
       if (!model) throw new FerryError('app/no-model', 'Choose a model on the Models screen first: a node runs sessions with this device\'s model.');
       const { DeviceNode } = await import('../browser/device-node.ts');
-      const { node, status } = await DeviceNode.start({ relay, model, name: deviceName(), onStatus: (s) => (this.status = s) });
+      const { node, status } = await DeviceNode.start({ relay, model, name: deviceName(), cpuShare: this.cpuPercent / 100, onStatus: (s) => (this.status = s) });
       this.#node = node;
       this.status = status;
     } catch (err) {

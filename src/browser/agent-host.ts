@@ -4,9 +4,11 @@
  *
  * The store is the one source of truth: before every run the host compares the worker's session, branch and head
  * with the store's and reopens the session from the store when they differ (the page forked, rolled back or
- * switched branch; a move brought it back), instead of trusting the worker's copy.
+ * switched branch; a move brought it back), instead of trusting the worker's copy. Which agent and tools a session
+ * runs is read from the store too (its checkpoints name their component builds), never from the catalogue.
  */
 import { FerryError } from '../core/errors.ts';
+import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
 import type { AgentStatus } from '../core/runtime/agent-api.ts';
 import type { RunInput } from '../core/runtime/loop.ts';
 import { Session } from '../core/session/index.ts';
@@ -16,26 +18,32 @@ import { AgentClient } from './agent-client.ts';
 import type { ModelChoice, TemplateId } from './app-state.ts';
 import { openModel } from './llm/model-source.ts';
 import { RelayClient } from './relay-client.ts';
-import { SessionMover, type PlacedEvent, type Placement } from './session-mover.ts';
-import { TEMPLATE_PARTS, templateComponents } from './template-components.ts';
+import { restoreCloudState, serializeCloudState, SessionMover, type PlacedEvent, type Placement } from './session-mover.ts';
+import { sessionAgent, TEMPLATE_PARTS, templateComponents, unknownAgentError } from './template-components.ts';
 import type { BrowserEngineSpec } from '../../workers/agent.worker.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 
 /** The IndexedDB store the app and the agent worker share (AppState opens the same name). */
 const STORE_NAME = 'ferry';
-/** wllama's context on this device for a relay model: the model's own, at most this (memory on phones). */
-const MAX_CONTEXT = 4096;
-/** A reply's length limit. */
-const MAX_REPLY_TOKENS = 512;
+
+/** This device's engine limits (Settings: reply length and context size). */
+export interface EngineLimits {
+  replyTokens: number;
+  contextSize: number;
+}
 
 export interface AgentHostOptions {
   /** The page's handle on the shared store (for syncing a session that comes back from the cloud). */
   store: Store;
   relay(): string;
+  limits(): EngineLimits;
   onEvent(sessionId: string, event: PlacedEvent): void;
   onPlacement(sessionId: string, placement: Placement): void;
   /** Model loading (a download when the cached copy is gone). */
   onModelProgress?(progress: DownloadProgress): void;
+  /** Where a session away in the cloud is recorded on this device, for a reload (AppState's "cloud" records). */
+  cloudRecord(sessionId: string): Promise<string | undefined>;
+  saveCloudRecord(sessionId: string, record: string | null): Promise<unknown>;
 }
 
 interface Live {
@@ -44,11 +52,13 @@ interface Live {
   sessionId: string;
   template: TemplateId;
   model: ModelChoice;
+  /** The limits the worker's session was started with (Settings may have changed them since). */
+  limits: string;
 }
 
 export class AgentHost {
   #live: Live | undefined;
-  #spec: { model: ModelChoice; spec: Promise<BrowserEngineSpec> } | undefined;
+  #spec: { key: string; spec: Promise<BrowserEngineSpec> } | undefined;
 
   constructor(private readonly opts: AgentHostOptions) {}
 
@@ -57,25 +67,31 @@ export class AgentHost {
     return this.#live?.sessionId === sessionId ? this.#live.mover.placement : 'device';
   }
 
+  /** Whether a run of the session is going on, in this page's worker or in the cloud (followed here). */
+  running(sessionId: string): boolean {
+    return this.#live?.sessionId === sessionId && this.#live.mover.running;
+  }
+
   /** Creates a session of `template` in the store: its agent and tools' first state, under the chosen model. */
-  async create(template: TemplateId, model: ModelChoice): Promise<string> {
+  async create(template: TemplateId, model: ModelChoice): Promise<{ sessionId: string; agent: string }> {
     this.#refuseIfAway();
     const client = await this.#client(model);
     const { ids } = await templateComponents(template);
     const parts = TEMPLATE_PARTS[template];
-    const status = await client.start({ ...(await this.#base(template, model)), agent: ids[parts.agent]!, tools: parts.tools.map((t) => ids[t]!) });
+    const agent = ids[parts.agent]!;
+    const status = await client.start({ ...(await this.#base(template, model)), agent, tools: parts.tools.map((t) => ids[t]!) });
     this.#adopt(client, status.sessionId, template, model);
-    return status.sessionId;
+    return { sessionId: status.sessionId, agent };
   }
 
   /**
    * Runs `text` in session `sessionId`: the task for a session that has not started yet, a message otherwise.
-   * Resolves when the run pauses (idle, stopped, moved away) with the worker's status.
+   * Resolves when the run pauses (idle, stopped, moved away).
    */
-  async send(sessionId: string, template: TemplateId, model: ModelChoice, text: string): Promise<void> {
+  async send(sessionId: string, model: ModelChoice, text: string): Promise<void> {
     const body = text.trim();
     if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
-    const live = await this.#attach(sessionId, template, model);
+    const live = await this.#attach(sessionId, model);
     if (live.mover.placement !== 'device') return live.mover.send({ type: 'user', text: body });
     // A generation continuing after a move back finishes first; the message then runs after it.
     await live.mover.settled();
@@ -84,15 +100,17 @@ export class AgentHost {
     await live.mover.send(input);
   }
 
-  /** Stops the run in this worker: a generation in flight ends "stopped" and is checkpointed. */
+  /**
+   * Stops the session's run. Here: a generation in flight ends "stopped" and is checkpointed. In the cloud: the
+   * cloud run hands back (checkpoints, publishes) and the session stays there, idle.
+   */
   async cancel(sessionId: string): Promise<void> {
     if (this.#live?.sessionId !== sessionId) return;
-    if (this.#live.mover.placement !== 'device') throw new FerryError('relay/move-busy', 'The session runs in the cloud worker; use "Bring back" to stop it there and continue here.');
-    await this.#live.client.cancel();
+    await this.#live.mover.stop();
   }
 
-  async moveToCloud(sessionId: string, template: TemplateId, model: ModelChoice): Promise<void> {
-    const live = await this.#attach(sessionId, template, model);
+  async moveToCloud(sessionId: string, model: ModelChoice): Promise<void> {
+    const live = await this.#attach(sessionId, model);
     await live.mover.moveToCloud();
   }
 
@@ -101,22 +119,56 @@ export class AgentHost {
     await this.#live.mover.bringBack();
   }
 
+  /**
+   * After a reload: if this device recorded the session as away in the cloud, takes it up again — its store catches
+   * up with the cloud's checkpoints and its run is followed from where this device left it. Returns where it runs.
+   */
+  async resume(sessionId: string, model: ModelChoice): Promise<Placement> {
+    if (this.#live?.sessionId === sessionId && this.#live.mover.placement !== 'device') return this.#live.mover.placement;
+    const text = await this.opts.cloudRecord(sessionId);
+    if (text === undefined) return 'device';
+    let state;
+    try {
+      state = restoreCloudState(text);
+    } catch (err) {
+      // A record that cannot be read cannot be followed: the session is this device's again, from its own store.
+      await this.opts.saveCloudRecord(sessionId, null);
+      throw err;
+    }
+    const live = this.#live;
+    if (live && live.sessionId !== sessionId && (live.mover.placement !== 'device' || live.mover.running)) {
+      throw new FerryError('relay/move-busy', 'Another session is running on this page; wait for it to pause (or stop it), then open this session again to follow it in the cloud.');
+    }
+    const { template } = await this.#template(sessionId);
+    const next = this.#adopt(await this.#client(model), sessionId, template, model);
+    await next.mover.resumeCloud(state);
+    return next.mover.placement;
+  }
+
   /** Resolves when the live session's run (here or in the cloud) has paused. */
   async settled(): Promise<void> {
     await this.#live?.mover.settled();
   }
 
-  async #attach(sessionId: string, template: TemplateId, model: ModelChoice): Promise<Live> {
+  async #attach(sessionId: string, model: ModelChoice): Promise<Live> {
     const live = this.#live;
     if (live?.sessionId === sessionId && sameModel(live.model, model)) {
       if (live.mover.placement !== 'device') return live;
-      if (await this.#current(live)) return live;
+      if (live.limits === JSON.stringify(this.opts.limits()) && (await this.#current(live))) return live;
     } else {
       this.#refuseIfAway();
     }
+    const { template } = await this.#template(sessionId);
     const client = await this.#client(model);
     await client.start({ ...(await this.#base(template, model)), sessionId });
     return this.#adopt(client, sessionId, template, model);
+  }
+
+  /** The template the session's agent belongs to, read from its checkpoints; a clear refusal for a foreign agent. */
+  async #template(sessionId: string): Promise<{ template: TemplateId }> {
+    const found = await sessionAgent(this.opts.store, sessionId);
+    if (found.template === null) throw unknownAgentError(found.agent);
+    return { template: found.template };
   }
 
   /** Whether the worker's session is the store's: same branch and head. */
@@ -141,16 +193,21 @@ export class AgentHost {
   }
 
   #adopt(client: AgentClient, sessionId: string, template: TemplateId, model: ModelChoice): Live {
-    if (this.#live?.client === client && this.#live.sessionId === sessionId) return this.#live;
+    const limits = JSON.stringify(this.opts.limits());
+    if (this.#live?.client === client && this.#live.sessionId === sessionId) return Object.assign(this.#live, { limits });
+    const relay = new RelayClient(this.opts.relay());
     const mover = new SessionMover({
       agent: client,
-      relay: new RelayClient(this.opts.relay()),
+      relay,
       reopen: (file) => this.#reopen(client, sessionId, template, model, file),
       onEvent: (event) => this.opts.onEvent(sessionId, event),
       onPlacement: (placement) => this.opts.onPlacement(sessionId, placement),
+      // The cloud's checkpoints come straight into the page's store: only the objects it lacks travel.
+      sync: async (published) => void (await relay.open({ relay: relay.http.baseUrl, snapshotId: published.snapshot.id, key: published.key }, this.opts.store)),
+      persist: async (state) => void (await this.opts.saveCloudRecord(sessionId, state === null ? null : serializeCloudState(state))),
     });
     if (this.#live?.client === client) this.#live.mover.close();
-    this.#live = { client, mover, sessionId, template, model };
+    this.#live = { client, mover, sessionId, template, model, limits };
     return this.#live;
   }
 
@@ -163,19 +220,22 @@ export class AgentHost {
   }
 
   async #base(template: TemplateId, model: ModelChoice) {
-    const [components, engine] = await Promise.all([templateComponents(template), this.#engineSpec(model)]);
-    return { components: components.files, engine, store: STORE_NAME, sampling: { maxTokens: MAX_REPLY_TOKENS, temperature: 0, seed: 0 } };
+    const limits = this.opts.limits();
+    const [components, engine] = await Promise.all([templateComponents(template), this.#engineSpec(model, limits.contextSize)]);
+    return { components: components.files, engine, store: STORE_NAME, sampling: { maxTokens: limits.replyTokens, temperature: 0, seed: 0 } };
   }
 
-  #engineSpec(model: ModelChoice): Promise<BrowserEngineSpec> {
-    if (!this.#spec || !sameModel(this.#spec.model, model)) {
-      const spec = openModel(model, this.opts.onModelProgress).then((file): BrowserEngineSpec => ({
-        kind: 'wllama',
-        model: file,
+  /** wllama's context on this device: the Settings' context size, at most the model's own (memory on phones). */
+  #engineSpec(model: ModelChoice, contextSize: number): Promise<BrowserEngineSpec> {
+    const key = JSON.stringify([model, contextSize]);
+    if (this.#spec?.key !== key) {
+      const spec = openModel(model, this.opts.onModelProgress).then(async (file): Promise<BrowserEngineSpec> => {
         // A relay model's id is its SHA-256, as the cloud worker reports it; a picked file is hashed by the engine.
-        ...(model.source === 'relay' ? { modelId: model.id, contextSize: Math.min(model.contextSize, MAX_CONTEXT) } : {}),
-      }));
-      this.#spec = { model, spec };
+        if (model.source === 'relay') return { kind: 'wllama', model: file, modelId: model.id, contextSize: Math.min(model.contextSize, contextSize) };
+        const own = (await checkGguf(blobReader(file))).contextLength;
+        return { kind: 'wllama', model: file, contextSize: Math.min(own, contextSize) };
+      });
+      this.#spec = { key, spec };
       spec.catch(() => {
         if (this.#spec?.spec === spec) this.#spec = undefined;
       });

@@ -15,6 +15,7 @@ import { Session, branchRef, parseSessionRef, sessionPrefix, type Checkpoint, ty
 import { collectClosure, exportSession, importSession } from '../core/snapshot/index.ts';
 import type { ObjectId, Ref, Store } from '../core/store/index.ts';
 import { idbError, openIdbStore } from './idb-store.ts';
+import type { SessionAgent } from './template-components.ts';
 
 export const TEMPLATE_IDS = ['assistant', 'dev-guide', 'podcast', 'survey'] as const;
 export type TemplateId = (typeof TEMPLATE_IDS)[number];
@@ -26,13 +27,29 @@ export const TEMPLATES: Record<TemplateId, { name: string; description: string }
   survey: { name: 'Survey', description: 'A survey paper drafted over many sources.' },
 };
 
+/**
+ * A catalogued session's template: one of ours, or 'unknown' for a session whose agent this build does not have
+ * (imported from another version of Ferry, or written without an agent): it can be read, not continued.
+ */
+export type SessionTemplate = TemplateId | 'unknown';
+
+export function templateName(template: SessionTemplate): string {
+  return template === 'unknown' ? 'Unknown agent' : TEMPLATES[template].name;
+}
+
 const MAX_TITLE = 120;
 const time = v.pipe(v.number(), v.finite(), v.minValue(0));
+const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 
 const MetaSchema = v.object({
   id: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/)),
   title: v.pipe(v.string(), v.maxLength(MAX_TITLE)),
-  template: v.picklist(TEMPLATE_IDS),
+  template: v.picklist([...TEMPLATE_IDS, 'unknown']),
+  /**
+   * The agent component id the template was read from (null: the session holds no agent state). Absent in entries
+   * written before templates were read from the agent: those are checked once when opened.
+   */
+  agent: v.optional(v.nullable(sha256)),
   createdAt: time,
   updatedAt: time,
   /** Where the session runs now. Until placement lands every local session runs on this device. */
@@ -47,6 +64,12 @@ export const PRIVACY = ['this-device', 'my-devices', 'any'] as const;
 export const OBJECTIVES = ['fastest', 'cheapest', 'balanced'] as const;
 export const THEMES = ['system', 'light', 'dark'] as const;
 
+/** The ranges Settings accepts for the engine's limits (phones run out of memory well before the top). */
+export const LIMITS = {
+  replyTokens: { min: 16, max: 8192 },
+  contextSize: { min: 512, max: 32768 },
+} as const;
+
 const SettingsSchema = v.object({
   relayUrl: v.pipe(v.string(), v.maxLength(2048)),
   privacy: v.picklist(PRIVACY),
@@ -54,12 +77,25 @@ const SettingsSchema = v.object({
   /** Spending cap per month in US dollars; 0 keeps every session off paid workers. */
   budgetUsd: v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(1_000_000)),
   theme: v.picklist(THEMES),
+  /** The longest reply the agent may generate in one go, in tokens (the model's max_tokens). */
+  replyTokens: v.pipe(v.number(), v.integer('it must be a whole number'), v.minValue(LIMITS.replyTokens.min, `it must be at least ${LIMITS.replyTokens.min} tokens`), v.maxValue(LIMITS.replyTokens.max, `it must be at most ${LIMITS.replyTokens.max} tokens`)),
+  /** The engine's context on this device, in tokens (at most the model's own): more holds longer chats, and costs memory. */
+  contextSize: v.pipe(v.number(), v.integer('it must be a whole number'), v.minValue(LIMITS.contextSize.min, `it must be at least ${LIMITS.contextSize.min} tokens`), v.maxValue(LIMITS.contextSize.max, `it must be at most ${LIMITS.contextSize.max} tokens`)),
 });
 export type Settings = v.InferOutput<typeof SettingsSchema>;
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system' };
+/** How Settings names each field in an error. */
+const SETTING_LABELS: Record<string, string> = {
+  relayUrl: 'Relay URL',
+  privacy: 'Default privacy',
+  objective: 'Placement objective',
+  budgetUsd: 'Monthly budget',
+  theme: 'Theme',
+  replyTokens: 'Reply length',
+  contextSize: 'Context size',
+};
 
-const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096 };
 
 /**
  * The model this device runs sessions with: one the relay serves (downloaded into the OPFS cache), or a GGUF file
@@ -81,7 +117,27 @@ interface AppDb extends DBSchema {
    * new share updates the same link. Holds secrets: it never leaves the device.
    */
   published: { key: string; value: string };
+  /**
+   * Per session away in the cloud, what it takes to follow and bring it back after a reload (session-mover.ts
+   * serializeCloudState: the snapshot, write token, key, run id, next event). Holds secrets: it never leaves the device.
+   */
+  cloud: { key: string; value: string };
+  /** Per session, the message sent but not yet in a checkpoint (see PendingInput). */
+  pending: { key: string; value: unknown };
 }
+
+const PendingInputSchema = v.object({
+  text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)),
+  /** The branch it was sent on, and that branch's head then: the checkpoint holding it comes after that one. */
+  branch: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
+  base: sha256,
+  at: time,
+});
+/**
+ * A message the user sent that no checkpoint holds yet: it enters the session only with the checkpoint of the step
+ * that consumes it, so until then it lives here, and a tab that dies meanwhile offers it again instead of losing it.
+ */
+export type PendingInput = v.InferOutput<typeof PendingInputSchema>;
 
 /** A cached transcript: every checkpoint from the root to `head` (ids are content hashes: never stale). */
 const CachedTranscriptSchema = v.object({
@@ -107,6 +163,8 @@ export interface TranscriptStep {
 export interface DeletedSession {
   meta: SessionMeta;
   refs: Ref[];
+  /** Its app-side records, put back by an undo. */
+  records: { cloud?: string; pending?: unknown };
 }
 
 /** A node of the checkpoint DAG as the tree view draws it. */
@@ -149,7 +207,7 @@ export function searchSessions(list: readonly SessionMeta[], query: string): Ses
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   if (words.length === 0) return [...list];
   return list.filter((m) => {
-    const hay = `${m.title} ${m.template} ${TEMPLATES[m.template].name}`.toLowerCase();
+    const hay = `${m.title} ${m.template} ${templateName(m.template)}`.toLowerCase();
     return words.every((w) => hay.includes(w));
   });
 }
@@ -191,7 +249,7 @@ export class AppState {
     const store = openIdbStore({ name: opts.storeName ?? 'ferry' });
     let db: IDBPDatabase<AppDb>;
     try {
-      db = await openDB<AppDb>(opts.appDbName ?? 'ferry-app', 3, {
+      db = await openDB<AppDb>(opts.appDbName ?? 'ferry-app', 4, {
         upgrade(d, oldVersion) {
           if (oldVersion < 1) {
             d.createObjectStore('sessions', { keyPath: 'id' });
@@ -199,6 +257,10 @@ export class AppState {
           }
           if (oldVersion < 2) d.createObjectStore('transcripts');
           if (oldVersion < 3) d.createObjectStore('published');
+          if (oldVersion < 4) {
+            d.createObjectStore('cloud');
+            d.createObjectStore('pending');
+          }
         },
         blocking() {
           db.close();
@@ -244,13 +306,14 @@ export class AppState {
   }
 
   /** Catalogues a session the agent worker has just created in the store (its agent and tools' first state). */
-  async register(id: string, template: TemplateId, title?: string): Promise<SessionMeta> {
+  async register(id: string, template: TemplateId, agent: string, title?: string): Promise<SessionMeta> {
     if (!TEMPLATE_IDS.includes(template)) throw new FerryError('app/bad-template', `Unknown template "${String(template)}"; pick one of ${TEMPLATE_IDS.join(', ')}.`);
     const now = Date.now();
     const meta: SessionMeta = {
       id,
       title: checkTitle(title ?? `New ${TEMPLATES[template].name.toLowerCase()} session`),
       template,
+      agent,
       createdAt: now,
       updatedAt: now,
       runsOn: 'This device',
@@ -272,16 +335,19 @@ export class AppState {
   async remove(id: string): Promise<DeletedSession> {
     const meta = await this.get(id);
     const refs = await this.store.listRefs(sessionPrefix(id));
+    const [cloud, pending] = await Promise.all([this.cloudRecord(id), this.db.get('pending', id).catch(() => undefined)]);
     await this.store.commit([], refs.map((r) => ({ name: r.name, expect: r.id, next: null, reason: 'delete' })));
     await this.db.delete('sessions', id);
-    await this.db.delete('transcripts', id).catch(() => undefined);
-    await this.db.delete('published', id).catch(() => undefined);
-    return { meta, refs };
+    for (const store of ['transcripts', 'published', 'cloud', 'pending'] as const) await this.db.delete(store, id).catch(() => undefined);
+    return { meta, refs, records: { ...(cloud ? { cloud } : {}), ...(pending ? { pending } : {}) } };
   }
 
   async undoRemove(deleted: DeletedSession): Promise<SessionMeta> {
     await this.store.commit([], deleted.refs.map((r) => ({ name: r.name, expect: null, next: r.id, reason: 'undo delete' })));
     await this.put(deleted.meta);
+    const { cloud, pending } = deleted.records;
+    if (cloud) await this.write(() => this.db.put('cloud', cloud, deleted.meta.id));
+    if (pending) await this.write(() => this.db.put('pending', pending, deleted.meta.id));
     return deleted.meta;
   }
 
@@ -455,6 +521,73 @@ export class AppState {
     return this.write(() => this.db.put('published', record, id));
   }
 
+  /**
+   * Reads the template of a session catalogued before templates were read from its agent (an import used to be
+   * catalogued as an assistant), and corrects its entry. Entries that name their agent are returned as they are.
+   */
+  async checkTemplate(id: string): Promise<SessionMeta> {
+    const meta = await this.get(id);
+    if (meta.agent !== undefined) return meta;
+    const agent = await this.agentOf(id);
+    const next: SessionMeta = { ...meta, template: agent.template ?? 'unknown', agent: agent.agent };
+    await this.put(next);
+    return next;
+  }
+
+  // ---- a session away in the cloud ---------------------------------------------------------------------------
+
+  /** The saved record of a session in the cloud (opaque here: session-mover.ts restoreCloudState validates it). */
+  async cloudRecord(id: string): Promise<string | undefined> {
+    const text = await this.db.get('cloud', id).catch(() => undefined);
+    return typeof text === 'string' ? text : undefined;
+  }
+
+  /** Saves (or, with null, drops) the record of a session in the cloud. */
+  saveCloudRecord(id: string, record: string | null): Promise<unknown> {
+    return this.write<unknown>(() => (record === null ? this.db.delete('cloud', id) : this.db.put('cloud', record, id)));
+  }
+
+  // ---- a message not yet checkpointed ------------------------------------------------------------------------
+
+  /** Remembers `text`, sent now on the session's current branch, until a checkpoint holds it. */
+  async savePending(session: Session, text: string): Promise<PendingInput> {
+    const pending = v.parse(PendingInputSchema, { text, branch: session.branch, base: await session.head(), at: Date.now() });
+    await this.write(() => this.db.put('pending', pending, session.id));
+    return pending;
+  }
+
+  clearPending(id: string): Promise<unknown> {
+    return this.write(() => this.db.delete('pending', id));
+  }
+
+  /**
+   * The session's message still waiting for a checkpoint, or null. One that a checkpoint after its base on its
+   * branch now holds has landed: its record is dropped here. An unreadable record is dropped too (it says nothing).
+   */
+  async pendingInput(session: Session): Promise<PendingInput | null> {
+    const row = await this.db.get('pending', session.id).catch(() => undefined);
+    if (row === undefined) return null;
+    const parsed = v.safeParse(PendingInputSchema, row);
+    if (parsed.success && !(await this.landed(session, parsed.output))) return parsed.output;
+    await this.clearPending(session.id);
+    return null;
+  }
+
+  /**
+   * Whether a checkpoint after `pending.base` on its branch holds the message. A branch that no longer reaches the
+   * base (rolled back past it) holds it nowhere: an older message with the same words does not count.
+   */
+  private async landed(session: Session, pending: PendingInput): Promise<boolean> {
+    let found = false;
+    for (let id = (await this.store.getRef(branchRef(session.id, pending.branch))) ?? null; id !== null; ) {
+      if (id === pending.base) return found;
+      const cp = await session.checkpoint(id);
+      found ||= cp.events.some((e) => e.type === 'user' && e.text === pending.text);
+      id = cp.parent;
+    }
+    return false;
+  }
+
   // ---- the model ---------------------------------------------------------------------------------------------
 
   async modelChoice(): Promise<ModelChoice | null> {
@@ -480,7 +613,11 @@ export class AppState {
     const parsed = v.safeParse(SettingsSchema, next);
     if (!parsed.success) {
       const issue = parsed.issues[0];
-      throw new FerryError('app/bad-settings', `Setting "${issue ? v.getDotPath(issue) : '?'}" is invalid: ${issue?.message ?? 'invalid'}. Correct it and save again.`);
+      const key = issue ? v.getDotPath(issue) : null;
+      throw new FerryError('app/bad-settings', `Setting "${(key && SETTING_LABELS[key]) ?? key ?? '?'}" is invalid: ${issue?.message ?? 'invalid'}. Correct it and save again.`);
+    }
+    if (parsed.output.replyTokens >= parsed.output.contextSize) {
+      throw new FerryError('app/bad-settings', `The reply length (${parsed.output.replyTokens} tokens) must be smaller than the context size (${parsed.output.contextSize} tokens), which also holds the conversation; lower the one or raise the other.`);
     }
     if (parsed.output.relayUrl) {
       let url: URL;
@@ -509,17 +646,23 @@ export class AppState {
     return (await this.store.getRef(branchRef(session.id, session.branch))) === last.to ? { from: last.from, to: last.to } : null;
   }
 
-  /** Catalogues a session found in the store (imported, or written by another tab). */
+  /**
+   * Catalogues a session found in the store (imported, or written by another tab), with the template its agent
+   * component belongs to.
+   */
   private async adopt(id: string, fallbackTitle: string, title?: string): Promise<SessionMeta> {
     const session = await Session.open(this.store, id);
     const head = await session.checkpoint(await session.head());
     const history = await session.history();
     const firstUser = history.findLast((h) => h.checkpoint.events.some((e) => e.type === 'user'));
     const root = history.at(-1)!.checkpoint;
+    // Unread (the component files unreachable): 'unknown' for now, and no agent, so opening it reads it again.
+    const agent = await this.agentOf(id).catch(() => undefined);
     const meta: SessionMeta = {
       id,
       title: checkTitle(title ?? titleFrom(firstUser?.checkpoint.events ?? [], fallbackTitle).slice(0, MAX_TITLE)),
-      template: 'assistant',
+      template: agent?.template ?? 'unknown',
+      ...(agent ? { agent: agent.agent } : {}),
       createdAt: root.at,
       updatedAt: Math.max(head.at, root.at),
       runsOn: 'This device',
@@ -530,6 +673,12 @@ export class AppState {
     await this.transcript(session).catch(() => undefined);
     void this.measure(id);
     return meta;
+  }
+
+  /** Which template the session's agent belongs to (template-components.ts, loaded only when a session is adopted). */
+  private async agentOf(id: string): Promise<SessionAgent> {
+    const { sessionAgent } = await import('./template-components.ts');
+    return sessionAgent(this.store, id);
   }
 
   private async touch(session: Session): Promise<void> {

@@ -84,6 +84,9 @@ class Ui {
         new AgentHost({
           store: this.app.store,
           relay: () => (this.settings.relayUrl || globalThis.location.origin).replace(/\/+$/, ''),
+          limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize }),
+          cloudRecord: (id) => this.app.cloudRecord(id),
+          saveCloudRecord: (id, record) => this.app.saveCloudRecord(id, record),
           onEvent: (id, e) => this.#watchers.get(id)?.event(e),
           onPlacement: (id, p) => this.#watchers.get(id)?.placement(p),
           onModelProgress: (p) => (this.modelProgress = p.phase === 'done' || p.phase === 'cached' ? null : p),
@@ -121,8 +124,8 @@ class Ui {
     const meta = await this.attempt(async () => {
       const model = this.requireModel();
       if (title !== undefined) checkTitle(title);
-      const id = await (await this.agent()).create(template, model);
-      return this.app.register(id, template, title);
+      const { sessionId, agent } = await (await this.agent()).create(template, model);
+      return this.app.register(sessionId, template, agent, title);
     });
     if (meta) await this.refresh();
     return meta;

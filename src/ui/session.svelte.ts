@@ -1,7 +1,7 @@
 import { FerryError, type SerializedError } from '../core/errors.ts';
 import type { Session } from '../core/session/index.ts';
 import type { ObjectId } from '../core/store/index.ts';
-import type { SessionMeta, SessionTree, TranscriptStep } from '../browser/app-state.ts';
+import type { PendingInput, SessionMeta, SessionTree, TranscriptStep } from '../browser/app-state.ts';
 import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { ui } from './app.svelte.ts';
 import { describeError, type UiError } from './errors.ts';
@@ -38,6 +38,8 @@ export class OpenSession {
   #runs = $state(0);
   live = $state.raw<LiveTurn>(IDLE);
   placement = $state<Placement>('device');
+  /** The message sent last that no checkpoint holds yet (app-state.ts PendingInput). */
+  pending = $state.raw<PendingInput | null>(null);
   #session: Session | null = null;
   /** Tokens arrive faster than frames: they are added to the live text once per frame. */
   #pendingText = '';
@@ -52,24 +54,62 @@ export class OpenSession {
     return this.#runs > 0;
   }
 
+  /** A message that was sent but never reached a checkpoint (the page closed, or the run failed first): offered again. */
+  get unsent(): PendingInput | null {
+    return this.running ? null : this.pending;
+  }
+
+  /** Why no agent can continue this session here, or null when one can. */
+  get agentMissing(): string | null {
+    return this.meta?.template === 'unknown'
+      ? "This session's agent is not one this version of Ferry has (it was imported from another version, or written without an agent), so it cannot continue here. You can read, fork, export and share it."
+      : null;
+  }
+
   async load(): Promise<void> {
     this.loading = true;
     this.#stopWatching = ui.watch(this.id, { event: (e) => this.#onEvent(e), placement: (p) => void this.#onPlacement(p) });
+    let away = false;
     try {
       const app = ui.app;
       const [meta, session] = await Promise.all([app.get(this.id), app.openSession(this.id)]);
       this.#session = session;
       this.meta = meta;
       this.branch = session.branch;
-      this.steps = await app.transcript(session);
+      const [steps, pending, cloud] = await Promise.all([app.transcript(session), app.pendingInput(session), app.cloudRecord(this.id)]);
+      this.steps = steps;
+      this.pending = pending;
       this.loadError = null;
       // The page's agent may still run this session (the screen was left and opened again): show where.
       if (ui.agentLoaded) this.placement = (await ui.agent()).placement(this.id);
+      away = this.placement === 'device' && cloud !== undefined;
     } catch (err) {
       this.loadError = describeError(err);
     } finally {
       this.loading = false;
     }
+    if (this.loadError) return;
+    // An entry catalogued before templates were read from the agent (imports were all "assistant") is checked once.
+    if (this.meta && this.meta.agent === undefined) {
+      const checked = await ui.attempt(() => ui.app.checkTemplate(this.id));
+      if (checked) this.meta = checked;
+    }
+    if (away) {
+      // After a reload: this device left the session in the cloud; it catches up and follows its run again.
+      const ok = await ui.attempt(async () => {
+        this.placement = await (await ui.agent()).resume(this.id, ui.requireModel());
+        return true;
+      });
+      if (ok) await this.reload();
+    }
+    if (ui.agentLoaded && (await ui.agent()).running(this.id)) await this.#rejoin();
+  }
+
+  /** A run of this session goes on (started before this screen opened): show it live and count it. */
+  async #rejoin(): Promise<void> {
+    // The message sent last, if no checkpoint holds it yet, is the one being worked on.
+    this.live = { ...IDLE, where: this.placement === 'cloud' ? 'cloud' : 'device', user: this.pending?.text ?? null };
+    await this.#follow();
   }
 
   /** The screen closed: the agent keeps running, but its events no longer come here. */
@@ -119,6 +159,8 @@ export class OpenSession {
       await ui.attempt(async () => {
         this.steps = await ui.app.transcript(s);
         shown?.();
+        // A message whose checkpoint is now in the store has landed: its pending record goes.
+        if (this.pending) this.pending = await ui.app.pendingInput(s);
         this.meta = await ui.app.get(s.id);
         if (this.tree) this.tree = await ui.app.tree(s);
       });
@@ -128,15 +170,21 @@ export class OpenSession {
     return run;
   }
 
-  /** Sends a message to the agent where the session runs; its reply streams into `live`. */
+  /**
+   * Sends a message to the agent where the session runs; its reply streams into `live`. The message is kept on this
+   * device until the checkpoint of the step that takes it lands, so a tab that dies first offers it again.
+   */
   async send(text: string): Promise<boolean> {
     if (!this.#session || this.busy || this.running) return false;
+    const body = text.trim();
     this.#runs++;
-    this.live = { ...IDLE, user: text.trim() };
+    this.live = { ...IDLE, user: body, where: this.placement === 'cloud' ? 'cloud' : 'device' };
     try {
       const ok = await ui.attempt(async () => {
         const model = ui.requireModel();
-        await (await ui.agent()).send(this.id, this.meta?.template ?? 'assistant', model, text);
+        if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
+        if (body) this.pending = await ui.app.savePending(this.#session!, body);
+        await (await ui.agent()).send(this.id, model, body);
         return true;
       });
       return ok === true;
@@ -144,6 +192,17 @@ export class OpenSession {
       this.#runs--;
       await this.#settle();
     }
+  }
+
+  /** Sends the unsent message again. */
+  resend(): Promise<boolean> {
+    const text = this.pending?.text;
+    return text ? this.send(text) : Promise.resolve(false);
+  }
+
+  /** Forgets the unsent message (the user does not want it sent). */
+  async discardUnsent(): Promise<void> {
+    if (await ui.attempt(async () => (await ui.app.clearPending(this.id), true))) this.pending = null;
   }
 
   /** Whether "Retry" can regenerate the last reply now. */
@@ -183,14 +242,18 @@ export class OpenSession {
     }
   }
 
-  /** Stops the run: the generation in flight ends "stopped", is checkpointed, and the session waits for you. */
+  /**
+   * Stops the run: the generation in flight ends "stopped", is checkpointed, and the session waits for you — here,
+   * or in the cloud (the cloud run hands back its checkpoint; the next message starts a new run there).
+   */
   async stop(): Promise<void> {
     await ui.attempt(async () => (await ui.agent()).cancel(this.id));
   }
 
   async moveToCloud(): Promise<void> {
     const ok = await ui.attempt(async () => {
-      await (await ui.agent()).moveToCloud(this.id, this.meta?.template ?? 'assistant', ui.requireModel());
+      if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
+      await (await ui.agent()).moveToCloud(this.id, ui.requireModel());
       return true;
     });
     if (!ok) return;
@@ -238,7 +301,9 @@ export class OpenSession {
       // A generation resumed after a move back keeps streaming; everything finished is in the transcript now.
       await this.reload(() => (this.live = { ...IDLE, text: this.live.text, where: this.live.where }));
     } else {
-      this.live = { ...this.live, done: this.live.text ? [...this.live.done, { text: this.live.text, where: this.live.where }] : this.live.done, text: '' };
+      // The cloud's checkpoints were copied here as they were published; what is left live never reached one.
+      this.live = { ...this.live, user: null, done: this.live.text ? [...this.live.done, { text: this.live.text, where: this.live.where }] : this.live.done, text: '' };
+      await this.reload();
     }
   }
 
@@ -272,7 +337,11 @@ export class OpenSession {
         return;
       case 'checkpoint':
         // A device checkpoint is in the store: read it back, and drop the live parts it now shows.
-        if (where === 'device') void this.#caughtUp();
+        if (where === 'device') void this.#caughtUp('device');
+        return;
+      case 'published':
+        // A cloud checkpoint: the mover copied it into the store before passing this on.
+        if (where === 'cloud') void this.#caughtUp('cloud');
         return;
       case 'step-failed':
       case 'error':
@@ -281,12 +350,14 @@ export class OpenSession {
     }
   }
 
-  async #caughtUp(): Promise<void> {
-    const shown = this.live.done.filter((d) => d.where === 'device').length;
+  /** The store now holds every step `where` has streamed so far: those live parts give way to the transcript. */
+  async #caughtUp(where: 'device' | 'cloud'): Promise<void> {
+    const shown = this.live.done.filter((d) => d.where === where).length;
     const tools = this.live.tools.length;
+    if (where === 'cloud') await ui.attempt(() => ui.app.ran(this.session));
     await this.reload(() => {
       let drop = shown;
-      this.live = { ...this.live, user: null, done: this.live.done.filter((d) => d.where !== 'device' || drop-- <= 0), tools: this.live.tools.slice(tools) };
+      this.live = { ...this.live, user: null, done: this.live.done.filter((d) => d.where !== where || drop-- <= 0), tools: this.live.tools.slice(tools) };
     });
   }
 

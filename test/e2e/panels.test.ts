@@ -1,24 +1,28 @@
 /**
  * The per-template panels and "Retry", in Debian's Chromium against the built app served by `ferry start`, on a
  * phone (390×844, touch) and a desktop (1280×800). The generated tiny model writes gibberish, so the panels' content
- * comes from sessions written here by the session core with the events a dev-guide, podcast and survey agent
- * produce (tool calls and results of the workspace tool, the podcast's rendered script, the survey's draft), exported
- * as .ferry files and imported through the UI. "Retry" runs the real agent on the generated model.
+ * comes from sessions written here as the PWA writes them — the template's real agent and tool components (the
+ * built ones the app serves) with their first state, checkpointed by the agent runtime — followed by the events a
+ * dev-guide, podcast and survey agent produce (tool calls and results of the workspace tool, the podcast's rendered
+ * script, the survey's draft), exported as .ferry files and imported through the UI. An import is catalogued under
+ * the template its agent belongs to, and a message sent in it runs that agent; a session without an agent is read
+ * only. "Retry" runs the real agent on the generated model.
  * Every panel is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
-import { devices, startUi, type UiRig } from './ui-harness.ts';
+import { devices, root, startUi, type UiRig } from './ui-harness.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
-import { exportSession } from '../../src/core/snapshot/index.ts';
+import { exportSession, importSession as importFerry } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
+import { AgentRuntime, readHostState } from '../../src/core/runtime/index.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
+import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
+import { createNodeLlamaEngine } from '../../server/llm/node-llama-engine.ts';
 import { renderScript } from '../../components/podcast/script.ts';
 import { bibliography } from '../../components/survey/draft.ts';
-
-
-
 
 // ---- sessions as the agents write them ------------------------------------------------------------------------
 
@@ -29,11 +33,41 @@ const gen = (text: string, finish: 'stop' | 'tool-call' = 'stop'): SessionEvent 
 const toolCall = (callId: string, args: unknown): SessionEvent => ({ type: 'tool-call', callId, tool: 'workspace', args: JSON.stringify(args), at: at() });
 const toolResult = (callId: string, ok: boolean, output: unknown): SessionEvent => ({ type: 'tool-result', callId, ok, output: typeof output === 'string' ? output : JSON.stringify(output), at: at() });
 
-async function ferryFile(steps: SessionEvent[][]): Promise<Uint8Array> {
+/** The components the app serves and the relay's worker runs (components/dist: the build both load). */
+const built = (name: string): string => path.join(root, 'components', 'dist', name);
+
+/** The generated model through node-llama-cpp: the runtime records its id and tokenizer in the session. */
+let engine: Promise<Engine> | undefined;
+
+/**
+ * A session as the PWA creates one for a template — the agent and tools' first state, checkpointed by the agent
+ * runtime — with `steps` appended. Without `agent`: a session written with no agent at all.
+ */
+async function ferryFile(steps: SessionEvent[][], parts?: { agent: string; tools: string[] }, model?: string): Promise<Uint8Array> {
   const store = createMemoryStore();
-  const session = await Session.create(store, { llm: { model: 'tiny', tokenizerId: 'tiny', sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 512 } }, now: at() });
+  let session: Session;
+  if (parts) {
+    const dirs = new Map<string, string>();
+    for (const name of [parts.agent, ...parts.tools]) dirs.set(await componentId(built(name)), built(name));
+    const [agent, ...tools] = [...dirs.keys()];
+    engine ??= createNodeLlamaEngine({ modelPath: model!, gpu: false, threads: 1, slots: 1 });
+    const setup = { engine: await engine, load: (id: string) => loadBuiltComponent(dirs.get(id)!), sampling: { maxTokens: 512, temperature: 0, seed: 0 }, now: at };
+    const runtime = await AgentRuntime.create(store, setup, { agent: agent!, tools });
+    await runtime.dispose();
+    session = await Session.open(store, runtime.session.id);
+  } else {
+    session = await Session.create(store, { llm: { model: 'tiny', tokenizerId: 'tiny', sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 512 } }, now: at() });
+  }
   for (const events of steps) await session.append({ events, now: at() });
   return exportSession(store, session.id);
+}
+
+/** The agent component id and the loop's step count at the head of an exported session. */
+async function headAgent(file: Uint8Array): Promise<{ agent: string; steps: number }> {
+  const store = createMemoryStore();
+  const session = await Session.open(store, await importFerry(store, file));
+  const host = await readHostState(session, await session.head());
+  return { agent: host.agent, steps: host.loop.steps };
 }
 
 const ADD = 'export function add(a: number, b: number): number {\n  return a - b;\n}\n';
@@ -41,7 +75,11 @@ const FIX = ['--- a/src/math.ts', '+++ b/src/math.ts', '@@ -1,3 +1,3 @@', ' expo
 const DOCS = ['--- a/README.md', '+++ b/README.md', '@@ -1,1 +1,2 @@', ' # Calc', '+Adds numbers correctly.'].join('\n');
 const BAD = ['--- a/src/math.ts', '+++ b/src/math.ts', '@@ -1,1 +1,1 @@', '-export function sub() {}', '+export function sub(a: number) {}'].join('\n');
 
-const devGuide = () =>
+const DEV_GUIDE = { agent: 'dev-guide', tools: ['workspace', 'js'] };
+const PODCAST = { agent: 'podcast', tools: ['docs'] };
+const SURVEY = { agent: 'survey', tools: ['docs'] };
+
+const devGuide = (model: string) =>
   ferryFile([
     [user('Why does add() return the wrong result?'), gen('Let me look at the files.', 'tool-call'), toolCall('c1', { op: 'write', path: 'src/math.ts', content: ADD }), toolCall('c2', { op: 'write', path: 'README.md', content: '# Calc\n' })],
     [toolResult('c1', true, { path: 'src/math.ts', created: true, characters: ADD.length, lines: 3 }), toolResult('c2', true, { path: 'README.md', created: true })],
@@ -49,10 +87,9 @@ const devGuide = () =>
     [toolCall('c4', { op: 'patch', diff: FIX }), toolResult('c4', true, { applied: true, files: [{ path: 'src/math.ts', status: 'modified', added: 1, removed: 1 }] })],
     [gen(`The sign is fixed. The README could say so:\n\n\`\`\`diff\n${DOCS}\n\`\`\`\n\nAnd a helper:\n\n\`\`\`diff\n${BAD}\n\`\`\``, 'tool-call'), toolCall('check-1', { op: 'patch', diff: DOCS, dry_run: true }), toolCall('check-2', { op: 'patch', diff: BAD, dry_run: true })],
     [toolResult('check-1', true, { applied: false, applies: true, files: [] }), toolResult('check-2', false, 'Hunk 1 of the diff for "src/math.ts" (@@ -1,1 @@) does not match the file.')],
-  ]);
+  ], DEV_GUIDE, model);
 
-const podcast = () =>
-  ferryFile([
+const podcastSteps = (): SessionEvent[][] => [
     [
       user('A short episode on agents that run on your phone'),
       gen(renderScript(
@@ -64,9 +101,10 @@ const podcast = () =>
         ],
       )),
     ],
-  ]);
+  ];
+const podcast = (model: string) => ferryFile(podcastSteps(), PODCAST, model);
 
-const survey = () =>
+const survey = (model: string) =>
   ferryFile([
     [
       user('Survey on-device language models'),
@@ -79,7 +117,11 @@ const survey = () =>
         [1, 2, 3],
       )}\n`),
     ],
-  ]);
+  ], SURVEY, model);
+
+afterAll(async () => {
+  await (await engine)?.dispose();
+});
 
 for (const device of devices) {
   describe(`the per-template panels on a ${device.name}`, () => {
@@ -90,13 +132,17 @@ for (const device of devices) {
     const screen = (name: string): Promise<void> => rig.screen(name);
     const transcriptReady = (): Promise<void> => rig.transcriptReady();
 
-    async function importSession(name: string, bytes: Uint8Array): Promise<void> {
+    const model = (): string => path.join(work, 'tiny.gguf');
+
+    /** Imports a .ferry file through the UI; the session is catalogued under `template` (what its screen says). */
+    async function importSession(name: string, bytes: Uint8Array, template: string): Promise<void> {
       const file = path.join(work, name);
       await writeFile(file, bytes);
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await page.getByTestId('import-input').setInputFiles(file);
       await expect.poll(() => page.url()).toMatch(/#\/s\/[0-9a-f]{32}$/);
       await transcriptReady();
+      await expect.poll(() => page.getByTestId('session-template').textContent()).toBe(template);
     }
 
     async function openPanel(name: string): Promise<void> {
@@ -113,8 +159,14 @@ for (const device of devices) {
 
     afterAll(() => rig?.close());
 
+    test('the model comes from a GGUF picked from disk (the relay\'s generated model)', async () => {
+      await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+      await page.getByTestId('pick-model').setInputFiles(model());
+      await expect.poll(() => page.getByTestId('model-in-use').textContent()).toMatch(/tiny\.gguf/);
+    });
+
     test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied', async () => {
-      await importSession('dev-guide.ferry', await devGuide());
+      await importSession('dev-guide.ferry', await devGuide(model()), 'Dev guide');
       await openPanel('Workspace');
       const panel = page.getByTestId('workspace-panel');
       await panel.waitFor();
@@ -141,7 +193,7 @@ for (const device of devices) {
     });
 
     test('the Script panel shows speakers and segments; Play reads it aloud, or says why it cannot', async () => {
-      await importSession('podcast.ferry', await podcast());
+      await importSession('podcast.ferry', await podcast(model()), 'Podcast');
       await openPanel('Script');
       const panel = page.getByTestId('script-panel');
       await panel.waitFor();
@@ -206,7 +258,7 @@ for (const device of devices) {
     });
 
     test('the Draft panel shows the outline, sections and bibliography, and exports the draft as Markdown', async () => {
-      await importSession('survey.ferry', await survey());
+      await importSession('survey.ferry', await survey(model()), 'Survey');
       await openPanel('Draft');
       const panel = page.getByTestId('draft-panel');
       await panel.waitFor();
@@ -232,10 +284,41 @@ for (const device of devices) {
       await screen('panel-draft');
     });
 
+    test('a message in an imported dev-guide or podcast session runs that template\'s agent; a session without an agent is read, not run', async () => {
+      for (const [title, parts] of [['dev guide', DEV_GUIDE], ['podcast', PODCAST]] as const) {
+        await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+        await press(page.getByRole('link', { name: title, exact: true }));
+        await transcriptReady();
+        expect(await page.getByTestId('session-template').textContent()).toBe(parts === DEV_GUIDE ? 'Dev guide' : 'Podcast');
+        const replies = await page.getByTestId('agent-message').count();
+        const box = page.getByLabel('Message');
+        await box.fill('Carry on, please.');
+        await box.press('Enter');
+        await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 120_000 }).toBeGreaterThan(replies);
+        await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 120_000 }).toBe(0);
+        expect(await page.getByTestId('error-toast').count()).toBe(0);
+        // The session's newest checkpoint was written by the template's own agent, which ran at least one step.
+        const download = page.waitForEvent('download');
+        await press(page.getByRole('button', { name: 'Export .ferry' }));
+        const saved = path.join(work, `${title}-after.ferry`);
+        await (await download).saveAs(saved);
+        const exported = new Uint8Array(await readFile(saved));
+        const head = await headAgent(exported);
+        expect(head.agent).toBe(await componentId(built(parts.agent)));
+        expect(head.steps).toBeGreaterThan(0);
+      }
+
+      // Written without an agent: catalogued as such, readable (its panel still found from its events), not run.
+      await importSession('no-agent.ferry', await ferryFile(podcastSteps()), 'Unknown agent');
+      expect(await page.getByTestId('agent-missing').textContent()).toMatch(/not one this version of Ferry has.*read, fork, export and share it/);
+      expect(await page.getByLabel('Message').isDisabled()).toBe(true);
+      expect(await page.getByTestId('panel-tab').textContent()).toBe('Script');
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      expect(await page.getByTestId('session-row').filter({ hasText: 'no agent' }).textContent()).toContain('Unknown agent');
+      await screen('sessions-unknown-agent');
+    });
+
     test('Retry regenerates the last reply with the real agent, keeping the old reply on a "main-try1" branch', async () => {
-      await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
-      await page.getByTestId('pick-model').setInputFiles(path.join(work, 'tiny.gguf'));
-      await expect.poll(() => page.getByTestId('model-in-use').textContent()).toMatch(/tiny\.gguf/);
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await press(page.getByLabel(/Dev guide/));
       await page.getByLabel(/^Title/).fill('Retry me');

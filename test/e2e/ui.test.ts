@@ -31,6 +31,39 @@ for (const device of devices) {
 
     afterAll(() => rig?.close());
 
+    /** Types a message and sends it with Enter. */
+    async function send(text: string): Promise<void> {
+      const box = page.getByLabel('Message');
+      await box.fill(text);
+      await box.press('Enter');
+    }
+
+    /** Creates a session of a template from the session list, and waits for its screen. */
+    async function createSession(template: RegExp, title: string): Promise<void> {
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(page.getByLabel(template));
+      await page.getByLabel(/^Title/).fill(title);
+      await press(page.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await transcriptReady();
+    }
+
+    /** Opens a session from the session list by its title. */
+    async function openSession(title: string): Promise<void> {
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(page.getByRole('link', { name: title, exact: true }));
+      await transcriptReady();
+    }
+
+    /** Saves the engine's limits in Settings (the other settings as they are). */
+    async function setLimits(replyTokens: number, contextSize: number): Promise<void> {
+      await press(page.getByRole('link', { name: 'Settings', exact: true }));
+      await page.getByLabel('Reply length (tokens)').fill(String(replyTokens));
+      await page.getByLabel('Context size (tokens)').fill(String(contextSize));
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+    }
+
     /** Sends a message and waits for the agent's reply: tokens stream into the live reply, then its checkpoint shows it. */
     async function chat(text: string, replies: number): Promise<void> {
       const box = page.getByLabel('Message');
@@ -228,6 +261,8 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('user-message').count()).toBe(3);
       expect(await page.getByTestId('current-branch').textContent()).toBe('main');
       expect(await page.getByRole('heading', { level: 2 }).textContent()).toBe('Trip plan');
+      // The template comes back from the session's own agent component, not a guess.
+      expect(await page.getByTestId('session-template').textContent()).toBe('Dev guide');
 
       const bad = path.join(work, 'broken.ferry');
       const bytes = await readFile(file);
@@ -285,6 +320,20 @@ for (const device of devices) {
       await press(page.getByLabel('Cheapest'));
       await page.getByLabel(/Monthly budget/).fill('12.5');
       await press(page.getByLabel('Dark'));
+      // The engine's limits: defaults shown, bad values refused with the field named.
+      expect(await page.getByLabel('Reply length (tokens)').inputValue()).toBe('512');
+      expect(await page.getByLabel('Context size (tokens)').inputValue()).toBe('4096');
+      await page.getByLabel('Reply length (tokens)').fill('5');
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('error-toast').textContent()).toMatch(/Reply length.*at least 16 tokens/);
+      await press(page.getByRole('button', { name: 'Dismiss error' }));
+      await page.getByLabel('Reply length (tokens)').fill('2048');
+      await page.getByLabel('Context size (tokens)').fill('2048');
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('error-toast').textContent()).toMatch(/reply length \(2048 tokens\) must be smaller than the context size/);
+      await press(page.getByRole('button', { name: 'Dismiss error' }));
+      await page.getByLabel('Reply length (tokens)').fill('300');
+      await page.getByLabel('Context size (tokens)').fill('3072');
       await press(page.getByRole('button', { name: 'Save settings' }));
       await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
       expect(await page.evaluate(() => document.documentElement.style.colorScheme)).toBe('dark');
@@ -299,6 +348,8 @@ for (const device of devices) {
       expect(await page.getByLabel('Cheapest').isChecked()).toBe(true);
       expect(await page.getByLabel(/Monthly budget/).inputValue()).toBe('12.5');
       expect(await page.getByLabel('Dark').isChecked()).toBe(true);
+      expect(await page.getByLabel('Reply length (tokens)').inputValue()).toBe('300');
+      expect(await page.getByLabel('Context size (tokens)').inputValue()).toBe('3072');
       expect(await page.evaluate(() => document.documentElement.style.colorScheme)).toBe('dark');
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await page.getByTestId('session-list').waitFor();
@@ -307,6 +358,54 @@ for (const device of devices) {
       await press(page.getByLabel('System'));
       await press(page.getByRole('button', { name: 'Save settings' }));
       await expect.poll(() => page.evaluate(() => document.documentElement.style.colorScheme)).toBe('light dark');
+      await setLimits(512, 4096);
+    });
+
+    test('the agent runs with the reply length and context size from Settings', async () => {
+      await setLimits(48, 4096);
+      await createSession(/Assistant/, 'Limits');
+      await send('A short one, please.');
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(1);
+      expect(await page.getByTestId('agent-message').textContent()).toMatch(/· 48 tokens · cut at the length limit/);
+
+      // A context of 512 tokens cannot hold a long message: the engine refuses it, and the message is kept.
+      await setLimits(256, 512);
+      await openSession('Limits');
+      const long = `Please read all of this: ${'the ferry crosses the harbour at dawn, '.repeat(40)}`;
+      await send(long);
+      await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code'), { timeout: 60_000 }).toBe('llm/context-full');
+      expect(await page.getByTestId('error-toast').textContent()).toMatch(/the context holds 512/);
+      await press(page.getByRole('button', { name: 'Dismiss error' }));
+      await expect.poll(() => page.getByTestId('unsent-message').textContent()).toContain('the ferry crosses the harbour');
+      await press(page.getByTestId('unsent-message').getByRole('button', { name: 'Discard' }));
+      await expect.poll(() => page.getByTestId('unsent-message').count()).toBe(0);
+      await setLimits(512, 4096);
+    });
+
+    test('a message sent just before the tab dies is not lost: after the reload it is offered again, and "Send again" sends it', async () => {
+      await openSession('Limits');
+      const replies = await page.getByTestId('agent-message').count();
+      await send('This one was sent before the crash.');
+      await expect.poll(async () => ((await page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 20, { timeout: 60_000, interval: 10 }).toBe(true);
+      // The tab dies mid-generation: the step that takes the message was never checkpointed.
+      await page.reload();
+      await page.locator('html[data-ready="true"]').waitFor();
+      await transcriptReady();
+      const unsent = page.getByTestId('unsent-message');
+      await expect.poll(() => unsent.textContent()).toContain('This one was sent before the crash.');
+      expect(await page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).count()).toBe(0);
+      expect(await page.getByTestId('agent-message').count()).toBe(replies);
+      await screen('unsent-after-reload');
+      await press(unsent.getByRole('button', { name: 'Send again' }));
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(replies + 1);
+      await expect.poll(() => page.getByTestId('live-turn').count()).toBe(0);
+      expect(await unsent.count()).toBe(0);
+      // Landed: a reload shows it once, in the transcript, and no longer offers it.
+      await page.reload();
+      await page.locator('html[data-ready="true"]').waitFor();
+      await transcriptReady();
+      await expect.poll(() => page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).count()).toBe(1);
+      expect(await unsent.count()).toBe(0);
     });
 
     test('moves a session to the cloud worker mid-stream and brings it back, from the "Where it runs" panel', async () => {
@@ -316,12 +415,7 @@ for (const device of devices) {
       await press(page.getByLabel('My devices'));
       await press(page.getByRole('button', { name: 'Save settings' }));
       await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
-      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
-      await press(page.getByLabel(/Assistant/));
-      await page.getByLabel(/^Title/).fill('Ferry story');
-      await press(page.getByRole('button', { name: 'Create session' }));
-      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
-      await transcriptReady();
+      await createSession(/Assistant/, 'Ferry story');
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
       await page.getByTestId('placement-reason').waitFor();
@@ -338,9 +432,14 @@ for (const device of devices) {
       // The live indicator, then the stream goes on from the cloud worker.
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000, interval: 10 }).toMatch(/moving|Cloud worker/);
       await screen('moving');
-      await expect.poll(() => page.getByTestId('live-reply').or(page.getByTestId('live-generation')).and(page.locator('[data-where="cloud"]')).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+      // The stream goes on from the cloud worker: live, or already checkpointed there and copied here.
+      const fromCloud = page.getByTestId('agent-message').filter({ hasText: 'node-llama-cpp' });
+      await expect.poll(() => page.getByTestId('live-reply').or(page.getByTestId('live-generation')).and(page.locator('[data-where="cloud"]')).or(fromCloud).count(), { timeout: 60_000 }).toBeGreaterThan(0);
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      // The cloud's checkpoints are in this device's store as they are published: before any "Bring back".
+      await expect.poll(() => fromCloud.count(), { timeout: 30_000 }).toBeGreaterThan(0);
+      expect(await page.getByTestId('runs-on').textContent()).toBe('Cloud worker');
       await screen('in-the-cloud');
 
       await press(page.getByRole('button', { name: 'Bring back to this device' }));
@@ -354,6 +453,74 @@ for (const device of devices) {
       await screen('brought-back');
     });
 
+    test('in the cloud: checkpoints show as they land, Stop stops the cloud run there, a reload keeps following it, and Bring back works after', async () => {
+      // Long replies, so a cloud run (node-llama-cpp is fast) lasts long enough to stop and to reload in the middle
+      // of it; the session records them when it is created, and the cloud worker keeps to them.
+      await setLimits(3000, 4096);
+      await createSession(/Assistant/, 'Cloud stay');
+      await setLimits(512, 4096);
+      await openSession('Cloud stay');
+      const panel = page.getByTestId('where-it-runs');
+      await press(panel.locator('summary'));
+      await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      const cloudLive = async (): Promise<boolean> =>
+        (await page.getByTestId('live-reply').getAttribute('data-where', { timeout: 50 }).catch(() => null)) === 'cloud' &&
+        ((await page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 40;
+
+      // Stop: the cloud run hands back its checkpoint, and the session stays in the cloud, idle.
+      await send('Tell me a long story about the cloud.');
+      await expect.poll(cloudLive, { timeout: 60_000, interval: 10 }).toBe(true);
+      await press(page.getByRole('button', { name: 'Stop' }));
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      expect(await page.getByTestId('runs-on').textContent()).toBe('Cloud worker');
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 30_000 }).toBe(1);
+      expect(await page.getByTestId('agent-message').textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens · stopped/);
+      expect(await page.getByTestId('unsent-message').count()).toBe(0);
+      // The checkpoint tree holds the cloud's checkpoints too.
+      await press(page.getByRole('link', { name: 'Checkpoints' }));
+      await expect.poll(() => page.getByTestId('tree-node').filter({ hasText: '(head)' }).count()).toBe(1);
+      expect(await page.getByTestId('tree-node').filter({ hasText: 'You: Tell me a long story about the cloud.' }).count()).toBe(1);
+      await screen('tree-cloud');
+      await press(page.getByRole('link', { name: 'Chat' }));
+      await transcriptReady();
+
+      // The next message starts a new cloud run; the page reloads in the middle of it and follows it on.
+      await send('And now the next chapter.');
+      await expect.poll(cloudLive, { timeout: 60_000, interval: 10 }).toBe(true);
+      await page.reload();
+      await page.locator('html[data-ready="true"]').waitFor();
+      await transcriptReady();
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
+      // Still streaming from the cloud when the page came back, or over already and caught up from its events.
+      let sawLive = false;
+      await expect
+        .poll(async () => {
+          sawLive ||= (await page.getByTestId('live-reply').getAttribute('data-where', { timeout: 50 }).catch(() => null)) === 'cloud';
+          return page.getByTestId('agent-message').count();
+        }, { timeout: 60_000, interval: 20 })
+        .toBe(2);
+      console.info(`${device.name}: after the reload the cloud run was ${sawLive ? 'still streaming, and was followed live' : 'over; its events and checkpoints were caught up'}`);
+      expect(await page.getByTestId('agent-message').nth(1).textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens/);
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('Tell me a long story'), expect.stringContaining('And now the next chapter.')]);
+      expect(await page.getByTestId('unsent-message').count()).toBe(0);
+      expect(await page.getByTestId('runs-on').textContent()).toBe('Cloud worker');
+      await screen('in-the-cloud-after-reload');
+
+      // Bring back still works: the session is this device's again, with everything the cloud wrote.
+      await press(page.getByTestId('where-it-runs').locator('summary'));
+      await press(page.getByRole('button', { name: 'Bring back to this device' }));
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+      expect(await page.getByTestId('agent-message').count()).toBe(2);
+      await page.reload();
+      await page.locator('html[data-ready="true"]').waitFor();
+      await transcriptReady();
+      expect(await page.getByTestId('runs-on').textContent()).toBe('This device');
+      expect(rig.pageErrors).toEqual([]);
+    });
+
     test('reloads offline from the service worker with the local sessions listed', async () => {
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await expect.poll(() => page.getByTestId('offline-ready').isVisible(), { timeout: 60_000 }).toBe(true);
@@ -363,7 +530,7 @@ for (const device of devices) {
       await page.reload();
       await page.locator('html[data-ready="true"]').waitFor();
       await expect.poll(() => page.getByTestId('connectivity').textContent()).toContain('Offline');
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(3);
+      await expect.poll(() => page.getByTestId('session-row').count()).toBe(5);
       await screen('sessions-offline');
       await press(page.getByRole('link', { name: 'Holiday itinerary' }));
       await transcriptReady();

@@ -1,9 +1,9 @@
 /**
  * Which per-template panel a session shows: the template's own (dev-guide: workspace, podcast: script, survey:
- * draft), or, for a session whose template is not known here (an imported .ferry file is catalogued as an
- * assistant), the one its events call for. The panels themselves are loaded only when opened.
+ * draft), or, for a session without one (an assistant, or an agent this build does not have), the one its events
+ * call for. The panels themselves are loaded only when opened.
  */
-import type { TemplateId, TranscriptStep } from '../../browser/app-state.ts';
+import type { SessionTemplate, TemplateId, TranscriptStep } from '../../browser/app-state.ts';
 import { parseDraft } from './draft-view.ts';
 import { parseScript } from './script-view.ts';
 
@@ -16,8 +16,8 @@ const BY_TEMPLATE: Partial<Record<TemplateId, PanelKind>> = { 'dev-guide': 'work
 /** How many of the newest replies are read to guess a panel for a session of unknown template. */
 const SNIFF_REPLIES = 8;
 
-export function panelFor(template: TemplateId | undefined, steps: readonly TranscriptStep[]): PanelKind | null {
-  const own = template ? BY_TEMPLATE[template] : undefined;
+export function panelFor(template: SessionTemplate | undefined, steps: readonly TranscriptStep[]): PanelKind | null {
+  const own = template && template !== 'unknown' ? BY_TEMPLATE[template] : undefined;
   if (own) return own;
   const replies: string[] = [];
   for (const s of steps) {

@@ -1,0 +1,178 @@
+/**
+ * The app's own records (src/browser/app-state.ts) over IndexedDB (fake-indexeddb in Node), with the session core:
+ * - an imported session is catalogued under the template its agent component belongs to (the component files come
+ *   from a real HTTP server, as the PWA serves them), a session without an agent as "unknown", and an entry written
+ *   before templates were read from the agent is corrected once;
+ * - a message sent stays pending until a checkpoint after the one it was sent at holds it;
+ * - the engine limits in Settings: defaults, ranges, and the reply shorter than the context;
+ * - the record of a session in the cloud, kept with the session through delete and undo.
+ */
+import 'fake-indexeddb/auto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { AppState, DEFAULT_SETTINGS } from '../../src/browser/app-state.ts';
+import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
+import { buildComponents } from '../../scripts/components/build.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
+import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
+import { Session, type SessionEvent } from '../../src/core/session/index.ts';
+import { exportSession } from '../../src/core/snapshot/index.ts';
+import { createMemoryStore } from '../../src/core/store/index.ts';
+import { testLlm } from '../support/session-fixtures.ts';
+import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
+
+const root = path.join(import.meta.dirname, '..', '..');
+const dist = path.join(root, 'components', 'dist');
+const TIMEOUT = 240_000;
+
+let server: Server;
+let engine: Engine;
+let app: AppState;
+let dbs = 0;
+
+/** A fresh AppState on its own databases. */
+const openApp = (): Promise<AppState> => AppState.open({ storeName: `ferry-test-${++dbs}`, appDbName: `ferry-app-test-${dbs}` });
+
+beforeAll(async () => {
+  await buildComponents({ srcDir: path.join(root, 'components'), outDir: dist, witDir: path.join(root, 'components', 'wit'), names: ['dev-guide', 'workspace', 'js', 'assistant', 'notes', 'podcast', 'survey', 'docs'] });
+  // The PWA's static component files (/components/<name>/<file>), served from the build as the relay serves them.
+  server = createServer((req, res) => {
+    const m = /^\/components\/([a-z-]+)\/([A-Za-z0-9._-]+)$/.exec(req.url ?? '');
+    if (!m) return void res.writeHead(404).end();
+    readFile(path.join(dist, m[1]!, m[2]!)).then((bytes) => res.writeHead(200).end(bytes), () => res.writeHead(404).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  Object.defineProperty(globalThis, 'location', { value: { origin: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}` }, configurable: true });
+  engine = await tinyEngine(await tinyModelFile());
+  app = await openApp();
+}, TIMEOUT);
+
+afterAll(async () => {
+  app?.close();
+  await engine?.dispose();
+  await new Promise((resolve) => server?.close(resolve));
+});
+
+/** A .ferry file of a session as the PWA creates one: the agent's and tools' first state, from the built components. */
+async function agentSession(agent: string, tools: string[]): Promise<Uint8Array> {
+  const store = createMemoryStore();
+  const dirs = new Map<string, string>();
+  for (const name of [agent, ...tools]) dirs.set(await componentId(path.join(dist, name)), path.join(dist, name));
+  const [a, ...t] = [...dirs.keys()];
+  const runtime = await AgentRuntime.create(store, { engine, load: (id) => loadBuiltComponent(dirs.get(id)!), sampling: { maxTokens: 16, temperature: 0, seed: 0 } }, { agent: a!, tools: t });
+  await runtime.dispose();
+  return exportSession(store, runtime.session.id);
+}
+
+const user = (text: string): SessionEvent => ({ type: 'user', text, at: Date.now() });
+
+describe('the catalogue reads a session\'s template from its agent', () => {
+  test('an imported dev-guide or podcast session is catalogued under its template, with its agent component', async () => {
+    for (const [agent, tools, template] of [['dev-guide', ['workspace', 'js'], 'dev-guide'], ['podcast', ['docs'], 'podcast']] as const) {
+      const meta = await app.importFile(await agentSession(agent, [...tools]), `${agent}.ferry`);
+      expect(meta.template).toBe(template);
+      expect(meta.agent).toBe(await componentId(path.join(dist, agent)));
+    }
+  }, TIMEOUT);
+
+  test('a session whose agent is none of this build\'s templates, or that has no agent, is "unknown"', async () => {
+    // The assistant's agent with the dev guide's tools: no template runs that combination.
+    const odd = await app.importFile(await agentSession('assistant', ['workspace']), 'odd.ferry');
+    expect(odd).toMatchObject({ template: 'unknown', agent: await componentId(path.join(dist, 'assistant')) });
+    const store = createMemoryStore();
+    const session = await Session.create(store, { llm: testLlm });
+    await session.append({ events: [user('hello')] });
+    const bare = await app.importFile(await exportSession(store, session.id), 'bare.ferry');
+    expect(bare).toMatchObject({ template: 'unknown', agent: null });
+  }, TIMEOUT);
+
+  test('an entry catalogued before templates were read from the agent is corrected once, when opened', async () => {
+    const meta = await app.importFile(await agentSession('survey', ['docs']), 'survey.ferry');
+    // As the previous version wrote imports: an assistant, with no agent recorded.
+    const legacy: Record<string, unknown> = { ...meta, template: 'assistant' };
+    delete legacy.agent;
+    const db = (app as unknown as { db: { put(store: string, value: unknown): Promise<unknown> } }).db;
+    await db.put('sessions', legacy);
+    expect((await app.get(meta.id)).template).toBe('assistant');
+    const checked = await app.checkTemplate(meta.id);
+    expect(checked).toMatchObject({ template: 'survey', agent: meta.agent });
+    expect(await app.get(meta.id)).toEqual(checked);
+  }, TIMEOUT);
+});
+
+describe('a message waits as pending until a checkpoint holds it', () => {
+  test('it lands with a checkpoint after the one it was sent at; an older message with the same words does not count', async () => {
+    const session = await Session.create(app.store, { llm: testLlm });
+    await session.append({ events: [user('same words')] });
+    const pending = await app.savePending(session, 'same words');
+    expect(pending).toMatchObject({ text: 'same words', branch: 'main', base: await session.head() });
+    // The earlier identical message is before the base: still pending.
+    expect(await app.pendingInput(session)).toEqual(pending);
+    await session.append({ events: [{ type: 'generation', tokens: [1], text: 'a reply to something else', engine: { id: 'x', kind: 'scripted', model: 'm' }, timings: { promptMs: 1, generateMs: 1 }, finish: 'stop', at: Date.now() }] });
+    expect(await app.pendingInput(session)).toEqual(pending);
+    // The step that takes it is checkpointed: it has landed, and its record is gone.
+    await session.append({ events: [user('same words')] });
+    expect(await app.pendingInput(session)).toBeNull();
+    expect(await app.pendingInput(session)).toBeNull();
+  });
+
+  test('a branch rolled back past the message\'s base does not hold it; Discard forgets it', async () => {
+    const session = await Session.create(app.store, { llm: testLlm });
+    const root = await session.head();
+    await session.append({ events: [user('first')] });
+    await app.savePending(session, 'second');
+    await session.append({ events: [user('second')] });
+    await session.rollback(root);
+    expect(await app.pendingInput(session)).toMatchObject({ text: 'second' });
+    await app.clearPending(session.id);
+    expect(await app.pendingInput(session)).toBeNull();
+  });
+});
+
+describe('the engine limits in Settings', () => {
+  test('default to 512 reply tokens in a 4,096-token context, also for settings saved before they existed', async () => {
+    expect(DEFAULT_SETTINGS).toMatchObject({ replyTokens: 512, contextSize: 4096 });
+    const fresh = await openApp();
+    const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
+    await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
+    expect(await fresh.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark', replyTokens: 512, contextSize: 4096 });
+    fresh.close();
+  });
+
+  test('are checked: whole numbers in range, the reply shorter than the context', async () => {
+    const base = await app.settings();
+    for (const [bad, why] of [
+      [{ replyTokens: 8 }, /"Reply length" is invalid: it must be at least 16 tokens/],
+      [{ replyTokens: 9000 }, /"Reply length" is invalid: it must be at most 8192 tokens/],
+      [{ replyTokens: 100.5 }, /"Reply length" is invalid: it must be a whole number/],
+      [{ contextSize: 100 }, /"Context size" is invalid: it must be at least 512 tokens/],
+      [{ contextSize: Number.NaN }, /"Context size" is invalid/],
+      [{ replyTokens: 2048, contextSize: 2048 }, /reply length \(2048 tokens\) must be smaller than the context size \(2048 tokens\)/],
+    ] as const) {
+      await expect(app.saveSettings({ ...base, ...bad })).rejects.toMatchObject({ code: 'app/bad-settings', message: expect.stringMatching(why) });
+    }
+    expect(await app.saveSettings({ ...base, replyTokens: 1024, contextSize: 8192 })).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
+    expect(await app.settings()).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
+  });
+});
+
+describe('the record of a session in the cloud', () => {
+  test('is kept, dropped, and goes and comes back with its session through delete and undo', async () => {
+    const meta = await app.importFile(await agentSession('assistant', ['notes']), 'cloudy.ferry');
+    expect(await app.cloudRecord(meta.id)).toBeUndefined();
+    await app.saveCloudRecord(meta.id, '{"v":1}');
+    expect(await app.cloudRecord(meta.id)).toBe('{"v":1}');
+    const session = await app.openSession(meta.id);
+    await app.savePending(session, 'not yet sent');
+    const deleted = await app.remove(meta.id);
+    expect(await app.cloudRecord(meta.id)).toBeUndefined();
+    await app.undoRemove(deleted);
+    expect(await app.cloudRecord(meta.id)).toBe('{"v":1}');
+    expect(await app.pendingInput(await app.openSession(meta.id))).toMatchObject({ text: 'not yet sent' });
+    await app.saveCloudRecord(meta.id, null);
+    expect(await app.cloudRecord(meta.id)).toBeUndefined();
+  }, TIMEOUT);
+});

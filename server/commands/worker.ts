@@ -16,6 +16,7 @@ import { resolveModel } from '../llm/models.ts';
 import { downloadProgress, openModelEngine } from '../llm/open-model.ts';
 import { measureProfile } from '../../src/core/node/profile.ts';
 import { RemoteWorker } from '../worker/remote.ts';
+import { cpuShare, withCpuShare } from '../../src/core/llm/cpu-share.ts';
 
 export const workerUsage = `ferry worker --relay URL [options]
   Attaches this machine to a relay as a cloud worker: it runs sessions the relay assigns to it.
@@ -26,7 +27,10 @@ export const workerUsage = `ferry worker --relay URL [options]
   --data DIR              FERRY_DATA              ./.ferry-data   (models, llama.cpp temp files)
   --components DIRS       FERRY_COMPONENTS        ./components/dist
   --name NAME             FERRY_WORKER_NAME       host-pid   (how the relay lists this worker)
-  --slots N               FERRY_WORKER_SLOTS      2   (runs at once)`;
+  --slots N               FERRY_WORKER_SLOTS      2   (runs at once)
+  --cpu-share F           FERRY_WORKER_CPU_SHARE  1   (the share of a CPU its engine may use, 0.05–1: a shared or
+                                                  battery-powered machine stays usable; it measures, and is
+                                                  placed, as the slower node it then is)`;
 
 export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const { values } = parseArgs({
@@ -40,6 +44,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
       components: { type: 'string' },
       name: { type: 'string' },
       slots: { type: 'string' },
+      'cpu-share': { type: 'string' },
     },
   });
   const relayUrl = values.relay ?? env.FERRY_RELAY;
@@ -52,6 +57,9 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const slotsText = values.slots ?? env.FERRY_WORKER_SLOTS ?? '2';
   const slots = Number(slotsText);
   if (!Number.isInteger(slots) || slots < 1 || slots > 64) throw new FerryError('cli/bad-flag', `--slots must be an integer from 1 to 64, got "${slotsText}".`);
+  const shareText = values['cpu-share'] ?? env.FERRY_WORKER_CPU_SHARE ?? '1';
+  const share = Number(shareText);
+  if (!(share >= 0.05 && share <= 1)) throw new FerryError('cli/bad-flag', `--cpu-share must be a number from 0.05 to 1, got "${shareText}".`);
   const log = (message: string, details?: Record<string, unknown>): void => console.log(`ferry worker: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`);
 
   const configured = values.model ?? env.FERRY_MODEL;
@@ -62,7 +70,8 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
     log(DEMO_MODEL_NOTE);
   }
   const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
-  const engine = await openModelEngine(model, dataDir, { slots });
+  const native = await openModelEngine(model, dataDir, { slots });
+  const engine = share < 1 ? withCpuShare(native, cpuShare(share)) : native;
   const components = values.components ?? env.FERRY_COMPONENTS;
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
   const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });

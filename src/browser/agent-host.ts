@@ -18,6 +18,8 @@ import { AgentClient } from './agent-client.ts';
 import type { ModelChoice, TemplateId } from './app-state.ts';
 import { openModel } from './llm/model-source.ts';
 import { RelayClient } from './relay-client.ts';
+import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
+import type { RunPlacement } from '../core/protocol/index.ts';
 import { restoreCloudState, serializeCloudState, SessionMover, type PlacedEvent, type Placement } from './session-mover.ts';
 import { sessionAgent, TEMPLATE_PARTS, templateComponents, unknownAgentError } from './template-components.ts';
 import type { BrowserEngineSpec } from '../../workers/agent.worker.ts';
@@ -44,6 +46,10 @@ export interface AgentHostOptions {
   /** Where a session away in the cloud is recorded on this device, for a reload (AppState's "cloud" records). */
   cloudRecord(sessionId: string): Promise<string | undefined>;
   saveCloudRecord(sessionId: string, record: string | null): Promise<unknown>;
+  /** What automatic placement may do now (Settings' privacy and objective, this device's space); absent: off. */
+  autoPlacement?(): Promise<AutoPlacementContext | undefined>;
+  /** The session moved by itself, and why. */
+  onAutoMove?(sessionId: string, reason: string): void;
 }
 
 interface Live {
@@ -59,6 +65,8 @@ interface Live {
 export class AgentHost {
   #live: Live | undefined;
   #spec: { key: string; spec: Promise<BrowserEngineSpec> } | undefined;
+  /** The CPU share this device's generations may use (Settings), applied to every agent worker. */
+  #cpuShare = 1;
 
   constructor(private readonly opts: AgentHostOptions) {}
 
@@ -109,9 +117,16 @@ export class AgentHost {
     await this.#live.mover.stop();
   }
 
-  async moveToCloud(sessionId: string, model: ModelChoice): Promise<void> {
+  /** Moves the session to the relay's cloud worker, or where `where` places it (a device of this device's space). */
+  async moveToCloud(sessionId: string, model: ModelChoice, where?: RunPlacement): Promise<void> {
     const live = await this.#attach(sessionId, model);
-    await live.mover.moveToCloud();
+    await live.mover.moveToCloud(where);
+  }
+
+  /** Caps this device's generations at `fraction` of a CPU, from their next token on. */
+  async setCpuShare(fraction: number): Promise<void> {
+    this.#cpuShare = fraction;
+    await this.#live?.client.setCpuShare(fraction);
   }
 
   async bringBack(sessionId: string): Promise<void> {
@@ -189,18 +204,24 @@ export class AgentHost {
     if (this.#live && sameModel(this.#live.model, model)) return this.#live.client;
     await this.#live?.client.terminate();
     this.#live = undefined;
-    return new AgentClient();
+    const client = new AgentClient();
+    if (this.#cpuShare < 1) await client.setCpuShare(this.#cpuShare);
+    return client;
   }
 
   #adopt(client: AgentClient, sessionId: string, template: TemplateId, model: ModelChoice): Live {
     const limits = JSON.stringify(this.opts.limits());
     if (this.#live?.client === client && this.#live.sessionId === sessionId) return Object.assign(this.#live, { limits });
     const relay = new RelayClient(this.opts.relay());
-    const mover = new SessionMover({
+    const placer = this.#placer(sessionId, () => mover);
+    const mover: SessionMover = new SessionMover({
       agent: client,
       relay,
       reopen: (file) => this.#reopen(client, sessionId, template, model, file),
-      onEvent: (event) => this.opts.onEvent(sessionId, event),
+      onEvent: (event) => {
+        if (event.where === 'device') placer?.event(event.event);
+        this.opts.onEvent(sessionId, event);
+      },
       onPlacement: (placement) => this.opts.onPlacement(sessionId, placement),
       // The cloud's checkpoints come straight into the page's store: only the objects it lacks travel.
       sync: async (published) => void (await relay.open({ relay: relay.http.baseUrl, snapshotId: published.snapshot.id, key: published.key }, this.opts.store)),
@@ -209,6 +230,26 @@ export class AgentHost {
     if (this.#live?.client === client) this.#live.mover.close();
     this.#live = { client, mover, sessionId, template, model, limits };
     return this.#live;
+  }
+
+  /** Moves the session by itself when this device falls well behind another the user allows (auto-placement.ts). */
+  #placer(sessionId: string, mover: () => SessionMover): AutoPlacer | undefined {
+    const context = this.opts.autoPlacement;
+    if (!context) return undefined;
+    return new AutoPlacer({
+      context,
+      step: async () => {
+        const session = await Session.open(this.opts.store, sessionId);
+        return { model: (await session.checkpoint(await session.head())).llm.model, expectedOutputTokens: this.opts.limits().replyTokens };
+      },
+      move: (where, decision) => {
+        if (mover().placement !== 'device') return;
+        mover().moveToCloud(where).then(
+          () => this.opts.onAutoMove?.(sessionId, decision.reason),
+          (err: unknown) => this.opts.onEvent(sessionId, { where: 'cloud', event: { type: 'error', ...describeFailure(err) } }),
+        );
+      },
+    });
   }
 
   /** A session back from the cloud: its newer checkpoints join the store, and the worker reopens it from there. */
@@ -242,6 +283,10 @@ export class AgentHost {
     }
     return this.#spec.spec;
   }
+}
+
+function describeFailure(err: unknown): { code: string; message: string } {
+  return err instanceof FerryError ? { code: err.code, message: err.message } : { code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) };
 }
 
 function sameModel(a: ModelChoice, b: ModelChoice): boolean {

@@ -25,6 +25,7 @@ import {
   type RunMessage,
   type RunRecord,
   type ShareLink,
+  type RunPlacement,
   type StartRunRequest,
   RunMessageSchema,
 } from '../core/protocol/index.ts';
@@ -60,12 +61,12 @@ export class RelayClient {
   }
 
   /**
-   * Moves a published session to the relay's cloud worker: it resumes from the snapshot (the key goes to the worker
+   * Moves a published session to the relay's cloud worker (or where `where` places it: a device of the user's space) from the snapshot (the key goes to the worker
    * for this run only), runs `input`, and publishes every checkpoint to the same snapshot. Follow it with
    * `followRun`; take it back with `handBack`, then `open` the snapshot again.
    */
-  resumeOnCloud(published: PublishedSnapshot, input: StartRunRequest['input']): Promise<RunRecord> {
-    return this.http.startRun({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input });
+  resumeOnCloud(published: PublishedSnapshot, input: StartRunRequest['input'], where?: RunPlacement): Promise<RunRecord> {
+    return this.http.startRun({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input, ...(where ? { where } : {}) });
   }
 
   handBack(runId: string, published: PublishedSnapshot): Promise<RunRecord> {

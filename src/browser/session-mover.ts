@@ -22,6 +22,7 @@ import type { AgentStatus } from '../core/runtime/agent-api.ts';
 import type { RunInput } from '../core/runtime/loop.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { exportSession, importSession } from '../core/snapshot/index.ts';
+import { RunPlacementSchema, type RunPlacement } from '../core/protocol/index.ts';
 import { createMemoryStore } from '../core/store/index.ts';
 import { restorePublished, serializePublished, type PublishedSnapshot, type RelayClient, type RunMessage, type RunRecord } from './relay-client.ts';
 
@@ -35,6 +36,8 @@ export type PlacedEvent = { where: 'device'; event: RuntimeEvent } | { where: 'c
 /** A session in the cloud, as a reload needs it. Holds secrets (the write token and key): keep it on this device. */
 export interface CloudState {
   published: PublishedSnapshot;
+  /** Where its runs go: absent = the relay's cloud workers; otherwise a node of the user's space (RunPlacement). */
+  where?: RunPlacement;
   /** The run to follow and the seq of its first event not yet applied here; null while no run goes on. */
   run: { id: string; from: number } | null;
 }
@@ -78,6 +81,8 @@ export class SessionMover {
   /** The local run in flight, if any. */
   #local: Promise<AgentStatus> | undefined;
   #published: PublishedSnapshot | undefined;
+  /** Where its runs go while it is away (a device node of the space, or any cloud worker when absent). */
+  #where: RunPlacement | undefined;
   #run: FollowedRun | undefined;
   /** Cloud events are handled one after another: a `published` event waits for its sync, and so do the ones after it. */
   #events: Promise<void> = Promise.resolve();
@@ -114,7 +119,7 @@ export class SessionMover {
     }
     if (this.#placement !== 'cloud' || !this.#published) throw busy(this.#placement);
     await this.#run?.followed.catch(() => undefined);
-    const record = await this.opts.relay.resumeOnCloud(this.#published, input);
+    const record = await this.opts.relay.resumeOnCloud(this.#published, input, this.#where);
     await this.#follow(record.id, 0);
     // A stream that could not be followed again was reported to onEvent (as a cloud `error`).
     await this.#run?.followed.catch(() => undefined);
@@ -137,8 +142,11 @@ export class SessionMover {
     await run.followed.catch(() => undefined);
   }
 
-  /** Moves the session to the cloud worker, mid-generation if one is running; its stream goes on from there. */
-  async moveToCloud(): Promise<RunRecord> {
+  /**
+   * Moves the session to the cloud worker — or where `where` says: a device of the user's space offering itself as
+   * a node — mid-generation if one is running; its stream goes on from there.
+   */
+  async moveToCloud(where?: RunPlacement): Promise<RunRecord> {
     if (this.#placement !== 'device') throw busy(this.#placement);
     await this.#subscribe();
     this.#set('moving-to-cloud');
@@ -151,7 +159,8 @@ export class SessionMover {
       const sessionId = await importSession(store, file);
       const { snapshot, writeToken, key } = await this.opts.relay.publish(store, sessionId, this.#published);
       this.#published = { snapshot, writeToken, key };
-      const record = await this.opts.relay.resumeOnCloud(this.#published, { type: 'resume' });
+      this.#where = where;
+      const record = await this.opts.relay.resumeOnCloud(this.#published, { type: 'resume' }, where);
       await this.#follow(record.id, 0);
       this.#set('cloud');
       return record;
@@ -169,6 +178,7 @@ export class SessionMover {
   async resumeCloud(state: CloudState): Promise<void> {
     if (this.#placement !== 'device' || this.#run) throw busy(this.#placement);
     this.#published = state.published;
+    this.#where = state.where;
     this.#set('cloud');
     try {
       await this.opts.sync?.(state.published);
@@ -196,6 +206,7 @@ export class SessionMover {
       const { sessionId } = await this.opts.relay.open({ relay: this.opts.relay.http.baseUrl, snapshotId: this.#published.snapshot.id, key: this.#published.key }, store);
       const status = await this.opts.reopen(await exportSession(store, sessionId));
       this.#run = undefined;
+      this.#where = undefined;
       this.#set('device');
       await this.opts.persist?.(null).catch((err: unknown) => this.#report(err, 'app/storage-failed', 'The session is back, but this device could not note it: after a reload it may show as in the cloud; "Bring back" then fixes that'));
       // A cut generation (or any pending step) continues here.
@@ -291,7 +302,7 @@ export class SessionMover {
   async #persist(run: CloudState['run']): Promise<void> {
     if (!this.#published || !this.opts.persist) return;
     try {
-      await this.opts.persist({ published: this.#published, run });
+      await this.opts.persist({ published: this.#published, run, ...(this.#where ? { where: this.#where } : {}) });
     } catch (err) {
       this.#report(err, 'app/storage-failed', 'Where this session runs could not be saved on this device, so a reload would lose track of the cloud run; keep this page open until you bring it back');
     }
@@ -314,6 +325,7 @@ const CloudStateSchema = v.strictObject({
   v: v.literal(1),
   published: v.string(),
   run: v.nullable(v.strictObject({ id: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/)), from: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
+  where: v.optional(RunPlacementSchema),
 });
 
 const BAD_RECORD =
@@ -321,7 +333,7 @@ const BAD_RECORD =
 
 /** What to keep on the device (IndexedDB of this origin, never a URL or a log) to find the session after a reload. */
 export function serializeCloudState(state: CloudState): string {
-  return JSON.stringify({ v: 1, published: serializePublished(state.published), run: state.run });
+  return JSON.stringify({ v: 1, published: serializePublished(state.published), run: state.run, ...(state.where ? { where: state.where } : {}) });
 }
 
 /** The saved cloud state, checked; a damaged record is a typed error (the session is then treated as here). */
@@ -335,7 +347,8 @@ export function restoreCloudState(text: string): CloudState {
   const parsed = v.safeParse(CloudStateSchema, value);
   if (!parsed.success) throw new FerryError('app/bad-cloud-record', BAD_RECORD, { details: { issue: parsed.issues[0]?.message ?? 'invalid' } });
   try {
-    return { published: restorePublished(parsed.output.published), run: parsed.output.run };
+    const { where } = parsed.output;
+    return { published: restorePublished(parsed.output.published), run: parsed.output.run, ...(where ? { where } : {}) };
   } catch (cause) {
     throw new FerryError('app/bad-cloud-record', BAD_RECORD, { cause });
   }

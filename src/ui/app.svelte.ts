@@ -1,6 +1,7 @@
 import { AppState, DEFAULT_SETTINGS, checkTitle, type DeletedSession, type ModelChoice, type SessionMeta, type Settings, type TemplateId } from '../browser/app-state.ts';
 import type { AgentHost } from '../browser/agent-host.ts';
 import type { DownloadProgress } from '../browser/llm/model-download.ts';
+import { nodeOffer } from './device-node.svelte.ts';
 import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { FerryError } from '../core/errors.ts';
 import { describeError, type UiError } from './errors.ts';
@@ -79,19 +80,28 @@ class Ui {
 
   /** The agent host, loaded on first use: the runtime, its worker and the engines stay out of the first paint. */
   agent(): Promise<AgentHost> {
-    this.#agent ??= import('../browser/agent-host.ts').then(
-      ({ AgentHost }) =>
-        new AgentHost({
-          store: this.app.store,
-          relay: () => (this.settings.relayUrl || globalThis.location.origin).replace(/\/+$/, ''),
-          limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize }),
-          cloudRecord: (id) => this.app.cloudRecord(id),
-          saveCloudRecord: (id, record) => this.app.saveCloudRecord(id, record),
-          onEvent: (id, e) => this.#watchers.get(id)?.event(e),
-          onPlacement: (id, p) => this.#watchers.get(id)?.placement(p),
-          onModelProgress: (p) => (this.modelProgress = p.phase === 'done' || p.phase === 'cached' ? null : p),
+    this.#agent ??= import('../browser/agent-host.ts').then(({ AgentHost }) => {
+      const relay = () => (this.settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
+      const host = new AgentHost({
+        store: this.app.store,
+        relay,
+        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize }),
+        cloudRecord: (id) => this.app.cloudRecord(id),
+        saveCloudRecord: (id, record) => this.app.saveCloudRecord(id, record),
+        onEvent: (id, e) => this.#watchers.get(id)?.event(e),
+        onPlacement: (id, p) => this.#watchers.get(id)?.placement(p),
+        onModelProgress: (p) => (this.modelProgress = p.phase === 'done' || p.phase === 'cached' ? null : p),
+        // Settings' privacy and objective decide; this device's space makes its other devices candidates.
+        autoPlacement: async () => ({
+          relay: relay(),
+          prefs: { objective: this.settings.objective, privacy: this.settings.privacy, ...(this.settings.budgetUsd > 0 ? { budgetUsd: this.settings.budgetUsd } : {}) },
+          ...(await nodeOffer.placementContext()),
         }),
-    );
+        onAutoMove: (_id, reason) => this.notify(reason),
+      });
+      nodeOffer.obeyCpuShare((fraction) => host.setCpuShare(fraction));
+      return host;
+    });
     this.#agent.catch(() => (this.#agent = undefined));
     return this.#agent;
   }

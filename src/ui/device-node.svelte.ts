@@ -88,6 +88,13 @@ class NodeOffer {
     }
   }
 
+  /** This device's space (its other devices are placement candidates) and its own node, when it offers itself. */
+  async placementContext(): Promise<{ space: string; self?: string }> {
+    const { currentSpaceId } = await import('../browser/device-node.ts');
+    const self = this.status?.id;
+    return { space: await currentSpaceId(), ...(self ? { self } : {}) };
+  }
+
   /** This device's pairing link and its QR code (SVG). */
   async pairing(relay: string): Promise<{ link: string; qrSvg: string }> {
     const [{ spacePairingLink }, { shareQrSvg }] = await Promise.all([import('../browser/device-node.ts'), import('../browser/relay-client.ts')]);

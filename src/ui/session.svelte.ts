@@ -250,14 +250,15 @@ export class OpenSession {
     await ui.attempt(async () => (await ui.agent()).cancel(this.id));
   }
 
-  async moveToCloud(): Promise<void> {
+  /** Moves the session to the relay's cloud worker, or to `device` — another device of this device's space. */
+  async moveToCloud(device?: { id: string; name: string; space: string }): Promise<void> {
     const ok = await ui.attempt(async () => {
       if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
-      await (await ui.agent()).moveToCloud(this.id, ui.requireModel());
+      await (await ui.agent()).moveToCloud(this.id, ui.requireModel(), device ? { space: device.space, node: device.id, cloud: false } : undefined);
       return true;
     });
     if (!ok) return;
-    ui.notify('The session moved to the cloud worker.');
+    ui.notify(device ? `The session moved to ${device.name}.` : 'The session moved to the cloud worker.');
     await this.#follow();
   }
 

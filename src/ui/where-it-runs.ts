@@ -1,13 +1,15 @@
 /**
  * What the "Where it runs" panel shows: this device (the engine it would use and why, the session's model, its
- * measured speed), the relay's cloud workers with their measured speed and this page's round trip to the relay,
+ * measured speed), the relay's cloud workers and this device's space's devices with their measured speed and this
+ * page's round trip to the relay (as node profiles: core/placement/fleet.ts),
  * and the placement policy's decision with its reason (src/core/placement). Loaded only when the panel opens.
  */
 import type { Settings } from '../browser/app-state.ts';
 import { chooseEngine, probeDevice, type EngineChoice } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { decide, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
-import { parseWire, WorkerListSchema, workerPaths } from '../core/protocol/index.ts';
+import { decide, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
+import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths } from '../core/protocol/index.ts';
+import { nodeOffer } from './device-node.svelte.ts';
 import type { Session } from '../core/session/index.ts';
 import { describeError, type UiError } from './errors.ts';
 
@@ -22,6 +24,8 @@ export interface DeviceView {
 
 export interface WorkerView {
   id: string;
+  /** A cloud worker, or one of this device's space's devices offering itself as a node. */
+  kind: 'cloud' | 'device';
   name: string;
   embedded: boolean;
   engine: string;
@@ -44,9 +48,12 @@ export interface WhereItRunsView {
 }
 
 const TIMEOUT_MS = 5000;
+const THIS_DEVICE = 'this-device';
+/** The link's bandwidth when the browser does not say; the round trip is measured. */
+const DEFAULT_BANDWIDTH_BPS = 10e6;
 
-async function fetchJson(url: string): Promise<unknown> {
-  const res = await fetch(url, { cache: 'no-store', signal: AbortSignal.timeout(TIMEOUT_MS) });
+async function fetchJson(url: string, headers: Record<string, string> = {}): Promise<unknown> {
+  const res = await fetch(url, { cache: 'no-store', headers, signal: AbortSignal.timeout(TIMEOUT_MS) });
   if (!res.ok) throw new FerryError('relay/unreachable', `The relay answered ${res.status} for ${new URL(url).pathname}; it may be an older version. Update it, or check the relay URL in Settings.`);
   return res.json();
 }
@@ -72,42 +79,23 @@ export async function loadWhereItRuns(session: Session, settings: Settings, meas
   let rttMs: number | null = null;
   let workers: WorkerView[] = [];
   let relayError: UiError | null = null;
+  let fleet: NodeProfile[] = [];
   try {
     rttMs = await roundTrip(relay);
-    const list = parseWire(WorkerListSchema, await fetchJson(`${relay}${workerPaths.list}`), "The relay's worker list", 'relay/bad-response');
-    workers = list.workers.map((w) => ({ id: w.id, name: w.profile.name, embedded: w.embedded, engine: w.profile.engine, device: w.profile.device, model: w.profile.model, prefillTps: w.profile.prefillTps, decodeTps: w.profile.decodeTps, runs: w.runs }));
+    // This device's space: its other devices offering themselves are listed (and may take the session) too.
+    const context = await nodeOffer.placementContext();
+    const list = parseWire(WorkerListSchema, await fetchJson(`${relay}${workerPaths.list}`, { [SPACE_HEADER]: context.space }), "The relay's worker list", 'relay/bad-response');
+    workers = list.workers
+      .filter((w) => w.id !== context.self)
+      .map((w) => ({ id: w.id, kind: w.kind, name: w.profile.name, embedded: w.embedded, engine: w.profile.engine, device: w.profile.device, model: w.profile.model, prefillTps: w.profile.prefillTps, decodeTps: w.profile.decodeTps, runs: w.runs }));
+    fleet = relayProfiles(list, { rttMs, bandwidthBps: DEFAULT_BANDWIDTH_BPS }, Date.now(), context.self);
   } catch (err) {
     relayError = describeError(isFerryError(err) ? err : new FerryError('relay/unreachable', `The relay at ${relay} could not be reached (${err instanceof Error ? err.message : String(err)}). Check the connection, or the relay URL in Settings.`));
   }
 
-  const now = Date.now();
-  const nodes: NodeProfile[] = [
-    {
-      id: 'this-device',
-      name: 'this device',
-      kind: 'this-device',
-      trust: 'own',
-      models: model && decodeTps ? { [model]: { prefillTps: decodeTps * 10, decodeTps, measuredAt: now } } : {},
-      memoryBytes: (probe.deviceMemoryGiB ?? 4) * 2 ** 30,
-      link: { rttMs: 0, bandwidthBps: 1e9 },
-      price: { promptPer1k: 0, outputPer1k: 0 },
-      queueWaitMs: 0,
-      kvState: false,
-    },
-    ...workers.map((w): NodeProfile => ({
-      id: w.id,
-      name: w.embedded ? `the relay's cloud worker (${w.name})` : w.name,
-      kind: 'cloud',
-      // Workers attached to the user's own relay run on hardware the user chose: their own.
-      trust: 'own',
-      models: { [w.model]: { prefillTps: w.prefillTps, decodeTps: w.decodeTps, measuredAt: now } },
-      memoryBytes: 8 * 2 ** 30,
-      link: { rttMs: rttMs ?? 0, bandwidthBps: 10e6 },
-      price: { promptPer1k: 0, outputPer1k: 0 },
-      queueWaitMs: 0,
-      kvState: true,
-    })),
-  ];
+  const memoryBytes = (probe.deviceMemoryGiB ?? 4) * 2 ** 30;
+  const here = thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: (decodeTps ?? 0) * 10, decodeTps: decodeTps ?? 0, measuredAt: Date.now(), memoryBytes, kvState: false });
+  const nodes: NodeProfile[] = [here, ...fleet];
   const step: PendingStep = {
     sessionId: session.id,
     model: model || workers[0]?.model || 'no model chosen',
@@ -117,7 +105,7 @@ export async function loadWhereItRuns(session: Session, settings: Settings, meas
   };
   let decision: WhereItRunsView['decision'];
   try {
-    const d = decide(step, nodes, { objective: settings.objective, privacy: settings.privacy, ...(settings.budgetUsd > 0 ? { budgetUsd: settings.budgetUsd } : {}) }, 'this-device');
+    const d = decide(step, nodes, { objective: settings.objective, privacy: settings.privacy, ...(settings.budgetUsd > 0 ? { budgetUsd: settings.budgetUsd } : {}) }, THIS_DEVICE);
     decision = { node: d.estimate.name, reason: d.reason };
   } catch (err) {
     decision = { problem: describeError(err) };

@@ -38,7 +38,8 @@ export function thisDeviceProfile(d: ThisDevice): NodeProfile {
     name: d.name,
     kind: 'this-device',
     trust: 'own',
-    models: { [d.model]: { prefillTps: Math.max(d.prefillTps, 1e-3), decodeTps: Math.max(d.decodeTps, 1e-3), measuredAt: d.measuredAt } },
+    // Not measured yet (the model has not run here): listed, but it cannot be estimated for any model.
+    models: d.model && d.decodeTps > 0 ? { [d.model]: { prefillTps: Math.max(d.prefillTps, 1e-3), decodeTps: d.decodeTps, measuredAt: d.measuredAt } } : {},
     memoryBytes: d.memoryBytes ?? UNREPORTED_MEMORY,
     ...(d.battery ? { battery: d.battery } : {}),
     link: { rttMs: 0, bandwidthBps: 1e12 },
@@ -62,8 +63,9 @@ export function relayProfiles(list: WorkerList, link: LinkProbe, now: number, ex
       id: w.id,
       name: p.name,
       kind: device ? 'my-device' : 'cloud',
-      // A relay's cloud worker is someone else's machine as far as "this device / my devices" privacy goes.
-      trust: device ? 'own' : 'third-party',
+      // A worker that charges for its tokens is a third party's; an unpriced one is the relay owner's own
+      // hardware (`ferry start` on the user's machine, a `ferry worker` they attached): "my devices" may use it.
+      trust: device || !(p.price && (p.price.promptPer1k > 0 || p.price.outputPer1k > 0)) ? 'own' : 'third-party',
       models: { [p.model]: { prefillTps: p.prefillTps, decodeTps: p.decodeTps, measuredAt: now } },
       memoryBytes: UNREPORTED_MEMORY,
       link: { rttMs: link.rttMs, bandwidthBps: link.bandwidthBps },

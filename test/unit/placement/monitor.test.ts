@@ -1,9 +1,9 @@
 /**
  * The product's placement glue (src/core/placement/fleet.ts, monitor.ts): the relay's worker list becomes node
- * profiles (devices of the space are "my devices", cloud workers third-party, load becomes queue wait, this
- * device's own node entry is not counted twice); a generation watch says "move" once when the measured rate falls
- * well short of the estimate and another node wins by more than the hysteresis, never for a private session, and
- * not while the node is on track.
+ * profiles (devices of the space and unpriced workers are "my devices", priced cloud workers third-party, load
+ * becomes queue wait, this device's own node entry is not counted twice); a generation watch says "move" once when
+ * the measured rate falls well short of the estimate and another node wins by more than the hysteresis, never for
+ * a private session, and not while the node is on track.
  */
 import { describe, expect, test } from 'vitest';
 import { GenerationWatch, relayProfiles, thisDeviceProfile, type NodeProfile } from '../../../src/core/placement/index.ts';
@@ -22,9 +22,11 @@ describe('fleet profiles from the relay', () => {
     ],
   };
 
-  test('devices are mine, cloud workers third-party; load is queue wait; self and unmeasured are left out', () => {
+  test('devices and unpriced workers are mine, priced ones third-party; load is queue wait; self and unmeasured are left out', () => {
     const nodes = relayProfiles(list, { rttMs: 30, bandwidthBps: 5e6 }, NOW, 'c'.repeat(16));
     expect(nodes.map((n) => [n.name, n.kind, n.trust])).toEqual([['embedded', 'cloud', 'third-party'], ['laptop', 'my-device', 'own']]);
+    const free = relayProfiles({ workers: [{ ...list.workers[0]!, profile: workerProfile('own-gpu', 200) }] }, { rttMs: 30, bandwidthBps: 5e6 }, NOW);
+    expect(free[0]).toMatchObject({ kind: 'cloud', trust: 'own' });
     expect(nodes[0]).toMatchObject({ queueWaitMs: 4000, price: { promptPer1k: 0.001, outputPer1k: 0.002 }, link: { rttMs: 30 } });
     expect(nodes[1]).toMatchObject({ queueWaitMs: 0, price: { promptPer1k: 0, outputPer1k: 0 }, models: { [MODEL]: { decodeTps: 40, measuredAt: NOW } } });
   });

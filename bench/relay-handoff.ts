@@ -1,31 +1,62 @@
 /**
- * handoff_ms_<n> (issue 6): a device moves a session whose transcript is n tokens to the relay's cloud worker —
- * from "move" (the generation in flight is cut) to the first token the worker streams back, as a client following
- * the run sees it. The parts: checkpoint (the cut step checkpointed on the device), upload (publish: seal, have/want,
- * upload, snapshot update), restore (start the run → the worker has fetched the snapshot, opened the session and
+ * Moving a live session (issue 6), on two generated models, each measured against its own baseline in the same run:
+ * the tiny test model (64 wide, 2 layers: figures without suffix, the names the issue gives) and the larger
+ * benchmark model of `npm run bench -- llm` (512 wide, 8 layers, f32: suffix `_m512`), whose prefill is closer to
+ * a real model's share of a handoff. Weights are random in both: speeds are real, the text is not.
+ *
+ * handoff_ms_<n>: a device moves a session whose conversation is n tokens (its prompt adds the agent's system prompt
+ * with its tool: handoff_prompt_tokens_<n>) to the relay's cloud worker — from "move" (the generation in flight is
+ * cut) to the first token the worker streams back, as a client following the run sees it. The parts: checkpoint (the cut step checkpointed on the device), upload (publish: seal, upload and move the
+ * snapshot in one request), restore (start the run → the worker has fetched the snapshot, opened the session and
  * instantiated the components: its first `step` event), first token (the worker prefills the transcript and
- * generates). Baseline, measured in the same run: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same
- * uploaded bytes + the same engine's prefill of the same prompt (node-llama-cpp, 1 thread, loaded as the worker's).
- * The worker is the relay's embedded one, in this process, on the same generated model file.
+ * generates). Baseline: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same uploaded bytes + the same
+ * engine's prefill of the same prompt (node-llama-cpp, 1 thread, loaded as the worker's). The worker is the relay's
+ * embedded one, in this process, on the same model file.
+ *
+ * handoff_kv_ms_<n>: the session runs on a cloud worker A and moves to another worker B whose engine has never seen
+ * it — from "move" (A is asked to hand back: it cuts the step, saves its KV into the checkpoint, publishes) to B's
+ * first token (B fetches the snapshot with the KV entry, loads it, continues). Baseline handoff_prefill_ms_<n>: the
+ * same move of the same session where A saves no KV and B, which loads none, prefills the transcript instead. A and
+ * B are RunHosts in this process driven directly (no dispatcher, no event WebSocket) against the same relay; B's
+ * engines (one per variant) are loaded once, and each rep's session differs from its first word on, so B reuses at
+ * most the system prompt's cache.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import WebSocket from 'ws';
 import { buildRelay } from '../server/app.ts';
 import { defaultConfig } from '../server/config.ts';
 import { resolveModel } from '../server/llm/models.ts';
 import { openModelEngine } from '../server/llm/open-model.ts';
 import type { Engine, Prompt } from '../src/core/llm/engine.ts';
-import { generateTinyModel } from '../src/core/llm/gguf/index.ts';
+import { generateTinyModel, type TinyModelParams } from '../src/core/llm/gguf/index.ts';
 import { preparePrompt } from '../src/core/llm/prompt.ts';
-import { RelayHttp, publishSession, toBase64Url, type RunMessage } from '../src/core/protocol/index.ts';
+import { measureProfile } from '../src/core/node/profile.ts';
+import { RunHost, type RunEvent } from '../src/core/node/run-host.ts';
+import { RelayHttp, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../src/core/protocol/index.ts';
+import type { KvEvent } from '../src/core/runtime/kv-handoff.ts';
 import { AgentRuntime } from '../src/core/runtime/runtime.ts';
-import { createMemoryStore } from '../src/core/store/index.ts';
-import { fixtures, setupFor, tinyEngine } from '../test/support/runtime-agent.ts';
+import { createMemoryStore, type Store } from '../src/core/store/index.ts';
+import { fixtures, loader, setupFor, tinyEngine, type Fixtures } from '../test/support/runtime-agent.ts';
 import { compared, type Figures } from './lib.ts';
 
 const SIZES = [256, 2048] as const;
-const REPS = 3;
+
+interface BenchModel {
+  /** Appended to every figure name ('' keeps the issue's names for the tiny model). */
+  suffix: string;
+  params: Partial<TinyModelParams>;
+  /** Moves per size and kind; medians are reported. Fewer on the larger model, whose prefills take seconds. */
+  reps: number;
+}
+
+const MODELS: BenchModel[] = [
+  { suffix: '', params: { ctx: 4096 }, reps: 5 },
+  // The benchmark model of bench/llm.ts.
+  { suffix: '_m512', params: { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, type: 'f32', seed: 11 }, reps: 3 },
+];
 
 interface Handoff {
   checkpointMs: number;
@@ -38,6 +69,7 @@ interface Handoff {
   firstTokenMs: number;
   totalMs: number;
   bytes: number;
+  sessionId: string;
   prompt: Prompt;
   promptTokens: number;
 }
@@ -45,26 +77,67 @@ interface Handoff {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
- * User text that makes the scribe's prompt about `n` tokens (the tiny vocabulary is mostly one token a character).
- * Each `variant` differs from its first word on, so no engine holds a cached prefix of another's prompt: a worker
- * that receives a session has never seen it.
+ * Lets what a finished run leaves to do in the background settle (a worker makes its spare tool instances once a run
+ * ends): each measurement starts on an idle machine, and none is charged for the one before.
+ */
+const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 250));
+
+/** Everything one model's measurements share: the device's engine, the baseline engine, a relay with its worker. */
+interface Rig {
+  f: Fixtures;
+  model: string;
+  /** The device's engine (and worker A's, in the KV move). */
+  engine: Engine;
+  /** Loaded as the relay loads its worker's, for the prefill baseline. */
+  bound: Engine;
+  app: FastifyInstance;
+  url: string;
+}
+
+async function openRig(root: string, model: BenchModel, f: Fixtures): Promise<Rig> {
+  const dir = path.join(root, `handoff${model.suffix || '_tiny'}`);
+  await mkdir(path.join(dir, 'dist'), { recursive: true });
+  const file = path.join(dir, 'model.gguf');
+  await writeFile(file, generateTinyModel(model.params));
+  await writeFile(path.join(dir, 'dist', 'index.html'), '<!doctype html><title>bench</title>');
+  const engine = await tinyEngine(file);
+  const bound = await openModelEngine(await resolveModel(file, { dataDir: dir }), dir);
+  // As the relay does with its worker's engine before the first run.
+  await measureProfile(bound, { name: 'bound', slots: 1 });
+  const app = await buildRelay({ ...defaultConfig, host: '127.0.0.1', port: 0, logLevel: 'silent', rateLimitPerMinute: 0, staticDir: path.join(dir, 'dist'), dataDir: path.join(dir, 'data'), model: file, componentDirs: Object.values(f.dirs) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return { f, model: file, engine, bound, app, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}` };
+}
+
+async function closeRig(rig: Rig): Promise<void> {
+  await rig.app.close();
+  await rig.engine.dispose();
+  await rig.bound.dispose();
+}
+
+/**
+ * User text of about `n` tokens for the scribe (the tiny vocabulary is mostly one token a character): `n` names the
+ * conversation's size; the prompt the worker prefills adds the scribe's system prompt with its tool (~540 tokens,
+ * the same in every session, so every engine has it cached from earlier ones) — handoff_prompt_tokens_<n> is the
+ * prompt as prefilled. Each `variant` differs from its first word on, so no engine holds a cached prefix of another
+ * session's conversation: a worker that receives a session has never seen it.
  */
 async function textOf(engine: Engine, n: number, variant: number): Promise<string> {
   const words = ['ferry', 'river', 'harbour', 'crossing', 'tide', 'deck', 'rope', 'lantern'];
   let text = `${variant} `;
   for (let i = 0; ; i++) {
     const next = `${text}${words[(i * 5 + variant) % words.length]} `;
-    // ~24 tokens of system message and chat template around it.
+    // ~24 tokens of the user turn's own template around it.
     if ((await engine.tokenize(next)).length > n - 24) return text.trim();
     text = next;
   }
 }
 
-/** One move of a fresh session whose transcript is the scribe's prompt on `text`. */
-async function handoff(relayUrl: string, engine: Engine, f: Awaited<ReturnType<typeof fixtures>>, text: string): Promise<Handoff> {
+/** A session on the device, generating on `text`, cut at its first token (the move) and checkpointed there. */
+async function cutOnDevice(rig: Rig, text: string): Promise<{ device: Store; sessionId: string; prompt: Prompt; moveAt: number; checkpointAt: number; closedAt: number }> {
   const device = createMemoryStore();
-  const runtime = await AgentRuntime.create(device, setupFor(f, engine), { agent: f.ids.scribe, tools: [f.ids.tally] });
-  // The move: the device is generating; it cuts the generation at its first token and checkpoints the step.
+  const runtime = await AgentRuntime.create(device, setupFor(rig.f, rig.engine), { agent: rig.f.ids.scribe, tools: [rig.f.ids.tally] });
   const cut = new AbortController();
   let moveAt = 0;
   let checkpointAt = 0;
@@ -77,21 +150,25 @@ async function handoff(relayUrl: string, engine: Engine, f: Awaited<ReturnType<t
   }
   const state = runtime.loopState;
   if (!state.cut) throw new Error('the device generation was not cut');
-  const sessionId = runtime.session.id;
   await runtime.dispose();
+  return { device, sessionId: runtime.session.id, prompt: state.cut.prompt, moveAt, checkpointAt, closedAt: performance.now() };
+}
 
+/** One move of a fresh session whose transcript is the scribe's prompt on `text`, device → the relay's worker. */
+async function handoff(rig: Rig, text: string): Promise<Handoff> {
+  const cut = await cutOnDevice(rig, text);
   const uploadStart = performance.now();
-  const published = await publishSession(device, sessionId, new RelayHttp({ baseUrl: relayUrl }));
+  const published = await publishSession(cut.device, cut.sessionId, new RelayHttp({ baseUrl: rig.url }));
   const uploadEnd = performance.now();
 
-  const res = await fetch(`${relayUrl}/api/v1/runs`, {
+  const res = await fetch(`${rig.url}/api/v1/runs`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'resume' } }),
   });
   const run = (await res.json()) as { id: string };
   const times = await new Promise<{ resumed: number; step: number; token: number }>((resolve, reject) => {
-    const ws = new WebSocket(`${relayUrl.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
+    const ws = new WebSocket(`${rig.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
     let resumed = 0;
     let step = 0;
     let token = 0;
@@ -105,17 +182,18 @@ async function handoff(relayUrl: string, engine: Engine, f: Awaited<ReturnType<t
     ws.on('close', () => (step && token ? resolve({ resumed, step, token }) : reject(new Error('the run streamed no token'))));
     ws.on('error', reject);
   });
-  const promptTokens = (await engine.tokenize(text)).length + 24;
+  const promptTokens = (await preparePrompt(rig.engine, cut.prompt)).length;
   return {
-    checkpointMs: checkpointAt - moveAt,
-    deviceMs: uploadStart - checkpointAt,
+    checkpointMs: cut.checkpointAt - cut.moveAt,
+    deviceMs: uploadStart - cut.checkpointAt,
     uploadMs: uploadEnd - uploadStart,
     restoreMs: times.step - uploadEnd,
     openMs: times.step - times.resumed,
     firstTokenMs: times.token - times.step,
-    totalMs: times.token - moveAt,
+    totalMs: times.token - cut.moveAt,
     bytes: published.sync.totalBytes,
-    prompt: state.cut.prompt,
+    sessionId: cut.sessionId,
+    prompt: cut.prompt,
     promptTokens,
   };
 }
@@ -123,68 +201,169 @@ async function handoff(relayUrl: string, engine: Engine, f: Awaited<ReturnType<t
 /**
  * The engine's prefill of the same tokens: the prompt rendered as the worker renders it (preparePrompt), then the
  * wall time to the first token. The engine is loaded exactly as the relay loads its worker's (openModelEngine: same
- * model file, slots, threads, context) and warmed up on every sequence as the worker's is by its earlier runs. Each
- * prompt is measured once, and prompts differ from their first user word on, so at most the system prompt's KV is
- * reused — on the worker as here.
+ * model file, slots, threads, context) and is given the same sessions in the same order, each in a slot named by
+ * its session and kept, as the worker keeps them: so its sequences hold what the worker's hold, and it reuses a
+ * cached prefix (the system prompt every session shares) exactly where the worker can — no more.
  */
 async function prefillMs(engine: Engine, prompt: Prompt, slot: string): Promise<number> {
   const tokens = await preparePrompt(engine, prompt);
   const t0 = performance.now();
   let first = NaN;
   for await (const event of engine.generate({ prompt: { tokens }, maxTokens: 1, temperature: 0, slot })) if (event.type === 'token' && Number.isNaN(first)) first = performance.now() - t0;
-  await engine.releaseSlot?.(slot);
   return first;
 }
 
-export async function handoffFigures(root: string, rawUrl: string, figures: Figures): Promise<void> {
-  const model = path.join(root, 'handoff-model.gguf');
-  await writeFile(model, generateTinyModel({ ctx: 4096 }));
-  const f = await fixtures();
-  const engine = await tinyEngine(model);
-  const bound = await openModelEngine(await resolveModel(model, { dataDir: root }), root);
-  // Warm like the worker's engine, which has served runs on each of its sequences: a sequence's first use costs more.
-  for (let i = 0; i < bound.slots; i++) {
-    for await (const event of bound.generate({ prompt: { text: `warm up ${i}` }, maxTokens: 1, temperature: 0, slot: `warm-up-${i}` })) void event;
+async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figures: Figures): Promise<void> {
+  const { suffix, reps } = model;
+  // Warm-up: the worker's first run loads its engine and compiles the components; the baseline's engine sees it too.
+  const warm = await handoff(rig, await textOf(rig.engine, 64, 99));
+  await prefillMs(rig.bound, warm.prompt, warm.sessionId);
+  await settle();
+  for (const n of SIZES) {
+    const runs: Handoff[] = [];
+    const bounds: { transfer: number; prefill: number }[] = [];
+    for (let rep = 0; rep < reps; rep++) {
+      const h = await handoff(rig, await textOf(rig.engine, n, rep));
+      runs.push(h);
+      await settle();
+      const t0 = performance.now();
+      await (await fetch(`${rawUrl}/up`, { method: 'POST', body: new Uint8Array(h.bytes), headers: { 'content-type': 'application/octet-stream' } })).arrayBuffer();
+      bounds.push({ transfer: performance.now() - t0, prefill: await prefillMs(rig.bound, h.prompt, h.sessionId) });
+      await settle();
+    }
+    const pick = (k: keyof Handoff): number => median(runs.map((r) => r[k] as number));
+    const transfer = median(bounds.map((b) => b.transfer));
+    const prefill = median(bounds.map((b) => b.prefill));
+    figures[`handoff_ms_${n}${suffix}`] = compared(pick('totalMs'), 'ms', `handoff_bound_ms_${n}${suffix}`, transfer + prefill);
+    figures[`handoff_bound_ms_${n}${suffix}`] = { value: transfer + prefill, unit: 'ms' };
+    // The breakdown, each against its part of the bound where it has one.
+    const part = (name: string): string => `handoff_${name}_ms${n === SIZES.at(-1) ? '' : `_${n}`}${suffix}`;
+    figures[part('checkpoint')] = { value: pick('checkpointMs'), unit: 'ms' };
+    figures[part('upload')] = compared(pick('uploadMs'), 'ms', 'raw_loopback_transfer_ms', transfer);
+    figures[part('device')] = { value: pick('deviceMs'), unit: 'ms' };
+    figures[part('restore')] = { value: pick('restoreMs'), unit: 'ms' };
+    figures[part('restore_open')] = { value: pick('openMs'), unit: 'ms' };
+    figures[part('first_token')] = compared(pick('firstTokenMs'), 'ms', 'engine_prefill_ms', prefill);
+    figures[`handoff_bytes_${n}${suffix}`] = { value: pick('bytes'), unit: 'bytes' };
+    figures[`handoff_prompt_tokens_${n}${suffix}`] = { value: pick('promptTokens'), unit: 'tokens' };
   }
-  const staticDir = path.join(root, 'handoff-dist');
-  await mkdir(staticDir, { recursive: true });
-  await writeFile(path.join(staticDir, 'index.html'), '<!doctype html><title>bench</title>');
-  const app = await buildRelay({ ...defaultConfig, host: '127.0.0.1', port: 0, logLevel: 'silent', rateLimitPerMinute: 0, staticDir, dataDir: path.join(root, 'handoff-data'), model, componentDirs: Object.values(f.dirs) });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
+/**
+ * A RunHost driven directly: its run's events, and a promise per event type's first arrival. `onToken` runs as the
+ * first token is reported, before the run goes on: a move asked for right there cuts the generation in flight.
+ */
+function startRun(host: RunHost, published: PublishResult, onToken?: (id: string) => void): { id: string; events: RunEvent[]; first(type: string): Promise<number>; ended: Promise<void> } {
+  const id = randomBytes(16).toString('hex');
+  const events: RunEvent[] = [];
+  let tokens = 0;
+  const waiting = new Map<string, (at: number) => void>();
+  const seen = new Map<string, Promise<number>>();
+  let end!: () => void;
+  const ended = new Promise<void>((resolve) => (end = resolve));
+  const first = (type: string): Promise<number> => {
+    let p = seen.get(type);
+    if (!p) seen.set(type, (p = new Promise((resolve) => waiting.set(type, resolve))));
+    return p;
+  };
+  host.start(id, { snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'resume' } }, published.key, {
+    emit(event) {
+      events.push(event);
+      if (event.type === 'token' && tokens++ === 0) onToken?.(id);
+      void first(event.type);
+      waiting.get(event.type)?.(performance.now());
+      waiting.delete(event.type);
+    },
+    finish: () => end(),
+  });
+  return { id, events, first, ended };
+}
+
+interface KvMove {
+  ms: number;
+  /** A's hand back: cut, checkpoint (with the KV where saved), publish. */
+  handBackMs: number;
+  /** What A's hand-back publish uploaded. */
+  bytes: number;
+  kv: KvEvent | undefined;
+}
+
+/** One move of `published` from worker `a` (after it has produced a token) to worker `b`; `b`'s run is handed back after its first token. */
+async function kvMove(a: RunHost, b: RunHost, published: PublishResult): Promise<KvMove> {
+  let t0 = 0;
+  let handBack: Promise<boolean> | undefined;
+  const onA = startRun(a, published, (id) => {
+    t0 = performance.now();
+    handBack = a.stop(id);
+  });
+  await onA.first('token');
+  await handBack;
+  const handedBack = performance.now();
+  const onB = startRun(b, published);
+  const token = await Promise.race([onB.first('token'), onB.ended.then(() => NaN)]);
+  await b.stop(onB.id);
+  if (Number.isNaN(token)) throw new Error(`worker B streamed no token: ${JSON.stringify(onB.events.slice(-3))}`);
+  const bytes = Number(onA.events.filter((e) => e.type === 'published').at(-1)?.bytes ?? 0);
+  return { ms: token - t0, handBackMs: handedBack - t0, bytes, kv: onB.events.find((e) => e.type === 'kv' && e.action !== 'saved') as KvEvent | undefined };
+}
+
+async function cloudToCloud(rig: Rig, model: BenchModel, figures: Figures): Promise<void> {
+  const { suffix, reps } = model;
+  const load = loader(rig.f);
+  const relayUrl = (): string => rig.url;
+  // A: one engine for both variants (its own work before the move is not measured). B: a cold engine per variant.
+  const bKvEngine = await tinyEngine(rig.model);
+  const bPrefillEngine = await tinyEngine(rig.model);
+  const profile = await measureProfile(bKvEngine, { name: 'B', slots: 1 });
+  const hosts = {
+    aKv: new RunHost({ engine: rig.engine, load, relayUrl }),
+    aPrefill: new RunHost({ engine: rig.engine, load, relayUrl, kv: { save: false, load: false } }),
+    bKv: new RunHost({ engine: bKvEngine, load, relayUrl, kv: { prefillTps: profile.prefillTps } }),
+    bPrefill: new RunHost({ engine: bPrefillEngine, load, relayUrl, kv: { load: false } }),
+  };
   try {
-    // Warm-up: the worker's first run loads its engine and compiles the components.
-    await handoff(url, engine, f, await textOf(engine, 64, 99));
+    const relay = new RelayHttp({ baseUrl: rig.url });
     for (const n of SIZES) {
-      const runs: Handoff[] = [];
-      const bounds: { transfer: number; prefill: number }[] = [];
-      for (let rep = 0; rep < REPS; rep++) {
-        const h = await handoff(url, engine, f, await textOf(engine, n, rep));
-        runs.push(h);
-        const t0 = performance.now();
-        await (await fetch(`${rawUrl}/up`, { method: 'POST', body: new Uint8Array(h.bytes), headers: { 'content-type': 'application/octet-stream' } })).arrayBuffer();
-        bounds.push({ transfer: performance.now() - t0, prefill: await prefillMs(bound, h.prompt, `bound-${n}-${rep}`) });
+      const kv: KvMove[] = [];
+      const prefill: KvMove[] = [];
+      // Rep -1 warms every host (component compile, first use of a sequence) and is not counted.
+      for (let rep = -1; rep < reps; rep++) {
+        const cut = await cutOnDevice(rig, await textOf(rig.engine, n, 10 + rep));
+        // The same session as two snapshots, one per variant.
+        const [forKv, forPrefill] = [await publishSession(cut.device, cut.sessionId, relay), await publishSession(cut.device, cut.sessionId, relay)];
+        await settle();
+        const k = await kvMove(hosts.aKv, hosts.bKv, forKv);
+        await settle();
+        const p = await kvMove(hosts.aPrefill, hosts.bPrefill, forPrefill);
+        if (k.kv?.action !== 'loaded') throw new Error(`worker B did not load the shipped KV: ${JSON.stringify(k.kv)}`);
+        if (p.kv !== undefined && p.kv.action !== 'prefill') throw new Error(`the prefill variant loaded KV: ${JSON.stringify(p.kv)}`);
+        if (rep < 0) continue;
+        kv.push(k);
+        prefill.push(p);
       }
-      const pick = (k: keyof Handoff): number => median(runs.map((r) => r[k] as number));
-      const transfer = median(bounds.map((b) => b.transfer));
-      const prefill = median(bounds.map((b) => b.prefill));
-      figures[`handoff_ms_${n}`] = compared(pick('totalMs'), 'ms', `handoff_bound_ms_${n}`, transfer + prefill);
-      figures[`handoff_bound_ms_${n}`] = { value: transfer + prefill, unit: 'ms' };
-      // The breakdown, each against its part of the bound where it has one.
-      const suffix = n === SIZES.at(-1) ? '' : `_${n}`;
-      figures[`handoff_checkpoint_ms${suffix}`] = { value: pick('checkpointMs'), unit: 'ms' };
-      figures[`handoff_upload_ms${suffix}`] = compared(pick('uploadMs'), 'ms', 'raw_loopback_transfer_ms', transfer);
-      figures[`handoff_device_ms${suffix}`] = { value: pick('deviceMs'), unit: 'ms' };
-      figures[`handoff_restore_ms${suffix}`] = { value: pick('restoreMs'), unit: 'ms' };
-      figures[`handoff_restore_open_ms${suffix}`] = { value: pick('openMs'), unit: 'ms' };
-      figures[`handoff_first_token_ms${suffix}`] = compared(pick('firstTokenMs'), 'ms', 'engine_prefill_ms', prefill);
-      figures[`handoff_bytes_${n}`] = { value: pick('bytes'), unit: 'bytes' };
-      figures[`handoff_prompt_tokens_${n}`] = { value: pick('promptTokens'), unit: 'tokens' };
+      const pick = (runs: KvMove[], k: 'ms' | 'handBackMs' | 'bytes'): number => median(runs.map((r) => r[k]));
+      figures[`handoff_kv_ms_${n}${suffix}`] = compared(pick(kv, 'ms'), 'ms', `handoff_prefill_ms_${n}${suffix}`, pick(prefill, 'ms'));
+      figures[`handoff_prefill_ms_${n}${suffix}`] = { value: pick(prefill, 'ms'), unit: 'ms' };
+      figures[`handoff_kv_hand_back_ms_${n}${suffix}`] = compared(pick(kv, 'handBackMs'), 'ms', 'hand_back_without_kv_ms', pick(prefill, 'handBackMs'));
+      figures[`handoff_kv_bytes_${n}${suffix}`] = compared(pick(kv, 'bytes'), 'bytes', 'hand_back_without_kv_bytes', pick(prefill, 'bytes'));
+      figures[`handoff_kv_tokens_${n}${suffix}`] = { value: median(kv.map((r) => r.kv!.tokens)), unit: 'tokens' };
     }
   } finally {
-    await app.close();
-    await engine.dispose();
-    await bound.dispose();
+    for (const host of Object.values(hosts)) await host.close();
+    await bKvEngine.dispose();
+    await bPrefillEngine.dispose();
+  }
+}
+
+export async function handoffFigures(root: string, rawUrl: string, figures: Figures): Promise<void> {
+  const f = await fixtures();
+  for (const model of MODELS) {
+    const rig = await openRig(root, model, f);
+    try {
+      await deviceToCloud(rig, rawUrl, model, figures);
+      await cloudToCloud(rig, model, figures);
+    } finally {
+      await closeRig(rig);
+    }
   }
 }

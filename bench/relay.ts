@@ -11,7 +11,9 @@
  *   steady rate; p99 of append → client receipt, against the same messages sent by a bare `ws` server to 200
  *   clients in the same run (relay_added = relay p99 − bare p99).
  * - handoff_ms_256 / handoff_ms_2048 and their breakdown: moving a session to the cloud worker, to its first token,
- *   against transfer + prefill of the same bytes and tokens (relay-handoff.ts).
+ *   against transfer + prefill of the same bytes and tokens; handoff_kv_ms_256 / _2048: a move between two workers
+ *   with the KV shipped, against the same move re-prefilling — each on the tiny model and (suffix _m512) on the
+ *   larger benchmark model of `npm run bench -- llm` (relay-handoff.ts).
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
@@ -244,6 +246,6 @@ async function run(): Promise<Figures> {
 
 export const relaySuite: Suite = {
   name: 'relay',
-  description: 'publish/fetch bytes and throughput through the relay over loopback (migrate_first/repeat_bytes, upload/download MB/s vs raw HTTP), and handoff_ms_<n> to a cloud worker vs transfer + prefill',
+  description: 'publish/fetch bytes and throughput through the relay over loopback (migrate_first/repeat_bytes, upload/download MB/s vs raw HTTP), handoff_ms_<n> to a cloud worker vs transfer + prefill, and handoff_kv_ms_<n> (KV shipped) vs the same move re-prefilling, on the tiny and the 512x8 model',
   run,
 };

@@ -32,10 +32,17 @@ export interface ObjectRoutesOptions {
 /** Room for the container prefix, header and GCM tag around the largest payload. */
 const SEAL_OVERHEAD = 4096;
 
+/** The largest sealed object, and framed body (a batch, or a publish, which is a batch), when payloads are at most `maxObjectBytes`. */
+export const maxSealedBytes = (maxObjectBytes: number): number => maxObjectBytes + SEAL_OVERHEAD;
+export const maxBatchBody = (maxObjectBytes: number): number => Math.max(LIMITS.maxBatchBytes, maxSealedBytes(maxObjectBytes) + 64);
+
+/** Leaves the body as bytes, for the framed and octet-stream content types. */
+export const rawBody = (_request: unknown, body: Buffer, done: (err: null, body: Buffer) => void): void => done(null, body);
+
 const objectId = (params: unknown): string => parseWire(ObjectIdSchema, (params as { id?: unknown }).id, 'The object id in the path');
 
 /** An upload must say how long it is, and that must be within the limit: checked before the body is read. */
-function requireLength(limit: number) {
+export function requireLength(limit: number) {
   return async (request: FastifyRequest): Promise<void> => {
     const header = request.headers['content-length'];
     if (header === undefined) throw new FerryError('relay/length-required', 'Uploads must carry a Content-Length header.');
@@ -45,17 +52,18 @@ function requireLength(limit: number) {
   };
 }
 
-function bodyBytes(body: unknown, type: string): Uint8Array {
+export function bodyBytes(body: unknown, type: string): Uint8Array {
   if (!(body instanceof Uint8Array)) throw new FerryError('http/unsupported-media-type', `Send this upload as Content-Type: ${type}.`);
   return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
 }
 
 export async function objectRoutes(app: FastifyInstance, opts: ObjectRoutesOptions): Promise<void> {
-  const maxUpload = opts.maxObjectBytes + SEAL_OVERHEAD;
-  const maxBatch = Math.max(LIMITS.maxBatchBytes, maxUpload + 64);
-  const raw = (_request: unknown, body: Buffer, done: (err: null, body: Buffer) => void): void => done(null, body);
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: maxUpload }, raw);
-  app.addContentTypeParser(FRAMES_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxBatch }, raw);
+  const maxUpload = maxSealedBytes(opts.maxObjectBytes);
+  const maxBatch = maxBatchBody(opts.maxObjectBytes);
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: maxUpload }, rawBody);
+  app.addContentTypeParser(FRAMES_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxBatch }, rawBody);
+  // Publishing stores objects too (snapshots.ts): one limit for every path.
+  opts.store.maxObjectBytes = opts.maxObjectBytes;
 
   app.post(paths.batch, { bodyLimit: maxBatch, onRequest: requireLength(maxBatch) }, async (request): Promise<BatchPutResponse> => {
     const frames = decodeFrames(bodyBytes(request.body, FRAMES_CONTENT_TYPE), { maxObjectBytes: maxUpload, maxFrames: LIMITS.maxObjectsPerBatch });

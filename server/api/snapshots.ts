@@ -1,23 +1,32 @@
 /**
  * Snapshots: publish a sealed manifest under a fresh capability id (answering with a write token, once), read a
  * snapshot by id, and move it to a new manifest with the token (compare-and-swap on the manifest the writer saw).
+ * The one-request forms (issue 6): publish or update together with the objects that complete the snapshot, in one
+ * atomic commit; and read the record, the sealed manifest and the session's structure in one answer.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import {
   CreateSnapshotRequestSchema,
+  ContentsQuerySchema,
+  FRAMES_CONTENT_TYPE,
   LIMITS,
+  PublishQuerySchema,
   SnapshotIdSchema,
   UpdateSnapshotRequestSchema,
   WriteTokenSchema,
+  decodeFrames,
   parseWire,
   paths,
+  snapshotPaths,
   type CreateSnapshotResponse,
+  type SnapshotContents,
   type SnapshotRecord,
 } from '../../src/core/protocol/index.ts';
 import type { RelayStore } from '../relay/relay-store.ts';
 import { unknownSnapshot } from '../relay/snapshot-registry.ts';
 import type { RelayMetrics } from './metrics.ts';
+import { bodyBytes, maxBatchBody, maxSealedBytes, rawBody, requireLength } from './objects.ts';
 
 export interface SnapshotRoutesOptions {
   store: RelayStore;
@@ -37,16 +46,40 @@ function bearer(header: string | undefined): string {
 
 export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesOptions): Promise<void> {
   const noStore = { 'cache-control': 'no-store' };
+  const publishLimit = opts.publishPerMinute > 0 ? { config: { rateLimit: { max: opts.publishPerMinute, timeWindow: 60_000 } } } : {};
+  // The object routes are registered first and have set the relay's object limit on the store.
+  const maxBatch = maxBatchBody(opts.store.maxObjectBytes);
+  app.addContentTypeParser(FRAMES_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxBatch }, rawBody);
 
-  app.post(paths.snapshots, {
-    bodyLimit: LIMITS.maxJsonBody,
-    ...(opts.publishPerMinute > 0 ? { config: { rateLimit: { max: opts.publishPerMinute, timeWindow: 60_000 } } } : {}),
-  }, async (request, reply): Promise<CreateSnapshotResponse> => {
+  /** The framed objects of a publish, its manifest, and how many of the objects lead as the session's structure. */
+  function publishBody(request: FastifyRequest): { manifest: string; expect: string | undefined; objects: { id: string; bytes: Uint8Array }[]; structure: string[] } {
+    const query = parseWire(PublishQuerySchema, request.query, 'The query');
+    const objects = decodeFrames(bodyBytes(request.body, FRAMES_CONTENT_TYPE), { maxObjectBytes: maxSealedBytes(opts.store.maxObjectBytes), maxFrames: LIMITS.maxObjectsPerBatch });
+    if ((query.structure ?? 0) > objects.length) throw new FerryError('protocol/bad-request', `The query says ${query.structure} structure objects lead the batch, which holds ${objects.length}.`);
+    return { manifest: query.manifest, expect: query.expect, objects: [...objects], structure: objects.slice(0, query.structure ?? 0).map((o) => o.id) };
+  }
+
+  function counted(objects: readonly { bytes: Uint8Array }[], created: number): void {
+    opts.metrics.objectBytes.inc({ direction: 'in' }, objects.reduce((n, o) => n + o.bytes.length, 0));
+    opts.metrics.objectsStored.inc(created);
+  }
+
+  app.post(paths.snapshots, { bodyLimit: LIMITS.maxJsonBody, ...publishLimit }, async (request, reply): Promise<CreateSnapshotResponse> => {
     const { manifest } = parseWire(CreateSnapshotRequestSchema, request.body, 'The request body');
     const created = await opts.store.snapshots.create(manifest);
     opts.metrics.snapshots.inc({ op: 'publish' });
     void reply.code(201).headers(noStore);
     return created;
+  });
+
+  app.post(snapshotPaths.publish, { bodyLimit: maxBatch, onRequest: requireLength(maxBatch), ...publishLimit }, async (request, reply): Promise<CreateSnapshotResponse> => {
+    const body = publishBody(request);
+    if (body.expect !== undefined) throw new FerryError('protocol/bad-request', 'A new snapshot has nothing to compare with: leave out ?expect (updates go to /snapshots/<id>/publish).');
+    const { snapshot, writeToken, created } = await opts.store.publish({ manifest: body.manifest, objects: body.objects, structure: body.structure });
+    counted(body.objects, created);
+    opts.metrics.snapshots.inc({ op: 'publish' });
+    void reply.code(201).headers(noStore);
+    return { snapshot, writeToken: writeToken! };
   });
 
   app.get(paths.snapshot(':id'), async (request, reply): Promise<SnapshotRecord> => {
@@ -57,6 +90,16 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     return record;
   });
 
+  app.get(snapshotPaths.contents(':id'), async (request, reply): Promise<SnapshotContents> => {
+    const id = snapshotId(request.params);
+    const { since } = parseWire(ContentsQuerySchema, request.query, 'The query');
+    const contents = await opts.store.contents(id, since);
+    const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+    opts.metrics.objectBytes.inc({ direction: 'out' }, contents.objects.reduce((n, o) => n + o.bytes.length, contents.manifest.length));
+    void reply.headers(noStore);
+    return { snapshot: contents.snapshot, manifest: b64(contents.manifest), objects: contents.objects.map((o) => [o.id, b64(o.bytes)]) };
+  });
+
   app.put(paths.snapshot(':id'), { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<SnapshotRecord> => {
     const id = snapshotId(request.params);
     const token = bearer(request.headers.authorization);
@@ -65,5 +108,19 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     opts.metrics.snapshots.inc({ op: 'update' });
     void reply.headers(noStore);
     return record;
+  });
+
+  app.post(snapshotPaths.publishTo(':id'), { bodyLimit: maxBatch, onRequest: requireLength(maxBatch) }, async (request, reply): Promise<SnapshotRecord> => {
+    const id = snapshotId(request.params);
+    const token = bearer(request.headers.authorization);
+    // Nobody without the token gets as far as having the batch looked at.
+    opts.store.snapshots.authorize(id, token);
+    const body = publishBody(request);
+    if (body.expect === undefined) throw new FerryError('protocol/bad-request', 'An update must say which manifest it replaces: ?expect=<manifest id> (compare-and-swap).');
+    const { snapshot, created } = await opts.store.publish({ update: { id, token, expect: body.expect }, manifest: body.manifest, objects: body.objects, structure: body.structure });
+    counted(body.objects, created);
+    opts.metrics.snapshots.inc({ op: 'update' });
+    void reply.headers(noStore);
+    return snapshot;
   });
 }

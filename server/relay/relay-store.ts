@@ -6,12 +6,18 @@
 import path from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { FerryError } from '../../src/core/errors.ts';
-import { checkSealedObject } from '../../src/core/protocol/index.ts';
+import { CONTENTS_LIMITS, LIMITS, checkSealedObject, type SnapshotRecord } from '../../src/core/protocol/index.ts';
 import { FsBackend } from '../store/index.ts';
 import { RunRegistry } from './run-registry.ts';
-import { SnapshotRegistry } from './snapshot-registry.ts';
+import { SnapshotRegistry, type PublishInput, type SnapshotContents } from './snapshot-registry.ts';
 
 export class RelayStore {
+  /**
+   * The largest payload a sealed object may claim, on every path that stores objects. The object routes set it from
+   * the relay's configuration when they are registered (the same limit their own uploads are held to).
+   */
+  maxObjectBytes: number = LIMITS.maxObjectBytes;
+
   private constructor(
     readonly objects: FsBackend,
     readonly snapshots: SnapshotRegistry,
@@ -41,12 +47,31 @@ export class RelayStore {
 
   /** Stores a batch in one commit (one SQLite transaction, one fsync per directory); returns how many were new. */
   async putObjects(objects: readonly { id: string; bytes: Uint8Array }[], maxPayload: number): Promise<number> {
+    const fresh = await this.freshSealed(objects, maxPayload);
+    if (fresh.length > 0) await this.objects.commit(fresh, []);
+    return fresh.length;
+  }
+
+  /**
+   * Publishes a snapshot (new, or an update with its write token) together with the sealed objects that complete it:
+   * every object is checked to be sealed first, and objects, move and hints land in one commit. Returns how many
+   * objects were new.
+   */
+  async publish(input: PublishInput): Promise<{ snapshot: SnapshotRecord; writeToken?: string; created: number }> {
+    const fresh = await this.freshSealed(input.objects, this.maxObjectBytes);
+    return { ...(await this.snapshots.publish({ ...input, objects: fresh })), created: fresh.length };
+  }
+
+  contents(id: string, since: number | undefined): Promise<SnapshotContents> {
+    return this.snapshots.contents(id, since, CONTENTS_LIMITS);
+  }
+
+  /** The sealed objects among `objects` the store does not hold yet, once each; refuses the lot if one is not sealed. */
+  private async freshSealed(objects: readonly { id: string; bytes: Uint8Array }[], maxPayload: number): Promise<{ id: string; bytes: Uint8Array }[]> {
     for (const o of objects) checkSealedObject(o.bytes, maxPayload);
     const unique = [...new Map(objects.map((o) => [o.id, o])).values()];
     const present = await this.objects.hasObjects(unique.map((o) => o.id));
-    const fresh = unique.filter((_, i) => !present[i]);
-    if (fresh.length > 0) await this.objects.commit(fresh, []);
-    return fresh.length;
+    return unique.filter((_, i) => !present[i]);
   }
 
   /** The held objects among `ids`, in order, stopping before the total would pass `maxBytes` (the client asks again). */
@@ -75,7 +100,6 @@ export class RelayStore {
 
   async close(): Promise<void> {
     this.runs.close();
-    this.snapshots.close();
     await this.objects.close();
   }
 }

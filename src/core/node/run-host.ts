@@ -15,9 +15,10 @@
 import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
+import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
 import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
-import { AgentRuntime, type RuntimeSetup } from '../runtime/runtime.ts';
+import { AgentRuntime, localTool, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
 import { Session } from '../session/index.ts';
 import { createMemoryStore } from '../store/index.ts';
 
@@ -42,6 +43,49 @@ export interface RunHostOptions {
   kv?: KvPolicy;
 }
 
+/** Spare tool instances kept between runs: at most one per component build, for this many builds. */
+const MAX_SPARE_TOOLS = 8;
+
+/**
+ * Fresh tool instances made while the host is idle (as a run ends), so the next run needing the same build does
+ * not instantiate it on its critical path — a resume restores every tool into a fresh instance, and one that was
+ * never called is exactly that. Keyed by component id, which pins the bytes; only for runs granted nothing (a
+ * node's runs are), so the instances are interchangeable.
+ */
+class SpareTools {
+  readonly #spares = new Map<string, Promise<ToolSlot>>();
+
+  constructor(private readonly start: NonNullable<RuntimeSetup['startTool']>) {}
+
+  readonly take: NonNullable<RuntimeSetup['startTool']> = (component, grants) => {
+    const spare = Object.keys(grants).length === 0 ? this.#spares.get(component.id) : undefined;
+    if (!spare) return this.start(component, grants);
+    this.#spares.delete(component.id);
+    return spare.catch(() => this.start(component, grants));
+  };
+
+  /** A spare for each of `components` that has none; the least recently made go beyond the bound. */
+  refill(components: readonly LoadedComponent[]): void {
+    for (const component of components) {
+      if (this.#spares.has(component.id)) continue;
+      const spare = this.start(component, {});
+      spare.catch(() => this.#spares.delete(component.id));
+      this.#spares.set(component.id, spare);
+    }
+    for (const id of [...this.#spares.keys()].slice(0, Math.max(0, this.#spares.size - MAX_SPARE_TOOLS))) this.drop(id);
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([...this.#spares.keys()].map((id) => this.drop(id)));
+  }
+
+  private async drop(id: string): Promise<void> {
+    const spare = this.#spares.get(id);
+    this.#spares.delete(id);
+    await spare?.then((t) => t.dispose?.(), () => undefined);
+  }
+}
+
 interface ActiveRun {
   abort: AbortController;
   /** Set once the relay has given this run to someone else: nothing more is published or reported. */
@@ -53,8 +97,13 @@ interface ActiveRun {
 
 export class RunHost {
   private readonly active = new Map<string, ActiveRun>();
+  private readonly spares: SpareTools;
+  /** Set by close() and drain(): no spares are made for runs that will not come. */
+  private closing = false;
 
-  constructor(private readonly opts: RunHostOptions) {}
+  constructor(private readonly opts: RunHostOptions) {
+    this.spares = new SpareTools(opts.startTool ?? ((component, grants) => localTool(component, grants)));
+  }
 
   get engine(): Engine {
     return this.opts.engine;
@@ -94,7 +143,9 @@ export class RunHost {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all([...this.active.keys()].map((id) => this.stop(id)));
+    await this.spares.dispose();
   }
 
   /**
@@ -102,8 +153,10 @@ export class RunHost {
    * report an end — the relay sees the worker go and hands each run to another, which continues from that checkpoint.
    */
   async drain(): Promise<void> {
+    this.closing = true;
     for (const run of this.active.values()) run.draining = true;
     await Promise.all([...this.active.values()].map((run) => (run.abort.abort(), run.done)));
+    await this.spares.dispose();
   }
 
   private async run(request: StartRunRequest, key: Uint8Array, entry: ActiveRun, sink: RunSink): Promise<void> {
@@ -112,20 +165,23 @@ export class RunHost {
     try {
       const relay = new RelayHttp({ baseUrl: this.opts.relayUrl() });
       const store = createMemoryStore();
-      const fetched = await fetchSnapshot(relay, request.snapshot, key, store);
+      const kv: KvPolicy = { save: true, ...this.opts.kv };
+      // Only the KV this engine can load (none when it loads none): another engine's is a cache it would carry for nothing.
+      const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id });
       sink.emit({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated.
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { maxTokens: recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv: { save: true, ...this.opts.kv }, ...(this.opts.startTool ? { startTool: this.opts.startTool } : {}) };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
-      let published = { snapshotId: request.snapshot, writeToken: request.writeToken, key };
+      // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
+      let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };
       const publish = async (): Promise<void> => {
         if (entry.abandoned) return;
         const result = await publishSession(store, fetched.sessionId, relay, published);
-        published = { snapshotId: result.snapshot.id, writeToken: result.writeToken, key };
+        published = { snapshotId: result.snapshot.id, writeToken: result.writeToken, key, base: result.base };
         if (!result.unchanged) sink.emit({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
       };
       const input = request.input.type === 'user' ? { type: 'user' as const, text: request.input.text } : request.input.type === 'start' ? { type: 'start' as const, task: request.input.task } : { type: 'resume' as const };
@@ -140,7 +196,10 @@ export class RunHost {
       sink.emit({ type: 'error', ...error });
       sink.finish('failed', error);
     } finally {
+      const tools = runtime?.tools.map((t) => t.componentId) ?? [];
       await runtime?.dispose().catch(() => undefined);
+      // Ready for the next run, made now that this one no longer waits on the CPU.
+      if (!this.closing) void Promise.all(tools.map((id) => this.opts.load(id))).then((c) => this.closing || this.spares.refill(c), () => undefined);
     }
   }
 }

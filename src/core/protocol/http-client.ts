@@ -6,7 +6,7 @@
 import * as v from 'valibot';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import type { ObjectId } from '../store/index.ts';
-import { decodeBitmap } from './base64url.ts';
+import { decodeBitmap, fromBase64Url } from './base64url.ts';
 import { FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames, type Framed } from './frames.ts';
 import {
   BatchPutResponseSchema,
@@ -15,8 +15,10 @@ import {
   LIMITS,
   MissingResponseSchema,
   PutObjectResponseSchema,
+  SnapshotContentsSchema,
   SnapshotRecordSchema,
   paths,
+  snapshotPaths,
   type BatchPutResponse,
   type CreateSnapshotResponse,
   type PutObjectResponse,
@@ -76,9 +78,7 @@ export class RelayHttp {
 
   /** Uploads a batch of sealed objects in one request (at most LIMITS.maxBatchBytes framed). */
   putObjects(objects: readonly Framed[]): Promise<BatchPutResponse> {
-    return this.request('POST', paths.batch, { body: encodeFrames(objects), type: FRAMES_CONTENT_TYPE }, async (res) =>
-      parseWire(BatchPutResponseSchema, await this.readJson(res), 'The relay response', 'relay/bad-response'),
-    );
+    return this.framed(paths.batch, objects, BatchPutResponseSchema);
   }
 
   /** Downloads the objects the relay holds among `ids`, in as few requests as its limits allow. */
@@ -135,6 +135,32 @@ export class RelayHttp {
     return this.json('PUT', paths.snapshot(id), { manifest, expect }, SnapshotRecordSchema, { authorization: `Bearer ${writeToken}` });
   }
 
+  /**
+   * Creates a snapshot in one request: the sealed objects that complete it (the first `structure` of them the
+   * session's structure, the rest pages), ending with — or already followed by — its sealed manifest.
+   */
+  publishSnapshot(objects: readonly Framed[], manifest: ObjectId, structure: number): Promise<CreateSnapshotResponse> {
+    const query = new URLSearchParams({ manifest, structure: String(structure) });
+    return this.framed(`${snapshotPaths.publish}?${query}`, objects, CreateSnapshotResponseSchema);
+  }
+
+  /** Moves snapshot `id` from `expect` to `manifest` in one request, with the objects that complete it (see publishSnapshot). */
+  publishToSnapshot(id: string, writeToken: string, objects: readonly Framed[], manifest: ObjectId, expect: ObjectId, structure: number): Promise<SnapshotRecord> {
+    const query = new URLSearchParams({ manifest, expect, structure: String(structure) });
+    return this.framed(`${snapshotPaths.publishTo(id)}?${query}`, objects, SnapshotRecordSchema, { authorization: `Bearer ${writeToken}` });
+  }
+
+  /**
+   * The snapshot's record and sealed manifest in one request and, with `since` (the version the caller already
+   * holds; 0 for none), the sealed structure objects published after it, by remote id.
+   */
+  async snapshotContents(id: string, since?: number): Promise<{ snapshot: SnapshotRecord; manifest: Uint8Array; objects: Map<ObjectId, Uint8Array> }> {
+    const path = snapshotPaths.contents(id) + (since === undefined ? '' : `?since=${since}`);
+    const contents = await this.json('GET', path, undefined, SnapshotContentsSchema);
+    const bytes = (text: string): Uint8Array => fromBase64Url(text, 'relay/bad-response');
+    return { snapshot: contents.snapshot, manifest: bytes(contents.manifest), objects: new Map(contents.objects.map(([oid, b]) => [oid, bytes(b)])) };
+  }
+
   /** Resumes snapshot `request.snapshot` on the relay's worker; the key is sent for this run only. */
   startRun(request: StartRunRequest): Promise<RunRecord> {
     return this.json('POST', paths.runs, request, RunRecordSchema);
@@ -152,6 +178,10 @@ export class RelayHttp {
   /** The WebSocket URL of a run's event stream, from event `from` on. */
   runEventsUrl(id: string, from = 0): string {
     return `${this.baseUrl.replace(/^http/, 'ws')}${paths.runEvents(id)}?from=${from}`;
+  }
+
+  private framed<S extends v.GenericSchema>(path: string, objects: readonly Framed[], schema: S, headers: Record<string, string> = {}): Promise<v.InferOutput<S>> {
+    return this.request('POST', path, { body: encodeFrames(objects), type: FRAMES_CONTENT_TYPE }, async (res) => parseWire(schema, await this.readJson(res), 'The relay response', 'relay/bad-response'), headers);
   }
 
   private json<S extends v.GenericSchema>(method: string, path: string, body: unknown, schema: S, headers: Record<string, string> = {}): Promise<v.InferOutput<S>> {

@@ -1,25 +1,50 @@
 /**
- * Publishing a session to the relay and fetching it back, on top of the have/want sync (snapshot/sync.ts).
+ * Publishing a session to the relay and fetching it back.
  *
- * Publish: the relay's copy is seen through the session key (sealed ids, sealed bytes); the relay's current refs
- * come from the snapshot's sealed manifest, so a second publish walks only what changed since, asks the relay which
- * of those it lacks, uploads only those, then uploads a new manifest and moves the snapshot to it — last, so a
- * reader never sees a manifest whose objects are not all there.
+ * Publish: the relay's copy is seen through the session key (sealed ids, sealed bytes). What the snapshot already
+ * holds is what its manifest's refs reach — read from the relay, or remembered from the last publish or fetch
+ * (`base`), which saves that round trip. Only the objects beyond it are sealed and sent, in one request that also
+ * carries the new manifest and moves the snapshot: one atomic commit on the relay, so a reader never sees a
+ * manifest whose objects are not all there. (Pages that do not fit in that request go ahead in batches of their
+ * own, invisible until it lands.)
  *
- * Fetch: the reverse, into any local Store; every object is authenticated against its id as it is opened, and the
- * local commit validates the whole closure like an imported file.
+ * Fetch: the record, the manifest and the session's structure in one request, then every page the store lacks in
+ * one more (snapshot/sync.ts pullSession); every object is authenticated against its id as it is opened, and the
+ * local commit validates the whole closure like an imported file. A fetcher that names its engine gets only the KV
+ * entry it can load (kv.ts); the others are caches it would carry for nothing.
  */
-import { FerryError } from '../errors.ts';
-import type { ObjectId, Ref, RefUpdate, Store, StoredObject } from '../store/index.ts';
-import { deriveSessionKeys, generateSessionKey, openObject, remoteId, sealObject, storeTarget, syncSession, type SessionKeys, type SyncSource, type SyncStats, type SyncTarget } from '../snapshot/index.ts';
+import { FerryError, isFerryError } from '../errors.ts';
+import type { ObjectId, Ref, Store, StoredObject } from '../store/index.ts';
+import { sessionPrefix } from '../session/index.ts';
+import {
+  collectClosureWithKinds,
+  deriveSessionKeys,
+  generateSessionKey,
+  kvFor,
+  openObject,
+  pullSession,
+  reachableIds,
+  remoteId,
+  sealObject,
+  type SessionKeys,
+  type SyncSource,
+  type SyncStats,
+} from '../snapshot/index.ts';
 import type { RelayHttp } from './http-client.ts';
 import { decodeManifest, encodeManifest, makeManifest, manifestRefs, type SnapshotManifest } from './manifest.ts';
 import type { SnapshotRecord } from './wire.ts';
 
-/** Objects are sealed concurrently and uploaded in framed batches of about this many bytes, two batches in flight. */
+/** Pages that do not fit in the publishing request go ahead in framed batches of about this size, two in flight. */
 const BATCH_BYTES = 4 * 1024 * 1024;
 const BATCH_OBJECTS = 512;
 const CONCURRENCY = 2;
+/**
+ * An update larger than this first asks which of its objects the relay already holds (say, a retry after a failed
+ * publish); below it, the question's round trip costs more than sending them again. A new snapshot never asks:
+ * under a fresh key no object can be there.
+ */
+const ASK_ABOVE_BYTES = 1 << 20;
+const ID_BYTES = 32;
 
 /** What the publisher keeps to update its snapshot later. The key and token are secrets: keep them on the device. */
 export interface PublishedSnapshot {
@@ -28,11 +53,38 @@ export interface PublishedSnapshot {
   key: Uint8Array;
 }
 
+/** What a snapshot held after a publish or fetch: pass it back as `base` and the next publish need not read it. */
+export interface SnapshotBase {
+  snapshot: SnapshotRecord;
+  /** The manifest's refs, as local ids. */
+  refs: readonly Ref[];
+}
+
 export interface PublishResult extends PublishedSnapshot {
   /** Objects and bytes of the session that were uploaded (sealed), plus the negotiation. */
   sync: SyncStats;
   /** True when the relay already held exactly this state and nothing moved. */
   unchanged: boolean;
+  base: SnapshotBase;
+}
+
+/** An earlier publish (or fetch) of the same session, to update its snapshot. */
+export interface PublishPrevious {
+  snapshotId: string;
+  writeToken: string;
+  key: Uint8Array;
+  /** Where the snapshot was last seen; when it has moved since, the publish reads it and goes on from there. */
+  base?: SnapshotBase;
+}
+
+export interface FetchOptions {
+  /**
+   * The engine this store's sessions run on: only its KV entry, at the tips of the refs, is fetched. null: no KV
+   * at all; absent: every KV entry (a whole copy, e.g. to export).
+   */
+  engine?: string | null;
+  /** The snapshot version the store already holds (its structure is not sent again); default 0, none. */
+  since?: number;
 }
 
 export interface FetchResult {
@@ -40,6 +92,7 @@ export interface FetchResult {
   snapshot: SnapshotRecord;
   manifest: SnapshotManifest;
   sync: SyncStats;
+  base: SnapshotBase;
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time, keeping order. */
@@ -56,14 +109,31 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
   return out;
 }
 
-async function readManifest(relay: RelayHttp, keys: SessionKeys, record: SnapshotRecord): Promise<SnapshotManifest> {
-  const sealed = await relay.getObject(record.manifest);
-  if (!sealed) throw new FerryError('relay/unknown-object', `Snapshot ${record.id} points at a manifest the relay no longer holds; the relay's store is damaged.`);
-  return decodeManifest((await openObject(keys, record.manifest, sealed)).bytes);
+/** A session's keys are derived once per key (a worker publishes every step with the same one). */
+const derived = new WeakMap<Uint8Array, Promise<SessionKeys>>();
+
+function sessionKeys(key: Uint8Array): Promise<SessionKeys> {
+  let keys = derived.get(key);
+  if (!keys) {
+    keys = deriveSessionKeys(key);
+    derived.set(key, keys);
+    keys.catch(() => derived.delete(key));
+  }
+  return keys;
 }
 
-/** The relay's objects seen through the session key: local ids in, authenticated plaintext out. */
-function relayReader(relay: RelayHttp, keys: SessionKeys, refs: readonly Ref[]): SyncSource {
+/**
+ * Opens the objects the relay sent along (sealed, by remote id) all at once, so the walk over them needs no crypto
+ * per level: authenticated plaintext by local id. One that does not open is left out — if the session needs it,
+ * it is asked for by id like any other and fails there with its reason.
+ */
+async function openPrefetched(keys: SessionKeys, sealed: ReadonlyMap<ObjectId, Uint8Array>): Promise<Map<ObjectId, Uint8Array>> {
+  const opened = await Promise.all([...sealed].map(([remote, bytes]) => openObject(keys, remote, bytes).catch(() => undefined)));
+  return new Map(opened.filter((o): o is StoredObject => o !== undefined).map((o) => [o.id, o.bytes]));
+}
+
+/** The relay's objects seen through the session key: local ids in, authenticated plaintext out; `opened` (already opened, by local id) first. */
+function relayReader(relay: RelayHttp, keys: SessionKeys, refs: readonly Ref[], opened: ReadonlyMap<ObjectId, Uint8Array> = new Map()): SyncSource {
   return {
     async listRefs(prefix) {
       return refs.filter((r) => r.name.startsWith(prefix));
@@ -74,85 +144,112 @@ function relayReader(relay: RelayHttp, keys: SessionKeys, refs: readonly Ref[]):
       return remote.map((id) => !missing.has(id));
     },
     async getMany(ids) {
-      const remote = await Promise.all(ids.map((id) => remoteId(keys, id)));
-      const found = await relay.getObjects(remote);
-      return Promise.all(remote.map(async (r) => {
-        const sealed = found.get(r);
-        return sealed ? (await openObject(keys, r, sealed)).bytes : undefined;
-      }));
+      const absent = ids.filter((id) => !opened.has(id));
+      const remote = await Promise.all(absent.map((id) => remoteId(keys, id)));
+      const fetched = remote.length > 0 ? await relay.getObjects(remote) : new Map<ObjectId, Uint8Array>();
+      const more = new Map(await Promise.all(absent.map(async (id, i) => {
+        const sealed = fetched.get(remote[i]!);
+        return [id, sealed ? (await openObject(keys, remote[i]!, sealed)).bytes : undefined] as const;
+      })));
+      return ids.map((id) => opened.get(id) ?? more.get(id));
     },
   };
 }
 
-/** The relay as a sync target: seals and uploads what it lacks, and remembers the refs that should move. */
-function relayWriter(relay: RelayHttp, keys: SessionKeys, current: readonly Ref[]): SyncTarget & { refs(): Ref[] } {
-  const refs = new Map(current.map((r) => [r.name, r.id]));
-  return {
-    refs: () => [...refs].map(([name, id]) => ({ name, id })),
-    async listRefs(prefix) {
-      return current.filter((r) => r.name.startsWith(prefix));
-    },
-    async hasMany(ids) {
-      const remote = await Promise.all(ids.map((id) => remoteId(keys, id)));
-      const missing = new Set(await relay.missing(remote));
-      return remote.map((id) => !missing.has(id));
-    },
-    async receive(objects: readonly StoredObject[], updates: readonly RefUpdate[]) {
-      // Children come before parents in `objects`, but uploads run concurrently; nothing points at them until the
-      // manifest moves, after every upload has been acknowledged.
-      const sealed = await Promise.all(objects.map((o) => sealObject(keys, o)));
-      await mapLimit(batches(sealed), CONCURRENCY, (batch) => relay.putObjects(batch));
-      for (const u of updates) {
-        if (u.next === null) refs.delete(u.name);
-        else refs.set(u.name, u.next);
-      }
-      return sealed.reduce((n, o) => n + o.bytes.length, 0);
-    },
-  };
+/** The snapshot as the relay holds it now: its record and its manifest's refs (checked to be session `sessionId`'s). */
+async function readBase(relay: RelayHttp, keys: SessionKeys, snapshotId: string, sessionId: string): Promise<SnapshotBase> {
+  const contents = await relay.snapshotContents(snapshotId);
+  const manifest = await openManifest(keys, snapshotId, contents);
+  if (manifest.session !== sessionId) {
+    throw new FerryError('protocol/wrong-session', `Snapshot ${snapshotId} holds session ${manifest.session}, not ${sessionId}; publish a new snapshot instead.`);
+  }
+  return { snapshot: contents.snapshot, refs: manifestRefs(manifest) };
+}
+
+async function openManifest(keys: SessionKeys, snapshotId: string, contents: { snapshot: SnapshotRecord; manifest: Uint8Array }): Promise<SnapshotManifest> {
+  if (contents.snapshot.id !== snapshotId) throw new FerryError('relay/bad-response', `Asked for snapshot ${snapshotId}, the relay answered with ${contents.snapshot.id}.`);
+  return decodeManifest((await openObject(keys, contents.snapshot.manifest, contents.manifest)).bytes);
 }
 
 /**
- * Publishes session `sessionId` from `store`. With `previous` (from an earlier publish of the same session) it
- * updates that snapshot, uploading only what changed; otherwise it creates a new snapshot under a fresh key.
+ * Publishes session `sessionId` from `store`. With `previous` (from an earlier publish or fetch of the same
+ * session) it updates that snapshot, uploading only what changed; otherwise it creates a new snapshot under a fresh
+ * key.
  */
-export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: { snapshotId: string; writeToken: string; key: Uint8Array }): Promise<PublishResult> {
+export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious): Promise<PublishResult> {
   const key = previous?.key ?? generateSessionKey();
-  const keys = await deriveSessionKeys(key);
-  let record: SnapshotRecord | undefined;
-  let before: Ref[] = [];
-  if (previous) {
-    record = await relay.getSnapshot(previous.snapshotId);
-    const manifest = await readManifest(relay, keys, record);
-    if (manifest.session !== sessionId) {
-      throw new FerryError('protocol/wrong-session', `Snapshot ${record.id} holds session ${manifest.session}, not ${sessionId}; publish a new snapshot instead.`);
+  const keys = await sessionKeys(key);
+  if (previous?.base) {
+    try {
+      return await publishOnto(store, sessionId, relay, { keys, key }, previous, previous.base);
+    } catch (err) {
+      // Someone moved the snapshot since it was last seen: read where it is now and publish onto that.
+      if (!isFerryError(err, 'store/ref-conflict')) throw err;
     }
-    before = manifestRefs(manifest);
   }
-  const target = relayWriter(relay, keys, before);
-  const sync = await syncSession(store, target, sessionId);
-  const after = target.refs();
-  const unchanged = record !== undefined && sameRefs(before, after);
-  if (unchanged) return { snapshot: record!, writeToken: previous!.writeToken, key, sync, unchanged };
-
-  const manifest = await sealObject(keys, await encodeManifest(makeManifest(sessionId, after)));
-  await relay.putObject(manifest.id, manifest.bytes);
-  sync.objectBytes += manifest.bytes.length;
-  sync.totalBytes += manifest.bytes.length;
-  if (record && previous) {
-    const snapshot = await relay.updateSnapshot(record.id, previous.writeToken, manifest.id, record.manifest);
-    return { snapshot, writeToken: previous.writeToken, key, sync, unchanged };
-  }
-  const created = await relay.createSnapshot(manifest.id);
-  return { snapshot: created.snapshot, writeToken: created.writeToken, key, sync, unchanged };
+  const base = previous ? await readBase(relay, keys, previous.snapshotId, sessionId) : undefined;
+  return publishOnto(store, sessionId, relay, { keys, key }, previous, base);
 }
 
-/** Fetches snapshot `snapshotId` with its session key and imports the session (every branch, the head) into `store`. */
-export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array, store: Store): Promise<FetchResult> {
-  const keys = await deriveSessionKeys(key);
-  const snapshot = await relay.getSnapshot(snapshotId);
-  const manifest = await readManifest(relay, keys, snapshot);
-  const sync = await syncSession(relayReader(relay, keys, manifestRefs(manifest)), storeTarget(store), manifest.session);
-  return { sessionId: manifest.session, snapshot, manifest, sync };
+async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: { keys: SessionKeys; key: Uint8Array }, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
+  const { keys, key } = secret;
+  const after = await store.listRefs(sessionPrefix(sessionId));
+  if (after.length === 0) throw new FerryError('session/not-found', `Session ${sessionId} is not in the sending store; nothing to sync.`);
+  const before = base?.refs ?? [];
+  if (base && previous && sameRefs(before, after)) {
+    return { snapshot: base.snapshot, writeToken: previous.writeToken, key, sync: { objects: 0, objectBytes: 0, negotiationBytes: 0, totalBytes: 0 }, unchanged: true, base };
+  }
+  // What the snapshot already holds: everything its refs reach, computed here, where those objects are too.
+  const shared = await store.hasMany(before.map((r) => r.id));
+  const known = await reachableIds(store, before.filter((_, i) => shared[i]));
+  const candidates = await collectClosureWithKinds(store, after, { known });
+  const remote = await Promise.all(candidates.map((o) => remoteId(keys, o.id)));
+  let send = candidates.map((object, i) => ({ object, remote: remote[i]! }));
+  let negotiationBytes = 0;
+  if (base && candidates.reduce((n, o) => n + o.bytes.length, 0) > ASK_ABOVE_BYTES) {
+    const missing = new Set(await relay.missing(remote));
+    send = send.filter((s) => missing.has(s.remote));
+    negotiationBytes += remote.length * ID_BYTES + Math.ceil(remote.length / 8);
+  }
+  // Structure first: the relay hands it to readers with the record (wire.ts snapshotPaths).
+  send.sort((a, b) => Number(a.object.kind === 'page') - Number(b.object.kind === 'page'));
+  const sealed = await Promise.all(send.map((s) => sealObject(keys, s.object, s.remote)));
+  const manifest = await sealObject(keys, await encodeManifest(makeManifest(sessionId, after)));
+  const { final, ahead } = splitFinal(sealed, manifest);
+  await mapLimit(batches(ahead), CONCURRENCY, (batch) => relay.putObjects(batch));
+  const structure = send.slice(0, final.length - 1).filter((s) => s.object.kind !== 'page').length;
+  const objectBytes = sealed.reduce((n, o) => n + o.bytes.length, manifest.bytes.length);
+  const sync: SyncStats = { objects: sealed.length, objectBytes, negotiationBytes, totalBytes: objectBytes + negotiationBytes };
+  if (base && previous) {
+    const snapshot = await relay.publishToSnapshot(previous.snapshotId, previous.writeToken, final, manifest.id, base.snapshot.manifest, structure);
+    return { snapshot, writeToken: previous.writeToken, key, sync, unchanged: false, base: { snapshot, refs: after } };
+  }
+  const created = await relay.publishSnapshot(final, manifest.id, structure);
+  return { snapshot: created.snapshot, writeToken: created.writeToken, key, sync, unchanged: false, base: { snapshot: created.snapshot, refs: after } };
+}
+
+/**
+ * Fetches snapshot `snapshotId` with its session key and imports the session (every branch, the head) into
+ * `store`, sending for nothing the store already has.
+ */
+export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
+  const keys = await sessionKeys(key);
+  const contents = await relay.snapshotContents(snapshotId, opts.since ?? 0);
+  const manifest = await openManifest(keys, snapshotId, contents);
+  const refs = manifestRefs(manifest);
+  const sync = await pullSession(relayReader(relay, keys, refs, await openPrefetched(keys, contents.objects)), store, manifest.session, { kv: kvFor(opts.engine) });
+  return { sessionId: manifest.session, snapshot: contents.snapshot, manifest, sync, base: { snapshot: contents.snapshot, refs } };
+}
+
+/**
+ * The publishing request's objects — the leading ones, then the manifest, within one batch — and the rest, which
+ * go ahead. Objects keep their order, so the structure (first) rides with the manifest.
+ */
+function splitFinal(objects: readonly StoredObject[], manifest: StoredObject): { final: StoredObject[]; ahead: StoredObject[] } {
+  let bytes = manifest.bytes.length;
+  let n = 0;
+  while (n < objects.length && n + 1 < BATCH_OBJECTS && bytes + objects[n]!.bytes.length <= BATCH_BYTES) bytes += objects[n++]!.bytes.length;
+  return { final: [...objects.slice(0, n), manifest], ahead: objects.slice(n) };
 }
 
 /** Groups objects into upload batches that stay within the relay's limits. */
@@ -174,6 +271,6 @@ function batches(objects: readonly StoredObject[]): StoredObject[][] {
 }
 
 function sameRefs(a: readonly Ref[], b: readonly Ref[]): boolean {
-  const m = new Map<string, ObjectId>(a.map((r) => [r.name, r.id]));
+  const m = new Map<ObjectId, ObjectId>(a.map((r) => [r.name, r.id]));
   return a.length === b.length && b.every((r) => m.get(r.name) === r.id);
 }

@@ -178,3 +178,53 @@ export const RunMessageSchema = v.strictObject({
   event: v.looseObject({ type: v.string() }),
 });
 export type RunMessage = v.InferOutput<typeof RunMessageSchema>;
+
+/**
+ * Publishing and opening a snapshot in one request each (issue 6). A publish sends the objects the relay lacks and
+ * the sealed manifest in one framed body and moves the snapshot in the same atomic commit on the relay; the
+ * structure objects (everything but component pages) come first, and `structure` says how many, so the relay can
+ * hand them to a reader together with the record ("contents"): a reader then needs one round trip for the
+ * session's structure and one for the pages it lacks, however deep the session is. The relay learns nothing it did
+ * not already see in the upload.
+ */
+export const snapshotPaths = {
+  /** POST a framed batch with ?manifest=<id>&structure=<n> → CreateSnapshotResponse (a new snapshot). */
+  publish: `${API_PREFIX}/snapshots/publish`,
+  /** POST a framed batch with ?manifest=<id>&expect=<id>&structure=<n> and the write token → SnapshotRecord. */
+  publishTo: (id: string) => `${API_PREFIX}/snapshots/${id}/publish`,
+  /** GET ?since=<version> → SnapshotContents: the record, the sealed manifest, the structure published after `since`. */
+  contents: (id: string) => `${API_PREFIX}/snapshots/${id}/contents`,
+} as const;
+
+export const CONTENTS_LIMITS = {
+  /** Structure bytes in one contents answer; a reader fetches anything beyond by id. */
+  maxBytes: 8 * 1024 * 1024,
+  maxObjects: 16 * 1024,
+} as const;
+
+const QueryCount = v.pipe(v.string(), v.regex(/^\d{1,9}$/, 'must be a non-negative integer'), v.transform(Number));
+
+export const PublishQuerySchema = v.strictObject({
+  manifest: ObjectIdSchema,
+  /** How many of the batch's leading objects are the session's structure. */
+  structure: v.optional(QueryCount),
+  /** Updates only: the manifest the snapshot must still point at (compare-and-swap). */
+  expect: v.optional(ObjectIdSchema),
+});
+export type PublishQuery = v.InferOutput<typeof PublishQuerySchema>;
+
+export const ContentsQuerySchema = v.strictObject({
+  /** The version the reader already holds: structure published after it comes along. Absent: the manifest only. */
+  since: v.optional(QueryCount),
+});
+
+const Base64Url = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/, 'must be base64url'));
+
+export const SnapshotContentsSchema = v.strictObject({
+  snapshot: SnapshotRecordSchema,
+  /** The sealed manifest the record points at. */
+  manifest: Base64Url,
+  /** Sealed structure objects as [remote id, base64url bytes]. */
+  objects: v.pipe(v.array(v.strictTuple([ObjectIdSchema, Base64Url])), v.maxLength(CONTENTS_LIMITS.maxObjects)),
+});
+export type SnapshotContents = v.InferOutput<typeof SnapshotContentsSchema>;

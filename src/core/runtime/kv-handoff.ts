@@ -17,8 +17,8 @@ import type { Engine, KvState } from '../llm/engine.ts';
 import { decodeMsgpack, encodeCanonical } from '../session/canonical.ts';
 import type { Session } from '../session/index.ts';
 import type { ObjectId } from '../store/index.ts';
+import { KV_PREFIX, kvComponentName } from '../snapshot/kv.ts';
 
-export const KV_PREFIX = 'kv/';
 const MAGIC = [0x46, 0x4b, 0x56, 0x53]; // 'FKVS'
 const VERSION = 1;
 /** Bounds a hostile or damaged entry before anything is allocated for it. */
@@ -26,10 +26,8 @@ const MAX_HEADER_BYTES = 8 << 20;
 export const MAX_KV_BYTES = 1 << 30;
 const MAX_TOKENS = 1 << 20;
 
-/** Where the KV of an engine lives in a checkpoint. Engine ids are plain adapter names ('node-llama-cpp'). */
-export function kvComponentName(engineId: string): string {
-  return `${KV_PREFIX}${engineId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 120)}`;
-}
+// The entry's place in the session graph (and that it is detachable there) is the snapshot layer's to know.
+export { KV_PREFIX, kvComponentName } from '../snapshot/kv.ts';
 
 /**
  * When shipping pays (the rule both sides apply): loading `bytes` at `loadBytesPerSec` must beat prefilling

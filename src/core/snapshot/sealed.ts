@@ -12,8 +12,9 @@ import type { SyncSource, SyncTarget } from './sync.ts';
 /** Largest single sealed object accepted from the relay: a page or a checkpoint, never a whole session. */
 const OBJECT_LIMITS = { maxPayload: 64 << 20 };
 
-export async function sealObject(keys: SessionKeys, object: StoredObject): Promise<StoredObject> {
-  const id = await remoteId(keys, object.id);
+/** Seals `object` under its remote id (`remote` when the caller has already computed it). */
+export async function sealObject(keys: SessionKeys, object: StoredObject, remote?: ObjectId): Promise<StoredObject> {
+  const id = remote ?? (await remoteId(keys, object.id));
   return { id, bytes: await encodeContainer(object.bytes, { kind: 'object', keys, aad: fromHex(id) }) };
 }
 

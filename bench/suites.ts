@@ -1,5 +1,6 @@
 import type { Suite } from './lib.ts';
 import { llmSuite } from './llm.ts';
+import { parallelSuite } from './parallel.ts';
 import { placementSuite } from './placement.ts';
 import { pwaSuite } from './pwa.ts';
 import { relaySuite } from './relay.ts';
@@ -7,4 +8,4 @@ import { runtimeSuite } from './runtime.ts';
 import { sessionSuite } from './session.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite];
+export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite, parallelSuite];

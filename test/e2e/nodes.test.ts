@@ -5,6 +5,12 @@
  * measures it). The relay lists them only to their space. A run placed on "my devices" runs in a browser — tokens
  * from wllama in Chromium, checkpoints published — and when that browser's tab goes away mid-generation, the relay
  * hands the run to the other device, which finishes it: nothing acknowledged is lost, the cloud never sees it.
+ * And context parallelism across the three nodes — two browsers and the cloud worker: a survey over 12 generated
+ * sources whose children run as child sessions on them; one browser's tab is closed mid-job, its children are
+ * requeued and finish elsewhere, and the merged result holds every part. And automatic placement: a session
+ * chatting on the phone ("my devices" allowed: the laptop, and the relay's own unpriced cloud worker) whose phone
+ * is slowed mid-generation (Ferry's CPU share cut to 5%) moves by itself to the node the policy picks, and the
+ * reply goes on streaming to the phone until it is complete.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { existsSync } from 'node:fs';
@@ -31,7 +37,9 @@ import {
   type RunMessage,
   type RunPlacement,
 } from '../../src/core/protocol/index.ts';
-import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
+import { relayChildren, type ChildProgress } from '../../src/core/parallel/index.ts';
+import { AgentRuntime, type RuntimeEvent, type RuntimeSetup } from '../../src/core/runtime/runtime.ts';
+import { generatedSources, openSocket, surveyComponents } from '../unit/parallel/space-nodes.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { openComponentLibrary } from '../../server/relay/component-library.ts';
@@ -61,12 +69,13 @@ async function openDevice(relay: string): Promise<Device> {
   return { browser, page };
 }
 
-async function offer(device: Device): Promise<void> {
+async function offer(device: Device): Promise<string> {
   const { page } = device;
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
   await page.getByTestId('offer-node').click();
   await expect.poll(() => page.getByTestId('node-status').textContent({ timeout: 100 }).catch(() => ''), { timeout: 60_000 }).toMatch(/Offering this device as a node · decode \d+ tok\/s/);
   expect(await page.getByTestId('offer-node').getAttribute('aria-pressed')).toBe('true');
+  return (await page.getByTestId('node-status').getAttribute('data-node-id'))!;
 }
 
 describe('browsers as nodes of a space', () => {
@@ -91,6 +100,7 @@ describe('browsers as nodes of a space', () => {
     await rm(work, { recursive: true, force: true });
   });
 
+  const nodeIds: string[] = [];
   const list = async (spaceId?: string) =>
     v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list, { headers: spaceId ? { [SPACE_HEADER]: spaceId } : {} })).json()).workers;
 
@@ -107,8 +117,7 @@ describe('browsers as nodes of a space', () => {
     await laptop.page.getByTestId('space-joined').waitFor();
     // The secret is gone from the address (and its history entry).
     expect(laptop.page.url()).not.toContain(secret);
-    await offer(phone);
-    await offer(laptop);
+    nodeIds.push(await offer(phone), await offer(laptop));
 
     const listed = await list(space);
     expect(listed.filter((w) => w.kind === 'device')).toHaveLength(2);
@@ -118,6 +127,120 @@ describe('browsers as nodes of a space', () => {
     }
     expect((await list()).map((w) => w.kind)).toEqual(['cloud']);
     await expect.poll(async () => (await phone.page.getByTestId('space-peers').locator('li').count().catch(() => 0)), { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+  });
+
+  test('a survey over 12 sources: its children run across the browsers and the cloud worker; a tab closed mid-job loses nothing', async () => {
+    const parts = await surveyComponents();
+    const engine = await createNodeLlamaEngine({ modelPath: model, gpu: false, threads: 1, slots: 1, contextSize: 4096 });
+    const load = (id: string) => parts.library.load(id);
+    const sampling = { maxTokens: 48, temperature: 0, seed: 0 };
+    const progress: ChildProgress[] = [];
+    let closed: Promise<void> | undefined;
+    /** The browser whose tab is closed: the first to publish a child checkpoint (the plan follows measured speed). */
+    let victim = -1;
+    const setup: RuntimeSetup = {
+      engine,
+      load,
+      sampling,
+      runChildren: relayChildren({
+        relayUrl: relay.url,
+        space,
+        cloud: true,
+        setup: { engine, load, sampling },
+        openSocket,
+        onProgress: (p) => {
+          progress.push(p);
+          // A browser's first child checkpoint: its tab is closed there, mid-job.
+          if (closed || p.type !== 'child-checkpoint' || !nodeIds.includes(p.node)) return;
+          victim = nodeIds.indexOf(p.node);
+          closed = devices[victim]!.page.close();
+        },
+      }),
+    };
+    const parent = await AgentRuntime.create(createMemoryStore(), setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
+    const events: RuntimeEvent[] = [];
+    for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources: generatedSources(12) }) })) events.push(e);
+    await parent.dispose();
+    await engine.dispose();
+    await closed;
+
+    const children = events.find((e): e is Extract<RuntimeEvent, { type: 'children' }> => e.type === 'children');
+    expect(children, JSON.stringify(events.filter((e) => e.type === 'step-failed'))).toBeDefined();
+    expect(children!.results.map((r) => r.id)).toEqual(Array.from({ length: 12 }, (_, i) => `source-${i + 1}`));
+    for (const r of children!.results) expect(r.ok, `${r.id}: ${r.output}`).toBe(true);
+    const done = progress.filter((p): p is Extract<ChildProgress, { type: 'child-done' }> => p.type === 'child-done');
+    expect(done.map((d) => d.child).sort()).toEqual(children!.results.map((r) => r.id).sort());
+    // The job was split (in proportion to measured speed) over more than one node, a browser among them.
+    const ran = new Set(progress.filter((p) => p.type === 'child-start').map((p) => (p as { node: string }).node));
+    expect(ran.size).toBeGreaterThan(1);
+    expect(closed, 'no child published a checkpoint in a browser').toBeDefined();
+    // The closed tab's unfinished children went back to the pool and finished elsewhere.
+    const gone = nodeIds[victim]!;
+    const requeued = progress.filter((p) => p.type === 'child-requeued' && p.node === gone).map((p) => (p as { child: string }).child);
+    expect(requeued.length).toBeGreaterThan(0);
+    for (const child of requeued) expect(done.find((d) => d.child === child)!.node).not.toBe(gone);
+
+    // The tab comes back (same profile: its model, its space) and offers itself again.
+    const { browser } = devices[victim]!;
+    const page = await browser.context.newPage();
+    await page.goto(relay.url);
+    await page.locator('html[data-ready="true"]').waitFor();
+    devices[victim] = { browser, page };
+    nodeIds[victim] = await offer(devices[victim]!);
+  });
+
+  test('a session slowed mid-generation on the phone moves by itself to a faster node, and its stream goes on', async () => {
+    const { page } = devices[0]!;
+    const main = page.getByRole('navigation', { name: 'Main' });
+    // Settings: "my devices" may run it; replies long enough to be slowed in the middle.
+    await main.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('My devices').check();
+    await page.getByLabel('Reply length (tokens)').fill('2000');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.getByText('Settings saved.').waitFor();
+
+    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await page.getByLabel(/Assistant/).check();
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    const sessionUrl = page.url();
+    const box = page.getByLabel('Message');
+    await box.fill('Tell me the whole story of the harbour.');
+    await box.press('Enter');
+    const live = () => page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => '').then((t) => (t ?? '').length);
+    await expect.poll(live, { timeout: 60_000, interval: 20 }).toBeGreaterThan(40);
+
+    // The phone slows down mid-reply: Ferry may use 5% of its CPU from the next token on.
+    await main.getByRole('link', { name: 'Settings' }).click();
+    await page.getByTestId('cpu-share').fill('5');
+    await page.goto(sessionUrl);
+    // It moves by itself, off the phone, and says where and why.
+    await expect.poll(() => page.getByTestId('toast').allTextContents().then((t) => t.join(' ')), { timeout: 60_000 }).toMatch(/Moved to /);
+    const reason = (await page.getByTestId('toast').allTextContents()).find((t) => t.includes('Moved to '))!;
+    const busy = async () => (await list(space)).filter((w) => w.runs > 0);
+    await expect.poll(async () => (await busy()).length, { timeout: 30_000 }).toBe(1);
+    const target = (await busy())[0]!;
+    expect(target.id).not.toBe(nodeIds[0]);
+    expect(reason).toContain(target.profile.name);
+    // The reply keeps streaming to the phone from there, and ends complete.
+    const before = await live();
+    await expect.poll(live, { timeout: 60_000, interval: 50 }).toBeGreaterThan(before);
+    await expect.poll(async () => (await busy()).length, { timeout: 120_000 }).toBe(0);
+    // The transcript (the laptop's checkpoints, synced to the phone): the part cut here, then the laptop's, which
+    // together are one reply of exactly the reply length.
+    await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 30_000 }).toBe(2);
+    const parts = await page.getByTestId('agent-message').allTextContents();
+    expect(parts[0]).toMatch(/· wllama · .* tokens · stopped/);
+    expect(parts[1]).toMatch(/cut at the length limit/);
+    const tokens = parts.map((t) => Number(/· ([\d,]+) tokens/.exec(t)![1]!.replace(/,/g, '')));
+    expect(tokens[0]! + tokens[1]!).toBe(2000);
+    // "Where it runs" lists the laptop among this device's other devices.
+    await page.getByTestId('where-it-runs').locator('summary').click();
+    const laptopName = (await list(space)).find((w) => w.id === nodeIds[1])!.profile.name;
+    await expect.poll(() => page.getByTestId('space-device').allTextContents().then((t) => t.join(' ')), { timeout: 30_000 }).toContain(laptopName);
+    // Back to full speed for what follows.
+    await main.getByRole('link', { name: 'Settings' }).click();
+    await page.getByTestId('cpu-share').fill('100');
   });
 
   test('a run on "my devices" runs in a browser; closing that tab mid-generation hands it to the other device, which finishes it', async () => {

@@ -2,3 +2,7 @@
 export { planProportional, splitJob, validateJob, type ContextItem, type ParallelNode, type ParallelTask } from './split.ts';
 export { runParallel, startParallel, type ParallelEvent, type ParallelJob, type ParallelOptions, type ParallelOutcome } from './scheduler.ts';
 export { VirtualClock } from './virtual-clock.ts';
+export { relayChildren, type RelayChildrenOptions } from './relay-children.ts';
+export { chooseNodes, listSpaceWorkers, type Lane, type NodeChoice } from './relay-nodes.ts';
+export { defaultOpenSocket, followRun, type FollowOptions, type OpenSocket, type StreamSocket } from './run-follow.ts';
+export type { ChildProgress, JobNode } from './progress.ts';

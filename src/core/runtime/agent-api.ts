@@ -7,6 +7,9 @@
  */
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
+import { relayChildren } from '../parallel/relay-children.ts';
+import type { OpenSocket } from '../parallel/run-follow.ts';
+import { SpaceIdSchema, parseWire } from '../protocol/index.ts';
 import { exportSession, importSession } from '../snapshot/index.ts';
 import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
 import { loadComponent, type LoadedComponent } from './load.ts';
@@ -21,6 +24,18 @@ export interface AgentPlatform<EngineSpec> {
   openStore?(name: string): Promise<Store>;
   /** Spawns a tool worker; without it tools run in the agent's thread (no time limit). */
   spawnToolWorker?(): WorkerHandle;
+  /** Opens a WebSocket, for following child runs (StartOptions.parallel); default the platform's own WebSocket. */
+  openSocket?: OpenSocket;
+}
+
+/** Where forked children run when they run on other nodes (parallel/relay-children.ts). */
+export interface ParallelOptions {
+  /** The relay the space's nodes are attached to. */
+  relayUrl: string;
+  /** The space id (spaceIdOf(secret)): its device nodes take the children. */
+  space: string;
+  /** May the relay's cloud workers take children too? Default false: the user's own devices only. */
+  cloud?: boolean;
 }
 
 export interface StartOptions<EngineSpec> {
@@ -37,6 +52,11 @@ export interface StartOptions<EngineSpec> {
   /** Open this session from the store (after importing `file`, a .ferry export, when given). */
   sessionId?: string;
   file?: Uint8Array;
+  /**
+   * Run each step's forked children as child sessions on the nodes of a space, in parallel, instead of one by one
+   * in this worker; their progress streams as `child-progress` events. Absent: here.
+   */
+  parallel?: ParallelOptions;
 }
 
 export interface AgentStatus {
@@ -69,6 +89,9 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
   let current: { runtime: AgentRuntime; engine: Engine; store: Store } | undefined;
   let controller: AbortController | undefined;
   const listeners: ((event: RuntimeEvent) => void)[] = [];
+  const emit = (event: RuntimeEvent) => {
+    for (const listener of listeners) listener(event);
+  };
   const live = () => {
     if (!current) throw new FerryError('runtime/not-started', 'No agent session is running in this worker; call start() first.');
     return current;
@@ -110,6 +133,18 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
               ? (component) => isolatedTool({ spawn, componentId: component.id, files: options.components[component.id]!, ...(options.limits ? { limits: options.limits } : {}) })
               : (component, grants) => localTool(component, grants, options.limits),
           };
+          if (options.parallel) {
+            const { relayUrl, space, cloud } = checkParallel(options.parallel);
+            setup.runChildren = relayChildren({
+              relayUrl,
+              space,
+              cloud,
+              // Child sessions are made here only to be published: their tools need no worker of their own.
+              setup: { engine, load, ...(options.sampling ? { sampling: options.sampling } : {}) },
+              ...(platform.openSocket ? { openSocket: platform.openSocket } : {}),
+              onProgress: (progress) => emit({ type: 'child-progress', progress }),
+            });
+          }
           let runtime: AgentRuntime;
           if (options.file) {
             const id = await importSession(store, options.file);
@@ -132,7 +167,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
         const { runtime } = live();
         controller = new AbortController();
         try {
-          for await (const event of runtime.run(input, controller.signal)) for (const listener of listeners) listener(event);
+          for await (const event of runtime.run(input, controller.signal)) emit(event);
         } finally {
           controller = undefined;
         }
@@ -150,6 +185,12 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
     status: () => settle(async () => status()),
     close,
   };
+}
+
+function checkParallel(p: ParallelOptions): Required<ParallelOptions> {
+  if (!/^https?:\/\/[^/]+/i.test(p.relayUrl)) throw new FerryError('runtime/bad-input', `parallel.relayUrl must be the relay's http(s) address, got "${p.relayUrl}".`);
+  const space = parseWire(SpaceIdSchema, p.space, 'parallel.space (a space id, not its secret)', 'runtime/bad-input');
+  return { relayUrl: p.relayUrl, space, cloud: p.cloud ?? false };
 }
 
 /** Unwraps a Result from the worker: the value, or the FerryError it carried. */

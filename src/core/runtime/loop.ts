@@ -149,6 +149,12 @@ export interface LoopOptions {
   slot?: string;
   /** Runs a forked child to its end; without it, fork-children answers every child with ok=false. */
   runChild?: (task: SubTask, signal?: AbortSignal) => Promise<ChildResult>;
+  /**
+   * Runs a step's forked children elsewhere (e.g. as child sessions on relay nodes, parallel/relay-children.ts),
+   * instead of one by one here with `runChild`. Resolves with one result per task, in task order; a rejection
+   * (no nodes, every node gone) fails the step as `runtime/step-failed`, like a tool call that could not complete.
+   */
+  runChildren?: (tasks: readonly SubTask[], signal?: AbortSignal) => Promise<ChildResult[]>;
   /** Called after every step; may return a checkpoint id, which is streamed as a `checkpoint` event. */
   afterStep?: (record: StepRecord) => Promise<string | void>;
   /** A run stops (paused: step-limit) after this many steps, so a looping agent cannot run forever. */
@@ -445,6 +451,7 @@ export class AgentLoop {
   }
 
   async #children(tasks: SubTask[], signal: AbortSignal | undefined): Promise<ChildResult[]> {
+    if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal);
     const runChild = this.#options.runChild;
     const results: ChildResult[] = [];
     // One at a time: children share this host's tools and engine; spreading them over nodes is the scheduler's job.
@@ -455,6 +462,33 @@ export class AgentLoop {
     }
     return results;
   }
+
+  /** The host's runChildren, held to its contract: one result per task, same ids, same order. */
+  async #childrenElsewhere(run: NonNullable<LoopOptions['runChildren']>, tasks: SubTask[], signal: AbortSignal | undefined): Promise<ChildResult[]> {
+    const step = this.#state.steps + 1;
+    let results: ChildResult[];
+    try {
+      results = await run(tasks, signal);
+    } catch (cause) {
+      throw new FerryError('runtime/step-failed', `Step ${step} failed: its ${tasks.length} forked children could not run (${cause instanceof Error ? cause.message : String(cause)}).`, { cause, details: { step, children: tasks.length } });
+    }
+    const wrong = results.length !== tasks.length ? `${results.length} results for ${tasks.length} children` : results.findIndex((r, i) => r.id !== tasks[i]!.id || typeof r.ok !== 'boolean' || typeof r.output !== 'string');
+    if (wrong !== -1) {
+      const what = typeof wrong === 'string' ? wrong : `result ${wrong} is not child "${tasks[wrong]!.id}"'s`;
+      throw new FerryError('runtime/step-failed', `Step ${step} failed: the host's children runner broke its contract (${what}).`, { details: { step } });
+    }
+    return results.map((r) => ({ id: r.id, ok: r.ok, output: truncate(r.output) }));
+  }
+}
+
+/**
+ * A finished child's result from its loop state: done → its summary (or its last reply when it gave none), idle →
+ * its last reply; anything else was stopped before it finished.
+ */
+export function childResultOf(id: string, state: Pick<LoopState, 'status' | 'summary'>, lastReply: string): ChildResult {
+  if (state.status === 'done') return { id, ok: true, output: state.summary || lastReply };
+  if (state.status === 'idle') return { id, ok: true, output: lastReply };
+  return { id, ok: false, output: 'The child was stopped before it finished.' };
 }
 
 /**
@@ -474,10 +508,7 @@ export function childRunner(
         if (event.type === 'reply') lastReply = event.text;
         onEvent?.(task.id, event);
       }
-      const state = loop.state;
-      if (state.status === 'done') return { id: task.id, ok: true, output: state.summary || lastReply };
-      if (state.status === 'idle') return { id: task.id, ok: true, output: lastReply };
-      return { id: task.id, ok: false, output: 'The child was stopped before it finished.' };
+      return childResultOf(task.id, loop.state, lastReply);
     } catch (err) {
       if (err instanceof FerryError && err.code === 'runtime/step-failed') throw err;
       return { id: task.id, ok: false, output: `The child failed: ${err instanceof Error ? err.message : String(err)}` };

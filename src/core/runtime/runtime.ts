@@ -7,6 +7,7 @@
  */
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
+import type { ChildProgress } from '../parallel/progress.ts';
 import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
 import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, readHostState, encodeHostState, type HostState, type StatefulComponent } from './checkpoint.ts';
@@ -16,7 +17,7 @@ import type { LoadedComponent } from './load.ts';
 import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type RunInput, type Sampling, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { inProcessTool, type ToolLimits } from './tools.ts';
-import { agentOf } from './wit.ts';
+import { agentOf, type ChildResult, type SubTask } from './wit.ts';
 
 /** A tool as the runtime holds it: callable, and checkpointed. */
 export interface ToolSlot extends ToolHost, StatefulComponent {
@@ -48,14 +49,30 @@ export interface RuntimeSetup {
    * checkpoint that ends a run carries the slot's KV. Absent: no slot, no KV shipping (re-prefill, as before).
    */
   kv?: KvPolicy;
+  /**
+   * Runs a step's forked children elsewhere — as child sessions on the space's nodes (parallel/relay-children.ts)
+   * — instead of one after another in this runtime. Absent: here, one by one, sharing this session's tools.
+   */
+  runChildren?: RunChildren;
 }
+
+/** What a children runner knows of the parent: its components (a child runs the same ones) and its session. */
+export interface ChildContext {
+  agent: string;
+  tools: readonly string[];
+  parent: string;
+}
+
+export type RunChildren = (tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal) => Promise<ChildResult[]>;
 
 export type RuntimeEvent =
   | LoopEvent
   /** Whether the session's KV was loaded from its checkpoint or will be prefilled (and why), or saved into one. */
   | KvEvent
   /** A step failed as a whole; the session was restored to `restoredTo` and goes on without that step. */
-  | { type: 'step-failed'; step: number; error: SerializedError; restoredTo: ObjectId };
+  | { type: 'step-failed'; step: number; error: SerializedError; restoredTo: ObjectId }
+  /** Where forked children run elsewhere: which started, finished, or moved on, on which node. */
+  | { type: 'child-progress'; progress: ChildProgress };
 
 export interface CreateOptions {
   agent: string;
@@ -323,7 +340,10 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   const slotted = setup.kv ? { ...base, slot: sessionId } : base;
   // Children are fresh agents sharing the tools; their steps are part of the parent's step.
   const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
-  const loop = new AgentLoop({ ...slotted, agent, runChild });
+  const elsewhere = setup.runChildren;
+  const context: ChildContext = { agent: component.id, tools: [...toolIds], parent: sessionId };
+  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal?: AbortSignal) => elsewhere(tasks, context, signal));
+  const loop = new AgentLoop({ ...slotted, agent, runChild, ...(runChildren ? { runChildren } : {}) });
   return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
 }
 

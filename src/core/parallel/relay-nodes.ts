@@ -1,0 +1,66 @@
+/**
+ * The nodes a job of child sessions may use: what the relay lists for the space (its device nodes, and its cloud
+ * workers when the user lets children go to the cloud), each as one scheduler lane per slot, fast in proportion
+ * to its measured decode speed.
+ */
+import { FerryError } from '../errors.ts';
+import { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths, type WorkerList } from '../protocol/index.ts';
+import type { JobNode } from './progress.ts';
+import type { ParallelNode } from './split.ts';
+
+/** One scheduler lane: a slot of a relay node. */
+export interface Lane extends ParallelNode {
+  /** The relay's worker id that runs it. */
+  readonly node: string;
+}
+
+export interface NodeChoice {
+  /** May cloud workers take children (privacy "any"), or only the space's own devices ("my devices")? */
+  readonly cloud: boolean;
+  /** At most this many lanes per node, whatever its slots; default 4. */
+  readonly maxLanes?: number;
+  /** Only these nodes (relay worker ids), e.g. the ones the user picked; default every node allowed. */
+  readonly only?: readonly string[];
+}
+
+/** The relay's list of workers visible to `space`, validated. */
+export async function listSpaceWorkers(relayUrl: string, space: string, fetchFn: typeof fetch = (i, init) => globalThis.fetch(i, init), timeoutMs = 15_000): Promise<WorkerList> {
+  const url = relayUrl.replace(/\/+$/, '') + workerPaths.list;
+  let res: Response;
+  try {
+    res = await fetchFn(url, { headers: { accept: 'application/json', [SPACE_HEADER]: space }, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (cause) {
+    throw new FerryError('relay/unreachable', `Cannot reach the relay at ${relayUrl} to list the space's nodes (${cause instanceof Error ? cause.message : String(cause)}).`, { cause });
+  }
+  if (!res.ok) throw new FerryError('relay/bad-response', `The relay at ${relayUrl} would not list the space's nodes (HTTP ${res.status}).`, { details: { status: res.status } });
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    throw new FerryError('relay/bad-response', `The relay at ${relayUrl} listed its nodes as something that is not JSON.`);
+  }
+  return parseWire(WorkerListSchema, body, 'The relay\'s list of nodes', 'relay/bad-response');
+}
+
+/**
+ * The nodes children may use, and their lanes. Throws `parallel/no-nodes` with what to do when there are none:
+ * no device of the space offers itself (and the cloud is not allowed, or has no worker either).
+ */
+export function chooseNodes(list: WorkerList, choice: NodeChoice): { nodes: JobNode[]; lanes: Lane[] } {
+  const maxLanes = choice.maxLanes ?? 4;
+  const usable = list.workers.filter((w) => (w.kind === 'device' || choice.cloud) && w.profile.decodeTps > 0 && (!choice.only || choice.only.includes(w.id)));
+  if (usable.length === 0 && choice.only) {
+    throw new FerryError('parallel/no-nodes', `None of the chosen nodes (${choice.only.join(', ')}) is attached to this space now (cloud workers count only when the cloud is allowed); pick nodes again from the list.`);
+  }
+  if (usable.length === 0) {
+    const cloud = list.workers.filter((w) => w.kind === 'cloud').length;
+    const hint = !choice.cloud && cloud > 0
+      ? ` ${cloud} cloud worker(s) are attached, but this session keeps its children on your own devices; allow the cloud to use them.`
+      : '';
+    throw new FerryError('parallel/no-nodes', `No node of this space can take the children: open Ferry on another of your devices and turn on "Offer this device as a node".${hint}`, { details: { cloudWorkers: cloud } });
+  }
+  const nodes: JobNode[] = usable.map((w) => ({ id: w.id, name: w.profile.name, kind: w.kind, lanes: Math.max(1, Math.min(maxLanes, w.profile.slots)), speed: w.profile.decodeTps }));
+  // A slot of a node runs at its share of the node's speed: the plan stays in proportion to whole nodes.
+  const lanes = nodes.flatMap((n) => Array.from({ length: n.lanes }, (_, k): Lane => ({ id: n.lanes === 1 ? n.id : `${n.id}#${k}`, node: n.id, speed: n.speed / n.lanes })));
+  return { nodes, lanes };
+}

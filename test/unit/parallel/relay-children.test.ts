@@ -1,0 +1,208 @@
+/**
+ * Context parallelism for real (issue 8): a relay with its embedded cloud worker and two device nodes of one space
+ * (NodeLink + RunHost on node-llama-cpp, the tiny generated model), and a parent survey session on "this device"
+ * whose step forks one child per source — 12 generated sources. The children run as child sessions on the three
+ * nodes (relay-children.ts). The merged `children` result holds all 12 parts in order, each the final state of its
+ * own child session, and more than one node ran them. Then a node is killed (its socket cut) while one of its
+ * children has published checkpoints: its children are requeued and finish elsewhere, none lost or run twice, and
+ * the child that had published resumes from its last checkpoint, keeping every one acknowledged before the kill.
+ * And the agent worker's API, given a parallel config, runs the same survey with its children on the nodes and
+ * streams their progress to its subscribers.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { Engine } from '../../../src/core/llm/engine.ts';
+import { relayChildren, type ChildProgress } from '../../../src/core/parallel/index.ts';
+import { createSpaceSecret, spaceIdOf } from '../../../src/core/protocol/index.ts';
+import { createAgentApi, unwrap } from '../../../src/core/runtime/agent-api.ts';
+import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
+import type { ChildResult } from '../../../src/core/runtime/index.ts';
+import { AgentRuntime, type RuntimeEvent, type RuntimeSetup } from '../../../src/core/runtime/runtime.ts';
+import { Session } from '../../../src/core/session/index.ts';
+import { createMemoryStore, type Store } from '../../../src/core/store/index.ts';
+import { componentFiles } from '../../../server/runtime/node-tools.ts';
+import { tinyEngine, tinyModelFile } from '../../support/runtime-agent.ts';
+import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
+import { componentsDir, generatedSources, listSpace, openSocket, startDeviceNode, surveyComponents, waitForNodes, type DeviceNode } from './space-nodes.ts';
+
+const SOURCES = 12;
+const sampling = { maxTokens: 32, temperature: 0, seed: 0 };
+
+describe('a survey\'s children as child sessions on the nodes of a space', () => {
+  let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
+  let relay: TestRelay;
+  let space: string;
+  let parts: Awaited<ReturnType<typeof surveyComponents>>;
+  let parentEngine: Engine;
+  const nodes: DeviceNode[] = [];
+  let embeddedId: string;
+  let model: string;
+
+  beforeAll(async () => {
+    dirs = await makeTempDirs();
+    parts = await surveyComponents();
+    model = await tinyModelFile();
+    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, model, componentDirs: [componentsDir], embeddedWorker: true, heartbeatMs: 2000 });
+    space = await spaceIdOf(createSpaceSecret());
+    parentEngine = await tinyEngine(model);
+    // One after another: each node measures its speed on its own, not while another loads its model.
+    embeddedId = (await waitForNodes(relay.url, space, 1))[0]!.id;
+    for (const name of ['laptop', 'phone']) nodes.push(await startDeviceNode(relay.url, space, name, model, parts.library));
+    await waitForNodes(relay.url, space, 3);
+  }, 600_000);
+
+  afterAll(async () => {
+    for (const n of nodes) await n.close();
+    await parentEngine?.dispose();
+    await relay?.close();
+    await dirs?.cleanup();
+  });
+
+  /** Runs a survey parent whose children go to the space's nodes; `onProgress` may act on the job as it goes. */
+  async function survey(store: Store, onProgress: (p: ChildProgress) => void = () => undefined, signal?: AbortSignal) {
+    const progress: ChildProgress[] = [];
+    const load = (id: string) => parts.library.load(id);
+    const setup: RuntimeSetup = {
+      engine: parentEngine,
+      load,
+      sampling,
+      runChildren: relayChildren({
+        relayUrl: relay.url,
+        space,
+        cloud: true,
+        setup: { engine: parentEngine, load, sampling },
+        openSocket,
+        store,
+        onProgress: (p) => {
+          progress.push(p);
+          onProgress(p);
+        },
+      }),
+    };
+    const parent = await AgentRuntime.create(createMemoryStore(), setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
+    const events: RuntimeEvent[] = [];
+    const sources = generatedSources(SOURCES);
+    for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) }, signal)) events.push(e);
+    await parent.dispose();
+    const children = events.find((e): e is Extract<RuntimeEvent, { type: 'children' }> => e.type === 'children');
+    expect(children, `the parent never got its children's results: ${JSON.stringify(events.filter((e) => e.type === 'step-failed'))}`).toBeDefined();
+    return { results: children!.results, progress, events, sources };
+  }
+
+  /**
+   * Every part is there, in order, and is its own child's: the child session of `source-i` was given source i's
+   * task exactly once, and its final published state (done) says what the merged result says.
+   */
+  async function expectEveryPart(store: Store, results: ChildResult[], progress: ChildProgress[]) {
+    expect(results.map((r) => r.id)).toEqual(Array.from({ length: SOURCES }, (_, i) => `source-${i + 1}`));
+    const starts = progress.filter((p): p is Extract<ChildProgress, { type: 'child-start' }> => p.type === 'child-start');
+    for (const [i, r] of results.entries()) {
+      expect(r.ok, `${r.id}: ${r.output}`).toBe(true);
+      expect(r.output.length).toBeGreaterThan(0);
+      const sessionId = starts.find((s) => s.child === r.id)!.session;
+      expect(new Set(starts.filter((s) => s.child === r.id).map((s) => s.session))).toEqual(new Set([sessionId]));
+      const session = await Session.open(store, sessionId);
+      const history = await session.history();
+      const tasks = history.flatMap((h) => h.checkpoint.events).filter((e) => e.type === 'user');
+      expect(tasks).toHaveLength(1);
+      expect(JSON.parse((tasks[0] as { text: string }).text)).toMatchObject({ mode: 'source-notes', index: i + 1 });
+      const state = (await readHostState(session, history[0]!.id)).loop;
+      expect(state.status).toBe('done');
+      expect(state.summary).toBe(r.output);
+    }
+    const done = progress.filter((p): p is Extract<ChildProgress, { type: 'child-done' }> => p.type === 'child-done');
+    expect(done.map((d) => d.child).sort()).toEqual(results.map((r) => r.id).sort());
+    return { starts, done };
+  }
+
+  test('12 sources: the children are split across the three nodes and merged in order', async () => {
+    const store = createMemoryStore();
+    const { results, progress } = await survey(store);
+    const { done } = await expectEveryPart(store, results, progress);
+    // Split by measured speed (each node's profile, then what it shows): more than one node ran children.
+    const nodesUsed = new Set(done.map((d) => d.node));
+    expect(nodesUsed.size).toBeGreaterThan(1);
+    for (const id of nodesUsed) expect([embeddedId, ...nodes.map((n) => n.id)]).toContain(id);
+    expect(progress.find((p) => p.type === 'nodes')).toMatchObject({ nodes: expect.arrayContaining([expect.objectContaining({ id: embeddedId, kind: 'cloud' }), expect.objectContaining({ id: nodes[0]!.id, kind: 'device' })]) });
+    expect(progress.filter((p) => p.type === 'child-requeued' || p.type === 'node-lost')).toEqual([]);
+  }, 300_000);
+
+  test('a node killed mid-job: its children are requeued and finish elsewhere; the one that had published resumes from its checkpoints', async () => {
+    const store = createMemoryStore();
+    let victim: DeviceNode | undefined;
+    let killed: Promise<void> | undefined;
+    const { results, progress } = await survey(store, (p) => {
+      // The first checkpoint a child publishes on a device node: cut that node there, mid-child.
+      if (killed || p.type !== 'child-checkpoint') return;
+      victim = nodes.find((n) => n.id === p.node);
+      killed = victim?.kill();
+    });
+    await killed;
+    expect(victim, 'no child ran on a device node').toBeDefined();
+    const killedAfter = progress.findIndex((p) => p.type === 'child-checkpoint' && p.node === victim!.id);
+    const { starts, done } = await expectEveryPart(store, results, progress);
+
+    expect(progress.filter((p) => p.type === 'node-lost').map((p) => (p as { node: string }).node)).toEqual([victim!.id]);
+    const requeued = progress.filter((p): p is Extract<ChildProgress, { type: 'child-requeued' }> => p.type === 'child-requeued');
+    expect(requeued.length).toBeGreaterThan(0);
+    for (const r of requeued) expect(done.find((d) => d.child === r.child)!.node).not.toBe(victim!.id);
+    // Each child finished once; nothing finished on the victim after it was cut.
+    expect(new Set(done.map((d) => d.child)).size).toBe(SOURCES);
+    expect(done.filter((d) => d.node === victim!.id && progress.indexOf(d) > killedAfter)).toEqual([]);
+
+    // The child cut mid-way resumed elsewhere from its last published checkpoint, and kept every acknowledged one.
+    const cut = (progress[killedAfter] as Extract<ChildProgress, { type: 'child-checkpoint' }>).child;
+    const retried = starts.filter((s) => s.child === cut);
+    expect(retried.map((s) => [s.attempt, s.input])).toEqual([[1, 'start'], [2, 'resume']]);
+    expect(retried[1]!.node).not.toBe(victim!.id);
+    const acknowledged = progress.filter((p): p is Extract<ChildProgress, { type: 'child-checkpoint' }> => p.type === 'child-checkpoint' && p.child === cut && p.node === victim!.id);
+    const history = (await (await Session.open(store, retried[0]!.session)).history()).map((h) => h.id);
+    for (const a of acknowledged) expect(history).toContain(a.checkpoint);
+  }, 300_000);
+  test('cancelling the parent hands its running children back and answers the unfinished ones as cancelled', async () => {
+    const cancel = new AbortController();
+    const { results, progress, events } = await survey(createMemoryStore(), (p) => {
+      if (p.type === 'child-done') cancel.abort();
+    }, cancel.signal);
+    expect(results.map((r) => r.id)).toEqual(Array.from({ length: SOURCES }, (_, i) => `source-${i + 1}`));
+    const done = new Set(progress.flatMap((p) => (p.type === 'child-done' ? [p.child] : [])));
+    expect(done.size).toBeGreaterThan(0);
+    for (const r of results) {
+      if (done.has(r.id)) expect(r.ok).toBe(true);
+      else expect(r).toEqual({ id: r.id, ok: false, output: 'Cancelled before it finished.' });
+    }
+    expect(results.some((r) => !r.ok)).toBe(true);
+    expect(events.at(-1)).toEqual({ type: 'paused', reason: 'cancelled' });
+    // Nothing is left running on any node: the children that were running were handed back.
+    let busy = await listSpace(relay.url, space);
+    for (let i = 0; i < 100 && busy.some((w) => w.runs > 0); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      busy = await listSpace(relay.url, space);
+    }
+    expect(busy.map((w) => w.runs)).toEqual(busy.map(() => 0));
+  }, 300_000);
+
+  test('the agent worker\'s API with a parallel config runs the children on the space\'s nodes and streams their progress', async () => {
+    const api = createAgentApi<string>({ createEngine: (path) => tinyEngine(path), openSocket });
+    const events: RuntimeEvent[] = [];
+    api.subscribe((e) => events.push(e));
+    const components = Object.fromEntries(await Promise.all([parts.survey, parts.docs, parts.notes].map(async (id) => [id, await componentFiles(parts.library.ids.get(id)!)] as const)));
+    try {
+      unwrap(await api.start({ components, agent: parts.survey, tools: [parts.docs, parts.notes], engine: model, sampling, parallel: { relayUrl: relay.url, space, cloud: true } }));
+      const sources = generatedSources(4);
+      const status = unwrap(await api.send({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) }));
+      expect(status.state.status).toBe('done');
+      const children = events.find((e): e is Extract<RuntimeEvent, { type: 'children' }> => e.type === 'children')!;
+      expect(children.results.map((r) => [r.id, r.ok])).toEqual(sources.map((_, i) => [`source-${i + 1}`, true]));
+      const progress = events.flatMap((e) => (e.type === 'child-progress' ? [e.progress] : []));
+      expect(progress[0]).toMatchObject({ type: 'nodes' });
+      expect(progress.filter((p) => p.type === 'child-done').map((p) => (p as { child: string }).child).sort()).toEqual(children.results.map((r) => r.id).sort());
+      // Progress arrives while the step runs, before the step's own `children` event.
+      expect(events.findIndex((e) => e.type === 'child-progress')).toBeLessThan(events.indexOf(children));
+      // A parallel config that names a space secret instead of its id is refused before anything runs.
+      const bad = await api.start({ components, agent: parts.survey, tools: [parts.docs], engine: model, parallel: { relayUrl: relay.url, space: 'not a space id' } });
+      expect(bad).toMatchObject({ error: { code: 'runtime/bad-input' } });
+    } finally {
+      await api.close();
+    }
+  }, 300_000);
+});

@@ -1,0 +1,68 @@
+/**
+ * Which nodes a job of child sessions may use (relay-nodes.ts): the space's devices always, cloud workers only when
+ * the user allows them, nodes without a measured speed never; a node with several slots is that many lanes sharing
+ * its speed; and "no node" is a typed error that says what to do. The relay's list is validated like any response.
+ */
+import { describe, expect, test } from 'vitest';
+import { chooseNodes, listSpaceWorkers } from '../../../src/core/parallel/index.ts';
+import { SPACE_HEADER, type WorkerList } from '../../../src/core/protocol/index.ts';
+import { refusal } from '../../support/refusal.ts';
+
+type Listed = WorkerList['workers'][number];
+
+const worker = (id: string, kind: Listed['kind'], decodeTps: number, slots = 1): Listed => ({
+  id: id.padEnd(16, '0'),
+  kind,
+  embedded: false,
+  runs: 0,
+  profile: { name: id, model: 'm', tokenizer: 't', engine: 'node-llama-cpp', device: 'cpu', contextSize: 4096, slots, prefillTps: 10 * decodeTps, decodeTps },
+});
+
+const list: WorkerList = { workers: [worker('a', 'device', 300), worker('b', 'device', 100, 2), worker('c', 'cloud', 2000, 8), worker('d', 'device', 0)] };
+
+describe('choosing the nodes and lanes for a job', () => {
+  test('my devices only by default; the cloud too when allowed; never a node without a measured speed', () => {
+    expect(chooseNodes(list, { cloud: false }).nodes.map((n) => n.name)).toEqual(['a', 'b']);
+    expect(chooseNodes(list, { cloud: true }).nodes.map((n) => [n.name, n.kind])).toEqual([['a', 'device'], ['b', 'device'], ['c', 'cloud']]);
+  });
+
+  test('a node is one lane per slot (capped), the lanes sharing its speed, so the plan stays proportional to whole nodes', () => {
+    const { nodes, lanes } = chooseNodes(list, { cloud: true, maxLanes: 4 });
+    expect(nodes.map((n) => [n.name, n.lanes, n.speed])).toEqual([['a', 1, 300], ['b', 2, 100], ['c', 4, 2000]]);
+    expect(lanes.map((l) => l.id)).toEqual(['a'.padEnd(16, '0'), `${'b'.padEnd(16, '0')}#0`, `${'b'.padEnd(16, '0')}#1`, ...[0, 1, 2, 3].map((k) => `${'c'.padEnd(16, '0')}#${k}`)]);
+    for (const n of nodes) {
+      const mine = lanes.filter((l) => l.node === n.id);
+      expect(mine).toHaveLength(n.lanes);
+      expect(mine.reduce((s, l) => s + l.speed, 0)).toBeCloseTo(n.speed);
+    }
+  });
+
+  test('only the nodes the user picked', async () => {
+    expect(chooseNodes(list, { cloud: true, only: [list.workers[2]!.id, list.workers[0]!.id] }).nodes.map((n) => n.name)).toEqual(['a', 'c']);
+    const gone = await refusal(async () => chooseNodes(list, { cloud: false, only: [list.workers[2]!.id] }));
+    expect(gone).toMatchObject({ code: 'parallel/no-nodes' });
+    expect(gone.message).toMatch(/pick nodes again/);
+  });
+
+  test('no node in the space: a typed error that says how to add one, and that the cloud could help when it is there', async () => {
+    const none = await refusal(async () => chooseNodes({ workers: [worker('d', 'device', 0)] }, { cloud: true }));
+    expect(none).toMatchObject({ code: 'parallel/no-nodes', details: { cloudWorkers: 0 } });
+    expect(none.message).toMatch(/Offer this device as a node/);
+    const cloudOnly = await refusal(async () => chooseNodes({ workers: [worker('c', 'cloud', 2000)] }, { cloud: false }));
+    expect(cloudOnly.message).toMatch(/1 cloud worker\(s\) are attached.*allow the cloud/);
+  });
+
+  test('the relay\'s list is asked for with the space header and validated', async () => {
+    const asked: { url: string; space: string | null }[] = [];
+    const answer = (body: unknown, status = 200): typeof fetch => async (input, init) => {
+      asked.push({ url: String(input), space: new Headers(init?.headers).get(SPACE_HEADER) });
+      return new Response(typeof body === 'string' ? body : JSON.stringify(body), { status });
+    };
+    await expect(listSpaceWorkers('http://relay.test/', 'space-id', answer(list))).resolves.toEqual(list);
+    expect(asked[0]).toEqual({ url: 'http://relay.test/api/v1/workers', space: 'space-id' });
+    await expect(listSpaceWorkers('http://relay.test', 's', answer({ workers: [{ id: 'x' }] }))).rejects.toMatchObject({ code: 'relay/bad-response' });
+    await expect(listSpaceWorkers('http://relay.test', 's', answer('<html>', 200))).rejects.toMatchObject({ code: 'relay/bad-response' });
+    await expect(listSpaceWorkers('http://relay.test', 's', answer({ error: { code: 'protocol/bad-request', message: 'no' } }, 400))).rejects.toMatchObject({ code: 'relay/bad-response', details: { status: 400 } });
+    await expect(listSpaceWorkers('http://relay.test', 's', () => Promise.reject(new TypeError('connection refused')))).rejects.toMatchObject({ code: 'relay/unreachable' });
+  });
+});

@@ -157,10 +157,12 @@ export class OpenSession {
       const s = this.#session!;
       this.branch = s.branch;
       await ui.attempt(async () => {
-        this.steps = await ui.app.transcript(s);
+        const steps = await ui.app.transcript(s);
+        // A message whose checkpoint is now in the store has landed: its pending record goes, in the same update.
+        const pending = this.pending && (await ui.app.pendingInput(s));
+        this.steps = steps;
+        this.pending = pending;
         shown?.();
-        // A message whose checkpoint is now in the store has landed: its pending record goes.
-        if (this.pending) this.pending = await ui.app.pendingInput(s);
         this.meta = await ui.app.get(s.id);
         if (this.tree) this.tree = await ui.app.tree(s);
       });
@@ -189,7 +191,6 @@ export class OpenSession {
       });
       return ok === true;
     } finally {
-      this.#runs--;
       await this.#settle();
     }
   }
@@ -237,7 +238,6 @@ export class OpenSession {
     try {
       await (await ui.agent()).settled();
     } finally {
-      this.#runs--;
       await this.#settle();
     }
   }
@@ -294,17 +294,35 @@ export class OpenSession {
     return ui.attempt(() => ui.app.compare(this.session, a, b));
   }
 
-  /** After a run or a move back: the store has every checkpoint, so the live turn gives way to the transcript. */
+  /**
+   * Ends a run: the transcript is read again (which also clears a message that has landed) before the run stops
+   * counting, so a landed message is never shown as unsent in between.
+   */
   async #settle(): Promise<void> {
+    let counted = true;
+    const end = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.#runs--;
+    };
+    try {
+      await this.#reread(end);
+    } finally {
+      end();
+    }
+  }
+
+  /** After a run or a move back: the store has every checkpoint, so the live turn gives way to the transcript. */
+  async #reread(shown: () => void): Promise<void> {
     this.#flush();
     if (this.placement === 'device') {
       await ui.attempt(() => ui.app.ran(this.session));
       // A generation resumed after a move back keeps streaming; everything finished is in the transcript now.
-      await this.reload(() => (this.live = { ...IDLE, text: this.live.text, where: this.live.where }));
+      await this.reload(() => ((this.live = { ...IDLE, text: this.live.text, where: this.live.where }), shown()));
     } else {
       // The cloud's checkpoints were copied here as they were published; what is left live never reached one.
       this.live = { ...this.live, user: null, done: this.live.text ? [...this.live.done, { text: this.live.text, where: this.live.where }] : this.live.done, text: '' };
-      await this.reload();
+      await this.reload(shown);
     }
   }
 

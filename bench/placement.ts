@@ -28,6 +28,7 @@
 import { seededRandom } from '../src/core/random.ts';
 import {
   decide,
+  objectiveScore,
   privacyAllows,
   redecideMidGeneration,
   shouldMigrate,
@@ -482,7 +483,8 @@ function oracleChoice(s: SessionSpec, st: SessionState, i: number, prompt: numbe
   for (const c of pool) {
     const trial: SessionState = { ...st, cached: { ...st.cached }, synced: { ...st.synced } };
     const r = runStep(s, trial, i, prompt, output, c.nodeId, c.resume, { kind: 'fixed', node: () => c.nodeId }, output);
-    const score = prefs.objective === 'fastest' ? r.ms : prefs.objective === 'cheapest' ? r.cost + r.ms * 1e-12 : r.ms + r.cost * (3_600_000 / (prefs.usdPerHour ?? 10));
+    // The product's own score; cheapest breaks ties by time (free nodes differ in speed).
+    const score = objectiveScore(r.ms, r.cost, prefs) + (prefs.objective === 'cheapest' ? r.ms * 1e-12 : 0);
     if (!best || score < best.score) best = { node: c.nodeId, resume: c.resume, score };
   }
   return { node: best!.node, resume: best!.resume };

@@ -21,6 +21,7 @@ import type { Engine } from '../src/core/llm/engine.ts';
 import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
 import { measureProfile } from '../src/core/node/profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
+import { openNodeSocket } from './worker/remote.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -113,8 +114,9 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     hosted.ready.then(async (engine) => {
       const profile = await measureProfile(engine, { name: 'embedded', slots: slotsOf(engine) });
       if (hosted.closed) return;
-      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps } });
-      attachEmbedded(dispatcher, embedded, profile);
+      const attached: { id?: string } = {};
+      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket });
+      attached.id = attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {
       app.log.error({ err }, 'the embedded cloud worker could not start');
@@ -200,7 +202,7 @@ async function serveModel(app: FastifyInstance, spec: string, dataDir: string, e
 export const slotsOf = (engine: Engine): number => (engine as { slots?: number }).slots ?? 1;
 
 /** The relay's own worker joins the dispatcher like any other; its events go straight into the run log. */
-function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: WorkerProfile): void {
+function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: WorkerProfile): string {
   const id = dispatcher.attach({
     embedded: true,
     profile,
@@ -212,6 +214,7 @@ function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: Worker
     stop: (runId) => void worker.stop(runId),
     abandon: (runId) => worker.abandon(runId),
   });
+  return id;
 }
 
 /** The relay's own address, for its embedded worker to call its API over loopback. */

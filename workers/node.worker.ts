@@ -68,19 +68,20 @@ const api = {
         return p;
       };
       const profile = await measureProfile(engine, { name: options.name, slots: 1 });
-      const host = new RunHost({
+      const host: RunHost = new RunHost({
         engine,
         load,
         startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: options.components[component.id]! }),
         relayUrl: () => options.relayUrl,
         kv: { prefillTps: profile.prefillTps },
+        self: () => link.id,
       });
       let status: NodeStatus = { state: 'connecting', profile, runs: 0 };
       const report = (patch: Partial<NodeStatus>): void => {
         status = { ...status, ...patch, runs: host.load };
         onStatus(status);
       };
-      const link = new NodeLink({
+      const link: NodeLink = new NodeLink({
         relayUrl: options.relayUrl,
         host,
         profile,

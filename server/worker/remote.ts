@@ -8,6 +8,7 @@ import * as v from 'valibot';
 import { FerryError } from '../../src/core/errors.ts';
 import { NodeLink } from '../../src/core/node/link.ts';
 import type { RunHost } from '../../src/core/node/run-host.ts';
+import type { OpenSocket, StreamSocket } from '../../src/core/parallel/index.ts';
 import { ErrorBodySchema, type WorkerProfile } from '../../src/core/protocol/index.ts';
 
 export interface RemoteWorkerOptions {
@@ -20,6 +21,9 @@ export interface RemoteWorkerOptions {
 
 /** Run events can carry a generation's token ids: a few hundred KB. */
 const MAX_PAYLOAD = 1024 * 1024;
+
+/** How runs on this process follow other runs' event streams (a parent its children): Node 20 has no WebSocket. */
+export const openNodeSocket: OpenSocket = (url) => new WebSocket(url, { maxPayload: MAX_PAYLOAD }) as unknown as StreamSocket;
 
 export class RemoteWorker {
   readonly #link: NodeLink;

@@ -10,7 +10,6 @@
 import { FerryError } from '../core/errors.ts';
 import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
 import type { AgentStatus } from '../core/runtime/agent-api.ts';
-import type { RunInput } from '../core/runtime/loop.ts';
 import { Session } from '../core/session/index.ts';
 import { importSession, storeTarget, syncSession } from '../core/snapshot/index.ts';
 import { createMemoryStore, type Store } from '../core/store/index.ts';
@@ -27,6 +26,8 @@ import type { DownloadProgress } from './llm/model-download.ts';
 
 /** The IndexedDB store the app and the agent worker share (AppState opens the same name). */
 const STORE_NAME = 'ferry';
+/** What an agent's system prompt and tool schemas take in the context, roughly, tokens. */
+const SYSTEM_PROMPT_TOKENS = 512;
 
 /** This device's engine limits (Settings: reply length and context size). */
 export interface EngineLimits {
@@ -60,6 +61,8 @@ interface Live {
   model: ModelChoice;
   /** The limits the worker's session was started with (Settings may have changed them since). */
   limits: string;
+  /** Automatic placement of this session, when the app has it on. */
+  placer: AutoPlacer | undefined;
 }
 
 export class AgentHost {
@@ -104,8 +107,14 @@ export class AgentHost {
     // A generation continuing after a move back finishes first; the message then runs after it.
     await live.mover.settled();
     const status = await live.client.status();
-    const input: RunInput = status.state.steps === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
-    await live.mover.send(input);
+    if (status.state.steps === 0) return live.mover.send({ type: 'start', task: body });
+    // A step boundary: the policy may place the next step elsewhere; the idle session moves first, then runs there.
+    const placed = await live.placer?.beforeStep();
+    if (placed && live.mover.placement === 'device') {
+      await live.mover.moveToCloud(placed.where);
+      this.opts.onAutoMove?.(sessionId, placed.decision.reason);
+    }
+    await live.mover.send({ type: 'user', text: body });
   }
 
   /**
@@ -131,6 +140,7 @@ export class AgentHost {
 
   async bringBack(sessionId: string): Promise<void> {
     if (this.#live?.sessionId !== sessionId) throw new FerryError('relay/move-busy', 'This session is not in the cloud; there is nothing to bring back.');
+    this.#live.placer?.hold();
     await this.#live.mover.bringBack();
   }
 
@@ -228,7 +238,7 @@ export class AgentHost {
       persist: async (state) => void (await this.opts.saveCloudRecord(sessionId, state === null ? null : serializeCloudState(state))),
     });
     if (this.#live?.client === client) this.#live.mover.close();
-    this.#live = { client, mover, sessionId, template, model, limits };
+    this.#live = { client, mover, sessionId, template, model, limits, placer };
     return this.#live;
   }
 
@@ -240,7 +250,10 @@ export class AgentHost {
       context,
       step: async () => {
         const session = await Session.open(this.opts.store, sessionId);
-        return { model: (await session.checkpoint(await session.head())).llm.model, expectedOutputTokens: this.opts.limits().replyTokens };
+        const head = await session.checkpoint(await session.head());
+        const { replyTokens, contextSize } = this.opts.limits();
+        // The context: what the agent generated so far plus a system prompt's worth (user and tool text uncounted).
+        return { model: head.llm.model, promptTokens: Math.min(contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens), expectedOutputTokens: replyTokens };
       },
       move: (where, decision) => {
         if (mover().placement !== 'device') return;

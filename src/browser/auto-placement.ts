@@ -1,15 +1,19 @@
 /**
- * Automatic placement of a live session on this device (DESIGN §7 "when": during a generation, when the measured
- * rate falls well short of the estimate, migrate live). It watches the session's local generations: the first
- * tokens of each set this device's estimate (what it does now, not what it did at start-up); then the fleet is
- * probed — the relay's cloud workers and the devices of this device's space, with their measured speeds and the
- * round trip to the relay — and a GenerationWatch compares every following token's rate with the estimate. When
- * this device slows well below it (the user capped its CPU, the phone got hot) and another node the user's
- * privacy setting allows wins by more than the hysteresis, `move` is called with that node and the reason; the
- * mover cuts the generation and the target continues it. A private session ("this device only") never moves.
+ * Automatic placement of a live session on this device (DESIGN §7 "when"): at every step boundary, and during a
+ * generation when the measured rate falls well short of the estimate (then migrate live).
+ * - During a generation: the first tokens of each set this device's estimate (what it does now, not what it did at
+ *   start-up); then the fleet is probed — the relay's cloud workers and the devices of this device's space, with
+ *   their measured speeds and the round trip to the relay — and a GenerationWatch compares every following token's
+ *   rate with the estimate. When this device slows well below it (the user capped its CPU, the phone got hot) and
+ *   another node wins by more than the hysteresis, `move` is called with that node and the reason; the mover cuts
+ *   the generation and the target continues it.
+ * - At a step boundary (`beforeStep`): the policy decides where the next step runs, with this device's speed as its
+ *   last generation here measured it and the session's context already in its cache; the caller moves the idle
+ *   session first when it says so.
+ * A private session ("this device only") never moves, and nothing moves while the relay cannot be reached.
  */
 import type { NodeProfile, PlacementPrefs } from '../core/placement/index.ts';
-import { GenerationWatch, thisDeviceProfile, type Decision } from '../core/placement/index.ts';
+import { decide, GenerationWatch, thisDeviceProfile, type Decision, type LinkProbe } from '../core/placement/index.ts';
 import type { RunPlacement } from '../core/protocol/index.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { probeBattery, probeLink, relayFleet } from './placement-probe.ts';
@@ -26,11 +30,19 @@ export interface AutoPlacementContext {
 export interface AutoPlacerOptions {
   /** What the user allows now; undefined (or privacy "this-device") turns automatic moves off. */
   context(): Promise<AutoPlacementContext | undefined>;
-  /** The session's model id (its checkpoints record it) and how many tokens a reply may take. */
-  step(): Promise<{ model: string; expectedOutputTokens: number }>;
+  /** The session's model id (its checkpoints record it), its context so far and how many tokens a reply may take. */
+  step(): Promise<{ model: string; promptTokens: number; expectedOutputTokens: number }>;
   move(where: RunPlacement | undefined, decision: Decision): void;
   /** A re-decision that kept the session here, for "where it runs" to show. */
   onDecision?(decision: Decision): void;
+  /** The clock token times are read from (tests). Default performance.now. */
+  now?(): number;
+}
+
+/** Where the next step should run, when it is not here. */
+export interface StepPlacement {
+  where: RunPlacement | undefined;
+  decision: Decision;
 }
 
 /** Tokens of a generation that set this device's estimate before the watch starts. */
@@ -46,13 +58,23 @@ export class AutoPlacer {
   /** The fleet and the user's choices the watch decides with. */
   #nodes: NodeProfile[] = [];
   #context: AutoPlacementContext | undefined;
+  /** This generation's tokens here: how many, and when the first and the last came. */
+  #span = { count: 0, first: 0, last: 0 };
+  /** This device's decode rate as its last generation here measured it, tok/s (0: none measured yet). */
+  #decodeTps = 0;
+  /** The user chose to run the session here: no automatic move from now on. */
+  #held = false;
 
   constructor(private readonly opts: AutoPlacerOptions) {}
 
   /** One of the session's events on this device. */
   event(event: RuntimeEvent): void {
     if (event.type === 'step' || event.type === 'generation') return this.#reset();
-    if (event.type !== 'token' || this.#done) return;
+    if (event.type !== 'token') return;
+    const now = this.#now();
+    if (this.#span.count++ === 0) this.#span.first = now;
+    this.#span.last = now;
+    if (this.#done || this.#held) return;
     if (this.#watch) {
       const decision = this.#watch.token();
       if (decision) {
@@ -61,11 +83,47 @@ export class AutoPlacer {
       } else if (this.#watch.last) this.opts.onDecision?.(this.#watch.last);
       return;
     }
-    this.#times.push(performance.now());
+    this.#times.push(now);
     if (this.#times.length === BASELINE_TOKENS && !this.#preparing) void this.#prepare();
   }
 
+  /**
+   * At a step boundary, before the session's next step runs here: where the policy would run it. Undefined keeps
+   * it here — it decided so, or nothing is known yet to decide with (no generation measured here, no relay).
+   */
+  async beforeStep(): Promise<StepPlacement | undefined> {
+    if (this.#decodeTps <= 0 || this.#held) return undefined;
+    try {
+      const context = await this.opts.context();
+      if (!context || context.prefs.privacy === 'this-device') return undefined;
+      const [{ model, promptTokens, expectedOutputTokens }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
+      const nodes = await this.#fleet(context, model, this.#decodeTps, link, battery);
+      // The context is in this device's cache already; any other node reads it first (or is shipped the KV).
+      const step = { sessionId: 'live', model, promptTokens, expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: promptTokens }, kvBytesPerToken: 0 };
+      const decision = decide(step, nodes, context.prefs, THIS_DEVICE);
+      if (!decision.move) {
+        this.opts.onDecision?.(decision);
+        return undefined;
+      }
+      return { where: this.#where(decision), decision };
+    } catch {
+      return undefined; // no relay, no fleet: the step runs here, as it would without automatic placement
+    }
+  }
+
+  /** The user brought the session here by hand: it stays, whatever the policy would say, while this page has it open. */
+  hold(): void {
+    this.#held = true;
+  }
+
+  #now(): number {
+    return this.opts.now?.() ?? performance.now();
+  }
+
   #reset(): void {
+    const { count, first, last } = this.#span;
+    if (count >= BASELINE_TOKENS && last > first) this.#decodeTps = (count - 1) / ((last - first) / 1000);
+    this.#span = { count: 0, first: 0, last: 0 };
     this.#times = [];
     this.#watch = undefined;
     this.#preparing = false;
@@ -79,15 +137,14 @@ export class AutoPlacer {
     try {
       const context = await this.opts.context();
       if (!context || context.prefs.privacy === 'this-device') return;
-      const [{ model, expectedOutputTokens }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
+      const [{ model, promptTokens, expectedOutputTokens }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
       if (times !== this.#times) return; // the generation ended meanwhile
       const decodeTps = (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
-      const here = thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: decodeTps * 10, decodeTps, measuredAt: Date.now(), ...(battery ? { battery } : {}), kvState: false });
-      this.#nodes = [here, ...(await relayFleet(context.relay, context.space, link, context.self))];
+      this.#nodes = await this.#fleet(context, model, decodeTps, link, battery);
       this.#context = context;
       if (times !== this.#times) return;
       this.#watch = new GenerationWatch({
-        step: { sessionId: 'live', model, promptTokens: 512, expectedOutputTokens: Math.max(0, expectedOutputTokens - times.length), kvBytesPerToken: 0 },
+        step: { sessionId: 'live', model, promptTokens, expectedOutputTokens: Math.max(0, expectedOutputTokens - times.length), kvBytesPerToken: 0 },
         nodes: this.#nodes,
         prefs: context.prefs,
         current: THIS_DEVICE,
@@ -95,6 +152,12 @@ export class AutoPlacer {
     } catch {
       // No relay, no fleet: the session simply stays here; "where it runs" tells the user why.
     }
+  }
+
+  /** This device at `decodeTps`, and the relay's nodes it may use. */
+  async #fleet(context: AutoPlacementContext, model: string, decodeTps: number, link: LinkProbe, battery: { level: number; charging: boolean } | undefined): Promise<NodeProfile[]> {
+    const here = thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: decodeTps * 10, decodeTps, measuredAt: Date.now(), ...(battery ? { battery } : {}), kvState: false });
+    return [here, ...(await relayFleet(context.relay, context.space, link, context.self))];
   }
 
   /** The run placement that sends the session to the decided node. */

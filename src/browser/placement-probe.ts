@@ -25,13 +25,13 @@ export async function probeLink(relay: string): Promise<LinkProbe> {
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  const downlinkMbps = (navigator as Navigator & { connection?: { downlink?: number } }).connection?.downlink;
+  const downlinkMbps = (globalThis.navigator as (Navigator & { connection?: { downlink?: number } }) | undefined)?.connection?.downlink;
   return { rttMs: times[Math.floor(times.length / 2)]!, bandwidthBps: downlinkMbps && downlinkMbps > 0 ? (downlinkMbps * 1e6) / 8 : DEFAULT_BANDWIDTH_BPS };
 }
 
 /** The battery, where the browser tells (Chromium does; others do not). */
 export async function probeBattery(): Promise<{ level: number; charging: boolean } | undefined> {
-  const getBattery = (navigator as Navigator & { getBattery?: () => Promise<{ level: number; charging: boolean }> }).getBattery;
+  const getBattery = (globalThis.navigator as (Navigator & { getBattery?: () => Promise<{ level: number; charging: boolean }> }) | undefined)?.getBattery;
   if (!getBattery) return undefined;
   try {
     const b = await getBattery.call(navigator);

@@ -16,6 +16,8 @@ import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
+import { relayChildren } from '../parallel/relay-children.ts';
+import type { OpenSocket } from '../parallel/run-follow.ts';
 import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { AgentRuntime, localTool, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
@@ -41,6 +43,10 @@ export interface RunHostOptions {
   relayUrl: () => string;
   /** KV shipping; default: save at hand-back and finish, load where it pays. Pass the profile's prefillTps. */
   kv?: KvPolicy;
+  /** This node's relay worker id once attached: a parent run here keeps its own slot out of its children's lanes. */
+  self?: () => string | undefined;
+  /** How a parent run here follows its children's runs; default the platform's WebSocket (Node 20 has none). */
+  openSocket?: OpenSocket;
 }
 
 /** Spare tool instances kept between runs: at most one per component build, for this many builds. */
@@ -159,6 +165,28 @@ export class RunHost {
     await this.spares.dispose();
   }
 
+  /**
+   * A run placed in a space splits its big steps across that space's nodes (context parallelism), as the device
+   * would have: the children go where the run itself may go — the space's devices, and the cloud unless the
+   * placement rules it out.
+   */
+  private children(request: StartRunRequest, sampling: RuntimeSetup['sampling'], sink: RunSink): Pick<RuntimeSetup, 'runChildren'> {
+    const space = request.where?.space;
+    if (!space) return {};
+    const self = this.opts.self?.();
+    return {
+      runChildren: relayChildren({
+        relayUrl: this.opts.relayUrl(),
+        space,
+        cloud: request.where?.cloud !== false,
+        setup: { engine: this.opts.engine, load: (id) => this.opts.load(id), ...(sampling ? { sampling } : {}) },
+        ...(this.opts.openSocket ? { openSocket: this.opts.openSocket } : {}),
+        ...(self ? { host: self } : {}),
+        onProgress: (progress) => sink.emit({ type: 'child-progress', progress }),
+      }),
+    };
+  }
+
   private async run(request: StartRunRequest, key: Uint8Array, entry: ActiveRun, sink: RunSink): Promise<void> {
     const signal = entry.abort.signal;
     let runtime: AgentRuntime | undefined;
@@ -174,7 +202,7 @@ export class RunHost {
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { maxTokens: recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take, ...this.children(request, sampling, sink) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };

@@ -49,6 +49,8 @@ export interface RelayChildrenOptions {
   only?: readonly string[];
   /** Where the child sessions are made and their final states fetched to; default a memory store per job. */
   store?: Store;
+  /** The relay worker id of the node the parent runs on, when it is one of the relay's (a cloud run's parent). */
+  host?: string;
 }
 
 /** A RuntimeSetup.runChildren that runs children as child sessions on the space's nodes. */
@@ -65,7 +67,7 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
   if (tasks.length === 0) return [];
   const emit = opts.onProgress ?? (() => {});
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
-  const choice = { cloud: opts.cloud ?? false, ...(opts.maxLanes ? { maxLanes: opts.maxLanes } : {}), ...(opts.only ? { only: opts.only } : {}) };
+  const choice = { cloud: opts.cloud ?? false, ...(opts.maxLanes ? { maxLanes: opts.maxLanes } : {}), ...(opts.only ? { only: opts.only } : {}), ...(opts.host ? { host: opts.host } : {}) };
   const { nodes, lanes } = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), choice);
   emit({ type: 'nodes', nodes });
   const stop = new AbortController();

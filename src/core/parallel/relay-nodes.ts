@@ -21,6 +21,8 @@ export interface NodeChoice {
   readonly maxLanes?: number;
   /** Only these nodes (relay worker ids), e.g. the ones the user picked; default every node allowed. */
   readonly only?: readonly string[];
+  /** The node the parent runs on: the slot it holds is not a lane (a child queued behind its parent never runs). */
+  readonly host?: string;
 }
 
 /** The relay's list of workers visible to `space`, validated. */
@@ -48,7 +50,8 @@ export async function listSpaceWorkers(relayUrl: string, space: string, fetchFn:
  */
 export function chooseNodes(list: WorkerList, choice: NodeChoice): { nodes: JobNode[]; lanes: Lane[] } {
   const maxLanes = choice.maxLanes ?? 4;
-  const usable = list.workers.filter((w) => (w.kind === 'device' || choice.cloud) && w.profile.decodeTps > 0 && (!choice.only || choice.only.includes(w.id)));
+  const freeSlots = (w: WorkerList['workers'][number]): number => w.profile.slots - (w.id === choice.host ? 1 : 0);
+  const usable = list.workers.filter((w) => (w.kind === 'device' || choice.cloud) && w.profile.decodeTps > 0 && freeSlots(w) > 0 && (!choice.only || choice.only.includes(w.id)));
   if (usable.length === 0 && choice.only) {
     throw new FerryError('parallel/no-nodes', `None of the chosen nodes (${choice.only.join(', ')}) is attached to this space now (cloud workers count only when the cloud is allowed); pick nodes again from the list.`);
   }
@@ -59,7 +62,7 @@ export function chooseNodes(list: WorkerList, choice: NodeChoice): { nodes: JobN
       : '';
     throw new FerryError('parallel/no-nodes', `No node of this space can take the children: open Ferry on another of your devices and turn on "Offer this device as a node".${hint}`, { details: { cloudWorkers: cloud } });
   }
-  const nodes: JobNode[] = usable.map((w) => ({ id: w.id, name: w.profile.name, kind: w.kind, lanes: Math.max(1, Math.min(maxLanes, w.profile.slots)), speed: w.profile.decodeTps }));
+  const nodes: JobNode[] = usable.map((w) => ({ id: w.id, name: w.profile.name, kind: w.kind, lanes: Math.max(1, Math.min(maxLanes, freeSlots(w))), speed: w.profile.decodeTps }));
   // A slot of a node runs at its share of the node's speed: the plan stays in proportion to whole nodes.
   const lanes = nodes.flatMap((n) => Array.from({ length: n.lanes }, (_, k): Lane => ({ id: n.lanes === 1 ? n.id : `${n.id}#${k}`, node: n.id, speed: n.speed / n.lanes })));
   return { nodes, lanes };

@@ -18,6 +18,7 @@ export {
   PendingStepSchema,
   PlacementPrefsSchema,
   decide,
+  objectiveScore,
   privacyAllows,
   redecideMidGeneration,
   shouldMigrate,

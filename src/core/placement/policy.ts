@@ -48,6 +48,17 @@ export interface PlacementPrefs {
 
 export const DEFAULT_PREFS = { minBatteryLevel: 0.2, hysteresis: 0.2, moveCostMs: 500, usdPerHour: 10 } as const;
 
+/**
+ * The objective's score of a step that takes `totalMs` and costs `costUsd`, lower is better: ms for `fastest`, USD
+ * for `cheapest`, and for `balanced` the time plus the cost turned into waiting at the user's price of time. The
+ * simulator's oracle scores with it too.
+ */
+export function objectiveScore(totalMs: number, costUsd: number, prefs: PlacementPrefs): number {
+  if (prefs.objective === 'fastest') return totalMs;
+  if (prefs.objective === 'cheapest') return costUsd;
+  return totalMs + costUsd * (3_600_000 / (prefs.usdPerHour ?? DEFAULT_PREFS.usdPerHour));
+}
+
 /** How the node would get the step's prompt into its KV cache. */
 export type Resume = 'cached' | 'prefill' | 'kv-ship';
 
@@ -169,8 +180,7 @@ function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodePr
   const decodeMs = (step.expectedOutputTokens / speed.decodeTps) * 1000;
   const queueMs = node.queueWaitMs;
   const totalMs = transferMs + rttMs + resumeMs + decodeMs + queueMs;
-  const usdPerHour = prefs.usdPerHour ?? DEFAULT_PREFS.usdPerHour;
-  const score = prefs.objective === 'cheapest' ? costUsd : prefs.objective === 'balanced' ? totalMs + costUsd * (3_600_000 / usdPerHour) : totalMs;
+  const score = objectiveScore(totalMs, costUsd, prefs);
 
   const base = { nodeId: node.id, name, transferMs, rttMs, resume, resumeMs, prefillMs, kvShipMs, decodeMs, queueMs, totalMs, costUsd, score };
   if (prefs.budgetUsd !== undefined && costUsd > prefs.budgetUsd) return { ...base, allowed: false, excluded: `costs ${usd(costUsd)}, over the ${usd(prefs.budgetUsd)} budget` };

@@ -12,7 +12,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import { relayChildren, type ChildProgress } from '../../../src/core/parallel/index.ts';
-import { createSpaceSecret, spaceIdOf } from '../../../src/core/protocol/index.ts';
+import * as v from 'valibot';
+import WebSocket from 'ws';
+import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage } from '../../../src/core/protocol/index.ts';
 import { createAgentApi, unwrap } from '../../../src/core/runtime/agent-api.ts';
 import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
 import type { ChildResult } from '../../../src/core/runtime/index.ts';
@@ -179,6 +181,50 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
       busy = await listSpace(relay.url, space);
     }
     expect(busy.map((w) => w.runs)).toEqual(busy.map(() => 0));
+  }, 300_000);
+
+  test('a survey resumed on the cloud worker in the space splits its children across the space from there', async () => {
+    // A survey session made here and published, then run on the relay's embedded worker, placed in the space.
+    const load = (id: string) => parts.library.load(id);
+    const store = createMemoryStore();
+    const made = await AgentRuntime.create(store, { engine: parentEngine, load, sampling }, { agent: parts.survey, tools: [parts.docs, parts.notes] });
+    const sessionId = made.session.id;
+    await made.dispose();
+    const published = await publishSession(store, sessionId, new RelayHttp({ baseUrl: relay.url }));
+    const sources = generatedSources(6);
+    const res = await fetch(`${relay.url}/api/v1/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) }, where: { space, node: embeddedId } }),
+    });
+    expect(res.status).toBe(202);
+    const run = v.parse(RunRecordSchema, await res.json());
+    const events: RunMessage[] = [];
+    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
+    ws.on('message', (data) => events.push(v.parse(RunMessageSchema, JSON.parse(String(data)))));
+    await new Promise<void>((resolve) => ws.once('close', () => resolve()));
+
+    const record = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    expect(record.status, JSON.stringify(record.error)).toBe('done');
+    const children = events.map((m) => m.event).find((e) => e.type === 'children') as unknown as Extract<RuntimeEvent, { type: 'children' }>;
+    expect(children.results.map((r) => [r.id, r.ok])).toEqual(sources.map((_, i) => [`source-${i + 1}`, true]));
+    const progress = events.flatMap((m) => (m.event.type === 'child-progress' ? [(m.event as unknown as { progress: ChildProgress }).progress] : []));
+    const ran = new Set(progress.flatMap((p) => (p.type === 'child-done' ? [p.node] : [])));
+    // The device nodes took them; the embedded worker only where it has a slot beyond the one its parent holds.
+    const planned = progress.find((p): p is Extract<ChildProgress, { type: 'nodes' }> => p.type === 'nodes')!.nodes;
+    const attached = await listSpace(relay.url, space); // (a node killed by an earlier test is gone)
+    for (const w of attached.filter((x) => x.kind === 'device')) expect(planned.map((n) => n.id)).toContain(w.id);
+    // Six children, at most three nodes: every planned node got some.
+    expect(ran).toEqual(new Set(planned.map((n) => n.id)));
+    const embeddedLanes = planned.find((n) => n.id === embeddedId)?.lanes ?? 0;
+    const slots = attached.find((w) => w.id === embeddedId)!.profile.slots;
+    expect(embeddedLanes).toBe(Math.min(4, slots - 1));
+    // The parent went on to the end with them, and published its final state.
+    const fetched = createMemoryStore();
+    await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), published.snapshot.id, published.key, fetched);
+    const session = await Session.open(fetched, sessionId);
+    const state = (await readHostState(session, await session.head())).loop;
+    expect(state.status).toBe('done');
   }, 300_000);
 
   test('the agent worker\'s API with a parallel config runs the children on the space\'s nodes and streams their progress', async () => {

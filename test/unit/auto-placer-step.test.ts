@@ -1,0 +1,113 @@
+/**
+ * Automatic placement at a step boundary (src/browser/auto-placement.ts `beforeStep`), against a real relay with
+ * its embedded cloud worker on the tiny generated model: this device's speed comes from its last generation's
+ * tokens, the fleet from the relay, and the product's policy decides whether the next step moves.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { AutoPlacer, type AutoPlacementContext } from '../../src/browser/auto-placement.ts';
+import type { Decision, PlacementPrefs } from '../../src/core/placement/index.ts';
+import { parseWire, WorkerListSchema, workerPaths } from '../../src/core/protocol/index.ts';
+import { tinyModelFile } from '../support/runtime-agent.ts';
+import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
+
+describe('automatic placement at a step boundary', () => {
+  let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
+  let relay: TestRelay;
+  let worker: string;
+  let model: string;
+
+  beforeAll(async () => {
+    dirs = await makeTempDirs();
+    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, model: await tinyModelFile(), embeddedWorker: true });
+    for (;;) {
+      const list = parseWire(WorkerListSchema, await (await fetch(`${relay.url}${workerPaths.list}`)).json(), 'worker list', 'relay/bad-response');
+      const ready = list.workers.find((w) => w.profile.decodeTps > 0);
+      if (ready) {
+        worker = ready.id;
+        model = ready.profile.model;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  afterAll(async () => {
+    await relay?.close();
+    await dirs?.cleanup();
+  });
+
+  /** A placer whose clock the test drives, deciding with `prefs`. */
+  function placer(prefs: PlacementPrefs | undefined, decisions: Decision[] = []) {
+    let now = 0;
+    const context = async (): Promise<AutoPlacementContext | undefined> => (prefs ? { relay: relay.url, prefs } : undefined);
+    const p = new AutoPlacer({
+      context,
+      step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256 }),
+      move: () => {
+        throw new Error('no generation runs in this test: nothing should move mid-generation');
+      },
+      onDecision: (d) => decisions.push(d),
+      now: () => now,
+    });
+    /** One generation here of `tokens` tokens at `tps` tokens per second. */
+    const generate = (tokens: number, tps: number): void => {
+      p.event({ type: 'step', step: 1, input: 'user-message' });
+      for (let i = 0; i < tokens; i++) {
+        p.event({ type: 'token', text: 'x', id: 1 });
+        now += 1000 / tps;
+      }
+      p.event({ type: 'generation', text: 'x'.repeat(tokens), finishReason: 'stop', tokens: Array.from({ length: tokens }, () => 1) });
+    };
+    return { placer: p, generate };
+  }
+
+  test('a device that generated slowly here hands the next step to the faster worker, and says why', async () => {
+    const { placer: p, generate } = placer({ objective: 'fastest', privacy: 'any' });
+    expect(await p.beforeStep()).toBeUndefined(); // nothing measured here yet: the step runs here
+    generate(40, 2);
+    const placed = await p.beforeStep();
+    expect(placed?.decision.move).toBe(true);
+    expect(placed?.decision.nodeId).toBe(worker);
+    expect(placed?.where).toEqual({ node: worker });
+    expect(placed?.decision.reason).toMatch(/^Moved to .+: .* vs .* on this device/);
+  });
+
+  test('a device that keeps up stays, and the decision it made is reported', async () => {
+    const decisions: Decision[] = [];
+    const { placer: p, generate } = placer({ objective: 'fastest', privacy: 'any' }, decisions);
+    generate(40, 1e6);
+    expect(await p.beforeStep()).toBeUndefined();
+    expect(decisions).toHaveLength(1);
+    expect(decisions[0]!.nodeId).toBe('this-device');
+    expect(decisions[0]!.reason).toMatch(/this device/);
+  });
+
+  test('private sessions, automatic placement off, and a session brought back by hand never move', async () => {
+    for (const prefs of [{ objective: 'fastest', privacy: 'this-device' } as const, undefined]) {
+      const { placer: p, generate } = placer(prefs);
+      generate(40, 2);
+      expect(await p.beforeStep()).toBeUndefined();
+    }
+    const { placer: held, generate } = placer({ objective: 'fastest', privacy: 'any' });
+    generate(40, 2);
+    held.hold();
+    expect(await held.beforeStep()).toBeUndefined();
+  });
+
+  test('a generation too short to measure leaves the last measurement, and an unreachable relay keeps the step here', async () => {
+    const { placer: p, generate } = placer({ objective: 'fastest', privacy: 'any' });
+    generate(3, 2);
+    expect(await p.beforeStep()).toBeUndefined();
+    let now = 0;
+    const away = new AutoPlacer({
+      context: async () => ({ relay: 'http://127.0.0.1:9', prefs: { objective: 'fastest', privacy: 'any' } }),
+      step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256 }),
+      move: () => undefined,
+      now: () => (now += 500),
+    });
+    away.event({ type: 'step', step: 1, input: 'user-message' });
+    for (let i = 0; i < 40; i++) away.event({ type: 'token', text: 'x', id: 1 });
+    away.event({ type: 'generation', text: '', finishReason: 'stop', tokens: [] });
+    expect(await away.beforeStep()).toBeUndefined();
+  });
+});

@@ -111,7 +111,7 @@ export class AgentHost {
     // A step boundary: the policy may place the next step elsewhere; the idle session moves first, then runs there.
     const placed = await live.placer?.beforeStep();
     if (placed && live.mover.placement === 'device') {
-      await live.mover.moveToCloud(placed.where);
+      await live.mover.moveToCloud(placed.where, placed.decision.estimate.name);
       this.opts.onAutoMove?.(sessionId, placed.decision.reason);
     }
     await live.mover.send({ type: 'user', text: body });
@@ -126,10 +126,15 @@ export class AgentHost {
     await this.#live.mover.stop();
   }
 
-  /** Moves the session to the relay's cloud worker, or where `where` places it (a device of this device's space). */
-  async moveToCloud(sessionId: string, model: ModelChoice, where?: RunPlacement): Promise<void> {
+  /** Moves the session to the relay's cloud worker, or where `where` places it (a device of this device's space, `name`). */
+  async moveToCloud(sessionId: string, model: ModelChoice, where?: RunPlacement, name?: string): Promise<void> {
     const live = await this.#attach(sessionId, model);
-    await live.mover.moveToCloud(where);
+    await live.mover.moveToCloud(where, name);
+  }
+
+  /** The name of the space's device the session is away on; undefined while here or on a cloud worker. */
+  awayOn(sessionId: string): string | undefined {
+    return this.#live?.sessionId === sessionId ? this.#live.mover.awayOn : undefined;
   }
 
   /** Caps this device's generations at `fraction` of a CPU, from their next token on. */
@@ -257,7 +262,7 @@ export class AgentHost {
       },
       move: (where, decision) => {
         if (mover().placement !== 'device') return;
-        mover().moveToCloud(where).then(
+        mover().moveToCloud(where, decision.estimate.name).then(
           () => this.opts.onAutoMove?.(sessionId, decision.reason),
           (err: unknown) => this.opts.onEvent(sessionId, { where: 'cloud', event: { type: 'error', ...describeFailure(err) } }),
         );

@@ -38,6 +38,8 @@ export interface CloudState {
   published: PublishedSnapshot;
   /** Where its runs go: absent = the relay's cloud workers; otherwise a node of the user's space (RunPlacement). */
   where?: RunPlacement;
+  /** The name of the device of the space it runs on (absent: a cloud worker). */
+  name?: string;
   /** The run to follow and the seq of its first event not yet applied here; null while no run goes on. */
   run: { id: string; from: number } | null;
 }
@@ -83,6 +85,8 @@ export class SessionMover {
   #published: PublishedSnapshot | undefined;
   /** Where its runs go while it is away (a device node of the space, or any cloud worker when absent). */
   #where: RunPlacement | undefined;
+  /** The name of the space's device it is away on (undefined: a cloud worker). */
+  #name: string | undefined;
   #run: FollowedRun | undefined;
   /** Cloud events are handled one after another: a `published` event waits for its sync, and so do the ones after it. */
   #events: Promise<void> = Promise.resolve();
@@ -98,6 +102,11 @@ export class SessionMover {
   /** The snapshot the session was last published to, once it has moved. */
   get published(): PublishedSnapshot | undefined {
     return this.#published;
+  }
+
+  /** The space's device the session is away on, by name; undefined here or on a cloud worker. */
+  get awayOn(): string | undefined {
+    return this.#placement === 'device' ? undefined : this.#name;
   }
 
   /** Whether a run is going on, here or in the cloud. */
@@ -144,11 +153,12 @@ export class SessionMover {
 
   /**
    * Moves the session to the cloud worker — or where `where` says: a device of the user's space offering itself as
-   * a node — mid-generation if one is running; its stream goes on from there.
+   * a node (`name` says which, for people) — mid-generation if one is running; its stream goes on from there.
    */
-  async moveToCloud(where?: RunPlacement): Promise<RunRecord> {
+  async moveToCloud(where?: RunPlacement, name?: string): Promise<RunRecord> {
     if (this.#placement !== 'device') throw busy(this.#placement);
     await this.#subscribe();
+    this.#name = where?.space ? name : undefined;
     this.#set('moving-to-cloud');
     try {
       await this.opts.agent.cancel();
@@ -179,6 +189,7 @@ export class SessionMover {
     if (this.#placement !== 'device' || this.#run) throw busy(this.#placement);
     this.#published = state.published;
     this.#where = state.where;
+    this.#name = state.name;
     this.#set('cloud');
     try {
       await this.opts.sync?.(state.published);
@@ -207,6 +218,7 @@ export class SessionMover {
       const status = await this.opts.reopen(await exportSession(store, sessionId));
       this.#run = undefined;
       this.#where = undefined;
+      this.#name = undefined;
       this.#set('device');
       await this.opts.persist?.(null).catch((err: unknown) => this.#report(err, 'app/storage-failed', 'The session is back, but this device could not note it: after a reload it may show as in the cloud; "Bring back" then fixes that'));
       // A cut generation (or any pending step) continues here.
@@ -295,6 +307,12 @@ export class SessionMover {
         this.#report(err, 'relay/sync-failed', 'The cloud\'s newest checkpoint could not be copied to this device yet; it is safe on the relay and comes with the next one or with "Bring back"');
       }
     }
+    // The node it ran on left and the relay handed the run to another: the session is away there now.
+    if (m.event.type === 'reassigned' && this.#where?.space && typeof m.event.name === 'string') {
+      this.#name = m.event.name;
+      await this.#persist({ id: run.id, from: m.seq + 1 });
+      this.opts.onPlacement?.(this.#placement);
+    }
     this.opts.onEvent({ where: 'cloud', event: m.event });
   }
 
@@ -302,7 +320,7 @@ export class SessionMover {
   async #persist(run: CloudState['run']): Promise<void> {
     if (!this.#published || !this.opts.persist) return;
     try {
-      await this.opts.persist({ published: this.#published, run, ...(this.#where ? { where: this.#where } : {}) });
+      await this.opts.persist({ published: this.#published, run, ...(this.#where ? { where: this.#where } : {}), ...(this.#name ? { name: this.#name } : {}) });
     } catch (err) {
       this.#report(err, 'app/storage-failed', 'Where this session runs could not be saved on this device, so a reload would lose track of the cloud run; keep this page open until you bring it back');
     }
@@ -326,6 +344,7 @@ const CloudStateSchema = v.strictObject({
   published: v.string(),
   run: v.nullable(v.strictObject({ id: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/)), from: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
   where: v.optional(RunPlacementSchema),
+  name: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
 });
 
 const BAD_RECORD =
@@ -333,7 +352,7 @@ const BAD_RECORD =
 
 /** What to keep on the device (IndexedDB of this origin, never a URL or a log) to find the session after a reload. */
 export function serializeCloudState(state: CloudState): string {
-  return JSON.stringify({ v: 1, published: serializePublished(state.published), run: state.run, ...(state.where ? { where: state.where } : {}) });
+  return JSON.stringify({ v: 1, published: serializePublished(state.published), run: state.run, ...(state.where ? { where: state.where } : {}), ...(state.name ? { name: state.name } : {}) });
 }
 
 /** The saved cloud state, checked; a damaged record is a typed error (the session is then treated as here). */
@@ -347,8 +366,8 @@ export function restoreCloudState(text: string): CloudState {
   const parsed = v.safeParse(CloudStateSchema, value);
   if (!parsed.success) throw new FerryError('app/bad-cloud-record', BAD_RECORD, { details: { issue: parsed.issues[0]?.message ?? 'invalid' } });
   try {
-    const { where } = parsed.output;
-    return { published: restorePublished(parsed.output.published), run: parsed.output.run, ...(where ? { where } : {}) };
+    const { where, name } = parsed.output;
+    return { published: restorePublished(parsed.output.published), run: parsed.output.run, ...(where ? { where } : {}), ...(name ? { name } : {}) };
   } catch (cause) {
     throw new FerryError('app/bad-cloud-record', BAD_RECORD, { cause });
   }

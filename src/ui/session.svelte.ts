@@ -38,6 +38,8 @@ export class OpenSession {
   #runs = $state(0);
   live = $state.raw<LiveTurn>(IDLE);
   placement = $state<Placement>('device');
+  /** Away on one of the space's devices: its name (null: here, or on a cloud worker). */
+  awayOn = $state<string | null>(null);
   /** The message sent last that no checkpoint holds yet (app-state.ts PendingInput). */
   pending = $state.raw<PendingInput | null>(null);
   #session: Session | null = null;
@@ -254,7 +256,7 @@ export class OpenSession {
   async moveToCloud(device?: { id: string; name: string; space: string }): Promise<void> {
     const ok = await ui.attempt(async () => {
       if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
-      await (await ui.agent()).moveToCloud(this.id, ui.requireModel(), device ? { space: device.space, node: device.id, cloud: false } : undefined);
+      await (await ui.agent()).moveToCloud(this.id, ui.requireModel(), device ? { space: device.space, node: device.id, cloud: false } : undefined, device?.name);
       return true;
     });
     if (!ok) return;
@@ -328,8 +330,9 @@ export class OpenSession {
 
   async #onPlacement(placement: Placement): Promise<void> {
     this.placement = placement;
+    this.awayOn = placement === 'device' ? null : ((await ui.agent()).awayOn(this.id) ?? null);
     if (placement === 'cloud' || placement === 'device') {
-      const meta = await ui.attempt(() => ui.app.setRunsOn(this.id, placement === 'cloud' ? 'Cloud worker' : 'This device'));
+      const meta = await ui.attempt(() => ui.app.setRunsOn(this.id, placement === 'device' ? 'This device' : (this.awayOn ?? 'Cloud worker')));
       if (meta) this.meta = meta;
       void ui.refresh();
     }

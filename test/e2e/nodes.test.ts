@@ -222,6 +222,8 @@ describe('browsers as nodes of a space', () => {
     const target = (await busy())[0]!;
     expect(target.id).not.toBe(nodeIds[0]);
     expect(reason).toContain(target.profile.name);
+    // The session says where it is now: the device by its name, or the cloud worker.
+    await expect.poll(() => page.getByTestId('runs-on').textContent()).toBe(target.kind === 'device' ? target.profile.name : 'Cloud worker');
     // The reply keeps streaming to the phone from there, and ends complete.
     const before = await live();
     await expect.poll(live, { timeout: 60_000, interval: 50 }).toBeGreaterThan(before);

@@ -255,7 +255,11 @@ describe('a session in the cloud, followed by the SessionMover', () => {
     const good = serializeCloudState({ published, run: { id: runId, from: 3 } });
     expect(restoreCloudState(good)).toEqual({ published: { snapshot: published.snapshot, writeToken: published.writeToken, key: published.key }, run: { id: runId, from: 3 } });
     expect(good).not.toContain('"key":[');
-    for (const bad of ['{', JSON.stringify({ v: 2 }), good.replace(runId, 'not-a-run'), good.replace(/"from":3/, '"from":-1')]) {
+    // On one of the space's devices: where and its name come back too.
+    const where = { space: 'a'.repeat(43), node: 'b'.repeat(16), cloud: false };
+    const onDevice = serializeCloudState({ published, run: null, where, name: 'laptop' });
+    expect(restoreCloudState(onDevice)).toMatchObject({ run: null, where, name: 'laptop' });
+    for (const bad of ['{', JSON.stringify({ v: 2 }), good.replace(runId, 'not-a-run'), good.replace(/"from":3/, '"from":-1'), onDevice.replace('"laptop"', '""')]) {
       expect(() => restoreCloudState(bad)).toThrowError(expect.objectContaining({ code: 'app/bad-cloud-record' }));
     }
   });

@@ -206,11 +206,11 @@ function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: Worker
   const id = dispatcher.attach({
     embedded: true,
     profile,
-    assign: (runId, _attempt, request) =>
+    assign: (runId, attempt, request) =>
       worker.start(runId, request, fromBase64Url(request.key, 'protocol/bad-request'), {
         emit: (event) => dispatcher.event(id, runId, event),
         finish: (status, error) => dispatcher.finished(id, runId, status, error),
-      }),
+      }, attempt),
     stop: (runId) => void worker.stop(runId),
     abandon: (runId) => worker.abandon(runId),
   });

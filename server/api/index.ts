@@ -33,6 +33,7 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
     metrics: opts.metrics,
     // Publishing creates a record kept forever: a tenth of the general budget.
     publishPerMinute: Math.ceil(opts.security.rateLimitPerMinute / 10),
+    mayPublish: (run, attempt, snapshot) => opts.dispatcher.mayPublish(run, attempt, snapshot),
   });
   await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import { FerryError } from '../../src/core/errors.ts';
+import { ATTEMPT_HEADER, SPACE_HEADER } from '../../src/core/protocol/index.ts';
 
 export interface SecurityOptions {
   /** Origins allowed to call the API from a browser, besides the relay's own; "*" allows any. */
@@ -20,7 +21,8 @@ export async function registerSecurity(app: FastifyInstance, opts: SecurityOptio
   await app.register(cors, {
     origin: any ? '*' : [...opts.allowOrigins],
     methods: ['GET', 'HEAD', 'POST', 'PUT'],
-    allowedHeaders: ['content-type', 'authorization'],
+    // Ferry's own headers too: a page on an allowed origin lists its space's nodes, a browser node publishes its runs.
+    allowedHeaders: ['content-type', 'authorization', SPACE_HEADER, ATTEMPT_HEADER],
     maxAge: 600,
   });
   if (opts.rateLimitPerMinute > 0) {

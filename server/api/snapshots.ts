@@ -7,6 +7,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import {
+  ATTEMPT_HEADER,
   CreateSnapshotRequestSchema,
   ContentsQuerySchema,
   FRAMES_CONTENT_TYPE,
@@ -16,6 +17,7 @@ import {
   UpdateSnapshotRequestSchema,
   WriteTokenSchema,
   decodeFrames,
+  parseAttemptHeader,
   parseWire,
   paths,
   snapshotPaths,
@@ -33,6 +35,8 @@ export interface SnapshotRoutesOptions {
   metrics: RelayMetrics;
   /** Publishes per minute per client (creating snapshots is the one write that costs the relay an id forever). */
   publishPerMinute: number;
+  /** Whether a worker's run attempt may still publish to the snapshot (the dispatcher's fence). */
+  mayPublish?: (run: string, attempt: number, snapshot: string) => boolean;
 }
 
 const snapshotId = (params: unknown): string => parseWire(SnapshotIdSchema, (params as { id?: unknown }).id, 'The snapshot id in the path');
@@ -57,6 +61,17 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     const objects = decodeFrames(bodyBytes(request.body, FRAMES_CONTENT_TYPE), { maxObjectBytes: maxSealedBytes(opts.store.maxObjectBytes), maxFrames: LIMITS.maxObjectsPerBatch });
     if ((query.structure ?? 0) > objects.length) throw new FerryError('protocol/bad-request', `The query says ${query.structure} structure objects lead the batch, which holds ${objects.length}.`);
     return { manifest: query.manifest, expect: query.expect, objects: [...objects], structure: objects.slice(0, query.structure ?? 0).map((o) => o.id) };
+  }
+
+  /** A worker's publish names its run attempt: refused once the relay has moved that run on. */
+  function fence(request: FastifyRequest, id: string): void {
+    const header = request.headers[ATTEMPT_HEADER];
+    if (header === undefined) return;
+    const named = typeof header === 'string' ? parseAttemptHeader(header) : undefined;
+    if (!named) throw new FerryError('protocol/bad-request', `The ${ATTEMPT_HEADER} header must be "<run id>/<attempt>".`);
+    if (!opts.mayPublish?.(named.run, named.attempt, id)) {
+      throw new FerryError('relay/attempt-superseded', `Run ${named.run} is no longer this worker's (attempt ${named.attempt} was given up and the run moved on, or it ended): its checkpoints are not taken. The worker stops it.`);
+    }
   }
 
   function counted(objects: readonly { bytes: Uint8Array }[], created: number): void {
@@ -103,6 +118,7 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
   app.put(paths.snapshot(':id'), { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<SnapshotRecord> => {
     const id = snapshotId(request.params);
     const token = bearer(request.headers.authorization);
+    fence(request, id);
     const { manifest, expect } = parseWire(UpdateSnapshotRequestSchema, request.body, 'The request body');
     const record = await opts.store.snapshots.update(id, token, manifest, expect);
     opts.metrics.snapshots.inc({ op: 'update' });
@@ -115,6 +131,7 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     const token = bearer(request.headers.authorization);
     // Nobody without the token gets as far as having the batch looked at.
     opts.store.snapshots.authorize(id, token);
+    fence(request, id);
     const body = publishBody(request);
     if (body.expect === undefined) throw new FerryError('protocol/bad-request', 'An update must say which manifest it replaces: ?expect=<manifest id> (compare-and-swap).');
     const { snapshot, created } = await opts.store.publish({ update: { id, token, expect: body.expect }, manifest: body.manifest, objects: body.objects, structure: body.structure });

@@ -183,6 +183,16 @@ export class Dispatcher {
     this.dispatch(runId, a);
   }
 
+  /**
+   * May a publish to `snapshot` from attempt `attempt` of run `runId` land? Only while that attempt is the run's
+   * current one, on a worker the relay still counts: a worker given up on (its run reassigned, failed or ended)
+   * is refused, so its late checkpoint cannot race the attempt that took over.
+   */
+  mayPublish(runId: string, attempt: number, snapshot: string): boolean {
+    const a = this.assignments.get(runId);
+    return a !== undefined && a.attempt === attempt && a.worker !== undefined && a.request.snapshot === snapshot;
+  }
+
   /** An event from `workerId` for `runId`; ignored unless the run is assigned to that worker now. */
   event(workerId: string, runId: string, event: { type: string } & Record<string, unknown>): void {
     if (this.assignments.get(runId)?.worker !== workerId) return;

@@ -15,6 +15,7 @@ const statusByCode: Record<string, number> = {
   'relay/unknown-model': 404,
   'relay/no-worker': 503,
   'relay/unknown-node': 409,
+  'relay/attempt-superseded': 409,
   'relay/space-full': 429,
   'relay/token-required': 401,
   'relay/bad-token': 403,

@@ -129,7 +129,7 @@ export class NodeLink {
               send({ type: 'finished', run, status, ...(error ? { error } : {}) });
               this.opts.onRuns?.(runs.size);
             },
-          });
+          }, message.attempt);
           this.opts.onRuns?.(runs.size);
           break;
         }

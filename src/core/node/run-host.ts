@@ -14,7 +14,7 @@
  */
 import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
-import { RelayHttp, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
+import { ATTEMPT_HEADER, RelayHttp, attemptHeader, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
@@ -120,14 +120,18 @@ export class RunHost {
     return this.active.size;
   }
 
-  /** Starts the run in the background; its sink hears how it goes. */
-  start(runId: string, request: StartRunRequest, key: Uint8Array, sink: RunSink): void {
+  /**
+   * Starts the run in the background; its sink hears how it goes. `attempt` (the relay's count of assignments of
+   * this run) goes with every publish, so the relay refuses this worker's checkpoints once it has moved the run on.
+   */
+  start(runId: string, request: StartRunRequest, key: Uint8Array, sink: RunSink, attempt?: number): void {
     const entry: ActiveRun = { abort: new AbortController(), abandoned: false, draining: false, done: Promise.resolve() };
     const guarded: RunSink = {
       emit: (event) => void (entry.abandoned || sink.emit(event)),
       finish: (status, error) => void (entry.abandoned || entry.draining || sink.finish(status, error)),
     };
-    entry.done = this.run(request, key, entry, guarded).finally(() => this.active.delete(runId));
+    const fence = attempt === undefined ? undefined : attemptHeader(runId, attempt);
+    entry.done = this.run(request, key, entry, guarded, fence).finally(() => this.active.delete(runId));
     this.active.set(runId, entry);
   }
 
@@ -187,11 +191,11 @@ export class RunHost {
     };
   }
 
-  private async run(request: StartRunRequest, key: Uint8Array, entry: ActiveRun, sink: RunSink): Promise<void> {
+  private async run(request: StartRunRequest, key: Uint8Array, entry: ActiveRun, sink: RunSink, fence: string | undefined): Promise<void> {
     const signal = entry.abort.signal;
     let runtime: AgentRuntime | undefined;
     try {
-      const relay = new RelayHttp({ baseUrl: this.opts.relayUrl() });
+      const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
       const store = createMemoryStore();
       const kv: KvPolicy = { save: true, ...this.opts.kv };
       // Only the KV this engine can load (none when it loads none): another engine's is a cache it would carry for nothing.
@@ -230,4 +234,13 @@ export class RunHost {
       if (!this.closing) void Promise.all(tools.map((id) => this.opts.load(id))).then((c) => this.closing || this.spares.refill(c), () => undefined);
     }
   }
+}
+
+/** fetch with this attempt's header on every request (the relay checks it on publishes). */
+function fenced(value: string): typeof fetch {
+  return (input, init) => {
+    const headers = new Headers(init?.headers);
+    headers.set(ATTEMPT_HEADER, value);
+    return globalThis.fetch(input, { ...init, headers });
+  };
 }

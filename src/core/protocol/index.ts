@@ -9,6 +9,7 @@ export { decodeBitmap, encodeBitmap, fromBase64Url, toBase64Url } from './base64
 export { RelayHttp, type RelayHttpOptions, type TransferStats } from './http-client.ts';
 export { fetchSnapshot, publishSession, type FetchResult, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';
 export {
+  ATTEMPT_HEADER,
   RelayToWorkerSchema,
   SPACE_HEADER,
   SPACE_LIMITS,
@@ -19,6 +20,8 @@ export {
   WorkerToRelaySchema,
   WorkerTokenSchema,
   WireGenerateRequestSchema,
+  attemptHeader,
+  parseAttemptHeader,
   workerPaths,
   type RelayToWorker,
   type WorkerList,

@@ -140,6 +140,22 @@ export type WorkerList = v.InferOutput<typeof WorkerListSchema>;
 /** The request header that names a space (its id, never the secret) to list its device nodes too. */
 export const SPACE_HEADER = 'x-ferry-space';
 
+/**
+ * The header a worker's publishes carry: `<run id>/<attempt>`. The relay takes them only while that attempt is the
+ * run's current one, so a worker it gave up on cannot land a checkpoint after the run moved on.
+ */
+export const ATTEMPT_HEADER = 'x-ferry-attempt';
+
+export function attemptHeader(run: string, attempt: number): string {
+  return `${run}/${attempt}`;
+}
+
+/** `<run id>/<attempt>` read back; undefined when malformed. */
+export function parseAttemptHeader(value: string): { run: string; attempt: number } | undefined {
+  const m = /^([0-9a-f]{32})\/([1-9][0-9]{0,8})$/.exec(value);
+  return m ? { run: m[1]!, attempt: Number(m[2]) } : undefined;
+}
+
 /** How many device nodes one space may have attached at once, and the relay in all. */
 export const SPACE_LIMITS = { nodesPerSpace: 16, deviceNodes: 1024 } as const;
 

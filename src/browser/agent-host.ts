@@ -132,6 +132,23 @@ export class AgentHost {
     await live.mover.moveToCloud(where, name);
   }
 
+  /**
+   * The session is being deleted on this device. Away in the cloud (or on another device), its run there is handed
+   * back — it stays on the relay, idle, from where an undo can follow it again — and it is no longer followed, so
+   * nothing of it comes back into the store.
+   */
+  async release(sessionId: string): Promise<void> {
+    const live = this.#live;
+    if (live?.sessionId !== sessionId || live.mover.placement === 'device') return;
+    this.#live = undefined;
+    try {
+      await live.mover.stop();
+    } finally {
+      live.mover.close();
+      await live.client.terminate();
+    }
+  }
+
   /** The name of the space's device the session is away on; undefined while here or on a cloud worker. */
   awayOn(sessionId: string): string | undefined {
     return this.#live?.sessionId === sessionId ? this.#live.mover.awayOn : undefined;

@@ -148,6 +148,12 @@ class Ui {
   }
 
   async remove(id: string): Promise<void> {
+    // A run of it in the cloud stops first, so none of its checkpoints lands here after the delete.
+    const released = !this.agentLoaded || (await this.attempt(async () => {
+      await (await this.agent()).release(id);
+      return true;
+    }));
+    if (!released) return;
     const deleted: DeletedSession | undefined = await this.attempt(() => this.app.remove(id));
     await this.refresh();
     if (!deleted) return;

@@ -97,7 +97,8 @@ for (const device of devices) {
 
     test('chooses a model on the Models screen (phone: the relay\'s, downloaded with a progress bar; desktop: the same GGUF picked from disk); a bad GGUF is refused', async () => {
       await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
-      await page.getByTestId('relay-models').waitFor();
+      // The relay answers its model list once its own model has loaded (a while, on a busy machine).
+      await page.getByTestId('relay-models').waitFor({ timeout: 90_000 });
       expect(await page.getByTestId('model-in-use').textContent()).toMatch(/None yet/);
       const bad = path.join(work, 'not-a-model.gguf');
       await writeFile(bad, 'GGUF but not really');
@@ -521,6 +522,41 @@ for (const device of devices) {
       expect(rig.pageErrors).toEqual([]);
     });
 
+    test('deleted while its cloud run goes on: the run stops there, nothing of it comes back, and Undo restores it in the cloud', async () => {
+      await setLimits(3000, 4096);
+      await createSession(/Assistant/, 'Cloud delete');
+      await setLimits(512, 4096);
+      await openSession('Cloud delete');
+      await press(page.getByTestId('where-it-runs').locator('summary'));
+      await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      await send('Tell me a long story, which I will not wait for.');
+      await expect
+        .poll(async () => ((await page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => null)) ?? '').length, { timeout: 60_000, interval: 10 })
+        .toBeGreaterThan(40);
+
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      const rows = await page.getByTestId('session-row').count();
+      await press(page.getByRole('button', { name: 'Delete Cloud delete' }));
+      await expect.poll(() => page.getByTestId('session-row').count()).toBe(rows - 1);
+      // The relay's workers run nothing any more, and the session does not come back into the list.
+      const runs = async (): Promise<number> => ((await (await fetch(`${relay.url}/api/v1/workers`)).json()) as { workers: { runs: number }[] }).workers.reduce((n, w) => n + w.runs, 0);
+      await expect.poll(runs, { timeout: 30_000 }).toBe(0);
+      await page.waitForTimeout(500);
+      expect(await page.getByTestId('session-row').count()).toBe(rows - 1);
+
+      await press(page.getByRole('button', { name: 'Undo' }));
+      await expect.poll(() => page.getByTestId('session-row').count()).toBe(rows);
+      await openSession('Cloud delete');
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');
+      // The reply the run had written when it was handed back is the session's, stopped there.
+      await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 30_000 }).toBe(1);
+      expect(await page.getByTestId('agent-message').textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens · stopped/);
+      expect(rig.pageErrors).toEqual([]);
+    });
+
     test('reloads offline from the service worker with the local sessions listed', async () => {
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await expect.poll(() => page.getByTestId('offline-ready').isVisible(), { timeout: 60_000 }).toBe(true);
@@ -530,7 +566,7 @@ for (const device of devices) {
       await page.reload();
       await page.locator('html[data-ready="true"]').waitFor();
       await expect.poll(() => page.getByTestId('connectivity').textContent()).toContain('Offline');
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(5);
+      await expect.poll(() => page.getByTestId('session-row').count()).toBe(6);
       await screen('sessions-offline');
       await press(page.getByRole('link', { name: 'Holiday itinerary' }));
       await transcriptReady();

@@ -37,8 +37,11 @@ const ModelListSchema = v.object({
   data: v.array(v.object({ id: v.pipe(v.string(), v.maxLength(512)), ferry: v.optional(v.object({ engine: v.optional(v.string()), context_size: v.optional(v.number()) })) })),
 });
 
+/** A relay that has just started answers /v1 once its own model has loaded: allow for that. */
+const MODEL_LIST_TIMEOUT_MS = 60_000;
+
 async function relayModels(relay: string): Promise<RelayModel[]> {
-  const res = await fetch(`${relay}/v1/models`, { cache: 'no-store', signal: AbortSignal.timeout(5000) });
+  const res = await fetch(`${relay}/v1/models`, { cache: 'no-store', signal: AbortSignal.timeout(MODEL_LIST_TIMEOUT_MS) });
   if (!res.ok) throw new FerryError('relay/no-models', `The relay answered ${res.status} for /v1/models: it serves no model. Start it with --model to host one.`);
   const parsed = v.safeParse(ModelListSchema, await res.json());
   if (!parsed.success) throw new FerryError('relay/bad-response', "The relay's model list is malformed; update the relay.");

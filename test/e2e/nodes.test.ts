@@ -62,9 +62,9 @@ async function openDevice(relay: string): Promise<Device> {
   const page = await browser.context.newPage();
   await page.goto(relay);
   await page.locator('html[data-ready="true"]').waitFor();
-  // The relay's model, downloaded into this profile's cache.
+  // The relay's model, downloaded into this profile's cache (the list comes once the relay's own model has loaded).
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }).click();
-  await page.getByTestId('relay-models').getByRole('button', { name: /^Use / }).click();
+  await page.getByTestId('relay-models').getByRole('button', { name: /^Use / }).click({ timeout: 90_000 });
   await page.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
   return { browser, page };
 }

@@ -23,7 +23,8 @@ export async function makeTempDirs(): Promise<{ root: string; staticDir: string;
   const staticDir = path.join(root, 'dist');
   await mkdir(staticDir, { recursive: true });
   await writeFile(path.join(staticDir, 'index.html'), '<!doctype html><title>shell</title>');
-  return { root, staticDir, dataDir: path.join(root, 'data'), cleanup: () => rm(root, { recursive: true, force: true }) };
+  // A relay closed while its model still loads may write a file during the removal: retry (ENOTEMPTY) a few times.
+  return { root, staticDir, dataDir: path.join(root, 'data'), cleanup: () => rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }) };
 }
 
 export async function startTestRelay(overrides: Partial<RelayConfig> & Pick<RelayConfig, 'staticDir' | 'dataDir'>): Promise<TestRelay> {

@@ -89,8 +89,20 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
   let current: { runtime: AgentRuntime; engine: Engine; store: Store } | undefined;
   let controller: AbortController | undefined;
   const listeners: ((event: RuntimeEvent) => void)[] = [];
+  /**
+   * Across a worker boundary a listener is a comlink proxy: each call answers once the far side has handled the
+   * event, in order. A run's result waits for the last of them, so a caller never sees send() resolve before the
+   * run's last events (they travel over another message port, with no ordering against the result).
+   */
+  const delivering = new Map<(event: RuntimeEvent) => void, Promise<unknown>>();
   const emit = (event: RuntimeEvent) => {
-    for (const listener of listeners) listener(event);
+    for (const listener of listeners) {
+      const answer = listener(event) as unknown;
+      if (answer instanceof Promise) delivering.set(listener, answer.catch(() => undefined));
+    }
+  };
+  const delivered = async (): Promise<void> => {
+    await Promise.all(delivering.values());
   };
   const live = () => {
     if (!current) throw new FerryError('runtime/not-started', 'No agent session is running in this worker; call start() first.');
@@ -170,6 +182,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
           for await (const event of runtime.run(input, controller.signal)) emit(event);
         } finally {
           controller = undefined;
+          await delivered();
         }
         return status();
       }),

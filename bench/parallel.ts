@@ -15,7 +15,6 @@
  * - parallel_vs_local: the same children run one after another inside the parent (the default path without nodes) ÷
  *   on three nodes — what offloading buys once child sessions, publishing and the relay are paid for.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +26,7 @@ import { createSpaceSecret, spaceIdOf } from '../src/core/protocol/index.ts';
 import { AgentRuntime, type RunChildren, type RuntimeEvent, type RuntimeSetup } from '../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../src/core/store/index.ts';
 import { makeTempDirs, startTestRelay } from '../test/unit/api/relay-harness.ts';
+import { startWorkerProcess, type WorkerProcess } from '../test/support/relay-process.ts';
 import { componentsDir, generatedSources, openSocket, surveyComponents } from '../test/unit/parallel/space-nodes.ts';
 import { compared, type Figures, type Suite } from './lib.ts';
 
@@ -38,45 +38,10 @@ const ROUNDS = 2;
 /** Phone-class nodes: a quarter of one of this machine's cores each. */
 const THROTTLED_SHARE = 0.25;
 const TOKEN = 'b'.repeat(43);
-const root = path.resolve(import.meta.dirname, '..');
-
-interface Worker {
-  name: string;
-  id: string;
-  child: ChildProcess;
-  exited: Promise<void>;
-}
-
-/** `ferry worker` with one slot; resolves with its relay id once it says it is attached. */
-function startWorker(relayUrl: string, name: string, model: string, dataDir: string, cpuShare: number): Promise<Worker> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'worker', '--relay', relayUrl, '--worker-token', TOKEN, '--model', model, '--data', dataDir, '--components', componentsDir, '--name', name, '--slots', '1', '--cpu-share', String(cpuShare)], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker ${name} did not attach:\n${log}`)), 120_000);
-    const onData = (chunk: Buffer): void => {
-      log += chunk.toString();
-      const m = /Ferry worker \S+ attached to \S+ as ([0-9a-f]{16})/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ name, id: m[1]!, child, exited });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`worker ${name} exited (${code}) before attaching:\n${log}`));
-    });
-  });
-}
 
 async function run(): Promise<Figures> {
   const dirs = await makeTempDirs();
-  const workers: Worker[] = [];
+  const workers: WorkerProcess[] = [];
   let engine: Engine | undefined;
   const relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN, componentDirs: [componentsDir], embeddedWorker: false });
   try {
@@ -127,7 +92,7 @@ async function run(): Promise<Figures> {
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     /** Three nodes capped at `share` of a CPU: one node's time and three's, each the mean of `rounds`. */
     const measure = async (share: number, rounds: number): Promise<{ oneMs: number; threeMs: number }> => {
-      const nodes = await Promise.all(['n1', 'n2', 'n3'].map((name) => startWorker(relay.url, `${name}-${share}`, model, path.join(dirs.root, name), share)));
+      const nodes = await Promise.all(['n1', 'n2', 'n3'].map((name) => startWorkerProcess({ relayUrl: relay.url, token: TOKEN, name: `${name}-${share}`, model, dataDir: path.join(dirs.root, name), componentsDir, args: ['--cpu-share', String(share)], timeoutMs: 120_000 })));
       workers.push(...nodes);
       const all = nodes.map((w) => w.id);
       console.log(`parallel: ${nodes.length} nodes at ${share * 100}% of a CPU attached (${os.cpus().length} cores); warming up`);

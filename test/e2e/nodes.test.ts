@@ -37,9 +37,9 @@ import {
   type RunMessage,
   type RunPlacement,
 } from '../../src/core/protocol/index.ts';
-import { relayChildren, type ChildProgress } from '../../src/core/parallel/index.ts';
-import { AgentRuntime, type RuntimeEvent, type RuntimeSetup } from '../../src/core/runtime/runtime.ts';
-import { generatedSources, openSocket, surveyComponents } from '../unit/parallel/space-nodes.ts';
+import type { ChildProgress } from '../../src/core/parallel/index.ts';
+import { AgentRuntime, type RuntimeEvent } from '../../src/core/runtime/runtime.ts';
+import { generatedSources, surveyComponents, surveyParentSetup } from '../unit/parallel/space-nodes.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { openComponentLibrary } from '../../server/relay/component-library.ts';
@@ -132,31 +132,24 @@ describe('browsers as nodes of a space', () => {
   test('a survey over 12 sources: its children run across the browsers and the cloud worker; a tab closed mid-job loses nothing', async () => {
     const parts = await surveyComponents();
     const engine = await createNodeLlamaEngine({ modelPath: model, gpu: false, threads: 1, slots: 1, contextSize: 4096 });
-    const load = (id: string) => parts.library.load(id);
-    const sampling = { maxTokens: 48, temperature: 0, seed: 0 };
     const progress: ChildProgress[] = [];
     let closed: Promise<void> | undefined;
     /** The browser whose tab is closed: the first to publish a child checkpoint (the plan follows measured speed). */
     let victim = -1;
-    const setup: RuntimeSetup = {
+    const setup = surveyParentSetup({
       engine,
-      load,
-      sampling,
-      runChildren: relayChildren({
-        relayUrl: relay.url,
-        space,
-        cloud: true,
-        setup: { engine, load, sampling },
-        openSocket,
-        onProgress: (p) => {
-          progress.push(p);
-          // A browser's first child checkpoint: its tab is closed there, mid-job.
-          if (closed || p.type !== 'child-checkpoint' || !nodeIds.includes(p.node)) return;
-          victim = nodeIds.indexOf(p.node);
-          closed = devices[victim]!.page.close();
-        },
-      }),
-    };
+      library: parts.library,
+      relayUrl: relay.url,
+      space,
+      sampling: { maxTokens: 48, temperature: 0, seed: 0 },
+      onProgress: (p) => {
+        progress.push(p);
+        // A browser's first child checkpoint: its tab is closed there, mid-job.
+        if (closed || p.type !== 'child-checkpoint' || !nodeIds.includes(p.node)) return;
+        victim = nodeIds.indexOf(p.node);
+        closed = devices[victim]!.page.close();
+      },
+    });
     const parent = await AgentRuntime.create(createMemoryStore(), setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
     const events: RuntimeEvent[] = [];
     for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources: generatedSources(12) }) })) events.push(e);

@@ -4,23 +4,33 @@ import { fileURLToPath } from 'node:url';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export interface RelayProcess {
-  url: string;
+/** A `ferry` command in a child process. */
+interface CliProcess {
   child: ChildProcess;
-  /** Everything the relay printed, for failure messages. */
+  /** Everything it printed, for failure messages. */
   output(): string;
+  /** Resolves when it has exited. */
+  exited: Promise<void>;
+  /** SIGTERM, then waits for the exit. */
   stop(): Promise<void>;
 }
 
+export interface RelayProcess extends CliProcess {
+  url: string;
+}
+
+export interface WorkerProcess extends CliProcess {
+  name: string;
+  /** The id the relay gave it. */
+  id: string;
+}
+
 /**
- * Starts `ferry start` in a child process, exactly as `npm start` does after building, on a free port, and
- * resolves once it prints the URL it serves. Rejects with its output if it exits or stays silent too long.
+ * Runs `ferry <args>` from the project's sources and resolves, with the match, once its output matches `ready`.
+ * Rejects with its output if it exits first or stays silent for `timeoutMs`.
  */
-export function startRelayProcess(args: string[], { timeoutMs = 60_000 } = {}): Promise<RelayProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'start', '--port', '0', '--log-level', 'warn', ...args], {
-    cwd: projectRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+function startCli(args: string[], ready: RegExp, what: string, timeoutMs: number): Promise<CliProcess & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async (): Promise<void> => {
@@ -30,21 +40,49 @@ export function startRelayProcess(args: string[], { timeoutMs = 60_000 } = {}): 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       void stop();
-      reject(new Error(`The relay did not start within ${timeoutMs} ms. Its output:\n${log}`));
+      reject(new Error(`${what} was not ready within ${timeoutMs} ms. Its output:\n${log}`));
     }, timeoutMs);
     const onData = (chunk: Buffer): void => {
       log += chunk.toString();
-      const match = /Ferry is running at (http:\/\/\S+)/.exec(log);
+      const match = ready.exec(log);
       if (match) {
         clearTimeout(timer);
-        resolve({ url: match[1]!, child, output: () => log, stop });
+        resolve({ child, output: () => log, exited, stop, match });
       }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`The relay exited (code ${code}, signal ${signal}) before it was ready. Its output:\n${log}`));
+      reject(new Error(`${what} exited (code ${code}, signal ${signal}) before it was ready. Its output:\n${log}`));
     });
   });
+}
+
+/**
+ * Starts `ferry start` in a child process, exactly as `npm start` does after building, on a free port, and
+ * resolves once it prints the URL it serves.
+ */
+export async function startRelayProcess(args: string[], { timeoutMs = 60_000 } = {}): Promise<RelayProcess> {
+  const { match, ...proc } = await startCli(['start', '--port', '0', '--log-level', 'warn', ...args], /Ferry is running at (http:\/\/\S+)/, 'The relay', timeoutMs);
+  return { ...proc, url: match[1]! };
+}
+
+export interface WorkerProcessOptions {
+  relayUrl: string;
+  token: string;
+  name: string;
+  model: string;
+  dataDir: string;
+  componentsDir: string;
+  /** More `ferry worker` flags (e.g. --cpu-share). */
+  args?: string[];
+  timeoutMs?: number;
+}
+
+/** Starts `ferry worker` with one slot and resolves once it says it is attached, with the id the relay gave it. */
+export async function startWorkerProcess(o: WorkerProcessOptions): Promise<WorkerProcess> {
+  const args = ['worker', '--relay', o.relayUrl, '--worker-token', o.token, '--model', o.model, '--data', o.dataDir, '--components', o.componentsDir, '--name', o.name, '--slots', '1', ...(o.args ?? [])];
+  const { match, ...proc } = await startCli(args, /Ferry worker \S+ attached to \S+ as ([0-9a-f]{16})/, `Worker ${o.name}`, o.timeoutMs ?? 60_000);
+  return { ...proc, name: o.name, id: match[1]! };
 }

@@ -52,6 +52,11 @@ export async function tinyEngine(modelPath: string): Promise<Engine> {
   return createNodeLlamaEngine({ modelPath, gpu: false, threads: 1, slots: 1, contextSize: 4096 });
 }
 
+/** What most runtime tests start from: the built test components and an engine on a freshly generated tiny model. */
+export async function agentRig(): Promise<{ f: Fixtures; engine: Engine }> {
+  return { f: await fixtures(), engine: await tinyEngine(await tinyModelFile()) };
+}
+
 export function setupFor(f: Fixtures, engine: Engine, extra: Partial<RuntimeSetup> = {}): RuntimeSetup {
   return { engine, load: loader(f), sampling: { maxTokens: 8, temperature: 0, seed: 0 }, ...extra };
 }

@@ -6,7 +6,6 @@
  * event stream — followed by a client the whole time — continues with the next seq and ends normally, and every
  * checkpoint acknowledged (published) before the kill is in the final session.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
@@ -30,45 +29,12 @@ import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { openComponentLibrary, type ComponentLibrary } from '../../server/relay/component-library.ts';
+import { startWorkerProcess, type WorkerProcess } from '../support/relay-process.ts';
 import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 
-const root = path.resolve(import.meta.dirname, '..', '..');
-const componentsDir = path.join(root, 'components', 'dist');
+const componentsDir = path.join(path.resolve(import.meta.dirname, '..', '..'), 'components', 'dist');
 const TOKEN = 'w'.repeat(43);
-
-interface WorkerProcess {
-  name: string;
-  child: ChildProcess;
-  output(): string;
-  exited: Promise<void>;
-}
-
-/** Starts `ferry worker` and resolves once it says it is attached. */
-function startWorker(relayUrl: string, name: string, model: string, dataDir: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'worker', '--relay', relayUrl, '--worker-token', TOKEN, '--model', model, '--data', dataDir, '--components', componentsDir, '--name', name, '--slots', '1'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker ${name} did not attach:\n${log}`)), 60_000);
-    const onData = (chunk: Buffer): void => {
-      log += chunk.toString();
-      if (/Ferry worker \S+ attached/.test(log)) {
-        clearTimeout(timer);
-        resolve({ name, child, output: () => log, exited });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`worker ${name} exited (${code}) before attaching:\n${log}`));
-    });
-  });
-}
 
 describe('ferry worker processes and failover', () => {
   let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
@@ -84,7 +50,7 @@ describe('ferry worker processes and failover', () => {
     // No model: this relay runs no worker of its own; a short heartbeat so a hung worker would be noticed quickly.
     relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN, heartbeatMs: 2000, componentDirs: [componentsDir] });
     [engine, library] = await Promise.all([tinyEngine(model), openComponentLibrary([componentsDir])]);
-    workers.push(...(await Promise.all(['alpha', 'beta'].map((name) => startWorker(relay.url, name, model, path.join(dirs.root, name))))));
+    workers.push(...(await Promise.all(['alpha', 'beta'].map((name) => startWorkerProcess({ relayUrl: relay.url, token: TOKEN, name, model, dataDir: path.join(dirs.root, name), componentsDir })))));
   }, 180_000);
 
   afterAll(async () => {

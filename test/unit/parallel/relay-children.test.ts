@@ -11,20 +11,20 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
-import { relayChildren, type ChildProgress } from '../../../src/core/parallel/index.ts';
+import type { ChildProgress } from '../../../src/core/parallel/index.ts';
 import * as v from 'valibot';
 import WebSocket from 'ws';
 import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage } from '../../../src/core/protocol/index.ts';
 import { createAgentApi, unwrap } from '../../../src/core/runtime/agent-api.ts';
 import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
 import type { ChildResult } from '../../../src/core/runtime/index.ts';
-import { AgentRuntime, type RuntimeEvent, type RuntimeSetup } from '../../../src/core/runtime/runtime.ts';
+import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';
 import { Session } from '../../../src/core/session/index.ts';
 import { createMemoryStore, type Store } from '../../../src/core/store/index.ts';
 import { componentFiles } from '../../../server/runtime/node-tools.ts';
 import { tinyEngine, tinyModelFile } from '../../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
-import { componentsDir, generatedSources, listSpace, openSocket, startDeviceNode, surveyComponents, waitForNodes, type DeviceNode } from './space-nodes.ts';
+import { componentsDir, generatedSources, listSpace, openSocket, startDeviceNode, surveyComponents, surveyParentSetup, waitForNodes, type DeviceNode } from './space-nodes.ts';
 
 const SOURCES = 12;
 const sampling = { maxTokens: 32, temperature: 0, seed: 0 };
@@ -62,24 +62,18 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
   /** Runs a survey parent whose children go to the space's nodes; `onProgress` may act on the job as it goes. */
   async function survey(store: Store, onProgress: (p: ChildProgress) => void = () => undefined, signal?: AbortSignal) {
     const progress: ChildProgress[] = [];
-    const load = (id: string) => parts.library.load(id);
-    const setup: RuntimeSetup = {
+    const setup = surveyParentSetup({
       engine: parentEngine,
-      load,
+      library: parts.library,
+      relayUrl: relay.url,
+      space,
       sampling,
-      runChildren: relayChildren({
-        relayUrl: relay.url,
-        space,
-        cloud: true,
-        setup: { engine: parentEngine, load, sampling },
-        openSocket,
-        store,
-        onProgress: (p) => {
-          progress.push(p);
-          onProgress(p);
-        },
-      }),
-    };
+      store,
+      onProgress: (p) => {
+        progress.push(p);
+        onProgress(p);
+      },
+    });
     const parent = await AgentRuntime.create(createMemoryStore(), setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
     const events: RuntimeEvent[] = [];
     const sources = generatedSources(SOURCES);

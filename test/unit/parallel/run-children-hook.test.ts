@@ -10,15 +10,12 @@ import type { Engine } from '../../../src/core/llm/engine.ts';
 import type { ChildResult, SubTask } from '../../../src/core/runtime/index.ts';
 import { AgentRuntime, type ChildContext, type RunChildren } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
-import { fixtures, setupFor, tinyEngine, tinyModelFile, turn, type Fixtures } from '../../support/runtime-agent.ts';
+import { agentRig, setupFor, turn, type Fixtures } from '../../support/runtime-agent.ts';
 
 let f: Fixtures;
 let engine: Engine;
 
-beforeAll(async () => {
-  f = await fixtures();
-  engine = await tinyEngine(await tinyModelFile());
-}, 240_000);
+beforeAll(async () => void ({ f, engine } = await agentRig()), 240_000);
 
 afterAll(async () => {
   await engine?.dispose();

@@ -14,7 +14,9 @@ import type { Engine } from '../../../src/core/llm/engine.ts';
 import { NodeLink, type LinkSocket, type LinkState } from '../../../src/core/node/link.ts';
 import { measureProfile } from '../../../src/core/node/profile.ts';
 import { RunHost } from '../../../src/core/node/run-host.ts';
-import type { StreamSocket } from '../../../src/core/parallel/index.ts';
+import { relayChildren, type ChildProgress, type StreamSocket } from '../../../src/core/parallel/index.ts';
+import type { RuntimeSetup } from '../../../src/core/runtime/runtime.ts';
+import type { Store } from '../../../src/core/store/index.ts';
 import { SPACE_HEADER, WorkerListSchema, workerPaths, type WorkerList } from '../../../src/core/protocol/index.ts';
 import { tinyEngine } from '../../support/runtime-agent.ts';
 
@@ -37,6 +39,34 @@ export async function surveyComponents(): Promise<{ library: ComponentLibrary; s
 
 /** How the tests follow child runs: Node 20 has no global WebSocket. */
 export const openSocket = (url: string): StreamSocket => new WebSocket(url) as unknown as StreamSocket;
+
+/** A survey parent's setup in this process whose children run on `space`'s nodes and the relay's cloud workers. */
+export function surveyParentSetup(opts: {
+  engine: Engine;
+  library: ComponentLibrary;
+  relayUrl: string;
+  space: string;
+  sampling: NonNullable<RuntimeSetup['sampling']>;
+  store?: Store;
+  onProgress(progress: ChildProgress): void;
+}): RuntimeSetup {
+  const { engine, sampling } = opts;
+  const load = (id: string) => opts.library.load(id);
+  return {
+    engine,
+    load,
+    sampling,
+    runChildren: relayChildren({
+      relayUrl: opts.relayUrl,
+      space: opts.space,
+      cloud: true,
+      setup: { engine, load, sampling },
+      openSocket,
+      ...(opts.store ? { store: opts.store } : {}),
+      onProgress: (p) => opts.onProgress(p),
+    }),
+  };
+}
 
 export interface DeviceNode {
   readonly name: string;

@@ -8,7 +8,7 @@ import { threadedTools } from '../../../server/runtime/node-tools.ts';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
-import { fixtures, setupFor, tinyEngine, tinyModelFile, turn, type Fixtures } from '../../support/runtime-agent.ts';
+import { agentRig, setupFor, turn, type Fixtures } from '../../support/runtime-agent.ts';
 
 const BUILD_TIMEOUT = 240_000;
 /** Generous: a normal call takes well under a millisecond, but the machines are shared and noisy. */
@@ -16,10 +16,7 @@ const TIME_LIMIT_MS = 3_000;
 let f: Fixtures;
 let engine: Engine;
 
-beforeAll(async () => {
-  f = await fixtures();
-  engine = await tinyEngine(await tinyModelFile());
-}, BUILD_TIMEOUT);
+beforeAll(async () => void ({ f, engine } = await agentRig()), BUILD_TIMEOUT);
 afterAll(() => engine?.dispose());
 
 function dirOf(id: string): string {

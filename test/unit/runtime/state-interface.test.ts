@@ -8,15 +8,12 @@ import { readChain } from '../../../src/core/runtime/checkpoint.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import { snapshotOf } from '../../../src/core/runtime/state-codec.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
-import { fixtures, setupFor, tinyEngine, tinyModelFile, turn, type Fixtures } from '../../support/runtime-agent.ts';
+import { agentRig, setupFor, turn, type Fixtures } from '../../support/runtime-agent.ts';
 
 let f: Fixtures;
 let engine: Engine;
 
-beforeAll(async () => {
-  f = await fixtures();
-  engine = await tinyEngine(await tinyModelFile());
-}, 240_000);
+beforeAll(async () => void ({ f, engine } = await agentRig()), 240_000);
 afterAll(() => engine?.dispose());
 
 describe('the state interface', () => {

@@ -1,17 +1,23 @@
 /**
  * The agent worker: the runtime (src/core/runtime/agent-api.ts) off the page's thread, reached through comlink
- * (src/browser/agent-client.ts). Its engine is wllama in this worker; its store IndexedDB (or memory); each tool
- * runs in a nested worker (workers/tool.worker.ts) so a runaway call can be stopped.
+ * (src/browser/agent-client.ts). Its engine runs in this worker — web-llm on WebGPU where the device can (with
+ * wllama on the CPU to fall back to, on load or mid-reply), wllama otherwise; its store IndexedDB (or memory);
+ * each tool runs in a nested worker (workers/tool.worker.ts) so a runaway call can be stopped.
  */
 import { expose } from 'comlink';
 import { openIdbStore } from '../src/browser/idb-store.ts';
+import type { WebLlmEngineOptions } from '../src/browser/llm/webllm-engine.ts';
 import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-engine.ts';
 import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
-import { createAgentApi } from '../src/core/runtime/agent-api.ts';
+import { openWithFallback } from '../src/core/llm/fallback-engine.ts';
+import { createAgentApi, type EngineNotices } from '../src/core/runtime/agent-api.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
-export type BrowserEngineSpec = { kind: 'wllama' } & WllamaEngineOptions;
+export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;
+/** web-llm with the GGUF model to run on wllama when the GPU cannot (the session's model stays the same one). */
+export type WebLlmSpec = { kind: 'web-llm'; fallback: WllamaSpec } & Pick<WebLlmEngineOptions, 'modelId' | 'modelList' | 'contextSize'>;
+export type BrowserEngineSpec = WllamaSpec | WebLlmSpec;
 
 /**
  * The loaded model outlives a session: the app reopens a session (after a fork, a rollback, a move back, another
@@ -19,19 +25,38 @@ export type BrowserEngineSpec = { kind: 'wllama' } & WllamaEngineOptions;
  * engine on every start, so it gets a handle whose dispose() keeps the model; a different model replaces it.
  */
 let kept: { key: string; engine: Promise<Engine> } | undefined;
+/** Who hears of the kept engine's loading and switching: the api's subscribers (one api per worker). */
+let notices: EngineNotices | undefined;
 /** "Ferry may use at most this share of the CPU" on this device: every generation here obeys it, from its next token. */
 const share = cpuShare();
 
-function engineKey(spec: BrowserEngineSpec): string {
+function wllamaKey(spec: WllamaSpec): unknown[] {
   const file = spec.model as Blob & { name?: string; lastModified?: number };
-  return JSON.stringify([spec.modelId ?? '', file.name ?? '', file.size, file.lastModified ?? 0, spec.contextSize ?? 0, spec.threads ?? 1]);
+  return [spec.modelId ?? '', file.name ?? '', file.size, file.lastModified ?? 0, spec.contextSize ?? 0, spec.threads ?? 1];
 }
 
-async function keptEngine(spec: BrowserEngineSpec): Promise<Engine> {
+function engineKey(spec: BrowserEngineSpec): string {
+  return JSON.stringify(spec.kind === 'wllama' ? wllamaKey(spec) : ['web-llm', spec.modelId, spec.contextSize ?? 0, wllamaKey(spec.fallback)]);
+}
+
+const cpu = (spec: WllamaSpec): Promise<Engine> => createWllamaEngine(spec).then((e) => withCpuShare(e, share));
+
+async function openEngine(spec: BrowserEngineSpec): Promise<Engine> {
+  if (spec.kind === 'wllama') return cpu(spec);
+  const { createWebLlmEngine } = await import('../src/browser/llm/webllm-engine.ts');
+  const { fallback, ...gpu } = spec;
+  return openWithFallback(() => createWebLlmEngine({ ...gpu, chatTemplate: true, onProgress: (p) => notices?.loading(p.progress, p.text) }), {
+    open: () => cpu(fallback),
+    onSwitch: (change) => notices?.switched(change),
+  });
+}
+
+async function keptEngine(spec: BrowserEngineSpec, told: EngineNotices): Promise<Engine> {
+  notices = told;
   const key = engineKey(spec);
   if (kept?.key !== key) {
     const old = kept;
-    kept = { key, engine: createWllamaEngine(spec).then((e) => withCpuShare(e, share)) };
+    kept = { key, engine: openEngine(spec) };
     await old?.engine.then((e) => e.dispose(), () => undefined);
     // A model that failed to load is not kept: the next start tries again.
     kept.engine.catch(() => {
@@ -40,7 +65,10 @@ async function keptEngine(spec: BrowserEngineSpec): Promise<Engine> {
   }
   const engine = await kept.engine;
   return {
-    info: engine.info,
+    // A getter: after a fallback the engine's info is the fallback's.
+    get info() {
+      return engine.info;
+    },
     tokenize: (text, options) => engine.tokenize(text, options),
     detokenize: (ids) => engine.detokenize(ids),
     generate: (request) => engine.generate(request),

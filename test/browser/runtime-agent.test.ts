@@ -2,7 +2,8 @@
  * Transparent checkpointing across platforms with the whole runtime: an agent session (the `scribe` agent, the
  * `tally` tool, a real engine — node-llama-cpp in Node, wllama in the Chromium agent worker, same tiny model)
  * run for a few turns in Node continues in the Chromium worker, and the reverse, with exactly the replies of a
- * run that never moved.
+ * run that never moved. And the agent worker on web-llm: in this Chromium (SwiftShader WebGPU, no model to fetch)
+ * web-llm cannot load, so the worker says why and runs the session on its wllama fallback — the same model.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from 'vitest/browser';
@@ -33,15 +34,17 @@ afterAll(async () => {
   for (const client of clients) await client.terminate();
 });
 
-async function client(): Promise<{ agent: AgentClient; replies: string[] }> {
+async function client(): Promise<{ agent: AgentClient; replies: string[]; events: RuntimeEvent[] }> {
   const agent = new AgentClient();
   clients.push(agent);
   const replies: string[] = [];
+  const events: RuntimeEvent[] = [];
   await agent.subscribe((event: RuntimeEvent) => {
+    events.push(event);
     if (event.type === 'reply') replies.push(event.text);
     if (event.type === 'step-failed') replies.push(`step failed: ${event.error.code}`);
   });
-  return { agent, replies };
+  return { agent, replies, events };
 }
 
 async function play(agent: AgentClient, turns: readonly string[], from: number): Promise<void> {
@@ -68,5 +71,17 @@ describe('an agent session moves between Node and a Chromium agent worker', () =
     const inNode = await commands.agentRunInNode(TURNS.slice(N), N, toBase64(file));
     expect(inNode.pid).toBeGreaterThan(0);
     expect([...replies, ...inNode.replies]).toEqual(reference);
+  });
+
+  it('on web-llm: a model the GPU cannot load hands over to the wllama fallback, says why, and runs the same session', async () => {
+    const { agent, replies, events } = await client();
+    const unreachable = 'http://127.0.0.1:9/ferry-missing-model';
+    const engine = { kind: 'web-llm', modelId: 'ferry-missing', modelList: [{ model: unreachable, model_id: 'ferry-missing', model_lib: `${unreachable}/lib.wasm` }], fallback: { kind: 'wllama', model, contextSize: 4096 } } as const;
+    await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine });
+    const switches = events.flatMap((e) => (e.type === 'engine-switch' ? [e.change] : []));
+    expect(switches).toEqual([{ from: 'web-llm', to: 'wllama', code: 'llm/no-chat-template', during: 'load', message: expect.stringMatching(/^The web-llm model ferry-missing has no chat template .*tokenizer_config\.json could not be fetched.* Running on wllama \(.*\) instead\.$/) }]);
+    await play(agent, TURNS.slice(0, N), 0);
+    expect(replies.length).toBeGreaterThan(0);
+    expect(replies).toEqual(reference.slice(0, replies.length));
   });
 });

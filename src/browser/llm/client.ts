@@ -7,7 +7,7 @@ import { wrap, proxy, releaseProxy, type Remote } from 'comlink';
 import { FerryError } from '../../core/errors.ts';
 import type { Engine, EngineInfo, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
 import './comlink-errors.ts';
-import { LLM_PROTOCOL_VERSION, type LlmWorkerApi, type LoadProgress, type LoadRequest } from './protocol.ts';
+import { LLM_PROTOCOL_VERSION, type LlmWorkerApi, type LoadProgress, type LoadRequest, type WireGenerateEvent } from './protocol.ts';
 
 export function spawnLlmWorker(): Worker {
   return new Worker(new URL('../../../workers/llm.worker.ts', import.meta.url), { type: 'module', name: 'ferry-llm' });
@@ -53,11 +53,20 @@ export class LlmClient {
 }
 
 class WorkerEngine implements Engine {
+  #info: EngineInfo;
+
   constructor(
-    readonly info: EngineInfo,
+    info: EngineInfo,
     private readonly remote: Remote<LlmWorkerApi>,
     private readonly call: <T>(pending: Promise<T>) => Promise<T>,
-  ) {}
+  ) {
+    this.#info = info;
+  }
+
+  /** The loaded engine's, or its fallback's once web-llm handed over to wllama mid-generation. */
+  get info(): EngineInfo {
+    return this.#info;
+  }
 
   tokenize(text: string, options?: { readonly special?: boolean }): Promise<number[]> {
     return this.call(this.remote.tokenize(text, options));
@@ -71,6 +80,7 @@ class WorkerEngine implements Engine {
     const { signal, ...wire } = request;
     const remote = this.remote;
     const call = this.call;
+    const switched = (info: EngineInfo) => (this.#info = info);
     return {
       async *[Symbol.asyncIterator]() {
         const id = await call(remote.start(wire));
@@ -81,7 +91,11 @@ class WorkerEngine implements Engine {
         let finished = false;
         try {
           for (;;) {
-            const event = await call<GenerateEvent>(remote.next(id));
+            const event = await call<WireGenerateEvent>(remote.next(id));
+            if (event.type === 'engine') {
+              switched(event.info);
+              continue;
+            }
             yield event;
             if (event.type === 'done') {
               finished = true;

@@ -7,7 +7,7 @@ import type { EngineInfo, GenerateEvent, GenerateRequest } from '../../core/llm/
 import type { DownloadProgress } from './model-download.ts';
 import type { WebLlmModelRecord } from './webllm-catalog.ts';
 
-export const LLM_PROTOCOL_VERSION = 1;
+export const LLM_PROTOCOL_VERSION = 2;
 
 export interface WllamaLoadRequest {
   readonly kind: 'wllama';
@@ -39,10 +39,13 @@ export type LoadProgress =
   | ({ readonly type: 'download' } & DownloadProgress)
   | { readonly type: 'web-llm'; readonly progress: number; readonly text: string }
   | { readonly type: 'loading'; readonly text: string }
-  /** web-llm failed with `code`; the worker is loading the wllama fallback instead. `text` says why, for people. */
+  /** web-llm failed with `code` (on load, or mid-generation); wllama takes over. `text` says why, for people. */
   | { readonly type: 'fallback'; readonly from: 'web-llm'; readonly code: string; readonly text: string };
 
 export type WireGenerateRequest = Omit<GenerateRequest, 'signal'>;
+
+/** A generation's events as the worker sends them: the engine's, and `engine` when it fell back mid-generation. */
+export type WireGenerateEvent = GenerateEvent | { readonly type: 'engine'; readonly info: EngineInfo };
 
 export interface LlmWorkerApi {
   readonly version: number;
@@ -53,7 +56,7 @@ export interface LlmWorkerApi {
   /** Starts a generation; the id is for `next` and `cancel`. */
   start(request: WireGenerateRequest): Promise<number>;
   /** The generation's next event; after its `done` the id is forgotten. */
-  next(id: number): Promise<GenerateEvent>;
+  next(id: number): Promise<WireGenerateEvent>;
   cancel(id: number): Promise<void>;
   releaseSlot(slot: string): Promise<void>;
   unload(): Promise<void>;

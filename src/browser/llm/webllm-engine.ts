@@ -9,12 +9,18 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import { checkRequest, GenerationClock, preparePrompt, StopSequences } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
 import type { WebLlmModelRecord } from './webllm-catalog.ts';
+import { fetchChatTemplate } from './webllm-template.ts';
 
 export interface WebLlmEngineOptions {
   readonly modelId: string;
   readonly modelList?: readonly WebLlmModelRecord[];
   readonly contextSize?: number;
   readonly onProgress?: (progress: { progress: number; text: string }) => void;
+  /**
+   * Read the model's chat template (webllm-template.ts) so `messages` prompts work — agents need it. Checked before
+   * the weights are downloaded: a model whose prompts cannot be rendered is refused (CPU fallback) at once.
+   */
+  readonly chatTemplate?: boolean;
 }
 
 /** Tokenizer of a loaded pipeline: web-llm keeps it private, so its shape is checked before use. */
@@ -32,6 +38,7 @@ export async function createWebLlmEngine(options: WebLlmEngineOptions): Promise<
       details: { modelId: options.modelId },
     });
   }
+  const template = options.chatTemplate ? await fetchChatTemplate(record) : undefined;
   const engine = new webllm.MLCEngine({
     appConfig: { ...webllm.prebuiltAppConfig, model_list: modelList as never },
     ...(options.onProgress ? { initProgressCallback: (r: { progress: number; text: string }) => options.onProgress?.({ progress: r.progress, text: r.text }) } : {}),
@@ -55,6 +62,9 @@ export async function createWebLlmEngine(options: WebLlmEngineOptions): Promise<
     grammar: false,
     addBos: false,
     device: `WebGPU: ${await engine.getGPUVendor().catch(() => 'unknown adapter')}`,
+    ...(template ? { chatTemplate: template.chatTemplate } : {}),
+    ...(template?.bosToken ? { bosToken: template.bosToken } : {}),
+    ...(template?.eosToken ? { eosToken: template.eosToken } : {}),
   };
   return new WebLlmEngine(engine, info);
 }
@@ -149,16 +159,16 @@ export function webLlmError(cause: unknown, record: WebLlmModelRecord | undefine
   const message = cause instanceof Error ? cause.message : String(cause);
   const model = record ? ` ${record.model_id}` : '';
   if (/DeviceLost|device (was )?lost/i.test(`${name} ${message}`)) {
-    return new FerryError('llm/webgpu-lost', `The GPU device was lost while ${phase === 'load' ? 'loading' : 'running'} the model${model} (driver reset or memory pressure). Switching to wllama on the CPU.`, { cause, details: { fallback: 'wllama' } });
+    return new FerryError('llm/webgpu-lost', `The GPU device was lost while ${phase === 'load' ? 'loading' : 'running'} the model${model} (driver reset or memory pressure). Switching to wllama on the CPU.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
   }
   if (/out of memory|OOM|allocation failed|exceeds limit/i.test(message)) {
-    return new FerryError('llm/out-of-memory', `The GPU ran out of memory for the model${model}. Switching to wllama on the CPU; a smaller model may fit the GPU.`, { cause, details: { fallback: 'wllama' } });
+    return new FerryError('llm/out-of-memory', `The GPU ran out of memory for the model${model}. Switching to wllama on the CPU; a smaller model may fit the GPU.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
   }
   if (/WebGPU|ShaderF16|FeatureSupport/i.test(`${name} ${message}`)) {
-    return new FerryError('llm/webgpu-unsupported', `This device's WebGPU cannot run the model${model}: ${message}`, { cause, details: { fallback: 'wllama' } });
+    return new FerryError('llm/webgpu-unsupported', `This device's WebGPU cannot run the model${model}: ${message}`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
   }
   if (phase === 'load' && /fetch|network|Failed to fetch|NetworkError|404|status/i.test(message)) {
-    return new FerryError('llm/model-unreachable', `web-llm could not download the model${model}: ${message}. Check the connection (or the relay's model mirror) and try again; parts already downloaded stay cached.`, { cause, details: { fallback: 'wllama' } });
+    return new FerryError('llm/model-unreachable', `web-llm could not download the model${model}: ${message}. Check the connection (or the relay's model mirror) and try again; parts already downloaded stay cached.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
   }
   return new FerryError(phase === 'load' ? 'llm/load-failed' : 'llm/engine-failed', `web-llm failed to ${phase === 'load' ? 'load' : 'run'} the model${model}: ${message}`, { cause });
 }

@@ -1,5 +1,6 @@
 /** The LLM worker's side of the protocol: holds the one loaded engine and the generations in progress. */
-import { FerryError, isFerryError } from '../../core/errors.ts';
+import { FerryError } from '../../core/errors.ts';
+import { openWithFallback } from '../../core/llm/fallback-engine.ts';
 import type { Engine, EngineInfo, GenerateEvent } from '../../core/llm/index.ts';
 import './comlink-errors.ts';
 import { downloadModel } from './model-download.ts';
@@ -9,6 +10,9 @@ import { createWllamaEngine } from './wllama-engine.ts';
 interface Running {
   readonly events: AsyncIterator<GenerateEvent>;
   readonly controller: AbortController;
+  /** The engine as the page last heard of it; an event held back while the page hears of a switch. */
+  info: EngineInfo;
+  held?: GenerateEvent;
 }
 
 export function createLlmWorkerApi(): LlmWorkerApi {
@@ -39,14 +43,13 @@ export function createLlmWorkerApi(): LlmWorkerApi {
     if (request.kind === 'web-llm') {
       const { createWebLlmEngine } = await import('./webllm-engine.ts');
       const { fallback, ...webLlm } = request;
-      try {
-        return await createWebLlmEngine({ ...webLlm, onProgress: (p) => progress({ type: 'web-llm', ...p }) });
-      } catch (err) {
-        // webLlmError marks the failures the CPU engine can take over from; anything else is the caller's to fix.
-        if (!fallback || !isFerryError(err) || err.details?.fallback !== 'wllama') throw err;
-        progress({ type: 'fallback', from: 'web-llm', code: err.code, text: err.message.includes('wllama') ? err.message : `${err.message} Using wllama on the CPU instead.` });
-        return open(fallback, progress);
-      }
+      const gpu = () => createWebLlmEngine({ ...webLlm, onProgress: (p) => progress({ type: 'web-llm', ...p }) });
+      if (!fallback) return gpu();
+      // webLlmError marks the failures the CPU engine can take over from (on load or mid-reply); others stay errors.
+      return openWithFallback(gpu, {
+        open: () => open(fallback, progress),
+        onSwitch: (change) => progress({ type: 'fallback', from: 'web-llm', code: change.code, text: change.message }),
+      });
     }
     throw new FerryError('llm/bad-request', `Unknown engine kind ${JSON.stringify((request as { kind: unknown }).kind)}; expected 'wllama' or 'web-llm'.`);
   }
@@ -69,20 +72,33 @@ export function createLlmWorkerApi(): LlmWorkerApi {
       // generate() checks the request now: a bad one throws here, before an id exists.
       const events = current().generate({ ...request, signal: controller.signal })[Symbol.asyncIterator]();
       const id = nextId++;
-      running.set(id, { events, controller });
+      running.set(id, { events, controller, info: current().info });
       return id;
     },
     async next(id) {
       const run = running.get(id);
       if (!run) throw new FerryError('llm/unknown-generation', `Generation ${id} is not running (it ended, or the model was unloaded).`);
       try {
-        const step = await run.events.next();
-        if (step.done) throw new FerryError('llm/no-result', 'The engine ended the generation without a result.');
-        if (step.value.type === 'done') {
+        let event: GenerateEvent;
+        if (run.held) {
+          event = run.held;
+          delete run.held;
+        } else {
+          const step = await run.events.next();
+          if (step.done) throw new FerryError('llm/no-result', 'The engine ended the generation without a result.');
+          event = step.value;
+          // The engine fell back mid-generation: the page hears of it before the next event, in order.
+          if (engine && engine.info !== run.info) {
+            run.info = engine.info;
+            run.held = event;
+            return { type: 'engine', info: engine.info };
+          }
+        }
+        if (event.type === 'done') {
           running.delete(id);
           await run.events.return?.(undefined); // let the generator run its cleanup
         }
-        return step.value;
+        return event;
       } catch (cause) {
         running.delete(id);
         throw cause;

@@ -9,3 +9,4 @@ export { GenerationClock, remoteStats } from './stats.ts';
 export { tokenizerIdOf, tokenizerIdOfGguf, ggufVocabulary, type Vocabulary } from './tokenizer-id.ts';
 export { generateAll, type DoneEvent } from './collect.ts';
 export { checkRequest } from './request.ts';
+export { openWithFallback, canFallBack, FallbackEngine, type EngineSwitch, type FallbackOptions } from './fallback-engine.ts';

@@ -7,6 +7,7 @@
  */
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
+import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
 import { SpaceIdSchema, parseWire } from '../protocol/index.ts';
@@ -18,8 +19,14 @@ import { AgentRuntime, localTool, type RuntimeEvent, type RuntimeSetup } from '.
 import { isolatedTool, type ComponentFiles, type WorkerHandle } from './tool-worker.ts';
 import type { ToolLimits } from './tools.ts';
 
+/** What an engine being made may tell the session's subscribers (as `engine-loading` / `engine-switch` events). */
+export interface EngineNotices {
+  loading(progress: number, text: string): void;
+  switched(change: EngineSwitch): void;
+}
+
 export interface AgentPlatform<EngineSpec> {
-  createEngine(spec: EngineSpec): Promise<Engine>;
+  createEngine(spec: EngineSpec, notices: EngineNotices): Promise<Engine>;
   /** A persistent store by name (IndexedDB, a folder); memory when absent. */
   openStore?(name: string): Promise<Store>;
   /** Spawns a tool worker; without it tools run in the agent's thread (no time limit). */
@@ -101,6 +108,10 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
       if (answer instanceof Promise) delivering.set(listener, answer.catch(() => undefined));
     }
   };
+  const notices: EngineNotices = {
+    loading: (progress, text) => emit({ type: 'engine-loading', progress, text }),
+    switched: (change) => emit({ type: 'engine-switch', change }),
+  };
   const delivered = async (): Promise<void> => {
     await Promise.all(delivering.values());
   };
@@ -126,7 +137,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
       settle(async () => {
         await close();
         const store = options.store && platform.openStore ? await platform.openStore(options.store) : createMemoryStore();
-        const engine = await platform.createEngine(options.engine);
+        const engine = await platform.createEngine(options.engine, notices);
         try {
           const loaded = new Map<string, Promise<LoadedComponent>>();
           const load = (id: string) => {

@@ -45,5 +45,5 @@ export { AgentRuntime, localTool, type CreateOptions, type RuntimeEvent, type Ru
 export { Checkpointer, instanceState, keyframes, readChain, readHostState, readImageAt, KEYFRAME_RATIO, MAX_CHAIN, type HostState, type StatefulComponent } from './checkpoint.ts';
 export { decodeChain, encodeDelta, encodeKeyframe, encodeSnapshot, fingerprint, snapshotOf } from './state-codec.ts';
 export { isolatedTool, toolWorkerApi, type ComponentFiles, type ToolWorkerApi, type WorkerHandle } from './tool-worker.ts';
-export { createAgentApi, unwrap, type AgentApi, type AgentPlatform, type AgentStatus, type StartOptions } from './agent-api.ts';
+export { createAgentApi, unwrap, type AgentApi, type AgentPlatform, type EngineNotices, type AgentStatus, type StartOptions } from './agent-api.ts';
 export { AgentProxy, type AgentRemote } from './agent-proxy.ts';

@@ -7,6 +7,7 @@
  */
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
+import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import type { ChildProgress } from '../parallel/progress.ts';
 import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
@@ -72,7 +73,11 @@ export type RuntimeEvent =
   /** A step failed as a whole; the session was restored to `restoredTo` and goes on without that step. */
   | { type: 'step-failed'; step: number; error: SerializedError; restoredTo: ObjectId }
   /** Where forked children run elsewhere: which started, finished, or moved on, on which node. */
-  | { type: 'child-progress'; progress: ChildProgress };
+  | { type: 'child-progress'; progress: ChildProgress }
+  /** The engine is loading its model in the worker (web-llm's download and compile), `progress` from 0 to 1. */
+  | { type: 'engine-loading'; progress: number; text: string }
+  /** The engine handed over to its fallback (web-llm → wllama), on load or mid-reply; `change.message` says why. */
+  | { type: 'engine-switch'; change: EngineSwitch };
 
 export interface CreateOptions {
   agent: string;

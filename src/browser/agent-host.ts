@@ -10,18 +10,20 @@
 import { FerryError } from '../core/errors.ts';
 import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
 import type { AgentStatus } from '../core/runtime/agent-api.ts';
+import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { Session } from '../core/session/index.ts';
 import { importSession, storeTarget, syncSession } from '../core/snapshot/index.ts';
 import { createMemoryStore, type Store } from '../core/store/index.ts';
 import { AgentClient } from './agent-client.ts';
 import type { ModelChoice, TemplateId } from './app-state.ts';
+import { gpuRuns } from './llm/device-probe.ts';
 import { openModel } from './llm/model-source.ts';
 import { RelayClient } from './relay-client.ts';
 import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
 import type { RunPlacement } from '../core/protocol/index.ts';
 import { restoreCloudState, serializeCloudState, SessionMover, type PlacedEvent, type Placement } from './session-mover.ts';
 import { sessionAgent, TEMPLATE_PARTS, templateComponents, unknownAgentError } from './template-components.ts';
-import type { BrowserEngineSpec } from '../../workers/agent.worker.ts';
+import type { BrowserEngineSpec, WllamaSpec } from '../../workers/agent.worker.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 
 /** The IndexedDB store the app and the agent worker share (AppState opens the same name). */
@@ -29,11 +31,15 @@ const STORE_NAME = 'ferry';
 /** What an agent's system prompt and tool schemas take in the context, roughly, tokens. */
 const SYSTEM_PROMPT_TOKENS = 512;
 
-/** This device's engine limits (Settings: reply length and context size). */
+/** This device's engine settings: reply length and context size, and the web-llm model for its GPU ('' for none). */
 export interface EngineLimits {
   replyTokens: number;
   contextSize: number;
+  gpuModel: string;
 }
+
+/** What the engine in the agent worker says about itself: loading on the GPU, or handing over to the CPU. */
+export type EngineEvent = Extract<RuntimeEvent, { type: 'engine-loading' | 'engine-switch' }>;
 
 export interface AgentHostOptions {
   /** The page's handle on the shared store (for syncing a session that comes back from the cloud). */
@@ -44,6 +50,8 @@ export interface AgentHostOptions {
   onPlacement(sessionId: string, placement: Placement): void;
   /** Model loading (a download when the cached copy is gone). */
   onModelProgress?(progress: DownloadProgress): void;
+  /** The engine's own news (web-llm loading, a fallback to wllama and why), and the GPU model not being used and why. */
+  onEngine?(event: EngineEvent | { type: 'engine-unused'; message: string }): void;
   /** Where a session away in the cloud is recorded on this device, for a reload (AppState's "cloud" records). */
   cloudRecord(sessionId: string): Promise<string | undefined>;
   saveCloudRecord(sessionId: string, record: string | null): Promise<unknown>;
@@ -238,6 +246,10 @@ export class AgentHost {
     this.#live = undefined;
     const client = new AgentClient();
     if (this.#cpuShare < 1) await client.setCpuShare(this.#cpuShare);
+    // The engine speaks while a session starts, before a mover listens: its news goes straight to the page.
+    await client.subscribe((event) => {
+      if (event.type === 'engine-loading' || event.type === 'engine-switch') this.opts.onEngine?.(event);
+    });
     return client;
   }
 
@@ -297,19 +309,30 @@ export class AgentHost {
 
   async #base(template: TemplateId, model: ModelChoice) {
     const limits = this.opts.limits();
-    const [components, engine] = await Promise.all([templateComponents(template), this.#engineSpec(model, limits.contextSize)]);
+    const [components, engine] = await Promise.all([templateComponents(template), this.#engineSpec(model, limits)]);
     return { components: components.files, engine, store: STORE_NAME, sampling: { maxTokens: limits.replyTokens, temperature: 0, seed: 0 } };
   }
 
-  /** wllama's context on this device: the Settings' context size, at most the model's own (memory on phones). */
-  #engineSpec(model: ModelChoice, contextSize: number): Promise<BrowserEngineSpec> {
-    const key = JSON.stringify([model, contextSize]);
+  /**
+   * The engine for `model` here: wllama with the Settings' context size, at most the model's own (memory on
+   * phones); web-llm in front of it when a GPU model is chosen and this device's GPU can run it.
+   */
+  #engineSpec(model: ModelChoice, { contextSize, gpuModel }: EngineLimits): Promise<BrowserEngineSpec> {
+    const key = JSON.stringify([model, contextSize, gpuModel]);
     if (this.#spec?.key !== key) {
       const spec = openModel(model, this.opts.onModelProgress).then(async (file): Promise<BrowserEngineSpec> => {
         // A relay model's id is its SHA-256, as the cloud worker reports it; a picked file is hashed by the engine.
-        if (model.source === 'relay') return { kind: 'wllama', model: file, modelId: model.id, contextSize: Math.min(model.contextSize, contextSize) };
-        const own = (await checkGguf(blobReader(file))).contextLength;
-        return { kind: 'wllama', model: file, contextSize: Math.min(own, contextSize) };
+        const cpu: WllamaSpec =
+          model.source === 'relay'
+            ? { kind: 'wllama', model: file, modelId: model.id, contextSize: Math.min(model.contextSize, contextSize) }
+            : { kind: 'wllama', model: file, contextSize: Math.min((await checkGguf(blobReader(file))).contextLength, contextSize) };
+        if (!gpuModel) return cpu;
+        const gpu = await gpuRuns(gpuModel);
+        if (!gpu.ok) {
+          this.opts.onEngine?.({ type: 'engine-unused', message: `${gpu.reason} Sessions run on wllama on the CPU.` });
+          return cpu;
+        }
+        return { kind: 'web-llm', modelId: gpuModel, contextSize: cpu.contextSize ?? contextSize, fallback: cpu };
       });
       this.#spec = { key, spec };
       spec.catch(() => {

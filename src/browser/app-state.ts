@@ -81,6 +81,11 @@ const SettingsSchema = v.object({
   replyTokens: v.pipe(v.number(), v.integer('it must be a whole number'), v.minValue(LIMITS.replyTokens.min, `it must be at least ${LIMITS.replyTokens.min} tokens`), v.maxValue(LIMITS.replyTokens.max, `it must be at most ${LIMITS.replyTokens.max} tokens`)),
   /** The engine's context on this device, in tokens (at most the model's own): more holds longer chats, and costs memory. */
   contextSize: v.pipe(v.number(), v.integer('it must be a whole number'), v.minValue(LIMITS.contextSize.min, `it must be at least ${LIMITS.contextSize.min} tokens`), v.maxValue(LIMITS.contextSize.max, `it must be at most ${LIMITS.contextSize.max} tokens`)),
+  /**
+   * The web-llm model sessions run on where this device's GPU can (chosen on the Models screen); '' for the CPU.
+   * The chosen GGUF model stays the session's model: wllama runs it when the GPU cannot, and the cloud runs it.
+   */
+  gpuModel: v.pipe(v.string(), v.maxLength(256)),
 });
 export type Settings = v.InferOutput<typeof SettingsSchema>;
 
@@ -93,9 +98,10 @@ const SETTING_LABELS: Record<string, string> = {
   theme: 'Theme',
   replyTokens: 'Reply length',
   contextSize: 'Context size',
+  gpuModel: 'GPU model',
 };
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096 };
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '' };
 
 /**
  * The model this device runs sessions with: one the relay serves (downloaded into the OPFS cache), or a GGUF file

@@ -33,6 +33,8 @@ class Ui {
   model = $state.raw<ModelChoice | null>(null);
   /** A model download in progress (choosing one, or fetching it again after the browser evicted it). */
   modelProgress = $state.raw<DownloadProgress | null>(null);
+  /** web-llm loading its model onto the GPU (download and compile), while a session starts. */
+  gpuLoading = $state.raw<{ progress: number; text: string } | null>(null);
   #nextToast = 1;
   #agent: Promise<AgentHost> | undefined;
   /** The open session screen's listeners for its agent's events and placement. */
@@ -85,12 +87,20 @@ class Ui {
       const host = new AgentHost({
         store: this.app.store,
         relay,
-        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize }),
+        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel }),
         cloudRecord: (id) => this.app.cloudRecord(id),
         saveCloudRecord: (id, record) => this.app.saveCloudRecord(id, record),
         onEvent: (id, e) => this.#watchers.get(id)?.event(e),
         onPlacement: (id, p) => this.#watchers.get(id)?.placement(p),
         onModelProgress: (p) => (this.modelProgress = p.phase === 'done' || p.phase === 'cached' ? null : p),
+        onEngine: (e) => {
+          if (e.type === 'engine-loading') {
+            this.gpuLoading = e.progress < 1 ? { progress: e.progress, text: e.text } : null;
+            return;
+          }
+          this.gpuLoading = null;
+          this.notify(e.type === 'engine-switch' ? e.change.message : e.message);
+        },
         // Settings' privacy and objective decide; this device's space makes its other devices candidates.
         autoPlacement: async () => ({
           relay: relay(),

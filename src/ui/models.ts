@@ -53,7 +53,8 @@ export async function loadModels(settings: Settings): Promise<ModelsView> {
   const probe = await probeDevice();
   // The web-llm library (and its catalog) is large: load it only where WebGPU could use it.
   const catalog = probe.webgpu.available ? await prebuiltCatalog().catch(() => undefined) : undefined;
-  const choice = chooseEngine(probe, catalog ? { catalog } : {});
+  // A GPU model chosen on this screen is the person's override of the chooser's preference.
+  const choice = chooseEngine(probe, { ...(catalog ? { catalog } : {}), ...(settings.gpuModel ? { override: 'web-llm' as const } : {}) });
   let models: RelayModel[] = [];
   let relayError: UiError | null = null;
   try {

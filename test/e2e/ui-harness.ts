@@ -49,7 +49,8 @@ export interface UiRig {
   close(): Promise<void>;
 }
 
-export async function startUi(device: Device, label: string): Promise<UiRig> {
+/** `chromiumArgs`: extra Chromium flags (e.g. --enable-unsafe-webgpu for SwiftShader's WebGPU). */
+export async function startUi(device: Device, label: string, options: { chromiumArgs?: readonly string[] } = {}): Promise<UiRig> {
   if (!existsSync(path.join(root, 'dist', 'index.html'))) {
     throw new Error('dist/ has no build: run `npm run build` first (`npm test` builds before the end-to-end suite).');
   }
@@ -60,7 +61,7 @@ export async function startUi(device: Device, label: string): Promise<UiRig> {
   const model = path.join(work, 'tiny.gguf');
   await writeFile(model, generateTinyModel({ ctx: 4096 }));
   const relay = await startRelayProcess(['--data', dataDir, '--model', model]);
-  const browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch });
+  const browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch, ...(options.chromiumArgs ? { args: options.chromiumArgs } : {}) });
   const page = await browser.context.newPage();
   const pageErrors: string[] = [];
   page.on('pageerror', (err) => pageErrors.push(err.message));

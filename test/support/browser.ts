@@ -10,11 +10,11 @@ export interface FreshBrowser {
 }
 
 /** Debian's Chromium with a brand-new profile, as a first-time visitor has (no cache, no service worker). */
-export async function launchFreshChromium(options: { viewport?: { width: number; height: number }; isMobile?: boolean; hasTouch?: boolean } = {}): Promise<FreshBrowser> {
+export async function launchFreshChromium(options: { viewport?: { width: number; height: number }; isMobile?: boolean; hasTouch?: boolean; args?: readonly string[] } = {}): Promise<FreshBrowser> {
   const profile = await mkdtemp(path.join(os.tmpdir(), 'ferry-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: requireChromium(),
-    args: chromiumArgs,
+    args: [...chromiumArgs, ...(options.args ?? [])],
     viewport: options.viewport ?? { width: 1280, height: 800 },
     ...(options.isMobile === undefined ? {} : { isMobile: options.isMobile }),
     ...(options.hasTouch === undefined ? {} : { hasTouch: options.hasTouch }),

@@ -4,7 +4,7 @@
  * the chooser turns that into 'web-llm' or 'wllama' with the reason in words. The user's choice wins when the
  * device can honour it; otherwise the chooser says why it could not.
  */
-import { compatibleModels, type WebLlmModelRecord } from './webllm-catalog.ts';
+import { compatibleModels, prebuiltCatalog, screenCatalog, type WebLlmModelRecord } from './webllm-catalog.ts';
 
 export interface WebGpuProbe {
   readonly available: true;
@@ -124,4 +124,28 @@ export function chooseEngine(probe: DeviceProbe, options: { override?: EngineCho
     webLlmModels: models,
     wllamaThreads,
   };
+}
+
+export type GpuVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Whether this device's GPU can run web-llm model `modelId`. The user chose it, so a software adapter counts
+ * (the user overrides the chooser's preference for the CPU); a model the adapter cannot run, or no WebGPU, does not.
+ */
+export function gpuVerdict(modelId: string, probe: DeviceProbe, catalog: readonly WebLlmModelRecord[]): GpuVerdict {
+  const choice = chooseEngine(probe, { override: 'web-llm', catalog });
+  if (choice.engine !== 'web-llm') return { ok: false, reason: choice.reason.replace(/\s*Using wllama[^.]*\.$/, '') };
+  if (!catalog.some((m) => m.model_id === modelId)) return { ok: false, reason: `The GPU model ${modelId} is not in web-llm's catalog (any more); choose another on the Models screen.` };
+  if (!choice.webLlmModels.some((m) => m.model_id === modelId)) {
+    const why = screenCatalog(catalog, probe).rejected.find((r) => r.model_id === modelId)?.why ?? 'it does not fit';
+    return { ok: false, reason: `This device's GPU cannot run ${modelId}: ${why}.` };
+  }
+  return { ok: true };
+}
+
+/** gpuVerdict for this device, with web-llm's prebuilt catalog (the library loads only here, when a GPU model is chosen). */
+export async function gpuRuns(modelId: string): Promise<GpuVerdict> {
+  const probe = await probeDevice();
+  if (!probe.webgpu.available) return gpuVerdict(modelId, probe, []);
+  return gpuVerdict(modelId, probe, await prebuiltCatalog());
 }

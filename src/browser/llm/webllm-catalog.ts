@@ -46,7 +46,7 @@ function reasonItDoesNotFit(record: WebLlmModelRecord, probe: DeviceProbe): stri
   if (!gpu.available) return 'no WebGPU';
   // Only LLMs (model_type absent or 0): embedding and vision-language entries are not chat engines here.
   if (record.model_type !== undefined && record.model_type !== 0) return 'not a text LLM';
-  const missing = (record.required_features ?? []).filter((f) => !gpu.features.includes(f));
+  const missing = requiredFeatures(record).filter((f) => !gpu.features.includes(f));
   if (missing.length > 0) return `needs ${missing.join(', ')}`;
   // web-llm's own check: the model's largest buffer must fit the adapter's storage binding.
   const buffer = record.buffer_size_required_bytes ?? 0;
@@ -60,6 +60,15 @@ function reasonItDoesNotFit(record: WebLlmModelRecord, probe: DeviceProbe): stri
     return `needs ${Math.round(vram)} MB of GPU memory; the device reports ${probe.deviceMemoryGiB} GiB in all`;
   }
   return undefined;
+}
+
+/**
+ * The WebGPU features a model needs. Many catalog entries leave `required_features` out although their MLC
+ * quantization computes in f16 (q4f16_1, q0f16): their shaders need shader-f16 all the same.
+ */
+export function requiredFeatures(record: Pick<WebLlmModelRecord, 'model_id' | 'required_features'>): readonly string[] {
+  if (record.required_features) return record.required_features;
+  return /\bq\d+f16/i.test(record.model_id) ? ['shader-f16'] : [];
 }
 
 /** web-llm's prebuilt catalog (imports the library on first use). */

@@ -1,0 +1,77 @@
+/**
+ * What decides whether a session runs on web-llm, on this side of the browser: whether the device's GPU can run the
+ * chosen model (gpuVerdict: the reasons a person reads), which features a catalog entry needs, and reading a
+ * web-llm model's chat template from its tokenizer_config.json — every malformed or missing case refused with a
+ * typed error that lets the CPU engine take over.
+ */
+import { describe, expect, it } from 'vitest';
+import { gpuVerdict, type DeviceProbe } from '../../../src/browser/llm/device-probe.ts';
+import { requiredFeatures, type WebLlmModelRecord } from '../../../src/browser/llm/webllm-catalog.ts';
+import { fetchChatTemplate, modelFileUrl } from '../../../src/browser/llm/webllm-template.ts';
+
+const limits = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 2 ** 30, maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256 };
+const gpu = (features: string[], isFallbackAdapter = false): DeviceProbe => ({
+  webgpu: { available: true, vendor: 'acme', architecture: 'x', description: '', isFallbackAdapter, features, shaderF16: features.includes('shader-f16'), limits },
+  deviceMemoryGiB: 8,
+  hardwareConcurrency: 4,
+  crossOriginIsolated: false,
+});
+const noGpu: DeviceProbe = { webgpu: { available: false, reason: 'navigator.gpu is missing' }, deviceMemoryGiB: 8, hardwareConcurrency: 4, crossOriginIsolated: false };
+const record = (model_id: string, extra: Partial<WebLlmModelRecord> = {}): WebLlmModelRecord => ({ model: `https://huggingface.co/mlc-ai/${model_id}`, model_id, model_lib: 'https://example.org/lib.wasm', ...extra });
+const catalog = [record('Tiny-q4f32_1-MLC'), record('Tiny-q4f16_1-MLC'), record('Declared-q4f32_1-MLC', { required_features: ['shader-f16'] })];
+
+describe('which GPU model runs here', () => {
+  it('f16 quantizations need shader-f16 even where the catalog does not say so', () => {
+    expect(requiredFeatures(record('Llama-3.2-1B-Instruct-q4f16_1-MLC'))).toEqual(['shader-f16']);
+    expect(requiredFeatures(record('SmolLM2-135M-Instruct-q0f16-MLC'))).toEqual(['shader-f16']);
+    expect(requiredFeatures(record('Llama-3.2-1B-Instruct-q4f32_1-MLC'))).toEqual([]);
+    expect(requiredFeatures(record('Declared-q4f32_1-MLC', { required_features: ['shader-f16'] }))).toEqual(['shader-f16']);
+  });
+
+  it('the chosen model runs where the adapter can run it, a software adapter included (the person chose it)', () => {
+    expect(gpuVerdict('Tiny-q4f32_1-MLC', gpu([], true), catalog)).toEqual({ ok: true });
+    expect(gpuVerdict('Tiny-q4f16_1-MLC', gpu(['shader-f16']), catalog)).toEqual({ ok: true });
+  });
+
+  it('and says why not otherwise', () => {
+    expect(gpuVerdict('Tiny-q4f16_1-MLC', gpu([]), catalog)).toEqual({ ok: false, reason: "This device's GPU cannot run Tiny-q4f16_1-MLC: needs shader-f16." });
+    expect(gpuVerdict('Gone-q4f32_1-MLC', gpu([]), catalog)).toEqual({ ok: false, reason: "The GPU model Gone-q4f32_1-MLC is not in web-llm's catalog (any more); choose another on the Models screen." });
+    const none = gpuVerdict('Tiny-q4f32_1-MLC', noGpu, []);
+    expect(none.ok).toBe(false);
+    expect(!none.ok && none.reason).toMatch(/^You chose web-llm, but it needs WebGPU\. This device has no WebGPU: navigator\.gpu is missing\.$/);
+  });
+});
+
+describe("a web-llm model's chat template", () => {
+  const model = record('Tiny-q4f32_1-MLC');
+  const serve = (body: string, init: ResponseInit = {}): typeof fetch => (async () => new Response(body, init)) as typeof fetch;
+
+  it('is read from tokenizer_config.json next to the weights, in every form Hugging Face writes it', async () => {
+    expect(modelFileUrl(model, 'tokenizer_config.json')).toBe('https://huggingface.co/mlc-ai/Tiny-q4f32_1-MLC/resolve/main/tokenizer_config.json');
+    expect(modelFileUrl({ model: 'https://mirror.example/m/resolve/v2/' }, 'x.json')).toBe('https://mirror.example/m/resolve/v2/x.json');
+    const seen: string[] = [];
+    const fetcher = (async (url: string) => (seen.push(url), new Response(JSON.stringify({ chat_template: '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}', bos_token: '<s>', eos_token: { content: '</s>', lstrip: false } })))) as unknown as typeof fetch;
+    expect(await fetchChatTemplate(model, fetcher)).toEqual({ chatTemplate: '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}', bosToken: '<s>', eosToken: '</s>' });
+    expect(seen).toEqual([modelFileUrl(model, 'tokenizer_config.json')]);
+    const named = JSON.stringify({ chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }], bos_token: null });
+    expect(await fetchChatTemplate(model, serve(named))).toEqual({ chatTemplate: 'D' });
+  });
+
+  it('is refused, with the CPU engine to take over, when missing, unreachable or malformed', async () => {
+    const cases: [typeof fetch, RegExp][] = [
+      [serve(JSON.stringify({ bos_token: '<s>' })), /has no chat_template/],
+      [serve('not json'), /is not JSON/],
+      [serve(JSON.stringify({ chat_template: 42 })), /is malformed/],
+      [serve(JSON.stringify({ chat_template: 'x'.repeat(300_000) })), /over 262144 characters/],
+      [serve('{}', { status: 404 }), /could not be fetched: HTTP 404/],
+      [serve('{}', { headers: { 'content-length': String(64 * 2 ** 20) } }), /over the 8388608-byte limit/],
+      [(async () => Promise.reject(new TypeError('Failed to fetch'))) as typeof fetch, /could not be fetched: Failed to fetch/],
+    ];
+    for (const [fetcher, why] of cases) {
+      const err = await fetchChatTemplate(model, fetcher).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'llm/no-chat-template', details: { fallback: 'wllama', engine: 'web-llm' } });
+      expect((err as Error).message).toMatch(/^The web-llm model Tiny-q4f32_1-MLC has no chat template Ferry can use \(.*\)\. Using wllama on the CPU instead\.$/);
+      expect((err as Error).message).toMatch(why);
+    }
+  });
+});

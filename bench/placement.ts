@@ -23,7 +23,9 @@
  *   clock. `parallel_speedup_fleet` adds the honest heterogeneous case: the cloud GPU alone ÷ cloud + laptop + phone.
  *
  * The policy runs with the product's defaults (objective `balanced` at $10/h of the user's time, 20% hysteresis,
- * 0.5 s move cost). The `_fastest` / `_cheapest` figures show the other objectives on the same world.
+ * 0.5 s move cost). The `_fastest` / `_cheapest` figures show the other objectives on the same world; `_own_gpu`
+ * the default in a fleet that also has the user's GPU desktop, switched on about half the time — whether a fast free
+ * node of one's own changes the cost picture (cost_vs_cloud_own_gpu, p95_vs_local_own_gpu).
  */
 import { seededRandom } from '../src/core/random.ts';
 import {
@@ -96,9 +98,29 @@ const PHONE: NodeSpec = { id: 'phone', prefillTps: 40, decodeTps: 6, memoryBytes
  */
 const CLOUD: NodeSpec = { id: 'cloud', prefillTps: 8000, decodeTps: 140, memoryBytes: 80 * 2 ** 30, rttMs: 80, bandwidthBps: 100e6, pricePer1k: 0.00018, queueWaitMs: 300 };
 
-const SPECS = [PHONE, LAPTOP, CLOUD] as const;
-type NodeId = (typeof SPECS)[number]['id'];
-const specOf = (id: string): NodeSpec => SPECS.find((s) => s.id === id)!;
+/**
+ * Desktop: the user's own gaming PC at home, when it is switched on — the model in the browser on WebGPU.
+ * - llama.cpp (CUDA) on an RTX 3080, Llama 3.1 8B Q4_K_M: prompt 3,806.89 tok/s, generation 111.95 tok/s
+ *   (github.com/dmatora/LLM-inference-speed-benchmarks issue #12); in the browser at WebLLM's ~80% of native
+ *   (arXiv:2412.15803, as for the laptop): 3,045 / 89.6 tok/s.
+ * - On only part of the day: on and off in turns of an hour on average (assumption); a step it was running when it
+ *   goes off starts again elsewhere from the session's last checkpoint, as on a real node that leaves.
+ * - Home fibre to the relay: 15 ms RTT, 40 Mbit/s up (assumption).
+ */
+const DESKTOP: NodeSpec = { id: 'desktop', prefillTps: 3045, decodeTps: 89.6, memoryBytes: 10 * 2 ** 30, rttMs: 15, bandwidthBps: 5e6, pricePer1k: 0, queueWaitMs: 0 };
+
+/**
+ * The world a strategy runs in: the nodes there are, and when each is attached. The issue's fleet (phone, laptop,
+ * cloud) is the world the named figures come from; `_own_gpu` figures add the desktop.
+ */
+interface World {
+  readonly nodes: readonly NodeSpec[];
+  up(node: string, t: number): boolean;
+}
+
+const ALL_SPECS = [PHONE, LAPTOP, DESKTOP, CLOUD] as const;
+type NodeId = (typeof ALL_SPECS)[number]['id'];
+const specOf = (id: string): NodeSpec => ALL_SPECS.find((s) => s.id === id)!;
 
 // ------------------------------------------------------------------------------------------------ randomness
 
@@ -151,7 +173,23 @@ function episodes(node: NodeId): Episode[] {
   return out;
 }
 
-const EPISODES = new Map<NodeId, Episode[]>(SPECS.map((s) => [s.id, episodes(s.id)]));
+const EPISODES = new Map<NodeId, Episode[]>(ALL_SPECS.map((s) => [s.id, episodes(s.id)]));
+
+/** When the desktop is switched on: alternating on/off stretches, an hour each on average (assumption). */
+const DESKTOP_ON: readonly Episode[] = (() => {
+  const out: Episode[] = [];
+  let t = 0;
+  for (let i = 0; t < HORIZON_MS; i++) {
+    const off = -Math.log(Math.max(draw('desktop-off', i), 1e-9)) * 3600_000;
+    const on = -Math.log(Math.max(draw('desktop-on', i), 1e-9)) * 3600_000;
+    out.push({ start: t + off, end: t + off + on, factor: 1 });
+    t += off + on;
+  }
+  return out;
+})();
+
+const BASE_WORLD: World = { nodes: [PHONE, LAPTOP, CLOUD], up: () => true };
+const OWN_GPU_WORLD: World = { nodes: [PHONE, LAPTOP, DESKTOP, CLOUD], up: (node, t) => node !== 'desktop' || DESKTOP_ON.some((e) => e.start <= t && t < e.end) };
 
 function factorAt(node: string, t: number, busyFor: number): number {
   if (node === 'phone') return busyFor > 60_000 ? 0.6 : 1;
@@ -259,9 +297,12 @@ function sessions(): SessionSpec[] {
   return out;
 }
 
-/** The profiles the policy sees for a session: measured nominal speeds; which device is "this" depends on the user. */
-function profilesFor(s: SessionSpec, now: number): NodeProfile[] {
-  return SPECS.map((spec) => {
+/**
+ * The profiles the policy sees for a session: measured nominal speeds of the nodes attached now; which device is
+ * "this" depends on the user.
+ */
+function profilesFor(world: World, s: SessionSpec, now: number, evenDetached = false): NodeProfile[] {
+  return world.nodes.filter((spec) => evenDetached || world.up(spec.id, now)).map((spec) => {
     const kind: NodeKind = spec.id === 'cloud' ? 'cloud' : spec.id === s.here ? 'this-device' : 'my-device';
     return {
       id: spec.id,
@@ -307,13 +348,15 @@ interface StepOutcome {
   readonly cost: number;
   readonly moves: number;
   readonly nodes: string[];
+  /** The node running the step left before it ended (`st.t` is when): the step has to start again. */
+  readonly left?: boolean;
 }
 
 type Strategy = { readonly kind: 'fixed'; readonly node: (s: SessionSpec) => string } | { readonly kind: 'policy'; readonly prefs: PlacementPrefs } | { readonly kind: 'oracle'; readonly prefs: PlacementPrefs };
 
-function pendingStep(s: SessionSpec, st: SessionState, prompt: number, expectedOutput: number): PendingStep {
+function pendingStep(world: World, s: SessionSpec, st: SessionState, prompt: number, expectedOutput: number): PendingStep {
   const missing: Record<string, number> = {};
-  for (const spec of SPECS) missing[spec.id] = Math.max(0, st.bytes - (st.synced[spec.id] ?? 0));
+  for (const spec of world.nodes) missing[spec.id] = Math.max(0, st.bytes - (st.synced[spec.id] ?? 0));
   return {
     sessionId: `s${s.index}`,
     model: MODEL,
@@ -330,12 +373,12 @@ function pendingStep(s: SessionSpec, st: SessionState, prompt: number, expectedO
  * Time to get `prompt` tokens into `node`'s cache and start generating, in the true world: object transfer, RTT,
  * queue, then re-prefill of what it lacks or shipping another node's KV cache (whichever `resume` the policy chose).
  */
-function startupMs(node: string, prompt: number, st: SessionState, resume: Resume | undefined, t: number, key: (number | string)[]): number {
+function startupMs(world: World, node: string, prompt: number, st: SessionState, resume: Resume | undefined, t: number, key: (number | string)[]): number {
   const spec = specOf(node);
   const from = st.current && st.current !== node ? specOf(st.current) : undefined;
   const missing = Math.max(0, st.bytes - (st.synced[node] ?? 0));
   const transfer = missing > 0 ? (missing / Math.min(spec.bandwidthBps, from?.bandwidthBps ?? Infinity)) * 1000 : 0;
-  const remote = node !== 'phone' && node !== 'laptop' ? true : node !== st.here;
+  const remote = node !== st.here;
   const rtt = remote ? spec.rttMs * rttJitter([...key, node]) : 0;
   const queue = queueWait(node, [...key, node]);
   const f = factorAt(node, t, 0);
@@ -343,9 +386,9 @@ function startupMs(node: string, prompt: number, st: SessionState, resume: Resum
   let resumeMs = ((prompt - cachedHere) / (spec.prefillTps * f)) * 1000;
   if (resume === 'kv-ship') {
     let best = Infinity;
-    for (const src of SPECS) {
+    for (const src of world.nodes) {
       const held = Math.min(st.cached[src.id] ?? 0, prompt);
-      if (src.id === node || held <= cachedHere) continue;
+      if (src.id === node || held <= cachedHere || !world.up(src.id, t)) continue;
       const ship = ((held * KV_BYTES_PER_TOKEN) / Math.min(src.bandwidthBps, spec.bandwidthBps)) * 1000 + (src.id === st.here ? 0 : src.rttMs);
       best = Math.min(best, ship + ((prompt - held) / (spec.prefillTps * f)) * 1000);
     }
@@ -355,10 +398,11 @@ function startupMs(node: string, prompt: number, st: SessionState, resume: Resum
 }
 
 /** Runs one step from `st.t` on `node` (and, for the policy, wherever live moves take it). Mutates `st`. */
-function runStep(s: SessionSpec, st: SessionState, stepIndex: number, prompt: number, output: number, node: string, resume: Resume | undefined, strategy: Strategy, expectedOutput: number): StepOutcome {
-  const key = [s.index, stepIndex];
+function runStep(world: World, s: SessionSpec, st: SessionState, stepIndex: number, prompt: number, output: number, node: string, resume: Resume | undefined, strategy: Strategy, expectedOutput: number, attempt = 0): StepOutcome {
+  // A step started again after its node left draws its own queue wait and RTT.
+  const key = attempt === 0 ? [s.index, stepIndex] : [s.index, stepIndex, 'again', attempt];
   const t0 = st.t;
-  let t = t0 + startupMs(node, prompt, st, resume, t0, key);
+  let t = t0 + startupMs(world, node, prompt, st, resume, t0, key);
   let cost = (prompt / 1000) * specOf(node).pricePer1k;
   let moves = 0;
   const nodes = [node];
@@ -374,6 +418,13 @@ function runStep(s: SessionSpec, st: SessionState, stepIndex: number, prompt: nu
   let windowTokens = 0;
   let hop = 0;
   while (generated < output) {
+    if (!world.up(node, t)) {
+      // The node is gone, with what it had of this step: the session is at its last checkpoint, before the step.
+      st.t = t;
+      st.cached[node] = 0;
+      st.current = st.here;
+      return { ms: t - t0, cost, moves, nodes, left: true };
+    }
     const spec = specOf(node);
     const n = Math.min(DECODE_CHUNK, output - generated);
     const f = factorAt(node, t, t - busyFrom);
@@ -391,12 +442,12 @@ function runStep(s: SessionSpec, st: SessionState, stepIndex: number, prompt: nu
       if (check.redecide) {
         st.t = t;
         st.cached[node] = prompt + generated;
-        const nodesNow = profilesFor(s, t);
-        const base = pendingStep(s, st, prompt, Math.max(expectedOutput, generated + 64));
+        const nodesNow = profilesFor(world, s, t);
+        const base = pendingStep(world, s, st, prompt, Math.max(expectedOutput, generated + 64));
         const d = redecideMidGeneration(base, nodesNow, strategy.prefs, node, { measuredDecodeTps: measured, generatedTokens: generated, now: t });
         if (d.move) {
           const ctx = prompt + generated;
-          t += 500 + startupMs(d.nodeId, ctx, st, d.estimate.resume, t, [...key, 'live', hop++]);
+          t += 500 + startupMs(world, d.nodeId, ctx, st, d.estimate.resume, t, [...key, 'live', hop++]);
           cost += (ctx / 1000) * specOf(d.nodeId).pricePer1k;
           node = d.nodeId;
           enter(node, ctx);
@@ -420,7 +471,7 @@ interface SessionResult {
   readonly violations: number;
 }
 
-function simulate(s: SessionSpec, strategy: Strategy): SessionResult {
+function simulate(world: World, s: SessionSpec, strategy: Strategy): SessionResult {
   const st: SessionState = { t: s.startMs, context: s.baseTokens, cached: {}, bytes: COMPONENT_BYTES + s.baseTokens * BYTES_PER_TOKEN, synced: { [s.here]: Infinity }, current: s.here, here: s.here };
   const latencies: number[] = [];
   let cost = 0;
@@ -429,6 +480,7 @@ function simulate(s: SessionSpec, strategy: Strategy): SessionResult {
   let outputsSeen = 0;
   let outputsSum = 0;
   const initialGuess = s.workload === 'dev' ? 200 : s.workload === 'podcast' ? 1000 : 400;
+  const everyNode = profilesFor(world, s, 0, true);
   s.steps.forEach((step, i) => {
     st.t += step.thinkMs;
     // The agent drops what it no longer needs: the survey its last source; any agent compacts a long history into a
@@ -442,27 +494,33 @@ function simulate(s: SessionSpec, strategy: Strategy): SessionResult {
     st.bytes += step.added * BYTES_PER_TOKEN;
     // The policy predicts output length from the session so far (a running mean); only the oracle knows it.
     const expected = outputsSeen === 0 ? initialGuess : Math.round(outputsSum / outputsSeen);
-    const nodesNow = profilesFor(s, st.t);
-    let node: string;
-    let resume: Resume | undefined;
-    if (strategy.kind === 'fixed') {
-      node = strategy.node(s);
-      resume = 'kv-ship'; // startupMs takes the better of shipping and re-prefilling, with true speeds: no handicap
-    } else if (strategy.kind === 'policy') {
-      const d = decide(pendingStep(s, st, prompt, expected), nodesNow, strategy.prefs, st.current);
-      node = d.nodeId;
-      resume = d.estimate.resume;
-      if (d.move) moves++;
-    } else {
-      ({ node, resume } = oracleChoice(s, st, i, prompt, step.output, strategy.prefs, nodesNow));
+    let ms = 0;
+    // A step whose node leaves before it ends starts again, placed anew: its time counts from the first start.
+    for (let attempt = 0; ; attempt++) {
+      const nodesNow = profilesFor(world, s, st.t);
+      let node: string;
+      let resume: Resume | undefined;
+      if (strategy.kind === 'fixed') {
+        node = strategy.node(s);
+        resume = 'kv-ship'; // startupMs takes the better of shipping and re-prefilling, with true speeds: no handicap
+      } else if (strategy.kind === 'policy') {
+        const d = decide(pendingStep(world, s, st, prompt, expected), nodesNow, strategy.prefs, st.current);
+        node = d.nodeId;
+        resume = d.estimate.resume;
+        if (d.move) moves++;
+      } else {
+        ({ node, resume } = oracleChoice(world, s, st, i, prompt, step.output, strategy.prefs, nodesNow, attempt));
+      }
+      const before = st.current;
+      const out = runStep(world, s, st, i, prompt, step.output, node, resume, strategy, expected, attempt);
+      if (strategy.kind !== 'policy' && before !== undefined && before !== node) moves++;
+      moves += out.moves;
+      for (const n of out.nodes) if (!privacyAllows(s.privacy, everyNode.find((p) => p.id === n)!)) violations++;
+      ms += out.ms;
+      cost += out.cost;
+      if (!out.left) break;
     }
-    const before = st.current;
-    const out = runStep(s, st, i, prompt, step.output, node, resume, strategy, expected);
-    if (strategy.kind !== 'policy' && before !== undefined && before !== node) moves++;
-    moves += out.moves;
-    for (const n of out.nodes) if (!privacyAllows(s.privacy, nodesNow.find((p) => p.id === n)!)) violations++;
-    latencies.push(out.ms);
-    cost += out.cost;
+    latencies.push(ms);
     st.context = prompt + step.output;
     st.bytes += step.output * BYTES_PER_TOKEN;
     outputsSeen++;
@@ -473,18 +531,19 @@ function simulate(s: SessionSpec, strategy: Strategy): SessionResult {
 
 /**
  * The oracle: for this step, runs it on every node the constraints allow (same privacy, budget and battery rules as
- * the policy, via decide's own candidate list) in the true world and keeps the best by the same objective.
+ * the policy, via decide's own candidate list) in the true world and keeps the best by the same objective. It knows
+ * the future, so it never picks a node that leaves before the step ends.
  */
-function oracleChoice(s: SessionSpec, st: SessionState, i: number, prompt: number, output: number, prefs: PlacementPrefs, nodes: NodeProfile[]): { node: string; resume: Resume } {
-  const d = decide(pendingStep(s, st, prompt, output), nodes, { ...prefs, hysteresis: 0, moveCostMs: 0 }, st.current);
+function oracleChoice(world: World, s: SessionSpec, st: SessionState, i: number, prompt: number, output: number, prefs: PlacementPrefs, nodes: NodeProfile[], attempt: number): { node: string; resume: Resume } {
+  const d = decide(pendingStep(world, s, st, prompt, output), nodes, { ...prefs, hysteresis: 0, moveCostMs: 0 }, st.current);
   const usable = d.candidates.filter((c) => c.allowed);
   const pool = usable.some((c) => !c.avoided) ? usable.filter((c) => !c.avoided) : usable;
   let best: { node: string; resume: Resume; score: number } | undefined;
   for (const c of pool) {
     const trial: SessionState = { ...st, cached: { ...st.cached }, synced: { ...st.synced } };
-    const r = runStep(s, trial, i, prompt, output, c.nodeId, c.resume, { kind: 'fixed', node: () => c.nodeId }, output);
+    const r = runStep(world, s, trial, i, prompt, output, c.nodeId, c.resume, { kind: 'fixed', node: () => c.nodeId }, output, attempt);
     // The product's own score; cheapest breaks ties by time (free nodes differ in speed).
-    const score = objectiveScore(r.ms, r.cost, prefs) + (prefs.objective === 'cheapest' ? r.ms * 1e-12 : 0);
+    const score = r.left ? Infinity : objectiveScore(r.ms, r.cost, prefs) + (prefs.objective === 'cheapest' ? r.ms * 1e-12 : 0);
     if (!best || score < best.score) best = { node: c.nodeId, resume: c.resume, score };
   }
   return { node: best!.node, resume: best!.resume };
@@ -562,22 +621,29 @@ interface Variant {
   readonly suffix: string;
   readonly objective: Objective;
   readonly usdPerHour?: number;
+  /** Default: the issue's fleet (phone, laptop, cloud). */
+  readonly world?: World;
 }
 
-/** The product default first (names without suffix), then the other objectives on the same world. */
+/**
+ * The product default first (names without suffix), then the other objectives on the same world, then the default
+ * again with the user's own GPU desktop in the fleet part of the time (the always-local and always-cloud baselines
+ * do not change: they never use it).
+ */
 const VARIANTS: readonly Variant[] = [
   { suffix: '', objective: 'balanced' },
   { suffix: '_fastest', objective: 'fastest' },
   { suffix: '_cheapest', objective: 'cheapest' },
   { suffix: '_balanced_1usd_h', objective: 'balanced', usdPerHour: 1 },
+  { suffix: '_own_gpu', objective: 'balanced', world: OWN_GPU_WORLD },
 ];
 
 export const placementSuite: Suite = {
   name: 'placement',
-  description: 'trace-driven fleet simulator (phone, laptop, cloud GPU): the placement policy vs fixed placement and an oracle; context-parallel survey',
+  description: 'trace-driven fleet simulator (phone, laptop, cloud GPU; and with an own GPU desktop): the placement policy vs fixed placement and an oracle; context-parallel survey',
   async run(): Promise<Figures> {
     const all = sessions();
-    const run = (strategy: (s: SessionSpec) => Strategy, which: readonly SessionSpec[] = all) => summarize(which.map((s) => ({ s, r: simulate(s, strategy(s)) })));
+    const run = (strategy: (s: SessionSpec) => Strategy, which: readonly SessionSpec[] = all, world = BASE_WORLD) => summarize(which.map((s) => ({ s, r: simulate(world, s, strategy(s)) })));
     const local = run(() => ({ kind: 'fixed', node: (x) => x.here }));
     // Always-cloud only for the sessions that may go to the cloud at all.
     const cloud = run(() => ({ kind: 'fixed', node: () => 'cloud' }), all.filter((s) => s.privacy === 'any'));
@@ -585,9 +651,13 @@ export const placementSuite: Suite = {
     const figures: Figures = {};
     for (const variant of VARIANTS) {
       const prefsOf = (s: SessionSpec): PlacementPrefs => ({ ...DEFAULTS, objective: variant.objective, privacy: s.privacy, ...(variant.usdPerHour ? { usdPerHour: variant.usdPerHour } : {}) });
-      const p = run((s) => ({ kind: 'policy', prefs: prefsOf(s) }));
-      const o = run((s) => ({ kind: 'oracle', prefs: prefsOf(s) }));
+      const p = run((s) => ({ kind: 'policy', prefs: prefsOf(s) }), all, variant.world);
+      const o = run((s) => ({ kind: 'oracle', prefs: prefsOf(s) }), all, variant.world);
       const x = variant.suffix;
+      if (x === '_own_gpu') {
+        figures[`cost_vs_cloud${x}`] = compared(cloud.costPublic / p.costPublic, 'x', 'goal', GOALS.cost_vs_cloud);
+        figures[`p95_vs_local${x}`] = compared(local.p95HeavyPublic / p.p95HeavyPublic, 'x', 'goal', GOALS.p95_vs_local);
+      }
       if (x === '') {
         figures.cost_vs_cloud = compared(cloud.costPublic / p.costPublic, 'x', 'goal', GOALS.cost_vs_cloud);
         figures.p95_vs_local = compared(local.p95HeavyPublic / p.p95HeavyPublic, 'x', 'goal', GOALS.p95_vs_local);

@@ -35,6 +35,8 @@ class Ui {
   modelProgress = $state.raw<DownloadProgress | null>(null);
   /** web-llm loading its model onto the GPU (download and compile), while a session starts. */
   gpuLoading = $state.raw<{ progress: number; text: string } | null>(null);
+  /** The chosen GPU model is not running: web-llm handed over to wllama, or this GPU cannot run it (until another is chosen). */
+  gpuFellBack = $state(false);
   #nextToast = 1;
   #agent: Promise<AgentHost> | undefined;
   /** The open session screen's listeners for its agent's events and placement. */
@@ -99,6 +101,7 @@ class Ui {
             return;
           }
           this.gpuLoading = null;
+          this.gpuFellBack = true;
           this.notify(e.type === 'engine-switch' ? e.change.message : e.message);
         },
         // Settings' privacy and objective decide; this device's space makes its other devices candidates.

@@ -60,6 +60,7 @@ describe('a GPU model on a device whose GPU cannot load it', () => {
       .poll(() => page.getByTestId('toast').allTextContents(), { timeout: 60_000 })
       .toContainEqual(expect.stringMatching(new RegExp(`^The web-llm model ${chosen.replace(/[.]/g, '\\.')} has no chat template .*could not be fetched.*Running on wllama \\(.*\\) instead\\.`)));
     expect(hfRequests.some((u) => u.endsWith('/tokenizer_config.json'))).toBe(true);
+    expect(await page.getByTestId('composer-hint').textContent()).toMatch(/^\s*Replies come from tiny\.gguf on this device;/);
 
     const box = page.getByLabel('Message');
     await box.fill('hello from the GPU-less device');

@@ -270,6 +270,7 @@ export class AgentHost {
       // The cloud's checkpoints come straight into the page's store: only the objects it lacks travel.
       sync: async (published) => void (await relay.open({ relay: relay.http.baseUrl, snapshotId: published.snapshot.id, key: published.key }, this.opts.store)),
       persist: async (state) => void (await this.opts.saveCloudRecord(sessionId, state === null ? null : serializeCloudState(state))),
+      replyTokens: () => this.opts.limits().replyTokens,
     });
     if (this.#live?.client === client) this.#live.mover.close();
     this.#live = { client, mover, sessionId, template, model, limits, placer };

@@ -65,8 +65,9 @@ export class RelayClient {
    * for this run only), runs `input`, and publishes every checkpoint to the same snapshot. Follow it with
    * `followRun`; take it back with `handBack`, then `open` the snapshot again.
    */
-  resumeOnCloud(published: PublishedSnapshot, input: StartRunRequest['input'], where?: RunPlacement): Promise<RunRecord> {
-    return this.http.startRun({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input, ...(where ? { where } : {}) });
+  resumeOnCloud(published: PublishedSnapshot, input: StartRunRequest['input'], options: { where?: RunPlacement | undefined; maxTokens?: number | undefined } = {}): Promise<RunRecord> {
+    const { where, maxTokens } = options;
+    return this.http.startRun({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input, ...(where ? { where } : {}), ...(maxTokens ? { maxTokens } : {}) });
   }
 
   handBack(runId: string, published: PublishedSnapshot): Promise<RunRecord> {

@@ -65,6 +65,8 @@ export interface SessionMoverOptions {
   sync?(published: PublishedSnapshot): Promise<void>;
   /** Keeps where the session is for a reload: its cloud state while away, null once it is back. */
   persist?(state: CloudState | null): Promise<void>;
+  /** The reply length a run started from here gets (this device's Settings); absent: the session's recorded one. */
+  replyTokens?(): number;
 }
 
 /** A lost event stream is followed again this many times (waiting 0.5, 1, 2, 4 s between), then reported. */
@@ -128,7 +130,7 @@ export class SessionMover {
     }
     if (this.#placement !== 'cloud' || !this.#published) throw busy(this.#placement);
     await this.#run?.followed.catch(() => undefined);
-    const record = await this.opts.relay.resumeOnCloud(this.#published, input, this.#where);
+    const record = await this.opts.relay.resumeOnCloud(this.#published, input, { where: this.#where, maxTokens: this.opts.replyTokens?.() });
     await this.#follow(record.id, 0);
     // A stream that could not be followed again was reported to onEvent (as a cloud `error`).
     await this.#run?.followed.catch(() => undefined);
@@ -170,7 +172,7 @@ export class SessionMover {
       const { snapshot, writeToken, key } = await this.opts.relay.publish(store, sessionId, this.#published);
       this.#published = { snapshot, writeToken, key };
       this.#where = where;
-      const record = await this.opts.relay.resumeOnCloud(this.#published, { type: 'resume' }, where);
+      const record = await this.opts.relay.resumeOnCloud(this.#published, { type: 'resume' }, { where, maxTokens: this.opts.replyTokens?.() });
       await this.#follow(record.id, 0);
       this.#set('cloud');
       return record;

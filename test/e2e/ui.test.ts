@@ -456,10 +456,10 @@ for (const device of devices) {
 
     test('in the cloud: checkpoints show as they land, Stop stops the cloud run there, a reload keeps following it, and Bring back works after', async () => {
       // Long replies, so a cloud run (node-llama-cpp is fast) lasts long enough to stop and to reload in the middle
-      // of it; the session records them when it is created, and the cloud worker keeps to them.
-      await setLimits(3000, 4096);
+      // of it: Settings' reply length goes with every run started from this page, in the cloud too — the session
+      // itself was created with (and recorded) 512.
       await createSession(/Assistant/, 'Cloud stay');
-      await setLimits(512, 4096);
+      await setLimits(3000, 4096);
       await openSession('Cloud stay');
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
@@ -503,7 +503,9 @@ for (const device of devices) {
         }, { timeout: 60_000, interval: 20 })
         .toBe(2);
       console.info(`${device.name}: after the reload the cloud run was ${sawLive ? 'still streaming, and was followed live' : 'over; its events and checkpoints were caught up'}`);
-      expect(await page.getByTestId('agent-message').nth(1).textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens/);
+      const second = (await page.getByTestId('agent-message').nth(1).textContent()) ?? '';
+      expect(second).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens/);
+      expect(Number(/· (\d+) tokens/.exec(second)?.[1]), 'the cloud run kept to Settings\' reply length, not the recorded 512').toBeGreaterThan(512);
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
       expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('Tell me a long story'), expect.stringContaining('And now the next chapter.')]);
       expect(await page.getByTestId('unsent-message').count()).toBe(0);
@@ -519,14 +521,13 @@ for (const device of devices) {
       await page.locator('html[data-ready="true"]').waitFor();
       await transcriptReady();
       expect(await page.getByTestId('runs-on').textContent()).toBe('This device');
+      await setLimits(512, 4096);
       expect(rig.pageErrors).toEqual([]);
     });
 
     test('deleted while its cloud run goes on: the run stops there, nothing of it comes back, and Undo restores it in the cloud', async () => {
       await setLimits(3000, 4096);
       await createSession(/Assistant/, 'Cloud delete');
-      await setLimits(512, 4096);
-      await openSession('Cloud delete');
       await press(page.getByTestId('where-it-runs').locator('summary'));
       await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
@@ -554,6 +555,7 @@ for (const device of devices) {
       // The reply the run had written when it was handed back is the session's, stopped there.
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 30_000 }).toBe(1);
       expect(await page.getByTestId('agent-message').textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens · stopped/);
+      await setLimits(512, 4096);
       expect(rig.pageErrors).toEqual([]);
     });
 

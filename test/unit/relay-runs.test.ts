@@ -123,11 +123,29 @@ describe('runs on the embedded cloud worker', () => {
     expect(record.version).toBeGreaterThan(p.snapshot.version);
   });
 
+  test('a run keeps to the reply length its sender gives, whatever the session recorded', async () => {
+    const store = createMemoryStore();
+    const runtime = await AgentRuntime.create(store, setupFor(f, engine, { sampling: { maxTokens: 3000, temperature: 0, seed: 0 } }), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    await runtime.dispose();
+    const p = await publishSession(store, runtime.session.id, new RelayHttp({ baseUrl: relay.url }));
+    const res = await startRun({ snapshot: p.snapshot.id, key: toBase64Url(p.key), writeToken: p.writeToken, input: { type: 'start', task: 'tell me a long story' }, maxTokens: 7 });
+    expect(res.status).toBe(202);
+    const run = v.parse(RunRecordSchema, await res.json());
+    const { messages } = await follow(`${relay.url}/api/v1/runs/${run.id}/events`);
+    const generations = messages.filter((m) => m.event.type === 'generation').map((m) => m.event as unknown as { tokens: number[]; finishReason: string });
+    expect(generations.length).toBeGreaterThan(0);
+    for (const g of generations) expect(g.tokens.length).toBeLessThanOrEqual(7);
+    expect(generations.some((g) => g.finishReason === 'length' && g.tokens.length === 7)).toBe(true);
+  });
+
   test('bad run requests get 4xx JSON: schema, token, unknown ids; the relay keeps serving', async () => {
     const ok = { snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'resume' } };
     const cases: [unknown, number, string][] = [
       [{ ...ok, input: { type: 'shout' } }, 400, 'protocol/bad-request'],
       [{ ...ok, key: 'short' }, 400, 'protocol/bad-request'],
+      [{ ...ok, maxTokens: 0 }, 400, 'protocol/bad-request'],
+      [{ ...ok, maxTokens: 1.5 }, 400, 'protocol/bad-request'],
+      [{ ...ok, maxTokens: 1e9 }, 400, 'protocol/bad-request'],
       [{ ...ok, writeToken: 'A'.repeat(43) }, 403, 'relay/bad-token'],
       [{ ...ok, snapshot: 'ab'.repeat(20) }, 404, 'relay/unknown-snapshot'],
     ];

@@ -202,10 +202,10 @@ export class RunHost {
       const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id });
       sink.emit({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
-      // the device would have generated.
+      // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
-      const sampling = { maxTokens: recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
+      const sampling = { maxTokens: request.maxTokens ?? recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take, ...this.children(request, sampling, sink) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.

@@ -141,6 +141,9 @@ export type RunPlacement = v.InferOutput<typeof RunPlacementSchema>;
  * Resume snapshot S on the relay's worker. The session key travels only here, for the duration of the run (the
  * worker keeps it in memory, never on disk); the write token lets the worker publish every checkpoint to S.
  */
+/** The longest reply a run may be asked for: a context's worth on the largest models Ferry runs. */
+export const MAX_RUN_REPLY_TOKENS = 32_768;
+
 export const StartRunRequestSchema = v.strictObject({
   snapshot: SnapshotIdSchema,
   key: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be a 32-byte key as base64url')),
@@ -151,6 +154,11 @@ export const StartRunRequestSchema = v.strictObject({
     v.strictObject({ type: v.literal('resume') }),
   ]),
   where: v.optional(RunPlacementSchema),
+  /**
+   * The longest reply of this run, in tokens: the reply length the person set where the run was started (on a
+   * device, its Settings). Absent: the session's own, as its head checkpoint recorded it.
+   */
+  maxTokens: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_RUN_REPLY_TOKENS))),
 });
 export type StartRunRequest = v.InferOutput<typeof StartRunRequestSchema>;
 

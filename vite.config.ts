@@ -51,6 +51,11 @@ function builtComponents(): Plugin {
   };
 }
 
+/** A stable name for web-llm's chunk (≈6 MB, for WebGPU devices only), so the service worker can leave it out of the precache by name. */
+function chunkFileNames(chunk: { moduleIds: readonly string[] }): string {
+  return chunk.moduleIds.some((id) => id.includes('/@mlc-ai/web-llm/')) ? 'assets/web-llm-[hash].js' : 'assets/[name]-[hash].js';
+}
+
 export default defineConfig({
   plugins: [
     svelte(),
@@ -77,14 +82,10 @@ export default defineConfig({
   build: {
     target: 'es2022',
     sourcemap: true,
-    rollupOptions: {
-      output: {
-        // A stable name for web-llm's chunk, so the service worker can leave it out of the precache by name.
-        chunkFileNames: (chunk) => (chunk.moduleIds.some((id) => id.includes('/@mlc-ai/web-llm/')) ? 'assets/web-llm-[hash].js' : 'assets/[name]-[hash].js'),
-      },
-    },
+    rollupOptions: { output: { chunkFileNames } },
   },
-  worker: { format: 'es' },
+  // The agent worker loads web-llm too (its own bundle): the same name keeps that copy out of the precache as well.
+  worker: { format: 'es', rollupOptions: { output: { chunkFileNames } } },
   server: { headers: isolation },
   preview: { headers: isolation },
 });

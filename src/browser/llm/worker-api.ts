@@ -15,7 +15,7 @@ interface Running {
   held?: GenerateEvent;
 }
 
-export function createLlmWorkerApi(): LlmWorkerApi {
+export function createLlmWorkerApi(open: typeof openEngine = openEngine): LlmWorkerApi {
   let engine: Engine | undefined;
   let loading: Promise<unknown> = Promise.resolve();
   const running = new Map<number, Running>();
@@ -32,26 +32,6 @@ export function createLlmWorkerApi(): LlmWorkerApi {
     const old = engine;
     engine = undefined;
     await old?.dispose();
-  }
-
-  async function open(request: LoadRequest, progress: (p: LoadProgress) => void): Promise<Engine> {
-    if (request.kind === 'wllama') {
-      const model = request.model instanceof Blob ? request.model : await downloadModel(request.model.url, { onProgress: (p) => progress({ type: 'download', ...p }) });
-      progress({ type: 'loading', text: 'Loading the model into wllama (CPU)' });
-      return createWllamaEngine({ model, ...pick(request, ['modelId', 'contextSize', 'threads']) });
-    }
-    if (request.kind === 'web-llm') {
-      const { createWebLlmEngine } = await import('./webllm-engine.ts');
-      const { fallback, ...webLlm } = request;
-      const gpu = () => createWebLlmEngine({ ...webLlm, onProgress: (p) => progress({ type: 'web-llm', ...p }) });
-      if (!fallback) return gpu();
-      // webLlmError marks the failures the CPU engine can take over from (on load or mid-reply); others stay errors.
-      return openWithFallback(gpu, {
-        open: () => open(fallback, progress),
-        onSwitch: (change) => progress({ type: 'fallback', from: 'web-llm', code: change.code, text: change.message }),
-      });
-    }
-    throw new FerryError('llm/bad-request', `Unknown engine kind ${JSON.stringify((request as { kind: unknown }).kind)}; expected 'wllama' or 'web-llm'.`);
   }
 
   return {
@@ -110,6 +90,27 @@ export function createLlmWorkerApi(): LlmWorkerApi {
     releaseSlot: async (slot) => current().releaseSlot?.(slot),
     unload,
   };
+}
+
+/** Opens the engine a load request asks for (the LLM worker's default; tests may open theirs). */
+export async function openEngine(request: LoadRequest, progress: (p: LoadProgress) => void): Promise<Engine> {
+  if (request.kind === 'wllama') {
+    const model = request.model instanceof Blob ? request.model : await downloadModel(request.model.url, { onProgress: (p) => progress({ type: 'download', ...p }) });
+    progress({ type: 'loading', text: 'Loading the model into wllama (CPU)' });
+    return createWllamaEngine({ model, ...pick(request, ['modelId', 'contextSize', 'threads']) });
+  }
+  if (request.kind === 'web-llm') {
+    const { createWebLlmEngine } = await import('./webllm-engine.ts');
+    const { fallback, ...webLlm } = request;
+    const gpu = () => createWebLlmEngine({ ...webLlm, onProgress: (p) => progress({ type: 'web-llm', ...p }) });
+    if (!fallback) return gpu();
+    // webLlmError marks the failures the CPU engine can take over from (on load or mid-reply); others stay errors.
+    return openWithFallback(gpu, {
+      open: () => openEngine(fallback, progress),
+      onSwitch: (change) => progress({ type: 'fallback', from: 'web-llm', code: change.code, text: change.message }),
+    });
+  }
+  throw new FerryError('llm/bad-request', `Unknown engine kind ${JSON.stringify((request as { kind: unknown }).kind)}; expected 'wllama' or 'web-llm'.`);
 }
 
 function pick<T extends object, K extends keyof T>(value: T, keys: readonly K[]): Partial<Pick<T, K>> {

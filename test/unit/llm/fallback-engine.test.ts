@@ -8,29 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryError } from '../../../src/core/errors.ts';
 import { generateAll } from '../../../src/core/llm/collect.ts';
-import type { Engine, EngineInfo } from '../../../src/core/llm/engine.ts';
+import type { Engine } from '../../../src/core/llm/engine.ts';
 import { openWithFallback, type EngineSwitch } from '../../../src/core/llm/fallback-engine.ts';
 import { renderMessages, tokenizePrompt } from '../../../src/core/llm/prompt.ts';
+import { failing, gpuLost as lost } from '../../support/failing-engine.ts';
 import { cpuEngine, modelDir } from './fixtures.ts';
-
-const lost = () => new FerryError('llm/webgpu-lost', 'The GPU device was lost while running the model (driver reset or memory pressure). Switching to wllama on the CPU.', { details: { fallback: 'wllama', engine: 'web-llm' } });
-
-/** `engine`, failing with `error` instead of producing its event number `after` (from 0; its `done` is the last). */
-function failing(engine: Engine, after: number, error: () => Error, info: Partial<EngineInfo> = {}): Engine {
-  return {
-    info: { ...engine.info, ...info },
-    tokenize: (t, o) => engine.tokenize(t, o),
-    detokenize: (ids) => engine.detokenize(ids),
-    dispose: async () => undefined, // the engines underneath are shared by the tests and disposed at the end
-    async *generate(request) {
-      let n = 0;
-      for await (const event of engine.generate(request)) {
-        if (n++ === after) throw error();
-        yield event;
-      }
-    },
-  };
-}
 
 describe('engine fallback', () => {
   let models: Awaited<ReturnType<typeof modelDir>>;

@@ -47,6 +47,9 @@ export function withCpuShare(engine: Engine, share: CpuShare): Engine {
 async function* paced(engine: Engine, request: GenerateRequest, share: CpuShare): AsyncGenerator<GenerateEvent> {
   const it = engine.generate(request)[Symbol.asyncIterator]();
   let prefillPause = 0;
+  // Timers keep whole milliseconds: a pause can end up to ~1 ms early (or late), which at a token's ~1 ms of work
+  // would loosen the cap by a third. What a pause falls short of (or overshoots) is carried into the next one.
+  let owed = 0;
   for (let first = true; ; first = false) {
     const t0 = performance.now();
     const next = await it.next();
@@ -58,9 +61,14 @@ async function* paced(engine: Engine, request: GenerateRequest, share: CpuShare)
     }
     const s = share.get();
     if (s < 1) {
-      const ms = (performance.now() - t0) * (1 / s - 1);
+      const ms = (performance.now() - t0) * (1 / s - 1) + owed;
+      const p0 = performance.now();
       await pause(ms, request.signal);
-      if (first) prefillPause = ms;
+      const paused = performance.now() - p0;
+      owed = ms - paused;
+      if (first) prefillPause = paused;
+    } else {
+      owed = 0;
     }
     yield event;
   }

@@ -208,8 +208,10 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     const planned = progress.find((p): p is Extract<ChildProgress, { type: 'nodes' }> => p.type === 'nodes')!.nodes;
     const attached = await listSpace(relay.url, space); // (a node killed by an earlier test is gone)
     for (const w of attached.filter((x) => x.kind === 'device')) expect(planned.map((n) => n.id)).toContain(w.id);
-    // Six children, at most three nodes: every planned node got some.
-    expect(ran).toEqual(new Set(planned.map((n) => n.id)));
+    // Six children over the planned nodes, split across more than one of them (a node slowed by a busy machine may
+    // see its share stolen by the others: that is work stealing doing its job).
+    for (const node of ran) expect(planned.map((n) => n.id)).toContain(node);
+    expect(ran.size).toBeGreaterThan(1);
     const embeddedLanes = planned.find((n) => n.id === embeddedId)?.lanes ?? 0;
     const slots = attached.find((w) => w.id === embeddedId)!.profile.slots;
     expect(embeddedLanes).toBe(Math.min(4, slots - 1));

@@ -11,7 +11,9 @@ export type GgufValue =
   | { readonly type: 'uint32' | 'int32' | 'float32'; readonly value: number }
   | { readonly type: 'bool'; readonly value: boolean }
   | { readonly type: 'string[]'; readonly value: readonly string[] }
-  | { readonly type: 'uint32[]' | 'int32[]' | 'float32[]'; readonly value: ArrayLike<number> };
+  | { readonly type: 'uint32[]' | 'int32[]' | 'float32[]'; readonly value: ArrayLike<number> }
+  /** An already encoded value (type tag included), copied as it is: e.g. another file's entry, by its span. */
+  | { readonly type: 'raw'; readonly bytes: Uint8Array };
 
 export interface GgufTensorSpec {
   readonly name: string;
@@ -75,6 +77,9 @@ function alignUp(n: number): number {
 
 function writeValue(sink: Sink, value: GgufValue): void {
   switch (value.type) {
+    case 'raw':
+      sink.raw(value.bytes);
+      return;
     case 'string':
       sink.u32(GgufValueType.STRING);
       sink.str(value.value);
@@ -145,9 +150,13 @@ class Sink {
   str(s: string): void {
     const encoded = Sink.encoder.encode(s);
     this.u64(encoded.length);
-    this.reserve(encoded.length);
-    this.buf.set(encoded, this.length);
-    this.length += encoded.length;
+    this.raw(encoded);
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
   }
 
   private reserve(n: number): DataView {

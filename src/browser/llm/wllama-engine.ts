@@ -16,6 +16,7 @@ import {
   GenerationClock,
   ggufVocabulary,
   preparePrompt,
+  roomAfter,
   StopSequences,
   tokenizerIdOf,
 } from '../../core/llm/index.ts';
@@ -38,14 +39,19 @@ export interface WllamaEngineOptions {
 const HASH_LIMIT = 1 << 30;
 const DEFAULT_TOP_K = 40;
 
-export async function createWllamaEngine(options: WllamaEngineOptions): Promise<WllamaEngine> {
-  const { model } = options;
-  const reader = blobReader(model);
-  // The gate: a malformed file is refused here with a typed error instead of aborting inside llama.cpp.
-  const gguf = await checkGguf(reader);
+/** The gate: a malformed or truncated file is refused with a typed error instead of aborting inside llama.cpp. */
+export async function checkModelFile(model: Blob): Promise<GgufModelInfo> {
+  const gguf = await checkGguf(blobReader(model));
   if (gguf.fileSize !== model.size) {
     throw new FerryError('gguf/truncated', `The model file is ${model.size} bytes but its header describes ${gguf.fileSize}. Download it again.`);
   }
+  return gguf;
+}
+
+export async function createWllamaEngine(options: WllamaEngineOptions): Promise<WllamaEngine> {
+  const { model } = options;
+  const reader = blobReader(model);
+  const gguf = await checkModelFile(model);
   const vocabulary = await ggufVocabulary(reader);
   const threads = options.threads ?? 1;
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new FerryError('llm/bad-options', `threads must be an integer from 1 to 64, got ${threads}.`);
@@ -164,13 +170,7 @@ export class WllamaEngine implements Engine {
     const signal = request.signal;
     const prompt = await preparePrompt({ info: this.info, tokenize: (text, o) => this.wllama.tokenize(text, o?.special ?? false) }, request.prompt);
     checkTokenIds(prompt, this.vocabularySize);
-    const room = this.info.contextSize - prompt.length;
-    if (room < 1) {
-      throw new FerryError('llm/context-full', `The prompt has ${prompt.length} tokens; the context holds ${this.info.contextSize}. Shorten the conversation or load the model with a larger context.`, {
-        details: { promptTokens: prompt.length, contextSize: this.info.contextSize },
-      });
-    }
-    const budget = Math.min(request.maxTokens, room);
+    const budget = Math.min(request.maxTokens, roomAfter(prompt.length, this.info.contextSize));
     const temperature = request.temperature ?? 0;
     const stops = new StopSequences(request.stop);
     const text = new Utf8Stream();
@@ -289,7 +289,7 @@ export class WllamaEngine implements Engine {
   }
 }
 
-async function fileId(model: Blob): Promise<string> {
+export async function fileId(model: Blob): Promise<string> {
   if (model.size > HASH_LIMIT) {
     throw new FerryError('llm/bad-options', `The model file is ${(model.size / 2 ** 30).toFixed(1)} GiB; give its modelId (e.g. the SHA-256 the download was checked against) instead of hashing it in memory.`);
   }

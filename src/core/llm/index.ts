@@ -8,5 +8,5 @@ export { StopSequences, checkStopSequences, MAX_STOP_SEQUENCES, MAX_STOP_LENGTH 
 export { GenerationClock, remoteStats } from './stats.ts';
 export { tokenizerIdOf, tokenizerIdOfGguf, ggufVocabulary, type Vocabulary } from './tokenizer-id.ts';
 export { generateAll, type DoneEvent } from './collect.ts';
-export { checkRequest } from './request.ts';
+export { checkRequest, roomAfter } from './request.ts';
 export { openWithFallback, canFallBack, FallbackEngine, type EngineSwitch, type FallbackOptions } from './fallback-engine.ts';

@@ -14,3 +14,13 @@ export function checkRequest(request: GenerateRequest, contextSize: number): voi
   if (slot !== undefined && (typeof slot !== 'string' || slot.length === 0 || slot.length > 200)) throw bad('slot must be a non-empty string of at most 200 characters');
   checkStopSequences(request.stop);
 }
+
+/** How many tokens a context of `contextSize` leaves after a prompt of `promptTokens`; none left is a typed error. */
+export function roomAfter(promptTokens: number, contextSize: number): number {
+  if (promptTokens >= contextSize) {
+    throw new FerryError('llm/context-full', `The prompt has ${promptTokens} tokens; the context holds ${contextSize}. Shorten the conversation or load the model with a larger context.`, {
+      details: { promptTokens, contextSize },
+    });
+  }
+  return contextSize - promptTokens;
+}

@@ -53,8 +53,15 @@ function builtComponents(): Plugin {
 
 /** A stable name for web-llm's chunk (≈6 MB, for WebGPU devices only), so the service worker can leave it out of the precache by name. */
 function chunkFileNames(chunk: { moduleIds: readonly string[] }): string {
-  return chunk.moduleIds.some((id) => id.includes('/@mlc-ai/web-llm/')) ? 'assets/web-llm-[hash].js' : 'assets/[name]-[hash].js';
+  if (chunk.moduleIds.some((id) => id.includes('/@mlc-ai/web-llm/'))) return 'assets/web-llm-[hash].js';
+  return chunk.moduleIds.some((id) => id.includes('/@wllama/wllama/')) ? 'assets/wllama-webgpu-[hash].js' : 'assets/[name]-[hash].js';
 }
+
+/** wllama 3 (llama.cpp's WebGPU backend, ≈9 MB of wasm) gets a name of its own, like web-llm, to keep it out of the precache. */
+function assetFileNames(asset: { originalFileNames?: readonly string[] }): string {
+  return asset.originalFileNames?.some((name) => name.includes('@wllama/wllama/')) ? 'assets/wllama-webgpu-[hash][extname]' : 'assets/[name]-[hash][extname]';
+}
+const output = { chunkFileNames, assetFileNames };
 
 export default defineConfig({
   plugins: [
@@ -68,9 +75,13 @@ export default defineConfig({
       workbox: {
         // Workers, engine wasm and the agent/tool components are part of the app shell: precached for offline use.
         globPatterns: ['**/*.{js,css,html,svg,png,ico,wasm,webmanifest}', 'components/**/*.json'],
-        // web-llm (≈6 MB) runs only on WebGPU devices: fetched when first used, then cached at run time.
-        globIgnores: ['**/web-llm-*.js'],
-        runtimeCaching: [{ urlPattern: /\/assets\/web-llm-[^/]+\.js$/, handler: 'CacheFirst', options: { cacheName: 'ferry-web-llm', expiration: { maxEntries: 4 } } }],
+        // The GPU engines (web-llm ≈6 MB, wllama 3 ≈9 MB) run only on WebGPU devices: fetched when first used, then
+        // cached at run time.
+        globIgnores: ['**/web-llm-*.js', '**/wllama-webgpu-*'],
+        runtimeCaching: [
+          { urlPattern: /\/assets\/web-llm-[^/]+\.js$/, handler: 'CacheFirst', options: { cacheName: 'ferry-web-llm', expiration: { maxEntries: 4 } } },
+          { urlPattern: /\/assets\/wllama-webgpu-[^/]+\.(js|wasm)$/, handler: 'CacheFirst', options: { cacheName: 'ferry-wllama-webgpu', expiration: { maxEntries: 4 } } },
+        ],
         maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
         // First install takes control at once; an update waits for the user (registerType 'prompt').
         clientsClaim: true,
@@ -82,10 +93,10 @@ export default defineConfig({
   build: {
     target: 'es2022',
     sourcemap: true,
-    rollupOptions: { output: { chunkFileNames } },
+    rollupOptions: { output },
   },
-  // The agent worker loads web-llm too (its own bundle): the same name keeps that copy out of the precache as well.
-  worker: { format: 'es', rollupOptions: { output: { chunkFileNames } } },
+  // The agent worker loads the GPU engines too (its own bundles): the same names keep those copies out of the precache as well.
+  worker: { format: 'es', rollupOptions: { output } },
   server: { headers: isolation },
   preview: { headers: isolation },
 });

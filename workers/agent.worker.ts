@@ -1,7 +1,8 @@
 /**
  * The agent worker: the runtime (src/core/runtime/agent-api.ts) off the page's thread, reached through comlink
- * (src/browser/agent-client.ts). Its engine runs in this worker — web-llm on WebGPU where the device can (with
- * wllama on the CPU to fall back to, on load or mid-reply), wllama otherwise; its store IndexedDB (or memory);
+ * (src/browser/agent-client.ts). Its engine runs in this worker — on WebGPU where the device can (web-llm for a
+ * chosen GPU model, else the session's GGUF through wllama 3), with wllama on the CPU to fall back to, on load or
+ * mid-reply; wllama on the CPU otherwise; its store IndexedDB (or memory);
  * each tool runs in a nested worker (workers/tool.worker.ts) so a runaway call can be stopped.
  */
 import { expose } from 'comlink';
@@ -17,7 +18,9 @@ import { spawnToolWorker } from './spawn-tool-worker.ts';
 export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;
 /** web-llm with the GGUF model to run on wllama when the GPU cannot (the session's model stays the same one). */
 export type WebLlmSpec = { kind: 'web-llm'; fallback: WllamaSpec } & Pick<WebLlmEngineOptions, 'modelId' | 'modelList' | 'contextSize'>;
-export type BrowserEngineSpec = WllamaSpec | WebLlmSpec;
+/** The session's GGUF on the GPU through llama.cpp's WebGPU backend (wllama 3), on wllama's CPU engine where it cannot run. */
+export type WllamaGpuSpec = { kind: 'wllama-webgpu'; fallback: WllamaSpec };
+export type BrowserEngineSpec = WllamaSpec | WebLlmSpec | WllamaGpuSpec;
 
 /**
  * The loaded model outlives a session: the app reopens a session (after a fork, a rollback, a move back, another
@@ -36,19 +39,27 @@ function wllamaKey(spec: WllamaSpec): unknown[] {
 }
 
 function engineKey(spec: BrowserEngineSpec): string {
-  return JSON.stringify(spec.kind === 'wllama' ? wllamaKey(spec) : ['web-llm', spec.modelId, spec.contextSize ?? 0, wllamaKey(spec.fallback)]);
+  if (spec.kind === 'wllama') return JSON.stringify(wllamaKey(spec));
+  return JSON.stringify(spec.kind === 'web-llm' ? ['web-llm', spec.modelId, spec.contextSize ?? 0, wllamaKey(spec.fallback)] : ['wllama-webgpu', wllamaKey(spec.fallback)]);
 }
 
 const cpu = (spec: WllamaSpec): Promise<Engine> => createWllamaEngine(spec).then((e) => withCpuShare(e, share));
 
+/** The GPU engine `spec` names (its library loads only here), or the CPU engine. */
+async function openGpu(spec: WebLlmSpec | WllamaGpuSpec): Promise<Engine> {
+  if (spec.kind === 'wllama-webgpu') {
+    const { createWllamaGpuEngine } = await import('../src/browser/llm/wllama-gpu-engine.ts');
+    const { model, modelId, contextSize } = spec.fallback;
+    return createWllamaGpuEngine({ model, modelId, contextSize });
+  }
+  const { createWebLlmEngine } = await import('../src/browser/llm/webllm-engine.ts');
+  const { fallback: _, ...gpu } = spec;
+  return createWebLlmEngine({ ...gpu, chatTemplate: true, onProgress: (p) => notices?.loading(p.progress, p.text) });
+}
+
 async function openEngine(spec: BrowserEngineSpec): Promise<Engine> {
   if (spec.kind === 'wllama') return cpu(spec);
-  const { createWebLlmEngine } = await import('../src/browser/llm/webllm-engine.ts');
-  const { fallback, ...gpu } = spec;
-  return openWithFallback(() => createWebLlmEngine({ ...gpu, chatTemplate: true, onProgress: (p) => notices?.loading(p.progress, p.text) }), {
-    open: () => cpu(fallback),
-    onSwitch: (change) => notices?.switched(change),
-  });
+  return openWithFallback(() => openGpu(spec), { open: () => cpu(spec.fallback), onSwitch: (change) => notices?.switched(change) });
 }
 
 async function keptEngine(spec: BrowserEngineSpec, told: EngineNotices): Promise<Engine> {

@@ -16,7 +16,7 @@ import { importSession, storeTarget, syncSession } from '../core/snapshot/index.
 import { createMemoryStore, type Store } from '../core/store/index.ts';
 import { AgentClient } from './agent-client.ts';
 import type { ModelChoice, TemplateId } from './app-state.ts';
-import { gpuRuns } from './llm/device-probe.ts';
+import { gpuOffloads, gpuRuns } from './llm/device-probe.ts';
 import { openModel } from './llm/model-source.ts';
 import { RelayClient } from './relay-client.ts';
 import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
@@ -36,6 +36,7 @@ export interface EngineLimits {
   replyTokens: number;
   contextSize: number;
   gpuModel: string;
+  ggufOnGpu: boolean;
 }
 
 /** What the engine in the agent worker says about itself: loading on the GPU, or handing over to the CPU. */
@@ -316,10 +317,11 @@ export class AgentHost {
 
   /**
    * The engine for `model` here: wllama with the Settings' context size, at most the model's own (memory on
-   * phones); web-llm in front of it when a GPU model is chosen and this device's GPU can run it.
+   * phones); in front of it on the GPU, web-llm when a GPU model is chosen and this device's GPU can run it, else
+   * the same GGUF through llama.cpp's WebGPU backend where the GPU has shader-f16 (unless Settings say not to).
    */
-  #engineSpec(model: ModelChoice, { contextSize, gpuModel }: EngineLimits): Promise<BrowserEngineSpec> {
-    const key = JSON.stringify([model, contextSize, gpuModel]);
+  #engineSpec(model: ModelChoice, { contextSize, gpuModel, ggufOnGpu }: EngineLimits): Promise<BrowserEngineSpec> {
+    const key = JSON.stringify([model, contextSize, gpuModel, ggufOnGpu]);
     if (this.#spec?.key !== key) {
       const spec = openModel(model, this.opts.onModelProgress).then(async (file): Promise<BrowserEngineSpec> => {
         // A relay model's id is its SHA-256, as the cloud worker reports it; a picked file is hashed by the engine.
@@ -327,13 +329,13 @@ export class AgentHost {
           model.source === 'relay'
             ? { kind: 'wllama', model: file, modelId: model.id, contextSize: Math.min(model.contextSize, contextSize) }
             : { kind: 'wllama', model: file, contextSize: Math.min((await checkGguf(blobReader(file))).contextLength, contextSize) };
-        if (!gpuModel) return cpu;
-        const gpu = await gpuRuns(gpuModel);
-        if (!gpu.ok) {
-          this.opts.onEngine?.({ type: 'engine-unused', message: `${gpu.reason} Sessions run on wllama on the CPU.` });
-          return cpu;
+        if (gpuModel) {
+          const gpu = await gpuRuns(gpuModel);
+          if (gpu.ok) return { kind: 'web-llm', modelId: gpuModel, contextSize: cpu.contextSize ?? contextSize, fallback: cpu };
+          this.opts.onEngine?.({ type: 'engine-unused', message: `${gpu.reason} Sessions run on their GGUF model with wllama instead.` });
         }
-        return { kind: 'web-llm', modelId: gpuModel, contextSize: cpu.contextSize ?? contextSize, fallback: cpu };
+        // No web-llm model for this GPU: the session's GGUF goes on it through llama.cpp where it can.
+        return ggufOnGpu && (await gpuOffloads()).ok ? { kind: 'wllama-webgpu', fallback: cpu } : cpu;
       });
       this.#spec = { key, spec };
       spec.catch(() => {

@@ -3,7 +3,8 @@
  * `tally` tool, a real engine — node-llama-cpp in Node, wllama in the Chromium agent worker, same tiny model)
  * run for a few turns in Node continues in the Chromium worker, and the reverse, with exactly the replies of a
  * run that never moved. And the agent worker on web-llm: in this Chromium (SwiftShader WebGPU, no model to fetch)
- * web-llm cannot load, so the worker says why and runs the session on its wllama fallback — the same model.
+ * web-llm cannot load, so the worker says why and runs the session on its wllama fallback — the same model; likewise
+ * the session's GGUF on llama.cpp's WebGPU backend, which SwiftShader (no shader-f16) cannot take.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from 'vitest/browser';
@@ -80,6 +81,16 @@ describe('an agent session moves between Node and a Chromium agent worker', () =
     await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine });
     const switches = events.flatMap((e) => (e.type === 'engine-switch' ? [e.change] : []));
     expect(switches).toEqual([{ from: 'web-llm', to: 'wllama', code: 'llm/no-chat-template', during: 'load', message: expect.stringMatching(/^The web-llm model ferry-missing has no chat template .*tokenizer_config\.json could not be fetched.* Running on wllama \(.*\) instead\.$/) }]);
+    await play(agent, TURNS.slice(0, N), 0);
+    expect(replies.length).toBeGreaterThan(0);
+    expect(replies).toEqual(reference.slice(0, replies.length));
+  });
+
+  it('on the GGUF through WebGPU: a GPU that takes no layer hands over to wllama on the CPU, says why, and runs the same session', async () => {
+    const { agent, replies, events } = await client();
+    await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine: { kind: 'wllama-webgpu', fallback: { kind: 'wllama', model, contextSize: 4096 } } });
+    const switches = events.flatMap((e) => (e.type === 'engine-switch' ? [e.change] : []));
+    expect(switches).toEqual([{ from: 'wllama-webgpu', to: 'wllama', code: 'llm/webgpu-unsupported', during: 'load', message: expect.stringMatching(/took no layer of the model \(0 of 3; .*shader-f16.* Running on wllama \(.*\) instead\.$/) }]);
     await play(agent, TURNS.slice(0, N), 0);
     expect(replies.length).toBeGreaterThan(0);
     expect(replies).toEqual(reference.slice(0, replies.length));

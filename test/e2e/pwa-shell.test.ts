@@ -65,23 +65,25 @@ describe('the PWA served by the relay', () => {
     expect(scope).toBe(`${relay.url}/`);
     await expect.poll(() => page.getByTestId('offline-ready').isVisible(), { timeout: 30_000 }).toBe(true);
     await page.screenshot({ path: path.join(shots, 'pwa-online.png') });
-    // The app shell is precached (workers and engine wasm included); web-llm (≈6 MB a copy, for WebGPU devices
-    // only — the page's and the agent worker's) is not: it is fetched and cached when first used.
+    // The app shell is precached (workers and engine wasm included); the GPU engines (web-llm ≈6 MB a copy — the
+    // page's and the agent worker's — and wllama 3's WebGPU build ≈9 MB, for WebGPU devices only) are not: they are
+    // fetched and cached when first used.
     const precached = await page.evaluate(async () => {
-      const entries: { path: string; bytes: number; webLlm: boolean }[] = [];
+      const entries: { path: string; bytes: number; webLlm: boolean; webGpuWllama: boolean }[] = [];
       for (const name of await caches.keys()) {
         const cache = await caches.open(name);
         for (const request of await cache.keys()) {
           const body = (await (await cache.match(request))?.text()) ?? '';
-          // web-llm's bundle, whatever its chunk is called: its catalog's model-library URLs give it away.
-          entries.push({ path: new URL(request.url).pathname, bytes: body.length, webLlm: body.includes('binary-mlc-llm-libs') });
+          // Each engine whatever its file is called: web-llm's catalog names its model libraries; wllama 3's JS and
+          // wasm carry emscripten's WebGPU bindings (emwgpu…), which wllama 2's CPU build lacks.
+          entries.push({ path: new URL(request.url).pathname, bytes: body.length, webLlm: body.includes('binary-mlc-llm-libs'), webGpuWllama: body.includes('emwgpu') });
         }
       }
       return entries;
     });
     expect(precached.filter((e) => /\/assets\/(agent|node|tool)\.worker-[^/]+\.js$/.test(e.path))).toHaveLength(3);
     expect(precached.some((e) => e.path.endsWith('.wasm'))).toBe(true);
-    expect(precached.filter((e) => e.webLlm).map((e) => e.path)).toEqual([]);
+    expect(precached.filter((e) => e.webLlm || e.webGpuWllama).map((e) => e.path)).toEqual([]);
     console.info(`precached: ${precached.length} files, ${(precached.reduce((n, e) => n + e.bytes, 0) / 2 ** 20).toFixed(1)} MiB`);
 
     // Offline for real: the relay is gone and the browser has no network.

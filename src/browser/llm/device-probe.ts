@@ -143,6 +143,25 @@ export function gpuVerdict(modelId: string, probe: DeviceProbe, catalog: readonl
   return { ok: true };
 }
 
+/**
+ * Whether llama.cpp's WebGPU backend (wllama 3) can run a GGUF model on this device's GPU: it needs shader-f16,
+ * and a software adapter would be slower than the CPU engine. The engine itself still refuses a GPU that takes
+ * no layer of the model, so the CPU engine runs then.
+ */
+export function offloadVerdict(probe: DeviceProbe): GpuVerdict {
+  const gpu = probe.webgpu;
+  if (!gpu.available) return { ok: false, reason: `This device has no WebGPU: ${gpu.reason}.` };
+  const name = [gpu.vendor, gpu.architecture, gpu.description].filter(Boolean).join(' ') || 'unnamed adapter';
+  if (gpu.isFallbackAdapter) return { ok: false, reason: `The only WebGPU adapter (${name}) is a software fallback, slower than the CPU engine.` };
+  if (!gpu.shaderF16) return { ok: false, reason: `The WebGPU adapter (${name}) lacks shader-f16, which llama.cpp's WebGPU backend needs.` };
+  return { ok: true };
+}
+
+/** offloadVerdict for this device. */
+export async function gpuOffloads(): Promise<GpuVerdict> {
+  return offloadVerdict(await probeDevice());
+}
+
 /** gpuVerdict for this device, with web-llm's prebuilt catalog (the library loads only here, when a GPU model is chosen). */
 export async function gpuRuns(modelId: string): Promise<GpuVerdict> {
   const probe = await probeDevice();

@@ -1,11 +1,11 @@
 /**
- * What decides whether a session runs on web-llm, on this side of the browser: whether the device's GPU can run the
- * chosen model (gpuVerdict: the reasons a person reads), which features a catalog entry needs, and reading a
+ * What decides whether a session runs on the GPU, on this side of the browser: whether the device's GPU can run the
+ * chosen web-llm model (gpuVerdict: the reasons a person reads) or the session's GGUF (offloadVerdict), which features a catalog entry needs, and reading a
  * web-llm model's chat template from its tokenizer_config.json — every malformed or missing case refused with a
  * typed error that lets the CPU engine take over.
  */
 import { describe, expect, it } from 'vitest';
-import { gpuVerdict, type DeviceProbe } from '../../../src/browser/llm/device-probe.ts';
+import { gpuVerdict, offloadVerdict, type DeviceProbe } from '../../../src/browser/llm/device-probe.ts';
 import { requiredFeatures, type WebLlmModelRecord } from '../../../src/browser/llm/webllm-catalog.ts';
 import { fetchChatTemplate, modelFileUrl } from '../../../src/browser/llm/webllm-template.ts';
 
@@ -39,6 +39,15 @@ describe('which GPU model runs here', () => {
     const none = gpuVerdict('Tiny-q4f32_1-MLC', noGpu, []);
     expect(none.ok).toBe(false);
     expect(!none.ok && none.reason).toMatch(/^You chose web-llm, but it needs WebGPU\. This device has no WebGPU: navigator\.gpu is missing\.$/);
+  });
+});
+
+describe('whether a GGUF model goes on the GPU (llama.cpp WebGPU)', () => {
+  it('where a hardware adapter has shader-f16, and says why not otherwise', () => {
+    expect(offloadVerdict(gpu(['shader-f16']))).toEqual({ ok: true });
+    expect(offloadVerdict(gpu([]))).toEqual({ ok: false, reason: "The WebGPU adapter (acme x) lacks shader-f16, which llama.cpp's WebGPU backend needs." });
+    expect(offloadVerdict(gpu(['shader-f16'], true))).toEqual({ ok: false, reason: 'The only WebGPU adapter (acme x) is a software fallback, slower than the CPU engine.' });
+    expect(offloadVerdict(noGpu)).toEqual({ ok: false, reason: 'This device has no WebGPU: navigator.gpu is missing.' });
   });
 });
 

@@ -8,6 +8,7 @@
 import { expose } from 'comlink';
 import { FerryError, isFerryError, type SerializedError } from '../src/core/errors.ts';
 import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
+import { openWithFallback } from '../src/core/llm/fallback-engine.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { NodeLink, type LinkState } from '../src/core/node/link.ts';
 import { measureProfile } from '../src/core/node/profile.ts';
@@ -23,7 +24,8 @@ export interface NodeStartOptions {
   /** The space id (spaceIdOf(secret)); the secret itself never leaves the page. */
   space: string;
   name: string;
-  engine: WllamaEngineOptions;
+  /** `gpu`: start on the GPU (llama.cpp's WebGPU backend), the CPU engine taking over on load or mid-run if it fails. */
+  engine: WllamaEngineOptions & { gpu?: boolean };
   /** Every component build this device has, by id (a run names its components by id). */
   components: Record<string, ComponentFiles>;
   /** The share of a CPU the node's engine may use, in (0, 1]; default all of it. */
@@ -52,13 +54,24 @@ async function stop(): Promise<void> {
   await node.engine.dispose();
 }
 
+/** The CPU share caps only the CPU engine: a GPU generation barely uses the CPU. */
+async function openEngine(options: NodeStartOptions['engine']): Promise<Engine> {
+  const cpu = async (): Promise<Engine> => withCpuShare(await createWllamaEngine(options), share);
+  if (!options.gpu) return cpu();
+  const { model, modelId, contextSize } = options;
+  return openWithFallback(async () => (await import('../src/browser/llm/wllama-gpu-engine.ts')).createWllamaGpuEngine({ model, modelId, contextSize }), {
+    open: cpu,
+    onSwitch: (change) => console.info(`ferry node: ${change.message}`),
+  });
+}
+
 const api = {
   /** Starts offering; resolves once the relay has welcomed the node (or with the reason it could not). */
   async start(options: NodeStartOptions, onStatus: (status: NodeStatus) => void): Promise<{ ok: NodeStatus } | { error: SerializedError }> {
     try {
       await stop();
       if (options.cpuShare !== undefined) share.set(options.cpuShare);
-      const engine = withCpuShare(await createWllamaEngine(options.engine), share);
+      const engine = await openEngine(options.engine);
       const loaded = new Map<string, Promise<LoadedComponent>>();
       const load = (id: string): Promise<LoadedComponent> => {
         const files = options.components[id];

@@ -86,6 +86,8 @@ const SettingsSchema = v.object({
    * The chosen GGUF model stays the session's model: wllama runs it when the GPU cannot, and the cloud runs it.
    */
   gpuModel: v.pipe(v.string(), v.maxLength(256)),
+  /** Sessions' GGUF model runs on this device's GPU (llama.cpp's WebGPU backend) where it can and no GPU model is chosen. */
+  ggufOnGpu: v.boolean(),
 });
 export type Settings = v.InferOutput<typeof SettingsSchema>;
 
@@ -99,9 +101,10 @@ const SETTING_LABELS: Record<string, string> = {
   replyTokens: 'Reply length',
   contextSize: 'Context size',
   gpuModel: 'GPU model',
+  ggufOnGpu: 'GGUF models on the GPU',
 };
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '' };
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true };
 
 /**
  * The model this device runs sessions with: one the relay serves (downloaded into the OPFS cache), or a GGUF file

@@ -11,6 +11,7 @@ import { createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from '../
 import type { ComponentFiles } from '../core/runtime/tool-worker.ts';
 import type { NodeStatus, NodeWorkerApi } from '../../workers/node.worker.ts';
 import { TEMPLATE_IDS, type ModelChoice } from './app-state.ts';
+import { gpuOffloads } from './llm/device-probe.ts';
 import { openModel } from './llm/model-source.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 import { templateComponents } from './template-components.ts';
@@ -54,6 +55,8 @@ export interface DeviceNodeOptions {
   name: string;
   /** The share of a CPU the node may use, in (0, 1]. */
   cpuShare?: number;
+  /** The model may go on the GPU (llama.cpp's WebGPU backend) where this device's GPU can take it. */
+  gpu?: boolean;
   onStatus(status: NodeStatus): void;
   onModelProgress?(progress: DownloadProgress): void;
 }
@@ -70,10 +73,11 @@ export class DeviceNode {
   /** Starts offering this device; resolves once the relay has welcomed it, with its status. */
   static async start(opts: DeviceNodeOptions): Promise<{ node: DeviceNode; status: NodeStatus }> {
     if (!opts.relay) throw new FerryError('node/no-relay', 'Set the relay URL in Settings first: other devices reach this one through the relay.');
-    const [file, sets, space] = await Promise.all([
+    const [file, sets, space, offload] = await Promise.all([
       openModel(opts.model, opts.onModelProgress),
       Promise.all(TEMPLATE_IDS.map((t) => templateComponents(t))),
       currentSpaceId(),
+      opts.gpu ? gpuOffloads() : undefined,
     ]);
     const components: Record<string, ComponentFiles> = Object.assign({}, ...sets.map((s) => s.files));
     const node = new DeviceNode();
@@ -88,7 +92,7 @@ export class DeviceNode {
           name: opts.name,
           components,
           ...(opts.cpuShare !== undefined ? { cpuShare: opts.cpuShare } : {}),
-          engine: { model: file, ...(opts.model.source === 'relay' ? { modelId: opts.model.id, contextSize: Math.min(opts.model.contextSize, MAX_CONTEXT) } : {}) },
+          engine: { model: file, gpu: offload?.ok === true, ...(opts.model.source === 'relay' ? { modelId: opts.model.id, contextSize: Math.min(opts.model.contextSize, MAX_CONTEXT) } : {}) },
         },
         proxy(opts.onStatus),
       ),

@@ -89,7 +89,7 @@ class Ui {
       const host = new AgentHost({
         store: this.app.store,
         relay,
-        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel }),
+        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel, ggufOnGpu: this.settings.ggufOnGpu }),
         cloudRecord: (id) => this.app.cloudRecord(id),
         saveCloudRecord: (id, record) => this.app.saveCloudRecord(id, record),
         onEvent: (id, e) => this.#watchers.get(id)?.event(e),

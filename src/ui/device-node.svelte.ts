@@ -58,14 +58,15 @@ class NodeOffer {
     return this.#node !== undefined;
   }
 
-  async start(relay: string, model: ModelChoice | null): Promise<void> {
+  /** `gpu`: the model may go on this device's GPU (Settings' GGUF models on the GPU), where the GPU can take it. */
+  async start(relay: string, model: ModelChoice | null, gpu: boolean): Promise<void> {
     if (this.#node || this.busy) return;
     this.busy = true;
     this.error = null;
     try {
       if (!model) throw new FerryError('app/no-model', 'Choose a model on the Models screen first: a node runs sessions with this device\'s model.');
       const { DeviceNode } = await import('../browser/device-node.ts');
-      const { node, status } = await DeviceNode.start({ relay, model, name: deviceName(), cpuShare: this.cpuPercent / 100, onStatus: (s) => (this.status = s) });
+      const { node, status } = await DeviceNode.start({ relay, model, gpu, name: deviceName(), cpuShare: this.cpuPercent / 100, onStatus: (s) => (this.status = s) });
       this.#node = node;
       this.status = status;
     } catch (err) {
@@ -103,7 +104,7 @@ class NodeOffer {
   }
 
   /** Joins the space of a pairing link a person pasted; a node already offering restarts in the new space. */
-  async join(link: string, relay: string, model: ModelChoice | null): Promise<boolean> {
+  async join(link: string, relay: string, model: ModelChoice | null, gpu: boolean): Promise<boolean> {
     this.error = null;
     try {
       const { joinSpace } = await import('../browser/device-node.ts');
@@ -114,7 +115,7 @@ class NodeOffer {
     }
     if (this.#node) {
       await this.stop();
-      await this.start(relay, model);
+      await this.start(relay, model, gpu);
     }
     return true;
   }

@@ -7,7 +7,7 @@
 import * as v from 'valibot';
 import type { Settings } from '../browser/app-state.ts';
 import { listCachedModels, type CachedModel } from '../browser/llm/model-cache.ts';
-import { chooseEngine, probeDevice, type Choice } from '../browser/llm/device-probe.ts';
+import { chooseEngine, offloadVerdict, probeDevice, type Choice, type GpuVerdict } from '../browser/llm/device-probe.ts';
 import { prebuiltCatalog } from '../browser/llm/webllm-catalog.ts';
 import { listRelayModels } from '../browser/llm/model-source.ts';
 import type { HostedModel } from '../core/protocol/index.ts';
@@ -22,6 +22,8 @@ export interface RelayModel {
 
 export interface ModelsView {
   choice: Pick<Choice, 'engine' | 'reason' | 'wllamaThreads'>;
+  /** Whether this device's GPU runs GGUF models (llama.cpp's WebGPU backend); null without WebGPU. */
+  ggufOnGpu: GpuVerdict | null;
   /** web-llm models this device's GPU can run (ids and their GPU memory need). */
   webLlm: { id: string; vramMb: number | null }[];
   relay: string;
@@ -67,6 +69,7 @@ export async function loadModels(settings: Settings): Promise<ModelsView> {
   const [cached, estimate] = await Promise.all([listCachedModels().catch(() => []), navigator.storage?.estimate?.().catch(() => undefined)]);
   return {
     choice: { engine: choice.engine, reason: choice.reason, wllamaThreads: choice.wllamaThreads },
+    ggufOnGpu: probe.webgpu.available ? offloadVerdict(probe) : null,
     webLlm: choice.webLlmModels.map((m) => ({ id: m.model_id, vramMb: m.vram_required_MB ?? null })),
     relay,
     relayModels: models,

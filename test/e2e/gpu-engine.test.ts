@@ -33,6 +33,9 @@ describe('a GPU model on a device whose GPU cannot load it', () => {
     await page.getByTestId('relay-models').waitFor({ timeout: 90_000 });
     // SwiftShader is a software adapter: the chooser prefers the CPU, but lists what the adapter could run.
     expect(await page.getByTestId('engine-choice').textContent()).toMatch(/wllama on the CPU — The only WebGPU adapter .* is a software fallback/);
+    // GGUF models on the GPU (llama.cpp's WebGPU backend): on by default, and this adapter cannot, saying why.
+    expect(await page.getByTestId('gguf-on-gpu').isChecked()).toBe(true);
+    expect(await page.getByTestId('gguf-on-gpu-verdict').textContent()).toMatch(/^This GPU cannot: The only WebGPU adapter \(.*\) is a software fallback, slower than the CPU engine\. Sessions run on the CPU\.$/);
     await press(page.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
     await page.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
     const gpuModels = page.getByTestId('webllm-models');
@@ -78,6 +81,14 @@ describe('a GPU model on a device whose GPU cannot load it', () => {
     await page.getByTestId('webllm-models').waitFor({ timeout: 90_000 });
     expect(await page.getByTestId('gpu-model-in-use').count()).toBe(0);
     expect(await page.getByTestId('engine-choice').textContent()).toMatch(/^wllama on the CPU — The only WebGPU adapter/);
+
+    // Turning GGUF models on the GPU off sticks too.
+    await press(page.getByTestId('gguf-on-gpu'));
+    await expect.poll(() => page.getByTestId('toast').allTextContents()).toContainEqual(expect.stringMatching(/^Sessions now run on the CPU here\./));
+    await page.reload();
+    await page.locator('html[data-ready="true"]').waitFor();
+    await page.getByTestId('gguf-on-gpu').waitFor({ timeout: 90_000 });
+    expect(await page.getByTestId('gguf-on-gpu').isChecked()).toBe(false);
     expect(rig.pageErrors).toEqual([]);
   });
 });

@@ -133,12 +133,12 @@ describe('a message waits as pending until a checkpoint holds it', () => {
 });
 
 describe('the engine limits in Settings', () => {
-  test('default to 512 reply tokens in a 4,096-token context and no GPU model, also for settings saved before they existed', async () => {
-    expect(DEFAULT_SETTINGS).toMatchObject({ replyTokens: 512, contextSize: 4096, gpuModel: '' });
+  test('default to 512 reply tokens in a 4,096-token context, no GPU model and GGUF models on the GPU where it can, also for settings saved before they existed', async () => {
+    expect(DEFAULT_SETTINGS).toMatchObject({ replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
     const fresh = await openApp();
     const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
     await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
-    expect(await fresh.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '' });
+    expect(await fresh.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
     fresh.close();
   });
 
@@ -152,6 +152,7 @@ describe('the engine limits in Settings', () => {
       [{ contextSize: Number.NaN }, /"Context size" is invalid/],
       [{ replyTokens: 2048, contextSize: 2048 }, /reply length \(2048 tokens\) must be smaller than the context size \(2048 tokens\)/],
       [{ gpuModel: 'x'.repeat(257) }, /"GPU model" is invalid/],
+      [{ ggufOnGpu: 'yes' as unknown as boolean }, /"GGUF models on the GPU" is invalid/],
     ] as const) {
       await expect(app.saveSettings({ ...base, ...bad })).rejects.toMatchObject({ code: 'app/bad-settings', message: expect.stringMatching(why) });
     }

@@ -208,6 +208,7 @@ export class NodeLlamaEngine implements Engine {
     }
     const tail = stops.flush();
     text += tail;
+    if (stops.stopped && finishReason === 'length') finishReason = 'stop'; // a stop sequence decided only at the end
     if (last) yield { type: 'token', ...last, text: last.text + tail };
     yield { type: 'done', finishReason, text, tokens: generated, stats: clock.stats(prompt.length, cached, generated.length) };
   }

@@ -135,6 +135,7 @@ export class WebLlmEngine implements Engine {
       }
       const rest = stops.flush();
       text += rest;
+      if (stops.stopped && finish === 'length') finish = 'stop'; // a stop sequence decided only at the end
       yield { type: 'done', finishReason: finish, text, tokens, stats: clock.stats(prompt.length, 0, tokens.length) };
     } catch (cause) {
       throw isFerryError(cause) ? cause : webLlmError(cause, undefined, 'generate');

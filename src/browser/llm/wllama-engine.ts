@@ -221,6 +221,7 @@ export class WllamaEngine implements Engine {
       const rest = stops.push(text.flush()) + stops.flush();
       shown += rest;
       if (pending) pending = { id: pending.id, text: pending.text + rest };
+      if (stops.stopped && finish === 'length') finish = 'stop'; // a stop sequence decided only at the end
     }
     if (pending) yield { type: 'token', ...pending };
     yield { type: 'done', finishReason: finish, text: shown, tokens, stats: clock.stats(prompt.length, cached ?? 0, tokens.length) };

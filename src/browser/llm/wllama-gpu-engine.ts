@@ -231,6 +231,7 @@ export class WllamaGpuEngine implements Engine {
       const rest = stops.flush();
       shown += rest;
       if (pending) pending = { id: pending.id, text: pending.text + rest };
+      if (stops.stopped && finish === 'length') finish = 'stop'; // a stop sequence decided only at the end
     }
     if (pending) yield { type: 'token', ...pending };
     yield { type: 'done', finishReason: finish, text: shown, tokens, stats: clock.stats(ids.length, cached, tokens.length) };

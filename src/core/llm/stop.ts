@@ -37,24 +37,25 @@ export class StopSequences {
   push(text: string): string {
     if (this.#stopped) return '';
     const buffer = this.#held + text;
-    let cut = -1;
-    for (const stop of this.#stops) {
-      const at = buffer.indexOf(stop);
-      if (at !== -1 && (cut === -1 || at < cut)) cut = at;
-    }
-    if (cut !== -1) {
+    const cut = earliestMatch(buffer, this.#stops);
+    // Where a stop sequence may begin that is not complete yet: one starting before a complete match wins if it
+    // completes ("b\n" with stops "\n" and "b\nb"), so the decision waits for it.
+    const open = buffer.length - this.#partialMatchLength(buffer);
+    if (cut !== -1 && cut <= open) {
       this.#stopped = true;
       this.#held = '';
       return buffer.slice(0, cut);
     }
-    const keep = this.#partialMatchLength(buffer);
-    this.#held = buffer.slice(buffer.length - keep);
-    return buffer.slice(0, buffer.length - keep);
+    this.#held = buffer.slice(open);
+    return buffer.slice(0, open);
   }
 
-  /** At the end of generation: held text was not a stop sequence after all. */
+  /** At the end of generation: held text ends at the first stop sequence it holds, if any. */
   flush(): string {
-    const rest = this.#stopped ? '' : this.#held;
+    if (this.#stopped) return '';
+    const cut = earliestMatch(this.#held, this.#stops);
+    const rest = cut === -1 ? this.#held : this.#held.slice(0, cut);
+    this.#stopped = cut !== -1;
     this.#held = '';
     return rest;
   }
@@ -72,4 +73,14 @@ export class StopSequences {
     }
     return best;
   }
+}
+
+/** Where the first stop sequence in `text` begins, or -1. */
+function earliestMatch(text: string, stops: readonly string[]): number {
+  let cut = -1;
+  for (const stop of stops) {
+    const at = text.indexOf(stop);
+    if (at !== -1 && (cut === -1 || at < cut)) cut = at;
+  }
+  return cut;
 }

@@ -34,6 +34,11 @@ describe('stop sequences', () => {
     );
   });
 
+  it('waits for a stop that begins earlier than one already complete (found by the property above)', () => {
+    expect(run(['\n', 'b\nb'], 'b\nb', [2])).toEqual({ out: '', stopped: true });
+    expect(run(['\n', 'b\nb'], 'b\nc', [2])).toEqual({ out: 'b', stopped: true });
+  });
+
   it('refuses bad stop lists', () => {
     expect(() => new StopSequences([''])).toThrow(expect.objectContaining({ code: 'llm/bad-request' }) as Error);
     expect(() => new StopSequences(new Array<string>(17).fill('x'))).toThrow(expect.objectContaining({ code: 'llm/bad-request' }) as Error);

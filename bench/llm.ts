@@ -1,7 +1,8 @@
 /**
  * LLM engine benchmarks (issue 5), on the tiny test model and a larger generated one (512 wide, 8 layers):
  * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and wllama single-thread in Chromium on the same
- *   file in the same run (bench/llm-wasm.ts), with the wasm/native ratios;
+ *   file in the same run (bench/llm-wasm.ts), with the wasm/native ratios; and wllama 3 (the GGUF-on-WebGPU engine,
+ *   on the CPU where the machine has no shader-f16 GPU) against wllama 2;
  * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
  *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs.
  */
@@ -81,7 +82,7 @@ async function resume(source: NodeLlamaEngine, target: NodeLlamaEngine, n: numbe
   return { kvMs: median(kvTimes), prefillMs: median(prefillTimes), bytesPerToken: state ? state.bytes.length / state.tokens.length : 0 };
 }
 
-type WasmMeasure = (options: { modelPath: string; promptTokens: number; generateTokens: number }) => Promise<{ prefillTps: number; decodeTps: number }>;
+type WasmMeasure = (options: { modelPath: string; promptTokens: number; generateTokens: number; engine?: 'wllama' | 'wllama-webgpu' }) => Promise<{ prefillTps: number; decodeTps: number; device: string }>;
 
 /** bench/llm-wasm.ts (the browser engines' side) when it is there and Chromium runs; otherwise why not. */
 async function wasmMeasure(): Promise<WasmMeasure | string> {
@@ -115,6 +116,11 @@ async function run(): Promise<Figures> {
             figures[`prefill_tps_wasm${model.suffix}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${model.suffix}`, native.prefillTps);
             figures[`wasm_native_decode${model.suffix}`] = { value: w.decodeTps / native.decodeTps, unit: 'x' };
             figures[`wasm_native_prefill${model.suffix}`] = { value: w.prefillTps / native.prefillTps, unit: 'x' };
+            // The GPU engine (wllama 3) where this machine has no shader-f16 GPU runs on the CPU: its cost against wllama 2.
+            const v3 = await wasm({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens, engine: 'wllama-webgpu' });
+            console.log(`wllama 3 ran on: ${v3.device}`);
+            figures[`decode_tps_wllama3${model.suffix}`] = compared(v3.decodeTps, 'tok/s', `decode_tps_wasm${model.suffix}`, w.decodeTps);
+            figures[`prefill_tps_wllama3${model.suffix}`] = compared(v3.prefillTps, 'tok/s', `prefill_tps_wasm${model.suffix}`, w.prefillTps);
           } catch (err) {
             console.log(`wasm figures${model.suffix} failed: ${(err as Error).message}`);
           }

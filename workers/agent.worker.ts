@@ -45,7 +45,7 @@ function engineKey(spec: BrowserEngineSpec): string {
 
 const cpu = (spec: WllamaSpec): Promise<Engine> => createWllamaEngine(spec).then((e) => withCpuShare(e, share));
 
-/** The GPU engine `spec` names (its library loads only here), or the CPU engine. */
+/** The GPU engine `spec` names; its library is loaded only here, on first use. */
 async function openGpu(spec: WebLlmSpec | WllamaGpuSpec): Promise<Engine> {
   if (spec.kind === 'wllama-webgpu') {
     const { createWllamaGpuEngine } = await import('../src/browser/llm/wllama-gpu-engine.ts');

@@ -7,7 +7,7 @@
 import * as v from 'valibot';
 import type { Settings } from '../browser/app-state.ts';
 import { listCachedModels, type CachedModel } from '../browser/llm/model-cache.ts';
-import { chooseEngine, offloadVerdict, probeDevice, type Choice, type GpuVerdict } from '../browser/llm/device-probe.ts';
+import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type GpuVerdict, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { prebuiltCatalog } from '../browser/llm/webllm-catalog.ts';
 import { listRelayModels } from '../browser/llm/model-source.ts';
 import type { HostedModel } from '../core/protocol/index.ts';
@@ -21,7 +21,8 @@ export interface RelayModel {
 }
 
 export interface ModelsView {
-  choice: Pick<Choice, 'engine' | 'reason' | 'wllamaThreads'>;
+  /** What sessions run on here (the chooser's view with the person's settings applied), and why. */
+  choice: { engine: SessionEngine; reason: string; wllamaThreads: number };
   /** Whether this device's GPU runs GGUF models (llama.cpp's WebGPU backend); null without WebGPU. */
   ggufOnGpu: GpuVerdict | null;
   /** web-llm models this device's GPU can run (ids and their GPU memory need). */
@@ -57,6 +58,7 @@ export async function loadModels(settings: Settings): Promise<ModelsView> {
   const catalog = probe.webgpu.available ? await prebuiltCatalog().catch(() => undefined) : undefined;
   // A GPU model chosen on this screen is the person's override of the chooser's preference.
   const choice = chooseEngine(probe, { ...(catalog ? { catalog } : {}), ...(settings.gpuModel ? { override: 'web-llm' as const } : {}) });
+  const ggufOnGpu = probe.webgpu.available ? offloadVerdict(probe) : null;
   let models: RelayModel[] = [];
   let relayError: UiError | null = null;
   try {
@@ -68,8 +70,8 @@ export async function loadModels(settings: Settings): Promise<ModelsView> {
   const hosted = relayError ? [] : await listRelayModels(relay).catch(() => []);
   const [cached, estimate] = await Promise.all([listCachedModels().catch(() => []), navigator.storage?.estimate?.().catch(() => undefined)]);
   return {
-    choice: { engine: choice.engine, reason: choice.reason, wllamaThreads: choice.wllamaThreads },
-    ggufOnGpu: probe.webgpu.available ? offloadVerdict(probe) : null,
+    choice: { ...sessionEngine(choice, settings, ggufOnGpu), wllamaThreads: choice.wllamaThreads },
+    ggufOnGpu,
     webLlm: choice.webLlmModels.map((m) => ({ id: m.model_id, vramMb: m.vram_required_MB ?? null })),
     relay,
     relayModels: models,

@@ -5,7 +5,7 @@
  * and the placement policy's decision with its reason (src/core/placement). Loaded only when the panel opens.
  */
 import type { Settings } from '../browser/app-state.ts';
-import { chooseEngine, probeDevice, type EngineChoice } from '../browser/llm/device-probe.ts';
+import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { decide, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
 import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths } from '../core/protocol/index.ts';
@@ -14,7 +14,7 @@ import type { Session } from '../core/session/index.ts';
 import { describeError, type UiError } from './errors.ts';
 
 export interface DeviceView {
-  engine: EngineChoice;
+  engine: SessionEngine;
   engineWhy: string;
   /** The session's model ('' until one is chosen). */
   model: string;
@@ -71,7 +71,7 @@ async function roundTrip(relay: string): Promise<number> {
 export async function loadWhereItRuns(session: Session, settings: Settings, measuredTps?: Readonly<Record<string, number>>): Promise<WhereItRunsView> {
   const relay = (settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
   const [probe, head] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id))]);
-  const choice = chooseEngine(probe);
+  const choice = sessionEngine(chooseEngine(probe), settings, probe.webgpu.available ? offloadVerdict(probe) : null);
   const model = head.llm.model;
   const decodeTps = (model && measuredTps?.[model]) || null;
   const device: DeviceView = { engine: choice.engine, engineWhy: choice.reason, model, decodeTps };

@@ -157,6 +157,26 @@ export function offloadVerdict(probe: DeviceProbe): GpuVerdict {
   return { ok: true };
 }
 
+export type SessionEngine = EngineChoice | 'wllama-webgpu';
+
+/**
+ * What sessions here run on, and why, for people: the chooser says what the device could do; the person's settings
+ * (a web-llm model chosen, GGUF models on the GPU) and `offload` (offloadVerdict; null without WebGPU) say what
+ * happens — the agent host's own order: the chosen web-llm model, else the GGUF on the GPU, else the CPU.
+ */
+export function sessionEngine(choice: Pick<Choice, 'engine' | 'reason'>, settings: { readonly gpuModel: string; readonly ggufOnGpu: boolean }, offload: GpuVerdict | null): { engine: SessionEngine; reason: string } {
+  if (choice.engine === 'web-llm' && settings.gpuModel) return { engine: choice.engine, reason: choice.reason };
+  if (settings.ggufOnGpu && offload?.ok) {
+    const gguf = "sessions run their GGUF model on it through llama.cpp's WebGPU backend, and on the CPU if the GPU fails.";
+    return {
+      engine: 'wllama-webgpu',
+      reason: settings.gpuModel ? `${choice.reason.replace(/\s*Using wllama[^.]*\.$/, '')} The GPU has shader-f16: ${gguf}` : `The GPU has shader-f16: ${gguf} A web-llm model chosen below runs instead.`,
+    };
+  }
+  if (choice.engine === 'web-llm') return { engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with wllama on the CPU. ${choice.reason} Choose one below to use it.` };
+  return { engine: choice.engine, reason: choice.reason };
+}
+
 /** offloadVerdict for this device. */
 export async function gpuOffloads(): Promise<GpuVerdict> {
   return offloadVerdict(await probeDevice());

@@ -5,7 +5,7 @@
  * typed error that lets the CPU engine take over.
  */
 import { describe, expect, it } from 'vitest';
-import { gpuVerdict, offloadVerdict, type DeviceProbe } from '../../../src/browser/llm/device-probe.ts';
+import { gpuVerdict, offloadVerdict, sessionEngine, type DeviceProbe } from '../../../src/browser/llm/device-probe.ts';
 import { requiredFeatures, type WebLlmModelRecord } from '../../../src/browser/llm/webllm-catalog.ts';
 import { fetchChatTemplate, modelFileUrl } from '../../../src/browser/llm/webllm-template.ts';
 
@@ -48,6 +48,24 @@ describe('whether a GGUF model goes on the GPU (llama.cpp WebGPU)', () => {
     expect(offloadVerdict(gpu([]))).toEqual({ ok: false, reason: "The WebGPU adapter (acme x) lacks shader-f16, which llama.cpp's WebGPU backend needs." });
     expect(offloadVerdict(gpu(['shader-f16'], true))).toEqual({ ok: false, reason: 'The only WebGPU adapter (acme x) is a software fallback, slower than the CPU engine.' });
     expect(offloadVerdict(noGpu)).toEqual({ ok: false, reason: 'This device has no WebGPU: navigator.gpu is missing.' });
+  });
+
+  it('the Models screen says what sessions run on, in the agent host’s order: the chosen web-llm model, the GGUF on the GPU, the CPU', () => {
+    const webLlm = { engine: 'web-llm' as const, reason: 'WebGPU adapter acme x with shader-f16 runs 3 web-llm models on the GPU.' };
+    const cpu = { engine: 'wllama' as const, reason: 'This device has no WebGPU.' };
+    const unfit = { engine: 'wllama' as const, reason: 'You chose web-llm, but the WebGPU adapter (acme x) can run no web-llm model: its limits are too small. Using wllama on the CPU, one thread.' };
+    const can = { ok: true } as const;
+    const cannot = { ok: false, reason: 'no shader-f16' } as const;
+    expect(sessionEngine(webLlm, { gpuModel: 'Tiny-q4f16_1-MLC', ggufOnGpu: true }, can)).toEqual(webLlm);
+    expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: true }, can)).toMatchObject({ engine: 'wllama-webgpu', reason: expect.stringMatching(/^The GPU has shader-f16: sessions run their GGUF model on it/) });
+    expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: false }, can)).toEqual({ engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with wllama on the CPU. ${webLlm.reason} Choose one below to use it.` });
+    expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: true }, cannot)).toMatchObject({ engine: 'wllama' });
+    // A chosen web-llm model this GPU cannot run: the GGUF goes on the GPU where it can, as the agent host does.
+    expect(sessionEngine(unfit, { gpuModel: 'Tiny-q4f16_1-MLC', ggufOnGpu: true }, can)).toEqual({
+      engine: 'wllama-webgpu',
+      reason: "You chose web-llm, but the WebGPU adapter (acme x) can run no web-llm model: its limits are too small. The GPU has shader-f16: sessions run their GGUF model on it through llama.cpp's WebGPU backend, and on the CPU if the GPU fails.",
+    });
+    expect(sessionEngine(cpu, { gpuModel: '', ggufOnGpu: true }, null)).toEqual(cpu);
   });
 });
 

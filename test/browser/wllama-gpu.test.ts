@@ -7,8 +7,8 @@
  */
 import { commands } from 'vitest/browser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canFallBack } from '../../src/core/llm/fallback-engine.ts';
-import { generateAll, type GenerateEvent } from '../../src/core/llm/index.ts';
+import { canFallBack, openWithFallback, type EngineSwitch } from '../../src/core/llm/fallback-engine.ts';
+import { generateAll, type Engine, type GenerateEvent } from '../../src/core/llm/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
 import { createWllamaEngine } from '../../src/browser/llm/wllama-engine.ts';
 import { createWllamaGpuEngine, type WllamaGpuEngine } from '../../src/browser/llm/wllama-gpu-engine.ts';
@@ -114,4 +114,45 @@ describe.each(TEST_MODELS)('the wllama 3 engine on model %o (allowed on the CPU 
     const [expected] = await commands.nativeGreedy(params, [GREEDY_PROMPTS[2]!], 12);
     expect(fromMessages.tokens).toEqual(expected!.tokens);
   });
+});
+
+it('disposing the engine mid-reply ends the reply as cancelled, at once', async () => {
+  const gpu = await createWllamaGpuEngine({ model: new Blob([generateTinyModel()]), contextSize: 512, allowCpu: true });
+  let seen = 0;
+  let disposed: Promise<void> | undefined;
+  const events: GenerateEvent[] = [];
+  for await (const event of gpu.generate({ prompt: { text: GREEDY_PROMPTS[0]! }, maxTokens: 400 })) {
+    events.push(event);
+    if (event.type === 'token' && ++seen === 5) disposed = gpu.dispose();
+  }
+  await disposed;
+  expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+  expect(seen).toBeLessThan(20);
+  expect(() => gpu.generate({ prompt: { text: 'again' }, maxTokens: 4 })).toThrow(expect.objectContaining({ code: 'llm/disposed' }) as Error);
+});
+
+it('a GPU engine whose llama.cpp dies mid-reply hands over: the CPU engine continues the reply token-identically', async () => {
+  const params = TEST_MODELS[0];
+  const model = new Blob([generateTinyModel(params)]);
+  const [expected] = await commands.nativeGreedy(params, [GREEDY_PROMPTS[0]!], MAX_TOKENS);
+  const gpu = await createWllamaGpuEngine({ model, contextSize: 512, allowCpu: true });
+  // After the 10th token llama.cpp aborts, as GGML_ABORT does when the WebGPU device is lost: the wasm worker's abort
+  // signal, delivered to wllama's own handler, which fails every call in flight.
+  const proxy = (gpu as unknown as { wllama: { proxy: { onRecvMsg(e: { data: unknown }): void } } }).wllama.proxy;
+  const abort = () => proxy.onRecvMsg({ data: { verb: 'signal.abort', args: ['abort', 'ggml_webgpu: Device lost!', '', null] } });
+  const switches: EngineSwitch[] = [];
+  let cpu: Engine | undefined;
+  const engine = await openWithFallback(async () => gpu, { open: async () => (cpu = await createWllamaEngine({ model, contextSize: 512 })), onSwitch: (s) => switches.push(s) });
+  try {
+    let seen = 0;
+    const done = await generateAll(engine, { prompt: { text: GREEDY_PROMPTS[0]! }, maxTokens: MAX_TOKENS }, () => {
+      if (++seen === 10) abort();
+    });
+    expect(switches).toMatchObject([{ from: 'wllama-webgpu', to: 'wllama', code: 'llm/webgpu-lost', during: 'generation' }]);
+    expect(done.tokens).toEqual(expected!.tokens);
+    expect(done.text.trimStart()).toBe(expected!.text.trimStart());
+    expect(engine.info.id).toBe('wllama');
+  } finally {
+    await cpu?.dispose();
+  }
 });

@@ -93,6 +93,8 @@ export async function createWllamaGpuEngine(options: WllamaGpuEngineOptions): Pr
 
 export class WllamaGpuEngine implements Engine {
   #disposed = false;
+  /** Generations in flight: disposing ends them first (wllama's exit would leave them waiting forever). */
+  readonly #running = new Set<AbortController>();
 
   constructor(
     private readonly wllama: Wllama,
@@ -125,6 +127,7 @@ export class WllamaGpuEngine implements Engine {
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
+    for (const generation of this.#running) generation.abort();
     await Promise.all([this.wllama.exit(), this.tokenizer.dispose()]);
   }
 
@@ -168,6 +171,7 @@ export class WllamaGpuEngine implements Engine {
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     request.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#running.add(stop);
     const stops = new StopSequences(request.stop);
     const tokens: number[] = [];
     let shown = '';
@@ -175,6 +179,8 @@ export class WllamaGpuEngine implements Engine {
     let finish: FinishReason = 'length';
     let cached = 0;
     const chunks = new ChunkQueue();
+    // Stopping ends the stream here at once, whether or not wllama's completion ever settles.
+    stop.signal.addEventListener('abort', () => chunks.end(new WllamaAbortError()), { once: true });
     try {
       if (request.signal?.aborted) throw new WllamaAbortError();
       const completion = this.wllama.createCompletion({
@@ -220,10 +226,11 @@ export class WllamaGpuEngine implements Engine {
         if (choice.finish_reason === 'stop') finish = 'stop';
       }
     } catch (cause) {
-      if (!(cause instanceof WllamaAbortError) && !request.signal?.aborted) throw runError(cause);
+      if (!(cause instanceof WllamaAbortError) && !stop.signal.aborted) throw runError(cause);
       if (finish !== 'stop') finish = 'cancelled';
     } finally {
       request.signal?.removeEventListener('abort', onAbort);
+      this.#running.delete(stop);
       stop.abort(); // a consumer that stops pulling ends the completion too
     }
     if (request.signal?.aborted && finish !== 'stop') finish = 'cancelled';
@@ -249,8 +256,9 @@ class ChunkQueue implements AsyncIterable<Chunk> {
     this.#wake?.();
   }
 
+  /** The first end counts: a stop after the completion has finished changes nothing. */
   end(error?: unknown): void {
-    this.#ended = error === undefined ? {} : { error };
+    this.#ended ??= error === undefined ? {} : { error };
     this.#wake?.();
   }
 

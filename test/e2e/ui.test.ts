@@ -384,6 +384,9 @@ for (const device of devices) {
     });
 
     test('a message sent just before the tab dies is not lost: after the reload it is offered again, and "Send again" sends it', async () => {
+      // A long reply, so the tab surely dies before it is done (at 512 tokens a loaded CI machine once finished and
+      // checkpointed it before the reload took effect).
+      await setLimits(2048, 4096);
       await openSession('Limits');
       const replies = await page.getByTestId('agent-message').count();
       await send('This one was sent before the crash.');
@@ -407,6 +410,7 @@ for (const device of devices) {
       await transcriptReady();
       await expect.poll(() => page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).count()).toBe(1);
       expect(await unsent.count()).toBe(0);
+      await setLimits(512, 4096);
     });
 
     test('moves a session to the cloud worker mid-stream and brings it back, from the "Where it runs" panel', async () => {

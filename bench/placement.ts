@@ -26,9 +26,12 @@
  * 0.5 s move cost). The `_fastest` / `_cheapest` figures show the other objectives on the same world; `_own_gpu`
  * the default in a fleet that also has the user's GPU desktop, switched on about half the time — whether a fast free
  * node of one's own changes the cost picture (cost_vs_cloud_own_gpu, p95_vs_local_own_gpu).
+ * - cost_goal_usd_h: what the cost goal asks of the user — the highest price of their time (balanced's one knob) at
+ *   which cost_vs_cloud reaches its goal, and p95_vs_local_at_cost_goal there; `_oracle` the same for the oracle.
  */
 import { seededRandom } from '../src/core/random.ts';
 import {
+  DEFAULT_PREFS,
   decide,
   objectiveScore,
   privacyAllows,
@@ -678,10 +681,36 @@ export const placementSuite: Suite = {
       figures[`policy_p95_ms${x}`] = compared(p.p95All, 'ms', 'oracle_p95_ms', o.p95All);
     }
     figures.always_cloud_p95_heavy_ms = { value: cloud.p95HeavyPublic, unit: 'ms' };
+    Object.assign(figures, costGoalFigures(run, local, cloud));
     Object.assign(figures, await parallelFigures());
     return figures;
   },
 };
+
+type Summary = ReturnType<typeof summarize>;
+
+/**
+ * What the cost goal asks of the user: `balanced` has one knob, the price of the user's time. Going down a log grid
+ * from the default $10/h (2% apart, to $0.05/h), the first price at which cost_vs_cloud meets its goal, and
+ * p95_vs_local there — for the policy and for the oracle, so the figures show how much of the answer is the world's
+ * (speeds and prices) and how much the policy's.
+ */
+function costGoalFigures(run: (strategy: (s: SessionSpec) => Strategy) => Summary, local: Summary, cloud: Summary): Figures {
+  const firstMeeting = (kind: 'policy' | 'oracle') => {
+    for (let usdPerHour = DEFAULT_PREFS.usdPerHour; usdPerHour >= 0.05; usdPerHour /= 1.02) {
+      const r = run((s) => ({ kind, prefs: { ...DEFAULTS, privacy: s.privacy, usdPerHour } }));
+      if (cloud.costPublic / r.costPublic >= GOALS.cost_vs_cloud) return { usdPerHour, p95VsLocal: local.p95HeavyPublic / r.p95HeavyPublic };
+    }
+    return { usdPerHour: Number.NaN, p95VsLocal: Number.NaN };
+  };
+  const figures: Figures = {};
+  for (const [kind, x] of [['policy', ''], ['oracle', '_oracle']] as const) {
+    const at = firstMeeting(kind);
+    figures[`cost_goal_usd_h${x}`] = compared(at.usdPerHour, 'USD/h', 'default_usd_h', DEFAULT_PREFS.usdPerHour);
+    figures[`p95_vs_local_at_cost_goal${x}`] = compared(at.p95VsLocal, 'x', 'goal', GOALS.p95_vs_local);
+  }
+  return figures;
+}
 
 function summarize(parts: { s: SessionSpec; r: SessionResult }[]) {
   const pub = parts.filter((p) => p.s.privacy === 'any');

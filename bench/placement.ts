@@ -33,9 +33,11 @@ import { seededRandom } from '../src/core/random.ts';
 import {
   DEFAULT_PREFS,
   decide,
+  expectedReplyTokens,
   objectiveScore,
   privacyAllows,
   redecideMidGeneration,
+  remainingReplyTokens,
   shouldMigrate,
   type NodeKind,
   type NodeProfile,
@@ -238,6 +240,8 @@ interface SessionSpec {
   readonly baseTokens: number;
   readonly steps: readonly StepSpec[];
   readonly battery: { readonly level: number; readonly charging: boolean };
+  /** The most tokens the agent lets a reply take (its reply-length setting). */
+  readonly replyLimit: number;
 }
 
 /**
@@ -249,6 +253,9 @@ interface SessionSpec {
  * - survey drafting (heavy): 12 sources of 3,000–7,000 tokens, each read in turn into a context that keeps the running
  *   notes (200–500 tokens per source) but drops the previous source, then two drafting steps of 2,000–3,500 tokens.
  */
+/** Reply limits the agents set, above their longest replies (assumption): dev answers, podcast segments, survey drafts. */
+const REPLY_LIMIT: Record<Workload, number> = { dev: 1536, podcast: 2048, survey: 4096 };
+
 function makeSession(index: number, workload: Workload, privacy: Privacy): SessionSpec {
   const k = (...p: (number | string)[]) => [index, ...p];
   const steps: StepSpec[] = [];
@@ -284,6 +291,7 @@ function makeSession(index: number, workload: Workload, privacy: Privacy): Sessi
     baseTokens,
     steps,
     battery: { level: uniform(0.05, 1, ...k('battery')), charging: draw(...k('charging')) < 0.3 },
+    replyLimit: REPLY_LIMIT[workload],
   };
 }
 
@@ -438,7 +446,7 @@ function runStep(world: World, s: SessionSpec, st: SessionState, stepIndex: numb
     // Live check (the product's mid-generation rule): every 64 tokens, compare the measured rate with the estimate.
     if (strategy.kind === 'policy' && windowTokens >= 64 && generated < output) {
       const measured = windowTokens / ((t - windowStart) / 1000);
-      const remainingExpected = Math.max(expectedOutput - generated, output - generated > 0 ? 64 : 0);
+      const remainingExpected = remainingReplyTokens(expectedOutput, generated, s.replyLimit);
       const check = shouldMigrate(measured, spec.decodeTps, remainingExpected, { observedTokens: windowTokens });
       windowStart = t;
       windowTokens = 0;
@@ -446,7 +454,7 @@ function runStep(world: World, s: SessionSpec, st: SessionState, stepIndex: numb
         st.t = t;
         st.cached[node] = prompt + generated;
         const nodesNow = profilesFor(world, s, t);
-        const base = pendingStep(world, s, st, prompt, Math.max(expectedOutput, generated + 64));
+        const base = pendingStep(world, s, st, prompt, generated + remainingExpected);
         const d = redecideMidGeneration(base, nodesNow, strategy.prefs, node, { measuredDecodeTps: measured, generatedTokens: generated, now: t });
         if (d.move) {
           const ctx = prompt + generated;
@@ -480,9 +488,7 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy): SessionResu
   let cost = 0;
   let moves = 0;
   let violations = 0;
-  let outputsSeen = 0;
-  let outputsSum = 0;
-  const initialGuess = s.workload === 'dev' ? 200 : s.workload === 'podcast' ? 1000 : 400;
+  const replies: number[] = [];
   const everyNode = profilesFor(world, s, 0, true);
   s.steps.forEach((step, i) => {
     st.t += step.thinkMs;
@@ -495,8 +501,8 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy): SessionResu
     }
     const prompt = st.context + step.added;
     st.bytes += step.added * BYTES_PER_TOKEN;
-    // The policy predicts output length from the session so far (a running mean); only the oracle knows it.
-    const expected = outputsSeen === 0 ? initialGuess : Math.round(outputsSum / outputsSeen);
+    // The policy expects a reply as long as the session's recent ones, as the product does; only the oracle knows it.
+    const expected = expectedReplyTokens(replies, s.replyLimit);
     let ms = 0;
     // A step whose node leaves before it ends starts again, placed anew: its time counts from the first start.
     for (let attempt = 0; ; attempt++) {
@@ -526,8 +532,7 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy): SessionResu
     latencies.push(ms);
     st.context = prompt + step.output;
     st.bytes += step.output * BYTES_PER_TOKEN;
-    outputsSeen++;
-    outputsSum += step.output;
+    replies.push(step.output);
   });
   return { latencies, cost, moves, violations };
 }

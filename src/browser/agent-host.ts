@@ -9,6 +9,7 @@
  */
 import { FerryError } from '../core/errors.ts';
 import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
+import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
 import type { AgentStatus } from '../core/runtime/agent-api.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { Session } from '../core/session/index.ts';
@@ -286,10 +287,10 @@ export class AgentHost {
       context,
       step: async () => {
         const session = await Session.open(this.opts.store, sessionId);
-        const head = await session.checkpoint(await session.head());
+        const [head, replies] = await Promise.all([session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
         const { replyTokens, contextSize } = this.opts.limits();
         // The context: what the agent generated so far plus a system prompt's worth (user and tool text uncounted).
-        return { model: head.llm.model, promptTokens: Math.min(contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens), expectedOutputTokens: replyTokens };
+        return { model: head.llm.model, promptTokens: Math.min(contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens), expectedOutputTokens: expectedReplyTokens(replies, replyTokens), replyLimit: replyTokens };
       },
       move: (where, decision) => {
         if (mover().placement !== 'device') return;

@@ -30,8 +30,11 @@ export interface AutoPlacementContext {
 export interface AutoPlacerOptions {
   /** What the user allows now; undefined (or privacy "this-device") turns automatic moves off. */
   context(): Promise<AutoPlacementContext | undefined>;
-  /** The session's model id (its checkpoints record it), its context so far and how many tokens a reply may take. */
-  step(): Promise<{ model: string; promptTokens: number; expectedOutputTokens: number }>;
+  /**
+   * The session's model id (its checkpoints record it), its context so far, how long its next reply is expected to
+   * be (placement/reply-length.ts) and how many tokens a reply may take.
+   */
+  step(): Promise<{ model: string; promptTokens: number; expectedOutputTokens: number; replyLimit: number }>;
   move(where: RunPlacement | undefined, decision: Decision): void;
   /** A re-decision that kept the session here, for "where it runs" to show. */
   onDecision?(decision: Decision): void;
@@ -137,14 +140,16 @@ export class AutoPlacer {
     try {
       const context = await this.opts.context();
       if (!context || context.prefs.privacy === 'this-device') return;
-      const [{ model, promptTokens, expectedOutputTokens }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
+      const [{ model, promptTokens, expectedOutputTokens, replyLimit }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
       if (times !== this.#times) return; // the generation ended meanwhile
       const decodeTps = (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
       this.#nodes = await this.#fleet(context, model, decodeTps, link, battery);
       this.#context = context;
       if (times !== this.#times) return;
+      // The watch counts from here: the tokens that set the estimate are already spent.
       this.#watch = new GenerationWatch({
         step: { sessionId: 'live', model, promptTokens, expectedOutputTokens: Math.max(0, expectedOutputTokens - times.length), kvBytesPerToken: 0 },
+        replyLimit: Math.max(0, replyLimit - times.length),
         nodes: this.#nodes,
         prefs: context.prefs,
         current: THIS_DEVICE,

@@ -7,7 +7,7 @@
 import type { Settings } from '../browser/app-state.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { decide, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
+import { RECENT_REPLIES, decide, expectedReplyTokens, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
 import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths } from '../core/protocol/index.ts';
 import { nodeOffer } from './device-node.svelte.ts';
 import type { Session } from '../core/session/index.ts';
@@ -70,7 +70,7 @@ async function roundTrip(relay: string): Promise<number> {
 
 export async function loadWhereItRuns(session: Session, settings: Settings, measuredTps?: Readonly<Record<string, number>>): Promise<WhereItRunsView> {
   const relay = (settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
-  const [probe, head] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id))]);
+  const [probe, head, replies] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
   const choice = sessionEngine(chooseEngine(probe), settings, probe.webgpu.available ? offloadVerdict(probe) : null);
   const model = head.llm.model;
   const decodeTps = (model && measuredTps?.[model]) || null;
@@ -100,7 +100,7 @@ export async function loadWhereItRuns(session: Session, settings: Settings, meas
     sessionId: session.id,
     model: model || workers[0]?.model || 'no model chosen',
     promptTokens: 512,
-    expectedOutputTokens: Math.max(1, head.llm.sampling.maxTokens),
+    expectedOutputTokens: Math.max(1, expectedReplyTokens(replies, head.llm.sampling.maxTokens)),
     kvBytesPerToken: 0,
   };
   let decision: WhereItRunsView['decision'];

@@ -11,14 +11,14 @@ export function userEvent(text: string, at = 1_700_000_000_000): SessionEvent {
   return { type: 'user', text, at };
 }
 
-export function generationEvent(text: string, at = 1_700_000_000_000): SessionEvent {
+export function generationEvent(text: string, at = 1_700_000_000_000, finish: 'stop' | 'length' | 'abort' | 'tool-call' = 'stop'): SessionEvent {
   return {
     type: 'generation',
     tokens: Array.from(text, (c) => c.charCodeAt(0)),
     text,
     engine: { id: 'test', kind: 'scripted', model: testLlm.model },
     timings: { promptMs: 1.5, generateMs: 12.25 },
-    finish: 'stop',
+    finish,
     at,
   };
 }

@@ -42,7 +42,7 @@ describe('automatic placement at a step boundary', () => {
     const context = async (): Promise<AutoPlacementContext | undefined> => (prefs ? { relay: relay.url, prefs } : undefined);
     const p = new AutoPlacer({
       context,
-      step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256 }),
+      step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256, replyLimit: 256 }),
       move: () => {
         throw new Error('no generation runs in this test: nothing should move mid-generation');
       },
@@ -101,7 +101,7 @@ describe('automatic placement at a step boundary', () => {
     let now = 0;
     const away = new AutoPlacer({
       context: async () => ({ relay: 'http://127.0.0.1:9', prefs: { objective: 'fastest', privacy: 'any' } }),
-      step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256 }),
+      step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256, replyLimit: 256 }),
       move: () => undefined,
       now: () => (now += 500),
     });

@@ -34,3 +34,4 @@ export {
 } from './policy.ts';
 export { relayProfiles, thisDeviceProfile, type LinkProbe, type ThisDevice } from './fleet.ts';
 export { GenerationWatch, type GenerationWatchOptions } from './monitor.ts';
+export { RECENT_REPLIES, expectedReplyTokens, remainingReplyTokens } from './reply-length.ts';

@@ -7,9 +7,13 @@
  */
 import type { NodeProfile } from './profile.ts';
 import { redecideMidGeneration, shouldMigrate, type Decision, type PendingStep, type PlacementPrefs } from './policy.ts';
+import { remainingReplyTokens } from './reply-length.ts';
 
 export interface GenerationWatchOptions {
+  /** The step as placed; its `expectedOutputTokens` is the reply length expected (reply-length.ts). */
   readonly step: PendingStep;
+  /** The most tokens the reply may take. Default: `step.expectedOutputTokens` (then a reply cannot run past it). */
+  readonly replyLimit?: number;
   readonly nodes: readonly NodeProfile[];
   readonly prefs: PlacementPrefs;
   /** The node the generation runs on. */
@@ -48,10 +52,12 @@ export class GenerationWatch {
     if (this.#moved || this.#estimatedTps <= 0 || this.#tokens < this.#nextCheck || this.#times.length < 2) return undefined;
     const span = (this.#times.at(-1)! - this.#times[0]!) / 1000;
     const measured = span > 0 ? (this.#times.length - 1) / span : Infinity;
-    const remaining = Math.max(0, this.#opts.step.expectedOutputTokens - this.#tokens);
+    const { step } = this.#opts;
+    const remaining = remainingReplyTokens(step.expectedOutputTokens, this.#tokens, this.#opts.replyLimit ?? step.expectedOutputTokens);
     this.#nextCheck = this.#tokens + (this.#opts.checkEvery ?? 16);
     if (!shouldMigrate(Math.min(measured, 1e9), this.#estimatedTps, remaining, { observedTokens: this.#tokens, minObservedTokens: window }).redecide) return undefined;
-    const decision = redecideMidGeneration(this.#opts.step, this.#opts.nodes, this.#opts.prefs, this.#opts.current, { measuredDecodeTps: measured, generatedTokens: this.#tokens, now: Date.now() });
+    const revised = { ...step, expectedOutputTokens: this.#tokens + remaining };
+    const decision = redecideMidGeneration(revised, this.#opts.nodes, this.#opts.prefs, this.#opts.current, { measuredDecodeTps: measured, generatedTokens: this.#tokens, now: Date.now() });
     this.last = decision;
     if (!decision.move) return undefined;
     this.#moved = true;

@@ -202,6 +202,25 @@ export class Session {
     return out;
   }
 
+  /**
+   * Tokens of each of the last `max` finished generations on the current branch, oldest first: how long the
+   * session's replies have been (the placement's guide to the next one, placement/reply-length.ts). Generations cut
+   * short (cancelled, or handed on mid-reply) are not whole replies and are left out.
+   */
+  async recentReplyLengths(max: number): Promise<number[]> {
+    const out: number[] = [];
+    let id: ObjectId | null = await this.head();
+    while (id !== null && out.length < max) {
+      const checkpoint = await this.checkpoint(id);
+      for (let i = checkpoint.events.length - 1; i >= 0 && out.length < max; i--) {
+        const e = checkpoint.events[i]!;
+        if (e.type === 'generation' && e.finish !== 'abort') out.push(e.tokens.length);
+      }
+      id = checkpoint.parent;
+    }
+    return out.reverse();
+  }
+
   /** The newest checkpoint both branches (or checkpoints) descend from, or null if they share none. */
   async commonAncestor(a: string, b: string): Promise<ObjectId | null> {
     const seen = new Set((await this.history(a)).map((h) => h.id));

@@ -1,3 +1,4 @@
+import { isFerryError } from '../../../src/core/errors.ts';
 import type { NodeProfile, PendingStep, PlacementPrefs } from '../../../src/core/placement/index.ts';
 
 export const MODEL = 'llama-3.1-8b-q4';
@@ -31,3 +32,13 @@ export function step(over: Partial<PendingStep> = {}): PendingStep {
 }
 
 export const anyFastest: PlacementPrefs = { objective: 'fastest', privacy: 'any' };
+
+/** The FerryError code `fn` throws, 'ok' when it returns. */
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    return isFerryError(e) ? e.code : String(e);
+  }
+}

@@ -3,7 +3,8 @@
  * profiles (devices of the space and unpriced workers are "my devices", priced cloud workers third-party, load
  * becomes queue wait, this device's own node entry is not counted twice); a generation watch says "move" once when
  * the measured rate falls well short of the estimate and another node wins by more than the hysteresis, never for
- * a private session, and not while the node is on track.
+ * a private session, and not while the node is on track; a reply running past its expected length still counts as
+ * having tokens to come.
  */
 import { describe, expect, test } from 'vitest';
 import { GenerationWatch, relayProfiles, thisDeviceProfile, type NodeProfile } from '../../../src/core/placement/index.ts';
@@ -57,6 +58,21 @@ describe('generation watch', () => {
     expect(move).toMatchObject({ nodeId: 'laptop', move: true });
     expect(move!.reason).toMatch(/laptop/);
     expect(feed(watch, clock, 100, 500)).toBeUndefined(); // says it once
+  });
+
+  test('a reply that runs past its expected length is still handed on when the node slows: as many tokens again are expected', () => {
+    const clock = { t: 0 };
+    const make = (replyLimit?: number) =>
+      new GenerationWatch({ step: step({ expectedOutputTokens: 100 }), ...(replyLimit ? { replyLimit } : {}), nodes: fleet(), prefs: { objective: 'fastest', privacy: 'my-devices' }, current: 'phone', now: () => clock.t });
+    const watch = make(2000);
+    expect(feed(watch, clock, 150, 50)).toBeUndefined(); // past the 100 expected, on track
+    const move = feed(watch, clock, 50, 500); // slowed to 2 tok/s at ~170 tokens: ~170 more expected, the laptop wins
+    expect(move).toMatchObject({ nodeId: 'laptop', move: true });
+    expect(move!.estimate.decodeMs).toBeGreaterThan(0);
+    // Without a limit above the expectation the reply is taken as over: finishing here beats moving.
+    const capped = make();
+    expect(feed(capped, clock, 150, 50)).toBeUndefined();
+    expect(feed(capped, clock, 50, 500)).toBeUndefined();
   });
 
   test('a private session is never moved, however slow', () => {

@@ -12,16 +12,7 @@ import {
   type PlacementPrefs,
   type Privacy,
 } from '../../../src/core/placement/index.ts';
-import { MODEL, NOW, anyFastest, cloud, laptop, node, phone, step } from './fixtures.ts';
-
-const codeOf = (fn: () => unknown) => {
-  try {
-    fn();
-    return 'ok';
-  } catch (e) {
-    return isFerryError(e) ? e.code : String(e);
-  }
-};
+import { MODEL, NOW, anyFastest, cloud, codeOf, laptop, node, phone, step } from './fixtures.ts';
 
 describe('placement policy: privacy', () => {
   it('never places a private session off the device, whatever the speeds (property)', () => {

@@ -3,7 +3,7 @@ import { isFerryError } from '../../../src/core/errors.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
 import { PAGE_SIZE, Session, chunkImage, decodeObject, encodeCanonical } from '../../../src/core/session/index.ts';
 import { expectSameBytes } from '../../support/bytes.ts';
-import { chatStep, patternImage, testLlm } from '../../support/session-fixtures.ts';
+import { chatStep, generationEvent, patternImage, testLlm, userEvent } from '../../support/session-fixtures.ts';
 
 const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (isFerryError(e) ? e.code : String(e)));
 
@@ -21,6 +21,23 @@ describe('Session', () => {
     const reopened = await Session.open(store, s.id);
     expect(reopened.branch).toBe('main');
     expect(await reopened.head()).toBe(b);
+  });
+
+  it("gives the current branch's last finished replies' lengths, oldest first, leaving out replies cut short", async () => {
+    const store = createMemoryStore();
+    const s = await Session.create(store, { llm: testLlm });
+    expect(await s.recentReplyLengths(8)).toEqual([]);
+    const first = await s.append({ events: [userEvent('q'), generationEvent('aaa')] });
+    await s.append({ events: [userEvent('q'), generationEvent('cut off by a move', undefined, 'abort'), generationEvent('bbbbb'), generationEvent('cc')] });
+    await s.append({ events: [userEvent('no reply yet')] });
+    await s.append({ events: [generationEvent('dddd')] });
+    expect(await s.recentReplyLengths(8)).toEqual([3, 5, 2, 4]);
+    expect(await s.recentReplyLengths(2)).toEqual([2, 4]);
+    expect(await s.recentReplyLengths(0)).toEqual([]);
+    await s.fork(first, 'alt');
+    await s.switchBranch('alt');
+    await s.append({ events: [generationEvent('e')] });
+    expect(await s.recentReplyLengths(8)).toEqual([3, 1]);
   });
 
   it('forks in O(1): a marker checkpoint sharing everything, without switching', async () => {

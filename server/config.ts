@@ -141,6 +141,23 @@ export function checkWorkerToken(token: string | undefined): string | undefined 
   return token;
 }
 
+/** The most a worker may charge per 1,000 tokens, USD (a sanity bound: frontier APIs charge well under $0.1). */
+const MAX_PRICE_PER_1K = 1000;
+
+/**
+ * A worker's price, "PROMPT[,OUTPUT]" in USD per 1,000 tokens (one number: both); undefined or empty: it charges
+ * nothing (the relay owner's own hardware). Placement weighs it, and keeps sessions off it within the user's budget.
+ */
+export function priceOption(text: string | undefined): { promptPer1k: number; outputPer1k: number } | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const parts = text.split(',').map((p) => p.trim());
+  const numbers = parts.map(Number);
+  if (parts.length > 2 || parts.some((p) => p === '') || numbers.some((n) => !Number.isFinite(n) || n < 0 || n > MAX_PRICE_PER_1K)) {
+    throw new FerryError('config/bad-price', `"${text}" is not a price: give USD per 1,000 tokens as PROMPT or PROMPT,OUTPUT, each from 0 to ${MAX_PRICE_PER_1K} (e.g. 0.00018 or 0.0001,0.0004).`);
+  }
+  return { promptPer1k: numbers[0]!, outputPer1k: numbers[1] ?? numbers[0]! };
+}
+
 function integerOption(text: string | undefined, fallback: number, min: number, max: number, where: string): number {
   if (text === undefined) return fallback;
   const n = Number(text);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerryError } from '../../src/core/errors.ts';
-import { checkWorkerToken, defaultConfig, modelSpec } from '../config.ts';
+import { checkWorkerToken, defaultConfig, modelSpec, priceOption } from '../config.ts';
 import { openComponentLibrary } from '../relay/component-library.ts';
 import { RunHost } from '../../src/core/node/run-host.ts';
 import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
@@ -30,7 +30,10 @@ export const workerUsage = `ferry worker --relay URL [options]
   --slots N               FERRY_WORKER_SLOTS      2   (runs at once)
   --cpu-share F           FERRY_WORKER_CPU_SHARE  1   (the share of a CPU its engine may use, 0.05–1: a shared or
                                                   battery-powered machine stays usable; it measures, and is
-                                                  placed, as the slower node it then is)`;
+                                                  placed, as the slower node it then is)
+  --price P[,O]           FERRY_WORKER_PRICE      none   (what its tokens cost, USD per 1,000 prompt[,output]
+                                                  tokens: placement weighs it, and users' budgets keep
+                                                  sessions off it)`;
 
 export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const { values } = parseArgs({
@@ -45,6 +48,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
       name: { type: 'string' },
       slots: { type: 'string' },
       'cpu-share': { type: 'string' },
+      price: { type: 'string' },
     },
   });
   const relayUrl = values.relay ?? env.FERRY_RELAY;
@@ -60,6 +64,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const shareText = values['cpu-share'] ?? env.FERRY_WORKER_CPU_SHARE ?? '1';
   const share = Number(shareText);
   if (!(share >= 0.05 && share <= 1)) throw new FerryError('cli/bad-flag', `--cpu-share must be a number from 0.05 to 1, got "${shareText}".`);
+  const price = priceOption(values.price ?? env.FERRY_WORKER_PRICE);
   const log = (message: string, details?: Record<string, unknown>): void => console.log(`ferry worker: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`);
 
   const configured = values.model ?? env.FERRY_MODEL;
@@ -74,7 +79,8 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const engine = share < 1 ? withCpuShare(native, cpuShare(share)) : native;
   const components = values.components ?? env.FERRY_COMPONENTS;
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
-  const profile = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
+  const measured = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
+  const profile = price ? { ...measured, price } : measured;
   const worker: RunHost = new RunHost({ engine, load: (id) => library.load(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps }, self: () => remote.id, openSocket: openNodeSocket });
   const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
   const fail = (err: FerryError): void => {

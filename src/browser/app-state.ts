@@ -11,6 +11,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
+import type { PlacementPrefs } from '../core/placement/index.ts';
 import { Session, branchRef, parseSessionRef, sessionPrefix, type Checkpoint, type HistoryEntry, type SessionEvent } from '../core/session/index.ts';
 import { collectClosure, exportSession, importSession } from '../core/snapshot/index.ts';
 import type { ObjectId, Ref, Store } from '../core/store/index.ts';
@@ -74,7 +75,7 @@ const SettingsSchema = v.object({
   relayUrl: v.pipe(v.string(), v.maxLength(2048)),
   privacy: v.picklist(PRIVACY),
   objective: v.picklist(OBJECTIVES),
-  /** Spending cap per month in US dollars; 0 keeps every session off paid workers. */
+  /** The most one step may cost on a paid worker (one that charges for its tokens), US dollars; 0: no paid workers. */
   budgetUsd: v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(1_000_000)),
   theme: v.picklist(THEMES),
   /** The longest reply the agent may generate in one go, in tokens (the model's max_tokens). */
@@ -96,7 +97,7 @@ const SETTING_LABELS: Record<string, string> = {
   relayUrl: 'Relay URL',
   privacy: 'Default privacy',
   objective: 'Placement objective',
-  budgetUsd: 'Monthly budget',
+  budgetUsd: 'Budget per step on paid workers',
   theme: 'Theme',
   replyTokens: 'Reply length',
   contextSize: 'Context size',
@@ -105,6 +106,11 @@ const SETTING_LABELS: Record<string, string> = {
 };
 
 export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true };
+
+/** What placement decides by, from Settings: the objective, the privacy, and the budget (0 rules paid workers out). */
+export function placementPrefs(settings: Pick<Settings, 'objective' | 'privacy' | 'budgetUsd'>): PlacementPrefs {
+  return { objective: settings.objective, privacy: settings.privacy, budgetUsd: settings.budgetUsd };
+}
 
 /**
  * The model this device runs sessions with: one the relay serves (downloaded into the OPFS cache), or a GGUF file

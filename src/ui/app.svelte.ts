@@ -1,4 +1,4 @@
-import { AppState, DEFAULT_SETTINGS, checkTitle, type DeletedSession, type ModelChoice, type SessionMeta, type Settings, type TemplateId } from '../browser/app-state.ts';
+import { AppState, DEFAULT_SETTINGS, checkTitle, placementPrefs, type DeletedSession, type ModelChoice, type SessionMeta, type Settings, type TemplateId } from '../browser/app-state.ts';
 import type { AgentHost } from '../browser/agent-host.ts';
 import type { DownloadProgress } from '../browser/llm/model-download.ts';
 import { nodeOffer } from './device-node.svelte.ts';
@@ -104,10 +104,10 @@ class Ui {
           this.gpuFellBack = true;
           this.notify(e.type === 'engine-switch' ? e.change.message : e.message);
         },
-        // Settings' privacy and objective decide; this device's space makes its other devices candidates.
+        // Settings' privacy, objective and budget decide; this device's space makes its other devices candidates.
         autoPlacement: async () => ({
           relay: relay(),
-          prefs: { objective: this.settings.objective, privacy: this.settings.privacy, ...(this.settings.budgetUsd > 0 ? { budgetUsd: this.settings.budgetUsd } : {}) },
+          prefs: placementPrefs(this.settings),
           ...(await nodeOffer.placementContext()),
         }),
         onAutoMove: (_id, reason) => this.notify(reason),

@@ -4,7 +4,7 @@
  * page's round trip to the relay (as node profiles: core/placement/fleet.ts),
  * and the placement policy's decision with its reason (src/core/placement). Loaded only when the panel opens.
  */
-import type { Settings } from '../browser/app-state.ts';
+import { placementPrefs, type Settings } from '../browser/app-state.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { RECENT_REPLIES, decide, expectedReplyTokens, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
@@ -105,7 +105,7 @@ export async function loadWhereItRuns(session: Session, settings: Settings, meas
   };
   let decision: WhereItRunsView['decision'];
   try {
-    const d = decide(step, nodes, { objective: settings.objective, privacy: settings.privacy, ...(settings.budgetUsd > 0 ? { budgetUsd: settings.budgetUsd } : {}) }, THIS_DEVICE);
+    const d = decide(step, nodes, placementPrefs(settings), THIS_DEVICE);
     decision = { node: d.estimate.name, reason: d.reason };
   } catch (err) {
     decision = { problem: describeError(err) };

@@ -319,7 +319,7 @@ for (const device of devices) {
       await page.getByLabel('Relay URL').fill('https://relay.example.org');
       await press(page.getByLabel('My devices'));
       await press(page.getByLabel('Cheapest'));
-      await page.getByLabel(/Monthly budget/).fill('12.5');
+      await page.getByLabel(/Budget per step on paid workers/).fill('0.05');
       await press(page.getByLabel('Dark'));
       // The engine's limits: defaults shown, bad values refused with the field named.
       expect(await page.getByLabel('Reply length (tokens)').inputValue()).toBe('512');
@@ -347,7 +347,7 @@ for (const device of devices) {
       expect(await page.getByLabel('Relay URL').inputValue()).toBe('https://relay.example.org');
       expect(await page.getByLabel('My devices').isChecked()).toBe(true);
       expect(await page.getByLabel('Cheapest').isChecked()).toBe(true);
-      expect(await page.getByLabel(/Monthly budget/).inputValue()).toBe('12.5');
+      expect(await page.getByLabel(/Budget per step on paid workers/).inputValue()).toBe('0.05');
       expect(await page.getByLabel('Dark').isChecked()).toBe(true);
       expect(await page.getByLabel('Reply length (tokens)').inputValue()).toBe('300');
       expect(await page.getByLabel('Context size (tokens)').inputValue()).toBe('3072');

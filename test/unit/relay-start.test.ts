@@ -2,7 +2,7 @@
  * `ferry start` with no model, as the README's first command runs it: it writes the generated demo model into the
  * data folder once (and again only when the file is damaged), says it is a demo model and how to give a real one,
  * and runs the embedded cloud worker on it. A `ferry worker` on the same machine and data folder attaches with the
- * token the relay keeps there, without being told it.
+ * token the relay keeps there, without being told it, and with the price it is given (`--price`; bad prices refused).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises';
@@ -13,6 +13,8 @@ import * as v from 'valibot';
 import { WorkerListSchema, workerPaths } from '../../src/core/protocol/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
 import { DEMO_MODEL_PARAMS } from '../../server/llm/demo-model.ts';
+import { priceOption } from '../../server/config.ts';
+import { isFerryError } from '../../src/core/errors.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -47,11 +49,14 @@ describe('ferry start: the embedded worker on the demo model', () => {
     const [embedded] = await workersOf(relay.url, 1);
     expect(embedded).toMatchObject({ embedded: true, profile: { name: 'embedded', engine: 'node-llama-cpp' } });
 
-    const worker = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'worker', '--relay', relay.url, '--data', dataDir, '--name', 'local'], { cwd: root, stdio: 'ignore' });
+    const worker = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'worker', '--relay', relay.url, '--data', dataDir, '--name', 'local', '--price', '0.0001,0.0004'], { cwd: root, stdio: 'ignore' });
     try {
       const workers = await workersOf(relay.url, 2);
+      const local = workers.find((w) => w.profile.name === 'local');
       // Same demo model (same bytes): sessions move between them token-identically.
-      expect(workers.find((w) => w.profile.name === 'local')?.profile.model).toBe(embedded!.profile.model);
+      expect(local?.profile.model).toBe(embedded!.profile.model);
+      expect(local?.profile.price).toEqual({ promptPer1k: 0.0001, outputPer1k: 0.0004 });
+      expect(embedded!.profile.price).toBeUndefined();
     } finally {
       worker.kill('SIGTERM');
       await new Promise((resolve) => worker.once('exit', resolve));
@@ -89,4 +94,24 @@ describe('ferry start: the embedded worker on the demo model', () => {
       await new Promise((resolve) => child.once('exit', resolve));
     }
   }, 60_000);
+});
+
+describe('a worker price', () => {
+  test('USD per 1,000 tokens: one number for both, or prompt,output; nothing for a free worker', () => {
+    expect(priceOption('0.00018')).toEqual({ promptPer1k: 0.00018, outputPer1k: 0.00018 });
+    expect(priceOption(' 0.0001 , 0.0004 ')).toEqual({ promptPer1k: 0.0001, outputPer1k: 0.0004 });
+    expect(priceOption(undefined)).toBeUndefined();
+    expect(priceOption('')).toBeUndefined();
+  });
+
+  test.each(['-1', 'cheap', '0.1,', '1,2,3', '5000', 'Infinity'])('refuses %j, saying how to write one', (text) => {
+    let caught: unknown;
+    try {
+      priceOption(text);
+    } catch (err) {
+      caught = err;
+    }
+    expect(isFerryError(caught, 'config/bad-price')).toBe(true);
+    expect((caught as Error).message).toMatch(/USD per 1,000 tokens/);
+  });
 });

@@ -5,6 +5,7 @@
  *   before templates were read from the agent is corrected once;
  * - a message sent stays pending until a checkpoint after the one it was sent at holds it;
  * - the engine limits in Settings: defaults, ranges, and the reply shorter than the context;
+ * - Settings' budget as placement applies it: 0 keeps sessions off paid workers, a budget admits steps within it;
  * - the record of a session in the cloud, kept with the session through delete and undo.
  */
 import 'fake-indexeddb/auto';
@@ -12,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AppState, DEFAULT_SETTINGS } from '../../src/browser/app-state.ts';
+import { AppState, DEFAULT_SETTINGS, placementPrefs } from '../../src/browser/app-state.ts';
+import { decide, relayProfiles } from '../../src/core/placement/index.ts';
 import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
 import { buildComponents } from '../../scripts/components/build.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
@@ -158,6 +160,33 @@ describe('the engine limits in Settings', () => {
     }
     expect(await app.saveSettings({ ...base, replyTokens: 1024, contextSize: 8192 })).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
     expect(await app.settings()).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
+  });
+});
+
+describe("Settings' budget in placement", () => {
+  // The relay's list as the page reads it: a paid worker (`ferry worker --price`) and a free one, both fast.
+  const worker = (id: string, name: string, price?: { promptPer1k: number; outputPer1k: number }) => ({
+    id: id.repeat(16),
+    kind: 'cloud' as const,
+    embedded: false,
+    runs: 0,
+    profile: { name, model: 'm', tokenizer: 't', engine: 'node-llama-cpp', device: 'gpu', contextSize: 8192, slots: 1, prefillTps: 5000, decodeTps: price ? 200 : 100, ...(price ? { price } : {}) },
+  });
+  const list = { workers: [worker('a', 'paid', { promptPer1k: 0.001, outputPer1k: 0.002 }), worker('b', 'free')] };
+  const step = { sessionId: 's', model: 'm', promptTokens: 2000, expectedOutputTokens: 500, kvBytesPerToken: 0 };
+  const place = (budgetUsd: number) => decide(step, relayProfiles(list, { rttMs: 20, bandwidthBps: 1e7 }, Date.now()), placementPrefs({ ...DEFAULT_SETTINGS, privacy: 'any', objective: 'fastest', budgetUsd }));
+
+  test('0 (the default) keeps sessions off paid workers, saying why; free ones still run them', () => {
+    expect(DEFAULT_SETTINGS.budgetUsd).toBe(0);
+    const d = place(0);
+    expect(d.estimate.name).toBe('free');
+    expect(d.candidates.find((c) => c.name === 'paid')).toMatchObject({ allowed: false, excluded: expect.stringMatching(/over the \$0 budget/) });
+  });
+
+  test('a step within the budget may go to the paid worker (here the faster one); one over it may not', () => {
+    // The step costs 2,000 × $0.001/1k + 500 × $0.002/1k = $0.003.
+    expect(place(0.01).estimate.name).toBe('paid');
+    expect(place(0.002).estimate.name).toBe('free');
   });
 });
 

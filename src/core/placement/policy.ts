@@ -247,7 +247,9 @@ export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: 
   const pool = preferred.length > 0 ? preferred : allowed;
   if (pool.length === 0) {
     const why = candidates.map((c) => `${c.name}: ${c.excluded}`).join('; ');
-    throw new FerryError('placement/no-node', `No node can run this step (${why || 'no nodes are connected'}). Connect a node that has ${modelName(step.model)}${prefs.privacy === 'any' ? '' : ', relax the privacy setting'}${prefs.budgetUsd === undefined ? '' : ' or raise the budget'}.`, {
+    // Only a node the budget alone ruled out has a full estimate (the other exclusions leave its time unknown).
+    const overBudget = candidates.some((c) => !c.allowed && Number.isFinite(c.totalMs));
+    throw new FerryError('placement/no-node', `No node can run this step (${why || 'no nodes are connected'}). Connect a node that has ${modelName(step.model)}${prefs.privacy === 'any' ? '' : ', relax the privacy setting'}${overBudget ? ' or raise the budget' : ''}.`, {
       details: { excluded: Object.fromEntries(candidates.map((c) => [c.nodeId, c.excluded ?? ''])) },
     });
   }

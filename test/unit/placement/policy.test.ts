@@ -102,6 +102,14 @@ describe('placement policy: objective, budget, pin', () => {
     expect(isFerryError(err, 'placement/no-node')).toBe(true);
     expect((err as Error).message).toMatch(/cloud-a100: costs \$[\d.]+, over the \$0\.001 budget/);
     expect((err as Error).message).toMatch(/raise the budget/);
+    // A budget that rules nothing out is not offered as the way out.
+    try {
+      decide(step(), [cloud()], { objective: 'fastest', privacy: 'my-devices', budgetUsd: 0 });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as Error).message).toMatch(/privacy: your devices only/);
+    expect((err as Error).message).not.toMatch(/budget/);
   });
 
   it('a pin wins over a faster node, and an unknown pin is a typed error', () => {

@@ -205,12 +205,13 @@ export class Session {
   /**
    * Tokens of each of the last `max` finished generations on the current branch, oldest first: how long the
    * session's replies have been (the placement's guide to the next one, placement/reply-length.ts). Generations cut
-   * short (cancelled, or handed on mid-reply) are not whole replies and are left out.
+   * short (cancelled, or handed on mid-reply) are not whole replies and are left out. It reads at most 32
+   * checkpoints per reply asked for, so a long run of tool steps cannot make it walk a whole long session.
    */
   async recentReplyLengths(max: number): Promise<number[]> {
     const out: number[] = [];
     let id: ObjectId | null = await this.head();
-    while (id !== null && out.length < max) {
+    for (let read = 0; id !== null && out.length < max && read < 32 * max; read++) {
       const checkpoint = await this.checkpoint(id);
       for (let i = checkpoint.events.length - 1; i >= 0 && out.length < max; i--) {
         const e = checkpoint.events[i]!;

@@ -38,6 +38,10 @@ describe('Session', () => {
     await s.switchBranch('alt');
     await s.append({ events: [generationEvent('e')] });
     expect(await s.recentReplyLengths(8)).toEqual([3, 1]);
+    // A long run of steps without a reply: it reads 32 checkpoints per reply asked for, not the whole history.
+    for (let i = 0; i < 40; i++) await s.append({ events: [userEvent(`tool step ${i}`)] });
+    expect(await s.recentReplyLengths(1)).toEqual([]);
+    expect(await s.recentReplyLengths(2)).toEqual([3, 1]);
   });
 
   it('forks in O(1): a marker checkpoint sharing everything, without switching', async () => {

@@ -112,10 +112,12 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     const coming = dispatcher.expect();
     // Runs started while the model loads wait for this worker; it attaches as soon as the engine is up.
     hosted.ready.then(async (engine) => {
-      const profile = await measureProfile(engine, { name: 'embedded', slots: slotsOf(engine) });
+      const price = config.workerPrice;
+      const measured = await measureProfile(engine, { name: 'embedded', slots: slotsOf(engine) });
+      const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket });
+      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
       attached.id = attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

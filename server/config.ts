@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { FerryError } from '../src/core/errors.ts';
 import * as v from 'valibot';
 import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
+import type { Price } from '../src/core/placement/index.ts';
 
 /** Everything the relay needs to start. Each field has an embedded default, a flag and an environment variable. */
 export interface RelayConfig {
@@ -39,6 +40,8 @@ export interface RelayConfig {
   workerToken?: string | undefined;
   /** How often attached workers send a heartbeat; one silent for three periods is given up on and its runs move. */
   heartbeatMs: number;
+  /** What the embedded cloud worker charges for tokens (USD per 1,000); unset: nothing. */
+  workerPrice?: Price | undefined;
 }
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -70,7 +73,9 @@ export const configHelp = `Options (flag, environment variable, default):
                                                   OpenAI-compatible, and run by the cloud worker; URLs and hf:<owner>/<repo>/<file.gguf>
                                                   are downloaded once into <data>/models)
   --components DIRS       FERRY_COMPONENTS        ./components/dist   (comma-separated folders of built components the worker may run)
-  --worker-token TOKEN    FERRY_WORKER_TOKEN      kept in <data>/worker-token   (what \`ferry worker\` attaches with)`;
+  --worker-token TOKEN    FERRY_WORKER_TOKEN      kept in <data>/worker-token   (what \`ferry worker\` attaches with)
+  --price P[,O]           FERRY_WORKER_PRICE      none   (what the embedded cloud worker's tokens cost, USD per 1,000
+                                                  prompt[,output]: it is then a paid, third-party worker to placement)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -91,6 +96,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       model: { type: 'string' },
       components: { type: 'string' },
       'worker-token': { type: 'string' },
+      price: { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -108,6 +114,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const model = values.model ?? env.FERRY_MODEL;
   const components = values.components ?? env.FERRY_COMPONENTS;
   const workerToken = checkWorkerToken(values['worker-token'] ?? env.FERRY_WORKER_TOKEN);
+  const workerPrice = priceOption(values.price ?? env.FERRY_WORKER_PRICE);
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
     port,
@@ -122,6 +129,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     embeddedWorker: defaultConfig.embeddedWorker,
     ...(workerToken ? { workerToken } : {}),
     heartbeatMs: defaultConfig.heartbeatMs,
+    ...(workerPrice ? { workerPrice } : {}),
   };
 }
 
@@ -148,7 +156,7 @@ const MAX_PRICE_PER_1K = 1000;
  * A worker's price, "PROMPT[,OUTPUT]" in USD per 1,000 tokens (one number: both); undefined or empty: it charges
  * nothing (the relay owner's own hardware). Placement weighs it, and keeps sessions off it within the user's budget.
  */
-export function priceOption(text: string | undefined): { promptPer1k: number; outputPer1k: number } | undefined {
+export function priceOption(text: string | undefined): Price | undefined {
   if (text === undefined || text.trim() === '') return undefined;
   const parts = text.split(',').map((p) => p.trim());
   const numbers = parts.map(Number);

@@ -129,7 +129,8 @@ export class NodeLlamaEngine implements Engine {
     const clock = new GenerationClock();
     const slot = await this.#pool.acquire(request.slot, prompt, request.signal);
     if (!slot) {
-      yield { type: 'done', finishReason: 'cancelled', text: '', tokens: [], stats: clock.stats(prompt.length, 0, 0) };
+      // Cancelled while waiting for a slot: nothing was read, nothing is billed.
+      yield { type: 'done', finishReason: 'cancelled', text: '', tokens: [], stats: clock.stats(0, 0, 0) };
       return;
     }
     // The slot is freed before `done` is handed out: a consumer that stops reading there must not hold it.

@@ -58,6 +58,8 @@ const MetaSchema = v.object({
   /** Bytes of every object the session reaches (all branches, tool state); null until measured. */
   sizeBytes: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
   steps: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  /** What the current branch's steps cost on paid workers, micro-dollars (absent in entries written before costs were kept). */
+  costMicros: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
 });
 export type SessionMeta = v.InferOutput<typeof MetaSchema>;
 
@@ -407,7 +409,7 @@ export class AppState {
     return steps;
   }
 
-  /** Records that the agent changed the session (a run, a move back): its activity time, steps and size. */
+  /** Records that the agent changed the session (a run, a move back): its activity time, steps, cost and size. */
   async ran(session: Session): Promise<void> {
     await this.touch(session);
   }
@@ -683,6 +685,7 @@ export class AppState {
       runsOn: 'This device',
       sizeBytes: null,
       steps: head.counters.steps,
+      costMicros: head.counters.costMicros,
     };
     await this.put(meta);
     await this.transcript(session).catch(() => undefined);
@@ -699,7 +702,7 @@ export class AppState {
   private async touch(session: Session): Promise<void> {
     const meta = await this.get(session.id);
     const head = await session.checkpoint(await session.head());
-    await this.put({ ...meta, updatedAt: Date.now(), steps: head.counters.steps });
+    await this.put({ ...meta, updatedAt: Date.now(), steps: head.counters.steps, costMicros: head.counters.costMicros });
     void this.measure(session.id);
   }
 

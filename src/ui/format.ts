@@ -21,3 +21,11 @@ export function formatWhen(at: number, now = Date.now()): string {
 export function formatTime(at: number): string {
   return new Date(at).toLocaleString();
 }
+
+const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', maximumSignificantDigits: 2 });
+const usdCents = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+/** US dollars: cents from a dollar up, two significant digits below (token prices and step costs are tiny). */
+export function formatUsd(amount: number): string {
+  return amount >= 1 ? usdCents.format(amount) : usd.format(amount);
+}

@@ -1,6 +1,7 @@
 import { FerryError, type SerializedError } from '../core/errors.ts';
 import type { Session } from '../core/session/index.ts';
 import type { ObjectId } from '../core/store/index.ts';
+import type { RunPlacement } from '../core/protocol/index.ts';
 import type { PendingInput, SessionMeta, SessionTree, TranscriptStep } from '../browser/app-state.ts';
 import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { ui } from './app.svelte.ts';
@@ -252,15 +253,15 @@ export class OpenSession {
     await ui.attempt(async () => (await ui.agent()).cancel(this.id));
   }
 
-  /** Moves the session to the relay's cloud worker, or to `device` — another device of this device's space. */
-  async moveToCloud(device?: { id: string; name: string; space: string }): Promise<void> {
+  /** Moves the session where `where` places it: a cloud worker (any, without it), or a device `name` of this device's space. */
+  async moveToCloud(where?: RunPlacement, name?: string): Promise<void> {
     const ok = await ui.attempt(async () => {
       if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
-      await (await ui.agent()).moveToCloud(this.id, ui.requireModel(), device ? { space: device.space, node: device.id, cloud: false } : undefined, device?.name);
+      await (await ui.agent()).moveToCloud(this.id, ui.requireModel(), where, name);
       return true;
     });
     if (!ok) return;
-    ui.notify(device ? `The session moved to ${device.name}.` : 'The session moved to the cloud worker.');
+    ui.notify(where?.space && name ? `The session moved to ${name}.` : 'The session moved to the cloud worker.');
     await this.#follow();
   }
 

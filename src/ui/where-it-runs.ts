@@ -7,8 +7,8 @@
 import { placementPrefs, type Settings } from '../browser/app-state.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { RECENT_REPLIES, decide, expectedReplyTokens, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep } from '../core/placement/index.ts';
-import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths } from '../core/protocol/index.ts';
+import { RECENT_REPLIES, cloudPlacement, decide, expectedReplyTokens, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep, type Price } from '../core/placement/index.ts';
+import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths, type RunPlacement } from '../core/protocol/index.ts';
 import { nodeOffer } from './device-node.svelte.ts';
 import type { Session } from '../core/session/index.ts';
 import { describeError, type UiError } from './errors.ts';
@@ -34,6 +34,8 @@ export interface WorkerView {
   prefillTps: number;
   decodeTps: number;
   runs: number;
+  /** What it charges for tokens; null: free (the user's own hardware, or a worker that sets no price). */
+  price: Price | null;
 }
 
 export interface WhereItRunsView {
@@ -42,9 +44,17 @@ export interface WhereItRunsView {
   /** Best of a few round trips from this page to the relay; null when it could not be reached. */
   rttMs: number | null;
   workers: WorkerView[];
+  /** What the current branch's steps have cost on paid workers, USD. */
+  spentUsd: number;
   relayError: UiError | null;
   /** The policy's decision for the session's next step, or why no node can take it. */
   decision: { node: string; reason: string } | { problem: UiError };
+  /**
+   * Where "Move to the cloud worker" sends the session, or why no cloud worker may take it under the user's privacy
+   * and budget; null when the relay lists none. When the settings allow every cloud worker the relay picks one (and
+   * moves the run on if it goes); otherwise the run is pinned to the one the policy picks.
+   */
+  cloudMove: { where: RunPlacement | undefined } | { blocked: string } | null;
 }
 
 const TIMEOUT_MS = 5000;
@@ -87,7 +97,7 @@ export async function loadWhereItRuns(session: Session, settings: Settings, meas
     const list = parseWire(WorkerListSchema, await fetchJson(`${relay}${workerPaths.list}`, { [SPACE_HEADER]: context.space }), "The relay's worker list", 'relay/bad-response');
     workers = list.workers
       .filter((w) => w.id !== context.self)
-      .map((w) => ({ id: w.id, kind: w.kind, name: w.profile.name, embedded: w.embedded, engine: w.profile.engine, device: w.profile.device, model: w.profile.model, prefillTps: w.profile.prefillTps, decodeTps: w.profile.decodeTps, runs: w.runs }));
+      .map((w) => ({ id: w.id, kind: w.kind, name: w.profile.name, embedded: w.embedded, engine: w.profile.engine, device: w.profile.device, model: w.profile.model, prefillTps: w.profile.prefillTps, decodeTps: w.profile.decodeTps, runs: w.runs, price: w.profile.price ?? null }));
     fleet = relayProfiles(list, { rttMs, bandwidthBps: DEFAULT_BANDWIDTH_BPS }, Date.now(), context.self);
   } catch (err) {
     relayError = describeError(isFerryError(err) ? err : new FerryError('relay/unreachable', `The relay at ${relay} could not be reached (${err instanceof Error ? err.message : String(err)}). Check the connection, or the relay URL in Settings.`));
@@ -103,12 +113,21 @@ export async function loadWhereItRuns(session: Session, settings: Settings, meas
     expectedOutputTokens: Math.max(1, expectedReplyTokens(replies, head.llm.sampling.maxTokens)),
     kvBytesPerToken: 0,
   };
+  const prefs = placementPrefs(settings);
   let decision: WhereItRunsView['decision'];
   try {
-    const d = decide(step, nodes, placementPrefs(settings), THIS_DEVICE);
+    const d = decide(step, nodes, prefs, THIS_DEVICE);
     decision = { node: d.estimate.name, reason: d.reason };
   } catch (err) {
     decision = { problem: describeError(err) };
   }
-  return { device, relay, rttMs, workers, relayError, decision };
+  let cloudMove: WhereItRunsView['cloudMove'] = null;
+  if (fleet.some((n) => n.kind === 'cloud')) {
+    try {
+      cloudMove = { where: cloudPlacement(step, fleet, prefs) };
+    } catch (err) {
+      cloudMove = { blocked: describeError(err).message };
+    }
+  }
+  return { device, relay, rttMs, workers, spentUsd: head.counters.costMicros / 1e6, relayError, decision, cloudMove };
 }

@@ -172,7 +172,7 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('share-dialog').isVisible()).toBe(false);
     });
 
-    test('"Where it runs" shows this device\'s engine and why, the relay\'s cloud worker with speed and round trip, and the placement reason', async () => {
+    test('"Where it runs" shows this device\'s engine and why, the relay\'s cloud worker with speed, round trip and price, what the branch cost, and the placement reason', async () => {
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
       await page.getByTestId('placement-reason').waitFor();
@@ -184,6 +184,9 @@ for (const device of devices) {
       const worker = page.getByTestId('cloud-worker');
       expect(await worker.count()).toBe(1);
       expect(await worker.textContent()).toMatch(/embedded in the relay.*node-llama-cpp.*\d[\d,.]* tok\/s generating.*round trip \d+ ms/s);
+      // It sets no price; nothing of this session ran on a paid worker.
+      expect(await page.getByTestId('worker-price').textContent()).toBe('Free: it charges nothing');
+      expect(await page.getByTestId('spent').textContent()).toBe('This branch has cost nothing: no step ran on a paid worker.');
       // The default privacy (this device only) rules the cloud out, and the reason says so.
       // This device's speed is measured from the replies it generated, so the policy can decide, and says why.
       expect(device).toMatch(/Speed\s*[\d,.]+ tok\/s/);

@@ -34,6 +34,13 @@ describe('relay configuration', () => {
     expect(resolveConfig([], { FERRY_ALLOW_ORIGINS: 'https://a.example, http://localhost:5173' }).allowOrigins).toEqual(['https://a.example', 'http://localhost:5173']);
     expect(resolveConfig(['--allow-origin', '*'], { FERRY_ALLOW_ORIGINS: 'https://a.example' }).allowOrigins).toEqual(['*']);
   });
+
+  test("the embedded worker's price: none by default, from the flag or the environment, bad ones refused", () => {
+    expect(resolveConfig([], {}).workerPrice).toBeUndefined();
+    expect(resolveConfig([], { FERRY_WORKER_PRICE: '0.0002' }).workerPrice).toEqual({ promptPer1k: 0.0002, outputPer1k: 0.0002 });
+    expect(resolveConfig(['--price', '0.0001,0.0004'], { FERRY_WORKER_PRICE: '0.0002' }).workerPrice).toEqual({ promptPer1k: 0.0001, outputPer1k: 0.0004 });
+    expect(() => resolveConfig(['--price', 'free'], {})).toThrow(/"free" is not a price/);
+  });
 });
 
 describe('relay HTTP', () => {

@@ -4,8 +4,10 @@
  *   from a real HTTP server, as the PWA serves them), a session without an agent as "unknown", and an entry written
  *   before templates were read from the agent is corrected once;
  * - a message sent stays pending until a checkpoint after the one it was sent at holds it;
+ * - the catalogue keeps what the current branch's steps cost on paid workers;
  * - the engine limits in Settings: defaults, ranges, and the reply shorter than the context;
- * - Settings' budget as placement applies it: 0 keeps sessions off paid workers, a budget admits steps within it;
+ * - Settings' budget as placement applies it: 0 keeps sessions off paid workers, a budget admits steps within it,
+ *   and "Move to the cloud worker" goes only where the privacy and the budget allow;
  * - the record of a session in the cloud, kept with the session through delete and undo.
  */
 import 'fake-indexeddb/auto';
@@ -13,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AppState, DEFAULT_SETTINGS, placementPrefs } from '../../src/browser/app-state.ts';
-import { decide, relayProfiles } from '../../src/core/placement/index.ts';
+import { AppState, DEFAULT_SETTINGS, placementPrefs, type Settings } from '../../src/browser/app-state.ts';
+import { cloudPlacement, decide, relayProfiles } from '../../src/core/placement/index.ts';
 import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
 import { buildComponents } from '../../scripts/components/build.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
@@ -134,6 +136,20 @@ describe('a message waits as pending until a checkpoint holds it', () => {
   });
 });
 
+describe('what a session cost', () => {
+  test('the catalogue keeps the current branch\'s cost on paid workers: when adopted, after a run, after a rollback', async () => {
+    const session = await Session.create(app.store, { llm: testLlm });
+    const root = await session.head();
+    await session.append({ events: [user('on a paid worker')], costMicros: 1500 });
+    expect((await app.get(session.id)).costMicros).toBe(1500);
+    await session.append({ events: [user('and again')], costMicros: 250 });
+    await app.ran(session);
+    expect((await app.get(session.id)).costMicros).toBe(1750);
+    await app.rollback(session, root);
+    expect((await app.get(session.id)).costMicros).toBe(0);
+  });
+});
+
 describe('the engine limits in Settings', () => {
   test('default to 512 reply tokens in a 4,096-token context, no GPU model and GGUF models on the GPU where it can, also for settings saved before they existed', async () => {
     expect(DEFAULT_SETTINGS).toMatchObject({ replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
@@ -187,6 +203,23 @@ describe("Settings' budget in placement", () => {
     // The step costs 2,000 × $0.001/1k + 500 × $0.002/1k = $0.003.
     expect(place(0.01).estimate.name).toBe('paid');
     expect(place(0.002).estimate.name).toBe('free');
+  });
+
+  test('"Move to the cloud worker" goes where the privacy and budget allow: any worker when all may take it, else pinned', () => {
+    const fleet = relayProfiles(list, { rttMs: 20, bandwidthBps: 1e7 }, Date.now());
+    const where = (settings: Partial<Settings>) => cloudPlacement(step, fleet, placementPrefs({ ...DEFAULT_SETTINGS, privacy: 'any', objective: 'fastest', ...settings }));
+    // Both allowed: the relay picks (and moves the run on if its worker goes).
+    expect(where({ budgetUsd: 0.01 })).toBeUndefined();
+    // The paid worker is a third party's ("my devices" keeps sessions off it; the relay owner's free one may take
+    // them, pinned there so no third party's that attaches later can), and over a $0 budget: the free one.
+    expect(where({ budgetUsd: 0.01, privacy: 'my-devices' })).toEqual({ node: 'b'.repeat(16) });
+    const freeOnly = relayProfiles({ workers: [list.workers[1]!] }, { rttMs: 20, bandwidthBps: 1e7 }, Date.now());
+    expect(cloudPlacement(step, freeOnly, placementPrefs({ ...DEFAULT_SETTINGS, privacy: 'my-devices' }))).toEqual({ node: 'b'.repeat(16) });
+    expect(where({ budgetUsd: 0 })).toEqual({ node: 'b'.repeat(16) });
+    // Only the paid worker: no move, and the reason.
+    const paidOnly = relayProfiles({ workers: [list.workers[0]!] }, { rttMs: 20, bandwidthBps: 1e7 }, Date.now());
+    expect(() => cloudPlacement(step, paidOnly, placementPrefs({ ...DEFAULT_SETTINGS, privacy: 'my-devices', budgetUsd: 1 }))).toThrow(/charges for its tokens.*"My devices"/);
+    expect(() => cloudPlacement(step, paidOnly, placementPrefs({ ...DEFAULT_SETTINGS, privacy: 'any' }))).toThrow(/paid: costs \$[\d.]+, over the \$0 budget.*raise the budget/);
   });
 });
 

@@ -4,7 +4,8 @@
  * worker that has the run is killed with SIGKILL while it is generating; the relay notices the closed socket,
  * hands the run to the other worker, which resumes from the last checkpoint published on the snapshot. The run's
  * event stream — followed by a client the whole time — continues with the next seq and ends normally, and every
- * checkpoint acknowledged (published) before the kill is in the final session.
+ * checkpoint acknowledged (published) before the kill is in the final session. The workers charge for output
+ * tokens (`--price`), so every step they ran records its cost and none the device ran does.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -50,7 +51,9 @@ describe('ferry worker processes and failover', () => {
     // No model: this relay runs no worker of its own; a short heartbeat so a hung worker would be noticed quickly.
     relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN, heartbeatMs: 2000, componentDirs: [componentsDir] });
     [engine, library] = await Promise.all([tinyEngine(model), openComponentLibrary([componentsDir])]);
-    workers.push(...(await Promise.all(['alpha', 'beta'].map((name) => startWorkerProcess({ relayUrl: relay.url, token: TOKEN, name, model, dataDir: path.join(dirs.root, name), componentsDir })))));
+    // Free prompts, $1 per 1,000 output tokens: a step costs exactly 1,000 micro-dollars per token it generated.
+    const args = ['--price', '0,1'];
+    workers.push(...(await Promise.all(['alpha', 'beta'].map((name) => startWorkerProcess({ relayUrl: relay.url, token: TOKEN, name, model, dataDir: path.join(dirs.root, name), componentsDir, args })))));
   }, 180_000);
 
   afterAll(async () => {
@@ -72,7 +75,7 @@ describe('ferry worker processes and failover', () => {
     const listed = await listWorkers();
     expect(listed.map((w) => w.profile.name).sort()).toEqual(['alpha', 'beta']);
     for (const w of listed) {
-      expect(w).toMatchObject({ embedded: false, runs: 0, profile: { model: engine.info.model, tokenizer: engine.info.tokenizerId, engine: 'node-llama-cpp', slots: 1 } });
+      expect(w).toMatchObject({ embedded: false, runs: 0, profile: { model: engine.info.model, tokenizer: engine.info.tokenizerId, engine: 'node-llama-cpp', slots: 1, price: { promptPer1k: 0, outputPer1k: 1 } } });
       expect(w.profile.decodeTps).toBeGreaterThan(0);
       expect(w.profile.prefillTps).toBeGreaterThan(0);
     }
@@ -132,6 +135,7 @@ describe('ferry worker processes and failover', () => {
     const cut = new AbortController();
     for await (const event of runtime.run({ type: 'start', task: 'Say hello.' }, cut.signal)) if (event.type === 'token') cut.abort();
     const sessionId = runtime.session.id;
+    const deviceHead = runtime.head;
     await runtime.dispose();
     const published = await publishSession(device, sessionId, new RelayHttp({ baseUrl: relay.url }));
 
@@ -195,6 +199,12 @@ describe('ferry worker processes and failover', () => {
     expect(history[0]).toBe(lastCheckpoint);
     const userTurns = (await session.history()).flatMap((h) => h.checkpoint.events).filter((e) => e.type === 'user' && e.text.includes('ferries'));
     expect(userTurns).toHaveLength(1);
+    // What it cost: nothing for the device's steps, 1,000 micro-dollars per generated token for the workers' steps.
+    const steps = (await session.history()).reverse().map((h) => h.checkpoint.counters);
+    const onDevice = (await session.history(deviceHead)).length;
+    expect(steps.slice(0, onDevice).every((c) => c.costMicros === 0)).toBe(true);
+    for (let i = onDevice; i < steps.length; i++) expect(steps[i]!.costMicros - steps[i - 1]!.costMicros).toBe(1000 * (steps[i]!.tokens - steps[i - 1]!.tokens));
+    expect(steps.at(-1)!.costMicros).toBeGreaterThan(0);
     expect((await listWorkers()).map((w) => w.profile.name)).toEqual([survivor.name]);
   }, 120_000);
 });

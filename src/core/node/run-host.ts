@@ -18,6 +18,7 @@ import { ATTEMPT_HEADER, RelayHttp, attemptHeader, fetchSnapshot, publishSession
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
+import type { Price } from '../placement/profile.ts';
 import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { AgentRuntime, localTool, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
@@ -47,6 +48,8 @@ export interface RunHostOptions {
   self?: () => string | undefined;
   /** How a parent run here follows its children's runs; default the platform's WebSocket (Node 20 has none). */
   openSocket?: OpenSocket;
+  /** What this node charges for tokens (`ferry worker --price`): recorded as each step's cost in its checkpoint. */
+  price?: Price;
 }
 
 /** Spare tool instances kept between runs: at most one per component build, for this many builds. */
@@ -206,7 +209,7 @@ export class RunHost {
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { maxTokens: request.maxTokens ?? recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take, ...this.children(request, sampling, sink) };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take, ...this.children(request, sampling, sink), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };

@@ -4,7 +4,9 @@
  * device's space — from the profiles they measured when they attached, with this device's round trip to the relay
  * (a short probe) and their current load as queue wait. Plain data in, validated profiles out.
  */
-import type { WorkerList } from '../protocol/index.ts';
+import { FerryError } from '../errors.ts';
+import type { RunPlacement, WorkerList } from '../protocol/index.ts';
+import { decide, type PendingStep, type PlacementPrefs } from './policy.ts';
 import { restoreNodeProfile, type NodeProfile } from './profile.ts';
 
 /** This device, measured. */
@@ -75,4 +77,22 @@ export function relayProfiles(list: WorkerList, link: LinkProbe, now: number, ex
     }));
   }
   return out;
+}
+
+/**
+ * Where a move the user asks for ("Move to the cloud worker") may go, under their privacy and budget: with "my
+ * devices", only the relay owner's own workers (unpriced: `ferry start` or `ferry worker` on the user's hardware),
+ * never a third party's — automatic placement keeps such sessions on devices altogether. With "any" and every
+ * worker within the budget, any cloud worker (the relay picks, and moves the run on if its worker goes); otherwise
+ * pinned to the one the policy picks, so no worker attaching later can take it. Throws placement/no-node, saying
+ * why, when none may take it.
+ */
+export function cloudPlacement(step: PendingStep, nodes: readonly NodeProfile[], prefs: PlacementPrefs): RunPlacement | undefined {
+  const clouds = nodes.filter((n) => n.kind === 'cloud');
+  const allowed = prefs.privacy === 'my-devices' ? clouds.filter((n) => n.trust === 'own') : clouds;
+  if (allowed.length === 0 && clouds.length > 0) {
+    throw new FerryError('placement/no-node', 'Every cloud worker of this relay charges for its tokens: a third party\'s, which your privacy setting ("My devices") keeps sessions away from. Allow "Any node" in Settings to move it there.');
+  }
+  const d = decide(step, allowed, prefs.privacy === 'my-devices' ? { ...prefs, privacy: 'any' } : prefs);
+  return prefs.privacy === 'any' && d.candidates.every((c) => c.allowed) ? undefined : { node: d.nodeId };
 }

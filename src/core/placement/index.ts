@@ -7,11 +7,13 @@ export {
   nodeName,
   restoreNodeProfile,
   staleNodes,
+  tokensCostUsd,
   withMeasuredSpeed,
   type ModelSpeed,
   type NodeKind,
   type NodeProfile,
   type NodeTrust,
+  type Price,
 } from './profile.ts';
 export {
   DEFAULT_PREFS,
@@ -32,6 +34,6 @@ export {
   type Privacy,
   type Resume,
 } from './policy.ts';
-export { relayProfiles, thisDeviceProfile, type LinkProbe, type ThisDevice } from './fleet.ts';
+export { cloudPlacement, relayProfiles, thisDeviceProfile, type LinkProbe, type ThisDevice } from './fleet.ts';
 export { GenerationWatch, type GenerationWatchOptions } from './monitor.ts';
 export { RECENT_REPLIES, expectedReplyTokens, remainingReplyTokens } from './reply-length.ts';

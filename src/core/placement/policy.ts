@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
-import { NodeProfileSchema, nodeName, restoreNodeProfile, withMeasuredSpeed, type NodeProfile } from './profile.ts';
+import { NodeProfileSchema, nodeName, restoreNodeProfile, tokensCostUsd, withMeasuredSpeed, type NodeProfile } from './profile.ts';
 
 export type Objective = 'fastest' | 'cheapest' | 'balanced';
 /** Where a session's data may go: only the device in hand, the user's own paired devices, or anywhere (cloud too). */
@@ -146,7 +146,7 @@ function ms(bytes: number, bytesPerSecond: number): number {
 function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodeProfile[], prefs: PlacementPrefs, current: NodeProfile | undefined): Estimate {
   const name = nodeName(node);
   const speed = node.models[step.model];
-  const costUsd = (step.promptTokens / 1000) * node.price.promptPer1k + (step.expectedOutputTokens / 1000) * node.price.outputPer1k;
+  const costUsd = tokensCostUsd(node.price, step.promptTokens, step.expectedOutputTokens);
   const none = { transferMs: 0, rttMs: 0, resume: 'prefill' as const, resumeMs: 0, prefillMs: 0, kvShipMs: 0, decodeMs: 0, queueMs: 0, totalMs: Infinity, costUsd, score: Infinity };
   const exclude = (why: string): Estimate => ({ nodeId: node.id, name, allowed: false, excluded: why, ...none });
 

@@ -23,6 +23,17 @@ export interface ModelSpeed {
   readonly measuredAt: number;
 }
 
+/** What a node charges for tokens, USD per 1,000; 0 on the user's own hardware (energy is not priced). */
+export interface Price {
+  readonly promptPer1k: number;
+  readonly outputPer1k: number;
+}
+
+/** What reading `promptTokens` and generating `outputTokens` cost at `price`, USD: every prompt token is billed, as paid APIs bill them. */
+export function tokensCostUsd(price: Price, promptTokens: number, outputTokens: number): number {
+  return (promptTokens / 1000) * price.promptPer1k + (outputTokens / 1000) * price.outputPer1k;
+}
+
 export interface NodeProfile {
   readonly id: string;
   /** What a person calls it in a reason ("Pixel 8", "cloud-a100"); the id when absent. */
@@ -37,8 +48,7 @@ export interface NodeProfile {
   readonly battery?: { readonly level: number; readonly charging: boolean };
   /** Round trip and bandwidth between this node and the relay. `this-device` reaches its own engine with no network. */
   readonly link: { readonly rttMs: number; readonly bandwidthBps: number };
-  /** USD per 1,000 tokens; 0 on the user's own hardware (energy is not priced). */
-  readonly price: { readonly promptPer1k: number; readonly outputPer1k: number };
+  readonly price: Price;
   /** Expected wait before a run starts (queue at a shared worker), ms. */
   readonly queueWaitMs: number;
   /** Whether its engine can save and load KV state, so a KV cache can be shipped to or from it. */

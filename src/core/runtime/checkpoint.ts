@@ -130,6 +130,8 @@ export interface CheckpointInput {
   host: HostState;
   llm?: LlmSettings;
   timeMs?: number;
+  /** What the step cost, micro-dollars (0 or absent on free hardware). */
+  costMicros?: number;
   /** Host-owned entries stored as they are (e.g. `kv/<engine>`, kv-handoff.ts): not component chains. */
   extra?: Record<string, Uint8Array | null>;
 }
@@ -190,6 +192,7 @@ export class Checkpointer {
       components: blobs,
       ...(input.llm ? { llm: input.llm } : {}),
       ...(input.timeMs === undefined ? {} : { timeMs: input.timeMs }),
+      ...(input.costMicros === undefined ? {} : { costMicros: input.costMicros }),
     });
     return { id, stateBytes, keyframes };
   }

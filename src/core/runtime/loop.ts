@@ -43,7 +43,7 @@
  */
 import { FerryError } from '../errors.ts';
 import type { ChatTemplate } from '../llm/chat-template.ts';
-import type { Engine, FinishReason, GenerateEvent, GenerateRequest, Prompt } from '../llm/engine.ts';
+import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Prompt } from '../llm/engine.ts';
 import type { ChatMessage } from '../llm/messages.ts';
 import { preparePrompt } from '../llm/prompt.ts';
 import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
@@ -133,6 +133,14 @@ export interface StepRecord {
   /** Wall time of the step, and the parts spent in the model, the tools and the agent's own step(). */
   timing: { totalMs: number; modelMs: number; toolMs: number; agentMs: number };
   tokens: number;
+  /** What the step's generations read and wrote, as a paid engine bills it (runtime.ts prices it). */
+  usage: TokenUsage;
+}
+
+/** Tokens read (every prompt token, cached or not: paid APIs bill them all) and generated. */
+export interface TokenUsage {
+  promptTokens: number;
+  outputTokens: number;
 }
 
 export interface LoopOptions {
@@ -148,7 +156,7 @@ export interface LoopOptions {
   /** The engine's KV slot (normally the session id). */
   slot?: string;
   /** Runs a forked child to its end; without it, fork-children answers every child with ok=false. */
-  runChild?: (task: SubTask, signal?: AbortSignal) => Promise<ChildResult>;
+  runChild?: (task: SubTask, signal?: AbortSignal, usage?: TokenUsage) => Promise<ChildResult>;
   /**
    * Runs a step's forked children elsewhere (e.g. as child sessions on relay nodes, parallel/relay-children.ts),
    * instead of one by one here with `runChild`. Resolves with one result per task, in task order; a rejection
@@ -255,6 +263,7 @@ export class AgentLoop {
     // The input is consumed only once the agent has taken it; results queue behind what is already pending.
     const pending = this.#state.pending.slice(1);
     let tokens = 0;
+    const usage: TokenUsage = { promptTokens: 0, outputTokens: 0 };
     for (const action of actions) {
       if (this.#state.status === 'done') break;
       switch (action.tag) {
@@ -263,6 +272,7 @@ export class AgentLoop {
           const generation = yield* this.#generate(action.val.messages, action.val.params, signal);
           timing.modelMs += performance.now() - t;
           tokens += generation.tokens.length;
+          addUsage(usage, usageOf(generation.stats));
           events.push(generation.event);
           pending.push({ tag: 'generation-result', val: { text: generation.text, finishReason: generation.finishReason } });
           // Keep what it takes to continue a cut generation, unless a result is already waiting ahead of it.
@@ -287,7 +297,7 @@ export class AgentLoop {
           break;
         case 'fork-children': {
           t = performance.now();
-          const results = await this.#children(action.val, signal);
+          const results = await this.#children(action.val, signal, usage);
           timing.toolMs += performance.now() - t;
           yield { type: 'children', results };
           pending.push({ tag: 'child-results', val: results });
@@ -304,7 +314,7 @@ export class AgentLoop {
     this.#state.steps = step;
     if (this.#state.status !== 'done') this.#state.status = pending.length > 0 ? 'running' : 'idle';
     timing.totalMs = performance.now() - t0;
-    const record: StepRecord = { step, input, actions, events, state: this.state, timing, tokens };
+    const record: StepRecord = { step, input, actions, events, state: this.state, timing, tokens, usage };
     const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
     if (id) yield { type: 'checkpoint', step, id };
   }
@@ -336,7 +346,7 @@ export class AgentLoop {
         temperature: request.temperature ?? 0,
         stop: [...(request.stop ?? [])],
       };
-      return { text: event.text, finishReason: event.finishReason, tokens, event: sessionEvent, cut };
+      return { text: event.text, finishReason: event.finishReason, tokens, event: sessionEvent, cut, stats: event.stats };
     }
     throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
   }
@@ -355,6 +365,7 @@ export class AgentLoop {
     let text = '';
     let tokens: number[] = [];
     const events: SessionEvent[] = [];
+    const usage: TokenUsage = { promptTokens: 0, outputTokens: 0 };
     if (left > 0) {
       // Another tokenizer cannot reuse the ids: it continues from the text instead (not token-identical).
       const sofar = cut.tokenizerId !== '' && cut.tokenizerId === engine.info.tokenizerId ? cut.tokens : await engine.tokenize(cut.text);
@@ -366,6 +377,7 @@ export class AgentLoop {
         }
         ({ finishReason, text } = event);
         tokens = [...event.tokens];
+        addUsage(usage, usageOf(event.stats));
         yield { type: 'generation', text, finishReason, tokens } satisfies LoopEvent;
         events.push(this.#generationEvent(event, tokens));
       }
@@ -381,7 +393,7 @@ export class AgentLoop {
     }
     this.#state.steps = step;
     const totalMs = performance.now() - t0;
-    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens: tokens.length };
+    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens: tokens.length, usage };
     const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
     if (id) yield { type: 'checkpoint', step, id };
   }
@@ -450,7 +462,8 @@ export class AgentLoop {
     }
   }
 
-  async #children(tasks: SubTask[], signal: AbortSignal | undefined): Promise<ChildResult[]> {
+  /** Children run here add what their generations read and wrote to `usage` (the step's, which pays for them). */
+  async #children(tasks: SubTask[], signal: AbortSignal | undefined, usage: TokenUsage): Promise<ChildResult[]> {
     if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal);
     const runChild = this.#options.runChild;
     const results: ChildResult[] = [];
@@ -458,7 +471,7 @@ export class AgentLoop {
     for (const task of tasks) {
       if (!runChild) results.push({ id: task.id, ok: false, output: 'This host cannot run child agents.' });
       else if (signal?.aborted) results.push({ id: task.id, ok: false, output: 'Cancelled before it started.' });
-      else results.push(await runChild(task, signal));
+      else results.push(await runChild(task, signal, usage));
     }
     return results;
   }
@@ -499,10 +512,13 @@ export function childRunner(
   createAgent: () => Promise<Agent>,
   base: Omit<LoopOptions, 'agent' | 'afterStep' | 'runChild'>,
   onEvent?: (child: string, event: LoopEvent) => void,
-): (task: SubTask, signal?: AbortSignal) => Promise<ChildResult> {
-  return async (task, signal) => {
+): NonNullable<LoopOptions['runChild']> {
+  return async (task, signal, usage) => {
     try {
-      const loop = new AgentLoop({ ...base, agent: await createAgent() });
+      const afterStep = async (record: StepRecord): Promise<void> => {
+        if (usage) addUsage(usage, record.usage);
+      };
+      const loop = new AgentLoop({ ...base, agent: await createAgent(), afterStep });
       let lastReply = '';
       for await (const event of loop.run({ type: 'start', task: task.task }, signal)) {
         if (event.type === 'reply') lastReply = event.text;
@@ -524,6 +540,15 @@ function parseSchema(info: ToolInfo): Record<string, unknown> {
     // fall through
   }
   throw new FerryError('component/bad-output', `Tool "${info.name}" describes its arguments with an args-schema that is not a JSON object; fix the tool.`);
+}
+
+function addUsage(to: TokenUsage, from: TokenUsage): void {
+  to.promptTokens += from.promptTokens;
+  to.outputTokens += from.outputTokens;
+}
+
+function usageOf(stats: GenerationStats): TokenUsage {
+  return { promptTokens: stats.promptTokens, outputTokens: stats.completionTokens };
 }
 
 function toChatMessage(m: { role: string; content: string }): ChatMessage {

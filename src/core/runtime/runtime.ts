@@ -9,13 +9,14 @@ import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import type { ChildProgress } from '../parallel/progress.ts';
+import { tokensCostUsd, type Price } from '../placement/profile.ts';
 import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
 import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, readHostState, encodeHostState, type HostState, type StatefulComponent } from './checkpoint.ts';
 import { instantiate, type Grants } from './instance.ts';
 import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
-import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type RunInput, type Sampling, type ToolHost } from './loop.ts';
+import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { inProcessTool, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
@@ -55,6 +56,11 @@ export interface RuntimeSetup {
    * — instead of one after another in this runtime. Absent: here, one by one, sharing this session's tools.
    */
   runChildren?: RunChildren;
+  /**
+   * What this engine's tokens cost the session's owner (a paid worker's price): each checkpoint's counters record
+   * what its step cost. Absent: free (the user's own hardware).
+   */
+  price?: Price;
 }
 
 /** What a children runner knows of the parent: its components (a child runs the same ones) and its session. */
@@ -301,6 +307,7 @@ export class AgentRuntime {
       events: record.events,
       host: { ...hostState(this.#parts), loop: record.state },
       timeMs: record.timing.totalMs,
+      ...(this.setup.price ? { costMicros: costMicros(this.setup.price, record.usage) } : {}),
       ...(kv ? { extra: { [kvComponentName(this.setup.engine.info.id)]: kv.entry } } : {}),
     });
     if (kv) this.#kvEvents.push(kv.event);
@@ -321,6 +328,11 @@ export class AgentRuntime {
     if (!this.#signal?.aborted && state.status === 'running') return null;
     return captureKv(this.setup.engine, this.session.id, this.setup.kv);
   }
+}
+
+/** A step's cost in whole micro-dollars, the counters' unit. */
+function costMicros(price: Price, usage: TokenUsage): number {
+  return Math.round(tokensCostUsd(price, usage.promptTokens, usage.outputTokens) * 1e6);
 }
 
 async function build(setup: RuntimeSetup, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {

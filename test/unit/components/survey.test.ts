@@ -5,7 +5,7 @@
  * and ends with the bibliography of what it cited.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AgentLoop, childRunner, type LoopEvent, type ToolHost } from '../../../src/core/runtime/index.ts';
+import { AgentLoop, childRunner, type LoopEvent, type StepRecord, type ToolHost } from '../../../src/core/runtime/index.ts';
 import type { ChatMessage } from '../../../src/core/llm/messages.ts';
 import { firstUserText, lastText, ScriptedEngine, toolCall } from '../../support/scripted-engine.ts';
 import { agent, BUILD_TIMEOUT, collect, replies, tool, toolCalls } from './built.ts';
@@ -55,7 +55,8 @@ describe('survey agent', () => {
     const engine = new ScriptedEngine(script);
     const childEvents: [string, LoopEvent][] = [];
     const runChild = childRunner(() => agent('survey'), { tools, engine }, (id, e) => childEvents.push([id, e]));
-    const loop = new AgentLoop({ agent: await agent('survey'), tools, engine, runChild });
+    const records: StepRecord[] = [];
+    const loop = new AgentLoop({ agent: await agent('survey'), tools, engine, runChild, afterStep: async (r) => void records.push(r) });
     const events = await collect(loop, { type: 'start', task: JSON.stringify({ topic: 'the origins of computing', sources: SOURCES }) });
 
     // Sources into docs (by the agent), a search by the model while writing section 1.
@@ -65,6 +66,11 @@ describe('survey agent', () => {
     expect(children.results.map((r) => [r.id, r.ok])).toEqual([['source-1', true], ['source-2', true], ['source-3', true]]);
     expect(JSON.parse(children.results[1]!.output)).toEqual({ index: 2, notes: { summary: 'Notes on On Computable Numbers.', keyPoints: ['point of source 2'], methods: 'analysis', findings: 'finding 2', limitations: '' } });
     expect(new Set(childEvents.filter(([, e]) => e.type === 'done').map(([id]) => id))).toEqual(new Set(['source-1', 'source-2', 'source-3']));
+    // The step that forked them pays for what they generated (a paid worker prices a step by its usage).
+    const childTokens = childEvents.reduce((n, [, e]) => n + (e.type === 'generation' ? e.tokens.length : 0), 0);
+    expect(childTokens).toBeGreaterThan(0);
+    const forkStep = records.find((r) => r.actions.some((a) => a.tag === 'fork-children'))!;
+    expect(forkStep.usage.outputTokens).toBe(forkStep.tokens + childTokens);
     // The parent's outline prompt carries every child's notes.
     const outlinePrompt = engine.requests.find((r) => firstUserText(r).startsWith('Plan a survey'))!;
     for (const s of SOURCES) expect(firstUserText(outlinePrompt)).toContain(`Summary: Notes on ${s.title}.`);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openFsStore } from '../../../server/store/index.ts';
-import type { Engine } from '../../../src/core/llm/engine.ts';
+import type { Engine, GenerateRequest } from '../../../src/core/llm/engine.ts';
 import { readImageAt } from '../../../src/core/runtime/checkpoint.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
@@ -64,6 +64,41 @@ describe('action loop', () => {
     const recorded = history.flatMap((h) => h.checkpoint.events);
     expect(recorded.some((e) => e.type === 'generation' && e.tokens.length > 0)).toBe(true);
     expect(recorded.filter((e) => e.type === 'tool-result')).toHaveLength(2);
+  });
+
+  it('on a priced engine every checkpoint records what its step cost; on a free one, nothing', async () => {
+    // The real engine, watched: each generation's billed tokens (every prompt token, cached or not, and the output).
+    const billed: { prompt: number; output: number }[] = [];
+    const metered = new Proxy(engine, {
+      get(target, key) {
+        if (key !== 'generate') return Reflect.get(target, key, target) as unknown;
+        return async function* (request: GenerateRequest) {
+          for await (const event of target.generate(request)) {
+            if (event.type === 'done') billed.push({ prompt: event.stats.promptTokens, output: event.stats.completionTokens });
+            yield event;
+          }
+        };
+      },
+    });
+    // USD per 1,000 tokens, so one prompt token costs 2,000 micro-dollars and one output token 5,000: exact integers.
+    const runtime = await AgentRuntime.create(createMemoryStore(), setupFor(f, metered, { price: { promptPer1k: 2, outputPer1k: 5 } }), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    for (const [i, text] of TURNS.slice(0, 2).entries()) await turn(runtime, text, i === 0);
+    const history = (await runtime.session.history()).reverse();
+    let next = 0;
+    for (const [i, { checkpoint }] of history.entries()) {
+      if (i === 0) continue;
+      const generations = checkpoint.events.filter((e) => e.type === 'generation').length;
+      const expected = billed.slice(next, next + generations).reduce((n, b) => n + 2000 * b.prompt + 5000 * b.output, 0);
+      next += generations;
+      expect(checkpoint.counters.costMicros - history[i - 1]!.checkpoint.counters.costMicros).toBe(expected);
+    }
+    expect(next).toBe(billed.length);
+    expect(billed.every((b) => b.prompt > 0 && b.output > 0)).toBe(true);
+    expect(history.at(-1)!.checkpoint.counters.costMicros).toBeGreaterThan(0);
+
+    const free = await AgentRuntime.create(createMemoryStore(), setupFor(f, engine), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    await turn(free, TURNS[0]!, true);
+    expect((await free.session.checkpoint(free.head)).counters.costMicros).toBe(0);
   });
 
   it('a session restored in another process continues exactly like the uninterrupted run', async () => {

@@ -30,6 +30,8 @@ export interface ChildSession {
 export interface ChildStanding {
   readonly version: number;
   readonly state?: LoopState;
+  /** What the child's steps have cost on paid nodes so far, micro-dollars (its head's counter). */
+  readonly costMicros?: number;
 }
 
 /**
@@ -103,8 +105,9 @@ export async function childStanding(store: Store, child: ChildSession, relay: Re
   const version = fetched.snapshot.version;
   if (version <= child.startVersion) return { version };
   const session = await Session.open(store, child.sessionId);
-  const host = await readHostState(session, await session.head());
-  return { version, state: host.loop };
+  const head = await session.head();
+  const host = await readHostState(session, head);
+  return { version, state: host.loop, costMicros: (await session.checkpoint(head)).counters.costMicros };
 }
 
 /** Promise.withResolvers, which Node 20 lacks. */

@@ -20,7 +20,7 @@
  */
 import { FerryError, isFerryError } from '../errors.ts';
 import { RelayHttp, toBase64Url, type RunRecord } from '../protocol/index.ts';
-import { childResultOf } from '../runtime/loop.ts';
+import { childResultOf, type ChildSpend } from '../runtime/loop.ts';
 import type { ChildContext, RunChildren } from '../runtime/runtime.ts';
 import type { ChildResult, SubTask } from '../runtime/wit.ts';
 import { createMemoryStore, type Store } from '../store/index.ts';
@@ -55,7 +55,7 @@ export interface RelayChildrenOptions {
 
 /** A RuntimeSetup.runChildren that runs children as child sessions on the space's nodes. */
 export function relayChildren(options: RelayChildrenOptions): RunChildren {
-  return (tasks, context, signal) => runRelayChildren(options, tasks, context, signal);
+  return (tasks, context, signal, spent) => runRelayChildren(options, tasks, context, signal, spent);
 }
 
 /** Rough size of a child's work for the plan: its task's tokens (about 4 characters each) plus one full generation. */
@@ -63,7 +63,7 @@ function estimateTokens(task: SubTask, setup: ChildSetup): number {
   return Math.ceil(task.task.length / 4) + (setup.sampling?.maxTokens ?? 256);
 }
 
-async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal): Promise<ChildResult[]> {
+async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal, spent?: ChildSpend): Promise<ChildResult[]> {
   if (tasks.length === 0) return [];
   const emit = opts.onProgress ?? (() => {});
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
@@ -85,9 +85,10 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
     return await Promise.all(outcome.results.map((f) => f.result));
   } catch (err) {
     if (!isFerryError(err, 'parallel/aborted')) throw err;
-    return Promise.all(tasks.map((t) => job.read.get(t.id)?.catch(() => undefined).then((r) => r ?? cancelled(t)) ?? cancelled(t)));
+    return await Promise.all(tasks.map((t) => job.read.get(t.id)?.catch(() => undefined).then((r) => r ?? cancelled(t)) ?? cancelled(t)));
   } finally {
     stop.abort();
+    if (spent) for (const cost of job.costs.values()) spent.costMicros += cost;
   }
 }
 
@@ -106,6 +107,8 @@ class ChildJob {
   readonly store: Store;
   /** Each child's result being read (or read) from its snapshot, by child id. */
   readonly read = new Map<string, Promise<ChildResult>>();
+  /** What each child has cost on paid nodes, as its snapshot last said, by child id. */
+  readonly costs = new Map<string, number>();
   readonly #names: ReadonlyMap<string, string>;
   readonly #replies = new Map<string, string>();
   readonly #attempts = new Map<string, number>();
@@ -194,6 +197,7 @@ class ChildJob {
   async #standing(child: ChildSession): Promise<ChildStanding> {
     const standing = await childStanding(this.store, child, this.relay, this.#held.get(child.task.id) ?? child.startVersion);
     this.#held.set(child.task.id, standing.version);
+    if (standing.costMicros !== undefined) this.costs.set(child.task.id, standing.costMicros);
     return standing;
   }
 

@@ -133,8 +133,15 @@ export interface StepRecord {
   /** Wall time of the step, and the parts spent in the model, the tools and the agent's own step(). */
   timing: { totalMs: number; modelMs: number; toolMs: number; agentMs: number };
   tokens: number;
-  /** What the step's generations read and wrote, as a paid engine bills it (runtime.ts prices it). */
+  /** What the step's generations (and children run here) read and wrote, as a paid engine bills it (runtime.ts prices it). */
   usage: TokenUsage;
+  /** What the step's children run elsewhere cost on their nodes, micro-dollars (their own checkpoints recorded it). */
+  childCostMicros: number;
+}
+
+/** What children run elsewhere cost on paid nodes, micro-dollars: a children runner adds to it, the step pays it. */
+export interface ChildSpend {
+  costMicros: number;
 }
 
 /** Tokens read (every prompt token, cached or not: paid APIs bill them all) and generated. */
@@ -162,7 +169,7 @@ export interface LoopOptions {
    * instead of one by one here with `runChild`. Resolves with one result per task, in task order; a rejection
    * (no nodes, every node gone) fails the step as `runtime/step-failed`, like a tool call that could not complete.
    */
-  runChildren?: (tasks: readonly SubTask[], signal?: AbortSignal) => Promise<ChildResult[]>;
+  runChildren?: (tasks: readonly SubTask[], signal?: AbortSignal, spent?: ChildSpend) => Promise<ChildResult[]>;
   /** Called after every step; may return a checkpoint id, which is streamed as a `checkpoint` event. */
   afterStep?: (record: StepRecord) => Promise<string | void>;
   /** A run stops (paused: step-limit) after this many steps, so a looping agent cannot run forever. */
@@ -264,6 +271,7 @@ export class AgentLoop {
     const pending = this.#state.pending.slice(1);
     let tokens = 0;
     const usage: TokenUsage = { promptTokens: 0, outputTokens: 0 };
+    const spent: ChildSpend = { costMicros: 0 };
     for (const action of actions) {
       if (this.#state.status === 'done') break;
       switch (action.tag) {
@@ -297,7 +305,7 @@ export class AgentLoop {
           break;
         case 'fork-children': {
           t = performance.now();
-          const results = await this.#children(action.val, signal, usage);
+          const results = await this.#children(action.val, signal, usage, spent);
           timing.toolMs += performance.now() - t;
           yield { type: 'children', results };
           pending.push({ tag: 'child-results', val: results });
@@ -314,7 +322,7 @@ export class AgentLoop {
     this.#state.steps = step;
     if (this.#state.status !== 'done') this.#state.status = pending.length > 0 ? 'running' : 'idle';
     timing.totalMs = performance.now() - t0;
-    const record: StepRecord = { step, input, actions, events, state: this.state, timing, tokens, usage };
+    const record: StepRecord = { step, input, actions, events, state: this.state, timing, tokens, usage, childCostMicros: spent.costMicros };
     const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
     if (id) yield { type: 'checkpoint', step, id };
   }
@@ -393,7 +401,7 @@ export class AgentLoop {
     }
     this.#state.steps = step;
     const totalMs = performance.now() - t0;
-    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens: tokens.length, usage };
+    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens: tokens.length, usage, childCostMicros: 0 };
     const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
     if (id) yield { type: 'checkpoint', step, id };
   }
@@ -462,9 +470,12 @@ export class AgentLoop {
     }
   }
 
-  /** Children run here add what their generations read and wrote to `usage` (the step's, which pays for them). */
-  async #children(tasks: SubTask[], signal: AbortSignal | undefined, usage: TokenUsage): Promise<ChildResult[]> {
-    if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal);
+  /**
+   * The step pays for its children: those run here add what their generations read and wrote to `usage`, those run
+   * elsewhere what their nodes recorded they cost to `spent`.
+   */
+  async #children(tasks: SubTask[], signal: AbortSignal | undefined, usage: TokenUsage, spent: ChildSpend): Promise<ChildResult[]> {
+    if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal, spent);
     const runChild = this.#options.runChild;
     const results: ChildResult[] = [];
     // One at a time: children share this host's tools and engine; spreading them over nodes is the scheduler's job.
@@ -477,11 +488,11 @@ export class AgentLoop {
   }
 
   /** The host's runChildren, held to its contract: one result per task, same ids, same order. */
-  async #childrenElsewhere(run: NonNullable<LoopOptions['runChildren']>, tasks: SubTask[], signal: AbortSignal | undefined): Promise<ChildResult[]> {
+  async #childrenElsewhere(run: NonNullable<LoopOptions['runChildren']>, tasks: SubTask[], signal: AbortSignal | undefined, spent: ChildSpend): Promise<ChildResult[]> {
     const step = this.#state.steps + 1;
     let results: ChildResult[];
     try {
-      results = await run(tasks, signal);
+      results = await run(tasks, signal, spent);
     } catch (cause) {
       throw new FerryError('runtime/step-failed', `Step ${step} failed: its ${tasks.length} forked children could not run (${cause instanceof Error ? cause.message : String(cause)}).`, { cause, details: { step, children: tasks.length } });
     }

@@ -16,7 +16,7 @@ import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, read
 import { instantiate, type Grants } from './instance.ts';
 import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
-import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
+import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { inProcessTool, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
@@ -70,7 +70,8 @@ export interface ChildContext {
   parent: string;
 }
 
-export type RunChildren = (tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal) => Promise<ChildResult[]>;
+/** Runs a step's children; adds what they cost on paid nodes to `spent`, which the forking step records as its own. */
+export type RunChildren = (tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal, spent?: ChildSpend) => Promise<ChildResult[]>;
 
 export type RuntimeEvent =
   | LoopEvent
@@ -307,7 +308,7 @@ export class AgentRuntime {
       events: record.events,
       host: { ...hostState(this.#parts), loop: record.state },
       timeMs: record.timing.totalMs,
-      ...(this.setup.price ? { costMicros: costMicros(this.setup.price, record.usage) } : {}),
+      costMicros: (this.setup.price ? costMicros(this.setup.price, record.usage) : 0) + record.childCostMicros,
       ...(kv ? { extra: { [kvComponentName(this.setup.engine.info.id)]: kv.entry } } : {}),
     });
     if (kv) this.#kvEvents.push(kv.event);
@@ -359,7 +360,7 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
   const elsewhere = setup.runChildren;
   const context: ChildContext = { agent: component.id, tools: [...toolIds], parent: sessionId };
-  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal?: AbortSignal) => elsewhere(tasks, context, signal));
+  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal?: AbortSignal, spent?: ChildSpend) => elsewhere(tasks, context, signal, spent));
   const loop = new AgentLoop({ ...slotted, agent, runChild, ...(runChildren ? { runChildren } : {}) });
   return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
 }

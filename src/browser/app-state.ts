@@ -343,9 +343,8 @@ export class AppState {
   }
 
   async rename(id: string, title: string): Promise<SessionMeta> {
-    const meta = { ...(await this.get(id)), title: checkTitle(title) };
-    await this.put(meta);
-    return meta;
+    const checked = checkTitle(title);
+    return this.change(id, (meta) => ({ ...meta, title: checked }));
   }
 
   /** Removes a session's refs and catalogue entry; its objects stay until the undo window has passed. */
@@ -416,9 +415,7 @@ export class AppState {
 
   /** Records where the session runs now ("This device", "Cloud worker"). */
   async setRunsOn(id: string, runsOn: string): Promise<SessionMeta> {
-    const meta = { ...(await this.get(id)), runsOn: runsOn.slice(0, 120) };
-    await this.put(meta);
-    return meta;
+    return this.change(id, (meta) => ({ ...meta, runsOn: runsOn.slice(0, 120) }));
   }
 
   async fork(session: Session, at: ObjectId, branch: string, switchTo = true): Promise<void> {
@@ -546,9 +543,7 @@ export class AppState {
     const meta = await this.get(id);
     if (meta.agent !== undefined) return meta;
     const agent = await this.agentOf(id);
-    const next: SessionMeta = { ...meta, template: agent.template ?? 'unknown', agent: agent.agent };
-    await this.put(next);
-    return next;
+    return this.change(id, (current) => ({ ...current, template: agent.template ?? 'unknown', agent: agent.agent }));
   }
 
   // ---- a session away in the cloud ---------------------------------------------------------------------------
@@ -700,9 +695,8 @@ export class AppState {
   }
 
   private async touch(session: Session): Promise<void> {
-    const meta = await this.get(session.id);
     const head = await session.checkpoint(await session.head());
-    await this.put({ ...meta, updatedAt: Date.now(), steps: head.counters.steps, costMicros: head.counters.costMicros });
+    await this.change(session.id, (meta) => ({ ...meta, updatedAt: Date.now(), steps: head.counters.steps, costMicros: head.counters.costMicros }));
     void this.measure(session.id);
   }
 
@@ -737,10 +731,7 @@ export class AppState {
       if (refs.length === 0) return;
       const objects = await collectClosure(this.store, refs);
       const size = objects.reduce((n, o) => n + o.bytes.length, 0);
-      const row = v.safeParse(MetaSchema, await this.db.get('sessions', id));
-      if (!row.success || row.output.sizeBytes === size) return;
-      await this.put({ ...row.output, sizeBytes: size });
-      this.onChange?.(id);
+      if (await this.update(id, (meta) => (meta.sizeBytes === size ? undefined : { ...meta, sizeBytes: size }))) this.onChange?.(id);
     } catch {
       // Size is informative only: a failed walk leaves the last size shown, and the next change measures again.
     }
@@ -751,6 +742,28 @@ export class AppState {
 
   private put(meta: SessionMeta): Promise<unknown> {
     return this.write(() => this.db.put('sessions', meta));
+  }
+
+  /**
+   * Edits a session's catalogue entry in one transaction, so edits made at the same time (a run's steps and cost, a
+   * size measured in the background) never overwrite each other with a stale copy. `edit` returning undefined leaves
+   * the entry as it is; the result is the entry written, or undefined when none was.
+   */
+  private update(id: string, edit: (meta: SessionMeta) => SessionMeta | undefined): Promise<SessionMeta | undefined> {
+    return this.write(async () => {
+      const tx = this.db.transaction('sessions', 'readwrite');
+      const row = v.safeParse(MetaSchema, await tx.store.get(id));
+      const next = row.success ? edit(row.output) : undefined;
+      if (next) await tx.store.put(next);
+      await tx.done;
+      return next;
+    });
+  }
+
+  /** `update` of a session catalogued first if the store has it and the list does not; not-found when neither. */
+  private async change(id: string, edit: (meta: SessionMeta) => SessionMeta): Promise<SessionMeta> {
+    await this.get(id);
+    return (await this.update(id, edit)) ?? this.get(id);
   }
 
   private async write<T>(fn: () => Promise<T>): Promise<T> {

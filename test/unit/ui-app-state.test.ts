@@ -95,6 +95,7 @@ describe('the catalogue reads a session\'s template from its agent', () => {
 
   test('an entry catalogued before templates were read from the agent is corrected once, when opened', async () => {
     const meta = await app.importFile(await agentSession('survey', ['docs']), 'survey.ferry');
+    await app.measure(meta.id); // its size, measured in the background, is in the entry before it is rewritten
     // As the previous version wrote imports: an assistant, with no agent recorded.
     const legacy: Record<string, unknown> = { ...meta, template: 'assistant' };
     delete legacy.agent;
@@ -147,6 +148,15 @@ describe('what a session cost', () => {
     expect((await app.get(session.id)).costMicros).toBe(1750);
     await app.rollback(session, root);
     expect((await app.get(session.id)).costMicros).toBe(0);
+  });
+
+  test('edits of one entry at the same time keep each other: a run\'s cost, where it runs, its title, its size', async () => {
+    const session = await Session.create(app.store, { llm: testLlm });
+    await app.get(session.id);
+    await session.append({ events: [user('on a paid worker')], components: { pad: new Uint8Array(4096) }, costMicros: 900 });
+    // Each reads the entry, changes its own field and writes it back: none may put back a copy older than another's.
+    await Promise.all([app.ran(session), app.setRunsOn(session.id, 'Cloud worker'), app.rename(session.id, 'Harbour story'), app.measure(session.id)]);
+    expect(await app.get(session.id)).toMatchObject({ costMicros: 900, steps: 1, runsOn: 'Cloud worker', title: 'Harbour story', sizeBytes: expect.any(Number) });
   });
 });
 

@@ -18,7 +18,12 @@ export interface JobNode {
 }
 
 export type ChildProgress =
-  | { readonly type: 'nodes'; readonly nodes: readonly JobNode[] }
+  /**
+   * The nodes taking part and, before any child starts, the plan: each node's children (ids), in proportion to its
+   * speed. Work stealing may move queued ones later: a node planned none takes a child only when it would finish it
+   * before the child's node got to it, or when a node leaves.
+   */
+  | { readonly type: 'nodes'; readonly nodes: readonly JobNode[]; readonly plan: Readonly<Record<string, readonly string[]>> }
   /** `session`: the child's session id. `input`: "start" delivers its task; "resume" continues from its last published checkpoint. */
   | { readonly type: 'child-start'; readonly child: string; readonly session: string; readonly node: string; readonly attempt: number; readonly input: 'start' | 'resume' }
   /** The child's checkpoint reached its snapshot: from here on, losing its node loses nothing before it. */

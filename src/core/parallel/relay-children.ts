@@ -69,7 +69,6 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
   const choice = { cloud: opts.cloud ?? false, ...(opts.maxLanes ? { maxLanes: opts.maxLanes } : {}), ...(opts.only ? { only: opts.only } : {}), ...(opts.host ? { host: opts.host } : {}) };
   const { nodes, lanes } = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), choice);
-  emit({ type: 'nodes', nodes });
   const stop = new AbortController();
   const job = new ChildJob(opts, relay, nodes, emit);
   const sessions = new ChildSessionMaker(job.store, opts.setup, context, relay).inBackground(tasks, stop.signal);
@@ -120,7 +119,7 @@ class ChildJob {
   constructor(
     private readonly opts: RelayChildrenOptions,
     private readonly relay: RelayHttp,
-    nodes: readonly JobNode[],
+    private readonly nodes: readonly JobNode[],
     private readonly emit: (p: ChildProgress) => void,
   ) {
     this.store = opts.store ?? createMemoryStore();
@@ -207,8 +206,13 @@ class ChildJob {
     return { result };
   }
 
-  /** The scheduler's events as progress; a node that left takes its other slots with it. */
+  /** The scheduler's events as progress (its plan, lanes summed per node); a node that left takes its other slots with it. */
   onSchedulerEvent(e: ParallelEvent, lanes: readonly Lane[], scheduled: ParallelJob<Finished>): void {
+    if (e.type === 'plan') {
+      const plan = Object.fromEntries(this.nodes.map((n) => [n.id, lanes.filter((l) => l.node === n.id).flatMap((l) => e.queues[l.id] ?? [])]));
+      this.emit({ type: 'nodes', nodes: this.nodes, plan });
+      return;
+    }
     const nodeOf = (lane: string) => lanes.find((l) => l.id === lane)?.node ?? lane;
     const node = nodeOf(e.node);
     switch (e.type) {

@@ -14,6 +14,8 @@ import { FerryError, isFerryError } from '../errors.ts';
 import { planProportional, validateJob, type ParallelNode, type ParallelTask } from './split.ts';
 
 export type ParallelEvent =
+  /** The static plan, before anything starts: each node's queue of task ids, in the order it runs them. */
+  | { readonly type: 'plan'; readonly queues: Readonly<Record<string, readonly string[]>> }
   | { readonly type: 'start'; readonly node: string; readonly task: string; readonly attempt: number }
   | { readonly type: 'done'; readonly node: string; readonly task: string; readonly ms: number }
   | { readonly type: 'steal'; readonly node: string; readonly from: string; readonly task: string }
@@ -223,7 +225,13 @@ export function startParallel<I, R, N extends ParallelNode>(opts: ParallelOption
   else {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (nodes.length === 0 && tasks.length > 0) finish(new FerryError('parallel/no-nodes', 'No nodes to run the job on. Connect a node, or offer this device.'));
-    else queueMicrotask(pump);
+    else {
+      // After startParallel has returned, so a listener may already hold the job.
+      queueMicrotask(() => {
+        emit({ type: 'plan', queues: Object.fromEntries(nodes.map((n) => [n.id, queues.get(n.id)!.map((i) => tasks[i]!.id)])) });
+        pump();
+      });
+    }
   }
 
   return {

@@ -59,6 +59,20 @@ describe('runParallel', () => {
     expect(out.ranOn.every((n) => n === 'a' || n === 'b')).toBe(true);
   });
 
+  it('reports its plan before anything starts, and each node starts with the head of its planned queue', async () => {
+    const clock = new VirtualClock();
+    // Three slots at 732 tok/s and one at 259 (a cloud worker's lanes and a laptop): six equal tasks all go to the
+    // fast slots, two each, and the slow one, planned none, never steals (it would finish later than they do).
+    const nodes: SimNode[] = [0, 1, 2].map((k): SimNode => ({ id: `cloud#${k}`, speed: 732, actual: 732 })).concat({ id: 'laptop', speed: 259, actual: 259 });
+    const events: ParallelEvent[] = [];
+    const out = await clock.run(runParallel({ tasks: tasksOf(Array(6).fill(300)), nodes, runOn: simRun(clock), now: clock.now, onEvent: (e) => events.push(e) }));
+    expect(events[0]).toEqual({ type: 'plan', queues: { 'cloud#0': ['t0', 't3'], 'cloud#1': ['t1', 't4'], 'cloud#2': ['t2', 't5'], laptop: [] } });
+    const plan = events[0]!.type === 'plan' ? events[0]!.queues : {};
+    const firstStarts = events.filter((e): e is Extract<ParallelEvent, { type: 'start' }> => e.type === 'start').slice(0, 3);
+    expect(firstStarts.map((e) => [e.node, e.task])).toEqual(Object.entries(plan).filter(([, q]) => q.length > 0).map(([id, q]) => [id, q[0]]));
+    expect(out.ranOn.filter((n) => n === 'laptop')).toEqual([]);
+  });
+
   it('work stealing finishes sooner than the static split when one node is slower than measured', async () => {
     const nodes: SimNode[] = [
       { id: 'a', speed: 100, actual: 100 },

@@ -10,7 +10,7 @@
 import { FerryError } from '../core/errors.ts';
 import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
 import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
-import type { AgentStatus } from '../core/runtime/agent-api.ts';
+import type { AgentStatus, ParallelOptions } from '../core/runtime/agent-api.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { Session } from '../core/session/index.ts';
 import { importSession, storeTarget, syncSession } from '../core/snapshot/index.ts';
@@ -57,7 +57,10 @@ export interface AgentHostOptions {
   /** Where a session away in the cloud is recorded on this device, for a reload (AppState's "cloud" records). */
   cloudRecord(sessionId: string): Promise<string | undefined>;
   saveCloudRecord(sessionId: string, record: string | null): Promise<unknown>;
-  /** What automatic placement may do now (Settings' privacy and objective, this device's space); absent: off. */
+  /**
+   * What placement may do now (Settings' privacy, objective and budget; this device's space and its own node):
+   * automatic moves, and which nodes a step's forked children may run on. Absent: both off (everything here).
+   */
   autoPlacement?(): Promise<AutoPlacementContext | undefined>;
   /** The session moved by itself, and why. */
   onAutoMove?(sessionId: string, reason: string): void;
@@ -69,8 +72,6 @@ interface Live {
   sessionId: string;
   template: TemplateId;
   model: ModelChoice;
-  /** The limits the worker's session was started with (Settings may have changed them since). */
-  limits: string;
   /** Automatic placement of this session, when the app has it on. */
   placer: AutoPlacer | undefined;
 }
@@ -80,6 +81,8 @@ export class AgentHost {
   #spec: { key: string; spec: Promise<BrowserEngineSpec> } | undefined;
   /** The CPU share this device's generations may use (Settings), applied to every agent worker. */
   #cpuShare = 1;
+  /** The settings the live worker's session was started with (#startSettings' key): a change restarts it. */
+  #startedWith: string | undefined;
 
   constructor(private readonly opts: AgentHostOptions) {}
 
@@ -100,7 +103,7 @@ export class AgentHost {
     const { ids } = await templateComponents(template);
     const parts = TEMPLATE_PARTS[template];
     const agent = ids[parts.agent]!;
-    const status = await client.start({ ...(await this.#base(template, model)), agent, tools: parts.tools.map((t) => ids[t]!) });
+    const status = await this.#start(client, template, model, { agent, tools: parts.tools.map((t) => ids[t]!) });
     this.#adopt(client, status.sessionId, template, model);
     return { sessionId: status.sessionId, agent };
   }
@@ -211,13 +214,13 @@ export class AgentHost {
     const live = this.#live;
     if (live?.sessionId === sessionId && sameModel(live.model, model)) {
       if (live.mover.placement !== 'device') return live;
-      if (live.limits === JSON.stringify(this.opts.limits()) && (await this.#current(live))) return live;
+      if (this.#startedWith === (await this.#startSettings()).key && (await this.#current(live))) return live;
     } else {
       this.#refuseIfAway();
     }
     const { template } = await this.#template(sessionId);
     const client = await this.#client(model);
-    await client.start({ ...(await this.#base(template, model)), sessionId });
+    await this.#start(client, template, model, { sessionId });
     return this.#adopt(client, sessionId, template, model);
   }
 
@@ -256,8 +259,7 @@ export class AgentHost {
   }
 
   #adopt(client: AgentClient, sessionId: string, template: TemplateId, model: ModelChoice): Live {
-    const limits = JSON.stringify(this.opts.limits());
-    if (this.#live?.client === client && this.#live.sessionId === sessionId) return Object.assign(this.#live, { limits });
+    if (this.#live?.client === client && this.#live.sessionId === sessionId) return this.#live;
     const relay = new RelayClient(this.opts.relay());
     const placer = this.#placer(sessionId, () => mover);
     const mover: SessionMover = new SessionMover({
@@ -275,7 +277,7 @@ export class AgentHost {
       replyTokens: () => this.opts.limits().replyTokens,
     });
     if (this.#live?.client === client) this.#live.mover.close();
-    this.#live = { client, mover, sessionId, template, model, limits, placer };
+    this.#live = { client, mover, sessionId, template, model, placer };
     return this.#live;
   }
 
@@ -307,13 +309,37 @@ export class AgentHost {
     const incoming = createMemoryStore();
     await importSession(incoming, file);
     await syncSession(incoming, storeTarget(this.opts.store), sessionId);
-    return client.start({ ...(await this.#base(template, model)), sessionId });
+    return this.#start(client, template, model, { sessionId });
   }
 
-  async #base(template: TemplateId, model: ModelChoice) {
-    const limits = this.opts.limits();
+  /** Starts the worker's session (a new one, or one from the store) with this device's settings as they are now. */
+  async #start(client: AgentClient, template: TemplateId, model: ModelChoice, session: { sessionId: string } | { agent: string; tools: string[] }): Promise<AgentStatus> {
+    const { limits, parallel, key } = await this.#startSettings();
     const [components, engine] = await Promise.all([templateComponents(template), this.#engineSpec(model, limits)]);
-    return { components: components.files, engine, store: STORE_NAME, sampling: { maxTokens: limits.replyTokens, temperature: 0, seed: 0 } };
+    const sampling = { maxTokens: limits.replyTokens, temperature: 0, seed: 0 };
+    const status = await client.start({ components: components.files, engine, store: STORE_NAME, sampling, ...(parallel ? { parallel } : {}), ...session });
+    this.#startedWith = key;
+    return status;
+  }
+
+  /**
+   * What a worker's session starts with that may change while it is open: Settings' engine limits, and where a
+   * step's forked children run — across this device's space (its other devices offering themselves, and the relay's
+   * cloud workers under "Any node" within the budget) unless the privacy keeps everything on this device.
+   */
+  async #startSettings(): Promise<{ limits: EngineLimits; parallel: ParallelOptions | undefined; key: string }> {
+    const limits = this.opts.limits();
+    const context = await this.opts.autoPlacement?.();
+    const parallel: ParallelOptions | undefined = context?.space && context.prefs.privacy !== 'this-device' && /^https?:\/\//i.test(context.relay)
+      ? {
+          relayUrl: context.relay,
+          space: context.space,
+          cloud: context.prefs.privacy === 'any',
+          ...(context.self ? { host: context.self } : {}),
+          ...(context.prefs.budgetUsd !== undefined ? { maxCostUsd: context.prefs.budgetUsd } : {}),
+        }
+      : undefined;
+    return { limits, parallel, key: JSON.stringify({ limits, parallel }) };
   }
 
   /**

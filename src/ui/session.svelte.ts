@@ -1,10 +1,13 @@
+import * as v from 'valibot';
 import { FerryError, type SerializedError } from '../core/errors.ts';
+import { ChildProgressSchema } from '../core/parallel/index.ts';
 import type { Session } from '../core/session/index.ts';
 import type { ObjectId } from '../core/store/index.ts';
 import type { RunPlacement } from '../core/protocol/index.ts';
 import type { PendingInput, SessionMeta, SessionTree, TranscriptStep } from '../browser/app-state.ts';
 import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { ui } from './app.svelte.ts';
+import { foldChildProgress, type ChildrenView } from './children-progress.ts';
 import { describeError, type UiError } from './errors.ts';
 import { retryBranchName, retryPoint } from './retry.ts';
 
@@ -18,9 +21,11 @@ export interface LiveTurn {
   text: string;
   where: 'device' | 'cloud';
   tools: { callId: string; tool: string; args: string; ok?: boolean }[];
+  /** A step's forked children running now (on the space's nodes, or here one by one); null when none. */
+  children: ChildrenView | null;
 }
 
-const IDLE: LiveTurn = { user: null, done: [], text: '', where: 'device', tools: [] };
+const IDLE: LiveTurn = { user: null, done: [], text: '', where: 'device', tools: [], children: null };
 
 /**
  * One open session: its transcript on the current branch, its checkpoint tree, the live turn of its agent, where it
@@ -355,6 +360,12 @@ export class OpenSession {
       case 'tool-call':
         this.live = { ...this.live, tools: [...this.live.tools, { callId: String(event.callId), tool: String(event.tool), args: String(event.args) }] };
         return;
+      case 'child-progress': {
+        // A cloud run's events come over the relay: only well-formed progress is shown.
+        const progress = v.safeParse(ChildProgressSchema, event.progress);
+        if (progress.success) this.live = { ...this.live, children: foldChildProgress(this.live.children, progress.output) };
+        return;
+      }
       case 'tool-result':
         this.live = { ...this.live, tools: this.live.tools.map((t) => (t.callId === event.callId ? { ...t, ok: event.ok === true } : t)) };
         return;

@@ -233,10 +233,53 @@ describe('browsers as nodes of a space', () => {
     await page.getByTestId('where-it-runs').locator('summary').click();
     const laptopName = (await list(space)).find((w) => w.id === nodeIds[1])!.profile.name;
     await expect.poll(() => page.getByTestId('space-device').allTextContents().then((t) => t.join(' ')), { timeout: 30_000 }).toContain(laptopName);
-    // Back to full speed for what follows.
+    // Back to this device, and to full speed, for what follows.
+    await page.getByRole('button', { name: 'Bring back to this device' }).click();
+    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
     await main.getByRole('link', { name: 'Settings' }).click();
     await page.getByTestId('cpu-share').fill('100');
   });
+
+  test('a survey on the phone under "my devices" runs its parts on the laptop, with a progress bar, then goes on on the phone', async () => {
+    const { page } = devices[0]!;
+    const main = page.getByRole('navigation', { name: 'Main' });
+    // Still "my devices" from the test before; short replies.
+    await main.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('Reply length (tokens)').fill('32');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.getByText('Settings saved.').waitFor();
+    const [phoneName, laptopName] = await Promise.all(nodeIds.map(async (id) => (await list(space)).find((w) => w.id === id)!.profile.name));
+
+    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await page.getByLabel(/Survey/).check();
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    const box = page.getByLabel('Message');
+    await box.fill(JSON.stringify({ topic: 'working harbours', sources: generatedSources(4) }));
+    await box.press('Enter');
+
+    // The parts go to the laptop: the phone's one slot is its own session's, and the cloud is not "my devices".
+    const progress = () => page.getByTestId('live-children-done').textContent({ timeout: 50 }).catch(() => '');
+    await expect.poll(progress, { timeout: 120_000, interval: 50 }).toMatch(/^Parts: [0-3] of 4 done/);
+    const partNodes = await page.getByTestId('live-child-node').allTextContents();
+    expect(partNodes).toHaveLength(1);
+    expect(partNodes[0]).toContain(`${laptopName} (device)`);
+    expect(partNodes.join(' ')).not.toContain(phoneName);
+    expect(await page.locator('[data-testid="live-children"] progress').getAttribute('max')).toBe('4');
+    await expect.poll(progress, { timeout: 180_000, interval: 50 }).toBe('Parts: 4 of 4 done');
+    // Then the parent goes on here with their notes (the tiny model's do not parse, so it ends saying that no source
+    // could be read), and the run ends.
+    await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 180_000 }).toBe('false');
+    const sessionId = /#\/s\/([0-9a-f]{32})$/.exec(page.url())![1]!;
+    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
+    // Its steps, checkpointed: the task (adding the four sources), one per source added (the last forks the
+    // children), and the one that takes their notes.
+    const steps = async () => Number(/· (\d+) steps?/.exec((await page.locator(`[data-testid="session-row"][data-session-id="${sessionId}"]`).textContent({ timeout: 1000 }).catch(() => '')) ?? '')?.[1] ?? 0);
+    await expect.poll(steps, { timeout: 30_000 }).toBeGreaterThanOrEqual(6);
+    expect((await list(space)).find((w) => w.id === nodeIds[1])!.runs).toBe(0);
+    // The node status is on Settings, for the test after this one.
+    await main.getByRole('link', { name: 'Settings' }).click();
+  }, 300_000);
 
   test('a run on "my devices" runs in a browser; closing that tab mid-generation hands it to the other device, which finishes it', async () => {
     // A session made here (node-llama-cpp on the same model file and the app's own component builds), published.

@@ -5,4 +5,4 @@ export { VirtualClock } from './virtual-clock.ts';
 export { relayChildren, type RelayChildrenOptions } from './relay-children.ts';
 export { chooseNodes, listSpaceWorkers, type Lane, type NodeChoice } from './relay-nodes.ts';
 export { defaultOpenSocket, followRun, type FollowOptions, type OpenSocket, type StreamSocket } from './run-follow.ts';
-export type { ChildProgress, JobNode } from './progress.ts';
+export { ChildProgressSchema, type ChildProgress, type JobNode } from './progress.ts';

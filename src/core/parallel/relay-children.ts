@@ -12,9 +12,11 @@
  * (done → its summary, idle → its last reply), whichever node finished it.
  *
  * A child that fails for real (its run fails with any other error) is a failed child (ok=false, saying why), and
- * the others go on. The whole job fails — and with it the step — only when it cannot run at all: no node in the
- * space (`parallel/no-nodes`), every node gone, the relay unreachable. Cancelling (the signal) hands every running
- * child back and answers the children not finished as cancelled, as the local runner does.
+ * the others go on. When no other node can take the children at the start (none in the space that the privacy and
+ * budget allow, the relay out of reach), they run here, one after another, as without a space (a `here` progress
+ * says why). The whole job fails — and with it the step — only when every node it started on is gone, or the relay
+ * goes mid-job. Cancelling (the signal) hands every running child back and answers the children not finished as
+ * cancelled, as the local runner does.
  *
  * Web-standard APIs only (fetch, WebSocket, WebCrypto): the same module runs in a browser's agent worker and in Node.
  */
@@ -26,7 +28,7 @@ import type { ChildResult, SubTask } from '../runtime/wit.ts';
 import { createMemoryStore, type Store } from '../store/index.ts';
 import { ChildSessionMaker, childStanding, type ChildSession, type ChildSetup, type ChildStanding } from './child-session.ts';
 import type { ChildProgress, JobNode } from './progress.ts';
-import { chooseNodes, listSpaceWorkers, type Lane } from './relay-nodes.ts';
+import { chooseNodes, listSpaceWorkers, type Lane, type NodeChoice } from './relay-nodes.ts';
 import { defaultOpenSocket, followRun, type OpenSocket } from './run-follow.ts';
 import { startParallel, type ParallelEvent, type ParallelJob } from './scheduler.ts';
 import type { ParallelTask } from './split.ts';
@@ -49,8 +51,10 @@ export interface RelayChildrenOptions {
   only?: readonly string[];
   /** Where the child sessions are made and their final states fetched to; default a memory store per job. */
   store?: Store;
-  /** The relay worker id of the node the parent runs on, when it is one of the relay's (a cloud run's parent). */
+  /** The relay worker id of the node the parent runs on, when it is one of the relay's (a cloud run's parent, or a device that offers itself). */
   host?: string;
+  /** The most a step's children may cost on workers that charge, USD (the user's budget). Absent: no limit. */
+  maxCostUsd?: number;
 }
 
 /** A RuntimeSetup.runChildren that runs children as child sessions on the space's nodes. */
@@ -58,22 +62,47 @@ export function relayChildren(options: RelayChildrenOptions): RunChildren {
   return (tasks, context, signal, spent) => runRelayChildren(options, tasks, context, signal, spent);
 }
 
+/** A child's generation at most, tokens, where the sampling does not say. */
+const DEFAULT_CHILD_OUTPUT = 256;
+
 /** Rough size of a child's work for the plan: its task's tokens (about 4 characters each) plus one full generation. */
 function estimateTokens(task: SubTask, setup: ChildSetup): number {
-  return Math.ceil(task.task.length / 4) + (setup.sampling?.maxTokens ?? 256);
+  return Math.ceil(task.task.length / 4) + (setup.sampling?.maxTokens ?? DEFAULT_CHILD_OUTPUT);
+}
+
+/** Which nodes the job may use; with a budget, the work it is at most (every child's task read, a full reply written). */
+function nodeChoice(opts: RelayChildrenOptions, work: readonly ParallelTask<SubTask>[]): NodeChoice {
+  const output = opts.setup.sampling?.maxTokens ?? DEFAULT_CHILD_OUTPUT;
+  const outputTokens = work.length * output;
+  const promptTokens = work.reduce((sum, t) => sum + t.tokens - output, 0);
+  return {
+    cloud: opts.cloud ?? false,
+    ...(opts.maxLanes ? { maxLanes: opts.maxLanes } : {}),
+    ...(opts.only ? { only: opts.only } : {}),
+    ...(opts.host ? { host: opts.host } : {}),
+    ...(opts.maxCostUsd !== undefined ? { budget: { usd: opts.maxCostUsd, promptTokens, outputTokens } } : {}),
+  };
 }
 
 async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal, spent?: ChildSpend): Promise<ChildResult[]> {
   if (tasks.length === 0) return [];
   const emit = opts.onProgress ?? (() => {});
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
-  const choice = { cloud: opts.cloud ?? false, ...(opts.maxLanes ? { maxLanes: opts.maxLanes } : {}), ...(opts.only ? { only: opts.only } : {}), ...(opts.host ? { host: opts.host } : {}) };
-  const { nodes, lanes } = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), choice);
+  const work = tasks.map((t): ParallelTask<SubTask> => ({ id: t.id, tokens: estimateTokens(t, opts.setup), input: t }));
+  let chosen: ReturnType<typeof chooseNodes>;
+  try {
+    chosen = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), nodeChoice(opts, work));
+  } catch (err) {
+    // Nowhere else to run them (no node, the relay out of reach): here, one after another, rather than not at all.
+    emit({ type: 'here', children: tasks.length, reason: err instanceof Error ? err.message : String(err) });
+    return context.here(tasks, signal);
+  }
+  const { nodes, lanes } = chosen;
   const stop = new AbortController();
   const job = new ChildJob(opts, relay, nodes, emit);
   const sessions = new ChildSessionMaker(job.store, opts.setup, context, relay).inBackground(tasks, stop.signal);
   const scheduled = startParallel<SubTask, Finished, Lane>({
-    tasks: tasks.map((t): ParallelTask<SubTask> => ({ id: t.id, tokens: estimateTokens(t, opts.setup), input: t })),
+    tasks: work,
     nodes: lanes,
     runOn: async (lane, task, laneSignal) => job.attempt(lane.node, await sessions.get(task.id), laneSignal),
     ...(signal ? { signal } : {}),

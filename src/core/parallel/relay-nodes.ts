@@ -5,6 +5,8 @@
  */
 import { FerryError } from '../errors.ts';
 import { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths, type WorkerList } from '../protocol/index.ts';
+import { usd } from '../placement/policy.ts';
+import { tokensCostUsd } from '../placement/profile.ts';
 import type { JobNode } from './progress.ts';
 import type { ParallelNode } from './split.ts';
 
@@ -23,6 +25,11 @@ export interface NodeChoice {
   readonly only?: readonly string[];
   /** The node the parent runs on: the slot it holds is not a lane (a child queued behind its parent never runs). */
   readonly host?: string;
+  /**
+   * The most the children may cost, USD, and the work they are (all of it, estimated): a worker that charges is
+   * used only if running every child there stays within it. Absent: no limit.
+   */
+  readonly budget?: { readonly usd: number; readonly promptTokens: number; readonly outputTokens: number };
 }
 
 /** The relay's list of workers visible to `space`, validated. */
@@ -50,16 +57,23 @@ export async function listSpaceWorkers(relayUrl: string, space: string, fetchFn:
  */
 export function chooseNodes(list: WorkerList, choice: NodeChoice): { nodes: JobNode[]; lanes: Lane[] } {
   const maxLanes = choice.maxLanes ?? 4;
-  const freeSlots = (w: WorkerList['workers'][number]): number => w.profile.slots - (w.id === choice.host ? 1 : 0);
-  const usable = list.workers.filter((w) => (w.kind === 'device' || choice.cloud) && w.profile.decodeTps > 0 && freeSlots(w) > 0 && (!choice.only || choice.only.includes(w.id)));
+  type Worker = WorkerList['workers'][number];
+  const freeSlots = (w: Worker): number => w.profile.slots - (w.id === choice.host ? 1 : 0);
+  const { budget } = choice;
+  const affordable = (w: Worker): boolean => !budget || !w.profile.price || tokensCostUsd(w.profile.price, budget.promptTokens, budget.outputTokens) <= budget.usd;
+  const allowed = list.workers.filter((w) => (w.kind === 'device' || choice.cloud) && w.profile.decodeTps > 0 && freeSlots(w) > 0 && (!choice.only || choice.only.includes(w.id)));
+  const usable = allowed.filter(affordable);
+  const overBudget = allowed.length - usable.length;
   if (usable.length === 0 && choice.only) {
     throw new FerryError('parallel/no-nodes', `None of the chosen nodes (${choice.only.join(', ')}) is attached to this space now (cloud workers count only when the cloud is allowed); pick nodes again from the list.`);
   }
   if (usable.length === 0) {
     const cloud = list.workers.filter((w) => w.kind === 'cloud').length;
-    const hint = !choice.cloud && cloud > 0
-      ? ` ${cloud} cloud worker(s) are attached, but this session keeps its children on your own devices; allow the cloud to use them.`
-      : '';
+    const hint = overBudget > 0
+      ? ` ${overBudget} cloud worker(s) would charge more than the ${usd(budget!.usd)} budget for them; raise the budget to use them.`
+      : !choice.cloud && cloud > 0
+        ? ` ${cloud} cloud worker(s) are attached, but this session keeps its children on your own devices; allow the cloud to use them.`
+        : '';
     throw new FerryError('parallel/no-nodes', `No node of this space can take the children: open Ferry on another of your devices and turn on "Offer this device as a node".${hint}`, { details: { cloudWorkers: cloud } });
   }
   const nodes: JobNode[] = usable.map((w) => ({ id: w.id, name: w.profile.name, kind: w.kind, lanes: Math.max(1, Math.min(maxLanes, freeSlots(w))), speed: w.profile.decodeTps }));

@@ -347,7 +347,8 @@ function secs(msValue: number): string {
   return s >= 10 ? `${Math.round(s).toLocaleString('en-US')} s` : `${+s.toPrecision(2)} s`;
 }
 
-function usd(x: number): string {
+/** A dollar amount in a reason: "$0", "$0.0012", "$1.50". */
+export function usd(x: number): string {
   if (x === 0) return '$0';
   return x >= 0.01 ? `$${x.toFixed(2)}` : `$${+x.toPrecision(2)}`;
 }

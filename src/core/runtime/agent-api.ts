@@ -10,7 +10,7 @@ import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
-import { SpaceIdSchema, parseWire } from '../protocol/index.ts';
+import { SpaceIdSchema, WorkerIdSchema, parseWire } from '../protocol/index.ts';
 import { exportSession, importSession } from '../snapshot/index.ts';
 import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
 import { loadComponent, type LoadedComponent } from './load.ts';
@@ -43,6 +43,10 @@ export interface ParallelOptions {
   space: string;
   /** May the relay's cloud workers take children too? Default false: the user's own devices only. */
   cloud?: boolean;
+  /** This device's own node id, when it offers itself: its one slot is this session's, not a child's. */
+  host?: string;
+  /** The most a step's children may cost on workers that charge, USD (Settings' budget). Absent: no limit. */
+  maxCostUsd?: number;
 }
 
 export interface StartOptions<EngineSpec> {
@@ -157,11 +161,8 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
               : (component, grants) => localTool(component, grants, options.limits),
           };
           if (options.parallel) {
-            const { relayUrl, space, cloud } = checkParallel(options.parallel);
             setup.runChildren = relayChildren({
-              relayUrl,
-              space,
-              cloud,
+              ...checkParallel(options.parallel),
               // Child sessions are made here only to be published: their tools need no worker of their own.
               setup: { engine, load, ...(options.sampling ? { sampling: options.sampling } : {}) },
               ...(platform.openSocket ? { openSocket: platform.openSocket } : {}),
@@ -211,10 +212,12 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
   };
 }
 
-function checkParallel(p: ParallelOptions): Required<ParallelOptions> {
+function checkParallel(p: ParallelOptions): ParallelOptions {
   if (!/^https?:\/\/[^/]+/i.test(p.relayUrl)) throw new FerryError('runtime/bad-input', `parallel.relayUrl must be the relay's http(s) address, got "${p.relayUrl}".`);
   const space = parseWire(SpaceIdSchema, p.space, 'parallel.space (a space id, not its secret)', 'runtime/bad-input');
-  return { relayUrl: p.relayUrl, space, cloud: p.cloud ?? false };
+  const host = p.host === undefined ? undefined : parseWire(WorkerIdSchema, p.host, 'parallel.host (this device\'s node id)', 'runtime/bad-input');
+  if (p.maxCostUsd !== undefined && !(p.maxCostUsd >= 0 && Number.isFinite(p.maxCostUsd))) throw new FerryError('runtime/bad-input', `parallel.maxCostUsd must be a number of dollars, 0 or more, got ${p.maxCostUsd}.`);
+  return { relayUrl: p.relayUrl, space, cloud: p.cloud ?? false, ...(host ? { host } : {}), ...(p.maxCostUsd !== undefined ? { maxCostUsd: p.maxCostUsd } : {}) };
 }
 
 /** Unwraps a Result from the worker: the value, or the FerryError it carried. */

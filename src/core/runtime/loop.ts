@@ -139,6 +139,9 @@ export interface StepRecord {
   childCostMicros: number;
 }
 
+/** Runs children here, one after another, with the step's own engine and tools. */
+export type RunHere = (tasks: readonly SubTask[], signal?: AbortSignal) => Promise<ChildResult[]>;
+
 /** What children run elsewhere cost on paid nodes, micro-dollars: a children runner adds to it, the step pays it. */
 export interface ChildSpend {
   costMicros: number;
@@ -167,9 +170,10 @@ export interface LoopOptions {
   /**
    * Runs a step's forked children elsewhere (e.g. as child sessions on relay nodes, parallel/relay-children.ts),
    * instead of one by one here with `runChild`. Resolves with one result per task, in task order; a rejection
-   * (no nodes, every node gone) fails the step as `runtime/step-failed`, like a tool call that could not complete.
+   * (every node gone) fails the step as `runtime/step-failed`, like a tool call that could not complete. `here`
+   * runs them here after all, one by one (when no other node can take them), the step paying for them as usual.
    */
-  runChildren?: (tasks: readonly SubTask[], signal?: AbortSignal, spent?: ChildSpend) => Promise<ChildResult[]>;
+  runChildren?: (tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) => Promise<ChildResult[]>;
   /** Called after every step; may return a checkpoint id, which is streamed as a `checkpoint` event. */
   afterStep?: (record: StepRecord) => Promise<string | void>;
   /** A run stops (paused: step-limit) after this many steps, so a looping agent cannot run forever. */
@@ -475,7 +479,12 @@ export class AgentLoop {
    * elsewhere what their nodes recorded they cost to `spent`.
    */
   async #children(tasks: SubTask[], signal: AbortSignal | undefined, usage: TokenUsage, spent: ChildSpend): Promise<ChildResult[]> {
-    if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal, spent);
+    const here: RunHere = (list, hereSignal) => this.#childrenHere(list, hereSignal, usage);
+    if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal, spent, here);
+    return here(tasks, signal);
+  }
+
+  async #childrenHere(tasks: readonly SubTask[], signal: AbortSignal | undefined, usage: TokenUsage): Promise<ChildResult[]> {
     const runChild = this.#options.runChild;
     const results: ChildResult[] = [];
     // One at a time: children share this host's tools and engine; spreading them over nodes is the scheduler's job.
@@ -488,11 +497,11 @@ export class AgentLoop {
   }
 
   /** The host's runChildren, held to its contract: one result per task, same ids, same order. */
-  async #childrenElsewhere(run: NonNullable<LoopOptions['runChildren']>, tasks: SubTask[], signal: AbortSignal | undefined, spent: ChildSpend): Promise<ChildResult[]> {
+  async #childrenElsewhere(run: NonNullable<LoopOptions['runChildren']>, tasks: SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere): Promise<ChildResult[]> {
     const step = this.#state.steps + 1;
     let results: ChildResult[];
     try {
-      results = await run(tasks, signal, spent);
+      results = await run(tasks, signal, spent, here);
     } catch (cause) {
       throw new FerryError('runtime/step-failed', `Step ${step} failed: its ${tasks.length} forked children could not run (${cause instanceof Error ? cause.message : String(cause)}).`, { cause, details: { step, children: tasks.length } });
     }

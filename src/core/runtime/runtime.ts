@@ -16,7 +16,7 @@ import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, read
 import { instantiate, type Grants } from './instance.ts';
 import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
-import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
+import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunHere, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { inProcessTool, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
@@ -63,11 +63,15 @@ export interface RuntimeSetup {
   price?: Price;
 }
 
-/** What a children runner knows of the parent: its components (a child runs the same ones) and its session. */
+/**
+ * What a children runner knows of the parent: its components (a child runs the same ones) and its session; and
+ * `here`, which runs the children in the parent's runtime after all, one after another (no other node can take them).
+ */
 export interface ChildContext {
   agent: string;
   tools: readonly string[];
   parent: string;
+  here: RunHere;
 }
 
 /** Runs a step's children; adds what they cost on paid nodes to `spent`, which the forking step records as its own. */
@@ -359,8 +363,8 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   // Children are fresh agents sharing the tools; their steps are part of the parent's step.
   const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
   const elsewhere = setup.runChildren;
-  const context: ChildContext = { agent: component.id, tools: [...toolIds], parent: sessionId };
-  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal?: AbortSignal, spent?: ChildSpend) => elsewhere(tasks, context, signal, spent));
+  const parent = { agent: component.id, tools: [...toolIds], parent: sessionId };
+  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) => elsewhere(tasks, { ...parent, here }, signal, spent));
   const loop = new AgentLoop({ ...slotted, agent, runChild, ...(runChildren ? { runChildren } : {}) });
   return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
 }

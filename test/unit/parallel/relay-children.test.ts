@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import type { ChildProgress } from '../../../src/core/parallel/index.ts';
 import * as v from 'valibot';
+import { createServer } from 'node:net';
 import WebSocket from 'ws';
 import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage } from '../../../src/core/protocol/index.ts';
 import { createAgentApi, unwrap } from '../../../src/core/runtime/agent-api.ts';
@@ -208,6 +209,25 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     expect(busy.map((w) => w.runs)).toEqual(busy.map(() => 0));
   }, 300_000);
 
+  test('no node can take them (none of the space\'s own, the relay out of reach): the children run here, one by one, saying why', async () => {
+    const sources = generatedSources(3);
+    const ids = sources.map((_, i) => `source-${i + 1}`);
+    const down = `http://127.0.0.1:${await closedPort()}`;
+    for (const [relayUrl, why] of [[relay.url, /No node of this space can take the children.*1 cloud worker\(s\) are attached/], [down, /Cannot reach the relay/]] as const) {
+      const progress: ChildProgress[] = [];
+      const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl, space: await spaceIdOf(createSpaceSecret()), cloud: false, sampling, onProgress: (p) => progress.push(p) });
+      const parent = await AgentRuntime.create(createMemoryStore(), setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
+      const events: RuntimeEvent[] = [];
+      for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) })) events.push(e);
+      await parent.dispose();
+      expect(progress).toHaveLength(1);
+      expect(progress[0]).toMatchObject({ type: 'here', children: 3, reason: expect.stringMatching(why) });
+      const children = events.find((e): e is Extract<RuntimeEvent, { type: 'children' }> => e.type === 'children');
+      expect(children?.results.map((r) => [r.id, r.ok])).toEqual(ids.map((id) => [id, true]));
+      expect(events.filter((e) => e.type === 'step-failed')).toEqual([]);
+    }
+  }, 300_000);
+
   test('a survey resumed on the cloud worker in the space plans its children over the space\'s nodes from there, and follows the plan', async () => {
     // A survey session made here and published, then run on the relay's embedded worker, placed in the space.
     const load = (id: string) => parts.library.load(id);
@@ -269,10 +289,22 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
       // Progress arrives while the step runs, before the step's own `children` event.
       expect(events.findIndex((e) => e.type === 'child-progress')).toBeLessThan(events.indexOf(children));
       // A parallel config that names a space secret instead of its id is refused before anything runs.
-      const bad = await api.start({ components, agent: parts.survey, tools: [parts.docs], engine: model, parallel: { relayUrl: relay.url, space: 'not a space id' } });
-      expect(bad).toMatchObject({ error: { code: 'runtime/bad-input' } });
+      // So are a host that is not a node id and a budget that is not dollars.
+      for (const parallel of [{ relayUrl: relay.url, space: 'not a space id' }, { relayUrl: relay.url, space, host: 'phone' }, { relayUrl: relay.url, space, maxCostUsd: -1 }]) {
+        const bad = await api.start({ components, agent: parts.survey, tools: [parts.docs], engine: model, parallel });
+        expect(bad, JSON.stringify(parallel)).toMatchObject({ error: { code: 'runtime/bad-input', message: expect.stringMatching(/parallel\.(space|host|maxCostUsd)/) } });
+      }
     } finally {
       await api.close();
     }
   }, 300_000);
 });
+
+/** A local port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

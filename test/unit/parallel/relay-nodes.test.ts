@@ -52,6 +52,22 @@ describe('choosing the nodes and lanes for a job', () => {
     expect(cloudOnly.message).toMatch(/1 cloud worker\(s\) are attached.*allow the cloud/);
   });
 
+  test('with a budget, a worker that charges takes children only if all of them there would stay within it; the host\'s own slot is not a lane', async () => {
+    const priced = (id: string, outputPer1k: number): Listed => ({ ...worker(id, 'cloud', 2000, 4), profile: { ...worker(id, 'cloud', 2000, 4).profile, name: id, price: { promptPer1k: 0.0005, outputPer1k } } });
+    const fleet: WorkerList = { workers: [worker('a', 'device', 300), priced('cheap', 0.001), priced('dear', 0.01)] };
+    // 12 children: 6,000 prompt tokens ($0.003) and 12 × 256 output tokens (3,072: $0.003072 at $0.001 per 1k, $0.03072 at $0.01).
+    const work = { promptTokens: 6000, outputTokens: 3072 };
+    expect(chooseNodes(fleet, { cloud: true, budget: { usd: 0.01, ...work } }).nodes.map((n) => n.name)).toEqual(['a', 'cheap']);
+    expect(chooseNodes(fleet, { cloud: true, budget: { usd: 1, ...work } }).nodes.map((n) => n.name)).toEqual(['a', 'cheap', 'dear']);
+    expect(chooseNodes(fleet, { cloud: true, budget: { usd: 0, ...work } }).nodes.map((n) => n.name)).toEqual(['a']);
+    expect(chooseNodes(fleet, { cloud: true }).nodes.map((n) => n.name)).toEqual(['a', 'cheap', 'dear']);
+    const over = await refusal(async () => chooseNodes({ workers: [priced('dear', 0.01)] }, { cloud: true, budget: { usd: 0, ...work } }));
+    expect(over).toMatchObject({ code: 'parallel/no-nodes' });
+    expect(over.message).toMatch(/1 cloud worker\(s\) would charge more than the \$0 budget for them; raise the budget/);
+    // The device the parent runs on, offering one slot, has none left for a child.
+    expect(await refusal(async () => chooseNodes(fleet, { cloud: false, host: fleet.workers[0]!.id }))).toMatchObject({ code: 'parallel/no-nodes' });
+  });
+
   test('the relay\'s list is asked for with the space header and validated', async () => {
     const asked: { url: string; space: string | null }[] = [];
     const answer = (body: unknown, status = 200): typeof fetch => async (input, init) => {

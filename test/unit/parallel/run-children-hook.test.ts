@@ -33,11 +33,30 @@ describe('the runChildren hook', () => {
       return tasks.map((t): ChildResult => ({ id: t.id, ok: t.task !== 'fails', output: t.task.toUpperCase() }));
     });
     const { replies, events } = await turn(runtime, '/fork alpha|fails|gamma', true);
-    expect(calls).toEqual([{ tasks: [{ id: 'child0', task: 'alpha' }, { id: 'child1', task: 'fails' }, { id: 'child2', task: 'gamma' }], context: { agent: f.ids.scribe, tools: [f.ids.tally], parent: runtime.session.id } }]);
+    expect(calls).toEqual([{ tasks: [{ id: 'child0', task: 'alpha' }, { id: 'child1', task: 'fails' }, { id: 'child2', task: 'gamma' }], context: { agent: f.ids.scribe, tools: [f.ids.tally], parent: runtime.session.id, here: expect.any(Function) } }]);
     expect(events.find((e) => e.type === 'children')).toEqual({ type: 'children', results: [{ id: 'child0', ok: true, output: 'ALPHA' }, { id: 'child1', ok: false, output: 'FAILS' }, { id: 'child2', ok: true, output: 'GAMMA' }] });
     expect(replies).toEqual(['child0=ALPHA; child1=failed; child2=GAMMA']);
     // The step that forked is checkpointed like any other.
     expect(events.filter((e) => e.type === 'checkpoint').length).toBeGreaterThan(0);
+    await runtime.dispose();
+  });
+
+  test('a hook with nowhere else to run them hands them back: they run here, one by one, as without a hook', async () => {
+    const plain = await AgentRuntime.create(createMemoryStore(), setupFor(f, engine, {}), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    const expected = await turn(plain, '/fork alpha|gamma', true);
+    await plain.dispose();
+    let handedBack = 0;
+    const runtime = await parentWith(async (tasks, context, signal) => {
+      handedBack += tasks.length;
+      return context.here(tasks, signal);
+    });
+    const { replies, events } = await turn(runtime, '/fork alpha|gamma', true);
+    expect(handedBack).toBe(2);
+    expect(events.find((e) => e.type === 'children')).toEqual(expected.events.find((e) => e.type === 'children'));
+    expect(replies).toEqual(expected.replies);
+    // The children's generations were this step's, as they are without a hook: the same tokens counted.
+    const tokens = async (r: AgentRuntime) => (await r.session.checkpoint(await r.session.head())).counters.tokens;
+    expect(await tokens(runtime)).toBe(await tokens(plain));
     await runtime.dispose();
   });
 

@@ -48,6 +48,8 @@ export function surveyParentSetup(opts: {
   space: string;
   sampling: NonNullable<RuntimeSetup['sampling']>;
   store?: Store;
+  /** May the relay's cloud workers take children? Default true. */
+  cloud?: boolean;
   onProgress(progress: ChildProgress): void;
 }): RuntimeSetup {
   const { engine, sampling } = opts;
@@ -59,7 +61,7 @@ export function surveyParentSetup(opts: {
     runChildren: relayChildren({
       relayUrl: opts.relayUrl,
       space: opts.space,
-      cloud: true,
+      cloud: opts.cloud ?? true,
       setup: { engine, load, sampling },
       openSocket,
       ...(opts.store ? { store: opts.store } : {}),

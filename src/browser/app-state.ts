@@ -164,7 +164,7 @@ const CachedTranscriptSchema = v.object({
       id: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
       at: time,
       n: v.pipe(v.number(), v.integer(), v.minValue(0)),
-      events: v.array(v.looseObject({ type: v.picklist(['user', 'generation', 'tool-call', 'tool-result', 'placement', 'fork']), at: time })),
+      events: v.array(v.looseObject({ type: v.picklist(['user', 'generation', 'tool-call', 'tool-result', 'reply', 'placement', 'fork']), at: time })),
     }),
   ),
 });
@@ -241,6 +241,8 @@ export function summarize(cp: Pick<Checkpoint, 'events' | 'parent'>): string {
         return `Tool ${e.tool}`;
       case 'tool-result':
         return `Tool result (${e.ok ? 'ok' : 'failed'})`;
+      case 'reply':
+        return `Agent: ${e.text}`;
       case 'placement':
         return `Moved ${e.from} → ${e.to}`;
       case 'fork':

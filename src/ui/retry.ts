@@ -13,7 +13,7 @@ export function retryPoint(steps: readonly TranscriptStep[]): RetryPoint | null 
     const step = steps[i]!;
     const at = step.events.findLastIndex((e) => e.type === 'user');
     if (at === -1) continue;
-    const replied = steps.slice(i).some((s, j) => s.events.some((e, k) => e.type === 'generation' && (j > 0 || k > at)));
+    const replied = steps.slice(i).some((s, j) => s.events.some((e, k) => (e.type === 'generation' || e.type === 'reply') && (j > 0 || k > at)));
     const user = step.events[at] as Extract<TranscriptStep['events'][number], { type: 'user' }>;
     return replied && user.text.trim() ? { stepId: step.id, text: user.text } : null;
   }

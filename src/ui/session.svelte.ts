@@ -9,14 +9,18 @@ import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { ui } from './app.svelte.ts';
 import { foldChildProgress, type ChildrenView } from './children-progress.ts';
 import { describeError, type UiError } from './errors.ts';
+import { ReplyTracker } from './replies.ts';
 import { retryBranchName, retryPoint } from './retry.ts';
 
 /** What the agent is doing right now, before its step is checkpointed and read back from the store. */
 export interface LiveTurn {
   /** The message sent, until the checkpoint holding it is read back. */
   user: string | null;
-  /** Generations finished in this run but not yet shown from the store (the cloud's stay until it comes back). */
-  done: { text: string; where: 'device' | 'cloud' }[];
+  /**
+   * Generations and replies (what a reply adds: replies.ts) finished in this run but not yet shown from the store
+   * (the cloud's stay until it comes back).
+   */
+  done: { text: string; where: 'device' | 'cloud'; reply?: true }[];
   /** The generation streaming now. */
   text: string;
   where: 'device' | 'cloud';
@@ -357,6 +361,11 @@ export class OpenSession {
         this.#flush();
         this.live = { ...this.live, done: [...this.live.done, { text: this.live.text, where }], text: '' };
         return;
+      case 'reply': {
+        const shown = this.#replyShown(String(event.text));
+        if (shown) this.live = { ...this.live, done: [...this.live.done, { text: shown, where, reply: true }] };
+        return;
+      }
       case 'tool-call':
         this.live = { ...this.live, tools: [...this.live.tools, { callId: String(event.callId), tool: String(event.tool), args: String(event.args) }] };
         return;
@@ -393,6 +402,14 @@ export class OpenSession {
       let drop = shown;
       this.live = { ...this.live, user: null, done: this.live.done.filter((d) => d.where !== where || drop-- <= 0), tools: this.live.tools.slice(tools) };
     });
+  }
+
+  /** What a reply streamed now adds to the transcript and the live turn before it. */
+  #replyShown(text: string): string {
+    const tracker = new ReplyTracker();
+    for (const step of this.steps) for (const event of step.events) tracker.next(event);
+    for (const d of this.live.done) tracker.next(d.reply ? { type: 'reply', text: d.text } : { type: 'generation', text: d.text });
+    return tracker.next({ type: 'reply', text }) ?? '';
   }
 
   #flush(): void {

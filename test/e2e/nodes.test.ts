@@ -270,6 +270,8 @@ describe('browsers as nodes of a space', () => {
     // Then the parent goes on here with their notes (the tiny model's do not parse, so it ends saying that no source
     // could be read), and the run ends.
     await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 180_000 }).toBe('false');
+    // The agent's reply is in the transcript (a checkpointed event, not only a live one).
+    await expect.poll(() => page.getByTestId('agent-reply').allTextContents(), { timeout: 30_000 }).toEqual([expect.stringContaining('No source could be read, so there is nothing to survey.')]);
     const sessionId = /#\/s\/([0-9a-f]{32})$/.exec(page.url())![1]!;
     await main.getByRole('link', { name: 'Sessions', exact: true }).click();
     // Its steps, checkpointed: the task (adding the four sources), one per source added (the last forks the

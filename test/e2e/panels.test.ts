@@ -3,8 +3,9 @@
  * phone (390×844, touch) and a desktop (1280×800). The generated tiny model writes gibberish, so the panels' content
  * comes from sessions written here as the PWA writes them — the template's real agent and tool components (the
  * built ones the app serves) with their first state, checkpointed by the agent runtime — followed by the events a
- * dev-guide, podcast and survey agent produce (tool calls and results of the workspace tool, the podcast's rendered
- * script, the survey's draft), exported as .ferry files and imported through the UI. An import is catalogued under
+ * dev-guide, podcast and survey agent produce (tool calls and results of the workspace tool; the podcast's rendered
+ * script and the survey's assembled draft, which the agents send as their replies), exported as .ferry files and
+ * imported through the UI. An import is catalogued under
  * the template its agent belongs to, and a message sent in it runs that agent; a session without an agent is read
  * only. "Retry" runs the real agent on the generated model.
  * Every panel is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
@@ -31,6 +32,7 @@ const at = () => (clock += 1000);
 const user = (text: string): SessionEvent => ({ type: 'user', text, at: at() });
 const gen = (text: string, finish: 'stop' | 'tool-call' = 'stop'): SessionEvent => ({ type: 'generation', tokens: [1, 2, 3], text, engine: { id: 'wllama', kind: 'wasm-cpu', model: 'tiny' }, timings: { promptMs: 5, generateMs: 50 }, finish, at: at() });
 const toolCall = (callId: string, args: unknown): SessionEvent => ({ type: 'tool-call', callId, tool: 'workspace', args: JSON.stringify(args), at: at() });
+const reply = (text: string): SessionEvent => ({ type: 'reply', text, at: at() });
 const toolResult = (callId: string, ok: boolean, output: unknown): SessionEvent => ({ type: 'tool-result', callId, ok, output: typeof output === 'string' ? output : JSON.stringify(output), at: at() });
 
 /** The components the app serves and the relay's worker runs (components/dist: the build both load). */
@@ -92,7 +94,10 @@ const devGuide = (model: string) =>
 const podcastSteps = (): SessionEvent[][] => [
     [
       user('A short episode on agents that run on your phone'),
-      gen(renderScript(
+      gen('Alex: Why would an agent run on my phone at all?\nSam: Privacy first: your notes never leave it.'),
+    ],
+    [
+      reply(renderScript(
         { title: 'Agents in your pocket', segments: [{ title: 'Why on the device', summary: '', points: [] }, { title: 'Moving to the cloud', summary: '', points: [] }] },
         [{ name: 'Alex', role: 'host: curious, asks the questions a listener would ask' }, { name: 'Sam', role: 'expert guest: explains with concrete examples' }],
         [
@@ -108,7 +113,10 @@ const survey = (model: string) =>
   ferryFile([
     [
       user('Survey on-device language models'),
-      gen(`# On-device language models\n\n## 1. Background\n\nSmall models now fit in a phone's memory [1], and quantisation shrinks them further [2].\n\n## 2. Engines\n\nWebGPU engines are fastest where available [2, 3]; CPU engines are the fallback [1].\n\n## References\n\n${bibliography(
+      gen('WebGPU engines are fastest where available [2, 3]; CPU engines are the fallback [1].'),
+    ],
+    [
+      reply(`# On-device language models\n\n## 1. Background\n\nSmall models now fit in a phone's memory [1], and quantisation shrinks them further [2].\n\n## 2. Engines\n\nWebGPU engines are fastest where available [2, 3]; CPU engines are the fallback [1].\n\n## References\n\n${bibliography(
         [
           { title: 'Tiny transformers', authors: 'A. Author', year: '2024', text: '', url: '' },
           { title: 'Quantisation in practice', authors: 'B. Writer', year: '2025', text: '', url: 'https://example.org/quant' },
@@ -259,6 +267,9 @@ for (const device of devices) {
 
     test('the Draft panel shows the outline, sections and bibliography, and exports the draft as Markdown', async () => {
       await importSession('survey.ferry', await survey(model()), 'Survey');
+      // The transcript shows the draft the agent sent, after the section the model wrote last.
+      expect(await page.getByTestId('agent-message').allTextContents()).toEqual([expect.stringContaining('CPU engines are the fallback [1].')]);
+      expect(await page.getByTestId('agent-reply').getByRole('heading', { level: 1 }).textContent()).toBe('On-device language models');
       await openPanel('Draft');
       const panel = page.getByTestId('draft-panel');
       await panel.waitFor();

@@ -9,8 +9,9 @@ import type { TranscriptStep } from '../../src/browser/app-state.ts';
 import { applyDiff, diffBlocks, diffPaths, fileTree, workspaceView, applyRequest } from '../../src/ui/panels/workspace-view.ts';
 import { assignVoices, latestScript, parseScript } from '../../src/ui/panels/script-view.ts';
 import { citedNumbers, draftFileName, draftMarkdown, latestDraft, parseDraft } from '../../src/ui/panels/draft-view.ts';
-import { panelFor } from '../../src/ui/panels/index.ts';
+import { panelFor, replyTexts } from '../../src/ui/panels/index.ts';
 import { retryBranchName, retryPoint } from '../../src/ui/retry.ts';
+import { replyAddition, replyViews } from '../../src/ui/replies.ts';
 import { renderScript } from '../../components/podcast/script.ts';
 import { bibliography } from '../../components/survey/draft.ts';
 
@@ -19,6 +20,7 @@ const call = (callId: string, args: unknown, tool = 'workspace'): SessionEvent =
 const result = (callId: string, ok: boolean, output: unknown): SessionEvent => ({ type: 'tool-result', callId, ok, output: typeof output === 'string' ? output : JSON.stringify(output), at: at++ });
 const gen = (text: string): SessionEvent => ({ type: 'generation', tokens: [1], text, engine: { id: 'scripted', kind: 'scripted', model: 'm' }, timings: { promptMs: 0, generateMs: 0 }, finish: 'stop', at: at++ });
 const user = (text: string): SessionEvent => ({ type: 'user', text, at: at++ });
+const reply = (text: string): SessionEvent => ({ type: 'reply', text, at: at++ });
 const step = (id: string, events: SessionEvent[]): TranscriptStep => ({ id: id.padEnd(64, '0'), at: at++, events });
 
 const DIFF = ['--- a/src/add.ts', '+++ b/src/add.ts', '@@ -1,3 +1,3 @@', ' export function add(a: number, b: number) {', '-  return a - b;', '+  return a + b;', ' }'].join('\n');
@@ -182,6 +184,15 @@ describe('choosing the panel and retrying', () => {
     expect(panelFor('assistant', [step('a', [gen('## 1. Intro\nAlex: hi\nSam: hello')])])).toBe('script');
     expect(panelFor('assistant', [step('a', [gen('# T\n## 1. One\nText [1]\n## References\n[1] Ref')])])).toBe('draft');
     expect(panelFor('assistant', [step('a', [gen('plain reply')])])).toBeNull();
+    // A survey's draft is assembled by the agent and sent as its reply, not generated in one piece.
+    expect(panelFor('assistant', [step('a', [gen('section text [1]'), reply('# T\n## 1. One\nText [1]\n## References\n[1] Ref')])])).toBe('draft');
+  });
+
+  test('the panels read the agent\'s replies with its generations, in order', () => {
+    const draft = '# T\n## 1. One\nText [1]\n## References\n[1] Ref';
+    const steps = [step('a', [user('go'), gen('section text [1]')]), step('b', [reply(draft)])];
+    expect(replyTexts(steps)).toEqual(['section text [1]', draft]);
+    expect(latestDraft(replyTexts(steps))?.references).toEqual([{ n: 1, text: 'Ref' }]);
   });
 
   test('Retry resends the last message whose reply exists, and keeps the old reply on a fresh branch', () => {
@@ -190,7 +201,36 @@ describe('choosing the panel and retrying', () => {
     expect(retryPoint(steps.slice(0, 3))).toBeNull();
     expect(retryPoint([step('x', [gen('no message')])])).toBeNull();
     expect(retryPoint([])).toBeNull();
+    // A reply with no generation ("I am still drafting…") is a reply too.
+    expect(retryPoint([step('e', [user('more'), reply('I am still drafting the survey.')])])).toEqual({ stepId: 'e'.padEnd(64, '0'), text: 'more' });
     expect(retryBranchName('main', ['main', 'main-try1'])).toBe('main-try2');
     expect(retryBranchName('b'.repeat(48), [])).toBe(`${'b'.repeat(40)}-try1`);
+  });
+});
+
+describe('replies in the transcript', () => {
+  test('a reply shows only what it adds to the generation it answers', () => {
+    expect(replyAddition('The fix is below.\n', 'The fix is below.')).toBe('');
+    expect(replyAddition('  The fix.', 'The fix.\n\n✓ Checked: the proposed diff applies cleanly to the workspace.')).toBe('✓ Checked: the proposed diff applies cleanly to the workspace.');
+    expect(replyAddition('Section one [1].', '# Survey\n\n## 1. Intro\n\nSection one [1].')).toBe('# Survey\n\n## 1. Intro\n\nSection one [1].');
+    expect(replyAddition('The answer.\n<tool_call>{"name": "x"}</tool_call>', 'The answer.')).toBe('');
+    expect(replyAddition(null, 'No source could be read, so there is nothing to survey.')).toBe('No source could be read, so there is nothing to survey.');
+    // An empty generation hides nothing ("(The model gave an empty answer.)" is the whole reply).
+    expect(replyAddition('', '(The model gave an empty answer.)')).toBe('(The model gave an empty answer.)');
+  });
+
+  test('across steps: a reply builds on the last generation before it, and only one reply does', () => {
+    const steps = [
+      step('a', [user('fix add()'), gen('Use a + b.')]),
+      step('b', [call('1', { op: 'patch', dry_run: true }), result('1', true, '{}')]),
+      step('c', [reply('Use a + b.\n\n✓ Checked.'), reply('I will take new instructions when it is done.')]),
+      step('d', [user('thanks'), gen('You are welcome.')]),
+      step('e', [reply('You are welcome.')]),
+    ];
+    const views = replyViews(steps);
+    expect([...views.keys()]).toEqual([steps[2]!.id, steps[4]!.id]);
+    expect([...views.get(steps[2]!.id)!]).toEqual([[0, '✓ Checked.'], [1, 'I will take new instructions when it is done.']]);
+    expect([...views.get(steps[4]!.id)!]).toEqual([[0, '']]);
+    expect(replyViews([])).toEqual(new Map());
   });
 });

@@ -126,7 +126,7 @@ export interface StepRecord {
   step: number;
   input: AgentEvent;
   actions: AgentAction[];
-  /** The step as session events (user input, generations with token ids, tool calls and results). */
+  /** The step as session events (user input, generations with token ids, tool calls and results, replies). */
   events: SessionEvent[];
   /** The loop state after the step. */
   state: LoopState;
@@ -305,6 +305,7 @@ export class AgentLoop {
           break;
         }
         case 'reply':
+          events.push({ type: 'reply', text: truncate(action.val), at: now() });
           yield { type: 'reply', text: action.val };
           break;
         case 'fork-children': {
@@ -586,7 +587,7 @@ function label(value: string): string {
   return value.length <= 256 ? value : value.slice(0, 256);
 }
 
-/** Tool output is capped at the session's text limit; the model is told it was cut. */
+/** Tool output and replies are capped at the session's text limit; the reader is told it was cut. */
 function truncate(output: string): string {
   const limit = 1 << 20;
   return output.length <= limit ? output : `${output.slice(0, limit - 64)}\n…[output truncated at ${limit} characters]`;

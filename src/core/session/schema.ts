@@ -37,6 +37,8 @@ const EventSchema = v.variant('type', [
   }),
   v.object({ type: v.literal('tool-call'), callId: label, tool: label, args: text, at: time }),
   v.object({ type: v.literal('tool-result'), callId: label, ok: v.boolean(), output: text, at: time }),
+  // What the agent says to the user (it may differ from any one generation: a checked answer, an assembled draft).
+  v.object({ type: v.literal('reply'), text, at: time }),
   v.object({ type: v.literal('placement'), from: label, to: label, reason: label, at: time }),
   v.object({ type: v.literal('fork'), from: id, fromBranch: name, branch: name, at: time }),
 ]);

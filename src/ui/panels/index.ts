@@ -23,7 +23,7 @@ export function panelFor(template: SessionTemplate | undefined, steps: readonly 
   for (const s of steps) {
     for (const e of s.events) {
       if (e.type === 'tool-call' && e.tool === 'workspace') return 'workspace';
-      if (e.type === 'generation') replies.push(e.text);
+      if (e.type === 'generation' || e.type === 'reply') replies.push(e.text);
     }
   }
   for (const text of replies.slice(-SNIFF_REPLIES).reverse()) {
@@ -39,7 +39,7 @@ export function allEvents(steps: readonly TranscriptStep[]): TranscriptStep['eve
   return steps.flatMap((s) => s.events);
 }
 
-/** The agent's reply texts, oldest first. */
+/** The agent's texts, oldest first: its generations and its replies (a survey's assembled draft is a reply). */
 export function replyTexts(steps: readonly TranscriptStep[]): string[] {
-  return steps.flatMap((s) => s.events.flatMap((e) => (e.type === 'generation' ? [e.text] : [])));
+  return steps.flatMap((s) => s.events.flatMap((e) => (e.type === 'generation' || e.type === 'reply' ? [e.text] : [])));
 }

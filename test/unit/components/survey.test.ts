@@ -80,6 +80,8 @@ describe('survey agent', () => {
     expect(draft).toMatch(/^# Early Computing\n\n## 1\. Mechanical and theoretical machines\n\nLovelace saw/);
     expect(draft).toContain('## 2. The stored program\n\nVon Neumann kept programs in the same memory as data [3]');
     expect(draft).toContain('## References\n\n[1] Ada Lovelace (1843). Notes on the Analytical Engine.\n[2] Alan Turing (1936). On Computable Numbers.\n[3] John von Neumann (1945). First Draft of a Report on the EDVAC. https://example.org/edvac\n');
+    // The draft is part of the session (the Draft panel reads it from there): its step records it as a reply.
+    expect(records.flatMap((r) => r.events.flatMap((e) => (e.type === 'reply' ? [e.text] : [])))).toEqual([draft]);
     const done = events.at(-1) as Extract<LoopEvent, { type: 'done' }>;
     expect(JSON.parse(done.summary)).toEqual({ title: 'Early Computing', sections: 2, sources: 3, cited: 3, unread: 0 });
   });

@@ -64,6 +64,9 @@ describe('action loop', () => {
     const recorded = history.flatMap((h) => h.checkpoint.events);
     expect(recorded.some((e) => e.type === 'generation' && e.tokens.length > 0)).toBe(true);
     expect(recorded.filter((e) => e.type === 'tool-result')).toHaveLength(2);
+    // So are the agent's replies, in order: the transcript shows what the agent said, not only what the model wrote.
+    const said = [...history].reverse().flatMap((h) => h.checkpoint.events.flatMap((e) => (e.type === 'reply' ? [e.text] : [])));
+    expect(said).toEqual(replies);
   });
 
   it('on a priced engine every checkpoint records what its step cost; on a free one, nothing', async () => {

@@ -21,7 +21,7 @@ import { gpuOffloads, gpuRuns } from './llm/device-probe.ts';
 import { openModel } from './llm/model-source.ts';
 import { RelayClient } from './relay-client.ts';
 import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
-import type { RunPlacement } from '../core/protocol/index.ts';
+import type { ChildrenScope, RunPlacement } from '../core/protocol/index.ts';
 import { restoreCloudState, serializeCloudState, SessionMover, type PlacedEvent, type Placement } from './session-mover.ts';
 import { sessionAgent, TEMPLATE_PARTS, templateComponents, unknownAgentError } from './template-components.ts';
 import type { BrowserEngineSpec, WllamaSpec } from '../../workers/agent.worker.ts';
@@ -124,7 +124,7 @@ export class AgentHost {
     // A step boundary: the policy may place the next step elsewhere; the idle session moves first, then runs there.
     const placed = await live.placer?.beforeStep();
     if (placed && live.mover.placement === 'device') {
-      await live.mover.moveToCloud(placed.where, placed.decision.estimate.name);
+      await this.#move(live.mover, placed.where, placed.decision.estimate.name);
       this.opts.onAutoMove?.(sessionId, placed.decision.reason);
     }
     await live.mover.send({ type: 'user', text: body });
@@ -142,7 +142,24 @@ export class AgentHost {
   /** Moves the session to the relay's cloud worker, or where `where` places it (a device of this device's space, `name`). */
   async moveToCloud(sessionId: string, model: ModelChoice, where?: RunPlacement, name?: string): Promise<void> {
     const live = await this.#attach(sessionId, model);
-    await live.mover.moveToCloud(where, name);
+    await this.#move(live.mover, where, name);
+  }
+
+  /**
+   * Moves the session where `where` places it (`name`: the device's, for people). Its run's forked children go
+   * where they would go from here (#startSettings: the space's devices, and under "Any node" its cloud workers
+   * within the budget), not one by one on the node it moved to.
+   */
+  async #move(mover: SessionMover, where: RunPlacement | undefined, name: string | undefined): Promise<void> {
+    await mover.moveToCloud(await this.#withChildren(where), name);
+  }
+
+  /** `where`, with the scope its run's forked children may use (#move). */
+  async #withChildren(where: RunPlacement | undefined): Promise<RunPlacement | undefined> {
+    const { parallel } = await this.#startSettings();
+    if (!parallel) return where;
+    const children: ChildrenScope = { space: parallel.space, cloud: parallel.cloud ?? false, ...(parallel.maxCostUsd !== undefined ? { maxCostUsd: parallel.maxCostUsd } : {}) };
+    return { ...where, children };
   }
 
   /**
@@ -296,10 +313,11 @@ export class AgentHost {
       },
       move: (where, decision) => {
         if (mover().placement !== 'device') return;
-        mover().moveToCloud(where, decision.estimate.name).then(
-          () => this.opts.onAutoMove?.(sessionId, decision.reason),
-          (err: unknown) => this.opts.onEvent(sessionId, { where: 'cloud', event: { type: 'error', ...describeFailure(err) } }),
-        );
+        this.#withChildren(where).then(async (placed) => {
+          if (mover().placement !== 'device') return;
+          await mover().moveToCloud(placed, decision.estimate.name);
+          this.opts.onAutoMove?.(sessionId, decision.reason);
+        }).catch((err: unknown) => this.opts.onEvent(sessionId, { where: 'cloud', event: { type: 'error', ...describeFailure(err) } }));
       },
     });
   }

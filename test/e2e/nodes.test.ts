@@ -283,6 +283,38 @@ describe('browsers as nodes of a space', () => {
     await main.getByRole('link', { name: 'Settings' }).click();
   }, 300_000);
 
+  test('a survey moved by hand to the cloud worker still splits its parts across the space from there', async () => {
+    const { page } = devices[0]!;
+    const main = page.getByRole('navigation', { name: 'Main' });
+    // Still "my devices" with short replies; the relay's own unpriced worker is one of them.
+    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await page.getByLabel(/Survey/).check();
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await page.getByTestId('where-it-runs').locator('summary').click();
+    await page.getByRole('button', { name: 'Move to the cloud worker' }).click();
+    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
+    const box = page.getByLabel('Message');
+    await box.fill(JSON.stringify({ topic: 'ferry crossings', sources: generatedSources(4) }));
+    await box.press('Enter');
+
+    // The run on the cloud worker splits the parts over the devices of the space (the phone is free now: its
+    // session is away), as the phone would have — "my devices" keeps them off the cloud — not one by one there.
+    const progress = () => page.getByTestId('live-children-done').textContent({ timeout: 50 }).catch(() => '');
+    await expect.poll(progress, { timeout: 120_000, interval: 50 }).toMatch(/^Parts: [0-4] of 4 done/);
+    const deviceNames = await Promise.all(nodeIds.map(async (id) => (await list(space)).find((w) => w.id === id)!.profile.name));
+    const partNodes = await page.getByTestId('live-child-node').allTextContents();
+    expect(partNodes.length).toBeGreaterThan(0);
+    for (const line of partNodes) expect(deviceNames.some((name) => line.startsWith(`${name} (device)`)), line).toBe(true);
+    await expect.poll(progress, { timeout: 180_000, interval: 50 }).toBe('Parts: 4 of 4 done');
+    await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 180_000 }).toBe('false');
+    await expect.poll(() => page.getByTestId('agent-reply').allTextContents(), { timeout: 30_000 }).toEqual([expect.stringContaining('No source could be read')]);
+    // Back to this device; the node status is on Settings, for the test after this one.
+    await page.getByRole('button', { name: 'Bring back to this device' }).click();
+    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+    await main.getByRole('link', { name: 'Settings' }).click();
+  }, 300_000);
+
   test('a run on "my devices" runs in a browser; closing that tab mid-generation hands it to the other device, which finishes it', async () => {
     // A session made here (node-llama-cpp on the same model file and the app's own component builds), published.
     const library = await openComponentLibrary([componentsDir]);

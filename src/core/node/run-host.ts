@@ -173,19 +173,21 @@ export class RunHost {
   }
 
   /**
-   * A run placed in a space splits its big steps across that space's nodes (context parallelism), as the device
-   * would have: the children go where the run itself may go — the space's devices, and the cloud unless the
-   * placement rules it out.
+   * A run placed with a children scope, or in a space, splits its big steps across that space's nodes (context
+   * parallelism), as the device would have: the children go where the placement's scope says (the sender's privacy
+   * and budget), or else where the run itself may go — the space's devices, and the cloud unless it is ruled out.
    */
   private children(request: StartRunRequest, sampling: RuntimeSetup['sampling'], sink: RunSink): Pick<RuntimeSetup, 'runChildren'> {
-    const space = request.where?.space;
-    if (!space) return {};
+    const where = request.where;
+    const scope = where?.children ?? (where?.space ? { space: where.space, cloud: where.cloud !== false } : undefined);
+    if (!scope) return {};
     const self = this.opts.self?.();
     return {
       runChildren: relayChildren({
         relayUrl: this.opts.relayUrl(),
-        space,
-        cloud: request.where?.cloud !== false,
+        space: scope.space,
+        cloud: scope.cloud,
+        ...(scope.maxCostUsd !== undefined ? { maxCostUsd: scope.maxCostUsd } : {}),
         setup: { engine: this.opts.engine, load: (id) => this.opts.load(id), ...(sampling ? { sampling } : {}) },
         ...(this.opts.openSocket ? { openSocket: this.opts.openSocket } : {}),
         ...(self ? { host: self } : {}),

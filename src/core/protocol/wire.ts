@@ -126,14 +126,28 @@ export const RunIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/, 'must be
 export const WorkerIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 lower-case hex characters'));
 
 /**
+ * Where a run's forked children may go (context parallelism): the space's devices offering themselves, and its
+ * relay's cloud workers unless `cloud` is false, those that charge only while all the children stay within
+ * `maxCostUsd` (USD per step; absent: no limit).
+ */
+export const ChildrenScopeSchema = v.strictObject({
+  space: SpaceIdSchema,
+  cloud: v.boolean(),
+  maxCostUsd: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0))),
+});
+export type ChildrenScope = v.InferOutput<typeof ChildrenScopeSchema>;
+
+/**
  * Where a run may go. Without it: any cloud worker. `space`: also that space's device nodes, and cloud workers
  * unless `cloud` is false (privacy "my devices"). `node`: only that worker or node — a run pinned there fails
- * with relay/node-left when it goes, instead of moving on (its caller decides where it goes next).
+ * with relay/node-left when it goes, instead of moving on (its caller decides where it goes next). `children`:
+ * where the run's forked children go; absent, `space` (and `cloud`) when given, else they run on the run's worker.
  */
 export const RunPlacementSchema = v.strictObject({
   space: v.optional(SpaceIdSchema),
   node: v.optional(WorkerIdSchema),
   cloud: v.optional(v.boolean()),
+  children: v.optional(ChildrenScopeSchema),
 });
 export type RunPlacement = v.InferOutput<typeof RunPlacementSchema>;
 

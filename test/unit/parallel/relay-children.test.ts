@@ -16,7 +16,7 @@ import type { ChildProgress } from '../../../src/core/parallel/index.ts';
 import * as v from 'valibot';
 import { createServer } from 'node:net';
 import WebSocket from 'ws';
-import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage } from '../../../src/core/protocol/index.ts';
+import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage, type RunPlacement } from '../../../src/core/protocol/index.ts';
 import { createAgentApi, unwrap } from '../../../src/core/runtime/agent-api.ts';
 import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
 import type { ChildResult } from '../../../src/core/runtime/index.ts';
@@ -228,19 +228,19 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     }
   }, 300_000);
 
-  test('a survey resumed on the cloud worker in the space plans its children over the space\'s nodes from there, and follows the plan', async () => {
-    // A survey session made here and published, then run on the relay's embedded worker, placed in the space.
+  /** A survey session made here and published, then started on the relay placed `where`; resolves when the run ends. */
+  async function surveyOnRelay(where: RunPlacement, sourceCount: number) {
     const load = (id: string) => parts.library.load(id);
     const store = createMemoryStore();
     const made = await AgentRuntime.create(store, { engine: parentEngine, load, sampling }, { agent: parts.survey, tools: [parts.docs, parts.notes] });
     const sessionId = made.session.id;
     await made.dispose();
     const published = await publishSession(store, sessionId, new RelayHttp({ baseUrl: relay.url }));
-    const sources = generatedSources(6);
+    const sources = generatedSources(sourceCount);
     const res = await fetch(`${relay.url}/api/v1/runs`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) }, where: { space, node: embeddedId } }),
+      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) }, where }),
     });
     expect(res.status).toBe(202);
     const run = v.parse(RunRecordSchema, await res.json());
@@ -254,10 +254,15 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     const children = events.map((m) => m.event).find((e) => e.type === 'children') as unknown as Extract<RuntimeEvent, { type: 'children' }>;
     expect(children.results.map((r) => [r.id, r.ok])).toEqual(sources.map((_, i) => [`source-${i + 1}`, true]));
     const progress = events.flatMap((m) => (m.event.type === 'child-progress' ? [(m.event as unknown as { progress: ChildProgress }).progress] : []));
+    return { progress, childIds: sources.map((_, i) => `source-${i + 1}`), published, sessionId };
+  }
+
+  test('a survey resumed on the cloud worker in the space plans its children over the space\'s nodes from there, and follows the plan', async () => {
+    const { progress, childIds, published, sessionId } = await surveyOnRelay({ space, node: embeddedId }, 6);
     // The device nodes were planned with the embedded worker, which has a lane only for each slot beyond the one its
     // parent holds; the six children split over them in proportion to each one's measured speed (a node measured
     // much slower than the embedded worker's lanes may rightly be planned none).
-    const { planned } = expectPlanFollowed(progress, sources.map((_, i) => `source-${i + 1}`));
+    const { planned } = expectPlanFollowed(progress, childIds);
     const attached = await listSpace(relay.url, space); // (a node killed by an earlier test is gone)
     for (const w of attached.filter((x) => x.kind === 'device')) expect(planned.map((n) => n.id)).toContain(w.id);
     const embeddedLanes = planned.find((n) => n.id === embeddedId)?.lanes ?? 0;
@@ -269,6 +274,16 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     const session = await Session.open(fetched, sessionId);
     const state = (await readHostState(session, await session.head())).loop;
     expect(state.status).toBe('done');
+  }, 300_000);
+
+  test('a run moved to the cloud worker with its sender\'s children scope keeps the sender\'s budget: the priced worker gets no child', async () => {
+    // Pinned to the embedded worker with no space of its own (as a page moves a session to the cloud), its children
+    // may use the space and the cloud, within $0 a step: the embedded worker charges for output, so only devices.
+    const { progress, childIds } = await surveyOnRelay({ node: embeddedId, children: { space, cloud: true, maxCostUsd: 0 } }, 4);
+    const { planned, ran } = expectPlanFollowed(progress, childIds);
+    const devices = (await listSpace(relay.url, space)).filter((x) => x.kind === 'device').map((w) => w.id);
+    expect(planned.map((n) => n.id).sort()).toEqual([...devices].sort());
+    expect([...ran].every((id) => devices.includes(id))).toBe(true);
   }, 300_000);
 
   test('the agent worker\'s API with a parallel config runs the children on the space\'s nodes and streams their progress', async () => {

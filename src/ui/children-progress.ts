@@ -13,6 +13,8 @@ export interface ChildNodeView {
   done: number;
   /** Children it runs now. */
   running: number;
+  /** Children it runs at once at most (its slots). */
+  lanes: number;
 }
 
 export interface ChildrenView {
@@ -21,7 +23,7 @@ export interface ChildrenView {
   done: number;
   failed: number;
   nodes: ChildNodeView[];
-  /** Set when they run on this device, one after another: why no other node took them. */
+  /** Set when they run where the session runs, one after another: why no other node took them ('' when none was asked). */
   here: string | null;
   /** Names of nodes that left mid-job (their children went on elsewhere). */
   lost: string[];
@@ -41,7 +43,8 @@ export function foldChildProgress(view: ChildrenView | null, p: ChildProgress): 
     running,
     nodes: v.nodes.map((n) => ({
       ...n,
-      running: Object.values(running).filter((id) => id === n.id).length,
+      // A child's end is reported once its result is read, which may be after its node started the next one.
+      running: Math.min(n.lanes, Object.values(running).filter((id) => id === n.id).length),
       done: n.done + (n.id === doneOn ? 1 : 0),
     })),
   });
@@ -52,7 +55,7 @@ export function foldChildProgress(view: ChildrenView | null, p: ChildProgress): 
       return {
         ...EMPTY,
         total: Object.values(p.plan).reduce((sum, children) => sum + children.length, 0),
-        nodes: p.nodes.map((n) => ({ id: n.id, name: n.name, kind: n.kind, done: 0, running: 0 })),
+        nodes: p.nodes.map((n) => ({ id: n.id, name: n.name, kind: n.kind, done: 0, running: 0, lanes: n.lanes })),
       };
     case 'here':
       return { ...EMPTY, total: p.children, here: p.reason };

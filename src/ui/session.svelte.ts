@@ -372,7 +372,8 @@ export class OpenSession {
       case 'child-progress': {
         // A cloud run's events come over the relay: only well-formed progress is shown.
         const progress = v.safeParse(ChildProgressSchema, event.progress);
-        if (progress.success) this.live = { ...this.live, children: foldChildProgress(this.live.children, progress.output) };
+        // The parent waits on its children (nothing streams meanwhile): the turn is where they report from.
+        if (progress.success) this.live = { ...this.live, where, children: foldChildProgress(this.live.children, progress.output) };
         return;
       }
       case 'tool-result':

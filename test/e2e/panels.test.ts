@@ -24,6 +24,7 @@ import { componentId, loadBuiltComponent } from '../../server/runtime/node-compo
 import { createNodeLlamaEngine } from '../../server/llm/node-llama-engine.ts';
 import { renderScript } from '../../components/podcast/script.ts';
 import { bibliography } from '../../components/survey/draft.ts';
+import { generatedSources } from '../unit/parallel/space-nodes.ts';
 
 // ---- sessions as the agents write them ------------------------------------------------------------------------
 
@@ -356,6 +357,31 @@ for (const device of devices) {
       await screen('panel-workspace-empty');
       await press(page.getByRole('link', { name: 'Checkpoints' }));
       await expect.poll(() => page.getByText('main-try1').count()).toBeGreaterThan(0);
+      expect(rig.pageErrors).toEqual([]);
+    });
+
+    test('a survey kept on this device runs its parts here, one after another, with a progress bar, and ends with its reply', async () => {
+      await press(page.getByRole('link', { name: 'Settings', exact: true }));
+      await page.getByLabel('Reply length (tokens)').fill('32');
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(page.getByLabel(/Survey/));
+      await page.getByLabel(/^Title/).fill('Harbour survey');
+      await press(page.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await transcriptReady();
+      const box = page.getByLabel('Message');
+      await box.fill(JSON.stringify({ topic: 'working harbours', sources: generatedSources(3) }));
+      await box.press('Enter');
+      // Privacy "this device" (the default): the three parts run here, and the live turn counts them.
+      const progress = () => page.getByTestId('live-children-done').textContent({ timeout: 50 }).catch(() => '');
+      await expect.poll(progress, { timeout: 120_000, interval: 50 }).toMatch(/^Parts: [0-2] of 3 done$/);
+      expect(await page.getByTestId('live-children-here').textContent()).toBe('They run on this device, one after another.');
+      expect(await page.locator('[data-testid="live-children"] progress').getAttribute('max')).toBe('3');
+      await screen('live-parts-here');
+      // The tiny model's notes do not parse: the survey ends saying so, in the transcript.
+      await expect.poll(() => page.getByTestId('agent-reply').allTextContents(), { timeout: 120_000 }).toEqual([expect.stringContaining('No source could be read')]);
       expect(rig.pageErrors).toEqual([]);
     });
   });

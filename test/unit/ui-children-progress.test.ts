@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot';
 import { describe, expect, test } from 'vitest';
-import { ChildProgressSchema, type ChildProgress } from '../../src/core/parallel/index.ts';
+import { ChildProgressSchema, HERE, type ChildProgress } from '../../src/core/parallel/index.ts';
 import { foldChildProgress, type ChildrenView } from '../../src/ui/children-progress.ts';
 
 const fold = (events: ChildProgress[], from: ChildrenView | null = null) => events.reduce<ChildrenView | null>((view, p) => foldChildProgress(view, p), from)!;
@@ -28,6 +28,12 @@ describe('the live view of forked children', () => {
     expect(view.nodes.map((n) => [n.name, n.done, n.running])).toEqual([['Laptop', 0, 1], ['embedded', 2, 1]]);
   });
 
+  test('a node never shows more running than its lanes: its next child may start before the last one\'s end is read', () => {
+    const view = fold([nodes, start('s1', 'laptop'), start('s2', 'cloud'), start('s3', 'cloud'), start('s4', 'cloud')]);
+    expect(view.nodes.map((n) => [n.name, n.running])).toEqual([['Laptop', 1], ['embedded', 2]]);
+    expect(fold([done('s2', 'cloud')], view).nodes.map((n) => [n.name, n.done, n.running])).toEqual([['Laptop', 0, 1], ['embedded', 1, 2]]);
+  });
+
   test('a node that leaves: named once, its child no longer running there, and counted where it finished', () => {
     const view = fold([nodes, start('s1', 'laptop'), { type: 'node-lost', node: 'laptop', reason: 'tab closed' }, { type: 'child-requeued', child: 's1', node: 'laptop' }, { type: 'node-lost', node: 'laptop', reason: 'again' }, start('s1', 'cloud', 2), done('s1', 'cloud')]);
     expect(view.lost).toEqual(['Laptop']);
@@ -38,6 +44,7 @@ describe('the live view of forked children', () => {
   test('children run here: the count and the reason; a later fork starts afresh', () => {
     const here = fold([{ type: 'here', children: 12, reason: 'No node of this space can take the children.' }]);
     expect(here).toMatchObject({ total: 12, here: 'No node of this space can take the children.', nodes: [], done: 0 });
+    expect(fold([done('s1', HERE), { type: 'child-done', child: 's2', node: HERE, ok: false, ms: 5 }], here)).toMatchObject({ total: 12, done: 2, failed: 1, nodes: [], here: 'No node of this space can take the children.' });
     const before = fold([nodes, start('s1', 'laptop'), done('s1', 'laptop')]);
     expect(fold([nodes], before)).toMatchObject({ total: 4, done: 0, nodes: [{ done: 0 }, { done: 0 }] });
     expect(before.done).toBe(1); // the fold never changes what it was given

@@ -16,6 +16,8 @@ import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import { ATTEMPT_HEADER, RelayHttp, attemptHeader, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
+import { hereChildren } from '../parallel/children-here.ts';
+import type { ChildProgress } from '../parallel/progress.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
 import type { Price } from '../placement/profile.ts';
@@ -176,11 +178,13 @@ export class RunHost {
    * A run placed with a children scope, or in a space, splits its big steps across that space's nodes (context
    * parallelism), as the device would have: the children go where the placement's scope says (the sender's privacy
    * and budget), or else where the run itself may go — the space's devices, and the cloud unless it is ruled out.
+   * Otherwise they run here, one by one. Their progress streams with the run's events either way.
    */
   private children(request: StartRunRequest, sampling: RuntimeSetup['sampling'], sink: RunSink): Pick<RuntimeSetup, 'runChildren'> {
     const where = request.where;
     const scope = where?.children ?? (where?.space ? { space: where.space, cloud: where.cloud !== false } : undefined);
-    if (!scope) return {};
+    const onProgress = (progress: ChildProgress) => sink.emit({ type: 'child-progress', progress });
+    if (!scope) return { runChildren: hereChildren(onProgress) };
     const self = this.opts.self?.();
     return {
       runChildren: relayChildren({
@@ -191,7 +195,7 @@ export class RunHost {
         setup: { engine: this.opts.engine, load: (id) => this.opts.load(id), ...(sampling ? { sampling } : {}) },
         ...(this.opts.openSocket ? { openSocket: this.opts.openSocket } : {}),
         ...(self ? { host: self } : {}),
-        onProgress: (progress) => sink.emit({ type: 'child-progress', progress }),
+        onProgress,
       }),
     };
   }

@@ -23,6 +23,9 @@ const JobNodeSchema = v.pipe(v.object({
 }), v.readonly());
 export type JobNode = v.InferOutput<typeof JobNodeSchema>;
 
+/** The `node` of children run in the parent's own runtime (a relay's node ids are 16 hex digits, never this). */
+export const HERE = 'here';
+
 export const ChildProgressSchema = v.variant('type', [
   /**
    * The nodes taking part and, before any child starts, the plan: each node's children (ids), in proportion to its
@@ -30,7 +33,10 @@ export const ChildProgressSchema = v.variant('type', [
    * before the child's node got to it, or when a node leaves.
    */
   v.object({ type: v.literal('nodes'), nodes: v.pipe(v.array(JobNodeSchema), v.readonly()), plan: v.record(id, v.pipe(v.array(id), v.readonly())) }),
-  /** No other node could take the children (none in the space, the relay out of reach): they run here, one by one. */
+  /**
+   * No other node could take the children (none in the space, the relay out of reach): they run here, one by one,
+   * each one's end a `child-done` on node HERE.
+   */
   v.object({ type: v.literal('here'), children: count, reason: text }),
   /** `session`: the child's session id. `input`: "start" delivers its task; "resume" continues from its last published checkpoint. */
   v.object({ type: v.literal('child-start'), child: id, session: id, node: id, attempt: count, input: v.picklist(['start', 'resume']) }),

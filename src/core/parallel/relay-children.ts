@@ -27,6 +27,7 @@ import type { ChildContext, RunChildren } from '../runtime/runtime.ts';
 import type { ChildResult, SubTask } from '../runtime/wit.ts';
 import { createMemoryStore, type Store } from '../store/index.ts';
 import { ChildSessionMaker, childStanding, type ChildSession, type ChildSetup, type ChildStanding } from './child-session.ts';
+import { hereChildren } from './children-here.ts';
 import type { ChildProgress, JobNode } from './progress.ts';
 import { chooseNodes, listSpaceWorkers, type Lane, type NodeChoice } from './relay-nodes.ts';
 import { defaultOpenSocket, followRun, type OpenSocket } from './run-follow.ts';
@@ -94,8 +95,7 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
     chosen = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), nodeChoice(opts, work));
   } catch (err) {
     // Nowhere else to run them (no node, the relay out of reach): here, one after another, rather than not at all.
-    emit({ type: 'here', children: tasks.length, reason: err instanceof Error ? err.message : String(err) });
-    return context.here(tasks, signal);
+    return hereChildren(emit, err instanceof Error ? err.message : String(err))(tasks, context, signal);
   }
   const { nodes, lanes } = chosen;
   const stop = new AbortController();

@@ -8,6 +8,8 @@
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
+import { hereChildren } from '../parallel/children-here.ts';
+import type { ChildProgress } from '../parallel/progress.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
 import { SpaceIdSchema, WorkerIdSchema, parseWire } from '../protocol/index.ts';
@@ -65,7 +67,7 @@ export interface StartOptions<EngineSpec> {
   file?: Uint8Array;
   /**
    * Run each step's forked children as child sessions on the nodes of a space, in parallel, instead of one by one
-   * in this worker; their progress streams as `child-progress` events. Absent: here.
+   * in this worker. Absent: here, one by one. Their progress streams as `child-progress` events either way.
    */
   parallel?: ParallelOptions;
 }
@@ -160,15 +162,16 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
               ? (component) => isolatedTool({ spawn, componentId: component.id, files: options.components[component.id]!, ...(options.limits ? { limits: options.limits } : {}) })
               : (component, grants) => localTool(component, grants, options.limits),
           };
-          if (options.parallel) {
-            setup.runChildren = relayChildren({
-              ...checkParallel(options.parallel),
-              // Child sessions are made here only to be published: their tools need no worker of their own.
-              setup: { engine, load, ...(options.sampling ? { sampling: options.sampling } : {}) },
-              ...(platform.openSocket ? { openSocket: platform.openSocket } : {}),
-              onProgress: (progress) => emit({ type: 'child-progress', progress }),
-            });
-          }
+          const onProgress = (progress: ChildProgress) => emit({ type: 'child-progress', progress });
+          setup.runChildren = options.parallel
+            ? relayChildren({
+                ...checkParallel(options.parallel),
+                // Child sessions are made here only to be published: their tools need no worker of their own.
+                setup: { engine, load, ...(options.sampling ? { sampling: options.sampling } : {}) },
+                ...(platform.openSocket ? { openSocket: platform.openSocket } : {}),
+                onProgress,
+              })
+            : hereChildren(onProgress);
           let runtime: AgentRuntime;
           if (options.file) {
             const id = await importSession(store, options.file);

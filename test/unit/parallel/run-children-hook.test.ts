@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
+import { HERE, hereChildren, type ChildProgress } from '../../../src/core/parallel/index.ts';
 import type { ChildResult, SubTask } from '../../../src/core/runtime/index.ts';
 import { AgentRuntime, type ChildContext, type RunChildren } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
@@ -57,6 +58,24 @@ describe('the runChildren hook', () => {
     // The children's generations were this step's, as they are without a hook: the same tokens counted.
     const tokens = async (r: AgentRuntime) => (await r.session.checkpoint(await r.session.head())).counters.tokens;
     expect(await tokens(runtime)).toBe(await tokens(plain));
+    await runtime.dispose();
+  });
+
+  test('hereChildren runs them here as without a hook, reporting that they do and each one\'s end', async () => {
+    const plain = await AgentRuntime.create(createMemoryStore(), setupFor(f, engine, {}), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    const expected = await turn(plain, '/fork alpha|gamma|delta', true);
+    await plain.dispose();
+    const progress: ChildProgress[] = [];
+    const runtime = await parentWith(hereChildren((p) => progress.push(p)));
+    const { replies, events } = await turn(runtime, '/fork alpha|gamma|delta', true);
+    expect(events.find((e) => e.type === 'children')).toEqual(expected.events.find((e) => e.type === 'children'));
+    expect(replies).toEqual(expected.replies);
+    expect(progress.map((p) => (p.type === 'child-done' ? [p.child, p.node, p.ok] : p))).toEqual([
+      { type: 'here', children: 3, reason: '' },
+      ['child0', HERE, true],
+      ['child1', HERE, true],
+      ['child2', HERE, true],
+    ]);
     await runtime.dispose();
   });
 

@@ -147,8 +147,7 @@ export class AgentHost {
 
   /**
    * Moves the session where `where` places it (`name`: the device's, for people). Its run's forked children go
-   * where they would go from here (#startSettings: the space's devices, and under "Any node" its cloud workers
-   * within the budget), not one by one on the node it moved to.
+   * where they would go from here (#startSettings), not one by one on the node it moved to.
    */
   async #move(mover: SessionMover, where: RunPlacement | undefined, name: string | undefined): Promise<void> {
     await mover.moveToCloud(await this.#withChildren(where), name);
@@ -342,8 +341,9 @@ export class AgentHost {
 
   /**
    * What a worker's session starts with that may change while it is open: Settings' engine limits, and where a
-   * step's forked children run — across this device's space (its other devices offering themselves, and the relay's
-   * cloud workers under "Any node" within the budget) unless the privacy keeps everything on this device.
+   * step's forked children run — across this device's space (its other devices offering themselves, the relay's
+   * workers that charge nothing, and under "Any node" those that charge, within the budget) unless the privacy keeps
+   * everything on this device.
    */
   async #startSettings(): Promise<{ limits: EngineLimits; parallel: ParallelOptions | undefined; key: string }> {
     const limits = this.opts.limits();

@@ -1,12 +1,13 @@
 /**
- * The nodes a job of child sessions may use: what the relay lists for the space (its device nodes, and its cloud
- * workers when the user lets children go to the cloud), each as one scheduler lane per slot, fast in proportion
- * to its measured decode speed.
+ * The nodes a job of child sessions may use: what the relay lists for the space (its device nodes, its cloud
+ * workers that charge nothing — the relay owner's own, as placement counts them — and those that charge when the
+ * user lets children go to the cloud), each as one scheduler lane per slot, fast in proportion to its measured
+ * decode speed.
  */
 import { FerryError } from '../errors.ts';
 import { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths, type WorkerList } from '../protocol/index.ts';
 import { usd } from '../placement/policy.ts';
-import { tokensCostUsd } from '../placement/profile.ts';
+import { chargesForTokens, tokensCostUsd } from '../placement/profile.ts';
 import type { JobNode } from './progress.ts';
 import type { ParallelNode } from './split.ts';
 
@@ -17,7 +18,10 @@ export interface Lane extends ParallelNode {
 }
 
 export interface NodeChoice {
-  /** May cloud workers take children (privacy "any"), or only the space's own devices ("my devices")? */
+  /**
+   * May cloud workers that charge for tokens (a third party's) take children (privacy "any")? Without: only the
+   * user's own — the space's devices and the relay's unpriced workers ("my devices").
+   */
   readonly cloud: boolean;
   /** At most this many lanes per node, whatever its slots; default 4. */
   readonly maxLanes?: number;
@@ -61,18 +65,20 @@ export function chooseNodes(list: WorkerList, choice: NodeChoice): { nodes: JobN
   const freeSlots = (w: Worker): number => w.profile.slots - (w.id === choice.host ? 1 : 0);
   const { budget } = choice;
   const affordable = (w: Worker): boolean => !budget || !w.profile.price || tokensCostUsd(w.profile.price, budget.promptTokens, budget.outputTokens) <= budget.usd;
-  const allowed = list.workers.filter((w) => (w.kind === 'device' || choice.cloud) && w.profile.decodeTps > 0 && freeSlots(w) > 0 && (!choice.only || choice.only.includes(w.id)));
+  const own = (w: Worker): boolean => w.kind === 'device' || !chargesForTokens(w.profile.price);
+  const allowed = list.workers.filter((w) => (choice.cloud || own(w)) && w.profile.decodeTps > 0 && freeSlots(w) > 0 && (!choice.only || choice.only.includes(w.id)));
   const usable = allowed.filter(affordable);
   const overBudget = allowed.length - usable.length;
   if (usable.length === 0 && choice.only) {
-    throw new FerryError('parallel/no-nodes', `None of the chosen nodes (${choice.only.join(', ')}) is attached to this space now (cloud workers count only when the cloud is allowed); pick nodes again from the list.`);
+    throw new FerryError('parallel/no-nodes', `None of the chosen nodes (${choice.only.join(', ')}) is attached to this space now (cloud workers that charge count only when the cloud is allowed); pick nodes again from the list.`);
   }
   if (usable.length === 0) {
     const cloud = list.workers.filter((w) => w.kind === 'cloud').length;
+    const paid = list.workers.filter((w) => !own(w)).length;
     const hint = overBudget > 0
       ? ` ${overBudget} cloud worker(s) would charge more than the ${usd(budget!.usd)} budget for them; raise the budget to use them.`
-      : !choice.cloud && cloud > 0
-        ? ` ${cloud} cloud worker(s) are attached, but this session keeps its children on your own devices; allow the cloud to use them.`
+      : !choice.cloud && paid > 0
+        ? ` ${paid} cloud worker(s) are attached that charge for tokens, but this session keeps its children on your own devices; allow the cloud to use them.`
         : '';
     throw new FerryError('parallel/no-nodes', `No node of this space can take the children: open Ferry on another of your devices and turn on "Offer this device as a node".${hint}`, { details: { cloudWorkers: cloud } });
   }

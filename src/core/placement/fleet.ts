@@ -7,7 +7,7 @@
 import { FerryError } from '../errors.ts';
 import type { RunPlacement, WorkerList } from '../protocol/index.ts';
 import { decide, type PendingStep, type PlacementPrefs } from './policy.ts';
-import { restoreNodeProfile, type NodeProfile } from './profile.ts';
+import { chargesForTokens, restoreNodeProfile, type NodeProfile } from './profile.ts';
 
 /** This device, measured. */
 export interface ThisDevice {
@@ -65,9 +65,7 @@ export function relayProfiles(list: WorkerList, link: LinkProbe, now: number, ex
       id: w.id,
       name: p.name,
       kind: device ? 'my-device' : 'cloud',
-      // A worker that charges for its tokens is a third party's; an unpriced one is the relay owner's own
-      // hardware (`ferry start` on the user's machine, a `ferry worker` they attached): "my devices" may use it.
-      trust: device || !(p.price && (p.price.promptPer1k > 0 || p.price.outputPer1k > 0)) ? 'own' : 'third-party',
+      trust: device || !chargesForTokens(p.price) ? 'own' : 'third-party',
       models: { [p.model]: { prefillTps: p.prefillTps, decodeTps: p.decodeTps, measuredAt: now } },
       memoryBytes: UNREPORTED_MEMORY,
       link: { rttMs: link.rttMs, bandwidthBps: link.bandwidthBps },

@@ -29,6 +29,14 @@ export interface Price {
   readonly outputPer1k: number;
 }
 
+/**
+ * Whether a worker charges for its tokens: a third party's. One that does not is the relay owner's own hardware
+ * (`ferry start` on the user's machine, a `ferry worker` they attached), which "my devices" may use like a device.
+ */
+export function chargesForTokens(price: Price | undefined): boolean {
+  return price !== undefined && (price.promptPer1k > 0 || price.outputPer1k > 0);
+}
+
 /** What reading `promptTokens` and generating `outputTokens` cost at `price`, USD: every prompt token is billed, as paid APIs bill them. */
 export function tokensCostUsd(price: Price, promptTokens: number, outputTokens: number): number {
   return (promptTokens / 1000) * price.promptPer1k + (outputTokens / 1000) * price.outputPer1k;

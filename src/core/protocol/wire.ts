@@ -126,9 +126,9 @@ export const RunIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/, 'must be
 export const WorkerIdSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 lower-case hex characters'));
 
 /**
- * Where a run's forked children may go (context parallelism): the space's devices offering themselves, and its
- * relay's cloud workers unless `cloud` is false, those that charge only while all the children stay within
- * `maxCostUsd` (USD per step; absent: no limit).
+ * Where a run's forked children may go (context parallelism): the space's devices offering themselves, the relay's
+ * cloud workers that charge nothing, and, when `cloud` is true, those that charge, while all the children stay within
+ * `maxCostUsd` there (USD per step; absent: no limit).
  */
 export const ChildrenScopeSchema = v.strictObject({
   space: SpaceIdSchema,

@@ -43,7 +43,10 @@ export interface ParallelOptions {
   relayUrl: string;
   /** The space id (spaceIdOf(secret)): its device nodes take the children. */
   space: string;
-  /** May the relay's cloud workers take children too? Default false: the user's own devices only. */
+  /**
+   * May the relay's cloud workers that charge for tokens take children too? Default false: the user's own only (the
+   * space's devices, and the relay's workers that charge nothing).
+   */
   cloud?: boolean;
   /** This device's own node id, when it offers itself: its one slot is this session's, not a child's. */
   host?: string;

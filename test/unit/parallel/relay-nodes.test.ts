@@ -1,6 +1,6 @@
 /**
- * Which nodes a job of child sessions may use (relay-nodes.ts): the space's devices always, cloud workers only when
- * the user allows them, nodes without a measured speed never; a node with several slots is that many lanes sharing
+ * Which nodes a job of child sessions may use (relay-nodes.ts): the space's devices and the relay's unpriced workers
+ * always, cloud workers that charge only when the user allows them, nodes without a measured speed never; a node with several slots is that many lanes sharing
  * its speed; and "no node" is a typed error that says what to do. The relay's list is validated like any response.
  */
 import { describe, expect, test } from 'vitest';
@@ -18,12 +18,24 @@ const worker = (id: string, kind: Listed['kind'], decodeTps: number, slots = 1):
   profile: { name: id, model: 'm', tokenizer: 't', engine: 'node-llama-cpp', device: 'cpu', contextSize: 4096, slots, prefillTps: 10 * decodeTps, decodeTps },
 });
 
-const list: WorkerList = { workers: [worker('a', 'device', 300), worker('b', 'device', 100, 2), worker('c', 'cloud', 2000, 8), worker('d', 'device', 0)] };
+/** A cloud worker that charges $0.0005 per 1,000 prompt tokens and `outputPer1k` per 1,000 output tokens: a third party's. */
+const priced = (id: string, outputPer1k: number, slots = 4): Listed => {
+  const w = worker(id, 'cloud', 2000, slots);
+  return { ...w, profile: { ...w.profile, price: { promptPer1k: 0.0005, outputPer1k } } };
+};
+
+const list: WorkerList = { workers: [worker('a', 'device', 300), worker('b', 'device', 100, 2), priced('c', 0.001, 8), worker('d', 'device', 0)] };
 
 describe('choosing the nodes and lanes for a job', () => {
   test('my devices only by default; the cloud too when allowed; never a node without a measured speed', () => {
     expect(chooseNodes(list, { cloud: false }).nodes.map((n) => n.name)).toEqual(['a', 'b']);
     expect(chooseNodes(list, { cloud: true }).nodes.map((n) => [n.name, n.kind])).toEqual([['a', 'device'], ['b', 'device'], ['c', 'cloud']]);
+  });
+
+  test('a cloud worker that charges nothing is the relay owner\'s own: "my devices" may use it, as placement does', () => {
+    const withOwn: WorkerList = { workers: [...list.workers, worker('own', 'cloud', 900, 2)] };
+    expect(chooseNodes(withOwn, { cloud: false }).nodes.map((n) => [n.name, n.kind])).toEqual([['a', 'device'], ['b', 'device'], ['own', 'cloud']]);
+    expect(chooseNodes({ workers: [worker('own', 'cloud', 900)] }, { cloud: false }).nodes.map((n) => n.name)).toEqual(['own']);
   });
 
   test('a node is one lane per slot (capped), the lanes sharing its speed, so the plan stays proportional to whole nodes', () => {
@@ -48,12 +60,11 @@ describe('choosing the nodes and lanes for a job', () => {
     const none = await refusal(async () => chooseNodes({ workers: [worker('d', 'device', 0)] }, { cloud: true }));
     expect(none).toMatchObject({ code: 'parallel/no-nodes', details: { cloudWorkers: 0 } });
     expect(none.message).toMatch(/Offer this device as a node/);
-    const cloudOnly = await refusal(async () => chooseNodes({ workers: [worker('c', 'cloud', 2000)] }, { cloud: false }));
-    expect(cloudOnly.message).toMatch(/1 cloud worker\(s\) are attached.*allow the cloud/);
+    const cloudOnly = await refusal(async () => chooseNodes({ workers: [priced('c', 0.001)] }, { cloud: false }));
+    expect(cloudOnly.message).toMatch(/1 cloud worker\(s\) are attached that charge for tokens.*allow the cloud/);
   });
 
   test('with a budget, a worker that charges takes children only if all of them there would stay within it; the host\'s own slot is not a lane', async () => {
-    const priced = (id: string, outputPer1k: number): Listed => ({ ...worker(id, 'cloud', 2000, 4), profile: { ...worker(id, 'cloud', 2000, 4).profile, name: id, price: { promptPer1k: 0.0005, outputPer1k } } });
     const fleet: WorkerList = { workers: [worker('a', 'device', 300), priced('cheap', 0.001), priced('dear', 0.01)] };
     // 12 children: 6,000 prompt tokens ($0.003) and 12 × 256 output tokens (3,072: $0.003072 at $0.001 per 1k, $0.03072 at $0.01).
     const work = { promptTokens: 6000, outputTokens: 3072 };

@@ -91,7 +91,7 @@ const api = {
       });
       let status: NodeStatus = { state: 'connecting', profile, runs: 0 };
       const report = (patch: Partial<NodeStatus>): void => {
-        status = { ...status, ...patch, runs: host.load };
+        status = { ...status, ...patch };
         onStatus(status);
       };
       const link: NodeLink = new NodeLink({
@@ -101,7 +101,8 @@ const api = {
         space: options.space,
         open: (url) => new WebSocket(url),
         log: (message, details) => console.info(`ferry node: ${message}`, details ?? ''),
-        onRuns: () => report({}),
+        // The link's count: the host's drops a run only after the run has reported its end.
+        onRuns: (runs) => report({ runs }),
         onState: (state, detail) => report({ state, ...(detail ? { detail } : {}), ...(link.id ? { id: link.id } : {}) }),
       });
       current = { link, host, engine };

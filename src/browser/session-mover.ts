@@ -78,6 +78,8 @@ interface FollowedRun {
   followed: Promise<void>;
   ended: boolean;
   abort: AbortController;
+  /** Set when the relay failed it because its node left: a run pinned there is not moved on by the relay. */
+  nodeLeft?: true;
 }
 
 export class SessionMover {
@@ -263,7 +265,23 @@ export class SessionMover {
       if (this.#run === run && this.#placement === 'cloud' && !run.abort.signal.aborted) void this.#persist(null);
     });
     // Followed by whoever awaits the run (send, settled, bringBack); never an unhandled rejection here.
-    run.followed.catch(() => undefined);
+    run.followed.then(() => (run.nodeLeft && this.#run === run && this.#placement === 'cloud' ? this.#comeBack() : undefined)).catch(() => undefined);
+  }
+
+  /**
+   * The node running it left, and the relay did not hand the run to another (it was pinned there): the session comes
+   * back to this device from its last published checkpoint, and says so. A message that no checkpoint holds is
+   * offered again (PendingInput).
+   */
+  async #comeBack(): Promise<void> {
+    const who = this.#name ?? 'The cloud worker';
+    try {
+      await this.bringBack();
+    } catch (err) {
+      this.#report(err, 'relay/bring-back-failed', `${who} running this session left, and it could not come back by itself; it is safe in its last published checkpoint. Use "Bring back"`);
+      return;
+    }
+    this.opts.onEvent({ where: 'cloud', event: { type: 'notice', message: `${who} running this session left, so it came back to this device from its last checkpoint.` } });
   }
 
   /** The run's events from `from`, through a stream that is opened again (from the next seq) when it drops. */
@@ -308,6 +326,12 @@ export class SessionMover {
         // The checkpoint is safe on the relay: the next one, or Bring back, copies it.
         this.#report(err, 'relay/sync-failed', 'The cloud\'s newest checkpoint could not be copied to this device yet; it is safe on the relay and comes with the next one or with "Bring back"');
       }
+    }
+    // Its node left and, pinned there, the run ended: it comes back here once its stream ends (#comeBack), instead of
+    // failing with the relay's "resume it elsewhere".
+    if (m.event.type === 'error' && m.event.code === 'relay/node-left') {
+      run.nodeLeft = true;
+      return;
     }
     // The node it ran on left and the relay handed the run to another: the session is away there now.
     if (m.event.type === 'reassigned' && this.#where?.space && typeof m.event.name === 'string') {

@@ -29,7 +29,8 @@ class NodeOffer {
   joined = $state(false);
   /** "Ferry may use at most this % of this device's CPU" (the node's and this device's own sessions' engines). */
   cpuPercent = $state(storedPercent());
-  #node: DeviceNode | undefined;
+  /** State, so the button ("Offer" / "Stop offering", aria-pressed) follows it. */
+  #node = $state.raw<DeviceNode | undefined>(undefined);
   /** Others that apply the cap (the agent host, once loaded). */
   readonly #capped = new Set<(fraction: number) => Promise<void>>();
 

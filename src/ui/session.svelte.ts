@@ -387,6 +387,9 @@ export class OpenSession {
         // A cloud checkpoint: the mover copied it into the store before passing this on.
         if (where === 'cloud') void this.#caughtUp('cloud');
         return;
+      case 'notice':
+        ui.notify(String(event.message));
+        return;
       case 'step-failed':
       case 'error':
         ui.fail(FerryError.fromJSON(toSerialized(event)));

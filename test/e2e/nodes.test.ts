@@ -10,9 +10,10 @@
  * requeued and finish elsewhere, and the merged result holds every part. And automatic placement: a session
  * chatting on the phone ("my devices" allowed: the laptop, and the relay's own unpriced cloud worker) whose phone
  * is slowed mid-generation (Ferry's CPU share cut to 5%) moves by itself to the node the policy picks, and the
- * reply goes on streaming to the phone until it is complete.
+ * reply goes on streaming to the phone until it is complete. A session moved by hand to the laptop comes back to the
+ * phone when the laptop's tab closes mid-reply, and its message is offered again.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -57,9 +58,17 @@ interface Device {
   page: Page;
 }
 
+/** What the devices' pages logged (warnings and errors), for a failed test's report. */
+const consoleLines: string[] = [];
+function listen(page: Page, who: string): Page {
+  page.on('console', (m) => void (m.type() === 'error' || m.type() === 'warning' ? consoleLines.push(`${who} ${m.type()}: ${m.text()}`) : undefined));
+  page.on('pageerror', (e) => void consoleLines.push(`${who} pageerror: ${e.message}`));
+  return page;
+}
+
 async function openDevice(relay: string): Promise<Device> {
   const browser = await launchFreshChromium();
-  const page = await browser.context.newPage();
+  const page = listen(await browser.context.newPage(), 'device');
   await page.goto(relay);
   await page.locator('html[data-ready="true"]').waitFor();
   // The relay's model, downloaded into this profile's cache (the list comes once the relay's own model has loaded).
@@ -74,8 +83,19 @@ async function offer(device: Device): Promise<string> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
   await page.getByTestId('offer-node').click();
   await expect.poll(() => page.getByTestId('node-status').textContent({ timeout: 100 }).catch(() => ''), { timeout: 60_000 }).toMatch(/Offering this device as a node · decode \d+ tok\/s/);
-  expect(await page.getByTestId('offer-node').getAttribute('aria-pressed')).toBe('true');
+  // The status can read "Offering" a moment before the start resolves and the button turns pressed.
+  await expect.poll(() => page.getByTestId('offer-node').getAttribute('aria-pressed'), { timeout: 10_000 }).toBe('true');
   return (await page.getByTestId('node-status').getAttribute('data-node-id'))!;
+}
+
+/**
+ * Waits until a session moved by hand runs on `label` and its move has settled: the move's own run (which resumes
+ * the session there) has ended, so the composer takes a message (Enter while a run goes on sends nothing).
+ */
+async function moved(page: Page, label: string, toast: string): Promise<void> {
+  await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe(label);
+  await expect.poll(() => page.getByTestId('toast').allTextContents().then((t) => t.join(' ')), { timeout: 30_000 }).toContain(toast);
+  await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');
 }
 
 describe('browsers as nodes of a space', () => {
@@ -98,6 +118,14 @@ describe('browsers as nodes of a space', () => {
     for (const d of devices) await d.browser.close().catch(() => undefined);
     await relay?.stop();
     await rm(work, { recursive: true, force: true });
+  });
+
+  // A failed test says what each page showed and what the relay listed: the tests build on each other.
+  afterEach(async ({ task }) => {
+    if (task.result?.state !== 'fail') return;
+    const pages = await Promise.all(devices.map(async (d, i) => `device ${i} (${d.page.isClosed() ? 'closed' : d.page.url()}): ${d.page.isClosed() ? '' : ((await d.page.locator('body').innerText({ timeout: 1000 }).catch(() => '')) ?? '').slice(0, 3000)}`));
+    const boxes = await Promise.all(devices.map((d) => (d.page.isClosed() ? '' : d.page.getByLabel('Message').inputValue({ timeout: 200 }).catch(() => '(no message box)'))));
+    console.error(`${pages.join('\n\n')}\n\nmessage boxes: ${JSON.stringify(boxes)}\n\npages logged:\n${consoleLines.slice(-30).join('\n')}\n\nrelay lists: ${JSON.stringify(await list(space).catch((e: unknown) => String(e)))}\n\nrelay output:\n${relay.output().slice(-3000)}`);
   });
 
   const nodeIds: string[] = [];
@@ -280,6 +308,8 @@ describe('browsers as nodes of a space', () => {
     const steps = async () => Number(/· (\d+) steps?/.exec((await page.locator(`[data-testid="session-row"][data-session-id="${sessionId}"]`).textContent({ timeout: 1000 }).catch(() => '')) ?? '')?.[1] ?? 0);
     await expect.poll(steps, { timeout: 30_000 }).toBeGreaterThanOrEqual(6);
     expect((await list(space)).find((w) => w.id === nodeIds[1])!.runs).toBe(0);
+    // The laptop says so too, once its part's run has ended.
+    await expect.poll(() => devices[1]!.page.getByTestId('node-status').textContent(), { timeout: 10_000 }).toContain('· 0 runs here');
     // The node status is on Settings, for the test after this one.
     await main.getByRole('link', { name: 'Settings' }).click();
   }, 300_000);
@@ -294,7 +324,7 @@ describe('browsers as nodes of a space', () => {
     await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
     await page.getByTestId('where-it-runs').locator('summary').click();
     await page.getByRole('button', { name: 'Move to the cloud worker' }).click();
-    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
+    await moved(page, 'Cloud worker', 'The session moved to the cloud worker.');
     const box = page.getByLabel('Message');
     await box.fill(JSON.stringify({ topic: 'ferry crossings', sources: generatedSources(4) }));
     await box.press('Enter');
@@ -312,6 +342,51 @@ describe('browsers as nodes of a space', () => {
     await page.getByRole('button', { name: 'Bring back to this device' }).click();
     await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
     await main.getByRole('link', { name: 'Settings' }).click();
+  }, 300_000);
+
+  test('a session moved by hand to the laptop comes back to the phone by itself when the laptop\'s tab closes mid-reply; its message is offered again', async () => {
+    const { page } = devices[0]!;
+    const main = page.getByRole('navigation', { name: 'Main' });
+    await main.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('Reply length (tokens)').fill('600');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.getByText('Settings saved.').waitFor();
+    const laptopName = (await list(space)).find((w) => w.id === nodeIds[1])!.profile.name;
+
+    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await page.getByLabel(/Assistant/).check();
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await page.getByTestId('where-it-runs').locator('summary').click();
+    await page.getByRole('button', { name: `Move to ${laptopName}` }).click();
+    await moved(page, laptopName, `The session moved to ${laptopName}.`);
+    const box = page.getByLabel('Message');
+    await box.fill('Tell me about the lighthouse.');
+    await box.press('Enter');
+    const live = () => page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => '').then((t) => (t ?? '').length);
+    await expect.poll(live, { timeout: 60_000, interval: 20 }).toBeGreaterThan(40);
+
+    // The laptop's tab closes mid-reply. Pinned there, the run is not handed on: the session comes back to the phone
+    // from its last checkpoint (the session as it was: the cut step never was), says so, and offers the message again.
+    await devices[1]!.page.close();
+    await expect.poll(() => page.getByTestId('toast').allTextContents().then((t) => t.join(' ')), { timeout: 60_000 }).toContain(`${laptopName} running this session left, so it came back to this device`);
+    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('This device');
+    expect(await page.getByTestId('agent-message').count()).toBe(0);
+    await page.getByTestId('unsent-message').getByRole('button', { name: 'Send again' }).click();
+    await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 10_000 }).toBe('true');
+    await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 180_000 }).toBe('false');
+    await expect.poll(() => page.getByTestId('agent-message').allTextContents(), { timeout: 30_000 }).toEqual([expect.stringMatching(/· wllama · .* · 600 tokens · cut at the length limit/)]);
+    expect(await page.getByTestId('unsent-message').count()).toBe(0);
+
+    // The laptop's tab comes back and offers itself again, and the phone shows its node status on Settings, for the
+    // test after this one.
+    await main.getByRole('link', { name: 'Settings' }).click();
+    const { browser } = devices[1]!;
+    const laptop = await browser.context.newPage();
+    await laptop.goto(relay.url);
+    await laptop.locator('html[data-ready="true"]').waitFor();
+    devices[1] = { browser, page: laptop };
+    nodeIds[1] = await offer(devices[1]!);
   }, 300_000);
 
   test('a run on "my devices" runs in a browser; closing that tab mid-generation hands it to the other device, which finishes it', async () => {

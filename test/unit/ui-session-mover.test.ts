@@ -26,6 +26,10 @@ import type { ComponentFiles } from '../../src/core/runtime/tool-worker.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
 import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
 import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
+import { componentsDir, startDeviceNode } from './parallel/space-nodes.ts';
+import { openComponentLibrary } from '../../server/relay/component-library.ts';
+import { createSpaceSecret, spaceIdOf } from '../../src/core/protocol/index.ts';
+import { exportSession, importSession } from '../../src/core/snapshot/index.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 
 const root = path.join(import.meta.dirname, '..', '..');
@@ -44,6 +48,8 @@ let thread: AgentThread;
 const device = createMemoryStore();
 let sessionId: string;
 let published: PublishedSnapshot;
+/** A new session of the assistant agent in `store` (for a test that needs its context empty). */
+let newSession: (store: Store) => Promise<string>;
 
 beforeAll(async () => {
   // Node 20 has no WebSocket global; the browser's relay client uses the standard one.
@@ -57,9 +63,12 @@ beforeAll(async () => {
   client = new RelayClient(relay.url);
   engine = await tinyEngine(modelPath);
   const loaded = new Map(await Promise.all(built.map(async (b, i) => [ids[i]!, await loadBuiltComponent(b.dir)] as const)));
-  const runtime = await AgentRuntime.create(device, { engine, load: async (id) => loaded.get(id)!, sampling: { maxTokens: REPLY_TOKENS, temperature: 0, seed: 0 } }, { agent: ids[0]!, tools: [ids[1]!] });
-  sessionId = runtime.session.id;
-  await runtime.dispose();
+  newSession = async (store) => {
+    const runtime = await AgentRuntime.create(store, { engine, load: async (id) => loaded.get(id)!, sampling: { maxTokens: REPLY_TOKENS, temperature: 0, seed: 0 } }, { agent: ids[0]!, tools: [ids[1]!] });
+    await runtime.dispose();
+    return runtime.session.id;
+  };
+  sessionId = await newSession(device);
   published = await client.publish(device, sessionId);
   thread = new AgentThread();
 }, TIMEOUT);
@@ -249,6 +258,39 @@ describe('a session in the cloud, followed by the SessionMover', () => {
     expect(flaky.cloud()).toEqual((await runLog(id)).map((m) => m.event));
     expect((await generations(store)).at(-1)).toMatchObject({ engine: { id: 'node-llama-cpp' }, finish: 'length' });
     flaky.m.close();
+  }, TIMEOUT);
+
+  test('the device it was moved to leaves mid-run: the session comes back here by itself, from its last checkpoint, and says so', async () => {
+    // A new session (the shared one's context is full by now), open in the agent thread; a device node of a fresh
+    // space to move it to.
+    const store = createMemoryStore();
+    const id = await newSession(store);
+    await thread.start({ components, engine: { kind: 'node-llama-cpp', modelPath, gpu: false, threads: 1, slots: 1, contextSize: 4096 }, file: await exportSession(store, id) });
+    const space = await spaceIdOf(createSpaceSecret());
+    const laptop = await startDeviceNode(relay.url, space, 'laptop', modelPath, await openComponentLibrary([componentsDir]));
+    const away = mover(store);
+    try {
+      await away.m.moveToCloud({ space, node: laptop.id, cloud: false }, 'laptop');
+      expect(away.m.awayOn).toBe('laptop');
+      const sent = away.m.send({ type: 'user', text: 'A long one on the laptop, please.' });
+      await until('tokens from the laptop', () => away.tokens() >= 20);
+      await laptop.kill();
+      await sent;
+      await until('the session back on this device', () => away.m.placement === 'device');
+      // Said once, in words; the relay's "resume it elsewhere" is not passed on as a failure.
+      expect(away.cloud().filter((e) => e.type === 'notice').map((e) => e.message)).toEqual(['laptop running this session left, so it came back to this device from its last checkpoint.']);
+      expect(away.cloud().filter((e) => e.type === 'error')).toEqual([]);
+      expect(away.records.at(-1)).toBeNull();
+      // The agent thread holds it again at what the laptop last published (the cut step never was).
+      const home = createMemoryStore();
+      await importSession(home, await thread.exportSession());
+      const snapshot = createMemoryStore();
+      const opened = await client.open({ relay: client.http.baseUrl, snapshotId: away.m.published!.snapshot.id, key: away.m.published!.key }, snapshot);
+      expect(await (await Session.open(home, id)).head()).toBe(await (await Session.open(snapshot, opened.sessionId)).head());
+    } finally {
+      away.m.close();
+      await laptop.close();
+    }
   }, TIMEOUT);
 
   test('a record that cannot be read is refused with a typed error', () => {

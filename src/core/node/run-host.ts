@@ -120,11 +120,6 @@ export class RunHost {
     return this.opts.engine;
   }
 
-  /** Runs in progress. */
-  get load(): number {
-    return this.active.size;
-  }
-
   /**
    * Starts the run in the background; its sink hears how it goes. `attempt` (the relay's count of assignments of
    * this run) goes with every publish, so the relay refuses this worker's checkpoints once it has moved the run on.

@@ -138,15 +138,18 @@ class NodeOffer {
     void take();
   }
 
-  /** The space's devices that offer themselves now (the relay lists only this space's). */
-  async refreshPeers(relay: string): Promise<void> {
+  /**
+   * The space's devices that offer themselves now (the relay lists only this space's). `quiet`: a periodic refresh,
+   * which keeps the last list on failure instead of showing an error each time.
+   */
+  async refreshPeers(relay: string, { quiet = false } = {}): Promise<void> {
     try {
       const [{ currentSpaceId }, { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths }] = await Promise.all([import('../browser/device-node.ts'), import('../core/protocol/index.ts')]);
       const res = await fetch(`${relay}${workerPaths.list}`, { headers: { [SPACE_HEADER]: await currentSpaceId() }, cache: 'no-store', signal: AbortSignal.timeout(5000) });
       if (!res.ok) throw new FerryError('relay/unreachable', `The relay answered ${res.status} for its nodes.`);
       this.peers = parseWire(WorkerListSchema, await res.json(), "The relay's node list", 'relay/bad-response').workers.filter((w) => w.kind === 'device');
     } catch (err) {
-      this.error = describeError(err);
+      if (!quiet) this.error = describeError(err);
     }
   }
 }

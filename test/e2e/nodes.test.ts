@@ -158,6 +158,8 @@ describe('browsers as nodes of a space', () => {
   });
 
   test('a survey over 12 sources: its children run across the browsers and the cloud worker; a tab closed mid-job loses nothing', async () => {
+    const nameOf = async (id: string) => (await list(space)).find((w) => w.id === id)!.profile.name;
+    const namesBefore = await Promise.all(nodeIds.map(nameOf));
     const parts = await surveyComponents();
     const engine = await createNodeLlamaEngine({ modelPath: model, gpu: false, threads: 1, slots: 1, contextSize: 4096 });
     const progress: ChildProgress[] = [];
@@ -208,6 +210,12 @@ describe('browsers as nodes of a space', () => {
     await page.locator('html[data-ready="true"]').waitFor();
     devices[victim] = { browser, page };
     nodeIds[victim] = await offer(devices[victim]!);
+    // The other device's list of the space's devices follows, while its Settings stay open: the tab that went is
+    // gone from it, the one that came back is there.
+    const back = await nameOf(nodeIds[victim]!);
+    const peers = () => devices[1 - victim]!.page.getByTestId('space-peers').textContent({ timeout: 100 }).catch(() => '');
+    await expect.poll(peers, { timeout: 15_000 }).toContain(back);
+    expect(await peers()).not.toContain(namesBefore[victim]!);
   });
 
   test('a session slowed mid-generation on the phone moves by itself to a faster node, and its stream goes on', async () => {

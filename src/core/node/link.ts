@@ -166,7 +166,10 @@ export class NodeLink {
       clearInterval(heartbeat);
       // The relay hands these to other nodes once it notices; continuing them here would make two writers.
       for (const run of runs) this.opts.host.abandon(run);
-      runs.clear();
+      if (runs.size > 0) {
+        runs.clear();
+        this.opts.onRuns?.(0);
+      }
       for (const abort of calls.values()) abort.abort();
       if (this.#closing) return;
       const wait = this.#backoffMs;

@@ -166,6 +166,9 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     });
     await killed;
     expect(victim, 'no child ran on a device node').toBeDefined();
+    // Cut mid-child, the node counts no run any more (the relay hands them on).
+    expect(Math.max(...victim!.runs)).toBeGreaterThan(0);
+    expect(victim!.runs.at(-1)).toBe(0);
     const killedAfter = progress.findIndex((p) => p.type === 'child-checkpoint' && p.node === victim!.id);
     const { starts, done } = await expectEveryPart(store, results, progress);
 
@@ -207,6 +210,11 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
       busy = await listSpace(relay.url, space);
     }
     expect(busy.map((w) => w.runs)).toEqual(busy.map(() => 0));
+    // And each device node says so itself, never having counted more runs than its one slot.
+    for (const node of nodes) {
+      expect(node.runs.at(-1) ?? 0, node.name).toBe(0);
+      expect(Math.max(0, ...node.runs), node.name).toBeLessThanOrEqual(1);
+    }
   }, 300_000);
 
   test('no node can take them (none of the space\'s own, the relay out of reach): the children run here, one by one, saying why', async () => {

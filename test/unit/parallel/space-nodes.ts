@@ -74,6 +74,8 @@ export interface DeviceNode {
   readonly name: string;
   readonly id: string;
   readonly engine: Engine;
+  /** Every count of its runs it reported (NodeLink's onRuns), in order. */
+  readonly runs: number[];
   /** Cuts its socket without a goodbye (a closed tab, a lost network); it does not come back. */
   kill(): Promise<void>;
   close(): Promise<void>;
@@ -86,6 +88,7 @@ export async function startDeviceNode(relayUrl: string, space: string, name: str
   const profile = await measureProfile(engine, { name, slots: 1 });
   let socket: WebSocket | undefined;
   const states: ((s: LinkState) => void)[] = [];
+  const runs: number[] = [];
   const link = new NodeLink({
     relayUrl,
     host,
@@ -93,6 +96,7 @@ export async function startDeviceNode(relayUrl: string, space: string, name: str
     space,
     open: (url) => (socket = new WebSocket(url)) as unknown as LinkSocket,
     log: () => undefined,
+    onRuns: (n) => void runs.push(n),
     onState: (s) => {
       for (const w of states) w(s);
     },
@@ -109,6 +113,7 @@ export async function startDeviceNode(relayUrl: string, space: string, name: str
     name,
     id,
     engine,
+    runs,
     async kill() {
       const disconnected = new Promise<void>((resolve) => states.push((s) => s === 'disconnected' && resolve()));
       socket!.terminate();

@@ -215,7 +215,8 @@ class ChildJob {
       case 'failed':
         if (error.code === 'relay/node-left') throw this.#nodeLeft(node, task.id, error.message);
         this.emit({ type: 'child-failed', child: task.id, node, error });
-        return this.#finished(task, Promise.resolve({ id: task.id, ok: false, output: `The child failed on node ${this.#names.get(node)} (${error.code}): ${error.message}` }));
+        // What its checkpointed steps cost still counts (its snapshot is read for that alone; unreadable, it adds none).
+        return this.#finished(task, this.#standing(child).catch(() => undefined).then(() => ({ id: task.id, ok: false, output: `The child failed on node ${this.#names.get(node)} (${error.code}): ${error.message}` })));
       default:
         // Stopped or interrupted by something other than this job (its node draining, the relay restarting).
         throw this.#nodeLeft(node, task.id, `its run ended "${record.status}"`);

@@ -98,6 +98,27 @@ async function moved(page: Page, label: string, toast: string): Promise<void> {
   await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');
 }
 
+/** Settings on the phone: `change` fills the form, which is then saved. */
+async function saveSettings(page: Page, change: () => Promise<void>): Promise<void> {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
+  await change();
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByText('Settings saved.').waitFor();
+}
+
+/** A new session of `template` (its label on the Sessions screen), open on its screen. */
+async function createSession(page: Page, template: RegExp): Promise<void> {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sessions', exact: true }).click();
+  await page.getByLabel(template).check();
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+}
+
+async function bringBack(page: Page): Promise<void> {
+  await page.getByRole('button', { name: 'Bring back to this device' }).click();
+  await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+}
+
 describe('browsers as nodes of a space', () => {
   let relay: RelayProcess;
   let work: string;
@@ -131,6 +152,8 @@ describe('browsers as nodes of a space', () => {
   const nodeIds: string[] = [];
   const list = async (spaceId?: string) =>
     v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list, { headers: spaceId ? { [SPACE_HEADER]: spaceId } : {} })).json()).workers;
+  /** The name a node of the space shows (its profile's). */
+  const nameOf = async (id: string) => (await list(space)).find((w) => w.id === id)!.profile.name;
 
   test('a pairing link joins the second device to the first one\'s space; both offer themselves; the relay lists them only to that space', async () => {
     const [phone, laptop] = devices as [Device, Device];
@@ -158,7 +181,6 @@ describe('browsers as nodes of a space', () => {
   });
 
   test('a survey over 12 sources: its children run across the browsers and the cloud worker; a tab closed mid-job loses nothing', async () => {
-    const nameOf = async (id: string) => (await list(space)).find((w) => w.id === id)!.profile.name;
     const namesBefore = await Promise.all(nodeIds.map(nameOf));
     const parts = await surveyComponents();
     const engine = await createNodeLlamaEngine({ modelPath: model, gpu: false, threads: 1, slots: 1, contextSize: 4096 });
@@ -222,16 +244,12 @@ describe('browsers as nodes of a space', () => {
     const { page } = devices[0]!;
     const main = page.getByRole('navigation', { name: 'Main' });
     // Settings: "my devices" may run it; replies long enough to be slowed in the middle.
-    await main.getByRole('link', { name: 'Settings' }).click();
-    await page.getByLabel('My devices').check();
-    await page.getByLabel('Reply length (tokens)').fill('2000');
-    await page.getByRole('button', { name: 'Save settings' }).click();
-    await page.getByText('Settings saved.').waitFor();
+    await saveSettings(page, async () => {
+      await page.getByLabel('My devices').check();
+      await page.getByLabel('Reply length (tokens)').fill('2000');
+    });
 
-    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
-    await page.getByLabel(/Assistant/).check();
-    await page.getByRole('button', { name: 'Create session' }).click();
-    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await createSession(page, /Assistant/);
     const sessionUrl = page.url();
     const box = page.getByLabel('Message');
     await box.fill('Tell me the whole story of the harbour.');
@@ -267,11 +285,10 @@ describe('browsers as nodes of a space', () => {
     expect(tokens[0]! + tokens[1]!).toBe(2000);
     // "Where it runs" lists the laptop among this device's other devices.
     await page.getByTestId('where-it-runs').locator('summary').click();
-    const laptopName = (await list(space)).find((w) => w.id === nodeIds[1])!.profile.name;
+    const laptopName = await nameOf(nodeIds[1]!);
     await expect.poll(() => page.getByTestId('space-device').allTextContents().then((t) => t.join(' ')), { timeout: 30_000 }).toContain(laptopName);
     // Back to this device, and to full speed, for what follows.
-    await page.getByRole('button', { name: 'Bring back to this device' }).click();
-    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+    await bringBack(page);
     await main.getByRole('link', { name: 'Settings' }).click();
     await page.getByTestId('cpu-share').fill('100');
   });
@@ -280,16 +297,10 @@ describe('browsers as nodes of a space', () => {
     const { page } = devices[0]!;
     const main = page.getByRole('navigation', { name: 'Main' });
     // Still "my devices" from the test before; short replies.
-    await main.getByRole('link', { name: 'Settings' }).click();
-    await page.getByLabel('Reply length (tokens)').fill('32');
-    await page.getByRole('button', { name: 'Save settings' }).click();
-    await page.getByText('Settings saved.').waitFor();
-    const [phoneName, laptopName] = await Promise.all(nodeIds.map(async (id) => (await list(space)).find((w) => w.id === id)!.profile.name));
+    await saveSettings(page, () => page.getByLabel('Reply length (tokens)').fill('32'));
+    const [phoneName, laptopName] = await Promise.all(nodeIds.map(nameOf));
 
-    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
-    await page.getByLabel(/Survey/).check();
-    await page.getByRole('button', { name: 'Create session' }).click();
-    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await createSession(page, /Survey/);
     const box = page.getByLabel('Message');
     await box.fill(JSON.stringify({ topic: 'working harbours', sources: generatedSources(4) }));
     await box.press('Enter');
@@ -326,10 +337,7 @@ describe('browsers as nodes of a space', () => {
     const { page } = devices[0]!;
     const main = page.getByRole('navigation', { name: 'Main' });
     // Still "my devices" with short replies; the relay's own unpriced worker is one of them.
-    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
-    await page.getByLabel(/Survey/).check();
-    await page.getByRole('button', { name: 'Create session' }).click();
-    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await createSession(page, /Survey/);
     await page.getByTestId('where-it-runs').locator('summary').click();
     await page.getByRole('button', { name: 'Move to the cloud worker' }).click();
     await moved(page, 'Cloud worker', 'The session moved to the cloud worker.');
@@ -341,30 +349,23 @@ describe('browsers as nodes of a space', () => {
     // one there: both devices (the phone is free now: its session is away) and the worker's own other slots.
     const progress = () => page.getByTestId('live-children-done').textContent({ timeout: 50 }).catch(() => '');
     await expect.poll(progress, { timeout: 120_000, interval: 50 }).toMatch(/^Parts: [0-4] of 4 done/);
-    const deviceNames = await Promise.all(nodeIds.map(async (id) => (await list(space)).find((w) => w.id === id)!.profile.name));
+    const deviceNames = await Promise.all(nodeIds.map(nameOf));
     const partNodes = await page.getByTestId('live-child-node').allTextContents();
     for (const name of deviceNames) expect(partNodes.filter((line) => line.startsWith(`${name} (device)`)), partNodes.join(' | ')).toHaveLength(1);
     await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 180_000 }).toBe('false');
     await expect.poll(() => page.getByTestId('agent-reply').allTextContents(), { timeout: 30_000 }).toEqual([expect.stringContaining('No source could be read')]);
     // Back to this device; the node status is on Settings, for the test after this one.
-    await page.getByRole('button', { name: 'Bring back to this device' }).click();
-    await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+    await bringBack(page);
     await main.getByRole('link', { name: 'Settings' }).click();
   }, 300_000);
 
   test('a session moved by hand to the laptop comes back to the phone by itself when the laptop\'s tab closes mid-reply; its message is offered again', async () => {
     const { page } = devices[0]!;
     const main = page.getByRole('navigation', { name: 'Main' });
-    await main.getByRole('link', { name: 'Settings' }).click();
-    await page.getByLabel('Reply length (tokens)').fill('600');
-    await page.getByRole('button', { name: 'Save settings' }).click();
-    await page.getByText('Settings saved.').waitFor();
-    const laptopName = (await list(space)).find((w) => w.id === nodeIds[1])!.profile.name;
+    await saveSettings(page, () => page.getByLabel('Reply length (tokens)').fill('600'));
+    const laptopName = await nameOf(nodeIds[1]!);
 
-    await main.getByRole('link', { name: 'Sessions', exact: true }).click();
-    await page.getByLabel(/Assistant/).check();
-    await page.getByRole('button', { name: 'Create session' }).click();
-    await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await createSession(page, /Assistant/);
     await page.getByTestId('where-it-runs').locator('summary').click();
     await page.getByRole('button', { name: `Move to ${laptopName}` }).click();
     await moved(page, laptopName, `The session moved to ${laptopName}.`);

@@ -26,8 +26,9 @@
  * 0.5 s move cost). The `_fastest` / `_cheapest` figures show the other objectives on the same world; `_own_gpu`
  * the default in a fleet that also has the user's GPU desktop, switched on about half the time — whether a fast free
  * node of one's own changes the cost picture (cost_vs_cloud_own_gpu, p95_vs_local_own_gpu).
- * - cost_goal_usd_h: what the cost goal asks of the user — the highest price of their time (balanced's one knob) at
- *   which cost_vs_cloud reaches its goal, and p95_vs_local_at_cost_goal there; `_oracle` the same for the oracle.
+ * - cost_goal_usd_h: what the cost goal asks of the user — the highest price of their time (balanced's one knob,
+ *   Settings' "Value of your time") at which cost_vs_cloud reaches its goal, and p95_vs_local_at_cost_goal there;
+ *   `_oracle` the same for the oracle.
  */
 import { seededRandom } from '../src/core/random.ts';
 import {

@@ -11,7 +11,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
-import type { PlacementPrefs } from '../core/placement/index.ts';
+import { DEFAULT_PREFS, type PlacementPrefs } from '../core/placement/index.ts';
 import { Session, branchRef, parseSessionRef, sessionPrefix, type Checkpoint, type HistoryEntry, type SessionEvent } from '../core/session/index.ts';
 import { collectClosure, exportSession, importSession } from '../core/snapshot/index.ts';
 import type { ObjectId, Ref, Store } from '../core/store/index.ts';
@@ -71,6 +71,7 @@ export const THEMES = ['system', 'light', 'dark'] as const;
 export const LIMITS = {
   replyTokens: { min: 16, max: 8192 },
   contextSize: { min: 512, max: 32768 },
+  usdPerHour: { min: 0.01, max: 10_000 },
 } as const;
 
 const SettingsSchema = v.object({
@@ -79,6 +80,8 @@ const SettingsSchema = v.object({
   objective: v.picklist(OBJECTIVES),
   /** The most one step may cost on a paid worker (one that charges for its tokens), US dollars; 0: no paid workers. */
   budgetUsd: v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(1_000_000)),
+  /** For the balanced objective: what an hour of the user's waiting is worth, US dollars (placement's one trade-off knob). */
+  usdPerHour: v.pipe(v.number(), v.finite('it must be a number'), v.minValue(LIMITS.usdPerHour.min, `it must be at least $${LIMITS.usdPerHour.min}`), v.maxValue(LIMITS.usdPerHour.max, `it must be at most $${LIMITS.usdPerHour.max}`)),
   theme: v.picklist(THEMES),
   /** The longest reply the agent may generate in one go, in tokens (the model's max_tokens). */
   replyTokens: v.pipe(v.number(), v.integer('it must be a whole number'), v.minValue(LIMITS.replyTokens.min, `it must be at least ${LIMITS.replyTokens.min} tokens`), v.maxValue(LIMITS.replyTokens.max, `it must be at most ${LIMITS.replyTokens.max} tokens`)),
@@ -100,6 +103,7 @@ const SETTING_LABELS: Record<string, string> = {
   privacy: 'Default privacy',
   objective: 'Placement objective',
   budgetUsd: 'Budget per step on paid workers',
+  usdPerHour: 'Value of your time',
   theme: 'Theme',
   replyTokens: 'Reply length',
   contextSize: 'Context size',
@@ -107,11 +111,14 @@ const SETTING_LABELS: Record<string, string> = {
   ggufOnGpu: 'GGUF models on the GPU',
 };
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true };
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true };
 
-/** What placement decides by, from Settings: the objective, the privacy, and the budget (0 rules paid workers out). */
-export function placementPrefs(settings: Pick<Settings, 'objective' | 'privacy' | 'budgetUsd'>): PlacementPrefs {
-  return { objective: settings.objective, privacy: settings.privacy, budgetUsd: settings.budgetUsd };
+/**
+ * What placement decides by, from Settings: the objective (with balanced's price of time), the privacy, and the
+ * budget (0 rules paid workers out).
+ */
+export function placementPrefs(settings: Pick<Settings, 'objective' | 'privacy' | 'budgetUsd' | 'usdPerHour'>): PlacementPrefs {
+  return { objective: settings.objective, privacy: settings.privacy, budgetUsd: settings.budgetUsd, usdPerHour: settings.usdPerHour };
 }
 
 /**

@@ -321,7 +321,15 @@ for (const device of devices) {
       await press(page.getByRole('button', { name: 'Dismiss error' }));
       await page.getByLabel('Relay URL').fill('https://relay.example.org');
       await press(page.getByLabel('My devices'));
+      // Balanced's price of time: shown while Balanced is chosen, checked, kept when another objective is chosen.
+      expect(await page.getByLabel(/Value of your time/).inputValue()).toBe('10');
+      await page.getByLabel(/Value of your time/).fill('0');
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('error-toast').textContent()).toMatch(/"Value of your time" is invalid: it must be at least \$0\.01/);
+      await press(page.getByRole('button', { name: 'Dismiss error' }));
+      await page.getByLabel(/Value of your time/).fill('0.5');
       await press(page.getByLabel('Cheapest'));
+      expect(await page.getByLabel(/Value of your time/).count()).toBe(0);
       await page.getByLabel(/Budget per step on paid workers/).fill('0.05');
       await press(page.getByLabel('Dark'));
       // The engine's limits: defaults shown, bad values refused with the field named.
@@ -350,6 +358,8 @@ for (const device of devices) {
       expect(await page.getByLabel('Relay URL').inputValue()).toBe('https://relay.example.org');
       expect(await page.getByLabel('My devices').isChecked()).toBe(true);
       expect(await page.getByLabel('Cheapest').isChecked()).toBe(true);
+      await press(page.getByLabel('Balanced'));
+      expect(await page.getByLabel(/Value of your time/).inputValue()).toBe('0.5');
       expect(await page.getByLabel(/Budget per step on paid workers/).inputValue()).toBe('0.05');
       expect(await page.getByLabel('Dark').isChecked()).toBe(true);
       expect(await page.getByLabel('Reply length (tokens)').inputValue()).toBe('300');

@@ -161,12 +161,12 @@ describe('what a session cost', () => {
 });
 
 describe('the engine limits in Settings', () => {
-  test('default to 512 reply tokens in a 4,096-token context, no GPU model and GGUF models on the GPU where it can, also for settings saved before they existed', async () => {
-    expect(DEFAULT_SETTINGS).toMatchObject({ replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
+  test('default to 512 reply tokens in a 4,096-token context, no GPU model, GGUF models on the GPU where it can and $10/h of the user\'s time, also for settings saved before they existed', async () => {
+    expect(DEFAULT_SETTINGS).toMatchObject({ replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, usdPerHour: 10 });
     const fresh = await openApp();
     const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
     await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
-    expect(await fresh.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
+    expect(await fresh.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
     fresh.close();
   });
 
@@ -181,6 +181,9 @@ describe('the engine limits in Settings', () => {
       [{ replyTokens: 2048, contextSize: 2048 }, /reply length \(2048 tokens\) must be smaller than the context size \(2048 tokens\)/],
       [{ gpuModel: 'x'.repeat(257) }, /"GPU model" is invalid/],
       [{ ggufOnGpu: 'yes' as unknown as boolean }, /"GGUF models on the GPU" is invalid/],
+      [{ usdPerHour: 0 }, /"Value of your time" is invalid: it must be at least \$0\.01/],
+      [{ usdPerHour: 20_000 }, /"Value of your time" is invalid: it must be at most \$10000/],
+      [{ usdPerHour: Number.NaN }, /"Value of your time" is invalid/],
     ] as const) {
       await expect(app.saveSettings({ ...base, ...bad })).rejects.toMatchObject({ code: 'app/bad-settings', message: expect.stringMatching(why) });
     }
@@ -213,6 +216,13 @@ describe("Settings' budget in placement", () => {
     // The step costs 2,000 × $0.001/1k + 500 × $0.002/1k = $0.003.
     expect(place(0.01).estimate.name).toBe('paid');
     expect(place(0.002).estimate.name).toBe('free');
+  });
+
+  test("balanced weighs a paid worker's price against the time it saves at the user's price of time", () => {
+    // The paid worker saves ~2.5 s of decoding on this step for $0.003: worth it at $10/h, not at $1/h.
+    const balanced = (usdPerHour: number) => decide(step, relayProfiles(list, { rttMs: 20, bandwidthBps: 1e7 }, Date.now()), placementPrefs({ ...DEFAULT_SETTINGS, privacy: 'any', budgetUsd: 1, usdPerHour }));
+    expect(balanced(DEFAULT_SETTINGS.usdPerHour)).toMatchObject({ estimate: { name: 'paid' }, reason: expect.stringContaining('$10/h of your time') });
+    expect(balanced(1)).toMatchObject({ estimate: { name: 'free' }, reason: expect.stringContaining('$1/h of your time') });
   });
 
   test('"Move to the cloud worker" goes where the privacy and budget allow: any worker when all may take it, else pinned', () => {

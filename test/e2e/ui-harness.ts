@@ -46,6 +46,11 @@ export interface UiRig {
   screen(name: string): Promise<void>;
   /** The session transcript is rendered from the store. */
   transcriptReady(): Promise<void>;
+  /**
+   * The tab dies: its renderer crashes at once (as when the system kills it), whatever its page is doing, and the
+   * same address opens in a new tab, which becomes `page`.
+   */
+  crashAndReopen(): Promise<Page>;
   close(): Promise<void>;
 }
 
@@ -62,12 +67,16 @@ export async function startUi(device: Device, label: string, options: { chromium
   await writeFile(model, generateTinyModel({ ctx: 4096 }));
   const relay = await startRelayProcess(['--data', dataDir, '--model', model]);
   const browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch, ...(options.chromiumArgs ? { args: options.chromiumArgs } : {}) });
-  const page = await browser.context.newPage();
   const pageErrors: string[] = [];
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-  await page.goto(relay.url);
-  await page.locator('html[data-ready="true"]').waitFor();
-  return {
+  const open = async (url: string): Promise<Page> => {
+    const opened = await browser.context.newPage();
+    opened.on('pageerror', (err) => pageErrors.push(err.message));
+    await opened.goto(url);
+    await opened.locator('html[data-ready="true"]').waitFor();
+    return opened;
+  };
+  let page = await open(relay.url);
+  const rig: UiRig = {
     relay,
     browser,
     page,
@@ -86,10 +95,23 @@ export async function startUi(device: Device, label: string, options: { chromium
       expect(serious.map((v) => `${name}: ${v.id} (${v.impact}) ${v.help} at ${JSON.stringify(v.nodes.map((n) => n.target))}`)).toEqual([]);
     },
     transcriptReady: () => page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor(),
+    async crashAndReopen() {
+      const url = page.url();
+      // Page.crash ends the renderer from its IO thread: a page busy streaming does not get to finish anything first.
+      // The command itself is never answered (the renderer is gone); the page's crash event says it happened.
+      const cdp = await browser.context.newCDPSession(page);
+      const crashed = page.waitForEvent('crash');
+      void cdp.send('Page.crash').catch(() => undefined);
+      await crashed;
+      await page.close();
+      page = rig.page = await open(url);
+      return page;
+    },
     async close() {
       await browser.close();
       await relay.stop();
       for (const dir of [dataDir, work]) await rm(dir, { recursive: true, force: true });
     },
   };
+  return rig;
 }

@@ -396,23 +396,26 @@ for (const device of devices) {
       await setLimits(512, 4096);
     });
 
-    test('a message sent just before the tab dies is not lost: after the reload it is offered again, and "Send again" sends it', async () => {
-      // A long reply, so the tab surely dies before it is done (at 512 tokens a loaded CI machine once finished and
-      // checkpointed it before the reload took effect).
+    test('a message sent just before the tab crashes is not lost: a new tab offers it again, and "Send again" sends it', async () => {
+      // A long reply, so the tab surely dies before it is done. The tab crashes rather than reloads: a reload waits for
+      // the busy page, and a loaded CI machine once let the step finish and land in that time.
       await setLimits(2048, 4096);
       await openSession('Limits');
       const replies = await page.getByTestId('agent-message').count();
       await send('This one was sent before the crash.');
       await expect.poll(async () => ((await page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 20, { timeout: 60_000, interval: 10 }).toBe(true);
       // The tab dies mid-generation: the step that takes the message was never checkpointed.
-      await page.reload();
-      await page.locator('html[data-ready="true"]').waitFor();
+      page = await rig.crashAndReopen();
       await transcriptReady();
       const unsent = page.getByTestId('unsent-message');
-      await expect.poll(() => unsent.textContent()).toContain('This one was sent before the crash.');
+      const after = page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).or(unsent);
+      await expect.poll(() => after.count()).toBeGreaterThan(0);
+      // A failure says what the reopened tab shows instead.
+      expect(await unsent.count(), `after the crash the transcript ends: ${(await page.getByTestId('transcript').textContent())?.slice(-400)}`).toBe(1);
+      expect(await unsent.textContent()).toContain('This one was sent before the crash.');
       expect(await page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).count()).toBe(0);
       expect(await page.getByTestId('agent-message').count()).toBe(replies);
-      await screen('unsent-after-reload');
+      await screen('unsent-after-crash');
       await press(unsent.getByRole('button', { name: 'Send again' }));
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(replies + 1);
       await expect.poll(() => page.getByTestId('live-turn').count()).toBe(0);

@@ -65,9 +65,9 @@ async function run(): Promise<Figures> {
         openSocket,
         onProgress: (p) => void (p.type === 'child-done' && ran.add(p.node)),
       });
-      const timed: RunChildren | undefined = remote && (async (tasks, context, signal) => {
+      const timed: RunChildren | undefined = remote && (async (tasks, context, signal, spent) => {
         const t0 = performance.now();
-        const results = await remote(tasks, context, signal);
+        const results = await remote(tasks, context, signal, spent);
         ms = performance.now() - t0;
         return results;
       });

@@ -11,7 +11,7 @@ import { relayApi } from './api/index.ts';
 import { RelayMetrics, registerMetrics } from './api/metrics.ts';
 import { registerSecurity } from './api/security.ts';
 import { RelayStore } from './relay/relay-store.ts';
-import { RunHost } from '../src/core/node/run-host.ts';
+import { RunHost } from '../src/core/host/run-host.ts';
 import { openComponentLibrary } from './relay/component-library.ts';
 import { Dispatcher } from './relay/dispatcher.ts';
 import { ServingEngines } from './relay/worker-engines.ts';
@@ -19,7 +19,7 @@ import { openAiApi } from './api/openai.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
-import { measureProfile } from '../src/core/node/profile.ts';
+import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 import { openNodeSocket } from './worker/remote.ts';
 

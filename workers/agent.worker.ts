@@ -1,5 +1,5 @@
 /**
- * The agent worker: the runtime (src/core/runtime/agent-api.ts) off the page's thread, reached through comlink
+ * The agent worker: the runtime (src/core/host/agent-api.ts) off the page's thread, reached through comlink
  * (src/browser/agent-client.ts). Its engine runs in this worker — on WebGPU where the device can (web-llm for a
  * chosen GPU model, else the session's GGUF through wllama 3), with wllama on the CPU to fall back to, on load or
  * mid-reply; wllama on the CPU otherwise; its store IndexedDB (or memory);
@@ -12,7 +12,7 @@ import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm
 import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { openWithFallback } from '../src/core/llm/fallback-engine.ts';
-import { createAgentApi, type EngineNotices } from '../src/core/runtime/agent-api.ts';
+import { createAgentApi, type EngineNotices } from '../src/core/host/agent-api.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;

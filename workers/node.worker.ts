@@ -10,9 +10,9 @@ import { FerryError, isFerryError, type SerializedError } from '../src/core/erro
 import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
 import { openWithFallback } from '../src/core/llm/fallback-engine.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
-import { NodeLink, type LinkState } from '../src/core/node/link.ts';
-import { measureProfile } from '../src/core/node/profile.ts';
-import { RunHost } from '../src/core/node/run-host.ts';
+import { NodeLink, type LinkState } from '../src/core/host/node-link.ts';
+import { measureProfile } from '../src/core/host/measure-profile.ts';
+import { RunHost } from '../src/core/host/run-host.ts';
 import { loadComponent, type LoadedComponent } from '../src/core/runtime/load.ts';
 import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-worker.ts';
 import type { WorkerProfile } from '../src/core/protocol/index.ts';

@@ -9,12 +9,12 @@ import { parseArgs } from 'node:util';
 import { FerryError } from '../../src/core/errors.ts';
 import { checkWorkerToken, defaultConfig, modelSpec, priceOption } from '../config.ts';
 import { openComponentLibrary } from '../relay/component-library.ts';
-import { RunHost } from '../../src/core/node/run-host.ts';
+import { RunHost } from '../../src/core/host/run-host.ts';
 import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
 import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
 import { resolveModel } from '../llm/models.ts';
 import { downloadProgress, openModelEngine } from '../llm/open-model.ts';
-import { measureProfile } from '../../src/core/node/profile.ts';
+import { measureProfile } from '../../src/core/host/measure-profile.ts';
 import { openNodeSocket, RemoteWorker } from '../worker/remote.ts';
 import { cpuShare, withCpuShare } from '../../src/core/llm/cpu-share.ts';
 

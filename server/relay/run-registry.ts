@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
-import type { RunEvent } from '../../src/core/node/run-host.ts';
+import type { RunEvent } from '../../src/core/host/run-host.ts';
 import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
 
 export type { RunEvent };

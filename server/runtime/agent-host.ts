@@ -6,7 +6,7 @@
 import { proxy, wrap, type Remote } from 'comlink';
 import { Worker } from 'node:worker_threads';
 import { FerryError } from '../../src/core/errors.ts';
-import { AgentProxy } from '../../src/core/runtime/agent-proxy.ts';
+import { AgentProxy } from '../../src/core/host/agent-proxy.ts';
 import type { RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import type { AgentThreadApi, NodeEngineSpec } from './agent-thread.ts';
 import { nodeEndpoint } from './node-endpoint.ts';

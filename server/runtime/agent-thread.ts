@@ -1,11 +1,11 @@
 /**
  * The agent runtime in a Node worker thread (the cloud worker's host): the same API as the browser's agent
- * worker (src/core/runtime/agent-api.ts), with node-llama-cpp as the engine, a filesystem store, and each tool in
+ * worker (src/core/host/agent-api.ts), with node-llama-cpp as the engine, a filesystem store, and each tool in
  * its own worker thread.
  */
 import { expose } from 'comlink';
 import { parentPort } from 'node:worker_threads';
-import { createAgentApi } from '../../src/core/runtime/agent-api.ts';
+import { createAgentApi } from '../../src/core/host/agent-api.ts';
 import { createNodeLlamaEngine, type NodeLlamaEngineOptions } from '../llm/node-llama-engine.ts';
 import { openFsStore } from '../store/index.ts';
 import { enableComponentWasmFeatures } from './node-components.ts';

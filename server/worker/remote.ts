@@ -1,13 +1,13 @@
 /**
  * `ferry worker --relay URL`: a cloud worker in its own process (another machine, a GPU) attached to a relay over
- * the node link (src/core/node/link.ts), authenticated by the relay's worker token on the WebSocket upgrade. A
+ * the node link (src/core/host/node-link.ts), authenticated by the relay's worker token on the WebSocket upgrade. A
  * wrong token (the relay answers the upgrade with 401/403) is fatal, not retried.
  */
 import WebSocket from 'ws';
 import * as v from 'valibot';
 import { FerryError } from '../../src/core/errors.ts';
-import { NodeLink } from '../../src/core/node/link.ts';
-import type { RunHost } from '../../src/core/node/run-host.ts';
+import { NodeLink } from '../../src/core/host/node-link.ts';
+import type { RunHost } from '../../src/core/host/run-host.ts';
 import type { OpenSocket, StreamSocket } from '../../src/core/parallel/index.ts';
 import { ErrorBodySchema, type WorkerProfile } from '../../src/core/protocol/index.ts';
 

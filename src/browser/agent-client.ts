@@ -4,7 +4,7 @@
  */
 import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { FerryError } from '../core/errors.ts';
-import { AgentProxy } from '../core/runtime/agent-proxy.ts';
+import { AgentProxy } from '../core/host/agent-proxy.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import type { AgentWorkerApi, BrowserEngineSpec } from '../../workers/agent.worker.ts';
 

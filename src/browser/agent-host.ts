@@ -10,7 +10,7 @@
 import { FerryError } from '../core/errors.ts';
 import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
 import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
-import type { AgentStatus, ParallelOptions } from '../core/runtime/agent-api.ts';
+import type { AgentStatus, ParallelOptions } from '../core/host/agent-api.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { Session } from '../core/session/index.ts';
 import { importSession, storeTarget, syncSession } from '../core/snapshot/index.ts';

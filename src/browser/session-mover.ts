@@ -18,7 +18,7 @@
  */
 import * as v from 'valibot';
 import { FerryError, isFerryError, type ErrorCode } from '../core/errors.ts';
-import type { AgentStatus } from '../core/runtime/agent-api.ts';
+import type { AgentStatus } from '../core/host/agent-api.ts';
 import type { RunInput } from '../core/runtime/loop.ts';
 import type { RuntimeEvent } from '../core/runtime/runtime.ts';
 import { exportSession, importSession } from '../core/snapshot/index.ts';

@@ -3,7 +3,7 @@
  * which nodes they run, and why they run here when no other node could take them. Folded from the runtime's
  * `child-progress` events (core/parallel/progress.ts), one at a time, into plain data the view renders.
  */
-import type { ChildProgress } from '../core/parallel/index.ts';
+import type { ChildProgress } from '../core/runtime/index.ts';
 
 export interface ChildNodeView {
   id: string;

@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { FerryError, type SerializedError } from '../core/errors.ts';
-import { ChildProgressSchema } from '../core/parallel/index.ts';
+import { ChildProgressSchema } from '../core/runtime/index.ts';
 import type { Session } from '../core/session/index.ts';
 import type { ObjectId } from '../core/store/index.ts';
 import type { RunPlacement } from '../core/protocol/index.ts';

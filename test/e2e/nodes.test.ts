@@ -38,7 +38,7 @@ import {
   type RunMessage,
   type RunPlacement,
 } from '../../src/core/protocol/index.ts';
-import type { ChildProgress } from '../../src/core/parallel/index.ts';
+import type { ChildProgress } from '../../src/core/runtime/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import { generatedSources, surveyComponents, surveyParentSetup } from '../unit/parallel/space-nodes.ts';
 import { Session } from '../../src/core/session/index.ts';

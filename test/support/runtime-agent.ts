@@ -3,6 +3,7 @@
  * tools (test fixtures, QuickJS components) on node-llama-cpp with a tiny generated model, checkpointed into a
  * store. Shared by the tests, the child process that resumes a session, and the browser commands.
  */
+import { hereChildren } from '../../src/core/parallel/children-here.ts';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,8 +58,9 @@ export async function agentRig(): Promise<{ f: Fixtures; engine: Engine }> {
   return { f: await fixtures(), engine: await tinyEngine(await tinyModelFile()) };
 }
 
+/** A runtime's setup on the fixtures, as a host makes one: forked children run here unless `extra` says otherwise. */
 export function setupFor(f: Fixtures, engine: Engine, extra: Partial<RuntimeSetup> = {}): RuntimeSetup {
-  return { engine, load: loader(f), sampling: { maxTokens: 8, temperature: 0, seed: 0 }, ...extra };
+  return { engine, load: loader(f), sampling: { maxTokens: 8, temperature: 0, seed: 0 }, runChildren: hereChildren(() => {}), ...extra };
 }
 
 export { TURNS } from './runtime-turns.ts';

@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot';
 import { describe, expect, test } from 'vitest';
-import { ChildProgressSchema, HERE, type ChildProgress } from '../../src/core/parallel/index.ts';
+import { ChildProgressSchema, HERE, type ChildProgress } from '../../src/core/runtime/index.ts';
 import { foldChildProgress, type ChildrenView } from '../../src/ui/children-progress.ts';
 
 const fold = (events: ChildProgress[], from: ChildrenView | null = null) => events.reduce<ChildrenView | null>((view, p) => foldChildProgress(view, p), from)!;

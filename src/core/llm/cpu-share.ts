@@ -25,13 +25,22 @@ function check(share: number): number {
   return share;
 }
 
+/** Where the pacing reads the time and waits: the platform's clock and timers, or a test's virtual ones. */
+export interface PaceClock {
+  now(): number;
+  /** Waits `ms`, or less when `signal` aborts. */
+  pause(ms: number, signal: AbortSignal | undefined): Promise<void>;
+}
+
+const realClock: PaceClock = { now: () => performance.now(), pause };
+
 /** `engine` with its generations paced to `share` of the CPU. Everything else passes through. */
-export function withCpuShare(engine: Engine, share: CpuShare): Engine {
+export function withCpuShare(engine: Engine, share: CpuShare, clock: PaceClock = realClock): Engine {
   return {
     info: engine.info,
     tokenize: (text, options) => engine.tokenize(text, options),
     detokenize: (ids) => engine.detokenize(ids),
-    generate: (request) => paced(engine, request, share),
+    generate: (request) => paced(engine, request, share, clock),
     ...(engine.saveKv ? { saveKv: (slot: string) => engine.saveKv!(slot) } : {}),
     ...(engine.loadKv ? { loadKv: (slot: string, state: Parameters<NonNullable<Engine['loadKv']>>[1]) => engine.loadKv!(slot, state) } : {}),
     ...(engine.releaseSlot ? { releaseSlot: (slot: string) => engine.releaseSlot!(slot) } : {}),
@@ -44,14 +53,14 @@ export function withCpuShare(engine: Engine, share: CpuShare): Engine {
  * pause after the first token (whose work was mostly the prefill) lands in their decode time: the done event's
  * timings move it to the prefill, so both measured speeds are the capped ones.
  */
-async function* paced(engine: Engine, request: GenerateRequest, share: CpuShare): AsyncGenerator<GenerateEvent> {
+async function* paced(engine: Engine, request: GenerateRequest, share: CpuShare, clock: PaceClock): AsyncGenerator<GenerateEvent> {
   const it = engine.generate(request)[Symbol.asyncIterator]();
   let prefillPause = 0;
   // Timers keep whole milliseconds: a pause can end up to ~1 ms early (or late), which at a token's ~1 ms of work
   // would loosen the cap by a third. What a pause falls short of (or overshoots) is carried into the next one.
   let owed = 0;
   for (let first = true; ; first = false) {
-    const t0 = performance.now();
+    const t0 = clock.now();
     const next = await it.next();
     if (next.done) return;
     const event = next.value;
@@ -61,10 +70,10 @@ async function* paced(engine: Engine, request: GenerateRequest, share: CpuShare)
     }
     const s = share.get();
     if (s < 1) {
-      const ms = (performance.now() - t0) * (1 / s - 1) + owed;
-      const p0 = performance.now();
-      await pause(ms, request.signal);
-      const paused = performance.now() - p0;
+      const ms = (clock.now() - t0) * (1 / s - 1) + owed;
+      const p0 = clock.now();
+      await clock.pause(ms, request.signal);
+      const paused = clock.now() - p0;
       owed = ms - paused;
       if (first) prefillPause = paused;
     } else {

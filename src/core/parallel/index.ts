@@ -3,7 +3,7 @@ export { planProportional, splitJob, validateJob, type ContextItem, type Paralle
 export { runParallel, startParallel, type ParallelEvent, type ParallelJob, type ParallelOptions, type ParallelOutcome } from './scheduler.ts';
 export { VirtualClock } from './virtual-clock.ts';
 export { relayChildren, type RelayChildrenOptions } from './relay-children.ts';
-export { hereChildren } from './children-here.ts';
+export { childrenOneByOne, hereChildren } from './children-here.ts';
 export { chooseNodes, listSpaceWorkers, type Lane, type NodeChoice } from './relay-nodes.ts';
 export { defaultOpenSocket, followRun, type FollowOptions, type OpenSocket, type StreamSocket } from './run-follow.ts';
-export { ChildProgressSchema, HERE, type ChildProgress, type JobNode } from './progress.ts';
+

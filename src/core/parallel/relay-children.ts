@@ -22,13 +22,13 @@
  */
 import { FerryError, isFerryError } from '../errors.ts';
 import { RelayHttp, toBase64Url, type RunRecord } from '../protocol/index.ts';
-import { childResultOf, type ChildSpend } from '../runtime/loop.ts';
+import type { ChildSpend } from '../runtime/loop.ts';
 import type { ChildContext, RunChildren } from '../runtime/runtime.ts';
 import type { ChildResult, SubTask } from '../runtime/wit.ts';
 import { createMemoryStore, type Store } from '../store/index.ts';
 import { ChildSessionMaker, childStanding, type ChildSession, type ChildSetup, type ChildStanding } from './child-session.ts';
-import { hereChildren } from './children-here.ts';
-import type { ChildProgress, JobNode } from './progress.ts';
+import { childResultOf, hereChildren } from './children-here.ts';
+import type { ChildProgress, JobNode } from '../runtime/child-progress.ts';
 import { chooseNodes, listSpaceWorkers, type Lane, type NodeChoice } from './relay-nodes.ts';
 import { defaultOpenSocket, followRun, type OpenSocket } from './run-follow.ts';
 import { startParallel, type ParallelEvent, type ParallelJob } from './scheduler.ts';
@@ -85,7 +85,7 @@ function nodeChoice(opts: RelayChildrenOptions, work: readonly ParallelTask<SubT
   };
 }
 
-async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal, spent?: ChildSpend): Promise<ChildResult[]> {
+async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubTask[], context: ChildContext, signal: AbortSignal | undefined, spent: ChildSpend): Promise<ChildResult[]> {
   if (tasks.length === 0) return [];
   const emit = opts.onProgress ?? (() => {});
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
@@ -95,7 +95,7 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
     chosen = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), nodeChoice(opts, work));
   } catch (err) {
     // Nowhere else to run them (no node, the relay out of reach): here, one after another, rather than not at all.
-    return hereChildren(emit, err instanceof Error ? err.message : String(err))(tasks, context, signal);
+    return hereChildren(emit, err instanceof Error ? err.message : String(err))(tasks, context, signal, spent);
   }
   const { nodes, lanes } = chosen;
   const stop = new AbortController();
@@ -116,7 +116,7 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
     return await Promise.all(tasks.map((t) => job.read.get(t.id)?.catch(() => undefined).then((r) => r ?? cancelled(t)) ?? cancelled(t)));
   } finally {
     stop.abort();
-    if (spent) for (const cost of job.costs.values()) spent.costMicros += cost;
+    for (const cost of job.costs.values()) spent.costMicros += cost;
   }
 }
 

@@ -8,7 +8,7 @@ import { FerryError } from '../errors.ts';
 import { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths, type WorkerList } from '../protocol/index.ts';
 import { usd } from '../placement/policy.ts';
 import { chargesForTokens, tokensCostUsd } from '../placement/profile.ts';
-import type { JobNode } from './progress.ts';
+import type { JobNode } from '../runtime/child-progress.ts';
 import type { ParallelNode } from './split.ts';
 
 /** One scheduler lane: a slot of a relay node. */

@@ -8,9 +8,11 @@ export { applyDelta, cloneImage, pageBytes, PAGE_SIZE, type GlobalImage, type Gl
 export { MANIFEST_FILE, parseManifest, type ComponentManifest, type ManifestFile } from './manifest.ts';
 export {
   AgentLoop,
-  childRunner,
+  addUsage,
   DEFAULT_MAX_STEPS_PER_RUN,
   DEFAULT_SAMPLING,
+  type ChildSpend,
+  type LoopChildren,
   type LoopEvent,
   type LoopOptions,
   type LoopState,
@@ -45,5 +47,4 @@ export { AgentRuntime, localTool, type CreateOptions, type RuntimeEvent, type Ru
 export { Checkpointer, instanceState, keyframes, readChain, readHostState, readImageAt, KEYFRAME_RATIO, MAX_CHAIN, type HostState, type StatefulComponent } from './checkpoint.ts';
 export { decodeChain, encodeDelta, encodeKeyframe, encodeSnapshot, fingerprint, snapshotOf } from './state-codec.ts';
 export { isolatedTool, toolWorkerApi, type ComponentFiles, type ToolWorkerApi, type WorkerHandle } from './tool-worker.ts';
-export { createAgentApi, unwrap, type AgentApi, type AgentPlatform, type EngineNotices, type AgentStatus, type StartOptions } from './agent-api.ts';
-export { AgentProxy, type AgentRemote } from './agent-proxy.ts';
+export { ChildProgressSchema, HERE, type ChildProgress, type JobNode } from './child-progress.ts';

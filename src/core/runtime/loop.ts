@@ -139,13 +139,21 @@ export interface StepRecord {
   childCostMicros: number;
 }
 
-/** Runs children here, one after another, with the step's own engine and tools. */
-export type RunHere = (tasks: readonly SubTask[], signal?: AbortSignal) => Promise<ChildResult[]>;
-
-/** What children run elsewhere cost on paid nodes, micro-dollars: a children runner adds to it, the step pays it. */
+/**
+ * What a step's children cost it, filled in by whoever runs them: what children run in this runtime read and wrote
+ * (`usage`, billed by this engine's price like the step's own generations), and what children run elsewhere cost on
+ * their paid nodes (`costMicros`, as their own checkpoints recorded it).
+ */
 export interface ChildSpend {
+  usage: TokenUsage;
   costMicros: number;
 }
+
+/**
+ * Runs a step's forked children (parallel/: here one after another, or as child sessions on the space's nodes).
+ * Resolves with one result per task, in task order; a rejection (every node gone) fails the step.
+ */
+export type LoopChildren = (tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend) => Promise<ChildResult[]>;
 
 /** Tokens read (every prompt token, cached or not: paid APIs bill them all) and generated. */
 export interface TokenUsage {
@@ -165,15 +173,11 @@ export interface LoopOptions {
   sampling?: Partial<Sampling>;
   /** The engine's KV slot (normally the session id). */
   slot?: string;
-  /** Runs a forked child to its end; without it, fork-children answers every child with ok=false. */
-  runChild?: (task: SubTask, signal?: AbortSignal, usage?: TokenUsage) => Promise<ChildResult>;
   /**
-   * Runs a step's forked children elsewhere (e.g. as child sessions on relay nodes, parallel/relay-children.ts),
-   * instead of one by one here with `runChild`. Resolves with one result per task, in task order; a rejection
-   * (every node gone) fails the step as `runtime/step-failed`, like a tool call that could not complete. `here`
-   * runs them here after all, one by one (when no other node can take them), the step paying for them as usual.
+   * Runs a step's forked children; without it, fork-children answers every child with ok=false. A rejection fails
+   * the step as `runtime/step-failed`, like a tool call that could not complete.
    */
-  runChildren?: (tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) => Promise<ChildResult[]>;
+  runChildren?: LoopChildren;
   /** Called after every step; may return a checkpoint id, which is streamed as a `checkpoint` event. */
   afterStep?: (record: StepRecord) => Promise<string | void>;
   /** A run stops (paused: step-limit) after this many steps, so a looping agent cannot run forever. */
@@ -275,7 +279,7 @@ export class AgentLoop {
     const pending = this.#state.pending.slice(1);
     let tokens = 0;
     const usage: TokenUsage = { promptTokens: 0, outputTokens: 0 };
-    const spent: ChildSpend = { costMicros: 0 };
+    const spent: ChildSpend = { usage: { promptTokens: 0, outputTokens: 0 }, costMicros: 0 };
     for (const action of actions) {
       if (this.#state.status === 'done') break;
       switch (action.tag) {
@@ -310,7 +314,9 @@ export class AgentLoop {
           break;
         case 'fork-children': {
           t = performance.now();
-          const results = await this.#children(action.val, signal, usage, spent);
+          const results = await this.#children(action.val, signal, spent);
+          addUsage(usage, spent.usage);
+          spent.usage = { promptTokens: 0, outputTokens: 0 };
           timing.toolMs += performance.now() - t;
           yield { type: 'children', results };
           pending.push({ tag: 'child-results', val: results });
@@ -475,35 +481,16 @@ export class AgentLoop {
     }
   }
 
-  /**
-   * The step pays for its children: those run here add what their generations read and wrote to `usage`, those run
-   * elsewhere what their nodes recorded they cost to `spent`.
-   */
-  async #children(tasks: SubTask[], signal: AbortSignal | undefined, usage: TokenUsage, spent: ChildSpend): Promise<ChildResult[]> {
-    const here: RunHere = (list, hereSignal) => this.#childrenHere(list, hereSignal, usage);
-    if (this.#options.runChildren) return this.#childrenElsewhere(this.#options.runChildren, tasks, signal, spent, here);
-    return here(tasks, signal);
-  }
-
-  async #childrenHere(tasks: readonly SubTask[], signal: AbortSignal | undefined, usage: TokenUsage): Promise<ChildResult[]> {
-    const runChild = this.#options.runChild;
-    const results: ChildResult[] = [];
-    // One at a time: children share this host's tools and engine; spreading them over nodes is the scheduler's job.
-    for (const task of tasks) {
-      if (!runChild) results.push({ id: task.id, ok: false, output: 'This host cannot run child agents.' });
-      else if (signal?.aborted) results.push({ id: task.id, ok: false, output: 'Cancelled before it started.' });
-      else results.push(await runChild(task, signal, usage));
-    }
-    return results;
-  }
-
-  /** The host's runChildren, held to its contract: one result per task, same ids, same order. */
-  async #childrenElsewhere(run: NonNullable<LoopOptions['runChildren']>, tasks: SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere): Promise<ChildResult[]> {
+  /** The host's children runner, held to its contract: one result per task, same ids, same order. */
+  async #children(tasks: SubTask[], signal: AbortSignal | undefined, spent: ChildSpend): Promise<ChildResult[]> {
+    const run = this.#options.runChildren;
+    if (!run) return tasks.map((t) => ({ id: t.id, ok: false, output: 'This host cannot run child agents.' }));
     const step = this.#state.steps + 1;
     let results: ChildResult[];
     try {
-      results = await run(tasks, signal, spent, here);
+      results = await run(tasks, signal, spent);
     } catch (cause) {
+      if (cause instanceof FerryError && cause.code === 'runtime/step-failed') throw cause;
       throw new FerryError('runtime/step-failed', `Step ${step} failed: its ${tasks.length} forked children could not run (${cause instanceof Error ? cause.message : String(cause)}).`, { cause, details: { step, children: tasks.length } });
     }
     const wrong = results.length !== tasks.length ? `${results.length} results for ${tasks.length} children` : results.findIndex((r, i) => r.id !== tasks[i]!.id || typeof r.ok !== 'boolean' || typeof r.output !== 'string');
@@ -513,44 +500,6 @@ export class AgentLoop {
     }
     return results.map((r) => ({ id: r.id, ok: r.ok, output: truncate(r.output) }));
   }
-}
-
-/**
- * A finished child's result from its loop state: done → its summary (or its last reply when it gave none), idle →
- * its last reply; anything else was stopped before it finished.
- */
-export function childResultOf(id: string, state: Pick<LoopState, 'status' | 'summary'>, lastReply: string): ChildResult {
-  if (state.status === 'done') return { id, ok: true, output: state.summary || lastReply };
-  if (state.status === 'idle') return { id, ok: true, output: lastReply };
-  return { id, ok: false, output: 'The child was stopped before it finished.' };
-}
-
-/**
- * A `runChild` for AgentLoop: each sub-task runs in a fresh agent from `createAgent`, with the parent's tools and
- * engine, until it is done (its summary is the output) or idle (its last reply is). Its events go to `onEvent`.
- */
-export function childRunner(
-  createAgent: () => Promise<Agent>,
-  base: Omit<LoopOptions, 'agent' | 'afterStep' | 'runChild'>,
-  onEvent?: (child: string, event: LoopEvent) => void,
-): NonNullable<LoopOptions['runChild']> {
-  return async (task, signal, usage) => {
-    try {
-      const afterStep = async (record: StepRecord): Promise<void> => {
-        if (usage) addUsage(usage, record.usage);
-      };
-      const loop = new AgentLoop({ ...base, agent: await createAgent(), afterStep });
-      let lastReply = '';
-      for await (const event of loop.run({ type: 'start', task: task.task }, signal)) {
-        if (event.type === 'reply') lastReply = event.text;
-        onEvent?.(task.id, event);
-      }
-      return childResultOf(task.id, loop.state, lastReply);
-    } catch (err) {
-      if (err instanceof FerryError && err.code === 'runtime/step-failed') throw err;
-      return { id: task.id, ok: false, output: `The child failed: ${err instanceof Error ? err.message : String(err)}` };
-    }
-  };
 }
 
 function parseSchema(info: ToolInfo): Record<string, unknown> {
@@ -563,7 +512,7 @@ function parseSchema(info: ToolInfo): Record<string, unknown> {
   throw new FerryError('component/bad-output', `Tool "${info.name}" describes its arguments with an args-schema that is not a JSON object; fix the tool.`);
 }
 
-function addUsage(to: TokenUsage, from: TokenUsage): void {
+export function addUsage(to: TokenUsage, from: TokenUsage): void {
   to.promptTokens += from.promptTokens;
   to.outputTokens += from.outputTokens;
 }

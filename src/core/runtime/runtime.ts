@@ -8,7 +8,6 @@
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
-import type { ChildProgress } from '../parallel/progress.ts';
 import { tokensCostUsd, type Price } from '../placement/profile.ts';
 import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
@@ -16,7 +15,8 @@ import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, read
 import { instantiate, type Grants } from './instance.ts';
 import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
-import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunHere, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
+import type { ChildProgress } from './child-progress.ts';
+import { AgentLoop, addUsage, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { inProcessTool, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
@@ -52,8 +52,8 @@ export interface RuntimeSetup {
    */
   kv?: KvPolicy;
   /**
-   * Runs a step's forked children elsewhere — as child sessions on the space's nodes (parallel/relay-children.ts)
-   * — instead of one after another in this runtime. Absent: here, one by one, sharing this session's tools.
+   * Runs a step's forked children: one after another in this runtime (parallel/children-here.ts), or as child
+   * sessions on the space's nodes (parallel/relay-children.ts). Absent: the agent is told children cannot run here.
    */
   runChildren?: RunChildren;
   /**
@@ -65,17 +65,18 @@ export interface RuntimeSetup {
 
 /**
  * What a children runner knows of the parent: its components (a child runs the same ones) and its session; and
- * `here`, which runs the children in the parent's runtime after all, one after another (no other node can take them).
+ * `localLoop`, a fresh loop of the parent's agent build with its tools, engine and sampling, for a child run in
+ * this runtime (its steps add what they read and wrote to `usage`).
  */
 export interface ChildContext {
   agent: string;
   tools: readonly string[];
   parent: string;
-  here: RunHere;
+  localLoop(usage: TokenUsage): Promise<AgentLoop>;
 }
 
-/** Runs a step's children; adds what they cost on paid nodes to `spent`, which the forking step records as its own. */
-export type RunChildren = (tasks: readonly SubTask[], context: ChildContext, signal?: AbortSignal, spent?: ChildSpend) => Promise<ChildResult[]>;
+/** Runs a step's children; adds what they cost to `spent`, which the forking step records as its own. */
+export type RunChildren = (tasks: readonly SubTask[], context: ChildContext, signal: AbortSignal | undefined, spent: ChildSpend) => Promise<ChildResult[]>;
 
 export type RuntimeEvent =
   | LoopEvent
@@ -360,12 +361,16 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   };
   // The session's own KV slot only where KV is shipped; children share the base but not the slot (see below).
   const slotted = setup.kv ? { ...base, slot: sessionId } : base;
-  // Children are fresh agents sharing the tools; their steps are part of the parent's step.
-  const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
-  const elsewhere = setup.runChildren;
-  const parent = { agent: component.id, tools: [...toolIds], parent: sessionId };
-  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) => elsewhere(tasks, { ...parent, here }, signal, spent));
-  const loop = new AgentLoop({ ...slotted, agent, runChild, ...(runChildren ? { runChildren } : {}) });
+  // Children run here are fresh agents sharing the tools; their steps are part of the parent's step.
+  const context: ChildContext = {
+    agent: component.id,
+    tools: [...toolIds],
+    parent: sessionId,
+    localLoop: async (usage) => new AgentLoop({ ...base, agent: agentOf(await instantiate(component, grants)), afterStep: async (record) => addUsage(usage, record.usage) }),
+  };
+  const run = setup.runChildren;
+  const runChildren = run && ((tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend) => run(tasks, context, signal, spent));
+  const loop = new AgentLoop({ ...slotted, agent, ...(runChildren ? { runChildren } : {}) });
   return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
 }
 

@@ -5,7 +5,8 @@
  * and ends with the bibliography of what it cited.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AgentLoop, childRunner, type LoopEvent, type StepRecord, type ToolHost } from '../../../src/core/runtime/index.ts';
+import { AgentLoop, addUsage, type LoopEvent, type StepRecord, type ToolHost } from '../../../src/core/runtime/index.ts';
+import { childrenOneByOne } from '../../../src/core/parallel/index.ts';
 import type { ChatMessage } from '../../../src/core/llm/messages.ts';
 import { firstUserText, lastText, ScriptedEngine, toolCall } from '../../support/scripted-engine.ts';
 import { agent, BUILD_TIMEOUT, collect, replies, tool, toolCalls } from './built.ts';
@@ -54,9 +55,9 @@ describe('survey agent', () => {
   it('forks a child per source, merges their notes, and drafts cited sections with a bibliography', async () => {
     const engine = new ScriptedEngine(script);
     const childEvents: [string, LoopEvent][] = [];
-    const runChild = childRunner(() => agent('survey'), { tools, engine }, (id, e) => childEvents.push([id, e]));
+    const runChildren = childrenOneByOne(async (usage) => new AgentLoop({ agent: await agent('survey'), tools, engine, afterStep: async (r) => addUsage(usage, r.usage) }), (id, e) => childEvents.push([id, e]));
     const records: StepRecord[] = [];
-    const loop = new AgentLoop({ agent: await agent('survey'), tools, engine, runChild, afterStep: async (r) => void records.push(r) });
+    const loop = new AgentLoop({ agent: await agent('survey'), tools, engine, runChildren, afterStep: async (r) => void records.push(r) });
     const events = await collect(loop, { type: 'start', task: JSON.stringify({ topic: 'the origins of computing', sources: SOURCES }) });
 
     // Sources into docs (by the agent), a search by the model while writing section 1.
@@ -89,9 +90,13 @@ describe('survey agent', () => {
   it('drafts from the sources it could read when a child fails', async () => {
     const engine = new ScriptedEngine(script);
     // A host whose child runs fail for source 2 (e.g. its node went away).
-    const real = childRunner(() => agent('survey'), { tools, engine });
-    const runChild: typeof real = async (task, signal) => (task.id === 'source-2' ? { id: task.id, ok: false, output: 'node lost' } : real(task, signal));
-    const loop = new AgentLoop({ agent: await agent('survey'), tools: await Promise.all(['docs', 'notes'].map(tool)), engine, runChild });
+    const childTools = await Promise.all(['docs', 'notes'].map(tool));
+    const real = childrenOneByOne(async () => new AgentLoop({ agent: await agent('survey'), tools: childTools, engine }));
+    const runChildren: typeof real = async (tasks, signal, spent) => {
+      const ran = await real(tasks.filter((t) => t.id !== 'source-2'), signal, spent);
+      return tasks.map((t) => ran.find((r) => r.id === t.id) ?? { id: t.id, ok: false, output: 'node lost' });
+    };
+    const loop = new AgentLoop({ agent: await agent('survey'), tools: childTools, engine, runChildren });
     const events = await collect(loop, { type: 'start', task: JSON.stringify({ topic: 'the origins of computing', sources: SOURCES }) });
     const outlinePrompt = firstUserText(engine.requests.find((r) => firstUserText(r).startsWith('Plan a survey'))!);
     expect(outlinePrompt).toContain('[2] On Computable Numbers — Alan Turing (1936)\n(no notes: reading this source failed)');

@@ -12,12 +12,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
-import type { ChildProgress } from '../../../src/core/parallel/index.ts';
+import type { ChildProgress } from '../../../src/core/runtime/index.ts';
 import * as v from 'valibot';
 import { createServer } from 'node:net';
 import WebSocket from 'ws';
 import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage, type RunPlacement } from '../../../src/core/protocol/index.ts';
-import { createAgentApi, unwrap } from '../../../src/core/runtime/agent-api.ts';
+import { createAgentApi, unwrap } from '../../../src/core/host/agent-api.ts';
 import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
 import type { ChildResult } from '../../../src/core/runtime/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';

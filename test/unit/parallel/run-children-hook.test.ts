@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
-import { HERE, hereChildren, type ChildProgress } from '../../../src/core/parallel/index.ts';
+import { hereChildren } from '../../../src/core/parallel/index.ts';
+import { HERE, type ChildProgress } from '../../../src/core/runtime/index.ts';
 import type { ChildResult, SubTask } from '../../../src/core/runtime/index.ts';
 import { AgentRuntime, type ChildContext, type RunChildren } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
@@ -34,7 +35,7 @@ describe('the runChildren hook', () => {
       return tasks.map((t): ChildResult => ({ id: t.id, ok: t.task !== 'fails', output: t.task.toUpperCase() }));
     });
     const { replies, events } = await turn(runtime, '/fork alpha|fails|gamma', true);
-    expect(calls).toEqual([{ tasks: [{ id: 'child0', task: 'alpha' }, { id: 'child1', task: 'fails' }, { id: 'child2', task: 'gamma' }], context: { agent: f.ids.scribe, tools: [f.ids.tally], parent: runtime.session.id, here: expect.any(Function) } }]);
+    expect(calls).toEqual([{ tasks: [{ id: 'child0', task: 'alpha' }, { id: 'child1', task: 'fails' }, { id: 'child2', task: 'gamma' }], context: { agent: f.ids.scribe, tools: [f.ids.tally], parent: runtime.session.id, localLoop: expect.any(Function) } }]);
     expect(events.find((e) => e.type === 'children')).toEqual({ type: 'children', results: [{ id: 'child0', ok: true, output: 'ALPHA' }, { id: 'child1', ok: false, output: 'FAILS' }, { id: 'child2', ok: true, output: 'GAMMA' }] });
     expect(replies).toEqual(['child0=ALPHA; child1=failed; child2=GAMMA']);
     // The step that forked is checkpointed like any other.
@@ -42,14 +43,22 @@ describe('the runChildren hook', () => {
     await runtime.dispose();
   });
 
-  test('a hook with nowhere else to run them hands them back: they run here, one by one, as without a hook', async () => {
+  test('without a hook the agent is told its children cannot run here, and the session goes on', async () => {
+    const runtime = await AgentRuntime.create(createMemoryStore(), setupFor(f, engine, { runChildren: undefined }), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    const { events } = await turn(runtime, '/fork alpha|gamma', true);
+    expect(events.find((e) => e.type === 'children')).toEqual({ type: 'children', results: [{ id: 'child0', ok: false, output: 'This host cannot run child agents.' }, { id: 'child1', ok: false, output: 'This host cannot run child agents.' }] });
+    expect(events.filter((e) => e.type === 'checkpoint').length).toBeGreaterThan(0);
+    await runtime.dispose();
+  });
+
+  test('a hook with nowhere else to run them hands them to hereChildren: they run in this runtime, the step paying for them', async () => {
     const plain = await AgentRuntime.create(createMemoryStore(), setupFor(f, engine, {}), { agent: f.ids.scribe, tools: [f.ids.tally] });
     const expected = await turn(plain, '/fork alpha|gamma', true);
     await plain.dispose();
     let handedBack = 0;
-    const runtime = await parentWith(async (tasks, context, signal) => {
+    const runtime = await parentWith(async (tasks, context, signal, spent) => {
       handedBack += tasks.length;
-      return context.here(tasks, signal);
+      return hereChildren(() => {})(tasks, context, signal, spent);
     });
     const { replies, events } = await turn(runtime, '/fork alpha|gamma', true);
     expect(handedBack).toBe(2);

@@ -9,17 +9,17 @@ import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { hereChildren } from '../parallel/children-here.ts';
-import type { ChildProgress } from '../parallel/progress.ts';
+import type { ChildProgress } from '../runtime/child-progress.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
 import { SpaceIdSchema, WorkerIdSchema, parseWire } from '../protocol/index.ts';
 import { exportSession, importSession } from '../snapshot/index.ts';
 import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
-import { loadComponent, type LoadedComponent } from './load.ts';
-import type { LoopState, RunInput, Sampling } from './loop.ts';
-import { AgentRuntime, localTool, type RuntimeEvent, type RuntimeSetup } from './runtime.ts';
-import { isolatedTool, type ComponentFiles, type WorkerHandle } from './tool-worker.ts';
-import type { ToolLimits } from './tools.ts';
+import { loadComponent, type LoadedComponent } from '../runtime/load.ts';
+import type { LoopState, RunInput, Sampling } from '../runtime/loop.ts';
+import { AgentRuntime, localTool, type RuntimeEvent, type RuntimeSetup } from '../runtime/runtime.ts';
+import { isolatedTool, type ComponentFiles, type WorkerHandle } from '../runtime/tool-worker.ts';
+import type { ToolLimits } from '../runtime/tools.ts';
 
 /** What an engine being made may tell the session's subscribers (as `engine-loading` / `engine-switch` events). */
 export interface EngineNotices {

@@ -7,7 +7,7 @@
 import type { FerryError, SerializedError } from '../errors.ts';
 import type { ObjectId } from '../store/index.ts';
 import { unwrap, type AgentApi, type AgentStatus, type StartOptions } from './agent-api.ts';
-import type { RunInput } from './loop.ts';
+import type { RunInput } from '../runtime/loop.ts';
 
 type Result<T> = { ok: T } | { error: SerializedError };
 

@@ -17,7 +17,7 @@ import type { Engine } from '../llm/engine.ts';
 import { ATTEMPT_HEADER, RelayHttp, attemptHeader, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
 import { hereChildren } from '../parallel/children-here.ts';
-import type { ChildProgress } from '../parallel/progress.ts';
+import type { ChildProgress } from '../runtime/child-progress.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
 import type { Price } from '../placement/profile.ts';

@@ -7,7 +7,7 @@ import { proxy, wrap, type Remote } from 'comlink';
 import { Worker } from 'node:worker_threads';
 import { FerryError } from '../../src/core/errors.ts';
 import { AgentProxy } from '../../src/core/host/agent-proxy.ts';
-import type { RuntimeEvent } from '../../src/core/runtime/runtime.ts';
+import type { RunnerEvent } from '../../src/core/host/session-runner.ts';
 import type { AgentThreadApi, NodeEngineSpec } from './agent-thread.ts';
 import { nodeEndpoint } from './node-endpoint.ts';
 
@@ -26,7 +26,7 @@ export class AgentThread extends AgentProxy<NodeEngineSpec> {
     worker.once('error', (err) => fail(err.message));
   }
 
-  subscribe(listener: (event: RuntimeEvent) => void): Promise<void> {
+  subscribe(listener: (event: RunnerEvent) => void): Promise<void> {
     return this.#remote.subscribe(proxy(listener));
   }
 

@@ -5,7 +5,7 @@
 import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { FerryError } from '../core/errors.ts';
 import { AgentProxy } from '../core/host/agent-proxy.ts';
-import type { RuntimeEvent } from '../core/runtime/runtime.ts';
+import type { RunnerEvent } from '../core/host/session-runner.ts';
 import type { AgentWorkerApi, BrowserEngineSpec } from '../../workers/agent.worker.ts';
 
 export function spawnAgentWorker(): Worker {
@@ -15,7 +15,7 @@ export function spawnAgentWorker(): Worker {
 export class AgentClient extends AgentProxy<BrowserEngineSpec> {
   readonly #remote: Remote<AgentWorkerApi>;
   /** Listeners in this page; the worker holds one proxy that feeds them all (it has no way to drop one). */
-  readonly #listeners = new Set<(event: RuntimeEvent) => void>();
+  readonly #listeners = new Set<(event: RunnerEvent) => void>();
   #subscribed: Promise<void> | undefined;
 
   constructor(private readonly worker: Worker = spawnAgentWorker()) {
@@ -26,9 +26,9 @@ export class AgentClient extends AgentProxy<BrowserEngineSpec> {
   }
 
   /** Hears every event of every run; the returned call stops it. */
-  async subscribe(listener: (event: RuntimeEvent) => void): Promise<() => void> {
+  async subscribe(listener: (event: RunnerEvent) => void): Promise<() => void> {
     this.#listeners.add(listener);
-    this.#subscribed ??= this.#remote.subscribe(proxy((event: RuntimeEvent) => {
+    this.#subscribed ??= this.#remote.subscribe(proxy((event: RunnerEvent) => {
       for (const l of this.#listeners) l(event);
     }));
     await this.#subscribed;

@@ -15,7 +15,7 @@
 import type { NodeProfile, PlacementPrefs } from '../core/placement/index.ts';
 import { decide, GenerationWatch, thisDeviceProfile, type Decision, type LinkProbe } from '../core/placement/index.ts';
 import type { RunPlacement } from '../core/protocol/index.ts';
-import type { RuntimeEvent } from '../core/runtime/runtime.ts';
+import type { RunnerEvent } from '../core/host/index.ts';
 import { probeBattery, probeLink, relayFleet } from './placement-probe.ts';
 
 export interface AutoPlacementContext {
@@ -71,7 +71,7 @@ export class AutoPlacer {
   constructor(private readonly opts: AutoPlacerOptions) {}
 
   /** One of the session's events on this device. */
-  event(event: RuntimeEvent): void {
+  event(event: RunnerEvent): void {
     if (event.type === 'step' || event.type === 'generation') return this.#reset();
     if (event.type !== 'token') return;
     const now = this.#now();

@@ -15,7 +15,7 @@ import type { ComponentFiles } from '../core/runtime/tool-worker.ts';
 import { Session } from '../core/session/index.ts';
 import { objectId } from '../core/store/hash.ts';
 import type { Store } from '../core/store/index.ts';
-import { TEMPLATE_IDS, type TemplateId } from './app-state.ts';
+import { TEMPLATE_IDS, type TemplateId } from './templates.ts';
 
 /** Each template's agent component and the tools it is given (components/README.md says which tools each uses). */
 export const TEMPLATE_PARTS: Record<TemplateId, { agent: string; tools: readonly string[] }> = {

@@ -1,8 +1,12 @@
-import { AppState, DEFAULT_SETTINGS, checkTitle, placementPrefs, type DeletedSession, type ModelChoice, type SessionMeta, type Settings, type TemplateId } from '../browser/app-state.ts';
-import type { AgentHost } from '../browser/agent-host.ts';
+import type { DeletedSession } from '../browser/local-data.ts';
+import { LocalData } from '../browser/local-data.ts';
+import { checkTitle, type SessionMeta } from '../browser/catalogue.ts';
+import { DEFAULT_SETTINGS, placementPrefs, type ModelChoice, type Settings } from '../browser/settings.ts';
+import type { TemplateId } from '../browser/templates.ts';
+import type { Placement, SessionHost } from '../browser/session-host.ts';
 import type { DownloadProgress } from '../browser/llm/model-download.ts';
+import type { RunnerEvent } from '../core/host/index.ts';
 import { nodeOffer } from './device-node.svelte.ts';
-import type { PlacedEvent, Placement } from '../browser/session-mover.ts';
 import { FerryError } from '../core/errors.ts';
 import { describeError, type UiError } from './errors.ts';
 import { applyTheme } from './theme.ts';
@@ -17,12 +21,19 @@ export interface Toast {
 
 const TOAST_MS = 15_000;
 
+/** An open session screen's ears: its sessions' events and where it runs. */
+export interface SessionWatcher {
+  event(e: RunnerEvent, placement: Placement): void;
+  placement(p: Placement): void;
+}
+
 /**
- * The UI's shared state: the opened AppState, the session list, the settings and the notices. One instance;
- * every mutation goes through the AppState (and so the session core) and then refreshes what it shows.
+ * The UI's shared state: this device's data (the session list, settings, records), the session host (loaded on first
+ * use), the settings and the notices. One instance; every change goes through the data or the host (and so the
+ * session core), then refreshes what it shows.
  */
 class Ui {
-  state = $state.raw<AppState | null>(null);
+  data = $state.raw<LocalData | null>(null);
   sessions = $state.raw<SessionMeta[]>([]);
   settings = $state.raw<Settings>(DEFAULT_SETTINGS);
   /** The app could not open its storage: nothing else works, so the shell says so. */
@@ -38,19 +49,19 @@ class Ui {
   /** The chosen GPU model is not running: web-llm handed over to wllama, or this GPU cannot run it (until another is chosen). */
   gpuFellBack = $state(false);
   #nextToast = 1;
-  #agent: Promise<AgentHost> | undefined;
+  #host: Promise<SessionHost> | undefined;
   /** The open session screen's listeners for its agent's events and placement. */
-  readonly #watchers = new Map<string, { event(e: PlacedEvent): void; placement(p: Placement): void }>();
+  readonly #watchers = new Map<string, SessionWatcher>();
 
   async start(): Promise<void> {
     try {
-      const state = await AppState.open();
-      state.onChange = () => void this.refresh();
-      this.state = state;
-      this.settings = await state.settings();
-      this.model = await state.modelChoice();
+      const data = await LocalData.open();
+      data.sessions.onChange = () => void this.refresh();
+      this.data = data;
+      this.settings = await data.settings.settings();
+      this.model = await data.settings.modelChoice();
       applyTheme(this.settings.theme);
-      this.sessions = await state.list();
+      this.sessions = await data.sessions.list();
     } catch (err) {
       this.fatal = describeError(err);
     } finally {
@@ -58,15 +69,15 @@ class Ui {
     }
   }
 
-  get app(): AppState {
-    if (!this.state) throw new Error('Ferry is still opening its storage.');
-    return this.state;
+  get app(): LocalData {
+    if (!this.data) throw new FerryError('app/not-ready', 'Ferry is still opening its storage; try again in a moment.');
+    return this.data;
   }
 
   async refresh(): Promise<void> {
-    if (!this.state) return;
+    if (!this.data) return;
     try {
-      this.sessions = await this.state.list();
+      this.sessions = await this.data.sessions.list();
     } catch (err) {
       this.fail(err);
     }
@@ -82,18 +93,23 @@ class Ui {
     }
   }
 
-  /** The agent host, loaded on first use: the runtime, its worker and the engines stay out of the first paint. */
-  agent(): Promise<AgentHost> {
-    this.#agent ??= import('../browser/agent-host.ts').then(({ AgentHost }) => {
-      const relay = () => (this.settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
-      const host = new AgentHost({
-        store: this.app.store,
-        relay,
+  /** The relay this device uses: Settings' URL, else the site that served the app. */
+  relay(): string {
+    return (this.settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
+  }
+
+  /** The session host, loaded on first use: the runtime, its worker and the engines stay out of the first paint. */
+  host(): Promise<SessionHost> {
+    this.#host ??= import('../browser/open-host.ts').then(({ openSessionHost }) => {
+      const { host, worker } = openSessionHost({
+        data: this.app,
+        relay: () => this.relay(),
         limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel, ggufOnGpu: this.settings.ggufOnGpu }),
-        cloudRecord: (id) => this.app.cloudRecord(id),
-        saveCloudRecord: (id, record) => this.app.saveCloudRecord(id, record),
-        onEvent: (id, e) => this.#watchers.get(id)?.event(e),
-        onPlacement: (id, p) => this.#watchers.get(id)?.placement(p),
+        onEvent: (id, e, p) => this.#watchers.get(id)?.event(e, p),
+        onPlacement: (id, p) => {
+          this.#watchers.get(id)?.placement(p);
+          void this.refresh();
+        },
         onModelProgress: (p) => (this.modelProgress = p.phase === 'done' || p.phase === 'cached' ? null : p),
         onEngine: (e) => {
           if (e.type === 'engine-loading') {
@@ -105,27 +121,23 @@ class Ui {
           this.notify(e.type === 'engine-switch' ? e.change.message : e.message);
         },
         // Settings' privacy, objective and budget decide; this device's space makes its other devices candidates.
-        autoPlacement: async () => ({
-          relay: relay(),
-          prefs: placementPrefs(this.settings),
-          ...(await nodeOffer.placementContext()),
-        }),
+        autoPlacement: async () => ({ relay: this.relay(), prefs: placementPrefs(this.settings), ...(await nodeOffer.placementContext()) }),
         onAutoMove: (_id, reason) => this.notify(reason),
       });
-      nodeOffer.obeyCpuShare((fraction) => host.setCpuShare(fraction));
+      nodeOffer.obeyCpuShare((fraction) => worker.setCpuShare(fraction));
       return host;
     });
-    this.#agent.catch(() => (this.#agent = undefined));
-    return this.#agent;
+    this.#host.catch(() => (this.#host = undefined));
+    return this.#host;
   }
 
-  /** Whether the agent host has been loaded (a session ran since the page opened). */
-  get agentLoaded(): boolean {
-    return this.#agent !== undefined;
+  /** Whether the session host has been loaded (a session ran since the page opened). */
+  get hostLoaded(): boolean {
+    return this.#host !== undefined;
   }
 
   /** Lets an open session screen hear its agent; returns the call that stops it. */
-  watch(id: string, watcher: { event(e: PlacedEvent): void; placement(p: Placement): void }): () => void {
+  watch(id: string, watcher: SessionWatcher): () => void {
     this.#watchers.set(id, watcher);
     return () => {
       if (this.#watchers.get(id) === watcher) this.#watchers.delete(id);
@@ -139,7 +151,7 @@ class Ui {
   }
 
   async chooseModel(choice: ModelChoice): Promise<void> {
-    this.model = await this.app.saveModelChoice(choice);
+    this.model = await this.app.settings.saveModelChoice(choice);
   }
 
   /** Creates a session: the agent worker starts the template's agent and tools in the store, then it is catalogued. */
@@ -147,23 +159,23 @@ class Ui {
     const meta = await this.attempt(async () => {
       const model = this.requireModel();
       if (title !== undefined) checkTitle(title);
-      const { sessionId, agent } = await (await this.agent()).create(template, model);
-      return this.app.register(sessionId, template, agent, title);
+      const { sessionId, agent } = await (await this.host()).create(template, model);
+      return this.app.sessions.register(sessionId, template, agent, title);
     });
     if (meta) await this.refresh();
     return meta;
   }
 
   async rename(id: string, title: string): Promise<boolean> {
-    const ok = await this.attempt(() => this.app.rename(id, title));
+    const ok = await this.attempt(() => this.app.sessions.rename(id, title));
     await this.refresh();
     return ok !== undefined;
   }
 
   async remove(id: string): Promise<void> {
-    // A run of it in the cloud stops first, so none of its checkpoints lands here after the delete.
-    const released = !this.agentLoaded || (await this.attempt(async () => {
-      await (await this.agent()).release(id);
+    // A run of it elsewhere stops first, so none of its checkpoints lands here after the delete.
+    const released = !this.hostLoaded || (await this.attempt(async () => {
+      await (await this.host()).release(id);
       return true;
     }));
     if (!released) return;
@@ -190,7 +202,7 @@ class Ui {
   }
 
   async saveSettings(next: Settings): Promise<boolean> {
-    const saved = await this.attempt(() => this.app.saveSettings(next));
+    const saved = await this.attempt(() => this.app.settings.saveSettings(next));
     if (!saved) return false;
     this.settings = saved;
     applyTheme(saved.theme);

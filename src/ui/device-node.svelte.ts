@@ -6,7 +6,7 @@
 import { FerryError } from '../core/errors.ts';
 import type { WorkerList } from '../core/protocol/index.ts';
 import type { DeviceNode, NodeStatus } from '../browser/device-node.ts';
-import type { ModelChoice } from '../browser/app-state.ts';
+import type { ModelChoice } from '../browser/settings.ts';
 import { describeError, type UiError } from './errors.ts';
 
 /** A pairing link in the address (the fragment never reaches the relay): `#space=<secret>`. */

@@ -5,7 +5,7 @@
  * storage they use.
  */
 import * as v from 'valibot';
-import type { Settings } from '../browser/app-state.ts';
+import type { Settings } from '../browser/settings.ts';
 import { listCachedModels, type CachedModel } from '../browser/llm/model-cache.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type GpuVerdict, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { prebuiltCatalog } from '../browser/llm/webllm-catalog.ts';

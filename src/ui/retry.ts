@@ -1,5 +1,5 @@
 /** "Retry" on the last reply: which message to send again, from which checkpoint, and the branch that keeps the old reply. */
-import type { TranscriptStep } from '../browser/app-state.ts';
+import type { TranscriptStep } from '../core/session/index.ts';
 
 export interface RetryPoint {
   /** The checkpoint that holds the last message (the run's first step); the session rolls back to its parent. */

@@ -3,7 +3,7 @@
  * session is updated, so its link stays the same and only new objects travel), then its link and QR code. The
  * relay client and the QR encoder load only when the user shares (they stay out of the initial bundle).
  */
-import type { AppState } from '../browser/app-state.ts';
+import type { LocalData } from '../browser/local-data.ts';
 import { isFerryError } from '../core/errors.ts';
 
 export interface ShareResult {
@@ -14,9 +14,9 @@ export interface ShareResult {
   uploaded: number;
 }
 
-export async function shareSession(app: AppState, sessionId: string, relayUrl: string): Promise<ShareResult> {
-  const { RelayClient, restorePublished, serializePublished, shareQrSvg } = await import('../browser/relay-client.ts');
-  const saved = await app.publishedRecord(sessionId);
+export async function shareSession(app: LocalData, sessionId: string, relayUrl: string): Promise<ShareResult> {
+  const [{ RelayClient, shareQrSvg }, { restorePublished, serializePublished }] = await Promise.all([import('../browser/relay-client.ts'), import('../core/protocol/published-record.ts')]);
+  const saved = await app.records.published(sessionId);
   // A damaged or foreign record is dropped: the session is published afresh under a new link.
   let previous;
   try {
@@ -33,6 +33,6 @@ export async function shareSession(app: AppState, sessionId: string, relayUrl: s
     if (!previous || !isFerryError(err) || !['relay/unknown-snapshot', 'relay/bad-token'].includes(err.code)) throw err;
     shared = await client.publish(app.store, sessionId);
   }
-  await app.savePublishedRecord(sessionId, serializePublished(shared));
+  await app.records.savePublished(sessionId, serializePublished(shared));
   return { link: shared.link, qrSvg: await shareQrSvg(shared.link), uploaded: shared.sync.objects };
 }

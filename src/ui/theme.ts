@@ -1,4 +1,4 @@
-import type { Settings } from '../browser/app-state.ts';
+import type { Settings } from '../browser/settings.ts';
 
 /** Light, dark or the system's: the colours follow `data-theme` on the root (see App.svelte), native controls color-scheme. */
 export function applyTheme(theme: Settings['theme']): void {

@@ -4,7 +4,7 @@
  * page's round trip to the relay (as node profiles: core/placement/fleet.ts),
  * and the placement policy's decision with its reason (src/core/placement). Loaded only when the panel opens.
  */
-import { placementPrefs, type Settings } from '../browser/app-state.ts';
+import { placementPrefs, type Settings } from '../browser/settings.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { RECENT_REPLIES, cloudPlacement, decide, expectedReplyTokens, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep, type Price } from '../core/placement/index.ts';

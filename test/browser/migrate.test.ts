@@ -3,32 +3,35 @@
  * (the tiny generated model); in the middle of a generation the session moves to the relay's embedded cloud worker
  * (node-llama-cpp, the same model file), whose tokens keep streaming to the page; it is then handed back — the
  * cloud's generation cut again mid-way — and finishes in the page. The token ids of the whole transcript, and of
- * the stream the page saw, equal those of a greedy run that never moved.
+ * the stream the page saw, equal those of a greedy run that never moved. The page and its worker share one
+ * IndexedDB store, as in the app: the moves are the core's (`move` between an AgentRunner and a RelayRunner), which
+ * publish from that store and copy every checkpoint back into it.
  *
  * Also: a move that cannot reach the relay fails with a typed error and leaves the session running here; and
  * device → device, a generation cut on one agent worker is finished by another that opened the share link.
  *
  * The relay is `ferry start` in a child process (a browser command starts it with `--model <generated gguf>`),
- * opened to this page's origin with --allow-origin; the move is the product's SessionMover
- * (src/browser/session-mover.ts) over the real browser relay client.
+ * opened to this page's origin with --allow-origin.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from 'vitest/browser';
 import { AgentClient } from '../../src/browser/agent-client.ts';
+import { openIdbStore } from '../../src/browser/idb-store.ts';
 import { RelayClient, importShareLink } from '../../src/browser/relay-client.ts';
-import { SessionMover, type PlacedEvent } from '../../src/browser/session-mover.ts';
+import { AgentRunner, RelayRunner, move, type RunnerEvent } from '../../src/core/host/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
+import { RelayHttp } from '../../src/core/protocol/index.ts';
 import type { ComponentFiles } from '../../src/core/runtime/tool-worker.ts';
-import type { RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
-import { exportSession, importSession } from '../../src/core/snapshot/index.ts';
-import { createMemoryStore } from '../../src/core/store/index.ts';
+import type { Store } from '../../src/core/store/index.ts';
 import type { MigrationRelayJson } from '../support/migrate-commands.ts';
 import { fromBase64 } from '../support/state-image-json.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** Long enough that both moves land mid-generation (the tiny model never emits EOS). */
 const MAX_TOKENS = 1500;
 const TASK = 'Tell me the whole story of the ferry and the harbour.';
+const FAILED = { code: 'relay/move-failed' as const, message: 'The session could not move' };
 
 let relay: MigrationRelayJson;
 let components: Record<string, ComponentFiles>;
@@ -48,27 +51,47 @@ afterAll(async () => {
 
 const base = () => ({ components, engine: { kind: 'wllama' as const, model, contextSize: 4096 }, sampling: { maxTokens: MAX_TOKENS, temperature: 0, seed: 0 } });
 
-async function agent(): Promise<AgentClient> {
+/** A device: its own IndexedDB store, shared by the page and its agent worker, as in the app. */
+interface Device {
+  store: Store;
+  client: AgentClient;
+  storeName: string;
+}
+
+async function device(): Promise<Device> {
+  const storeName = `migrate-${crypto.randomUUID()}`;
   const client = new AgentClient();
   clients.push(client);
-  await client.start({ ...base(), agent: relay.agent.id, tools: [] });
-  return client;
+  return { store: openIdbStore({ name: storeName }), client, storeName };
+}
+
+/** A new session of the test agent on `d`. */
+async function newSession(d: Device): Promise<string> {
+  return (await d.client.start({ ...base(), store: d.storeName, agent: relay.agent.id, tools: [] })).sessionId;
+}
+
+/** The session run by `d`'s agent worker, which follows the store before every run (as the app's device worker does). */
+function here(d: Device, sessionId: string, onEvent: (e: RunnerEvent) => void): AgentRunner {
+  const runner = new AgentRunner({
+    sessionId,
+    worker: d.client,
+    onEvent,
+    claim: async () => {
+      try {
+        return await d.client.reload();
+      } catch {
+        return d.client.start({ ...base(), store: d.storeName, sessionId });
+      }
+    },
+  });
+  void d.client.subscribe((e) => runner.hear(e));
+  return runner;
 }
 
 /** Every generation event of the session's current branch, oldest first. */
-async function generations(file: Uint8Array): Promise<Extract<SessionEvent, { type: 'generation' }>[]> {
-  const store = createMemoryStore();
-  const session = await Session.open(store, await importSession(store, file));
-  const history = await session.history();
+async function generations(store: Store, sessionId: string): Promise<Extract<SessionEvent, { type: 'generation' }>[]> {
+  const history = await (await Session.open(store, sessionId)).history();
   return history.reverse().flatMap((h) => h.checkpoint.events.filter((e): e is Extract<SessionEvent, { type: 'generation' }> => e.type === 'generation'));
-}
-
-async function until(what: string, ok: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const t0 = performance.now();
-  while (!ok()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe('a session moves mid-generation from the page to the cloud worker and back', () => {
@@ -77,61 +100,53 @@ describe('a session moves mid-generation from the page to the cloud worker and b
 
   it('keeps streaming, and its token ids equal an unmigrated greedy run', async () => {
     // The reference: the same session, never moved.
-    const still = await agent();
+    const still = await device();
+    const stillSession = await newSession(still);
     const referenceStream: number[] = [];
     const replies: string[] = [];
-    await still.subscribe((e: RuntimeEvent) => {
+    await here(still, stillSession, (e) => {
       if (e.type === 'token' && e.id !== null) referenceStream.push(e.id);
       if (e.type === 'reply') replies.push(e.text);
-    });
-    await still.send({ type: 'start', task: TASK });
-    reference = (await generations(await still.exportSession())).flatMap((g) => g.tokens);
+    }).send({ type: 'start', task: TASK });
+    reference = (await generations(still.store, stillSession)).flatMap((g) => g.tokens);
     expect(reference).toHaveLength(MAX_TOKENS);
     expect(referenceStream).toEqual(reference);
 
-    // The moved run.
-    const moving = await agent();
-    const stream: { where: PlacedEvent['where']; id: number }[] = [];
+    // The moved run: here (the page's worker) → the relay's cloud worker → here, the store the one truth throughout.
+    const d = await device();
+    const sessionId = await newSession(d);
+    const stream: { where: 'device' | 'cloud'; id: number }[] = [];
     const cloudEvents: string[] = [];
     const movedReplies: string[] = [];
-    const mover = new SessionMover({
-      agent: moving,
-      relay: new RelayClient(relay.url),
-      reopen: (file) => moving.start({ ...base(), file }),
-      onEvent: ({ where, event }) => {
-        if (where === 'cloud') cloudEvents.push(event.type);
-        if (event.type === 'token' && typeof event.id === 'number') stream.push({ where, id: event.id });
-        if (event.type === 'reply' && typeof event.text === 'string') movedReplies.push(event.text);
-      },
-    });
-    const local = mover.send({ type: 'start', task: TASK });
-    await until('40 tokens on the device', () => stream.length >= 40);
-    const t0 = performance.now();
-    const run = await mover.moveToCloud();
-    expect(run.status).toBe('running');
+    const heard = (where: 'device' | 'cloud') => (event: RunnerEvent) => {
+      if (where === 'cloud') cloudEvents.push(event.type);
+      if (event.type === 'token' && typeof event.id === 'number') stream.push({ where, id: event.id });
+      if (event.type === 'reply') movedReplies.push(event.text);
+    };
+    const device1 = here(d, sessionId, heard('device'));
+    const cloud = new RelayRunner({ sessionId, store: d.store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: heard('cloud') });
+    const local = device1.send({ type: 'start', task: TASK });
+    await waitFor('40 tokens on the device', () => stream.length >= 40);
+    expect(await move(device1, cloud, FAILED)).toBe(cloud);
     await local;
-    await until('a token from the cloud worker', () => stream.some((s) => s.where === 'cloud'));
-    const firstCloudToken = performance.now() - t0;
-    await until('30 tokens from the cloud worker', () => stream.filter((s) => s.where === 'cloud').length >= 30);
-    const t1 = performance.now();
-    const back = await mover.bringBack();
-    const backMs = performance.now() - t1;
-    // The cloud's generation was cut too: the session comes back with it pending, and continues here.
-    expect(back.state.cut, 'the hand-back landed after the cloud finished the generation').toBeDefined();
-    await until('the local continuation to finish', () => movedReplies.length > 0, 120_000);
-    await mover.settled();
+    await device1.close();
+    await waitFor('30 tokens from the cloud worker', () => stream.filter((s) => s.where === 'cloud').length >= 30);
+    const device2 = here(d, sessionId, heard('device'));
+    expect(await move(cloud, device2, FAILED)).toBe(device2);
+    await cloud.close();
+    // The cloud's generation was cut too: the store has it pending, and it continues here.
+    await waitFor('the local continuation to finish', () => movedReplies.length > 0, { timeoutMs: 120_000 });
+    await device2.settled();
 
     // The stream went device → cloud → device, with no token lost or repeated.
     const segments = stream.map((s) => s.where).filter((w, i, all) => i === 0 || all[i - 1] !== w);
     expect(segments).toEqual(['device', 'cloud', 'device']);
-    const counts = { device: stream.filter((s) => s.where === 'device').length, cloud: stream.filter((s) => s.where === 'cloud').length };
-    expect(counts.cloud).toBeGreaterThan(0);
     expect(stream.map((s) => s.id)).toEqual(reference);
-    expect(cloudEvents).toContain('resumed');
-    expect(cloudEvents).toContain('published');
+    // Each step that ran in the cloud was announced once it was in this device's store.
+    expect(cloudEvents).toContain('checkpoint');
 
     // The transcript: three pieces of one generation (wllama, node-llama-cpp, wllama), token-identical in sum.
-    const moved = await generations(await moving.exportSession());
+    const moved = await generations(d.store, sessionId);
     expect(moved.map((g) => [g.engine.id, g.finish])).toEqual([
       ['wllama', 'abort'],
       ['node-llama-cpp', 'abort'],
@@ -139,63 +154,55 @@ describe('a session moves mid-generation from the page to the cloud worker and b
     ]);
     expect(moved.flatMap((g) => g.tokens)).toEqual(reference);
     expect(movedReplies).toEqual(replies);
-    console.info(`migrate: ${counts.device} tokens on the device, ${counts.cloud} in the cloud, of ${reference.length}; move → first cloud token ${firstCloudToken.toFixed(0)} ms; bring back → reopened here ${backMs.toFixed(0)} ms`);
   });
 
   it('a move that cannot reach the relay fails with a typed error, and the session goes on here untouched', async () => {
-    const local = await agent();
+    const d = await device();
+    const sessionId = await newSession(d);
     const tokens: number[] = [];
-    const mover = new SessionMover({
-      agent: local,
-      // Nothing listens there: every request fails.
-      relay: new RelayClient('http://127.0.0.1:9', { timeoutMs: 2000 }),
-      reopen: (file) => local.start({ ...base(), file }),
-      onEvent: ({ event }) => {
-        if (event.type === 'token' && typeof event.id === 'number') tokens.push(event.id);
-      },
+    const local = here(d, sessionId, (event) => {
+      if (event.type === 'token' && typeof event.id === 'number') tokens.push(event.id);
     });
-    const run = mover.send({ type: 'start', task: TASK });
-    await until('20 tokens on the device', () => tokens.length >= 20);
-    const failed = await mover.moveToCloud().then(() => undefined, (err: unknown) => err);
+    // Nothing listens there: every request fails.
+    const nowhere = new RelayRunner({ sessionId, store: d.store, relay: new RelayHttp({ baseUrl: 'http://127.0.0.1:9', timeoutMs: 2000 }), onEvent: () => {} });
+    const run = local.send({ type: 'start', task: TASK });
+    await waitFor('20 tokens on the device', () => tokens.length >= 20);
+    const failed = await move(local, nowhere, FAILED).then(() => undefined, (err: unknown) => err);
     expect(failed).toMatchObject({ name: 'FerryError' });
     expect((failed as { code: string }).code).toMatch(/^(relay|protocol)\//);
-    expect((failed as Error).message).toMatch(/stays on this device/);
-    expect(mover.placement).toBe('device');
+    expect((failed as Error).message).toMatch(/could not move/);
     await run;
     // The cut generation continues here, and the whole is still the unmigrated run's.
-    await mover.send({ type: 'resume' });
-    const whole = (await generations(await local.exportSession())).flatMap((g) => g.tokens);
+    await local.send({ type: 'resume' });
+    const whole = (await generations(d.store, sessionId)).flatMap((g) => g.tokens);
     expect(whole).toEqual(tokens);
     expect(whole).toEqual(reference);
   });
 
   it('device → device: cut mid-generation, published, opened from the share link by another agent worker, which finishes it identically', async () => {
-    const a = await agent();
+    const a = await device();
+    const sessionId = await newSession(a);
     const streamed: number[] = [];
-    await a.subscribe((e: RuntimeEvent) => {
+    const onA = here(a, sessionId, (e) => {
       if (e.type === 'token' && e.id !== null) streamed.push(e.id);
     });
-    const run = a.send({ type: 'start', task: TASK });
-    await until('30 tokens on device A', () => streamed.length >= 30);
-    await a.cancel();
-    const paused = await run;
-    expect(paused.state.cut?.tokens.length).toBeGreaterThanOrEqual(30);
-    const relayClient = new RelayClient(relay.url);
-    const storeA = createMemoryStore();
-    const shared = await relayClient.publish(storeA, await importSession(storeA, await a.exportSession()));
+    const run = onA.send({ type: 'start', task: TASK });
+    await waitFor('30 tokens on device A', () => streamed.length >= 30);
+    await onA.stop();
+    await run;
+    const cutA = (await generations(a.store, sessionId)).at(-1)!;
+    expect(cutA.finish).toBe('abort');
+    const shared = await new RelayClient(relay.url).publish(a.store, sessionId);
 
     // B: its own worker, engine and store; it knows only the link.
-    const b = new AgentClient();
-    clients.push(b);
-    const storeB = createMemoryStore();
-    const { sessionId } = await importShareLink(shared.link, storeB);
-    const opened = await b.start({ ...base(), file: await exportSession(storeB, sessionId) });
-    expect(opened.state.cut?.tokens).toEqual(paused.state.cut?.tokens);
-    await b.subscribe((e: RuntimeEvent) => {
+    const b = await device();
+    expect((await importShareLink(shared.link, b.store)).sessionId).toBe(sessionId);
+    const onB = here(b, sessionId, (e) => {
       if (e.type === 'token' && e.id !== null) streamed.push(e.id);
     });
-    await b.send({ type: 'resume' });
+    await onB.resume();
+    await onB.settled();
     expect(streamed).toEqual(reference);
-    expect((await generations(await b.exportSession())).flatMap((g) => g.tokens)).toEqual(reference);
+    expect((await generations(b.store, sessionId)).flatMap((g) => g.tokens)).toEqual(reference);
   });
 });

@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from 'vitest/browser';
 import { AgentClient } from '../../src/browser/agent-client.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
-import type { RuntimeEvent } from '../../src/core/runtime/runtime.ts';
+import { openIdbStore } from '../../src/browser/idb-store.ts';
+import type { RunnerEvent } from '../../src/core/host/index.ts';
+import { exportSession } from '../../src/core/snapshot/index.ts';
 import type { ComponentFiles } from '../../src/core/runtime/tool-worker.ts';
 import type { AgentFixturesJson } from '../support/runtime-commands.ts';
 import { TURNS } from '../support/runtime-turns.ts';
@@ -35,12 +37,12 @@ afterAll(async () => {
   for (const client of clients) await client.terminate();
 });
 
-async function client(): Promise<{ agent: AgentClient; replies: string[]; events: RuntimeEvent[] }> {
+async function client(): Promise<{ agent: AgentClient; replies: string[]; events: RunnerEvent[] }> {
   const agent = new AgentClient();
   clients.push(agent);
   const replies: string[] = [];
-  const events: RuntimeEvent[] = [];
-  await agent.subscribe((event: RuntimeEvent) => {
+  const events: RunnerEvent[] = [];
+  await agent.subscribe((event: RunnerEvent) => {
     events.push(event);
     if (event.type === 'reply') replies.push(event.text);
     if (event.type === 'step-failed') replies.push(`step failed: ${event.error.code}`);
@@ -65,10 +67,12 @@ describe('an agent session moves between Node and a Chromium agent worker', () =
 
   it('run in the Chromium worker, restored in Node: the same replies as the uninterrupted run', async () => {
     const { agent, replies } = await client();
-    await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine: { kind: 'wllama', model, contextSize: 4096 } });
+    // The worker writes into an IndexedDB store the page opens too, as in the app; the page exports from it.
+    const storeName = `runtime-agent-${crypto.randomUUID()}`;
+    const { sessionId } = await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine: { kind: 'wllama', model, contextSize: 4096 }, store: storeName });
     await play(agent, TURNS.slice(0, N), 0);
     expect(replies).toEqual(reference.slice(0, replies.length));
-    const file = await agent.exportSession();
+    const file = await exportSession(openIdbStore({ name: storeName }), sessionId);
     const inNode = await commands.agentRunInNode(TURNS.slice(N), N, toBase64(file));
     expect(inNode.pid).toBeGreaterThan(0);
     expect([...replies, ...inNode.replies]).toEqual(reference);

@@ -254,7 +254,7 @@ describe('browsers as nodes of a space', () => {
     const box = page.getByLabel('Message');
     await box.fill('Tell me the whole story of the harbour.');
     await box.press('Enter');
-    const live = () => page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => '').then((t) => (t ?? '').length);
+    const live = () => page.getByTestId('live-text').textContent({ timeout: 50 }).catch(() => '').then((t) => (t ?? '').length);
     await expect.poll(live, { timeout: 60_000, interval: 20 }).toBeGreaterThan(40);
 
     // The phone slows down mid-reply: Ferry may use 5% of its CPU from the next token on.
@@ -372,7 +372,7 @@ describe('browsers as nodes of a space', () => {
     const box = page.getByLabel('Message');
     await box.fill('Tell me about the lighthouse.');
     await box.press('Enter');
-    const live = () => page.getByTestId('live-reply').textContent({ timeout: 50 }).catch(() => '').then((t) => (t ?? '').length);
+    const live = () => page.getByTestId('live-text').textContent({ timeout: 50 }).catch(() => '').then((t) => (t ?? '').length);
     await expect.poll(live, { timeout: 60_000, interval: 20 }).toBeGreaterThan(40);
 
     // The laptop's tab closes mid-reply. Pinned there, the run is not handed on: the session comes back to the phone

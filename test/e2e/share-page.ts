@@ -3,7 +3,8 @@
  * real browser relay client against the real IndexedDB store, at the relay's origin, as the PWA would.
  */
 import { openIdbStore } from '../../src/browser/idb-store.ts';
-import { RelayClient, importShareLink, restorePublished, serializePublished, shareQrSvg, takeShareLinkFromLocation } from '../../src/browser/relay-client.ts';
+import { RelayClient, importShareLink, shareQrSvg, takeShareLinkFromLocation } from '../../src/browser/relay-client.ts';
+import { restorePublished, serializePublished } from '../../src/core/protocol/published-record.ts';
 import { PAGE_SIZE, Session } from '../../src/core/session/index.ts';
 import { objectId, toHex } from '../../src/core/store/index.ts';
 import { chatStep, patternImage, testLlm } from '../support/session-fixtures.ts';

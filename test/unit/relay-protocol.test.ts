@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { decodeBitmap, decodeManifest, encodeBitmap, encodeManifest, fromBase64Url, makeManifest, parseShareLink, shareLink, toBase64Url } from '../../src/core/protocol/index.ts';
-import { restorePublished, serializePublished } from '../../src/browser/relay-client.ts';
+import { restorePublished, serializePublished } from '../../src/core/protocol/published-record.ts';
 import { encodeCanonical } from '../../src/core/session/index.ts';
 
 const id64 = 'ab'.repeat(32);

@@ -7,12 +7,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import * as v from 'valibot';
-import { ErrorBodySchema, RelayHttp, parseShareLink, RunMessageSchema, RunRecordSchema, fetchSnapshot, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../../src/core/protocol/index.ts';
+import { ErrorBodySchema, RelayHttp, RunMessageSchema, RunRecordSchema, fetchSnapshot, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../../src/core/protocol/index.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { fixtures, setupFor, tinyEngine, tinyModelFile, turn, type Fixtures } from '../support/runtime-agent.ts';
-import { RelayClient } from '../../src/browser/relay-client.ts';
+import { RelayRunner, type RunnerEvent } from '../../src/core/host/index.ts';
+import type { StreamSocket } from '../../src/core/parallel/index.ts';
+import { Session } from '../../src/core/session/index.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 
 /** Every message of a run's event stream from `from`, until the relay closes it at the end of the run. */
@@ -184,25 +186,24 @@ describe('runs on the embedded cloud worker', () => {
     expect((await follow(`${relay.url}/api/v1/runs/${firstRun!.id}/events`)).messages).toEqual(firstRun!.messages);
   });
 
-  test('the browser relay client moves a session to the cloud, follows its stream, and takes it back', async () => {
-    const client = new RelayClient(relay.url);
+  test('a relay runner moves a session to the cloud, follows its stream into the local store, and takes it back', async () => {
     const store = createMemoryStore();
     const runtime = await AgentRuntime.create(store, setupFor(f, engine), { agent: f.ids.scribe, tools: [f.ids.tally] });
     await turn(runtime, 'hello world', true);
     await runtime.dispose();
-    const shared = await client.publish(store, runtime.session.id);
-    const run = await client.resumeOnCloud(shared, { type: 'user', text: 'the agent and the model' });
-    const seen: RunMessage[] = [];
-    await client.followRun(run.id, (m) => seen.push(m), { WebSocket: WebSocket as unknown as typeof globalThis.WebSocket });
-    expect(seen.map((m) => m.seq)).toEqual(seen.map((_, i) => i));
-    const last = seen.filter((m) => m.event.type === 'checkpoint').at(-1)?.event.id;
+    const events: RunnerEvent[] = [];
+    const cloud = new RelayRunner({ sessionId: runtime.session.id, store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: (e) => events.push(e), openSocket: (url) => new WebSocket(url) as unknown as StreamSocket });
+    await cloud.send({ type: 'user', text: 'the agent and the model' });
+    // Every checkpoint the cloud made was announced only once it was in this store, the last being the head.
+    const last = events.filter((e) => e.type === 'checkpoint').at(-1);
     expect(last).toBeDefined();
-    expect((await client.http.getRun(run.id)).status).toBe('idle');
-    // Stopping a run that has already ended is harmless and answers its record.
-    expect((await client.handBack(run.id, shared)).status).toBe('idle');
-    await client.open(parseShareLink(shared.link), store);
+    const head = await (await Session.open(store, runtime.session.id)).head();
+    expect(last).toMatchObject({ id: head });
+    // Stopping after the run has ended is harmless, and the session opens here at that head.
+    await cloud.stop();
+    await cloud.close();
     const back = await AgentRuntime.open(store, setupFor(f, engine), runtime.session.id);
-    expect(back.head).toBe(last);
+    expect(back.head).toBe(head);
     await back.dispose();
   });
 });

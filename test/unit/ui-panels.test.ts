@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import type { SessionEvent } from '../../src/core/session/index.ts';
-import type { TranscriptStep } from '../../src/browser/app-state.ts';
+import type { TranscriptStep } from '../../src/core/session/index.ts';
 import { applyDiff, diffBlocks, diffPaths, fileTree, workspaceView, applyRequest } from '../../src/ui/panels/workspace-view.ts';
 import { assignVoices, latestScript, parseScript } from '../../src/ui/panels/script-view.ts';
 import { citedNumbers, draftFileName, draftMarkdown, latestDraft, parseDraft } from '../../src/ui/panels/draft-view.ts';

@@ -6,7 +6,7 @@
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
 import { HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
-import type { ModelChoice } from '../app-state.ts';
+import type { ModelChoice } from '../settings.ts';
 import { downloadModel, type DownloadProgress } from './model-download.ts';
 
 const FOLDER = 'ferry-models';

@@ -1,9 +1,10 @@
 /**
- * The agent runtime as a worker exposes it (comlink): start or open a session, send messages, cancel, fork,
- * switch branch, roll back, subscribe to events, export the session. One implementation for the browser
+ * The agent runtime as a worker exposes it (comlink): start or open a session, send messages, stop, follow the
+ * store when the session moved on there, subscribe to events. One implementation for the browser
  * (workers/agent.worker.ts) and Node worker_threads (server/runtime/agent-thread.ts); each passes its platform
  * — how to make its engine and store, and how to spawn a tool worker. Results and events are plain data, so they
- * cross postMessage; errors are returned as data (SerializedError) so their codes survive.
+ * cross postMessage; errors are returned as data (SerializedError) so their codes survive. Branch work (fork,
+ * rollback, switch) is done on the store by whoever holds it (the page); the worker follows with `reload`.
  */
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
@@ -13,11 +14,13 @@ import type { ChildProgress } from '../runtime/child-progress.ts';
 import { relayChildren } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
 import { SpaceIdSchema, WorkerIdSchema, parseWire } from '../protocol/index.ts';
-import { exportSession, importSession } from '../snapshot/index.ts';
+import { importSession } from '../snapshot/index.ts';
 import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
+import { RuntimeRunner } from './runtime-runner.ts';
+import type { RunnerEvent } from './session-runner.ts';
 import { loadComponent, type LoadedComponent } from '../runtime/load.ts';
 import type { LoopState, RunInput, Sampling } from '../runtime/loop.ts';
-import { AgentRuntime, localTool, type RuntimeEvent, type RuntimeSetup } from '../runtime/runtime.ts';
+import { AgentRuntime, localTool, type RuntimeSetup } from '../runtime/runtime.ts';
 import { isolatedTool, type ComponentFiles, type WorkerHandle } from '../runtime/tool-worker.ts';
 import type { ToolLimits } from '../runtime/tools.ts';
 
@@ -90,28 +93,27 @@ export interface AgentApi<EngineSpec> {
   send(input: RunInput): Promise<Result<AgentStatus>>;
   /** Stops the current run after its current step (a generation in flight ends as cancelled). */
   cancel(): void;
-  fork(name: string, at?: ObjectId): Promise<Result<AgentStatus>>;
-  switchBranch(name: string): Promise<Result<AgentStatus>>;
-  rollback(to: ObjectId): Promise<Result<AgentStatus>>;
+  /**
+   * The session moved on in the store (the page forked, rolled back or switched branch; a run elsewhere
+   * checkpointed): the runtime restores itself to the store's head.
+   */
+  reload(): Promise<Result<AgentStatus>>;
   /** The listener is called with every event of every run (pass it through comlink's proxy()). */
-  subscribe(listener: (event: RuntimeEvent) => void): void;
-  /** The whole session (all branches, component state) as a .ferry file. */
-  exportSession(): Promise<Result<Uint8Array>>;
+  subscribe(listener: (event: RunnerEvent) => void): void;
   status(): Promise<Result<AgentStatus>>;
   close(): Promise<void>;
 }
 
 export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>): AgentApi<EngineSpec> {
-  let current: { runtime: AgentRuntime; engine: Engine; store: Store } | undefined;
-  let controller: AbortController | undefined;
-  const listeners: ((event: RuntimeEvent) => void)[] = [];
+  let current: { runtime: AgentRuntime; runner: RuntimeRunner; engine: Engine; store: Store } | undefined;
+  const listeners: ((event: RunnerEvent) => void)[] = [];
   /**
    * Across a worker boundary a listener is a comlink proxy: each call answers once the far side has handled the
    * event, in order. A run's result waits for the last of them, so a caller never sees send() resolve before the
    * run's last events (they travel over another message port, with no ordering against the result).
    */
-  const delivering = new Map<(event: RuntimeEvent) => void, Promise<unknown>>();
-  const emit = (event: RuntimeEvent) => {
+  const delivering = new Map<(event: RunnerEvent) => void, Promise<unknown>>();
+  const emit = (event: RunnerEvent) => {
     for (const listener of listeners) {
       const answer = listener(event) as unknown;
       if (answer instanceof Promise) delivering.set(listener, answer.catch(() => undefined));
@@ -133,10 +135,10 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
     return { sessionId: runtime.session.id, branch: runtime.session.branch, head: runtime.head, state: runtime.loopState };
   };
   const close = async () => {
-    controller?.abort();
     if (!current) return;
-    const { runtime, engine } = current;
+    const { runtime, runner, engine } = current;
     current = undefined;
+    await runner.stop();
     await runtime.dispose();
     await engine.dispose();
   };
@@ -185,7 +187,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
             if (!options.agent) throw new FerryError('runtime/bad-input', 'start() needs an agent component id for a new session (or a sessionId to open).');
             runtime = await AgentRuntime.create(store, setup, { agent: options.agent, tools: options.tools ?? [] });
           }
-          current = { runtime, engine, store };
+          current = { runtime, runner: new RuntimeRunner(runtime, emit), engine, store };
           return status();
         } catch (err) {
           await engine.dispose();
@@ -194,25 +196,16 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
       }),
     send: (input) =>
       settle(async () => {
-        const { runtime } = live();
-        controller = new AbortController();
         try {
-          for await (const event of runtime.run(input, controller.signal)) emit(event);
+          await live().runner.send(input);
         } finally {
-          controller = undefined;
           await delivered();
         }
         return status();
       }),
-    cancel: () => controller?.abort(),
-    fork: (name, at) => settle(async () => (await live().runtime.fork(name, at), status())),
-    switchBranch: (name) => settle(async () => (await live().runtime.switchBranch(name), status())),
-    rollback: (to) => settle(async () => (await live().runtime.rollback(to), status())),
+    cancel: () => void current?.runner.stop(),
+    reload: () => settle(async () => (await live().runtime.reload(), status())),
     subscribe: (listener) => void listeners.push(listener),
-    exportSession: () => settle(async () => {
-      const { runtime, store } = live();
-      return exportSession(store, runtime.session.id);
-    }),
     status: () => settle(async () => status()),
     close,
   };

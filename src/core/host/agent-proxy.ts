@@ -5,7 +5,6 @@
  * how its death is noticed, how events are subscribed and how it is closed.
  */
 import type { FerryError, SerializedError } from '../errors.ts';
-import type { ObjectId } from '../store/index.ts';
 import { unwrap, type AgentApi, type AgentStatus, type StartOptions } from './agent-api.ts';
 import type { RunInput } from '../runtime/loop.ts';
 
@@ -13,7 +12,7 @@ type Result<T> = { ok: T } | { error: SerializedError };
 
 /** What the proxy calls: the AgentApi's request methods as the far side answers them (always a promise). */
 export type AgentRemote<EngineSpec> = {
-  [K in 'start' | 'send' | 'fork' | 'switchBranch' | 'rollback' | 'exportSession' | 'status']: AgentApi<EngineSpec>[K];
+  [K in 'start' | 'send' | 'reload' | 'status']: AgentApi<EngineSpec>[K];
 } & { cancel(): Promise<void> };
 
 export class AgentProxy<EngineSpec> {
@@ -35,20 +34,9 @@ export class AgentProxy<EngineSpec> {
     return this.remote.cancel();
   }
 
-  fork(name: string, at?: ObjectId): Promise<AgentStatus> {
-    return this.#call(() => this.remote.fork(name, at));
-  }
-
-  switchBranch(name: string): Promise<AgentStatus> {
-    return this.#call(() => this.remote.switchBranch(name));
-  }
-
-  rollback(to: ObjectId): Promise<AgentStatus> {
-    return this.#call(() => this.remote.rollback(to));
-  }
-
-  exportSession(): Promise<Uint8Array> {
-    return this.#call(() => this.remote.exportSession());
+  /** The runtime follows the store: restored to the session's head there, if it moved. */
+  reload(): Promise<AgentStatus> {
+    return this.#call(() => this.remote.reload());
   }
 
   status(): Promise<AgentStatus> {

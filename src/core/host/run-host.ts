@@ -25,6 +25,7 @@ import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { AgentRuntime, localTool, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
 import { Session } from '../session/index.ts';
+import { RuntimeRunner } from './runtime-runner.ts';
 import { createMemoryStore } from '../store/index.ts';
 
 /** One event of a run, as it goes into the relay's run log. */
@@ -221,9 +222,20 @@ export class RunHost {
         if (!result.unchanged) sink.emit({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
       };
       const input = request.input.type === 'user' ? { type: 'user' as const, text: request.input.text } : request.input.type === 'start' ? { type: 'start' as const, task: request.input.task } : { type: 'resume' as const };
-      for await (const event of runtime.run(input, signal)) {
+      // Each checkpoint is published before the next step starts: losing this node then loses nothing before it.
+      const runner = new RuntimeRunner(runtime, async (event) => {
         sink.emit(event as unknown as RunEvent);
         if (event.type === 'checkpoint' || event.type === 'step-failed') await publish();
+      });
+      const stop = (): void => void runner.stop();
+      const sent = runner.send(input);
+      // Stopped before it began: the input is still taken and checkpointed, its generation cut at once.
+      if (signal.aborted) stop();
+      else signal.addEventListener('abort', stop, { once: true });
+      try {
+        await sent;
+      } finally {
+        signal.removeEventListener('abort', stop);
       }
       const state = runtime.loopState;
       sink.finish(signal.aborted ? 'stopped' : state.status === 'done' ? 'done' : 'idle');

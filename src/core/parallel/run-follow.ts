@@ -31,6 +31,8 @@ export interface FollowOptions {
   retries?: number;
   /** First reconnect delay, doubled each time; default 200 ms. */
   backoffMs?: number;
+  /** The seq of the first event wanted (a follower that already has the ones before it); default 0. */
+  from?: number;
 }
 
 const NORMAL = 1000;
@@ -38,7 +40,7 @@ const NORMAL = 1000;
 /** Streams run `runId`'s events to `onMessage` until the run ends; resolves with its final record. */
 export async function followRun(http: RelayHttp, runId: string, onMessage: (m: RunMessage) => void, opts: FollowOptions): Promise<RunRecord> {
   const retries = opts.retries ?? 3;
-  let next = 0;
+  let next = opts.from ?? 0;
   let failures = 0;
   for (;;) {
     opts.signal?.throwIfAborted();

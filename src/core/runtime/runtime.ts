@@ -120,12 +120,15 @@ export class AgentRuntime {
   /** Step figures of the last run, for benchmarks: the checkpoint's own time and bytes. */
   readonly stats: { checkpointMs: number[]; stateBytes: number[]; overheadMs: number[] } = { checkpointMs: [], stateBytes: [], overheadMs: [] };
 
+  #session: Session;
+
   private constructor(
-    readonly session: Session,
+    session: Session,
     private readonly setup: RuntimeSetup,
     parts: Parts,
     at: ObjectId,
   ) {
+    this.#session = session;
     this.#parts = parts;
     this.#at = at;
     this.#checkpointer = new Checkpointer(session, [parts.agent, ...parts.tools]);
@@ -160,6 +163,10 @@ export class AgentRuntime {
     // Loaded at the start of the first run, so opening stays cheap and the outcome streams as a run event.
     if (setup.kv) runtime.#kvFrom = head;
     return runtime;
+  }
+
+  get session(): Session {
+    return this.#session;
   }
 
   get head(): ObjectId {
@@ -209,37 +216,22 @@ export class AgentRuntime {
     if (event) yield event;
   }
 
-  /** Creates branch `name` at checkpoint `at` (default: the head) and continues on it. */
-  async fork(name: string, at: ObjectId = this.#at): Promise<ObjectId> {
+  /**
+   * The session moved on in the store without this runtime — whoever else holds the store forked, rolled back or
+   * switched branch there, or checkpoints arrived from where the session ran meanwhile: every component is restored
+   * to the store's head on its current branch. Resolves false when nothing had moved. A head made by other component
+   * builds is refused (`runtime/other-build`): open the session anew.
+   */
+  async reload(): Promise<boolean> {
     this.#enter();
     try {
-      const marker = await this.session.fork(at, name);
-      await this.session.switchBranch(name);
-      await this.#restoreAt(marker);
-      return marker;
-    } finally {
-      this.#running = false;
-    }
-  }
-
-  async switchBranch(name: string): Promise<ObjectId> {
-    this.#enter();
-    try {
-      await this.session.switchBranch(name);
-      const head = await this.session.head();
+      const session = await Session.open(this.#session.store, this.#session.id);
+      const head = await session.head();
+      if (session.branch === this.#session.branch && head === this.#at) return false;
+      this.#session = session;
+      this.#checkpointer = new Checkpointer(session, [this.#parts.agent, ...this.#parts.tools]);
       await this.#restoreAt(head);
-      return head;
-    } finally {
-      this.#running = false;
-    }
-  }
-
-  /** Moves the current branch back to checkpoint `to` and restores every component to it. */
-  async rollback(to: ObjectId): Promise<void> {
-    this.#enter();
-    try {
-      await this.session.rollback(to);
-      await this.#restoreAt(to);
+      return true;
     } finally {
       this.#running = false;
     }

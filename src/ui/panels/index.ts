@@ -3,7 +3,8 @@
  * draft), or, for a session without one (an assistant, or an agent this build does not have), the one its events
  * call for. The panels themselves are loaded only when opened.
  */
-import type { SessionTemplate, TemplateId, TranscriptStep } from '../../browser/app-state.ts';
+import type { SessionTemplate, TemplateId } from '../../browser/templates.ts';
+import type { TranscriptStep } from '../../core/session/index.ts';
 import { parseDraft } from './draft-view.ts';
 import { parseScript } from './script-view.ts';
 

@@ -18,6 +18,7 @@ import { createServer } from 'node:net';
 import WebSocket from 'ws';
 import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage, type RunPlacement } from '../../../src/core/protocol/index.ts';
 import { createAgentApi, unwrap } from '../../../src/core/host/agent-api.ts';
+import type { RunnerEvent } from '../../../src/core/host/index.ts';
 import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
 import type { ChildResult } from '../../../src/core/runtime/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';
@@ -315,7 +316,7 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
 
   test('the agent worker\'s API with a parallel config runs the children on the space\'s nodes and streams their progress', async () => {
     const api = createAgentApi<string>({ createEngine: (path) => tinyEngine(path), openSocket });
-    const events: RuntimeEvent[] = [];
+    const events: RunnerEvent[] = [];
     api.subscribe((e) => events.push(e));
     const components = Object.fromEntries(await Promise.all([parts.survey, parts.docs, parts.notes].map(async (id) => [id, await componentFiles(parts.library.ids.get(id)!)] as const)));
     try {

@@ -8,7 +8,11 @@ import { AgentThread } from '../../../server/runtime/agent-host.ts';
 import { componentFiles } from '../../../server/runtime/node-tools.ts';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import type { ComponentFiles } from '../../../src/core/runtime/tool-worker.ts';
-import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';
+import type { RunnerEvent } from '../../../src/core/host/index.ts';
+import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
 import { fixtures, setupFor, tinyEngine, tinyModelFile, turns, TURNS, type Fixtures } from '../../support/runtime-agent.ts';
 
@@ -38,7 +42,7 @@ async function thread(): Promise<{ agent: AgentThread; replies: string[] }> {
   const agent = new AgentThread();
   threads.push(agent);
   const replies: string[] = [];
-  await agent.subscribe((event: RuntimeEvent) => {
+  await agent.subscribe((event: RunnerEvent) => {
     if (event.type === 'reply') replies.push(event.text);
   });
   return { agent, replies };
@@ -47,18 +51,20 @@ async function thread(): Promise<{ agent: AgentThread; replies: string[] }> {
 const engineSpec = () => ({ kind: 'node-llama-cpp' as const, modelPath, gpu: false as const, threads: 1, slots: 1, contextSize: 4096 });
 
 describe('agent runtime in worker threads', () => {
-  it('a session exported from one thread continues in another exactly like an uninterrupted run', async () => {
+  it('a session left by one thread in their shared store continues in another exactly like an uninterrupted run', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-agent-thread-'));
     const first = await thread();
-    await first.agent.start({ components, agent: f.ids.scribe, tools: [f.ids.tally], engine: engineSpec(), sampling: { maxTokens: 8, temperature: 0, seed: 0 } });
+    const { sessionId } = await first.agent.start({ components, agent: f.ids.scribe, tools: [f.ids.tally], engine: engineSpec(), sampling: { maxTokens: 8, temperature: 0, seed: 0 }, store: dir });
     for (const [i, text] of TURNS.slice(0, N).entries()) await first.agent.send(i === 0 ? { type: 'start', task: text } : { type: 'user', text });
     expect(first.replies).toEqual(reference.slice(0, first.replies.length));
-    const file = await first.agent.exportSession();
+    await first.agent.terminate();
 
     const second = await thread();
-    const status = await second.agent.start({ components, engine: engineSpec(), sampling: { maxTokens: 8, temperature: 0, seed: 0 }, file });
+    const status = await second.agent.start({ components, engine: engineSpec(), sampling: { maxTokens: 8, temperature: 0, seed: 0 }, store: dir, sessionId });
     expect(status.state.status).toBe('idle');
     for (const text of TURNS.slice(N)) await second.agent.send({ type: 'user', text });
     expect([...first.replies, ...second.replies]).toEqual(reference);
+    await rm(dir, { recursive: true, force: true });
   }, BUILD_TIMEOUT);
 
   it('errors cross the thread boundary with their codes', async () => {

@@ -4,6 +4,7 @@
  * continues exactly like an uninterrupted run — fork and rollback at the runtime level, and malformed tool calls
  * answered as observations.
  */
+import { Session } from '../../../src/core/session/index.ts';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -130,20 +131,26 @@ describe('action loop', () => {
     const list = async () => (await turn(runtime, '/call tally {"op":"list"}')).replies[0];
     const tallyAt = async (at: string) => readImageAt(runtime.session, at, 'tool.tally', (await instantiate(await loader(f)(f.ids.tally), {})).initial);
 
-    await runtime.fork('b');
+    // The page does branch work on the store through its own Session; the runtime follows with reload().
+    const page = async (op: (s: Session) => Promise<unknown>) => {
+      await op(await Session.open(runtime.session.store, runtime.session.id));
+      expect(await runtime.reload()).toBe(true);
+    };
+    await page(async (s) => (await s.fork(runtime.head, 'b'), s.switchBranch('b')));
+    expect(await runtime.reload()).toBe(false);
     await turn(runtime, 'tell me a story');
     await turn(runtime, 'the model');
     expect(await list()).toBe('tally ok: ["1:turn 1","2:turn 2","3:turn 3"]');
 
-    await runtime.switchBranch('main');
+    await page((s) => s.switchBranch('main'));
     expect(await list()).toBe('tally ok: ["1:turn 1"]');
     await turn(runtime, 'once upon a time');
     expect(await list()).toBe('tally ok: ["1:turn 1","2:turn 2"]');
-    await runtime.switchBranch('b');
+    await page((s) => s.switchBranch('b'));
     expect(await list()).toBe('tally ok: ["1:turn 1","2:turn 2","3:turn 3"]');
 
     // Rollback to the fork point: the tool's memory image is exactly the one checkpointed there.
-    await runtime.rollback(forkPoint);
+    await page((s) => s.rollback(forkPoint));
     const atFork = await tallyAt(forkPoint);
     const slot = runtime.tools.find((t) => t.name === 'tool.tally')!;
     const liveKey = await slot.capture('key', 'probe', 0);

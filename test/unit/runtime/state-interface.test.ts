@@ -2,6 +2,7 @@
  * A component that exports the `state` interface (the `journal` fixture) is checkpointed through its own
  * snapshot()/restore() rather than its memory image: reopened, rolled back and forked like any other.
  */
+import { Session } from '../../../src/core/session/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import { readChain } from '../../../src/core/runtime/checkpoint.ts';
@@ -34,7 +35,8 @@ describe('the state interface', () => {
     const reopened = await AgentRuntime.open(store, setup, runtime.session.id);
     expect((await turn(reopened, '/call journal {}')).replies).toEqual(['journal ok: ["one","two"]']);
 
-    await runtime.rollback(afterOne);
+    await (await Session.open(store, runtime.session.id)).rollback(afterOne);
+    expect(await runtime.reload()).toBe(true);
     expect(await say('/call journal {}')).toEqual(['journal ok: ["one"]']);
   });
 });

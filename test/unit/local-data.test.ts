@@ -1,5 +1,5 @@
 /**
- * The app's own records (src/browser/app-state.ts) over IndexedDB (fake-indexeddb in Node), with the session core:
+ * This device's data (src/browser/local-data.ts: the session list, records and settings) over IndexedDB (fake-indexeddb in Node), with the session core:
  * - an imported session is catalogued under the template its agent component belongs to (the component files come
  *   from a real HTTP server, as the PWA serves them), a session without an agent as "unknown", and an entry written
  *   before templates were read from the agent is corrected once;
@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AppState, DEFAULT_SETTINGS, placementPrefs, type Settings } from '../../src/browser/app-state.ts';
+import { LocalData } from '../../src/browser/local-data.ts';
+import { DEFAULT_SETTINGS, placementPrefs, type Settings } from '../../src/browser/settings.ts';
 import { cloudPlacement, decide, relayProfiles } from '../../src/core/placement/index.ts';
 import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
 import { buildComponents } from '../../scripts/components/build.ts';
@@ -33,11 +34,11 @@ const TIMEOUT = 240_000;
 
 let server: Server;
 let engine: Engine;
-let app: AppState;
+let app: LocalData;
 let dbs = 0;
 
-/** A fresh AppState on its own databases. */
-const openApp = (): Promise<AppState> => AppState.open({ storeName: `ferry-test-${++dbs}`, appDbName: `ferry-app-test-${dbs}` });
+/** Fresh local data on its own databases. */
+const openApp = (): Promise<LocalData> => LocalData.open({ storeName: `ferry-test-${++dbs}`, appDbName: `ferry-app-test-${dbs}` });
 
 beforeAll(async () => {
   await buildComponents({ srcDir: path.join(root, 'components'), outDir: dist, witDir: path.join(root, 'components', 'wit'), names: ['dev-guide', 'workspace', 'js', 'assistant', 'notes', 'podcast', 'survey', 'docs'] });
@@ -95,16 +96,16 @@ describe('the catalogue reads a session\'s template from its agent', () => {
 
   test('an entry catalogued before templates were read from the agent is corrected once, when opened', async () => {
     const meta = await app.importFile(await agentSession('survey', ['docs']), 'survey.ferry');
-    await app.measure(meta.id); // its size, measured in the background, is in the entry before it is rewritten
+    await app.sessions.measure(meta.id); // its size, measured in the background, is in the entry before it is rewritten
     // As the previous version wrote imports: an assistant, with no agent recorded.
     const legacy: Record<string, unknown> = { ...meta, template: 'assistant' };
     delete legacy.agent;
     const db = (app as unknown as { db: { put(store: string, value: unknown): Promise<unknown> } }).db;
     await db.put('sessions', legacy);
-    expect((await app.get(meta.id)).template).toBe('assistant');
-    const checked = await app.checkTemplate(meta.id);
+    expect((await app.sessions.get(meta.id)).template).toBe('assistant');
+    const checked = await app.sessions.checkTemplate(meta.id);
     expect(checked).toMatchObject({ template: 'survey', agent: meta.agent });
-    expect(await app.get(meta.id)).toEqual(checked);
+    expect(await app.sessions.get(meta.id)).toEqual(checked);
   }, TIMEOUT);
 });
 
@@ -112,28 +113,28 @@ describe('a message waits as pending until a checkpoint holds it', () => {
   test('it lands with a checkpoint after the one it was sent at; an older message with the same words does not count', async () => {
     const session = await Session.create(app.store, { llm: testLlm });
     await session.append({ events: [user('same words')] });
-    const pending = await app.savePending(session, 'same words');
+    const pending = await app.records.savePending(session, 'same words');
     expect(pending).toMatchObject({ text: 'same words', branch: 'main', base: await session.head() });
     // The earlier identical message is before the base: still pending.
-    expect(await app.pendingInput(session)).toEqual(pending);
+    expect(await app.records.pendingInput(session)).toEqual(pending);
     await session.append({ events: [{ type: 'generation', tokens: [1], text: 'a reply to something else', engine: { id: 'x', kind: 'scripted', model: 'm' }, timings: { promptMs: 1, generateMs: 1 }, finish: 'stop', at: Date.now() }] });
-    expect(await app.pendingInput(session)).toEqual(pending);
+    expect(await app.records.pendingInput(session)).toEqual(pending);
     // The step that takes it is checkpointed: it has landed, and its record is gone.
     await session.append({ events: [user('same words')] });
-    expect(await app.pendingInput(session)).toBeNull();
-    expect(await app.pendingInput(session)).toBeNull();
+    expect(await app.records.pendingInput(session)).toBeNull();
+    expect(await app.records.pendingInput(session)).toBeNull();
   });
 
   test('a branch rolled back past the message\'s base does not hold it; Discard forgets it', async () => {
     const session = await Session.create(app.store, { llm: testLlm });
     const root = await session.head();
     await session.append({ events: [user('first')] });
-    await app.savePending(session, 'second');
+    await app.records.savePending(session, 'second');
     await session.append({ events: [user('second')] });
     await session.rollback(root);
-    expect(await app.pendingInput(session)).toMatchObject({ text: 'second' });
-    await app.clearPending(session.id);
-    expect(await app.pendingInput(session)).toBeNull();
+    expect(await app.records.pendingInput(session)).toMatchObject({ text: 'second' });
+    await app.records.clearPending(session.id);
+    expect(await app.records.pendingInput(session)).toBeNull();
   });
 });
 
@@ -142,21 +143,22 @@ describe('what a session cost', () => {
     const session = await Session.create(app.store, { llm: testLlm });
     const root = await session.head();
     await session.append({ events: [user('on a paid worker')], costMicros: 1500 });
-    expect((await app.get(session.id)).costMicros).toBe(1500);
+    expect((await app.sessions.get(session.id)).costMicros).toBe(1500);
     await session.append({ events: [user('and again')], costMicros: 250 });
-    await app.ran(session);
-    expect((await app.get(session.id)).costMicros).toBe(1750);
-    await app.rollback(session, root);
-    expect((await app.get(session.id)).costMicros).toBe(0);
+    await app.sessions.ran(session);
+    expect((await app.sessions.get(session.id)).costMicros).toBe(1750);
+    await session.rollback(root);
+    await app.sessions.ran(session);
+    expect((await app.sessions.get(session.id)).costMicros).toBe(0);
   });
 
   test('edits of one entry at the same time keep each other: a run\'s cost, where it runs, its title, its size', async () => {
     const session = await Session.create(app.store, { llm: testLlm });
-    await app.get(session.id);
+    await app.sessions.get(session.id);
     await session.append({ events: [user('on a paid worker')], components: { pad: new Uint8Array(4096) }, costMicros: 900 });
     // Each reads the entry, changes its own field and writes it back: none may put back a copy older than another's.
-    await Promise.all([app.ran(session), app.setRunsOn(session.id, 'Cloud worker'), app.rename(session.id, 'Harbour story'), app.measure(session.id)]);
-    expect(await app.get(session.id)).toMatchObject({ costMicros: 900, steps: 1, runsOn: 'Cloud worker', title: 'Harbour story', sizeBytes: expect.any(Number) });
+    await Promise.all([app.sessions.ran(session), app.sessions.setRunsOn(session.id, 'Cloud worker'), app.sessions.rename(session.id, 'Harbour story'), app.sessions.measure(session.id)]);
+    expect(await app.sessions.get(session.id)).toMatchObject({ costMicros: 900, steps: 1, runsOn: 'Cloud worker', title: 'Harbour story', sizeBytes: expect.any(Number) });
   });
 });
 
@@ -166,12 +168,12 @@ describe('the engine limits in Settings', () => {
     const fresh = await openApp();
     const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
     await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
-    expect(await fresh.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
+    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
     fresh.close();
   });
 
   test('are checked: whole numbers in range, the reply shorter than the context', async () => {
-    const base = await app.settings();
+    const base = await app.settings.settings();
     for (const [bad, why] of [
       [{ replyTokens: 8 }, /"Reply length" is invalid: it must be at least 16 tokens/],
       [{ replyTokens: 9000 }, /"Reply length" is invalid: it must be at most 8192 tokens/],
@@ -185,10 +187,10 @@ describe('the engine limits in Settings', () => {
       [{ usdPerHour: 20_000 }, /"Value of your time" is invalid: it must be at most \$10000/],
       [{ usdPerHour: Number.NaN }, /"Value of your time" is invalid/],
     ] as const) {
-      await expect(app.saveSettings({ ...base, ...bad })).rejects.toMatchObject({ code: 'app/bad-settings', message: expect.stringMatching(why) });
+      await expect(app.settings.saveSettings({ ...base, ...bad })).rejects.toMatchObject({ code: 'app/bad-settings', message: expect.stringMatching(why) });
     }
-    expect(await app.saveSettings({ ...base, replyTokens: 1024, contextSize: 8192 })).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
-    expect(await app.settings()).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
+    expect(await app.settings.saveSettings({ ...base, replyTokens: 1024, contextSize: 8192 })).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
+    expect(await app.settings.settings()).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
   });
 });
 
@@ -243,20 +245,20 @@ describe("Settings' budget in placement", () => {
   });
 });
 
-describe('the record of a session in the cloud', () => {
+describe('the record of where a session runs while away', () => {
   test('is kept, dropped, and goes and comes back with its session through delete and undo', async () => {
     const meta = await app.importFile(await agentSession('assistant', ['notes']), 'cloudy.ferry');
-    expect(await app.cloudRecord(meta.id)).toBeUndefined();
-    await app.saveCloudRecord(meta.id, '{"v":1}');
-    expect(await app.cloudRecord(meta.id)).toBe('{"v":1}');
+    expect(await app.records.placement(meta.id)).toBeUndefined();
+    await app.records.savePlacement(meta.id, '{"v":1}');
+    expect(await app.records.placement(meta.id)).toBe('{"v":1}');
     const session = await app.openSession(meta.id);
-    await app.savePending(session, 'not yet sent');
+    await app.records.savePending(session, 'not yet sent');
     const deleted = await app.remove(meta.id);
-    expect(await app.cloudRecord(meta.id)).toBeUndefined();
+    expect(await app.records.placement(meta.id)).toBeUndefined();
     await app.undoRemove(deleted);
-    expect(await app.cloudRecord(meta.id)).toBe('{"v":1}');
-    expect(await app.pendingInput(await app.openSession(meta.id))).toMatchObject({ text: 'not yet sent' });
-    await app.saveCloudRecord(meta.id, null);
-    expect(await app.cloudRecord(meta.id)).toBeUndefined();
+    expect(await app.records.placement(meta.id)).toBe('{"v":1}');
+    expect(await app.records.pendingInput(await app.openSession(meta.id))).toMatchObject({ text: 'not yet sent' });
+    await app.records.savePlacement(meta.id, null);
+    expect(await app.records.placement(meta.id)).toBeUndefined();
   }, TIMEOUT);
 });

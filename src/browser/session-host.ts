@@ -1,0 +1,290 @@
+/**
+ * The page's sessions, wherever each runs: here in the agent worker (device-worker.ts) or on a relay's node — a
+ * cloud worker, or another of the user's devices — followed from here (core/host RelayRunner). Each session has its
+ * own runner, so several can be away at once while another runs here. The UI hears one event vocabulary whatever
+ * runs a session (`checkpoint`: the step is in this device's store), and where it is as a `Placement` to show.
+ *
+ * A move is the core's: the runner that has the session stops at a checkpoint (the store then holds all of it), the
+ * other takes over from the store. While a session is away, where it is (the snapshot, its write token and key, the
+ * run and the next event) is kept in this device's records, so a reload follows it again. Automatic placement
+ * (auto-placement.ts) may move a session that runs here before a step, or live during a reply.
+ */
+import { FerryError } from '../core/errors.ts';
+import { move, RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
+import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
+import { RelayHttp, type ChildrenScope, type RunPlacement } from '../core/protocol/index.ts';
+import type { RunInput } from '../core/runtime/loop.ts';
+import { Session } from '../core/session/index.ts';
+import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
+import type { DeviceWorker, StartSettings } from './device-worker.ts';
+import type { EngineLimits } from './engine-choice.ts';
+import type { LocalData } from './local-data.ts';
+import type { ModelChoice } from './settings.ts';
+
+/** What an agent's system prompt and tool schemas take in the context, roughly, tokens. */
+const SYSTEM_PROMPT_TOKENS = 512;
+const HERE = 'This device';
+const CLOUD = 'Cloud worker';
+
+/** Where a session is, for people: running here, away on `name`, or on its way to (or back from) there. */
+export interface Placement {
+  state: 'here' | 'moving' | 'away' | 'returning';
+  /** Where it runs now, or is going: "This device", "Cloud worker", or the name of one of the space's devices. */
+  name: string;
+}
+
+/** Where to move a session: here, or a relay's node (`where` absent: any cloud worker) named `name` for people. */
+export type MoveTarget = { here: true } | { here?: false; where?: RunPlacement; name?: string };
+
+export interface SessionHostOptions {
+  data: LocalData;
+  worker: DeviceWorker;
+  relay(): string;
+  limits(): EngineLimits;
+  /** What placement may do now (Settings' privacy, objective and budget; this device's space and node); absent: nothing moves by itself. */
+  autoPlacement?(): Promise<AutoPlacementContext | undefined>;
+  onEvent(sessionId: string, event: RunnerEvent, placement: Placement): void;
+  onPlacement(sessionId: string, placement: Placement): void;
+  /** The session moved by itself, and why. */
+  onAutoMove?(sessionId: string, reason: string): void;
+}
+
+interface Entry {
+  runner: SessionRunner;
+  placement: Placement;
+  placer: AutoPlacer | undefined;
+}
+
+export class SessionHost {
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(private readonly opts: SessionHostOptions) {}
+
+  placement(sessionId: string): Placement {
+    return this.#entries.get(sessionId)?.placement ?? { state: 'here', name: HERE };
+  }
+
+  running(sessionId: string): boolean {
+    return this.#entries.get(sessionId)?.runner.running ?? false;
+  }
+
+  /** Resolves when no run of the session goes on (here, or followed on the relay). */
+  async settled(sessionId: string): Promise<void> {
+    await this.#entries.get(sessionId)?.runner.settled();
+  }
+
+  /** Creates a session of `template` in the store, under the chosen model. */
+  create(template: Parameters<DeviceWorker['create']>[0], model: ModelChoice): Promise<{ sessionId: string; agent: string }> {
+    return this.opts.worker.create(template, model);
+  }
+
+  /**
+   * After a reload: a session this device left on a relay's node is followed again (its store catches up first).
+   * Returns where it is.
+   */
+  async resume(sessionId: string, model: ModelChoice): Promise<Placement> {
+    const entry = this.#entries.get(sessionId);
+    if (entry) return entry.placement;
+    const text = await this.opts.data.records.placement(sessionId);
+    if (text === undefined) return this.placement(sessionId);
+    let saved;
+    try {
+      saved = restoreRelayPlacement(text);
+    } catch (err) {
+      // A record that cannot be read cannot be followed: the session is this device's again, from its own store.
+      await this.opts.data.records.savePlacement(sessionId, null);
+      throw err;
+    }
+    const runner = await RelayRunner.restore(saved, this.#relayOptions(sessionId, model));
+    const away: Entry = { runner, placement: { state: 'away', name: saved.name ?? CLOUD }, placer: undefined };
+    this.#entries.set(sessionId, away);
+    this.#placed(sessionId, away.placement);
+    return away.placement;
+  }
+
+  /**
+   * Runs `text` in the session, where it runs: its task when it has not started yet, a message otherwise. Resolves
+   * when the run pauses. Before a step here, automatic placement may move the session first.
+   */
+  async send(sessionId: string, model: ModelChoice, text: string): Promise<void> {
+    const body = text.trim();
+    if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
+    const entry = this.#entry(sessionId, model);
+    this.#refuseWhileMoving(entry);
+    const input: RunInput = (await this.#steps(sessionId)) === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
+    if (entry.placement.state === 'here') {
+      const placed = await entry.placer?.beforeStep();
+      if (placed) {
+        await this.move(sessionId, model, { where: placed.where, name: placed.decision.estimate.name });
+        this.opts.onAutoMove?.(sessionId, placed.decision.reason);
+      }
+    }
+    await entry.runner.send(input);
+  }
+
+  /** Stops the run where it is: the generation in flight is cut and checkpointed; the session stays where it is. */
+  async stop(sessionId: string): Promise<void> {
+    await this.#entries.get(sessionId)?.runner.stop();
+  }
+
+  /** Moves the session: here, or to a relay's node (its forked children keep this device's scope). */
+  async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
+    const entry = this.#entry(sessionId, model);
+    this.#refuseWhileMoving(entry);
+    if (target.here && entry.placement.state === 'here') return;
+    const before = entry.placement;
+    const name = target.here ? HERE : target.where?.space ? (target.name ?? 'another device') : CLOUD;
+    this.#set(sessionId, entry, { state: target.here ? 'returning' : 'moving', name });
+    const from = entry.runner;
+    const to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await this.#withChildren(target.where), name });
+    try {
+      entry.runner = await move(from, to, target.here
+        ? { code: 'relay/bring-back-failed', message: 'The session could not come back to this device; it is safe in its last checkpoint. Try again' }
+        : { code: 'relay/move-failed', message: `The session could not move to ${name}; it stays where it was` });
+    } catch (err) {
+      await to.close();
+      this.#set(sessionId, entry, before);
+      throw err;
+    }
+    await from.close();
+    if (target.here) {
+      entry.placer?.hold();
+      await this.opts.data.records.savePlacement(sessionId, null);
+    }
+    this.#set(sessionId, entry, { state: target.here ? 'here' : 'away', name });
+  }
+
+  /**
+   * The session is being deleted on this device. Away, its run there is handed back — it stays on the relay, idle,
+   * from where an undo can follow it again — and it is no longer followed, so nothing of it comes back.
+   */
+  async release(sessionId: string): Promise<void> {
+    const entry = this.#entries.get(sessionId);
+    if (!entry) return;
+    this.#entries.delete(sessionId);
+    if (entry.runner instanceof RelayRunner) return entry.runner.letGo();
+    try {
+      await entry.runner.stop();
+    } finally {
+      await entry.runner.close();
+    }
+  }
+
+  /** The session's entry: here, unless a move or a reload made it away. */
+  #entry(sessionId: string, model: ModelChoice): Entry {
+    let entry = this.#entries.get(sessionId);
+    if (!entry) {
+      entry = { runner: this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)), placement: { state: 'here', name: HERE }, placer: this.#placer(sessionId, model) };
+      this.#entries.set(sessionId, entry);
+    }
+    return entry;
+  }
+
+  #heard(sessionId: string, event: RunnerEvent): void {
+    const entry = this.#entries.get(sessionId);
+    if (entry?.placement.state === 'here') entry.placer?.event(event);
+    this.opts.onEvent(sessionId, event, entry?.placement ?? this.placement(sessionId));
+  }
+
+  #relayOptions(sessionId: string, model: ModelChoice): ConstructorParameters<typeof RelayRunner>[0] {
+    return {
+      sessionId,
+      store: this.opts.data.store,
+      relay: new RelayHttp({ baseUrl: this.opts.relay() }),
+      onEvent: (e) => this.#heard(sessionId, e),
+      persist: async (p) => void (await this.opts.data.records.savePlacement(sessionId, serializeRelayPlacement(p))),
+      onReassigned: (name) => {
+        const entry = this.#entries.get(sessionId);
+        if (entry && name) this.#set(sessionId, entry, { ...entry.placement, name });
+      },
+      onNodeLeft: () => void this.#comeBack(sessionId, model),
+      replyTokens: () => this.opts.limits().replyTokens,
+    };
+  }
+
+  /**
+   * The node a session was pinned to left, and the relay did not move the run on: the session comes back here from
+   * its last published checkpoint and says so. A message that no checkpoint holds is offered again (PendingInput).
+   */
+  async #comeBack(sessionId: string, model: ModelChoice): Promise<void> {
+    const who = this.#entries.get(sessionId)?.placement.name ?? CLOUD;
+    try {
+      await this.move(sessionId, model, { here: true });
+      this.#heard(sessionId, { type: 'notice', message: `${who} running this session left, so it came back to this device from its last checkpoint.` });
+    } catch (err) {
+      this.#heard(sessionId, { type: 'error', code: 'relay/bring-back-failed', message: `${who} running this session left, and it could not come back by itself; it is safe in its last published checkpoint. Bring it back by hand (${err instanceof Error ? err.message : String(err)}).` });
+    }
+  }
+
+  /** Moves a session that runs here by itself when another node the user allows would do much better (auto-placement.ts). */
+  #placer(sessionId: string, model: ModelChoice): AutoPlacer | undefined {
+    const context = this.opts.autoPlacement;
+    if (!context) return undefined;
+    return new AutoPlacer({
+      context,
+      step: async () => {
+        const session = await Session.open(this.opts.data.store, sessionId);
+        const [head, replies] = await Promise.all([session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
+        const { replyTokens, contextSize } = this.opts.limits();
+        // The context: what the agent generated so far plus a system prompt's worth (user and tool text uncounted).
+        return { model: head.llm.model, promptTokens: Math.min(contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens), expectedOutputTokens: expectedReplyTokens(replies, replyTokens), replyLimit: replyTokens };
+      },
+      move: (where, decision) => {
+        if (this.placement(sessionId).state !== 'here') return;
+        this.move(sessionId, model, { where, name: decision.estimate.name })
+          .then(() => this.opts.onAutoMove?.(sessionId, decision.reason))
+          .catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) }));
+      },
+    });
+  }
+
+  /** `where`, with the scope its run's forked children may use: where they would go from here. */
+  async #withChildren(where: RunPlacement | undefined): Promise<RunPlacement | undefined> {
+    const { parallel } = await startSettings(this.opts.limits(), this.opts.autoPlacement);
+    if (!parallel) return where;
+    const children: ChildrenScope = { space: parallel.space, cloud: parallel.cloud ?? false, ...(parallel.maxCostUsd !== undefined ? { maxCostUsd: parallel.maxCostUsd } : {}) };
+    return { ...where, children };
+  }
+
+  async #steps(sessionId: string): Promise<number> {
+    const session = await Session.open(this.opts.data.store, sessionId);
+    return (await session.checkpoint(await session.head())).counters.steps;
+  }
+
+  #refuseWhileMoving(entry: Entry): void {
+    const { state } = entry.placement;
+    if (state === 'moving' || state === 'returning') {
+      throw new FerryError('relay/move-busy', `The session ${state === 'moving' ? `is moving to ${entry.placement.name}` : 'is coming back to this device'}; wait for that to finish, then try again.`);
+    }
+  }
+
+  #set(sessionId: string, entry: Entry, placement: Placement): void {
+    entry.placement = placement;
+    this.#placed(sessionId, placement);
+  }
+
+  #placed(sessionId: string, placement: Placement): void {
+    // The session list says where each session runs; it is informative, so a failed write only leaves it stale.
+    if (placement.state === 'here' || placement.state === 'away') void this.opts.data.sessions.setRunsOn(sessionId, placement.name).catch(() => undefined);
+    this.opts.onPlacement(sessionId, placement);
+  }
+}
+
+/**
+ * What a session here starts with that may change while it is open: Settings' engine limits, and where a step's
+ * forked children run — across this device's space (its other devices offering themselves, the relay's workers that
+ * charge nothing, and under "Any node" those that charge, within the budget) unless the privacy keeps everything here.
+ */
+export async function startSettings(limits: EngineLimits, autoPlacement: (() => Promise<AutoPlacementContext | undefined>) | undefined): Promise<StartSettings> {
+  const context = await autoPlacement?.();
+  const parallel = context?.space && context.prefs.privacy !== 'this-device' && /^https?:\/\//i.test(context.relay)
+    ? {
+        relayUrl: context.relay,
+        space: context.space,
+        cloud: context.prefs.privacy === 'any',
+        ...(context.self ? { host: context.self } : {}),
+        ...(context.prefs.budgetUsd !== undefined ? { maxCostUsd: context.prefs.budgetUsd } : {}),
+      }
+    : undefined;
+  return { limits, parallel };
+}

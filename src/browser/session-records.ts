@@ -1,0 +1,104 @@
+/**
+ * What this device keeps about each session beside its contents, in the app database: the message sent but not yet
+ * checkpointed (so a tab that dies first offers it again), where the session was last published (to update the same
+ * share link), and where it runs while away on a relay's node (to follow it again after a reload). The last two hold
+ * secrets — write tokens and session keys — and never leave the device.
+ */
+import * as v from 'valibot';
+import { branchRef, type Session } from '../core/session/index.ts';
+import { writing, type AppDatabase } from './app-db.ts';
+
+const PendingInputSchema = v.object({
+  text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)),
+  /** The branch it was sent on, and that branch's head then: the checkpoint holding it comes after that one. */
+  branch: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
+  base: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
+  at: v.pipe(v.number(), v.finite(), v.minValue(0)),
+});
+/**
+ * A message the user sent that no checkpoint holds yet: it enters the session only with the checkpoint of the step
+ * that consumes it, so until then it lives here, and a tab that dies meanwhile offers it again instead of losing it.
+ */
+export type PendingInput = v.InferOutput<typeof PendingInputSchema>;
+
+/** A session's records, as a delete takes them away and an undo puts them back. */
+export interface SessionRecordsSnapshot {
+  cloud?: string;
+  pending?: unknown;
+}
+
+export class SessionRecords {
+  constructor(private readonly db: AppDatabase) {}
+
+  /** Remembers `text`, sent now on the session's current branch, until a checkpoint holds it; resolves once it is saved. */
+  async savePending(session: Session, text: string): Promise<PendingInput> {
+    const pending = v.parse(PendingInputSchema, { text, branch: session.branch, base: await session.head(), at: Date.now() });
+    await writing(() => this.db.put('pending', pending, session.id));
+    return pending;
+  }
+
+  clearPending(id: string): Promise<unknown> {
+    return writing(() => this.db.delete('pending', id));
+  }
+
+  /**
+   * The session's message still waiting for a checkpoint, or null. One that a checkpoint after its base on its
+   * branch now holds has landed: its record is dropped here. An unreadable record is dropped too (it says nothing).
+   */
+  async pendingInput(session: Session): Promise<PendingInput | null> {
+    const row = await this.db.get('pending', session.id).catch(() => undefined);
+    if (row === undefined) return null;
+    const parsed = v.safeParse(PendingInputSchema, row);
+    if (parsed.success && !(await landed(session, parsed.output))) return parsed.output;
+    await this.clearPending(session.id);
+    return null;
+  }
+
+  /** Where the session was last published (opaque here: core/protocol/published-record.ts validates it). */
+  async published(id: string): Promise<string | undefined> {
+    const text = await this.db.get('published', id).catch(() => undefined);
+    return typeof text === 'string' ? text : undefined;
+  }
+
+  savePublished(id: string, record: string): Promise<unknown> {
+    return writing(() => this.db.put('published', record, id));
+  }
+
+  /** Where the session runs while away (opaque here: core/host restoreRelayPlacement validates it). */
+  async placement(id: string): Promise<string | undefined> {
+    const text = await this.db.get('cloud', id).catch(() => undefined);
+    return typeof text === 'string' ? text : undefined;
+  }
+
+  /** Saves (or, with null, drops) where the session runs while away. */
+  savePlacement(id: string, record: string | null): Promise<unknown> {
+    return writing<unknown>(() => (record === null ? this.db.delete('cloud', id) : this.db.put('cloud', record, id)));
+  }
+
+  /** Takes every record of a deleted session away, returning what an undo puts back. */
+  async remove(id: string): Promise<SessionRecordsSnapshot> {
+    const [cloud, pending] = await Promise.all([this.placement(id), this.db.get('pending', id).catch(() => undefined)]);
+    for (const store of ['published', 'cloud', 'pending'] as const) await this.db.delete(store, id).catch(() => undefined);
+    return { ...(cloud ? { cloud } : {}), ...(pending ? { pending } : {}) };
+  }
+
+  async restore(id: string, records: SessionRecordsSnapshot): Promise<void> {
+    if (records.cloud) await writing(() => this.db.put('cloud', records.cloud!, id));
+    if (records.pending) await writing(() => this.db.put('pending', records.pending, id));
+  }
+}
+
+/**
+ * Whether a checkpoint after `pending.base` on its branch holds the message. A branch that no longer reaches the
+ * base (rolled back past it) holds it nowhere: an older message with the same words does not count.
+ */
+async function landed(session: Session, pending: PendingInput): Promise<boolean> {
+  let found = false;
+  for (let id = (await session.store.getRef(branchRef(session.id, pending.branch))) ?? null; id !== null; ) {
+    if (id === pending.base) return found;
+    const cp = await session.checkpoint(id);
+    found ||= cp.events.some((e) => e.type === 'user' && e.text === pending.text);
+    id = cp.parent;
+  }
+  return false;
+}

@@ -1,0 +1,145 @@
+/**
+ * Views of a session's checkpoint DAG that a person reads: the steps of a branch, the whole tree laid out in lanes
+ * (every branch's history merged, each checkpoint drawn on the first branch that holds it), two branches compared at
+ * their newest common checkpoint, a one-line summary of a checkpoint, and the rollback that can still be undone.
+ */
+import type { ObjectId } from '../store/index.ts';
+import { branchRef } from './refs.ts';
+import type { Checkpoint, SessionEvent } from './schema.ts';
+import type { HistoryEntry, Session } from './session.ts';
+
+/** One user-visible step of a transcript: the events of one checkpoint. */
+export interface TranscriptStep {
+  id: ObjectId;
+  at: number;
+  events: SessionEvent[];
+}
+
+/** A checkpoint of a branch's chain, root first, with its step count. */
+export type ChainStep = TranscriptStep & { n: number };
+
+/** A node of the checkpoint DAG as the tree view draws it. */
+export interface TreeNode {
+  id: ObjectId;
+  parent: ObjectId | null;
+  at: number;
+  /** Branches whose head is this checkpoint. */
+  heads: string[];
+  /** The branch this node is drawn on (the first branch, current first, whose history holds it). */
+  lane: string;
+  summary: string;
+  steps: number;
+}
+
+export interface SessionTree {
+  branch: string;
+  branches: { name: string; head: ObjectId }[];
+  /** Oldest first. */
+  nodes: TreeNode[];
+  /** The head the last rollback of the current branch moved away from, if it can still be restored. */
+  undoRollback: { from: ObjectId; to: ObjectId } | null;
+}
+
+/** A one-line summary of a checkpoint for the tree view. */
+export function summarize(cp: Pick<Checkpoint, 'events' | 'parent'>): string {
+  for (const e of cp.events) {
+    switch (e.type) {
+      case 'user':
+        return `You: ${e.text}`;
+      case 'generation':
+        return `Agent: ${e.text}`;
+      case 'tool-call':
+        return `Tool ${e.tool}`;
+      case 'tool-result':
+        return `Tool result (${e.ok ? 'ok' : 'failed'})`;
+      case 'reply':
+        return `Agent: ${e.text}`;
+      case 'placement':
+        return `Moved ${e.from} → ${e.to}`;
+      case 'fork':
+        return `Fork "${e.branch}" from "${e.fromBranch}"`;
+    }
+  }
+  return cp.parent === null ? 'Session started' : 'Checkpoint';
+}
+
+/**
+ * The whole DAG: the current branch from `chain` (its checkpoints, root first), the other branches walked back
+ * from their heads only until they meet a drawn checkpoint. Parents come before children.
+ */
+export async function layoutTree(session: Session, chain: readonly ChainStep[]): Promise<SessionTree> {
+  const branches = (await session.branches()).sort((a, b) => (a.name === session.branch ? -1 : b.name === session.branch ? 1 : a.name.localeCompare(b.name)));
+  const nodes = new Map<ObjectId, TreeNode>();
+  chain.forEach((c, i) => {
+    const parent = i === 0 ? null : chain[i - 1]!.id;
+    nodes.set(c.id, { id: c.id, parent, at: c.at, heads: [], lane: session.branch, summary: summarize({ events: c.events, parent }), steps: c.n });
+  });
+  const current = chain.at(-1);
+  if (current) nodes.get(current.id)!.heads.push(session.branch);
+  for (const b of branches) {
+    if (b.name === session.branch && current?.id === b.head) continue;
+    for (let id: ObjectId | null = b.head; id !== null; ) {
+      const existing = nodes.get(id);
+      if (existing) {
+        if (id === b.head) existing.heads.push(b.name);
+        break;
+      }
+      const cp = await session.checkpoint(id);
+      nodes.set(id, { id, parent: cp.parent, at: cp.at, heads: id === b.head ? [b.name] : [], lane: b.name, summary: summarize(cp), steps: cp.counters.steps });
+      id = cp.parent;
+    }
+  }
+  const depth = new Map<ObjectId, number>();
+  const depthOf = (id: ObjectId): number => {
+    const path: ObjectId[] = [];
+    let cur: ObjectId | null = id;
+    while (cur !== null && !depth.has(cur)) {
+      path.push(cur);
+      cur = nodes.get(cur)?.parent ?? null;
+    }
+    let d = cur === null ? -1 : depth.get(cur)!;
+    for (let i = path.length - 1; i >= 0; i--) depth.set(path[i]!, ++d);
+    return depth.get(id)!;
+  };
+  const ordered = [...nodes.values()].sort((a, b) => depthOf(a.id) - depthOf(b.id) || a.at - b.at);
+  return { branch: session.branch, branches: branches.map((b) => ({ name: b.name, head: b.head })), nodes: ordered, undoRollback: await lastRollback(session) };
+}
+
+/** Two branches' transcripts split at their newest common checkpoint. */
+export async function compareBranches(session: Session, a: string, b: string): Promise<{ common: TranscriptStep[]; onlyA: TranscriptStep[]; onlyB: TranscriptStep[] }> {
+  const [ha, hb] = await Promise.all([session.history(a), session.history(b)]);
+  const inB = new Set(hb.map((h) => h.id));
+  const split = ha.findIndex((h) => inB.has(h.id));
+  const base = split === -1 ? null : ha[split]!.id;
+  const baseInB = base === null ? hb.length : hb.findIndex((h) => h.id === base);
+  return {
+    common: split === -1 ? [] : toSteps(ha.slice(split)),
+    onlyA: toSteps(ha.slice(0, split === -1 ? ha.length : split)),
+    onlyB: toSteps(hb.slice(0, baseInB)),
+  };
+}
+
+/** The head the current branch's last rollback moved away from, while the branch still sits where it rolled back to. */
+export async function lastRollback(session: Session): Promise<{ from: ObjectId; to: ObjectId } | null> {
+  const last = (await session.reflog()).at(-1);
+  if (!last || !last.reason.startsWith('rollback from ') || last.from === null || last.to === null) return null;
+  return (await session.store.getRef(branchRef(session.id, session.branch))) === last.to ? { from: last.from, to: last.to } : null;
+}
+
+/** Moves the current branch back to the head its last rollback left (kept in the reflog). Returns false when there is none. */
+export async function undoLastRollback(session: Session): Promise<boolean> {
+  const undo = await lastRollback(session);
+  if (!undo) return false;
+  await session.store.setRef({ name: branchRef(session.id, session.branch), expect: undo.to, next: undo.from, reason: `undo rollback to ${undo.to}` });
+  return true;
+}
+
+function toSteps(history: readonly HistoryEntry[]): TranscriptStep[] {
+  const out: TranscriptStep[] = [];
+  for (let i = history.length - 1; i >= 0; i--) {
+    const h = history[i]!;
+    if (h.checkpoint.parent === null && h.checkpoint.events.length === 0) continue;
+    out.push({ id: h.id, at: h.checkpoint.at, events: h.checkpoint.events });
+  }
+  return out;
+}

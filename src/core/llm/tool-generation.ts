@@ -48,7 +48,13 @@ export interface GeneratedSoFar {
 
 export type ToolGenerationEvent =
   | Extract<GenerateEvent, { type: 'token' }>
-  | (Extract<GenerateEvent, { type: 'done' }> & { readonly openCall?: OpenCall; readonly calls: number });
+  | (Extract<GenerateEvent, { type: 'done' }> & {
+    readonly openCall?: OpenCall;
+    /** Calls completed under the grammar. */
+    readonly calls: number;
+    /** The sampler's position after the generation: where the next token of the sequence would be. */
+    readonly position: number;
+  });
 
 type Mode = 'free' | 'call' | 'tagged-call';
 
@@ -135,7 +141,7 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
     if (choice !== 'auto') break;
     mode = 'free';
   }
-  yield { type: 'done', finishReason: finish, text, tokens, stats: totals.stats(), calls, ...(openCall ? { openCall } : {}) };
+  yield { type: 'done', finishReason: finish, text, tokens, stats: totals.stats(), calls, position: prompt.length + tokens.length, ...(openCall ? { openCall } : {}) };
 }
 
 /** A call is decoded greedily: the same ids on every engine with the same model file. */

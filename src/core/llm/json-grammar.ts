@@ -168,13 +168,13 @@ export class GbnfBuilder {
   #object(schema: Schema, name: string, depth: number): string {
     const properties = isRecord(schema.properties) ? schema.properties : {};
     const names = Object.keys(properties);
-    if (names.length === 0) {
-      if (schema.additionalProperties === false) return this.rule('empty-object', '"{" ws "}"', 3);
-      return this.#freeObject(name, depth, isRecord(schema.additionalProperties) ? schema.additionalProperties : true);
-    }
     const required = new Set((Array.isArray(schema.required) ? schema.required : []).filter((k): k is string => typeof k === 'string'));
     for (const key of required) {
       if (!(key in properties)) throw new FerryError('llm/bad-grammar', `The JSON schema at ${name} requires "${key}" but does not describe it; add it to properties.`);
+    }
+    if (names.length === 0) {
+      if (schema.additionalProperties === false) return this.rule('empty-object', '"{" ws "}"', 3);
+      return this.#freeObject(name, depth, isRecord(schema.additionalProperties) ? schema.additionalProperties : true);
     }
     const member = (key: string) => {
       const value = this.#value(properties[key], `${name}-${key}`, depth + 1);

@@ -78,7 +78,8 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
   let text = (sofar?.text ?? '').slice(0, resumeFrom?.text);
   // Ids already streamed before the cut are not streamed again.
   let quiet = (sofar?.tokens.length ?? 0) - tokens.length;
-  let mode: Mode = resumeFrom ? 'call' : constrained && choice !== 'auto' && tokens.length === 0 ? 'tagged-call' : 'free';
+  // A call resumes under its own grammar: with the opening tag where the grammar wrote it (a required call).
+  let mode: Mode = resumeFrom ? (text.endsWith(TOOL_CALL_OPEN) ? 'call' : 'tagged-call') : constrained && choice !== 'auto' && tokens.length === 0 ? 'tagged-call' : 'free';
   let openCall: OpenCall | undefined = resumeFrom;
   let calls = 0;
   let finish: FinishReason = 'length';

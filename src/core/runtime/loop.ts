@@ -45,7 +45,6 @@ import { FerryError } from '../errors.ts';
 import type { ChatTemplate } from '../llm/chat-template.ts';
 import type { Engine, FinishReason, GenerateRequest, GenerationStats, Prompt } from '../llm/engine.ts';
 import type { ChatMessage } from '../llm/messages.ts';
-import { preparePrompt } from '../llm/prompt.ts';
 import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
 import { generateWithTools, type GeneratedSoFar, type OpenCall, type ToolChoice, type ToolGenerationEvent } from '../llm/tool-generation.ts';
 import type { SessionEvent } from '../session/index.ts';

@@ -4,7 +4,9 @@
  *   file in the same run (bench/llm-wasm.ts), with the wasm/native ratios; and wllama 3 (the GGUF-on-WebGPU engine,
  *   on the CPU where the machine has no shader-f16 GPU) against wllama 2;
  * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
- *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs.
+ *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs;
+ * - grammar_overhead: decode tokens/s of a tool call under its grammar (built-in tools' schemas) against free decoding
+ *   of as many tokens from the same prompt (goal ≥ 0.8).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,12 @@ import path from 'node:path';
 import { generateAll, type KvState } from '../src/core/llm/index.ts';
 import { generateTinyModel, type TinyModelParams } from '../src/core/llm/gguf/index.ts';
 import { tinyVocabulary, TokenType } from '../src/core/llm/gguf/tiny-model.ts';
+import { toolCallGrammar } from '../src/core/llm/tool-grammar.ts';
 import { createNodeLlamaEngine, type NodeLlamaEngine } from '../server/llm/node-llama-engine.ts';
+import { docsSpec } from '../components/docs/spec.ts';
+import { jsSpec } from '../components/js/spec.ts';
+import { notesSpec } from '../components/notes/spec.ts';
+import { workspaceSpec } from '../components/workspace/spec.ts';
 import { compared, type Figures, type Suite } from './lib.ts';
 
 const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number }> = [
@@ -48,6 +55,24 @@ async function throughput(e: NodeLlamaEngine, promptTokens: number, generateToke
     decode.push(done.stats.decodeTps);
   }
   return { prefillTps: median(prefill), decodeTps: median(decode) };
+}
+
+/**
+ * Decode tokens/s under a tool-call grammar against free decoding of as many tokens, medians over prompts. The call
+ * is greedy under the grammar of the four built-in tools, fitted to a 512-token budget, as the runtime builds it.
+ */
+async function grammarOverhead(e: NodeLlamaEngine, promptTokens: number): Promise<{ constrained: number; free: number }> {
+  const grammar = { kind: 'gbnf' as const, text: toolCallGrammar([notesSpec, workspaceSpec, docsSpec, jsSpec], { withOpenTag: true, budget: 512 }).gbnf };
+  await generateAll(e, { prompt: { tokens: promptOf(promptTokens, 98) }, maxTokens: 8, grammar }); // warm-up (compiles the grammar)
+  const constrained: number[] = [];
+  const free: number[] = [];
+  for (let run = 0; run < RUNS * 2; run++) {
+    const call = await generateAll(e, { prompt: { tokens: promptOf(promptTokens, run) }, maxTokens: 512, grammar });
+    const plain = await generateAll(e, { prompt: { tokens: promptOf(promptTokens, run) }, maxTokens: call.tokens.length });
+    constrained.push(call.stats.decodeTps);
+    free.push(plain.stats.decodeTps);
+  }
+  return { constrained: median(constrained), free: median(free) };
 }
 
 /** Time to the first token of a resumed generation of n tokens: loading its KV state vs re-prefilling its ids. */
@@ -109,6 +134,10 @@ async function run(): Promise<Figures> {
         const native = await throughput(source, model.promptTokens, model.generateTokens);
         figures[`decode_tps_native${model.suffix}`] = { value: native.decodeTps, unit: 'tok/s' };
         figures[`prefill_tps_native${model.suffix}`] = { value: native.prefillTps, unit: 'tok/s' };
+        const grammar = await grammarOverhead(source, model.promptTokens);
+        figures[`decode_tps_free${model.suffix}`] = { value: grammar.free, unit: 'tok/s' };
+        figures[`decode_tps_grammar${model.suffix}`] = compared(grammar.constrained, 'tok/s', `decode_tps_free${model.suffix}`, grammar.free);
+        figures[`grammar_overhead${model.suffix}`] = { value: grammar.constrained / grammar.free, unit: 'x' };
         if (typeof wasm !== 'string') {
           try {
             const w = await wasm({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens });

@@ -1,7 +1,11 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import * as v from 'valibot';
 import { FerryError, isFerryError } from '../../src/core/errors.ts';
-import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Grammar, Prompt } from '../../src/core/llm/engine.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Grammar, Prompt } from '../../src/core/llm/engine.ts';
+import type { ChatMessage } from '../../src/core/llm/messages.ts';
+import { StopSequences } from '../../src/core/llm/stop.ts';
+import { parseToolCalls, TOOL_CALL_CLOSE, TOOL_CALL_OPEN, toolInstructions, type ToolSpec } from '../../src/core/llm/tool-calls.ts';
+import { generateWithTools, type ToolChoice, type ToolUse } from '../../src/core/llm/tool-generation.ts';
 
 /**
  * An OpenAI-compatible API served from Engines: `GET /v1/models`, `POST /v1/chat/completions` and
@@ -10,8 +14,24 @@ import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationSt
  * cancels its generation.
  */
 
-/** What the API needs of an engine. */
-export type ServingEngine = Pick<Engine, 'info' | 'generate'>;
+/**
+ * What the API needs of an engine: generation, and generation with tools (the phases of llm/tool-generation.ts,
+ * which need the engine's tokenizer: a local engine runs them here, a relay worker on its side).
+ */
+export interface ServingEngine {
+  readonly info: EngineInfo;
+  generate(request: GenerateRequest): AsyncIterable<GenerateEvent>;
+  generateWithTools(request: GenerateRequest, use: ToolUse): AsyncIterable<GenerateEvent>;
+}
+
+/** A local engine as the API serves it. */
+export function servingEngine(engine: Engine): ServingEngine {
+  return {
+    info: engine.info,
+    generate: (request) => engine.generate(request),
+    generateWithTools: (request, use) => generateWithTools(engine, request, use),
+  };
+}
 
 /** The engines behind the API: every one there is (for the model list), and the one to serve a model with. */
 export interface EngineSource {
@@ -31,11 +51,36 @@ export interface OpenAiApiOptions {
   readonly defaultMaxTokens?: number;
 }
 
-const Message = v.object({
-  role: v.picklist(['system', 'user', 'assistant', 'tool']),
-  content: v.union([v.string(), v.array(v.object({ type: v.literal('text'), text: v.string() }))]),
-  name: v.optional(v.string()),
+const ToolCallSchema = v.object({
+  id: v.pipe(v.string(), v.maxLength(256)),
+  type: v.literal('function'),
+  function: v.object({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(256)), arguments: v.string() }),
 });
+
+const Message = v.object({
+  role: v.picklist(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: v.optional(v.nullable(v.union([v.string(), v.array(v.object({ type: v.literal('text'), text: v.string() }))]))),
+  name: v.optional(v.string()),
+  /** An assistant turn's calls (its content may then be null). */
+  tool_calls: v.optional(v.nullable(v.pipe(v.array(ToolCallSchema), v.maxLength(64)))),
+  /** A tool message answers this call. */
+  tool_call_id: v.optional(v.string()),
+});
+
+const ToolSchema = v.object({
+  type: v.literal('function'),
+  function: v.object({
+    name: v.pipe(v.string(), v.regex(/^[a-zA-Z0-9_-]{1,64}$/, 'a tool name is 1 to 64 letters, digits, _ or -')),
+    description: v.optional(v.pipe(v.string(), v.maxLength(64 * 1024))),
+    parameters: v.optional(v.record(v.string(), v.unknown())),
+    strict: v.optional(v.nullable(v.boolean())),
+  }),
+});
+
+const ToolChoiceSchema = v.union([
+  v.picklist(['none', 'auto', 'required']),
+  v.object({ type: v.literal('function'), function: v.object({ name: v.string() }) }),
+]);
 
 const Common = {
   model: v.string(),
@@ -44,6 +89,9 @@ const Common = {
   temperature: v.optional(v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(2)))),
   top_p: v.optional(v.nullable(v.pipe(v.number(), v.gtValue(0), v.maxValue(1)))),
   top_k: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0)))),
+  /** llama.cpp's extensions, as its server takes them. */
+  min_p: v.optional(v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(1)))),
+  repeat_penalty: v.optional(v.nullable(v.pipe(v.number(), v.minValue(1), v.maxValue(10)))),
   seed: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff)))),
   stop: v.optional(v.nullable(v.union([v.string(), v.array(v.string())]))),
   stream: v.optional(v.nullable(v.boolean())),
@@ -59,7 +107,14 @@ const ResponseFormat = v.variant('type', [
   v.object({ type: v.literal('json_schema'), json_schema: v.object({ name: v.optional(v.string()), schema: v.optional(v.unknown()), strict: v.optional(v.nullable(v.boolean())) }) }),
 ]);
 
-const ChatBody = v.object({ ...Common, messages: v.pipe(v.array(Message), v.minLength(1)), response_format: v.optional(v.nullable(ResponseFormat)) });
+const ChatBody = v.object({
+  ...Common,
+  messages: v.pipe(v.array(Message), v.minLength(1)),
+  response_format: v.optional(v.nullable(ResponseFormat)),
+  tools: v.optional(v.nullable(v.pipe(v.array(ToolSchema), v.maxLength(128)))),
+  tool_choice: v.optional(v.nullable(ToolChoiceSchema)),
+  parallel_tool_calls: v.optional(v.nullable(v.boolean())),
+});
 const CompletionBody = v.object({
   ...Common,
   prompt: v.union([v.string(), v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.minLength(1))]),
@@ -95,8 +150,50 @@ function grammarOf(format: ChatBody['response_format']): Grammar | undefined {
   return { kind: 'json-schema', schema: format.json_schema.schema ?? { type: 'object' } };
 }
 
-function finish(reason: FinishReason): 'stop' | 'length' {
+function finish(reason: FinishReason, calls = 0): 'stop' | 'length' | 'tool_calls' {
+  if (calls > 0) return 'tool_calls';
   return reason === 'length' ? 'length' : 'stop';
+}
+
+/** The request's tools as the one tagged-call format describes them, and which calls the reply may make. */
+function toolUseOf(body: ChatBody): ToolUse | undefined {
+  if (!body.tools || body.tools.length === 0) return undefined;
+  const tools: ToolSpec[] = body.tools.map(({ function: f }) => ({ name: f.name, description: f.description ?? '', parameters: f.parameters ?? { type: 'object', properties: {} } }));
+  const choice: ToolChoice = typeof body.tool_choice === 'object' && body.tool_choice !== null ? { name: body.tool_choice.function.name } : (body.tool_choice ?? 'auto');
+  return { tools, choice };
+}
+
+/**
+ * OpenAI's messages as the model sees them: the tool instructions after the system message, an assistant's calls
+ * written back in the tagged format, a tool result under the name of the call it answers.
+ */
+function chatMessages(body: ChatBody, use: ToolUse | undefined): ChatMessage[] {
+  const callNames = new Map<string, string>();
+  const messages: ChatMessage[] = body.messages.map((m) => {
+    const content = typeof m.content === 'string' ? m.content : (m.content ?? []).map((part) => part.text).join('');
+    const role = m.role === 'developer' ? 'system' : m.role;
+    if (m.role === 'assistant' && m.tool_calls?.length) {
+      const calls = m.tool_calls.map((call) => {
+        callNames.set(call.id, call.function.name);
+        return `${TOOL_CALL_OPEN}{"name": ${JSON.stringify(call.function.name)}, "arguments": ${call.function.arguments || '{}'}}${TOOL_CALL_CLOSE}`;
+      });
+      return { role, content: [content, ...calls].filter((part) => part !== '').join('\n') };
+    }
+    const name = m.name ?? (m.tool_call_id === undefined ? undefined : callNames.get(m.tool_call_id));
+    return { role, content, ...(name === undefined ? {} : { name }) };
+  });
+  if (!use || use.choice === 'none') return messages;
+  const instructions = toolInstructions(use.tools);
+  const [first, ...rest] = messages;
+  if (first?.role === 'system') return [{ role: 'system', content: `${first.content}\n\n${instructions}` }, ...rest];
+  return [{ role: 'system', content: instructions }, ...messages];
+}
+
+/** A reply's calls in OpenAI's shape, and its text without them. */
+function toolCallsOf(text: string, use: ToolUse) {
+  const parsed = parseToolCalls(text, new Set(use.tools.map((t) => t.name)));
+  const calls = parsed.calls.map((call) => ({ id: `call_${crypto.randomUUID().replace(/-/g, '')}`, type: 'function' as const, function: { name: call.name, arguments: JSON.stringify(call.arguments) } }));
+  return { content: parsed.text, calls };
 }
 
 function usage(stats: GenerationStats) {
@@ -110,7 +207,13 @@ function usage(stats: GenerationStats) {
 
 /** One engine as a source, under the name clients use for it. */
 function singleEngine(engine: Engine | (() => Engine), name: string | undefined): { source: EngineSource; nameOf(e: ServingEngine): string } {
-  const get = (): Engine => (typeof engine === 'function' ? engine() : engine);
+  const served = new WeakMap<Engine, ServingEngine>();
+  const get = (): ServingEngine => {
+    const e = typeof engine === 'function' ? engine() : engine;
+    let s = served.get(e);
+    if (!s) served.set(e, (s = servingEngine(e)));
+    return s;
+  };
   const nameOf = (e: ServingEngine): string => name ?? e.info.model;
   return {
     nameOf,
@@ -146,7 +249,7 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
   });
 
   /** Runs one request, as a single JSON answer or as server-sent events. */
-  async function serve(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'text', body: ChatBody | CompletionBody, prompt: Prompt, grammar?: Grammar): Promise<void> {
+  async function serve(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'text', body: ChatBody | CompletionBody, prompt: Prompt, grammar?: Grammar, use?: ToolUse): Promise<void> {
     const engine = source.pick(body.model);
     const abort = new AbortController();
     // The client went away (closed the stream, or gave up on a long answer): stop generating for it.
@@ -159,6 +262,8 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
       ...(body.temperature == null ? {} : { temperature: body.temperature }),
       ...(body.top_p == null ? {} : { topP: body.top_p }),
       ...(body.top_k == null ? {} : { topK: body.top_k }),
+      ...(body.min_p == null ? {} : { minP: body.min_p }),
+      ...(body.repeat_penalty == null ? {} : { repeatPenalty: body.repeat_penalty }),
       ...(body.seed == null ? {} : { seed: body.seed }),
       ...(body.stop == null ? {} : { stop: typeof body.stop === 'string' ? [body.stop] : body.stop }),
       ...(grammar ? { grammar } : {}),
@@ -169,7 +274,7 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
     const base = { id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: body.model };
     const choice = (text: string, finishReason: string | null, first = false) =>
       kind === 'chat' ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: finishReason } : { index: 0, text, finish_reason: finishReason };
-    const events = engine.generate(generate)[Symbol.asyncIterator]();
+    const events = (use ? engine.generateWithTools(generate, use) : engine.generate(generate))[Symbol.asyncIterator]();
     try {
       await respond(events);
     } finally {
@@ -184,9 +289,11 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
         while (!next.done && next.value.type !== 'done') next = await events.next();
         if (next.done || next.value.type !== 'done') throw new FerryError('llm/no-result', 'The engine ended without a result.');
         const done = next.value;
+        const called = use ? toolCallsOf(done.text, use) : { content: done.text, calls: [] };
+        const message = called.calls.length > 0 ? { role: 'assistant', content: called.content || null, tool_calls: called.calls } : { role: 'assistant', content: done.text };
         const answer =
           kind === 'chat'
-            ? { index: 0, message: { role: 'assistant', content: done.text }, finish_reason: finish(done.finishReason) }
+            ? { index: 0, message, finish_reason: finish(done.finishReason, called.calls.length) }
             : { index: 0, text: done.text, finish_reason: finish(done.finishReason) };
         await reply.send({ ...base, object: kind === 'chat' ? 'chat.completion' : 'text_completion', choices: [answer], usage: usage(done.stats) });
         return;
@@ -196,16 +303,35 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', ...(reply.getHeaders() as Record<string, string>) });
       const send = (data: unknown) => raw.write(`data: ${JSON.stringify(data)}\n\n`);
       let first = true;
+      const content = (text: string) => {
+        if (text === '') return;
+        send({ ...base, choices: [choice(text, null, first)] });
+        first = false;
+      };
+      // With tools, text streams until a call opens; the calls go out whole once the reply is done.
+      const beforeCall = use ? new StopSequences([TOOL_CALL_OPEN]) : undefined;
       try {
         for (; !next.done; next = await events.next()) {
           const event = next.value;
           if (event.type === 'token') {
-            if (event.text === '') continue;
-            send({ ...base, choices: [choice(event.text, null, first)] });
-            first = false;
+            content(beforeCall ? beforeCall.push(event.text) : event.text);
             continue;
           }
-          send({ ...base, choices: [choice('', finish(event.finishReason), first)] });
+          let calls = 0;
+          if (use && beforeCall) {
+            content(beforeCall.flush());
+            const at = event.text.indexOf(TOOL_CALL_OPEN);
+            if (at !== -1) {
+              const called = toolCallsOf(event.text.slice(at), use);
+              content(called.content === '' ? '' : `${at > 0 ? '\n' : ''}${called.content}`);
+              calls = called.calls.length;
+              if (calls > 0) {
+                send({ ...base, choices: [{ index: 0, delta: { ...(first ? { role: 'assistant' } : {}), tool_calls: called.calls.map((call, index) => ({ index, ...call })) }, finish_reason: null }] });
+                first = false;
+              }
+            }
+          }
+          send({ ...base, choices: [choice('', finish(event.finishReason, calls), first)] });
           if (body.stream_options?.include_usage) send({ ...base, choices: [], usage: usage(event.stats) });
         }
         raw.write('data: [DONE]\n\n');
@@ -221,12 +347,10 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const body = parse(ChatBody, request.body);
-    const messages = body.messages.map((m) => ({
-      role: m.role,
-      content: typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join(''),
-      ...(m.name === undefined ? {} : { name: m.name }),
-    }));
-    await serve(request, reply, 'chat', body, { messages }, grammarOf(body.response_format));
+    const use = toolUseOf(body);
+    const grammar = grammarOf(body.response_format);
+    if (use && grammar && use.choice !== 'none') throw new FerryError('api/bad-request', 'Send tools or a JSON response_format, not both: a reply is either tool calls and text, or one JSON value.');
+    await serve(request, reply, 'chat', body, { messages: chatMessages(body, use) }, grammar, use);
   });
 
   app.post('/v1/completions', async (request, reply) => {

@@ -1,10 +1,12 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { LlamaGrammarEvaluationState, type GbnfJsonSchema, type LlamaContext, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
 import { FerryError } from '../../src/core/errors.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, Grammar, KvState } from '../../src/core/llm/engine.ts';
+import { jsonSchemaGrammar } from '../../src/core/llm/json-grammar.ts';
 import { checkRequest } from '../../src/core/llm/request.ts';
+import { candidateCount, sampleToken } from '../../src/core/llm/sampler.ts';
 import { checkTokenIds, preparePrompt } from '../../src/core/llm/prompt.ts';
 import { GenerationClock } from '../../src/core/llm/stats.ts';
 import { StopSequences } from '../../src/core/llm/stop.ts';
@@ -39,6 +41,8 @@ export interface NodeLlamaEngineOptions extends Omit<NativeLoadOptions, 'gpu'> {
 const ENGINE_ID = 'node-llama-cpp';
 /** A token's text may end mid-character; more than this many tokens pending is not a split character. */
 const MAX_PENDING_TOKENS = 4;
+/** Compiled grammars kept for reuse. */
+const MAX_GRAMMARS = 32;
 
 export async function createNodeLlamaEngine(options: NodeLlamaEngineOptions): Promise<NodeLlamaEngine> {
   const slots = options.slots ?? 4;
@@ -161,13 +165,18 @@ export class NodeLlamaEngine implements Engine {
     // Each token event is held until the next token: text the stop matcher was still holding goes into the last one.
     let last: { id: number; text: string } | undefined;
     let finishReason: FinishReason = 'length';
-    const iterator = sequence.evaluate(prompt.slice(cached), {
-      temperature: request.temperature ?? 0,
-      ...(request.topK === undefined ? {} : { topK: request.topK }),
-      ...(request.topP === undefined ? {} : { topP: request.topP }),
-      ...(request.seed === undefined ? {} : { seed: request.seed }),
-      ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: this.#model, grammar }) } : {}),
-    });
+    // Sampling goes through Ferry's sampler (the same tokens as wllama at each seed and position); greedy decoding and
+    // grammars stay in llama.cpp.
+    const iterator = (request.temperature ?? 0) > 0 && !grammar
+      ? this.#sampled(sequence, prompt, cached, request)
+      : sequence.evaluate(prompt.slice(cached), {
+        temperature: request.temperature ?? 0,
+        ...(request.topK === undefined ? {} : { topK: request.topK }),
+        ...(request.topP === undefined ? {} : { topP: request.topP }),
+        ...(request.minP === undefined ? {} : { minP: request.minP }),
+        ...(request.seed === undefined ? {} : { seed: request.seed }),
+        ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: this.#model, grammar }) } : {}),
+      });
     try {
       let ended = true;
       for await (const token of iterator) {
@@ -212,6 +221,29 @@ export class NodeLlamaEngine implements Engine {
     if (stops.stopped && finishReason === 'length') finishReason = 'stop'; // a stop sequence decided only at the end
     if (last) yield { type: 'token', ...last, text: last.text + tail };
     yield { type: 'done', finishReason, text, tokens: generated, stats: clock.stats(prompt.length, cached, generated.length) };
+  }
+
+  /**
+   * Tokens chosen by Ferry's sampler: llama.cpp hands over the top candidates' probabilities at temperature 1 (its
+   * own pick is replaced by the generator's `next(token)`), and the sampler's random number depends only on the
+   * seed and the token's position.
+   */
+  async *#sampled(sequence: LlamaContextSequence, prompt: readonly Token[], cached: number, request: GenerateRequest): AsyncGenerator<Token> {
+    const settings = { temperature: request.temperature ?? 0, topK: request.topK, topP: request.topP, minP: request.minP, repeatPenalty: request.repeatPenalty, seed: request.seed ?? 0 };
+    const history: number[] = [...prompt];
+    const iterator = sequence.evaluateWithMetadata(prompt.slice(cached), { probabilities: true }, { temperature: 1, topK: candidateCount(settings), topP: 1, minP: 0, seed: 0, yieldEogToken: true });
+    try {
+      for (let result = await iterator.next(); !result.done; ) {
+        const candidates = Array.from(result.value.probabilities, ([token, p]) => ({ token, p }));
+        const token = sampleToken(candidates, settings, history.length, history) as Token;
+        if (this.#model.isEogToken(token)) return;
+        yield token;
+        history.push(token);
+        result = await iterator.next(token);
+      }
+    } finally {
+      await iterator.return();
+    }
   }
 
   async saveKv(slotName: string): Promise<KvState> {
@@ -295,13 +327,16 @@ export class NodeLlamaEngine implements Engine {
     let compiled = this.#grammars.get(key);
     if (!compiled) {
       const { llama } = this.#native;
-      compiled = (grammar.kind === 'json-schema'
-        ? llama.createGrammarForJsonSchema(grammar.schema as Readonly<{ const: string }> & GbnfJsonSchema)
-        : llama.createGrammar({ grammar: grammar.text })
-      ).catch((cause: unknown) => {
-        this.#grammars.delete(key);
-        throw new FerryError('llm/bad-grammar', `The ${grammar.kind} grammar is not usable: ${(cause as Error).message}`, { cause });
-      });
+      // JSON schemas go through Ferry's converter, which handles the keywords node-llama-cpp's own converter lacks.
+      compiled = Promise.resolve()
+        .then(() => llama.createGrammar({ grammar: grammar.kind === 'json-schema' ? jsonSchemaGrammar(grammar.schema) : grammar.text }))
+        .catch((cause: unknown) => {
+          this.#grammars.delete(key);
+          if (cause instanceof FerryError) throw cause;
+          throw new FerryError('llm/bad-grammar', `The ${grammar.kind} grammar is not usable: ${(cause as Error).message}`, { cause });
+        });
+      // Tool-call grammars vary with the budget left: the cache keeps the most recent ones.
+      if (this.#grammars.size >= MAX_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value!);
       this.#grammars.set(key, compiled);
     }
     return compiled;

@@ -5,9 +5,10 @@
  * Device nodes never serve the API: they run only their own space's sessions.
  */
 import { FerryError } from '../../src/core/errors.ts';
-import type { EngineInfo, GenerateEvent, GenerateRequest } from '../../src/core/llm/engine.ts';
+import type { Engine, EngineInfo, GenerateEvent, GenerateRequest } from '../../src/core/llm/engine.ts';
+import type { ToolUse } from '../../src/core/llm/tool-generation.ts';
 import type { RelayToWorker, WorkerProfile, WorkerToRelay } from '../../src/core/protocol/index.ts';
-import type { EngineSource, ServingEngine } from '../api/openai.ts';
+import { servingEngine, type EngineSource, type ServingEngine } from '../api/openai.ts';
 
 type Generation = Extract<WorkerToRelay, { type: 'generation' | 'generation-failed' }>;
 
@@ -26,8 +27,18 @@ export class WorkerEngine implements ServingEngine {
     return this.#calls.size;
   }
 
-  async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
-    const { signal, ...wire } = request;
+  generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    return this.#call(request);
+  }
+
+  /** The worker runs the phases: it holds the tokenizer they need. */
+  generateWithTools(request: GenerateRequest, use: ToolUse): AsyncGenerator<GenerateEvent> {
+    return this.#call(request, use);
+  }
+
+  async *#call(request: GenerateRequest, tools?: ToolUse): AsyncGenerator<GenerateEvent> {
+    const { signal, ...rest } = request;
+    const wire = tools ? { ...rest, tools } : rest;
     const call = this.#next++;
     const queue: (Generation | { type: 'lost'; reason: string })[] = [];
     let wake: (() => void) | undefined;
@@ -78,10 +89,11 @@ export class ServingEngines implements EngineSource {
   readonly #workers = new Map<string, WorkerEngine>();
   /** Generations in flight per engine, so a request goes to the least busy. */
   readonly #active = new Map<ServingEngine, number>();
-  #own: (() => ServingEngine | undefined) | undefined;
+  #own: (() => Engine | undefined) | undefined;
+  readonly #served = new WeakMap<Engine, ServingEngine>();
 
   /** The relay's own engine (the embedded worker's), once loaded. */
-  setOwn(own: () => ServingEngine | undefined): void {
+  setOwn(own: () => Engine | undefined): void {
     this.#own = own;
   }
 
@@ -96,7 +108,9 @@ export class ServingEngines implements EngineSource {
 
   all(): ServingEngine[] {
     const own = this.#own?.();
-    return [...(own ? [own] : []), ...this.#workers.values()];
+    let served = own && this.#served.get(own);
+    if (own && !served) this.#served.set(own, (served = servingEngine(own)));
+    return [...(served ? [served] : []), ...this.#workers.values()];
   }
 
   pick(model: string): ServingEngine {
@@ -111,18 +125,20 @@ export class ServingEngines implements EngineSource {
     }
     const engine = best;
     const active = this.#active;
+    async function* counted(events: AsyncIterable<GenerateEvent>): AsyncGenerator<GenerateEvent> {
+      active.set(engine, (active.get(engine) ?? 0) + 1);
+      try {
+        yield* events;
+      } finally {
+        const n = (active.get(engine) ?? 1) - 1;
+        if (n === 0) active.delete(engine);
+        else active.set(engine, n);
+      }
+    }
     return {
       info: engine.info,
-      async *generate(request) {
-        active.set(engine, (active.get(engine) ?? 0) + 1);
-        try {
-          yield* engine.generate(request);
-        } finally {
-          const n = (active.get(engine) ?? 1) - 1;
-          if (n === 0) active.delete(engine);
-          else active.set(engine, n);
-        }
-      },
+      generate: (request) => counted(engine.generate(request)),
+      generateWithTools: (request, use) => counted(engine.generateWithTools(request, use)),
     };
   }
 }

@@ -21,8 +21,8 @@ import {
   tokenizerIdOf,
 } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
-import { seededRandom } from '../../core/random.ts';
-import { sampleToken } from './sampling.ts';
+import { jsonSchemaGrammar } from '../../core/llm/json-grammar.ts';
+import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
 import { Utf8Stream } from './utf8-stream.ts';
 
 export interface WllamaEngineOptions {
@@ -37,7 +37,6 @@ export interface WllamaEngineOptions {
 }
 
 const HASH_LIMIT = 1 << 30;
-const DEFAULT_TOP_K = 40;
 
 /** The gate: a malformed or truncated file is refused with a typed error instead of aborting inside llama.cpp. */
 export async function checkModelFile(model: Blob): Promise<GgufModelInfo> {
@@ -84,7 +83,7 @@ export async function createWllamaEngine(options: WllamaEngineOptions): Promise<
     tokenizerId: await tokenizerIdOf(vocabulary),
     contextSize: loaded.n_ctx,
     kvState: false,
-    grammar: false,
+    grammar: true,
     ...(gguf.chatTemplate === undefined ? {} : { chatTemplate: gguf.chatTemplate }),
     ...(bos === undefined ? {} : { bosToken: bos }),
     ...(eos === undefined ? {} : { eosToken: eos }),
@@ -123,7 +122,6 @@ export class WllamaEngine implements Engine {
   generate(request: GenerateRequest): AsyncIterable<GenerateEvent> {
     // Checked now, so a bad request throws at the call rather than at the first `next()`.
     checkRequest(request, this.info.contextSize);
-    if (request.grammar) throw new FerryError('llm/grammar-unsupported', 'The wllama engine does not constrain output with a grammar; send the request without one, or use an engine whose info.grammar is true.');
     this.#live();
     return this.#generate(request);
   }
@@ -171,7 +169,6 @@ export class WllamaEngine implements Engine {
     const prompt = await preparePrompt({ info: this.info, tokenize: (text, o) => this.wllama.tokenize(text, o?.special ?? false) }, request.prompt);
     checkTokenIds(prompt, this.vocabularySize);
     const budget = Math.min(request.maxTokens, roomAfter(prompt.length, this.info.contextSize));
-    const temperature = request.temperature ?? 0;
     const stops = new StopSequences(request.stop);
     const text = new Utf8Stream();
     const tokens: number[] = [];
@@ -181,8 +178,7 @@ export class WllamaEngine implements Engine {
 
     const cached = await this.#prefill(prompt, signal);
     if (cached === undefined) finish = 'cancelled';
-    const random = seededRandom(request.seed ?? (Math.random() * 2 ** 32) >>> 0);
-    if (finish !== 'cancelled' && temperature === 0) await this.wllama.samplingInit({ temp: 0 });
+    const picker = finish === 'cancelled' ? undefined : await this.#picker(request, prompt, tokens);
 
     while (finish !== 'cancelled' && tokens.length < budget) {
       if (signal?.aborted) {
@@ -193,7 +189,7 @@ export class WllamaEngine implements Engine {
         await this.wllama.decode([tokens[tokens.length - 1]!], {});
         this.#kvTokens.push(tokens[tokens.length - 1]!);
       }
-      const id = temperature === 0 ? (await this.wllama.samplingSample()).token : await this.#sample(temperature, request, random);
+      const id = await picker!();
       clock.token();
       if (this.wllama.isTokenEOG(id)) {
         finish = 'stop';
@@ -250,10 +246,30 @@ export class WllamaEngine implements Engine {
     return common;
   }
 
-  async #sample(temperature: number, request: GenerateRequest, random: () => number): Promise<number> {
-    const candidates = await this.wllama.getLogits(request.topK || DEFAULT_TOP_K);
-    return sampleToken(candidates, { temperature, topP: request.topP ?? 1, random });
+  // ---- Grammar and sampling: how the next token is picked (everything else in this file is the engine's plumbing).
+  /**
+   * Greedy decoding, and any generation under a grammar, stay inside llama.cpp (a grammar's tokens are accepted
+   * into its state as they are picked). Sampling goes through Ferry's sampler over the top candidates' probabilities,
+   * with the random number of (seed, position), so its tokens equal node-llama-cpp's on the same file.
+   */
+  async #picker(request: GenerateRequest, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
+    const temperature = request.temperature ?? 0;
+    const grammar = request.grammar && (request.grammar.kind === 'gbnf' ? request.grammar.text : jsonSchemaGrammar(request.grammar.schema));
+    if (temperature === 0 || grammar) {
+      await this.wllama.samplingInit({ temp: 0, ...(grammar ? { grammar } : {}) });
+      return async () => {
+        const { token } = await this.wllama.samplingSample();
+        if (grammar) await this.wllama.samplingAccept([token]);
+        return token;
+      };
+    }
+    const settings = { temperature, topK: request.topK, topP: request.topP, minP: request.minP, repeatPenalty: request.repeatPenalty, seed: request.seed ?? 0 };
+    return async () => {
+      const history = [...prompt, ...generated];
+      return sampleToken(await this.wllama.getLogits(candidateCount(settings)), settings, history.length, history);
+    };
   }
+  // ---- end of grammar and sampling
 
   async #piece(id: number): Promise<Uint8Array> {
     let piece = this.#pieces.get(id);

@@ -9,6 +9,7 @@
  * not retried.
  */
 import { FerryError, isFerryError } from '../errors.ts';
+import { generateWithTools } from '../llm/tool-generation.ts';
 import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, fromBase64Url, parseWire, workerPaths, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
 import type { RunHost } from './run-host.ts';
 
@@ -142,7 +143,11 @@ export class NodeLink {
           calls.set(call, abort);
           void (async () => {
             try {
-              for await (const event of this.opts.host.engine.generate({ ...request, signal: abort.signal })) send({ type: 'generation', call, event });
+              const { tools, ...rest } = request;
+              const engine = this.opts.host.engine;
+              const events = tools ? generateWithTools(engine, { ...rest, signal: abort.signal }, tools) : engine.generate({ ...rest, signal: abort.signal });
+              // Only the engine's own fields cross the wire (a tool generation's done event has more).
+              for await (const event of events) send({ type: 'generation', call, event: event.type === 'done' ? { type: 'done', finishReason: event.finishReason, text: event.text, tokens: event.tokens, stats: event.stats } : event });
             } catch (err) {
               const error = isFerryError(err) ? { code: err.code, message: err.message } : { code: 'llm/generate-failed', message: err instanceof Error ? err.message : String(err) };
               send({ type: 'generation-failed', call, error });

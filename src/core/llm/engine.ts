@@ -59,10 +59,19 @@ export type Grammar =
 export interface GenerateRequest {
   readonly prompt: Prompt;
   readonly maxTokens: number;
-  /** 0 (the default) is greedy decoding: the same model file gives the same tokens everywhere. */
+  /**
+   * 0 (the default) is greedy decoding: the same model file gives the same tokens everywhere. Above 0, local
+   * engines sample with Ferry's sampler (sampler.ts), whose state is (seed, position): the same model file gives
+   * the same tokens everywhere too, and a continuation from the same ids goes on as if never cut.
+   */
   readonly temperature?: number;
+  /** Candidates to sample from (0 = the sampler's default). */
   readonly topK?: number;
   readonly topP?: number;
+  /** Drop candidates less likely than minP × the most likely one. */
+  readonly minP?: number;
+  /** Divide the probability of ids among the last 64 by this (1 = off). */
+  readonly repeatPenalty?: number;
   readonly seed?: number;
   readonly stop?: readonly string[];
   readonly grammar?: Grammar;

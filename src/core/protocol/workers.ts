@@ -72,6 +72,8 @@ export const WireGenerateRequestSchema = v.strictObject({
   temperature: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(2))),
   topK: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   topP: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1))),
+  minP: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1))),
+  repeatPenalty: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(10))),
   seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff))),
   stop: v.optional(v.pipe(v.array(Label(1024)), v.maxLength(16), v.readonly())),
   grammar: v.optional(v.variant('kind', [
@@ -79,6 +81,11 @@ export const WireGenerateRequestSchema = v.strictObject({
     v.strictObject({ kind: v.literal('gbnf'), text: Label(64 * 1024) }),
   ])),
   slot: v.optional(Label(256)),
+  /** Generate with tools (llm/tool-generation.ts) on the worker, which holds the tokenizer the phases need. */
+  tools: v.optional(v.strictObject({
+    tools: v.pipe(v.array(v.strictObject({ name: Label(256), description: Label(64 * 1024), parameters: v.record(v.string(), v.unknown()) })), v.maxLength(128), v.readonly()),
+    choice: v.optional(v.union([v.picklist(['auto', 'required', 'none']), v.strictObject({ name: Label(256) })])),
+  })),
 });
 export type WireGenerateRequest = v.InferOutput<typeof WireGenerateRequestSchema>;
 

@@ -43,10 +43,10 @@
  */
 import { FerryError } from '../errors.ts';
 import type { ChatTemplate } from '../llm/chat-template.ts';
-import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Prompt } from '../llm/engine.ts';
+import type { Engine, FinishReason, GenerateRequest, GenerationStats, Prompt } from '../llm/engine.ts';
 import type { ChatMessage } from '../llm/messages.ts';
-import { preparePrompt } from '../llm/prompt.ts';
 import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
+import { generateWithTools, type GeneratedSoFar, type OpenCall, type ToolChoice, type ToolGenerationEvent } from '../llm/tool-generation.ts';
 import type { SessionEvent } from '../session/index.ts';
 import { checkJsonSchema } from './json-schema.ts';
 import { MAX_TEXT_BYTES, type Agent, type AgentAction, type AgentEvent, type AgentInfo, type ChildResult, type SubTask, type ToolInfo } from './wit.ts';
@@ -66,12 +66,15 @@ export interface ToolOutcome {
   output: string;
 }
 
+/** A session's sampling settings (GenerateRequest's); temperature 0 is greedy. */
 export interface Sampling {
   maxTokens: number;
   temperature: number;
   seed: number;
   topK?: number;
   topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
 }
 
 export const DEFAULT_SAMPLING: Sampling = { maxTokens: 256, temperature: 0, seed: 0 };
@@ -94,6 +97,17 @@ export interface CutGeneration {
   maxTokens: number;
   temperature: number;
   stop: string[];
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  /**
+   * The sampler's state: its seed and the position of the next token in the sequence (prompt ids + `tokens`).
+   * Absent in checkpoints from before sampling moved with a session.
+   */
+  sampler?: { seed: number; position: number };
+  /** A tool call the cut fell inside: it is written again from there (llm/tool-generation.ts). */
+  openCall?: OpenCall;
 }
 
 /** The loop's own state between steps: checkpointed with the components, so a restored loop continues exactly. */
@@ -178,6 +192,11 @@ export interface LoopOptions {
    * the step as `runtime/step-failed`, like a tool call that could not complete.
    */
   runChildren?: LoopChildren;
+  /**
+   * Which tool calls a generation may or must make (default 'auto': the model decides; a call it starts is
+   * constrained by the tools' schemas where the engine takes a grammar). 'required' makes every generation one call.
+   */
+  toolChoice?: ToolChoice;
   /** Called after every step; may return a checkpoint id, which is streamed as a `checkpoint` event. */
   afterStep?: (record: StepRecord) => Promise<string | void>;
   /** A run stops (paused: step-limit) after this many steps, so a looping agent cannot run forever. */
@@ -345,87 +364,96 @@ export class AgentLoop {
       prompt: this.#template ? { text: this.#template.render(chat) } : { messages: chat },
       // The agent may ask for fewer tokens than the session allows, never more.
       maxTokens: Math.max(1, Math.min(params.maxTokens ?? this.#sampling.maxTokens, this.#sampling.maxTokens)),
-      temperature: params.temperature ?? this.#sampling.temperature,
+      sampling: { ...this.#sampling, temperature: params.temperature ?? this.#sampling.temperature },
       stop: params.stop,
     }, signal);
-    for await (const event of engine.generate(request)) {
-      if (event.type === 'token') {
-        yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
-        continue;
-      }
-      const tokens = [...event.tokens];
-      yield { type: 'generation', text: event.text, finishReason: event.finishReason, tokens } satisfies LoopEvent;
-      const sessionEvent = this.#generationEvent(event, tokens);
-      const cut: CutGeneration = {
-        prompt: request.prompt,
-        tokenizerId: engine.info.tokenizerId,
-        tokens,
-        text: event.text,
-        maxTokens: request.maxTokens,
-        temperature: request.temperature ?? 0,
-        stop: [...(request.stop ?? [])],
-      };
-      return { text: event.text, finishReason: event.finishReason, tokens, event: sessionEvent, cut, stats: event.stats };
+    const done = yield* this.#stream(request);
+    const tokens = [...done.tokens];
+    yield { type: 'generation', text: done.text, finishReason: done.finishReason, tokens } satisfies LoopEvent;
+    const cut: CutGeneration = { ...cutOf(request, done), prompt: request.prompt, tokenizerId: engine.info.tokenizerId, tokens, text: done.text };
+    return { text: done.text, finishReason: done.finishReason, tokens, event: this.#generationEvent(done, tokens, done.text), cut, stats: done.stats };
+  }
+
+  /** Runs a generation with the granted tools, streaming its tokens; returns its done event. */
+  async *#stream(request: GenerateRequest, sofar?: GeneratedSoFar): AsyncGenerator<LoopEvent, Extract<ToolGenerationEvent, { type: 'done' }>> {
+    const engine = this.#options.engine;
+    const use = { tools: this.#specs, ...(this.#options.toolChoice ? { choice: this.#options.toolChoice } : {}) };
+    for await (const event of generateWithTools(engine, request, use, sofar)) {
+      if (event.type === 'done') return event;
+      yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
     }
     throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
   }
 
   /**
-   * Continues a cut generation (a step of its own, checkpointed): prompt + the ids so far, the rest of the budget.
-   * Cut again, the state keeps the longer cut; finished, the agent's pending result becomes the whole generation.
+   * Continues a cut generation (a step of its own, checkpointed): prompt + the ids so far, the rest of the budget,
+   * with the cut's own settings and sampler state, so a sampled generation goes on as if never cut. Cut again, the
+   * state keeps the longer cut; finished, the agent's pending result becomes the whole generation.
    */
   async *#continueCut(cut: CutGeneration, input: AgentEvent, signal: AbortSignal | undefined): AsyncGenerator<LoopEvent> {
     const t0 = performance.now();
     const step = this.#state.steps + 1;
     yield { type: 'step', step, input: input.tag };
     const engine = this.#options.engine;
-    const left = cut.maxTokens - cut.tokens.length;
     let finishReason: FinishReason = 'length';
-    let text = '';
-    let tokens: number[] = [];
+    let whole: CutGeneration = cut;
     const events: SessionEvent[] = [];
     const usage: TokenUsage = { promptTokens: 0, outputTokens: 0 };
-    if (left > 0) {
-      // Another tokenizer cannot reuse the ids: it continues from the text instead (not token-identical).
-      const sofar = cut.tokenizerId !== '' && cut.tokenizerId === engine.info.tokenizerId ? cut.tokens : await engine.tokenize(cut.text);
-      const request = this.#request({ prompt: { tokens: [...(await preparePrompt(engine, cut.prompt)), ...sofar] }, maxTokens: left, temperature: cut.temperature, stop: cut.stop }, signal);
-      for await (const event of engine.generate(request)) {
-        if (event.type === 'token') {
-          yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
-          continue;
-        }
-        ({ finishReason, text } = event);
-        tokens = [...event.tokens];
-        addUsage(usage, usageOf(event.stats));
-        yield { type: 'generation', text, finishReason, tokens } satisfies LoopEvent;
-        events.push(this.#generationEvent(event, tokens));
-      }
+    if (cut.tokens.length < cut.maxTokens) {
+      const request = this.#request({
+        prompt: cut.prompt,
+        maxTokens: cut.maxTokens,
+        // The cut's own settings: the session's may have changed since, the generation's did not.
+        sampling: { temperature: cut.temperature, seed: cut.sampler?.seed ?? this.#sampling.seed, topK: cut.topK, topP: cut.topP, minP: cut.minP, repeatPenalty: cut.repeatPenalty },
+        stop: cut.stop,
+      }, signal);
+      const done = yield* this.#stream(request, await this.#sofar(cut));
+      finishReason = done.finishReason;
+      addUsage(usage, usageOf(done.stats));
+      // Ids and text past the cut: what this step generated (a call written again from its start comes out the same).
+      const tokens = done.tokens.slice(cut.tokens.length);
+      const text = done.text.slice(cut.text.length);
+      yield { type: 'generation', text, finishReason, tokens } satisfies LoopEvent;
+      events.push(this.#generationEvent(done, tokens, text));
+      whole = { ...cutOf(request, done), prompt: cut.prompt, tokenizerId: engine.info.tokenizerId, tokens: [...done.tokens], text: done.text };
     }
-    const whole = { ...cut, tokens: [...cut.tokens, ...tokens], text: cut.text + text };
-    const result: AgentEvent = { tag: 'generation-result', val: { text: whole.text, finishReason } };
-    if (finishReason === 'cancelled') {
-      this.#state.cut = whole;
-      this.#state.pending = [{ tag: 'generation-result', val: { text: whole.text, finishReason } }, ...this.#state.pending.slice(1)];
-    } else {
-      delete this.#state.cut;
-      this.#state.pending = [result, ...this.#state.pending.slice(1)];
-    }
+    if (finishReason === 'cancelled') this.#state.cut = whole;
+    else delete this.#state.cut;
+    this.#state.pending = [{ tag: 'generation-result', val: { text: whole.text, finishReason } }, ...this.#state.pending.slice(1)];
     this.#state.steps = step;
     const totalMs = performance.now() - t0;
-    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens: tokens.length, usage, childCostMicros: 0 };
+    const tokens = whole.tokens.length - cut.tokens.length;
+    const record: StepRecord = { step, input, actions: [], events, state: this.state, timing: { totalMs, modelMs: totalMs, toolMs: 0, agentMs: 0 }, tokens, usage, childCostMicros: 0 };
     const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
     if (id) yield { type: 'checkpoint', step, id };
   }
 
-  /** A request with the session's sampling settings, slot and signal around what the step decides. */
-  #request(what: { prompt: Prompt; maxTokens: number; temperature: number; stop: readonly string[] }, signal: AbortSignal | undefined): GenerateRequest {
+  /**
+   * A cut's generation as this engine continues it: its ids where the tokenizer is the same, else its text
+   * tokenized again (not token-identical then); an open call's start is kept either way.
+   */
+  async #sofar(cut: CutGeneration): Promise<GeneratedSoFar> {
+    const engine = this.#options.engine;
+    const open = cut.openCall;
+    const openOk = open !== undefined && Number.isSafeInteger(open.tokens) && Number.isSafeInteger(open.text) && open.tokens >= 0 && open.tokens <= cut.tokens.length && open.text >= 0 && open.text <= cut.text.length;
+    if (cut.tokenizerId !== '' && cut.tokenizerId === engine.info.tokenizerId) return { tokens: cut.tokens, text: cut.text, ...(openOk ? { openCall: open } : {}) };
+    if (!openOk) return { tokens: await engine.tokenize(cut.text), text: cut.text };
+    const before = await engine.tokenize(cut.text.slice(0, open.text));
+    return { tokens: [...before, ...(await engine.tokenize(cut.text.slice(open.text)))], text: cut.text, openCall: { tokens: before.length, text: open.text } };
+  }
+
+  /** A request with the given sampling settings (the session's by default), slot and signal around what the step decides. */
+  #request(what: { prompt: Prompt; maxTokens: number; sampling: Omit<Partial<Sampling>, 'maxTokens'> & { temperature: number }; stop: readonly string[] }, signal: AbortSignal | undefined): GenerateRequest {
+    const { temperature, seed, topK, topP, minP, repeatPenalty } = what.sampling;
     return {
       prompt: what.prompt,
       maxTokens: what.maxTokens,
-      temperature: what.temperature,
-      seed: this.#sampling.seed,
-      ...(this.#sampling.topK === undefined ? {} : { topK: this.#sampling.topK }),
-      ...(this.#sampling.topP === undefined ? {} : { topP: this.#sampling.topP }),
+      temperature,
+      seed: seed ?? this.#sampling.seed,
+      ...(topK === undefined ? {} : { topK }),
+      ...(topP === undefined ? {} : { topP }),
+      ...(minP === undefined ? {} : { minP }),
+      ...(repeatPenalty === undefined ? {} : { repeatPenalty }),
       ...(what.stop.length > 0 ? { stop: [...what.stop] } : {}),
       ...(this.#options.slot === undefined ? {} : { slot: this.#options.slot }),
       ...(signal ? { signal } : {}),
@@ -433,12 +461,12 @@ export class AgentLoop {
   }
 
   /** The session event recording a finished (or cut) generation: ids, text, engine, timings. */
-  #generationEvent(done: Extract<GenerateEvent, { type: 'done' }>, tokens: number[]): SessionEvent {
+  #generationEvent(done: Extract<ToolGenerationEvent, { type: 'done' }>, tokens: number[], text: string): SessionEvent {
     const info = this.#options.engine.info;
     return {
       type: 'generation',
       tokens,
-      text: done.text,
+      text,
       engine: { id: label(info.id), kind: info.kind, model: label(info.model) },
       timings: { promptMs: done.stats.prefillMs, generateMs: done.stats.decodeMs },
       finish: done.finishReason === 'cancelled' ? 'abort' : done.finishReason,
@@ -510,6 +538,21 @@ function parseSchema(info: ToolInfo): Record<string, unknown> {
     // fall through
   }
   throw new FerryError('component/bad-output', `Tool "${info.name}" describes its arguments with an args-schema that is not a JSON object; fix the tool.`);
+}
+
+/** What a cut keeps of a generation's request and end: its settings, the sampler's state and any open call. */
+function cutOf(request: GenerateRequest, done: Extract<ToolGenerationEvent, { type: 'done' }>): Omit<CutGeneration, 'prompt' | 'tokenizerId' | 'tokens' | 'text'> {
+  return {
+    maxTokens: request.maxTokens,
+    temperature: request.temperature ?? 0,
+    stop: [...(request.stop ?? [])],
+    ...(request.topK === undefined ? {} : { topK: request.topK }),
+    ...(request.topP === undefined ? {} : { topP: request.topP }),
+    ...(request.minP === undefined ? {} : { minP: request.minP }),
+    ...(request.repeatPenalty === undefined ? {} : { repeatPenalty: request.repeatPenalty }),
+    sampler: { seed: request.seed ?? 0, position: done.position },
+    ...(done.openCall ? { openCall: done.openCall } : {}),
+  };
 }
 
 export function addUsage(to: TokenUsage, from: TokenUsage): void {

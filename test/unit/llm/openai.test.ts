@@ -80,7 +80,7 @@ describe('the OpenAI-compatible endpoint, through the official openai client', (
       model: MODEL,
       messages,
       max_tokens: 60,
-      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { yes: { type: 'boolean' } } } } },
+      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { yes: { type: 'boolean' } }, required: ['yes'] } } },
     });
     expect(typeof (JSON.parse(json.choices[0]?.message.content ?? '') as { yes: unknown }).yes).toBe('boolean');
   });
@@ -168,7 +168,7 @@ describe('the OpenAI-compatible engine against the relay endpoint', () => {
     });
     expect(cancelled.finishReason).toBe('cancelled');
     expect(full.text.startsWith(cancelled.text)).toBe(true);
-    const json = await generateAll(remote, { prompt: { messages }, maxTokens: 60, grammar: { kind: 'json-schema', schema: { type: 'object', properties: { n: { enum: [1, 2] } } } } });
+    const json = await generateAll(remote, { prompt: { messages }, maxTokens: 60, grammar: { kind: 'json-schema', schema: { type: 'object', properties: { n: { enum: [1, 2] } }, required: ['n'] } } });
     expect([1, 2]).toContain((JSON.parse(json.text) as { n: unknown }).n);
   });
 

@@ -18,33 +18,49 @@ describe('checkJsonSchema', () => {
   it('accepts matching arguments', () => {
     expect(checkJsonSchema(schema, { op: 'add', title: 'x', id: 3, tags: ['a'] })).toEqual([]);
     expect(checkJsonSchema({}, 'anything')).toEqual([]);
+    expect(checkJsonSchema(true, 1)).toEqual([]);
   });
 
-  it('names every problem by its path', () => {
+  it('names every problem by its path, without the summaries of its parents', () => {
     expect(checkJsonSchema(schema, { title: '', id: 1.5, tags: ['a', 2, 'c'], extra: true })).toEqual([
-      'arguments.op: is required',
-      'arguments.title: must be at least 1 characters',
-      'arguments.id: must be an integer, got a number',
-      'arguments.tags: allows at most 2 items',
-      'arguments.tags[1]: must be a string, got an integer',
-      'arguments.extra: is not an allowed property (allowed: op, title, id, tags)',
+      'arguments: Instance does not have required property "op".',
+      'arguments.title: String is too short (0 < 1).',
+      'arguments.id: Instance type "number" is invalid. Expected "integer".',
+      'arguments.tags: Array has too many items (3 > 2).',
+      'arguments.tags[1]: Instance type "number" is invalid. Expected "string".',
+      'arguments: Property "extra" does not match additional properties schema.',
     ]);
-    expect(checkJsonSchema(schema, [])).toEqual(['arguments: must be an object, got an array']);
-    expect(checkJsonSchema(schema, { op: 'zap' })).toEqual(['arguments.op: must be one of "add", "list"']);
+    expect(checkJsonSchema(schema, [])).toEqual(['arguments: Instance type "array" is invalid. Expected "object".']);
+    expect(checkJsonSchema(schema, { op: 'zap' })[0]).toMatch(/^arguments\.op: Instance does not match any of \["add","list"\]/);
   });
 
-  it('oneOf / anyOf: none matching gives the closest alternative; several matching a oneOf is refused', () => {
+  it('oneOf: none matching names what each form missed; several matching is refused', () => {
     const forms = { oneOf: [{ properties: { op: { const: 'get' }, id: { type: 'integer' } }, required: ['op', 'id'] }, { properties: { op: { const: 'list' } }, required: ['op'] }] };
     expect(checkJsonSchema(forms, { op: 'get', id: 2 })).toEqual([]);
-    expect(checkJsonSchema(forms, { op: 'get' })).toEqual(['arguments: matches none of the allowed forms; closest: arguments.id: is required']);
-    expect(checkJsonSchema({ oneOf: [{ type: 'integer' }, { type: 'number' }] }, 3)).toEqual(['arguments: matches more than one of the allowed forms']);
+    expect(checkJsonSchema(forms, { op: 'get' })).toEqual([
+      'arguments: Instance does not match exactly one subschema (0 matches).',
+      'arguments: Instance does not have required property "id".',
+      'arguments.op: Instance does not match "list".',
+    ]);
+    expect(checkJsonSchema({ oneOf: [{ type: 'integer' }, { type: 'number' }] }, 3)).toEqual(['arguments: Instance does not match exactly one subschema (2 matches).']);
   });
 
-  it('refuses values nested past the depth limit instead of recursing without end', () => {
+  it('the keywords the old subset ignored are checked too: pattern, format, $ref, exclusive bounds, uniqueItems', () => {
+    const full = {
+      $defs: { name: { type: 'string', pattern: '^[a-z]+$' } },
+      type: 'object',
+      properties: { name: { $ref: '#/$defs/name' }, n: { type: 'number', exclusiveMaximum: 3 }, list: { type: 'array', uniqueItems: true } },
+    };
+    expect(checkJsonSchema(full, { name: 'abc', n: 2.5, list: [1, 2] })).toEqual([]);
+    const problems = checkJsonSchema(full, { name: 'A1', n: 3, list: [1, 1] });
+    expect(problems.some((p) => p.startsWith('arguments.name: ') && p.includes('pattern'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('arguments.n: '))).toBe(true);
+    expect(problems.some((p) => p.startsWith('arguments.list: '))).toBe(true);
+  });
+
+  it('refuses values nested past the depth limit instead of walking them', () => {
     let value: unknown = 'x';
     for (let i = 0; i < 40; i++) value = [value];
-    let nested: Record<string, unknown> = { type: 'string' };
-    for (let i = 0; i < 40; i++) nested = { type: 'array', items: nested };
-    expect(checkJsonSchema(nested, value).some((p) => p.includes('nested too deeply'))).toBe(true);
+    expect(checkJsonSchema({}, value)).toEqual(['arguments: nested too deeply (more than 32 levels)']);
   });
 });

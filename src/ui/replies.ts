@@ -21,8 +21,9 @@ export class ReplyTracker {
   #generation: string | null = null;
 
   /** Takes the next event; for a reply, returns what it adds (see replyAddition), otherwise null. */
-  next(event: Pick<SessionEvent, 'type'> & { text?: string }): string | null {
-    if (event.type === 'generation') this.#generation = event.text ?? '';
+  next(event: Pick<SessionEvent, 'type'> & { text?: string; continues?: true }): string | null {
+    // A piece that continues a cut generation extends it: the reply builds on the whole.
+    if (event.type === 'generation') this.#generation = event.continues && this.#generation !== null ? this.#generation + (event.text ?? '') : (event.text ?? '');
     if (event.type !== 'reply') return null;
     const shown = replyAddition(this.#generation, event.text ?? '');
     this.#generation = null;

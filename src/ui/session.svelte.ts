@@ -38,12 +38,22 @@ export class OpenSession {
   #frame = 0;
   #stopWatching: (() => void) | undefined;
   #reloading: Promise<void> | undefined;
+  /** The run that goes on after a move, while it does: a message sent meanwhile waits for it. */
+  #moved = $state.raw<Promise<void> | undefined>(undefined);
 
   constructor(readonly id: string) {}
 
   /** The agent is working on this session, wherever it runs. */
   get running(): boolean {
     return this.#runs > 0;
+  }
+
+  /**
+   * The only run going on is the one a move left, and nothing streams from it (no step was cut, so it ends at once):
+   * a message may be sent, and goes once it has.
+   */
+  get settlingMove(): boolean {
+    return this.#moved !== undefined && this.#runs === 1 && this.live.text === '';
   }
 
   /** Runs here: branch work and the workspace's own changes are possible. */
@@ -167,6 +177,8 @@ export class OpenSession {
    * checkpoint of the step that takes it lands, a tab that dies offers it again.
    */
   async send(text: string, saved?: () => void): Promise<boolean> {
+    // Right after a move the session is taken over there (a cut step continues): the message goes once that pauses.
+    if (this.settlingMove) await this.#moved;
     if (!this.#session || this.busy || this.running) return false;
     const body = text.trim();
     this.#runs++;
@@ -217,10 +229,18 @@ export class OpenSession {
   /** Counts the run that goes on after a move (there, or continuing here) until it pauses. */
   async #follow(): Promise<void> {
     this.#runs++;
+    const followed = (async () => {
+      try {
+        await (await ui.host()).settled(this.id);
+      } finally {
+        await this.#settle();
+      }
+    })();
+    this.#moved = followed;
     try {
-      await (await ui.host()).settled(this.id);
+      await followed;
     } finally {
-      await this.#settle();
+      if (this.#moved === followed) this.#moved = undefined;
     }
   }
 

@@ -70,6 +70,14 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
   }
   if (request.grammar) throw new FerryError('llm/bad-request', 'A generation with tools builds its own grammar; send either tools or a grammar.');
   const constrained = engine.info.grammar && choice !== 'none' && tools.length > 0;
+  if (!constrained && !sofar) {
+    // Nothing to constrain: one plain generation, its prompt as given (an upstream may need the messages themselves).
+    for await (const event of engine.generate(request)) {
+      if (event.type === 'token') yield event;
+      else yield { ...event, calls: 0, position: event.stats.promptTokens + event.tokens.length };
+    }
+    return;
+  }
   const prompt = await preparePrompt(engine, request.prompt);
   const stops = [...(request.stop ?? [])];
   // A cut call is written again from its start: greedy under the same grammar, it comes out the same.

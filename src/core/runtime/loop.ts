@@ -414,7 +414,7 @@ export class AgentLoop {
       const tokens = done.tokens.slice(cut.tokens.length);
       const text = done.text.slice(cut.text.length);
       yield { type: 'generation', text, finishReason, tokens } satisfies LoopEvent;
-      events.push(this.#generationEvent(done, tokens, text));
+      events.push(this.#generationEvent(done, tokens, text, true));
       whole = { ...cutOf(request, done), prompt: cut.prompt, tokenizerId: engine.info.tokenizerId, tokens: [...done.tokens], text: done.text };
     }
     if (finishReason === 'cancelled') this.#state.cut = whole;
@@ -460,8 +460,8 @@ export class AgentLoop {
     };
   }
 
-  /** The session event recording a finished (or cut) generation: ids, text, engine, timings. */
-  #generationEvent(done: Extract<ToolGenerationEvent, { type: 'done' }>, tokens: number[], text: string): SessionEvent {
+  /** The session event recording a finished (or cut) generation: ids, text, engine, timings; `continues` a cut one. */
+  #generationEvent(done: Extract<ToolGenerationEvent, { type: 'done' }>, tokens: number[], text: string, continues = false): SessionEvent {
     const info = this.#options.engine.info;
     return {
       type: 'generation',
@@ -470,6 +470,7 @@ export class AgentLoop {
       engine: { id: label(info.id), kind: info.kind, model: label(info.model) },
       timings: { promptMs: done.stats.prefillMs, generateMs: done.stats.decodeMs },
       finish: done.finishReason === 'cancelled' ? 'abort' : done.finishReason,
+      ...(continues ? { continues: true as const } : {}),
       at: (this.#options.now ?? Date.now)(),
     };
   }

@@ -33,6 +33,8 @@ const EventSchema = v.variant('type', [
     engine: EngineRef,
     timings: v.object({ promptMs: time, generateMs: time }),
     finish: v.picklist(['stop', 'length', 'abort', 'tool-call']),
+    /** It continues the generation cut just before it (a move, or a resume after a stop): one reply, in pieces. */
+    continues: v.optional(v.literal(true)),
     at: time,
   }),
   v.object({ type: v.literal('tool-call'), callId: label, tool: label, args: text, at: time }),

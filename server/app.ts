@@ -85,7 +85,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   });
   installErrorHandling(app);
 
-  const store = await RelayStore.open(config.dataDir);
+  const store = await RelayStore.open(config.dataDir, config.shared);
   app.addHook('onClose', async () => store.close());
   // For benchmarks and operator tools in the same process; requests never reach it except through the API.
   app.decorate('relayStore', store);
@@ -132,11 +132,19 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   });
   await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs });
 
-  app.get('/healthz', async () => ({
-    status: 'ok',
-    version: ferryVersion,
-    uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-  }));
+  // Each dependency checked now: a load balancer takes a replica out while its database or object storage is down.
+  app.get('/healthz', async (_request, reply) => {
+    const dependencies = await store.health();
+    const ok = Object.values(dependencies).every((d) => d.status === 'ok');
+    void reply.code(ok ? 200 : 503).header('cache-control', 'no-store');
+    return {
+      status: ok ? 'ok' : 'unavailable',
+      version: ferryVersion,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      backend: config.shared ? 'shared' : 'embedded',
+      dependencies,
+    };
+  });
 
   await app.register(fastifyStatic, {
     root: config.staticDir,

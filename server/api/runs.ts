@@ -38,7 +38,7 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
     const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
     fromBase64Url(body.key, 'protocol/bad-request');
     opts.dispatcher.checkPlacement(body.where);
-    opts.store.snapshots.authorize(body.snapshot, body.writeToken);
+    await opts.store.snapshots.authorize(body.snapshot, body.writeToken);
     const run = opts.runs.create(body.snapshot);
     await opts.dispatcher.start(run.id, body);
     void reply.code(202).header('cache-control', 'no-store');
@@ -53,7 +53,7 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
   app.post(paths.runStop(':id'), async (request): Promise<RunRecord> => {
     const id = runId(request.params);
     const run = record(id);
-    opts.store.snapshots.authorize(run.snapshot, bearer(request.headers.authorization));
+    await opts.store.snapshots.authorize(run.snapshot, bearer(request.headers.authorization));
     await opts.dispatcher.stop(id);
     return record(id);
   });

@@ -130,7 +130,7 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     const id = snapshotId(request.params);
     const token = bearer(request.headers.authorization);
     // Nobody without the token gets as far as having the batch looked at.
-    opts.store.snapshots.authorize(id, token);
+    await opts.store.snapshots.authorize(id, token);
     fence(request, id);
     const body = publishBody(request);
     if (body.expect === undefined) throw new FerryError('protocol/bad-request', 'An update must say which manifest it replaces: ?expect=<manifest id> (compare-and-swap).');

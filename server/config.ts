@@ -130,6 +130,9 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const workerToken = checkWorkerToken(values['worker-token'] ?? env.FERRY_WORKER_TOKEN);
   const workerPrice = priceOption(values.price ?? env.FERRY_WORKER_PRICE);
   const shared = sharedOption(values.database ?? env.FERRY_DATABASE, values.objects ?? env.FERRY_OBJECTS, env);
+  if (shared && !workerToken) {
+    throw new FerryError('config/worker-token-required', 'Relay replicas share one worker token (workers attach to any of them, and runs move between them): give every replica the same --worker-token (or FERRY_WORKER_TOKEN), 43 base64url characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d =`.');
+  }
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
     port,

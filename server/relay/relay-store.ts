@@ -12,6 +12,8 @@ import { CONTENTS_LIMITS, LIMITS, checkSealedObject, type SnapshotRecord } from 
 import { FsBackend } from '../store/index.ts';
 import type { SharedLocation } from '../store/locations.ts';
 import type { SharedBackend } from '../store/shared-store.ts';
+import type { PgBus } from './pg-bus.ts';
+import type { RunLog } from './run-log.ts';
 import { RunRegistry } from './run-registry.ts';
 import { SnapshotRegistry, SqliteSnapshotTables, type PublishInput, type SnapshotContents } from './snapshot-registry.ts';
 
@@ -34,7 +36,9 @@ export class RelayStore {
   private constructor(
     readonly objects: FsBackend | SharedBackend,
     readonly snapshots: SnapshotRegistry,
-    readonly runs: RunRegistry,
+    readonly runs: RunLog,
+    /** Shared backends only: how replicas hear of each other's events. */
+    readonly bus?: PgBus,
   ) {}
 
   /** Embedded in `<dataDir>/relay/`, or — given `shared` — on Postgres and S3-compatible storage. */
@@ -43,9 +47,19 @@ export class RelayStore {
     await mkdir(dir, { recursive: true });
     if (shared) {
       // Loaded only here: `ferry start` on SQLite and files never loads pg or the AWS SDK.
-      const [{ SharedBackend }, { PgSnapshotTables }] = await Promise.all([import('../store/shared-store.ts'), import('./pg-snapshot-tables.ts')]);
+      const [{ SharedBackend }, { PgSnapshotTables }, { PgBus }, { PgRunLog, RUN_EVENTS_CHANNEL }, { DISPATCH_CHANNEL }] = await Promise.all([
+        import('../store/shared-store.ts'),
+        import('./pg-snapshot-tables.ts'),
+        import('./pg-bus.ts'),
+        import('./pg-run-log.ts'),
+        import('./shared-dispatcher.ts'),
+      ]);
       const objects = await SharedBackend.open(shared);
-      return new RelayStore(objects, new SnapshotRegistry(new PgSnapshotTables(objects)), RunRegistry.open(dir));
+      const bus = await PgBus.open(objects.db, [RUN_EVENTS_CHANNEL, DISPATCH_CHANNEL]).catch(async (err: unknown) => {
+        await objects.close();
+        throw err;
+      });
+      return new RelayStore(objects, new SnapshotRegistry(new PgSnapshotTables(objects)), new PgRunLog(objects.db, bus), bus);
     }
     const objects = await FsBackend.open(dir);
     return new RelayStore(objects, new SnapshotRegistry(new SqliteSnapshotTables(objects, dir)), RunRegistry.open(dir));
@@ -142,7 +156,8 @@ export class RelayStore {
   }
 
   async close(): Promise<void> {
-    this.runs.close();
+    await this.runs.close();
+    await this.bus?.close();
     await this.objects.close();
   }
 }

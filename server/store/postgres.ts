@@ -22,6 +22,14 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX reflog_by_name ON reflog (name, seq);
    CREATE TABLE snapshots (id text PRIMARY KEY, token_hash bytea NOT NULL, created_at bigint NOT NULL);
    CREATE TABLE snapshot_structure (snapshot text NOT NULL, manifest text NOT NULL, ids bytea NOT NULL, PRIMARY KEY (snapshot, manifest));`,
+  // 2: runs and their event logs (events are opaque payloads), the workers attached to each replica, and the
+  // claims: which replica dispatches which run, under a lease, with its request sealed.
+  `CREATE TABLE runs (id text PRIMARY KEY, snapshot text NOT NULL, status text NOT NULL, events integer NOT NULL DEFAULT 0, error text, created_at bigint NOT NULL, updated_at bigint NOT NULL);
+   CREATE TABLE run_events (run text NOT NULL REFERENCES runs(id) ON DELETE CASCADE, seq integer NOT NULL, event text NOT NULL, PRIMARY KEY (run, seq));
+   CREATE TABLE relay_workers (id text PRIMARY KEY, replica text NOT NULL, space text, embedded boolean NOT NULL, profile jsonb NOT NULL, runs integer NOT NULL DEFAULT 0, seen_at timestamptz NOT NULL DEFAULT now());
+   CREATE INDEX relay_workers_by_space ON relay_workers (space);
+   CREATE TABLE run_claims (run text PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE, request bytea NOT NULL, node text, start_version integer NOT NULL,
+     attempt integer NOT NULL DEFAULT 0, replica text, worker text, lease_until timestamptz);`,
 ];
 
 /** Any constant that names this schema's lock among other users of the same database. */
@@ -157,9 +165,6 @@ function isConnectionFailure(cause: unknown): boolean {
   if (typeof code === 'string' && (code.startsWith('08') || /^57P0[1-4]$/.test(code) || /^E(CONNREFUSED|CONNRESET|PIPE|HOSTUNREACH|TIMEDOUT|AI_AGAIN)$/.test(code) || code === 'ENOTFOUND')) return true;
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended/i.test(messageOf(cause));
 }
-
-/** A Postgres unique violation: another writer inserted the same key first. */
-export const isUniqueViolation = (cause: unknown): boolean => (cause as { code?: unknown } | null)?.code === '23505';
 
 export function unavailable(what: string, cause: unknown): FerryError {
   return new FerryError('store/unavailable', `The relay cannot reach ${what} (${messageOf(cause)}); nothing was changed. Retry shortly.`, { cause });

@@ -30,9 +30,10 @@ describe('relay replicas on Postgres and S3-compatible storage', () => {
   beforeAll(async () => {
     [pg, s3, dirs] = await Promise.all([startPostgres(), startS3Server(), makeTempDirs()]);
     const shared = { database: pg.url(), objects: s3.location() };
+    const workerToken = 'r'.repeat(43);
     // Two replicas of one deployment: each its own data folder, the same database and bucket.
-    a = await startTestRelay({ staticDir: dirs.staticDir, dataDir: `${dirs.dataDir}-a`, shared });
-    b = await startTestRelay({ staticDir: dirs.staticDir, dataDir: `${dirs.dataDir}-b`, shared });
+    a = await startTestRelay({ staticDir: dirs.staticDir, dataDir: `${dirs.dataDir}-a`, shared, workerToken });
+    b = await startTestRelay({ staticDir: dirs.staticDir, dataDir: `${dirs.dataDir}-b`, shared, workerToken });
   });
 
   afterAll(async () => {

@@ -4,6 +4,8 @@ import { resolveConfig } from '../../server/config.ts';
 import { parseObjectsUrl } from '../../server/store/locations.ts';
 import { isFerryError } from '../../src/core/errors.ts';
 
+const TOKEN = 't'.repeat(43);
+
 const code = (fn: () => unknown): string | undefined => {
   try {
     fn();
@@ -19,13 +21,17 @@ describe('shared backend configuration', () => {
   });
 
   it('takes flags, or the environment, flags first', () => {
-    const env = { FERRY_DATABASE: 'postgres://env@db/ferry', FERRY_OBJECTS: 's3://env-bucket' };
+    const env = { FERRY_DATABASE: 'postgres://env@db/ferry', FERRY_OBJECTS: 's3://env-bucket', FERRY_WORKER_TOKEN: TOKEN };
     expect(resolveConfig([], env).shared).toEqual({ database: 'postgres://env@db/ferry', objects: 's3://env-bucket' });
     expect(resolveConfig(['--database', 'postgresql://u:p@h:5432/d', '--objects', 's3://b-1/p?endpoint=http://h:9000'], env).shared).toEqual({ database: 'postgresql://u:p@h:5432/d', objects: 's3://b-1/p?endpoint=http://h:9000' });
   });
 
+  it('needs one worker token for every replica', () => {
+    expect(code(() => resolveConfig(['--database', 'postgres://h/d', '--objects', 's3://bucket'], {}))).toBe('config/worker-token-required');
+  });
+
   it('refuses one without the other, and malformed locations, without echoing a password', () => {
-    expect(code(() => resolveConfig(['--database', 'postgres://h/d'], {}))).toBe('config/shared-incomplete');
+    expect(code(() => resolveConfig(['--database', 'postgres://h/d'], { FERRY_WORKER_TOKEN: TOKEN }))).toBe('config/shared-incomplete');
     expect(code(() => resolveConfig([], { FERRY_OBJECTS: 's3://bucket' }))).toBe('config/shared-incomplete');
     expect(code(() => resolveConfig(['--database', 'mysql://u:secret@h/d', '--objects', 's3://bucket'], {}))).toBe('config/bad-database');
     expect(() => resolveConfig(['--database', 'mysql://u:secret@h/d', '--objects', 's3://bucket'], {})).toThrow(/\*\*\*/);

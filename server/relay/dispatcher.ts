@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
-import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList, type WorkerProfile } from '../../src/core/protocol/index.ts';
+import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList } from '../../src/core/protocol/index.ts';
 import { noWorker } from './errors.ts';
 import type { RunLog } from './run-log.ts';
 import type { RunDispatch, WorkerHandle } from './run-dispatch.ts';

@@ -144,6 +144,8 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       version: ferryVersion,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       backend: config.shared ? 'shared' : 'embedded',
+      // Which replica answered (shared backends): its claims in Postgres name it so.
+      ...(dispatcher.replica ? { replica: dispatcher.replica } : {}),
       dependencies,
     };
   });

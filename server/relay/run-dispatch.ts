@@ -20,6 +20,8 @@ export interface WorkerHandle {
 }
 
 export interface RunDispatch {
+  /** This replica's id, where there are replicas. */
+  readonly replica?: string;
   /** A worker is coming (its model is loading): until it attaches or fails, new runs wait for it. */
   expect(): { attached(): void; failed(error: { code: string; message: string }): void };
   /** Resolves once no worker is on its way any more (or after `timeoutMs`). */

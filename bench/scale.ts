@@ -191,6 +191,8 @@ async function replicaFigures(root: string, db: PostgresServer, s3: S3Server, fi
     // Failover: kill -9 of the replica holding the run's worker, at a token after an acknowledged checkpoint.
     const published = await session(600, replicas[0]!.url, true);
     const run = await start(replicas[0]!.url, published, { type: 'user', text: 'Tell me a long story about ferries.' });
+    // The next event after the kill is the first the new holder writes: the loss it found (events already in
+    // flight from the victim, written before the kill, arrive sooner and do not count).
     let killedAt = 0;
     let nextAt = 0;
     let published1 = false;
@@ -212,7 +214,7 @@ async function replicaFigures(root: string, db: PostgresServer, s3: S3Server, fi
           victim.child.kill('SIGKILL');
           killedAt = performance.now();
         }
-      } else if (nextAt === 0) nextAt = performance.now();
+      } else if (nextAt === 0 && m.event.type === 'worker-lost') nextAt = performance.now();
     });
     figures.replica_failover_ms = compared(nextAt - killedAt, 'ms', 'goal_ms', 3000);
   } finally {

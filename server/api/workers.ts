@@ -127,6 +127,8 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
           abandon: () => undefined,
         });
       } catch (err) {
+        // The shared database is out of reach: not a refusal — the worker reconnects and says hello again.
+        if (err instanceof FerryError && err.code === 'store/unavailable') return close(1013, 'try again later');
         const error = err instanceof FerryError ? { code: err.code, message: err.message } : { code: 'relay/worker-refused', message: String(err) };
         send({ type: 'refused', error });
         return close(WORKER_CLOSE.refused, error.code);

@@ -144,20 +144,41 @@ export class PgRunLog implements RunLog {
     const now = Date.now();
     await this.db.transaction(async (tx) => {
       const notes: Note[] = [];
+      // Consecutive appends (of any runs) are written with one statement each for numbering and inserting.
+      let appends: Extract<Job, { kind: 'events' }>[] = [];
+      const writeAppends = async (): Promise<void> => {
+        if (appends.length === 0) return;
+        const byRun = new Map<string, string[]>();
+        for (const j of appends) byRun.set(j.run, [...(byRun.get(j.run) ?? []), ...j.events]);
+        appends = [];
+        const runs = [...byRun.keys()];
+        const { rows } = await tx.query<{ id: string; events: number }>(
+          'UPDATE runs SET events = runs.events + t.n, updated_at = $3 FROM unnest($1::text[], $2::integer[]) AS t(id, n) WHERE runs.id = t.id RETURNING runs.id, runs.events',
+          [runs, runs.map((r) => byRun.get(r)!.length), now],
+        );
+        // A run that does not exist (never created here) has nowhere to put its events.
+        const ids: string[] = [];
+        const seqs: number[] = [];
+        const texts: string[] = [];
+        for (const { id, events: end } of rows) {
+          const events = byRun.get(id)!;
+          const first = end - events.length;
+          events.forEach((e, i) => (ids.push(id), seqs.push(first + i), texts.push(e)));
+          const inline = JSON.stringify({ run: id, seq: first, events });
+          notes.push(inline.length <= MAX_NOTIFY_BYTES ? { run: id, seq: first, events } : { run: id, to: end });
+        }
+        if (ids.length > 0) await tx.query('INSERT INTO run_events (run, seq, event) SELECT * FROM unnest($1::text[], $2::integer[], $3::text[])', [ids, seqs, texts]);
+      };
       for (const job of batch) {
-        if (job.kind === 'finish') {
-          await tx.query('UPDATE runs SET status = $2, error = $3, updated_at = $4 WHERE id = $1', [job.run, job.status, job.error, now]);
-          notes.push({ run: job.run, end: true });
+        if (job.kind === 'events') {
+          appends.push(job);
           continue;
         }
-        const { rows } = await tx.query<{ events: number }>('UPDATE runs SET events = events + $2, updated_at = $3 WHERE id = $1 RETURNING events', [job.run, job.events.length, now]);
-        // A run that does not exist (never created here): its events have nowhere to go.
-        if (rows.length === 0) continue;
-        const first = rows[0]!.events - job.events.length;
-        await tx.query('INSERT INTO run_events (run, seq, event) SELECT $1, s, e FROM unnest($2::integer[], $3::text[]) AS t(s, e)', [job.run, job.events.map((_, i) => first + i), job.events]);
-        const inline = JSON.stringify({ run: job.run, seq: first, events: job.events });
-        notes.push(inline.length <= MAX_NOTIFY_BYTES ? { run: job.run, seq: first, events: job.events } : { run: job.run, to: first + job.events.length });
+        await writeAppends();
+        await tx.query('UPDATE runs SET status = $2, error = $3, updated_at = $4 WHERE id = $1', [job.run, job.status, job.error, now]);
+        notes.push({ run: job.run, end: true });
       }
+      await writeAppends();
       for (const chunk of chunks(notes)) await tx.query('SELECT pg_notify($1, $2)', [RUN_EVENTS_CHANNEL, chunk]);
     });
   }

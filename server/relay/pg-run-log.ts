@@ -194,9 +194,10 @@ export class PgRunLog implements RunLog {
   }
 
   async close(): Promise<void> {
-    // Whatever was appended is written before the log closes (unless the database is gone: then it is dropped).
-    await this.flushing;
+    // Whatever was appended is written before the log closes; with the database gone, the flush gives up at its
+    // next failure instead of waiting for it forever (those events are dropped).
     this.closed = true;
+    await this.flushing;
   }
 }
 

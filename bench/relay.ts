@@ -114,11 +114,11 @@ async function produce(send: (i: number, t: number) => void): Promise<void> {
 
 /** One pass through the relay: STREAMS runs, each followed over its own WebSocket. Returns every latency. */
 async function relayPass(relay: { app: FastifyInstance; url: string }): Promise<number[]> {
-  const runs = Array.from({ length: STREAMS }, () => relay.app.relayStore.runs.create('00'.repeat(20)));
+  const runs = await Promise.all(Array.from({ length: STREAMS }, () => relay.app.relayStore.runs.create('00'.repeat(20))));
   const lat: number[] = [];
   const clients = await streamClients(runs.map((r) => `${relay.url.replace('http', 'ws')}/api/v1/runs/${r.id}/events`), lat);
   await produce((i, t) => relay.app.relayStore.runs.append(runs[i]!.id, { type: 'token', text: 'x', id: 1, t }));
-  for (const r of runs) relay.app.relayStore.runs.finish(r.id, 'idle');
+  await Promise.all(runs.map((r) => relay.app.relayStore.runs.finish(r.id, 'idle')));
   clients.forEach((c) => c.close());
   return lat;
 }

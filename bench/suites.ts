@@ -5,7 +5,8 @@ import { placementSuite } from './placement.ts';
 import { pwaSuite } from './pwa.ts';
 import { relaySuite } from './relay.ts';
 import { runtimeSuite } from './runtime.ts';
+import { scaleSuite } from './scale.ts';
 import { sessionSuite } from './session.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite, parallelSuite];
+export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite, parallelSuite, scaleSuite];

@@ -14,6 +14,7 @@ import { RelayStore } from './relay/relay-store.ts';
 import { RunHost } from '../src/core/host/run-host.ts';
 import { openComponentLibrary } from './relay/component-library.ts';
 import { Dispatcher } from './relay/dispatcher.ts';
+import type { RunDispatch } from './relay/run-dispatch.ts';
 import { ServingEngines } from './relay/worker-engines.ts';
 import { openAiApi } from './api/openai.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
@@ -22,6 +23,7 @@ import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts
 import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 import { openNodeSocket } from './worker/remote.ts';
+import { FsBackend } from './store/index.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -85,7 +87,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   });
   installErrorHandling(app);
 
-  const store = await RelayStore.open(config.dataDir);
+  const store = await RelayStore.open(config.dataDir, config.shared);
   app.addHook('onClose', async () => store.close());
   // For benchmarks and operator tools in the same process; requests never reach it except through the API.
   app.decorate('relayStore', store);
@@ -97,7 +99,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   registerMetrics(app, metrics);
   const workerToken = await loadWorkerToken(config.dataDir, config.workerToken);
-  const dispatcher = new Dispatcher(store.runs, store.snapshots, app.log);
+  const dispatcher = await openDispatcher(store, workerToken, app.log);
   // The OpenAI-compatible /v1 API, served by the relay's own engine and by every attached cloud worker's.
   const engines = new ServingEngines();
   const hosted = config.model ? await serveModel(app, config.model, config.dataDir, engines) : undefined;
@@ -118,7 +120,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       if (hosted.closed) return;
       const attached: { id?: string } = {};
       embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
-      attached.id = attachEmbedded(dispatcher, embedded, profile);
+      attached.id = await attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {
       app.log.error({ err }, 'the embedded cloud worker could not start');
@@ -126,17 +128,27 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     });
   }
   app.addHook('preClose', async () => {
-    dispatcher.close();
+    await dispatcher.close();
     // Runs end (checkpointed and published) before the engine they use goes away.
     await embedded?.close();
   });
   await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs });
 
-  app.get('/healthz', async () => ({
-    status: 'ok',
-    version: ferryVersion,
-    uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-  }));
+  // Each dependency checked now: a load balancer takes a replica out while its database or object storage is down.
+  app.get('/healthz', async (_request, reply) => {
+    const dependencies = await store.health();
+    const ok = Object.values(dependencies).every((d) => d.status === 'ok');
+    void reply.code(ok ? 200 : 503).header('cache-control', 'no-store');
+    return {
+      status: ok ? 'ok' : 'unavailable',
+      version: ferryVersion,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      backend: config.shared ? 'shared' : 'embedded',
+      // Which replica answered (shared backends): its claims in Postgres name it so.
+      ...(dispatcher.replica ? { replica: dispatcher.replica } : {}),
+      dependencies,
+    };
+  });
 
   await app.register(fastifyStatic, {
     root: config.staticDir,
@@ -204,8 +216,9 @@ async function serveModel(app: FastifyInstance, spec: string, dataDir: string, e
 export const slotsOf = (engine: Engine): number => (engine as { slots?: number }).slots ?? 1;
 
 /** The relay's own worker joins the dispatcher like any other; its events go straight into the run log. */
-function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: WorkerProfile): string {
-  const id = dispatcher.attach({
+async function attachEmbedded(dispatcher: RunDispatch, worker: RunHost, profile: WorkerProfile): Promise<string> {
+  let id = '';
+  id = await dispatcher.attach({
     embedded: true,
     profile,
     assign: (runId, attempt, request) =>
@@ -217,6 +230,15 @@ function attachEmbedded(dispatcher: Dispatcher, worker: RunHost, profile: Worker
     abandon: (runId) => worker.abandon(runId),
   });
   return id;
+}
+
+/** One process: the dispatcher in memory. Replicas (shared backends): the one that coordinates through Postgres. */
+async function openDispatcher(store: RelayStore, workerToken: string, log: FastifyInstance['log']): Promise<RunDispatch> {
+  const objects = store.objects;
+  if (!store.bus || objects instanceof FsBackend) return new Dispatcher(store.runs, store.snapshots, log);
+  const [{ SharedDispatcher }, { PgRunLog }, { RequestBox }] = await Promise.all([import('./relay/shared-dispatcher.ts'), import('./relay/pg-run-log.ts'), import('./relay/request-box.ts')]);
+  if (!(store.runs instanceof PgRunLog)) throw new FerryError('relay/bad-setup', 'Relay replicas keep their runs in Postgres.');
+  return new SharedDispatcher({ db: objects.db, bus: store.bus, runs: store.runs, snapshots: store.snapshots, box: new RequestBox(workerToken), log });
 }
 
 /** The relay's own address, for its embedded worker to call its API over loopback. */

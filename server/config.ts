@@ -5,6 +5,7 @@ import { FerryError } from '../src/core/errors.ts';
 import * as v from 'valibot';
 import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
 import type { Price } from '../src/core/placement/index.ts';
+import { parseObjectsUrl, redact as redactUrl, type SharedLocation } from './store/locations.ts';
 
 /** Everything the relay needs to start. Each field has an embedded default, a flag and an environment variable. */
 export interface RelayConfig {
@@ -42,6 +43,12 @@ export interface RelayConfig {
   heartbeatMs: number;
   /** What the embedded cloud worker charges for tokens (USD per 1,000); unset: nothing. */
   workerPrice?: Price | undefined;
+  /**
+   * Shared backends, for N stateless replicas behind a load balancer: Postgres (postgres://…) for refs, the
+   * registries, runs, events and leases, and S3-compatible storage (s3://bucket?endpoint=…&region=…) for sealed
+   * objects. Both or neither; unset: SQLite and files in the data folder (one process).
+   */
+  shared?: SharedLocation | undefined;
 }
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -75,7 +82,12 @@ export const configHelp = `Options (flag, environment variable, default):
   --components DIRS       FERRY_COMPONENTS        ./components/dist   (comma-separated folders of built components the worker may run)
   --worker-token TOKEN    FERRY_WORKER_TOKEN      kept in <data>/worker-token   (what \`ferry worker\` attaches with)
   --price P[,O]           FERRY_WORKER_PRICE      none   (what the embedded cloud worker's tokens cost, USD per 1,000
-                                                  prompt[,output]: it is then a paid, third-party worker to placement)`;
+                                                  prompt[,output]: it is then a paid, third-party worker to placement)
+  --database URL          FERRY_DATABASE          none   (postgres://user:password@host:port/db: shared state for relay
+                                                  replicas; with --objects. Unset: SQLite in the data folder)
+  --objects URL           FERRY_OBJECTS           none   (s3://bucket[/prefix]?endpoint=https://host&region=name: sealed
+                                                  objects for relay replicas, AWS S3, R2 or MinIO; credentials from
+                                                  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Unset: files)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -97,6 +109,8 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       components: { type: 'string' },
       'worker-token': { type: 'string' },
       price: { type: 'string' },
+      database: { type: 'string' },
+      objects: { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -115,6 +129,10 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const components = values.components ?? env.FERRY_COMPONENTS;
   const workerToken = checkWorkerToken(values['worker-token'] ?? env.FERRY_WORKER_TOKEN);
   const workerPrice = priceOption(values.price ?? env.FERRY_WORKER_PRICE);
+  const shared = sharedOption(values.database ?? env.FERRY_DATABASE, values.objects ?? env.FERRY_OBJECTS, env);
+  if (shared && !workerToken) {
+    throw new FerryError('config/worker-token-required', 'Relay replicas share one worker token (workers attach to any of them, and runs move between them): give every replica the same --worker-token (or FERRY_WORKER_TOKEN), 43 base64url characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d =`.');
+  }
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
     port,
@@ -130,7 +148,23 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     ...(workerToken ? { workerToken } : {}),
     heartbeatMs: defaultConfig.heartbeatMs,
     ...(workerPrice ? { workerPrice } : {}),
+    ...(shared ? { shared } : {}),
   };
+}
+
+/** Postgres and S3-compatible storage together, checked for form here (reachability when the relay opens them). */
+export function sharedOption(database: string | undefined, objects: string | undefined, env: NodeJS.ProcessEnv = process.env): SharedLocation | undefined {
+  const db = database?.trim() || undefined;
+  const obj = objects?.trim() || undefined;
+  if (!db && !obj) return undefined;
+  if (!db || !obj) {
+    throw new FerryError('config/shared-incomplete', `Replicas share both their database and their objects: give --database postgres://… and --objects s3://… together (FERRY_DATABASE, FERRY_OBJECTS), or neither for one process on SQLite and files.`);
+  }
+  if (!/^postgres(ql)?:\/\/[^/]+/i.test(db)) {
+    throw new FerryError('config/bad-database', `"${redactUrl(db)}" is not a Postgres URL: write postgres://user:password@host:5432/database (--database or FERRY_DATABASE).`);
+  }
+  parseObjectsUrl(obj, env);
+  return { database: db, objects: obj };
 }
 
 /**

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm test`: installs what the tests need (Chromium), then type-checks, lints, builds the PWA and runs every
+# `npm test`: installs what the tests need (Chromium, PostgreSQL), then type-checks, lints, builds the PWA and runs every
 # suite — unit (Node), browser (Chromium) and end-to-end (relay + Chromium). Prints where the time went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ step() {
 }
 
 step "chromium"                 bash test/support/ensure-chromium.sh
+step "postgresql"               bash test/support/ensure-postgres.sh
 step "check (types, lint)"      npm run --silent check
 step "build (PWA)"              npm run --silent build
 mkdir -p test-results

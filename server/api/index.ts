@@ -9,7 +9,7 @@ import { objectRoutes } from './objects.ts';
 import { refuseForeignOrigins, type SecurityOptions } from './security.ts';
 import { snapshotRoutes } from './snapshots.ts';
 import { runRoutes } from './runs.ts';
-import type { Dispatcher } from '../relay/dispatcher.ts';
+import type { RunDispatch } from '../relay/run-dispatch.ts';
 import { workerRoutes } from './workers.ts';
 import type { ServingEngines } from '../relay/worker-engines.ts';
 
@@ -18,7 +18,7 @@ export interface ApiOptions {
   metrics: RelayMetrics;
   security: SecurityOptions;
   maxObjectBytes: number;
-  dispatcher: Dispatcher;
+  dispatcher: RunDispatch;
   /** The /v1 API's engines: attached cloud workers join it. */
   engines: ServingEngines;
   workerToken: string;

@@ -99,6 +99,8 @@ const Common = {
   n: v.optional(v.nullable(v.literal(1))),
   /** Ferry extension: the KV slot (session) to use, so a session's next turn reuses its cache. */
   user: v.optional(v.string()),
+  /** As vLLM: each choice also carries the ids of the tokens it generated (`token_ids`). */
+  return_token_ids: v.optional(v.nullable(v.boolean())),
 };
 
 const ResponseFormat = v.variant('type', [
@@ -272,8 +274,11 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
     };
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID()}`;
     const base = { id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: body.model };
-    const choice = (text: string, finishReason: string | null, first = false) =>
-      kind === 'chat' ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: finishReason } : { index: 0, text, finish_reason: finishReason };
+    const ids = (tokens: readonly number[]) => (body.return_token_ids ? { token_ids: tokens } : {});
+    const choice = (text: string, finishReason: string | null, first = false, tokens: readonly number[] = []) =>
+      kind === 'chat'
+        ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: finishReason, ...ids(tokens) }
+        : { index: 0, text, finish_reason: finishReason, ...ids(tokens) };
     const events = (use ? engine.generateWithTools(generate, use) : engine.generate(generate))[Symbol.asyncIterator]();
     try {
       await respond(events);
@@ -293,8 +298,8 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
         const message = called.calls.length > 0 ? { role: 'assistant', content: called.content || null, tool_calls: called.calls } : { role: 'assistant', content: done.text };
         const answer =
           kind === 'chat'
-            ? { index: 0, message, finish_reason: finish(done.finishReason, called.calls.length) }
-            : { index: 0, text: done.text, finish_reason: finish(done.finishReason) };
+            ? { index: 0, message, finish_reason: finish(done.finishReason, called.calls.length), ...ids(done.tokens) }
+            : { index: 0, text: done.text, finish_reason: finish(done.finishReason), ...ids(done.tokens) };
         await reply.send({ ...base, object: kind === 'chat' ? 'chat.completion' : 'text_completion', choices: [answer], usage: usage(done.stats) });
         return;
       }
@@ -303,9 +308,9 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', ...(reply.getHeaders() as Record<string, string>) });
       const send = (data: unknown) => raw.write(`data: ${JSON.stringify(data)}\n\n`);
       let first = true;
-      const content = (text: string) => {
-        if (text === '') return;
-        send({ ...base, choices: [choice(text, null, first)] });
+      const content = (text: string, tokens: readonly number[] = []) => {
+        if (text === '' && !(body.return_token_ids && tokens.length > 0)) return;
+        send({ ...base, choices: [choice(text, null, first, tokens)] });
         first = false;
       };
       // With tools, text streams until a call opens; the calls go out whole once the reply is done.
@@ -314,7 +319,7 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
         for (; !next.done; next = await events.next()) {
           const event = next.value;
           if (event.type === 'token') {
-            content(beforeCall ? beforeCall.push(event.text) : event.text);
+            content(beforeCall ? beforeCall.push(event.text) : event.text, event.id === null ? [] : [event.id]);
             continue;
           }
           let calls = 0;

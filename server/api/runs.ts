@@ -6,15 +6,15 @@
 import type { FastifyInstance } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, fromBase64Url, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
-import type { Dispatcher } from '../relay/dispatcher.ts';
+import type { RunDispatch } from '../relay/run-dispatch.ts';
 import type { RelayStore } from '../relay/relay-store.ts';
-import type { RunRegistry } from '../relay/run-registry.ts';
+import type { RunLog } from '../relay/run-log.ts';
 
 export interface RunRoutesOptions {
   store: RelayStore;
-  runs: RunRegistry;
-  /** Which worker runs which run (the embedded one and attached ones). */
-  dispatcher: Dispatcher;
+  runs: RunLog;
+  /** Which worker runs which run (the embedded one and attached ones, or every replica's). */
+  dispatcher: RunDispatch;
 }
 
 const unknownRun = (id: string): FerryError => new FerryError('relay/unknown-run', `There is no run ${id} on this relay.`);
@@ -28,8 +28,8 @@ function bearer(header: string | undefined): string {
 
 /** Needs @fastify/websocket registered on the app (app.ts does, once, for every WebSocket route). */
 export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): Promise<void> {
-  const record = (id: string): RunRecord => {
-    const r = opts.runs.get(id);
+  const record = async (id: string): Promise<RunRecord> => {
+    const r = await opts.runs.get(id);
     if (!r) throw unknownRun(id);
     return r;
   };
@@ -37,9 +37,9 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
   app.post(paths.runs, { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<RunRecord> => {
     const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
     fromBase64Url(body.key, 'protocol/bad-request');
-    opts.dispatcher.checkPlacement(body.where);
-    opts.store.snapshots.authorize(body.snapshot, body.writeToken);
-    const run = opts.runs.create(body.snapshot);
+    await opts.dispatcher.checkPlacement(body.where);
+    await opts.store.snapshots.authorize(body.snapshot, body.writeToken);
+    const run = await opts.runs.create(body.snapshot);
     await opts.dispatcher.start(run.id, body);
     void reply.code(202).header('cache-control', 'no-store');
     return run;
@@ -52,8 +52,8 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
 
   app.post(paths.runStop(':id'), async (request): Promise<RunRecord> => {
     const id = runId(request.params);
-    const run = record(id);
-    opts.store.snapshots.authorize(run.snapshot, bearer(request.headers.authorization));
+    const run = await record(id);
+    await opts.store.snapshots.authorize(run.snapshot, bearer(request.headers.authorization));
     await opts.dispatcher.stop(id);
     return record(id);
   });
@@ -62,7 +62,7 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
     websocket: true,
     // Before the upgrade, so a bad request still gets a 4xx JSON answer.
     preValidation: async (request) => {
-      record(runId(request.params));
+      await record(runId(request.params));
       const from = (request.query as { from?: unknown }).from;
       if (from !== undefined && !/^\d{1,9}$/.test(String(from))) throw new FerryError('protocol/bad-request', 'from must be an event seq (a non-negative integer).');
     },

@@ -36,7 +36,7 @@ export interface SnapshotRoutesOptions {
   /** Publishes per minute per client (creating snapshots is the one write that costs the relay an id forever). */
   publishPerMinute: number;
   /** Whether a worker's run attempt may still publish to the snapshot (the dispatcher's fence). */
-  mayPublish?: (run: string, attempt: number, snapshot: string) => boolean;
+  mayPublish?: (run: string, attempt: number, snapshot: string) => boolean | Promise<boolean>;
 }
 
 const snapshotId = (params: unknown): string => parseWire(SnapshotIdSchema, (params as { id?: unknown }).id, 'The snapshot id in the path');
@@ -64,12 +64,12 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
   }
 
   /** A worker's publish names its run attempt: refused once the relay has moved that run on. */
-  function fence(request: FastifyRequest, id: string): void {
+  async function fence(request: FastifyRequest, id: string): Promise<void> {
     const header = request.headers[ATTEMPT_HEADER];
     if (header === undefined) return;
     const named = typeof header === 'string' ? parseAttemptHeader(header) : undefined;
     if (!named) throw new FerryError('protocol/bad-request', `The ${ATTEMPT_HEADER} header must be "<run id>/<attempt>".`);
-    if (!opts.mayPublish?.(named.run, named.attempt, id)) {
+    if (!(await opts.mayPublish?.(named.run, named.attempt, id))) {
       throw new FerryError('relay/attempt-superseded', `Run ${named.run} is no longer this worker's (attempt ${named.attempt} was given up and the run moved on, or it ended): its checkpoints are not taken. The worker stops it.`);
     }
   }
@@ -118,7 +118,7 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
   app.put(paths.snapshot(':id'), { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<SnapshotRecord> => {
     const id = snapshotId(request.params);
     const token = bearer(request.headers.authorization);
-    fence(request, id);
+    await fence(request, id);
     const { manifest, expect } = parseWire(UpdateSnapshotRequestSchema, request.body, 'The request body');
     const record = await opts.store.snapshots.update(id, token, manifest, expect);
     opts.metrics.snapshots.inc({ op: 'update' });
@@ -130,8 +130,8 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     const id = snapshotId(request.params);
     const token = bearer(request.headers.authorization);
     // Nobody without the token gets as far as having the batch looked at.
-    opts.store.snapshots.authorize(id, token);
-    fence(request, id);
+    await opts.store.snapshots.authorize(id, token);
+    await fence(request, id);
     const body = publishBody(request);
     if (body.expect === undefined) throw new FerryError('protocol/bad-request', 'An update must say which manifest it replaces: ?expect=<manifest id> (compare-and-swap).');
     const { snapshot, created } = await opts.store.publish({ update: { id, token, expect: body.expect }, manifest: body.manifest, objects: body.objects, structure: body.structure });

@@ -20,12 +20,12 @@ import {
   type RelayToWorker,
   type WorkerList,
 } from '../../src/core/protocol/index.ts';
-import type { Dispatcher } from '../relay/dispatcher.ts';
+import type { RunDispatch } from '../relay/run-dispatch.ts';
 import { workerTokenMatches } from '../relay/worker-token.ts';
 import { WorkerEngine, type ServingEngines } from '../relay/worker-engines.ts';
 
 export interface WorkerRoutesOptions {
-  dispatcher: Dispatcher;
+  dispatcher: RunDispatch;
   /** A cloud worker's engine serves /v1 while it is attached (device nodes' never do). */
   engines: ServingEngines;
   workerToken: string;
@@ -83,8 +83,17 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
     socket.close(code, why.slice(0, 120));
   };
 
+  // Messages are handled one after another: a hello's attach may wait on the shared database.
+  let queue: Promise<void> = Promise.resolve();
   socket.on('message', (data, isBinary) => {
     lastSeen = Date.now();
+    queue = queue.then(() => handle(data, isBinary)).catch((err: unknown) => {
+      log.warn({ err, worker: workerId }, 'handling a worker message failed');
+      close(WORKER_CLOSE.protocolError, 'internal error');
+    });
+  });
+
+  async function handle(data: unknown, isBinary: boolean): Promise<void> {
     let message;
     try {
       if (isBinary) throw new FerryError('protocol/bad-message', 'Worker messages are JSON text.');
@@ -108,7 +117,7 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
       }
       let id: string;
       try {
-        id = dispatcher.attach({
+        id = await dispatcher.attach({
           embedded: false,
           ...(space !== undefined ? { space } : {}),
           profile: message.profile,
@@ -118,6 +127,8 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
           abandon: () => undefined,
         });
       } catch (err) {
+        // The shared database is out of reach: not a refusal — the worker reconnects and says hello again.
+        if (err instanceof FerryError && err.code === 'store/unavailable') return close(1013, 'try again later');
         const error = err instanceof FerryError ? { code: err.code, message: err.message } : { code: 'relay/worker-refused', message: String(err) };
         send({ type: 'refused', error });
         return close(WORKER_CLOSE.refused, error.code);
@@ -134,14 +145,16 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
     if (message.type === 'event') dispatcher.event(workerId, message.run, message.event);
     else if (message.type === 'finished') dispatcher.finished(workerId, message.run, message.status, message.error);
     else if (message.type === 'generation' || message.type === 'generation-failed') engine?.deliver(message);
-  });
+  }
 
   socket.on('close', () => {
     clearTimeout(helloTimer);
     clearInterval(beat);
-    if (workerId !== undefined) {
+    // After the message in hand: a hello still attaching is detached once it has.
+    void queue.then(() => {
+      if (workerId === undefined) return;
       opts.engines.remove(workerId, lost);
       dispatcher.detach(workerId, lost);
-    }
+    });
   });
 }

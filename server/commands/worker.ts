@@ -1,7 +1,8 @@
 /**
- * `ferry worker --relay URL`: loads a model (the generated demo model when none is given), measures its profile,
- * and attaches to the relay as a cloud worker (worker/remote.ts) until SIGTERM/SIGINT, when its runs are
- * checkpointed and published and move to other workers.
+ * `ferry worker --relay URL`: loads a model (the generated demo model when none is given) — or, with --upstream,
+ * fronts a model an OpenAI-compatible serving cluster serves — measures its profile, and attaches to the relay as
+ * a cloud worker (worker/remote.ts) until SIGTERM/SIGINT, when its runs are checkpointed and published and move
+ * to other workers.
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,8 @@ import { RunHost } from '../../src/core/host/run-host.ts';
 import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
 import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
 import { resolveModel } from '../llm/models.ts';
-import { downloadProgress, openModelEngine } from '../llm/open-model.ts';
+import { downloadProgress, openModelEngine, openUpstreamEngine } from '../llm/open-model.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
 import { measureProfile } from '../../src/core/host/measure-profile.ts';
 import { openNodeSocket, RemoteWorker } from '../worker/remote.ts';
 import { cpuShare, withCpuShare } from '../../src/core/llm/cpu-share.ts';
@@ -23,7 +25,13 @@ export const workerUsage = `ferry worker --relay URL [options]
   --relay URL             FERRY_RELAY             the relay, e.g. http://relay.example:8787
   --worker-token TOKEN    FERRY_WORKER_TOKEN      the relay's worker token (its <data>/worker-token); default: read
                                                   from --data, which works when the relay runs here on that folder
-  --model PATH|URL|hf:    FERRY_MODEL             the generated demo model   (a GGUF model; URLs are downloaded once)
+  --model PATH|URL|hf:    FERRY_MODEL             the generated demo model   (a GGUF model; URLs are downloaded once;
+                                                  with --upstream: the name the upstream serves it under)
+  --upstream URL          FERRY_UPSTREAM          none   (an OpenAI-compatible server to run sessions on instead of a
+                                                  local model: vLLM, SGLang, llama.cpp's server or another Ferry
+                                                  relay, e.g. https://cluster.example/v1; needs --model)
+  --api-key-env VAR       FERRY_UPSTREAM_KEY_ENV  none   (the environment variable holding the upstream's API key;
+                                                  the key itself never goes on the command line)
   --data DIR              FERRY_DATA              ./.ferry-data   (models, llama.cpp temp files)
   --components DIRS       FERRY_COMPONENTS        ./components/dist
   --name NAME             FERRY_WORKER_NAME       host-pid   (how the relay lists this worker)
@@ -49,6 +57,8 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
       slots: { type: 'string' },
       'cpu-share': { type: 'string' },
       price: { type: 'string' },
+      upstream: { type: 'string' },
+      'api-key-env': { type: 'string' },
     },
   });
   const relayUrl = values.relay ?? env.FERRY_RELAY;
@@ -68,15 +78,21 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const log = (message: string, details?: Record<string, unknown>): void => console.log(`ferry worker: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`);
 
   const configured = values.model ?? env.FERRY_MODEL;
-  let spec: string;
-  if (configured) spec = modelSpec(configured);
+  const upstream = values.upstream ?? env.FERRY_UPSTREAM;
+  let base: Engine;
+  if (upstream) base = await upstreamEngine(upstream, configured, values['api-key-env'] ?? env.FERRY_UPSTREAM_KEY_ENV, env);
   else {
-    spec = (await ensureDemoModel(dataDir)).path;
-    log(DEMO_MODEL_NOTE);
+    let spec: string;
+    if (configured) spec = modelSpec(configured);
+    else {
+      spec = (await ensureDemoModel(dataDir)).path;
+      log(DEMO_MODEL_NOTE);
+    }
+    const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
+    base = await openModelEngine(model, dataDir, { slots });
   }
-  const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
-  const native = await openModelEngine(model, dataDir, { slots });
-  const engine = share < 1 ? withCpuShare(native, cpuShare(share)) : native;
+  // A CPU share caps this machine's engine; an upstream's compute is the cluster's.
+  const engine = share < 1 && !upstream ? withCpuShare(base, cpuShare(share)) : base;
   const components = values.components ?? env.FERRY_COMPONENTS;
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
   const measured = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
@@ -104,4 +120,17 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+}
+
+/** The upstream engine, with every flag checked first: the URL's form, the model name, the key's variable. */
+async function upstreamEngine(upstream: string, model: string | undefined, keyVar: string | undefined, env: NodeJS.ProcessEnv): Promise<Engine> {
+  if (!/^https?:\/\/[^/]+/i.test(upstream)) throw new FerryError('cli/bad-flag', `--upstream must be the http(s) URL of an OpenAI-compatible API, e.g. https://cluster.example/v1; got "${upstream}".`);
+  if (!model) throw new FerryError('cli/missing-flag', `--upstream needs --model: the name the upstream serves the model under (its GET /v1/models lists them).\n\n${workerUsage}`);
+  let apiKey: string | undefined;
+  if (keyVar !== undefined) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyVar)) throw new FerryError('cli/bad-flag', `--api-key-env names an environment variable (e.g. UPSTREAM_API_KEY), not the key itself; got "${keyVar.slice(0, 8)}…".`);
+    apiKey = env[keyVar];
+    if (!apiKey) throw new FerryError('cli/missing-flag', `--api-key-env ${keyVar}: that environment variable is empty or unset; export the upstream's API key in it.`);
+  }
+  return openUpstreamEngine({ upstream, model, ...(apiKey ? { apiKey } : {}) });
 }

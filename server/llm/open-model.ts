@@ -1,7 +1,8 @@
 /**
- * Turning a model reference into a running node-llama-cpp engine, shared by the relay and `ferry worker`:
- * resolveModel (models.ts) checks a local path or downloads a URL / hf: reference once into <data>/models; this
- * loads the result with llama.cpp's temp files under <data>/llm-tmp.
+ * Turning a model reference into a running engine, shared by the relay and `ferry worker`: a GGUF file on
+ * node-llama-cpp — resolveModel (models.ts) checks a local path or downloads a URL / hf: reference once into
+ * <data>/models; this loads the result with llama.cpp's temp files under <data>/llm-tmp — or a model an
+ * OpenAI-compatible serving cluster serves (vLLM, SGLang, llama.cpp's server, another Ferry relay's /v1).
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,12 +11,21 @@ import type { ModelFile } from '../api/model-files.ts';
 import { openFileReader } from './file-reader.ts';
 import type { DownloadProgress, ResolvedModel } from './models.ts';
 import type { NodeLlamaEngine } from './node-llama-engine.ts';
+import { createOpenAiEngine, type OpenAiEngine } from './openai-engine.ts';
 
 export async function openModelEngine(model: ResolvedModel, dataDir: string, options: { slots?: number } = {}): Promise<NodeLlamaEngine> {
   const { createNodeLlamaEngine } = await import('./node-llama-engine.ts');
   const tempDir = path.join(dataDir, 'llm-tmp');
   await mkdir(tempDir, { recursive: true });
   return createNodeLlamaEngine({ modelPath: model.path, modelSha256: model.sha256, tempDir, ...(options.slots ? { slots: options.slots } : {}) });
+}
+
+/**
+ * The engine of `ferry worker --upstream URL --model NAME`: checked against the upstream's model list before the
+ * worker attaches, so a wrong URL, key or name stops it with the fix.
+ */
+export function openUpstreamEngine(options: { upstream: string; model: string; apiKey?: string }): Promise<OpenAiEngine> {
+  return createOpenAiEngine({ baseUrl: options.upstream, model: options.model, ...(options.apiKey ? { apiKey: options.apiKey } : {}) });
 }
 
 /** A log line per 10% of a download (or per 100 MB when the size is unknown): enough to see it move. */

@@ -9,7 +9,8 @@ import { StopSequences } from '../../src/core/llm/stop.ts';
  * relay), so one cloud worker can front a whole serving cluster. Messages go to /v1/chat/completions (the
  * upstream renders its own template); text and token-id prompts go to /v1/completions. Streaming with usage;
  * it cannot tokenize or ship KV state (the standard API has neither), so its tokenizer id is empty and
- * transcripts resume on it from their text.
+ * transcripts resume on it from their text (re-prefilled: the cluster's prefix cache spares the recomputation).
+ * Where the upstream can say which token ids it generated (vLLM's `return_token_ids`), the generation keeps them.
  */
 export interface OpenAiEngineOptions {
   /** e.g. http://host:8000/v1 */
@@ -20,6 +21,8 @@ export interface OpenAiEngineOptions {
   readonly contextSize?: number;
   /** Per-request time limit for the upstream to answer (not for the whole stream). Default 60 s. */
   readonly timeoutMs?: number;
+  /** Ask for the generated token ids (vLLM's `return_token_ids`); default: when the upstream is vLLM or Ferry. */
+  readonly tokenIds?: boolean;
 }
 
 interface Usage {
@@ -29,7 +32,7 @@ interface Usage {
 }
 
 interface Chunk {
-  choices?: Array<{ delta?: { content?: string | null }; text?: string; finish_reason?: string | null }>;
+  choices?: Array<{ delta?: { content?: string | null }; text?: string; finish_reason?: string | null; token_ids?: number[] | null }>;
   usage?: Usage | null;
   error?: { message?: string; code?: string };
 }
@@ -44,14 +47,16 @@ export async function createOpenAiEngine(options: OpenAiEngineOptions): Promise<
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FerryError('llm/bad-option', `The upstream URL must be http or https, got ${url.protocol}`);
   const engine = new OpenAiEngine(baseUrl, options, options.contextSize ?? 4096);
-  const models = (await engine.request('GET', '/models')) as { data?: Array<{ id?: string; max_model_len?: number; ferry?: { context_size?: number } }> };
+  const models = (await engine.request('GET', '/models')) as { data?: Array<{ id?: string; owned_by?: string; max_model_len?: number; ferry?: { context_size?: number } }> };
   const entry = models.data?.find((m) => m.id === options.model);
   if (!entry) {
     const names = (models.data ?? []).map((m) => m.id).join(', ');
     throw new FerryError('llm/unknown-model', `The upstream ${baseUrl} does not serve "${options.model}"; it serves: ${names || 'nothing'}.`);
   }
   const reported = entry.max_model_len ?? entry.ferry?.context_size;
-  return options.contextSize === undefined && reported ? new OpenAiEngine(baseUrl, options, reported) : engine;
+  // Only vLLM and Ferry's own /v1 are known to take the extra parameter; OpenAI's own API refuses unknown ones.
+  const tokenIds = options.tokenIds ?? (entry.owned_by === 'vllm' || entry.owned_by === 'ferry');
+  return new OpenAiEngine(baseUrl, { ...options, tokenIds }, options.contextSize ?? reported ?? engine.info.contextSize);
 }
 
 export class OpenAiEngine implements Engine {
@@ -96,6 +101,7 @@ export class OpenAiEngine implements Engine {
         : {}),
       stream: true,
       stream_options: { include_usage: true },
+      ...(this.#options.tokenIds ? { return_token_ids: true } : {}),
     };
     if (request.grammar?.kind === 'gbnf' && chat) {
       throw new FerryError('llm/unsupported', 'A GBNF grammar goes with a text prompt on an OpenAI-compatible upstream; use a JSON schema for chat.');
@@ -111,6 +117,7 @@ export class OpenAiEngine implements Engine {
     }
     let text = '';
     let pieces = 0;
+    const ids: number[] = [];
     let usage: Usage | undefined;
     let finishReason: FinishReason = 'length';
     let upstreamFinish: string | null | undefined;
@@ -121,12 +128,16 @@ export class OpenAiEngine implements Engine {
         const choice = chunk.choices?.[0];
         if (!choice) continue;
         const piece = choice.delta?.content ?? choice.text ?? '';
-        if (piece !== '') {
+        const pieceIds = choice.token_ids ?? [];
+        if (piece !== '' || pieceIds.length > 0) {
           clock.token();
           pieces++;
+          ids.push(...pieceIds);
           const visible = stops.push(piece);
           text += visible;
-          if (visible !== '') yield { type: 'token', id: null, text: visible };
+          // One event per id where the upstream gives them (the chunk's text rides on its first).
+          if (pieceIds.length > 0) for (const [i, id] of pieceIds.entries()) yield { type: 'token', id, text: i === 0 ? visible : '' };
+          else if (visible !== '') yield { type: 'token', id: null, text: visible };
           if (stops.stopped) break;
         }
         if (choice.finish_reason) upstreamFinish = choice.finish_reason;
@@ -150,7 +161,8 @@ export class OpenAiEngine implements Engine {
       type: 'done',
       finishReason,
       text,
-      tokens: [],
+      // Complete or not at all: ids for only part of the text would mislead a resume.
+      tokens: ids.length > 0 && ids.length === completionTokens ? ids : [],
       stats: clock.stats(usage?.prompt_tokens ?? 0, usage?.prompt_tokens_details?.cached_tokens ?? 0, completionTokens),
     };
   }

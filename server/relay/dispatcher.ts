@@ -21,23 +21,11 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
-import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList, type WorkerProfile } from '../../src/core/protocol/index.ts';
+import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList } from '../../src/core/protocol/index.ts';
 import { noWorker } from './errors.ts';
-import type { RunRegistry } from './run-registry.ts';
+import type { RunLog } from './run-log.ts';
+import type { RunDispatch, WorkerHandle } from './run-dispatch.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
-
-/** How the dispatcher reaches one worker. Sends are fire-and-forget: the worker answers through the dispatcher. */
-export interface WorkerHandle {
-  readonly embedded: boolean;
-  /** A device node's space (its id); absent for a cloud worker. */
-  readonly space?: string;
-  readonly profile: WorkerProfile;
-  assign(runId: string, attempt: number, request: StartRunRequest): void;
-  /** Hand back: checkpoint, publish, finish "stopped". */
-  stop(runId: string): void;
-  /** The run was given to another worker: drop it without publishing. */
-  abandon(runId: string): void;
-}
 
 interface Worker {
   id: string;
@@ -60,7 +48,9 @@ interface Assignment {
 /** How long a stop waits for the worker to hand back before answering with the record as it stands. */
 const STOP_WAIT_MS = 30_000;
 
-export class Dispatcher {
+export type { WorkerHandle };
+
+export class Dispatcher implements RunDispatch {
   private readonly workers = new Map<string, Worker>();
   private readonly assignments = new Map<string, Assignment>();
   private closing = false;
@@ -69,7 +59,7 @@ export class Dispatcher {
   private arrivals: (() => void)[] = [];
 
   constructor(
-    private readonly runs: RunRegistry,
+    private readonly runs: RunLog,
     private readonly snapshots: SnapshotRegistry,
     private readonly log: FastifyBaseLogger,
   ) {}
@@ -159,17 +149,9 @@ export class Dispatcher {
    * relay/unknown-node for a pin to a node that is not (or no longer) there.
    */
   checkPlacement(where: RunPlacement | undefined): void {
-    const eligible = [...this.workers.values()].some((w) => allows(where, w));
-    if (eligible) return;
-    if (where?.node !== undefined) {
-      throw new FerryError('relay/unknown-node', `Node ${where.node} is not attached to this relay${where.space ? ' in that space' : ''}; list the workers again and pick one that is there.`);
-    }
-    const cloudAllowed = where?.cloud !== false;
-    if (cloudAllowed && this.expected > 0) return;
-    if (where?.space !== undefined && !cloudAllowed) {
-      throw new FerryError('relay/no-worker', 'No device of this space offers itself as a node now: open Ferry on another of your devices and turn on "Offer this device as a node", or allow the cloud.');
-    }
-    throw noWorker();
+    if ([...this.workers.values()].some((w) => allows(where, { id: w.id, space: w.handle.space }))) return;
+    if (where?.node === undefined && where?.cloud !== false && this.expected > 0) return;
+    throw placementError(where);
   }
 
   /** Starts a created run on the least-loaded worker its placement allows. Throws as checkPlacement does. */
@@ -266,7 +248,7 @@ export class Dispatcher {
   private leastLoaded(where: RunPlacement | undefined): Worker | undefined {
     let best: Worker | undefined;
     for (const w of this.workers.values()) {
-      if (!allows(where, w)) continue;
+      if (!allows(where, { id: w.id, space: w.handle.space })) continue;
       const load = w.runs.size / w.handle.profile.slots;
       if (!best || load < best.runs.size / best.handle.profile.slots) best = w;
     }
@@ -274,9 +256,20 @@ export class Dispatcher {
   }
 }
 
-/** Whether a run placed `where` may run on `w`: see RunPlacementSchema. */
-function allows(where: RunPlacement | undefined, w: Worker): boolean {
+/** Whether a run placed `where` may run on worker `w` (a device node has a space): see RunPlacementSchema. */
+export function allows(where: RunPlacement | undefined, w: { id: string; space?: string | undefined }): boolean {
   if (where?.node !== undefined && where.node !== w.id) return false;
-  if (w.handle.space !== undefined) return where?.space === w.handle.space;
+  if (w.space !== undefined) return where?.space === w.space;
   return where?.cloud !== false || where.node === w.id;
+}
+
+/** Why no worker there is (or is coming) may take a run placed `where`. */
+export function placementError(where: RunPlacement | undefined): FerryError {
+  if (where?.node !== undefined) {
+    return new FerryError('relay/unknown-node', `Node ${where.node} is not attached to this relay${where.space ? ' in that space' : ''}; list the workers again and pick one that is there.`);
+  }
+  if (where?.space !== undefined && where.cloud === false) {
+    return new FerryError('relay/no-worker', 'No device of this space offers itself as a node now: open Ferry on another of your devices and turn on "Offer this device as a node", or allow the cloud.');
+  }
+  return noWorker();
 }

@@ -31,6 +31,8 @@ const statusByCode: Record<string, number> = {
   'store/write-failed': 500,
   'store/corrupt-object': 500,
   'store/open-failed': 500,
+  // The database or the object storage is out of reach: nothing was changed, and a retry may well succeed.
+  'store/unavailable': 503,
 };
 
 /** Fastify's own client errors, renamed into Ferry's code space with a message a person can act on. */

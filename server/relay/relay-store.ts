@@ -1,15 +1,30 @@
 /**
- * The relay's data: sealed objects under their remote ids in the filesystem store (server/store), the snapshot
- * registry and the run records beside them, all in `<data>/relay/`. Ids reach the disk only after validation as lower-case hex, and
- * the store builds every path itself, so no request chooses a path.
+ * The relay's data: sealed objects under their remote ids, the snapshot registry and the run records. Embedded
+ * (the default, one process): the filesystem store (server/store) with the registries beside it, all in
+ * `<data>/relay/`. Shared (replicas): bytes in S3-compatible storage and everything else in Postgres
+ * (server/store/shared-store.ts). Ids reach storage only after validation as lower-case hex, and the store builds
+ * every path and key itself, so no request chooses one.
  */
 import path from 'node:path';
-import { mkdir } from 'node:fs/promises';
-import { FerryError } from '../../src/core/errors.ts';
+import { access, mkdir } from 'node:fs/promises';
+import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import { CONTENTS_LIMITS, LIMITS, checkSealedObject, type SnapshotRecord } from '../../src/core/protocol/index.ts';
 import { FsBackend } from '../store/index.ts';
+import type { SharedLocation } from '../store/locations.ts';
+import type { SharedBackend } from '../store/shared-store.ts';
+import type { PgBus } from './pg-bus.ts';
+import type { RunLog } from './run-log.ts';
 import { RunRegistry } from './run-registry.ts';
-import { SnapshotRegistry, type PublishInput, type SnapshotContents } from './snapshot-registry.ts';
+import { SnapshotRegistry, SqliteSnapshotTables, type PublishInput, type SnapshotContents } from './snapshot-registry.ts';
+
+/** One dependency as /healthz reports it. */
+export interface DependencyHealth {
+  status: 'ok' | 'unavailable';
+  /** What it is and where (no credentials). */
+  where: string;
+  /** Why it is unavailable. */
+  error?: { code: string; message: string };
+}
 
 export class RelayStore {
   /**
@@ -19,16 +34,58 @@ export class RelayStore {
   maxObjectBytes: number = LIMITS.maxObjectBytes;
 
   private constructor(
-    readonly objects: FsBackend,
+    readonly objects: FsBackend | SharedBackend,
     readonly snapshots: SnapshotRegistry,
-    readonly runs: RunRegistry,
+    readonly runs: RunLog,
+    /** Shared backends only: how replicas hear of each other's events. */
+    readonly bus?: PgBus,
   ) {}
 
-  static async open(dataDir: string): Promise<RelayStore> {
+  /** Embedded in `<dataDir>/relay/`, or — given `shared` — on Postgres and S3-compatible storage. */
+  static async open(dataDir: string, shared?: SharedLocation): Promise<RelayStore> {
     const dir = path.join(dataDir, 'relay');
     await mkdir(dir, { recursive: true });
+    if (shared) {
+      // Loaded only here: `ferry start` on SQLite and files never loads pg or the AWS SDK.
+      const [{ SharedBackend }, { PgSnapshotTables }, { PgBus }, { PgRunLog, RUN_EVENTS_CHANNEL }, { DISPATCH_CHANNEL }] = await Promise.all([
+        import('../store/shared-store.ts'),
+        import('./pg-snapshot-tables.ts'),
+        import('./pg-bus.ts'),
+        import('./pg-run-log.ts'),
+        import('./shared-dispatcher.ts'),
+      ]);
+      const objects = await SharedBackend.open(shared);
+      const bus = await PgBus.open(objects.db, [RUN_EVENTS_CHANNEL, DISPATCH_CHANNEL]).catch(async (err: unknown) => {
+        await objects.close();
+        throw err;
+      });
+      return new RelayStore(objects, new SnapshotRegistry(new PgSnapshotTables(objects)), new PgRunLog(objects.db, bus), bus);
+    }
     const objects = await FsBackend.open(dir);
-    return new RelayStore(objects, SnapshotRegistry.open(dir, objects), RunRegistry.open(dir));
+    return new RelayStore(objects, new SnapshotRegistry(new SqliteSnapshotTables(objects, dir)), RunRegistry.open(dir));
+  }
+
+  /** Each dependency the relay's data lives in, checked now. */
+  async health(): Promise<Record<'database' | 'objects', DependencyHealth>> {
+    const o = this.objects;
+    const probe = async (where: string, check: () => Promise<unknown>): Promise<DependencyHealth> => {
+      try {
+        await check();
+        return { status: 'ok', where };
+      } catch (err) {
+        const error = isFerryError(err) ? { code: err.code, message: err.message } : { code: 'store/unavailable', message: String(err) };
+        return { status: 'unavailable', where, error };
+      }
+    };
+    if (!(o instanceof FsBackend)) {
+      const [database, objects] = await Promise.all([probe(`postgres ${o.db.where}`, () => o.db.check()), probe(o.blobs.where, () => o.blobs.check())]);
+      return { database, objects };
+    }
+    const [database, objects] = await Promise.all([
+      probe(`sqlite ${path.join(o.dir, 'meta.sqlite')}`, async () => o.database.prepare('SELECT 1').get()),
+      probe(`files ${o.dir}`, () => access(path.join(o.dir, 'objects'))),
+    ]);
+    return { database, objects };
   }
 
   async missing(ids: readonly string[]): Promise<string[]> {
@@ -99,7 +156,8 @@ export class RelayStore {
   }
 
   async close(): Promise<void> {
-    this.runs.close();
+    await this.runs.close();
+    await this.bus?.close();
     await this.objects.close();
   }
 }

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
 import type { RunEvent } from '../../src/core/host/run-host.ts';
 import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
+import { FINAL_STATUSES, type RunListener, type RunLog } from './run-log.ts';
 
 export type { RunEvent };
 
@@ -27,11 +28,9 @@ interface Row {
   updated_at: number;
 }
 
-type Listener = (message: RunMessage | 'end') => void;
+type Listener = RunListener;
 
-const FINAL = new Set<RunStatus>(['idle', 'done', 'stopped', 'failed', 'interrupted']);
-
-export class RunRegistry {
+export class RunRegistry implements RunLog {
   private readonly listeners = new Map<string, Set<Listener>>();
   /** Next seq per run with events not yet flushed, and those events. */
   private readonly nextSeq = new Map<string, number>();
@@ -151,7 +150,7 @@ export class RunRegistry {
     this.listeners.set(id, set);
     set.add(deliver);
     for (const m of this.events(id, from)) deliver(m);
-    if (FINAL.has(this.get(id)?.status ?? 'failed')) {
+    if (FINAL_STATUSES.has(this.get(id)?.status ?? 'failed')) {
       set.delete(deliver);
       listener('end');
     }

@@ -2,9 +2,9 @@
  * Published snapshots. A snapshot is a ref `snapshots/<capability id>` in the relay's object store, pointing at the
  * sealed manifest: moving it is the store's atomic compare-and-swap, and its reflog is the snapshot's history
  * (version = number of moves). The write token's SHA-256 (the token itself is never stored) and the structure
- * hints live in tables of the store's own SQLite database and change in the transaction that moves the ref: one
- * publish — its new objects, the move, a new snapshot's token — is one atomic, durable commit. After a crash all of
- * it is there or none of it is visible.
+ * hints live in tables beside the store's refs (its SQLite database, or Postgres for the shared store) and change
+ * in the transaction that moves the ref: one publish — its new objects, the move, a new snapshot's token — is one
+ * atomic, durable commit. After a crash all of it is there or none of it is visible.
  *
  * Structure hints: a publisher says which of the objects it sends with a publish are the session's structure
  * (heads, checkpoints, chunk lists: everything but pages). The relay cannot read them; it remembers which remote
@@ -16,14 +16,9 @@ import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
 import type { SnapshotRecord } from '../../src/core/protocol/index.ts';
-import type { ReflogEntry } from '../../src/core/store/index.ts';
+import type { ReflogEntry, StoreBackend, StoredObject } from '../../src/core/store/index.ts';
 import type { FsBackend } from '../store/index.ts';
 import { hashToken, newSnapshotId, newWriteToken, tokenMatches } from './tokens.ts';
-
-interface Row {
-  token_hash: Buffer;
-  created_at: number;
-}
 
 const refName = (id: string): string => `snapshots/${id}`;
 
@@ -46,28 +41,68 @@ export interface SnapshotContents {
   objects: { id: string; bytes: Uint8Array }[];
 }
 
-export class SnapshotRegistry {
-  private constructor(
-    private readonly db: Database.Database,
-    private readonly objects: FsBackend,
-  ) {}
+/**
+ * Where the registry keeps its rows, beside the object store whose refs the snapshots are: SQLite next to the
+ * filesystem store (one process), or Postgres next to the shared store (replicas). Rows only; every rule is the
+ * registry's.
+ */
+export interface SnapshotTables {
+  readonly objects: StoreBackend;
+  row(id: string): Promise<{ tokenHash: Uint8Array; createdAt: number } | undefined>;
+  /** The structure hints recorded for each of `manifests` of snapshot `id` (32-byte ids, concatenated). */
+  hints(id: string, manifests: readonly string[]): Promise<Map<string, Uint8Array>>;
+  /** Stores `objects` and moves the ref, with a new snapshot's row and this publish's hints, in one atomic commit. */
+  commit(objects: readonly StoredObject[], move: ReflogEntry, created: { id: string; tokenHash: Uint8Array; at: number } | undefined, hints: { snapshot: string; manifest: string; ids: Uint8Array } | undefined): Promise<void>;
+}
 
-  static open(dir: string, objects: FsBackend): SnapshotRegistry {
-    const db = objects.database;
+/** The embedded tables: in the filesystem store's own SQLite database, committed with its refs. */
+export class SqliteSnapshotTables implements SnapshotTables {
+  private readonly db: Database.Database;
+
+  constructor(
+    readonly objects: FsBackend,
+    dir: string,
+  ) {
+    this.db = objects.database;
     try {
-      db.exec(`
+      this.db.exec(`
         CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, token_hash BLOB NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS snapshot_structure (snapshot TEXT NOT NULL, manifest TEXT NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (snapshot, manifest)) WITHOUT ROWID;
       `);
-      adoptLegacy(db, path.join(dir, LEGACY_FILE));
+      adoptLegacy(this.db, path.join(dir, LEGACY_FILE));
     } catch (cause) {
       throw new FerryError('store/open-failed', `Cannot open the snapshot registry in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
     }
-    return new SnapshotRegistry(db, objects);
   }
 
-  private row(id: string): Row | undefined {
-    return this.db.prepare<[string], Row>('SELECT token_hash, created_at FROM snapshots WHERE id = ?').get(id);
+  async row(id: string): Promise<{ tokenHash: Uint8Array; createdAt: number } | undefined> {
+    const row = this.db.prepare<[string], { token_hash: Buffer; created_at: number }>('SELECT token_hash, created_at FROM snapshots WHERE id = ?').get(id);
+    return row && { tokenHash: row.token_hash, createdAt: row.created_at };
+  }
+
+  async hints(id: string, manifests: readonly string[]): Promise<Map<string, Uint8Array>> {
+    const hint = this.db.prepare<[string, string], { ids: Buffer }>('SELECT ids FROM snapshot_structure WHERE snapshot = ? AND manifest = ?');
+    const out = new Map<string, Uint8Array>();
+    for (const m of manifests) {
+      const row = hint.get(id, m);
+      if (row) out.set(m, row.ids);
+    }
+    return out;
+  }
+
+  commit(objects: readonly StoredObject[], move: ReflogEntry, created: { id: string; tokenHash: Uint8Array; at: number } | undefined, hints: { snapshot: string; manifest: string; ids: Uint8Array } | undefined): Promise<void> {
+    return this.objects.commit(objects, [move], (db) => {
+      if (created) db.prepare('INSERT INTO snapshots (id, token_hash, created_at) VALUES (?, ?, ?)').run(created.id, created.tokenHash, created.at);
+      if (hints) db.prepare('INSERT OR REPLACE INTO snapshot_structure (snapshot, manifest, ids) VALUES (?, ?, ?)').run(hints.snapshot, hints.manifest, hints.ids);
+    });
+  }
+}
+
+export class SnapshotRegistry {
+  private readonly objects: StoreBackend;
+
+  constructor(private readonly tables: SnapshotTables) {
+    this.objects = tables.objects;
   }
 
   private async requireObject(id: string): Promise<void> {
@@ -83,9 +118,9 @@ export class SnapshotRegistry {
   async publish(input: PublishInput): Promise<{ snapshot: SnapshotRecord; writeToken?: string }> {
     const update = input.update;
     if (update) {
-      const row = this.row(update.id);
+      const row = await this.tables.row(update.id);
       if (!row || !(await this.objects.getRef(refName(update.id)))) throw unknownSnapshot(update.id);
-      if (!tokenMatches(update.token, row.token_hash)) throw badToken();
+      if (!tokenMatches(update.token, row.tokenHash)) throw badToken();
     }
     if (!input.objects.some((o) => o.id === input.manifest)) await this.requireObject(input.manifest);
     const hints = Buffer.concat(input.structure.map((id) => Buffer.from(id, 'hex')));
@@ -93,10 +128,12 @@ export class SnapshotRegistry {
     const id = update?.id ?? newSnapshotId();
     const writeToken = update ? undefined : newWriteToken();
     const move: ReflogEntry = { name: refName(id), from: update?.expect ?? null, to: input.manifest, reason: update ? 'update' : 'publish', at };
-    await this.objects.commit(input.objects, [move], (db) => {
-      if (writeToken) db.prepare('INSERT INTO snapshots (id, token_hash, created_at) VALUES (?, ?, ?)').run(id, hashToken(writeToken), at);
-      if (hints.length > 0) db.prepare('INSERT OR REPLACE INTO snapshot_structure (snapshot, manifest, ids) VALUES (?, ?, ?)').run(id, input.manifest, hints);
-    });
+    await this.tables.commit(
+      input.objects,
+      move,
+      writeToken ? { id, tokenHash: hashToken(writeToken), at } : undefined,
+      hints.length > 0 ? { snapshot: id, manifest: input.manifest, ids: hints } : undefined,
+    );
     const snapshot = (await this.load(id))!.record;
     return writeToken ? { snapshot, writeToken } : { snapshot };
   }
@@ -127,11 +164,12 @@ export class SnapshotRegistry {
     if (!manifest) throw new FerryError('store/missing-object', `Snapshot ${id} points at manifest ${record.manifest}, which the relay's store lacks; the store is damaged.`);
     const objects: { id: string; bytes: Uint8Array }[] = [];
     if (since === undefined || since >= record.version) return { snapshot: record, manifest, objects };
-    const hint = this.db.prepare<[string, string], { ids: Buffer }>('SELECT ids FROM snapshot_structure WHERE snapshot = ? AND manifest = ?');
+    const newer = log.slice(since).reverse().map((e) => e.to).filter((m): m is string => m !== null);
+    const hints = await this.tables.hints(id, newer);
     const ids = new Set<string>();
-    for (const entry of log.slice(since).reverse()) {
-      const row = entry.to === null ? undefined : hint.get(id, entry.to);
-      for (let at = 0; row && at + 32 <= row.ids.length; at += 32) ids.add(row.ids.subarray(at, at + 32).toString('hex'));
+    for (const manifest of newer) {
+      const row = hints.get(manifest);
+      for (let at = 0; row && at + 32 <= row.length; at += 32) ids.add(Buffer.from(row.subarray(at, at + 32)).toString('hex'));
     }
     let bytes = 0;
     const wanted = [...ids];
@@ -150,18 +188,18 @@ export class SnapshotRegistry {
   }
 
   private async load(id: string): Promise<{ record: SnapshotRecord; log: ReflogEntry[] } | undefined> {
-    const row = this.row(id);
+    const row = await this.tables.row(id);
     const manifest = row && (await this.objects.getRef(refName(id)));
     if (!row || !manifest) return undefined;
     const log = await this.objects.reflog(refName(id));
-    return { record: { id, manifest, version: log.length, createdAt: row.created_at, updatedAt: Math.round(log.at(-1)?.at ?? row.created_at) }, log };
+    return { record: { id, manifest, version: log.length, createdAt: row.createdAt, updatedAt: Math.round(log.at(-1)?.at ?? row.createdAt) }, log };
   }
 
   /** Throws unless `token` is the write token of snapshot `id` (constant time). */
-  authorize(id: string, token: string): void {
-    const row = this.row(id);
+  async authorize(id: string, token: string): Promise<void> {
+    const row = await this.tables.row(id);
     if (!row) throw unknownSnapshot(id);
-    if (!tokenMatches(token, row.token_hash)) throw badToken();
+    if (!tokenMatches(token, row.tokenHash)) throw badToken();
   }
 }
 

@@ -63,8 +63,8 @@ function startCli(args: string[], ready: RegExp, what: string, timeoutMs: number
  * Starts `ferry start` in a child process, exactly as `npm start` does after building, on a free port, and
  * resolves once it prints the URL it serves.
  */
-export async function startRelayProcess(args: string[], { timeoutMs = 60_000 } = {}): Promise<RelayProcess> {
-  const { match, ...proc } = await startCli(['start', '--port', '0', '--log-level', 'warn', ...args], /Ferry is running at (http:\/\/\S+)/, 'The relay', timeoutMs);
+export async function startRelayProcess(args: string[], { timeoutMs = 60_000, command = 'start' }: { timeoutMs?: number; command?: 'start' | 'relay' } = {}): Promise<RelayProcess> {
+  const { match, ...proc } = await startCli([command, '--port', '0', '--log-level', 'warn', ...args], /Ferry is running at (http:\/\/\S+)/, 'The relay', timeoutMs);
   return { ...proc, url: match[1]! };
 }
 

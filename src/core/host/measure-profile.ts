@@ -11,10 +11,12 @@ const PROFILE_DECODE_TOKENS = 32;
 const SLOT = 'ferry-profile';
 
 export async function measureProfile(engine: Engine, options: { name: string; slots: number }): Promise<WorkerProfile> {
-  const word = await engine.tokenize(' the');
-  const tokens = Array.from({ length: Math.min(PROFILE_PROMPT_TOKENS, Math.floor(engine.info.contextSize / 2)) }, (_, i) => word[i % word.length]!);
+  const length = Math.min(PROFILE_PROMPT_TOKENS, Math.floor(engine.info.contextSize / 2));
+  // An OpenAI-compatible upstream cannot tokenize: it is measured on the same words as text.
+  const word = await engine.tokenize(' the').catch(() => undefined);
+  const prompt = word ? { tokens: Array.from({ length }, (_, i) => word[i % word.length]!) } : { text: ' the'.repeat(length) };
   let stats: GenerationStats | undefined;
-  for await (const event of engine.generate({ prompt: { tokens }, maxTokens: PROFILE_DECODE_TOKENS, temperature: 0, slot: SLOT })) {
+  for await (const event of engine.generate({ prompt, maxTokens: PROFILE_DECODE_TOKENS, temperature: 0, slot: SLOT })) {
     if (event.type === 'done') stats = event.stats;
   }
   await engine.releaseSlot?.(SLOT);

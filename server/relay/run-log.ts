@@ -1,0 +1,29 @@
+/**
+ * Run records and their event logs, as the relay's API and dispatchers use them. Two implementations: SQLite in
+ * the data folder (run-registry.ts, one process) and Postgres for replicas (pg-run-log.ts), whose answers come
+ * later — hence `Awaitable`. Events are opaque payloads to the log: it stores, numbers and forwards them.
+ */
+import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
+
+export type Awaitable<T> = T | Promise<T>;
+
+/** What a follower receives: each message once, in seq order, then 'end' once the run has ended. */
+export type RunListener = (message: RunMessage | 'end') => void;
+
+export type RunEventPayload = { type: string } & Record<string, unknown>;
+
+export interface RunLog {
+  create(snapshot: string): Awaitable<RunRecord>;
+  get(id: string): Awaitable<RunRecord | undefined>;
+  /** Appends one event (numbered in order of appends per run); followers get it once it is durable. */
+  append(id: string, event: RunEventPayload): unknown;
+  /** Ends the run with `status` after every event appended before. */
+  finish(id: string, status: RunStatus, error?: { code: string; message: string }): Awaitable<void>;
+  /** Events from `from` on, oldest first. */
+  events(id: string, from: number): Awaitable<RunMessage[]>;
+  /** Replays events from `from`, then follows live ones; returns how to stop following. */
+  follow(id: string, from: number, listener: RunListener): () => void;
+  close(): Awaitable<void>;
+}
+
+export const FINAL_STATUSES: ReadonlySet<RunStatus> = new Set<RunStatus>(['idle', 'done', 'stopped', 'failed', 'interrupted']);

@@ -378,14 +378,6 @@ export class AgentLoop {
   async *#stream(request: GenerateRequest, sofar?: GeneratedSoFar): AsyncGenerator<LoopEvent, Extract<ToolGenerationEvent, { type: 'done' }>> {
     const engine = this.#options.engine;
     const use = { tools: this.#specs, ...(this.#options.toolChoice ? { choice: this.#options.toolChoice } : {}) };
-    // An OpenAI-compatible upstream renders messages with its own template and cannot tokenize here: it gets the
-    // messages as they are (the tool instructions are in them) and the agent reads any call from the reply's text.
-    if (!sofar && 'messages' in request.prompt && engine.info.chatTemplate === undefined && engine.info.tokenizerId === '') {
-      for await (const event of engine.generate(request)) {
-        if (event.type === 'done') return { ...event, calls: 0, position: event.tokens.length };
-        yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
-      }
-    }
     for await (const event of generateWithTools(engine, request, use, sofar)) {
       if (event.type === 'done') return event;
       yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;

@@ -11,8 +11,9 @@ import { checkWorkerToken, defaultConfig, modelSpec, priceOption } from '../conf
 import { openComponentLibrary } from '../relay/component-library.ts';
 import { RunHost } from '../../src/core/node/run-host.ts';
 import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
-import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
-import { resolveModel } from '../llm/models.ts';
+import { DEMO_MODEL_NOTE } from '../llm/demo-model.ts';
+import { loadCatalog, resolveModel } from '../llm/models.ts';
+import { DEMO_MODEL } from '../../src/core/llm/catalog.ts';
 import { downloadProgress, openModelEngine } from '../llm/open-model.ts';
 import { measureProfile } from '../../src/core/node/profile.ts';
 import { openNodeSocket, RemoteWorker } from '../worker/remote.ts';
@@ -23,7 +24,10 @@ export const workerUsage = `ferry worker --relay URL [options]
   --relay URL             FERRY_RELAY             the relay, e.g. http://relay.example:8787
   --worker-token TOKEN    FERRY_WORKER_TOKEN      the relay's worker token (its <data>/worker-token); default: read
                                                   from --data, which works when the relay runs here on that folder
-  --model PATH|URL|hf:    FERRY_MODEL             the generated demo model   (a GGUF model; URLs are downloaded once)
+  --model NAME|PATH|URL   FERRY_MODEL             demo (the generated model)   (a GGUF model: a catalog name, see
+                                                  \`ferry models\`, or a path, URL or hf:<owner>/<repo>/<file.gguf>;
+                                                  downloads happen once, into --data)
+  --catalog FILE          FERRY_CATALOG           none   (a JSON list of more catalog entries)
   --data DIR              FERRY_DATA              ./.ferry-data   (models, llama.cpp temp files)
   --components DIRS       FERRY_COMPONENTS        ./components/dist
   --name NAME             FERRY_WORKER_NAME       host-pid   (how the relay lists this worker)
@@ -43,6 +47,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
       relay: { type: 'string' },
       'worker-token': { type: 'string' },
       model: { type: 'string' },
+      catalog: { type: 'string' },
       data: { type: 'string' },
       components: { type: 'string' },
       name: { type: 'string' },
@@ -67,14 +72,11 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const price = priceOption(values.price ?? env.FERRY_WORKER_PRICE);
   const log = (message: string, details?: Record<string, unknown>): void => console.log(`ferry worker: ${message}${details ? ` ${JSON.stringify(details)}` : ''}`);
 
-  const configured = values.model ?? env.FERRY_MODEL;
-  let spec: string;
-  if (configured) spec = modelSpec(configured);
-  else {
-    spec = (await ensureDemoModel(dataDir)).path;
-    log(DEMO_MODEL_NOTE);
-  }
-  const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
+  const spec = modelSpec(values.model ?? env.FERRY_MODEL ?? DEMO_MODEL.name);
+  if (spec === DEMO_MODEL.name) log(DEMO_MODEL_NOTE);
+  const catalogFile = values.catalog ?? env.FERRY_CATALOG;
+  const catalog = catalogFile ? await loadCatalog(catalogFile) : undefined;
+  const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(catalog ? { catalog } : {}), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
   const native = await openModelEngine(model, dataDir, { slots });
   const engine = share < 1 ? withCpuShare(native, cpuShare(share)) : native;
   const components = values.components ?? env.FERRY_COMPONENTS;

@@ -106,8 +106,8 @@ export async function resolveModel(spec: string, options: ResolveOptions): Promi
   const file = path.join(dir, entry ? catalogFileName(entry) : downloadName(source.url));
   const have = await stat(file).catch(() => undefined);
   // A catalog file is kept only once its SHA-256 matched, so the right size is enough to trust it again.
-  if (have && entry && have.size !== entry.bytes) await rm(file, { force: true });
   if (!have || (entry && have.size !== entry.bytes)) {
+    if (have) await rm(file, { force: true });
     const part = `${file}.part`;
     await download(source, part, options);
     try {
@@ -224,7 +224,7 @@ async function download(source: RemoteSource, part: string, options: ResolveOpti
       details: { received },
     });
   } finally {
-    if (!out.closed) await new Promise<void>((resolve) => out.end(resolve));
+    if (!out.writableEnded) await new Promise<void>((resolve) => out.end(resolve));
   }
   if (total !== undefined && received !== total) {
     throw new FerryError('models/download-failed', `The download of ${source.url} ended at ${received} of ${total} bytes. It resumes where it stopped when tried again.`, { details: { received, total } });

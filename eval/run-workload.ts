@@ -11,6 +11,7 @@ import type { ToolChoice } from '../src/core/llm/tool-generation.ts';
 import { addUsage, agentOf, AgentLoop, checkJsonSchema, inProcessTool, instantiate, type LoopEvent, type Sampling, type ToolHost } from '../src/core/runtime/index.ts';
 import { childrenOneByOne } from '../src/core/parallel/index.ts';
 import { loadBuiltComponent } from '../server/runtime/node-components.ts';
+import type { RunRecord } from './checks.ts';
 import type { Workload } from './workloads.ts';
 
 export interface WorkloadOptions {
@@ -37,6 +38,8 @@ export interface WorkloadResult {
   readonly replies: readonly string[];
   /** Fresh conversations started because the last one outgrew the context. */
   readonly restarts: number;
+  /** The workload's own checks of the answers (eval/checks.ts), by figure name. */
+  readonly checks: Readonly<Record<string, number>>;
 }
 
 export async function runWorkload(workload: Workload, engine: Engine, options: WorkloadOptions): Promise<WorkloadResult> {
@@ -53,6 +56,7 @@ export async function runWorkload(workload: Workload, engine: Engine, options: W
   let valid = 0;
   const bad: BadCall[] = [];
   const replies: string[] = [];
+  const events: RunRecord['events'][number][] = [];
   const check = (text: string) => {
     const parsed = parseToolCalls(text, new Set(schemas.keys()));
     calls += parsed.calls.length + parsed.errors.length;
@@ -64,8 +68,14 @@ export async function runWorkload(workload: Workload, engine: Engine, options: W
     }
   };
   const onEvent = (event: LoopEvent) => {
-    if (event.type === 'generation') check(event.text);
-    if (event.type === 'reply') replies.push(event.text);
+    if (event.type === 'generation') {
+      check(event.text);
+      events.push({ kind: 'generation', text: event.text });
+    }
+    if (event.type === 'reply') {
+      replies.push(event.text);
+      events.push({ kind: 'reply', text: event.text });
+    }
   };
   const base = {
     engine,
@@ -98,7 +108,8 @@ export async function runWorkload(workload: Workload, engine: Engine, options: W
       input = { type: 'start', task: workload.task };
     }
   }
-  return { workload: workload.name, steps, calls, valid, bad, replies, restarts };
+  const checks = workload.check ? await workload.check({ tools, events, seeded: workload.files ?? {} }) : {};
+  return { workload: workload.name, steps, calls, valid, bad, replies, restarts, checks };
 }
 
 /** Writes the workload's files through the workspace tool, as an earlier session would have. */

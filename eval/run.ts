@@ -1,9 +1,11 @@
 /**
- * `npm run eval -- [--model FILE] [--steps N] [--tool-choice auto|required] [--temperature T]`: the agent evaluation.
- * Runs every workload (eval/workloads.ts) on node-llama-cpp with the given GGUF file and prints a table; writes
- * bench/results/eval.json in the benchmarks' shape. Without --model it runs on a generated random-weight model,
- * where it checks the machinery, not answers: such a model never starts a call by itself, so calls are required
- * there (every generation is one call) and every one must be valid (tool_call_valid_ratio = 1).
+ * `npm run eval -- [--model FILE|URL|NAME] [--data DIR] [--steps N] [--tool-choice auto|required] [--temperature T]`:
+ * the agent evaluation. Runs every workload (eval/workloads.ts) on node-llama-cpp with the given GGUF model (a file,
+ * a URL, or a catalog name, downloaded once into <data>/models as `ferry start` does) and prints a table; writes
+ * bench/results/eval.json in the benchmarks' shape: tool-call validity, and the checks of the answers a script can
+ * make (eval/checks.ts). Without --model it runs on a generated random-weight model, where it checks the machinery,
+ * not answers: such a model never starts a call by itself, so calls are required there (every generation is one
+ * call) and every one must be valid (tool_call_valid_ratio = 1); its answer checks report failures, as they should.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +14,9 @@ import { parseArgs } from 'node:util';
 import { generateTinyModel } from '../src/core/llm/gguf/index.ts';
 import type { ToolChoice } from '../src/core/llm/tool-generation.ts';
 import { createNodeLlamaEngine } from '../server/llm/node-llama-engine.ts';
+import { resolveModel } from '../server/llm/models.ts';
+import { downloadProgress } from '../server/llm/open-model.ts';
+import { defaultConfig, modelSpec } from '../server/config.ts';
 import type { Figures } from '../bench/lib.ts';
 import { runWorkload } from './run-workload.ts';
 import { WORKLOADS } from './workloads.ts';
@@ -19,6 +24,7 @@ import { WORKLOADS } from './workloads.ts';
 const { values } = parseArgs({
   options: {
     model: { type: 'string' },
+    data: { type: 'string' },
     steps: { type: 'string', default: '50' },
     'tool-choice': { type: 'string' },
     temperature: { type: 'string', default: '0' },
@@ -36,10 +42,11 @@ async function main(): Promise<void> {
   if (choice !== 'auto' && choice !== 'required') throw new Error(`--tool-choice must be auto or required, got ${String(values['tool-choice'])}`);
   const dir = await mkdtemp(path.join(tmpdir(), 'ferry-eval-'));
   try {
-    const modelPath = values.model ?? path.join(dir, 'generated.gguf');
+    let modelPath = path.join(dir, 'generated.gguf');
     if (generated) await writeFile(modelPath, generateTinyModel({ ctx: 8192 }));
+    else modelPath = (await resolveModel(modelSpec(values.model!), { dataDir: path.resolve(values.data ?? defaultConfig.dataDir), onProgress: downloadProgress((m) => console.log(`eval: ${m}`)) })).path;
     const engine = await createNodeLlamaEngine({ modelPath, gpu: generated ? false : 'auto', threads: 1, slots: 2, ...(generated ? { contextSize: 8192 } : {}) });
-    console.log(`eval: ${generated ? 'a generated random-weight model (machinery only)' : modelPath} on ${engine.info.device}, ${steps} steps per workload, tool choice ${choice}`);
+    console.log(`eval: ${generated ? 'a generated random-weight model (machinery only)' : `${values.model} (${modelPath})`} on ${engine.info.device}, ${steps} steps per workload, tool choice ${choice}`);
     const figures: Figures = {};
     let calls = 0;
     let valid = 0;
@@ -52,6 +59,7 @@ async function main(): Promise<void> {
         figures[`tool_calls_${workload.name}`] = { value: result.calls, unit: 'calls' };
         figures[`tool_call_valid_ratio_${workload.name}`] = { value: result.calls === 0 ? 0 : result.valid / result.calls, unit: 'x' };
         figures[`seconds_${workload.name}`] = { value: (performance.now() - t0) / 1000, unit: 's' };
+        for (const [name, value] of Object.entries(result.checks)) figures[name] = { value, unit: /ratio|_patched|_pass$/.test(name) ? 'x' : 'count' };
         for (const bad of result.bad.slice(0, 3)) console.log(`  ${workload.name}: invalid call ${bad.raw.slice(0, 120)}: ${bad.problem}`);
       }
     } finally {

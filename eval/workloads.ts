@@ -1,8 +1,11 @@
 /**
  * The agent evaluation's workloads: the three seed workloads and the plain assistant, each an agent, the tools it
- * asks for, a task, files to seed its workspace with, and the follow-up message sent when it waits for the user.
+ * asks for, a task, files to seed its workspace with, the follow-up message sent when it waits for the user, and the
+ * checks a script can make of its answers (eval/checks.ts).
  * Sources are written here (no network): short texts with facts a summary can cite.
  */
+import { devGuideCheck, podcastCheck, surveyCheck, type Check } from './checks.ts';
+
 export interface Workload {
   readonly name: string;
   readonly agent: string;
@@ -10,6 +13,7 @@ export interface Workload {
   /** Files the workspace tool holds before the run. */
   readonly files?: Readonly<Record<string, string>>;
   readonly followUp: string;
+  readonly check?: Check;
 }
 
 const FACTS = [
@@ -51,6 +55,8 @@ const WORKSPACE: Record<string, string> = {
   'README.md': '# fares\n\nFare rules for the harbour ferry. Seniors (65 and over) should pay half, like children.\n',
 };
 
+export { WORKSPACE };
+
 export const WORKLOADS: readonly Workload[] = [
   {
     name: 'dev-guide',
@@ -58,18 +64,21 @@ export const WORKLOADS: readonly Workload[] = [
     task: 'The test in test/fare.test.js fails: seniors should pay half. Find the cause in the workspace and propose a fix as a diff.',
     files: WORKSPACE,
     followUp: 'Check the other files too and tell me what else should change.',
+    check: devGuideCheck('src/fare.js', 'test/fare.test.js'),
   },
   {
     name: 'podcast',
     agent: 'podcast',
     task: JSON.stringify({ topic: 'Ferries in modern cities', sources: sources(3) }),
     followUp: 'Write another episode on the same sources.',
+    check: podcastCheck,
   },
   {
     name: 'survey',
     agent: 'survey',
     task: JSON.stringify({ topic: 'Passenger ferries', sources: sources(12) }),
     followUp: JSON.stringify({ topic: 'Ferry technology', sources: sources(12) }),
+    check: surveyCheck(12),
   },
   {
     name: 'assistant',

@@ -5,6 +5,9 @@ import { access, mkdir, writeFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError, isFerryError } from '../src/core/errors.ts';
 import { downloadProgress } from './llm/open-model.ts';
+import type { ResolvedModel } from './llm/models.ts';
+import { demoModelSha256 } from './llm/demo-model.ts';
+import { DEMO_MODEL, ModelCatalog } from '../src/core/llm/catalog.ts';
 import type { RelayConfig } from './config.ts';
 import { ferryVersion } from './version.ts';
 import { relayApi } from './api/index.ts';
@@ -102,11 +105,12 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   const dispatcher = await openDispatcher(store, workerToken, app.log);
   // The OpenAI-compatible /v1 API, served by the relay's own engine and by every attached cloud worker's.
   const engines = new ServingEngines();
-  const hosted = config.model ? await serveModel(app, config.model, config.dataDir, engines) : undefined;
+  const catalog = config.catalogFile ? await (await import('./llm/models.ts')).loadCatalog(config.catalogFile) : new ModelCatalog();
+  const hosted = config.model ? await serveModel(app, config.model, config.dataDir, engines, catalog) : undefined;
   await app.register(async (scope) => {
     // The first /v1 request waits for the relay's own model to load (it starts loading once the relay listens).
     if (hosted) scope.addHook('onRequest', async () => void (await hosted.load()));
-    await scope.register(openAiApi, { engines });
+    await scope.register(openAiApi, { engines, names: modelNames(catalog, hosted?.model) });
   });
   let embedded: RunHost | undefined;
   if (hosted && config.embeddedWorker) {
@@ -185,14 +189,14 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
  * wrong path stops it with the fix); llama.cpp is imported and loads the model once the relay listens (about a
  * second of the main thread, and more for a large model, that would otherwise delay it), or at the first `load()`.
  */
-async function serveModel(app: FastifyInstance, spec: string, dataDir: string, engines: ServingEngines): Promise<{ ready: Promise<Engine>; load(): Promise<Engine>; closed: boolean }> {
+async function serveModel(app: FastifyInstance, spec: string, dataDir: string, engines: ServingEngines, catalog: ModelCatalog): Promise<{ model: ResolvedModel; ready: Promise<Engine>; load(): Promise<Engine>; closed: boolean }> {
   const [{ resolveModel }, { openModelEngine, hostedModelFile }, { modelFileRoutes }] = await Promise.all([
     import('./llm/models.ts'),
     import('./llm/open-model.ts'),
     import('./api/model-files.ts'),
   ]);
   const log = (message: string): void => app.log.info(message);
-  const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(process.env.HF_TOKEN ? { hfToken: process.env.HF_TOKEN } : {}) });
+  const model = await resolveModel(spec, { dataDir, catalog, onProgress: downloadProgress(log), ...(process.env.HF_TOKEN ? { hfToken: process.env.HF_TOKEN } : {}) });
   // Browsers download the same file from here (issue 5), so a device without internet runs the relay's model.
   await app.register(modelFileRoutes, { models: [await hostedModelFile(model)] });
   let start!: () => void;
@@ -201,7 +205,7 @@ async function serveModel(app: FastifyInstance, spec: string, dataDir: string, e
   const ready = started.then(() => openModelEngine(model, dataDir)).then((e) => (loaded = e));
   ready.catch(() => undefined);
   engines.setOwn(() => loaded);
-  const hosted = { ready, load: () => (start(), ready), closed: false };
+  const hosted = { model, ready, load: () => (start(), ready), closed: false };
   app.addHook('onListen', async () => start());
   app.addHook('onClose', async () => {
     hosted.closed = true;
@@ -210,6 +214,14 @@ async function serveModel(app: FastifyInstance, spec: string, dataDir: string, e
     else void ready.then((e) => e.dispose(), () => undefined);
   });
   return hosted;
+}
+
+/**
+ * The names /v1/models lists engines' models under (their ids are SHA-256s of GGUF files): the relay's own model's,
+ * then the catalog's and the demo model's, wherever they run; a file none of these know keeps its hash.
+ */
+function modelNames(catalog: ModelCatalog, own: ResolvedModel | undefined): (model: string) => string | undefined {
+  return (model) => (own?.sha256 === model ? own.name : catalog.bySha256(model)?.name ?? (model === demoModelSha256() ? DEMO_MODEL.name : undefined));
 }
 
 /** Sessions the engine serves at once (node-llama-cpp's slots; 1 for engines that do not say). */

@@ -4,11 +4,13 @@
  *                     cloud worker (on the generated demo model unless --model says otherwise)
  *   ferry relay       the relay alone
  *   ferry worker      a cloud worker attached to a relay elsewhere
+ *   ferry models      the model catalog, and which of its models are downloaded
  *   ferry gen-model   write a tiny llama GGUF with seeded random weights (tests, benchmarks, offline demos)
  */
 import { configHelp, resolveConfig } from './config.ts';
 import { startRelay } from './app.ts';
-import { FerryError, isFerryError } from '../src/core/errors.ts';
+import { isFerryError } from '../src/core/errors.ts';
+import { DEMO_MODEL } from '../src/core/llm/catalog.ts';
 import { workerTokenPath } from './relay/worker-token.ts';
 
 const usage = `Usage: ferry <command> [options]
@@ -19,6 +21,7 @@ Commands:
                generated demo model (random weights)
   relay        run the relay alone (no worker of its own; --model still serves /v1; \`ferry worker\`s attach)
   worker       attach a cloud worker to a relay (see: ferry worker --help)
+  models       list the model catalog (\`--model NAME\` downloads one) and what is downloaded (see: ferry models --help)
   gen-model    write a tiny generated GGUF model (see: ferry gen-model --help)
   help         show this help
 
@@ -26,14 +29,8 @@ ${configHelp}`;
 
 async function runRelay(args: string[], embeddedWorker: boolean): Promise<void> {
   const config = { ...resolveConfig(args), embeddedWorker };
-  let demo = false;
-  if (embeddedWorker && !config.model) {
-    const { ensureDemoModel } = await import('./llm/demo-model.ts');
-    config.model = (await ensureDemoModel(config.dataDir).catch((cause: unknown) => {
-      throw new FerryError('config/data-dir', `Cannot write the demo model into ${config.dataDir}: choose a writable folder with --data or FERRY_DATA.`, { cause });
-    })).path;
-    demo = true;
-  }
+  if (embeddedWorker && !config.model) config.model = DEMO_MODEL.name;
+  const demo = config.model === DEMO_MODEL.name;
   const relay = await startRelay(config);
   if (demo) {
     const { DEMO_MODEL_NOTE } = await import('./llm/demo-model.ts');
@@ -71,6 +68,11 @@ async function main(argv: string[]): Promise<void> {
       const { workerCommand, workerUsage } = await import('./commands/worker.ts');
       if (args.includes('--help') || args.includes('-h')) return void console.log(workerUsage);
       return workerCommand(args);
+    }
+    case 'models': {
+      const { modelsCommand, modelsUsage } = await import('./commands/models.ts');
+      if (args.includes('--help') || args.includes('-h')) return void console.log(modelsUsage);
+      return modelsCommand(args);
     }
     case 'gen-model': {
       const { genModelCommand } = await import('./commands/gen-model.ts');

@@ -6,6 +6,7 @@ import * as v from 'valibot';
 import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
 import type { Price } from '../src/core/placement/index.ts';
 import { parseObjectsUrl, redact as redactUrl, type SharedLocation } from './store/locations.ts';
+import { CATALOG_NAME } from '../src/core/llm/catalog.ts';
 
 /** Everything the relay needs to start. Each field has an embedded default, a flag and an environment variable. */
 export interface RelayConfig {
@@ -27,9 +28,12 @@ export interface RelayConfig {
   allowOrigins: string[];
   /**
    * A GGUF model the relay hosts (node-llama-cpp): its OpenAI-compatible /v1 API and its cloud worker use it. A
-   * local path (made absolute), an http(s) URL or hf:<owner>/<repo>/<file.gguf> (downloaded once into the data folder).
+   * catalog name (`ferry models` lists them) or `demo`, a local path (made absolute), an http(s) URL or
+   * hf:<owner>/<repo>/<file.gguf> (downloaded once into the data folder).
    */
   model?: string | undefined;
+  /** A JSON file of more catalog entries (a deployment's mirror, its own models); names in it win. */
+  catalogFile?: string | undefined;
   /** Folders of built components the cloud worker may run (each a component, or a folder of them). */
   componentDirs: string[];
   /** Run the embedded cloud worker (`ferry start`, with a model); `ferry relay` runs none. */
@@ -76,9 +80,10 @@ export const configHelp = `Options (flag, environment variable, default):
   --max-object-bytes N    FERRY_MAX_OBJECT_BYTES  ${defaultConfig.maxObjectBytes}   (largest object a client may upload)
   --rate-limit N          FERRY_RATE_LIMIT        ${defaultConfig.rateLimitPerMinute}   (requests a minute per client address; 0 = off)
   --allow-origin LIST     FERRY_ALLOW_ORIGINS     none   (comma-separated origins, or *, whose pages may call the API)
-  --model PATH|URL|hf:    FERRY_MODEL             start: the generated demo model; relay: none   (a GGUF model: served at /v1,
-                                                  OpenAI-compatible, and run by the cloud worker; URLs and hf:<owner>/<repo>/<file.gguf>
-                                                  are downloaded once into <data>/models)
+  --model NAME|PATH|URL   FERRY_MODEL             start: demo (the generated model); relay: none   (a GGUF model: served at /v1,
+                                                  OpenAI-compatible, and run by the cloud worker; a catalog NAME (see \`ferry models\`),
+                                                  a URL or hf:<owner>/<repo>/<file.gguf> is downloaded once into <data>/models)
+  --catalog FILE          FERRY_CATALOG           none   (a JSON list of more catalog entries, e.g. the models on a mirror)
   --components DIRS       FERRY_COMPONENTS        ./components/dist   (comma-separated folders of built components the worker may run)
   --worker-token TOKEN    FERRY_WORKER_TOKEN      kept in <data>/worker-token   (what \`ferry worker\` attaches with)
   --price P[,O]           FERRY_WORKER_PRICE      none   (what the embedded cloud worker's tokens cost, USD per 1,000
@@ -106,6 +111,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       'rate-limit': { type: 'string' },
       'allow-origin': { type: 'string' },
       model: { type: 'string' },
+      catalog: { type: 'string' },
       components: { type: 'string' },
       'worker-token': { type: 'string' },
       price: { type: 'string' },
@@ -126,6 +132,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const rateLimitPerMinute = integerOption(values['rate-limit'] ?? env.FERRY_RATE_LIMIT, defaultConfig.rateLimitPerMinute, 0, 1_000_000, '--rate-limit or FERRY_RATE_LIMIT');
   const allowOrigins = parseOrigins(values['allow-origin'] ?? env.FERRY_ALLOW_ORIGINS);
   const model = values.model ?? env.FERRY_MODEL;
+  const catalogFile = values.catalog ?? env.FERRY_CATALOG;
   const components = values.components ?? env.FERRY_COMPONENTS;
   const workerToken = checkWorkerToken(values['worker-token'] ?? env.FERRY_WORKER_TOKEN);
   const workerPrice = priceOption(values.price ?? env.FERRY_WORKER_PRICE);
@@ -143,6 +150,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     rateLimitPerMinute,
     allowOrigins,
     ...(model ? { model: modelSpec(model) } : {}),
+    ...(catalogFile ? { catalogFile: path.resolve(catalogFile) } : {}),
     componentDirs: components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs,
     embeddedWorker: defaultConfig.embeddedWorker,
     ...(workerToken ? { workerToken } : {}),
@@ -168,11 +176,12 @@ export function sharedOption(database: string | undefined, objects: string | und
 }
 
 /**
- * A local model path is made absolute (the relay may change folder); URLs and hf: references stay as given and are
- * checked by llm/models.ts when loaded (not imported here: it pulls in node-llama-cpp, which `ferry relay` never needs).
+ * A local model path is made absolute (the relay may change folder); catalog names (a bare name: no slash, no .gguf),
+ * URLs and hf: references stay as given and are checked by llm/models.ts when loaded (not imported here: it pulls in
+ * node-llama-cpp, which `ferry relay` never needs).
  */
 export function modelSpec(spec: string): string {
-  return /^(hf:|[a-z][a-z0-9+.-]*:\/\/)/i.test(spec) ? spec : path.resolve(spec);
+  return /^(hf:|[a-z][a-z0-9+.-]*:\/\/)/i.test(spec) || (CATALOG_NAME.test(spec) && !spec.endsWith('.gguf')) ? spec : path.resolve(spec);
 }
 
 export function checkWorkerToken(token: string | undefined): string | undefined {

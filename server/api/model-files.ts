@@ -7,7 +7,6 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
 import { modelPaths, type HostedModel } from '../../src/core/protocol/index.ts';
@@ -16,6 +15,9 @@ export interface ModelFile {
   /** SHA-256 of the file (the engines' EngineInfo.model). */
   readonly sha256: string;
   readonly path: string;
+  /** How people know it (a catalog name, `demo`, the file's name) and a longer label. */
+  readonly name: string;
+  readonly label: string;
   readonly tokenizerId: string;
   readonly contextSize: number;
 }
@@ -45,7 +47,7 @@ export async function modelFileRoutes(app: FastifyInstance, opts: ModelFileRoute
     hosted.set(file.sha256, {
       file,
       size,
-      listed: { id: file.sha256, name: path.basename(file.path), bytes: size, tokenizerId: file.tokenizerId, contextSize: file.contextSize, url: modelPaths.file(`${file.sha256}.gguf`) },
+      listed: { id: file.sha256, name: file.name, label: file.label, bytes: size, tokenizerId: file.tokenizerId, contextSize: file.contextSize, url: modelPaths.file(`${file.sha256}.gguf`) },
     });
   }
 

@@ -45,6 +45,11 @@ export interface OpenAiApiOptions {
   readonly engine?: Engine | (() => Engine);
   /** …or several (the relay's workers). */
   readonly engines?: EngineSource;
+  /**
+   * With `engines`: the name clients see for an engine's model id (a GGUF file's SHA-256), e.g. its catalog name;
+   * undefined keeps the id. Requests may use either.
+   */
+  readonly names?: (model: string) => string | undefined;
   /** With `engine`: the model name clients see and must send; default: the engine's model id. */
   readonly modelName?: string;
   /** max_tokens when a request gives none. Default 512. */
@@ -231,8 +236,9 @@ function singleEngine(engine: Engine | (() => Engine), name: string | undefined)
 }
 
 export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, options) => {
+  const names = options.names;
   const { source, nameOf } = options.engines
-    ? { source: options.engines, nameOf: (e: ServingEngine) => e.info.model }
+    ? { source: options.engines, nameOf: (e: ServingEngine) => names?.(e.info.model) ?? e.info.model }
     : options.engine
       ? singleEngine(options.engine, options.modelName)
       : (() => {
@@ -246,13 +252,15 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
     for (const e of source.all()) if (!models.has(nameOf(e))) models.set(nameOf(e), e);
     return {
       object: 'list',
-      data: [...models].map(([id, e]) => ({ id, object: 'model', created, owned_by: 'ferry', ferry: { engine: e.info.id, context_size: e.info.contextSize } })),
+      data: [...models].map(([id, e]) => ({ id, object: 'model', created, owned_by: 'ferry', ferry: { model: e.info.model, engine: e.info.id, context_size: e.info.contextSize } })),
     };
   });
 
   /** Runs one request, as a single JSON answer or as server-sent events. */
   async function serve(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'text', body: ChatBody | CompletionBody, prompt: Prompt, grammar?: Grammar, use?: ToolUse): Promise<void> {
-    const engine = source.pick(body.model);
+    // A model asked for by name goes to the engines whose model has that name.
+    const named = options.engines && names ? source.all().find((e) => nameOf(e) === body.model) : undefined;
+    const engine = source.pick(named ? named.info.model : body.model);
     const abort = new AbortController();
     // The client went away (closed the stream, or gave up on a long answer): stop generating for it.
     reply.raw.on('close', () => {

@@ -12,8 +12,9 @@ import { checkWorkerToken, defaultConfig, modelSpec, priceOption } from '../conf
 import { openComponentLibrary } from '../relay/component-library.ts';
 import { RunHost } from '../../src/core/host/run-host.ts';
 import { readWorkerToken, workerTokenPath } from '../relay/worker-token.ts';
-import { DEMO_MODEL_NOTE, ensureDemoModel } from '../llm/demo-model.ts';
-import { resolveModel } from '../llm/models.ts';
+import { DEMO_MODEL_NOTE } from '../llm/demo-model.ts';
+import { loadCatalog, resolveModel } from '../llm/models.ts';
+import { DEMO_MODEL } from '../../src/core/llm/catalog.ts';
 import { downloadProgress, openModelEngine, openUpstreamEngine } from '../llm/open-model.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { measureProfile } from '../../src/core/host/measure-profile.ts';
@@ -25,8 +26,11 @@ export const workerUsage = `ferry worker --relay URL [options]
   --relay URL             FERRY_RELAY             the relay, e.g. http://relay.example:8787
   --worker-token TOKEN    FERRY_WORKER_TOKEN      the relay's worker token (its <data>/worker-token); default: read
                                                   from --data, which works when the relay runs here on that folder
-  --model PATH|URL|hf:    FERRY_MODEL             the generated demo model   (a GGUF model; URLs are downloaded once;
-                                                  with --upstream: the name the upstream serves it under)
+  --model NAME|PATH|URL   FERRY_MODEL             demo (the generated model)   (a GGUF model: a catalog name, see
+                                                  \`ferry models\`, or a path, URL or hf:<owner>/<repo>/<file.gguf>;
+                                                  downloads happen once, into --data; with --upstream: the name the
+                                                  upstream serves it under)
+  --catalog FILE          FERRY_CATALOG           none   (a JSON list of more catalog entries)
   --upstream URL          FERRY_UPSTREAM          none   (an OpenAI-compatible server to run sessions on instead of a
                                                   local model: vLLM, SGLang, llama.cpp's server or another Ferry
                                                   relay, e.g. https://cluster.example/v1; needs --model)
@@ -51,6 +55,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
       relay: { type: 'string' },
       'worker-token': { type: 'string' },
       model: { type: 'string' },
+      catalog: { type: 'string' },
       data: { type: 'string' },
       components: { type: 'string' },
       name: { type: 'string' },
@@ -82,13 +87,11 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   let base: Engine;
   if (upstream) base = await upstreamEngine(upstream, configured, values['api-key-env'] ?? env.FERRY_UPSTREAM_KEY_ENV, env);
   else {
-    let spec: string;
-    if (configured) spec = modelSpec(configured);
-    else {
-      spec = (await ensureDemoModel(dataDir)).path;
-      log(DEMO_MODEL_NOTE);
-    }
-    const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
+    const spec = modelSpec(configured ?? DEMO_MODEL.name);
+    if (spec === DEMO_MODEL.name) log(DEMO_MODEL_NOTE);
+    const catalogFile = values.catalog ?? env.FERRY_CATALOG;
+    const catalog = catalogFile ? await loadCatalog(catalogFile) : undefined;
+    const model = await resolveModel(spec, { dataDir, onProgress: downloadProgress(log), ...(catalog ? { catalog } : {}), ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}) });
     base = await openModelEngine(model, dataDir, { slots });
   }
   // A CPU share caps this machine's engine; an upstream's compute is the cluster's.

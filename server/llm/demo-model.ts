@@ -15,7 +15,7 @@ export const DEMO_MODEL_FILE = 'demo-tiny.gguf';
 /** What to tell a person about the demo model (logged once at start). */
 export const DEMO_MODEL_NOTE =
   'No model configured: using the generated demo model (random weights; its replies are gibberish). ' +
-  'Give a real GGUF model with --model PATH|URL|hf:<owner>/<repo>/<file.gguf> (or FERRY_MODEL).';
+  'Give a real model with --model NAME (`ferry models` lists the catalog) or --model PATH|URL|hf:<owner>/<repo>/<file.gguf> (or FERRY_MODEL).';
 
 export async function ensureDemoModel(dataDir: string): Promise<{ path: string; written: boolean }> {
   const file = path.join(dataDir, 'models', DEMO_MODEL_FILE);
@@ -28,6 +28,13 @@ export async function ensureDemoModel(dataDir: string): Promise<{ path: string; 
   await writeFile(part, bytes);
   await rename(part, file);
   return { path: file, written: true };
+}
+
+let demoSha: string | undefined;
+
+/** The demo model's SHA-256 (its engines' model id), so lists can name it wherever it runs. */
+export function demoModelSha256(): string {
+  return (demoSha ??= digest(generateTinyModel(DEMO_MODEL_PARAMS)));
 }
 
 const digest = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');

@@ -47,7 +47,7 @@ export function downloadProgress(log: (message: string) => void): (progress: Dow
 export async function hostedModelFile(model: ResolvedModel): Promise<ModelFile> {
   const reader = await openFileReader(model.path);
   try {
-    return { sha256: model.sha256, path: model.path, tokenizerId: await tokenizerIdOfGguf(reader), contextSize: Math.min(model.info.contextLength, 4096) };
+    return { sha256: model.sha256, path: model.path, name: model.name, label: model.label, tokenizerId: await tokenizerIdOfGguf(reader), contextSize: Math.min(model.info.contextLength, 4096) };
   } finally {
     await reader.close();
   }

@@ -15,7 +15,10 @@ import { FerryError, isFerryError } from '../core/errors.ts';
 import { describeError, type UiError } from './errors.ts';
 
 export interface RelayModel {
+  /** The engine's model id (a GGUF file's SHA-256: HostedModel.id), whatever name /v1 lists it under. */
   id: string;
+  /** How the relay names it (a catalog name, `demo`, a file name, or the id itself). */
+  name: string;
   engine: string | null;
   contextSize: number | null;
 }
@@ -37,7 +40,7 @@ export interface ModelsView {
 }
 
 const ModelListSchema = v.object({
-  data: v.array(v.object({ id: v.pipe(v.string(), v.maxLength(512)), ferry: v.optional(v.object({ engine: v.optional(v.string()), context_size: v.optional(v.number()) })) })),
+  data: v.array(v.object({ id: v.pipe(v.string(), v.maxLength(512)), ferry: v.optional(v.object({ model: v.optional(v.pipe(v.string(), v.maxLength(512))), engine: v.optional(v.string()), context_size: v.optional(v.number()) })) })),
 });
 
 /** A relay that has just started answers /v1 once its own model has loaded: allow for that. */
@@ -48,7 +51,7 @@ async function relayModels(relay: string): Promise<RelayModel[]> {
   if (!res.ok) throw new FerryError('relay/no-models', `The relay answered ${res.status} for /v1/models: it serves no model. Start it with --model to host one.`);
   const parsed = v.safeParse(ModelListSchema, await res.json());
   if (!parsed.success) throw new FerryError('relay/bad-response', "The relay's model list is malformed; update the relay.");
-  return parsed.output.data.map((m) => ({ id: m.id, engine: m.ferry?.engine ?? null, contextSize: m.ferry?.context_size ?? null }));
+  return parsed.output.data.map((m) => ({ id: m.ferry?.model ?? m.id, name: m.id, engine: m.ferry?.engine ?? null, contextSize: m.ferry?.context_size ?? null }));
 }
 
 export async function loadModels(settings: Settings): Promise<ModelsView> {

@@ -7,6 +7,7 @@ import type { TinyModelParams } from '../../src/core/llm/gguf/tiny-model.ts';
 import type { GreedyRun } from './native-greedy.ts';
 import { migrateCommands } from './migrate-commands.ts';
 import { runtimeCommands } from './runtime-commands.ts';
+import { modelServerCommands } from './model-server-commands.ts';
 
 /**
  * Server-side helpers that browser tests call through `commands` from 'vitest/browser'
@@ -41,7 +42,7 @@ const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: s
   }
 };
 
-export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands, ...migrateCommands };
+export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands, ...migrateCommands, ...modelServerCommands };
 
 declare module 'vitest/browser' {
   interface BrowserCommands {

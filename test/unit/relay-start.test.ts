@@ -3,9 +3,14 @@
  * data folder once (and again only when the file is damaged), says it is a demo model and how to give a real one,
  * and runs the embedded cloud worker on it. A `ferry worker` on the same machine and data folder attaches with the
  * token the relay keeps there, without being told it, and with the price it is given (`--price`; bad prices refused).
+ * `ferry start --model NAME` downloads a catalog model (here the generated model, served by a local HTTP server as
+ * a deployment's own catalog entry), resumes it after a dropped connection, and `ferry models` says what is there.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -114,4 +119,74 @@ describe('a worker price', () => {
     expect(isFerryError(caught, 'config/bad-price')).toBe(true);
     expect((caught as Error).message).toMatch(/USD per 1,000 tokens/);
   });
+});
+
+/** Runs a short `ferry` command to its end: exit code and everything it printed. */
+function ferry(args: string[]): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, output })));
+}
+
+describe('ferry start --model NAME: a catalog model', () => {
+  const model = generateTinyModel({ seed: 9 });
+  const sha256 = createHash('sha256').update(model).digest('hex');
+  const ranges: (string | undefined)[] = [];
+  let dropNext = true;
+  let server: Server;
+  let dir: string;
+  let relay: RelayProcess | undefined;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      ranges.push(req.headers.range);
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+      const body = model.subarray(from);
+      res.writeHead(from > 0 ? 206 : 200, { 'content-length': body.length, ...(from > 0 ? { 'content-range': `bytes ${from}-${model.length - 1}/${model.length}` } : {}) });
+      if (dropNext) {
+        dropNext = false;
+        res.write(body.subarray(0, 300_000), () => res.destroy());
+        return;
+      }
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-catalog-'));
+    const entry = { name: 'tiny-test', label: 'Tiny test model', family: 'llama', parameters: '1M', quantization: 'F32', license: 'Apache-2.0', contextLength: 512, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/tiny.gguf`, sha256, bytes: model.length, webLlm: [] };
+    await writeFile(path.join(dir, 'catalog.json'), JSON.stringify([entry]));
+  });
+
+  afterAll(async () => {
+    await relay?.stop();
+    await new Promise((resolve) => server.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a dropped download stops the start with the fix; the next start resumes it with Range, checks it and runs it; ferry models follows', async () => {
+    const flags = ['--data', path.join(dir, 'data'), '--catalog', path.join(dir, 'catalog.json')];
+    const listed = await ferry(['models', ...flags]);
+    expect(listed.code).toBe(0);
+    expect(listed.output).toMatch(/^demo +Demo model \(generated, random weights\).*offline default, written on first start$/m);
+    expect(listed.output).toMatch(/^qwen2\.5-0\.5b +Qwen2\.5 0\.5B Instruct +0\.5B +Q4_K_M +491 MB +32,768 +Apache-2\.0 +-$/m);
+    expect(listed.output).toMatch(/^tiny-test +Tiny test model +1M +F32 .* -$/m);
+
+    const dropped = await ferry(['start', '--port', '0', '--log-level', 'warn', ...flags, '--model', 'tiny-test']);
+    expect(dropped.code).toBe(1);
+    expect(dropped.output).toMatch(/ferry: The download of http:\/\/127\.0\.0\.1:\d+\/tiny\.gguf stopped at \d+ bytes: .* It resumes where it stopped when tried again\./);
+    expect((await ferry(['models', ...flags])).output).toMatch(/^tiny-test .* partial: \d+%, resumes on start$/m);
+
+    relay = await startRelayProcess([...flags, '--model', 'tiny-test']);
+    expect(ranges.at(-1)).toMatch(/^bytes=[1-9]\d*-$/);
+    const [worker] = await workersOf(relay.url, 1);
+    expect(worker!.profile.model).toBe(sha256);
+    await relay.stop();
+    relay = undefined;
+    expect((await ferry(['models', ...flags])).output).toMatch(/^tiny-test .* downloaded$/m);
+
+    const unknown = await ferry(['start', '--port', '0', ...flags, '--model', 'qwen2.5-7b']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.output).toMatch(/ferry: "qwen2\.5-7b" is not in the model catalog \(did you mean .*qwen2\.5-0\.5b.*\)\. Catalog models: .*tiny-test/);
+  }, 240_000);
 });

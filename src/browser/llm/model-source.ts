@@ -1,15 +1,65 @@
 /**
- * Where this device's model comes from: a GGUF the relay serves (GET /api/v1/models, downloaded with progress and
- * resumable into the OPFS cache by model-download.ts), or a GGUF the user picks from disk (checked, then copied into
+ * Where this device's model comes from: a model of the catalog (src/core/llm/catalog.ts, fetched from its URL), a
+ * GGUF the relay serves (GET /api/v1/models) — both downloaded with progress, resumable and checked by size and
+ * SHA-256 into the OPFS cache by model-download.ts — or a GGUF the user picks from disk (checked, then copied into
  * the same cache so it survives a reload). Either way the agent worker gets a File backed by OPFS.
  */
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
 import { HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
+import { ModelCatalog, type CatalogEntry } from '../../core/llm/catalog.ts';
 import type { ModelChoice } from '../settings.ts';
-import { downloadModel, type DownloadProgress } from './model-download.ts';
+import { downloadModel, downloadState, forgetModel, MODELS_FOLDER, type DownloadOptions, type DownloadProgress, type DownloadState } from './model-download.ts';
 
-const FOLDER = 'ferry-models';
+const FOLDER = MODELS_FOLDER;
+
+/** A catalog model and how much of it is on this device. */
+export interface CatalogModelStatus extends DownloadState {
+  readonly entry: CatalogEntry;
+}
+
+/** Every catalog model, with whether it is downloaded here, partly (an interrupted download: it resumes), or not. */
+export async function listCatalogModels(catalog = new ModelCatalog()): Promise<CatalogModelStatus[]> {
+  return Promise.all(catalog.entries.map(async (entry) => ({ entry, ...(await downloadState(entry.url).catch((): DownloadState => ({ state: 'absent', stored: 0 }))) })));
+}
+
+/** A catalog download under way: `done` is the choice to save once the model is whole and checked. */
+export interface CatalogDownload {
+  readonly done: Promise<ModelChoice>;
+  /** Stops it; what arrived is kept for next time, and `done` rejects with model/download-cancelled. */
+  cancel(): void;
+}
+
+/**
+ * Downloads the catalog model `name` (or finds it cached): the browser's free quota is checked before anything is
+ * fetched, an interrupted download (a dropped connection, a reload) resumes where it stopped, and the file must have
+ * the catalog's size and SHA-256.
+ */
+export function downloadCatalogModel(name: string, onProgress?: (p: DownloadProgress) => void, options: Pick<DownloadOptions, 'fetch' | 'segmentBytes'> & { catalog?: ModelCatalog } = {}): CatalogDownload {
+  const abort = new AbortController();
+  const done = (async () => {
+    const entry = (options.catalog ?? new ModelCatalog()).require(name);
+    await downloadModel(entry.url, {
+      expected: { bytes: entry.bytes, sha256: entry.sha256 },
+      signal: abort.signal,
+      ...(onProgress ? { onProgress } : {}),
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(options.segmentBytes ? { segmentBytes: options.segmentBytes } : {}),
+    });
+    return catalogChoice(entry);
+  })();
+  return { done, cancel: () => abort.abort() };
+}
+
+/** Removes a catalog model (or what is stored of its download) from this device. */
+export async function forgetCatalogModel(name: string, catalog = new ModelCatalog()): Promise<void> {
+  await forgetModel(catalog.require(name).url);
+}
+
+/** The choice that runs a catalog model: a URL-addressed GGUF known by its SHA-256, as a relay's model is. */
+function catalogChoice(entry: CatalogEntry): ModelChoice {
+  return { source: 'relay', id: entry.sha256, name: entry.name, bytes: entry.bytes, contextSize: entry.contextLength, url: entry.url };
+}
 
 /** The relay's models, each with its absolute download URL. */
 export async function listRelayModels(relay: string): Promise<HostedModel[]> {
@@ -26,7 +76,8 @@ export async function listRelayModels(relay: string): Promise<HostedModel[]> {
 
 /** Downloads (or finds cached) a relay model; the choice to save once it is whole. */
 export async function fetchRelayModel(model: HostedModel, onProgress?: (p: DownloadProgress) => void, signal?: AbortSignal): Promise<ModelChoice> {
-  await downloadModel(model.url, { ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) });
+  // The relay's files are content-addressed: the id is the file's SHA-256.
+  await downloadModel(model.url, { expected: { bytes: model.bytes, sha256: model.id }, ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) });
   return { source: 'relay', id: model.id, name: model.name, bytes: model.bytes, contextSize: model.contextSize, url: model.url };
 }
 
@@ -55,7 +106,7 @@ export async function storePickedModel(file: File): Promise<ModelChoice> {
 
 /** The chosen model's bytes on this device (a cached relay model is checked, and fetched again if evicted). */
 export async function openModel(choice: ModelChoice, onProgress?: (p: DownloadProgress) => void): Promise<File> {
-  if (choice.source === 'relay') return downloadModel(choice.url, onProgress ? { onProgress } : {});
+  if (choice.source === 'relay') return downloadModel(choice.url, { expected: { bytes: choice.bytes, sha256: choice.id }, ...(onProgress ? { onProgress } : {}) });
   try {
     return await (await (await folder()).getFileHandle(choice.file)).getFile();
   } catch (cause) {

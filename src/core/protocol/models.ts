@@ -17,7 +17,10 @@ const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 export const HostedModelSchema = v.object({
   /** SHA-256 of the file: the engines' EngineInfo.model. */
   id: sha256,
+  /** How people know it: a catalog name (src/core/llm/catalog.ts), `demo` for the generated model, or the file's name. */
   name: v.pipe(v.string(), v.maxLength(256)),
+  /** A longer description for lists ("Qwen2.5 0.5B Instruct, Q4_K_M"); absent from older relays. */
+  label: v.optional(v.pipe(v.string(), v.maxLength(256))),
   bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
   tokenizerId: v.pipe(v.string(), v.maxLength(256)),
   contextSize: v.pipe(v.number(), v.integer(), v.minValue(1)),

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusal } from '../../support/refusal.ts';
 import { generateAll } from '../../../src/core/llm/index.ts';
 import { generateTinyModel } from '../../../src/core/llm/gguf/index.ts';
-import { parseModelSource, resolveModel, type DownloadProgress } from '../../../server/llm/models.ts';
+import { catalogFileName, localModels, parseModelSource, resolveModel, type DownloadProgress } from '../../../server/llm/models.ts';
+import { ModelCatalog, type CatalogEntry } from '../../../src/core/llm/catalog.ts';
 import { createNodeLlamaEngine } from '../../../server/llm/node-llama-engine.ts';
 import { modelDir } from './fixtures.ts';
 
@@ -19,6 +20,21 @@ const notGguf = new TextEncoder().encode('<html>this is a login page, not a mode
 let server: Server;
 let base: string;
 const requests: Array<{ url: string; range: string | undefined }> = [];
+/** The generated model as if it were a catalog entry served by `base`. */
+const asEntry = (file: string, over: Partial<CatalogEntry> = {}): CatalogEntry => ({
+  name: 'tiny-test',
+  label: 'Tiny test model',
+  family: 'llama',
+  parameters: '1M',
+  quantization: 'F32',
+  license: 'Apache-2.0',
+  contextLength: 512,
+  url: `${base}/${file}`,
+  sha256: sha,
+  bytes: model.length,
+  webLlm: [],
+  ...over,
+});
 let flakyCut = true;
 
 beforeAll(async () => {
@@ -132,6 +148,83 @@ describe('model sources', () => {
       const missing = await refusal(() => resolveModel(`${base}/files/missing.gguf`, { dataDir: dir.dir }));
       expect(missing.code).toBe('models/download-failed');
       expect(missing.message).toContain('404');
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
+describe('catalog models', () => {
+  it('names resolve in the catalog (built-in or a deployment\'s), `demo` is the generated model, an unknown name says what there is', () => {
+    expect(parseModelSource('qwen2.5-0.5b')).toMatchObject({ kind: 'catalog', entry: { name: 'qwen2.5-0.5b', bytes: 491_400_032 } });
+    expect(parseModelSource('demo')).toEqual({ kind: 'demo' });
+    const own = new ModelCatalog([asEntry('files/model.gguf')]);
+    expect(parseModelSource('tiny-test', own)).toMatchObject({ kind: 'catalog', url: `${base}/files/model.gguf` });
+    expect(() => parseModelSource('qwen2.5-7b')).toThrow(expect.objectContaining({ code: 'models/unknown-model', message: expect.stringContaining('qwen2.5-0.5b') }) as Error);
+    // A file name is still a path.
+    expect(parseModelSource('tiny.gguf')).toEqual({ kind: 'path', path: 'tiny.gguf' });
+  });
+
+  it('downloads a catalog model once, under its name, checked by size and SHA-256; a dropped download resumes with Range', async () => {
+    const dir = await modelDir();
+    try {
+      const catalog = new ModelCatalog([asEntry('flaky/model.gguf')]);
+      flakyCut = true;
+      const first = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
+      expect(first.code).toBe('models/download-failed');
+      expect((await localModels(dir.dir, catalog)).catalog[0]).toMatchObject({ state: 'partial', bytes: expect.any(Number) as number });
+      const kept = (await localModels(dir.dir, catalog)).catalog[0]!.bytes;
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBeLessThan(model.length);
+
+      const resolved = await resolveModel('tiny-test', { dataDir: dir.dir, catalog });
+      expect(requests.at(-1)?.range).toBe(`bytes=${kept}-`);
+      expect(resolved).toMatchObject({ name: 'tiny-test', label: 'Tiny test model, F32', sha256: sha, path: path.join(dir.dir, 'models', catalogFileName(catalog.entries[0]!)) });
+      expect(new Uint8Array(await readFile(resolved.path))).toEqual(model);
+      expect((await localModels(dir.dir, catalog)).catalog[0]).toEqual({ entry: catalog.entries[0], state: 'downloaded', bytes: model.length });
+      const before = requests.length;
+      await resolveModel('tiny-test', { dataDir: dir.dir, catalog });
+      expect(requests.length).toBe(before);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('refuses a file whose SHA-256 is not the catalog\'s, and removes it', async () => {
+    const dir = await modelDir();
+    try {
+      const catalog = new ModelCatalog([asEntry('files/model.gguf', { sha256: 'f'.repeat(64) })]);
+      const err = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
+      expect(err.code).toBe('models/checksum-mismatch');
+      expect(err.message).toContain(sha);
+      expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('refuses a file of another size before keeping any of it', async () => {
+    const dir = await modelDir();
+    try {
+      const catalog = new ModelCatalog([asEntry('files/model.gguf', { bytes: model.length - 1 })]);
+      const err = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
+      expect(err.code).toBe('models/size-mismatch');
+      expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('refuses a model the disk has no room for before fetching a byte', async () => {
+    const dir = await modelDir();
+    try {
+      const catalog = new ModelCatalog([asEntry('files/model.gguf', { bytes: 2 ** 45 })]);
+      const before = requests.length;
+      const err = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
+      expect(err.code).toBe('models/disk-full');
+      expect(err.message).toMatch(/needs 35184372 MB more in .* which has [\d.]+ MB free/);
+      expect(requests.length).toBe(before);
+      expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);
     } finally {
       await dir.cleanup();
     }

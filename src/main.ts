@@ -3,6 +3,7 @@ import App from './ui/App.svelte';
 import { appShell } from './ui/app-shell.svelte.ts';
 import { ui } from './ui/app.svelte.ts';
 import { router } from './ui/router.svelte.ts';
+import { sharedLink } from './ui/shared-link.svelte.ts';
 
 const target = document.getElementById('app');
 if (!target) throw new Error('index.html has no #app element to mount Ferry into.');
@@ -19,6 +20,8 @@ try {
 }
 
 appShell.start();
+// A share link's key leaves the address bar before anything else runs.
+await sharedLink.takeFromLocation();
 router.start();
 mount(App, { target });
 void ui.start().then(() => {

@@ -1,4 +1,7 @@
-/** Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/s/<id>/panel (its template's panel), #/models, #/settings. */
+/**
+ * Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/s/<id>/panel (its template's panel),
+ * #/models, #/settings, #/open (a share link being opened).
+ */
 export type SessionTab = 'chat' | 'tree' | 'panel';
 
 export type Route =
@@ -6,6 +9,8 @@ export type Route =
   | { name: 'session'; id: string; tab: SessionTab }
   | { name: 'settings' }
   | { name: 'models' }
+  /** A share link being opened (shared-link.svelte.ts). */
+  | { name: 'open' }
   | { name: 'not-found'; hash: string };
 
 export function parseRoute(hash: string): Route {
@@ -13,6 +18,7 @@ export function parseRoute(hash: string): Route {
   if (path === '/' || path === '') return { name: 'list' };
   if (path === '/settings') return { name: 'settings' };
   if (path === '/models') return { name: 'models' };
+  if (path === '/open') return { name: 'open' };
   const m = /^\/s\/([0-9a-f]{32})(?:\/(tree|panel))?$/.exec(path);
   if (m) return { name: 'session', id: m[1]!, tab: (m[2] as 'tree' | 'panel' | undefined) ?? 'chat' };
   return { name: 'not-found', hash: path };

@@ -1,45 +1,20 @@
 /**
- * Share links end to end: the relay (`ferry start` in a child process, serving the built PWA), browser A
- * publishes a session from its IndexedDB, and browser B — a separate Chromium with its own profile, nothing
- * shared — opens `https://<relay>/s/<id>#k=<key>` and imports the same branches and checkpoints. The relay serves
- * the PWA for the link, never sees the key, and a second publish uploads only what changed.
- *
- * The page logic is the real browser relay client (src/browser/relay-client.ts) bundled from share-page.ts and
- * injected into the relay's own page, so it runs at the relay's origin exactly as the PWA does.
+ * Share links end to end, through the built app only: on device A (a desktop) a person chooses the relay's model,
+ * creates a session, chats, forks a branch and shares it from the session screen; device B (a phone: a separate
+ * Chromium with its own profile, nothing shared) opens the link. The app on B copies the session into its own
+ * store — the same transcript and branches — takes the key out of the address bar, and continues it on B. A shares
+ * again after more turns: the same link, only what changed goes up, and B opening it again follows. The relay's data
+ * folder never holds the key or the conversation's words. A link whose snapshot is gone, or whose key was changed,
+ * says what happened.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
-import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
-import type { Described, Published } from './share-page.ts';
+import { devices, startUi, type UiRig } from './ui-harness.ts';
 
-interface ShareApi {
-  create(db: string, steps: number): Promise<Described>;
-  more(db: string, sessionId: string, from: number, count: number): Promise<Described>;
-  publish(db: string, sessionId: string, saved?: string): Promise<Published>;
-  openFromLocation(db: string): Promise<{ described: Described; hrefAfter: string; relayOrigin: string; keyHex: string }>;
-}
-declare const ferryShare: ShareApi;
-
-const root = path.resolve(import.meta.dirname, '..', '..');
-
-async function bundleHarness(): Promise<string> {
-  const out = await build({
-    entryPoints: [path.join(import.meta.dirname, 'share-page.ts')],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'browser',
-    target: 'es2022',
-    logLevel: 'silent',
-  });
-  return out.outputFiles[0]!.text;
-}
+const CANARY = 'the lighthouse keeper counted seventeen gulls';
 
 async function allFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -51,80 +26,116 @@ async function allFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-describe('share links between two browsers', () => {
-  let relay: RelayProcess;
-  let dataDir: string;
-  let harness: string;
-  let a: FreshBrowser;
-  let b: FreshBrowser;
-  let pageA: Page;
-  let pageB: Page;
-
-  /** Loads `url` (a page the relay serves) and injects the harness into it. */
-  async function open(page: Page, url: string): Promise<void> {
-    // From a blank page, so opening the same link again is a real load, not a same-document fragment change.
-    await page.goto('about:blank');
-    const res = await page.goto(url);
-    expect(res?.status()).toBe(200);
-    expect(await res?.text()).toMatch(/<!doctype html>/i);
-    await page.addScriptTag({ content: harness });
-    await page.waitForFunction(() => 'ferryShare' in globalThis);
-  }
+describe('share links between two devices, through the app', () => {
+  let rig: UiRig;
+  let a: Page;
+  let phone: FreshBrowser;
+  let b: Page;
+  let link = '';
 
   beforeAll(async () => {
-    if (!existsSync(path.join(root, 'dist', 'index.html'))) {
-      throw new Error('dist/ has no build: run `npm run build` first (`npm test` builds before the end-to-end suite).');
-    }
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'ferry-e2e-share-'));
-    [relay, harness] = await Promise.all([startRelayProcess(['--data', dataDir]), bundleHarness()]);
-    a = await launchFreshChromium();
-    b = await launchFreshChromium();
-    pageA = await a.context.newPage();
-    pageB = await b.context.newPage();
-  });
+    rig = await startUi(devices[1], 'share');
+    a = rig.page;
+    phone = await launchFreshChromium({ viewport: { ...devices[0].viewport }, isMobile: true, hasTouch: true });
+    b = await phone.context.newPage();
+  }, 180_000);
 
   afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await relay?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await phone?.close();
+    await rig?.close();
   });
 
-  test('B opens the link from A and has the same branches, checkpoints and component state; then follows an update', async () => {
-    await open(pageA, relay.url);
-    const original = await pageA.evaluate(() => ferryShare.create('ferry-a', 6));
-    expect(Object.keys(original.heads).sort()).toEqual(['idea', 'main']);
-    const first = await pageA.evaluate((id) => ferryShare.publish('ferry-a', id), original.sessionId);
-    expect(first.link).toMatch(new RegExp(`^${relay.url}/s/[0-9a-f]{40}#k=[A-Za-z0-9_-]{43}$`));
-    expect(first.qrSvg).toMatch(/^<svg[^>]*>.*<\/svg>\s*$/s);
+  /** Chooses the relay's model on the Models screen of `page`. */
+  async function chooseRelayModel(page: Page, tap: boolean): Promise<void> {
+    const press = (l: ReturnType<Page['locator']>) => (tap ? l.tap() : l.click());
+    await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+    await page.getByTestId('relay-models').waitFor({ timeout: 90_000 });
+    await press(page.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
+    await page.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
+  }
 
-    // B: its own profile; it has never seen the session.
-    await open(pageB, first.link);
-    const opened = await pageB.evaluate(() => ferryShare.openFromLocation('ferry-b'));
-    expect(opened.described).toEqual(original);
-    expect(opened.relayOrigin).toBe(relay.url);
-    // The key is gone from the address bar once read.
-    expect(opened.hrefAfter).toBe(first.link.slice(0, first.link.indexOf('#')));
+  /** Sends a message on `page` and waits for the agent's reply to be checkpointed. */
+  async function chat(page: Page, text: string, replies: number): Promise<void> {
+    await page.getByLabel('Message').fill(text);
+    await page.getByLabel('Message').press('Enter');
+    await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(replies);
+    await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+  }
 
-    // The relay never saw the key or the plaintext: its data folder holds neither.
-    const key = Buffer.from(opened.keyHex, 'hex');
-    const keyText = Buffer.from(first.link.slice(first.link.indexOf('#k=') + 3));
-    for (const f of await allFiles(dataDir)) {
+  /** Shares the open session on A; returns the link and what the dialog says went up. */
+  async function share(): Promise<{ link: string; uploaded: string }> {
+    await rig.press(a.getByRole('button', { name: 'Share', exact: true }));
+    const field = a.getByTestId('share-link');
+    await field.waitFor({ timeout: 60_000 });
+    const shared = { link: (await field.inputValue()).trim(), uploaded: (await a.getByTestId('share-uploaded').textContent()) ?? '' };
+    await rig.press(a.getByRole('button', { name: 'Close' }));
+    return shared;
+  }
+
+  test('A shares a session; B opens the link in the app, has the same transcript and branches, without the key in its address bar, and continues it', async () => {
+    await chooseRelayModel(a, false);
+    await rig.press(a.getByRole('link', { name: 'Sessions', exact: true }));
+    await rig.press(a.getByLabel(/Assistant/));
+    await a.getByLabel(/^Title/).fill('Harbour log');
+    await rig.press(a.getByRole('button', { name: 'Create session' }));
+    await expect.poll(() => a.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await rig.transcriptReady();
+    await chat(a, `Note this: ${CANARY}.`, 1);
+    const shared = await share();
+    link = shared.link;
+    expect(link).toMatch(new RegExp(`^${rig.relay.url}/s/[0-9a-f]{40}#k=[A-Za-z0-9_-]{43}$`));
+
+    // B has never seen the session: it follows the link, and the app opens it.
+    await b.goto(link);
+    await b.locator('html[data-ready="true"]').waitFor();
+    await expect.poll(() => b.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    expect(b.url()).not.toContain('#k=');
+    await b.getByTestId('transcript').and(b.locator('[data-ready="true"]')).waitFor();
+    expect(await b.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining(CANARY)]);
+    expect(await b.getByTestId('agent-message').count()).toBe(1);
+    expect(await b.getByTestId('current-branch').textContent()).toBe('main');
+    // The browser's history holds no entry with the key either.
+    await b.goBack().catch(() => undefined);
+    expect(b.url()).not.toContain('#k=');
+    await b.goForward().catch(() => undefined);
+
+    // B continues it here, on its own model.
+    const sessionUrl = b.url().includes('#/s/') ? b.url() : '';
+    await chooseRelayModel(b, true);
+    await b.goto(sessionUrl);
+    await b.getByTestId('transcript').and(b.locator('[data-ready="true"]')).waitFor();
+    await chat(b, 'And what did the keeper do next?', 2);
+
+    // The relay never saw the key or the words: its data folder holds neither.
+    const keyText = Buffer.from(link.slice(link.indexOf('#k=') + 3));
+    for (const f of await allFiles(rig.dataDir)) {
       const bytes = await readFile(f);
-      for (const needle of [key, keyText, Buffer.from('question number'), Buffer.from(original.sessionId)]) {
-        expect(bytes.includes(needle), `${path.relative(dataDir, f)} contains a secret`).toBe(false);
-      }
+      for (const needle of [keyText, Buffer.from(CANARY)]) expect(bytes.includes(needle), `${path.relative(rig.dataDir, f)} holds a secret`).toBe(false);
     }
+  });
 
-    // A takes 10 more steps and publishes again: only the new objects go up, and B, opening the same link, follows.
-    const grown = await pageA.evaluate((id) => ferryShare.more('ferry-a', id, 100, 10), original.sessionId);
-    const second = await pageA.evaluate(([id, saved]) => ferryShare.publish('ferry-a', id, saved), [original.sessionId, first.saved] as const);
-    expect(second.link).toBe(first.link);
-    // Per step: a checkpoint, a chunk list and the one or two 64 KiB pages the step touched.
-    expect(second.objects).toBeGreaterThanOrEqual(20);
-    expect(second.objects).toBeLessThanOrEqual(40);
-    expect(second.objectBytes).toBeLessThanOrEqual(second.objects * (64 * 1024 + 1024));
-    await open(pageB, first.link);
-    expect((await pageB.evaluate(() => ferryShare.openFromLocation('ferry-b'))).described).toEqual(grown);
+  test('A shares again after more turns: the same link, only what changed goes up; B opening it again has the new turns', async () => {
+    await chat(a, 'Tell me one more thing about the harbour.', 2);
+    const again = await share();
+    expect(again.link).toBe(link);
+    expect(again.uploaded).toMatch(/^\d+ new objects? uploaded/);
+    await b.goto('about:blank');
+    await b.goto(link);
+    await expect.poll(() => b.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await b.getByTestId('transcript').and(b.locator('[data-ready="true"]')).waitFor();
+    await expect.poll(() => b.getByTestId('user-message').filter({ hasText: 'one more thing' }).count(), { timeout: 30_000 }).toBe(1);
+  });
+
+  test('a link whose snapshot is gone, or whose key was changed, says what happened', async () => {
+    const gone = link.replace(/\/s\/([0-9a-f]{40})/, (_, id: string) => `/s/${id.slice(0, -4)}0000`);
+    await b.goto('about:blank');
+    await b.goto(gone);
+    await expect.poll(() => b.getByTestId('open-shared').getByRole('alert').textContent(), { timeout: 60_000 }).toMatch(/not on the relay any more/);
+    const key = link.slice(link.indexOf('#k=') + 3);
+    const wrong = `${link.slice(0, link.indexOf('#k=') + 3)}${key[0] === 'A' ? 'B' : 'A'}${key.slice(1)}`;
+    await b.goto('about:blank');
+    await b.goto(wrong);
+    await expect.poll(() => b.getByTestId('open-shared').getByRole('alert').textContent(), { timeout: 60_000 }).toMatch(/key does not open/);
+    expect(b.url()).not.toContain('#k=');
   });
 });

@@ -12,8 +12,6 @@ import type { TinyModelParams } from '../../src/core/llm/gguf/tiny-model.ts';
 export interface ModelServerMode {
   /** The tiny model to serve (generated in Node). */
   params?: Partial<TinyModelParams>;
-  /** Send this many bytes of a response, then drop the connection. */
-  dropAfter?: number;
   /** Send this many bytes of a response, then hold the connection open without sending more. */
   stallAfter?: number;
   /** Answer every request with the whole file (200), as a server without Range support does. */
@@ -55,15 +53,12 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     'content-length': slice.length,
     ...(from > 0 ? { 'content-range': `bytes ${from}-${body.length - 1}/${body.length}` } : {}),
   });
-  const cut = mode.dropAfter ?? mode.stallAfter;
+  const cut = mode.stallAfter;
   if (cut === undefined) {
     res.end(slice);
     return;
   }
-  res.write(slice.subarray(0, cut), () => {
-    if (mode.dropAfter !== undefined) res.destroy();
-    else stalled.add(res);
-  });
+  res.write(slice.subarray(0, cut), () => stalled.add(res));
 }
 
 /** Starts the server (once) and sets how it answers; resolves with its URL for the model. */

@@ -160,7 +160,7 @@ describe('node-llama-cpp engine: generation', () => {
   });
 
   it('constrains output with a JSON schema and a GBNF grammar', async () => {
-    const schema = { type: 'object', properties: { ok: { type: 'boolean' }, pick: { enum: ['red', 'green'] } } };
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' }, pick: { enum: ['red', 'green'] } }, required: ['ok', 'pick'] };
     const json = await generateAll(engine, { prompt: { text: 'Once upon a time' }, maxTokens: 64, grammar: { kind: 'json-schema', schema } });
     expect(json.finishReason).toBe('stop');
     const value = JSON.parse(json.text) as { ok: unknown; pick: unknown };

@@ -18,7 +18,7 @@ const CachedChainSchema = v.object({
       id: hash,
       at: time,
       n: v.pipe(v.number(), v.integer(), v.minValue(0)),
-      events: v.array(v.looseObject({ type: v.picklist(['user', 'generation', 'tool-call', 'tool-result', 'reply', 'placement', 'fork']), at: time })),
+      events: v.array(v.looseObject({ type: v.picklist(['user', 'generation', 'tool-call', 'tool-result', 'reply', 'placement', 'fork', 'compaction']), at: time })),
     }),
   ),
 });

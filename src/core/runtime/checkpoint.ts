@@ -228,6 +228,16 @@ function isCut(cut: unknown): boolean {
     Number.isSafeInteger(c.maxTokens) && typeof c.temperature === 'number' && Array.isArray(c.stop) && c.stop.every((x) => typeof x === 'string');
 }
 
+/** A compaction as a checkpoint stores it (llm/compaction.ts Compaction). */
+function isCompaction(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const c = value as Record<string, unknown>;
+  return Number.isSafeInteger(c.turns) && (c.turns as number) >= 1 && typeof c.digest === 'string' && /^[0-9a-f]{64}$/.test(c.digest) && typeof c.note === 'string' && c.note.length <= MAX_NOTE;
+}
+
+/** A compaction note is one sentence; anything longer is not one this host wrote. */
+const MAX_NOTE = 1000;
+
 export function decodeHostState(bytes: Uint8Array): HostState {
   const data = decodeMsgpack(bytes, 'runtime/bad-state', 'The loop state of a checkpoint') as Partial<HostState & { v: number }> | null;
   const loop = data?.loop;
@@ -240,10 +250,11 @@ export function decodeHostState(bytes: Uint8Array): HostState {
     (loop.status === 'idle' || loop.status === 'running' || loop.status === 'done') &&
     Array.isArray(loop.pending) && loop.pending.every((e) => typeof e === 'object' && e !== null && typeof (e as { tag?: unknown }).tag === 'string') &&
     Number.isSafeInteger(loop.steps) && typeof loop.summary === 'string' &&
-    (loop.cut === undefined || loop.cut === null || isCut(loop.cut));
+    (loop.cut === undefined || loop.cut === null || isCut(loop.cut)) &&
+    (loop.compaction === undefined || loop.compaction === null || isCompaction(loop.compaction));
   if (!ok) throw new FerryError('runtime/bad-state', 'The loop state of a checkpoint is malformed; the checkpoint is damaged or from an incompatible version. Restore an earlier one.');
-  const { cut, ...rest } = loop;
-  return { loop: cut ? { ...rest, cut } : rest, agent: data.agent!, tools: data.tools! };
+  const { cut, compaction, ...rest } = loop;
+  return { loop: { ...rest, ...(cut ? { cut } : {}), ...(compaction ? { compaction } : {}) }, agent: data.agent!, tools: data.tools! };
 }
 
 /** The host state stored at checkpoint `at`. */

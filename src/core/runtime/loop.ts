@@ -38,13 +38,18 @@
  * never stopped (with temperature > 0 the continuation samples afresh from the same seed); the agent then gets
  * the whole text. `run()` with a new message instead delivers the cut
  * generation to the agent as it is ("cancelled").
+ * Past the context: when a prompt and its reply budget do not fit the engine's context, the oldest turns are left
+ * out of the prompt (llm/compaction.ts); the decision is kept in the loop state (`LoopState.compaction`), so the
+ * same prompt goes to the model wherever the session runs, and a `compaction` session event records it.
  * A tool call that fails as a call (trap, time or memory limit) rejects the run with `runtime/step-failed`:
  * the runtime then restores the last checkpoint (runtime.ts).
  */
 import { FerryError } from '../errors.ts';
 import type { ChatTemplate } from '../llm/chat-template.ts';
 import type { Engine, FinishReason, GenerateRequest, GenerationStats, Prompt } from '../llm/engine.ts';
+import { fitToContext, type Compaction, type Fitted } from '../llm/compaction.ts';
 import type { ChatMessage } from '../llm/messages.ts';
+import { preparePrompt } from '../llm/prompt.ts';
 import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
 import { generateWithTools, type GeneratedSoFar, type OpenCall, type ToolChoice, type ToolGenerationEvent } from '../llm/tool-generation.ts';
 import type { SessionEvent } from '../session/index.ts';
@@ -120,6 +125,8 @@ export interface LoopState {
   summary: string;
   /** Present while a cut generation waits to be continued (see CutGeneration). */
   cut?: CutGeneration;
+  /** The oldest turns left out of the prompt once the conversation outgrew the context (llm/compaction.ts). */
+  compaction?: Compaction;
 }
 
 export type LoopEvent =
@@ -308,6 +315,10 @@ export class AgentLoop {
           timing.modelMs += performance.now() - t;
           tokens += generation.tokens.length;
           addUsage(usage, usageOf(generation.stats));
+          if (generation.widened) {
+            this.#state.compaction = generation.widened;
+            events.push({ type: 'compaction', turns: generation.widened.turns, at: now() });
+          }
           events.push(generation.event);
           pending.push({ tag: 'generation-result', val: { text: generation.text, finishReason: generation.finishReason } });
           // Keep what it takes to continue a cut generation, unless a result is already waiting ahead of it.
@@ -357,13 +368,15 @@ export class AgentLoop {
     if (id) yield { type: 'checkpoint', step, id };
   }
 
+  /** One generation; `widened` is a new compaction its prompt needed (the step records it once the generation is done). */
   async *#generate(messages: readonly { role: string; content: string }[], params: { maxTokens?: number | undefined; temperature?: number | undefined; stop: string[] }, signal: AbortSignal | undefined) {
     const engine = this.#options.engine;
-    const chat = this.#withTools(messages.map(toChatMessage));
+    // The agent may ask for fewer tokens than the session allows, never more.
+    const maxTokens = Math.max(1, Math.min(params.maxTokens ?? this.#sampling.maxTokens, this.#sampling.maxTokens));
+    const fitted = await this.#fit(this.#withTools(messages.map(toChatMessage)), maxTokens);
     const request = this.#request({
-      prompt: this.#template ? { text: this.#template.render(chat) } : { messages: chat },
-      // The agent may ask for fewer tokens than the session allows, never more.
-      maxTokens: Math.max(1, Math.min(params.maxTokens ?? this.#sampling.maxTokens, this.#sampling.maxTokens)),
+      prompt: this.#promptOf(fitted.messages),
+      maxTokens,
       sampling: { ...this.#sampling, temperature: params.temperature ?? this.#sampling.temperature },
       stop: params.stop,
     }, signal);
@@ -371,7 +384,31 @@ export class AgentLoop {
     const tokens = [...done.tokens];
     yield { type: 'generation', text: done.text, finishReason: done.finishReason, tokens } satisfies LoopEvent;
     const cut: CutGeneration = { ...cutOf(request, done), prompt: request.prompt, tokenizerId: engine.info.tokenizerId, tokens, text: done.text };
-    return { text: done.text, finishReason: done.finishReason, tokens, event: this.#generationEvent(done, tokens, done.text), cut, stats: done.stats };
+    const widened = fitted.widened ? fitted.compaction : undefined;
+    return { text: done.text, finishReason: done.finishReason, tokens, event: this.#generationEvent(done, tokens, done.text), cut, stats: done.stats, widened };
+  }
+
+  /** Messages → the prompt this engine gets: rendered here when the loop has a template, else by the engine. */
+  #promptOf(chat: readonly ChatMessage[]): Prompt {
+    return this.#template ? { text: this.#template.render(chat) } : { messages: [...chat] };
+  }
+
+  /**
+   * The chat with the recorded compaction, widened where it does not fit this engine's context with the reply's
+   * budget. Counting needs the engine's tokenizer and a template: an upstream without them gets the record as it is.
+   */
+  async #fit(chat: ChatMessage[], maxTokens: number): Promise<Fitted> {
+    const engine = this.#options.engine;
+    const { contextSize, tokenizerId, chatTemplate } = engine.info;
+    const countable = tokenizerId !== '' && (this.#template !== undefined || chatTemplate !== undefined);
+    const count = async (messages: readonly ChatMessage[]) => (await preparePrompt(engine, this.#promptOf(messages))).length;
+    const fitted = await fitToContext(chat, { room: contextSize - maxTokens, recorded: this.#state.compaction, ...(countable ? { count } : {}) });
+    if (fitted.tokens !== undefined && fitted.tokens >= contextSize) {
+      throw new FerryError('llm/context-full', `The newest message does not fit even with every earlier turn left out: the prompt has ${fitted.tokens} tokens; the context holds ${contextSize}. Shorten the message or load the model with a larger context.`, {
+        details: { promptTokens: fitted.tokens, contextSize },
+      });
+    }
+    return fitted;
   }
 
   /** Runs a generation with the granted tools, streaming its tokens; returns its done event. */

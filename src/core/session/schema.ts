@@ -43,6 +43,9 @@ const EventSchema = v.variant('type', [
   v.object({ type: v.literal('reply'), text, at: time }),
   v.object({ type: v.literal('placement'), from: label, to: label, reason: label, at: time }),
   v.object({ type: v.literal('fork'), from: id, fromBranch: name, branch: name, at: time }),
+  // From here on the model no longer sees the conversation's first `turns` turns (they stay in the session): it
+  // outgrew the context. Builds from before this event refuse a checkpoint holding it, as they do any unknown event.
+  v.object({ type: v.literal('compaction'), turns: v.pipe(count, v.minValue(1)), at: time }),
 ]);
 
 const LlmSettingsSchema = v.object({

@@ -5,17 +5,18 @@
  * pack file, packs/<name>.pack, indexed by offset — one file to make durable instead of one per object (and per
  * fan-out directory), which is most of a commit's cost on a real disk. Packs and loose files are immutable.
  *
- * Durability order for one commit: the new file is written to tmp/, fsynced, renamed into place, and its directory
- * fsynced; only then does one SQLite transaction (compare-and-swap the refs, append the reflog, index the objects)
- * commit. `has` and `get` answer from that index, never from the directory. A crash before that transaction leaves
- * complete but unindexed files (ignored, written again on the next put, reported by verify); a crash after it
- * leaves everything. Either way no ref points at a missing object. SQLite runs in WAL mode with synchronous=FULL:
+ * Durability order for one commit: the new file is made durable first — a loose file is written to tmp/, fsynced,
+ * renamed into place and its directory fsynced; a pack, whose name is fresh and which nothing indexes yet, is
+ * written in place, then it and its directory are fsynced together — and only then does one SQLite transaction
+ * (compare-and-swap the refs, append the reflog, index the objects) commit. `has` and `get` answer from that index,
+ * never from the directory. A crash before that transaction leaves unindexed files (ignored, written again on the
+ * next put, reported by verify); a crash after it leaves everything. Either way no ref points at a missing object. SQLite runs in WAL mode with synchronous=FULL:
  * NORMAL would also stay consistent (WAL commits are atomic), but could forget the last acknowledged commits on
  * power loss, and "nothing acknowledged is lost" is the product's promise; that fsync is small next to the file's.
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
 import { ContentStore, refConflict, type ObjectId, type Ref, type ReflogEntry, type StoreBackend, type StoredObject } from '../../src/core/store/index.ts';
@@ -23,10 +24,13 @@ import { ContentStore, refConflict, type ObjectId, type Ref, type ReflogEntry, t
 /** 2: objects may live in pack files (columns pack, offset). Version 1 stores are upgraded when opened. */
 const SCHEMA_VERSION = 2;
 
+/** Bytes of other objects a pack read may take in to read the wanted ones in one go. */
+const SPAN_SLACK = 64 * 1024;
+
 export interface VerifyReport {
   objects: number;
   refs: number;
-  /** Complete object or pack files a crash left unindexed: harmless (an object is adopted when written again). */
+  /** Object or pack files a crash left unindexed (a pack possibly cut short): harmless, nothing refers to them. */
   unindexed: number;
   /** Anything that breaks the store's invariants; empty when the store is consistent. */
   problems: string[];
@@ -141,6 +145,16 @@ export class FsBackend implements StoreBackend {
       throw corruptObject(members[0]!.id, cause);
     }
     try {
+      // A publish's objects lie together in one pack: one read of the span they cover rather than one per object,
+      // unless the span is mostly other objects.
+      const start = Math.min(...members.map((m) => m.offset!));
+      const end = Math.max(...members.map((m) => m.offset! + m.size));
+      if (end - start <= 2 * members.reduce((n, m) => n + m.size, 0) + SPAN_SLACK) {
+        const span = new Uint8Array(end - start);
+        const { bytesRead } = await handle.read(span, 0, span.length, start);
+        if (bytesRead !== span.length) throw corruptObject(members[0]!.id);
+        return members.map((m) => span.slice(m.offset! - start, m.offset! - start + m.size));
+      }
       const out: Uint8Array[] = [];
       for (const m of members) {
         const bytes = new Uint8Array(m.size);
@@ -185,7 +199,7 @@ export class FsBackend implements StoreBackend {
       located.push({ id: objects[0]!.id, size: objects[0]!.bytes.length, pack: null, offset: null });
     } else if (objects.length > 1) {
       const pack = randomBytes(12).toString('hex');
-      await fsyncDir(await this.writeFile(this.packPath(pack), objects));
+      await this.writePack(this.packPath(pack), objects);
       let offset = 0;
       for (const o of objects) {
         located.push({ id: o.id, size: o.bytes.length, pack, offset });
@@ -223,22 +237,12 @@ export class FsBackend implements StoreBackend {
 
   /** Writes `objects`' bytes, one after another, durably as file `final`; returns the directory whose entry must be fsynced. */
   private async writeFile(final: string, objects: readonly StoredObject[]): Promise<string> {
-    const dir = path.dirname(final);
-    if (!this.madeDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.madeDirs.add(dir);
-    }
+    const dir = await this.madeDir(final);
     const tmp = path.join(this.dir, 'tmp', `${path.basename(final)}.${randomBytes(6).toString('hex')}`);
     try {
       const handle = await open(tmp, 'wx');
       try {
-        // writev writes as much as it can per call: go on until every byte is down.
-        const rest = objects.map((o) => o.bytes);
-        while (rest.length > 0) {
-          let { bytesWritten } = await handle.writev(rest);
-          while (rest.length > 0 && bytesWritten >= rest[0]!.length) bytesWritten -= rest.shift()!.length;
-          if (rest.length > 0 && bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
-        }
+        await writeAll(handle, objects);
         // The data and the file's size; its name becomes durable with the directory fsync after the rename.
         await handle.datasync();
       } finally {
@@ -248,6 +252,36 @@ export class FsBackend implements StoreBackend {
     } catch (cause) {
       await rm(tmp, { force: true });
       throw storageError(cause);
+    }
+    return dir;
+  }
+
+  /**
+   * Writes a new pack durably under its own (fresh) name: no temp file and rename, since nothing indexes it until
+   * the commit's transaction; its data and its directory entry are made durable together.
+   */
+  private async writePack(file: string, objects: readonly StoredObject[]): Promise<void> {
+    const dir = await this.madeDir(file);
+    try {
+      const handle = await open(file, 'wx');
+      try {
+        await writeAll(handle, objects);
+        await Promise.all([handle.datasync(), fsyncDir(dir)]);
+      } finally {
+        await handle.close();
+      }
+    } catch (cause) {
+      await rm(file, { force: true });
+      throw storageError(cause);
+    }
+  }
+
+  /** The directory of `file`, created once. */
+  private async madeDir(file: string): Promise<string> {
+    const dir = path.dirname(file);
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
     }
     return dir;
   }
@@ -318,6 +352,16 @@ export class FsStore extends ContentStore {
 
 export async function openFsStore(dir: string): Promise<FsStore> {
   return new FsStore(await FsBackend.open(dir));
+}
+
+/** Writes every byte of `objects`, one after another (writev writes as much as it can per call). */
+async function writeAll(handle: FileHandle, objects: readonly StoredObject[]): Promise<void> {
+  const rest = objects.map((o) => o.bytes);
+  while (rest.length > 0) {
+    let { bytesWritten } = await handle.writev(rest);
+    while (rest.length > 0 && bytesWritten >= rest[0]!.length) bytesWritten -= rest.shift()!.length;
+    if (rest.length > 0 && bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {

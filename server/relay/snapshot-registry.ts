@@ -6,10 +6,11 @@
  * publish — its new objects, the move, a new snapshot's token — is one atomic, durable commit. After a crash all of
  * it is there or none of it is visible.
  *
- * Structure hints: a publisher says which of the objects it sends with a publish are the session's structure
- * (heads, checkpoints, chunk lists: everything but pages). The relay cannot read them; it remembers which remote
- * ids came with which manifest, so a reader gets the structure with the record in one round trip instead of one
- * per level of the session graph. A hint is only ever a shortcut: the reader verifies and walks everything itself.
+ * Hints: a publisher says which of the objects it sends with a publish are the session's structure (heads,
+ * checkpoints, chunk lists); the others in that request are its pages. The relay cannot read them; it remembers
+ * which remote ids came with which manifest, so a reader gets the structure and then the pages with the record, in
+ * one round trip instead of one per level of the session graph and one more for the pages. A hint is only ever a
+ * shortcut: the reader verifies and walks everything itself.
  */
 import type Database from 'better-sqlite3';
 import { existsSync, rmSync } from 'node:fs';
@@ -27,6 +28,9 @@ interface Row {
 
 const refName = (id: string): string => `snapshots/${id}`;
 
+/** Pages go with the contents up to this many bytes; beyond, a reader's framed fetch by id moves them faster than JSON. */
+const PAGES_ALONG_BYTES = 1 << 20;
+
 /** Where the registry lived before it moved into the store's database; its rows are moved over on open. */
 const LEGACY_FILE = 'snapshots.sqlite';
 
@@ -38,6 +42,8 @@ export interface PublishInput {
   objects: readonly { id: string; bytes: Uint8Array }[];
   /** Remote ids of this publish's structure objects (see above). */
   structure: readonly string[];
+  /** Remote ids of the pages that came with it (see above); absent: none. */
+  pages?: readonly string[];
 }
 
 export interface SnapshotContents {
@@ -57,8 +63,12 @@ export class SnapshotRegistry {
     try {
       db.exec(`
         CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, token_hash BLOB NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS snapshot_structure (snapshot TEXT NOT NULL, manifest TEXT NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (snapshot, manifest)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS snapshot_structure (snapshot TEXT NOT NULL, manifest TEXT NOT NULL, ids BLOB NOT NULL, pages BLOB, PRIMARY KEY (snapshot, manifest)) WITHOUT ROWID;
       `);
+      // Registries from before page hints: their publishes hint no pages (readers fetch those by id).
+      if (!db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('snapshot_structure')").all().some((c) => c.name === 'pages')) {
+        db.exec('ALTER TABLE snapshot_structure ADD COLUMN pages BLOB');
+      }
       adoptLegacy(db, path.join(dir, LEGACY_FILE));
     } catch (cause) {
       throw new FerryError('store/open-failed', `Cannot open the snapshot registry in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
@@ -88,14 +98,16 @@ export class SnapshotRegistry {
       if (!tokenMatches(update.token, row.token_hash)) throw badToken();
     }
     if (!input.objects.some((o) => o.id === input.manifest)) await this.requireObject(input.manifest);
-    const hints = Buffer.concat(input.structure.map((id) => Buffer.from(id, 'hex')));
+    const packed = (ids: readonly string[]): Buffer => Buffer.concat(ids.map((id) => Buffer.from(id, 'hex')));
+    const hints = packed(input.structure);
+    const pages = packed((input.pages ?? []).filter((p) => p !== input.manifest));
     const at = Date.now();
     const id = update?.id ?? newSnapshotId();
     const writeToken = update ? undefined : newWriteToken();
     const move: ReflogEntry = { name: refName(id), from: update?.expect ?? null, to: input.manifest, reason: update ? 'update' : 'publish', at };
     await this.objects.commit(input.objects, [move], (db) => {
       if (writeToken) db.prepare('INSERT INTO snapshots (id, token_hash, created_at) VALUES (?, ?, ?)').run(id, hashToken(writeToken), at);
-      if (hints.length > 0) db.prepare('INSERT OR REPLACE INTO snapshot_structure (snapshot, manifest, ids) VALUES (?, ?, ?)').run(id, input.manifest, hints);
+      if (hints.length > 0 || pages.length > 0) db.prepare('INSERT OR REPLACE INTO snapshot_structure (snapshot, manifest, ids, pages) VALUES (?, ?, ?, ?)').run(id, input.manifest, hints, pages.length > 0 ? pages : null);
     });
     const snapshot = (await this.load(id))!.record;
     return writeToken ? { snapshot, writeToken } : { snapshot };
@@ -116,8 +128,8 @@ export class SnapshotRegistry {
   }
 
   /**
-   * The record, its sealed manifest and — from version `since` on — the structure objects published after it,
-   * newest publish first, up to `maxBytes` and `maxObjects` (a reader fetches anything beyond by id).
+   * The record, its sealed manifest and — from version `since` on — the structure objects published after it, newest
+   * publish first, then their pages likewise, up to `maxBytes` and `maxObjects` (a reader fetches anything beyond by id).
    */
   async contents(id: string, since: number | undefined, limits: { maxBytes: number; maxObjects: number }): Promise<SnapshotContents> {
     const loaded = await this.load(id);
@@ -127,25 +139,32 @@ export class SnapshotRegistry {
     if (!manifest) throw new FerryError('store/missing-object', `Snapshot ${id} points at manifest ${record.manifest}, which the relay's store lacks; the store is damaged.`);
     const objects: { id: string; bytes: Uint8Array }[] = [];
     if (since === undefined || since >= record.version) return { snapshot: record, manifest, objects };
-    const hint = this.db.prepare<[string, string], { ids: Buffer }>('SELECT ids FROM snapshot_structure WHERE snapshot = ? AND manifest = ?');
-    const ids = new Set<string>();
-    for (const entry of log.slice(since).reverse()) {
-      const row = entry.to === null ? undefined : hint.get(id, entry.to);
-      for (let at = 0; row && at + 32 <= row.ids.length; at += 32) ids.add(row.ids.subarray(at, at + 32).toString('hex'));
-    }
+    const hint = this.db.prepare<[string, string], { ids: Buffer; pages: Buffer | null }>('SELECT ids, pages FROM snapshot_structure WHERE snapshot = ? AND manifest = ?');
+    const rows = log.slice(since).reverse().map((entry) => (entry.to === null ? undefined : hint.get(id, entry.to)));
+    const structure = new Set<string>();
+    const pages = new Set<string>();
+    const add = (into: Set<string>, packed: Buffer | null | undefined): void => {
+      for (let at = 0; packed && at + 32 <= packed.length; at += 32) into.add(packed.subarray(at, at + 32).toString('hex'));
+    };
+    for (const row of rows) add(structure, row?.ids);
+    for (const row of rows) add(pages, row?.pages);
     let bytes = 0;
-    const wanted = [...ids];
-    // Read in small groups so a long history never holds more than a group beyond the cap in memory.
-    for (let i = 0; i < wanted.length; i += 32) {
-      const group = wanted.slice(i, i + 32);
-      const found = await this.objects.getObjects(group);
-      for (const [j, b] of found.entries()) {
-        if (!b) continue;
-        if (objects.length >= limits.maxObjects || bytes + b.length > limits.maxBytes) return { snapshot: record, manifest, objects };
-        objects.push({ id: group[j]!, bytes: b });
-        bytes += b.length;
+    /** Appends the held objects among `wanted` while the total stays within `maxBytes`; false once it stopped there. */
+    const take = async (wanted: readonly string[], maxBytes: number): Promise<boolean> => {
+      // Read in small groups so a long history never holds more than a group beyond the cap in memory.
+      for (let i = 0; i < wanted.length; i += 32) {
+        const group = wanted.slice(i, i + 32);
+        const found = await this.objects.getObjects(group);
+        for (const [j, b] of found.entries()) {
+          if (!b) continue;
+          if (objects.length >= limits.maxObjects || bytes + b.length > maxBytes) return false;
+          objects.push({ id: group[j]!, bytes: b });
+          bytes += b.length;
+        }
       }
-    }
+      return true;
+    };
+    if (await take([...structure], limits.maxBytes)) await take([...pages].filter((p) => !structure.has(p)), Math.min(limits.maxBytes, bytes + PAGES_ALONG_BYTES));
     return { snapshot: record, manifest, objects };
   }
 

@@ -1,7 +1,7 @@
 /**
- * Publishing in one request, fetching in two (issue 6): a publish sends the missing objects and the manifest and
- * moves the snapshot in one atomic commit on the relay; a fetch gets the record, manifest and structure in one
- * answer and the pages in one more. The safety properties stay: a failed publish leaves nothing visible, tokens and
+ * Publishing in one request, fetching in at most two (issue 6): a publish sends the missing objects and the manifest
+ * and moves the snapshot in one atomic commit on the relay; a fetch gets the record, manifest, structure and the
+ * first MiB of pages in one answer and any other pages in one more. The safety properties stay: a failed publish leaves nothing visible, tokens and
  * limits are checked, a publisher whose idea of the snapshot is stale re-reads it, and a relay data folder from
  * before (registry in its own database, loose object files) keeps every snapshot and token.
  */
@@ -25,10 +25,11 @@ import {
   publishSession,
   snapshotPaths,
 } from '../../src/core/protocol/index.ts';
-import { Session, sessionPrefix } from '../../src/core/session/index.ts';
+import { PAGE_SIZE, Session, sessionPrefix } from '../../src/core/session/index.ts';
 import { deriveSessionKeys, encodeContainer, sealObject, verifySessions } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore, objectId } from '../../src/core/store/index.ts';
 import { isFerryError } from '../../src/core/errors.ts';
+import { patternImage, testLlm } from '../support/session-fixtures.ts';
 import { appendSteps, makeTempDirs, startTestRelay, writeSession, type TestRelay } from './api/relay-harness.ts';
 
 /** Every request a RelayHttp sends: method and path. */
@@ -79,7 +80,7 @@ describe('one request to publish, two to fetch', () => {
     expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`, `POST ${snapshotPaths.publishTo(first.snapshot.id)}`]);
     expect(third.snapshot.version).toBe(3);
 
-    // Twelve checkpoints deep, and still: the structure with the record, then the pages.
+    // Twelve checkpoints deep, and still: the structure (and the first MiB of pages) with the record, then the rest.
     r.sent.length = 0;
     const other = createMemoryStore();
     const fetched = await fetchSnapshot(http, first.snapshot.id, first.key, other);
@@ -98,6 +99,27 @@ describe('one request to publish, two to fetch', () => {
     await fetchSnapshot(http, first.snapshot.id, first.key, other, { since: 3 });
     await sameSession(device, other, session.id);
     expect(fourth.snapshot.version).toBe(4);
+  });
+
+  test('a session whose pages fit one answer is fetched in one request, and so is what a later publish added', async () => {
+    const device = createMemoryStore();
+    const session = await Session.create(device, { llm: testLlm, components: { vm: patternImage(3 * PAGE_SIZE, 9) } });
+    const image = await appendSteps(session, patternImage(3 * PAGE_SIZE, 9), 0, 4);
+    const http = new RelayHttp({ baseUrl: relay.url });
+    const first = await publishSession(device, session.id, http);
+    const r = recorder();
+    const reader = new RelayHttp({ baseUrl: relay.url, fetch: r.fetch });
+    const other = createMemoryStore();
+    const fetched = await fetchSnapshot(reader, first.snapshot.id, first.key, other);
+    expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`]);
+    await sameSession(device, other, session.id);
+    await appendSteps(session, image, 50, 2);
+    await publishSession(device, session.id, http, { snapshotId: first.snapshot.id, writeToken: first.writeToken, key: first.key, base: first.base });
+    r.sent.length = 0;
+    await fetchSnapshot(reader, first.snapshot.id, first.key, other, { since: fetched.snapshot.version });
+    expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`]);
+    await sameSession(device, other, session.id);
+    await expect(verifySessions(other)).resolves.toBeGreaterThan(0);
   });
 
   test('a publisher whose base is stale re-reads the snapshot and publishes onto it', async () => {
@@ -224,6 +246,43 @@ describe('the relay store on disk', () => {
         await expect(publishSession(device, session.id, http, { snapshotId: p.snapshot.id, writeToken: newWriteToken(), key: p.key })).rejects.toSatisfy((e) => isFerryError(e, 'relay/bad-token'));
         const updated = await publishSession(device, session.id, http, { snapshotId: p.snapshot.id, writeToken: p.writeToken, key: p.key });
         expect(updated.snapshot.version).toBe(2);
+      } finally {
+        await relay.close();
+      }
+    } finally {
+      await d.cleanup();
+    }
+  });
+
+  test('a registry from before page hints keeps its structure hints, and hints pages from the next publish on', async () => {
+    const d = await makeTempDirs();
+    try {
+      const device = createMemoryStore();
+      const session = await Session.create(device, { llm: testLlm, components: { vm: patternImage(2 * PAGE_SIZE, 4) } });
+      const image = await appendSteps(session, patternImage(2 * PAGE_SIZE, 4), 0, 2);
+      const before = await startTestRelay({ staticDir: d.staticDir, dataDir: d.dataDir });
+      const p = await publishSession(device, session.id, new RelayHttp({ baseUrl: before.url }));
+      await before.close();
+      // The table as an earlier relay made it: structure hints only.
+      const meta = new Database(path.join(d.dataDir, 'relay', 'meta.sqlite'));
+      meta.exec(`CREATE TABLE old_structure (snapshot TEXT NOT NULL, manifest TEXT NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (snapshot, manifest)) WITHOUT ROWID;
+        INSERT INTO old_structure SELECT snapshot, manifest, ids FROM snapshot_structure; DROP TABLE snapshot_structure; ALTER TABLE old_structure RENAME TO snapshot_structure;`);
+      meta.close();
+
+      const relay = await startTestRelay({ staticDir: d.staticDir, dataDir: d.dataDir });
+      try {
+        const r = recorder();
+        const http = new RelayHttp({ baseUrl: relay.url, fetch: r.fetch });
+        const other = createMemoryStore();
+        const fetched = await fetchSnapshot(http, p.snapshot.id, p.key, other);
+        expect(r.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`, 'POST /api/v1/objects/fetch']);
+        await sameSession(device, other, session.id);
+        await appendSteps(session, image, 20, 1);
+        await publishSession(device, session.id, http, { snapshotId: p.snapshot.id, writeToken: p.writeToken, key: p.key, base: p.base });
+        r.sent.length = 0;
+        await fetchSnapshot(http, p.snapshot.id, p.key, other, { since: fetched.snapshot.version });
+        expect(r.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`]);
+        await sameSession(device, other, session.id);
       } finally {
         await relay.close();
       }

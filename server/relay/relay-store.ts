@@ -11,6 +11,9 @@ import { FsBackend } from '../store/index.ts';
 import { RunRegistry } from './run-registry.ts';
 import { SnapshotRegistry, type PublishInput, type SnapshotContents } from './snapshot-registry.ts';
 
+/** Sealed objects of the latest publishes kept in memory: whoever resumes or follows a session reads them next. */
+const RECENT_BYTES = 16 * 1024 * 1024;
+
 export class RelayStore {
   /**
    * The largest payload a sealed object may claim, on every path that stores objects. The object routes set it from
@@ -27,7 +30,7 @@ export class RelayStore {
   static async open(dataDir: string): Promise<RelayStore> {
     const dir = path.join(dataDir, 'relay');
     await mkdir(dir, { recursive: true });
-    const objects = await FsBackend.open(dir);
+    const objects = await FsBackend.open(dir, { recentBytes: RECENT_BYTES });
     return new RelayStore(objects, SnapshotRegistry.open(dir, objects), RunRegistry.open(dir));
   }
 

@@ -57,16 +57,29 @@ interface LogRow {
   at: number;
 }
 
+export interface FsBackendOptions {
+  /**
+   * Keeps the objects of the latest commits in memory, up to this many bytes, and answers reads of them from there:
+   * a reader right after a writer (a worker resuming what a device has just published) then reads no disk. They are
+   * remembered only once their commit is durable, and objects never change. Default 0: every read goes to disk.
+   */
+  recentBytes?: number;
+}
+
 export class FsBackend implements StoreBackend {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly madeDirs = new Set<string>();
+  /** The latest committed objects (see FsBackendOptions), oldest first. */
+  private readonly recent = new Map<ObjectId, Uint8Array>();
+  private recentSize = 0;
 
   private constructor(
     readonly dir: string,
     private readonly db: Database.Database,
+    private readonly recentBytes: number,
   ) {}
 
-  static async open(dir: string): Promise<FsBackend> {
+  static async open(dir: string, options: FsBackendOptions = {}): Promise<FsBackend> {
     await mkdir(path.join(dir, 'objects'), { recursive: true });
     await mkdir(path.join(dir, 'packs'), { recursive: true });
     // Temp files are only ever half-written objects from a crash: nothing refers to them.
@@ -102,7 +115,7 @@ export class FsBackend implements StoreBackend {
       if (cause instanceof FerryError) throw cause;
       throw new FerryError('store/open-failed', `Cannot open the store database in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}. Check the folder is writable and not on a network filesystem.`, { cause });
     }
-    return new FsBackend(dir, db);
+    return new FsBackend(dir, db, options.recentBytes ?? 0);
   }
 
   private objectPath(id: ObjectId): string {
@@ -114,6 +127,14 @@ export class FsBackend implements StoreBackend {
   }
 
   async getObjects(ids: readonly ObjectId[]): Promise<(Uint8Array | undefined)[]> {
+    const remembered = ids.map((id) => this.recent.get(id));
+    if (remembered.every((bytes) => bytes !== undefined)) return remembered.map((bytes) => bytes.slice());
+    const stored = await this.readObjects(ids.filter((_, i) => remembered[i] === undefined));
+    let next = 0;
+    return remembered.map((bytes) => bytes?.slice() ?? stored[next++]);
+  }
+
+  private async readObjects(ids: readonly ObjectId[]): Promise<(Uint8Array | undefined)[]> {
     const stmt = this.db.prepare<[string], ObjectRow>('SELECT id, size, pack, offset FROM objects WHERE id = ?');
     const rows = ids.map((id) => stmt.get(id));
     // Each pack is opened once however many of its objects are asked for.
@@ -232,6 +253,21 @@ export class FsBackend implements StoreBackend {
       if (pack) await rm(this.packPath(pack), { force: true });
       if (cause instanceof FerryError) throw cause;
       throw storageError(cause);
+    }
+    this.remember(objects);
+  }
+
+  /** Keeps copies of `objects` among the latest, dropping the oldest beyond the bound; one over an eighth of it is not kept. */
+  private remember(objects: readonly StoredObject[]): void {
+    for (const o of objects) {
+      if (o.bytes.length > this.recentBytes / 8 || this.recent.has(o.id)) continue;
+      this.recent.set(o.id, o.bytes.slice());
+      this.recentSize += o.bytes.length;
+    }
+    for (const [id, bytes] of this.recent) {
+      if (this.recentSize <= this.recentBytes) break;
+      this.recent.delete(id);
+      this.recentSize -= bytes.length;
     }
   }
 

@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openFsStore } from '../../../server/store/index.ts';
+import { FsBackend, openFsStore } from '../../../server/store/index.ts';
 import { isFerryError } from '../../../src/core/errors.ts';
 import { storeConformance } from '../../support/store-conformance.ts';
 
@@ -55,6 +56,27 @@ describe('filesystem store', () => {
     expect(report.unindexed).toBe(1);
     expect(await store.has('0'.repeat(64))).toBe(false);
     await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('with recentBytes, answers reads of the latest commits from memory, within the bound', async () => {
+    const dir = await tempDir();
+    const backend = await FsBackend.open(dir, { recentBytes: 64 * 1024 });
+    const object = (n: number, seed: number) => {
+      const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
+      return { id: createHash('sha256').update(bytes).digest('hex'), bytes };
+    };
+    const first = [object(4000, 1), object(4000, 2)];
+    await backend.commit(first, []);
+    // Gone from disk, still answered: from memory (a real reader would get them without touching the disk).
+    await rm(path.join(dir, 'packs'), { recursive: true });
+    expect(await backend.getObjects(first.map((o) => o.id))).toEqual(first.map((o) => o.bytes));
+    // Twenty more commits push the first out of the 64 KiB: then the disk answers, and finds them damaged.
+    for (let i = 0; i < 20; i++) await backend.commit([object(4000, 10 + i)], []);
+    await expect(backend.getObjects([first[0]!.id])).rejects.toSatisfy((e) => isFerryError(e, 'store/corrupt-object'));
+    const latest = object(4000, 29);
+    expect(await backend.getObjects([latest.id])).toEqual([latest.bytes]);
+    await backend.close();
     await rm(dir, { recursive: true, force: true });
   });
 

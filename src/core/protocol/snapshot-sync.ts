@@ -219,8 +219,10 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
   // pages, a cache most readers leave out, never ride in the publishing request, so the relay never hands them out.
   const rank = (o: ClosureObject): number => (o.kind !== 'page' ? 0 : o.inKv ? 2 : 1);
   send.sort((a, b) => rank(a.object) - rank(b.object));
-  const sealed = await Promise.all(send.map((s) => sealObject(keys, s.object, s.remote)));
-  const manifest = await sealObject(keys, await encodeManifest(makeManifest(sessionId, after)));
+  const [sealed, manifest] = await Promise.all([
+    Promise.all(send.map((s) => sealObject(keys, s.object, s.remote))),
+    encodeManifest(makeManifest(sessionId, after)).then((m) => sealObject(keys, m)),
+  ]);
   const { final, ahead } = splitFinal(sealed, send.filter((s) => rank(s.object) < 2).length, manifest);
   await mapLimit(batches(ahead), CONCURRENCY, (batch) => relay.putObjects(batch));
   const structure = send.slice(0, final.length - 1).filter((s) => s.object.kind !== 'page').length;
@@ -241,9 +243,9 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
 export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
   // The keys are derived while the request is out.
   const [keys, contents] = await Promise.all([sessionKeys(key), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
-  const manifest = await openManifest(keys, snapshotId, contents);
+  const [manifest, opened] = await Promise.all([openManifest(keys, snapshotId, contents), openPrefetched(keys, contents.objects)]);
   const refs = manifestRefs(manifest);
-  const sync = await pullSession(relayReader(relay, keys, refs, await openPrefetched(keys, contents.objects)), store, manifest.session, { kv: kvFor(opts.engine) });
+  const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: kvFor(opts.engine) });
   return { sessionId: manifest.session, snapshot: contents.snapshot, manifest, sync, base: { snapshot: contents.snapshot, refs } };
 }
 

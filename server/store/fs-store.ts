@@ -1,18 +1,20 @@
 /**
- * The server's Store: object bytes in files, refs/reflog/object index in SQLite.
+ * The server's Store: refs/reflog/object index in SQLite, object bytes in files or, for small commits, in the index.
  *
- * Files: a commit of one object writes it alone as objects/ab/<id>; a commit of several writes them all into one
- * pack file, packs/<name>.pack, indexed by offset — one file to make durable instead of one per object (and per
- * fan-out directory), which is most of a commit's cost on a real disk. Packs and loose files are immutable.
+ * Where the bytes go: a commit of at most INLINE_BYTES keeps them in its own index rows (column data), so it costs
+ * one durable write, the transaction's — most commits are a step's few small objects. A larger commit of one object
+ * writes it alone as objects/ab/<id>; of several, into one pack file, packs/<name>.pack, indexed by offset — one
+ * file to make durable instead of one per object (and per fan-out directory). Packs and loose files are immutable.
  *
- * Durability order for one commit: the new file is made durable first — a loose file is written to tmp/, fsynced,
+ * Durability order for one commit: a new file is made durable first — a loose file is written to tmp/, fsynced,
  * renamed into place and its directory fsynced; a pack, whose name is fresh and which nothing indexes yet, is
  * written in place, then it and its directory are fsynced together — and only then does one SQLite transaction
- * (compare-and-swap the refs, append the reflog, index the objects) commit. `has` and `get` answer from that index,
- * never from the directory. A crash before that transaction leaves unindexed files (ignored, written again on the
- * next put, reported by verify); a crash after it leaves everything. Either way no ref points at a missing object. SQLite runs in WAL mode with synchronous=FULL:
- * NORMAL would also stay consistent (WAL commits are atomic), but could forget the last acknowledged commits on
- * power loss, and "nothing acknowledged is lost" is the product's promise; that fsync is small next to the file's.
+ * (compare-and-swap the refs, append the reflog, index the objects, with their bytes when inline) commit. `has` and
+ * `get` answer from that index, never from the directory. A crash before that transaction leaves unindexed files
+ * (ignored, written again on the next put, reported by verify); a crash after it leaves everything. Either way no
+ * ref points at a missing object. SQLite runs in WAL mode with synchronous=FULL: NORMAL would also stay consistent
+ * (WAL commits are atomic), but could forget the last acknowledged commits on power loss, and "nothing acknowledged
+ * is lost" is the product's promise.
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
@@ -21,8 +23,14 @@ import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
 import { ContentStore, refConflict, type ObjectId, type Ref, type ReflogEntry, type StoreBackend, type StoredObject } from '../../src/core/store/index.ts';
 
-/** 2: objects may live in pack files (columns pack, offset). Version 1 stores are upgraded when opened. */
-const SCHEMA_VERSION = 2;
+/**
+ * 2: objects may live in pack files (columns pack, offset). 3: or in the index itself (column data). Earlier stores
+ * are upgraded when opened; their objects stay where they are.
+ */
+const SCHEMA_VERSION = 3;
+
+/** A commit whose objects total at most this many bytes keeps them in the index (see above). */
+const INLINE_BYTES = 256 * 1024;
 
 /** Bytes of other objects a pack read may take in to read the wanted ones in one go. */
 const SPAN_SLACK = 64 * 1024;
@@ -39,9 +47,11 @@ export interface VerifyReport {
 interface ObjectRow {
   id: string;
   size: number;
-  /** The pack file's name, or null for a loose file. */
+  /** The pack file's name, or null for a loose file or bytes in the index. */
   pack: string | null;
   offset: number | null;
+  /** The bytes, when the index holds them. */
+  data: Buffer | null;
 }
 
 interface RefRow {
@@ -98,16 +108,17 @@ export class FsBackend implements StoreBackend {
       }
       if (version === 0) {
         db.exec(`
-          CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, size INTEGER NOT NULL, pack TEXT, offset INTEGER) WITHOUT ROWID;
+          CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, size INTEGER NOT NULL, pack TEXT, offset INTEGER, data BLOB) WITHOUT ROWID;
           CREATE TABLE IF NOT EXISTS refs (name TEXT PRIMARY KEY, id TEXT NOT NULL REFERENCES objects(id)) WITHOUT ROWID;
           CREATE TABLE IF NOT EXISTS reflog (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "from" TEXT, "to" TEXT, reason TEXT NOT NULL, at REAL NOT NULL);
           CREATE INDEX IF NOT EXISTS reflog_by_name ON reflog(name, seq);
           PRAGMA user_version = ${SCHEMA_VERSION};
         `);
-      } else if (version === 1) {
-        // Every object of a version 1 store is a loose file: the new columns stay null for them.
+      } else if (version < SCHEMA_VERSION) {
+        // The objects already stored stay where they are: the new columns stay null for them.
         db.transaction(() => {
-          db.exec('ALTER TABLE objects ADD COLUMN pack TEXT; ALTER TABLE objects ADD COLUMN offset INTEGER;');
+          if (version < 2) db.exec('ALTER TABLE objects ADD COLUMN pack TEXT; ALTER TABLE objects ADD COLUMN offset INTEGER;');
+          db.exec('ALTER TABLE objects ADD COLUMN data BLOB;');
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
       }
@@ -135,7 +146,7 @@ export class FsBackend implements StoreBackend {
   }
 
   private async readObjects(ids: readonly ObjectId[]): Promise<(Uint8Array | undefined)[]> {
-    const stmt = this.db.prepare<[string], ObjectRow>('SELECT id, size, pack, offset FROM objects WHERE id = ?');
+    const stmt = this.db.prepare<[string], ObjectRow>('SELECT id, size, pack, offset, data FROM objects WHERE id = ?');
     const rows = ids.map((id) => stmt.get(id));
     // Each pack is opened once however many of its objects are asked for.
     const byPack = new Map<string, ObjectRow[]>();
@@ -147,6 +158,7 @@ export class FsBackend implements StoreBackend {
     return Promise.all(
       rows.map(async (row) => {
         if (!row) return undefined;
+        if (row.data) return inlineBytes(row);
         if (row.pack) return packed.get(row.id)!;
         try {
           return new Uint8Array(await readFile(this.objectPath(row.id)));
@@ -158,7 +170,7 @@ export class FsBackend implements StoreBackend {
   }
 
   /** The bytes of `members`, objects of pack `pack`, in their order; a missing or short pack is damage. */
-  private async readPacked(pack: string, members: readonly ObjectRow[]): Promise<Uint8Array[]> {
+  private async readPacked(pack: string, members: readonly Pick<ObjectRow, 'id' | 'size' | 'offset'>[]): Promise<Uint8Array[]> {
     let handle;
     try {
       handle = await open(this.packPath(pack), 'r');
@@ -214,20 +226,22 @@ export class FsBackend implements StoreBackend {
   private async commitNow(objects: readonly StoredObject[], refs: readonly ReflogEntry[], alongside?: (db: Database.Database) => void): Promise<void> {
     // The SQLite index, not the files, says what the store holds: the file is made durable first, then indexed in
     // the same transaction that moves the refs.
-    const located: { id: ObjectId; size: number; pack: string | null; offset: number | null }[] = [];
-    if (objects.length === 1) {
+    const located: { id: ObjectId; size: number; pack: string | null; offset: number | null; data: Buffer | null }[] = [];
+    if (objects.reduce((n, o) => n + o.bytes.length, 0) <= INLINE_BYTES) {
+      for (const o of objects) located.push({ id: o.id, size: o.bytes.length, pack: null, offset: null, data: Buffer.from(o.bytes.buffer, o.bytes.byteOffset, o.bytes.byteLength) });
+    } else if (objects.length === 1) {
       await fsyncDir(await this.writeFile(this.objectPath(objects[0]!.id), objects));
-      located.push({ id: objects[0]!.id, size: objects[0]!.bytes.length, pack: null, offset: null });
+      located.push({ id: objects[0]!.id, size: objects[0]!.bytes.length, pack: null, offset: null, data: null });
     } else if (objects.length > 1) {
       const pack = randomBytes(12).toString('hex');
       await this.writePack(this.packPath(pack), objects);
       let offset = 0;
       for (const o of objects) {
-        located.push({ id: o.id, size: o.bytes.length, pack, offset });
+        located.push({ id: o.id, size: o.bytes.length, pack, offset, data: null });
         offset += o.bytes.length;
       }
     }
-    const insertObject = this.db.prepare('INSERT OR IGNORE INTO objects (id, size, pack, offset) VALUES (?, ?, ?, ?)');
+    const insertObject = this.db.prepare('INSERT OR IGNORE INTO objects (id, size, pack, offset, data) VALUES (?, ?, ?, ?, ?)');
     const getRef = this.db.prepare<[string], RefRow>('SELECT name, id FROM refs WHERE name = ?');
     const setRef = this.db.prepare('INSERT INTO refs (name, id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET id = excluded.id');
     const deleteRef = this.db.prepare('DELETE FROM refs WHERE name = ?');
@@ -237,7 +251,7 @@ export class FsBackend implements StoreBackend {
         const actual = getRef.get(r.name)?.id ?? null;
         if (actual !== r.from) throw refConflict(r.name, r.from, actual);
       }
-      for (const o of located) insertObject.run(o.id, o.size, o.pack, o.offset);
+      for (const o of located) insertObject.run(o.id, o.size, o.pack, o.offset, o.data);
       for (const r of refs) {
         if (r.to === null) deleteRef.run(r.name);
         else setRef.run(r.name, r.to);
@@ -344,12 +358,16 @@ export class FsBackend implements StoreBackend {
   /** Checks every indexed object exists and hashes to its id, and every ref and reflog target is indexed. */
   async verify(): Promise<VerifyReport> {
     const problems: string[] = [];
-    const indexed = this.db.prepare<[], ObjectRow>('SELECT id, size, pack, offset FROM objects').all();
+    // Bytes in the index are read one object at a time, not all at once.
+    const indexed = this.db.prepare<[], Omit<ObjectRow, 'data'> & { inline: number }>('SELECT id, size, pack, offset, data IS NOT NULL AS inline FROM objects').all();
+    const inline = this.db.prepare<[string], { data: Buffer }>('SELECT data FROM objects WHERE id = ?');
     const known = new Set(indexed.map((o) => o.id));
     for (const o of indexed) {
-      const bytes = o.pack
-        ? await this.readPacked(o.pack, [o]).then(([b]) => b, () => undefined)
-        : await readFile(this.objectPath(o.id)).catch(() => undefined);
+      const bytes = o.inline
+        ? inline.get(o.id)!.data
+        : o.pack
+          ? await this.readPacked(o.pack, [o]).then(([b]) => b, () => undefined)
+          : await readFile(this.objectPath(o.id)).catch(() => undefined);
       if (!bytes) problems.push(`object ${o.id} is indexed but its file is missing`);
       else if (bytes.length !== o.size || createHash('sha256').update(bytes).digest('hex') !== o.id) problems.push(`object ${o.id} does not match its id`);
     }
@@ -407,6 +425,12 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** An object's bytes from its index row, as a copy of their own. */
+function inlineBytes(row: ObjectRow): Uint8Array {
+  if (row.data!.length !== row.size) throw corruptObject(row.id);
+  return new Uint8Array(row.data!);
 }
 
 const corruptObject = (id: ObjectId, cause?: unknown): FerryError =>

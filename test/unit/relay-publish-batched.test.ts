@@ -295,18 +295,22 @@ describe('the relay store on disk', () => {
     const d = await makeTempDirs();
     try {
       const store = await openFsStore(d.dataDir);
-      const ids = await store.putMany([new TextEncoder().encode('first'), new TextEncoder().encode('second')]);
+      // Together over the size a commit keeps in the index: a pack.
+      const [first, second] = [new Uint8Array(200_000).fill(1), new Uint8Array(200_000).fill(2)];
+      const ids = await store.putMany([first, second]);
       await store.setRef({ name: 'a/b', expect: null, next: ids[1]!, reason: 'test' });
       expect(await store.verify()).toEqual({ objects: 2, refs: 1, unindexed: 0, problems: [] });
       const packs = await readdir(path.join(d.dataDir, 'packs'));
       expect(packs).toHaveLength(1);
       const file = path.join(d.dataDir, 'packs', packs[0]!);
-      expect(new TextDecoder().decode(await readFile(file))).toBe('firstsecond');
-      await writeFile(file, 'firstSECOND');
+      const packed = await readFile(file);
+      expect(packed.equals(Buffer.concat([first, second]))).toBe(true);
+      packed[packed.length - 1] = 9;
+      await writeFile(file, packed);
       expect((await store.verify()).problems).toEqual([`object ${ids[1]} does not match its id`]);
       await expect(store.get(ids[1]!)).rejects.toSatisfy((e) => isFerryError(e, 'store/corrupt-object'));
-      expect(new TextDecoder().decode(await store.get(ids[0]!))).toBe('first');
-      await writeFile(file, 'first');
+      expect(Buffer.from((await store.get(ids[0]!))!).equals(first)).toBe(true);
+      await writeFile(file, first);
       await expect(store.get(ids[1]!)).rejects.toSatisfy((e) => isFerryError(e, 'store/corrupt-object'));
       await store.close();
     } finally {

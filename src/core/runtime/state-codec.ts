@@ -4,8 +4,8 @@
  * stored as its changed runs of words (offset, length, new bytes); a blob's runs are deflated together (version 2;
  * version 1 deflated each page's on its own, which cost a deflate and an inflate per page, and is still read): a
  * step changes a few hundred bytes spread over a handful of 64 KiB pages, so a delta is ~1–3 KB where the raw pages
- * were ~300 KB, and decoding it never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the deltas after it, in order
- * (checkpoint.ts bounds the chain). A keyframe names a fingerprint of the fresh image it was taken against, so a
+ * were ~300 KB, and decoding it never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the
+ * deltas after it, in order (checkpoint.ts bounds the chain). A keyframe names a fingerprint of the fresh image it was taken against, so a
  * restore into a build whose fresh state differs is refused rather than corrupted.
  *
  * A blob is versioned canonical MessagePack; decoding validates every field and bound before anything is
@@ -271,6 +271,8 @@ const MAX_RUNS_BODY = 4 + PAGE_SIZE * 2 + 64;
  */
 function inflateAll(blob: StateBlob): Uint8Array {
   const total = blob.memories.reduce((n, m) => m.pages.reduce((k, [, , entry]) => k + (typeof entry === 'number' ? entry : 0), n), 0);
+  // Deflate expands at most ~1032:1: a larger claim is refused before any memory is spent on it.
+  if (total > blob.runs!.length * 1032 + 64) throw bad(`its pages claim ${total} bytes of runs from a ${blob.runs!.length}-byte stream`);
   let body: Uint8Array;
   try {
     body = inflateSync(blob.runs!, { out: new Uint8Array(total + 1) });

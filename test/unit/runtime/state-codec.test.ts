@@ -86,6 +86,8 @@ describe('state codec', () => {
     refused([key, withRuns((b) => (b.runs = deflateSync(inflateSync(runsOf(d1)).subarray(4))))]);
     refused([key, withRuns((b) => (b.runs = new Uint8Array([1, 2, 3])))]);
     refused([key, withRuns((b) => ((b.memories as { pages: unknown[][] }[]).find((m) => m.pages.length > 0)!.pages[0]![2] = 6))]);
+    // Pages that claim far more runs than a stream that small can hold.
+    refused([key, withRuns((b) => ((b.memories as { pages: unknown[][] }[]).forEach((m) => m.pages.forEach((p) => p[1] === 3 && (p[2] = 131_140))), (b.runs = deflateSync(new Uint8Array(8)))))]);
     expectSameImage(decodeChain([key, withRuns(() => undefined), d2], instance.initial), decodeChain([key, d1, d2], instance.initial));
     expectSameImage(decodeChain([key, d1, d2], instance.initial), instance.capture());
   });

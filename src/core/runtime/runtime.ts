@@ -187,7 +187,7 @@ export class AgentRuntime {
     this.#signal = signal;
     try {
       try {
-    yield* this.#loadKv();
+        yield* this.#loadKv();
         const events = this.#parts.loop.run(input, signal);
         for (;;) {
           const next = await events.next();

@@ -24,10 +24,11 @@ import {
   makeManifest,
   publishSession,
   snapshotPaths,
+  type PublishResult,
 } from '../../src/core/protocol/index.ts';
 import { PAGE_SIZE, Session, sessionPrefix } from '../../src/core/session/index.ts';
 import { deriveSessionKeys, encodeContainer, sealObject, verifySessions } from '../../src/core/snapshot/index.ts';
-import { createMemoryStore, objectId } from '../../src/core/store/index.ts';
+import { createMemoryStore, objectId, type Store } from '../../src/core/store/index.ts';
 import { isFerryError } from '../../src/core/errors.ts';
 import { patternImage, testLlm } from '../support/session-fixtures.ts';
 import { appendSteps, makeTempDirs, startTestRelay, writeSession, type TestRelay } from './api/relay-harness.ts';
@@ -36,6 +37,13 @@ import { appendSteps, makeTempDirs, startTestRelay, writeSession, type TestRelay
 function recorder(): { fetch: typeof fetch; sent: string[] } {
   const sent: string[] = [];
   return { sent, fetch: (input, init) => (sent.push(`${init?.method ?? 'GET'} ${new URL(String(input)).pathname}`), fetch(input, init)) };
+}
+
+/** Fetches snapshot `p` into `into` (holding version `since`, if given) and says which requests that took. */
+async function fetchCounted(relayUrl: string, p: PublishResult, into: Store, since?: number): Promise<{ version: number; sent: string[] }> {
+  const r = recorder();
+  const fetched = await fetchSnapshot(new RelayHttp({ baseUrl: relayUrl, fetch: r.fetch }), p.snapshot.id, p.key, into, since === undefined ? {} : { since });
+  return { version: fetched.snapshot.version, sent: r.sent };
 }
 
 async function sameSession(a: ReturnType<typeof createMemoryStore>, b: ReturnType<typeof createMemoryStore>, id: string): Promise<void> {
@@ -107,17 +115,13 @@ describe('one request to publish, two to fetch', () => {
     const image = await appendSteps(session, patternImage(3 * PAGE_SIZE, 9), 0, 4);
     const http = new RelayHttp({ baseUrl: relay.url });
     const first = await publishSession(device, session.id, http);
-    const r = recorder();
-    const reader = new RelayHttp({ baseUrl: relay.url, fetch: r.fetch });
     const other = createMemoryStore();
-    const fetched = await fetchSnapshot(reader, first.snapshot.id, first.key, other);
-    expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`]);
+    const fetched = await fetchCounted(relay.url, first, other);
+    expect(fetched.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`]);
     await sameSession(device, other, session.id);
     await appendSteps(session, image, 50, 2);
     await publishSession(device, session.id, http, { snapshotId: first.snapshot.id, writeToken: first.writeToken, key: first.key, base: first.base });
-    r.sent.length = 0;
-    await fetchSnapshot(reader, first.snapshot.id, first.key, other, { since: fetched.snapshot.version });
-    expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`]);
+    expect((await fetchCounted(relay.url, first, other, fetched.version)).sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`]);
     await sameSession(device, other, session.id);
     await expect(verifySessions(other)).resolves.toBeGreaterThan(0);
   });
@@ -271,17 +275,13 @@ describe('the relay store on disk', () => {
 
       const relay = await startTestRelay({ staticDir: d.staticDir, dataDir: d.dataDir });
       try {
-        const r = recorder();
-        const http = new RelayHttp({ baseUrl: relay.url, fetch: r.fetch });
         const other = createMemoryStore();
-        const fetched = await fetchSnapshot(http, p.snapshot.id, p.key, other);
-        expect(r.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`, 'POST /api/v1/objects/fetch']);
+        const fetched = await fetchCounted(relay.url, p, other);
+        expect(fetched.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`, 'POST /api/v1/objects/fetch']);
         await sameSession(device, other, session.id);
         await appendSteps(session, image, 20, 1);
-        await publishSession(device, session.id, http, { snapshotId: p.snapshot.id, writeToken: p.writeToken, key: p.key, base: p.base });
-        r.sent.length = 0;
-        await fetchSnapshot(http, p.snapshot.id, p.key, other, { since: fetched.snapshot.version });
-        expect(r.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`]);
+        await publishSession(device, session.id, new RelayHttp({ baseUrl: relay.url }), { snapshotId: p.snapshot.id, writeToken: p.writeToken, key: p.key, base: p.base });
+        expect((await fetchCounted(relay.url, p, other, fetched.version)).sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`]);
         await sameSession(device, other, session.id);
       } finally {
         await relay.close();

@@ -55,12 +55,13 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
   const maxBatch = maxBatchBody(opts.store.maxObjectBytes);
   app.addContentTypeParser(FRAMES_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxBatch }, rawBody);
 
-  /** The framed objects of a publish, its manifest, and how many of the objects lead as the session's structure. */
-  function publishBody(request: FastifyRequest): { manifest: string; expect: string | undefined; objects: { id: string; bytes: Uint8Array }[]; structure: string[] } {
+  /** The framed objects of a publish, its manifest, and which of them are the session's structure (leading) and pages (the rest). */
+  function publishBody(request: FastifyRequest): { manifest: string; expect: string | undefined; objects: { id: string; bytes: Uint8Array }[]; structure: string[]; pages: string[] } {
     const query = parseWire(PublishQuerySchema, request.query, 'The query');
     const objects = decodeFrames(bodyBytes(request.body, FRAMES_CONTENT_TYPE), { maxObjectBytes: maxSealedBytes(opts.store.maxObjectBytes), maxFrames: LIMITS.maxObjectsPerBatch });
     if ((query.structure ?? 0) > objects.length) throw new FerryError('protocol/bad-request', `The query says ${query.structure} structure objects lead the batch, which holds ${objects.length}.`);
-    return { manifest: query.manifest, expect: query.expect, objects: [...objects], structure: objects.slice(0, query.structure ?? 0).map((o) => o.id) };
+    const ids = objects.map((o) => o.id);
+    return { manifest: query.manifest, expect: query.expect, objects: [...objects], structure: ids.slice(0, query.structure ?? 0), pages: ids.slice(query.structure ?? 0) };
   }
 
   /** A worker's publish names its run attempt: refused once the relay has moved that run on. */
@@ -90,7 +91,7 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
   app.post(snapshotPaths.publish, { bodyLimit: maxBatch, onRequest: requireLength(maxBatch), ...publishLimit }, async (request, reply): Promise<CreateSnapshotResponse> => {
     const body = publishBody(request);
     if (body.expect !== undefined) throw new FerryError('protocol/bad-request', 'A new snapshot has nothing to compare with: leave out ?expect (updates go to /snapshots/<id>/publish).');
-    const { snapshot, writeToken, created } = await opts.store.publish({ manifest: body.manifest, objects: body.objects, structure: body.structure });
+    const { snapshot, writeToken, created } = await opts.store.publish({ manifest: body.manifest, objects: body.objects, structure: body.structure, pages: body.pages });
     counted(body.objects, created);
     opts.metrics.snapshots.inc({ op: 'publish' });
     void reply.code(201).headers(noStore);
@@ -134,7 +135,7 @@ export async function snapshotRoutes(app: FastifyInstance, opts: SnapshotRoutesO
     await fence(request, id);
     const body = publishBody(request);
     if (body.expect === undefined) throw new FerryError('protocol/bad-request', 'An update must say which manifest it replaces: ?expect=<manifest id> (compare-and-swap).');
-    const { snapshot, created } = await opts.store.publish({ update: { id, token, expect: body.expect }, manifest: body.manifest, objects: body.objects, structure: body.structure });
+    const { snapshot, created } = await opts.store.publish({ update: { id, token, expect: body.expect }, manifest: body.manifest, objects: body.objects, structure: body.structure, pages: body.pages });
     counted(body.objects, created);
     opts.metrics.snapshots.inc({ op: 'update' });
     void reply.headers(noStore);

@@ -26,6 +26,9 @@ export interface DependencyHealth {
   error?: { code: string; message: string };
 }
 
+/** Sealed objects of the latest publishes kept in memory: whoever resumes or follows a session reads them next. */
+const RECENT_BYTES = 16 * 1024 * 1024;
+
 export class RelayStore {
   /**
    * The largest payload a sealed object may claim, on every path that stores objects. The object routes set it from
@@ -61,7 +64,7 @@ export class RelayStore {
       });
       return new RelayStore(objects, new SnapshotRegistry(new PgSnapshotTables(objects)), new PgRunLog(objects.db, bus), bus);
     }
-    const objects = await FsBackend.open(dir);
+    const objects = await FsBackend.open(dir, { recentBytes: RECENT_BYTES });
     return new RelayStore(objects, new SnapshotRegistry(new SqliteSnapshotTables(objects, dir)), RunRegistry.open(dir));
   }
 

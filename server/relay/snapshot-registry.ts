@@ -6,10 +6,11 @@
  * in the transaction that moves the ref: one publish — its new objects, the move, a new snapshot's token — is one
  * atomic, durable commit. After a crash all of it is there or none of it is visible.
  *
- * Structure hints: a publisher says which of the objects it sends with a publish are the session's structure
- * (heads, checkpoints, chunk lists: everything but pages). The relay cannot read them; it remembers which remote
- * ids came with which manifest, so a reader gets the structure with the record in one round trip instead of one
- * per level of the session graph. A hint is only ever a shortcut: the reader verifies and walks everything itself.
+ * Hints: a publisher says which of the objects it sends with a publish are the session's structure (heads,
+ * checkpoints, chunk lists); the others in that request are its pages. The relay cannot read them; it remembers
+ * which remote ids came with which manifest, so a reader gets the structure and then the pages with the record, in
+ * one round trip instead of one per level of the session graph and one more for the pages. A hint is only ever a
+ * shortcut: the reader verifies and walks everything itself.
  */
 import type Database from 'better-sqlite3';
 import { existsSync, rmSync } from 'node:fs';
@@ -22,6 +23,9 @@ import { hashToken, newSnapshotId, newWriteToken, tokenMatches } from './tokens.
 
 const refName = (id: string): string => `snapshots/${id}`;
 
+/** Pages go with the contents up to this many bytes; beyond, a reader's framed fetch by id moves them faster than JSON. */
+const PAGES_ALONG_BYTES = 1 << 20;
+
 /** Where the registry lived before it moved into the store's database; its rows are moved over on open. */
 const LEGACY_FILE = 'snapshots.sqlite';
 
@@ -33,6 +37,8 @@ export interface PublishInput {
   objects: readonly { id: string; bytes: Uint8Array }[];
   /** Remote ids of this publish's structure objects (see above). */
   structure: readonly string[];
+  /** Remote ids of the pages that came with it (see above); absent: none. */
+  pages?: readonly string[];
 }
 
 export interface SnapshotContents {
@@ -49,10 +55,17 @@ export interface SnapshotContents {
 export interface SnapshotTables {
   readonly objects: StoreBackend;
   row(id: string): Promise<{ tokenHash: Uint8Array; createdAt: number } | undefined>;
-  /** The structure hints recorded for each of `manifests` of snapshot `id` (32-byte ids, concatenated). */
-  hints(id: string, manifests: readonly string[]): Promise<Map<string, Uint8Array>>;
+  /** The hints recorded for those of `manifests` of snapshot `id` that have any, in the order of `manifests`. */
+  hints(id: string, manifests: readonly string[]): Promise<PublishHints[]>;
   /** Stores `objects` and moves the ref, with a new snapshot's row and this publish's hints, in one atomic commit. */
-  commit(objects: readonly StoredObject[], move: ReflogEntry, created: { id: string; tokenHash: Uint8Array; at: number } | undefined, hints: { snapshot: string; manifest: string; ids: Uint8Array } | undefined): Promise<void>;
+  commit(objects: readonly StoredObject[], move: ReflogEntry, created: { id: string; tokenHash: Uint8Array; at: number } | undefined, hints: ({ snapshot: string; manifest: string } & PublishHints) | undefined): Promise<void>;
+}
+
+/** What one publish hinted: its structure objects' and its pages' remote ids (32 bytes each, concatenated). */
+export interface PublishHints {
+  ids: Uint8Array;
+  /** Empty when the publish sent no pages. */
+  pages: Uint8Array;
 }
 
 /** The embedded tables: in the filesystem store's own SQLite database, committed with its refs. */
@@ -67,8 +80,12 @@ export class SqliteSnapshotTables implements SnapshotTables {
     try {
       this.db.exec(`
         CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, token_hash BLOB NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS snapshot_structure (snapshot TEXT NOT NULL, manifest TEXT NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (snapshot, manifest)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS snapshot_structure (snapshot TEXT NOT NULL, manifest TEXT NOT NULL, ids BLOB NOT NULL, pages BLOB, PRIMARY KEY (snapshot, manifest)) WITHOUT ROWID;
       `);
+      // Registries from before page hints: their publishes hint no pages (readers fetch those by id).
+      if (!this.db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('snapshot_structure')").all().some((c) => c.name === 'pages')) {
+        this.db.exec('ALTER TABLE snapshot_structure ADD COLUMN pages BLOB');
+      }
       adoptLegacy(this.db, path.join(dir, LEGACY_FILE));
     } catch (cause) {
       throw new FerryError('store/open-failed', `Cannot open the snapshot registry in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
@@ -80,20 +97,18 @@ export class SqliteSnapshotTables implements SnapshotTables {
     return row && { tokenHash: row.token_hash, createdAt: row.created_at };
   }
 
-  async hints(id: string, manifests: readonly string[]): Promise<Map<string, Uint8Array>> {
-    const hint = this.db.prepare<[string, string], { ids: Buffer }>('SELECT ids FROM snapshot_structure WHERE snapshot = ? AND manifest = ?');
-    const out = new Map<string, Uint8Array>();
-    for (const m of manifests) {
+  async hints(id: string, manifests: readonly string[]): Promise<PublishHints[]> {
+    const hint = this.db.prepare<[string, string], { ids: Buffer; pages: Buffer | null }>('SELECT ids, pages FROM snapshot_structure WHERE snapshot = ? AND manifest = ?');
+    return manifests.flatMap((m) => {
       const row = hint.get(id, m);
-      if (row) out.set(m, row.ids);
-    }
-    return out;
+      return row ? [{ ids: row.ids, pages: row.pages ?? new Uint8Array() }] : [];
+    });
   }
 
-  commit(objects: readonly StoredObject[], move: ReflogEntry, created: { id: string; tokenHash: Uint8Array; at: number } | undefined, hints: { snapshot: string; manifest: string; ids: Uint8Array } | undefined): Promise<void> {
+  commit(objects: readonly StoredObject[], move: ReflogEntry, created: { id: string; tokenHash: Uint8Array; at: number } | undefined, hints: ({ snapshot: string; manifest: string } & PublishHints) | undefined): Promise<void> {
     return this.objects.commit(objects, [move], (db) => {
       if (created) db.prepare('INSERT INTO snapshots (id, token_hash, created_at) VALUES (?, ?, ?)').run(created.id, created.tokenHash, created.at);
-      if (hints) db.prepare('INSERT OR REPLACE INTO snapshot_structure (snapshot, manifest, ids) VALUES (?, ?, ?)').run(hints.snapshot, hints.manifest, hints.ids);
+      if (hints) db.prepare('INSERT OR REPLACE INTO snapshot_structure (snapshot, manifest, ids, pages) VALUES (?, ?, ?, ?)').run(hints.snapshot, hints.manifest, hints.ids, hints.pages.length > 0 ? hints.pages : null);
     });
   }
 }
@@ -123,7 +138,9 @@ export class SnapshotRegistry {
       if (!tokenMatches(update.token, row.tokenHash)) throw badToken();
     }
     if (!input.objects.some((o) => o.id === input.manifest)) await this.requireObject(input.manifest);
-    const hints = Buffer.concat(input.structure.map((id) => Buffer.from(id, 'hex')));
+    const packed = (ids: readonly string[]): Buffer => Buffer.concat(ids.map((id) => Buffer.from(id, 'hex')));
+    const hints = packed(input.structure);
+    const pages = packed((input.pages ?? []).filter((p) => p !== input.manifest));
     const at = Date.now();
     const id = update?.id ?? newSnapshotId();
     const writeToken = update ? undefined : newWriteToken();
@@ -132,7 +149,7 @@ export class SnapshotRegistry {
       input.objects,
       move,
       writeToken ? { id, tokenHash: hashToken(writeToken), at } : undefined,
-      hints.length > 0 ? { snapshot: id, manifest: input.manifest, ids: hints } : undefined,
+      hints.length > 0 || pages.length > 0 ? { snapshot: id, manifest: input.manifest, ids: hints, pages } : undefined,
     );
     const snapshot = (await this.load(id))!.record;
     return writeToken ? { snapshot, writeToken } : { snapshot };
@@ -153,8 +170,8 @@ export class SnapshotRegistry {
   }
 
   /**
-   * The record, its sealed manifest and — from version `since` on — the structure objects published after it,
-   * newest publish first, up to `maxBytes` and `maxObjects` (a reader fetches anything beyond by id).
+   * The record, its sealed manifest and — from version `since` on — the structure objects published after it, newest
+   * publish first, then their pages likewise, up to `maxBytes` and `maxObjects` (a reader fetches anything beyond by id).
    */
   async contents(id: string, since: number | undefined, limits: { maxBytes: number; maxObjects: number }): Promise<SnapshotContents> {
     const loaded = await this.load(id);
@@ -164,26 +181,31 @@ export class SnapshotRegistry {
     if (!manifest) throw new FerryError('store/missing-object', `Snapshot ${id} points at manifest ${record.manifest}, which the relay's store lacks; the store is damaged.`);
     const objects: { id: string; bytes: Uint8Array }[] = [];
     if (since === undefined || since >= record.version) return { snapshot: record, manifest, objects };
-    const newer = log.slice(since).reverse().map((e) => e.to).filter((m): m is string => m !== null);
-    const hints = await this.tables.hints(id, newer);
-    const ids = new Set<string>();
-    for (const manifest of newer) {
-      const row = hints.get(manifest);
-      for (let at = 0; row && at + 32 <= row.length; at += 32) ids.add(Buffer.from(row.subarray(at, at + 32)).toString('hex'));
-    }
+    const rows = await this.tables.hints(id, log.slice(since).reverse().map((e) => e.to).filter((m): m is string => m !== null));
+    const structure = new Set<string>();
+    const pages = new Set<string>();
+    const add = (into: Set<string>, packed: Uint8Array | undefined): void => {
+      for (let at = 0; packed && at + 32 <= packed.length; at += 32) into.add(Buffer.from(packed.subarray(at, at + 32)).toString('hex'));
+    };
+    for (const row of rows) add(structure, row.ids);
+    for (const row of rows) add(pages, row.pages);
     let bytes = 0;
-    const wanted = [...ids];
-    // Read in small groups so a long history never holds more than a group beyond the cap in memory.
-    for (let i = 0; i < wanted.length; i += 32) {
-      const group = wanted.slice(i, i + 32);
-      const found = await this.objects.getObjects(group);
-      for (const [j, b] of found.entries()) {
-        if (!b) continue;
-        if (objects.length >= limits.maxObjects || bytes + b.length > limits.maxBytes) return { snapshot: record, manifest, objects };
-        objects.push({ id: group[j]!, bytes: b });
-        bytes += b.length;
+    /** Appends the held objects among `wanted` while the total stays within `maxBytes`; false once it stopped there. */
+    const take = async (wanted: readonly string[], maxBytes: number): Promise<boolean> => {
+      // Read in small groups so a long history never holds more than a group beyond the cap in memory.
+      for (let i = 0; i < wanted.length; i += 32) {
+        const group = wanted.slice(i, i + 32);
+        const found = await this.objects.getObjects(group);
+        for (const [j, b] of found.entries()) {
+          if (!b) continue;
+          if (objects.length >= limits.maxObjects || bytes + b.length > maxBytes) return false;
+          objects.push({ id: group[j]!, bytes: b });
+          bytes += b.length;
+        }
       }
-    }
+      return true;
+    };
+    if (await take([...structure], limits.maxBytes)) await take([...pages].filter((p) => !structure.has(p)), Math.min(limits.maxBytes, bytes + PAGES_ALONG_BYTES));
     return { snapshot: record, manifest, objects };
   }
 

@@ -30,6 +30,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX relay_workers_by_space ON relay_workers (space);
    CREATE TABLE run_claims (run text PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE, request bytea NOT NULL, node text, start_version integer NOT NULL,
      attempt integer NOT NULL DEFAULT 0, replica text, worker text, lease_until timestamptz);`,
+  // 3: the pages that came with each publish, beside its structure hints (readers get both in one request).
+  `ALTER TABLE snapshot_structure ADD COLUMN pages bytea;`,
 ];
 
 /** Any constant that names this schema's lock among other users of the same database. */

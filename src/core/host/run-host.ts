@@ -23,7 +23,9 @@ import type { OpenSocket } from '../parallel/run-follow.ts';
 import type { Price } from '../placement/profile.ts';
 import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
+import { instantiate } from '../runtime/instance.ts';
 import { AgentRuntime, localTool, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
+import { Spares } from '../runtime/spares.ts';
 import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
 import { createMemoryStore } from '../store/index.ts';
@@ -55,49 +57,6 @@ export interface RunHostOptions {
   price?: Price;
 }
 
-/** Spare tool instances kept between runs: at most one per component build, for this many builds. */
-const MAX_SPARE_TOOLS = 8;
-
-/**
- * Fresh tool instances made while the host is idle (as a run ends), so the next run needing the same build does
- * not instantiate it on its critical path — a resume restores every tool into a fresh instance, and one that was
- * never called is exactly that. Keyed by component id, which pins the bytes; only for runs granted nothing (a
- * node's runs are), so the instances are interchangeable.
- */
-class SpareTools {
-  readonly #spares = new Map<string, Promise<ToolSlot>>();
-
-  constructor(private readonly start: NonNullable<RuntimeSetup['startTool']>) {}
-
-  readonly take: NonNullable<RuntimeSetup['startTool']> = (component, grants) => {
-    const spare = Object.keys(grants).length === 0 ? this.#spares.get(component.id) : undefined;
-    if (!spare) return this.start(component, grants);
-    this.#spares.delete(component.id);
-    return spare.catch(() => this.start(component, grants));
-  };
-
-  /** A spare for each of `components` that has none; the least recently made go beyond the bound. */
-  refill(components: readonly LoadedComponent[]): void {
-    for (const component of components) {
-      if (this.#spares.has(component.id)) continue;
-      const spare = this.start(component, {});
-      spare.catch(() => this.#spares.delete(component.id));
-      this.#spares.set(component.id, spare);
-    }
-    for (const id of [...this.#spares.keys()].slice(0, Math.max(0, this.#spares.size - MAX_SPARE_TOOLS))) this.drop(id);
-  }
-
-  async dispose(): Promise<void> {
-    await Promise.all([...this.#spares.keys()].map((id) => this.drop(id)));
-  }
-
-  private async drop(id: string): Promise<void> {
-    const spare = this.#spares.get(id);
-    this.#spares.delete(id);
-    await spare?.then((t) => t.dispose?.(), () => undefined);
-  }
-}
-
 interface ActiveRun {
   abort: AbortController;
   /** Set once the relay has given this run to someone else: nothing more is published or reported. */
@@ -109,12 +68,14 @@ interface ActiveRun {
 
 export class RunHost {
   private readonly active = new Map<string, ActiveRun>();
-  private readonly spares: SpareTools;
+  /** Fresh instances made while idle, taken by the next run of the same builds (spares.ts). */
+  private readonly spareTools: Spares<ToolSlot>;
+  private readonly spareAgents = new Spares(instantiate);
   /** Set by close() and drain(): no spares are made for runs that will not come. */
   private closing = false;
 
   constructor(private readonly opts: RunHostOptions) {
-    this.spares = new SpareTools(opts.startTool ?? ((component, grants) => localTool(component, grants)));
+    this.spareTools = new Spares(opts.startTool ?? ((component, grants) => localTool(component, grants)), (tool) => tool.dispose?.());
   }
 
   get engine(): Engine {
@@ -156,7 +117,7 @@ export class RunHost {
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.active.keys()].map((id) => this.stop(id)));
-    await this.spares.dispose();
+    await Promise.all([this.spareTools.dispose(), this.spareAgents.dispose()]);
   }
 
   /**
@@ -167,7 +128,7 @@ export class RunHost {
     this.closing = true;
     for (const run of this.active.values()) run.draining = true;
     await Promise.all([...this.active.values()].map((run) => (run.abort.abort(), run.done)));
-    await this.spares.dispose();
+    await Promise.all([this.spareTools.dispose(), this.spareAgents.dispose()]);
   }
 
   /**
@@ -211,7 +172,7 @@ export class RunHost {
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { maxTokens: request.maxTokens ?? recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spares.take, ...this.children(request, sampling, sink), ...(this.opts.price ? { price: this.opts.price } : {}) };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, sink), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };
@@ -245,9 +206,11 @@ export class RunHost {
       sink.finish('failed', error);
     } finally {
       const tools = runtime?.tools.map((t) => t.componentId) ?? [];
+      const agent = runtime?.agentComponent;
       await runtime?.dispose().catch(() => undefined);
       // Ready for the next run, made now that this one no longer waits on the CPU.
-      if (!this.closing) void Promise.all(tools.map((id) => this.opts.load(id))).then((c) => this.closing || this.spares.refill(c), () => undefined);
+      if (!this.closing && agent) this.spareAgents.refill([agent]);
+      if (!this.closing) void Promise.all(tools.map((id) => this.opts.load(id))).then((c) => this.closing || this.spareTools.refill(c), () => undefined);
     }
   }
 }

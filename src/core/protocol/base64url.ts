@@ -10,7 +10,10 @@ export function toBase64Url(bytes: Uint8Array): string {
 export function fromBase64Url(text: string, code: `${string}/${string}` = 'protocol/bad-base64'): Uint8Array {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) throw new FerryError(code, 'The text is not base64url; it was damaged or cut short.');
   const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  // A plain loop: Uint8Array.from with a map function costs ~20 times as much per byte (sealed objects come this way).
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }
 
 /** Bit i (LSB first within each byte) set when `flags[i]`; ceil(n/8) bytes, base64url. */

@@ -5,19 +5,21 @@
  * holds is what its manifest's refs reach — read from the relay, or remembered from the last publish or fetch
  * (`base`), which saves that round trip. Only the objects beyond it are sealed and sent, in one request that also
  * carries the new manifest and moves the snapshot: one atomic commit on the relay, so a reader never sees a
- * manifest whose objects are not all there. (Pages that do not fit in that request go ahead in batches of their
- * own, invisible until it lands.)
+ * manifest whose objects are not all there. (Pages that do not fit in that request, and KV pages, go ahead in
+ * batches of their own, invisible until it lands.)
  *
- * Fetch: the record, the manifest and the session's structure in one request, then every page the store lacks in
- * one more (snapshot/sync.ts pullSession); every object is authenticated against its id as it is opened, and the
- * local commit validates the whole closure like an imported file. A fetcher that names its engine gets only the KV
- * entry it can load (kv.ts); the others are caches it would carry for nothing.
+ * Fetch: the record, the manifest, the session's structure and pages in one request, then whatever the store still
+ * lacks (KV entries, pages beyond what one answer holds) in one more (snapshot/sync.ts pullSession); every object
+ * is authenticated against its id as it is opened, and the local commit validates the whole closure like an
+ * imported file. A fetcher that names its engine gets only the KV entry it can load (kv.ts); the others are caches
+ * it would carry for nothing.
  */
 import { FerryError, isFerryError } from '../errors.ts';
 import type { ObjectId, Ref, Store, StoredObject } from '../store/index.ts';
 import { sessionPrefix } from '../session/index.ts';
 import {
   collectClosureWithKinds,
+  type ClosureObject,
   deriveSessionKeys,
   generateSessionKey,
   kvFor,
@@ -178,7 +180,8 @@ async function openManifest(keys: SessionKeys, snapshotId: string, contents: { s
  */
 export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious): Promise<PublishResult> {
   const key = previous?.key ?? generateSessionKey();
-  const keys = await sessionKeys(key);
+  // Derived while the session's closure is collected.
+  const keys = sessionKeys(key);
   if (previous?.base) {
     try {
       return await publishOnto(store, sessionId, relay, { keys, key }, previous, previous.base);
@@ -187,12 +190,12 @@ export async function publishSession(store: Store, sessionId: string, relay: Rel
       if (!isFerryError(err, 'store/ref-conflict')) throw err;
     }
   }
-  const base = previous ? await readBase(relay, keys, previous.snapshotId, sessionId) : undefined;
+  const base = previous ? await readBase(relay, await keys, previous.snapshotId, sessionId) : undefined;
   return publishOnto(store, sessionId, relay, { keys, key }, previous, base);
 }
 
-async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: { keys: SessionKeys; key: Uint8Array }, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
-  const { keys, key } = secret;
+async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: { keys: Promise<SessionKeys>; key: Uint8Array }, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
+  const { key } = secret;
   const after = await store.listRefs(sessionPrefix(sessionId));
   if (after.length === 0) throw new FerryError('session/not-found', `Session ${sessionId} is not in the sending store; nothing to sync.`);
   const before = base?.refs ?? [];
@@ -203,6 +206,7 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
   const shared = await store.hasMany(before.map((r) => r.id));
   const known = await reachableIds(store, before.filter((_, i) => shared[i]));
   const candidates = await collectClosureWithKinds(store, after, { known });
+  const keys = await secret.keys;
   const remote = await Promise.all(candidates.map((o) => remoteId(keys, o.id)));
   let send = candidates.map((object, i) => ({ object, remote: remote[i]! }));
   let negotiationBytes = 0;
@@ -211,11 +215,15 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
     send = send.filter((s) => missing.has(s.remote));
     negotiationBytes += remote.length * ID_BYTES + Math.ceil(remote.length / 8);
   }
-  // Structure first: the relay hands it to readers with the record (wire.ts snapshotPaths).
-  send.sort((a, b) => Number(a.object.kind === 'page') - Number(b.object.kind === 'page'));
-  const sealed = await Promise.all(send.map((s) => sealObject(keys, s.object, s.remote)));
-  const manifest = await sealObject(keys, await encodeManifest(makeManifest(sessionId, after)));
-  const { final, ahead } = splitFinal(sealed, manifest);
+  // Structure first, then the pages: the relay hands both to readers with the record (wire.ts snapshotPaths). KV
+  // pages, a cache most readers leave out, never ride in the publishing request, so the relay never hands them out.
+  const rank = (o: ClosureObject): number => (o.kind !== 'page' ? 0 : o.inKv ? 2 : 1);
+  send.sort((a, b) => rank(a.object) - rank(b.object));
+  const [sealed, manifest] = await Promise.all([
+    Promise.all(send.map((s) => sealObject(keys, s.object, s.remote))),
+    encodeManifest(makeManifest(sessionId, after)).then((m) => sealObject(keys, m)),
+  ]);
+  const { final, ahead } = splitFinal(sealed, send.filter((s) => rank(s.object) < 2).length, manifest);
   await mapLimit(batches(ahead), CONCURRENCY, (batch) => relay.putObjects(batch));
   const structure = send.slice(0, final.length - 1).filter((s) => s.object.kind !== 'page').length;
   const objectBytes = sealed.reduce((n, o) => n + o.bytes.length, manifest.bytes.length);
@@ -233,22 +241,22 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
  * `store`, sending for nothing the store already has.
  */
 export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
-  const keys = await sessionKeys(key);
-  const contents = await relay.snapshotContents(snapshotId, opts.since ?? 0);
-  const manifest = await openManifest(keys, snapshotId, contents);
+  // The keys are derived while the request is out.
+  const [keys, contents] = await Promise.all([sessionKeys(key), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
+  const [manifest, opened] = await Promise.all([openManifest(keys, snapshotId, contents), openPrefetched(keys, contents.objects)]);
   const refs = manifestRefs(manifest);
-  const sync = await pullSession(relayReader(relay, keys, refs, await openPrefetched(keys, contents.objects)), store, manifest.session, { kv: kvFor(opts.engine) });
+  const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: kvFor(opts.engine) });
   return { sessionId: manifest.session, snapshot: contents.snapshot, manifest, sync, base: { snapshot: contents.snapshot, refs } };
 }
 
 /**
- * The publishing request's objects — the leading ones, then the manifest, within one batch — and the rest, which
- * go ahead. Objects keep their order, so the structure (first) rides with the manifest.
+ * The publishing request's objects — the leading ones among the first `eligible`, then the manifest, within one
+ * batch — and the rest, which go ahead. Objects keep their order, so the structure (first) rides with the manifest.
  */
-function splitFinal(objects: readonly StoredObject[], manifest: StoredObject): { final: StoredObject[]; ahead: StoredObject[] } {
+function splitFinal(objects: readonly StoredObject[], eligible: number, manifest: StoredObject): { final: StoredObject[]; ahead: StoredObject[] } {
   let bytes = manifest.bytes.length;
   let n = 0;
-  while (n < objects.length && n + 1 < BATCH_OBJECTS && bytes + objects[n]!.bytes.length <= BATCH_BYTES) bytes += objects[n++]!.bytes.length;
+  while (n < eligible && n + 1 < BATCH_OBJECTS && bytes + objects[n]!.bytes.length <= BATCH_BYTES) bytes += objects[n++]!.bytes.length;
   return { final: [...objects.slice(0, n), manifest], ahead: objects.slice(n) };
 }
 

@@ -205,16 +205,16 @@ export type RunMessage = v.InferOutput<typeof RunMessageSchema>;
  * Publishing and opening a snapshot in one request each (issue 6). A publish sends the objects the relay lacks and
  * the sealed manifest in one framed body and moves the snapshot in the same atomic commit on the relay; the
  * structure objects (everything but component pages) come first, and `structure` says how many, so the relay can
- * hand them to a reader together with the record ("contents"): a reader then needs one round trip for the
- * session's structure and one for the pages it lacks, however deep the session is. The relay learns nothing it did
- * not already see in the upload.
+ * hand them to a reader together with the record ("contents"), and after them the request's pages, within a budget:
+ * a reader then needs one round trip for the session's structure and its recent pages, and one more for any pages it
+ * still lacks, however deep the session is. The relay learns nothing it did not already see in the upload.
  */
 export const snapshotPaths = {
   /** POST a framed batch with ?manifest=<id>&structure=<n> → CreateSnapshotResponse (a new snapshot). */
   publish: `${API_PREFIX}/snapshots/publish`,
   /** POST a framed batch with ?manifest=<id>&expect=<id>&structure=<n> and the write token → SnapshotRecord. */
   publishTo: (id: string) => `${API_PREFIX}/snapshots/${id}/publish`,
-  /** GET ?since=<version> → SnapshotContents: the record, the sealed manifest, the structure published after `since`. */
+  /** GET ?since=<version> → SnapshotContents: the record, the sealed manifest, the structure (and pages) published after `since`. */
   contents: (id: string) => `${API_PREFIX}/snapshots/${id}/contents`,
 } as const;
 
@@ -246,7 +246,7 @@ export const SnapshotContentsSchema = v.strictObject({
   snapshot: SnapshotRecordSchema,
   /** The sealed manifest the record points at. */
   manifest: Base64Url,
-  /** Sealed structure objects as [remote id, base64url bytes]. */
+  /** Sealed structure objects, then pages, as [remote id, base64url bytes]. */
   objects: v.pipe(v.array(v.strictTuple([ObjectIdSchema, Base64Url])), v.maxLength(CONTENTS_LIMITS.maxObjects)),
 });
 export type SnapshotContents = v.InferOutput<typeof SnapshotContentsSchema>;

@@ -266,31 +266,35 @@ export async function readHostState(session: Session, at: ObjectId): Promise<Hos
  * A component's keyframe and the deltas after it, as of checkpoint `at`. Every checkpoint since the keyframe
  * names the same keyframe object, so it is read from `at`; the deltas are found walking back only until delta 1
  * (the newest delta's sequence number says how many there are), skipping repeats (fork markers copy their base's).
+ * The blobs are read in two batches: the keyframe with the newest delta, then the other deltas.
  */
 export async function readChain(session: Session, at: ObjectId, name: string): Promise<Uint8Array[]> {
   const keyName = `${name}/key`;
   const deltaName = `${name}/delta`;
   const keyList = (await session.checkpoint(at)).components[keyName];
   if (!keyList) throw new FerryError('session/no-component', `Checkpoint ${at} has no state for component "${name}".`);
-  const key = await session.component(at, keyName);
-  const deltas: Uint8Array[] = [];
-  const seen = new Set<ObjectId>();
-  let expected: number | undefined;
-  for (let id: ObjectId | null = at; id !== null && (expected === undefined || deltas.length < expected); ) {
+  let key: Uint8Array | undefined;
+  let newest: Uint8Array | undefined;
+  /** Delta lists, newest first. */
+  const lists: ObjectId[] = [];
+  let expected = 0;
+  for (let id: ObjectId | null = at; id !== null && (newest === undefined || lists.length < expected); ) {
     const checkpoint = await session.checkpoint(id);
     if (checkpoint.components[keyName] !== keyList) break;
     const list = checkpoint.components[deltaName];
-    if (list && !seen.has(list)) {
-      seen.add(list);
-      const bytes = await session.component(id, deltaName);
-      const { seq } = blobHeader(bytes);
-      expected ??= seq;
-      deltas.push(bytes);
+    if (list && !lists.includes(list)) {
+      if (newest === undefined) {
+        [key, newest] = await session.imagesOf([keyList, list]);
+        expected = blobHeader(newest!).seq;
+      }
+      lists.push(list);
     }
     id = checkpoint.parent;
   }
-  // Newest first from the walk; decodeChain checks the order and that none is missing.
-  return [key, ...deltas.reverse()];
+  if (newest === undefined) return session.imagesOf([keyList]);
+  // Oldest first; decodeChain checks the order and that none is missing.
+  const older = await session.imagesOf(lists.slice(1).reverse());
+  return [key!, ...older, newest];
 }
 
 /** A component's image at checkpoint `at`; `base` is the component's fresh image (an instance's `initial`). */

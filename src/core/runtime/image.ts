@@ -162,7 +162,10 @@ export function cloneImage(image: StateImage): StateImage {
   };
 }
 
-/** Writes `image` into the instance: grows each memory to the image's size, zeroes it, writes the pages, sets globals. */
+/**
+ * Writes `image` into the instance: grows each memory to the image's size, zeroes the pages the image does not hold
+ * and writes those it does, sets globals. The image is checked whole first, so a bad one changes nothing.
+ */
 export function writeImage(image: StateImage, slots: StateSlots): void {
   assertSameLayout(image, slots);
   slots.memories.forEach(({ key, memory }, m) => {
@@ -171,18 +174,25 @@ export function writeImage(image: StateImage, slots: StateSlots): void {
     if (byteLength % PAGE_SIZE !== 0 || byteLength < current) {
       throw mismatch(`memory ${key} is ${current} bytes in this instance but ${byteLength} in the image; memories never shrink`);
     }
-    if (byteLength > current) memory.grow((byteLength - current) / PAGE_SIZE);
-    const bytes = new Uint8Array(memory.buffer);
-    bytes.fill(0);
     for (const [i, page] of pages) {
-      if (page.length !== PAGE_SIZE || (i + 1) * PAGE_SIZE > byteLength) throw mismatch(`page ${i} of memory ${key} is out of range or not ${PAGE_SIZE} bytes`);
-      bytes.set(page, i * PAGE_SIZE);
+      if (page.length !== PAGE_SIZE || !Number.isInteger(i) || i < 0 || (i + 1) * PAGE_SIZE > byteLength) throw mismatch(`page ${i} of memory ${key} is out of range or not ${PAGE_SIZE} bytes`);
     }
   });
   slots.globals.forEach(({ key, global }, g) => {
     const { value } = image.globals[g]!;
     if (typeof value !== typeof global.value) throw mismatch(`global ${key} holds a ${typeof global.value}, the image a ${typeof value}`);
-    global.value = value;
+  });
+  slots.memories.forEach(({ memory }, m) => {
+    const { byteLength, pages } = image.memories[m]!;
+    const current = memory.buffer.byteLength;
+    if (byteLength > current) memory.grow((byteLength - current) / PAGE_SIZE);
+    const bytes = new Uint8Array(memory.buffer);
+    // Pages past the old size are fresh zeros.
+    for (let i = 0; i * PAGE_SIZE < current; i++) if (!pages.has(i)) bytes.fill(0, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+    for (const [i, page] of pages) bytes.set(page, i * PAGE_SIZE);
+  });
+  slots.globals.forEach(({ global }, g) => {
+    global.value = image.globals[g]!.value;
   });
 }
 

@@ -12,7 +12,7 @@ import { tokensCostUsd, type Price } from '../placement/profile.ts';
 import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
 import { Checkpointer, instanceState, keyframes, LOOP_COMPONENT, readChain, readHostState, encodeHostState, type HostState, type StatefulComponent } from './checkpoint.ts';
-import { instantiate, type Grants } from './instance.ts';
+import { instantiate, type ComponentInstance, type Grants } from './instance.ts';
 import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
 import type { ChildProgress } from './child-progress.ts';
@@ -43,6 +43,8 @@ export interface RuntimeSetup {
   grants?: Grants;
   /** Starts a tool; default: in this thread. A worker host (tool-worker.ts) adds the time limit. */
   startTool?: (component: LoadedComponent, grants: Grants) => Promise<ToolSlot>;
+  /** Makes the session's agent instance; default `instantiate`. A host may hand out one made ahead (spares.ts). */
+  startAgent?: (component: LoadedComponent, grants: Grants) => Promise<ComponentInstance>;
   maxStepsPerRun?: number;
   now?: () => number;
   /**
@@ -148,7 +150,7 @@ export class AgentRuntime {
       ...(setup.now ? { now: setup.now() } : {}),
     });
     const runtime = new AgentRuntime(session, setup, parts, await session.head());
-    await runtime.#resumeChains(runtime.#at);
+    runtime.#resumeChains([parts.agent, ...parts.tools].map((c) => [components[`${c.name}/key`]!]));
     return runtime;
   }
 
@@ -179,6 +181,11 @@ export class AgentRuntime {
 
   get tools(): readonly ToolSlot[] {
     return this.#parts.tools;
+  }
+
+  /** The agent's component build. */
+  get agentComponent(): LoadedComponent {
+    return this.#parts.agentComponent;
   }
 
   /** Runs the agent on `input`, checkpointing after every step; streams what happens. */
@@ -279,22 +286,25 @@ export class AgentRuntime {
   }
 
   async #restoreInto(parts: Parts, at: ObjectId, host: HostState): Promise<void> {
-    for (const component of [parts.agent, ...parts.tools]) await component.restore(await readChain(this.session, at, component.name));
+    const components = [parts.agent, ...parts.tools];
+    // One after another: the walks share the session's decoded checkpoints.
+    const chains: Uint8Array[][] = [];
+    for (const component of components) chains.push(await readChain(this.session, at, component.name));
+    await Promise.all(components.map((component, i) => component.restore(chains[i]!)));
     parts.loop.setState(host.loop);
     this.#parts = parts;
-    this.#checkpointer.reset([parts.agent, ...parts.tools]);
+    this.#checkpointer.reset(components);
     this.#at = at;
-    await this.#resumeChains(at);
-    parts.loop.onStep = (record) => this.#afterStep(record);
+    this.#resumeChains(chains);
   }
 
-  /** Continues each component's delta chain from checkpoint `at` rather than starting a keyframe. */
-  async #resumeChains(at: ObjectId): Promise<void> {
-    for (const component of [this.#parts.agent, ...this.#parts.tools]) {
-      const chain = await readChain(this.session, at, component.name);
+  /** Continues each component's delta chain (`chains`, in component order) rather than starting a keyframe. */
+  #resumeChains(chains: readonly (readonly Uint8Array[])[]): void {
+    [this.#parts.agent, ...this.#parts.tools].forEach((component, i) => {
+      const chain = chains[i]!;
       const key = blobHeader(chain[0]!);
       this.#checkpointer.resume(component.name, { chain: key.chain, seq: chain.length - 1, keyBytes: chain[0]!.length, deltaBytes: chain.slice(1).reduce((n, b) => n + b.length, 0) });
-    }
+    });
     this.#parts.loop.onStep = (record) => this.#afterStep(record);
   }
 
@@ -339,7 +349,7 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
     throw new FerryError('component/wrong-world', `Component "${component.manifest.name}" is built for world "${component.manifest.world}", not "agent"; it cannot run as the agent.`);
   }
-  const instance = await instantiate(component, grants);
+  const instance = await (setup.startAgent ?? instantiate)(component, grants);
   const startTool = setup.startTool ?? ((c: LoadedComponent, g: Grants) => localTool(c, g));
   const tools: ToolSlot[] = [];
   for (const id of toolIds) tools.push(await startTool(await setup.load(id), grants));

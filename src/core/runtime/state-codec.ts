@@ -1,10 +1,11 @@
 /**
  * How a component's state is stored (issue 4): a keyframe — the pages that differ from a fresh instance of the
  * component — then one small delta per step — the pages that differ from the previous step. A changed page is
- * stored as its changed runs of words (offset, length, new bytes), deflated: a step changes a few hundred bytes
- * spread over a handful of 64 KiB pages, so a delta is ~1–3 KB where the raw pages were ~300 KB, and decoding it
- * never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the deltas after it, in order
- * (checkpoint.ts bounds the chain). A keyframe names a fingerprint of the fresh image it was taken against, so a
+ * stored as its changed runs of words (offset, length, new bytes); a blob's runs are deflated together (version 2;
+ * version 1 deflated each page's on its own, which cost a deflate and an inflate per page, and is still read): a
+ * step changes a few hundred bytes spread over a handful of 64 KiB pages, so a delta is ~1–3 KB where the raw pages
+ * were ~300 KB, and decoding it never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the
+ * deltas after it, in order (checkpoint.ts bounds the chain). A keyframe names a fingerprint of the fresh image it was taken against, so a
  * restore into a build whose fresh state differs is refused rather than corrupted.
  *
  * A blob is versioned canonical MessagePack; decoding validates every field and bound before anything is
@@ -16,7 +17,7 @@ import { decodeMsgpack, encodeCanonical } from '../session/canonical.ts';
 import { PAGE_SIZE, type GlobalValue, type StateDelta, type StateImage } from './image.ts';
 
 export const STATE_FORMAT = 'ferry-state';
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 /** 4 GiB: the most a 32-bit wasm memory can hold. */
 const MAX_MEMORY_BYTES = 65_536 * PAGE_SIZE;
 /** Deflate level 1: XOR pages are mostly zeros, where higher levels gain almost nothing and cost time. */
@@ -25,17 +26,21 @@ const LEVEL = 1;
 const enum Mode {
   /** The page is all zero. */
   Zero = 0,
-  /** Deflated runs of changed words against the same page before (absent = all zero). */
+  /** Runs of changed words against the same page before (absent = all zero). */
   Runs = 3,
 }
 /** Runs closer than this many words are merged: fewer headers, a little more data. */
 const MERGE_GAP_WORDS = 4;
 
-type PageEntry = [index: number, mode: Mode, bytes: Uint8Array | null];
+/**
+ * A page: its runs body's byte length within the blob's `runs` (version 2), or the body deflated on its own
+ * (version 1); null for a zero page.
+ */
+type PageEntry = [index: number, mode: Mode, runs: number | Uint8Array | null];
 
 interface StateBlob {
   f: typeof STATE_FORMAT;
-  v: typeof STATE_VERSION;
+  v: 1 | 2;
   kind: 'key' | 'delta';
   component: string;
   /** Names the keyframe a delta applies to (the keyframe's own nonce). */
@@ -47,6 +52,8 @@ interface StateBlob {
   /** Components exporting the `state` interface: their own snapshot, the whole state (no pages then). */
   snapshot?: Uint8Array;
   memories: { key: string; size: number; pages: PageEntry[] }[];
+  /** Version 2: every page's runs body, in the order the pages are listed, as one deflate stream. */
+  runs?: Uint8Array;
   globals: { key: string; n?: number; i64?: string }[];
 }
 
@@ -62,6 +69,20 @@ export function encodeKeyframe(image: StateImage, base: StateImage, chain: strin
   if (image.component !== base.component || image.memories.length !== base.memories.length || image.memories.some((m, i) => m.key !== base.memories[i]!.key)) {
     throw bad('the base image is of another component or layout');
   }
+  const runs = new RunsWriter();
+  const memories = image.memories.map((m, n) => {
+    const before = base.memories[n]!;
+    const indexes = [...new Set([...m.pages.keys(), ...before.pages.keys()])].sort((a, b) => a - b);
+    const pages: PageEntry[] = [];
+    for (const i of indexes) {
+      const page = m.pages.get(i);
+      const old = before.pages.get(i);
+      if (page === old) continue;
+      if (!page) pages.push([i, Mode.Zero, null]);
+      else if (!old || !sameWords(page, old)) pages.push([i, Mode.Runs, runs.add(page, old)]);
+    }
+    return { key: m.key, size: m.byteLength, pages };
+  });
   return encodeCanonical({
     f: STATE_FORMAT,
     v: STATE_VERSION,
@@ -70,25 +91,20 @@ export function encodeKeyframe(image: StateImage, base: StateImage, chain: strin
     chain,
     seq: 0,
     base: fingerprint(base),
-    memories: image.memories.map((m, n) => {
-      const before = base.memories[n]!;
-      const indexes = [...new Set([...m.pages.keys(), ...before.pages.keys()])].sort((a, b) => a - b);
-      const pages: PageEntry[] = [];
-      for (const i of indexes) {
-        const page = m.pages.get(i);
-        const old = before.pages.get(i);
-        if (page === old) continue;
-        if (!page) pages.push([i, Mode.Zero, null]);
-        else if (!old || !sameWords(page, old)) pages.push([i, Mode.Runs, encodeRuns(page, old)]);
-      }
-      return { key: m.key, size: m.byteLength, pages };
-    }),
+    memories,
+    ...runs.field(),
     globals: encodeGlobals(image.globals),
   } satisfies StateBlob);
 }
 
 /** A delta: each changed page as its changed runs against its previous version. */
 export function encodeDelta(delta: StateDelta, chain: string, seq: number): Uint8Array {
+  const runs = new RunsWriter();
+  const memories = delta.memories.map((m) => ({
+    key: m.key,
+    size: m.byteLength,
+    pages: [...m.pages].sort((a, b) => a[0] - b[0]).map(([i, page]): PageEntry => (page === null ? [i, Mode.Zero, null] : [i, Mode.Runs, runs.add(page, m.before.get(i))])),
+  }));
   return encodeCanonical({
     f: STATE_FORMAT,
     v: STATE_VERSION,
@@ -96,11 +112,8 @@ export function encodeDelta(delta: StateDelta, chain: string, seq: number): Uint
     component: delta.component,
     chain,
     seq,
-    memories: delta.memories.map((m) => ({
-      key: m.key,
-      size: m.byteLength,
-      pages: [...m.pages].sort((a, b) => a[0] - b[0]).map(([i, page]): PageEntry => (page === null ? [i, Mode.Zero, null] : [i, Mode.Runs, encodeRuns(page, m.before.get(i))])),
-    })),
+    memories,
+    ...runs.field(),
     globals: encodeGlobals(delta.globals),
   } satisfies StateBlob);
 }
@@ -164,16 +177,29 @@ function applyBlob(image: StateImage, blob: StateBlob, owned: Set<Uint8Array>): 
   if (blob.memories.length !== image.memories.length || blob.memories.some((m, i) => m.key !== image.memories[i]!.key)) {
     throw bad('a delta lists other memories than its keyframe');
   }
+  const runs = blob.runs && inflateAll(blob);
+  let at = 0;
   return {
     component: image.component,
     memories: image.memories.map((memory, m) => {
       const change = blob.memories[m]!;
       if (change.size < memory.byteLength) throw bad(`memory ${memory.key} shrinks in a delta; wasm memories never shrink`);
       const pages = new Map(memory.pages);
-      for (const [i, mode, bytes] of change.pages) {
-        const page = pageOf(mode, bytes, memory.pages.get(i), owned);
-        if (page === null) pages.delete(i);
-        else pages.set(i, page);
+      for (const [i, mode, entry] of change.pages) {
+        if (mode === Mode.Zero) {
+          pages.delete(i);
+          continue;
+        }
+        let body: Uint32Array;
+        if (typeof entry === 'number') {
+          body = new Uint32Array(runs!.buffer, runs!.byteOffset + at, entry / 4);
+          at += entry;
+        } else {
+          body = inflateRuns(entry!);
+        }
+        const page = applyRuns(body, memory.pages.get(i), owned);
+        owned.add(page);
+        pages.set(i, page);
       }
       return { key: memory.key, byteLength: change.size, pages };
     }),
@@ -181,15 +207,32 @@ function applyBlob(image: StateImage, blob: StateBlob, owned: Set<Uint8Array>): 
   };
 }
 
-function pageOf(mode: Mode, bytes: Uint8Array | null, before: Uint8Array | undefined, owned: Set<Uint8Array>): Uint8Array | null {
-  if (mode === Mode.Zero) return null;
-  const page = applyRuns(inflateRuns(bytes!), before, owned);
-  owned.add(page);
-  return page;
+/** The runs bodies of a blob's pages, collected in page order and deflated together (version 2). */
+class RunsWriter {
+  readonly #bodies: Uint32Array[] = [];
+
+  /** Adds the runs of `page` against `before`; returns the body's length in bytes (its page entry). */
+  add(page: Uint8Array, before: Uint8Array | undefined): number {
+    const body = runsOf(page, before);
+    this.#bodies.push(body);
+    return body.byteLength;
+  }
+
+  /** The blob's `runs` field: absent when no page has runs. */
+  field(): { runs?: Uint8Array } {
+    if (this.#bodies.length === 0) return {};
+    const all = new Uint8Array(this.#bodies.reduce((n, b) => n + b.byteLength, 0));
+    let at = 0;
+    for (const b of this.#bodies) {
+      all.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), at);
+      at += b.byteLength;
+    }
+    return { runs: deflateSync(all, { level: LEVEL }) };
+  }
 }
 
-/** Changed words of `page` against `before` as runs: [u32 count][u32 offset, u32 length]… then the runs' bytes; deflated. */
-function encodeRuns(page: Uint8Array, before: Uint8Array | undefined): Uint8Array {
+/** Changed words of `page` against `before` as runs: [u32 count][u32 offset, u32 length]… then the runs' bytes. */
+function runsOf(page: Uint8Array, before: Uint8Array | undefined): Uint32Array {
   const now = words(page);
   const old = before ? words(before) : undefined;
   const runs: [number, number][] = [];
@@ -216,19 +259,37 @@ function encodeRuns(page: Uint8Array, before: Uint8Array | undefined): Uint8Arra
     body.set(now.subarray(offset, offset + len), at);
     at += len;
   });
-  return deflateSync(new Uint8Array(body.buffer), { level: LEVEL });
+  return body;
 }
 
 /** The largest runs body a page can have: every other word changed, after merging. */
 const MAX_RUNS_BODY = 4 + PAGE_SIZE * 2 + 64;
 
 /**
- * One scratch buffer for every page inflated: a runs body is consumed (applyRuns) before the next page is inflated,
- * and decoding is synchronous, so reusing it saves allocating and zeroing ~128 KiB per page restored.
+ * A version 2 blob's runs, inflated: exactly as many bytes as its pages say (checked when it was decoded), into a
+ * buffer one byte longer, so an over-long stream is caught without growing memory.
+ */
+function inflateAll(blob: StateBlob): Uint8Array {
+  const total = blob.memories.reduce((n, m) => m.pages.reduce((k, [, , entry]) => k + (typeof entry === 'number' ? entry : 0), n), 0);
+  // Deflate expands at most ~1032:1: a larger claim is refused before any memory is spent on it.
+  if (total > blob.runs!.length * 1032 + 64) throw bad(`its pages claim ${total} bytes of runs from a ${blob.runs!.length}-byte stream`);
+  let body: Uint8Array;
+  try {
+    body = inflateSync(blob.runs!, { out: new Uint8Array(total + 1) });
+  } catch (cause) {
+    throw bad('its runs do not inflate', cause);
+  }
+  if (body.length !== total) throw bad(`its runs inflate to ${body.length} bytes, its pages say ${total}`);
+  return body;
+}
+
+/**
+ * One scratch buffer for every version 1 page inflated: a runs body is consumed (applyRuns) before the next page is
+ * inflated, and decoding is synchronous, so reusing it saves allocating and zeroing ~128 KiB per page restored.
  */
 let scratch: Uint8Array | undefined;
 
-/** A view of the inflated runs body, valid until the next call. */
+/** A view of a version 1 page's inflated runs body, valid until the next call. */
 function inflateRuns(bytes: Uint8Array): Uint32Array {
   // Inflating into a bounded buffer caps what a hostile blob can make us allocate.
   scratch ??= new Uint8Array(MAX_RUNS_BODY + 4);
@@ -311,11 +372,13 @@ function decodeGlobals(globals: StateBlob['globals']): { key: string; value: Glo
 function decodeBlob(bytes: Uint8Array): StateBlob {
   const data = decodeMsgpack(bytes, 'runtime/bad-state', 'A component state blob');
   if (!isRecord(data) || data.f !== STATE_FORMAT) throw bad('it is not a Ferry component state');
-  if (data.v !== STATE_VERSION) throw bad(`version ${JSON.stringify(data.v)} is not supported (this host reads version ${STATE_VERSION})`);
+  if (data.v !== 1 && data.v !== 2) throw bad(`version ${JSON.stringify(data.v)} is not supported (this host reads versions 1 and ${STATE_VERSION})`);
+  const version = data.v;
   if (data.kind !== 'key' && data.kind !== 'delta') throw bad('kind must be "key" or "delta"');
   if (typeof data.component !== 'string' || typeof data.chain !== 'string' || data.chain.length > 128) throw bad('component and chain must be strings');
   if (!Number.isSafeInteger(data.seq) || (data.seq as number) < 0) throw bad('seq must be a non-negative integer');
   if (!Array.isArray(data.memories) || data.memories.length > 64 || !Array.isArray(data.globals) || data.globals.length > 4096) throw bad('memories and globals must be (bounded) lists');
+  let runsPages = 0;
   const memories = data.memories.map((m, j): StateBlob['memories'][number] => {
     if (!isRecord(m) || typeof m.key !== 'string' || !Number.isSafeInteger(m.size) || !Array.isArray(m.pages)) throw bad(`memory ${j} is malformed`);
     const size = m.size as number;
@@ -330,8 +393,10 @@ function decodeBlob(bytes: Uint8Array): StateBlob {
         if (body !== null) throw bad('a zero page carries bytes');
         return [i as number, Mode.Zero, null];
       }
-      if (mode !== Mode.Runs || !(body instanceof Uint8Array)) throw bad(`page ${String(i)} of memory ${m.key} has an invalid mode or body`);
-      return [i as number, mode, body];
+      const valid = version === 1 ? body instanceof Uint8Array : Number.isSafeInteger(body) && (body as number) >= 4 && (body as number) <= MAX_RUNS_BODY && (body as number) % 4 === 0;
+      if (mode !== Mode.Runs || !valid) throw bad(`page ${String(i)} of memory ${m.key} has an invalid mode or body`);
+      if (version === 2) runsPages++;
+      return [i as number, mode, body as number | Uint8Array];
     });
     return { key: m.key, size, pages };
   });
@@ -341,12 +406,14 @@ function decodeBlob(bytes: Uint8Array): StateBlob {
     if (typeof g.i64 === 'string' && /^-?\d{1,20}$/.test(g.i64) && g.n === undefined) return { key: g.key, i64: g.i64 };
     throw bad(`global ${g.key} has no valid value`);
   });
+  if (runsPages > 0 ? !(data.runs instanceof Uint8Array) : data.runs !== undefined) throw bad('runs must be bytes exactly when pages have runs');
   if (data.base !== undefined && typeof data.base !== 'string') throw bad('base must be a string');
   if (data.snapshot !== undefined && !(data.snapshot instanceof Uint8Array)) throw bad('snapshot must be bytes');
   return {
-    f: STATE_FORMAT, v: STATE_VERSION, kind: data.kind, component: data.component, chain: data.chain, seq: data.seq as number,
+    f: STATE_FORMAT, v: version, kind: data.kind, component: data.component, chain: data.chain, seq: data.seq as number,
     ...(typeof data.base === 'string' ? { base: data.base } : {}),
     ...(data.snapshot instanceof Uint8Array ? { snapshot: data.snapshot } : {}),
+    ...(data.runs instanceof Uint8Array ? { runs: data.runs } : {}),
     memories, globals,
   };
 }

@@ -103,20 +103,30 @@ export async function readChunkList(store: Store, listId: ObjectId): Promise<Chu
 
 /** Reassembles an image from its chunk list. */
 export async function readImage(store: Store, listId: ObjectId): Promise<{ image: Uint8Array; list: ChunkList }> {
-  const list = await readChunkList(store, listId);
-  const image = new Uint8Array(list.size);
-  const present = list.pages.map((id, i) => ({ id, i })).filter((p): p is { id: ObjectId; i: number } => p.id !== null);
-  const bytes = await store.getMany(present.map((p) => p.id));
-  present.forEach((p, n) => {
-    const page = bytes[n];
+  return (await readImages(store, [listId]))[0]!;
+}
+
+/** Reassembles several images: their chunk lists in one read, then all their pages in one more. */
+export async function readImages(store: Store, listIds: readonly ObjectId[]): Promise<{ image: Uint8Array; list: ChunkList }[]> {
+  const found = await store.getMany(listIds);
+  const lists = found.map((bytes, n) => {
+    if (!bytes) throw missing(listIds[n]!);
+    return decodeObject('chunks', bytes);
+  });
+  const present = lists.flatMap((list, n) => list.pages.flatMap((id, i) => (id === null ? [] : [{ id, i, n }])));
+  const pages = await store.getMany(present.map((p) => p.id));
+  const images = lists.map((list) => new Uint8Array(list.size));
+  present.forEach((p, k) => {
+    const page = pages[k];
     if (!page) throw missing(p.id);
+    const list = lists[p.n]!;
     const expected = Math.min(PAGE_SIZE, list.size - p.i * PAGE_SIZE);
     if (page.length !== expected) {
-      throw new FerryError('snapshot/bad-object', `Page ${p.i} of chunk list ${listId} is ${page.length} bytes, expected ${expected}; the data is damaged.`);
+      throw new FerryError('snapshot/bad-object', `Page ${p.i} of chunk list ${listIds[p.n]} is ${page.length} bytes, expected ${expected}; the data is damaged.`);
     }
-    image.set(page, p.i * PAGE_SIZE);
+    images[p.n]!.set(page, p.i * PAGE_SIZE);
   });
-  return { image, list };
+  return lists.map((list, n) => ({ image: images[n]!, list }));
 }
 
 function missing(id: ObjectId): FerryError {

@@ -1,5 +1,5 @@
 export { Session, type Branch, type HistoryEntry, type SessionInit, type Step } from './session.ts';
-export { chunkDelta, chunkImage, readChunkList, readImage, type ChunkedImage, type ImageDelta, type PreviousImage } from './chunks.ts';
+export { chunkDelta, chunkImage, readChunkList, readImage, readImages, type ChunkedImage, type ImageDelta, type PreviousImage } from './chunks.ts';
 export {
   FORMAT_VERSION,
   PAGE_SIZE,

@@ -24,11 +24,15 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.M
 
 const EngineRef = v.object({ id: label, kind: v.picklist(['webgpu', 'wasm-cpu', 'native', 'remote', 'scripted']), model: label });
 
+const isTokenId = (t: number): boolean => Number.isInteger(t) && t >= 0 && t <= 0xffffffff;
+/** Token ids, checked in one pass: an action pipe per element cost ~20 times as much, most of a long reply's decode. */
+const tokenIds = v.pipe(v.array(v.number()), v.maxLength(1 << 20), v.check((ids) => ids.every(isTokenId), 'Token ids must be integers from 0 to 4294967295.'));
+
 const EventSchema = v.variant('type', [
   v.object({ type: v.literal('user'), text, at: time }),
   v.object({
     type: v.literal('generation'),
-    tokens: v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff))), v.maxLength(1 << 20)),
+    tokens: tokenIds,
     text,
     engine: EngineRef,
     timings: v.object({ promptMs: time, generateMs: time }),

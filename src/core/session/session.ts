@@ -5,7 +5,7 @@
  */
 import { FerryError } from '../errors.ts';
 import { objectId, type ObjectId, type ReflogEntry, type Store, type StoredObject } from '../store/index.ts';
-import { chunkDelta, chunkImage, readChunkList, readImage, type ImageDelta, type PreviousImage } from './chunks.ts';
+import { chunkDelta, chunkImage, readChunkList, readImage, readImages, type ImageDelta, type PreviousImage } from './chunks.ts';
 import { assertBranchName, assertComponentName, assertSessionId, branchRef, headRef, newSessionId, sessionPrefix } from './refs.ts';
 import { FORMAT_VERSION, PAGE_SIZE, decodeObject, encodeObject, type Checkpoint, type Counters, type LlmSettings, type SessionEvent } from './schema.ts';
 
@@ -231,6 +231,14 @@ export class Session {
 
   async reflog(branch = this.current): Promise<ReflogEntry[]> {
     return this.store.reflog(branchRef(this.id, branch));
+  }
+
+  /**
+   * Images by the chunk-list ids checkpoints name them by, read together (two store reads for all of them). Unlike
+   * `component`, it keeps no copy for the next step's chunking.
+   */
+  async imagesOf(listIds: readonly ObjectId[]): Promise<Uint8Array[]> {
+    return (await readImages(this.store, listIds)).map((r) => r.image);
   }
 
   /** A component's image as of a checkpoint. */

@@ -19,20 +19,26 @@ export function refKind(name: string): ObjectKind {
   return parsed.kind === 'head' ? 'head' : 'checkpoint';
 }
 
-/** An object of the closure with the kind its referrer gave it. */
+/** An object of the closure with the kind its referrer gave it; `inKv` when it is only reached through KV entries. */
 export interface ClosureObject extends StoredObject {
   kind: ObjectKind;
+  inKv: boolean;
 }
 
-/** A node still to visit: `detachable` when every path to it so far enters a KV entry there. */
+/**
+ * A node still to visit: `detachable` when every path to it so far enters a KV entry there, `inKv` when every path
+ * to it so far passes through one.
+ */
 export interface WalkNode {
   id: ObjectId;
   kind: ObjectKind;
   detachable: boolean;
+  inKv: boolean;
 }
 
 interface GraphNode {
   kind: ObjectKind;
+  inKv: boolean;
   bytes: Uint8Array;
   children: readonly { id: ObjectId }[];
 }
@@ -46,20 +52,20 @@ export interface ClosureOptions {
 
 /** The starting nodes of a walk from `refs`, and the checkpoints that are tips (a ref points right at them). */
 export function walkStart(refs: readonly Ref[]): { frontier: WalkNode[]; tips: Set<ObjectId> } {
-  const frontier = refs.map((r) => ({ id: r.id, kind: refKind(r.name), detachable: false }));
+  const frontier = refs.map((r) => ({ id: r.id, kind: refKind(r.name), detachable: false, inKv: false }));
   return { frontier, tips: new Set(frontier.filter((n) => n.kind === 'checkpoint').map((n) => n.id)) };
 }
 
 /**
- * The nodes of `frontier` not seen yet, once each; a node reached both through a KV entry and otherwise is not
- * detachable. Marks them seen.
+ * The nodes of `frontier` not seen yet, once each; a node reached both through a KV entry and otherwise is neither
+ * detachable nor in KV. Marks them seen.
  */
 export function freshNodes(frontier: readonly WalkNode[], seen: Set<ObjectId>): WalkNode[] {
   const fresh = new Map<ObjectId, WalkNode>();
   for (const n of frontier) {
     if (seen.has(n.id)) continue;
     const other = fresh.get(n.id);
-    fresh.set(n.id, other ? { ...n, detachable: other.detachable && n.detachable } : n);
+    fresh.set(n.id, other ? { ...n, detachable: other.detachable && n.detachable, inKv: other.inKv && n.inKv } : n);
   }
   for (const id of fresh.keys()) seen.add(id);
   return [...fresh.values()];
@@ -70,7 +76,7 @@ export function nextNodes(node: WalkNode, bytes: Uint8Array, tips: ReadonlySet<O
   const out: WalkNode[] = [];
   for (const e of edgesOf(node.kind, bytes)) {
     if (e.kv !== undefined && !kv(e.kv, tips.has(node.id))) continue;
-    out.push({ id: e.id, kind: e.kind, detachable: e.kv !== undefined });
+    out.push({ id: e.id, kind: e.kind, detachable: e.kv !== undefined, inKv: node.inKv || e.kv !== undefined });
   }
   return out;
 }
@@ -105,7 +111,7 @@ export async function collectClosureWithKinds(reader: ObjectReader, refs: readon
       // An object first met as an absent KV entry may also be needed by something else: then it is dangling.
       const needed = children.find((c) => !c.detachable && absent.has(c.id));
       if (needed) throw danglingId(needed);
-      nodes.set(n.id, { kind: n.kind, bytes, children });
+      nodes.set(n.id, { kind: n.kind, inKv: n.inKv, bytes, children });
       next.push(...children);
     });
     frontier = next;
@@ -138,7 +144,7 @@ function postOrder(nodes: ReadonlyMap<ObjectId, GraphNode>, roots: readonly Obje
       if (!node || done.has(top.id)) continue;
       if (top.expanded) {
         done.add(top.id);
-        out.push({ id: top.id, kind: node.kind, bytes: node.bytes });
+        out.push({ id: top.id, kind: node.kind, inKv: node.inKv, bytes: node.bytes });
       } else {
         stack.push({ id: top.id, expanded: true });
         for (const c of node.children) if (!done.has(c.id)) stack.push({ id: c.id, expanded: false });

@@ -57,7 +57,7 @@ const bad = (what: string, details?: Record<string, unknown>): FerryError =>
 export async function encodeContainer(payload: Uint8Array, opts: EncodeOptions): Promise<Uint8Array> {
   let body = payload;
   let compression: Header['compression'] = 'none';
-  if (opts.compress !== false && payload.length > 64 && worthCompressing(payload)) {
+  if (opts.compress !== false && worthCompressing(payload)) {
     const deflated = deflateSync(payload, { level: 6 });
     if (deflated.length < payload.length) {
       body = deflated;
@@ -132,16 +132,31 @@ export async function decodeContainer(bytes: Uint8Array, opts: DecodeOptions): P
 /**
  * Deflate runs at ~20 MB/s on these machines, and random-looking data (encrypted or already-compressed state, a KV
  * cache's floats) does not shrink: deflate samples from the start, middle and end first (at the fastest level, a
- * few percent of the full cost) and skip compression when they gain under 10%. Small payloads are just tried.
+ * few percent of the full cost) and skip compression when they gain under 10%. A small payload is judged by its
+ * byte entropy instead — a deflate call costs ~0.1 ms whatever its size, and a session's objects are mostly small —
+ * and one under 256 bytes (a chunk list, a head) is sent as it is: there is too little to gain.
  */
 function worthCompressing(payload: Uint8Array): boolean {
-  if (payload.length <= 4096) return true;
+  if (payload.length < 256) return false;
+  if (payload.length <= 4096) return entropyBits(payload) < 0.9 * 8 * payload.length;
   const SAMPLE = Math.min(64 * 1024, Math.max(1024, payload.length >> 6));
   const at = [0, Math.floor((payload.length - SAMPLE) / 2), payload.length - SAMPLE];
   const sample = new Uint8Array(3 * SAMPLE);
   at.forEach((start, i) => sample.set(payload.subarray(start, start + SAMPLE), i * SAMPLE));
   // A small hash table (mem 4): fflate's default sizes one for the whole payload, which costs more than the sample.
   return deflateSync(sample, { level: 1, mem: 4 }).length < sample.length * 0.9;
+}
+
+/** The order-0 entropy of `bytes` in bits: a bound on what coding its bytes alone can save. */
+function entropyBits(bytes: Uint8Array): number {
+  const counts = new Uint32Array(256);
+  for (let i = 0; i < bytes.length; i++) counts[bytes[i]!]!++;
+  let bits = 0;
+  for (let b = 0; b < 256; b++) {
+    const c = counts[b]!;
+    if (c > 0) bits -= c * Math.log2(c / bytes.length);
+  }
+  return bits;
 }
 
 /** Inflates into a buffer one byte longer than promised, so an over-long stream is caught without growing memory. */

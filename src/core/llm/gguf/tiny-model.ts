@@ -2,6 +2,7 @@ import { seededRandom } from '../../random.ts';
 import { FerryError } from '../../errors.ts';
 import { f32ToF16Bits } from './f16.ts';
 import { GGML_TYPE_F16, GGML_TYPE_F32 } from './format.ts';
+import { QUANT_TYPES, quantize, type QuantType } from './quantize.ts';
 import { writeGguf, type GgufFileSpec, type GgufTensorSpec, type GgufValue } from './writer.ts';
 
 /**
@@ -20,12 +21,17 @@ export interface TinyModelParams {
   readonly ff: number;
   /** Training context length written to the metadata. */
   readonly ctx: number;
-  /** Matrix weight type; norm weights are always f32. */
-  readonly type: 'f32' | 'f16';
+  /** Matrix weight type; norm weights are always f32. Quantized types need embd and ff in whole blocks (32; 256 for q4_k). */
+  readonly type: WeightType;
   readonly seed: number;
 }
 
 export const TINY_MODEL_DEFAULTS: TinyModelParams = { embd: 64, layers: 2, heads: 4, kvHeads: 2, ff: 256, ctx: 512, type: 'f32', seed: 1 };
+
+export type WeightType = 'f32' | 'f16' | QuantType;
+
+/** general.file_type of a file whose matrices are all of one type (llama_ftype; q4_k is Q4_K_S's number). */
+const FILE_TYPE: Readonly<Record<WeightType, number>> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 14 };
 
 /** Token types of llama.cpp's vocabulary. */
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, BYTE: 6 } as const;
@@ -93,7 +99,7 @@ export function tinyModelSpec(overrides: Partial<TinyModelParams> = {}): GgufFil
   const metadata: Array<readonly [string, GgufValue]> = [
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: `ferry-tiny-e${E}-l${p.layers}-${p.type}-s${p.seed}` }],
-    ['general.file_type', { type: 'uint32', value: p.type === 'f16' ? 1 : 0 }],
+    ['general.file_type', { type: 'uint32', value: FILE_TYPE[p.type] }],
     ['llama.vocab_size', { type: 'uint32', value: V }],
     ['llama.context_length', { type: 'uint32', value: p.ctx }],
     ['llama.embedding_length', { type: 'uint32', value: E }],
@@ -116,7 +122,7 @@ export function tinyModelSpec(overrides: Partial<TinyModelParams> = {}): GgufFil
     ['tokenizer.chat_template', { type: 'string', value: CHATML_TEMPLATE }],
   ];
 
-  // Weights are drawn in tensor order from one stream, so an f16 file is exactly the f32 file rounded.
+  // Weights are drawn in tensor order from one stream, so an f16 or quantized file is exactly the f32 file rounded.
   const random = seededRandom(p.seed);
   const uniform = (n: number, bound: number) => {
     const values = new Float32Array(n);
@@ -166,14 +172,19 @@ function resolveParams(overrides: Partial<TinyModelParams>): TinyModelParams {
     if (!Number.isInteger(p[key]) || p[key] < 1 || p[key] > 1 << 16) throw bad(`${key} must be an integer from 1 to 65536, got ${p[key]}`);
   }
   if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > 0xffffffff) throw bad(`seed must be an integer from 0 to 2^32-1, got ${p.seed}`);
-  if (p.type !== 'f32' && p.type !== 'f16') throw bad(`type must be 'f32' or 'f16', got ${String(p.type)}`);
+  if (!Object.hasOwn(FILE_TYPE, p.type)) throw bad(`type must be one of ${Object.keys(FILE_TYPE).join(', ')}, got ${String(p.type)}`);
+  if (p.type !== 'f32' && p.type !== 'f16') {
+    const block = QUANT_TYPES[p.type].blockSize;
+    if (p.embd % block !== 0 || p.ff % block !== 0) throw bad(`${p.type} quantizes rows in blocks of ${block}: embd (${p.embd}) and ff (${p.ff}) must be multiples of it`);
+  }
   if (p.embd % p.heads !== 0) throw bad(`heads (${p.heads}) must divide embd (${p.embd})`);
   if ((p.embd / p.heads) % 2 !== 0) throw bad(`the head width embd/heads (${p.embd / p.heads}) must be even for RoPE`);
   if (p.heads % p.kvHeads !== 0) throw bad(`kvHeads (${p.kvHeads}) must divide heads (${p.heads})`);
   return p;
 }
 
-function encode(name: string, dims: number[], values: Float32Array, type: 'f32' | 'f16'): GgufTensorSpec {
+function encode(name: string, dims: number[], values: Float32Array, type: WeightType): GgufTensorSpec {
+  if (type !== 'f32' && type !== 'f16') return { name, dims, ggmlType: QUANT_TYPES[type].ggmlType, data: quantize(type, values) };
   const width = type === 'f16' ? 2 : 4;
   const data = new Uint8Array(values.length * width);
   const view = new DataView(data.buffer);

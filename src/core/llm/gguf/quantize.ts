@@ -1,3 +1,4 @@
+import { FerryError } from '../../errors.ts';
 import { f32ToF16Bits } from './f16.ts';
 
 /**
@@ -18,7 +19,7 @@ export const QUANT_TYPES: Readonly<Record<QuantType, { readonly ggmlType: number
 /** `values` (a whole number of blocks) in `type`'s block layout. */
 export function quantize(type: QuantType, values: Float32Array): Uint8Array<ArrayBuffer> {
   const { blockSize, typeSize } = QUANT_TYPES[type];
-  if (values.length % blockSize !== 0) throw new RangeError(`${type} quantizes whole blocks of ${blockSize} values; got ${values.length}.`);
+  if (values.length % blockSize !== 0) throw new FerryError('gguf/bad-tensor', `${type} quantizes whole blocks of ${blockSize} values; got ${values.length}.`);
   const out = new Uint8Array((values.length / blockSize) * typeSize);
   const view = new DataView(out.buffer);
   const encode = type === 'q8_0' ? blockQ8_0 : type === 'q4_0' ? blockQ4_0 : blockQ4_K;

@@ -37,6 +37,8 @@ class Router {
   route = $state<Route>(parseRoute(typeof location === 'undefined' ? '' : location.hash));
 
   start(): void {
+    // The address may have changed since this module loaded (a share link's key is taken out of it first).
+    this.route = parseRoute(location.hash);
     addEventListener('hashchange', () => {
       this.route = parseRoute(location.hash);
     });

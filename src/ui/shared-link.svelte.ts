@@ -15,7 +15,7 @@ export const OPEN_ROUTE = '#/open';
 
 class SharedLink {
   /** The link this page was opened with (or was given), until it has been opened. */
-  #link: ShareLink | undefined;
+  #link = $state.raw<ShareLink | undefined>(undefined);
   phase = $state<'idle' | 'opening' | 'failed'>('idle');
   error = $state.raw<UiError | null>(null);
 

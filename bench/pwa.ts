@@ -6,6 +6,9 @@
  *   worker. Baseline: the first visit, from the network with no service worker yet.
  * - session_open_ms: a session of 500 steps (imported from a .ferry file written by the session core) opened from
  *   the list → its transcript shown. Baseline: a 10-step session, opened the same way.
+ * - share_open_ms: a share link of a 10-step session opened in a browser that never saw the app → the transcript
+ *   shown and the message box ready to send. Baseline: the app's first visit in such a browser (no link), so the
+ *   ratio is what opening the link adds to loading the app.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -16,6 +19,7 @@ import { gzipSync } from 'node:zlib';
 import type { Page } from 'playwright-core';
 import { Session, type SessionEvent, type Step } from '../src/core/session/index.ts';
 import { exportSession } from '../src/core/snapshot/index.ts';
+import { RelayHttp, publishSession, shareLink } from '../src/core/protocol/index.ts';
 import { createMemoryStore } from '../src/core/store/index.ts';
 import { launchFreshChromium } from '../test/support/browser.ts';
 import { startRelayProcess } from '../test/support/relay-process.ts';
@@ -56,11 +60,30 @@ function step(n: number): Step {
   return { events, now: at + 4 };
 }
 
-async function sessionFile(steps: number): Promise<{ id: string; bytes: Uint8Array }> {
+async function benchSession(steps: number): Promise<{ store: ReturnType<typeof createMemoryStore>; id: string }> {
   const store = createMemoryStore();
   const session = await Session.create(store, { llm: testLlm, now: 1_700_000_000_000 });
   for (let n = 1; n <= steps; n++) await session.append(step(n));
-  return { id: session.id, bytes: await exportSession(store, session.id) };
+  return { store, id: session.id };
+}
+
+async function sessionFile(steps: number): Promise<{ id: string; bytes: Uint8Array }> {
+  const { store, id } = await benchSession(steps);
+  return { id, bytes: await exportSession(store, id) };
+}
+
+/** ms from navigation to `done` in a browser that never saw the app (a new profile each time). */
+async function freshVisitMs(url: string, done: (page: Page) => Promise<unknown>): Promise<number> {
+  const browser = await launchFreshChromium({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  try {
+    const page = await browser.context.newPage();
+    const t0 = performance.now();
+    await page.goto(url);
+    await done(page);
+    return performance.now() - t0;
+  } finally {
+    await browser.close();
+  }
 }
 
 async function ready(page: Page): Promise<void> {
@@ -130,7 +153,23 @@ export const pwaSuite: Suite = {
         }
       }
 
+      const shared = await benchSession(10);
+      const published = await publishSession(shared.store, shared.id, new RelayHttp({ baseUrl: relay.url }));
+      const link = shareLink(relay.url, published.snapshot.id, published.key);
+      const linkOpen: number[] = [];
+      const firstVisits: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        firstVisits.push(await freshVisitMs(relay.url, ready));
+        linkOpen.push(
+          await freshVisitMs(link, async (p) => {
+            await p.locator('[data-testid="transcript"][data-ready="true"][data-steps="10"]').waitFor({ timeout: 120_000 });
+            await p.getByLabel('Message').waitFor();
+          }),
+        );
+      }
+
       return {
+        share_open_ms: compared(median(linkOpen), 'ms', "the app's first visit in a fresh browser", median(firstVisits)),
         initial_js_gzip_bytes: compared(js.initial, 'bytes', 'all JS in the build, gzip', js.all),
         shell_ready_ms: compared(median(shell), 'ms', 'first visit from the network', firstVisit),
         session_open_ms: compared(median(open[500]!), 'ms', '10-step session', median(open[10]!)),

@@ -62,6 +62,8 @@ class SharedLink {
       ui.notify(`Opened the shared session "${meta.title}". It runs on this device now.`);
       router.go(href.session(sessionId));
     } catch (err) {
+      // Only a relay out of reach is worth another try; a link that was cut or whose snapshot is gone stays so.
+      if (!isFerryError(err, 'relay/unreachable')) this.#link = undefined;
       this.#fail(err);
     }
   }

@@ -31,7 +31,9 @@ for (const device of devices) {
 
     async function openSession(title: string): Promise<void> {
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
-      await press(page.getByRole('link', { name: title, exact: true }));
+      await press(page.getByRole('link', { name: title, exact: true })).catch(async (err: unknown) => {
+        throw new Error(`"${title}" is not in the session list: ${JSON.stringify(await page.getByTestId('session-row').allTextContents())}`, { cause: err });
+      });
       await rig.transcriptReady();
     }
 

@@ -164,9 +164,12 @@ describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (par
     }
   });
 
-  it('refuses a bad grammar at the call, with where it is wrong', async () => {
+  it('refuses a bad grammar at the call, with where it is wrong, and one no token can follow', async () => {
     const err = await collect(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a" | (' } }).catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'FerryError', code: 'llm/bad-grammar', message: expect.stringMatching(/expected '\)' at the end of the grammar/) as string });
+    // A grammar no token can follow (no character is outside 0…0x7FFFFFFF), after every token was tried.
+    const stuck = await collect(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= [^\\x00-\\U7FFFFFFF]' } }).catch((e: unknown) => e);
+    expect(stuck).toMatchObject({ name: 'FerryError', code: 'llm/grammar-dead-end' });
     // The engine is still usable.
     expect((await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } })).text).toBe('a');
   });

@@ -282,7 +282,7 @@ export class WllamaEngine implements Engine {
   /**
    * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
    * other only if its text continues the grammar. Candidates come sorted by logit, the top ones first and more only
-   * when none of those is allowed; equal logits go to the lowest id, as llama.cpp's greedy sampler does.
+   * when none of those is allowed; of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
    */
   async #allowedArgmax(grammar: GbnfMatcher): Promise<number> {
     const canEnd = grammar.canEnd;

@@ -81,7 +81,7 @@ export class GbnfGrammar {
       const start = this.starts[rule]!;
       let atStart = true;
       for (let i = start; ; i++) {
-        if (this.#isEnd(i)) {
+        if (this.isEnd(i)) {
           if (atStart) {
             mayBeEmpty[rule] = true;
             break;
@@ -97,7 +97,7 @@ export class GbnfGrammar {
           const found = detect(this.values[i]!);
           if (found !== undefined) return found;
           if (!mayBeEmpty[this.values[i]!]) recurse = false;
-        } else recurse = this.#isEnd(i);
+        } else recurse = this.isEnd(i);
         if (kind === Kind.End) break;
       }
       inProgress[rule] = false;
@@ -112,7 +112,8 @@ export class GbnfGrammar {
     return undefined;
   }
 
-  #isEnd(pos: number): boolean {
+  /** Whether `pos` ends an alternate (so a stack drops it). */
+  isEnd(pos: number): boolean {
     const kind = this.kinds[pos];
     return kind === Kind.End || kind === Kind.Alt;
   }
@@ -125,17 +126,13 @@ export class GbnfGrammar {
       let pos = this.starts[rule]!;
       for (;;) {
         out.push(pos);
-        while (!this.#isEnd(pos)) pos++;
+        while (!this.isEnd(pos)) pos++;
         if (this.kinds[pos] === Kind.End) break;
         pos++;
       }
       this.#alternates[rule] = out;
     }
     return out;
-  }
-
-  isEnd(pos: number): boolean {
-    return this.#isEnd(pos);
   }
 }
 

@@ -124,18 +124,6 @@ describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (par
     expect(a.tokens).not.toEqual(greedy.tokens);
   });
 
-  it('refuses bad requests with typed errors that survive the worker boundary', async () => {
-    await expect(collect(engine, { prompt: { tokens: [1, 99999] }, maxTokens: 4 })).rejects.toMatchObject({ name: 'FerryError', code: 'llm/bad-token' });
-    await expect(collect(engine, { prompt: { text: 'x' }, maxTokens: 0 })).rejects.toMatchObject({ code: 'llm/bad-request' });
-    await expect(collect(engine, { prompt: { tokens: new Array(600).fill(300) }, maxTokens: 4 })).rejects.toMatchObject({ code: 'llm/context-full' });
-  });
-
-  it('keeps to a grammar across the worker boundary', async () => {
-    const out = await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } });
-    expect(out.text).toBe('a');
-    expect(out.finishReason).toBe('stop');
-  });
-
   it('follows grammars to the ids node-llama-cpp picks under them: JSON that validates, tool calls, free text', async () => {
     const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer', minimum: -50, maximum: 999 }, tag: { enum: ['ferry', 'ship', 'é🚢'] } }, required: ['ok', 'n'], additionalProperties: false };
     const add: ToolSpec = { name: 'add', description: 'adds', parameters: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'string', maxLength: 6 } }, required: ['a', 'b'], additionalProperties: false } };
@@ -172,6 +160,18 @@ describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (par
     expect(stuck).toMatchObject({ name: 'FerryError', code: 'llm/grammar-dead-end' });
     // The engine is still usable.
     expect((await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } })).text).toBe('a');
+  });
+
+  it('refuses bad requests with typed errors that survive the worker boundary', async () => {
+    await expect(collect(engine, { prompt: { tokens: [1, 99999] }, maxTokens: 4 })).rejects.toMatchObject({ name: 'FerryError', code: 'llm/bad-token' });
+    await expect(collect(engine, { prompt: { text: 'x' }, maxTokens: 0 })).rejects.toMatchObject({ code: 'llm/bad-request' });
+    await expect(collect(engine, { prompt: { tokens: new Array(600).fill(300) }, maxTokens: 4 })).rejects.toMatchObject({ code: 'llm/context-full' });
+  });
+
+  it('keeps to a grammar across the worker boundary', async () => {
+    const out = await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } });
+    expect(out.text).toBe('a');
+    expect(out.finishReason).toBe('stop');
   });
 });
 

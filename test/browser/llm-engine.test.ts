@@ -6,7 +6,11 @@
 import { commands } from 'vitest/browser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryError } from '../../src/core/errors.ts';
-import { generateAll, type Engine, type GenerateEvent } from '../../src/core/llm/index.ts';
+import { generateAll, type Engine, type GenerateEvent, type Grammar } from '../../src/core/llm/index.ts';
+import { jsonSchemaGrammar } from '../../src/core/llm/json-grammar.ts';
+import { parseToolCalls, type ToolSpec } from '../../src/core/llm/tool-calls.ts';
+import { toolCallGrammar } from '../../src/core/llm/tool-grammar.ts';
+import { checkJsonSchema } from '../../src/core/runtime/json-schema.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
 import { LlmClient } from '../../src/browser/llm/client.ts';
 import { GREEDY_PROMPTS, TEST_MODELS } from '../support/prompts.ts';
@@ -118,6 +122,44 @@ describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (par
     expect(b.tokens).toEqual(a.tokens);
     const greedy = await generateAll(engine, { ...request, temperature: 0 });
     expect(a.tokens).not.toEqual(greedy.tokens);
+  });
+
+  it('follows grammars to the ids node-llama-cpp picks under them: JSON that validates, tool calls, free text', async () => {
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer', minimum: -50, maximum: 999 }, tag: { enum: ['ferry', 'ship', 'é🚢'] } }, required: ['ok', 'n'], additionalProperties: false };
+    const add: ToolSpec = { name: 'add', description: 'adds', parameters: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'string', maxLength: 6 } }, required: ['a', 'b'], additionalProperties: false } };
+    const call = toolCallGrammar([add], { withOpenTag: true, budget: 160 }).gbnf;
+    const words = 'root ::= word (" " word)*\nword ::= [a-z]+ | "é" | "🚢"';
+    const cases: { grammar: Grammar; gbnf: string; maxTokens: number; check: (text: string) => void }[] = [
+      { grammar: { kind: 'json-schema', schema }, gbnf: jsonSchemaGrammar(schema), maxTokens: MAX_TOKENS, check: (text) => expect(checkJsonSchema(schema, JSON.parse(text))).toEqual([]) },
+      // A call's grammar fits the budget it is given: it ends before the tokens do.
+      { grammar: { kind: 'gbnf', text: call }, gbnf: call, maxTokens: 160, check: (text) => expect(parseToolCalls(text, new Set(['add'])).calls.map((c) => checkJsonSchema(add.parameters, c.arguments))).toEqual([[]]) },
+      // Unbounded, with multi-byte characters: every step is a pick, the reply runs to the budget.
+      { grammar: { kind: 'gbnf', text: words }, gbnf: words, maxTokens: MAX_TOKENS, check: (text) => expect(text).toMatch(/^([a-z]+|é|🚢)( ([a-z]+|é|🚢))*$/u) },
+    ];
+    const prompts = [GREEDY_PROMPTS[0]!, GREEDY_PROMPTS[3]!];
+    for (const { grammar, gbnf, maxTokens, check } of cases) {
+      const native = await commands.nativeGreedy(params, prompts, maxTokens, gbnf);
+      for (const [i, prompt] of prompts.entries()) {
+        const events = await collect(engine, { prompt: { text: prompt }, maxTokens, grammar });
+        const done = events.at(-1)!;
+        if (done.type !== 'done') throw new Error('no done event');
+        expect(done.tokens, `${gbnf.slice(0, 40)} / ${prompt}`).toEqual(native[i]!.tokens);
+        expect(done.finishReason).toBe(native[i]!.tokens.length < maxTokens ? 'stop' : 'length');
+        expect(events.slice(0, -1).map((e) => (e.type === 'token' ? e.text : '')).join('')).toBe(done.text);
+        expect(done.text.trimStart()).toBe(native[i]!.text.trimStart());
+        check(done.text);
+      }
+    }
+  });
+
+  it('refuses a bad grammar at the call, with where it is wrong, and one no token can follow', async () => {
+    const err = await collect(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a" | (' } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'FerryError', code: 'llm/bad-grammar', message: expect.stringMatching(/expected '\)' at the end of the grammar/) as string });
+    // A grammar no token can follow (no character is outside 0…0x7FFFFFFF), after every token was tried.
+    const stuck = await collect(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= [^\\x00-\\U7FFFFFFF]' } }).catch((e: unknown) => e);
+    expect(stuck).toMatchObject({ name: 'FerryError', code: 'llm/grammar-dead-end' });
+    // The engine is still usable.
+    expect((await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } })).text).toBe('a');
   });
 
   it('refuses bad requests with typed errors that survive the worker boundary', async () => {

@@ -21,12 +21,13 @@ const tinyModelSha256: BrowserCommand<[params: Partial<TinyModelParams>], string
   return createHash('sha256').update(generateTinyModel(params)).digest('hex');
 };
 
-/** Greedy node-llama-cpp runs (CPU, 1 thread) on the tiny model for these parameters. */
-const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: string[], maxTokens: number], GreedyRun[]> = async (
+/** Greedy node-llama-cpp runs (CPU, 1 thread) on the tiny model for these parameters, under a GBNF grammar if given. */
+const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: string[], maxTokens: number, grammar?: string], GreedyRun[]> = async (
   _ctx,
   params,
   prompts,
   maxTokens,
+  grammar,
 ) => {
   const [{ generateTinyModel }, { greedyRuns }] = await Promise.all([
     import('../../src/core/llm/gguf/tiny-model.ts'),
@@ -36,7 +37,7 @@ const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: s
   try {
     const path = join(dir, 'model.gguf');
     await writeFile(path, generateTinyModel(params));
-    return await greedyRuns(path, prompts, maxTokens);
+    return await greedyRuns(path, prompts, maxTokens, grammar);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -47,6 +48,6 @@ export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeComman
 declare module 'vitest/browser' {
   interface BrowserCommands {
     tinyModelSha256: (params: Partial<TinyModelParams>) => Promise<string>;
-    nativeGreedy: (params: Partial<TinyModelParams>, prompts: string[], maxTokens: number) => Promise<GreedyRun[]>;
+    nativeGreedy: (params: Partial<TinyModelParams>, prompts: string[], maxTokens: number, grammar?: string) => Promise<GreedyRun[]>;
   }
 }

@@ -3,7 +3,8 @@
  *
  * It uses wllama 2.x's low-level API (tokenize, decode, sample, KV trimming) rather than 3.x's OpenAI-style API:
  * 3.x only takes text prompts, while a session resumes token-identically only if the engine prefills the exact ids
- * of its transcript. Greedy decoding stays inside llama.cpp, so its ids equal node-llama-cpp's on the same file.
+ * of its transcript. Greedy decoding stays inside llama.cpp, so its ids equal node-llama-cpp's on the same file; a
+ * grammar is followed by the core's matcher (gbnf.ts), since wllama 2's sampler does not keep a grammar's state.
  */
 import { LoggerWithoutDebug, Wllama, WllamaAbortError, WllamaError } from 'wllama-v2/esm/index.js';
 import singleThreadWasm from 'wllama-v2/esm/single-thread/wllama.wasm?url';
@@ -21,6 +22,7 @@ import {
   tokenizerIdOf,
 } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
+import { gbnfMatcher, type GbnfMatcher } from '../../core/llm/gbnf.ts';
 import { jsonSchemaGrammar } from '../../core/llm/json-grammar.ts';
 import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
 import { Utf8Stream } from './utf8-stream.ts';
@@ -37,6 +39,8 @@ export interface WllamaEngineOptions {
 }
 
 const HASH_LIMIT = 1 << 30;
+/** How many of the most likely tokens a grammar's pick looks at before asking for more (then for all). */
+const GRAMMAR_CANDIDATES = [64, 1024];
 
 /** The gate: a malformed or truncated file is refused with a typed error instead of aborting inside llama.cpp. */
 export async function checkModelFile(model: Blob): Promise<GgufModelInfo> {
@@ -123,7 +127,8 @@ export class WllamaEngine implements Engine {
     // Checked now, so a bad request throws at the call rather than at the first `next()`.
     checkRequest(request, this.info.contextSize);
     this.#live();
-    return this.#generate(request);
+    const grammar = request.grammar && gbnfMatcher(request.grammar.kind === 'gbnf' ? request.grammar.text : jsonSchemaGrammar(request.grammar.schema));
+    return this.#generate(request, grammar);
   }
 
   async releaseSlot(_slot: string): Promise<void> {
@@ -141,11 +146,11 @@ export class WllamaEngine implements Engine {
     await this.wllama.exit();
   }
 
-  async *#generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+  async *#generate(request: GenerateRequest, grammar: GbnfMatcher | undefined): AsyncGenerator<GenerateEvent> {
     const release = await this.#lock();
     let released = false;
     try {
-      for await (const event of this.#run(request)) {
+      for await (const event of this.#run(request, grammar)) {
         // Unlock before the last event: a consumer may stop pulling once it has 'done'.
         if (event.type === 'done') {
           released = true;
@@ -163,7 +168,7 @@ export class WllamaEngine implements Engine {
     }
   }
 
-  async *#run(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+  async *#run(request: GenerateRequest, grammar: GbnfMatcher | undefined): AsyncGenerator<GenerateEvent> {
     const clock = new GenerationClock();
     const signal = request.signal;
     const prompt = await preparePrompt({ info: this.info, tokenize: (text, o) => this.wllama.tokenize(text, o?.special ?? false) }, request.prompt);
@@ -178,7 +183,7 @@ export class WllamaEngine implements Engine {
 
     const cached = await this.#prefill(prompt, signal);
     if (cached === undefined) finish = 'cancelled';
-    const picker = finish === 'cancelled' ? undefined : await this.#picker(request, prompt, tokens);
+    const picker = finish === 'cancelled' ? undefined : await this.#picker(request, grammar, prompt, tokens);
 
     while (finish !== 'cancelled' && tokens.length < budget) {
       if (signal?.aborted) {
@@ -248,26 +253,60 @@ export class WllamaEngine implements Engine {
 
   // ---- Grammar and sampling: how the next token is picked (everything else in this file is the engine's plumbing).
   /**
-   * Greedy decoding, and any generation under a grammar, stay inside llama.cpp (a grammar's tokens are accepted
-   * into its state as they are picked). Sampling goes through Ferry's sampler over the top candidates' probabilities,
+   * Greedy decoding stays inside llama.cpp. A grammar is kept here: wllama 2 never accepts a picked token into its
+   * grammar's state (only the first token would be constrained), so the core's matcher follows the text, and the
+   * pick is the most likely token the grammar allows, as llama.cpp's grammar sampler followed by its greedy sampler
+   * (node-llama-cpp's path) picks. Sampling goes through Ferry's sampler over the top candidates' probabilities,
    * with the random number of (seed, position), so its tokens equal node-llama-cpp's on the same file.
    */
-  async #picker(request: GenerateRequest, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
-    const temperature = request.temperature ?? 0;
-    const grammar = request.grammar && (request.grammar.kind === 'gbnf' ? request.grammar.text : jsonSchemaGrammar(request.grammar.schema));
-    if (temperature === 0 || grammar) {
-      await this.wllama.samplingInit({ temp: 0, ...(grammar ? { grammar } : {}) });
+  async #picker(request: GenerateRequest, grammar: GbnfMatcher | undefined, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
+    if (grammar) {
       return async () => {
-        const { token } = await this.wllama.samplingSample();
-        if (grammar) await this.wllama.samplingAccept([token]);
-        return token;
+        const id = await this.#allowedArgmax(grammar);
+        if (!this.wllama.isTokenEOG(id)) grammar.acceptBytes(await this.#piece(id));
+        return id;
       };
+    }
+    const temperature = request.temperature ?? 0;
+    if (temperature === 0) {
+      await this.wllama.samplingInit({ temp: 0 });
+      return async () => (await this.wllama.samplingSample()).token;
     }
     const settings = { temperature, topK: request.topK, topP: request.topP, minP: request.minP, repeatPenalty: request.repeatPenalty, seed: request.seed ?? 0 };
     return async () => {
       const history = [...prompt, ...generated];
       return sampleToken(await this.wllama.getLogits(candidateCount(settings)), settings, history.length, history);
     };
+  }
+
+  /**
+   * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
+   * other only if its text continues the grammar. Candidates come sorted by logit, the top ones first and more only
+   * when none of those is allowed; of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
+   */
+  async #allowedArgmax(grammar: GbnfMatcher): Promise<number> {
+    const canEnd = grammar.canEnd;
+    let checked = 0;
+    for (const k of [...GRAMMAR_CANDIDATES, this.vocabularySize]) {
+      const candidates = await this.wllama.getLogits(Math.min(k, this.vocabularySize));
+      for (let i = checked; i < candidates.length; i++) {
+        if (!(await this.#allowed(candidates[i]!.token, grammar, canEnd))) continue;
+        let best = candidates[i]!;
+        for (let j = i + 1; j < candidates.length && candidates[j]!.p === best.p; j++) {
+          const tie = candidates[j]!;
+          if (tie.token < best.token && (await this.#allowed(tie.token, grammar, canEnd))) best = tie;
+        }
+        return best.token;
+      }
+      checked = candidates.length;
+      if (checked >= this.vocabularySize) break;
+    }
+    throw new FerryError('llm/grammar-dead-end', 'No token of this model can continue the text under the request\'s grammar, and the grammar cannot end here. Check the grammar: each of its paths must be writable with the model\'s tokens.');
+  }
+
+  async #allowed(id: number, grammar: GbnfMatcher, canEnd: boolean): Promise<boolean> {
+    if (this.wllama.isTokenEOG(id)) return canEnd;
+    return grammar.allowsPiece(await this.#piece(id));
   }
   // ---- end of grammar and sampling
 

@@ -20,6 +20,7 @@ import { Dispatcher } from './relay/dispatcher.ts';
 import type { RunDispatch } from './relay/run-dispatch.ts';
 import { ServingEngines } from './relay/worker-engines.ts';
 import { openAiApi } from './api/openai.ts';
+import { registerCatalogRoute } from './api/catalog.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
@@ -106,6 +107,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   // The OpenAI-compatible /v1 API, served by the relay's own engine and by every attached cloud worker's.
   const engines = new ServingEngines();
   const catalog = config.catalogFile ? await (await import('./llm/models.ts')).loadCatalog(config.catalogFile) : new ModelCatalog();
+  registerCatalogRoute(app, catalog);
   const hosted = config.model ? await serveModel(app, config.model, config.dataDir, engines, catalog) : undefined;
   await app.register(async (scope) => {
     // The first /v1 request waits for the relay's own model to load (it starts loading once the relay listens).

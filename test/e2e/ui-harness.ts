@@ -54,8 +54,8 @@ export interface UiRig {
   close(): Promise<void>;
 }
 
-/** `chromiumArgs`: extra Chromium flags (e.g. --enable-unsafe-webgpu for SwiftShader's WebGPU). */
-export async function startUi(device: Device, label: string, options: { chromiumArgs?: readonly string[] } = {}): Promise<UiRig> {
+/** `chromiumArgs`: extra Chromium flags (e.g. --enable-unsafe-webgpu for SwiftShader's WebGPU); `relayArgs`: more `ferry start` flags. */
+export async function startUi(device: Device, label: string, options: { chromiumArgs?: readonly string[]; relayArgs?: readonly string[] } = {}): Promise<UiRig> {
   if (!existsSync(path.join(root, 'dist', 'index.html'))) {
     throw new Error('dist/ has no build: run `npm run build` first (`npm test` builds before the end-to-end suite).');
   }
@@ -65,7 +65,7 @@ export async function startUi(device: Device, label: string, options: { chromium
   // An explicit generated model: the relay's embedded cloud worker runs it, lists itself and offers the file.
   const model = path.join(work, 'tiny.gguf');
   await writeFile(model, generateTinyModel({ ctx: 4096 }));
-  const relay = await startRelayProcess(['--data', dataDir, '--model', model]);
+  const relay = await startRelayProcess(['--data', dataDir, '--model', model, ...(options.relayArgs ?? [])]);
   const browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch, ...(options.chromiumArgs ? { args: options.chromiumArgs } : {}) });
   const pageErrors: string[] = [];
   const open = async (url: string): Promise<Page> => {

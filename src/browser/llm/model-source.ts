@@ -6,8 +6,8 @@
  */
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
-import { HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
-import { ModelCatalog, type CatalogEntry } from '../../core/llm/catalog.ts';
+import { catalogPath, HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
+import { ModelCatalog, parseCatalog, type CatalogEntry } from '../../core/llm/catalog.ts';
 import type { ModelChoice } from '../settings.ts';
 import { downloadModel, downloadState, forgetModel, MODELS_FOLDER, type DownloadOptions, type DownloadProgress, type DownloadState } from './model-download.ts';
 
@@ -16,6 +16,21 @@ const FOLDER = MODELS_FOLDER;
 /** A catalog model and how much of it is on this device. */
 export interface CatalogModelStatus extends DownloadState {
   readonly entry: CatalogEntry;
+}
+
+/**
+ * The catalog of the relay this app uses: the built-in entries plus its deployment's own (a mirror on its network,
+ * its own models). A relay that does not answer (offline, an older one) leaves the built-in catalog.
+ */
+export async function relayCatalog(relay: string): Promise<ModelCatalog> {
+  try {
+    const res = await fetch(`${relay}${catalogPath}`, { cache: 'no-store', signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) return new ModelCatalog();
+    const body = (await res.json()) as { models?: unknown };
+    return new ModelCatalog(parseCatalog(body.models, `from the relay at ${relay}`));
+  } catch {
+    return new ModelCatalog();
+  }
 }
 
 /** Every catalog model, with whether it is downloaded here, partly (an interrupted download: it resumes), or not. */

@@ -31,3 +31,6 @@ export type HostedModel = v.InferOutput<typeof HostedModelSchema>;
 
 export const HostedModelListSchema = v.object({ models: v.pipe(v.array(HostedModelSchema), v.maxLength(256)) });
 export type HostedModelList = v.InferOutput<typeof HostedModelListSchema>;
+
+/** GET → { models: CatalogEntry[] }: the relay's model catalog (the built-in one plus its deployment's own entries). */
+export const catalogPath = `${API_PREFIX}/catalog`;

@@ -10,7 +10,7 @@ import type { BrowserEngineSpec, WllamaSpec } from '../../workers/agent.worker.t
 import { gpuOffloads, gpuRuns } from './llm/device-probe.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 import { openModel } from './llm/model-source.ts';
-import type { ModelChoice } from './settings.ts';
+import type { ModelChoice, samplingOf } from './settings.ts';
 
 /** This device's engine settings: reply length and context size, and the web-llm model for its GPU ('' for none). */
 export interface EngineLimits {
@@ -18,6 +18,8 @@ export interface EngineLimits {
   contextSize: number;
   gpuModel: string;
   ggufOnGpu: boolean;
+  /** How new sessions sample (Settings): see samplingOf. */
+  sampling: ReturnType<typeof samplingOf>;
 }
 
 export interface EngineChoiceOptions {

@@ -17,7 +17,15 @@ export const LIMITS = {
   replyTokens: { min: 16, max: 8192 },
   contextSize: { min: 512, max: 32768 },
   usdPerHour: { min: 0.01, max: 10_000 },
+  temperature: { min: 0, max: 2 },
+  topK: { min: 0, max: 1000 },
+  repeatPenalty: { min: 1, max: 2 },
+  seed: { min: 0, max: 2 ** 31 - 1 },
 } as const;
+
+const fraction = v.pipe(v.number(), v.finite('it must be a number'), v.minValue(0, 'it must be from 0 to 1'), v.maxValue(1, 'it must be from 0 to 1'));
+const ranged = (r: { min: number; max: number }, integer = false) =>
+  v.pipe(v.number(), integer ? v.integer('it must be a whole number') : v.finite('it must be a number'), v.minValue(r.min, `it must be at least ${r.min}`), v.maxValue(r.max, `it must be at most ${r.max}`));
 
 const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 
@@ -41,6 +49,18 @@ const SettingsSchema = v.object({
   gpuModel: v.pipe(v.string(), v.maxLength(256)),
   /** Sessions' GGUF model runs on this device's GPU (llama.cpp's WebGPU backend) where it can and no GPU model is chosen. */
   ggufOnGpu: v.boolean(),
+  /**
+   * How new sessions pick each token: temperature 0 is greedy (the same reply every time); above it, tokens are drawn
+   * from (seed, position), so a session gives the same reply for the same seed. Recorded in each session's checkpoints.
+   */
+  temperature: ranged(LIMITS.temperature),
+  topP: fraction,
+  /** 0: no top-k cut. */
+  topK: ranged(LIMITS.topK, true),
+  minP: fraction,
+  /** 1: no penalty. */
+  repeatPenalty: ranged(LIMITS.repeatPenalty),
+  seed: ranged(LIMITS.seed, true),
 });
 export type Settings = v.InferOutput<typeof SettingsSchema>;
 
@@ -56,9 +76,30 @@ const SETTING_LABELS: Record<string, string> = {
   contextSize: 'Context size',
   gpuModel: 'GPU model',
   ggufOnGpu: 'GGUF models on the GPU',
+  temperature: 'Temperature',
+  topP: 'Top-p',
+  topK: 'Top-k',
+  minP: 'Min-p',
+  repeatPenalty: 'Repetition penalty',
+  seed: 'Seed',
 };
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true };
+/** Greedy decoding: the default, and what the sampling fields mean when untouched. */
+export const GREEDY = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, seed: 0 } as const;
+
+/** The sampling fields of Settings, as a session's sampling settings (the neutral ones left out). */
+export function samplingOf(s: Pick<Settings, keyof typeof GREEDY>): { temperature: number; seed: number; topP?: number; topK?: number; minP?: number; repeatPenalty?: number } {
+  return {
+    temperature: s.temperature,
+    seed: s.seed,
+    ...(s.topP < 1 ? { topP: s.topP } : {}),
+    ...(s.topK > 0 ? { topK: s.topK } : {}),
+    ...(s.minP > 0 ? { minP: s.minP } : {}),
+    ...(s.repeatPenalty !== 1 ? { repeatPenalty: s.repeatPenalty } : {}),
+  };
+}
+
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY };
 
 /**
  * What placement decides by, from Settings: the objective (with balanced's price of time), the privacy, and the

@@ -171,7 +171,7 @@ export class RunHost {
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
-      const sampling = { maxTokens: request.maxTokens ?? recorded.maxTokens, temperature: recorded.temperature, seed: recorded.seed, topK: recorded.topK, topP: recorded.topP };
+      const sampling = { ...recorded, maxTokens: request.maxTokens ?? recorded.maxTokens };
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, sink), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.

@@ -385,6 +385,14 @@ function llmSettings(setup: RuntimeSetup): LlmSettings {
   return {
     model: setup.engine.info.model.slice(0, 256),
     tokenizerId: setup.engine.info.tokenizerId.slice(0, 256),
-    sampling: { temperature: s.temperature, topP: s.topP ?? 1, topK: s.topK ?? 0, seed: s.seed, maxTokens: s.maxTokens },
+    sampling: {
+      temperature: s.temperature,
+      topP: s.topP ?? 1,
+      topK: s.topK ?? 0,
+      seed: s.seed,
+      maxTokens: s.maxTokens,
+      ...(s.minP === undefined ? {} : { minP: s.minP }),
+      ...(s.repeatPenalty === undefined ? {} : { repeatPenalty: s.repeatPenalty }),
+    },
   };
 }

@@ -61,6 +61,9 @@ const LlmSettingsSchema = v.object({
     topK: count,
     seed: count,
     maxTokens: count,
+    // Recorded only where set (checkpoints from before them read as without).
+    minP: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(1))),
+    repeatPenalty: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0))),
   }),
 });
 

@@ -7,7 +7,6 @@ import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
 import type { Price } from '../src/core/placement/index.ts';
 import { parseObjectsUrl, redact as redactUrl, type SharedLocation } from './store/locations.ts';
 import { CATALOG_NAME } from '../src/core/llm/catalog.ts';
-import { ACME_DIRECTORIES } from './tls/acme-settings.ts';
 
 /** Everything the relay needs to start. Each field has an embedded default, a flag and an environment variable. */
 export interface RelayConfig {
@@ -54,7 +53,7 @@ export interface RelayConfig {
    * objects. Both or neither; unset: SQLite and files in the data folder (one process).
    */
   shared?: SharedLocation | undefined;
-  /** HTTPS: off (plain HTTP), certificate files, a local CA of the relay's own, or ACME for a public name. */
+  /** HTTPS: off (plain HTTP), certificate files, or a local CA of the relay's own. */
   tls: TlsSettings;
   /**
    * The address other devices use to reach the relay (share and pairing links, their QR codes). Unset: the LAN
@@ -68,9 +67,7 @@ export type TlsSettings =
   /** PEM files the operator keeps (re-read hourly, so a renewal by certbot or similar is picked up). */
   | { mode: 'files'; certFile: string; keyFile: string }
   /** A CA made on first start in <data>/tls that phones trust once, and a server certificate it signs. */
-  | { mode: 'local' }
-  /** ACME (HTTP-01): `httpPort` answers the CA's challenges (0: only the relay's own port does). */
-  | { mode: 'acme'; domains: string[]; email?: string | undefined; directoryUrl: string; httpPort: number };
+  | { mode: 'local' };
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -116,13 +113,7 @@ export const configHelp = `Options (flag, environment variable, default):
   --tls local             FERRY_TLS               off   (HTTPS with a CA of the relay's own, made in <data>/tls; phones
                                                   download it from /ca.crt and trust it once)
   --tls-cert FILE         FERRY_TLS_CERT          none   (HTTPS with this PEM certificate chain; with --tls-key)
-  --tls-key FILE          FERRY_TLS_KEY           none   (its PEM private key)
-  --acme-domain NAMES     FERRY_ACME_DOMAIN       none   (HTTPS for these public names, comma-separated, from Let's Encrypt;
-                                                  giving it agrees to the CA's terms of service)
-  --acme-email EMAIL      FERRY_ACME_EMAIL        none   (the ACME account's contact)
-  --acme-staging          FERRY_ACME_STAGING=1    off   (Let's Encrypt's staging CA: untrusted certificates, for trying out)
-  --acme-directory URL    FERRY_ACME_DIRECTORY    Let's Encrypt   (another ACME CA's directory URL)
-  --acme-http-port PORT   FERRY_ACME_HTTP_PORT    80   (where the CA's HTTP-01 challenges arrive; 0: the relay's own port)`;
+  --tls-key FILE          FERRY_TLS_KEY           none   (its PEM private key)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -151,11 +142,6 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       tls: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
-      'acme-domain': { type: 'string' },
-      'acme-email': { type: 'string' },
-      'acme-staging': { type: 'boolean' },
-      'acme-directory': { type: 'string' },
-      'acme-http-port': { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -179,16 +165,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   if (shared && !workerToken) {
     throw new FerryError('config/worker-token-required', 'Relay replicas share one worker token (workers attach to any of them, and runs move between them): give every replica the same --worker-token (or FERRY_WORKER_TOKEN), 43 base64url characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d =`.');
   }
-  const tls = tlsOption({
-    tls: values.tls ?? env.FERRY_TLS,
-    cert: values['tls-cert'] ?? env.FERRY_TLS_CERT,
-    key: values['tls-key'] ?? env.FERRY_TLS_KEY,
-    domains: values['acme-domain'] ?? env.FERRY_ACME_DOMAIN,
-    email: values['acme-email'] ?? env.FERRY_ACME_EMAIL,
-    staging: values['acme-staging'] ?? ['1', 'true', 'yes'].includes((env.FERRY_ACME_STAGING ?? '').toLowerCase()),
-    directory: values['acme-directory'] ?? env.FERRY_ACME_DIRECTORY,
-    httpPort: values['acme-http-port'] ?? env.FERRY_ACME_HTTP_PORT,
-  });
+  const tls = tlsOption(values.tls ?? env.FERRY_TLS, values['tls-cert'] ?? env.FERRY_TLS_CERT, values['tls-key'] ?? env.FERRY_TLS_KEY);
   const publicUrl = publicUrlOption(values['public-url'] ?? env.FERRY_PUBLIC_URL);
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
@@ -212,31 +189,17 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   };
 }
 
-/** One way to serve HTTPS at most: certificate files, the local CA, or ACME. */
-export function tlsOption(o: { tls?: string | undefined; cert?: string | undefined; key?: string | undefined; domains?: string | undefined; email?: string | undefined; staging: boolean; directory?: string | undefined; httpPort?: string | undefined }): TlsSettings {
-  const mode = o.tls?.trim().toLowerCase() || undefined;
+/** One way to serve HTTPS at most: the local CA, or certificate files. */
+export function tlsOption(tls: string | undefined, cert: string | undefined, key: string | undefined): TlsSettings {
+  const mode = tls?.trim().toLowerCase() || undefined;
   if (mode !== undefined && mode !== 'off' && mode !== 'local') {
-    throw new FerryError('config/bad-tls', `--tls "${o.tls}" is unknown: use --tls local for a CA of the relay's own, --tls-cert/--tls-key for certificate files, or --acme-domain for a public name (FERRY_TLS).`);
+    throw new FerryError('config/bad-tls', `--tls "${tls}" is unknown: use --tls local for a CA of the relay's own, or --tls-cert/--tls-key for certificate files (FERRY_TLS).`);
   }
-  const files = Boolean(o.cert || o.key);
-  const domains = (o.domains ?? '').split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
-  const chosen = [mode === 'local' && '--tls local', files && '--tls-cert/--tls-key', domains.length > 0 && '--acme-domain'].filter(Boolean);
-  if (chosen.length > 1) throw new FerryError('config/bad-tls', `Choose one way to serve HTTPS, not ${chosen.join(' and ')}.`);
-  if (files) {
-    if (!o.cert || !o.key) throw new FerryError('config/bad-tls', 'HTTPS from files needs both the certificate and its key: give --tls-cert FILE and --tls-key FILE (FERRY_TLS_CERT, FERRY_TLS_KEY).');
-    return { mode: 'files', certFile: path.resolve(o.cert), keyFile: path.resolve(o.key) };
+  if (cert || key) {
+    if (mode === 'local') throw new FerryError('config/bad-tls', 'Choose one way to serve HTTPS: --tls local (a CA of the relay\'s own) or --tls-cert/--tls-key (certificate files), not both.');
+    if (!cert || !key) throw new FerryError('config/bad-tls', 'HTTPS from files needs both the certificate and its key: give --tls-cert FILE and --tls-key FILE (FERRY_TLS_CERT, FERRY_TLS_KEY).');
+    return { mode: 'files', certFile: path.resolve(cert), keyFile: path.resolve(key) };
   }
-  if (domains.length > 0) {
-    const bad = domains.find((d) => !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(d));
-    if (bad) throw new FerryError('config/bad-tls', `"${bad}" is not a public host name an ACME CA can issue for: give names like ferry.example.com (--acme-domain or FERRY_ACME_DOMAIN).`);
-    const email = o.email?.trim() || undefined;
-    if (email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) throw new FerryError('config/bad-tls', `"${email}" is not an email address (--acme-email or FERRY_ACME_EMAIL).`);
-    const directoryUrl = o.directory?.trim() || (o.staging ? ACME_DIRECTORIES.staging : ACME_DIRECTORIES.production);
-    if (!/^https:\/\/[^/]+/.test(directoryUrl)) throw new FerryError('config/bad-tls', `"${directoryUrl}" is not an ACME directory URL: give https://… (--acme-directory or FERRY_ACME_DIRECTORY).`);
-    const httpPort = integerOption(o.httpPort, 80, 0, 65535, '--acme-http-port or FERRY_ACME_HTTP_PORT');
-    return { mode: 'acme', domains, email, directoryUrl, httpPort };
-  }
-  if (o.email || o.directory || o.httpPort || o.staging) throw new FerryError('config/bad-tls', 'The --acme-* options need --acme-domain: the public name to get a certificate for.');
   return mode === 'local' ? { mode: 'local' } : { mode: 'off' };
 }
 
@@ -250,7 +213,7 @@ export function publicUrlOption(text: string | undefined): string | undefined {
   } catch {
     url = undefined;
   }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== raw) {
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
     throw new FerryError('config/bad-public-url', `"${raw}" is not an address other devices can open: write it as https://host[:port] with no path (--public-url or FERRY_PUBLIC_URL).`);
   }
   return url.origin;

@@ -9,7 +9,7 @@ import { CA_PATH } from '../tls/ca-path.ts';
 import { isLoopbackHost, isWildcardHost, lanAddress } from '../tls/machine-names.ts';
 
 /**
- * The operator's --public-url; else the ACME name; else, listening on every interface, this machine's LAN address
+ * The operator's --public-url; else, listening on every interface, this machine's LAN address
  * (looked up on each call: a laptop changes networks); else the address it listens on, unless that is loopback.
  */
 export function relayInfo(config: Pick<RelayConfig, 'host' | 'publicUrl' | 'tls'>, port: number, opts: { caName?: string | undefined; lan?: () => string | undefined } = {}): RelayInfo {
@@ -19,7 +19,6 @@ export function relayInfo(config: Pick<RelayConfig, 'host' | 'publicUrl' | 'tls'
   const at = (host: string): string => `${scheme}://${host.includes(':') ? `[${host}]` : host}${port === (scheme === 'https' ? 443 : 80) ? '' : `:${port}`}`;
   let publicUrl: string | null = null;
   if (config.publicUrl) publicUrl = config.publicUrl;
-  else if (config.tls.mode === 'acme') publicUrl = at(config.tls.domains[0]!);
   else if (isWildcardHost(config.host)) {
     const address = lan();
     publicUrl = address ? at(address) : null;

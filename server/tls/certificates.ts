@@ -1,7 +1,7 @@
 /**
- * Making certificates with @peculiar/x509 (X.509 on WebCrypto; acme-client builds its requests with the same
- * library) and reading them back with Node's X509Certificate: a certificate authority for a home network, server
- * certificates it signs, and self-signed stand-ins. Keys are ECDSA P-256, which every phone browser accepts.
+ * Making certificates with @peculiar/x509 (X.509 on WebCrypto) and reading them back with Node's X509Certificate:
+ * a certificate authority for a home network and server certificates it signs. Keys are ECDSA P-256, which every
+ * phone browser accepts.
  */
 import { X509Certificate, createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -109,21 +109,6 @@ export async function issueServerCertificate(ca: Pem, names: Names, now = new Da
     publicKey: keys.publicKey,
     signingKey: await importPrivate(ca.key),
     extensions: serverExtensions(names, [await x509.AuthorityKeyIdentifierExtension.create(issuer), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)]),
-  });
-  return { cert: cert.toString('pem'), key: await privatePem(keys.privateKey) };
-}
-
-/** A self-signed certificate for `names`: what an ACME relay serves until its first real certificate arrives. */
-export async function selfSigned(names: Names, now = new Date(), days = 7): Promise<Pem> {
-  const keys = await newKeys();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: `CN=${escapeDn(names.dns[0] ?? names.ips[0] ?? 'ferry')}`,
-    notBefore: new Date(now.getTime() - DAY),
-    notAfter: new Date(now.getTime() + days * DAY),
-    signingAlgorithm,
-    keys,
-    extensions: serverExtensions(names, []),
   });
   return { cert: cert.toString('pem'), key: await privatePem(keys.privateKey) };
 }

@@ -1,18 +1,14 @@
 /**
- * The relay's HTTPS: which certificate it serves (files the operator gave, a local CA of its own, or ACME for a
- * public name), how that certificate is kept fresh, and the routes that go with it (the CA download, ACME
- * challenges, the redirect of plain HTTP from other machines). Plain HTTP keeps working on the same port for this
- * machine itself (see one-port.ts).
+ * The relay's HTTPS: which certificate it serves (files the operator gave, or a local CA of its own), how that
+ * certificate is kept fresh, and the routes that go with it (the CA download, the redirect of plain HTTP from
+ * other machines). Plain HTTP keeps working on the same port for this machine itself (see one-port.ts).
  */
 import http from 'node:http';
 import https from 'node:https';
-import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { FerryError } from '../../src/core/errors.ts';
 import type { RelayConfig, TlsSettings } from '../config.ts';
-import type { AcmeCertificates } from './acme.ts';
-import { CHALLENGE_PREFIX } from './acme-settings.ts';
-import { certificateDer, certificateFacts, selfSigned, type Pem } from './certificates.ts';
+import { certificateDer, certificateFacts, type Pem } from './certificates.ts';
+import { readCertificateFiles } from './pem-files.ts';
 import { ensureLocalTls, localTlsDir } from './local-ca.ts';
 import { isLoopbackHost, machineNames } from './machine-names.ts';
 import { shareOnePort } from './one-port.ts';
@@ -22,15 +18,13 @@ import { CA_PATH } from './ca-path.ts';
 const LOCAL_CHECK_MS = 10 * 60_000;
 const FILES_CHECK_MS = 60 * 60_000;
 
-type Log = FastifyInstance['log'];
-
 export interface RelayTls {
   mode: TlsSettings['mode'];
   /** For Fastify's serverFactory: the HTTPS server, with plain HTTP on the same port. */
   serverFactory(handler: http.RequestListener): https.Server;
   /** The name of the CA phones install, as they list it (local CA only). */
   caName(): string | undefined;
-  /** Routes and hooks: the CA download, ACME challenges, the redirect of plain HTTP from other machines. */
+  /** Routes and hooks: the CA download, the redirect of plain HTTP from other machines. */
   register(app: FastifyInstance): void;
   /** Keeps the certificate fresh once the relay listens; stopped by the app's close. */
   start(app: FastifyInstance): void;
@@ -42,25 +36,12 @@ export async function prepareTls(config: RelayConfig): Promise<RelayTls | undefi
   if (settings.mode === 'off') return undefined;
   const publicHost = config.publicUrl ? [new URL(config.publicUrl).hostname] : [];
   const localNames = (): ReturnType<typeof machineNames> => machineNames(publicHost);
-  // The app's log, once there is an app.
-  let log: Log | undefined;
   let pem: Pem;
   let caCert: string | undefined;
-  let acme: AcmeCertificates | undefined;
-  let challengeServer: http.Server | undefined;
-  let relayPort = config.port;
   if (settings.mode === 'files') {
     pem = await readCertificateFiles(settings.certFile, settings.keyFile);
-  } else if (settings.mode === 'local') {
-    const local = await ensureLocalTls(localTlsDir(config.dataDir), localNames());
-    ({ server: pem, caCert } = local);
   } else {
-    const { AcmeCertificates } = await import('./acme.ts');
-    acme = new AcmeCertificates(config.dataDir, { domains: settings.domains, email: settings.email, directoryUrl: settings.directoryUrl }, { info: (m) => log?.info(m), error: (d, m) => log?.error(d, m) });
-    // Until the CA has issued the first certificate, a throwaway one lets the relay listen (and answer challenges).
-    pem = (await acme.stored()) ?? (await selfSigned({ dns: settings.domains, ips: [] }));
-    // Opened now, so a port the process may not open stops the relay before it starts.
-    if (settings.httpPort !== 0) challengeServer = await listenForChallenges(acme, config.host, settings.httpPort, () => relayPort);
+    ({ server: pem, caCert } = await ensureLocalTls(localTlsDir(config.dataDir), localNames()));
   }
   let secure: https.Server | undefined;
   const use = (next: Pem): void => secure?.setSecureContext({ cert: next.cert, key: next.key });
@@ -85,32 +66,19 @@ export async function prepareTls(config: RelayConfig): Promise<RelayTls | undefi
             .send(certificateDer(caCert!)),
         );
       }
-      if (acme) {
-        const challenges = acme.challenges;
-        app.get(`${CHALLENGE_PREFIX}:token`, (request, reply) => {
-          const answer = challenges.get((request.params as { token: string }).token);
-          if (answer === undefined) return reply.code(404).type('text/plain').send('no such challenge');
-          return reply.type('text/plain').send(answer);
-        });
-      }
       // A certificate browsers trust by themselves: plain HTTP from another machine goes to HTTPS. A local CA's is
       // trusted only once a phone installed it, which needs the plain-HTTP page that explains how.
       if (settings.mode !== 'local') {
         app.addHook('onRequest', async (request, reply) => {
-          if (isEncrypted(request) || fromThisMachine(request) || request.url.startsWith(CHALLENGE_PREFIX)) return;
+          if (isEncrypted(request) || fromThisMachine(request)) return;
           return reply.redirect(`https://${request.host}${request.url}`, 308);
         });
       }
       app.addHook('onClose', async () => {
         for (const t of timers) clearInterval(t);
-        acme?.close();
-        if (challengeServer) await new Promise((resolve) => challengeServer!.close(resolve));
       });
     },
     start(app) {
-      log = app.log;
-      const address = app.server.address();
-      if (address && typeof address === 'object') relayPort = address.port;
       if (settings.mode === 'local') {
         every(LOCAL_CHECK_MS, async () => {
           const local = await ensureLocalTls(localTlsDir(config.dataDir), localNames()).catch((err: unknown) => void app.log.error({ err }, 'could not renew the local certificate'));
@@ -120,7 +88,7 @@ export async function prepareTls(config: RelayConfig): Promise<RelayTls | undefi
           if (local.made === 'ca') app.log.warn(`made a new local CA: devices must download ${CA_PATH} and trust it again`);
           else app.log.info('the machine\'s addresses changed or the certificate neared expiry: made a new server certificate');
         });
-      } else if (settings.mode === 'files') {
+      } else {
         every(FILES_CHECK_MS, async () => {
           const next = await readCertificateFiles(settings.certFile, settings.keyFile).catch((err: unknown) => void app.log.error({ err }, 'could not read the certificate files again'));
           if (!next || next.cert === pem.cert) return;
@@ -128,8 +96,6 @@ export async function prepareTls(config: RelayConfig): Promise<RelayTls | undefi
           use(next);
           app.log.info(`loaded the renewed certificate from ${settings.certFile}`);
         });
-      } else {
-        acme?.start(use);
       }
     },
   };
@@ -141,45 +107,4 @@ const isEncrypted = (request: FastifyRequest): boolean => (request.raw.socket as
 function fromThisMachine(request: FastifyRequest): boolean {
   const socket = request.raw.socket;
   return isLoopbackHost(socket.remoteAddress?.replace(/^::ffff:/, '') ?? '') || (socket.remoteAddress !== undefined && socket.remoteAddress === socket.localAddress);
-}
-
-async function readCertificateFiles(certFile: string, keyFile: string): Promise<Pem> {
-  let pem: Pem;
-  try {
-    pem = { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') };
-  } catch (cause) {
-    throw new FerryError('config/tls-files', `Cannot read the certificate ${certFile} or its key ${keyFile}: give readable PEM files with --tls-cert and --tls-key (FERRY_TLS_CERT, FERRY_TLS_KEY).`, { cause });
-  }
-  let matches = false;
-  try {
-    matches = certificateFacts(pem.cert).matches(pem.key);
-  } catch (cause) {
-    throw new FerryError('config/tls-files', `${certFile} or ${keyFile} is not a PEM certificate and private key: give the certificate (with its chain) in --tls-cert and its key in --tls-key.`, { cause });
-  }
-  if (!matches) throw new FerryError('config/tls-files', `The key ${keyFile} is not the key of the certificate ${certFile}: give the pair that belongs together.`);
-  return pem;
-}
-
-/**
- * Port 80 for the CA's HTTP-01 challenges; every other request there goes to the relay's HTTPS port. A port the
- * process may not open stops the relay with the ways out.
- */
-async function listenForChallenges(acme: AcmeCertificates, host: string, port: number, relayPort: () => number): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    const url = req.url ?? '/';
-    if (url.startsWith(CHALLENGE_PREFIX)) {
-      const answer = acme.challenges.get(url.slice(CHALLENGE_PREFIX.length));
-      res.writeHead(answer === undefined ? 404 : 200, { 'content-type': 'text/plain' }).end(answer ?? 'no such challenge');
-      return;
-    }
-    const name = (req.headers.host ?? acme.settings.domains[0]!).replace(/:\d+$/, '');
-    res.writeHead(308, { location: `https://${name}${relayPort() === 443 ? '' : `:${relayPort()}`}${url}` }).end();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (cause: NodeJS.ErrnoException) =>
-      reject(new FerryError('config/acme-http-port', `Cannot listen on port ${port} for the ACME CA's challenges (${cause.code ?? cause.message}): run the relay with the right to open it (e.g. \`setcap cap_net_bind_service=+ep $(which node)\`), or forward port 80 to the relay's port and give --acme-http-port 0.`, { cause })),
-    );
-    server.listen(port, host, () => resolve());
-  });
-  return server;
 }

@@ -13,6 +13,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { certificateFacts, issueServerCertificate, makeCa, permits, permittedNames, renewalDue, type Names, type Pem } from '../../server/tls/certificates.ts';
 import { ensureLocalTls } from '../../server/tls/local-ca.ts';
+import { readCertificateFiles } from '../../server/tls/pem-files.ts';
+import { isFerryError } from '../../src/core/errors.ts';
 import { isLoopbackHost, lanAddress, machineNames } from '../../server/tls/machine-names.ts';
 
 const DAY = 86_400_000;
@@ -140,6 +142,42 @@ describe('the local CA in the data folder', () => {
     const result = await ensureLocalTls(dir, home, now);
     expect(result.made).toBe('server');
     expect(certificateFacts(result.server.cert).matches(result.server.key)).toBe(true);
+  });
+});
+
+describe('the operator\'s certificate files (--tls-cert, --tls-key)', () => {
+  let dir: string;
+  let pair: Pem;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-tls-files-'));
+    pair = await issueServerCertificate(await makeCa('files', home), home);
+  });
+
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  /** Writes the two files and resolves with what reading them gives: the pair, or the error's code and message. */
+  async function read(cert: string, key: string): Promise<Pem | { code: string; message: string }> {
+    await writeFile(path.join(dir, 'cert.pem'), cert);
+    await writeFile(path.join(dir, 'key.pem'), key);
+    try {
+      return await readCertificateFiles(path.join(dir, 'cert.pem'), path.join(dir, 'key.pem'));
+    } catch (err) {
+      if (!isFerryError(err)) throw err;
+      return { code: err.code, message: err.message };
+    }
+  }
+
+  test('a certificate and its own key are served as they are', async () => {
+    expect(await read(pair.cert, pair.key)).toEqual(pair);
+  });
+
+  test('a missing file, text that is not PEM, or a key of another certificate is config/tls-files, naming the files and the fix', async () => {
+    await expect(readCertificateFiles(path.join(dir, 'absent.pem'), path.join(dir, 'key.pem'))).rejects.toMatchObject({ code: 'config/tls-files', message: expect.stringMatching(/absent\.pem.*give readable PEM files with --tls-cert and --tls-key/) });
+    expect(await read('not a certificate', pair.key)).toEqual({ code: 'config/tls-files', message: expect.stringMatching(/cert\.pem or .*key\.pem is not a PEM certificate and private key/) });
+    expect(await read(pair.cert, 'not a key')).toEqual({ code: 'config/tls-files', message: expect.stringMatching(/is not a PEM certificate and private key/) });
+    const other = await issueServerCertificate(await makeCa('other', home), home);
+    expect(await read(pair.cert, other.key)).toEqual({ code: 'config/tls-files', message: expect.stringMatching(/key\.pem is not the key of the certificate .*cert\.pem: give the pair that belongs together/) });
   });
 });
 

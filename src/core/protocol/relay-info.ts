@@ -11,8 +11,8 @@ export const infoPath = `${API_PREFIX}/info`;
 export const RelayInfoSchema = v.object({
   /** The address other devices use (the operator's --public-url, or the LAN address); null: none is known. */
   publicUrl: v.nullable(v.pipe(v.string(), v.maxLength(2048), v.regex(/^https?:\/\/[^/]+$/))),
-  /** off: plain HTTP; local: a CA of the relay's own (caPath downloads it); files or acme: a certificate browsers may trust. */
-  tls: v.picklist(['off', 'local', 'files', 'acme']),
+  /** off: plain HTTP; local: a CA of the relay's own (caPath downloads it); files: a certificate the operator gave. */
+  tls: v.picklist(['off', 'local', 'files']),
   /** Where the local CA's certificate is downloaded, relative to the relay; null unless tls is local. */
   caPath: v.nullable(v.pipe(v.string(), v.maxLength(64))),
   /** The local CA's name as phones list it among their certificates; null unless tls is local. */

@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
 import { certificateDer, certificateFacts } from '../../server/tls/certificates.ts';
+import { parsePairingLink } from '../../src/core/protocol/index.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
 import { freePort } from '../support/ports.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
@@ -126,12 +127,44 @@ describe('a phone reaches the relay by name over HTTPS', () => {
     const steps = plain.getByTestId('ca-trust-steps');
     expect(await steps.textContent()).toMatch(/Android 14.*Encryption & credentials.*iOS 17 and 18.*Certificate Trust Settings/s);
     expect(await steps.textContent()).toContain('Ferry local CA (');
-    const href = await plain.getByTestId('ca-download').getAttribute('href');
-    expect(href).toBe(`${plainUrl}/ca.crt`);
-    const download = await plain.request.get(href!);
-    expect(download.headers()['content-type']).toBe('application/x-x509-ca-cert');
-    expect(Buffer.from(await download.body()).equals(certificateDer(await readFile(path.join(dataDir, 'tls', 'ca.crt'), 'utf8')))).toBe(true);
+    const link = plain.getByTestId('ca-download');
+    expect(await link.getAttribute('href')).toBe(`${plainUrl}/ca.crt`);
+    // Downloaded as a person does, by tapping the link: the CA's certificate in DER, the form phones install.
+    const [download] = await Promise.all([plain.waitForEvent('download'), tap(link)]);
+    expect(download.suggestedFilename()).toBe('ferry-local-ca.crt');
+    const der = await readFile((await download.path())!);
+    expect(der.equals(certificateDer(await readFile(path.join(dataDir, 'tls', 'ca.crt'), 'utf8')))).toBe(true);
+    // The type iOS opens as a profile to install (asked of the relay directly: this process cannot resolve the test name).
+    const head = await plain.request.get(`http://127.0.0.1:${port}/ca.crt`);
+    expect(head.headers()['content-type']).toBe('application/x-x509-ca-cert');
     await plain.screenshot({ path: path.join(shots, 'https-phone-plain-http.png'), fullPage: true });
+
+    // Nothing blames the browser: what is missing is missing because of the address.
+    await tap(plain.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+    expect(await plain.getByRole('banner').textContent()).toMatch(/opened over plain HTTP at ferry\.test:\d+, which is not a secure context, so the browser gives it no service worker/);
+    await tap(plain.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
+    await plain.getByText(/opened over plain HTTP at ferry\.test:\d+, which is not a secure context, so the browser gives it no origin-private file system/).first().waitFor();
+    expect(await plain.getByRole('main').textContent()).toMatch(/this page is not a secure context \(plain HTTP\), and browsers give WebGPU to secure contexts only/);
+    expect(await plain.locator('body').textContent()).not.toMatch(/This browser has no|this browser exposes no/i);
+    await plain.screenshot({ path: path.join(shots, 'https-phone-plain-http-models.png'), fullPage: true });
     await plain.close();
+  });
+
+  test('on the relay\'s own machine (https://localhost), the phone\'s address is offered and pairing links carry it', async () => {
+    const laptop = await browser.context.newPage();
+    await laptop.goto(`https://localhost:${port}`);
+    await laptop.locator('html[data-ready="true"]').waitFor();
+    const setup = laptop.getByTestId('phone-setup');
+    await setup.waitFor();
+    expect(await setup.locator('summary').textContent()).toBe(`Use Ferry on a phone: ${publicUrl}`);
+    await tap(setup.locator('summary'));
+    await laptop.getByRole('img', { name: `QR code of http://${NAME}:${port}` }).locator('svg').waitFor();
+
+    await tap(laptop.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }));
+    await tap(laptop.getByTestId('show-pairing'));
+    const link = laptop.getByTestId('pairing-link');
+    await link.waitFor();
+    expect(parsePairingLink(await link.inputValue()).relay).toBe(publicUrl);
+    await laptop.close();
   });
 });

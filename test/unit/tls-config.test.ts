@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../server/config.ts';
 import { relayInfo } from '../../server/api/info.ts';
 import { isFerryError } from '../../src/core/errors.ts';
+import type { RelayInfo } from '../../src/core/protocol/index.ts';
+import { reachNotice } from '../../src/ui/secure-context.ts';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -70,5 +72,38 @@ describe('how other devices reach the relay', () => {
     expect(local.publicUrl).toBeNull();
     expect(local.listensOn.localOnly).toBe(true);
     expect(local.caPath).toBeNull();
+  });
+});
+
+describe('what the app says about how it is reached', () => {
+  const info = (over: Partial<RelayInfo>): RelayInfo => ({ publicUrl: null, tls: 'off', caPath: null, caName: null, listensOn: { host: 'localhost', port: 8787, localOnly: true }, ...over });
+  const local = { tls: 'local' as const, caPath: '/ca.crt', caName: 'Ferry local CA (laptop)' };
+
+  it('over plain HTTP from another device: not a secure context, at once and before the relay answers', () => {
+    const page = { secure: false, host: '192.168.1.20:8787', origin: 'http://192.168.1.20:8787' };
+    expect(reachNotice(page, undefined)).toEqual({ kind: 'insecure', host: '192.168.1.20:8787' });
+    // A relay without HTTPS: how to start one with it (and the address that works on the relay's own machine).
+    expect(reachNotice(page, info({ listensOn: { host: '0.0.0.0', port: 8787, localOnly: false } }))).toEqual({ kind: 'insecure', host: '192.168.1.20:8787', localUrl: 'http://localhost:8787' });
+    // A relay with its local CA: its https:// address, and the certificate to trust first.
+    expect(reachNotice(page, info({ ...local, publicUrl: 'https://192.168.1.20:8787' }))).toEqual({
+      kind: 'insecure',
+      host: '192.168.1.20:8787',
+      httpsUrl: 'https://192.168.1.20:8787',
+      ca: { url: 'http://192.168.1.20:8787/ca.crt', name: 'Ferry local CA (laptop)' },
+    });
+  });
+
+  it('on the relay\'s machine: a warning when it listens on localhost only, else how to set up a phone', () => {
+    const laptop = { secure: true, host: 'localhost:8787', origin: 'http://localhost:8787' };
+    expect(reachNotice(laptop, info({}))).toEqual({ kind: 'local-only', listensOn: 'localhost', origin: 'http://localhost:8787' });
+    expect(reachNotice(laptop, info({ ...local, publicUrl: 'https://192.168.1.20:8787', listensOn: { host: '0.0.0.0', port: 8787, localOnly: false } }))).toEqual({
+      kind: 'phone-setup',
+      httpsUrl: 'https://192.168.1.20:8787',
+      phoneUrl: 'http://192.168.1.20:8787',
+      ca: { url: 'http://192.168.1.20:8787/ca.crt', name: 'Ferry local CA (laptop)' },
+    });
+    // At the public address itself, or with a certificate browsers already trust, there is nothing to say.
+    expect(reachNotice({ secure: true, host: '192.168.1.20:8787', origin: 'https://192.168.1.20:8787' }, info({ ...local, publicUrl: 'https://192.168.1.20:8787' }))).toBeNull();
+    expect(reachNotice(laptop, info({ tls: 'files', publicUrl: 'https://ferry.example' }))).toBeNull();
   });
 });

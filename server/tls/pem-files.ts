@@ -33,7 +33,7 @@ export async function readCertificateFiles(certFile: string, keyFile: string): P
   } catch (cause) {
     throw new FerryError('config/tls-files', `Cannot read the certificate ${certFile} or its key ${keyFile}: give readable PEM files with --tls-cert and --tls-key (FERRY_TLS_CERT, FERRY_TLS_KEY).`, { cause });
   }
-  let matches = false;
+  let matches: boolean;
   try {
     matches = certificateFacts(pem.cert).matches(pem.key);
   } catch (cause) {

@@ -100,6 +100,7 @@ describe('a phone reaches the relay by name over HTTPS', () => {
     await box.fill('hello from the phone');
     await box.press('Enter');
     await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 90_000 }).toBe(1);
+    await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
     expect(await page.getByTestId('agent-message').first().textContent()).toMatch(/\d+ tokens/);
   });
 
@@ -107,10 +108,17 @@ describe('a phone reaches the relay by name over HTTPS', () => {
     await tap(page.getByRole('button', { name: 'Share' }));
     const link = page.getByTestId('share-link');
     await link.waitFor({ timeout: 60_000 });
-    expect(await link.inputValue()).toMatch(new RegExp(`^${publicUrl}/s/[0-9a-f]{40}#k=[A-Za-z0-9_-]{43}$`));
+    const shared = await link.inputValue();
+    expect(shared).toMatch(new RegExp(`^${publicUrl}/s/[0-9a-f]{40}#k=[A-Za-z0-9_-]{43}$`));
     expect(await page.getByTestId('share-qr').locator('svg').count()).toBe(1);
     await page.screenshot({ path: path.join(shots, 'https-phone-share.png'), fullPage: true });
     await tap(page.getByTestId('share-dialog').getByRole('button', { name: 'Close' }));
+    // The link opens the session in the app, over HTTPS at that address.
+    const opened = await browser.context.newPage();
+    await opened.goto(shared);
+    await opened.getByTestId('transcript').and(opened.locator('[data-ready="true"]')).waitFor({ timeout: 60_000 });
+    expect(await opened.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('hello from the phone')]);
+    await opened.close();
     expect(pageErrors).toEqual([]);
   });
 

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
 import { access, mkdir, writeFile, rm } from 'node:fs/promises';
@@ -28,6 +28,9 @@ import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 import { openNodeSocket } from './worker/remote.ts';
 import { FsBackend } from './store/index.ts';
+import { prepareTls } from './tls/index.ts';
+import { relayInfo } from './api/info.ts';
+import { isWildcardHost } from './tls/machine-names.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -79,12 +82,19 @@ async function requireBuiltPwa(staticDir: string): Promise<void> {
 export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> {
   await prepareDataDir(config.dataDir);
   await requireBuiltPwa(config.staticDir);
+  const tls = await prepareTls(config);
   const startedAt = Date.now();
   const app = Fastify({
     logger: { level: config.logLevel },
     // Bodies of the API are small JSON; object uploads get their own explicit limits where they are defined.
     bodyLimit: 1024 * 1024,
+    // With TLS: HTTPS, and plain HTTP on the same port (this machine's own clients, and a redirect or explanation for others).
+    ...(tls ? { serverFactory: tls.serverFactory as unknown as FastifyServerFactory } : {}),
   });
+  if (tls) {
+    tls.register(app);
+    app.addHook('onListen', async () => tls.start(app));
+  }
 
   app.addHook('onSend', async (_request, reply) => {
     reply.headers(isolationHeaders);
@@ -138,7 +148,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     // Runs end (checkpointed and published) before the engine they use goes away.
     await embedded?.close();
   });
-  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs });
+  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }) });
 
   // Each dependency checked now: a load balancer takes a replica out while its database or object storage is down.
   app.get('/healthz', async (_request, reply) => {
@@ -255,7 +265,15 @@ async function openDispatcher(store: RelayStore, workerToken: string, log: Fasti
   return new SharedDispatcher({ db: objects.db, bus: store.bus, runs: store.runs, snapshots: store.snapshots, box: new RequestBox(workerToken), log });
 }
 
-/** The relay's own address, for its embedded worker to call its API over loopback. */
+function listeningPort(app: FastifyInstance): number {
+  const address = app.server.address();
+  return address && typeof address === 'object' ? address.port : 0;
+}
+
+/**
+ * The relay's own address, for its embedded worker to call its API over loopback: plain HTTP even with TLS on (the
+ * port takes both, and this machine's own clients are never redirected).
+ */
 function ownUrl(app: FastifyInstance): string {
   const address = app.server.address();
   if (!address || typeof address !== 'object') throw new FerryError('relay/not-listening', 'The relay is not listening yet.');
@@ -267,8 +285,6 @@ function ownUrl(app: FastifyInstance): string {
 export async function startRelay(config: RelayConfig): Promise<Relay> {
   const app = await buildRelay(config);
   await app.listen({ host: config.host, port: config.port });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  return { app, url: `http://${host}:${port}`, close: () => app.close() };
+  const host = isWildcardHost(config.host) ? 'localhost' : config.host;
+  return { app, url: `${config.tls.mode === 'off' ? 'http' : 'https'}://${host}:${listeningPort(app)}`, close: () => app.close() };
 }

@@ -53,7 +53,21 @@ export interface RelayConfig {
    * objects. Both or neither; unset: SQLite and files in the data folder (one process).
    */
   shared?: SharedLocation | undefined;
+  /** HTTPS: off (plain HTTP), certificate files, or a local CA of the relay's own. */
+  tls: TlsSettings;
+  /**
+   * The address other devices use to reach the relay (share and pairing links, their QR codes). Unset: the LAN
+   * address when it listens on every interface, else none (the page's own address, with a warning in the app).
+   */
+  publicUrl?: string | undefined;
 }
+
+export type TlsSettings =
+  | { mode: 'off' }
+  /** PEM files the operator keeps (re-read hourly, so a renewal by certbot or similar is picked up). */
+  | { mode: 'files'; certFile: string; keyFile: string }
+  /** A CA made on first start in <data>/tls that phones trust once, and a server certificate it signs. */
+  | { mode: 'local' };
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -69,6 +83,7 @@ export const defaultConfig: RelayConfig = {
   componentDirs: [path.join(projectRoot, 'components', 'dist')],
   embeddedWorker: true,
   heartbeatMs: 5000,
+  tls: { mode: 'off' },
 };
 
 export const configHelp = `Options (flag, environment variable, default):
@@ -92,7 +107,13 @@ export const configHelp = `Options (flag, environment variable, default):
                                                   replicas; with --objects. Unset: SQLite in the data folder)
   --objects URL           FERRY_OBJECTS           none   (s3://bucket[/prefix]?endpoint=https://host&region=name: sealed
                                                   objects for relay replicas, AWS S3, R2 or MinIO; credentials from
-                                                  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Unset: files)`;
+                                                  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Unset: files)
+  --public-url URL        FERRY_PUBLIC_URL        the LAN address with --host 0.0.0.0, else none   (the address other
+                                                  devices use: share and pairing links and their QR codes)
+  --tls local             FERRY_TLS               off   (HTTPS with a CA of the relay's own, made in <data>/tls; phones
+                                                  download it from /ca.crt and trust it once)
+  --tls-cert FILE         FERRY_TLS_CERT          none   (HTTPS with this PEM certificate chain; with --tls-key)
+  --tls-key FILE          FERRY_TLS_KEY           none   (its PEM private key)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -117,6 +138,10 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       price: { type: 'string' },
       database: { type: 'string' },
       objects: { type: 'string' },
+      'public-url': { type: 'string' },
+      tls: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -140,6 +165,8 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   if (shared && !workerToken) {
     throw new FerryError('config/worker-token-required', 'Relay replicas share one worker token (workers attach to any of them, and runs move between them): give every replica the same --worker-token (or FERRY_WORKER_TOKEN), 43 base64url characters, e.g. from `openssl rand -base64 32 | tr "+/" "-_" | tr -d =`.');
   }
+  const tls = tlsOption(values.tls ?? env.FERRY_TLS, values['tls-cert'] ?? env.FERRY_TLS_CERT, values['tls-key'] ?? env.FERRY_TLS_KEY);
+  const publicUrl = publicUrlOption(values['public-url'] ?? env.FERRY_PUBLIC_URL);
   return {
     host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
     port,
@@ -157,7 +184,39 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     heartbeatMs: defaultConfig.heartbeatMs,
     ...(workerPrice ? { workerPrice } : {}),
     ...(shared ? { shared } : {}),
+    tls,
+    ...(publicUrl ? { publicUrl } : {}),
   };
+}
+
+/** One way to serve HTTPS at most: the local CA, or certificate files. */
+export function tlsOption(tls: string | undefined, cert: string | undefined, key: string | undefined): TlsSettings {
+  const mode = tls?.trim().toLowerCase() || undefined;
+  if (mode !== undefined && mode !== 'off' && mode !== 'local') {
+    throw new FerryError('config/bad-tls', `--tls "${tls}" is unknown: use --tls local for a CA of the relay's own, or --tls-cert/--tls-key for certificate files (FERRY_TLS).`);
+  }
+  if (cert || key) {
+    if (mode === 'local') throw new FerryError('config/bad-tls', 'Choose one way to serve HTTPS: --tls local (a CA of the relay\'s own) or --tls-cert/--tls-key (certificate files), not both.');
+    if (!cert || !key) throw new FerryError('config/bad-tls', 'HTTPS from files needs both the certificate and its key: give --tls-cert FILE and --tls-key FILE (FERRY_TLS_CERT, FERRY_TLS_KEY).');
+    return { mode: 'files', certFile: path.resolve(cert), keyFile: path.resolve(key) };
+  }
+  return mode === 'local' ? { mode: 'local' } : { mode: 'off' };
+}
+
+/** An origin (scheme://host[:port]) other devices can open; a path or anything else is refused. */
+export function publicUrlOption(text: string | undefined): string | undefined {
+  const raw = text?.trim().replace(/\/+$/, '');
+  if (!raw) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
+    throw new FerryError('config/bad-public-url', `"${raw}" is not an address other devices can open: write it as https://host[:port] with no path (--public-url or FERRY_PUBLIC_URL).`);
+  }
+  return url.origin;
 }
 
 /** Postgres and S3-compatible storage together, checked for form here (reachability when the relay opens them). */

@@ -12,6 +12,8 @@ import { runRoutes } from './runs.ts';
 import type { RunDispatch } from '../relay/run-dispatch.ts';
 import { workerRoutes } from './workers.ts';
 import type { ServingEngines } from '../relay/worker-engines.ts';
+import type { RelayInfo } from '../../src/core/protocol/index.ts';
+import { infoRoutes } from './info.ts';
 
 export interface ApiOptions {
   store: RelayStore;
@@ -23,6 +25,8 @@ export interface ApiOptions {
   engines: ServingEngines;
   workerToken: string;
   heartbeatMs: number;
+  /** How other devices reach the relay (GET /api/v1/info). */
+  info: () => RelayInfo;
 }
 
 export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
@@ -36,5 +40,6 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
     mayPublish: (run, attempt, snapshot) => opts.dispatcher.mayPublish(run, attempt, snapshot),
   });
   await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
+  await app.register(infoRoutes, { info: opts.info });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

@@ -18,10 +18,16 @@ export interface Shared extends PublishResult {
 
 export class RelayClient {
   readonly http: RelayHttp;
+  readonly #linkBase: string | undefined;
 
-  /** `relay` defaults to the origin that served this page (the relay serves the PWA). */
-  constructor(relay: string = globalThis.location.origin, opts: { fetch?: typeof fetch; timeoutMs?: number } = {}) {
-    this.http = new RelayHttp({ baseUrl: relay, ...opts });
+  /**
+   * `relay` defaults to the origin that served this page (the relay serves the PWA). `linkBase` is the address
+   * share links carry, when other devices reach the relay elsewhere than this page does (its public address).
+   */
+  constructor(relay: string = globalThis.location.origin, opts: { fetch?: typeof fetch; timeoutMs?: number; linkBase?: string } = {}) {
+    const { linkBase, ...http } = opts;
+    this.http = new RelayHttp({ baseUrl: relay, ...http });
+    this.#linkBase = linkBase;
   }
 
   /**
@@ -35,7 +41,7 @@ export class RelayClient {
       this.http,
       previous ? { snapshotId: previous.snapshot.id, writeToken: previous.writeToken, key: previous.key } : undefined,
     );
-    return { ...result, link: shareLink(this.http.baseUrl, result.snapshot.id, result.key) };
+    return { ...result, link: shareLink(this.#linkBase ?? this.http.baseUrl, result.snapshot.id, result.key) };
   }
 
   /** Imports the snapshot a share link names (every branch, the head, component state) into `store`. */

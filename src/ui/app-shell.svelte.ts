@@ -1,4 +1,5 @@
 import { registerSW } from 'virtual:pwa-register';
+import { insecurePageReason } from '../browser/secure-context.ts';
 
 /** Chromium's BeforeInstallPromptEvent (not in the DOM typings). */
 interface InstallPromptEvent extends Event {
@@ -37,7 +38,7 @@ class AppShell {
       this.installable = false;
     });
     if (!('serviceWorker' in navigator)) {
-      this.serviceWorkerError = 'This browser has no service workers: Ferry works, but not offline.';
+      this.serviceWorkerError = insecurePageReason('service worker (Ferry works, but not offline)') ?? 'This browser has no service workers: Ferry works, but not offline.';
       return;
     }
     this.#applyUpdate = registerSW({

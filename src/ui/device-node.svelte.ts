@@ -99,8 +99,9 @@ class NodeOffer {
 
   /** This device's pairing link and its QR code (SVG). */
   async pairing(relay: string): Promise<{ link: string; qrSvg: string }> {
-    const [{ spacePairingLink }, { shareQrSvg }] = await Promise.all([import('../browser/device-node.ts'), import('../browser/relay-client.ts')]);
-    const link = spacePairingLink(relay);
+    const [{ spacePairingLink }, { shareQrSvg }, { linkBase }] = await Promise.all([import('../browser/device-node.ts'), import('../browser/relay-client.ts'), import('../browser/relay-info.ts')]);
+    // The address the other device reaches the relay at, which may not be this page's.
+    const link = spacePairingLink(await linkBase(relay));
     return { link, qrSvg: await shareQrSvg(link) };
   }
 

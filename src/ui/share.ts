@@ -15,7 +15,7 @@ export interface ShareResult {
 }
 
 export async function shareSession(app: LocalData, sessionId: string, relayUrl: string): Promise<ShareResult> {
-  const [{ RelayClient, shareQrSvg }, { restorePublished, serializePublished }] = await Promise.all([import('../browser/relay-client.ts'), import('../core/protocol/published-record.ts')]);
+  const [{ RelayClient, shareQrSvg }, { restorePublished, serializePublished }, { linkBase }] = await Promise.all([import('../browser/relay-client.ts'), import('../core/protocol/published-record.ts'), import('../browser/relay-info.ts')]);
   const saved = await app.records.published(sessionId);
   // A damaged or foreign record is dropped: the session is published afresh under a new link.
   let previous;
@@ -24,7 +24,9 @@ export async function shareSession(app: LocalData, sessionId: string, relayUrl: 
   } catch {
     previous = undefined;
   }
-  const client = new RelayClient(relayUrl || globalThis.location.origin);
+  const relay = relayUrl || globalThis.location.origin;
+  // The link carries the address other devices reach the relay at, which may not be this page's.
+  const client = new RelayClient(relay, { linkBase: await linkBase(relay) });
   let shared;
   try {
     shared = await client.publish(app.store, sessionId, previous);

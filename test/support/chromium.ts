@@ -28,3 +28,15 @@ export function requireChromium(): string {
   }
   return chromiumPath;
 }
+
+/**
+ * Flags that make Chromium trust a test certificate the way a device that installed it would (by the base64 SHA-256
+ * of its public key, so no CA is added to the machine), and reach test host names at a local address.
+ */
+export function trustAndResolveArgs(opts: { trustSpki?: readonly string[]; mapHosts?: Readonly<Record<string, string>> }): string[] {
+  const args: string[] = [];
+  if (opts.trustSpki?.length) args.push(`--ignore-certificate-errors-spki-list=${opts.trustSpki.join(',')}`);
+  const rules = Object.entries(opts.mapHosts ?? {}).map(([name, address]) => `MAP ${name} ${address}`);
+  if (rules.length) args.push(`--host-resolver-rules=${rules.join(',')}`);
+  return args;
+}

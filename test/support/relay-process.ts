@@ -29,8 +29,8 @@ export interface WorkerProcess extends CliProcess {
  * Runs `ferry <args>` from the project's sources and resolves, with the match, once its output matches `ready`.
  * Rejects with its output if it exits first or stays silent for `timeoutMs`.
  */
-function startCli(args: string[], ready: RegExp, what: string, timeoutMs: number): Promise<CliProcess & { match: RegExpExecArray }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], ready: RegExp, what: string, timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<CliProcess & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
   let log = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async (): Promise<void> => {
@@ -60,11 +60,13 @@ function startCli(args: string[], ready: RegExp, what: string, timeoutMs: number
 }
 
 /**
- * Starts `ferry start` in a child process, exactly as `npm start` does after building, on a free port, and
- * resolves once it prints the URL it serves.
+ * Starts `ferry start` in a child process, exactly as `npm start` does after building, on a free port (unless
+ * `args` name one), and resolves once it prints the URL it serves (http:// or, with TLS, https://). `env` adds to
+ * the environment it inherits.
  */
-export async function startRelayProcess(args: string[], { timeoutMs = 60_000, command = 'start' }: { timeoutMs?: number; command?: 'start' | 'relay' } = {}): Promise<RelayProcess> {
-  const { match, ...proc } = await startCli([command, '--port', '0', '--log-level', 'warn', ...args], /Ferry is running at (http:\/\/\S+)/, 'The relay', timeoutMs);
+export async function startRelayProcess(args: string[], { timeoutMs = 60_000, command = 'start', env }: { timeoutMs?: number; command?: 'start' | 'relay'; env?: NodeJS.ProcessEnv } = {}): Promise<RelayProcess> {
+  const port = args.includes('--port') ? [] : ['--port', '0'];
+  const { match, ...proc } = await startCli([command, ...port, '--log-level', 'warn', ...args], /Ferry is running at (https?:\/\/\S+)/, 'The relay', timeoutMs, env);
   return { ...proc, url: match[1]! };
 }
 

@@ -53,7 +53,7 @@ export async function probeDevice(scope: { navigator: Navigator; crossOriginIsol
 }
 
 async function probeWebGpu(gpu: GpuLike | undefined): Promise<DeviceProbe['webgpu']> {
-  if (!gpu) return { available: false, reason: 'this browser exposes no WebGPU (navigator.gpu is missing)' };
+  if (!gpu) return { available: false, reason: globalThis.isSecureContext === false ? 'this page is not a secure context (plain HTTP), and browsers give WebGPU to secure contexts only' : 'this browser exposes no WebGPU (navigator.gpu is missing)' };
   let adapter: AdapterLike | null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });

@@ -16,6 +16,7 @@ import { createSHA256 } from 'hash-wasm';
 import * as v from 'valibot';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
+import { insecurePageReason } from '../secure-context.ts';
 
 export interface DownloadProgress {
   readonly url: string;
@@ -350,7 +351,7 @@ export function entries(dir: FileSystemDirectoryHandle): AsyncIterable<[string, 
 
 export async function modelsFolder(folder: string): Promise<FileSystemDirectoryHandle> {
   if (!globalThis.navigator?.storage?.getDirectory) {
-    throw new FerryError('model/no-storage', 'This browser has no origin-private file system, so models cannot be cached. Use a current Chromium, Firefox or Safari.');
+    throw new FerryError('model/no-storage', insecurePageReason('origin-private file system to cache models in') ?? 'This browser has no origin-private file system, so models cannot be cached. Use a current Chromium, Firefox or Safari.');
   }
   return (await navigator.storage.getDirectory()).getDirectoryHandle(folder, { create: true });
 }

@@ -10,6 +10,7 @@ import { catalogPath, HostedModelListSchema, modelPaths, parseWire, type HostedM
 import { ModelCatalog, parseCatalog, type CatalogEntry } from '../../core/llm/catalog.ts';
 import type { ModelChoice } from '../settings.ts';
 import { downloadModel, downloadState, forgetModel, MODELS_FOLDER, type DownloadOptions, type DownloadProgress, type DownloadState } from './model-download.ts';
+import { insecurePageReason } from '../secure-context.ts';
 
 const FOLDER = MODELS_FOLDER;
 
@@ -130,7 +131,7 @@ export async function openModel(choice: ModelChoice, onProgress?: (p: DownloadPr
 }
 
 async function folder(): Promise<FileSystemDirectoryHandle> {
-  if (!globalThis.navigator?.storage?.getDirectory) throw new FerryError('model/no-storage', 'This browser has no origin-private file system, so it cannot keep a model. Use a current Chromium, Firefox or Safari.');
+  if (!globalThis.navigator?.storage?.getDirectory) throw new FerryError('model/no-storage', insecurePageReason('origin-private file system to keep a model in') ?? 'This browser has no origin-private file system, so it cannot keep a model. Use a current Chromium, Firefox or Safari.');
   return (await navigator.storage.getDirectory()).getDirectoryHandle(FOLDER, { create: true });
 }
 

@@ -30,4 +30,5 @@ export {
   type WireGenerateRequest,
 } from './workers.ts';
 export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from './spaces.ts';
+export { RelayInfoSchema, infoPath, type RelayInfo } from './relay-info.ts';
 export { catalogPath, HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';

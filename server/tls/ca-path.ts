@@ -1,0 +1,2 @@
+/** Where phones download the relay's local CA certificate. */
+export const CA_PATH = '/ca.crt';

@@ -78,6 +78,8 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     logger: { level: config.logLevel },
     // Bodies of the API are small JSON; object uploads get their own explicit limits where they are defined.
     bodyLimit: 1024 * 1024,
+    // Ids are validated by the routes, which say what is wrong; the router's own limit would answer 414 itself.
+    maxParamLength: 4096,
   });
 
   app.addHook('onSend', async (_request, reply) => {
@@ -90,7 +92,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   // For benchmarks and operator tools in the same process; requests never reach it except through the API.
   app.decorate('relayStore', store);
   const metrics = new RelayMetrics();
-  const security = { allowOrigins: config.allowOrigins, rateLimitPerMinute: config.rateLimitPerMinute };
+  const security = { allowOrigins: config.allowOrigins, allowHosts: config.allowHosts, rateLimitPerMinute: config.rateLimitPerMinute };
   await registerSecurity(app, security);
   // One WebSocket server for every streaming route: run events (clients only listen) and attached workers, whose
   // messages are run events too — a generation's token ids can take a few hundred KB.

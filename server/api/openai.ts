@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import * as v from 'valibot';
 import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, Grammar, Prompt } from '../../src/core/llm/engine.ts';
+import { clientErrorOf, statusFor } from '../relay/errors.ts';
 
 /**
  * An OpenAI-compatible API served from Engines: `GET /v1/models`, `POST /v1/chat/completions` and
@@ -68,18 +69,54 @@ const CompletionBody = v.object({
 type ChatBody = v.InferOutput<typeof ChatBody>;
 type CompletionBody = v.InferOutput<typeof CompletionBody>;
 
-/** OpenAI's error body; `code` carries the FerryError code. */
-function errorBody(err: FerryError) {
-  return { error: { message: err.message, type: 'invalid_request_error', code: err.code, param: null } };
+/** OpenAI's error body; `code` carries the FerryError code, `param` the request field at fault where one is. */
+function errorBody(err: FerryError, status: number) {
+  const param = typeof err.details?.param === 'string' ? err.details.param : null;
+  return { error: { message: err.message, type: status < 500 ? 'invalid_request_error' : 'server_error', code: err.code, param } };
 }
 
 function statusOf(err: FerryError): number {
   if (err.code === 'api/unknown-model') return 404;
-  if (err.code.startsWith('llm/bad') || err.code === 'llm/context-overflow' || err.code === 'llm/no-chat-template' || err.code === 'api/bad-request') return 400;
-  return 500;
+  if (err.code.startsWith('llm/bad') || err.code === 'llm/context-overflow' || err.code === 'llm/no-chat-template' || err.code.startsWith('api/')) {
+    return err.code === 'api/internal' ? 500 : 400;
+  }
+  // The relay's own refusals (a foreign Host, rate limits) keep their status here too.
+  return err.code.startsWith('relay/') || err.code.startsWith('http/') ? statusFor(err.code) : 500;
+}
+
+/**
+ * OpenAI parameters this API cannot honour: a request that sets one to anything but its neutral value is refused
+ * (400 api/unsupported-parameter) rather than answered as if it had been applied. Neutral values (what clients
+ * send by default) pass.
+ */
+const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
+  logprobs: (x) => x === false || (typeof x === 'number' && x === 0),
+  top_logprobs: (x) => x === 0,
+  presence_penalty: (x) => x === 0,
+  frequency_penalty: (x) => x === 0,
+  logit_bias: (x) => typeof x === 'object' && x !== null && Object.keys(x).length === 0,
+  tools: (x) => Array.isArray(x) && x.length === 0,
+  tool_choice: (x) => x === 'none',
+  functions: (x) => Array.isArray(x) && x.length === 0,
+  function_call: (x) => x === 'none',
+  best_of: (x) => x === 1,
+  echo: (x) => x === false,
+  suffix: (x) => x === '',
+};
+
+function refuseUnsupported(body: unknown): void {
+  if (typeof body !== 'object' || body === null) return;
+  for (const [param, neutral] of Object.entries(UNSUPPORTED)) {
+    const value = (body as Record<string, unknown>)[param];
+    if (value === undefined || value === null || neutral(value)) continue;
+    throw new FerryError('api/unsupported-parameter', `"${param}" is not supported by this server (Ferry serves text and token ids only); leave it out or set it to its default.`, {
+      details: { param },
+    });
+  }
 }
 
 function parse<T extends v.GenericSchema>(schema: T, body: unknown): v.InferOutput<T> {
+  refuseUnsupported(body);
   const result = v.safeParse(schema, body);
   if (!result.success) {
     const issue = result.issues[0];
@@ -212,7 +249,7 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
       } catch (err) {
         // Headers are gone: report the failure in the stream, as OpenAI-compatible servers do.
         const ferry = isFerryError(err) ? err : new FerryError('llm/generate-failed', (err as Error).message, { cause: err });
-        send(errorBody(ferry));
+        send(errorBody(ferry, 500));
       } finally {
         raw.end();
       }
@@ -234,12 +271,12 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
     await serve(request, reply, 'text', body, typeof body.prompt === 'string' ? { text: body.prompt } : { tokens: body.prompt });
   });
 
-  app.setErrorHandler(async (err, _request, reply) => {
-    const ferry = isFerryError(err)
-      ? err
-      : (err as { validation?: unknown; statusCode?: number }).statusCode === 400
-        ? new FerryError('api/bad-request', (err as Error).message)
-        : new FerryError('api/internal', `The request failed: ${(err as Error).message}`, { cause: err });
-    await reply.code(statusOf(ferry)).send(errorBody(ferry));
+  app.setErrorHandler(async (err, request, reply) => {
+    const client = isFerryError(err) ? undefined : clientErrorOf(err as Error, 'api');
+    if (client) return reply.code(client.status).send(errorBody(new FerryError(client.code, client.message), client.status));
+    if (!isFerryError(err)) request.log.error({ err }, 'unexpected failure');
+    const ferry = isFerryError(err) ? err : new FerryError('api/internal', 'The request failed unexpectedly; the failure is in the relay\'s log.', { cause: err });
+    const status = statusOf(ferry);
+    return reply.code(status).send(errorBody(ferry, status));
   });
 };

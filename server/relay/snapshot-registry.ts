@@ -19,6 +19,7 @@ import type { SnapshotRecord } from '../../src/core/protocol/index.ts';
 import type { ReflogEntry } from '../../src/core/store/index.ts';
 import type { FsBackend } from '../store/index.ts';
 import { hashToken, newSnapshotId, newWriteToken, tokenMatches } from './tokens.ts';
+import type { SnapshotStore } from './backends.ts';
 
 interface Row {
   token_hash: Buffer;
@@ -46,7 +47,7 @@ export interface SnapshotContents {
   objects: { id: string; bytes: Uint8Array }[];
 }
 
-export class SnapshotRegistry {
+export class SnapshotRegistry implements SnapshotStore {
   private constructor(
     private readonly db: Database.Database,
     private readonly objects: FsBackend,

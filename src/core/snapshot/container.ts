@@ -1,6 +1,6 @@
 /**
- * The versioned container around everything Ferry writes outside a store: `.ferry` files, sync bundles and sealed
- * relay objects.
+ * The versioned container around everything Ferry writes outside a store: `.ferry` files, sync bundles, sealed
+ * relay objects and sealed messages (a run's input and events, which the relay carries but cannot read).
  *
  *   "FERRY" | version u8 | header length u32 BE | header (canonical MessagePack) | body
  *
@@ -20,7 +20,7 @@ export const CONTAINER_VERSION = 1;
 const PREFIX = MAGIC.length + 1 + 4;
 const MAX_HEADER = 1024;
 
-export type PayloadKind = 'bundle' | 'object';
+export type PayloadKind = 'bundle' | 'object' | 'message';
 
 export interface ContainerLimits {
   /** Largest payload accepted after decompression. */
@@ -32,7 +32,7 @@ export const DEFAULT_LIMITS: ContainerLimits = { maxPayload: 256 << 20 };
 const bin = (n: number) => v.pipe(v.instance(Uint8Array), v.check((b) => b.length === n, `must be ${n} bytes`));
 
 const HeaderSchema = v.strictObject({
-  kind: v.picklist(['bundle', 'object']),
+  kind: v.picklist(['bundle', 'object', 'message']),
   compression: v.picklist(['none', 'deflate']),
   cipher: v.picklist(['none', 'aes-256-gcm']),
   length: v.pipe(v.number(), v.integer(), v.minValue(0)),

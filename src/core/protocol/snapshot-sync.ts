@@ -17,6 +17,7 @@ import { FerryError, isFerryError } from '../errors.ts';
 import type { ObjectId, Ref, Store, StoredObject } from '../store/index.ts';
 import { sessionPrefix } from '../session/index.ts';
 import {
+  assertMayLeave,
   collectClosureWithKinds,
   deriveSessionKeys,
   generateSessionKey,
@@ -174,9 +175,10 @@ async function openManifest(keys: SessionKeys, snapshotId: string, contents: { s
 /**
  * Publishes session `sessionId` from `store`. With `previous` (from an earlier publish or fetch of the same
  * session) it updates that snapshot, uploading only what changed; otherwise it creates a new snapshot under a fresh
- * key.
+ * key. A session marked private in `store` is refused (session/private): it never leaves the device.
  */
 export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious): Promise<PublishResult> {
+  await assertMayLeave(store, sessionId, 'publish');
   const key = previous?.key ?? generateSessionKey();
   const keys = await sessionKeys(key);
   if (previous?.base) {

@@ -18,6 +18,7 @@ import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } fr
 import type { LoadedComponent } from './load.ts';
 import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunHere, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
+import { isSessionPrivate } from '../snapshot/privacy.ts';
 import { inProcessTool, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
 
@@ -64,13 +65,15 @@ export interface RuntimeSetup {
 }
 
 /**
- * What a children runner knows of the parent: its components (a child runs the same ones) and its session; and
- * `here`, which runs the children in the parent's runtime after all, one after another (no other node can take them).
+ * What a children runner knows of the parent: its components (a child runs the same ones) and its session, whether
+ * that session is private (its children then stay on this device); and `here`, which runs the children in the
+ * parent's runtime after all, one after another (no other node can take them).
  */
 export interface ChildContext {
   agent: string;
   tools: readonly string[];
   parent: string;
+  private: boolean;
   here: RunHere;
 }
 
@@ -133,7 +136,7 @@ export class AgentRuntime {
   /** A new session: fresh components, the first checkpoint holding their initial state. */
   static async create(store: Store, setup: RuntimeSetup, options: CreateOptions): Promise<AgentRuntime> {
     const sessionId = options.sessionId ?? newSessionId();
-    const parts = await build(setup, sessionId, options.agent, options.tools ?? []);
+    const parts = await build(setup, store, sessionId, options.agent, options.tools ?? []);
     const components: Record<string, Uint8Array> = await keyframes([parts.agent, ...parts.tools]);
     components[LOOP_COMPONENT] = encodeHostState(hostState(parts));
     const session = await Session.create(store, {
@@ -153,7 +156,7 @@ export class AgentRuntime {
     const session = await Session.open(store, sessionId);
     const head = await session.head();
     const host = await readHostState(session, head);
-    const parts = await build(setup, sessionId, host.agent, host.tools.map((t) => t.component));
+    const parts = await build(setup, store, sessionId, host.agent, host.tools.map((t) => t.component));
     const runtime = new AgentRuntime(session, setup, parts, head);
     await runtime.#restoreInto(parts, head, host);
     // Loaded at the start of the first run, so opening stays cheap and the outcome streams as a run event.
@@ -275,7 +278,7 @@ export class AgentRuntime {
     }
     // Fresh state for everything: a restore never trusts what the live instances hold.
     const old = this.#parts;
-    const parts = await build(this.setup, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent);
+    const parts = await build(this.setup, this.session.store, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent);
     try {
       await this.#restoreInto(parts, at, host);
     } catch (err) {
@@ -340,7 +343,7 @@ function costMicros(price: Price, usage: TokenUsage): number {
   return Math.round(tokensCostUsd(price, usage.promptTokens, usage.outputTokens) * 1e6);
 }
 
-async function build(setup: RuntimeSetup, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
+async function build(setup: RuntimeSetup, store: Store, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
   const grants = setup.grants ?? {};
   const component = agentComponent?.id === agentId ? agentComponent : await setup.load(agentId);
   if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
@@ -364,7 +367,9 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   const runChild = childRunner(async () => agentOf(await instantiate(component, grants)), base);
   const elsewhere = setup.runChildren;
   const parent = { agent: component.id, tools: [...toolIds], parent: sessionId };
-  const runChildren = elsewhere && ((tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) => elsewhere(tasks, { ...parent, here }, signal, spent));
+  // Whether the session is private is read when its children fork: it may have been marked since the runtime opened.
+  const runChildren = elsewhere && (async (tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) =>
+    elsewhere(tasks, { ...parent, private: await isSessionPrivate(store, sessionId), here }, signal, spent));
   const loop = new AgentLoop({ ...slotted, agent, runChild, ...(runChildren ? { runChildren } : {}) });
   return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
 }

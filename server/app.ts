@@ -22,6 +22,7 @@ import { RUN_EVENTS_PROTOCOL, createWorkerKeys, type WorkerProfile } from '../sr
 import { measureProfile } from '../src/core/node/profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 import { openNodeSocket } from './worker/remote.ts';
+import { threadedTools } from './runtime/node-tools.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -125,7 +126,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
       attached.id = attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

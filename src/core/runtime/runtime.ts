@@ -19,7 +19,7 @@ import type { LoadedComponent } from './load.ts';
 import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunHere, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { isSessionPrivate } from '../snapshot/privacy.ts';
-import { inProcessTool, type ToolLimits } from './tools.ts';
+import { inProcessTool, toolLimits, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
 
 /** A tool as the runtime holds it: callable, and checkpointed. */
@@ -30,7 +30,7 @@ export interface ToolSlot extends ToolHost, StatefulComponent {
 /** A tool component instance in this thread (no time limit: see tool-worker.ts for isolated tools). */
 export async function localTool(component: LoadedComponent, grants: Grants, limits: Partial<ToolLimits> = {}): Promise<ToolSlot> {
   const instance = await instantiate(component, grants);
-  const host = inProcessTool(instance, limits);
+  const host = inProcessTool(instance, toolLimits(component.manifest, limits));
   const state = instanceState(`tool.${host.info.name}`, instance);
   return { info: host.info, invoke: host.invoke, name: state.name, componentId: state.componentId, capture: state.capture, restore: state.restore };
 }

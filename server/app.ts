@@ -81,6 +81,8 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     bodyLimit: 1024 * 1024,
     // Ids are validated by the routes, which say what is wrong; the router's own limit would answer 414 itself.
     maxParamLength: 4096,
+    // Registering the routes compiles their schemas: on a loaded two-core machine that can take more than Fastify's 10 s.
+    pluginTimeout: 60_000,
   });
 
   app.addHook('onSend', async (_request, reply) => {
@@ -126,7 +128,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
       attached.id = attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

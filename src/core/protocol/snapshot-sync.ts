@@ -21,7 +21,7 @@ import {
   collectClosureWithKinds,
   deriveSessionKeys,
   generateSessionKey,
-  kvFor,
+  detachablesFor,
   openObject,
   pullSession,
   reachableIds,
@@ -84,6 +84,8 @@ export interface FetchOptions {
    * at all; absent: every KV entry (a whole copy, e.g. to export).
    */
   engine?: string | null;
+  /** The component builds the fetcher already has (ships): their bytes are not fetched. Absent: every build comes. */
+  hasBuild?: (componentId: string) => boolean;
   /** The snapshot version the store already holds (its structure is not sent again); default 0, none. */
   since?: number;
 }
@@ -239,7 +241,7 @@ export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: U
   const contents = await relay.snapshotContents(snapshotId, opts.since ?? 0);
   const manifest = await openManifest(keys, snapshotId, contents);
   const refs = manifestRefs(manifest);
-  const sync = await pullSession(relayReader(relay, keys, refs, await openPrefetched(keys, contents.objects)), store, manifest.session, { kv: kvFor(opts.engine) });
+  const sync = await pullSession(relayReader(relay, keys, refs, await openPrefetched(keys, contents.objects)), store, manifest.session, { kv: detachablesFor(opts.engine, opts.hasBuild) });
   return { sessionId: manifest.session, snapshot: contents.snapshot, manifest, sync, base: { snapshot: contents.snapshot, refs } };
 }
 

@@ -18,7 +18,8 @@ import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } fr
 import type { LoadedComponent } from './load.ts';
 import { AgentLoop, childRunner, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunHere, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
-import { isSessionPrivate } from '../snapshot/privacy.ts';
+import { buildComponentName, isSessionPrivate } from '../snapshot/index.ts';
+import { encodeBuild, loadSessionBuild } from './builds.ts';
 import { inProcessTool, toolLimits, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
 
@@ -105,6 +106,13 @@ interface Parts {
   agent: StatefulComponent;
   tools: ToolSlot[];
   loop: AgentLoop;
+  /** The builds it runs (the agent's, then each tool's): each checkpoint carries their bytes (builds.ts). */
+  builds: LoadedComponent[];
+}
+
+/** The session's entries for the builds it runs, as a checkpoint carries them. */
+function buildEntries(builds: readonly LoadedComponent[]): Record<string, Uint8Array> {
+  return Object.fromEntries(builds.map((b) => [buildComponentName(b.id), encodeBuild(b.files)]));
 }
 
 export class AgentRuntime {
@@ -119,6 +127,8 @@ export class AgentRuntime {
   #signal: AbortSignal | undefined;
   /** KV events from the step hook, streamed right after that step's checkpoint event. */
   #kvEvents: KvEvent[] = [];
+  /** Build entries the head checkpoint lacks (a session made before checkpoints carried them): the next one adds them. */
+  #missingBuilds: Record<string, Uint8Array> = {};
   /** Step figures of the last run, for benchmarks: the checkpoint's own time and bytes. */
   readonly stats: { checkpointMs: number[]; stateBytes: number[]; overheadMs: number[] } = { checkpointMs: [], stateBytes: [], overheadMs: [] };
 
@@ -137,7 +147,7 @@ export class AgentRuntime {
   static async create(store: Store, setup: RuntimeSetup, options: CreateOptions): Promise<AgentRuntime> {
     const sessionId = options.sessionId ?? newSessionId();
     const parts = await build(setup, store, sessionId, options.agent, options.tools ?? []);
-    const components: Record<string, Uint8Array> = await keyframes([parts.agent, ...parts.tools]);
+    const components: Record<string, Uint8Array> = { ...(await keyframes([parts.agent, ...parts.tools])), ...buildEntries(parts.builds) };
     components[LOOP_COMPONENT] = encodeHostState(hostState(parts));
     const session = await Session.create(store, {
       llm: llmSettings(setup),
@@ -151,12 +161,15 @@ export class AgentRuntime {
     return runtime;
   }
 
-  /** Opens a stored session on its current branch: fresh instances, restored from the head checkpoint. */
+  /**
+   * Opens a stored session on its current branch: fresh instances, restored from the head checkpoint. A build this
+   * host does not have is loaded from the session, which carries it: the session keeps running the build it started with.
+   */
   static async open(store: Store, setup: RuntimeSetup, sessionId: string): Promise<AgentRuntime> {
     const session = await Session.open(store, sessionId);
     const head = await session.head();
     const host = await readHostState(session, head);
-    const parts = await build(setup, store, sessionId, host.agent, host.tools.map((t) => t.component));
+    const parts = await build(setup, store, sessionId, host.agent, host.tools.map((t) => t.component), undefined, { session, at: head });
     const runtime = new AgentRuntime(session, setup, parts, head);
     await runtime.#restoreInto(parts, head, host);
     // Loaded at the start of the first run, so opening stays cheap and the outcome streams as a run event.
@@ -278,7 +291,7 @@ export class AgentRuntime {
     }
     // Fresh state for everything: a restore never trusts what the live instances hold.
     const old = this.#parts;
-    const parts = await build(this.setup, this.session.store, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent);
+    const parts = await build(this.setup, this.session.store, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent, { session: this.session, at });
     try {
       await this.#restoreInto(parts, at, host);
     } catch (err) {
@@ -290,6 +303,8 @@ export class AgentRuntime {
 
   async #restoreInto(parts: Parts, at: ObjectId, host: HostState): Promise<void> {
     for (const component of [parts.agent, ...parts.tools]) await component.restore(await readChain(this.session, at, component.name));
+    const carried = (await this.session.checkpoint(at)).components;
+    this.#missingBuilds = buildEntries(parts.builds.filter((b) => !(buildComponentName(b.id) in carried)));
     parts.loop.setState(host.loop);
     this.#parts = parts;
     this.#checkpointer.reset([parts.agent, ...parts.tools]);
@@ -311,13 +326,15 @@ export class AgentRuntime {
   async #afterStep(record: Parameters<NonNullable<AgentLoop['onStep']>>[0]): Promise<string> {
     const t0 = performance.now();
     const kv = await this.#kvAtEnd(record.state);
+    const extra = { ...this.#missingBuilds, ...(kv ? { [kvComponentName(this.setup.engine.info.id)]: kv.entry } : {}) };
     const result = await this.#checkpointer.append({
       events: record.events,
       host: { ...hostState(this.#parts), loop: record.state },
       timeMs: record.timing.totalMs,
       costMicros: (this.setup.price ? costMicros(this.setup.price, record.usage) : 0) + record.childCostMicros,
-      ...(kv ? { extra: { [kvComponentName(this.setup.engine.info.id)]: kv.entry } } : {}),
+      ...(Object.keys(extra).length > 0 ? { extra } : {}),
     });
+    this.#missingBuilds = {};
     if (kv) this.#kvEvents.push(kv.event);
     this.#at = result.id;
     this.stats.checkpointMs.push(performance.now() - t0);
@@ -343,16 +360,35 @@ function costMicros(price: Price, usage: TokenUsage): number {
   return Math.round(tokensCostUsd(price, usage.promptTokens, usage.outputTokens) * 1e6);
 }
 
-async function build(setup: RuntimeSetup, store: Store, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
+/**
+ * A build by id: this host's (setup.load), else the one checkpoint `from.at` of the session carries (an older build
+ * the host no longer ships); the host's refusal when the session carries none either.
+ */
+async function loadBuild(setup: RuntimeSetup, id: string, from: { session: Session; at: ObjectId } | undefined): Promise<LoadedComponent> {
+  try {
+    return await setup.load(id);
+  } catch (err) {
+    const carried = from && (await loadSessionBuild(from.session, from.at, id));
+    if (carried) return carried;
+    throw err;
+  }
+}
+
+async function build(setup: RuntimeSetup, store: Store, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent, from?: { session: Session; at: ObjectId }): Promise<Parts> {
   const grants = setup.grants ?? {};
-  const component = agentComponent?.id === agentId ? agentComponent : await setup.load(agentId);
+  const component = agentComponent?.id === agentId ? agentComponent : await loadBuild(setup, agentId, from);
   if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
     throw new FerryError('component/wrong-world', `Component "${component.manifest.name}" is built for world "${component.manifest.world}", not "agent"; it cannot run as the agent.`);
   }
   const instance = await instantiate(component, grants);
   const startTool = setup.startTool ?? ((c: LoadedComponent, g: Grants) => localTool(c, g));
   const tools: ToolSlot[] = [];
-  for (const id of toolIds) tools.push(await startTool(await setup.load(id), grants));
+  const builds = [component];
+  for (const id of toolIds) {
+    const tool = await loadBuild(setup, id, from);
+    builds.push(tool);
+    tools.push(await startTool(tool, grants));
+  }
   const agent = agentOf(instance);
   const base = {
     engine: setup.engine,
@@ -371,7 +407,7 @@ async function build(setup: RuntimeSetup, store: Store, sessionId: string, agent
   const runChildren = elsewhere && (async (tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend, here: RunHere) =>
     elsewhere(tasks, { ...parent, private: await isSessionPrivate(store, sessionId), here }, signal, spent));
   const loop = new AgentLoop({ ...slotted, agent, runChild, ...(runChildren ? { runChildren } : {}) });
-  return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
+  return { agentComponent: component, agent: instanceState('agent', instance), tools, loop, builds };
 }
 
 function hostState(parts: Parts): HostState {

@@ -15,42 +15,24 @@
  * relay/node-left when that node goes — its caller (the context-parallel scheduler, a device handing a session
  * to another) decides where it goes next; an unpinned run moves on to another node it may use.
  *
- * Keys (DESIGN §9): the relay never holds a session key. A run arrives with its key sealed to each worker that may
- * run it (by the public key each announced when it attached); the dispatcher hands a worker only the key sealed to
- * it, and moves a run only to another worker its key was sealed to (the same worker reconnecting, with the same key
- * pair, counts). The write token and the sealed bytes live in memory while the run lasts, never on disk. Every event
- * a worker reports must be sealed with the session key, or it is dropped: the run log holds no plaintext.
+ * The relay holds each run's session key and write token in memory while the run lasts, as the worker does: it
+ * needs them to hand the run to another worker. They never reach the disk.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
-import {
-  SPACE_LIMITS,
-  checkSealed,
-  fromBase64Url,
-  mayRunOn,
-  type AssignedRun,
-  type RunStatus,
-  type SealedRunEvent,
-  type StartRunRequest,
-  type WorkerList,
-  type WorkerProfile,
-} from '../../src/core/protocol/index.ts';
-import { MAX_MESSAGE_BYTES } from '../../src/core/snapshot/index.ts';
+import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList, type WorkerProfile } from '../../src/core/protocol/index.ts';
 import { noWorker } from './errors.ts';
-import type { RunLog } from './run-registry.ts';
+import type { RunRegistry } from './run-registry.ts';
+import type { SnapshotRegistry } from './snapshot-registry.ts';
 
 /** How the dispatcher reaches one worker. Sends are fire-and-forget: the worker answers through the dispatcher. */
 export interface WorkerHandle {
   readonly embedded: boolean;
-  /** A device node's space (its id, membership proven); absent for a cloud worker. */
+  /** A device node's space (its id); absent for a cloud worker. */
   readonly space?: string;
-  /** The client address a device node attached from (device nodes are capped per address). */
-  readonly address?: string;
   readonly profile: WorkerProfile;
-  /** What run keys are sealed to for this worker. */
-  readonly publicKey: string;
-  assign(runId: string, attempt: number, request: AssignedRun): void;
+  assign(runId: string, attempt: number, request: StartRunRequest): void;
   /** Hand back: checkpoint, publish, finish "stopped". */
   stop(runId: string): void;
   /** The run was given to another worker: drop it without publishing. */
@@ -87,8 +69,8 @@ export class Dispatcher {
   private arrivals: (() => void)[] = [];
 
   constructor(
-    private readonly runs: RunLog,
-    private readonly snapshots: { get(id: string): Promise<{ version: number } | undefined> },
+    private readonly runs: RunRegistry,
+    private readonly snapshots: SnapshotRegistry,
     private readonly log: FastifyBaseLogger,
   ) {}
 
@@ -121,18 +103,12 @@ export class Dispatcher {
     clearTimeout(timer);
   }
 
-  /**
-   * A worker joins; runs waiting for one it may run start on it. Returns its id. A device node (its membership of
-   * its space already proven) counts against SPACE_LIMITS: relay/space-full past them.
-   */
+  /** A worker joins; runs waiting for one start on it. Returns its id. Throws relay/space-full past SPACE_LIMITS. */
   attach(handle: WorkerHandle): string {
     if (handle.space !== undefined) {
       const nodes = [...this.workers.values()].filter((w) => w.handle.space !== undefined);
       if (nodes.filter((w) => w.handle.space === handle.space).length >= SPACE_LIMITS.nodesPerSpace) {
         throw new FerryError('relay/space-full', `This space already has ${SPACE_LIMITS.nodesPerSpace} devices offering themselves as nodes; stop one on another device first.`);
-      }
-      if (handle.address !== undefined && nodes.filter((w) => w.handle.address === handle.address).length >= SPACE_LIMITS.nodesPerAddress) {
-        throw new FerryError('relay/space-full', `${SPACE_LIMITS.nodesPerAddress} devices from your network already offer themselves as nodes on this relay; stop one first.`);
       }
       if (nodes.length >= SPACE_LIMITS.deviceNodes) throw new FerryError('relay/space-full', 'This relay serves as many device nodes as it can; try again later.');
     }
@@ -175,34 +151,30 @@ export class Dispatcher {
   /** The cloud workers, and the device nodes of `space` when given (never another space's). */
   list(space?: string): WorkerList {
     const visible = [...this.workers.values()].filter((w) => w.handle.space === undefined || w.handle.space === space);
-    return {
-      workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile, publicKey: w.handle.publicKey })),
-    };
+    return { workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile })) };
   }
 
   /**
-   * Throws unless some worker attached now may take a run placed so, with the run's key sealed to it: relay/no-worker,
-   * or relay/unknown-node for a pin to a node that is not (or no longer) there.
+   * Throws unless some worker attached now (or one on its way) may take a run placed so: relay/no-worker, or
+   * relay/unknown-node for a pin to a node that is not (or no longer) there.
    */
-  checkPlacement(request: Pick<StartRunRequest, 'where' | 'keys'>): void {
-    const { where } = request;
-    const eligible = [...this.workers.values()].some((w) => allows(request, w));
+  checkPlacement(where: RunPlacement | undefined): void {
+    const eligible = [...this.workers.values()].some((w) => allows(where, w));
     if (eligible) return;
     if (where?.node !== undefined) {
       throw new FerryError('relay/unknown-node', `Node ${where.node} is not attached to this relay${where.space ? ' in that space' : ''}; list the workers again and pick one that is there.`);
     }
-    if ([...this.workers.values()].some((w) => mayRunOn(where, kindOf(w)))) {
-      throw new FerryError('relay/no-worker', 'None of the workers this run\'s key was sealed to is attached now; list the workers again and start it again.');
-    }
-    if (where?.space !== undefined && where.cloud === false) {
+    const cloudAllowed = where?.cloud !== false;
+    if (cloudAllowed && this.expected > 0) return;
+    if (where?.space !== undefined && !cloudAllowed) {
       throw new FerryError('relay/no-worker', 'No device of this space offers itself as a node now: open Ferry on another of your devices and turn on "Offer this device as a node", or allow the cloud.');
     }
     throw noWorker();
   }
 
-  /** Starts a created run on the least-loaded worker it may run on. Throws as checkPlacement does. */
+  /** Starts a created run on the least-loaded worker its placement allows. Throws as checkPlacement does. */
   async start(runId: string, request: StartRunRequest): Promise<void> {
-    this.checkPlacement(request);
+    this.checkPlacement(request.where);
     const startVersion = (await this.snapshots.get(request.snapshot))?.version ?? 0;
     let end!: () => void;
     const ended = new Promise<void>((resolve) => (end = resolve));
@@ -221,27 +193,16 @@ export class Dispatcher {
     return a !== undefined && a.attempt === attempt && a.worker !== undefined && a.request.snapshot === snapshot;
   }
 
-  /**
-   * A sealed event from `workerId` for `runId`; ignored unless the run is assigned to that worker now. An event that
-   * is not sealed (a container encrypted with a session key) is dropped: the relay keeps no plaintext.
-   */
-  event(workerId: string, runId: string, event: SealedRunEvent): void {
+  /** An event from `workerId` for `runId`; ignored unless the run is assigned to that worker now. */
+  event(workerId: string, runId: string, event: { type: string } & Record<string, unknown>): void {
     if (this.assignments.get(runId)?.worker !== workerId) return;
-    try {
-      checkSealed(fromBase64Url(event.box, 'relay/not-sealed'), 'message', MAX_MESSAGE_BYTES);
-    } catch (err) {
-      this.log.warn({ worker: workerId, run: runId, err }, 'dropped an event that is not sealed');
-      return;
-    }
-    this.runs.append(runId, { type: 'sealed', box: event.box });
+    this.runs.append(runId, event);
   }
 
-  /** A run ended on `workerId`; a failure's code and message go into its log (they carry no session content). */
   finished(workerId: string, runId: string, status: RunStatus, error?: { code: string; message: string }): void {
     const a = this.assignments.get(runId);
     if (a?.worker !== workerId) return;
     this.workers.get(workerId)?.runs.delete(runId);
-    if (status === 'failed' && error) this.runs.append(runId, { type: 'error', ...error });
     this.end(runId, a, status, error);
   }
 
@@ -284,15 +245,14 @@ export class Dispatcher {
   }
 
   private dispatch(runId: string, a: Assignment): void {
-    const worker = this.leastLoaded(a.request);
+    const worker = this.leastLoaded(a.request.where);
     if (!worker) return;
     a.worker = worker.id;
     a.attempt += 1;
     worker.runs.add(runId);
     // Only a move is news on the run's stream (a run's first event stays `resumed`, as clients expect).
     if (a.attempt > 1) this.runs.append(runId, { type: 'reassigned', worker: worker.id, name: worker.handle.profile.name, attempt: a.attempt });
-    const { keys, readVerifier: _verifier, ...rest } = a.request;
-    worker.handle.assign(runId, a.attempt, { ...rest, key: keys[worker.handle.publicKey]! });
+    worker.handle.assign(runId, a.attempt, a.request);
   }
 
   private async reassign(runId: string, a: Assignment): Promise<void> {
@@ -303,10 +263,10 @@ export class Dispatcher {
     if (this.assignments.get(runId) === a && a.worker === undefined) this.dispatch(runId, a);
   }
 
-  private leastLoaded(request: Pick<StartRunRequest, 'where' | 'keys'>): Worker | undefined {
+  private leastLoaded(where: RunPlacement | undefined): Worker | undefined {
     let best: Worker | undefined;
     for (const w of this.workers.values()) {
-      if (!allows(request, w)) continue;
+      if (!allows(where, w)) continue;
       const load = w.runs.size / w.handle.profile.slots;
       if (!best || load < best.runs.size / best.handle.profile.slots) best = w;
     }
@@ -314,10 +274,9 @@ export class Dispatcher {
   }
 }
 
-const kindOf = (w: Worker): { id: string; kind: 'cloud' | 'device'; space?: string } =>
-  w.handle.space === undefined ? { id: w.id, kind: 'cloud' } : { id: w.id, kind: 'device', space: w.handle.space };
-
-/** Whether a run may go to `w`: its placement allows it (RunPlacementSchema) and its key was sealed to `w`. */
-function allows(request: Pick<StartRunRequest, 'where' | 'keys'>, w: Worker): boolean {
-  return mayRunOn(request.where, kindOf(w)) && Object.hasOwn(request.keys, w.handle.publicKey);
+/** Whether a run placed `where` may run on `w`: see RunPlacementSchema. */
+function allows(where: RunPlacement | undefined, w: Worker): boolean {
+  if (where?.node !== undefined && where.node !== w.id) return false;
+  if (w.handle.space !== undefined) return where?.space === w.handle.space;
+  return where?.cloud !== false || where.node === w.id;
 }

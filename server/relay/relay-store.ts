@@ -1,15 +1,13 @@
 /**
- * The relay's data, behind the interfaces of backends.ts: sealed objects under their remote ids, the snapshot
- * registry and the run log. Opened here as the embedded implementation — the filesystem store (server/store) and
- * SQLite, all in `<data>/relay/`. Ids reach the disk only after validation as lower-case hex, and the store builds
- * every path itself, so no request chooses a path.
+ * The relay's data: sealed objects under their remote ids in the filesystem store (server/store), the snapshot
+ * registry and the run records beside them, all in `<data>/relay/`. Ids reach the disk only after validation as lower-case hex, and
+ * the store builds every path itself, so no request chooses a path.
  */
 import path from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { FerryError } from '../../src/core/errors.ts';
 import { CONTENTS_LIMITS, LIMITS, checkSealedObject, type SnapshotRecord } from '../../src/core/protocol/index.ts';
 import { FsBackend, type VerifyReport } from '../store/index.ts';
-import type { ObjectStore, RunLog, SnapshotStore } from './backends.ts';
 import { RunRegistry } from './run-registry.ts';
 import { SnapshotRegistry, type PublishInput, type SnapshotContents } from './snapshot-registry.ts';
 
@@ -20,13 +18,12 @@ export class RelayStore {
    */
   maxObjectBytes: number = LIMITS.maxObjectBytes;
 
-  constructor(
-    readonly objects: ObjectStore,
-    readonly snapshots: SnapshotStore,
-    readonly runs: RunLog,
+  private constructor(
+    readonly objects: FsBackend,
+    readonly snapshots: SnapshotRegistry,
+    readonly runs: RunRegistry,
   ) {}
 
-  /** The embedded implementation: files and SQLite in `<data>/relay/`. */
   static async open(dataDir: string): Promise<RelayStore> {
     const dir = path.join(dataDir, 'relay');
     await mkdir(dir, { recursive: true });

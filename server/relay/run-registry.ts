@@ -1,8 +1,6 @@
 /**
  * Run records and their event logs, in SQLite beside the snapshots: a relay restart keeps every record and every
- * event it acknowledged. The log holds what the relay may hold: its workers' events sealed with the session key
- * (it cannot read them) and its own metadata events; a run's record keeps the hash of its read capability, which
- * following its events takes. Live subscribers get each event as it is appended; a client that reconnects asks for
+ * event it acknowledged. Live subscribers get each event as it is appended; a client that reconnects asks for
  * events from the last seq it saw and misses nothing. A run still "running" when the relay starts was cut off by
  * a restart: it is marked "interrupted" (its last published checkpoint is on its snapshot, ready to resume).
  *
@@ -14,11 +12,10 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
-import { fromBase64Url, type RunMessage, type RunRecord, type RunStatus } from '../../src/core/protocol/index.ts';
-import { tokenMatches } from './tokens.ts';
+import type { RunEvent } from '../../src/core/node/run-host.ts';
+import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
 
-/** What the run log holds: a worker's sealed event, or the relay's own metadata. */
-export type LoggedEvent = RunMessage['event'];
+export type { RunEvent };
 
 interface Row {
   id: string;
@@ -28,32 +25,13 @@ interface Row {
   error: string | null;
   created_at: number;
   updated_at: number;
-  read_hash: Buffer | null;
 }
 
 type Listener = (message: RunMessage | 'end') => void;
 
 const FINAL = new Set<RunStatus>(['idle', 'done', 'stopped', 'failed', 'interrupted']);
 
-/**
- * A run log: records, their events (live to followers, durable within a tick), and their read capabilities. The
- * relay's dispatcher and API depend on this, not on SQLite, so a shared implementation (another process's, a
- * database server's) can stand in.
- */
-export interface RunLog {
-  /** A new run of `snapshot`, readable with the capability whose SHA-256 is `readVerifier` (base64url). */
-  create(snapshot: string, readVerifier: string): RunRecord;
-  get(id: string): RunRecord | undefined;
-  /** Whether `token` is the read capability of run `id` (constant time). */
-  mayRead(id: string, token: string): boolean;
-  append(id: string, event: LoggedEvent): RunMessage;
-  finish(id: string, status: RunStatus, error?: { code: string; message: string }): void;
-  events(id: string, from: number): RunMessage[];
-  follow(id: string, from: number, listener: (message: RunMessage | 'end') => void): () => void;
-  close(): void;
-}
-
-export class RunRegistry implements RunLog {
+export class RunRegistry {
   private readonly listeners = new Map<string, Set<Listener>>();
   /** Next seq per run with events not yet flushed, and those events. */
   private readonly nextSeq = new Map<string, number>();
@@ -73,9 +51,6 @@ export class RunRegistry implements RunLog {
           error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS run_events (run TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (run, seq)) WITHOUT ROWID;
       `);
-      // Runs recorded before read capabilities existed have none: nobody can follow them any more.
-      const columns = db.prepare<[], { name: string }>('PRAGMA table_info(runs)').all().map((c) => c.name);
-      if (!columns.includes('read_hash')) db.exec('ALTER TABLE runs ADD COLUMN read_hash BLOB');
       db.prepare("UPDATE runs SET status = 'interrupted', updated_at = ? WHERE status = 'running'").run(Date.now());
     } catch (cause) {
       throw new FerryError('store/open-failed', `Cannot open the run registry in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
@@ -83,18 +58,11 @@ export class RunRegistry implements RunLog {
     return new RunRegistry(db);
   }
 
-  create(snapshot: string, readVerifier: string): RunRecord {
+  create(snapshot: string): RunRecord {
     const id = randomBytes(16).toString('hex');
     const now = Date.now();
-    this.db
-      .prepare('INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at, read_hash) VALUES (?, ?, ?, 0, NULL, ?, ?, ?)')
-      .run(id, snapshot, 'running', now, now, Buffer.from(fromBase64Url(readVerifier, 'protocol/bad-request')));
+    this.db.prepare('INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at) VALUES (?, ?, ?, 0, NULL, ?, ?)').run(id, snapshot, 'running', now, now);
     return this.get(id)!;
-  }
-
-  mayRead(id: string, token: string): boolean {
-    const row = this.db.prepare<[string], { read_hash: Buffer | null }>('SELECT read_hash FROM runs WHERE id = ?').get(id);
-    return !!row?.read_hash && tokenMatches(token, row.read_hash);
   }
 
   get(id: string): RunRecord | undefined {
@@ -113,7 +81,7 @@ export class RunRegistry implements RunLog {
   }
 
   /** Appends one event: live subscribers get it now, the database within a tick (see above). */
-  append(id: string, event: LoggedEvent): RunMessage {
+  append(id: string, event: RunEvent): RunMessage {
     let seq = this.nextSeq.get(id);
     if (seq === undefined) {
       const row = this.db.prepare<[string], { events: number }>('SELECT events FROM runs WHERE id = ?').get(id);
@@ -164,7 +132,7 @@ export class RunRegistry implements RunLog {
     return this.db
       .prepare<[string, number], { seq: number; event: string }>('SELECT seq, event FROM run_events WHERE run = ? AND seq >= ? ORDER BY seq')
       .all(id, from)
-      .map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as LoggedEvent }));
+      .map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as RunEvent }));
   }
 
   /**

@@ -19,7 +19,6 @@ import type { SnapshotRecord } from '../../src/core/protocol/index.ts';
 import type { ReflogEntry } from '../../src/core/store/index.ts';
 import type { FsBackend } from '../store/index.ts';
 import { hashToken, newSnapshotId, newWriteToken, tokenMatches } from './tokens.ts';
-import type { SnapshotStore } from './backends.ts';
 
 interface Row {
   token_hash: Buffer;
@@ -47,7 +46,7 @@ export interface SnapshotContents {
   objects: { id: string; bytes: Uint8Array }[];
 }
 
-export class SnapshotRegistry implements SnapshotStore {
+export class SnapshotRegistry {
   private constructor(
     private readonly db: Database.Database,
     private readonly objects: FsBackend,

@@ -10,7 +10,6 @@ import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
 import {
   RelayHttp,
-  RunEventReader,
   SnapshotRecordSchema,
   WriteTokenSchema,
   fetchSnapshot,
@@ -19,24 +18,20 @@ import {
   parseWire,
   publishSession,
   shareLink,
-  startSealedRun,
   toBase64Url,
   type FetchResult,
-  type OpenRunMessage,
   type PublishResult,
   type PublishedSnapshot,
-  type RunInput,
+  type RunMessage,
   type RunRecord,
   type ShareLink,
   type RunPlacement,
+  type StartRunRequest,
   RunMessageSchema,
 } from '../core/protocol/index.ts';
 import type { Store } from '../core/store/index.ts';
 
-/** A run's event as a follower with the session key reads it. */
-export type RunMessage = OpenRunMessage;
-
-export type { FetchResult, PublishResult, PublishedSnapshot, RunRecord, ShareLink };
+export type { FetchResult, PublishResult, PublishedSnapshot, RunMessage, RunRecord, ShareLink };
 
 export interface Shared extends PublishResult {
   /** `https://<relay>/s/<id>#k=<key>`: whoever has it can open the session. */
@@ -66,14 +61,13 @@ export class RelayClient {
   }
 
   /**
-   * Moves a published session to the relay's cloud worker (or where `where` places it: a device of the user's space)
-   * from the snapshot — the key sealed to the workers that may run it, the input sealed with the key — runs `input`,
-   * and publishes every checkpoint to the same snapshot. Follow it with `followRun`; take it back with `handBack`,
-   * then `open` the snapshot again.
+   * Moves a published session to the relay's cloud worker (or where `where` places it: a device of the user's space) from the snapshot (the key goes to the worker
+   * for this run only), runs `input`, and publishes every checkpoint to the same snapshot. Follow it with
+   * `followRun`; take it back with `handBack`, then `open` the snapshot again.
    */
-  resumeOnCloud(published: PublishedSnapshot, input: RunInput | { type: 'resume' }, options: { where?: RunPlacement | undefined; maxTokens?: number | undefined } = {}): Promise<RunRecord> {
+  resumeOnCloud(published: PublishedSnapshot, input: StartRunRequest['input'], options: { where?: RunPlacement | undefined; maxTokens?: number | undefined } = {}): Promise<RunRecord> {
     const { where, maxTokens } = options;
-    return startSealedRun(this.http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input, where, maxTokens });
+    return this.http.startRun({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input, ...(where ? { where } : {}), ...(maxTokens ? { maxTokens } : {}) });
   }
 
   handBack(runId: string, published: PublishedSnapshot): Promise<RunRecord> {
@@ -81,42 +75,29 @@ export class RelayClient {
   }
 
   /**
-   * Streams a run's events from `from` (a reconnecting client passes the next seq it needs, and misses nothing),
-   * opened with the session key `opts.key` (the stream's read capability comes from it, and every event is sealed
-   * with it). Resolves when the run ends (the relay closes the stream normally); rejects if the connection fails,
-   * with the seq to resume from in the error's details.
+   * Streams a run's events from `from` (a reconnecting client passes the next seq it needs, and misses nothing).
+   * Resolves when the run ends (the relay closes the stream normally); rejects if the connection fails, with the
+   * seq to resume from in the error's details.
    */
-  async followRun(runId: string, onMessage: (m: RunMessage) => void, opts: { key: Uint8Array; from?: number; WebSocket?: typeof WebSocket; signal?: AbortSignal }): Promise<void> {
+  followRun(runId: string, onMessage: (m: RunMessage) => void, opts: { from?: number; WebSocket?: typeof WebSocket; signal?: AbortSignal } = {}): Promise<void> {
     const Ws = opts.WebSocket ?? globalThis.WebSocket;
-    const reader = await RunEventReader.for(opts.key, runId);
     let next = opts.from ?? 0;
     return new Promise((resolve, reject) => {
-      const ws = new Ws(this.http.runEventsUrl(runId, next), reader.protocols);
-      // Events are opened one after another, in order; the stream's end is reported after the last of them.
-      let opened: Promise<void> = Promise.resolve();
-      let failed = false;
-      const stop = (err: unknown): void => {
-        if (failed) return;
-        failed = true;
-        ws.close(1002);
-        reject(err);
-      };
-      const fail = (why: string): void => void opened.then(() => stop(new FerryError('relay/stream-lost', `The run's event stream was lost (${why}); follow it again from seq ${next}.`, { details: { next } })));
+      const ws = new Ws(this.http.runEventsUrl(runId, next));
+      const fail = (why: string): void => reject(new FerryError('relay/stream-lost', `The run's event stream was lost (${why}); follow it again from seq ${next}.`, { details: { next } }));
       opts.signal?.addEventListener('abort', () => ws.close(1000), { once: true });
       ws.onmessage = (e: MessageEvent) => {
-        opened = opened.then(async () => {
-          if (failed) return;
-          try {
-            const m = await reader.openMessage(parseWire(RunMessageSchema, JSON.parse(String(e.data)), 'A run event', 'relay/bad-response'));
-            next = m.seq + 1;
-            onMessage(m);
-          } catch (err) {
-            stop(err);
-          }
-        });
+        try {
+          const m = parseWire(RunMessageSchema, JSON.parse(String(e.data)), 'A run event', 'relay/bad-response');
+          next = m.seq + 1;
+          onMessage(m);
+        } catch (err) {
+          ws.close(1002);
+          reject(err);
+        }
       };
       ws.onerror = () => fail('connection error');
-      ws.onclose = (e: CloseEvent) => (e.code === 1000 ? void opened.then(() => failed || resolve()) : fail(`closed with code ${e.code}`));
+      ws.onclose = (e: CloseEvent) => (e.code === 1000 ? resolve() : fail(`closed with code ${e.code}`));
     });
   }
 

@@ -292,7 +292,7 @@ export class SessionMover {
         await this.opts.relay.followRun(run.id, (m) => {
           next = m.seq + 1;
           this.#events = this.#events.then(() => this.#handle(run, m));
-        }, { key: this.#published!.key, from: next, signal: run.abort.signal });
+        }, { from: next, signal: run.abort.signal });
         await this.#events;
         return;
       } catch (err) {

@@ -28,7 +28,7 @@ import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
 import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
 import { componentsDir, startDeviceNode } from './parallel/space-nodes.ts';
 import { openComponentLibrary } from '../../server/relay/component-library.ts';
-import { createSpaceSecret, spaceCredentials } from '../../src/core/protocol/index.ts';
+import { createSpaceSecret, spaceIdOf } from '../../src/core/protocol/index.ts';
 import { exportSession, importSession } from '../../src/core/snapshot/index.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 
@@ -91,7 +91,7 @@ class DroppingRelay extends RelayClient {
     super(url);
   }
 
-  override followRun(runId: string, onMessage: (m: RunMessage) => void, opts: { key: Uint8Array; from?: number; signal?: AbortSignal }): Promise<void> {
+  override followRun(runId: string, onMessage: (m: RunMessage) => void, opts: { from?: number; signal?: AbortSignal } = {}): Promise<void> {
     if (this.dropped > 0) return super.followRun(runId, onMessage, opts);
     this.dropped++;
     const cut = new AbortController();
@@ -140,10 +140,10 @@ async function until(what: string, ok: () => boolean, timeoutMs = 60_000): Promi
   }
 }
 
-/** Every message of a run's log (a run of the shared session), read once it has ended. */
+/** Every message of a run's log, read once it has ended. */
 function runLog(runId: string): Promise<RunMessage[]> {
   const messages: RunMessage[] = [];
-  return client.followRun(runId, (m) => messages.push(m), { key: published.key }).then(() => messages);
+  return client.followRun(runId, (m) => messages.push(m)).then(() => messages);
 }
 
 /** The generations on the session's current branch in `store`, oldest first. */
@@ -266,9 +266,8 @@ describe('a session in the cloud, followed by the SessionMover', () => {
     const store = createMemoryStore();
     const id = await newSession(store);
     await thread.start({ components, engine: { kind: 'node-llama-cpp', modelPath, gpu: false, threads: 1, slots: 1, contextSize: 4096 }, file: await exportSession(store, id) });
-    const member = await spaceCredentials(createSpaceSecret());
-    const space = member.id;
-    const laptop = await startDeviceNode(relay.url, member, 'laptop', modelPath, await openComponentLibrary([componentsDir]));
+    const space = await spaceIdOf(createSpaceSecret());
+    const laptop = await startDeviceNode(relay.url, space, 'laptop', modelPath, await openComponentLibrary([componentsDir]));
     const away = mover(store);
     try {
       await away.m.moveToCloud({ space, node: laptop.id, cloud: false }, 'laptop');

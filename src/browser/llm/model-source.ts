@@ -1,5 +1,5 @@
 /**
- * Where this device's model comes from: a GGUF the relay serves (GET /api/v2/models, downloaded with progress and
+ * Where this device's model comes from: a GGUF the relay serves (GET /api/v1/models, downloaded with progress and
  * resumable into the OPFS cache by model-download.ts), or a GGUF the user picks from disk (checked, then copied into
  * the same cache so it survives a reload). Either way the agent worker gets a File backed by OPFS.
  */

@@ -92,7 +92,7 @@ describe('fetching a snapshot with only the KV this engine can use', () => {
     // Seven native KV pages (~450 KB of incompressible state) were never downloaded.
     expect(all.received - wasm.received).toBeGreaterThan(6.5 * PAGE_SIZE);
     // The record, manifest and structure in one answer, then the pages it lacks in one more, whatever the depth.
-    expect(wasm.paths).toEqual([`/api/v2/snapshots/${published.snapshot.id}/contents`, '/api/v2/objects/fetch']);
+    expect(wasm.paths).toEqual([`/api/v1/snapshots/${published.snapshot.id}/contents`, '/api/v1/objects/fetch']);
     // Everything else is there: the same checkpoints and component state as the device's.
     const opened = await Session.open(wasm.store, session.id);
     expect((await opened.history()).map((h) => h.id)).toEqual((await session.history()).map((h) => h.id));

@@ -27,6 +27,7 @@ import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 import { openNodeSocket } from './worker/remote.ts';
 import { FsBackend } from './store/index.ts';
+import { threadedTools } from './runtime/node-tools.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -83,6 +84,10 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     logger: { level: config.logLevel },
     // Bodies of the API are small JSON; object uploads get their own explicit limits where they are defined.
     bodyLimit: 1024 * 1024,
+    // Ids are validated by the routes, which say what is wrong; the router's own limit would answer 414 itself.
+    routerOptions: { maxParamLength: 4096 },
+    // Registering the routes compiles their schemas: on a loaded two-core machine that can take more than Fastify's 10 s.
+    pluginTimeout: 60_000,
   });
 
   app.addHook('onSend', async (_request, reply) => {
@@ -95,7 +100,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   // For benchmarks and operator tools in the same process; requests never reach it except through the API.
   app.decorate('relayStore', store);
   const metrics = new RelayMetrics();
-  const security = { allowOrigins: config.allowOrigins, rateLimitPerMinute: config.rateLimitPerMinute };
+  const security = { allowOrigins: config.allowOrigins, allowHosts: config.allowHosts, rateLimitPerMinute: config.rateLimitPerMinute };
   await registerSecurity(app, security);
   // One WebSocket server for every streaming route: run events (clients only listen) and attached workers, whose
   // messages are run events too — a generation's token ids can take a few hundred KB.
@@ -123,7 +128,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+      embedded = new RunHost({ engine, load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
       attached.id = await attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

@@ -30,7 +30,8 @@ import { openNodeSocket } from './worker/remote.ts';
 import { FsBackend } from './store/index.ts';
 import { prepareTls } from './tls/index.ts';
 import { relayInfo } from './api/info.ts';
-import { isWildcardHost } from './tls/machine-names.ts';
+import { isWildcardHost, machineNames } from './tls/machine-names.ts';
+import { threadedTools } from './runtime/node-tools.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -90,6 +91,10 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     bodyLimit: 1024 * 1024,
     // With TLS: HTTPS, and plain HTTP on the same port (this machine's own clients, and a redirect or explanation for others).
     ...(tls ? { serverFactory: tls.serverFactory as unknown as FastifyServerFactory } : {}),
+    // Ids are validated by the routes, which say what is wrong; the router's own limit would answer 414 itself.
+    routerOptions: { maxParamLength: 4096 },
+    // Registering the routes compiles their schemas: on a loaded two-core machine that can take more than Fastify's 10 s.
+    pluginTimeout: 60_000,
   });
   if (tls) {
     tls.register(app);
@@ -106,7 +111,10 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   // For benchmarks and operator tools in the same process; requests never reach it except through the API.
   app.decorate('relayStore', store);
   const metrics = new RelayMetrics();
-  const security = { allowOrigins: config.allowOrigins, rateLimitPerMinute: config.rateLimitPerMinute };
+  // Names this relay answers to besides localhost and IP literals: the operator's, the public URL's, and this machine's own
+  // (its host name and name.local, which phones on the network use and a rebinding page cannot claim).
+  const ownNames = [...(config.publicUrl ? [new URL(config.publicUrl).hostname] : []), ...machineNames().dns];
+  const security = { allowOrigins: config.allowOrigins, allowHosts: [...config.allowHosts, ...ownNames], rateLimitPerMinute: config.rateLimitPerMinute };
   await registerSecurity(app, security);
   // One WebSocket server for every streaming route: run events (clients only listen) and attached workers, whose
   // messages are run events too — a generation's token ids can take a few hundred KB.
@@ -135,7 +143,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, load: (id) => components.load(id), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+      embedded = new RunHost({ engine, load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
       attached.id = await attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

@@ -27,6 +27,11 @@ export interface RelayConfig {
   /** Other origins whose pages may call the API ("*" for any); the relay's own origin always may. */
   allowOrigins: string[];
   /**
+   * Host names the relay answers to besides localhost and IP addresses ("*" for any): its public name behind a
+   * proxy, a LAN name. A request for any other name is refused (a DNS-rebinding page cannot read the API).
+   */
+  allowHosts: string[];
+  /**
    * A GGUF model the relay hosts (node-llama-cpp): its OpenAI-compatible /v1 API and its cloud worker use it. A
    * catalog name (`ferry models` lists them) or `demo`, a local path (made absolute), an http(s) URL or
    * hf:<owner>/<repo>/<file.gguf> (downloaded once into the data folder).
@@ -80,6 +85,7 @@ export const defaultConfig: RelayConfig = {
   maxObjectBytes: LIMITS.maxObjectBytes,
   rateLimitPerMinute: 1200,
   allowOrigins: [],
+  allowHosts: [],
   componentDirs: [path.join(projectRoot, 'components', 'dist')],
   embeddedWorker: true,
   heartbeatMs: 5000,
@@ -95,6 +101,8 @@ export const configHelp = `Options (flag, environment variable, default):
   --max-object-bytes N    FERRY_MAX_OBJECT_BYTES  ${defaultConfig.maxObjectBytes}   (largest object a client may upload)
   --rate-limit N          FERRY_RATE_LIMIT        ${defaultConfig.rateLimitPerMinute}   (requests a minute per client address; 0 = off)
   --allow-origin LIST     FERRY_ALLOW_ORIGINS     none   (comma-separated origins, or *, whose pages may call the API)
+  --allow-host LIST       FERRY_ALLOW_HOSTS       none   (comma-separated host names, or *, the relay answers to besides
+                                                  localhost and IP addresses: its public name behind a proxy)
   --model NAME|PATH|URL   FERRY_MODEL             start: demo (the generated model); relay: none   (a GGUF model: served at /v1,
                                                   OpenAI-compatible, and run by the cloud worker; a catalog NAME (see \`ferry models\`),
                                                   a URL or hf:<owner>/<repo>/<file.gguf> is downloaded once into <data>/models)
@@ -131,6 +139,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       'max-object-bytes': { type: 'string' },
       'rate-limit': { type: 'string' },
       'allow-origin': { type: 'string' },
+      'allow-host': { type: 'string' },
       model: { type: 'string' },
       catalog: { type: 'string' },
       components: { type: 'string' },
@@ -156,6 +165,8 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const maxObjectBytes = integerOption(values['max-object-bytes'] ?? env.FERRY_MAX_OBJECT_BYTES, defaultConfig.maxObjectBytes, 1024, 1 << 30, '--max-object-bytes or FERRY_MAX_OBJECT_BYTES');
   const rateLimitPerMinute = integerOption(values['rate-limit'] ?? env.FERRY_RATE_LIMIT, defaultConfig.rateLimitPerMinute, 0, 1_000_000, '--rate-limit or FERRY_RATE_LIMIT');
   const allowOrigins = parseOrigins(values['allow-origin'] ?? env.FERRY_ALLOW_ORIGINS);
+  const host = values.host ?? env.FERRY_HOST ?? defaultConfig.host;
+  const allowHosts = [...parseHosts(values['allow-host'] ?? env.FERRY_ALLOW_HOSTS), ...(/^[a-z0-9.-]+$/i.test(host) && !/^[\d.]+$/.test(host) ? [host] : [])];
   const model = values.model ?? env.FERRY_MODEL;
   const catalogFile = values.catalog ?? env.FERRY_CATALOG;
   const components = values.components ?? env.FERRY_COMPONENTS;
@@ -168,7 +179,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   const tls = tlsOption(values.tls ?? env.FERRY_TLS, values['tls-cert'] ?? env.FERRY_TLS_CERT, values['tls-key'] ?? env.FERRY_TLS_KEY);
   const publicUrl = publicUrlOption(values['public-url'] ?? env.FERRY_PUBLIC_URL);
   return {
-    host: values.host ?? env.FERRY_HOST ?? defaultConfig.host,
+    host,
     port,
     dataDir: path.resolve(values.data ?? env.FERRY_DATA ?? defaultConfig.dataDir),
     staticDir: path.resolve(values.static ?? env.FERRY_STATIC ?? defaultConfig.staticDir),
@@ -176,6 +187,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     maxObjectBytes,
     rateLimitPerMinute,
     allowOrigins,
+    allowHosts,
     ...(model ? { model: modelSpec(model) } : {}),
     ...(catalogFile ? { catalogFile: path.resolve(catalogFile) } : {}),
     componentDirs: components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs,
@@ -275,6 +287,18 @@ function integerOption(text: string | undefined, fallback: number, min: number, 
     throw new FerryError('config/bad-number', `"${text}" is not valid for ${where}: give an integer from ${min} to ${max}.`);
   }
   return n;
+}
+
+/** "*" or a comma-separated list of host names (no port, no scheme); anything else is refused. */
+function parseHosts(text: string | undefined): string[] {
+  if (text === undefined || text.trim() === '') return [];
+  return text.split(',').map((raw) => {
+    const h = raw.trim().toLowerCase();
+    if (h !== '*' && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(h)) {
+      throw new FerryError('config/bad-host', `"${raw.trim()}" is not a host name: give names like ferry.example.com, without scheme or port (--allow-host or FERRY_ALLOW_HOSTS).`);
+    }
+    return h;
+  });
 }
 
 /** "*" or a comma-separated list of origins (scheme://host[:port]); anything else is refused, not guessed at. */

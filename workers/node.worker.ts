@@ -84,7 +84,8 @@ const api = {
       const host: RunHost = new RunHost({
         engine,
         load,
-        startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: options.components[component.id]! }),
+        hasBuild: (id) => id in options.components,
+        startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: component.files }),
         relayUrl: () => options.relayUrl,
         kv: { prefillTps: profile.prefillTps },
         self: () => link.id,

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../src/core/errors.ts';
-import { MANIFEST_FILE, encodeManifest, parseManifest, type ComponentManifest } from '../../src/core/runtime/manifest.ts';
+import { MANIFEST_FILE, encodeManifest, parseManifest, type ComponentManifest, type DeclaredLimits } from '../../src/core/runtime/manifest.ts';
 import { exportMutableGlobals, loadBinaryen } from './export-globals.ts';
 
 const run = promisify(execFile);
@@ -49,6 +49,8 @@ export interface BuiltComponent {
 
 interface ComponentConfig {
   world: string;
+  /** A tool's per-call limits, as its author declares them: { timeMs, memoryMiB, outputKiB } (any of them). */
+  limits?: { timeMs?: number; memoryMiB?: number; outputKiB?: number };
 }
 
 export async function buildComponents(options: BuildOptions): Promise<BuiltComponent[]> {
@@ -111,8 +113,10 @@ async function build(name: string, srcDir: string, outDir: string, config: Compo
     imports: [...imports].sort(),
     exports: exports.map(([n]) => n).sort(),
     sourceHash,
+    ...(config.limits ? { limits: declaredLimits(config.limits) } : {}),
   };
   const manifestBytes = encodeManifest(manifest);
+  parseManifest(manifestBytes); // declared limits out of bounds fail the build, not the first load
   out.set(MANIFEST_FILE, manifestBytes);
   await publish(outDir, out);
   options.log?.(`built ${name} (${config.world}) in ${Math.round(performance.now() - t0)} ms: ${coreFiles.length} core modules`);
@@ -125,7 +129,19 @@ async function readConfig(srcDir: string): Promise<ComponentConfig> {
   if (typeof data !== 'object' || data === null || typeof (data as { world?: unknown }).world !== 'string') {
     throw new FerryError('component/bad-config', `${file} must be a JSON object with a "world" string (e.g. {"world": "tool"}).`);
   }
-  return { world: (data as { world: string }).world };
+  const { world, limits } = data as { world: string; limits?: unknown };
+  if (limits === undefined) return { world };
+  if (typeof limits !== 'object' || limits === null) throw new FerryError('component/bad-config', `${file}: "limits" must be { "timeMs", "memoryMiB", "outputKiB" } (any of them).`);
+  return { world, limits: limits as NonNullable<ComponentConfig['limits']> };
+}
+
+/** component.json's limits in the manifest's units (bytes); parseManifest checks them when the manifest is read back. */
+function declaredLimits(limits: NonNullable<ComponentConfig['limits']>): DeclaredLimits {
+  return {
+    ...(limits.timeMs !== undefined ? { timeMs: limits.timeMs } : {}),
+    ...(limits.memoryMiB !== undefined ? { memoryBytes: limits.memoryMiB * 1024 * 1024 } : {}),
+    ...(limits.outputKiB !== undefined ? { outputBytes: limits.outputKiB * 1024 } : {}),
+  };
 }
 
 async function readBuilt(name: string, outDir: string): Promise<Omit<BuiltComponent, 'rebuilt'> | undefined> {

@@ -6,6 +6,7 @@ import type { ChatMessage } from '../../src/core/llm/messages.ts';
 import { StopSequences } from '../../src/core/llm/stop.ts';
 import { parseToolCalls, TOOL_CALL_CLOSE, TOOL_CALL_OPEN, toolInstructions, type ToolSpec } from '../../src/core/llm/tool-calls.ts';
 import { generateWithTools, type ToolChoice, type ToolUse } from '../../src/core/llm/tool-generation.ts';
+import { clientErrorOf, statusFor } from '../relay/errors.ts';
 
 /**
  * An OpenAI-compatible API served from Engines: `GET /v1/models`, `POST /v1/chat/completions` and
@@ -130,18 +131,62 @@ const CompletionBody = v.object({
 type ChatBody = v.InferOutput<typeof ChatBody>;
 type CompletionBody = v.InferOutput<typeof CompletionBody>;
 
-/** OpenAI's error body; `code` carries the FerryError code. */
-function errorBody(err: FerryError) {
-  return { error: { message: err.message, type: 'invalid_request_error', code: err.code, param: null } };
+/** OpenAI's error body; `code` carries the FerryError code, `param` the request field at fault where one is. */
+function errorBody(err: FerryError, status: number) {
+  const param = typeof err.details?.param === 'string' ? err.details.param : null;
+  return { error: { message: err.message, type: status < 500 ? 'invalid_request_error' : 'server_error', code: err.code, param } };
 }
 
 function statusOf(err: FerryError): number {
   if (err.code === 'api/unknown-model') return 404;
-  if (err.code.startsWith('llm/bad') || err.code === 'llm/context-overflow' || err.code === 'llm/no-chat-template' || err.code === 'api/bad-request') return 400;
-  return 500;
+  if (err.code.startsWith('llm/bad') || err.code === 'llm/context-overflow' || err.code === 'llm/no-chat-template' || err.code.startsWith('api/')) {
+    return err.code === 'api/internal' ? 500 : 400;
+  }
+  // The relay's own refusals (a foreign Host, rate limits) keep their status here too.
+  return err.code.startsWith('relay/') || err.code.startsWith('http/') ? statusFor(err.code) : 500;
 }
 
-function parse<T extends v.GenericSchema>(schema: T, body: unknown): v.InferOutput<T> {
+type Unsupported = Record<string, (value: unknown) => boolean>;
+
+/**
+ * OpenAI parameters this API cannot honour: a request that sets one to anything but its neutral value is refused
+ * (400 api/unsupported-parameter) rather than answered as if it had been applied. Neutral values (what clients
+ * send by default) pass. Function calling (`tools`, `tool_choice`) is served by chat completions; the legacy
+ * `functions` form is not.
+ */
+const UNSUPPORTED: Unsupported = {
+  logprobs: (x) => x === false || (typeof x === 'number' && x === 0),
+  top_logprobs: (x) => x === 0,
+  presence_penalty: (x) => x === 0,
+  frequency_penalty: (x) => x === 0,
+  logit_bias: (x) => typeof x === 'object' && x !== null && Object.keys(x).length === 0,
+  functions: (x) => Array.isArray(x) && x.length === 0,
+  function_call: (x) => x === 'none',
+  best_of: (x) => x === 1,
+  echo: (x) => x === false,
+  suffix: (x) => x === '',
+};
+
+/** Plain completions have no function calling either. */
+const UNSUPPORTED_IN_COMPLETIONS: Unsupported = {
+  ...UNSUPPORTED,
+  tools: (x) => Array.isArray(x) && x.length === 0,
+  tool_choice: (x) => x === 'none',
+};
+
+function refuseUnsupported(body: unknown, unsupported: Unsupported): void {
+  if (typeof body !== 'object' || body === null) return;
+  for (const [param, neutral] of Object.entries(unsupported)) {
+    const value = (body as Record<string, unknown>)[param];
+    if (value === undefined || value === null || neutral(value)) continue;
+    throw new FerryError('api/unsupported-parameter', `"${param}" is not supported by this endpoint; leave it out or set it to its default.`, {
+      details: { param },
+    });
+  }
+}
+
+function parse<T extends v.GenericSchema>(schema: T, body: unknown, unsupported: Unsupported = UNSUPPORTED): v.InferOutput<T> {
+  refuseUnsupported(body, unsupported);
   const result = v.safeParse(schema, body);
   if (!result.success) {
     const issue = result.issues[0];
@@ -351,7 +396,7 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
       } catch (err) {
         // Headers are gone: report the failure in the stream, as OpenAI-compatible servers do.
         const ferry = isFerryError(err) ? err : new FerryError('llm/generate-failed', (err as Error).message, { cause: err });
-        send(errorBody(ferry));
+        send(errorBody(ferry, 500));
       } finally {
         raw.end();
       }
@@ -367,16 +412,16 @@ export const openAiApi: FastifyPluginAsync<OpenAiApiOptions> = async (app, optio
   });
 
   app.post('/v1/completions', async (request, reply) => {
-    const body = parse(CompletionBody, request.body);
+    const body = parse(CompletionBody, request.body, UNSUPPORTED_IN_COMPLETIONS);
     await serve(request, reply, 'text', body, typeof body.prompt === 'string' ? { text: body.prompt } : { tokens: body.prompt });
   });
 
-  app.setErrorHandler(async (err, _request, reply) => {
-    const ferry = isFerryError(err)
-      ? err
-      : (err as { validation?: unknown; statusCode?: number }).statusCode === 400
-        ? new FerryError('api/bad-request', (err as Error).message)
-        : new FerryError('api/internal', `The request failed: ${(err as Error).message}`, { cause: err });
-    await reply.code(statusOf(ferry)).send(errorBody(ferry));
+  app.setErrorHandler(async (err, request, reply) => {
+    const client = isFerryError(err) ? undefined : clientErrorOf(err as Error, 'api');
+    if (client) return reply.code(client.status).send(errorBody(new FerryError(client.code, client.message), client.status));
+    if (!isFerryError(err)) request.log.error({ err }, 'unexpected failure');
+    const ferry = isFerryError(err) ? err : new FerryError('api/internal', 'The request failed unexpectedly; the failure is in the relay\'s log.', { cause: err });
+    const status = statusOf(ferry);
+    return reply.code(status).send(errorBody(ferry, status));
   });
 };

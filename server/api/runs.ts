@@ -37,8 +37,9 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
   app.post(paths.runs, { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<RunRecord> => {
     const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
     fromBase64Url(body.key, 'protocol/bad-request');
-    await opts.dispatcher.checkPlacement(body.where);
+    // The token first: a stranger learns nothing about the workers from a refusal.
     await opts.store.snapshots.authorize(body.snapshot, body.writeToken);
+    await opts.dispatcher.checkPlacement(body.where);
     const run = await opts.runs.create(body.snapshot);
     await opts.dispatcher.start(run.id, body);
     void reply.code(202).header('cache-control', 'no-store');

@@ -4,7 +4,7 @@
  * whose details go to the log only.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { FerryError, isFerryError } from '../../src/core/errors.ts';
+import { FerryError, isFerryError, type ErrorCode } from '../../src/core/errors.ts';
 import type { ErrorBody } from '../../src/core/protocol/index.ts';
 
 const statusByCode: Record<string, number> = {
@@ -20,6 +20,7 @@ const statusByCode: Record<string, number> = {
   'relay/token-required': 401,
   'relay/bad-token': 403,
   'relay/origin-not-allowed': 403,
+  'relay/host-not-allowed': 403,
   'relay/missing-object': 409,
   'store/ref-conflict': 409,
   'relay/length-required': 411,
@@ -35,15 +36,29 @@ const statusByCode: Record<string, number> = {
   'store/unavailable': 503,
 };
 
-/** Fastify's own client errors, renamed into Ferry's code space with a message a person can act on. */
-const fastifyCodes: Record<string, { code: string; message: string }> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'http/malformed-json', message: 'The request body is not valid JSON.' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'http/malformed-json', message: 'The request body is empty; send a JSON object.' },
-  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'http/body-too-large', message: 'The request body is larger than this endpoint accepts.' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'http/unsupported-media-type', message: 'This endpoint does not accept that Content-Type.' },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'http/bad-content-length', message: 'The body is not as long as its Content-Length header says.' },
-  FST_ERR_CTP_INVALID_TYPE: { code: 'http/unsupported-media-type', message: 'The Content-Type header is malformed.' },
+/** Fastify's own client errors, renamed with a message a person can act on (the area prefix is the API's). */
+const fastifyCodes: Record<string, { what: string; message: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { what: 'malformed-json', message: 'The request body is not valid JSON.' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { what: 'malformed-json', message: 'The request body is empty; send a JSON object.' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { what: 'body-too-large', message: 'The request body is larger than this endpoint accepts.' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { what: 'unsupported-media-type', message: 'This endpoint does not accept that Content-Type; send application/json.' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { what: 'bad-content-length', message: 'The body is not as long as its Content-Length header says.' },
+  FST_ERR_CTP_INVALID_TYPE: { what: 'unsupported-media-type', message: 'The Content-Type header is malformed.' },
 };
+
+/**
+ * A client error Fastify raised itself (bad JSON, oversized body, wrong media type, any other 4xx), as a status and
+ * `<area>/<what>` code; undefined for anything else (a server failure).
+ */
+export function clientErrorOf(err: FastifyError | Error, area: 'http' | 'api'): { status: number; code: ErrorCode; message: string } | undefined {
+  const fe = err as FastifyError;
+  const known = fe.code ? fastifyCodes[fe.code] : undefined;
+  const status = fe.statusCode ?? 400;
+  if (known) return { status: status >= 400 && status < 500 ? status : 400, code: `${area}/${known.what}`, message: known.message };
+  if (err instanceof SyntaxError && status === 400) return { status: 400, code: `${area}/malformed-json`, message: 'The request body is not valid JSON.' };
+  if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) return { status: fe.statusCode, code: `${area}/bad-request`, message: err.message };
+  return undefined;
+}
 
 export function statusFor(code: string): number {
   return statusByCode[code] ?? (code.startsWith('store/') ? 500 : 400);
@@ -60,13 +75,8 @@ export function installErrorHandling(app: FastifyInstance): void {
       if (status >= 500) request.log.error({ err }, 'request failed');
       return reply.code(status).send(errorBody(err.code, err.message));
     }
-    const fe = err as FastifyError;
-    const known = fe.code ? fastifyCodes[fe.code] : undefined;
-    if (known) return reply.code(fe.statusCode ?? 400).send(errorBody(known.code, known.message));
-    if (err instanceof SyntaxError && (fe.statusCode ?? 400) === 400) return reply.code(400).send(errorBody('http/malformed-json', 'The request body is not valid JSON.'));
-    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
-      return reply.code(fe.statusCode).send(errorBody('http/bad-request', err.message));
-    }
+    const client = clientErrorOf(err, 'http');
+    if (client) return reply.code(client.status).send(errorBody(client.code, client.message));
     request.log.error({ err }, 'unexpected failure');
     return reply.code(500).send(errorBody('http/internal', 'The relay failed unexpectedly; the failure is in its log. Retry, and report it if it persists.'));
   });

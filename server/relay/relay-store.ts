@@ -9,7 +9,7 @@ import path from 'node:path';
 import { access, mkdir } from 'node:fs/promises';
 import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import { CONTENTS_LIMITS, LIMITS, checkSealedObject, type SnapshotRecord } from '../../src/core/protocol/index.ts';
-import { FsBackend } from '../store/index.ts';
+import { FsBackend, type VerifyReport } from '../store/index.ts';
 import type { SharedLocation } from '../store/locations.ts';
 import type { SharedBackend } from '../store/shared-store.ts';
 import type { PgBus } from './pg-bus.ts';
@@ -156,6 +156,22 @@ export class RelayStore {
     const [bytes] = await this.objects.getObjects([id]);
     if (!bytes) throw new FerryError('relay/unknown-object', `The relay holds no object ${id}.`);
     return bytes;
+  }
+
+  /**
+   * Checks the relay's store: every object reads back whole and is a sealed container within the size limit (its
+   * id is an HMAC the relay cannot recompute; whoever holds the key checks the rest when opening it), and every ref
+   * and reflog entry names a stored object.
+   */
+  verify(): Promise<VerifyReport> {
+    return this.objects.verify((_id, bytes) => {
+      try {
+        checkSealedObject(bytes, this.maxObjectBytes);
+        return undefined;
+      } catch (err) {
+        return `is not a sealed object (${err instanceof Error ? err.message : String(err)})`;
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 /**
- * Node side of isolated tools: each tool runs in its own worker thread (server/runtime/tool-worker.ts) with a
- * time limit, and its component files read from the folder it was built into.
+ * Node side of isolated tools: each tool runs in its own worker thread (server/runtime/tool-worker.ts) under its
+ * declared limits — a call past its time is stopped by terminating the thread — so a runaway tool never blocks the
+ * relay's or a `ferry worker`'s main thread. The thread gets the component's verified files.
  */
 import { nodeEndpoint } from './node-endpoint.ts';
 import { readFile } from 'node:fs/promises';
@@ -41,7 +42,10 @@ export async function componentFiles(dir: string): Promise<ComponentFiles> {
   return files;
 }
 
-/** A RuntimeSetup.startTool that runs every tool in its own worker thread; `dirOf` maps a component id to its folder. */
-export function threadedTools(dirOf: (componentId: string) => string, limits: Partial<ToolLimits> = {}): (component: LoadedComponent) => Promise<ToolSlot> {
-  return async (component) => isolatedTool({ spawn: spawnToolThread, componentId: component.id, files: await componentFiles(dirOf(component.id)), limits });
+/**
+ * A RuntimeSetup.startTool that runs every tool in its own worker thread, under the limits it declares (lowered to
+ * `limits` where those are lower).
+ */
+export function threadedTools(limits: Partial<ToolLimits> = {}): (component: LoadedComponent) => Promise<ToolSlot> {
+  return (component) => isolatedTool({ spawn: spawnToolThread, componentId: component.id, files: component.files, limits });
 }

@@ -1,13 +1,14 @@
 /**
  * Object bytes in S3-compatible storage (AWS S3, Cloudflare R2, MinIO, any server speaking the S3 API), through
  * the AWS SDK's S3 client. Only bytes live here: which objects exist, and where, is the Postgres index's business
- * (shared-store.ts), so an upload whose commit never happened is invisible, and a reader never lists a bucket.
+ * (shared-store.ts), so an upload whose commit never happened is invisible, and a reader never lists a bucket
+ * (only the operator's verify() does).
  *
  * Layout under the location's prefix: one object alone as `objects/<2 hex>/<id>`, several objects of one commit
  * as one pack `packs/<random>` (one request instead of one per object; the index keeps each one's offset).
  * Credentials come from the SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an IAM role).
  */
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { FerryError } from '../../src/core/errors.ts';
 import type { ObjectId, StoredObject } from '../../src/core/store/index.ts';
@@ -130,6 +131,23 @@ export class S3Objects {
       }
       throw cause;
     }
+  }
+
+  /** Every loose object id and pack name under the location's prefix (a listing of the bucket: verify() only). */
+  async list(): Promise<{ loose: string[]; packs: string[] }> {
+    const out = { loose: [] as string[], packs: [] as string[] };
+    const { bucket, prefix } = this.location;
+    let token: string | undefined;
+    do {
+      const page = await this.attempt(() => this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) })));
+      for (const { Key: key } of page.Contents ?? []) {
+        const rest = key?.slice(prefix.length) ?? '';
+        if (rest.startsWith('objects/')) out.loose.push(rest.slice(rest.lastIndexOf('/') + 1));
+        else if (rest.startsWith('packs/')) out.packs.push(rest.slice('packs/'.length));
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return out;
   }
 
   close(): void {

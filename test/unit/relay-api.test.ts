@@ -93,7 +93,7 @@ describe('the relay API under bad input', () => {
     await expectError(`/api/v1/objects/${hex(64)}`, { method: 'PUT', body: stream, headers: { 'content-type': 'application/octet-stream' }, duplex: 'half' } as RequestInit, 411, 'relay/length-required');
     // A Content-Length longer than the body that follows: the relay must not store a truncated object.
     const { id, bytes } = await sealed('short');
-    const res = await raw(relay.url, `PUT /api/v1/objects/${id} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${bytes.length + 50}\r\nConnection: close\r\n\r\n`, bytes);
+    const res = await raw(relay.url, `PUT /api/v1/objects/${id} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: ${bytes.length + 50}\r\nConnection: close\r\n\r\n`, bytes);
     expect([400, 408, 0]).toContain(res.status);
     expect(await new RelayHttp({ baseUrl: relay.url }).missing([id])).toEqual([id]);
     // A body that claims a payload over the limit inside its own header.

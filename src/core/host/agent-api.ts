@@ -164,7 +164,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
             load,
             ...(options.sampling ? { sampling: options.sampling } : {}),
             startTool: spawn
-              ? (component) => isolatedTool({ spawn, componentId: component.id, files: options.components[component.id]!, ...(options.limits ? { limits: options.limits } : {}) })
+              ? (component) => isolatedTool({ spawn, componentId: component.id, files: component.files, ...(options.limits ? { limits: options.limits } : {}) })
               : (component, grants) => localTool(component, grants, options.limits),
           };
           const onProgress = (progress: ChildProgress) => emit({ type: 'child-progress', progress });

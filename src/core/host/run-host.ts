@@ -41,8 +41,13 @@ export interface RunSink {
 
 export interface RunHostOptions {
   engine: Engine;
-  /** The component build with this id (the session names its components by id, which pins their bytes). */
+  /**
+   * The component build with this id (the session names its components by id, which pins their bytes). A build it
+   * does not have is loaded from the session, which carries it (runtime/builds.ts).
+   */
   load(id: string): Promise<LoadedComponent>;
+  /** Whether this host ships build `id` (its bytes are then not fetched with a session); default: none. */
+  hasBuild?: (id: string) => boolean;
   /** How tools run; default: in this thread (RuntimeSetup.startTool). */
   startTool?: RuntimeSetup['startTool'];
   /** How the worker reaches the relay's API. */
@@ -165,7 +170,7 @@ export class RunHost {
       const store = createMemoryStore();
       const kv: KvPolicy = { save: true, ...this.opts.kv };
       // Only the KV this engine can load (none when it loads none): another engine's is a cache it would carry for nothing.
-      const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id });
+      const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
       sink.emit({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).

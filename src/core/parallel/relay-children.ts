@@ -25,6 +25,7 @@ import { RelayHttp, toBase64Url, type RunRecord } from '../protocol/index.ts';
 import type { ChildSpend } from '../runtime/loop.ts';
 import type { ChildContext, RunChildren } from '../runtime/runtime.ts';
 import type { ChildResult, SubTask } from '../runtime/wit.ts';
+import { privateSession } from '../snapshot/index.ts';
 import { createMemoryStore, type Store } from '../store/index.ts';
 import { ChildSessionMaker, childStanding, type ChildSession, type ChildSetup, type ChildStanding } from './child-session.ts';
 import { childResultOf, hereChildren } from './children-here.ts';
@@ -88,6 +89,8 @@ function nodeChoice(opts: RelayChildrenOptions, work: readonly ParallelTask<SubT
 async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubTask[], context: ChildContext, signal: AbortSignal | undefined, spent: ChildSpend): Promise<ChildResult[]> {
   if (tasks.length === 0) return [];
   const emit = opts.onProgress ?? (() => {});
+  // A private session's children never leave the device either.
+  if (context.private) return hereChildren(emit, privateSession('children').message)(tasks, context, signal, spent);
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
   const work = tasks.map((t): ParallelTask<SubTask> => ({ id: t.id, tokens: estimateTokens(t, opts.setup), input: t }));
   let chosen: ReturnType<typeof chooseNodes>;

@@ -18,11 +18,12 @@ import { FerryError, isFerryError } from '../errors.ts';
 import type { ObjectId, Ref, Store, StoredObject } from '../store/index.ts';
 import { sessionPrefix } from '../session/index.ts';
 import {
+  assertMayLeave,
   collectClosureWithKinds,
   type ClosureObject,
   deriveSessionKeys,
   generateSessionKey,
-  kvFor,
+  detachablesFor,
   openObject,
   pullSession,
   reachableIds,
@@ -85,6 +86,8 @@ export interface FetchOptions {
    * at all; absent: every KV entry (a whole copy, e.g. to export).
    */
   engine?: string | null;
+  /** The component builds the fetcher already has (ships): their bytes are not fetched. Absent: every build comes. */
+  hasBuild?: (componentId: string) => boolean;
   /** The snapshot version the store already holds (its structure is not sent again); default 0, none. */
   since?: number;
 }
@@ -176,9 +179,10 @@ async function openManifest(keys: SessionKeys, snapshotId: string, contents: { s
 /**
  * Publishes session `sessionId` from `store`. With `previous` (from an earlier publish or fetch of the same
  * session) it updates that snapshot, uploading only what changed; otherwise it creates a new snapshot under a fresh
- * key.
+ * key. A session marked private in `store` is refused (session/private): it never leaves the device.
  */
 export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious): Promise<PublishResult> {
+  await assertMayLeave(store, sessionId, 'publish');
   const key = previous?.key ?? generateSessionKey();
   // Derived while the session's closure is collected.
   const keys = sessionKeys(key);
@@ -215,8 +219,9 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
     send = send.filter((s) => missing.has(s.remote));
     negotiationBytes += remote.length * ID_BYTES + Math.ceil(remote.length / 8);
   }
-  // Structure first, then the pages: the relay hands both to readers with the record (wire.ts snapshotPaths). KV
-  // pages, a cache most readers leave out, never ride in the publishing request, so the relay never hands them out.
+  // Structure first, then the pages: the relay hands both to readers with the record (wire.ts snapshotPaths).
+  // Detachable pages (KV, a cache most readers leave out; carried builds, which a host that ships them leaves out)
+  // never ride in the publishing request, so the relay never hands them out.
   const rank = (o: ClosureObject): number => (o.kind !== 'page' ? 0 : o.inKv ? 2 : 1);
   send.sort((a, b) => rank(a.object) - rank(b.object));
   const [sealed, manifest] = await Promise.all([
@@ -245,7 +250,7 @@ export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: U
   const [keys, contents] = await Promise.all([sessionKeys(key), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
   const [manifest, opened] = await Promise.all([openManifest(keys, snapshotId, contents), openPrefetched(keys, contents.objects)]);
   const refs = manifestRefs(manifest);
-  const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: kvFor(opts.engine) });
+  const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: detachablesFor(opts.engine, opts.hasBuild) });
   return { sessionId: manifest.session, snapshot: contents.snapshot, manifest, sync, base: { snapshot: contents.snapshot, refs } };
 }
 

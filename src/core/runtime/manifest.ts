@@ -15,6 +15,20 @@ export interface ManifestFile {
   sha256: ObjectId;
 }
 
+/**
+ * What one call of a tool may take, as the tool's author declares it (component.json `limits`, written into the
+ * manifest by the build, so its id pins them): wall time, linear memory (capped while the call runs: the memories
+ * cannot grow past it), and the size of its answer. A host may lower them, never raise them (tools.ts).
+ */
+export interface DeclaredLimits {
+  timeMs?: number;
+  memoryBytes?: number;
+  outputBytes?: number;
+}
+
+/** The most any tool may declare: ten minutes, 2 GiB of memory (in whole 64 KiB wasm pages), 16 MiB of output. */
+export const LIMIT_BOUNDS = { timeMs: 600_000, memoryBytes: 2 * 1024 ** 3, outputBytes: 16 << 20, page: 65_536 } as const;
+
 export interface ComponentManifest {
   format: typeof MANIFEST_FORMAT;
   v: typeof MANIFEST_VERSION;
@@ -31,6 +45,8 @@ export interface ComponentManifest {
   exports: string[];
   /** Hash of the build inputs, so an unchanged component is not rebuilt. */
   sourceHash: ObjectId;
+  /** A tool's declared per-call limits (absent: the host's defaults). */
+  limits?: DeclaredLimits;
 }
 
 const FILE_NAME = /^[A-Za-z0-9._-]+$/;
@@ -60,6 +76,7 @@ export function parseManifest(bytes: Uint8Array): ComponentManifest {
     imports: texts(data.imports, 'imports'),
     exports: texts(data.exports, 'exports'),
     sourceHash: hash(data.sourceHash, 'sourceHash'),
+    ...(data.limits === undefined ? {} : { limits: limits(data.limits) }),
   };
   const names = [manifest.glue.file, ...manifest.coreModules.map((m) => m.file)];
   if (new Set(names).size !== names.length) throw bad('a file is listed twice');
@@ -69,6 +86,20 @@ export function parseManifest(bytes: Uint8Array): ComponentManifest {
 /** The canonical bytes the build writes; `JSON.stringify` keeps the key order of the object literal above. */
 export function encodeManifest(manifest: ComponentManifest): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n');
+}
+
+function limits(value: unknown): DeclaredLimits {
+  if (!isRecord(value)) throw bad('limits must be { timeMs?, memoryBytes?, outputBytes? }');
+  const out: DeclaredLimits = {};
+  for (const key of Object.keys(value)) {
+    if (key !== 'timeMs' && key !== 'memoryBytes' && key !== 'outputBytes') throw bad(`limits has an unknown field ${JSON.stringify(key)}`);
+    const n = value[key];
+    const max = LIMIT_BOUNDS[key];
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > max) throw bad(`limits.${key} must be an integer from 1 to ${max}`);
+    if (key === 'memoryBytes' && n % LIMIT_BOUNDS.page !== 0) throw bad(`limits.memoryBytes must be a whole number of 64 KiB pages`);
+    out[key] = n;
+  }
+  return out;
 }
 
 function file(value: unknown, what: string): ManifestFile {

@@ -18,7 +18,9 @@ import type { LoadedComponent } from './load.ts';
 import type { ChildProgress } from './child-progress.ts';
 import { AgentLoop, addUsage, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
-import { inProcessTool, type ToolLimits } from './tools.ts';
+import { buildComponentName, isSessionPrivate } from '../snapshot/index.ts';
+import { encodeBuild, loadSessionBuild } from './builds.ts';
+import { inProcessTool, toolLimits, type ToolLimits } from './tools.ts';
 import { agentOf, type ChildResult, type SubTask } from './wit.ts';
 
 /** A tool as the runtime holds it: callable, and checkpointed. */
@@ -29,7 +31,7 @@ export interface ToolSlot extends ToolHost, StatefulComponent {
 /** A tool component instance in this thread (no time limit: see tool-worker.ts for isolated tools). */
 export async function localTool(component: LoadedComponent, grants: Grants, limits: Partial<ToolLimits> = {}): Promise<ToolSlot> {
   const instance = await instantiate(component, grants);
-  const host = inProcessTool(instance, limits);
+  const host = inProcessTool(instance, toolLimits(component.manifest, limits));
   const state = instanceState(`tool.${host.info.name}`, instance);
   return { info: host.info, invoke: host.invoke, name: state.name, componentId: state.componentId, capture: state.capture, restore: state.restore };
 }
@@ -66,14 +68,16 @@ export interface RuntimeSetup {
 }
 
 /**
- * What a children runner knows of the parent: its components (a child runs the same ones) and its session; and
- * `localLoop`, a fresh loop of the parent's agent build with its tools, engine and sampling, for a child run in
- * this runtime (its steps add what they read and wrote to `usage`).
+ * What a children runner knows of the parent: its components (a child runs the same ones) and its session, whether
+ * that session is private (its children then stay on this device); and `localLoop`, a fresh loop of the parent's
+ * agent build with its tools, engine and sampling, for a child run in this runtime (its steps add what they read
+ * and wrote to `usage`).
  */
 export interface ChildContext {
   agent: string;
   tools: readonly string[];
   parent: string;
+  private: boolean;
   localLoop(usage: TokenUsage): Promise<AgentLoop>;
 }
 
@@ -105,6 +109,13 @@ interface Parts {
   agent: StatefulComponent;
   tools: ToolSlot[];
   loop: AgentLoop;
+  /** The builds it runs (the agent's, then each tool's): each checkpoint carries their bytes (builds.ts). */
+  builds: LoadedComponent[];
+}
+
+/** The session's entries for the builds it runs, as a checkpoint carries them. */
+function buildEntries(builds: readonly LoadedComponent[]): Record<string, Uint8Array> {
+  return Object.fromEntries(builds.map((b) => [buildComponentName(b.id), encodeBuild(b.files)]));
 }
 
 export class AgentRuntime {
@@ -119,6 +130,8 @@ export class AgentRuntime {
   #signal: AbortSignal | undefined;
   /** KV events from the step hook, streamed right after that step's checkpoint event. */
   #kvEvents: KvEvent[] = [];
+  /** Build entries the head checkpoint lacks (a session made before checkpoints carried them): the next one adds them. */
+  #missingBuilds: Record<string, Uint8Array> = {};
   /** Step figures of the last run, for benchmarks: the checkpoint's own time and bytes. */
   readonly stats: { checkpointMs: number[]; stateBytes: number[]; overheadMs: number[] } = { checkpointMs: [], stateBytes: [], overheadMs: [] };
 
@@ -139,8 +152,8 @@ export class AgentRuntime {
   /** A new session: fresh components, the first checkpoint holding their initial state. */
   static async create(store: Store, setup: RuntimeSetup, options: CreateOptions): Promise<AgentRuntime> {
     const sessionId = options.sessionId ?? newSessionId();
-    const parts = await build(setup, sessionId, options.agent, options.tools ?? []);
-    const components: Record<string, Uint8Array> = await keyframes([parts.agent, ...parts.tools]);
+    const parts = await build(setup, store, sessionId, options.agent, options.tools ?? []);
+    const components: Record<string, Uint8Array> = { ...(await keyframes([parts.agent, ...parts.tools])), ...buildEntries(parts.builds) };
     components[LOOP_COMPONENT] = encodeHostState(hostState(parts));
     const session = await Session.create(store, {
       llm: llmSettings(setup),
@@ -154,12 +167,15 @@ export class AgentRuntime {
     return runtime;
   }
 
-  /** Opens a stored session on its current branch: fresh instances, restored from the head checkpoint. */
+  /**
+   * Opens a stored session on its current branch: fresh instances, restored from the head checkpoint. A build this
+   * host does not have is loaded from the session, which carries it: the session keeps running the build it started with.
+   */
   static async open(store: Store, setup: RuntimeSetup, sessionId: string): Promise<AgentRuntime> {
     const session = await Session.open(store, sessionId);
     const head = await session.head();
     const host = await readHostState(session, head);
-    const parts = await build(setup, sessionId, host.agent, host.tools.map((t) => t.component));
+    const parts = await build(setup, store, sessionId, host.agent, host.tools.map((t) => t.component), undefined, { session, at: head });
     const runtime = new AgentRuntime(session, setup, parts, head);
     await runtime.#restoreInto(parts, head, host);
     // Loaded at the start of the first run, so opening stays cheap and the outcome streams as a run event.
@@ -275,7 +291,7 @@ export class AgentRuntime {
     }
     // Fresh state for everything: a restore never trusts what the live instances hold.
     const old = this.#parts;
-    const parts = await build(this.setup, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent);
+    const parts = await build(this.setup, this.session.store, this.session.id, host.agent, host.tools.map((t) => t.component), old.agentComponent, { session: this.session, at });
     try {
       await this.#restoreInto(parts, at, host);
     } catch (err) {
@@ -291,6 +307,8 @@ export class AgentRuntime {
     const chains: Uint8Array[][] = [];
     for (const component of components) chains.push(await readChain(this.session, at, component.name));
     await Promise.all(components.map((component, i) => component.restore(chains[i]!)));
+    const carried = (await this.session.checkpoint(at)).components;
+    this.#missingBuilds = buildEntries(parts.builds.filter((b) => !(buildComponentName(b.id) in carried)));
     parts.loop.setState(host.loop);
     this.#parts = parts;
     this.#checkpointer.reset(components);
@@ -311,13 +329,15 @@ export class AgentRuntime {
   async #afterStep(record: Parameters<NonNullable<AgentLoop['onStep']>>[0]): Promise<string> {
     const t0 = performance.now();
     const kv = await this.#kvAtEnd(record.state);
+    const extra = { ...this.#missingBuilds, ...(kv ? { [kvComponentName(this.setup.engine.info.id)]: kv.entry } : {}) };
     const result = await this.#checkpointer.append({
       events: record.events,
       host: { ...hostState(this.#parts), loop: record.state },
       timeMs: record.timing.totalMs,
       costMicros: (this.setup.price ? costMicros(this.setup.price, record.usage) : 0) + record.childCostMicros,
-      ...(kv ? { extra: { [kvComponentName(this.setup.engine.info.id)]: kv.entry } } : {}),
+      ...(Object.keys(extra).length > 0 ? { extra } : {}),
     });
+    this.#missingBuilds = {};
     if (kv) this.#kvEvents.push(kv.event);
     this.#at = result.id;
     this.stats.checkpointMs.push(performance.now() - t0);
@@ -343,16 +363,35 @@ function costMicros(price: Price, usage: TokenUsage): number {
   return Math.round(tokensCostUsd(price, usage.promptTokens, usage.outputTokens) * 1e6);
 }
 
-async function build(setup: RuntimeSetup, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent): Promise<Parts> {
+/**
+ * A build by id: this host's (setup.load), else the one checkpoint `from.at` of the session carries (an older build
+ * the host no longer ships); the host's refusal when the session carries none either.
+ */
+async function loadBuild(setup: RuntimeSetup, id: string, from: { session: Session; at: ObjectId } | undefined): Promise<LoadedComponent> {
+  try {
+    return await setup.load(id);
+  } catch (err) {
+    const carried = from && (await loadSessionBuild(from.session, from.at, id));
+    if (carried) return carried;
+    throw err;
+  }
+}
+
+async function build(setup: RuntimeSetup, store: Store, sessionId: string, agentId: string, toolIds: readonly string[], agentComponent?: LoadedComponent, from?: { session: Session; at: ObjectId }): Promise<Parts> {
   const grants = setup.grants ?? {};
-  const component = agentComponent?.id === agentId ? agentComponent : await setup.load(agentId);
+  const component = agentComponent?.id === agentId ? agentComponent : await loadBuild(setup, agentId, from);
   if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
     throw new FerryError('component/wrong-world', `Component "${component.manifest.name}" is built for world "${component.manifest.world}", not "agent"; it cannot run as the agent.`);
   }
   const instance = await (setup.startAgent ?? instantiate)(component, grants);
   const startTool = setup.startTool ?? ((c: LoadedComponent, g: Grants) => localTool(c, g));
   const tools: ToolSlot[] = [];
-  for (const id of toolIds) tools.push(await startTool(await setup.load(id), grants));
+  const builds = [component];
+  for (const id of toolIds) {
+    const tool = await loadBuild(setup, id, from);
+    builds.push(tool);
+    tools.push(await startTool(tool, grants));
+  }
   const agent = agentOf(instance);
   const base = {
     engine: setup.engine,
@@ -364,16 +403,18 @@ async function build(setup: RuntimeSetup, sessionId: string, agentId: string, to
   // The session's own KV slot only where KV is shipped; children share the base but not the slot (see below).
   const slotted = setup.kv ? { ...base, slot: sessionId } : base;
   // Children run here are fresh agents sharing the tools; their steps are part of the parent's step.
-  const context: ChildContext = {
+  const context: Omit<ChildContext, 'private'> = {
     agent: component.id,
     tools: [...toolIds],
     parent: sessionId,
     localLoop: async (usage) => new AgentLoop({ ...base, agent: agentOf(await instantiate(component, grants)), afterStep: async (record) => addUsage(usage, record.usage) }),
   };
   const run = setup.runChildren;
-  const runChildren = run && ((tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend) => run(tasks, context, signal, spent));
+  // Whether the session is private is read when its children fork: it may have been marked since the runtime opened.
+  const runChildren = run && (async (tasks: readonly SubTask[], signal: AbortSignal | undefined, spent: ChildSpend) =>
+    run(tasks, { ...context, private: await isSessionPrivate(store, sessionId) }, signal, spent));
   const loop = new AgentLoop({ ...slotted, agent, ...(runChildren ? { runChildren } : {}) });
-  return { agentComponent: component, agent: instanceState('agent', instance), tools, loop };
+  return { agentComponent: component, agent: instanceState('agent', instance), tools, loop, builds };
 }
 
 function hostState(parts: Parts): HostState {

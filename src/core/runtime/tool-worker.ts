@@ -11,19 +11,19 @@ import { wrap, type Endpoint, type Remote } from 'comlink';
 import { FerryError, type SerializedError } from '../errors.ts';
 import { instanceState } from './checkpoint.ts';
 import { instantiate, type ComponentInstance } from './instance.ts';
-import { loadComponent } from './load.ts';
+import { loadComponent, type ComponentFiles } from './load.ts';
 import type { ToolOutcome } from './loop.ts';
 import type { ToolSlot } from './runtime.ts';
-import { DEFAULT_TOOL_LIMITS, invokeTool, type ToolLimits } from './tools.ts';
+import { invokeTool, toolLimits, type ToolLimits } from './tools.ts';
 import { toolExportsOf, type ToolInfo } from './wit.ts';
 
-/** A built component's files by name (manifest.json, the glue, each core module). */
-export type ComponentFiles = Record<string, Uint8Array>;
+export type { ComponentFiles };
 
 type Result<T> = { ok: T } | { error: SerializedError };
 
 export interface ToolWorkerApi {
-  start(componentId: string, files: ComponentFiles, limits: ToolLimits): Promise<Result<ToolInfo>>;
+  /** Loads and starts the tool under its declared limits, lowered to `host`'s; answers with them. */
+  start(componentId: string, files: ComponentFiles, host: Partial<ToolLimits>): Promise<Result<{ info: ToolInfo; limits: ToolLimits }>>;
   invoke(args: string): Promise<Result<ToolOutcome>>;
   capture(kind: 'key' | 'delta', chain: string, seq: number): Promise<Result<Uint8Array | null>>;
   restore(chain: Uint8Array[]): Promise<Result<null>>;
@@ -37,7 +37,7 @@ export function toolWorkerApi(): ToolWorkerApi {
     return tool;
   };
   return {
-    start: (componentId, files, limits) =>
+    start: (componentId, files, host) =>
       settle(async () => {
         const component = await loadComponent(componentId, {
           read: async (file) => {
@@ -45,12 +45,13 @@ export function toolWorkerApi(): ToolWorkerApi {
             if (!bytes) throw new FerryError('component/missing-file', `The tool worker was not given ${file} of component ${componentId}.`);
             return bytes;
           },
-        });
+        }, host.memoryBytes === undefined ? {} : { maxMemoryBytes: host.memoryBytes });
+        const limits = toolLimits(component.manifest, host);
         // Host imports are functions and cannot cross into the worker: an isolated tool is granted nothing.
         const instance = await instantiate(component, {});
         const info = toolExportsOf(instance).describe();
         tool = { instance, info, limits, state: instanceState(`tool.${info.name}`, instance) };
-        return info;
+        return { info, limits };
       }),
     invoke: (args) => settle(async () => {
       const t = started();
@@ -76,12 +77,15 @@ export interface IsolatedToolOptions {
   spawn: () => WorkerHandle;
   componentId: string;
   files: ComponentFiles;
+  /** Lower limits than the tool declares (a host holding its tools to less); never raises them. */
   limits?: Partial<ToolLimits>;
 }
 
-/** Starts a tool in a fresh worker; its calls are time-limited. */
+/** How long a tool may take to load and start in its worker (compiling its modules), whatever its call limit. */
+const START_LIMIT_MS = 60_000;
+
+/** Starts a tool in a fresh worker, under the limits it declares (lowered to the host's); its calls are time-limited. */
 export async function isolatedTool(options: IsolatedToolOptions): Promise<ToolSlot> {
-  const limits = { ...DEFAULT_TOOL_LIMITS, ...options.limits };
   const worker = options.spawn();
   const remote: Remote<ToolWorkerApi> = wrap<ToolWorkerApi>(worker.endpoint);
   let dead: FerryError | undefined;
@@ -118,9 +122,8 @@ export async function isolatedTool(options: IsolatedToolOptions): Promise<ToolSl
     });
   };
 
-  const startLimit = Math.max(limits.timeMs, 60_000);
-  const info = await call(() => remote.start(options.componentId, options.files, limits), startLimit, () =>
-    new FerryError('runtime/tool-start-timeout', `Tool ${options.componentId} did not start within ${startLimit} ms.`));
+  const { info, limits } = await call(() => remote.start(options.componentId, options.files, options.limits ?? {}), START_LIMIT_MS, () =>
+    new FerryError('runtime/tool-start-timeout', `Tool ${options.componentId} did not start within ${START_LIMIT_MS} ms.`));
   const name = `tool.${info.name}`;
   return {
     info,

@@ -1,5 +1,6 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { FerryError } from '../errors.ts';
+import { checkMsgpackBounds } from './msgpack-bounds.ts';
 
 /**
  * Canonical MessagePack: map keys sorted, integers in their shortest form, no undefined. Two equal values always
@@ -20,8 +21,12 @@ export function encodeCanonical(value: unknown): Uint8Array {
   return encoder.encode(value);
 }
 
-/** Decodes one MessagePack value; any malformed input becomes `code` with the given context. */
+/**
+ * Decodes one MessagePack value; any malformed input becomes `code` with the given context. The bounds are checked
+ * first, so hostile input is refused before the decoder allocates anything for it (msgpack-bounds.ts).
+ */
 export function decodeMsgpack(bytes: Uint8Array, code: `${string}/${string}`, what: string): unknown {
+  checkMsgpackBounds(bytes, code, what);
   try {
     return decoder.decode(bytes);
   } catch (cause) {

@@ -1,13 +1,15 @@
 /**
  * A whole session (every branch, the head, all tool state) as one `.ferry` file: a container around a canonical
- * bundle { v, session, refs, objects }. Import validates everything, then commits once — all or nothing.
+ * bundle { v, session, refs, objects }. Import validates everything, then commits once — all or nothing. A file is
+ * plain (compressed, checksummed: anyone who has it reads it), or protected by a passphrase (AES-256-GCM under a
+ * PBKDF2-SHA256 key); `describeFerryFile` says which before anything is asked of the person.
  */
 import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
 import { objectId, type Store, type StoredObject } from '../store/index.ts';
 import { assertSessionId, decodeMsgpack, encodeCanonical, headRef, parseSessionRef, sessionPrefix } from '../session/index.ts';
 import { collectClosure } from './closure.ts';
-import { decodeContainer, encodeContainer, type ContainerLimits } from './container.ts';
+import { decodeContainer, describeContainer, encodeContainer, type ContainerLimits, type Protection } from './container.ts';
 import type { SessionKeys } from './keys.ts';
 import { receiveObjects } from './receive.ts';
 
@@ -23,6 +25,8 @@ const BundleSchema = v.strictObject({
 export interface ExportOptions {
   /** Encrypt the file with the session key; without it the file is compressed plaintext with a checksum. */
   keys?: SessionKeys;
+  /** Encrypt the file with a key derived from this passphrase (what a person protects an export with). */
+  passphrase?: string;
 }
 
 export async function exportSession(store: Store, sessionId: string, opts: ExportOptions = {}): Promise<Uint8Array> {
@@ -31,17 +35,29 @@ export async function exportSession(store: Store, sessionId: string, opts: Expor
   if (refs.length === 0) throw new FerryError('session/not-found', `Session ${sessionId} is not in this store; nothing to export.`);
   const objects = await collectClosure(store, refs);
   const payload = encodeCanonical({ v: BUNDLE_VERSION, session: sessionId, refs: refs.map((r) => [r.name, r.id]), objects: objects.map((o) => o.bytes) });
-  return encodeContainer(payload, { kind: 'bundle', keys: opts.keys });
+  return encodeContainer(payload, { kind: 'bundle', ...(opts.keys ? { keys: opts.keys } : {}), ...(opts.passphrase !== undefined ? { passphrase: opts.passphrase } : {}) });
 }
 
 export interface ImportOptions {
   keys?: SessionKeys;
+  /** The passphrase of a protected file (describeFerryFile says whether it is one). */
+  passphrase?: string;
   limits?: ContainerLimits;
+}
+
+/**
+ * How a `.ferry` file is protected — 'none' (plain: anyone who has the file reads it), 'passphrase', or 'session-key'
+ * — read from its header alone. Throws a typed error for anything that is not a Ferry session file.
+ */
+export function describeFerryFile(file: Uint8Array): { protection: Protection } {
+  const described = describeContainer(file);
+  if (described.kind !== 'bundle') throw new FerryError('snapshot/bad-container', `This holds a ${described.kind}, not a session; it is not a .ferry export.`);
+  return { protection: described.protection };
 }
 
 /** Imports a `.ferry` file into `store`; returns the session id. Nothing is stored unless everything checks out. */
 export async function importSession(store: Store, file: Uint8Array, opts: ImportOptions = {}): Promise<string> {
-  const payload = await decodeContainer(file, { kind: 'bundle', keys: opts.keys, limits: opts.limits });
+  const payload = await decodeContainer(file, { kind: 'bundle', keys: opts.keys, passphrase: opts.passphrase, limits: opts.limits });
   const parsed = v.safeParse(BundleSchema, decodeMsgpack(payload, 'snapshot/bad-bundle', 'The session bundle'));
   if (!parsed.success) {
     throw new FerryError('snapshot/bad-bundle', `The session bundle is malformed (${parsed.issues[0]?.message ?? 'invalid'}); it is damaged or not a Ferry export.`);

@@ -35,7 +35,7 @@ describe('the runChildren hook', () => {
       return tasks.map((t): ChildResult => ({ id: t.id, ok: t.task !== 'fails', output: t.task.toUpperCase() }));
     });
     const { replies, events } = await turn(runtime, '/fork alpha|fails|gamma', true);
-    expect(calls).toEqual([{ tasks: [{ id: 'child0', task: 'alpha' }, { id: 'child1', task: 'fails' }, { id: 'child2', task: 'gamma' }], context: { agent: f.ids.scribe, tools: [f.ids.tally], parent: runtime.session.id, localLoop: expect.any(Function) } }]);
+    expect(calls).toEqual([{ tasks: [{ id: 'child0', task: 'alpha' }, { id: 'child1', task: 'fails' }, { id: 'child2', task: 'gamma' }], context: { agent: f.ids.scribe, tools: [f.ids.tally], parent: runtime.session.id, private: false, localLoop: expect.any(Function) } }]);
     expect(events.find((e) => e.type === 'children')).toEqual({ type: 'children', results: [{ id: 'child0', ok: true, output: 'ALPHA' }, { id: 'child1', ok: false, output: 'FAILS' }, { id: 'child2', ok: true, output: 'GAMMA' }] });
     expect(replies).toEqual(['child0=ALPHA; child1=failed; child2=GAMMA']);
     // The step that forked is checkpointed like any other.

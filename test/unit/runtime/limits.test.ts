@@ -11,6 +11,8 @@ import { createMemoryStore } from '../../../src/core/store/index.ts';
 import { agentRig, setupFor, turn, type Fixtures } from '../../support/runtime-agent.ts';
 
 const BUILD_TIMEOUT = 240_000;
+/** Each test starts tools in worker threads (loading and compiling each component there): slow on a busy machine. */
+const TEST_TIMEOUT = 180_000;
 /** Generous: a normal call takes well under a millisecond, but the machines are shared and noisy. */
 const TIME_LIMIT_MS = 3_000;
 let f: Fixtures;
@@ -19,14 +21,8 @@ let engine: Engine;
 beforeAll(async () => void ({ f, engine } = await agentRig()), BUILD_TIMEOUT);
 afterAll(() => engine?.dispose());
 
-function dirOf(id: string): string {
-  const name = (Object.keys(f.ids) as (keyof Fixtures['ids'])[]).find((n) => f.ids[n] === id);
-  if (!name) throw new Error(`unknown component ${id}`);
-  return f.dirs[name];
-}
-
 async function threadedRuntime(store = createMemoryStore()) {
-  const setup = setupFor(f, engine, { startTool: threadedTools(dirOf, { timeMs: TIME_LIMIT_MS, memoryBytes: 48 << 20 }) });
+  const setup = setupFor(f, engine, { startTool: threadedTools({ timeMs: TIME_LIMIT_MS, memoryBytes: 48 << 20 }) });
   return { store, setup, runtime: await AgentRuntime.create(store, setup, { agent: f.ids.scribe, tools: [f.ids.tally, f.ids.spinner] }) };
 }
 
@@ -64,7 +60,7 @@ describe('tool limits', () => {
     } finally {
       await runtime.dispose();
     }
-  });
+  }, TEST_TIMEOUT);
 
   it('a tool call that grows memory past the limit fails the step; state is restored', async () => {
     const { runtime } = await threadedRuntime();
@@ -77,5 +73,5 @@ describe('tool limits', () => {
     } finally {
       await runtime.dispose();
     }
-  });
+  }, TEST_TIMEOUT);
 });

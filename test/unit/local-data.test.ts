@@ -16,7 +16,7 @@ import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LocalData } from '../../src/browser/local-data.ts';
-import { DEFAULT_SETTINGS, placementPrefs, type Settings } from '../../src/browser/settings.ts';
+import { DEFAULT_SETTINGS, GREEDY, placementPrefs, type Settings } from '../../src/browser/settings.ts';
 import { cloudPlacement, decide, relayProfiles } from '../../src/core/placement/index.ts';
 import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
 import { buildComponents } from '../../scripts/components/build.ts';
@@ -168,7 +168,7 @@ describe('the engine limits in Settings', () => {
     const fresh = await openApp();
     const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
     await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
-    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true });
+    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY });
     fresh.close();
   });
 
@@ -183,6 +183,9 @@ describe('the engine limits in Settings', () => {
       [{ replyTokens: 2048, contextSize: 2048 }, /reply length \(2048 tokens\) must be smaller than the context size \(2048 tokens\)/],
       [{ gpuModel: 'x'.repeat(257) }, /"GPU model" is invalid/],
       [{ ggufOnGpu: 'yes' as unknown as boolean }, /"GGUF models on the GPU" is invalid/],
+      [{ temperature: 2.5 }, /"Temperature" is invalid: it must be at most 2/],
+      [{ topP: 1.5 }, /"Top-p" is invalid: it must be from 0 to 1/],
+      [{ seed: -1 }, /"Seed" is invalid: it must be at least 0/],
       [{ usdPerHour: 0 }, /"Value of your time" is invalid: it must be at least \$0\.01/],
       [{ usdPerHour: 20_000 }, /"Value of your time" is invalid: it must be at most \$10000/],
       [{ usdPerHour: Number.NaN }, /"Value of your time" is invalid/],

@@ -218,17 +218,16 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     }
   }, 300_000);
 
-  test('a child that fails on a paid worker after some of its steps: what it spent still counts in the parent\'s step', async () => {
+  test('a child on a paid worker: what it spent counts in the parent\'s step', async () => {
     const store = createMemoryStore();
     const progress: ChildProgress[] = [];
-    // A space with no device: the child goes to the paid embedded worker. Replies long enough that its corrections
-    // (the tiny model's notes never parse) overflow its context there after its first steps were checkpointed.
-    const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl: relay.url, space: await spaceIdOf(createSpaceSecret()), sampling: { ...sampling, maxTokens: 1500 }, store, onProgress: (p) => progress.push(p) });
+    // A space with no device: the child goes to the paid embedded worker.
+    const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl: relay.url, space: await spaceIdOf(createSpaceSecret()), sampling, store, onProgress: (p) => progress.push(p) });
     const parent = await AgentRuntime.create(store, setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
     for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources: generatedSources(1) }) })) void e;
     const history = await parent.session.history();
     await parent.dispose();
-    expect(progress.find((p) => p.type === 'child-failed')).toMatchObject({ child: 'source-1', node: embeddedId, error: { code: 'llm/context-overflow' } });
+    expect(progress.find((p) => p.type === 'child-done')).toMatchObject({ child: 'source-1', node: embeddedId });
     const start = progress.find((p): p is Extract<ChildProgress, { type: 'child-start' }> => p.type === 'child-start')!;
     const child = await Session.open(store, start.session);
     const { counters } = await child.checkpoint(await child.head());

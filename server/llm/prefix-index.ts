@@ -1,6 +1,6 @@
 /**
  * Which holders (a context's sequences) cache which token prefixes, by a chained hash of the token ids at every
- * block boundary: a prompt finds the holder of its longest whole-block prefix in one pass over its blocks, whatever
+ * block boundary: a prompt finds who holds which of its whole-block prefixes in one pass over its blocks, whatever
  * the number of holders. Hashes can collide and a holder's cache moves on while it generates, so a hit is a
  * candidate to check against the holder's real tokens, never a promise.
  */
@@ -31,14 +31,13 @@ export class PrefixIndex<T> {
     this.#keys.delete(holder);
   }
 
-  /** The accepted holders of the longest whole-block prefix of `tokens` any of them holds, and its length. */
-  longest(tokens: readonly number[], accept: (holder: T) => boolean): { holders: T[]; tokens: number } | undefined {
-    let found: { holders: T[]; tokens: number } | undefined;
-    const keys = blockKeys(tokens);
-    for (let block = 0; block < keys.length; block++) {
-      const holders = [...(this.#holders.get(keys[block]!) ?? [])].filter(accept);
+  /** The accepted holders of some whole-block prefix of `tokens`. */
+  holders(tokens: readonly number[], accept: (holder: T) => boolean): Set<T> {
+    const found = new Set<T>();
+    for (const key of blockKeys(tokens)) {
+      const holders = [...(this.#holders.get(key) ?? [])].filter(accept);
       if (holders.length === 0) break;
-      found = { holders, tokens: (block + 1) * PREFIX_BLOCK };
+      for (const holder of holders) found.add(holder);
     }
     return found;
   }

@@ -72,10 +72,8 @@ export class SlotPool {
    */
   holderOf(slot: Slot, prompt: readonly number[]): { slot: Slot; tokens: number } | undefined {
     const own = sharedPrefix(slot, prompt);
-    const found = this.#prefixes.longest(prompt, (s) => s !== slot);
-    if (!found || found.tokens < own + PREFIX_BLOCK) return undefined;
     let best: { slot: Slot; tokens: number } | undefined;
-    for (const holder of found.holders) {
+    for (const holder of this.#prefixes.holders(prompt, (s) => s !== slot)) {
       const tokens = sharedPrefix(holder, prompt);
       if (tokens >= own + PREFIX_BLOCK && tokens > (best?.tokens ?? 0)) best = { slot: holder, tokens };
     }

@@ -154,9 +154,11 @@ export class NodeLlamaEngine implements Engine {
 
   async *#run(slot: Slot, prompt: Token[], request: GenerateRequest, grammar: LlamaGrammar | undefined, stops: StopSequences, clock: GenerationClock): AsyncGenerator<GenerateEvent> {
     const { sequence } = slot;
+    await this.#share(slot, prompt);
     // Keep the cached prefix; at least the last prompt token is evaluated again, to get the next token's logits.
     const cached = Math.min(sequence.compareContextTokens(prompt).firstDifferentIndex, prompt.length - 1);
     if (cached < sequence.nextTokenIndex) await sequence.eraseContextTokenRanges([{ start: cached, end: sequence.nextTokenIndex }]);
+    this.#pool.holds(slot, prompt);
     // The budget keeps the sequence inside its context: llama.cpp never shifts it (that would change what the model sees).
     const budget = Math.min(request.maxTokens, this.info.contextSize - prompt.length);
     const generated: Token[] = [];
@@ -221,6 +223,25 @@ export class NodeLlamaEngine implements Engine {
     if (stops.stopped && finishReason === 'length') finishReason = 'stop'; // a stop sequence decided only at the end
     if (last) yield { type: 'token', ...last, text: last.text + tail };
     yield { type: 'done', finishReason, text, tokens: generated, stats: clock.stats(prompt.length, cached, generated.length) };
+  }
+
+  /**
+   * When another slot caches a longer prefix of the prompt (a fork's parent, a sibling, a loaded KV state), its KV
+   * cells are copied into this slot up to that prefix, so only the rest is prefilled. The holder may be generating
+   * for another session meanwhile: the copy only reads it, between its batches.
+   */
+  async #share(slot: Slot, prompt: Token[]): Promise<void> {
+    if (!canCopy(slot.sequence)) return;
+    const holder = this.#pool.holderOf(slot, prompt);
+    if (!holder) return;
+    const upTo = Math.min(holder.tokens, prompt.length - 1);
+    try {
+      // False when the holder moved on between its tokens and its cells (mid-batch): start clean rather than guess.
+      if (!(await slot.sequence._copyStateFromOtherSequence(holder.slot.sequence, upTo))) await slot.sequence.clearHistory();
+    } catch (cause) {
+      await slot.sequence.clearHistory().catch(() => undefined);
+      throw new FerryError('llm/generate-failed', `node-llama-cpp could not copy the cached prefix of slot ${holder.slot.index}: ${(cause as Error).message}`, { cause });
+    }
   }
 
   /**
@@ -349,6 +370,18 @@ export class NodeLlamaEngine implements Engine {
   #alive(): void {
     if (this.#disposed) throw new FerryError('llm/disposed', 'The engine was disposed.');
   }
+}
+
+/**
+ * node-llama-cpp's in-memory sequence copy (llama_memory_seq_cp, then an erase past `upToTokenIndex`): internal in
+ * 3.x, where its decision contexts use it; a version without it only loses prefix sharing (the fork tests notice).
+ */
+interface CopyableSequence {
+  _copyStateFromOtherSequence(other: LlamaContextSequence, upToTokenIndex: number): Promise<boolean>;
+}
+
+function canCopy(sequence: LlamaContextSequence): sequence is LlamaContextSequence & CopyableSequence {
+  return typeof (sequence as Partial<CopyableSequence>)._copyStateFromOtherSequence === 'function';
 }
 
 async function tokenizerIdOfFile(file: string): Promise<string> {

@@ -1,10 +1,13 @@
 import type { LlamaContextSequence, Token } from 'node-llama-cpp';
 import { FerryError } from '../../src/core/errors.ts';
+import { PREFIX_BLOCK, PrefixIndex } from './prefix-index.ts';
 
 /**
  * The sequences of one llama.cpp context, lent out one generation at a time. A named slot (a session) keeps its
  * sequence and so its KV cache between turns; a request without a name takes the idle sequence whose cache
  * shares the longest prefix with its prompt. When every sequence is busy, requests wait in line.
+ * The pool also knows which prefixes each sequence caches (by block hashes), so a request can find another
+ * sequence — busy or not, anyone's — whose cache it may copy instead of prefilling the same prefix again.
  */
 export interface Slot {
   readonly index: number;
@@ -16,6 +19,7 @@ export interface Slot {
 
 export class SlotPool {
   readonly #slots: Slot[];
+  readonly #prefixes = new PrefixIndex<Slot>();
   #waiters: Array<() => void> = [];
   #clock = 0;
   #closed = false;
@@ -57,7 +61,27 @@ export class SlotPool {
     }
   }
 
+  /** Records that `slot` is about to cache `tokens` (its prompt, evaluated from now on). */
+  holds(slot: Slot, tokens: readonly number[]): void {
+    this.#prefixes.set(slot, tokens);
+  }
+
+  /**
+   * Another slot whose cache shares a longer prefix with `prompt` than `slot`'s own by at least a block, and that
+   * prefix's length in tokens (checked against its tokens now; it may be busy, its cache is only read).
+   */
+  holderOf(slot: Slot, prompt: readonly number[]): { slot: Slot; tokens: number } | undefined {
+    const own = sharedPrefix(slot, prompt);
+    let best: { slot: Slot; tokens: number } | undefined;
+    for (const holder of this.#prefixes.holders(prompt, (s) => s !== slot)) {
+      const tokens = sharedPrefix(holder, prompt);
+      if (tokens >= own + PREFIX_BLOCK && tokens > (best?.tokens ?? 0)) best = { slot: holder, tokens };
+    }
+    return best;
+  }
+
   release(slot: Slot): void {
+    this.#prefixes.set(slot, slot.sequence.contextTokens);
     slot.busy = false;
     slot.lastUsed = ++this.#clock;
     for (const wake of [...this.#waiters]) wake();

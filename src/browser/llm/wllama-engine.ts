@@ -235,7 +235,7 @@ export class WllamaEngine implements Engine {
     // The last prompt token is always decoded again: its logits pick the first new token.
     common = Math.min(common, prompt.length - 1);
     if (this.#kvTokens.length > common) {
-      await this.wllama.kvRemove(common, -1);
+      await this.#dropFrom(common);
       this.#kvTokens.length = common;
     }
     if (signal?.aborted) return undefined;
@@ -244,11 +244,17 @@ export class WllamaEngine implements Engine {
     } catch (cause) {
       if (!(cause instanceof WllamaAbortError)) throw cause;
       // Aborted between batches: drop whatever part was decoded, so the KV matches #kvTokens again.
-      await this.wllama.kvRemove(common, -1);
+      await this.#dropFrom(common);
       return undefined;
     }
     this.#kvTokens = [...prompt];
     return common;
+  }
+
+  /** Drops the KV from position `keep` on. wllama 2's kvRemove(0, -1) clears the cache but reports failure: kvClear then. */
+  async #dropFrom(keep: number): Promise<void> {
+    if (keep === 0) await this.wllama.kvClear();
+    else await this.wllama.kvRemove(keep, -1);
   }
 
   // ---- Grammar and sampling: how the next token is picked (everything else in this file is the engine's plumbing).

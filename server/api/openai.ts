@@ -137,13 +137,9 @@ function errorBody(err: FerryError, status: number) {
   return { error: { message: err.message, type: status < 500 ? 'invalid_request_error' : 'server_error', code: err.code, param } };
 }
 
+/** The catalogue's status for the API's, the engines' and the relay's own codes; anything else failed here (500). */
 function statusOf(err: FerryError): number {
-  if (err.code === 'api/unknown-model') return 404;
-  if (err.code.startsWith('llm/bad') || err.code === 'llm/context-overflow' || err.code === 'llm/no-chat-template' || err.code.startsWith('api/')) {
-    return err.code === 'api/internal' ? 500 : 400;
-  }
-  // The relay's own refusals (a foreign Host, rate limits) keep their status here too.
-  return err.code.startsWith('relay/') || err.code.startsWith('http/') ? statusFor(err.code) : 500;
+  return /^(api|llm|relay|http)\//.test(err.code) ? statusFor(err.code) : 500;
 }
 
 type Unsupported = Record<string, (value: unknown) => boolean>;

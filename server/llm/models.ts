@@ -66,10 +66,10 @@ export function parseModelSource(spec: string, catalog = new ModelCatalog()): Mo
   if (spec.startsWith('hf:')) {
     const match = /^hf:([\w.-]+)\/([\w.-]+)(?:@([\w./-]+?))?\/(.+\.gguf)$/.exec(spec);
     if (!match) {
-      throw new FerryError('models/bad-source', `"${spec}" is not a Hugging Face model reference; write hf:<owner>/<repo>/<file.gguf> or hf:<owner>/<repo>@<revision>/<file.gguf>.`);
+      throw new FerryError('model/bad-source', `"${spec}" is not a Hugging Face model reference; write hf:<owner>/<repo>/<file.gguf> or hf:<owner>/<repo>@<revision>/<file.gguf>.`);
     }
     const [, owner, repo, revision = 'main', file] = match as unknown as [string, string, string, string | undefined, string];
-    if (file.split('/').some((part) => part === '..' || part === '')) throw new FerryError('models/bad-source', `"${spec}" has an invalid file path.`);
+    if (file.split('/').some((part) => part === '..' || part === '')) throw new FerryError('model/bad-source', `"${spec}" has an invalid file path.`);
     const url = `https://huggingface.co/${owner}/${repo}/resolve/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
     return { kind: 'hf', url, repo: `${owner}/${repo}`, file, revision };
   }
@@ -77,10 +77,10 @@ export function parseModelSource(spec: string, catalog = new ModelCatalog()): Mo
     try {
       return { kind: 'url', url: new URL(spec).toString() };
     } catch (cause) {
-      throw new FerryError('models/bad-source', `"${spec}" is not a valid URL.`, { cause });
+      throw new FerryError('model/bad-source', `"${spec}" is not a valid URL.`, { cause });
     }
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new FerryError('models/bad-source', `"${spec}": only local paths, http(s) URLs and hf: references are supported.`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) throw new FerryError('model/bad-source', `"${spec}": only local paths, http(s) URLs and hf: references are supported.`);
   return { kind: 'path', path: spec };
 }
 
@@ -96,7 +96,7 @@ export async function resolveModel(spec: string, options: ResolveOptions): Promi
   if (source.kind === 'path') {
     const file = path.resolve(source.path);
     const found = await stat(file).catch(() => undefined);
-    if (!found?.isFile()) throw new FerryError('models/not-found', `There is no model file at ${file}. Check the path (\`ferry models\` lists the catalog's models, which --model also takes by name).`, { details: { path: file } });
+    if (!found?.isFile()) throw new FerryError('model/not-found', `There is no model file at ${file}. Check the path (\`ferry models\` lists the catalog's models, which --model also takes by name).`, { details: { path: file } });
     const info = await checkModelFile(file);
     return { path: file, sha256: await fileSha256(file), info, source, name: path.basename(file), label: path.basename(file) };
   }
@@ -136,7 +136,7 @@ export async function loadCatalog(file: string): Promise<ModelCatalog> {
   try {
     json = JSON.parse(await readFile(file, 'utf8'));
   } catch (cause) {
-    throw new FerryError('models/bad-catalog', `Cannot read the model catalog ${file}: ${(cause as Error).message}. Give a JSON file with a list of entries (--catalog or FERRY_CATALOG).`, { cause });
+    throw new FerryError('model/bad-catalog', `Cannot read the model catalog ${file}: ${(cause as Error).message}. Give a JSON file with a list of entries (--catalog or FERRY_CATALOG).`, { cause });
   }
   return ModelCatalog.with(parseCatalog(json, file));
 }
@@ -144,7 +144,7 @@ export async function loadCatalog(file: string): Promise<ModelCatalog> {
 async function checkDigest(file: string, entry: CatalogEntry): Promise<void> {
   const sha256 = await fileSha256(file);
   if (sha256 !== entry.sha256) {
-    throw new FerryError('models/checksum-mismatch', `The download of ${entry.name} from ${entry.url} is not the catalog's file: its SHA-256 is ${sha256}, not ${entry.sha256}. It was removed; try again, and if it persists the file at that address has changed.`, {
+    throw new FerryError('model/checksum-mismatch', `The download of ${entry.name} from ${entry.url} is not the catalog's file: its SHA-256 is ${sha256}, not ${entry.sha256}. It was removed; try again, and if it persists the file at that address has changed.`, {
       details: { name: entry.name, expected: entry.sha256, actual: sha256 },
     });
   }
@@ -176,8 +176,8 @@ async function download(source: RemoteSource, part: string, options: ResolveOpti
   try {
     response = await fetch(source.url, { headers, redirect: 'follow', ...(options.signal ? { signal: options.signal } : {}) });
   } catch (cause) {
-    if (options.signal?.aborted) throw new FerryError('models/cancelled', `The download of ${source.url} was cancelled; it resumes next time.`, { cause });
-    throw new FerryError('models/download-failed', `Cannot download the model from ${source.url}: ${(cause as Error).message}. It resumes where it stopped when tried again.`, { cause });
+    if (options.signal?.aborted) throw new FerryError('model/download-cancelled', `The download of ${source.url} was cancelled; it resumes next time.`, { cause });
+    throw new FerryError('model/download-failed', `Cannot download the model from ${source.url}: ${(cause as Error).message}. It resumes where it stopped when tried again.`, { cause });
   }
   if (response.status === 416 && have > 0) {
     // The part is already whole (or stale): start over rather than guess.
@@ -186,7 +186,7 @@ async function download(source: RemoteSource, part: string, options: ResolveOpti
     return download(source, part, options);
   }
   if (!response.ok || !response.body) {
-    throw new FerryError('models/download-failed', `Downloading ${source.url} failed: HTTP ${response.status}${response.status === 401 || response.status === 403 ? ' (a gated model needs an access token)' : ''}.`, {
+    throw new FerryError('model/download-failed', `Downloading ${source.url} failed: HTTP ${response.status}${response.status === 401 || response.status === 403 ? ' (a gated model needs an access token)' : ''}.`, {
       details: { status: response.status },
     });
   }
@@ -214,12 +214,12 @@ async function download(source: RemoteSource, part: string, options: ResolveOpti
       options.onProgress?.({ received, total, resumedFrom });
     }
   } catch (cause) {
-    if (isFerryError(cause, 'models/size-mismatch')) {
+    if (isFerryError(cause, 'model/size-mismatch')) {
       await new Promise<void>((resolve) => out.end(resolve));
       await rm(part, { force: true });
       throw cause;
     }
-    throw new FerryError(options.signal?.aborted ? 'models/cancelled' : 'models/download-failed', `The download of ${source.url} stopped at ${received} bytes: ${(cause as Error).message}. It resumes where it stopped when tried again.`, {
+    throw new FerryError(options.signal?.aborted ? 'model/download-cancelled' : 'model/download-failed', `The download of ${source.url} stopped at ${received} bytes: ${(cause as Error).message}. It resumes where it stopped when tried again.`, {
       cause,
       details: { received },
     });
@@ -227,7 +227,7 @@ async function download(source: RemoteSource, part: string, options: ResolveOpti
     if (!out.writableEnded) await new Promise<void>((resolve) => out.end(resolve));
   }
   if (total !== undefined && received !== total) {
-    throw new FerryError('models/download-failed', `The download of ${source.url} ended at ${received} of ${total} bytes. It resumes where it stopped when tried again.`, { details: { received, total } });
+    throw new FerryError('model/download-failed', `The download of ${source.url} ended at ${received} of ${total} bytes. It resumes where it stopped when tried again.`, { details: { received, total } });
   }
 }
 
@@ -237,14 +237,14 @@ async function checkRoom(dir: string, entry: CatalogEntry, have: number): Promis
   const free = fs.bavail * fs.bsize;
   const needed = entry.bytes - have;
   if (free < needed) {
-    throw new FerryError('models/disk-full', `${entry.name} needs ${formatMb(needed)} more in ${dir}, which has ${formatMb(free)} free. Free some space, or point --data at a larger disk.`, {
+    throw new FerryError('model/storage-full', `${entry.name} needs ${formatMb(needed)} more in ${dir}, which has ${formatMb(free)} free. Free some space, or point --data at a larger disk.`, {
       details: { name: entry.name, needed, free },
     });
   }
 }
 
 function sizeMismatch(entry: CatalogEntry, sent: string): FerryError {
-  return new FerryError('models/size-mismatch', `The server sends ${sent} bytes for ${entry.name}, but the catalog's file is ${entry.bytes} bytes: the file at ${entry.url} is not the catalog's. Nothing of it was kept.`, {
+  return new FerryError('model/size-mismatch', `The server sends ${sent} bytes for ${entry.name}, but the catalog's file is ${entry.bytes} bytes: the file at ${entry.url} is not the catalog's. Nothing of it was kept.`, {
     details: { name: entry.name, expected: entry.bytes },
   });
 }

@@ -4,40 +4,15 @@
  * whose details go to the log only.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { FerryError, isFerryError, type ErrorCode } from '../../src/core/errors.ts';
+import { ERROR_CODES, FerryError, isFerryError, type ErrorCode } from '../../src/core/errors.ts';
 import type { ErrorBody } from '../../src/core/protocol/index.ts';
 
-const statusByCode: Record<string, number> = {
-  'http/not-found': 404,
-  'relay/unknown-object': 404,
-  'relay/unknown-snapshot': 404,
-  'relay/unknown-run': 404,
-  'relay/unknown-model': 404,
-  'relay/no-worker': 503,
-  'relay/unknown-node': 409,
-  'relay/attempt-superseded': 409,
-  'relay/space-full': 429,
-  'relay/token-required': 401,
-  'relay/bad-token': 403,
-  'relay/origin-not-allowed': 403,
-  'relay/host-not-allowed': 403,
-  'relay/missing-object': 409,
-  'store/ref-conflict': 409,
-  'relay/length-required': 411,
-  'relay/too-large': 413,
-  'http/body-too-large': 413,
-  'http/unsupported-media-type': 415,
-  'http/rate-limited': 429,
-  'store/quota-exceeded': 507,
-  'store/write-failed': 500,
-  'store/corrupt-object': 500,
-  'store/open-failed': 500,
-  // The database or the object storage is out of reach: nothing was changed, and a retry may well succeed.
-  'store/unavailable': 503,
-};
+
+/** What each of Fastify's refusals is called in both areas that answer with them (see the catalogue). */
+type ClientWhat = 'malformed-json' | 'body-too-large' | 'unsupported-media-type' | 'bad-content-length';
 
 /** Fastify's own client errors, renamed with a message a person can act on (the area prefix is the API's). */
-const fastifyCodes: Record<string, { what: string; message: string }> = {
+const fastifyCodes: Record<string, { what: ClientWhat; message: string }> = {
   FST_ERR_CTP_INVALID_JSON_BODY: { what: 'malformed-json', message: 'The request body is not valid JSON.' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { what: 'malformed-json', message: 'The request body is empty; send a JSON object.' },
   FST_ERR_CTP_BODY_TOO_LARGE: { what: 'body-too-large', message: 'The request body is larger than this endpoint accepts.' },
@@ -60,11 +35,12 @@ export function clientErrorOf(err: FastifyError | Error, area: 'http' | 'api'): 
   return undefined;
 }
 
-export function statusFor(code: string): number {
-  return statusByCode[code] ?? (code.startsWith('store/') ? 500 : 400);
+/** The HTTP status of an error code, as the catalogue (src/core/error-codes.ts) declares it. */
+export function statusFor(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
 }
 
-export function errorBody(code: string, message: string): ErrorBody {
+export function errorBody(code: ErrorCode, message: string): ErrorBody {
   return { error: { code, message } };
 }
 

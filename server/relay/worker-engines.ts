@@ -4,7 +4,7 @@
  * `cancel` when the API client goes away. A request for a model goes to the least-busy engine that serves it.
  * Device nodes never serve the API: they run only their own space's sessions.
  */
-import { FerryError } from '../../src/core/errors.ts';
+import { FerryError, errorCodeOf } from '../../src/core/errors.ts';
 import type { Engine, EngineInfo, GenerateEvent, GenerateRequest } from '../../src/core/llm/engine.ts';
 import type { ToolUse } from '../../src/core/llm/tool-generation.ts';
 import type { RelayToWorker, WorkerProfile, WorkerToRelay } from '../../src/core/protocol/index.ts';
@@ -58,7 +58,7 @@ export class WorkerEngine implements ServingEngine {
           continue;
         }
         if (m.type === 'lost') throw new FerryError('relay/worker-lost', `The worker serving this generation left (${m.reason}); send the request again.`);
-        if (m.type === 'generation-failed') throw new FerryError(m.error.code as `${string}/${string}`, m.error.message);
+        if (m.type === 'generation-failed') throw new FerryError(errorCodeOf(m.error.code), m.error.message);
         yield m.event;
         if (m.event.type === 'done') {
           finished = true;

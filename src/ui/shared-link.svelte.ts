@@ -83,10 +83,10 @@ function explain(err: unknown): FerryError {
   if (isFerryError(err, 'relay/unknown-snapshot')) {
     return new FerryError('relay/unknown-snapshot', 'This shared session is not on the relay any more (it was removed, or the link was cut short). Ask whoever shared it for a new link.', { cause: err });
   }
-  if (isFerryError(err, 'snapshot/') || isFerryError(err, 'crypto/')) {
+  if (isFerryError(err, 'snapshot/')) {
     return new FerryError('snapshot/bad-key', "This link's key does not open the shared session: the part after # was changed or cut. Copy the whole link again.", { cause: err });
   }
-  if (isFerryError(err, 'relay/unreachable') || isFerryError(err, 'relay/timeout') || !isFerryError(err)) {
+  if (isFerryError(err, 'relay/unreachable') || !isFerryError(err)) {
     return new FerryError('relay/unreachable', `The relay this link points at could not be reached (${err instanceof Error ? err.message : String(err)}). Check the connection and open the link again.`, { cause: err });
   }
   return err;

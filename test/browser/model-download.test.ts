@@ -219,6 +219,6 @@ describe('the catalog API of the Models screen', () => {
     expect(await listCatalogModels(catalog)).toEqual([{ entry: catalog.entries[0], state: 'downloaded', stored: model.length }]);
 
     const unknown = await failure(downloadCatalogModel('qwen2.5-7b').done);
-    expect(isFerryError(unknown, 'models/unknown-model')).toBe(true);
+    expect(isFerryError(unknown, 'model/unknown-model')).toBe(true);
   });
 });

@@ -3,7 +3,7 @@
  * filesystem) runs it through its own factory; none may skip a case.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isFerryError } from '../../src/core/errors.ts';
+import { isFerryError, type ErrorCode } from '../../src/core/errors.ts';
 import type { Store } from '../../src/core/store/index.ts';
 import { expectSameBytes } from './bytes.ts';
 
@@ -17,7 +17,7 @@ export interface StoreHarness {
 const enc = new TextEncoder();
 const bytes = (s: string): Uint8Array => enc.encode(s);
 
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
   const err = await p.then(() => undefined, (e: unknown) => e);
   expect(isFerryError(err, code), `expected FerryError ${code}, got ${String(err)}`).toBe(true);
 }

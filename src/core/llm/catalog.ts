@@ -203,7 +203,7 @@ export class ModelCatalog {
     const entry = this.get(name);
     if (entry) return entry;
     const near = this.entries.filter((e) => e.name.startsWith(name.split(/[.-]/)[0] ?? name)).map((e) => e.name);
-    throw new FerryError('models/unknown-model', `"${name}" is not in the model catalog${near.length > 0 ? ` (did you mean ${near.join(' or ')}?)` : ''}. Catalog models: ${this.entries.map((e) => e.name).join(', ')}.`, {
+    throw new FerryError('model/unknown-model', `"${name}" is not in the model catalog${near.length > 0 ? ` (did you mean ${near.join(' or ')}?)` : ''}. Catalog models: ${this.entries.map((e) => e.name).join(', ')}.`, {
       details: { name },
     });
   }
@@ -215,5 +215,5 @@ export function parseCatalog(json: unknown, where: string): CatalogEntry[] {
   if (parsed.success) return parsed.output;
   const issue = parsed.issues[0];
   const path = issue ? v.getDotPath(issue) : null;
-  throw new FerryError('models/bad-catalog', `The model catalog ${where} is invalid${path ? ` at ${path}` : ''}: ${issue?.message ?? 'not a list of entries'}. Each entry needs name, label, family, parameters, quantization, license, contextLength, url, sha256, bytes and webLlm.`);
+  throw new FerryError('model/bad-catalog', `The model catalog ${where} is invalid${path ? ` at ${path}` : ''}: ${issue?.message ?? 'not a list of entries'}. Each entry needs name, label, family, parameters, quantization, license, contextLength, url, sha256, bytes and webLlm.`);
 }

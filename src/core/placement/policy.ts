@@ -5,7 +5,7 @@
  * simulator (bench/placement.ts) run this very code.
  */
 import * as v from 'valibot';
-import { FerryError } from '../errors.ts';
+import { FerryError, type ErrorCode } from '../errors.ts';
 import { NodeProfileSchema, nodeName, restoreNodeProfile, tokensCostUsd, withMeasuredSpeed, type NodeProfile } from './profile.ts';
 
 export type Objective = 'fastest' | 'cheapest' | 'balanced';
@@ -120,7 +120,7 @@ export const PlacementPrefsSchema = v.strictObject({
   usdPerHour: v.optional(v.pipe(v.number(), v.finite(), v.gtValue(0))),
 });
 
-function parse<S extends v.GenericSchema>(schema: S, value: unknown, what: string, code: `placement/${string}`, hint: string): v.InferOutput<S> {
+function parse<S extends v.GenericSchema>(schema: S, value: unknown, what: string, code: Extract<ErrorCode, `placement/${string}`>, hint: string): v.InferOutput<S> {
   const parsed = v.safeParse(schema, value);
   if (parsed.success) return parsed.output;
   const issue = parsed.issues[0];

@@ -1,5 +1,5 @@
 /** base64url without padding (RFC 4648 §5): keys in link fragments, bitmaps in JSON. */
-import { FerryError } from '../errors.ts';
+import { FerryError, type ErrorCode } from '../errors.ts';
 
 export function toBase64Url(bytes: Uint8Array): string {
   let bin = '';
@@ -7,7 +7,7 @@ export function toBase64Url(bytes: Uint8Array): string {
   return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-export function fromBase64Url(text: string, code: `${string}/${string}` = 'protocol/bad-base64'): Uint8Array {
+export function fromBase64Url(text: string, code: ErrorCode = 'protocol/bad-base64'): Uint8Array {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) throw new FerryError(code, 'The text is not base64url; it was damaged or cut short.');
   const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4));
   // A plain loop: Uint8Array.from with a map function costs ~20 times as much per byte (sealed objects come this way).
@@ -25,7 +25,7 @@ export function encodeBitmap(flags: readonly boolean[]): string {
   return toBase64Url(bytes);
 }
 
-export function decodeBitmap(text: string, n: number, code: `${string}/${string}`): boolean[] {
+export function decodeBitmap(text: string, n: number, code: ErrorCode): boolean[] {
   const bytes = fromBase64Url(text, code);
   if (bytes.length !== Math.ceil(n / 8)) throw new FerryError(code, `A bitmap for ${n} ids must be ${Math.ceil(n / 8)} bytes, not ${bytes.length}.`);
   return Array.from({ length: n }, (_, i) => (bytes[i >> 3]! & (1 << (i & 7))) !== 0);

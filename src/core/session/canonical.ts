@@ -1,5 +1,5 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { FerryError } from '../errors.ts';
+import { FerryError, type ErrorCode } from '../errors.ts';
 import { checkMsgpackBounds } from './msgpack-bounds.ts';
 
 /**
@@ -25,7 +25,7 @@ export function encodeCanonical(value: unknown): Uint8Array {
  * Decodes one MessagePack value; any malformed input becomes `code` with the given context. The bounds are checked
  * first, so hostile input is refused before the decoder allocates anything for it (msgpack-bounds.ts).
  */
-export function decodeMsgpack(bytes: Uint8Array, code: `${string}/${string}`, what: string): unknown {
+export function decodeMsgpack(bytes: Uint8Array, code: ErrorCode, what: string): unknown {
   checkMsgpackBounds(bytes, code, what);
   try {
     return decoder.decode(bytes);

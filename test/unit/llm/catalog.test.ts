@@ -54,7 +54,7 @@ describe('the built-in model catalog', () => {
     } catch (err) {
       caught = err;
     }
-    expect(isFerryError(caught, 'models/unknown-model')).toBe(true);
+    expect(isFerryError(caught, 'model/unknown-model')).toBe(true);
     expect((caught as Error).message).toMatch(/did you mean qwen2\.5-0\.5b or qwen2\.5-1\.5b or qwen2\.5-3b\?.*Catalog models: qwen2\.5-0\.5b, /);
   });
 });
@@ -85,7 +85,7 @@ describe("a deployment's own catalog", () => {
     } catch (err) {
       caught = err;
     }
-    expect(isFerryError(caught, 'models/bad-catalog')).toBe(true);
+    expect(isFerryError(caught, 'model/bad-catalog')).toBe(true);
     expect((caught as Error).message).toMatch(message);
     expect((caught as Error).message).toContain('in test.json');
   });

@@ -77,7 +77,7 @@ describe('model sources', () => {
     expect(parseModelSource('https://example.com/a.gguf')).toEqual({ kind: 'url', url: 'https://example.com/a.gguf' });
     expect(parseModelSource('./models/a.gguf')).toEqual({ kind: 'path', path: './models/a.gguf' });
     for (const bad of ['hf:repo-only.gguf', 'hf:o/r/../x.gguf', 'hf:o/r/not-a-model.bin', 's3://bucket/m.gguf']) {
-      expect(() => parseModelSource(bad)).toThrow(expect.objectContaining({ code: 'models/bad-source' }) as Error);
+      expect(() => parseModelSource(bad)).toThrow(expect.objectContaining({ code: 'model/bad-source' }) as Error);
     }
   });
 
@@ -88,7 +88,7 @@ describe('model sources', () => {
       const resolved = await resolveModel(file, { dataDir: dir.dir });
       expect(resolved).toMatchObject({ path: file, sha256: sha, source: { kind: 'path' } });
       expect(resolved.info.architecture).toBe('llama');
-      expect((await refusal(() => resolveModel(path.join(dir.dir, 'nope.gguf'), { dataDir: dir.dir }))).code).toBe('models/not-found');
+      expect((await refusal(() => resolveModel(path.join(dir.dir, 'nope.gguf'), { dataDir: dir.dir }))).code).toBe('model/not-found');
     } finally {
       await dir.cleanup();
     }
@@ -124,7 +124,7 @@ describe('model sources', () => {
     try {
       const url = `${base}/flaky/model.gguf`;
       const first = await refusal(() => resolveModel(url, { dataDir: dir.dir }));
-      expect(first.code).toBe('models/download-failed');
+      expect(first.code).toBe('model/download-failed');
       const parts = (await readdir(path.join(dir.dir, 'models'))).filter((f) => f.endsWith('.part'));
       expect(parts).toHaveLength(1);
       const kept = (await stat(path.join(dir.dir, 'models', parts[0]!))).size;
@@ -146,7 +146,7 @@ describe('model sources', () => {
       expect((await refusal(() => resolveModel(`${base}/files/bad.gguf`, { dataDir: dir.dir }))).code).toBe('gguf/bad-magic');
       expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);
       const missing = await refusal(() => resolveModel(`${base}/files/missing.gguf`, { dataDir: dir.dir }));
-      expect(missing.code).toBe('models/download-failed');
+      expect(missing.code).toBe('model/download-failed');
       expect(missing.message).toContain('404');
     } finally {
       await dir.cleanup();
@@ -160,7 +160,7 @@ describe('catalog models', () => {
     expect(parseModelSource('demo')).toEqual({ kind: 'demo' });
     const own = new ModelCatalog([asEntry('files/model.gguf')]);
     expect(parseModelSource('tiny-test', own)).toMatchObject({ kind: 'catalog', url: `${base}/files/model.gguf` });
-    expect(() => parseModelSource('qwen2.5-7b')).toThrow(expect.objectContaining({ code: 'models/unknown-model', message: expect.stringContaining('qwen2.5-0.5b') }) as Error);
+    expect(() => parseModelSource('qwen2.5-7b')).toThrow(expect.objectContaining({ code: 'model/unknown-model', message: expect.stringContaining('qwen2.5-0.5b') }) as Error);
     // A file name is still a path.
     expect(parseModelSource('tiny.gguf')).toEqual({ kind: 'path', path: 'tiny.gguf' });
   });
@@ -171,7 +171,7 @@ describe('catalog models', () => {
       const catalog = new ModelCatalog([asEntry('flaky/model.gguf')]);
       flakyCut = true;
       const first = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
-      expect(first.code).toBe('models/download-failed');
+      expect(first.code).toBe('model/download-failed');
       expect((await localModels(dir.dir, catalog)).catalog[0]).toMatchObject({ state: 'partial', bytes: expect.any(Number) as number });
       const kept = (await localModels(dir.dir, catalog)).catalog[0]!.bytes;
       expect(kept).toBeGreaterThan(0);
@@ -195,7 +195,7 @@ describe('catalog models', () => {
     try {
       const catalog = new ModelCatalog([asEntry('files/model.gguf', { sha256: 'f'.repeat(64) })]);
       const err = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
-      expect(err.code).toBe('models/checksum-mismatch');
+      expect(err.code).toBe('model/checksum-mismatch');
       expect(err.message).toContain(sha);
       expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);
     } finally {
@@ -208,7 +208,7 @@ describe('catalog models', () => {
     try {
       const catalog = new ModelCatalog([asEntry('files/model.gguf', { bytes: model.length - 1 })]);
       const err = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
-      expect(err.code).toBe('models/size-mismatch');
+      expect(err.code).toBe('model/size-mismatch');
       expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);
     } finally {
       await dir.cleanup();
@@ -221,7 +221,7 @@ describe('catalog models', () => {
       const catalog = new ModelCatalog([asEntry('files/model.gguf', { bytes: 2 ** 45 })]);
       const before = requests.length;
       const err = await refusal(() => resolveModel('tiny-test', { dataDir: dir.dir, catalog }));
-      expect(err.code).toBe('models/disk-full');
+      expect(err.code).toBe('model/storage-full');
       expect(err.message).toMatch(/needs 35184372 MB more in .* which has [\d.]+ MB free/);
       expect(requests.length).toBe(before);
       expect(await readdir(path.join(dir.dir, 'models'))).toEqual([]);

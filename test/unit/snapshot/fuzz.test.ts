@@ -58,7 +58,7 @@ type Mutation = (base: Uint8Array, bundle: Bundle, rng: Rng) => Promise<{ bytes:
 
 function tryDecode(bytes: Uint8Array): Record<string, unknown> | undefined {
   try {
-    const v = decodeMsgpack(bytes, 'test/not-msgpack', 'object');
+    const v = decodeMsgpack(bytes, 'snapshot/bad-object', 'object');
     return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -95,7 +95,7 @@ const mutations: Record<string, Mutation> = {
     const payload = encodeCanonical(b);
     const honest = await encodeContainer(payload, { kind: 'bundle', compress: false });
     const headerLength = new DataView(honest.buffer).getUint32(6);
-    const header = decodeMsgpack(honest.subarray(10, 10 + headerLength), 'test/x', 'header') as Record<string, unknown>;
+    const header = decodeMsgpack(honest.subarray(10, 10 + headerLength), 'snapshot/bad-bundle', 'header') as Record<string, unknown>;
     header.length = [2 ** 32, 2 ** 40, (1 << 20) + 1, 1 << 19][rng.nextInt(0, 3)];
     const newHeader = encodeCanonical(header);
     const out = new Uint8Array(10 + newHeader.length + payload.length);
@@ -167,7 +167,7 @@ const mutations: Record<string, Mutation> = {
 
 it(`refuses ${ITERATIONS} mutated bundles with typed errors, importing nothing`, async () => {
   const base = await baseBundle();
-  const bundle = decodeMsgpack(await decodeContainer(base, { kind: 'bundle' }), 'test/x', 'bundle') as Bundle;
+  const bundle = decodeMsgpack(await decodeContainer(base, { kind: 'bundle' }), 'snapshot/bad-bundle', 'bundle') as Bundle;
   const names = Object.keys(mutations);
   const rng = new Rng(20251122);
   const codes = new Map<string, number>();

@@ -55,7 +55,7 @@ describe('.ferry files protected by a passphrase', () => {
     }
     // The header re-encoded with another iteration count: too many would make the reader spin, too few is weak.
     const headerLength = new DataView(file.buffer, file.byteOffset + 6, 4).getUint32(0);
-    const header = decodeMsgpack(file.subarray(10, 10 + headerLength), 'test/header', 'header') as { kdf: { iterations: number } };
+    const header = decodeMsgpack(file.subarray(10, 10 + headerLength), 'snapshot/bad-container', 'header') as { kdf: { iterations: number } };
     for (const iterations of [50_000_000, 1000]) {
       const forged = encodeCanonical({ ...header, kdf: { ...header.kdf, iterations } });
       const out = new Uint8Array(10 + forged.length + file.length - 10 - headerLength);

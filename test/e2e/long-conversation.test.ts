@@ -52,7 +52,7 @@ for (const device of devices.filter((d) => d.name === 'desktop')) {
       const box = page.getByLabel('Message');
       await box.fill(question(n));
       await box.press('Enter');
-      await expect.poll(() => box.inputValue()).toBe('');
+      await expect.poll(() => box.inputValue(), { timeout: 30_000 }).toBe('');
     }
 
     /** Waits until turn `n` is answered: its reply is in the transcript, nothing runs, and no error was shown. */

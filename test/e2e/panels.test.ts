@@ -149,7 +149,7 @@ for (const device of devices) {
       await writeFile(file, bytes);
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await page.getByTestId('import-input').setInputFiles(file);
-      await expect.poll(() => page.url()).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
       await transcriptReady();
       await expect.poll(() => page.getByTestId('session-template').textContent()).toBe(template);
     }
@@ -158,7 +158,7 @@ for (const device of devices) {
       const tab = page.getByTestId('panel-tab');
       await expect.poll(() => tab.textContent()).toBe(name);
       await press(tab);
-      await expect.poll(() => page.url()).toMatch(/\/panel$/);
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/\/panel$/);
     }
 
     beforeAll(async () => {
@@ -171,7 +171,7 @@ for (const device of devices) {
     test('the model comes from a GGUF picked from disk (the relay\'s generated model)', async () => {
       await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
       await page.getByTestId('pick-model').setInputFiles(model());
-      await expect.poll(() => page.getByTestId('model-in-use').textContent()).toMatch(/tiny\.gguf/);
+      await expect.poll(() => page.getByTestId('model-in-use').textContent(), { timeout: 60_000 }).toMatch(/tiny\.gguf/);
     });
 
     test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied', async () => {

@@ -41,7 +41,7 @@ for (const device of devices) {
       const box = page.getByLabel('Message');
       await box.fill(text);
       await box.press('Enter');
-      await expect.poll(() => box.inputValue()).toBe('');
+      await expect.poll(() => box.inputValue(), { timeout: 30_000 }).toBe('');
     }
 
     /** The open session has `n` replies, nothing runs, no error was shown; its last reply was written by `engine`. */

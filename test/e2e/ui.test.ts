@@ -70,7 +70,7 @@ for (const device of devices) {
       await box.fill(text);
       await box.press('Enter');
       // The box empties once the message is stored on this device (it then shows as sent).
-      await expect.poll(() => box.inputValue()).toBe('');
+      await expect.poll(() => box.inputValue(), { timeout: 30_000 }).toBe('');
       await expect.poll(() => page.getByTestId('pending-user-message').or(page.getByTestId('user-message').filter({ hasText: text.split('\n')[0]! })).count()).toBeGreaterThan(0);
       // Streaming: the live reply grows token by token before the reply is checkpointed.
       const live = page.getByTestId('live-reply');
@@ -104,7 +104,7 @@ for (const device of devices) {
       const bad = path.join(work, 'not-a-model.gguf');
       await writeFile(bad, 'GGUF but not really');
       await page.getByTestId('pick-model').setInputFiles(bad);
-      await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code')).toMatch(/^gguf\//);
+      await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code'), { timeout: 60_000 }).toMatch(/^gguf\//);
       expect(await page.getByTestId('error-toast').textContent()).toMatch(/not a usable GGUF model/);
       await press(page.getByRole('button', { name: 'Dismiss error' }));
 
@@ -114,7 +114,7 @@ for (const device of devices) {
         expect(await page.getByTestId('model-in-use').textContent()).toMatch(/from the relay/);
       } else {
         await page.getByTestId('pick-model').setInputFiles(path.join(work, 'tiny.gguf'));
-        await expect.poll(() => page.getByTestId('model-in-use').textContent()).toMatch(/tiny\.gguf · .* · a file from this device/);
+        await expect.poll(() => page.getByTestId('model-in-use').textContent(), { timeout: 60_000 }).toMatch(/tiny\.gguf · .* · a file from this device/);
       }
       expect(await page.getByText(/\.gguf · .*(KB|MB)/).count()).toBeGreaterThan(0);
       await screen('models-in-use');
@@ -261,7 +261,7 @@ for (const device of devices) {
       await press(page.getByRole('button', { name: 'Delete Trip plan' }));
       await expect.poll(() => page.getByTestId('session-row').count()).toBe(0);
       await page.getByTestId('import-input').setInputFiles(file);
-      await expect.poll(() => page.url()).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
       await transcriptReady();
       await expect.poll(() => page.getByTestId('user-message').count()).toBe(3);
       expect(await page.getByTestId('current-branch').textContent()).toBe('main');
@@ -276,7 +276,7 @@ for (const device of devices) {
       await press(page.getByRole('link', { name: '← Sessions' }));
       await page.getByTestId('import-input').setInputFiles(bad);
       const error = page.getByTestId('error-toast');
-      await expect.poll(() => error.getAttribute('data-code')).toMatch(/^snapshot\//);
+      await expect.poll(() => error.getAttribute('data-code'), { timeout: 60_000 }).toMatch(/^snapshot\//);
       expect(await error.textContent()).toMatch(/damaged|checksum/);
       expect(await error.textContent()).not.toMatch(/at \w+ \(|\.ts:\d+/);
       await screen('sessions-import-error');

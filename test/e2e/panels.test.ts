@@ -346,7 +346,7 @@ for (const device of devices) {
       const replies = await page.getByTestId('agent-message').count();
 
       await press(page.getByTestId('retry'));
-      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('kept on branch "main-try1"');
+      await expect.poll(() => page.getByTestId('toast').last().textContent(), { timeout: 30_000 }).toContain('kept on branch "main-try1"');
       await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 90_000 }).toBe(0);
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 90_000 }).toBe(replies);
       expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('explain the workspace')]);
@@ -364,7 +364,7 @@ for (const device of devices) {
       await press(page.getByRole('link', { name: 'Settings', exact: true }));
       await page.getByLabel('Reply length (tokens)').fill('32');
       await press(page.getByRole('button', { name: 'Save settings' }));
-      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await expect.poll(() => page.getByTestId('toast').last().textContent(), { timeout: 30_000 }).toContain('Settings saved');
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await press(page.getByLabel(/Survey/));
       await page.getByLabel(/^Title/).fill('Harbour survey');

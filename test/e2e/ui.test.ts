@@ -251,7 +251,7 @@ for (const device of devices) {
       const row = page.getByTestId('session-row');
       expect(await row.textContent()).toMatch(/Dev guide/);
       expect(await row.textContent()).toMatch(/This device/);
-      await expect.poll(() => row.textContent()).toMatch(/\d+(\.\d)? (B|KB)/);
+      await expect.poll(() => row.textContent(), { timeout: 30_000 }).toMatch(/\d+(\.\d)? (B|KB|MB)/);
 
       await press(page.getByRole('button', { name: 'Delete Trip plan' }));
       await expect.poll(() => page.getByTestId('session-row').count()).toBe(0);

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
-import { devices, startUi, type UiRig } from './ui-harness.ts';
+import { devices, pressMoveToCloud, startUi, type UiRig } from './ui-harness.ts';
 
 const REPLY = 256;
 const CONTEXT = 4096;
@@ -103,7 +103,7 @@ for (const device of devices.filter((d) => d.name === 'desktop')) {
       const live = page.getByTestId('live-reply');
       await expect.poll(async () => (await live.getAttribute('data-where', { timeout: 50 }).catch(() => null)) === 'device' || (await page.getByTestId('agent-message').count()) >= n, { timeout: 60_000, interval: 10 }).toBe(true);
       const midReply = (await page.getByTestId('agent-message').count()) < n;
-      await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
+      await pressMoveToCloud(page, press);
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
       await answered(n);
       console.info(`${device.name}: turn ${n} moved to the cloud worker ${midReply ? 'in the middle of its reply' : 'after its reply (it was done before the move)'}`);

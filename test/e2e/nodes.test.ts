@@ -47,6 +47,7 @@ import { openComponentLibrary } from '../../server/relay/component-library.ts';
 import { createNodeLlamaEngine } from '../../server/llm/node-llama-engine.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+import { pressMoveToCloud } from './ui-harness.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const componentsDir = path.join(root, 'components', 'dist');
@@ -339,7 +340,7 @@ describe('browsers as nodes of a space', () => {
     // Still "my devices" with short replies; the relay's own unpriced worker is one of them.
     await createSession(page, /Survey/);
     await page.getByTestId('where-it-runs').locator('summary').click();
-    await page.getByRole('button', { name: 'Move to the cloud worker' }).click();
+    await pressMoveToCloud(page);
     await moved(page, 'Cloud worker', 'The session moved to the cloud worker.');
     const box = page.getByLabel('Message');
     await box.fill(JSON.stringify({ topic: 'ferry crossings', sources: generatedSources(4) }));

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
-import { devices, startUi, type UiRig } from './ui-harness.ts';
+import { devices, pressMoveToCloud, startUi, type UiRig } from './ui-harness.ts';
 
 for (const device of devices) {
   describe(`sessions away on a ${device.name}`, () => {
@@ -56,7 +56,7 @@ for (const device of devices) {
 
     async function moveToCloud(): Promise<void> {
       await press(page.getByTestId('where-it-runs').locator('summary'));
-      await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
+      await pressMoveToCloud(page, press);
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
     }
 

@@ -115,3 +115,19 @@ export async function startUi(device: Device, label: string, options: { chromium
   };
   return rig;
 }
+
+/**
+ * Presses "Move to the cloud worker" in the open "Where it runs" panel once it can be pressed (the panel measures
+ * the device and the relay first); a button that stays disabled fails with what the panel says.
+ */
+export async function pressMoveToCloud(page: Page, press: (l: Locator) => Promise<void> = (l) => l.click()): Promise<void> {
+  const button = page.getByRole('button', { name: 'Move to the cloud worker' });
+  await expect
+    .poll(() => button.isEnabled(), { timeout: 60_000 })
+    .toBe(true)
+    .catch(async (err: unknown) => {
+      const says = await page.getByTestId('where-it-runs').textContent().catch(() => null);
+      throw new Error(`"Move to the cloud worker" stayed disabled; the panel says: ${says}`, { cause: err });
+    });
+  await press(button);
+}

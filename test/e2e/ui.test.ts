@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import type { FreshBrowser } from '../support/browser.ts';
 import type { RelayProcess } from '../support/relay-process.ts';
-import { devices, startUi, type UiRig } from './ui-harness.ts';
+import { devices, pressMoveToCloud, startUi, type UiRig } from './ui-harness.ts';
 
 for (const device of devices) {
   describe(`the Ferry UI on a ${device.name}`, () => {
@@ -484,7 +484,7 @@ for (const device of devices) {
       await openSession('Cloud stay');
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
-      await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
+      await pressMoveToCloud(page, press);
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
       const cloudLive = async (): Promise<boolean> =>
@@ -553,7 +553,7 @@ for (const device of devices) {
       await setLimits(3000, 4096);
       await createSession(/Assistant/, 'Cloud delete');
       await press(page.getByTestId('where-it-runs').locator('summary'));
-      await press(page.getByRole('button', { name: 'Move to the cloud worker' }));
+      await pressMoveToCloud(page, press);
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
       await send('Tell me a long story, which I will not wait for.');

@@ -1,4 +1,5 @@
 import { mount } from 'svelte';
+import './ui/global.css';
 import App from './ui/App.svelte';
 import { appShell } from './ui/app-shell.svelte.ts';
 import { ui } from './ui/app.svelte.ts';

@@ -29,6 +29,7 @@ const CATALOGUE = {
   'app/bad-title': { status: 400, meaning: 'A session needs a title' },
   'app/device-busy': { status: 400, meaning: 'Another session is running on this device right now' },
   'app/empty-message': { status: 400, meaning: 'The message is empty' },
+  'app/load-failed': { status: 500, meaning: 'A screen\'s code could not be loaded (offline before it was cached)' },
   'app/no-agent': { status: 400, meaning: 'This session holds no agent state (it was written without an agent), so no agent can continue it here' },
   'app/no-model': { status: 400, meaning: 'No model is chosen on this device yet' },
   'app/not-ready': { status: 400, meaning: 'Ferry is still opening its storage' },

@@ -46,3 +46,11 @@ export function replyViews(steps: readonly { id: string; events: readonly Sessio
   }
   return out;
 }
+
+/** What a reply streamed now adds, after the transcript's steps and the live turn's finished parts before it. */
+export function liveReplyView(steps: readonly { events: readonly SessionEvent[] }[], done: readonly { text: string; reply?: true }[], reply: string): string {
+  const tracker = new ReplyTracker();
+  for (const step of steps) for (const event of step.events) tracker.next(event);
+  for (const d of done) tracker.next(d.reply ? { type: 'reply', text: d.text } : { type: 'generation', text: d.text });
+  return tracker.next({ type: 'reply', text: reply }) ?? '';
+}

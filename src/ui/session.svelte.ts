@@ -3,12 +3,12 @@ import type { PendingInput } from '../browser/session-records.ts';
 import type { MoveTarget, Placement } from '../browser/session-host.ts';
 import { FerryError } from '../core/errors.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
-import type { Session} from '../core/session/index.ts';
-import { type SessionTree, type TranscriptStep } from '../core/session/index.ts';
+import type { Session, SessionTree, TranscriptStep } from '../core/session/index.ts';
 import { ui } from './app.svelte.ts';
 import { describeError, type UiError } from './errors.ts';
 import { IDLE, caughtUp, foldEvent, placeOf, type LiveTurn } from './live-turn.ts';
-import { ReplyTracker } from './replies.ts';
+import { liveReplyView } from './replies.ts';
+import { FrameBatch } from './frame-batch.ts';
 
 const HERE: Placement = { state: 'here', name: 'This device' };
 
@@ -34,8 +34,7 @@ export class OpenSession {
   pending = $state.raw<PendingInput | null>(null);
   #session: Session | null = null;
   /** Tokens arrive faster than frames: they are added to the live text once per frame. */
-  #pendingText = '';
-  #frame = 0;
+  #tokens = new FrameBatch((text) => (this.live = { ...this.live, text: this.live.text + text }));
   #stopWatching: (() => void) | undefined;
   #reloading: Promise<void> | undefined;
   /** The run that goes on after a move, while it does: a message sent meanwhile waits for it. */
@@ -118,7 +117,7 @@ export class OpenSession {
   /** The screen closed: the agent keeps running, but its events no longer come here. */
   close(): void {
     this.#stopWatching?.();
-    cancelAnimationFrame(this.#frame);
+    this.#tokens.cancel();
   }
 
   async loadTree(): Promise<void> {
@@ -256,7 +255,7 @@ export class OpenSession {
       this.#runs--;
     };
     try {
-      this.#flush();
+      this.#tokens.flush();
       if (this.#session) await ui.attempt(() => ui.app.sessions.ran(this.#session!));
       // A generation resumed after a move keeps streaming; everything finished is in the transcript now.
       await this.reload(() => ((this.live = { ...IDLE, text: this.live.text, place: this.live.place }), end()));
@@ -269,10 +268,9 @@ export class OpenSession {
     const place = placeOf(placement);
     switch (event.type) {
       case 'token':
-        if (this.live.place.name !== place.name && this.live.text) this.#flush();
+        if (this.live.place.name !== place.name && this.live.text) this.#tokens.flush();
         if (this.live.place.name !== place.name) this.live = { ...this.live, place };
-        this.#pendingText += event.text;
-        this.#frame ||= requestAnimationFrame(() => this.#flush());
+        this.#tokens.add(event.text);
         return;
       case 'checkpoint':
         // The step is in this device's store: read it back, and drop the live parts it now shows.
@@ -288,32 +286,15 @@ export class OpenSession {
         ui.fail(new FerryError(event.code, event.message));
         return;
       default:
-        if (event.type === 'generation') this.#flush();
-        this.live = foldEvent(this.live, event, place, (text) => this.#replyShown(text));
+        if (event.type === 'generation') this.#tokens.flush();
+        this.live = foldEvent(this.live, event, place, (text) => liveReplyView(this.steps, this.live.done, text));
     }
   }
 
   /** The store now holds every step streamed so far: those live parts give way to the transcript. */
   async #caughtUp(): Promise<void> {
-    this.#flush();
-    const shown = this.live.done.length;
-    const tools = this.live.tools.length;
-    await this.reload(() => (this.live = caughtUp(this.live, shown, tools)));
-  }
-
-  /** What a reply streamed now adds to the transcript and the live turn before it. */
-  #replyShown(text: string): string {
-    const tracker = new ReplyTracker();
-    for (const step of this.steps) for (const event of step.events) tracker.next(event);
-    for (const d of this.live.done) tracker.next(d.reply ? { type: 'reply', text: d.text } : { type: 'generation', text: d.text });
-    return tracker.next({ type: 'reply', text }) ?? '';
-  }
-
-  #flush(): void {
-    cancelAnimationFrame(this.#frame);
-    this.#frame = 0;
-    if (!this.#pendingText) return;
-    this.live = { ...this.live, text: this.live.text + this.#pendingText };
-    this.#pendingText = '';
+    this.#tokens.flush();
+    const { done, tools } = this.live;
+    await this.reload(() => (this.live = caughtUp(this.live, done.length, tools.length)));
   }
 }

@@ -1,6 +1,6 @@
 import type { Settings } from '../browser/settings.ts';
 
-/** Light, dark or the system's: the colours follow `data-theme` on the root (see App.svelte), native controls color-scheme. */
+/** Light, dark or the system's: the colours follow `data-theme` on the root (see global.css), native controls color-scheme. */
 export function applyTheme(theme: Settings['theme']): void {
   const root = document.documentElement;
   root.style.colorScheme = theme === 'system' ? 'light dark' : theme;

@@ -4,7 +4,7 @@
  * incomplete download resumes next time.
  */
 import { FerryError } from '../../core/errors.ts';
-import { entries, MODELS_FOLDER, modelsFolder, stateOf } from './model-download.ts';
+import { entries, MODELS_FOLDER, modelsFolder, stateOf } from './model-folder.ts';
 
 export interface CachedModel {
   /** Its name in the cache folder (a hash of the URL it came from, or of the picked file). */

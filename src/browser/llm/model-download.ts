@@ -13,10 +13,9 @@
  * the segments (no copy).
  */
 import { createSHA256 } from 'hash-wasm';
-import * as v from 'valibot';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
-import { insecurePageReason } from '../secure-context.ts';
+import { assemble, clear, existingFile, markDone, modelsFolder, MODELS_FOLDER, readDone, segmentName, stateOf, storedSegments, type DownloadState } from './model-folder.ts';
 
 export interface DownloadProgress {
   readonly url: string;
@@ -46,19 +45,7 @@ export interface DownloadOptions {
   readonly segmentBytes?: number;
 }
 
-export const MODELS_FOLDER = 'ferry-models';
 const SEGMENT_BYTES = 16 << 20;
-const DONE = 'done.json';
-const SEGMENT = /^(\d{15})\.part$/;
-
-const DoneSchema = v.object({ url: v.string(), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)) });
-
-/** Where a download stands on this device, without fetching anything. */
-export interface DownloadState {
-  readonly state: 'downloaded' | 'partial' | 'absent';
-  /** Bytes stored (all of them when downloaded). */
-  readonly stored: number;
-}
 
 export async function downloadModel(url: string, options: DownloadOptions = {}): Promise<File> {
   const root = await modelsFolder(options.folder ?? MODELS_FOLDER);
@@ -187,19 +174,6 @@ export async function downloadState(url: string, folder = MODELS_FOLDER): Promis
   return stateOf(await modelsFolder(folder), await urlKey(url));
 }
 
-/** The state of the download kept under `key` in the models folder `root`. */
-export async function stateOf(root: FileSystemDirectoryHandle, key: string): Promise<DownloadState> {
-  const dir = await root.getDirectoryHandle(key).catch(() => undefined);
-  if (!dir) {
-    const single = await existingFile(root, `${key}.gguf`);
-    return single ? { state: 'downloaded', stored: single.size } : { state: 'absent', stored: 0 };
-  }
-  const segments = await storedSegments(dir);
-  const stored = segments.reduce((n, s) => n + s.size, 0);
-  const done = await readDone(dir);
-  return done && done.bytes === stored ? { state: 'downloaded', stored } : stored > 0 ? { state: 'partial', stored } : { state: 'absent', stored: 0 };
-}
-
 /** Removes a cached model (and any partial download of it). */
 export async function forgetModel(url: string, folder = MODELS_FOLDER): Promise<void> {
   const root = await modelsFolder(folder);
@@ -236,9 +210,7 @@ async function finish(
     throw new FerryError(cause.code, `The file at ${url} is not a usable model: ${cause.message}`, { cause, ...(cause.details ? { details: { ...cause.details } } : {}) });
   }
   // The marker goes last: only a checked file is ever taken from the cache.
-  const marker = await (await dir.getFileHandle(DONE, { create: true })).createWritable();
-  await marker.write(JSON.stringify({ url, bytes: file.size, sha256 }));
-  await marker.close();
+  await markDone(dir, { url, bytes: file.size, sha256 });
   report({ url, loaded: file.size, total: file.size, stored: file.size, phase: 'done' });
   return file;
 }
@@ -260,31 +232,6 @@ async function cachedModel(root: FileSystemDirectoryHandle, key: string, expecte
   return undefined;
 }
 
-/** The contiguous run of segments from byte 0, in order; anything after a gap is removed. */
-async function storedSegments(dir: FileSystemDirectoryHandle): Promise<File[]> {
-  const found: { start: number; file: File }[] = [];
-  for await (const [name, handle] of entries(dir)) {
-    const m = SEGMENT.exec(name);
-    if (m && handle.kind === 'file') found.push({ start: Number(m[1]), file: await (handle as FileSystemFileHandle).getFile() });
-  }
-  found.sort((a, b) => a.start - b.start);
-  const run: File[] = [];
-  let end = 0;
-  for (const s of found) {
-    if (s.start === end && s.file.size > 0) {
-      run.push(s.file);
-      end += s.file.size;
-    } else {
-      await dir.removeEntry(segmentName(s.start)).catch(() => undefined);
-    }
-  }
-  return run;
-}
-
-async function assemble(dir: FileSystemDirectoryHandle, key: string): Promise<File> {
-  return new File(await storedSegments(dir), `${key}.gguf`, { type: 'application/octet-stream' });
-}
-
 async function hashSegments(segments: readonly File[]): Promise<Hasher> {
   const hasher = await createSHA256();
   for (const s of segments) {
@@ -292,23 +239,6 @@ async function hashSegments(segments: readonly File[]): Promise<Hasher> {
     for (let next = await reader.read(); !next.done; next = await reader.read()) hasher.update(next.value);
   }
   return hasher;
-}
-
-async function clear(dir: FileSystemDirectoryHandle): Promise<void> {
-  const names: string[] = [];
-  for await (const [name] of entries(dir)) names.push(name);
-  for (const name of names) await dir.removeEntry(name, { recursive: true });
-}
-
-async function readDone(dir: FileSystemDirectoryHandle): Promise<v.InferOutput<typeof DoneSchema> | undefined> {
-  const file = await existingFile(dir, DONE);
-  if (!file) return undefined;
-  try {
-    const parsed = v.safeParse(DoneSchema, JSON.parse(await file.text()));
-    return parsed.success ? parsed.output : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Refuses, before anything is fetched, a download the browser's storage quota has no room for. */
@@ -337,26 +267,6 @@ async function isValidModel(file: File): Promise<boolean> {
   }
 }
 
-async function existingFile(dir: FileSystemDirectoryHandle, name: string): Promise<File | undefined> {
-  try {
-    return await (await dir.getFileHandle(name)).getFile();
-  } catch {
-    return undefined;
-  }
-}
-
-export function entries(dir: FileSystemDirectoryHandle): AsyncIterable<[string, FileSystemHandle]> {
-  return (dir as FileSystemDirectoryHandle & { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries();
-}
-
-export async function modelsFolder(folder: string): Promise<FileSystemDirectoryHandle> {
-  if (!globalThis.navigator?.storage?.getDirectory) {
-    throw new FerryError('model/no-storage', insecurePageReason('origin-private file system to cache models in') ?? 'This browser has no origin-private file system, so models cannot be cached. Use a current Chromium, Firefox or Safari.');
-  }
-  return (await navigator.storage.getDirectory()).getDirectoryHandle(folder, { create: true });
-}
-
-const segmentName = (offset: number): string => `${String(offset).padStart(15, '0')}.part`;
 const formatMb = (bytes: number): string => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
 
 async function urlKey(url: string): Promise<string> {

@@ -9,7 +9,8 @@ import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
 import { catalogPath, HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
 import { ModelCatalog, parseCatalog, type CatalogEntry } from '../../core/llm/catalog.ts';
 import type { ModelChoice } from '../settings.ts';
-import { downloadModel, downloadState, forgetModel, MODELS_FOLDER, type DownloadOptions, type DownloadProgress, type DownloadState } from './model-download.ts';
+import { downloadModel, downloadState, forgetModel, type DownloadOptions, type DownloadProgress } from './model-download.ts';
+import { MODELS_FOLDER, type DownloadState } from './model-folder.ts';
 import { insecurePageReason } from '../secure-context.ts';
 
 const FOLDER = MODELS_FOLDER;

@@ -6,6 +6,7 @@
  *   event from the recorded seq, none missing — and follows the run to its end;
  * - stop hands the run back (checkpointed, published, copied here) while the session stays on the relay; the next
  *   message starts a new run; `move` brings it home to an agent thread, which opens it at what the relay wrote;
+ * - moved there mid-reply, a message sent right after each reply there is answered there, past the context;
  * - a stream that drops is followed again from the next event;
  * - the node the run was pinned to leaves: the runner says so through onNodeLeft (no error), from the last checkpoint;
  * - a damaged record is refused with a typed error.
@@ -229,6 +230,32 @@ describe('a session on the relay, followed by a RelayRunner', () => {
     expect(status.sessionId).toBe(sessionId);
     expect(status.head).toBe(head);
     await here.close();
+  }, TIMEOUT);
+
+  test('moved to the relay mid-reply, then a message right after each reply there, past the context: every message is answered there', async () => {
+    const store = createMemoryStore();
+    const id = await newSession(store);
+    const heard: RunnerEvent[] = [];
+    const here = home(store, id, (e) => heard.push(e));
+    const sent = here.send({ type: 'start', task: 'Tell me a long story about a ferry.' });
+    await waitFor('tokens here', () => heard.filter((e) => e.type === 'token').length >= 20);
+    const rig = runner(store);
+    const away = new RelayRunner({ ...rig.options, sessionId: id });
+    expect(await move(here, away, FAILED)).toBe(away);
+    await sent;
+    await here.close();
+    await away.settled();
+    // Each reply is long (1,500 tokens): by the third the conversation has outgrown the 4,096-token context.
+    for (let n = 1; n <= 3; n++) {
+      await away.send({ type: 'user', text: `Turn ${n}: tell me more.` });
+      const history = await (await Session.open(store, id)).history();
+      const events = history.reverse().flatMap((h) => h.checkpoint.events);
+      const asked = events.findLastIndex((e) => e.type === 'user');
+      expect(events[asked], `turn ${n}`).toMatchObject({ text: `Turn ${n}: tell me more.` });
+      expect(events.slice(asked).some((e) => e.type === 'generation'), `turn ${n} answered`).toBe(true);
+      expect(rig.events.filter((e) => e.type === 'error' || e.type === 'step-failed'), `turn ${n}`).toEqual([]);
+    }
+    await away.close();
   }, TIMEOUT);
 
   test('a stream that drops mid-run is followed again from the next event: nothing missed, nothing twice', async () => {

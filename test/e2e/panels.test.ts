@@ -174,7 +174,7 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('model-in-use').textContent(), { timeout: 60_000 }).toMatch(/tiny\.gguf/);
     });
 
-    test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied', async () => {
+    test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied; the checkpoint tree names what each tool step did', async () => {
       await importSession('dev-guide.ferry', await devGuide(model()), 'Dev guide');
       await openPanel('Workspace');
       const panel = page.getByTestId('workspace-panel');
@@ -198,6 +198,13 @@ for (const device of devices) {
       expect(await diffs.nth(2).textContent()).toMatch(/Does not apply.*does not match the file/s);
       expect(await panel.getByTestId('apply-diff').count()).toBe(2);
       await screen('panel-workspace');
+
+      // The checkpoint tree names what each tool step did.
+      await press(page.getByRole('link', { name: 'Checkpoints' }));
+      const rows = page.getByTestId('tree-node');
+      await expect.poll(() => rows.count(), { timeout: 30_000 }).toBeGreaterThanOrEqual(7);
+      const summaries = (await rows.locator('.summary').allTextContents()).map((t) => t.trim());
+      expect(summaries).toEqual(expect.arrayContaining(['workspace: listed', 'workspace: patched src/math.ts', 'workspace: checked README.md, src/math.ts', 'Tool results (some failed)']));
       expect(rig.pageErrors).toEqual([]);
     });
 

@@ -40,28 +40,69 @@ export interface SessionTree {
   undoRollback: { from: ObjectId; to: ObjectId } | null;
 }
 
-/** A one-line summary of a checkpoint for the tree view. */
+/**
+ * A one-line summary of a checkpoint for the tree view: what the person said, else what the step's tools did
+ * ("workspace: wrote src/math.ts, README.md"), else the agent's words, else what happened to the session.
+ */
 export function summarize(cp: Pick<Checkpoint, 'events' | 'parent'>): string {
-  for (const e of cp.events) {
-    switch (e.type) {
-      case 'user':
-        return `You: ${e.text}`;
-      case 'generation':
-        return `Agent: ${e.text}`;
-      case 'tool-call':
-        return `Tool ${e.tool}`;
-      case 'tool-result':
-        return `Tool result (${e.ok ? 'ok' : 'failed'})`;
-      case 'reply':
-        return `Agent: ${e.text}`;
-      case 'placement':
-        return `Moved ${e.from} → ${e.to}`;
-      case 'fork':
-        return `Fork "${e.branch}" from "${e.fromBranch}"`;
-    }
+  const user = cp.events.find((e) => e.type === 'user');
+  if (user) return `You: ${user.text}`;
+  const calls = cp.events.filter((e) => e.type === 'tool-call');
+  if (calls.length > 0) {
+    const failed = cp.events.some((e) => e.type === 'tool-result' && !e.ok);
+    return toolActions(calls) + (failed ? ' (a call failed)' : '');
   }
+  const said = cp.events.find((e) => e.type === 'generation' || e.type === 'reply');
+  if (said) return `Agent: ${said.text}`;
+  for (const e of cp.events) {
+    if (e.type === 'placement') return `Moved ${e.from} → ${e.to}`;
+    if (e.type === 'fork') return `Fork "${e.branch}" from "${e.fromBranch}"`;
+  }
+  const results = cp.events.filter((e) => e.type === 'tool-result');
+  if (results.length > 0) return `Tool results (${results.every((r) => r.ok) ? 'ok' : 'some failed'})`;
   return cp.parent === null ? 'Session started' : 'Checkpoint';
 }
+
+/** What a step's tool calls did, in words: calls of one tool and operation share one phrase, their targets listed. */
+export function toolActions(calls: readonly { tool: string; args: string }[]): string {
+  const phrases = new Map<string, string[]>();
+  for (const call of calls) {
+    const { op, target } = callParts(call.args);
+    const key = `${call.tool}: ${op ? (PAST[op] ?? op) : 'called'}`;
+    const targets = phrases.get(key) ?? [];
+    if (target && !targets.includes(target)) targets.push(target);
+    phrases.set(key, targets);
+  }
+  return [...phrases].map(([phrase, targets]) => (targets.length > 0 ? `${phrase} ${targets.join(', ')}` : phrase)).join('; ');
+}
+
+/** Operations of the built-in tools, said in the past tense. */
+const PAST: Readonly<Record<string, string>> = { write: 'wrote', read: 'read', list: 'listed', patch: 'patched', add: 'added', update: 'updated', delete: 'deleted', get: 'read', check: 'checked', render: 'rendered', search: 'searched', fetch: 'fetched', run: 'ran', eval: 'ran' };
+
+/** A call's operation and what it acted on (a path, a title, a query…), from its JSON arguments when they say. */
+function callParts(args: string): { op: string | undefined; target: string | undefined } {
+  let value: unknown;
+  try {
+    value = JSON.parse(args);
+  } catch {
+    return { op: undefined, target: undefined };
+  }
+  if (typeof value !== 'object' || value === null) return { op: undefined, target: undefined };
+  const a = value as Record<string, unknown>;
+  const op = typeof a.op === 'string' ? a.op : undefined;
+  const raw = [a.path, a.title, a.query, a.url, a.name, a.id].find((t) => typeof t === 'string' || typeof t === 'number');
+  const target = raw === undefined ? undefined : typeof raw === 'string' && (a.query === raw || a.title === raw) ? `“${clip(raw)}”` : clip(String(raw));
+  // A patch names the files its diff touches.
+  return { op: a.dry_run === true && op === 'patch' ? 'check' : op, target: op === 'patch' && typeof a.diff === 'string' ? diffFiles(a.diff) : target };
+}
+
+/** The files a unified diff touches. */
+function diffFiles(diff: string): string | undefined {
+  const files = [...diff.matchAll(/^\+\+\+ (?:b\/)?(\S+)/gm)].map((m) => m[1]!).filter((f) => f !== '/dev/null');
+  return files.length > 0 ? files.join(', ') : undefined;
+}
+
+const clip = (text: string): string => (text.length > 60 ? `${text.slice(0, 59)}…` : text);
 
 /**
  * The whole DAG: the current branch from `chain` (its checkpoints, root first), the other branches walked back

@@ -30,8 +30,9 @@ import { openNodeSocket } from './worker/remote.ts';
 import { FsBackend } from './store/index.ts';
 import { prepareTls } from './tls/index.ts';
 import { relayInfo } from './api/info.ts';
-import { isWildcardHost, machineNames } from './tls/machine-names.ts';
+import { isLoopbackHost, isWildcardHost, machineNames } from './tls/machine-names.ts';
 import { threadedTools } from './runtime/node-tools.ts';
+import { addressPolicy } from './web/address-policy.ts';
 
 /**
  * Every response is cross-origin isolated so wllama can use SharedArrayBuffer threads; same-origin resources
@@ -156,7 +157,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     // Runs end (checkpointed and published) before the engine they use goes away.
     await embedded?.close();
   });
-  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }) });
+  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }), fetchPolicy: addressPolicy(config.fetchAllow, { localRelay: isLoopbackHost(config.host) }) });
 
   // Each dependency checked now: a load balancer takes a replica out while its database or object storage is down.
   app.get('/healthz', async (_request, reply) => {

@@ -5,6 +5,7 @@ import { FerryError } from '../src/core/errors.ts';
 import * as v from 'valibot';
 import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
 import type { Price } from '../src/core/placement/index.ts';
+import { parseAllowed } from './web/address-policy.ts';
 import { parseObjectsUrl, redact as redactUrl, type SharedLocation } from './store/locations.ts';
 import { CATALOG_NAME } from '../src/core/llm/catalog.ts';
 
@@ -65,6 +66,12 @@ export interface RelayConfig {
    * address when it listens on every interface, else none (the page's own address, with a warning in the app).
    */
   publicUrl?: string | undefined;
+  /**
+   * Addresses or CIDR ranges the relay may fetch sources from although they are not public (loopback, private,
+   * link-local…); default none: only public addresses, and loopback ones while the relay listens on loopback only
+   * (server/web/address-policy.ts).
+   */
+  fetchAllow: string[];
 }
 
 export type TlsSettings =
@@ -90,6 +97,7 @@ export const defaultConfig: RelayConfig = {
   embeddedWorker: true,
   heartbeatMs: 5000,
   tls: { mode: 'off' },
+  fetchAllow: [],
 };
 
 export const configHelp = `Options (flag, environment variable, default):
@@ -121,7 +129,11 @@ export const configHelp = `Options (flag, environment variable, default):
   --tls local             FERRY_TLS               off   (HTTPS with a CA of the relay's own, made in <data>/tls; phones
                                                   download it from /ca.crt and trust it once)
   --tls-cert FILE         FERRY_TLS_CERT          none   (HTTPS with this PEM certificate chain; with --tls-key)
-  --tls-key FILE          FERRY_TLS_KEY           none   (its PEM private key)`;
+  --tls-key FILE          FERRY_TLS_KEY           none   (its PEM private key)
+  --fetch-allow LIST      FERRY_FETCH_ALLOW       none   (comma-separated addresses or CIDR ranges, e.g. 192.168.1.0/24,
+                                                  the relay may fetch sources from although they are not public; by
+                                                  default it refuses private, link-local and other special ones, and
+                                                  loopback unless --host is loopback only)`;
 
 const levels = new Set<RelayConfig['logLevel']>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -151,6 +163,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
       tls: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'fetch-allow': { type: 'string' },
     },
   });
   const portText = values.port ?? env.FERRY_PORT;
@@ -178,6 +191,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
   }
   const tls = tlsOption(values.tls ?? env.FERRY_TLS, values['tls-cert'] ?? env.FERRY_TLS_CERT, values['tls-key'] ?? env.FERRY_TLS_KEY);
   const publicUrl = publicUrlOption(values['public-url'] ?? env.FERRY_PUBLIC_URL);
+  const fetchAllow = fetchAllowOption(values['fetch-allow'] ?? env.FERRY_FETCH_ALLOW);
   return {
     host,
     port,
@@ -198,6 +212,7 @@ export function resolveConfig(args: string[], env: NodeJS.ProcessEnv = process.e
     ...(shared ? { shared } : {}),
     tls,
     ...(publicUrl ? { publicUrl } : {}),
+    fetchAllow,
   };
 }
 
@@ -229,6 +244,14 @@ export function publicUrlOption(text: string | undefined): string | undefined {
     throw new FerryError('config/bad-public-url', `"${raw}" is not an address other devices can open: write it as https://host[:port] with no path (--public-url or FERRY_PUBLIC_URL).`);
   }
   return url.origin;
+}
+
+/** A comma-separated list of addresses and CIDR ranges, each checked (config/bad-fetch-allow names a bad one). */
+function fetchAllowOption(text: string | undefined): string[] {
+  if (text === undefined || text.trim() === '') return [];
+  const entries = text.split(',').map((e) => e.trim());
+  for (const entry of entries) parseAllowed(entry);
+  return entries;
 }
 
 /** Postgres and S3-compatible storage together, checked for form here (reachability when the relay opens them). */

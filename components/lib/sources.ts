@@ -49,6 +49,40 @@ export function onDocsAdded(sources: Source[], r: WitToolResult): boolean {
   return true;
 }
 
+/**
+ * Sources the person added to the docs tool themselves (files, pasted text, web pages, added by the host before
+ * the task): a task without "sources" reads them from there. First a `docs list`…
+ */
+export const DOCS_LIST_ID = 'docs-list';
+
+export function listDocs(): AgentAction[] {
+  return [{ tag: 'call-tool', val: { id: DOCS_LIST_ID, name: 'docs', args: JSON.stringify({ op: 'list' }) } }];
+}
+
+/** …whose documents become the sources (text empty until read, `doc` set: they are in docs already). */
+export function sourcesFromList(r: WitToolResult): Source[] {
+  if (!r.ok) throw `The document store could not list its documents: ${r.output}`;
+  const docs = toolJson(r.output)?.documents;
+  if (!Array.isArray(docs)) throw 'The document store answered its list with something that is not a list of documents.';
+  if (docs.length > MAX_SOURCES) throw `The document store holds ${docs.length} documents; at most ${MAX_SOURCES} sources can be used at once. Remove some, or start from a checkpoint before they were added.`;
+  return docs.filter(isRecord).flatMap((d): Source[] => (typeof d.doc === 'number' ? [{ title: field(d, 'title') || `Document ${d.doc}`, text: '', authors: '', year: '', url: field(d, 'source'), doc: d.doc }] : []));
+}
+
+/** …then, where the text itself is needed, one `docs get` per source (the call id carries its index)… */
+export function readDocs(sources: readonly Source[]): AgentAction[] {
+  return sources.map((s, i): AgentAction => ({ tag: 'call-tool', val: { id: `doc-${i}`, name: 'docs', args: JSON.stringify({ op: 'get', doc: s.doc }) } }));
+}
+
+/** …each result filling in its source's text (the first part, as much as one `get` returns); true when it was one. */
+export function onDocRead(sources: Source[], r: WitToolResult): boolean {
+  const m = /^doc-(\d+)$/.exec(r.id);
+  if (!m) return false;
+  const source = sources[Number(m[1])];
+  const text = r.ok ? toolJson(r.output)?.text : undefined;
+  if (source && typeof text === 'string') source.text = text;
+  return true;
+}
+
 export function clipText(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}\n… [${text.length - max} more characters]`;
 }

@@ -4,9 +4,10 @@
  * then each phase is a short conversation with the model whose answer is checked (valid outline JSON; dialogue
  * lines by the cast) and sent back with the problem when it is not — a few times, then the task fails clearly.
  * Task: plain text (the topic) or JSON {topic, sources?: [text | {title, text, url?}], speakers?: [{name, role}]}.
+ * Without "sources", the documents the person added to docs (files, pasted text, web pages) are its sources.
  */
 import { Conversation, field, guarded, isRecord, parseTask, route, type AgentAction, type AgentEvent, type Outcome } from '../lib/agent-kit.ts';
-import { addToDocs, clipText, onDocsAdded, parseSources, SOURCE_PROMPT_CHARS, type Source } from '../lib/sources.ts';
+import { addToDocs, clipText, DOCS_LIST_ID, listDocs, onDocsAdded, parseSources, SOURCE_PROMPT_CHARS, sourcesFromList, type Source } from '../lib/sources.ts';
 import { parseLines, parseOutline, renderScript, type Line, type Outline, type Speaker } from './script.ts';
 
 const TOOLS = ['docs', 'notes'];
@@ -16,7 +17,7 @@ const DEFAULT_SPEAKERS: Speaker[] = [
   { name: 'Sam', role: 'expert guest: explains with concrete examples' },
 ];
 
-type Phase = 'idle' | 'sources' | 'outline' | 'segment' | 'done';
+type Phase = 'idle' | 'gather' | 'sources' | 'outline' | 'segment' | 'done';
 
 let phase: Phase = 'idle';
 let topic = '';
@@ -44,6 +45,13 @@ function handle(event: AgentEvent): AgentAction[] {
   if (phase === 'sources' && event.tag === 'tool-result' && onDocsAdded(sources, event.val)) {
     return --pendingDocs > 0 ? [] : planOutline();
   }
+  // The documents already in docs are searchable as they are: their titles and ids are all the prompts need.
+  if (phase === 'gather' && event.tag === 'tool-result' && event.val.id === DOCS_LIST_ID) {
+    // Idle until the sources are known: when they cannot be, the next message is a new task.
+    phase = 'idle';
+    sources = sourcesFromList(event.val);
+    return planOutline();
+  }
   const outcome = route(convo, event);
   return outcome ? onOutcome(outcome) : [];
 }
@@ -52,10 +60,15 @@ function start(text: string): AgentAction[] {
   const task = parseTask(text);
   topic = field(task, 'topic') || field(task, 'task');
   if (topic === '') throw 'The task needs a topic.';
-  sources = parseSources(task.sources);
   speakers = parseSpeakers(task.speakers);
   outline = undefined;
   segments = [];
+  if (task.sources === undefined) {
+    phase = 'gather';
+    sources = [];
+    return listDocs();
+  }
+  sources = parseSources(task.sources);
   if (sources.length === 0) return planOutline();
   phase = 'sources';
   pendingDocs = sources.length;

@@ -4,17 +4,20 @@
  * this same agent started with a `source-notes` task, which reads its source and ends with its notes as JSON. The
  * parent merges the children's notes, plans the outline, writes each section citing sources as [n] (checked: real
  * source numbers only), and appends the bibliography of what the text cites.
- * Task: JSON {topic, sources: [text | {title, text, authors?, year?, url?}]}; a child's task is
- * {mode: "source-notes", topic, index, source}.
+ * Task: JSON {topic, sources: [text | {title, text, authors?, year?, url?}]}, or the topic alone (plain text, or JSON
+ * without "sources"): the sources are then the documents the person added to docs (files, pasted text, web pages),
+ * listed and read from there. A child's task is {mode: "source-notes", topic, index, source}.
  */
-import { Conversation, field, guarded, isRecord, parseTask, route, type AgentAction, type AgentEvent, type ChildResult, type Outcome } from '../lib/agent-kit.ts';
-import { addToDocs, clipText, onDocsAdded, parseSources, SOURCE_PROMPT_CHARS, type Source } from '../lib/sources.ts';
+import { Conversation, field, guarded, isRecord, parseTask, route, type AgentAction, type AgentEvent, type ChildResult, type Outcome, type WitToolResult } from '../lib/agent-kit.ts';
+import { addToDocs, clipText, DOCS_LIST_ID, listDocs, onDocRead, onDocsAdded, parseSources, readDocs, SOURCE_PROMPT_CHARS, sourcesFromList, type Source } from '../lib/sources.ts';
 import { bibliography, checkSection, citations, notesDigest, parseNotes, parseOutline, type Outline, type SourceNotes } from './draft.ts';
 
 const TOOLS = ['docs', 'notes'];
 const MAX_CORRECTIONS = 3;
 
-type Phase = 'idle' | 'sources' | 'reading' | 'outline' | 'section' | 'child' | 'done';
+type Phase = 'idle' | 'gather' | 'sources' | 'reading' | 'outline' | 'section' | 'child' | 'done';
+
+const NEEDS_SOURCES = 'A survey needs sources: add files, pasted text or web pages with "Add sources" (the Draft tab), then send the topic again — or give "sources" in the task as a list of texts or {title, text, authors?, year?, url?}.';
 
 let phase: Phase = 'idle';
 let topic = '';
@@ -48,6 +51,7 @@ function handle(event: AgentEvent): AgentAction[] {
     case 'child-results': return phase === 'reading' ? merge(event.val) : [];
     case 'tool-result':
       if (phase === 'sources' && onDocsAdded(sources, event.val)) return --pendingDocs > 0 ? [] : read();
+      if (phase === 'gather') return gathered(event.val);
       break;
   }
   const outcome = route(convo, event);
@@ -59,14 +63,33 @@ function start(text: string): AgentAction[] {
   topic = field(task, 'topic') || field(task, 'task');
   if (topic === '') throw 'The task needs a topic.';
   if (task.mode === 'source-notes') return startChild(task);
-  sources = parseSources(task.sources);
-  if (sources.length === 0) throw 'A survey needs sources: give "sources" as a list of texts or {title, text, authors?, year?, url?}.';
   notes = [];
   outline = undefined;
   sections = [];
+  if (task.sources === undefined) {
+    phase = 'gather';
+    sources = [];
+    return listDocs();
+  }
+  sources = parseSources(task.sources);
+  if (sources.length === 0) throw NEEDS_SOURCES;
   phase = 'sources';
   pendingDocs = sources.length;
   return addToDocs(sources);
+}
+
+/** The sources the person added to docs: listed, then each one's text read, then read by the children. */
+function gathered(r: WitToolResult): AgentAction[] {
+  if (r.id === DOCS_LIST_ID) {
+    // Idle until the sources are known: when there are none, the next message is a new task.
+    phase = 'idle';
+    sources = sourcesFromList(r);
+    if (sources.length === 0) throw NEEDS_SOURCES;
+    phase = 'gather';
+    pendingDocs = sources.length;
+    return readDocs(sources);
+  }
+  return onDocRead(sources, r) && --pendingDocs === 0 ? read() : [];
 }
 
 /** Forks one child per source; each reads its source and returns notes. */

@@ -14,6 +14,8 @@ import { workerRoutes } from './workers.ts';
 import type { ServingEngines } from '../relay/worker-engines.ts';
 import type { RelayInfo } from '../../src/core/protocol/index.ts';
 import { infoRoutes } from './info.ts';
+import type { AddressPolicy } from '../web/address-policy.ts';
+import { urlFetchRoutes } from './url-fetch.ts';
 
 export interface ApiOptions {
   store: RelayStore;
@@ -27,6 +29,8 @@ export interface ApiOptions {
   heartbeatMs: number;
   /** How other devices reach the relay (GET /api/v1/info). */
   info: () => RelayInfo;
+  /** Which addresses the relay fetches sources from for browsers. */
+  fetchPolicy: AddressPolicy;
 }
 
 export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
@@ -41,5 +45,7 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
   });
   await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
   await app.register(infoRoutes, { info: opts.info });
+  // Each fetch reaches out to the web for a browser: a tenth of the general budget, as for publishing.
+  await app.register(urlFetchRoutes, { policy: opts.fetchPolicy, perMinute: Math.ceil(opts.security.rateLimitPerMinute / 10) });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

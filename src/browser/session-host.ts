@@ -13,7 +13,7 @@ import { FerryError } from '../core/errors.ts';
 import { move, RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
 import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
 import { RelayHttp, type ChildrenScope, type RunPlacement } from '../core/protocol/index.ts';
-import type { RunInput } from '../core/runtime/loop.ts';
+import type { HostCall, RunInput } from '../core/runtime/loop.ts';
 import { Session } from '../core/session/index.ts';
 import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
 import type { DeviceWorker, StartSettings } from './device-worker.ts';
@@ -120,6 +120,16 @@ export class SessionHost {
       }
     }
     await entry.runner.send(input);
+  }
+
+  /**
+   * Runs the session's own tools on content the person adds (files into its workspace, sources into its docs), as
+   * host steps checkpointed in its store, one per batch — on this device only: a session away is brought back first.
+   */
+  async addContent(sessionId: string, model: ModelChoice, batches: readonly HostCall[][]): Promise<void> {
+    const entry = this.#entry(sessionId, model);
+    this.#refuseWhileMoving(entry);
+    for (const calls of batches) await entry.runner.send({ type: 'tools', calls });
   }
 
   /** Stops the run where it is: the generation in flight is cut and checkpointed; the session stays where it is. */

@@ -2,6 +2,7 @@ import type { SessionMeta } from '../browser/catalogue.ts';
 import type { PendingInput } from '../browser/session-records.ts';
 import type { MoveTarget, Placement } from '../browser/session-host.ts';
 import { FerryError } from '../core/errors.ts';
+import type { HostCall } from '../core/runtime/loop.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
 import type { Session, SessionTree, TranscriptStep } from '../core/session/index.ts';
 import { ui } from './app.svelte.ts';
@@ -175,20 +176,41 @@ export class OpenSession {
    * sent (and `saved` is called, so the composer may let go of it) only once this device has stored it: until the
    * checkpoint of the step that takes it lands, a tab that dies offers it again.
    */
-  async send(text: string, saved?: () => void): Promise<boolean> {
-    // Right after a move the session is taken over there (a cut step continues): the message goes once that pauses.
+  send(text: string, saved?: () => void): Promise<boolean> {
+    const body = text.trim();
+    return this.#run(async (model) => {
+      if (body) this.pending = await ui.app.records.savePending(this.#session!, body);
+      this.live = { ...IDLE, user: body, place: placeOf(this.placement) };
+      saved?.();
+      await (await ui.host()).send(this.id, model, body);
+    });
+  }
+
+  /**
+   * Adds the person's content (files into the workspace, sources into docs) through the session's own tools, as
+   * host steps on this device, one per batch; their tool calls stream into the live turn and land in the transcript
+   * like the agent's. Resolves with the steps the transcript then ends with (empty when nothing was added).
+   */
+  async addContent(batches: HostCall[][]): Promise<TranscriptStep[]> {
+    if (batches.length === 0) return [];
+    const ok = await this.#run(async (model) => {
+      this.live = { ...IDLE, place: placeOf(this.placement) };
+      await (await ui.host()).addContent(this.id, model, batches);
+    });
+    return ok ? this.steps.slice(-batches.length) : [];
+  }
+
+  /** One run here (a message, or content added): not while another runs; true when it ran; the transcript settles after. */
+  async #run(work: (model: ReturnType<typeof ui.requireModel>) => Promise<void>): Promise<boolean> {
+    // Right after a move the session is taken over there (a cut step continues): the run starts once that pauses.
     if (this.settlingMove) await this.#moved;
     if (!this.#session || this.busy || this.running) return false;
-    const body = text.trim();
     this.#runs++;
     try {
       const ok = await ui.attempt(async () => {
         const model = ui.requireModel();
         if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
-        if (body) this.pending = await ui.app.records.savePending(this.#session!, body);
-        this.live = { ...IDLE, user: body, place: placeOf(this.placement) };
-        saved?.();
-        await (await ui.host()).send(this.id, model, body);
+        await work(model);
         return true;
       });
       return ok === true;

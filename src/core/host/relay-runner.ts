@@ -133,6 +133,8 @@ export class RelayRunner implements SessionRunner {
   }
 
   async send(input: RunInput): Promise<void> {
+    // Content the person adds runs as a host step where the session's store is (the device); a node only resumes.
+    if (input.type === 'tools') throw new FerryError('relay/content-away', 'Files and sources are added on the device that runs the session: bring it back to this device, add them, then move it again.');
     await this.settled();
     const published = this.#published ?? (await this.#publish());
     await this.#start(published, input);

@@ -28,6 +28,7 @@ import {
   RunRecordSchema,
 } from './wire.ts';
 import { parseWire } from './validate.ts';
+import { FINAL_URL_HEADER, URL_FETCH_LIMITS, parseContentType, urlFetchPaths, type FetchedUrl } from './url-fetch.ts';
 
 export interface RelayHttpOptions {
   /** The relay's base URL, e.g. "https://ferry.example" (a path prefix is kept). */
@@ -173,6 +174,17 @@ export class RelayHttp {
   /** Hands the session back: the worker checkpoints and publishes the step in flight, then the run ends. */
   stopRun(id: string, writeToken: string): Promise<RunRecord> {
     return this.json('POST', paths.runStop(id), undefined, RunRecordSchema, { authorization: `Bearer ${writeToken}` });
+  }
+
+  /** The relay fetches a public web page or file (a source): its bytes, media type and final address (url-fetch.ts). */
+  fetchUrl(url: string): Promise<FetchedUrl> {
+    return this.request('POST', urlFetchPaths.fetch, { body: utf8.encode(JSON.stringify({ url })), type: 'application/json' }, async (res) => {
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      this.stats.bytesReceived += bytes.length;
+      if (bytes.length > URL_FETCH_LIMITS.maxBytes) throw new FerryError('relay/bad-response', `The relay sent ${bytes.length} bytes for ${url}, more than a fetched source may have.`);
+      const { mediaType, charset } = parseContentType(res.headers.get('content-type'));
+      return { bytes, mediaType, charset, url: res.headers.get(FINAL_URL_HEADER) ?? url };
+    });
   }
 
   /** The WebSocket URL of a run's event stream, from event `from` on. */

@@ -31,4 +31,5 @@ export {
 } from './workers.ts';
 export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from './spaces.ts';
 export { RelayInfoSchema, infoPath, type RelayInfo } from './relay-info.ts';
+export { FINAL_URL_HEADER, URL_FETCH_LIMITS, URL_FETCH_TYPES, UrlFetchRequestSchema, parseContentType, urlFetchPaths, type FetchedUrl, type UrlFetchRequest } from './url-fetch.ts';
 export { catalogPath, HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';

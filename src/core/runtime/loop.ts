@@ -84,7 +84,22 @@ export interface Sampling {
 
 export const DEFAULT_SAMPLING: Sampling = { maxTokens: 256, temperature: 0, seed: 0 };
 
-export type RunInput = { type: 'start'; task: string } | { type: 'user'; text: string } | { type: 'resume' };
+/**
+ * What a run is given: the agent's task, a message, a resume of what is pending — or `tools`: calls the host makes
+ * itself with the agent's tools (content the person adds: files into a workspace, sources into docs), recorded and
+ * checkpointed as a step of their own. The agent decides nothing in it and is not woken by it; it finds the content
+ * through its tools like anything else there.
+ */
+export type RunInput = { type: 'start'; task: string } | { type: 'user'; text: string } | { type: 'resume' } | { type: 'tools'; calls: HostCall[] };
+
+/** One call of a host step: a tool the agent has, and its arguments (JSON text, checked against the tool's schema). */
+export interface HostCall {
+  tool: string;
+  args: string;
+}
+
+/** The most calls, and characters of arguments in all, one host step takes: a checkpoint stays a few MB at most. */
+export const HOST_STEP_LIMITS = { calls: 500, argsChars: 4 * 1024 * 1024 } as const;
 
 /**
  * A generation cut short by a cancel (a stop, a move to another host): enough to continue it exactly. Its
@@ -130,7 +145,8 @@ export interface LoopState {
 }
 
 export type LoopEvent =
-  | { type: 'step'; step: number; input: AgentEvent['tag'] }
+  /** `host`: a step of the host's own calls (RunInput `tools`). */
+  | { type: 'step'; step: number; input: AgentEvent['tag'] | 'host' }
   | { type: 'token'; text: string; id: number | null }
   | { type: 'generation'; text: string; finishReason: FinishReason; tokens: number[] }
   | { type: 'tool-call'; callId: string; tool: string; args: string }
@@ -145,7 +161,8 @@ export type LoopEvent =
 /** What one step did, handed to `afterStep` (which checkpoints it). */
 export interface StepRecord {
   step: number;
-  input: AgentEvent;
+  /** What the agent was given; null for a host step (RunInput `tools`). */
+  input: AgentEvent | null;
   actions: AgentAction[];
   /** The step as session events (user input, generations with token ids, tool calls and results, replies). */
   events: SessionEvent[];
@@ -255,6 +272,7 @@ export class AgentLoop {
    */
   async *run(input: RunInput, signal?: AbortSignal): AsyncGenerator<LoopEvent, LoopState> {
     if (this.#running) throw new FerryError('runtime/busy', 'The agent is already running; wait for the run to end or cancel it.');
+    if (input.type === 'tools') return yield* this.#runHostStep(input.calls);
     if (this.#state.status === 'done' && input.type !== 'user') {
       throw new FerryError('runtime/agent-done', 'The agent has finished its task; send a message to continue, or fork from an earlier checkpoint.');
     }
@@ -284,6 +302,48 @@ export class AgentLoop {
         if (this.#state.cut && next.tag === 'generation-result') yield* this.#continueCut(this.#state.cut, next, signal);
         else yield* this.#step(next, signal);
       }
+      return this.state;
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /**
+   * Runs the host's own calls as one step (RunInput `tools`), between the agent's steps: only while nothing is
+   * pending, so the agent's work is never interleaved with it and a failed call (its tool restored from the last
+   * checkpoint by the runtime) drops nothing of the agent's. The loop's status is left as it was.
+   */
+  async *#runHostStep(calls: readonly HostCall[]): AsyncGenerator<LoopEvent, LoopState> {
+    checkHostCalls(calls);
+    if (this.#state.pending.length > 0) {
+      throw new FerryError('runtime/busy', 'The agent has work waiting (a reply was stopped or moved mid-way): send a message or let it finish, then add the content.');
+    }
+    this.#running = true;
+    try {
+      const now = this.#options.now ?? Date.now;
+      const t0 = performance.now();
+      const step = this.#state.steps + 1;
+      yield { type: 'step', step, input: 'host' };
+      const events: SessionEvent[] = [];
+      let toolMs = 0;
+      for (const [i, call] of calls.entries()) {
+        const callId = `host-${step}-${i + 1}`;
+        events.push({ type: 'tool-call', callId, tool: label(call.tool), args: call.args, at: now() });
+        yield { type: 'tool-call', callId, tool: call.tool, args: call.args };
+        const t = performance.now();
+        // No signal: a host step is short, and half of one would be content half added.
+        const outcome = await this.#invoke(call.tool, call.args, undefined);
+        toolMs += performance.now() - t;
+        const output = truncate(outcome.output);
+        events.push({ type: 'tool-result', callId, ok: outcome.ok, output, at: now() });
+        yield { type: 'tool-result', callId, tool: call.tool, ok: outcome.ok, output };
+      }
+      this.#state.steps = step;
+      const totalMs = performance.now() - t0;
+      const none = { promptTokens: 0, outputTokens: 0 };
+      const record: StepRecord = { step, input: null, actions: [], events, state: this.state, timing: { totalMs, modelMs: 0, toolMs, agentMs: 0 }, tokens: 0, usage: none, childCostMicros: 0 };
+      const id = (await this.#options.afterStep?.(record)) ?? (await this.onStep?.(record));
+      if (id) yield { type: 'checkpoint', step, id };
       return this.state;
     } finally {
       this.#running = false;
@@ -605,6 +665,20 @@ function usageOf(stats: GenerationStats): TokenUsage {
 function toChatMessage(m: { role: string; content: string }): ChatMessage {
   const role = m.role === 'system' || m.role === 'user' || m.role === 'assistant' || m.role === 'tool' ? m.role : 'user';
   return { role, content: m.content };
+}
+
+function checkHostCalls(calls: readonly HostCall[]): void {
+  if (!Array.isArray(calls) || calls.length === 0 || calls.length > HOST_STEP_LIMITS.calls) {
+    throw new FerryError('runtime/bad-input', `A host step takes 1 to ${HOST_STEP_LIMITS.calls} tool calls; split the content into several steps.`);
+  }
+  let chars = 0;
+  for (const call of calls) {
+    if (typeof call?.tool !== 'string' || typeof call.args !== 'string') throw new FerryError('runtime/bad-input', 'Each call of a host step names a tool and gives its arguments as JSON text.');
+    chars += call.args.length;
+  }
+  if (chars > HOST_STEP_LIMITS.argsChars) {
+    throw new FerryError('runtime/bad-input', `A host step's calls carry ${chars} characters; at most ${HOST_STEP_LIMITS.argsChars} fit in one step: split the content into several.`);
+  }
 }
 
 function text(value: string, what: string): string {

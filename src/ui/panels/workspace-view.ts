@@ -7,6 +7,7 @@
 import { applyPatch, parsePatch } from 'diff';
 import type { SessionEvent } from '../../core/session/index.ts';
 import { normalizeDiff } from '../../../components/workspace/patch.ts';
+import { record } from './json.ts';
 
 export interface WorkspaceFile {
   path: string;
@@ -37,17 +38,6 @@ export interface WorkspaceView {
 }
 
 type Event = Pick<SessionEvent, 'type'> & Record<string, unknown>;
-
-/** A JSON object, or undefined for anything else (bad JSON, arrays, primitives). */
-function record(text: unknown): Record<string, unknown> | undefined {
-  if (typeof text !== 'string') return undefined;
-  try {
-    const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 

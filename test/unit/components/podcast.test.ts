@@ -82,6 +82,23 @@ describe('podcast agent', () => {
     expect(loop.state.status).toBe('done');
   });
 
+  it('with the topic alone, draws on the sources the person added to docs', async () => {
+    const engine = new ScriptedEngine(script);
+    const own = await Promise.all(['docs', 'notes'].map(tool));
+    const loop = new AgentLoop({ agent: await agent('podcast'), tools: own, engine });
+    // Added by the host before the topic, as the app does (a host step of docs adds).
+    await collect(loop, { type: 'tools', calls: [
+      { tool: 'docs', args: JSON.stringify({ op: 'add', title: 'Staten Island Ferry', text: 'The Staten Island Ferry carries about 70,000 passengers a day.' }) },
+      { tool: 'docs', args: JSON.stringify({ op: 'add', title: 'Electric ferries', text: 'Electric ferries charge their batteries at the dock.', source: 'https://example.org/e-ferries' }) },
+    ] });
+    const events = await collect(loop, { type: 'user', text: 'Ferries in modern cities' });
+    expect(toolCalls(events)).toEqual([{ tool: 'docs', args: { op: 'list' } }, { tool: 'docs', args: { op: 'search', query: 'electric ferry charging' } }]);
+    const plan = engine.requests[0]![1]!.content;
+    expect(plan).toContain('Plan a podcast episode about: Ferries in modern cities');
+    expect(plan).toContain('Source 1: "Staten Island Ferry" — searchable in docs as document 1\nSource 2: "Electric ferries" — searchable in docs as document 2');
+    expect(replies(events)[0]).toMatch(/^# Crossing the Water\n/);
+  });
+
   it('fails clearly when the model never produces a valid outline', async () => {
     const engine = new ScriptedEngine(() => 'I would rather not plan anything.');
     const loop = new AgentLoop({ agent: await agent('podcast'), tools, engine });

@@ -104,9 +104,30 @@ describe('survey agent', () => {
     expect(JSON.parse(done.summary)).toMatchObject({ sections: 2, unread: 1 });
   });
 
-  it('refuses a task without sources with a clear reply', async () => {
-    const loop = new AgentLoop({ agent: await agent('survey'), tools, engine: ScriptedEngine.sequence([]) });
+  it('with the topic alone, reads the sources the person added to docs: lists them, reads each, and surveys them', async () => {
+    const engine = new ScriptedEngine(script);
+    const own = await Promise.all(['docs', 'notes'].map(tool));
+    const runChildren = childrenOneByOne(async () => new AgentLoop({ agent: await agent('survey'), tools: own, engine }));
+    const loop = new AgentLoop({ agent: await agent('survey'), tools: own, engine, runChildren });
+    // Added by the host before the topic, as the app does (a host step of docs adds).
+    await collect(loop, { type: 'tools', calls: SOURCES.map((s) => ({ tool: 'docs', args: JSON.stringify({ op: 'add', title: s.title, text: s.text, ...(s.url ? { source: s.url } : {}) }) })) });
+    const events = await collect(loop, { type: 'user', text: 'the origins of computing' });
+    expect(toolCalls(events).map((c) => `${c.tool}:${c.args.op}:${c.args.doc ?? ''}`)).toEqual(['docs:list:', 'docs:get:1', 'docs:get:2', 'docs:get:3', 'docs:search:']);
+    // Each child read its source's text, as docs holds it.
+    const children = engine.requests.map(firstUserText).filter((t) => t.startsWith('The survey is about: the origins of computing'));
+    expect(children).toHaveLength(3);
+    for (const [i, s] of SOURCES.entries()) expect(children[i]).toContain(`Source [${i + 1}]: "${s.title}"\n\n${s.text}`);
+    const [draft] = replies(events);
+    expect(draft).toMatch(/^# Early Computing\n/);
+    expect(draft).toContain('## References\n\n[1] Notes on the Analytical Engine.\n[2] On Computable Numbers.\n[3] First Draft of a Report on the EDVAC. https://example.org/edvac\n');
+  });
+
+  it('refuses a task without sources, given or added, with a clear reply', async () => {
+    const loop = new AgentLoop({ agent: await agent('survey'), tools: await Promise.all(['docs', 'notes'].map(tool)), engine: ScriptedEngine.sequence([]) });
     const events = await collect(loop, { type: 'start', task: 'Survey the history of ferries' });
-    expect(replies(events)).toEqual(['The agent could not go on: A survey needs sources: give "sources" as a list of texts or {title, text, authors?, year?, url?}.']);
+    expect(toolCalls(events)).toEqual([{ tool: 'docs', args: { op: 'list' } }]);
+    expect(replies(events)).toEqual(['The agent could not go on: A survey needs sources: add files, pasted text or web pages with "Add sources" (the Draft tab), then send the topic again — or give "sources" in the task as a list of texts or {title, text, authors?, year?, url?}.']);
+    const empty = await collect(loop, { type: 'user', text: JSON.stringify({ topic: 'ferries', sources: [] }) });
+    expect(replies(empty)).toEqual([expect.stringMatching(/A survey needs sources/)]);
   });
 });

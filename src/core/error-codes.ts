@@ -101,6 +101,7 @@ const CATALOGUE = {
   'llm/bad-option': { status: 400, meaning: 'An engine option (threads, context size, slots) is out of range' },
   'llm/bad-options': { status: 400, meaning: 'threads must be an integer from 1 to 64, got …' },
   'llm/bad-request': { status: 400, meaning: 'A request to the engine is malformed (its prompt, its limits or its options)' },
+  'llm/bad-verify': { status: 500, meaning: 'A verification gave a different number of picks than its draft needs' },
   'llm/bad-token': { status: 400, meaning: 'Token id … is not in the model\'s vocabulary (0 to …)' },
   'llm/cancelled': { status: 500, meaning: 'The request was cancelled' },
   'llm/chat-template-failed': { status: 500, meaning: 'The model\'s chat template failed to render these messages' },

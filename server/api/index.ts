@@ -14,6 +14,8 @@ import { workerRoutes } from './workers.ts';
 import type { ServingEngines } from '../relay/worker-engines.ts';
 import type { RelayInfo } from '../../src/core/protocol/index.ts';
 import { infoRoutes } from './info.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
+import { verifyRoutes } from './verify.ts';
 
 export interface ApiOptions {
   store: RelayStore;
@@ -27,6 +29,8 @@ export interface ApiOptions {
   heartbeatMs: number;
   /** How other devices reach the relay (GET /api/v1/info). */
   info: () => RelayInfo;
+  /** The engine that verifies devices' drafts (the relay's own model); undefined without one. */
+  verifier?: () => Promise<Engine>;
 }
 
 export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
@@ -41,5 +45,6 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
   });
   await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
   await app.register(infoRoutes, { info: opts.info });
+  await app.register(verifyRoutes, { engine: opts.verifier });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

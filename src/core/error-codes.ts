@@ -288,6 +288,13 @@ const CATALOGUE = {
   'store/unavailable': { status: 503, meaning: 'The run log has … events waiting for the database' },
   'store/version-changed': { status: 500, meaning: 'Another tab upgraded Ferry\'s storage; reload this one' },
   'store/write-failed': { status: 500, meaning: 'Writing to the store failed (…)' },
+  // verify
+  'verify/bad-message': { status: 400, meaning: 'A message on the draft-verification socket is malformed, or answers the wrong round' },
+  'verify/connection-lost': { status: 502, meaning: 'The socket to the verifying worker closed; resume from the tokens decided so far' },
+  'verify/no-engine': { status: 503, meaning: 'This relay serves no model that can verify drafts' },
+  'verify/out-of-order': { status: 400, meaning: 'A verification round is not the session\'s next one, or another is still in flight' },
+  'verify/too-many-sessions': { status: 429, meaning: 'This socket has as many speculative sessions open as it may' },
+  'verify/unknown-session': { status: 400, meaning: 'No speculative session of that name is open on this socket' },
 } as const satisfies Record<`${string}/${string}`, CodeInfo>;
 
 export type ErrorCode = keyof typeof CATALOGUE;

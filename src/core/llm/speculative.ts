@@ -33,7 +33,7 @@ export interface DraftVerifier {
 }
 
 /** A verifier over an engine with `verify`, keeping the session's context in the engine's `slot`. */
-export function engineVerifier(engine: Engine, prompt: readonly number[], slot?: string): DraftVerifier {
+export function engineVerifier(engine: Pick<Engine, 'info' | 'verify'>, prompt: readonly number[], slot?: string): DraftVerifier {
   const verify = engine.verify?.bind(engine);
   if (!verify) throw new FerryError('llm/unsupported', `Engine ${engine.info.id} cannot verify drafts (it has no verify).`);
   const context = [...prompt];

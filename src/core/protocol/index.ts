@@ -32,3 +32,14 @@ export {
 export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from './spaces.ts';
 export { RelayInfoSchema, infoPath, type RelayInfo } from './relay-info.ts';
 export { catalogPath, HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';
+export {
+  DeviceToVerifierSchema,
+  RemoteVerifier,
+  VERIFY_LIMITS,
+  VerifierToDeviceSchema,
+  VerifyConnection,
+  verifyPath,
+  type DeviceToVerifier,
+  type VerifierToDevice,
+  type VerifySocket,
+} from './verify.ts';

@@ -44,7 +44,7 @@ describe('speculative decoding', () => {
         const prompt = await promptOf(text);
         const expected = await cloudOnly(prompt);
         const streamed: number[] = [];
-        const result = await speculativeDecode({ draft: draft(), verifier: engineVerifier(target, prompt, 'spec'), prompt, maxTokens: MAX, slot: 'draft', onTokens: (ids) => streamed.push(...ids) });
+        const result = await speculativeDecode({ draft: draft(), verifier: engineVerifier(target, prompt, 'spec'), prompt, maxTokens: MAX, slot: 'draft', draftLength: new DraftLength({ fixed: 4 }), onTokens: (ids) => streamed.push(...ids) });
         expect(result.tokens).toEqual(expected);
         expect(streamed.slice(0, MAX)).toEqual(expected);
         expect(result.finishReason).toBe(expected.length < MAX ? 'stop' : 'length');
@@ -53,8 +53,8 @@ describe('speculative decoding', () => {
         if (name === 'often') expect(result.rounds).toBeLessThan(result.tokens.length);
       }
       // The two drafts are what their names say (deterministic: greedy on fixed weights).
-      if (name === 'often') expect(accepted / drafted).toBeGreaterThan(0.5);
-      else expect(accepted / drafted).toBeLessThan(0.2);
+      if (name === 'often') expect(accepted / drafted).toBeGreaterThan(0.35);
+      else expect(accepted / drafted).toBeLessThan(0.05);
     });
   }
 

@@ -152,12 +152,48 @@ export interface SpeculativeResult {
   readonly verifyMs: number;
 }
 
-/** Generates greedily with `draft` proposing and the verifier deciding: the target's own greedy tokens, in fewer passes. */
-export async function speculativeDecode(request: SpeculativeRequest): Promise<SpeculativeResult> {
+/** One round of speculative decoding: the ids decided (accepted draft ids, then the target's own next one). */
+export interface SpeculativeRound {
+  readonly ids: readonly number[];
+  readonly drafted: number;
+  readonly accepted: number;
+  readonly draftMs: number;
+  readonly verifyMs: number;
+  /** The target ended the generation after `ids`. */
+  readonly end: boolean;
+}
+
+/**
+ * The rounds of a speculative generation, as they are decided; the budget is never exceeded. A consumer that stops
+ * iterating (a stop sequence, a cancel) stops the rounds there.
+ */
+export async function* speculativeRounds(request: Omit<SpeculativeRequest, 'onTokens'>): AsyncGenerator<SpeculativeRound> {
   const { draft, verifier, maxTokens, signal } = request;
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new FerryError('llm/bad-request', `maxTokens must be a positive integer, got ${maxTokens}.`);
   if (request.prompt.length === 0) throw new FerryError('llm/bad-request', 'Speculative decoding needs a prompt of at least one token.');
   const lengths = request.draftLength ?? new DraftLength();
+  const context = [...request.prompt];
+  let produced = 0;
+  while (produced < maxTokens && !signal?.aborted) {
+    // A round yields up to k + 1 tokens: never draft past the budget.
+    const k = Math.min(lengths.next, maxTokens - produced - 1);
+    const started = performance.now();
+    const proposal = k > 0 ? await greedyDraft(draft, context, k, request.slot, signal) : [];
+    const draftMs = performance.now() - started;
+    const verdict = await verifier.verify(proposal, signal);
+    const verifyMs = performance.now() - started - draftMs;
+    lengths.record({ drafted: proposal.length, accepted: verdict.accepted, draftMs, verifyMs });
+    const ids = proposal.slice(0, verdict.accepted);
+    if (verdict.next !== null) ids.push(verdict.next);
+    context.push(...ids);
+    produced += ids.length;
+    yield { ids, drafted: proposal.length, accepted: verdict.accepted, draftMs, verifyMs, end: verdict.next === null };
+    if (verdict.next === null) return;
+  }
+}
+
+/** Generates greedily with `draft` proposing and the verifier deciding: the target's own greedy tokens, in fewer passes. */
+export async function speculativeDecode(request: SpeculativeRequest): Promise<SpeculativeResult> {
   const tokens: number[] = [];
   let rounds = 0;
   let drafted = 0;
@@ -165,34 +201,18 @@ export async function speculativeDecode(request: SpeculativeRequest): Promise<Sp
   let draftMs = 0;
   let verifyMs = 0;
   let finishReason: FinishReason = 'length';
-  while (tokens.length < maxTokens) {
-    if (signal?.aborted) {
-      finishReason = 'cancelled';
-      break;
-    }
-    // A round yields up to k + 1 tokens: never draft past the budget.
-    const k = Math.min(lengths.next, maxTokens - tokens.length - 1);
-    const started = performance.now();
-    const proposal = k > 0 ? await greedyDraft(draft, [...request.prompt, ...tokens], k, request.slot, signal) : [];
-    const drafting = performance.now() - started;
-    const verdict = await verifier.verify(proposal, signal);
-    const verifying = performance.now() - started - drafting;
+  for await (const round of speculativeRounds(request)) {
     rounds++;
-    drafted += proposal.length;
-    accepted += verdict.accepted;
-    draftMs += drafting;
-    verifyMs += verifying;
-    lengths.record({ drafted: proposal.length, accepted: verdict.accepted, draftMs: drafting, verifyMs: verifying });
-    const decided = proposal.slice(0, verdict.accepted);
-    if (verdict.next !== null) decided.push(verdict.next);
-    tokens.push(...decided);
-    if (decided.length > 0) request.onTokens?.(decided);
-    if (verdict.next === null) {
-      finishReason = 'stop';
-      break;
-    }
+    drafted += round.drafted;
+    accepted += round.accepted;
+    draftMs += round.draftMs;
+    verifyMs += round.verifyMs;
+    tokens.push(...round.ids);
+    if (round.ids.length > 0) request.onTokens?.(round.ids);
+    if (round.end) finishReason = 'stop';
   }
-  return { tokens: tokens.slice(0, maxTokens), finishReason, rounds, drafted, accepted, draftMs, verifyMs };
+  if (finishReason === 'length' && tokens.length < request.maxTokens && request.signal?.aborted) finishReason = 'cancelled';
+  return { tokens, finishReason, rounds, drafted, accepted, draftMs, verifyMs };
 }
 
 /** Up to k greedy tokens from the draft engine (fewer when it would end the generation). */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acceptDraft, DraftLength, engineVerifier, generateAll, speculativeDecode } from '../../../src/core/llm/index.ts';
+import { acceptDraft, DraftLength, engineVerifier, generateAll, preparePrompt, resumeRequest, speculativeDecode, SpeculativeEngine } from '../../../src/core/llm/index.ts';
 import type { NodeLlamaEngine } from '../../../server/llm/node-llama-engine.ts';
 import { cpuEngine, modelDir } from './fixtures.ts';
 
@@ -70,6 +70,37 @@ describe('speculative decoding', () => {
     expect(second.argmax[0]).toBe(expected[6]);
     expect(second.argmax).toHaveLength(4);
     expect(second.cachedTokens).toBe(prompt.length + 5);
+  });
+
+  it('behind the Engine interface, gives the target\'s tokens and text, stops where it does, and a run cut midway resumes exactly on the target', async () => {
+    const engine = new SpeculativeEngine({ draft: often, verifiers: async (prompt) => engineVerifier(target, prompt, 'spec-engine'), target: target.info });
+    const messages = [{ role: 'user' as const, content: 'Tell me about the ferry across the river' }];
+    const alone = await generateAll(target, { prompt: { messages }, maxTokens: MAX, slot: 'alone' });
+    const spec = await generateAll(engine, { prompt: { messages }, maxTokens: MAX, slot: 'draft' });
+    expect(spec.tokens).toEqual(alone.tokens);
+    expect(spec.text).toEqual(alone.text);
+    expect(spec.finishReason).toBe(alone.finishReason);
+    // A stop sequence from the middle of the text ends both at the same place.
+    const stop = alone.text.slice(Math.floor(alone.text.length / 2), Math.floor(alone.text.length / 2) + 3);
+    const [stoppedAlone, stoppedSpec] = [await generateAll(target, { prompt: { messages }, maxTokens: MAX, stop: [stop], slot: 'alone' }), await generateAll(engine, { prompt: { messages }, maxTokens: MAX, stop: [stop], slot: 'draft' })];
+    expect(stoppedSpec.text).toEqual(stoppedAlone.text);
+    expect(stoppedSpec.finishReason).toBe('stop');
+    // Cut after 10 tokens (the session moves), continued by the target alone from the ids so far.
+    const controller = new AbortController();
+    let seen = 0;
+    const cut = await generateAll(engine, { prompt: { messages }, maxTokens: MAX, slot: 'draft', signal: controller.signal }, () => {
+      if (++seen === 10) controller.abort();
+    });
+    expect(cut.finishReason).toBe('cancelled');
+    expect(cut.tokens.length).toBeLessThan(MAX);
+    const prompt = await preparePrompt(target, { messages });
+    const plan = await resumeRequest(target, {
+      prompt: { tokenizerId: target.info.tokenizerId, tokens: prompt, text: '' },
+      generated: { tokenizerId: target.info.tokenizerId, tokens: cut.tokens, text: cut.text },
+      request: { maxTokens: MAX },
+    });
+    const rest = await generateAll(target, { ...plan.request, slot: 'resumed' });
+    expect([...cut.tokens, ...rest.tokens]).toEqual(alone.tokens);
   });
 
   it('accepts the longest agreeing prefix plus the target\'s next token', () => {

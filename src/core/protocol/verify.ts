@@ -181,7 +181,10 @@ export class VerifyConnection {
   }
 }
 
-/** One session's drafts, verified by the worker over the connection. */
+/**
+ * One session's drafts, verified by the worker over the connection. A cancelled round leaves the worker's context
+ * unknown to this side (the worker may have finished it): close the session and open a new one at the tokens kept.
+ */
 export class RemoteVerifier implements DraftVerifier {
   #round = 0;
 

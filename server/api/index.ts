@@ -16,6 +16,8 @@ import type { RelayInfo } from '../../src/core/protocol/index.ts';
 import { infoRoutes } from './info.ts';
 import type { AddressPolicy } from '../web/address-policy.ts';
 import { urlFetchRoutes } from './url-fetch.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
+import { verifyRoutes } from './verify.ts';
 
 export interface ApiOptions {
   store: RelayStore;
@@ -31,6 +33,8 @@ export interface ApiOptions {
   info: () => RelayInfo;
   /** Which addresses the relay fetches sources from for browsers. */
   fetchPolicy: AddressPolicy;
+  /** The engine that verifies devices' drafts (the relay's own model); undefined without one. */
+  verifier?: () => Promise<Engine>;
 }
 
 export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
@@ -47,5 +51,6 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
   await app.register(infoRoutes, { info: opts.info });
   // Each fetch reaches out to the web for a browser: a tenth of the general budget, as for publishing.
   await app.register(urlFetchRoutes, { policy: opts.fetchPolicy, perMinute: Math.ceil(opts.security.rateLimitPerMinute / 10) });
+  await app.register(verifyRoutes, { engine: opts.verifier });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

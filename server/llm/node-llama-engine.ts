@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LlamaGrammarEvaluationState, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
 import { FerryError } from '../../src/core/errors.ts';
-import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, Grammar, KvState } from '../../src/core/llm/engine.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, Grammar, KvState, VerifyRequest, VerifyResult } from '../../src/core/llm/engine.ts';
 import { jsonSchemaGrammar } from '../../src/core/llm/json-grammar.ts';
 import { checkRequest } from '../../src/core/llm/request.ts';
 import { candidateCount, sampleToken } from '../../src/core/llm/sampler.ts';
@@ -223,6 +223,54 @@ export class NodeLlamaEngine implements Engine {
     if (stops.stopped && finishReason === 'length') finishReason = 'stop'; // a stop sequence decided only at the end
     if (last) yield { type: 'token', ...last, text: last.text + tail };
     yield { type: 'done', finishReason, text, tokens: generated, stats: clock.stats(prompt.length, cached, generated.length) };
+  }
+
+  /**
+   * The greedy pick after every position of context + draft, in one evaluation: the context's cached prefix is kept
+   * (or copied from another slot), the rest and the draft go in one batch, and every position from the context's last
+   * token on asks for its next token. Verifications of several slots queued together go into one llama.cpp batch.
+   * The slot then holds context + draft; the next round's context drops the rejected tail.
+   */
+  async verify(request: VerifyRequest): Promise<VerifyResult> {
+    this.#alive();
+    const vocabulary = this.#native.info.vocabSize;
+    const context = checkTokenIds(request.context, vocabulary) as Token[];
+    const draft = (request.draft.length === 0 ? [] : checkTokenIds(request.draft, vocabulary)) as Token[];
+    if (context.length === 0) throw new FerryError('llm/bad-request', 'A verification needs a context of at least one token.');
+    if (request.slot !== undefined && (typeof request.slot !== 'string' || request.slot.length === 0 || request.slot.length > 200)) {
+      throw new FerryError('llm/bad-request', 'slot must be a non-empty string of at most 200 characters.');
+    }
+    const total = context.length + draft.length;
+    if (total >= this.info.contextSize) {
+      throw new FerryError('llm/context-overflow', `The context and draft have ${total} tokens; this engine's context holds ${this.info.contextSize}.`, {
+        details: { promptTokens: total, contextSize: this.info.contextSize },
+      });
+    }
+    const slot = await this.#pool.acquire(request.slot, context, request.signal);
+    if (!slot) throw new FerryError('llm/cancelled', 'The verification was cancelled before it started.');
+    try {
+      const { sequence } = slot;
+      await this.#share(slot, context);
+      const cached = Math.min(sequence.compareContextTokens(context).firstDifferentIndex, context.length - 1);
+      if (cached < sequence.nextTokenIndex) await sequence.eraseContextTokenRanges([{ start: cached, end: sequence.nextTokenIndex }]);
+      this.#pool.holds(slot, [...context, ...draft]);
+      const input = [...context.slice(cached), ...draft];
+      const first = context.length - 1 - cached;
+      const greedy = { generateNext: { token: true, options: { temperature: 0 } } };
+      const results = await sequence.controlledEvaluate(input.map((token, i) => (i >= first ? [token, greedy] as const : token)) as Parameters<LlamaContextSequence['controlledEvaluate']>[0]);
+      const argmax = input.slice(first).map((_, i) => {
+        const token = results[first + i]?.next.token;
+        if (token === undefined) throw new FerryError('llm/generate-failed', `node-llama-cpp returned no pick at draft position ${i}.`);
+        return token === null || this.#model.isEogToken(token) ? null : token;
+      });
+      return { argmax, cachedTokens: cached };
+    } catch (cause) {
+      if (cause instanceof FerryError) throw cause;
+      await slot.sequence.clearHistory().catch(() => undefined);
+      throw new FerryError('llm/generate-failed', `node-llama-cpp failed while verifying a draft: ${(cause as Error).message}`, { cause });
+    } finally {
+      this.#pool.release(slot);
+    }
   }
 
   /**

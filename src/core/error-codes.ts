@@ -126,6 +126,7 @@ const CATALOGUE = {
   'llm/bad-option': { status: 400, meaning: 'An engine option (threads, context size, slots) is out of range' },
   'llm/bad-options': { status: 400, meaning: 'threads must be an integer from 1 to 64, got …' },
   'llm/bad-request': { status: 400, meaning: 'A request to the engine is malformed (its prompt, its limits or its options)' },
+  'llm/bad-verify': { status: 500, meaning: 'A verification gave a different number of picks than its draft needs' },
   'llm/bad-token': { status: 400, meaning: 'Token id … is not in the model\'s vocabulary (0 to …)' },
   'llm/cancelled': { status: 500, meaning: 'The request was cancelled' },
   'llm/chat-template-failed': { status: 500, meaning: 'The model\'s chat template failed to render these messages' },
@@ -313,6 +314,13 @@ const CATALOGUE = {
   'store/unavailable': { status: 503, meaning: 'The run log has … events waiting for the database' },
   'store/version-changed': { status: 500, meaning: 'Another tab upgraded Ferry\'s storage; reload this one' },
   'store/write-failed': { status: 500, meaning: 'Writing to the store failed (…)' },
+  // verify
+  'verify/bad-message': { status: 400, meaning: 'A message on the draft-verification socket is malformed, or answers the wrong round' },
+  'verify/connection-lost': { status: 502, meaning: 'The socket to the verifying worker closed; resume from the tokens decided so far' },
+  'verify/no-engine': { status: 503, meaning: 'This relay serves no model that can verify drafts' },
+  'verify/out-of-order': { status: 400, meaning: 'A verification round is not the session\'s next one, or another is still in flight' },
+  'verify/too-many-sessions': { status: 429, meaning: 'This socket has as many speculative sessions open as it may' },
+  'verify/unknown-session': { status: 400, meaning: 'No speculative session of that name is open on this socket' },
 } as const satisfies Record<`${string}/${string}`, CodeInfo>;
 
 export type ErrorCode = keyof typeof CATALOGUE;

@@ -8,6 +8,7 @@ import type { GreedyRun } from './native-greedy.ts';
 import { migrateCommands } from './migrate-commands.ts';
 import { runtimeCommands } from './runtime-commands.ts';
 import { modelServerCommands } from './model-server-commands.ts';
+import { verifyRelayCommands } from './verify-relay-commands.ts';
 
 /**
  * Server-side helpers that browser tests call through `commands` from 'vitest/browser'
@@ -43,7 +44,7 @@ const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: s
   }
 };
 
-export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands, ...migrateCommands, ...modelServerCommands };
+export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands, ...migrateCommands, ...modelServerCommands, ...verifyRelayCommands };
 
 declare module 'vitest/browser' {
   interface BrowserCommands {

@@ -21,7 +21,7 @@ import {
   StopSequences,
   tokenizerIdOf,
 } from '../../core/llm/index.ts';
-import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, VerifyRequest, VerifyResult } from '../../core/llm/index.ts';
 import { gbnfMatcher, type GbnfMatcher } from '../../core/llm/gbnf.ts';
 import { jsonSchemaGrammar } from '../../core/llm/json-grammar.ts';
 import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
@@ -129,6 +129,39 @@ export class WllamaEngine implements Engine {
     this.#live();
     const grammar = request.grammar && gbnfMatcher(request.grammar.kind === 'gbnf' ? request.grammar.text : jsonSchemaGrammar(request.grammar.schema));
     return this.#generate(request, grammar);
+  }
+
+  /**
+   * The greedy pick after the context and after each draft id. wllama 2 gives the logits of a batch's last token
+   * only, so the draft goes in one id at a time (k + 1 small decodes, not one pass); the context reuses the cached
+   * prefix as a generation does. The sequence then holds context + draft.
+   */
+  verify(request: VerifyRequest): Promise<VerifyResult> {
+    this.#live();
+    const context = checkTokenIds(request.context, this.vocabularySize);
+    const draft = request.draft.length === 0 ? [] : checkTokenIds(request.draft, this.vocabularySize);
+    roomAfter(context.length + draft.length, this.info.contextSize);
+    return this.#exclusive(async () => {
+      try {
+        const cached = await this.#prefill([...context], request.signal);
+        if (cached === undefined) throw new FerryError('llm/cancelled', 'The verification was cancelled.');
+        await this.wllama.samplingInit({ temp: 0 });
+        const argmax: (number | null)[] = [];
+        for (let i = 0; ; i++) {
+          const id = (await this.wllama.samplingSample()).token;
+          argmax.push(this.wllama.isTokenEOG(id) ? null : id);
+          if (i === draft.length) break;
+          await this.wllama.decode([draft[i]!], {});
+          this.#kvTokens.push(draft[i]!);
+        }
+        return { argmax, cachedTokens: cached };
+      } catch (cause) {
+        // The context's state is unknown after a failure: start the next prompt from scratch.
+        this.#kvTokens = [];
+        await this.wllama.kvClear().catch(() => undefined);
+        throw cause;
+      }
+    });
   }
 
   async releaseSlot(_slot: string): Promise<void> {

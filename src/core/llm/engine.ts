@@ -7,6 +7,7 @@ import type { ChatMessage } from './messages.ts';
  * - EngineInfo.device (optional): where the engine runs, in words ("CPU, 1 thread", "CUDA: NVIDIA H100").
  * - Documented: GenerateEvent 'done' `tokens` holds every generated id (a matched stop sequence's included, so a
  *   transcript resumes exactly), while `text` ends before the stop sequence; concatenated `token` texts == `text`.
+ * - Engine.verify (optional): greedy picks at every position of a drafted continuation, for speculative decoding.
  */
 
 /**
@@ -103,6 +104,28 @@ export type GenerateEvent =
   | { readonly type: 'token'; readonly id: number | null; readonly text: string }
   | { readonly type: 'done'; readonly finishReason: FinishReason; readonly text: string; readonly tokens: readonly number[]; readonly stats: GenerationStats };
 
+/**
+ * A draft to check against this engine's own greedy choices (speculative decoding): `context` is the exact token
+ * sequence the draft continues, `draft` the proposed next ids. One forward pass over both.
+ */
+export interface VerifyRequest {
+  readonly context: readonly number[];
+  readonly draft: readonly number[];
+  /** As in GenerateRequest: the slot keeps the context's KV, so the next round evaluates only the new tokens. */
+  readonly slot?: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface VerifyResult {
+  /**
+   * The engine's greedy pick after `context` followed by the first i draft ids, for i = 0 … draft.length (one more
+   * than the draft); null where the pick ends the generation (an end-of-generation token).
+   */
+  readonly argmax: readonly (number | null)[];
+  /** Context tokens whose KV the slot already held (not evaluated again). */
+  readonly cachedTokens: number;
+}
+
 /** A slot's saved KV cache: the tokens it covers and the engine's opaque state bytes. */
 export interface KvState {
   readonly engine: string;
@@ -122,6 +145,8 @@ export interface Engine {
    * text before it (its ids stay in `tokens`). Bad requests throw a FerryError before anything is generated.
    */
   generate(request: GenerateRequest): AsyncIterable<GenerateEvent>;
+  /** Greedy picks at every position of context + draft, in one forward pass (speculative decoding's target side). */
+  verify?(request: VerifyRequest): Promise<VerifyResult>;
   saveKv?(slot: string): Promise<KvState>;
   loadKv?(slot: string, state: KvState): Promise<void>;
   /** Forgets a slot's cached sequence. */

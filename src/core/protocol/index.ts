@@ -33,3 +33,14 @@ export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, pars
 export { RelayInfoSchema, infoPath, type RelayInfo } from './relay-info.ts';
 export { FINAL_URL_HEADER, URL_FETCH_LIMITS, URL_FETCH_TYPES, UrlFetchRequestSchema, parseContentType, urlFetchPaths, type FetchedUrl, type UrlFetchRequest } from './url-fetch.ts';
 export { catalogPath, HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';
+export {
+  DeviceToVerifierSchema,
+  RemoteVerifier,
+  VERIFY_LIMITS,
+  VerifierToDeviceSchema,
+  VerifyConnection,
+  verifyPath,
+  type DeviceToVerifier,
+  type VerifierToDevice,
+  type VerifySocket,
+} from './verify.ts';

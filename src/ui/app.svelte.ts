@@ -10,6 +10,7 @@ import { nodeOffer } from './device-node.svelte.ts';
 import { FerryError } from '../core/errors.ts';
 import { describeError, type UiError } from './errors.ts';
 import { applyTheme } from './theme.ts';
+import { formatBytes } from './format.ts';
 
 export interface Toast {
   id: number;
@@ -49,6 +50,7 @@ class Ui {
   /** The chosen GPU model is not running: web-llm handed over to wllama, or this GPU cannot run it (until another is chosen). */
   gpuFellBack = $state(false);
   #nextToast = 1;
+  #askedToPersist = false;
   #host: Promise<SessionHost> | undefined;
   /** The open session screen's listeners for its agent's events and placement. */
   readonly #watchers = new Map<string, SessionWatcher>();
@@ -162,7 +164,10 @@ class Ui {
       const { sessionId, agent } = await (await this.host()).create(template, model);
       return this.app.sessions.register(sessionId, template, agent, title);
     });
-    if (meta) await this.refresh();
+    if (meta) {
+      await this.refresh();
+      void this.#keepStorage();
+    }
     return meta;
   }
 
@@ -197,8 +202,25 @@ class Ui {
     if (meta) {
       await this.refresh();
       this.notify(`Imported "${meta.title}".`);
+      void this.#keepStorage();
     }
     return meta;
+  }
+
+  /**
+   * Once there is a session to keep: asks the browser, once per visit, to keep this site's data (not cleared under
+   * storage pressure), and warns while its storage is nearly full — a step that cannot be saved stops the session.
+   */
+  async #keepStorage(): Promise<void> {
+    const { askToPersist, nearlyFull, storageUse } = await import('../browser/storage-use.ts');
+    if (!this.#askedToPersist) {
+      this.#askedToPersist = true;
+      await askToPersist();
+    }
+    const use = await storageUse();
+    if (use && nearlyFull(use)) {
+      this.notify(`Ferry's storage in this browser is nearly full (${formatBytes(use.usedBytes)} of ${formatBytes(use.quotaBytes)}). Export or delete sessions you no longer need, or remove downloaded models, before it runs out: a step that cannot be saved stops its session.`);
+    }
   }
 
   async saveSettings(next: Settings): Promise<boolean> {

@@ -1,6 +1,6 @@
 /**
  * The per-template panels and "Retry", in Debian's Chromium against the built app served by `ferry start`, on a
- * phone (390×844, touch) and a desktop (1280×800). The generated tiny model writes gibberish, so the panels' content
+ * phone (360×780, touch) and a desktop (1280×800). The generated tiny model writes gibberish, so the panels' content
  * comes from sessions written here as the PWA writes them — the template's real agent and tool components (the
  * built ones the app serves) with their first state, checkpointed by the agent runtime — followed by the events a
  * dev-guide, podcast and survey agent produce (tool calls and results of the workspace tool; the podcast's rendered

@@ -19,7 +19,7 @@ export const shots = path.join(root, 'test-results', 'ui');
 const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 export const devices = [
-  { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true },
+  { name: 'phone', viewport: { width: 360, height: 780 }, isMobile: true, hasTouch: true },
   { name: 'desktop', viewport: { width: 1280, height: 800 }, isMobile: false, hasTouch: false },
 ] as const;
 export type Device = (typeof devices)[number];
@@ -86,6 +86,16 @@ export async function startUi(device: Device, label: string, options: { chromium
     press: (l) => (device.hasTouch ? l.tap() : l.click()),
     async screen(name) {
       await page.screenshot({ path: path.join(shots, `${device.name}-${name}.png`), fullPage: true });
+      // Nothing scrolls sideways: the page is no wider than the viewport (the phone's is 360 px).
+      const wide = await page.evaluate(() => {
+        const width = document.documentElement.clientWidth;
+        if (document.documentElement.scrollWidth <= width) return [];
+        return [...document.querySelectorAll('body *')]
+          .filter((e) => e.getBoundingClientRect().right > width + 1)
+          .slice(-5)
+          .map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ').join('.')}` : ''} "${(e.textContent ?? '').trim().slice(0, 40)}" (right edge ${Math.round(e.getBoundingClientRect().right)} px)`);
+      });
+      expect(wide, `${name}: wider than the ${device.viewport.width} px viewport`).toEqual([]);
       if (!(await page.evaluate(() => 'axe' in globalThis))) await page.addScriptTag({ content: await axeSource });
       const violations = await page.evaluate(async () => {
         const axe = (globalThis as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Violation[] }> } }).axe;

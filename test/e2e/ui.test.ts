@@ -1,6 +1,6 @@
 /**
  * The PWA as a person uses it, in Debian's Chromium against the built app served by `ferry start`, on a phone
- * (390×844, touch) and a desktop (1280×800): choosing the relay's model, sessions whose agent runs in the page's
+ * (360×780, touch) and a desktop (1280×800): choosing the relay's model, sessions whose agent runs in the page's
  * agent worker (wllama, the generated model) with streaming replies, the checkpoint tree, .ferry files, settings,
  * moving a session to the relay's cloud worker and back mid-stream, offline.
  * Every screen is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
@@ -316,6 +316,13 @@ for (const device of devices) {
 
     test('saves settings, which persist across a reload', async () => {
       await press(page.getByRole('link', { name: 'Settings' }));
+      // What Ferry's sessions and models take of the browser's storage, and whether the browser keeps them.
+      await expect.poll(() => page.getByTestId('storage-used').textContent(), { timeout: 30_000 }).toMatch(/^\s*Ferry uses [\d.]+ (B|KB|MB|GB) of the [\d.]+ (MB|GB) this browser allows it \([\d.]+%\)\.\s*$/);
+      const kept = page.getByTestId('storage-kept');
+      if (!/^\s*Kept/.test((await kept.textContent()) ?? '')) {
+        await press(page.getByRole('button', { name: 'Ask the browser to keep it' }));
+        await expect.poll(() => kept.textContent(), { timeout: 30_000 }).toMatch(/^\s*Kept|The browser declined for now/);
+      }
       await page.getByLabel('Relay URL').fill('not a url');
       await press(page.getByRole('button', { name: 'Save settings' }));
       await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code')).toBe('app/bad-relay-url');

@@ -8,7 +8,7 @@
 import { expose } from 'comlink';
 import { openIdbStore } from '../src/browser/idb-store.ts';
 import type { WebLlmEngineOptions } from '../src/browser/llm/webllm-engine.ts';
-import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-engine.ts';
+import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
 import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { openWithFallback } from '../src/core/llm/fallback-engine.ts';

@@ -16,7 +16,7 @@ import { RunHost } from '../src/core/host/run-host.ts';
 import { loadComponent, type LoadedComponent } from '../src/core/runtime/load.ts';
 import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-worker.ts';
 import type { WorkerProfile } from '../src/core/protocol/index.ts';
-import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-engine.ts';
+import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 export interface NodeStartOptions {

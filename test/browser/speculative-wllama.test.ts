@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
 import { DraftLength, engineVerifier, speculativeDecode } from '../../src/core/llm/index.ts';
 import { VerifyConnection, type VerifySocket } from '../../src/core/protocol/index.ts';
-import { createWllamaEngine, type WllamaEngine } from '../../src/browser/llm/wllama-engine.ts';
+import type { WllamaEngine } from '../../src/browser/llm/wllama-engine.ts';
+import { createWllamaEngine } from '../../src/browser/llm/wllama-open.ts';
 import type { VerifyRelay } from '../support/verify-relay-commands.ts';
 
 const PROMPTS = ['Hello there, how are you', 'The quick brown fox', 'Write a story about the sea'];

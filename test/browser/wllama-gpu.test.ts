@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canFallBack, openWithFallback, type EngineSwitch } from '../../src/core/llm/fallback-engine.ts';
 import { generateAll, type Engine, type GenerateEvent } from '../../src/core/llm/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { createWllamaEngine } from '../../src/browser/llm/wllama-engine.ts';
+import { createWllamaEngine } from '../../src/browser/llm/wllama-open.ts';
 import { createWllamaGpuEngine, type WllamaGpuEngine } from '../../src/browser/llm/wllama-gpu-engine.ts';
 import { GREEDY_PROMPTS, TEST_MODELS } from '../support/prompts.ts';
 

@@ -18,7 +18,8 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, tokenizerOnlyModel } from '../../core/llm/gguf/index.ts';
 import { checkRequest, checkTokenIds, GenerationClock, ggufVocabulary, preparePrompt, roomAfter, StopSequences } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
-import { checkModelFile, createWllamaEngine, fileId, type WllamaEngine } from './wllama-engine.ts';
+import type { WllamaEngine } from './wllama-engine.ts';
+import { checkModelFile, createWllamaEngine, fileId } from './wllama-open.ts';
 
 export interface WllamaGpuEngineOptions {
   readonly model: Blob;

@@ -5,7 +5,7 @@ import type { Engine, EngineInfo, GenerateEvent } from '../../core/llm/index.ts'
 import './comlink-errors.ts';
 import { downloadModel } from './model-download.ts';
 import { LLM_PROTOCOL_VERSION, type LlmWorkerApi, type LoadProgress, type LoadRequest, type WireGenerateRequest } from './protocol.ts';
-import { createWllamaEngine } from './wllama-engine.ts';
+import { createWllamaEngine } from './wllama-open.ts';
 
 interface Running {
   readonly events: AsyncIterator<GenerateEvent>;

@@ -21,6 +21,8 @@ for (const device of devices) {
     let page: Page;
     let work: string;
     const press = (l: Locator): Promise<void> => rig.press(l);
+    /** How the transcript names the model: the phone uses the relay's (by its name), the desktop a file (by its hash). */
+    const MODEL = device.name === 'phone' ? 'tiny\\.gguf' : '[0-9a-f]{12}…';
     const screen = (name: string): Promise<void> => rig.screen(name);
     const transcriptReady = (): Promise<void> => rig.transcriptReady();
 
@@ -136,7 +138,7 @@ for (const device of devices) {
       await chat('second message\nwith two lines', 2);
       expect(await page.getByTestId('user-message').count()).toBe(2);
       expect(await page.getByTestId('user-message').nth(0).textContent()).toContain('first **message**');
-      expect(await page.getByTestId('agent-message').nth(0).textContent()).toMatch(/Agent · wllama · [0-9a-f]{12}… · \d+ tokens/);
+      expect(await page.getByTestId('agent-message').nth(0).textContent()).toMatch(new RegExp(`Agent · wllama · ${MODEL} · \\d+ tokens`));
 
       // Stop: the generation in flight ends "stopped" and is checkpointed as it is.
       const box = page.getByLabel('Message');
@@ -181,7 +183,7 @@ for (const device of devices) {
       // Headless Chromium here has no usable WebGPU: the CPU engine, with the reason.
       expect(device).toContain('wllama (CPU)');
       expect(device).toMatch(/Using wllama on the CPU/);
-      expect(device).toMatch(/Model\s*[0-9a-f]{12}…/);
+      expect(device).toMatch(new RegExp(`Model\\s*${MODEL}`));
       const worker = page.getByTestId('cloud-worker');
       expect(await worker.count()).toBe(1);
       expect(await worker.textContent()).toMatch(/embedded in the relay.*node-llama-cpp.*\d[\d,.]* tok\/s generating.*round trip \d+ ms/s);
@@ -475,7 +477,7 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
       // The cloud's part of the reply is in this device's store now, written by node-llama-cpp: one reply, the cut
       // piece from this device and its continuation from the cloud.
-      const joined = page.getByTestId('agent-message').filter({ hasText: /wllama → node-llama-cpp · [0-9a-f]{12}… · \d+ tokens/ });
+      const joined = page.getByTestId('agent-message').filter({ hasText: new RegExp(`wllama → node-llama-cpp · ${MODEL} · \\d+ tokens`) });
       await expect.poll(() => joined.count(), { timeout: 60_000 }).toBe(1);
       expect(await page.getByTestId('agent-message').count()).toBe(1);
       await chat('And then?', await page.getByTestId('agent-message').count() + 1);
@@ -505,7 +507,7 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
       expect(await page.getByTestId('runs-on').textContent()).toBe('Cloud worker');
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 30_000 }).toBe(1);
-      expect(await page.getByTestId('agent-message').textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens · stopped/);
+      expect(await page.getByTestId('agent-message').textContent()).toMatch(new RegExp(`node-llama-cpp · ${MODEL} · \\d+ tokens · stopped`));
       expect(await page.getByTestId('unsent-message').count()).toBe(0);
       // The checkpoint tree holds the cloud's checkpoints too.
       await press(page.getByRole('link', { name: 'Checkpoints' }));
@@ -532,7 +534,7 @@ for (const device of devices) {
         .toBe(2);
       console.info(`${device.name}: after the reload the cloud run was ${sawLive ? 'still streaming, and was followed live' : 'over; its events and checkpoints were caught up'}`);
       const second = (await page.getByTestId('agent-message').nth(1).textContent()) ?? '';
-      expect(second).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens/);
+      expect(second).toMatch(new RegExp(`node-llama-cpp · ${MODEL} · \\d+ tokens`));
       expect(Number(/· (\d+) tokens/.exec(second)?.[1]), 'the cloud run kept to Settings\' reply length, not the recorded 512').toBeGreaterThan(512);
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
       expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('Tell me a long story'), expect.stringContaining('And now the next chapter.')]);
@@ -587,7 +589,7 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');
       // The reply the run had written when it was handed back is the session's, stopped there.
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 30_000 }).toBe(1);
-      expect(await page.getByTestId('agent-message').textContent()).toMatch(/node-llama-cpp · [0-9a-f]{12}… · \d+ tokens · stopped/);
+      expect(await page.getByTestId('agent-message').textContent()).toMatch(new RegExp(`node-llama-cpp · ${MODEL} · \\d+ tokens · stopped`));
       await setLimits(512, 4096);
       expect(rig.pageErrors).toEqual([]);
     });

@@ -18,6 +18,8 @@ export interface Toast {
   /** A failure: shown as an alert with its code. */
   error?: UiError;
   action?: { label: string; run: () => void | Promise<void> };
+  /** The session a failure belongs to: shown only on that session's screen, until what it was about is dealt with. */
+  session?: string;
 }
 
 const TOAST_MS = 15_000;
@@ -86,11 +88,11 @@ class Ui {
   }
 
   /** Runs an action; a failure becomes a visible notice instead of an exception. Returns undefined on failure. */
-  async attempt<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  async attempt<T>(fn: () => Promise<T>, session?: string): Promise<T | undefined> {
     try {
       return await fn();
     } catch (err) {
-      this.fail(err);
+      this.fail(err, session);
       return undefined;
     }
   }
@@ -245,9 +247,14 @@ class Ui {
     this.push({ id: this.#nextToast++, text, ...(action ? { action } : {}) });
   }
 
-  fail(err: unknown): void {
+  fail(err: unknown, session?: string): void {
     const error = describeError(err);
-    this.push({ id: this.#nextToast++, text: error.message, error });
+    this.push({ id: this.#nextToast++, text: error.message, error, ...(session ? { session } : {}) });
+  }
+
+  /** A session's failures go once what they were about is dealt with (a new message, the unsent one discarded). */
+  clearErrors(session: string): void {
+    this.toasts = this.toasts.filter((t) => !(t.error && t.session === session));
   }
 
   dismiss(id: number): void {

@@ -131,7 +131,7 @@ export class OpenSession {
   async change(fn: (s: Session) => Promise<unknown>, done?: string): Promise<boolean> {
     if (!this.#session || this.busy) return false;
     if (!this.here) {
-      ui.fail(new FerryError('relay/move-busy', `The session runs on ${this.placement.name}; bring it back before changing its branches.`));
+      ui.fail(new FerryError('relay/move-busy', `The session runs on ${this.placement.name}; bring it back before changing its branches.`), this.id);
       return false;
     }
     this.busy = true;
@@ -140,7 +140,7 @@ export class OpenSession {
         await fn(this.#session!);
         await ui.app.sessions.ran(this.#session!);
         return true;
-      })) === true;
+      }, this.id)) === true;
       await this.reload();
       if (ok && done) ui.notify(done);
       return ok;
@@ -205,6 +205,8 @@ export class OpenSession {
     // Right after a move the session is taken over there (a cut step continues): the run starts once that pauses.
     if (this.settlingMove) await this.#moved;
     if (!this.#session || this.busy || this.running) return false;
+    // What failed before is dealt with by this run, or fails again.
+    ui.clearErrors(this.id);
     this.#runs++;
     try {
       const ok = await ui.attempt(async () => {
@@ -212,7 +214,7 @@ export class OpenSession {
         if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
         await work(model);
         return true;
-      });
+      }, this.id);
       return ok === true;
     } finally {
       await this.#settle();
@@ -227,12 +229,14 @@ export class OpenSession {
 
   /** Forgets the unsent message (the user does not want it sent). */
   async discardUnsent(): Promise<void> {
-    if (await ui.attempt(async () => (await ui.app.records.clearPending(this.id), true))) this.pending = null;
+    if (!(await ui.attempt(async () => (await ui.app.records.clearPending(this.id), true)))) return;
+    this.pending = null;
+    ui.clearErrors(this.id);
   }
 
   /** Stops the run where it is: the generation in flight ends "stopped", is checkpointed, and the session waits there. */
   async stop(): Promise<void> {
-    await ui.attempt(async () => (await ui.host()).stop(this.id));
+    await ui.attempt(async () => (await ui.host()).stop(this.id), this.id);
   }
 
   /** Moves the session: to a cloud worker or one of the space's devices (`name` for people), or back here. */
@@ -241,7 +245,7 @@ export class OpenSession {
       if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
       await (await ui.host()).move(this.id, ui.requireModel(), target);
       return true;
-    });
+    }, this.id);
     if (!ok) return;
     ui.notify(target.here ? 'The session is back on this device.' : `The session moved to ${this.placement.name === 'Cloud worker' ? 'the cloud worker' : this.placement.name}.`);
     await this.#follow();
@@ -302,10 +306,10 @@ export class OpenSession {
         ui.notify(event.message);
         return;
       case 'step-failed':
-        ui.fail(FerryError.fromJSON(event.error));
+        ui.fail(FerryError.fromJSON(event.error), this.id);
         return;
       case 'error':
-        ui.fail(new FerryError(event.code, event.message));
+        ui.fail(new FerryError(event.code, event.message), this.id);
         return;
       default:
         if (event.type === 'generation') this.#tokens.flush();

@@ -385,7 +385,7 @@ for (const device of devices) {
       await setLimits(512, 4096);
     });
 
-    test('the agent runs with the reply length and context size from Settings', async () => {
+    test('the agent runs with the reply length and context size from Settings; an error belongs to its session and goes with its cause', async () => {
       await setLimits(48, 4096);
       await createSession(/Assistant/, 'Limits');
       await send('A short one, please.');
@@ -399,10 +399,16 @@ for (const device of devices) {
       await send(long);
       await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code'), { timeout: 60_000 }).toBe('llm/context-full');
       expect(await page.getByTestId('error-toast').textContent()).toMatch(/the context holds 512/);
-      await press(page.getByRole('button', { name: 'Dismiss error' }));
-      await expect.poll(() => page.getByTestId('unsent-message').textContent()).toContain('the ferry crosses the harbour');
+      // The error belongs to this session: another session's screen does not show it; back here, it is there again.
+      await openSession('Weekly show');
+      expect(await page.getByTestId('error-toast').count()).toBe(0);
+      await openSession('Limits');
+      await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code'), { timeout: 30_000 }).toBe('llm/context-full');
+      await expect.poll(() => page.getByTestId('unsent-message').textContent(), { timeout: 30_000 }).toContain('the ferry crosses the harbour');
+      // Discarding the message it was about takes the error away with it.
       await press(page.getByTestId('unsent-message').getByRole('button', { name: 'Discard' }));
-      await expect.poll(() => page.getByTestId('unsent-message').count()).toBe(0);
+      await expect.poll(() => page.getByTestId('unsent-message').count(), { timeout: 30_000 }).toBe(0);
+      expect(await page.getByTestId('error-toast').count()).toBe(0);
       await setLimits(512, 4096);
     });
 

@@ -6,7 +6,8 @@ import { pwaSuite } from './pwa.ts';
 import { relaySuite } from './relay.ts';
 import { runtimeSuite } from './runtime.ts';
 import { scaleSuite } from './scale.ts';
+import { securitySuite } from './security.ts';
 import { sessionSuite } from './session.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite, parallelSuite, scaleSuite];
+export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, placementSuite, parallelSuite, scaleSuite, securitySuite];

@@ -12,6 +12,7 @@
 import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
 import { fromBase64Url, toBase64Url } from './base64url.ts';
+import { concatBytes } from './bytes.ts';
 
 export const SPACE_SECRET_BYTES = 32;
 
@@ -54,29 +55,19 @@ function secretBytes(secret: string): Uint8Array {
   return bytes;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** The space id of a member's public key (raw bytes). */
 async function idOfKey(key: Uint8Array): Promise<string> {
-  return toBase64Url(new Uint8Array(await crypto.subtle.digest('SHA-256', concat(ID_DOMAIN, key))));
+  return toBase64Url(new Uint8Array(await crypto.subtle.digest('SHA-256', concatBytes(ID_DOMAIN, key))));
 }
 
 /** What a proof signs: the domain, the relay's nonce, and the worker key the connection announced. */
-const proofMessage = (nonce: string, workerKey: string): Uint8Array<ArrayBuffer> => concat(PROOF_DOMAIN, fromBase64Url(nonce, 'protocol/bad-space'), utf8(workerKey));
+const proofMessage = (nonce: string, workerKey: string): Uint8Array<ArrayBuffer> => concatBytes(PROOF_DOMAIN, fromBase64Url(nonce, 'protocol/bad-space'), utf8(workerKey));
 
 /** The space's signing key, derived from the secret: every member derives the same one. */
 export async function spaceCredentials(secret: string): Promise<SpaceCredentials> {
   const master = await crypto.subtle.importKey('raw', secretBytes(secret) as Uint8Array<ArrayBuffer>, 'HKDF', false, ['deriveBits']);
   const seed = new Uint8Array(await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: utf8('ferry/space/v2'), info: utf8('member-signing-key') }, master, 256));
-  const pkcs8 = concat(ED25519_PKCS8_PREFIX, seed);
+  const pkcs8 = concatBytes(ED25519_PKCS8_PREFIX, seed);
   // Imported once extractable to read the public half (WebCrypto derives it), then kept non-extractable to sign.
   const jwk = await crypto.subtle.exportKey('jwk', await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']));
   const signing = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, false, ['sign']);

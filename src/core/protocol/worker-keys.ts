@@ -9,6 +9,7 @@
 import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
 import { fromBase64Url, toBase64Url } from './base64url.ts';
+import { concatBytes } from './bytes.ts';
 
 const CURVE = { name: 'ECDH', namedCurve: 'P-256' } as const;
 const POINT_BYTES = 65;
@@ -34,20 +35,10 @@ export interface WorkerKeys {
 const subtle = (): SubtleCrypto => globalThis.crypto.subtle;
 const utf8 = (s: string): Uint8Array<ArrayBuffer> => new TextEncoder().encode(s);
 
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** The AES key both sides derive from the ECDH secret, bound to both public keys. */
 async function boxKey(shared: ArrayBuffer, ephemeral: Uint8Array, recipient: Uint8Array, usage: KeyUsage): Promise<CryptoKey> {
   const master = await subtle().importKey('raw', shared, 'HKDF', false, ['deriveKey']);
-  return subtle().deriveKey({ name: 'HKDF', hash: 'SHA-256', salt: concat(ephemeral, recipient), info: utf8('ferry/sealed-session-key/v1') }, master, { name: 'AES-GCM', length: 256 }, false, [usage]);
+  return subtle().deriveKey({ name: 'HKDF', hash: 'SHA-256', salt: concatBytes(ephemeral, recipient), info: utf8('ferry/sealed-session-key/v1') }, master, { name: 'AES-GCM', length: 256 }, false, [usage]);
 }
 
 export async function createWorkerKeys(): Promise<WorkerKeys> {
@@ -87,5 +78,5 @@ export async function sealKeyTo(publicKey: string, key: Uint8Array, context: str
   const aes = await boxKey(shared, ephemeralRaw, recipient, 'encrypt');
   const iv = globalThis.crypto.getRandomValues(new Uint8Array(IV_BYTES));
   const sealed = new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv, additionalData: utf8(context) }, aes, key as Uint8Array<ArrayBuffer>));
-  return toBase64Url(concat(Uint8Array.of(BOX_VERSION), ephemeralRaw, iv, sealed));
+  return toBase64Url(concatBytes(Uint8Array.of(BOX_VERSION), ephemeralRaw, iv, sealed));
 }

@@ -12,18 +12,27 @@
  *   declared payload limit 16 MiB). Goal ≤ 64 + 2 × 16.
  * - hostile_requests_ok_ratio: the hostile request set (test/support/hostile-requests.ts) answered 4xx JSON with a
  *   code. Goal 1.
+ * - upgrade_resume_ok: a session made by the previous build of its agent, after an update that ships only the next
+ *   build, continues on its own build on a cloud worker (its third turn in the old build's words), and "upgrade"
+ *   replays it into the next build, which goes on. 1 when both hold. Goal 1.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { RelayHttp, SPACE_LIMITS, createSpaceSecret, publishSession, spaceCredentials, toBase64Url, type SpaceMembership } from '../src/core/protocol/index.ts';
+import WebSocket from 'ws';
+import { componentId, loadBuiltComponent } from '../server/runtime/node-components.ts';
+import { followRun, type StreamSocket } from '../src/core/parallel/index.ts';
+import { RelayHttp, SPACE_LIMITS, createSpaceSecret, publishSession, spaceCredentials, startSealedRun, toBase64Url, type SpaceMembership } from '../src/core/protocol/index.ts';
+import { AgentRuntime, type RuntimeSetup } from '../src/core/runtime/runtime.ts';
+import { upgradeSession } from '../src/core/runtime/upgrade.ts';
 import { createMemoryStore } from '../src/core/store/index.ts';
 import { plaintextHits, shareRunMove } from '../test/support/canary.ts';
 import { decodeBombs, type BombOutcome } from '../test/support/decode-bombs.ts';
 import { hostileRequests, sendHostile } from '../test/support/hostile-requests.ts';
-import { fixtures, tinyEngine, tinyModelFile } from '../test/support/runtime-agent.ts';
+import { fixtures, tinyEngine, tinyModelFile, turn } from '../test/support/runtime-agent.ts';
+import { builtFixture } from '../test/support/runtime-fixtures.ts';
 import { FakeWorker, runRequest } from '../test/unit/api/fake-worker.ts';
 import { makeTempDirs, startTestRelay, writeSession } from '../test/unit/api/relay-harness.ts';
 import { compared, type Figures, type Suite } from './lib.ts';
@@ -118,17 +127,55 @@ async function hostileFigure(figures: Figures): Promise<void> {
   }
 }
 
+async function upgradeFigure(figures: Figures): Promise<void> {
+  const [f, nextDir, dirs, model] = await Promise.all([fixtures(), builtFixture('scribe-next'), makeTempDirs(), tinyModelFile()]);
+  const nextId = await componentId(nextDir);
+  const engine = await tinyEngine(model);
+  const ships = (builds: Record<string, string>): RuntimeSetup['load'] => (id) => (builds[id] ? loadBuiltComponent(builds[id]) : Promise.reject(new Error(`no build ${id}`)));
+  const sampling = { maxTokens: 8, temperature: 0, seed: 0 };
+  // The cloud worker ships only the next build of the agent.
+  const relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, model, componentDirs: [nextDir, f.dirs.tally] });
+  try {
+    const store = createMemoryStore();
+    const runtime = await AgentRuntime.create(store, { engine, sampling, load: ships({ [f.ids.scribe]: f.dirs.scribe, [f.ids.tally]: f.dirs.tally }) }, { agent: f.ids.scribe, tools: [f.ids.tally] });
+    await turn(runtime, 'the first message', true);
+    await turn(runtime, 'the second message');
+    await runtime.dispose();
+    const id = runtime.session.id;
+
+    const http = new RelayHttp({ baseUrl: relay.url });
+    const published = await publishSession(store, id, http);
+    const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'user', text: 'in the cloud' } });
+    const replies: string[] = [];
+    await followRun(http, run.id, (m) => m.event.type === 'reply' && replies.push(String(m.event.text)), { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
+    const cloud = replies.length === 1 && replies[0]!.startsWith('turn 3: ');
+
+    const updated = { engine, sampling, load: ships({ [nextId]: nextDir, [f.ids.tally]: f.dirs.tally }) };
+    const upgraded = await upgradeSession(store, id, updated, { agent: nextId, tools: [f.ids.tally] });
+    const next = await AgentRuntime.open(store, updated, upgraded.sessionId);
+    const after = (await turn(next, 'with the new build')).replies;
+    await next.dispose();
+    const here = after.length === 1 && after[0]!.startsWith('[next] turn 3: ');
+    figures.upgrade_resume_ok = compared(cloud && here ? 1 : 0, 'ok', 'goal_ok', 1);
+  } finally {
+    await relay.close();
+    await engine.dispose();
+    await dirs.cleanup();
+  }
+}
+
 async function run(): Promise<Figures> {
   const figures: Figures = {};
   await canaryFigure(figures);
   await memberFigures(figures);
   await bombFigure(figures);
   await hostileFigure(figures);
+  await upgradeFigure(figures);
   return figures;
 }
 
 export const securitySuite: Suite = {
   name: 'security',
-  description: 'what a stranger and a curious relay get: plaintext_canary_hits, rogue_node_assignments, owner_refused_among_strangers, decode_bomb_peak_mb, hostile_requests_ok_ratio',
+  description: 'what a stranger and a curious relay get: plaintext_canary_hits, rogue_node_assignments, owner_refused_among_strangers, decode_bomb_peak_mb, hostile_requests_ok_ratio, upgrade_resume_ok',
   run,
 };

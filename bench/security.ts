@@ -8,8 +8,9 @@
  *   the owner's own connection; then a run placed on the space's devices. Assignments any rogue got. Goal 0.
  * - owner_refused_among_strangers: 16 connections that prove nothing plus the rogues above, then the owner's device
  *   attaches: 1 if it was refused. Goal 0.
- * - decode_bomb_peak_mb: the largest growth of peak memory importing each decoder bomb (a fresh process each, the
- *   declared payload limit 16 MiB). Goal ≤ 64 + 2 × 16.
+ * - decode_bomb_peak_mb: the largest growth of the process's peak resident memory while importing each decoder bomb
+ *   (a fresh process each, its heap capped at the goal, the declared payload limit 16 MiB; 0 means no bomb raised the
+ *   peak the process had before decoding). Goal ≤ 64 + 2 × 16.
  * - hostile_requests_ok_ratio: the hostile request set (test/support/hostile-requests.ts) answered 4xx JSON with a
  *   code. Goal 1.
  * - upgrade_resume_ok: a session made by the previous build of its agent, after an update that ships only the next
@@ -39,6 +40,7 @@ import { compared, type Figures, type Suite } from './lib.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const BOMB_LIMIT_MIB = 16;
+const GOAL_MB = 64 + 2 * BOMB_LIMIT_MIB;
 
 async function canaryFigure(figures: Figures): Promise<void> {
   const [f, dirs, model] = await Promise.all([fixtures(), makeTempDirs(), tinyModelFile()]);
@@ -103,12 +105,13 @@ async function bombFigure(figures: Figures): Promise<void> {
     for (const bomb of await decodeBombs()) {
       const file = path.join(dir, `${bomb.name}.ferry`);
       await writeFile(file, bomb.file);
-      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'test/support/decode-bombs.ts', file, String(BOMB_LIMIT_MIB)], { cwd: root });
+      // Its heap capped at the goal, as the decode-bombs test does: a decoder that allocates first dies here.
+      const { stdout } = await promisify(execFile)(process.execPath, [`--max-old-space-size=${GOAL_MB}`, '--import', 'tsx', 'test/support/decode-bombs.ts', file, String(BOMB_LIMIT_MIB)], { cwd: root });
       const outcome = JSON.parse(stdout.trim().split('\n').at(-1)!) as BombOutcome;
       if (outcome.code === undefined) throw new Error(`bomb ${bomb.name} decoded without an error`);
       peak = Math.max(peak, outcome.peakMb);
     }
-    figures.decode_bomb_peak_mb = compared(peak, 'MB', 'goal_mb', 64 + 2 * BOMB_LIMIT_MIB);
+    figures.decode_bomb_peak_mb = compared(peak, 'MB', 'goal_mb', GOAL_MB);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

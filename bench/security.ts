@@ -6,8 +6,8 @@
  *   included). Goal 0.
  * - rogue_node_assignments: sockets naming a real space id with no proof, a forged proof, or a proof replayed from
  *   the owner's own connection; then a run placed on the space's devices. Assignments any rogue got. Goal 0.
- * - owner_refused_among_strangers: 16 connections that prove nothing plus the rogues above, then the owner's device
- *   attaches: 1 if it was refused. Goal 0.
+ * - owner_refused_among_strangers: while 16 connections from other addresses prove nothing and 16 more rogues name
+ *   the space, the owner's device attaches: 1 if it was refused. Goal 0.
  * - decode_bomb_peak_mb: the largest growth of the process's peak resident memory while importing each decoder bomb
  *   (a fresh process each, its heap capped at the goal, the declared payload limit 16 MiB; 0 means no bomb raised the
  *   peak the process had before decoding). Goal ≤ 64 + 2 × 16.
@@ -83,11 +83,12 @@ async function memberFigures(figures: Figures): Promise<void> {
     await phone.assigned();
     figures.rogue_node_assignments = compared(rogues.filter((r) => r.received.some((m) => m.type === 'assign')).length, 'assignments', 'goal_assignments', 0);
 
-    // Strangers holding every place they can: silent sockets up to the per-address cap, and more rogues naming the space.
-    const silent = Array.from({ length: SPACE_LIMITS.nodesPerSpace }, () => FakeWorker.silent(relay.url));
+    // Strangers holding every place they can while the owner's laptop attaches: 16 silent sockets from two other
+    // addresses (each at its cap of unproven connections), and as many more rogues naming the space.
+    const silent = ['127.0.0.2', '127.0.0.3'].flatMap((address) => Array.from({ length: SPACE_LIMITS.nodesPerSpace / 2 }, () => FakeWorker.silent(relay.url, address)));
     sockets.push(...silent);
+    await Promise.all(silent.map((s) => s.next((m) => m.type === 'challenge' || m.type === 'refused')));
     sockets.push(...(await Promise.all(Array.from({ length: SPACE_LIMITS.nodesPerSpace }, (_, i) => FakeWorker.device(relay.url, `crowd-${i}`, forged(100 + i))))));
-    await Promise.all(silent.map((s) => s.closed));
     const laptop = await FakeWorker.device(relay.url, 'owner-laptop', owner);
     sockets.push(laptop);
     figures.owner_refused_among_strangers = compared(laptop.refused ? 1 : 0, 'refusals', 'goal_refusals', 0);

@@ -5,7 +5,8 @@
  * - a space's id is not a credential: a socket naming a real space without proving membership (no proof, a forged
  *   proof, its own key passed off as the space's) is refused and gets no run of the space;
  * - strangers cannot fill the caps: refused rogues take no place of the space, connections that never prove anything
- *   are limited per address and dropped, and one address can hold only so many proven nodes.
+ *   are limited per address and dropped (sixteen of them from other addresses do not lock the owner out), and one
+ *   address can hold only so many proven nodes.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as v from 'valibot';
@@ -138,6 +139,23 @@ describe('strangers cannot fill the caps', () => {
     device.close();
     await device.closed;
   }, 60_000);
+
+  test('sixteen connections from elsewhere that prove nothing do not lock the owner out', async () => {
+    // Strangers on two other addresses, each holding as many unproven connections as one address may.
+    const strangers = ['127.0.0.2', '127.0.0.3'].flatMap((address) => Array.from({ length: SPACE_LIMITS.unprovenPerAddress }, () => FakeWorker.silent(relay.url, address)));
+    expect(strangers).toHaveLength(16);
+    await Promise.all(strangers.map((s) => s.next((m) => m.type === 'challenge')));
+    // One more from a stranger's address is refused; the owner's device, from its own, attaches while they wait.
+    const more = FakeWorker.silent(relay.url, '127.0.0.2');
+    await more.closed;
+    expect(more.refused?.error.code).toBe('http/refused');
+    const owner = await spaceCredentials(createSpaceSecret());
+    const phone = await FakeWorker.device(relay.url, 'owner-phone', owner);
+    expect(phone.refused).toBeUndefined();
+    expect(await names(owner.id)).toEqual(['owner-phone']);
+    for (const s of [...strangers, phone]) s.close();
+    await Promise.all([...strangers, phone].map((s) => s.closed));
+  });
 
   test('one address holds at most its share of proven device nodes, whatever spaces they prove', async () => {
     const spaces = await Promise.all(Array.from({ length: SPACE_LIMITS.nodesPerAddress + 1 }, () => spaceCredentials(createSpaceSecret())));

@@ -53,8 +53,8 @@ export class FakeWorker {
   private timer: NodeJS.Timeout | undefined;
   private waiters: (() => void)[] = [];
 
-  private constructor(url: string, readonly keys: WorkerKeys, hello: (nonce: string) => Promise<WorkerToRelay>, token: boolean) {
-    this.ws = new WebSocket(`${url.replace('http', 'ws')}${workerPaths.connect}`, token ? { headers: { authorization: `Bearer ${TOKEN}` } } : {});
+  private constructor(url: string, readonly keys: WorkerKeys, hello: (nonce: string) => Promise<WorkerToRelay>, token: boolean, localAddress?: string) {
+    this.ws = new WebSocket(`${url.replace('http', 'ws')}${workerPaths.connect}`, { ...(token ? { headers: { authorization: `Bearer ${TOKEN}` } } : {}), ...(localAddress ? { localAddress } : {}) });
     this.ws.on('message', (data) => {
       const m = v.parse(RelayToWorkerSchema, JSON.parse(String(data)));
       this.received.push(m);
@@ -89,9 +89,12 @@ export class FakeWorker {
     }, false));
   }
 
-  /** A connection that never says hello (it holds a stranger's place until the relay drops it). */
-  static silent(url: string): FakeWorker {
-    return new FakeWorker(url, { publicKey: '', open: () => Promise.reject(new Error('silent')) }, () => new Promise(() => undefined), false);
+  /**
+   * A connection that never says hello (it holds a stranger's place until the relay drops it), from `localAddress`
+   * when given (any 127.x.y.z reaches a relay on the loopback: another client address, as the relay sees it).
+   */
+  static silent(url: string, localAddress?: string): FakeWorker {
+    return new FakeWorker(url, { publicKey: '', open: () => Promise.reject(new Error('silent')) }, () => new Promise(() => undefined), false, localAddress);
   }
 
   static async #join(w: FakeWorker): Promise<FakeWorker> {

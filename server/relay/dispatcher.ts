@@ -28,7 +28,7 @@ import { SPACE_LIMITS, checkSealed, fromBase64Url, mayRunOn, type AssignedRun, t
 import { MAX_MESSAGE_BYTES } from '../../src/core/snapshot/index.ts';
 import { noWorker } from './errors.ts';
 import type { RunLog } from './run-log.ts';
-import type { RunDispatch, WorkerHandle } from './run-dispatch.ts';
+import type { RunDispatch, SealedPlacement, WorkerHandle } from './run-dispatch.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
 
 interface Worker {
@@ -272,9 +272,6 @@ export class Dispatcher implements RunDispatch {
     return best;
   }
 }
-
-/** What decides where a run may go: its placement, and the workers its key was sealed to. */
-export type SealedPlacement = Pick<StartRunRequest, 'where' | 'keys'>;
 
 /** A worker as placement sees it: its id, its space (a device node's), and what run keys are sealed to for it. */
 export interface PlacedWorker {

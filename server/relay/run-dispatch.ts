@@ -4,8 +4,10 @@
  * may come later — hence `Awaitable`.
  */
 import type { AssignedRun, RunStatus, SealedRunEvent, StartRunRequest, WorkerList, WorkerProfile } from '../../src/core/protocol/index.ts';
-import type { SealedPlacement } from './dispatcher.ts';
 import type { Awaitable } from './run-log.ts';
+
+/** What decides where a run may go: its placement, and the workers its key was sealed to. */
+export type SealedPlacement = Pick<StartRunRequest, 'where' | 'keys'>;
 
 /** How a dispatcher reaches one worker attached to this process. Sends are fire-and-forget: the worker answers through the dispatcher. */
 export interface WorkerHandle {

@@ -24,11 +24,11 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { RunStatus, SealedRunEvent, StartRunRequest, WorkerList, WorkerProfile } from '../../src/core/protocol/index.ts';
 import type { Postgres } from '../store/postgres.ts';
-import { allows, assignedTo, checkSpaceCaps, placementError, sealedEvent, type PlacedWorker, type SealedPlacement } from './dispatcher.ts';
+import { allows, assignedTo, checkSpaceCaps, placementError, sealedEvent, type PlacedWorker } from './dispatcher.ts';
 import type { PgBus } from './pg-bus.ts';
 import type { PgRunLog } from './pg-run-log.ts';
 import type { RequestBox } from './request-box.ts';
-import type { RunDispatch, WorkerHandle } from './run-dispatch.ts';
+import type { RunDispatch, SealedPlacement, WorkerHandle } from './run-dispatch.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
 
 export const DISPATCH_CHANNEL = 'ferry_dispatch';

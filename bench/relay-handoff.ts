@@ -245,6 +245,8 @@ async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figure
   }
 }
 
+const CUT_REPLY_TOKENS = 512;
+
 /**
  * Starts `published` (input `resume`) on `host` as the relay would hand it over — the key sealed to the host, the
  * input sealed — and opens its sealed events as they come; `onToken` hears the first token.
@@ -265,7 +267,9 @@ async function startRun(host: RunHost, published: PublishResult, onToken?: (id: 
   const reader = await RunEventReader.for(published.key, id);
   const keys = await deriveSessionKeys(published.key);
   let opened: Promise<void> = Promise.resolve();
-  const request = { snapshot: published.snapshot.id, key: await sealKeyTo(host.publicKey, published.key, published.snapshot.id), writeToken: published.writeToken, input: await sealRunInput(keys, published.snapshot.id, { type: 'resume' }) };
+  // A reply long enough to be cut: events reach the sink sealed (after the generation has gone on a little), so a stop
+  // asked for at the first token lands while the model still generates.
+  const request = { snapshot: published.snapshot.id, key: await sealKeyTo(host.publicKey, published.key, published.snapshot.id), writeToken: published.writeToken, input: await sealRunInput(keys, published.snapshot.id, { type: 'resume' }), maxTokens: CUT_REPLY_TOKENS };
   host.start(id, request, {
     emit(sealed) {
       opened = opened.then(async () => {

@@ -35,7 +35,9 @@ import { generateTinyModel, type TinyModelParams } from '../src/core/llm/gguf/in
 import { preparePrompt } from '../src/core/llm/prompt.ts';
 import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { RunHost, type RunEvent } from '../src/core/host/run-host.ts';
-import { RelayHttp, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../src/core/protocol/index.ts';
+import { RelayHttp, RunEventReader, createWorkerKeys, publishSession, sealKeyTo, sealRunInput, startSealedRun, type PublishResult } from '../src/core/protocol/index.ts';
+import { followRun, type StreamSocket } from '../src/core/parallel/index.ts';
+import { deriveSessionKeys } from '../src/core/snapshot/index.ts';
 import type { KvEvent } from '../src/core/runtime/kv-handoff.ts';
 import { AgentRuntime } from '../src/core/runtime/runtime.ts';
 import { createMemoryStore, type Store } from '../src/core/store/index.ts';
@@ -161,27 +163,21 @@ async function handoff(rig: Rig, text: string): Promise<Handoff> {
   const published = await publishSession(cut.device, cut.sessionId, new RelayHttp({ baseUrl: rig.url }));
   const uploadEnd = performance.now();
 
-  const res = await fetch(`${rig.url}/api/v1/runs`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'resume' } }),
-  });
-  const run = (await res.json()) as { id: string };
-  const times = await new Promise<{ resumed: number; step: number; token: number }>((resolve, reject) => {
-    const ws = new WebSocket(`${rig.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-    let resumed = 0;
-    let step = 0;
-    let token = 0;
-    ws.on('message', (data) => {
-      const m = JSON.parse(String(data)) as RunMessage;
-      if (m.event.type === 'resumed' && !resumed) resumed = performance.now();
-      if (m.event.type === 'step' && !step) step = performance.now();
-      if (m.event.type === 'token' && !token) token = performance.now();
-      if (m.event.type === 'error') reject(new Error(JSON.stringify(m.event)));
-    });
-    ws.on('close', () => (step && token ? resolve({ resumed, step, token }) : reject(new Error('the run streamed no token'))));
-    ws.on('error', reject);
-  });
+  const http = new RelayHttp({ baseUrl: rig.url });
+  const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'resume' } });
+  let resumed = 0;
+  let step = 0;
+  let token = 0;
+  let failed: unknown;
+  await followRun(http, run.id, ({ event }) => {
+    if (event.type === 'resumed' && !resumed) resumed = performance.now();
+    if (event.type === 'step' && !step) step = performance.now();
+    if (event.type === 'token' && !token) token = performance.now();
+    if (event.type === 'error') failed ??= new Error(JSON.stringify(event));
+  }, { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
+  if (failed) throw failed;
+  if (!step || !token) throw new Error('the run streamed no token');
+  const times = { resumed, step, token };
   const promptTokens = (await preparePrompt(rig.engine, cut.prompt)).length;
   return {
     checkpointMs: cut.checkpointAt - cut.moveAt,
@@ -249,11 +245,13 @@ async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figure
   }
 }
 
+const CUT_REPLY_TOKENS = 512;
+
 /**
- * A RunHost driven directly: its run's events, and a promise per event type's first arrival. `onToken` runs as the
- * first token is reported, before the run goes on: a move asked for right there cuts the generation in flight.
+ * Starts `published` (input `resume`) on `host` as the relay would hand it over — the key sealed to the host, the
+ * input sealed — and opens its sealed events as they come; `onToken` hears the first token.
  */
-function startRun(host: RunHost, published: PublishResult, onToken?: (id: string) => void): { id: string; events: RunEvent[]; first(type: string): Promise<number>; ended: Promise<void> } {
+async function startRun(host: RunHost, published: PublishResult, onToken?: (id: string) => void): Promise<{ id: string; events: RunEvent[]; first(type: string): Promise<number>; ended: Promise<void> }> {
   const id = randomBytes(16).toString('hex');
   const events: RunEvent[] = [];
   let tokens = 0;
@@ -266,15 +264,25 @@ function startRun(host: RunHost, published: PublishResult, onToken?: (id: string
     if (!p) seen.set(type, (p = new Promise((resolve) => waiting.set(type, resolve))));
     return p;
   };
-  host.start(id, { snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'resume' } }, published.key, {
-    emit(event) {
-      events.push(event);
-      if (event.type === 'token' && tokens++ === 0) onToken?.(id);
-      void first(event.type);
-      waiting.get(event.type)?.(performance.now());
-      waiting.delete(event.type);
+  const reader = await RunEventReader.for(published.key, id);
+  const keys = await deriveSessionKeys(published.key);
+  let opened: Promise<void> = Promise.resolve();
+  // A reply long enough to be cut: events reach the sink sealed (after the generation has gone on a little), so a stop
+  // asked for at the first token lands while the model still generates.
+  const request = { snapshot: published.snapshot.id, key: await sealKeyTo(host.publicKey, published.key, published.snapshot.id), writeToken: published.writeToken, input: await sealRunInput(keys, published.snapshot.id, { type: 'resume' }), maxTokens: CUT_REPLY_TOKENS };
+  host.start(id, request, {
+    emit(sealed) {
+      opened = opened.then(async () => {
+        const event = (await reader.open(sealed)) as RunEvent;
+        const at = performance.now();
+        events.push(event);
+        if (event.type === 'token' && tokens++ === 0) onToken?.(id);
+        void first(event.type);
+        waiting.get(event.type)?.(at);
+        waiting.delete(event.type);
+      });
     },
-    finish: () => end(),
+    finish: () => void opened.then(() => end()),
   });
   return { id, events, first, ended };
 }
@@ -292,14 +300,14 @@ interface KvMove {
 async function kvMove(a: RunHost, b: RunHost, published: PublishResult): Promise<KvMove> {
   let t0 = 0;
   let handBack: Promise<boolean> | undefined;
-  const onA = startRun(a, published, (id) => {
+  const onA = await startRun(a, published, (id) => {
     t0 = performance.now();
     handBack = a.stop(id);
   });
   await onA.first('token');
   await handBack;
   const handedBack = performance.now();
-  const onB = startRun(b, published);
+  const onB = await startRun(b, published);
   const token = await Promise.race([onB.first('token'), onB.ended.then(() => NaN)]);
   await b.stop(onB.id);
   if (Number.isNaN(token)) throw new Error(`worker B streamed no token: ${JSON.stringify(onB.events.slice(-3))}`);
@@ -316,10 +324,10 @@ async function cloudToCloud(rig: Rig, model: BenchModel, figures: Figures): Prom
   const bPrefillEngine = await tinyEngine(rig.model);
   const profile = await measureProfile(bKvEngine, { name: 'B', slots: 1 });
   const hosts = {
-    aKv: new RunHost({ engine: rig.engine, load, relayUrl }),
-    aPrefill: new RunHost({ engine: rig.engine, load, relayUrl, kv: { save: false, load: false } }),
-    bKv: new RunHost({ engine: bKvEngine, load, relayUrl, kv: { prefillTps: profile.prefillTps } }),
-    bPrefill: new RunHost({ engine: bPrefillEngine, load, relayUrl, kv: { load: false } }),
+    aKv: new RunHost({ engine: rig.engine, keys: await createWorkerKeys(), load, relayUrl }),
+    aPrefill: new RunHost({ engine: rig.engine, keys: await createWorkerKeys(), load, relayUrl, kv: { save: false, load: false } }),
+    bKv: new RunHost({ engine: bKvEngine, keys: await createWorkerKeys(), load, relayUrl, kv: { prefillTps: profile.prefillTps } }),
+    bPrefill: new RunHost({ engine: bPrefillEngine, keys: await createWorkerKeys(), load, relayUrl, kv: { load: false } }),
   };
   try {
     const relay = new RelayHttp({ baseUrl: rig.url });

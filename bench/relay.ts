@@ -23,7 +23,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildRelay } from '../server/app.ts';
 import { defaultConfig } from '../server/config.ts';
-import { RelayHttp, fetchSnapshot, publishSession } from '../src/core/protocol/index.ts';
+import { RelayHttp, eventStreamProtocols, fetchSnapshot, publishSession, runReadToken, runReadVerifier, sealRunEvent, type SealedRunEvent } from '../src/core/protocol/index.ts';
 import { PAGE_SIZE, Session, sessionPrefix } from '../src/core/session/index.ts';
 import { collectClosure, deriveSessionKeys, generateSessionKey, reachableIds, sealObject } from '../src/core/snapshot/index.ts';
 import { createMemoryStore, type Store } from '../src/core/store/index.ts';
@@ -84,16 +84,19 @@ const STREAMS = 200;
 const ROUNDS = 40;
 const ROUND_MS = 50;
 
-/** Opens `urls` as WebSocket clients that record each message's latency from its `t` field. */
-async function streamClients(urls: string[], latencies: number[]): Promise<WebSocket[]> {
+/**
+ * Opens `urls` as WebSocket clients (offering `protocols`) that record each message's latency from when client i's
+ * message `seq` was sent (`sentAt(i, seq)`): events are sealed, so no time can ride inside them.
+ */
+async function streamClients(urls: string[], latencies: number[], sentAt: (client: number, seq: number) => number | undefined, protocols?: string[]): Promise<WebSocket[]> {
   return Promise.all(
     urls.map(
-      (url) =>
+      (url, i) =>
         new Promise<WebSocket>((resolve, reject) => {
-          const ws = new WebSocket(url);
+          const ws = new WebSocket(url, protocols);
           ws.on('message', (data) => {
-            const m = JSON.parse(String(data)) as { event?: { t: number }; t?: number };
-            latencies.push(performance.now() - (m.event?.t ?? m.t ?? NaN));
+            const m = JSON.parse(String(data)) as { seq: number };
+            latencies.push(performance.now() - (sentAt(i, m.seq) ?? NaN));
           });
           ws.once('open', () => resolve(ws));
           ws.once('error', reject);
@@ -112,12 +115,27 @@ async function produce(send: (i: number, t: number) => void): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 500));
 }
 
+/** A token event as a worker seals it (what the relay stores and streams), and the capability its streams are read with. */
+async function sealedToken(): Promise<{ event: SealedRunEvent; token: string; verifier: string }> {
+  const key = generateSessionKey();
+  const event = await sealRunEvent(await deriveSessionKeys(key), '00'.repeat(16), { type: 'token', text: 'x', id: 1 });
+  const token = await runReadToken(key);
+  return { event, token, verifier: await runReadVerifier(token) };
+}
+
 /** One pass through the relay: STREAMS runs, each followed over its own WebSocket. Returns every latency. */
 async function relayPass(relay: { app: FastifyInstance; url: string }): Promise<number[]> {
-  const runs = await Promise.all(Array.from({ length: STREAMS }, () => relay.app.relayStore.runs.create('00'.repeat(20))));
+  const { event, token, verifier } = await sealedToken();
+  const runs = await Promise.all(Array.from({ length: STREAMS }, () => relay.app.relayStore.runs.create('00'.repeat(20), verifier)));
   const lat: number[] = [];
-  const clients = await streamClients(runs.map((r) => `${relay.url.replace('http', 'ws')}/api/v1/runs/${r.id}/events`), lat);
-  await produce((i, t) => relay.app.relayStore.runs.append(runs[i]!.id, { type: 'token', text: 'x', id: 1, t }));
+  const sentAt = runs.map((): number[] => []);
+  const clients = await streamClients(runs.map((r) => `${relay.url.replace('http', 'ws')}/api/v2/runs/${r.id}/events`), lat, (i, seq) => sentAt[i]![seq], eventStreamProtocols(token));
+  // Each run's log numbers its events from 0 in the order they are appended.
+  const next = runs.map(() => 0);
+  await produce((i, t) => {
+    sentAt[i]![next[i]!++] = t;
+    relay.app.relayStore.runs.append(runs[i]!.id, event);
+  });
   await Promise.all(runs.map((r) => relay.app.relayStore.runs.finish(r.id, 'idle')));
   clients.forEach((c) => c.close());
   return lat;
@@ -131,10 +149,15 @@ async function barePass(): Promise<number[]> {
   const sockets: WebSocket[] = [];
   wss.on('connection', (s) => sockets.push(s));
   const lat: number[] = [];
-  const clients = await streamClients(Array.from({ length: STREAMS }, () => `ws://127.0.0.1:${port}`), lat);
+  const { event } = await sealedToken();
+  // One seq across every socket (which server socket serves which client does not matter then).
+  const sentAt: number[] = [];
+  const clients = await streamClients(Array.from({ length: STREAMS }, () => `ws://127.0.0.1:${port}`), lat, (_i, seq) => sentAt[seq]);
   while (sockets.length < STREAMS) await new Promise((resolve) => setTimeout(resolve, 10));
-  let seq = 0;
-  await produce((i, t) => sockets[i]!.send(JSON.stringify({ seq: seq++, event: { type: 'token', text: 'x', id: 1, t } })));
+  await produce((i, t) => {
+    sentAt.push(t);
+    sockets[i]!.send(JSON.stringify({ seq: sentAt.length - 1, event }));
+  });
   clients.forEach((c) => c.close());
   await new Promise((resolve) => wss.close(resolve));
   return lat;

@@ -21,7 +21,21 @@ import WebSocket from 'ws';
 import { buildRelay } from '../server/app.ts';
 import { defaultConfig, type RelayConfig } from '../server/config.ts';
 import { openComponentLibrary } from '../server/relay/component-library.ts';
-import { RelayHttp, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../src/core/protocol/index.ts';
+import {
+  RelayHttp,
+  RunEventReader,
+  eventStreamProtocols,
+  publishSession,
+  runReadToken,
+  runReadVerifier,
+  sealRunEvent,
+  startSealedRun,
+  type OpenRunMessage,
+  type PublishResult,
+  type RunInput,
+  type RunMessage,
+} from '../src/core/protocol/index.ts';
+import { deriveSessionKeys, generateSessionKey } from '../src/core/snapshot/index.ts';
 import { AgentRuntime } from '../src/core/runtime/runtime.ts';
 import { PAGE_SIZE, Session } from '../src/core/session/index.ts';
 import { createMemoryStore } from '../src/core/store/index.ts';
@@ -90,17 +104,23 @@ const ROUND_MS = 50;
  * follower got every event, and the p99 latency.
  */
 async function streamPass(writer: FastifyInstance, readers: string[]): Promise<{ complete: number; p99: number }> {
-  const runs = await Promise.all(Array.from({ length: STREAMS }, () => writer.relayStore.runs.create('00'.repeat(20))));
+  // Events are sealed, as workers send them: latency is matched by seq (each run's log numbers them from 0).
+  const key = generateSessionKey();
+  const event = await sealRunEvent(await deriveSessionKeys(key), '00'.repeat(16), { type: 'token', text: 'x', id: 1 });
+  const token = await runReadToken(key);
+  const verifier = await runReadVerifier(token);
+  const runs = await Promise.all(Array.from({ length: STREAMS }, () => writer.relayStore.runs.create('00'.repeat(20), verifier)));
   const latencies: number[] = [];
+  const sentAt: number[] = [];
   const counts = new Array<number>(STREAMS).fill(0);
   const clients = await Promise.all(
     runs.map(
       (r, i) =>
         new Promise<WebSocket>((resolve, reject) => {
-          const ws = new WebSocket(`${readers[i % readers.length]!.replace('http', 'ws')}/api/v1/runs/${r.id}/events`);
+          const ws = new WebSocket(`${readers[i % readers.length]!.replace('http', 'ws')}/api/v2/runs/${r.id}/events`, eventStreamProtocols(token));
           ws.on('message', (data) => {
             const m = JSON.parse(String(data)) as RunMessage;
-            latencies.push(performance.now() - Number(m.event.t));
+            latencies.push(performance.now() - sentAt[m.seq]!);
             counts[i]!++;
           });
           ws.once('open', () => resolve(ws));
@@ -110,7 +130,8 @@ async function streamPass(writer: FastifyInstance, readers: string[]): Promise<{
   );
   for (let round = 0; round < ROUNDS; round++) {
     const started = performance.now();
-    for (const r of runs) writer.relayStore.runs.append(r.id, { type: 'token', text: 'x', id: 1, t: performance.now() });
+    sentAt[round] = performance.now();
+    for (const r of runs) writer.relayStore.runs.append(r.id, event);
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, ROUND_MS - (performance.now() - started))));
   }
   // Every event has been written once every run is finished (finish follows the appends in order).
@@ -162,22 +183,30 @@ async function replicaFigures(root: string, db: PostgresServer, s3: S3Server, fi
     await runtime.dispose();
     return publishSession(store, runtime.session.id, new RelayHttp({ baseUrl: via }));
   };
-  const start = async (via: string, p: PublishResult, input: object): Promise<string> => {
-    const res = await fetch(`${via}/api/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ snapshot: p.snapshot.id, key: toBase64Url(p.key), writeToken: p.writeToken, input }) });
-    return ((await res.json()) as { id: string }).id;
+  const keys = new Map<string, Uint8Array>();
+  const start = async (via: string, p: PublishResult, input: RunInput): Promise<string> => {
+    const run = await startSealedRun(new RelayHttp({ baseUrl: via }), { snapshot: p.snapshot.id, key: p.key, writeToken: p.writeToken, input });
+    keys.set(run.id, p.key);
+    return run.id;
   };
-  const follow = (via: string, run: string, on: (m: RunMessage) => void = () => undefined): Promise<RunMessage[]> =>
-    new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${via.replace('http', 'ws')}/api/v1/runs/${run}/events`);
-      const seen: RunMessage[] = [];
+  const follow = async (via: string, run: string, on: (m: OpenRunMessage) => void = () => undefined): Promise<OpenRunMessage[]> => {
+    const reader = await RunEventReader.for(keys.get(run)!, run);
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${via.replace('http', 'ws')}/api/v2/runs/${run}/events`, reader.protocols);
+      const seen: OpenRunMessage[] = [];
+      // Opened one after another, so they arrive in order.
+      let opened: Promise<void> = Promise.resolve();
       ws.on('message', (d) => {
-        const m = JSON.parse(String(d)) as RunMessage;
-        seen.push(m);
-        on(m);
+        opened = opened.then(async () => {
+          const m = await reader.openMessage(JSON.parse(String(d)) as RunMessage);
+          seen.push(m);
+          on(m);
+        });
       });
-      ws.on('close', () => resolve(seen));
+      ws.on('close', () => void opened.then(() => resolve(seen), reject));
       ws.on('error', reject);
     });
+  };
   try {
     // Claim races: every run started at once, a third through each replica.
     const runs = await Promise.all(Array.from({ length: 24 }, async (_, i) => {

@@ -1,6 +1,6 @@
 /**
  * Edge drafts, cloud verifies: a device drafts with its own model and the relay's model verifies over
- * /api/v1/verify, through a loopback proxy that adds a round-trip delay (half each way), against cloud-only decoding
+ * /api/v2/verify, through a loopback proxy that adds a round-trip delay (half each way), against cloud-only decoding
  * (the relay's /v1/completions generating every token) through the same proxy at the same delay.
  *
  * Models: the target is the tiny generated test model (64 wide, 2 layers, f32, seed 1) served by the relay (node-llama-cpp,

@@ -23,7 +23,7 @@ import { openAiApi } from './api/openai.ts';
 import { registerCatalogRoute } from './api/catalog.ts';
 import { loadWorkerToken } from './relay/worker-token.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
-import { fromBase64Url, type WorkerProfile } from '../src/core/protocol/index.ts';
+import { RUN_EVENTS_PROTOCOL, createWorkerKeys, type WorkerProfile } from '../src/core/protocol/index.ts';
 import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { errorBody, installErrorHandling } from './relay/errors.ts';
 import { openNodeSocket } from './worker/remote.ts';
@@ -119,7 +119,13 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
   await registerSecurity(app, security);
   // One WebSocket server for every streaming route: run events (clients only listen) and attached workers, whose
   // messages are run events too — a generation's token ids can take a few hundred KB.
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(websocket, {
+    options: {
+      maxPayload: 1024 * 1024,
+      // A run's event stream is opened with its subprotocol (and the capability beside it, which is never echoed).
+      handleProtocols: (offered) => (offered.has(RUN_EVENTS_PROTOCOL) ? RUN_EVENTS_PROTOCOL : false),
+    },
+  });
   registerMetrics(app, metrics);
   const workerToken = await loadWorkerToken(config.dataDir, config.workerToken);
   const dispatcher = await openDispatcher(store, workerToken, app.log);
@@ -144,7 +150,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
       attached.id = await attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {
@@ -248,14 +254,15 @@ function modelNames(catalog: ModelCatalog, own: ResolvedModel | undefined): (mod
 /** Sessions the engine serves at once (node-llama-cpp's slots; 1 for engines that do not say). */
 export const slotsOf = (engine: Engine): number => (engine as { slots?: number }).slots ?? 1;
 
-/** The relay's own worker joins the dispatcher like any other; its events go straight into the run log. */
+/** The relay's own worker joins the dispatcher like any other (with its own key pair); its sealed events go straight into the run log. */
 async function attachEmbedded(dispatcher: RunDispatch, worker: RunHost, profile: WorkerProfile): Promise<string> {
   let id = '';
   id = await dispatcher.attach({
     embedded: true,
     profile,
+    publicKey: worker.publicKey,
     assign: (runId, attempt, request) =>
-      worker.start(runId, request, fromBase64Url(request.key, 'protocol/bad-request'), {
+      worker.start(runId, request, {
         emit: (event) => dispatcher.event(id, runId, event),
         finish: (status, error) => dispatcher.finished(id, runId, status, error),
       }, attempt),

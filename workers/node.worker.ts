@@ -1,7 +1,7 @@
 /**
  * The node worker: this browser offering itself as a node of its space (DESIGN §7 "devices as nodes"). It loads the
  * device's model into its own wllama engine, measures its speed with a short real generation, attaches to the relay
- * over the node link with that profile and the space id, and runs what the relay assigns it on a RunHost — the same
+ * over the node link with that profile, proving membership of its space, and runs what the relay assigns it on a RunHost — the same
  * code as a cloud worker: fetch the snapshot, continue the session, publish every checkpoint. Tools run in nested
  * tool workers, as in the agent worker. Reached from the page through comlink (src/browser/device-node.ts).
  */
@@ -15,14 +15,14 @@ import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { RunHost } from '../src/core/host/run-host.ts';
 import { loadComponent, type LoadedComponent } from '../src/core/runtime/load.ts';
 import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-worker.ts';
-import type { WorkerProfile } from '../src/core/protocol/index.ts';
+import { createWorkerKeys, spaceCredentials, type WorkerProfile } from '../src/core/protocol/index.ts';
 import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 export interface NodeStartOptions {
   relayUrl: string;
-  /** The space id (spaceIdOf(secret)); the secret itself never leaves the page. */
-  space: string;
+  /** The space secret: the node proves membership with the key derived from it (it never reaches the relay). */
+  spaceSecret: string;
   name: string;
   /** `gpu`: start on the GPU (llama.cpp's WebGPU backend), the CPU engine taking over on load or mid-run if it fails. */
   engine: WllamaEngineOptions & { gpu?: boolean };
@@ -83,6 +83,7 @@ const api = {
       const profile = await measureProfile(engine, { name: options.name, slots: 1 });
       const host: RunHost = new RunHost({
         engine,
+        keys: await createWorkerKeys(),
         load,
         hasBuild: (id) => id in options.components,
         startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: component.files }),
@@ -99,7 +100,7 @@ const api = {
         relayUrl: options.relayUrl,
         host,
         profile,
-        space: options.space,
+        space: await spaceCredentials(options.spaceSecret),
         open: (url) => new WebSocket(url),
         log: (message, details) => console.info(`ferry node: ${message}`, details ?? ''),
         // The link's count: the host's drops a run only after the run has reported its end.

@@ -1,5 +1,5 @@
 /**
- * The relay's HTTP API under /api/v1, in one encapsulated plugin: requests from foreign origins are refused here
+ * The relay's HTTP API under /api/v2, in one encapsulated plugin: requests from foreign origins are refused here
  * (CORS and rate limits are registered app-wide in app.ts), and every body is validated by the routes.
  */
 import type { FastifyInstance } from 'fastify';
@@ -29,7 +29,7 @@ export interface ApiOptions {
   engines: ServingEngines;
   workerToken: string;
   heartbeatMs: number;
-  /** How other devices reach the relay (GET /api/v1/info). */
+  /** How other devices reach the relay (GET /api/v2/info). */
   info: () => RelayInfo;
   /** Which addresses the relay fetches sources from for browsers. */
   fetchPolicy: AddressPolicy;

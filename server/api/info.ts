@@ -1,5 +1,5 @@
 /**
- * GET /api/v1/info: how other devices reach this relay. The app puts `publicUrl` in share and pairing links and
+ * GET /api/v2/info: how other devices reach this relay. The app puts `publicUrl` in share and pairing links and
  * their QR codes, and warns when the relay listens on this machine only.
  */
 import type { FastifyInstance } from 'fastify';

@@ -1,6 +1,6 @@
 /**
  * The relay's GGUF files, for browsers (issue 5): a deployment without internet still gives every device a model.
- * `GET /api/v1/models` lists what the relay hosts; `GET /api/v1/models/<sha256>.gguf` streams one file with
+ * `GET /api/v2/models` lists what the relay hosts; `GET /api/v2/models/<sha256>.gguf` streams one file with
  * HTTP Range support, so the browser's download (src/browser/llm/model-download.ts) resumes where it broke off
  * and caches the file in OPFS. Files are named by content hash and looked up in the relay's own table: no path
  * is ever built from the request.

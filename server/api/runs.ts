@@ -1,11 +1,12 @@
 /**
- * Runs: resume a published snapshot on a worker (the dispatcher picks it), read the run's record, follow its events over a
- * WebSocket (from any seq: a reconnecting client catches up and misses nothing), and stop it (hand back: the
- * worker checkpoints, publishes and ends). Starting and stopping need the snapshot's write token.
+ * Runs: resume a published snapshot on a worker (the dispatcher picks it), read the run's record, follow its events
+ * over a WebSocket (from any seq: a reconnecting client catches up and misses nothing), and stop it (hand back: the
+ * worker checkpoints, publishes and ends). Starting and stopping need the snapshot's write token; following the
+ * events needs the run's read capability (offered as a WebSocket subprotocol, so it stays out of URLs and logs).
  */
 import type { FastifyInstance } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
-import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, fromBase64Url, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
+import { LIMITS, RunIdSchema, StartRunRequestSchema, WriteTokenSchema, capabilityOf, parseWire, paths, type RunRecord } from '../../src/core/protocol/index.ts';
 import type { RunDispatch } from '../relay/run-dispatch.ts';
 import type { RelayStore } from '../relay/relay-store.ts';
 import type { RunLog } from '../relay/run-log.ts';
@@ -36,11 +37,10 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
 
   app.post(paths.runs, { bodyLimit: LIMITS.maxJsonBody }, async (request, reply): Promise<RunRecord> => {
     const body = parseWire(StartRunRequestSchema, request.body, 'The request body');
-    fromBase64Url(body.key, 'protocol/bad-request');
     // The token first: a stranger learns nothing about the workers from a refusal.
     await opts.store.snapshots.authorize(body.snapshot, body.writeToken);
-    await opts.dispatcher.checkPlacement(body.where);
-    const run = await opts.runs.create(body.snapshot);
+    await opts.dispatcher.checkPlacement(body);
+    const run = await opts.runs.create(body.snapshot, body.readVerifier);
     await opts.dispatcher.start(run.id, body);
     void reply.code(202).header('cache-control', 'no-store');
     return run;
@@ -63,7 +63,11 @@ export async function runRoutes(app: FastifyInstance, opts: RunRoutesOptions): P
     websocket: true,
     // Before the upgrade, so a bad request still gets a 4xx JSON answer.
     preValidation: async (request) => {
-      await record(runId(request.params));
+      const id = runId(request.params);
+      await record(id);
+      const token = capabilityOf(request.headers['sec-websocket-protocol']);
+      if (!token) throw new FerryError('relay/capability-required', "Following a run's events takes its read capability, which whoever holds the session key derives; offer it as the WebSocket subprotocol ferry-cap.<token>.");
+      if (!(await opts.runs.mayRead(id, token))) throw new FerryError('relay/bad-capability', "That is not this run's read capability; follow it with the session it runs.");
       const from = (request.query as { from?: unknown }).from;
       if (from !== undefined && !/^\d{1,9}$/.test(String(from))) throw new FerryError('protocol/bad-request', 'from must be an event seq (a non-negative integer).');
     },

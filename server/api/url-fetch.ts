@@ -1,5 +1,5 @@
 /**
- * `POST /api/v1/url-fetch {url}`: the relay fetches a public web page or file for the PWA (a source for a survey or
+ * `POST /api/v2/url-fetch {url}`: the relay fetches a public web page or file for the PWA (a source for a survey or
  * a podcast), which cannot read most sites itself. The answer is the body as it came, with its media type and the
  * final address; refusals (a private address, a type that is not text, Markdown, HTML or PDF, too large, too slow)
  * are typed errors. Rate-limited harder than the rest of the API: each call makes the relay fetch from the web.

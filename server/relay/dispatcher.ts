@@ -15,16 +15,20 @@
  * relay/node-left when that node goes — its caller (the context-parallel scheduler, a device handing a session
  * to another) decides where it goes next; an unpinned run moves on to another node it may use.
  *
- * The relay holds each run's session key and write token in memory while the run lasts, as the worker does: it
- * needs them to hand the run to another worker. They never reach the disk.
+ * Keys (DESIGN §9): the relay never holds a session key. A run arrives with its key sealed to each worker that may
+ * run it (by the public key each announced when it attached); the dispatcher hands a worker only the key sealed to
+ * it, and moves a run only to another worker its key was sealed to (the same worker reconnecting, with the same key
+ * pair, counts). The write token and the sealed bytes live in memory while the run lasts, never on disk. Every event
+ * a worker reports must be sealed with the session key, or it is dropped: the run log holds no plaintext.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { FerryError } from '../../src/core/errors.ts';
-import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList } from '../../src/core/protocol/index.ts';
+import { SPACE_LIMITS, checkSealed, fromBase64Url, mayRunOn, type AssignedRun, type RunStatus, type SealedRunEvent, type StartRunRequest, type WorkerList } from '../../src/core/protocol/index.ts';
+import { MAX_MESSAGE_BYTES } from '../../src/core/snapshot/index.ts';
 import { noWorker } from './errors.ts';
 import type { RunLog } from './run-log.ts';
-import type { RunDispatch, WorkerHandle } from './run-dispatch.ts';
+import type { RunDispatch, SealedPlacement, WorkerHandle } from './run-dispatch.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
 
 interface Worker {
@@ -93,14 +97,18 @@ export class Dispatcher implements RunDispatch {
     clearTimeout(timer);
   }
 
-  /** A worker joins; runs waiting for one start on it. Returns its id. Throws relay/space-full past SPACE_LIMITS. */
+  /**
+   * A worker joins; runs waiting for one it may run start on it. Returns its id. A device node (its membership of
+   * its space already proven) counts against SPACE_LIMITS: relay/space-full past them.
+   */
   attach(handle: WorkerHandle): string {
     if (handle.space !== undefined) {
       const nodes = [...this.workers.values()].filter((w) => w.handle.space !== undefined);
-      if (nodes.filter((w) => w.handle.space === handle.space).length >= SPACE_LIMITS.nodesPerSpace) {
-        throw new FerryError('relay/space-full', `This space already has ${SPACE_LIMITS.nodesPerSpace} devices offering themselves as nodes; stop one on another device first.`);
-      }
-      if (nodes.length >= SPACE_LIMITS.deviceNodes) throw new FerryError('relay/space-full', 'This relay serves as many device nodes as it can; try again later.');
+      checkSpaceCaps(handle, {
+        here: nodes.filter((w) => w.handle.space === handle.space).length,
+        fromAddress: nodes.filter((w) => w.handle.address === handle.address).length,
+        all: nodes.length,
+      });
     }
     const id = randomBytes(8).toString('hex');
     this.workers.set(id, { id, handle, runs: new Set() });
@@ -141,22 +149,25 @@ export class Dispatcher implements RunDispatch {
   /** The cloud workers, and the device nodes of `space` when given (never another space's). */
   list(space?: string): WorkerList {
     const visible = [...this.workers.values()].filter((w) => w.handle.space === undefined || w.handle.space === space);
-    return { workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile })) };
+    return {
+      workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile, publicKey: w.handle.publicKey })),
+    };
   }
 
   /**
-   * Throws unless some worker attached now (or one on its way) may take a run placed so: relay/no-worker, or
-   * relay/unknown-node for a pin to a node that is not (or no longer) there.
+   * Throws unless some worker attached now may take a run placed so, with the run's key sealed to it (or one on its
+   * way may): relay/no-worker, or relay/unknown-node for a pin to a node that is not (or no longer) there.
    */
-  checkPlacement(where: RunPlacement | undefined): void {
-    if ([...this.workers.values()].some((w) => allows(where, { id: w.id, space: w.handle.space }))) return;
-    if (where?.node === undefined && where?.cloud !== false && this.expected > 0) return;
-    throw placementError(where);
+  checkPlacement(request: SealedPlacement): void {
+    const workers = [...this.workers.values()].map(workerOf);
+    if (workers.some((w) => allows(request, w))) return;
+    if (request.where?.node === undefined && request.where?.cloud !== false && this.expected > 0) return;
+    throw placementError(request, workers);
   }
 
   /** Starts a created run on the least-loaded worker its placement allows. Throws as checkPlacement does. */
   async start(runId: string, request: StartRunRequest): Promise<void> {
-    this.checkPlacement(request.where);
+    this.checkPlacement(request);
     const startVersion = (await this.snapshots.get(request.snapshot))?.version ?? 0;
     let end!: () => void;
     const ended = new Promise<void>((resolve) => (end = resolve));
@@ -175,16 +186,22 @@ export class Dispatcher implements RunDispatch {
     return a !== undefined && a.attempt === attempt && a.worker !== undefined && a.request.snapshot === snapshot;
   }
 
-  /** An event from `workerId` for `runId`; ignored unless the run is assigned to that worker now. */
-  event(workerId: string, runId: string, event: { type: string } & Record<string, unknown>): void {
+  /**
+   * A sealed event from `workerId` for `runId`; ignored unless the run is assigned to that worker now, dropped unless
+   * it is sealed (sealedEvent): the relay keeps no plaintext.
+   */
+  event(workerId: string, runId: string, event: SealedRunEvent): void {
     if (this.assignments.get(runId)?.worker !== workerId) return;
-    this.runs.append(runId, event);
+    const sealed = sealedEvent(event, this.log, workerId, runId);
+    if (sealed) this.runs.append(runId, sealed);
   }
 
+  /** A run ended on `workerId`; a failure's code and message go into its log (they carry no session content). */
   finished(workerId: string, runId: string, status: RunStatus, error?: { code: string; message: string }): void {
     const a = this.assignments.get(runId);
     if (a?.worker !== workerId) return;
     this.workers.get(workerId)?.runs.delete(runId);
+    if (status === 'failed' && error) this.runs.append(runId, { type: 'error', ...error });
     this.end(runId, a, status, error);
   }
 
@@ -227,14 +244,14 @@ export class Dispatcher implements RunDispatch {
   }
 
   private dispatch(runId: string, a: Assignment): void {
-    const worker = this.leastLoaded(a.request.where);
+    const worker = this.leastLoaded(a.request);
     if (!worker) return;
     a.worker = worker.id;
     a.attempt += 1;
     worker.runs.add(runId);
     // Only a move is news on the run's stream (a run's first event stays `resumed`, as clients expect).
     if (a.attempt > 1) this.runs.append(runId, { type: 'reassigned', worker: worker.id, name: worker.handle.profile.name, attempt: a.attempt });
-    worker.handle.assign(runId, a.attempt, a.request);
+    worker.handle.assign(runId, a.attempt, assignedTo(a.request, worker.handle));
   }
 
   private async reassign(runId: string, a: Assignment): Promise<void> {
@@ -245,10 +262,10 @@ export class Dispatcher implements RunDispatch {
     if (this.assignments.get(runId) === a && a.worker === undefined) this.dispatch(runId, a);
   }
 
-  private leastLoaded(where: RunPlacement | undefined): Worker | undefined {
+  private leastLoaded(request: SealedPlacement): Worker | undefined {
     let best: Worker | undefined;
     for (const w of this.workers.values()) {
-      if (!allows(where, { id: w.id, space: w.handle.space })) continue;
+      if (!allows(request, workerOf(w))) continue;
       const load = w.runs.size / w.handle.profile.slots;
       if (!best || load < best.runs.size / best.handle.profile.slots) best = w;
     }
@@ -256,20 +273,65 @@ export class Dispatcher implements RunDispatch {
   }
 }
 
-/** Whether a run placed `where` may run on worker `w` (a device node has a space): see RunPlacementSchema. */
-export function allows(where: RunPlacement | undefined, w: { id: string; space?: string | undefined }): boolean {
-  if (where?.node !== undefined && where.node !== w.id) return false;
-  if (w.space !== undefined) return where?.space === w.space;
-  return where?.cloud !== false || where.node === w.id;
+/** A worker as placement sees it: its id, its space (a device node's), and what run keys are sealed to for it. */
+export interface PlacedWorker {
+  id: string;
+  space?: string | undefined;
+  publicKey: string;
 }
 
-/** Why no worker there is (or is coming) may take a run placed `where`. */
-export function placementError(where: RunPlacement | undefined): FerryError {
+const workerOf = (w: Worker): PlacedWorker => ({ id: w.id, space: w.handle.space, publicKey: w.handle.publicKey });
+
+const kindOf = (w: PlacedWorker): { id: string; kind: 'cloud' | 'device'; space?: string } =>
+  w.space === undefined ? { id: w.id, kind: 'cloud' } : { id: w.id, kind: 'device', space: w.space };
+
+/** Whether a run may go to `w`: its placement allows it (RunPlacementSchema) and its key was sealed to `w`. */
+export function allows(request: SealedPlacement, w: PlacedWorker): boolean {
+  return mayRunOn(request.where, kindOf(w)) && Object.hasOwn(request.keys, w.publicKey);
+}
+
+/** Why no worker there is (or is coming) may take a run placed so, given the workers there are. */
+export function placementError(request: SealedPlacement, workers: readonly PlacedWorker[]): FerryError {
+  const { where } = request;
   if (where?.node !== undefined) {
     return new FerryError('relay/unknown-node', `Node ${where.node} is not attached to this relay${where.space ? ' in that space' : ''}; list the workers again and pick one that is there.`);
+  }
+  if (workers.some((w) => mayRunOn(where, kindOf(w)))) {
+    return new FerryError('relay/no-worker', "None of the workers this run's key was sealed to is attached now; list the workers again and start it again.");
   }
   if (where?.space !== undefined && where.cloud === false) {
     return new FerryError('relay/no-worker', 'No device of this space offers itself as a node now: open Ferry on another of your devices and turn on "Offer this device as a node", or allow the cloud.');
   }
   return noWorker();
+}
+
+/** What a worker gets of a run: the request with only the key sealed to it (and no read verifier). */
+export function assignedTo(request: StartRunRequest, worker: { publicKey: string }): AssignedRun {
+  const { keys, readVerifier: _verifier, ...rest } = request;
+  return { ...rest, key: keys[worker.publicKey]! };
+}
+
+/** A worker's event as the run log may keep it: a sealed container, or nothing (logged and dropped). */
+export function sealedEvent(event: SealedRunEvent, log: FastifyBaseLogger, worker: string, run: string): SealedRunEvent | undefined {
+  try {
+    checkSealed(fromBase64Url(event.box, 'relay/not-sealed'), 'message', MAX_MESSAGE_BYTES);
+  } catch (err) {
+    log.warn({ worker, run, err }, 'dropped an event that is not sealed');
+    return undefined;
+  }
+  return { type: 'sealed', box: event.box };
+}
+
+/**
+ * Throws relay/space-full when a proven device node would pass SPACE_LIMITS: nodes of its space, from its address,
+ * and on the relay in all (counts of proven nodes attached now; a stranger cannot add to them).
+ */
+export function checkSpaceCaps(handle: WorkerHandle, counts: { here: number; fromAddress: number; all: number }): void {
+  if (counts.here >= SPACE_LIMITS.nodesPerSpace) {
+    throw new FerryError('relay/space-full', `This space already has ${SPACE_LIMITS.nodesPerSpace} devices offering themselves as nodes; stop one on another device first.`);
+  }
+  if (handle.address !== undefined && counts.fromAddress >= SPACE_LIMITS.nodesPerAddress) {
+    throw new FerryError('relay/space-full', `${SPACE_LIMITS.nodesPerAddress} devices from your network already offer themselves as nodes on this relay; stop one first.`);
+  }
+  if (counts.all >= SPACE_LIMITS.deviceNodes) throw new FerryError('relay/space-full', 'This relay serves as many device nodes as it can; try again later.');
 }

@@ -12,10 +12,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { FerryError } from '../../src/core/errors.ts';
-import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
+import { fromBase64Url, type RunMessage, type RunRecord, type RunStatus } from '../../src/core/protocol/index.ts';
 import type { Postgres } from '../store/postgres.ts';
 import type { PgBus } from './pg-bus.ts';
-import { FINAL_STATUSES, type RunEventPayload, type RunListener, type RunLog } from './run-log.ts';
+import { FINAL_STATUSES, type LoggedEvent, type RunListener, type RunLog } from './run-log.ts';
+import { tokenMatches } from './tokens.ts';
 
 export const RUN_EVENTS_CHANNEL = 'ferry_run_events';
 
@@ -58,11 +59,19 @@ export class PgRunLog implements RunLog {
     });
   }
 
-  async create(snapshot: string): Promise<RunRecord> {
+  async create(snapshot: string, readVerifier: string): Promise<RunRecord> {
     const id = randomBytes(16).toString('hex');
     const now = Date.now();
-    const [row] = await this.db.query<Row>("INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at) VALUES ($1, $2, 'running', 0, NULL, $3, $3) RETURNING *", [id, snapshot, now]);
+    const [row] = await this.db.query<Row>(
+      "INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at, read_hash) VALUES ($1, $2, 'running', 0, NULL, $3, $3, $4) RETURNING *",
+      [id, snapshot, now, Buffer.from(fromBase64Url(readVerifier, 'protocol/bad-request'))],
+    );
     return record(row!);
+  }
+
+  async mayRead(id: string, token: string): Promise<boolean> {
+    const [row] = await this.db.query<{ read_hash: Buffer | null }>('SELECT read_hash FROM runs WHERE id = $1', [id]);
+    return !!row?.read_hash && tokenMatches(token, row.read_hash);
   }
 
   async get(id: string): Promise<RunRecord | undefined> {
@@ -70,7 +79,7 @@ export class PgRunLog implements RunLog {
     return row && record(row);
   }
 
-  append(id: string, event: RunEventPayload): void {
+  append(id: string, event: LoggedEvent): void {
     if (this.pendingEvents >= MAX_PENDING) throw new FerryError('store/unavailable', `The run log has ${MAX_PENDING} events waiting for the database; run ${id}'s event is refused. Retry once it is back.`);
     const last = this.pending.at(-1);
     const text = JSON.stringify(event);
@@ -89,7 +98,7 @@ export class PgRunLog implements RunLog {
 
   async events(id: string, from: number): Promise<RunMessage[]> {
     const rows = await this.db.query<{ seq: number; event: string }>('SELECT seq, event FROM run_events WHERE run = $1 AND seq >= $2 ORDER BY seq', [id, from]);
-    return rows.map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as RunEventPayload }));
+    return rows.map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as LoggedEvent }));
   }
 
   follow(id: string, from: number, listener: RunListener): () => void {
@@ -222,7 +231,7 @@ class Follower {
       if ('end' in note) return this.catchUpNow();
       if ('to' in note) return note.to > this.next ? this.catchUpNow() : undefined;
       if (note.seq > this.next) return this.catchUpNow();
-      note.events.forEach((text, i) => this.deliver({ seq: note.seq + i, event: JSON.parse(text) as RunEventPayload }));
+      note.events.forEach((text, i) => this.deliver({ seq: note.seq + i, event: JSON.parse(text) as LoggedEvent }));
     });
   }
 

@@ -1,6 +1,7 @@
 /**
  * Run records and their event logs, in SQLite beside the snapshots: a relay restart keeps every record and every
- * event it acknowledged. Live subscribers get each event as it is appended; a client that reconnects asks for
+ * event it acknowledged. It holds sealed events and the relay's metadata only (run-log.ts), and each run's read
+ * capability as its hash. Live subscribers get each event as it is appended; a client that reconnects asks for
  * events from the last seq it saw and misses nothing. A run still "running" when the relay starts was cut off by
  * a restart: it is marked "interrupted" (its last published checkpoint is on its snapshot, ready to resume).
  *
@@ -12,11 +13,9 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
-import type { RunEvent } from '../../src/core/host/run-host.ts';
-import type { RunMessage, RunRecord, RunStatus } from '../../src/core/protocol/index.ts';
-import { FINAL_STATUSES, type RunListener, type RunLog } from './run-log.ts';
-
-export type { RunEvent };
+import { fromBase64Url, type RunMessage, type RunRecord, type RunStatus } from '../../src/core/protocol/index.ts';
+import { FINAL_STATUSES, type LoggedEvent, type RunListener, type RunLog } from './run-log.ts';
+import { tokenMatches } from './tokens.ts';
 
 interface Row {
   id: string;
@@ -50,6 +49,10 @@ export class RunRegistry implements RunLog {
           error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS run_events (run TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (run, seq)) WITHOUT ROWID;
       `);
+      // Runs recorded before read capabilities existed have none: nobody can follow them any more.
+      const columns = db.prepare<[], { name: string }>('PRAGMA table_info(runs)').all().map((c) => c.name);
+      // Their events were logged in plaintext, which the log no longer keeps: they go.
+      if (!columns.includes('read_hash')) db.exec('ALTER TABLE runs ADD COLUMN read_hash BLOB; DELETE FROM run_events;');
       db.prepare("UPDATE runs SET status = 'interrupted', updated_at = ? WHERE status = 'running'").run(Date.now());
     } catch (cause) {
       throw new FerryError('store/open-failed', `Cannot open the run registry in ${dir}: ${cause instanceof Error ? cause.message : String(cause)}.`, { cause });
@@ -57,11 +60,18 @@ export class RunRegistry implements RunLog {
     return new RunRegistry(db);
   }
 
-  create(snapshot: string): RunRecord {
+  create(snapshot: string, readVerifier: string): RunRecord {
     const id = randomBytes(16).toString('hex');
     const now = Date.now();
-    this.db.prepare('INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at) VALUES (?, ?, ?, 0, NULL, ?, ?)').run(id, snapshot, 'running', now, now);
+    this.db
+      .prepare('INSERT INTO runs (id, snapshot, status, events, error, created_at, updated_at, read_hash) VALUES (?, ?, ?, 0, NULL, ?, ?, ?)')
+      .run(id, snapshot, 'running', now, now, Buffer.from(fromBase64Url(readVerifier, 'protocol/bad-request')));
     return this.get(id)!;
+  }
+
+  mayRead(id: string, token: string): boolean {
+    const row = this.db.prepare<[string], { read_hash: Buffer | null }>('SELECT read_hash FROM runs WHERE id = ?').get(id);
+    return !!row?.read_hash && tokenMatches(token, row.read_hash);
   }
 
   get(id: string): RunRecord | undefined {
@@ -80,7 +90,7 @@ export class RunRegistry implements RunLog {
   }
 
   /** Appends one event: live subscribers get it now, the database within a tick (see above). */
-  append(id: string, event: RunEvent): RunMessage {
+  append(id: string, event: LoggedEvent): RunMessage {
     let seq = this.nextSeq.get(id);
     if (seq === undefined) {
       const row = this.db.prepare<[string], { events: number }>('SELECT events FROM runs WHERE id = ?').get(id);
@@ -131,7 +141,7 @@ export class RunRegistry implements RunLog {
     return this.db
       .prepare<[string, number], { seq: number; event: string }>('SELECT seq, event FROM run_events WHERE run = ? AND seq >= ? ORDER BY seq')
       .all(id, from)
-      .map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as RunEvent }));
+      .map((r) => ({ seq: r.seq, event: JSON.parse(r.event) as LoggedEvent }));
   }
 
   /**

@@ -14,19 +14,21 @@
  *   checkpoint published on the snapshot. The worker that lost its replica reconnects through the load balancer.
  * - Fences by attempt: only the claim's current attempt may publish (mayPublish reads the claim), and only events
  *   of runs this replica holds reach the log, so a superseded worker can write nothing.
+ * - Keys (dispatcher.ts): a run's request holds its session key sealed to each worker it may go to, never the key;
+ *   a worker row carries the public key its runs are sealed to, and a run is claimed only for a local worker its key
+ *   was sealed to. Only sealed events reach the log.
  * - Stop (hand back) reaches the replica holding the run by NOTIFY; the asking replica waits for the run's end in
  *   the shared log.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { FerryError } from '../../src/core/errors.ts';
-import { SPACE_LIMITS, type RunPlacement, type RunStatus, type StartRunRequest, type WorkerList, type WorkerProfile } from '../../src/core/protocol/index.ts';
+import type { RunStatus, SealedRunEvent, StartRunRequest, WorkerList, WorkerProfile } from '../../src/core/protocol/index.ts';
 import type { Postgres } from '../store/postgres.ts';
-import { allows, placementError } from './dispatcher.ts';
+import { allows, assignedTo, checkSpaceCaps, placementError, sealedEvent, type PlacedWorker } from './dispatcher.ts';
 import type { PgBus } from './pg-bus.ts';
 import type { PgRunLog } from './pg-run-log.ts';
 import type { RequestBox } from './request-box.ts';
-import type { RunDispatch, WorkerHandle } from './run-dispatch.ts';
+import type { RunDispatch, SealedPlacement, WorkerHandle } from './run-dispatch.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
 
 export const DISPATCH_CHANNEL = 'ferry_dispatch';
@@ -71,7 +73,10 @@ interface WorkerRow {
   embedded: boolean;
   profile: WorkerProfile;
   runs: number;
+  public_key: string;
 }
+
+const placed = (w: WorkerRow): PlacedWorker => ({ id: w.id, space: w.space ?? undefined, publicKey: w.public_key });
 
 type Note = { type: 'queued'; run: string } | { type: 'stop'; run: string };
 
@@ -133,16 +138,22 @@ export class SharedDispatcher implements RunDispatch {
       if (handle.space !== undefined) {
         // Every replica admits device nodes under this one lock: the caps hold for the deployment, not per replica.
         await tx.query("SELECT pg_advisory_xact_lock(hashtext('ferry device nodes'))");
-        const { rows } = await tx.query<{ here: number; all: number }>(
-          'SELECT count(*) FILTER (WHERE space = $1)::int AS here, count(*)::int AS all FROM relay_workers WHERE space IS NOT NULL AND seen_at > now() - make_interval(secs => $2)',
-          [handle.space, seconds(WORKER_TTL_MS)],
+        // Only proven members are rows here: strangers cannot fill these caps.
+        const { rows } = await tx.query<{ here: number; from_address: number; all: number }>(
+          'SELECT count(*) FILTER (WHERE space = $1)::int AS here, count(*) FILTER (WHERE address = $3)::int AS from_address, count(*)::int AS all FROM relay_workers WHERE space IS NOT NULL AND seen_at > now() - make_interval(secs => $2)',
+          [handle.space, seconds(WORKER_TTL_MS), handle.address ?? null],
         );
-        if (rows[0]!.here >= SPACE_LIMITS.nodesPerSpace) {
-          throw new FerryError('relay/space-full', `This space already has ${SPACE_LIMITS.nodesPerSpace} devices offering themselves as nodes; stop one on another device first.`);
-        }
-        if (rows[0]!.all >= SPACE_LIMITS.deviceNodes) throw new FerryError('relay/space-full', 'This relay serves as many device nodes as it can; try again later.');
+        checkSpaceCaps(handle, { here: rows[0]!.here, fromAddress: rows[0]!.from_address, all: rows[0]!.all });
       }
-      await tx.query('INSERT INTO relay_workers (id, replica, space, embedded, profile) VALUES ($1, $2, $3, $4, $5)', [id, this.replica, handle.space ?? null, handle.embedded, JSON.stringify(handle.profile)]);
+      await tx.query('INSERT INTO relay_workers (id, replica, space, embedded, profile, public_key, address) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+        id,
+        this.replica,
+        handle.space ?? null,
+        handle.embedded,
+        JSON.stringify(handle.profile),
+        handle.publicKey,
+        handle.address ?? null,
+      ]);
     });
     this.workers.set(id, { id, handle, runs: new Set() });
     this.o.log.info({ worker: id, replica: this.replica, embedded: handle.embedded, device: handle.space !== undefined, profile: handle.profile }, 'worker attached');
@@ -174,18 +185,18 @@ export class SharedDispatcher implements RunDispatch {
   async list(space?: string): Promise<WorkerList> {
     const rows = await this.liveWorkers();
     const visible = rows.filter((w) => w.space === null || w.space === space);
-    return { workers: visible.map((w) => ({ id: w.id, kind: w.space === null ? 'cloud' : 'device', embedded: w.embedded, runs: w.runs, profile: w.profile })) };
+    return { workers: visible.map((w) => ({ id: w.id, kind: w.space === null ? 'cloud' : 'device', embedded: w.embedded, runs: w.runs, profile: w.profile, publicKey: w.public_key })) };
   }
 
-  async checkPlacement(where: RunPlacement | undefined): Promise<void> {
-    const rows = await this.liveWorkers();
-    if (rows.some((w) => allows(where, { id: w.id, space: w.space ?? undefined }))) return;
-    if (where?.node === undefined && where?.cloud !== false && this.expected > 0) return;
-    throw placementError(where);
+  async checkPlacement(request: SealedPlacement): Promise<void> {
+    const workers = (await this.liveWorkers()).map(placed);
+    if (workers.some((w) => allows(request, w))) return;
+    if (request.where?.node === undefined && request.where?.cloud !== false && this.expected > 0) return;
+    throw placementError(request, workers);
   }
 
   async start(runId: string, request: StartRunRequest): Promise<void> {
-    await this.checkPlacement(request.where);
+    await this.checkPlacement(request);
     const startVersion = (await this.o.snapshots.get(request.snapshot))?.version ?? 0;
     await this.db.transaction(async (tx) => {
       await tx.query('INSERT INTO run_claims (run, request, node, start_version) VALUES ($1, $2, $3, $4)', [runId, this.o.box.seal(request, runId), request.where?.node ?? null, startVersion]);
@@ -198,9 +209,10 @@ export class SharedDispatcher implements RunDispatch {
     return rows.length === 1;
   }
 
-  event(workerId: string, runId: string, event: { type: string } & Record<string, unknown>): void {
+  event(workerId: string, runId: string, event: SealedRunEvent): void {
     if (this.held.get(runId)?.worker !== workerId) return;
-    this.o.runs.append(runId, event);
+    const sealed = sealedEvent(event, this.o.log, workerId, runId);
+    if (sealed) this.o.runs.append(runId, sealed);
   }
 
   finished(workerId: string, runId: string, status: RunStatus, error?: { code: string; message: string }): void {
@@ -208,6 +220,7 @@ export class SharedDispatcher implements RunDispatch {
     if (h?.worker !== workerId || this.closing) return;
     this.held.delete(runId);
     this.workers.get(workerId)?.runs.delete(runId);
+    if (status === 'failed' && error) this.o.runs.append(runId, { type: 'error', ...error });
     void this.end(runId, h.attempt, status, error);
   }
 
@@ -263,7 +276,7 @@ export class SharedDispatcher implements RunDispatch {
         return;
       }
       const request = this.o.box.open(c.request, runId);
-      const worker = this.leastLoaded(request.where);
+      const worker = this.leastLoaded(request);
       if (!worker) return;
       const load = worker.runs.size / worker.handle.profile.slots;
       if (load >= 1) await new Promise((resolve) => setTimeout(resolve, BUSY_CLAIM_DELAY_MS * Math.min(load, 3)));
@@ -284,7 +297,7 @@ export class SharedDispatcher implements RunDispatch {
       }
       this.held.set(runId, { request: input, attempt, worker: worker.id });
       worker.runs.add(runId);
-      worker.handle.assign(runId, attempt, input);
+      worker.handle.assign(runId, attempt, assignedTo(input, worker.handle));
     } catch (err) {
       this.o.log.warn({ err, run: runId }, 'claiming a run failed; the sweep tries again');
     } finally {
@@ -388,16 +401,16 @@ export class SharedDispatcher implements RunDispatch {
     stop?.();
   }
 
-  private leastLoaded(where: RunPlacement | undefined): LocalWorker | undefined {
+  private leastLoaded(request: SealedPlacement): LocalWorker | undefined {
     let best: LocalWorker | undefined;
     for (const w of this.workers.values()) {
-      if (!allows(where, { id: w.id, space: w.handle.space })) continue;
+      if (!allows(request, { id: w.id, space: w.handle.space, publicKey: w.handle.publicKey })) continue;
       if (!best || w.runs.size / w.handle.profile.slots < best.runs.size / best.handle.profile.slots) best = w;
     }
     return best;
   }
 
   private liveWorkers(): Promise<WorkerRow[]> {
-    return this.db.query<WorkerRow>('SELECT id, space, embedded, profile, runs FROM relay_workers WHERE seen_at > now() - make_interval(secs => $1) ORDER BY id', [seconds(WORKER_TTL_MS)]);
+    return this.db.query<WorkerRow>('SELECT id, space, embedded, profile, runs, public_key FROM relay_workers WHERE seen_at > now() - make_interval(secs => $1) ORDER BY id', [seconds(WORKER_TTL_MS)]);
   }
 }

@@ -32,6 +32,13 @@ const MIGRATIONS: readonly string[] = [
      attempt integer NOT NULL DEFAULT 0, replica text, worker text, lease_until timestamptz);`,
   // 3: the pages that came with each publish, beside its structure hints (readers get both in one request).
   `ALTER TABLE snapshot_structure ADD COLUMN pages bytea;`,
+  // 4: keys and members. A run's read capability (its hash); a worker's public key (run keys are sealed to it) and a
+  // device node's client address (capped per address). Events logged before are plaintext, which the log no longer
+  // keeps, and their runs have no capability to read them with: they go.
+  `ALTER TABLE runs ADD COLUMN read_hash bytea;
+   ALTER TABLE relay_workers ADD COLUMN public_key text NOT NULL DEFAULT '';
+   ALTER TABLE relay_workers ADD COLUMN address text;
+   DELETE FROM run_events;`,
 ];
 
 /** Any constant that names this schema's lock among other users of the same database. */

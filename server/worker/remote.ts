@@ -23,7 +23,7 @@ export interface RemoteWorkerOptions {
 const MAX_PAYLOAD = 1024 * 1024;
 
 /** How runs on this process follow other runs' event streams (a parent its children): Node 20 has no WebSocket. */
-export const openNodeSocket: OpenSocket = (url) => new WebSocket(url, { maxPayload: MAX_PAYLOAD }) as unknown as StreamSocket;
+export const openNodeSocket: OpenSocket = (url, protocols) => new WebSocket(url, protocols, { maxPayload: MAX_PAYLOAD }) as unknown as StreamSocket;
 
 export class RemoteWorker {
   readonly #link: NodeLink;

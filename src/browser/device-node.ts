@@ -1,7 +1,8 @@
 /**
  * "Offer this device as a node" (DESIGN §7): the page's side of the node worker (workers/node.worker.ts) and this
  * device's membership of a space. The space secret is created here or taken from a pairing link, kept in this
- * origin's storage (read back through a validator), and only its id ever reaches the relay. While offering, the
+ * origin's storage (read back through a validator); the relay sees only the space's id and public key, and the
+ * node worker's signature over its challenge (the node worker derives the signing key from the secret). While offering, the
  * node worker holds its own copy of the model and every component build the app ships, so it can continue any
  * session of this app's templates that the relay assigns it.
  */
@@ -74,10 +75,9 @@ export class DeviceNode {
   /** Starts offering this device; resolves once the relay has welcomed it, with its status. */
   static async start(opts: DeviceNodeOptions): Promise<{ node: DeviceNode; status: NodeStatus }> {
     if (!opts.relay) throw new FerryError('node/no-relay', 'Set the relay URL in Settings first: other devices reach this one through the relay.');
-    const [file, sets, space, offload] = await Promise.all([
+    const [file, sets, offload] = await Promise.all([
       openModel(opts.model, opts.onModelProgress),
       Promise.all(TEMPLATE_IDS.map((t) => templateComponents(t))),
-      currentSpaceId(),
       opts.gpu ? gpuOffloads() : undefined,
     ]);
     const components: Record<string, ComponentFiles> = Object.assign({}, ...sets.map((s) => s.files));
@@ -89,7 +89,7 @@ export class DeviceNode {
       node.#remote.start(
         {
           relayUrl: opts.relay,
-          space,
+          spaceSecret: spaceSecret(),
           name: opts.name,
           components,
           ...(opts.cpuShare !== undefined ? { cpuShare: opts.cpuShare } : {}),

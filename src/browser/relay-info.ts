@@ -1,5 +1,5 @@
 /**
- * How other devices reach a relay, as it says itself (GET /api/v1/info): share and pairing links use its public
+ * How other devices reach a relay, as it says itself (GET /api/v2/info): share and pairing links use its public
  * address, never whatever address this page happened to be opened with.
  */
 import * as v from 'valibot';

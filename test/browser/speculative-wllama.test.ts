@@ -1,6 +1,6 @@
 /**
  * Edge drafts, cloud verifies, with the device's real engine: wllama in Chromium drafts, the relay's node-llama-cpp
- * verifies over /api/v1/verify. The output equals the relay model's greedy output (node-llama-cpp alone) for a draft
+ * verifies over /api/v2/verify. The output equals the relay model's greedy output (node-llama-cpp alone) for a draft
  * that agrees often (the same weights in 4 bits) and one that agrees rarely (other weights). wllama can be the
  * verifying side too (a device verifying another's drafts): its picks are node-llama-cpp's.
  */

@@ -24,20 +24,19 @@ import type { Page } from 'playwright-core';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
 import {
   RelayHttp,
-  RunMessageSchema,
-  RunRecordSchema,
   SPACE_HEADER,
   WorkerListSchema,
   fetchSnapshot,
   parsePairingLink,
   publishSession,
   spaceIdOf,
-  toBase64Url,
+  startSealedRun,
   workerPaths,
+  type OpenRunMessage,
   type PublishResult,
-  type RunMessage,
   type RunPlacement,
 } from '../../src/core/protocol/index.ts';
+import { followRun, type StreamSocket } from '../../src/core/parallel/index.ts';
 import type { ChildProgress } from '../../src/core/runtime/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import { generatedSources, surveyComponents, surveyParentSetup } from '../unit/parallel/space-nodes.ts';
@@ -413,18 +412,11 @@ describe('browsers as nodes of a space', () => {
     const published: PublishResult = await publishSession(store, sessionId, http);
 
     const where: RunPlacement = { space, cloud: false };
-    const res = await fetch(`${relay.url}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text: 'Tell me about the harbour.' }, where }),
-    });
-    expect(res.status).toBe(202);
-    const run = v.parse(RunRecordSchema, await res.json());
+    // Sealed to the space's devices as the app does it: the key, the input, the events.
+    const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'user', text: 'Tell me about the harbour.' }, where });
 
-    const events: RunMessage[] = [];
-    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-    ws.on('message', (data) => events.push(v.parse(RunMessageSchema, JSON.parse(String(data)))));
-    const ended = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    const events: OpenRunMessage[] = [];
+    const ended = followRun(http, run.id, (m) => events.push(m), { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
 
     // Tokens stream from the browser that got it; which one is up to the dispatcher.
     await expect.poll(() => events.filter((m) => m.event.type === 'token').length, { timeout: 60_000, interval: 20 }).toBeGreaterThan(20);
@@ -434,8 +426,7 @@ describe('browsers as nodes of a space', () => {
     const runnerIndex = await whichDevice(runner.profile.name);
     await devices[runnerIndex]!.browser.close();
 
-    await ended;
-    const record = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    const record = await ended;
     expect(record.status).toBe('idle');
     const types = events.map((m) => m.event.type);
     expect(types).toContain('worker-lost');
@@ -450,7 +441,6 @@ describe('browsers as nodes of a space', () => {
     const head = await session.checkpoint(await session.head());
     expect(head.counters.steps).toBeGreaterThanOrEqual(1);
     expect(head.counters.tokens).toBeGreaterThan(0);
-    ws.close();
 
     async function whichDevice(name: string): Promise<number> {
       for (const [i, d] of devices.entries()) {

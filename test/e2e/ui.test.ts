@@ -581,7 +581,7 @@ for (const device of devices) {
       await press(page.getByRole('button', { name: 'Delete Cloud delete' }));
       await expect.poll(() => page.getByTestId('session-row').count()).toBe(rows - 1);
       // The relay's workers run nothing any more, and the session does not come back into the list.
-      const runs = async (): Promise<number> => ((await (await fetch(`${relay.url}/api/v1/workers`)).json()) as { workers: { runs: number }[] }).workers.reduce((n, w) => n + w.runs, 0);
+      const runs = async (): Promise<number> => ((await (await fetch(`${relay.url}/api/v2/workers`)).json()) as { workers: { runs: number }[] }).workers.reduce((n, w) => n + w.runs, 0);
       await expect.poll(runs, { timeout: 30_000 }).toBe(0);
       // The list read again from the store (leaving it and coming back) still lacks it: nothing of it came back.
       await press(page.getByRole('link', { name: 'Settings', exact: true }));

@@ -44,7 +44,7 @@ export function hostileRequests(model: string, api = API_PREFIX): HostileRequest
       method: 'POST',
       path: `${api}/runs`,
       headers: json,
-      body: JSON.stringify({ snapshot: 'c'.repeat(40), writeToken: 'd'.repeat(43), key: 'e'.repeat(43), input: { type: 'resume' } }),
+      body: JSON.stringify({ snapshot: 'c'.repeat(40), writeToken: 'd'.repeat(43), keys: {}, input: { type: 'resume' }, readVerifier: 'e'.repeat(43) }),
       status: 404,
       code: 'relay/unknown-snapshot',
     },

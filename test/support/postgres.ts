@@ -12,6 +12,8 @@ import pg from 'pg';
 import { freePort, waitUntil } from './ports.ts';
 
 export interface PostgresServer {
+  /** The cluster's folder (its tables and write-ahead log). */
+  dir: string;
   /** postgres://… of `database` (default "ferry", created at start). */
   url(database?: string): string;
   /** A new empty database; returns its URL. */
@@ -84,6 +86,7 @@ export async function startPostgres({ durable = false } = {}): Promise<PostgresS
   await admin.end();
 
   return {
+    dir,
     url,
     async createDatabase() {
       const name = `ferry_${++databases}`;

@@ -18,6 +18,8 @@ export const S3_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_K
 export interface S3Server {
   endpoint: string;
   bucket: string;
+  /** The folder s3rver keeps its buckets' objects in. */
+  dir: string;
   /** An `--objects` location in the bucket, under its own prefix (each caller gets a fresh one). */
   location(prefix?: string): string;
   stop(): Promise<void>;
@@ -59,6 +61,7 @@ export async function startS3Server(bucket = 'ferry'): Promise<S3Server> {
   return {
     endpoint,
     bucket,
+    dir,
     location: (prefix = `t${++prefixes}`) => `s3://${bucket}/${prefix}?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1`,
     stop,
     start,

@@ -1,6 +1,6 @@
 /**
  * A relay for the browser's speculative-decoding tests, started once in the Vitest process: it serves a generated
- * target model and verifies drafts at /api/v1/verify; with it come the target's own greedy runs (node-llama-cpp,
+ * target model and verifies drafts at /api/v2/verify; with it come the target's own greedy runs (node-llama-cpp,
  * CPU) on the test prompts, which a speculative run must equal.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import type { TinyModelParams } from '../../src/core/llm/gguf/tiny-model.ts';
 import type { GreedyRun } from './native-greedy.ts';
 
 export interface VerifyRelay {
-  /** ws://… of /api/v1/verify. */
+  /** ws://… of /api/v2/verify. */
   readonly url: string;
   /** The target model's id (its SHA-256). */
   readonly model: string;

@@ -9,16 +9,16 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
 import * as v from 'valibot';
 import type { Engine, GenerationStats } from '../../src/core/llm/engine.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { RelayHttp, RunMessageSchema, RunRecordSchema, fetchSnapshot, publishSession, toBase64Url, type RunMessage } from '../../src/core/protocol/index.ts';
+import { RelayHttp, RunRecordSchema, fetchSnapshot, publishSession, type OpenRunMessage, type PublishResult } from '../../src/core/protocol/index.ts';
 import { decodeKvEntry, encodeKvEntry, kvComponentName, kvPays, type KvEvent } from '../../src/core/runtime/kv-handoff.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
 import { fixtures, setupFor, tinyEngine, tinyModelFile, type Fixtures } from '../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
+import { followToEnd, postRun, runBody } from './api/fake-worker.ts';
 
 const TASK = 'ferry river harbour crossing tide deck rope lantern ferry river harbour crossing tide deck rope lantern';
 const SAMPLING = { maxTokens: 64, temperature: 0, seed: 0 };
@@ -185,24 +185,19 @@ describe('KV handoff through the relay', () => {
     await dirs?.cleanup();
   });
 
-  async function runOnWorker(body: unknown, stopAfterTokens?: number, writeToken?: string): Promise<RunMessage[]> {
-    const res = await fetch(`${relay.url}/api/v1/runs`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  /** Runs `input` on the relay's worker and follows it to its end; stops it (hands it back) after `stopAfterTokens`. */
+  async function runOnWorker(p: PublishResult, input: Parameters<typeof runBody>[2], stopAfterTokens?: number): Promise<OpenRunMessage[]> {
+    const res = await postRun(relay.url, await runBody(relay.url, p, input));
     const run = v.parse(RunRecordSchema, await res.json());
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-      const messages: RunMessage[] = [];
-      let tokens = 0;
-      let stop: Promise<unknown> | undefined;
-      ws.on('message', (data) => {
-        const m = v.parse(RunMessageSchema, JSON.parse(String(data)));
-        messages.push(m);
-        if (m.event.type === 'token' && ++tokens === stopAfterTokens) {
-          stop = fetch(`${relay.url}/api/v1/runs/${run.id}/stop`, { method: 'POST', headers: { authorization: `Bearer ${writeToken}` } });
-        }
-      });
-      ws.on('close', () => void (stop ?? Promise.resolve()).then(() => resolve(messages)));
-      ws.on('error', reject);
+    let tokens = 0;
+    let stop: Promise<unknown> | undefined;
+    const { messages } = await followToEnd(`${relay.url}/api/v2/runs/${run.id}/events`, p.key, 0, (m) => {
+      if (m.event.type === 'token' && ++tokens === stopAfterTokens) {
+        stop = fetch(`${relay.url}/api/v2/runs/${run.id}/stop`, { method: 'POST', headers: { authorization: `Bearer ${p.writeToken}` } });
+      }
     });
+    await stop;
+    return messages;
   }
 
   test('stop (hand back) saves the KV into the published checkpoint; the next run on a worker loads it', async () => {
@@ -212,7 +207,7 @@ describe('KV handoff through the relay', () => {
       const runtime = await AgentRuntime.create(device, setupFor(f, engine, { sampling: { maxTokens: 400, temperature: 0, seed: 0 } }), { agent: f.ids.scribe });
       await runtime.dispose();
       const p = await publishSession(device, runtime.session.id, new RelayHttp({ baseUrl: relay.url }));
-      const first = await runOnWorker({ snapshot: p.snapshot.id, key: toBase64Url(p.key), writeToken: p.writeToken, input: { type: 'start', task: TASK } }, CUT_AFTER, p.writeToken);
+      const first = await runOnWorker(p, { type: 'start', task: TASK }, CUT_AFTER);
       const types = first.map((m) => m.event.type);
       expect(types).not.toContain('error');
       const saved = first.find((m) => m.event.type === 'kv')?.event as KvEvent | undefined;
@@ -229,7 +224,7 @@ describe('KV handoff through the relay', () => {
       await back.dispose();
 
       // Resumed on the worker again: the KV is loaded before the continuation.
-      const second = await runOnWorker({ snapshot: p.snapshot.id, key: toBase64Url(p.key), writeToken: p.writeToken, input: { type: 'resume' } });
+      const second = await runOnWorker(p, { type: 'resume' });
       const kv = second.find((m) => m.event.type === 'kv')?.event;
       expect(kv).toMatchObject({ action: 'loaded', tokens: saved!.tokens });
       expect(second.map((m) => m.event.type)).not.toContain('error');

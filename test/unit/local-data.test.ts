@@ -205,6 +205,7 @@ describe("Settings' budget in placement", () => {
     embedded: false,
     runs: 0,
     profile: { name, model: 'm', tokenizer: 't', engine: 'node-llama-cpp', device: 'gpu', contextSize: 8192, slots: 1, prefillTps: 5000, decodeTps: price ? 200 : 100, ...(price ? { price } : {}) },
+    publicKey: 'A'.repeat(87),
   });
   const list = { workers: [worker('a', 'paid', { promptPer1k: 0.001, outputPer1k: 0.002 }), worker('b', 'free')] };
   const step = { sessionId: 's', model: 'm', promptTokens: 2000, expectedOutputTokens: 500, kvBytesPerToken: 0 };

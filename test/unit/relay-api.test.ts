@@ -70,46 +70,46 @@ describe('the relay API under bad input', () => {
   const json = (method: string, body: string, headers: Record<string, string> = {}): RequestInit => ({ method, body, headers: { 'content-type': 'application/json', ...headers } });
 
   test('malformed JSON', async () => {
-    await expectError('/api/v1/objects/missing', json('POST', '{"ids": ['), 400, 'http/malformed-json');
-    await expectError('/api/v1/snapshots', json('POST', 'not json'), 400, 'http/malformed-json');
-    await expectError('/api/v1/snapshots', json('POST', ''), 400, 'http/malformed-json');
+    await expectError('/api/v2/objects/missing', json('POST', '{"ids": ['), 400, 'http/malformed-json');
+    await expectError('/api/v2/snapshots', json('POST', 'not json'), 400, 'http/malformed-json');
+    await expectError('/api/v2/snapshots', json('POST', ''), 400, 'http/malformed-json');
   });
 
   test('wrong schema', async () => {
     for (const body of [{}, { ids: 'x' }, { ids: ['abc'] }, { ids: [hex(64, 'A')] }, { ids: [], extra: 1 }, { ids: Array(1025).fill(hex(64)) }]) {
-      await expectError('/api/v1/objects/missing', json('POST', JSON.stringify(body)), 400, 'protocol/bad-request');
+      await expectError('/api/v2/objects/missing', json('POST', JSON.stringify(body)), 400, 'protocol/bad-request');
     }
-    await expectError('/api/v1/objects/missing', { method: 'POST', body: 'ids', headers: { 'content-type': 'text/plain' } }, 400, 'protocol/bad-request');
-    await expectError('/api/v1/snapshots', json('POST', JSON.stringify({ manifest: 42 })), 400, 'protocol/bad-request');
-    await expectError('/api/v1/snapshots', json('POST', JSON.stringify([])), 400, 'protocol/bad-request');
+    await expectError('/api/v2/objects/missing', { method: 'POST', body: 'ids', headers: { 'content-type': 'text/plain' } }, 400, 'protocol/bad-request');
+    await expectError('/api/v2/snapshots', json('POST', JSON.stringify({ manifest: 42 })), 400, 'protocol/bad-request');
+    await expectError('/api/v2/snapshots', json('POST', JSON.stringify([])), 400, 'protocol/bad-request');
   });
 
   test('oversized bodies, and Content-Length missing, too large or lying', async () => {
-    await expectError('/api/v1/objects/missing', json('POST', JSON.stringify({ ids: [], pad: 'x'.repeat(200_000) })), 413, 'http/body-too-large');
+    await expectError('/api/v2/objects/missing', json('POST', JSON.stringify({ ids: [], pad: 'x'.repeat(200_000) })), 413, 'http/body-too-large');
     const big = new Uint8Array(70 * 1024);
-    await expectError(`/api/v1/objects/${hex(64)}`, { method: 'PUT', body: big, headers: { 'content-type': 'application/octet-stream' } }, 413, 'relay/too-large');
+    await expectError(`/api/v2/objects/${hex(64)}`, { method: 'PUT', body: big, headers: { 'content-type': 'application/octet-stream' } }, 413, 'relay/too-large');
     // A stream body goes out chunked, without Content-Length.
     const stream = new ReadableStream({ start: (c) => (c.enqueue(new Uint8Array(10)), c.close()) });
-    await expectError(`/api/v1/objects/${hex(64)}`, { method: 'PUT', body: stream, headers: { 'content-type': 'application/octet-stream' }, duplex: 'half' } as RequestInit, 411, 'relay/length-required');
+    await expectError(`/api/v2/objects/${hex(64)}`, { method: 'PUT', body: stream, headers: { 'content-type': 'application/octet-stream' }, duplex: 'half' } as RequestInit, 411, 'relay/length-required');
     // A Content-Length longer than the body that follows: the relay must not store a truncated object.
     const { id, bytes } = await sealed('short');
-    const res = await raw(relay.url, `PUT /api/v1/objects/${id} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: ${bytes.length + 50}\r\nConnection: close\r\n\r\n`, bytes);
+    const res = await raw(relay.url, `PUT /api/v2/objects/${id} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: ${bytes.length + 50}\r\nConnection: close\r\n\r\n`, bytes);
     expect([400, 408, 0]).toContain(res.status);
     expect(await new RelayHttp({ baseUrl: relay.url }).missing([id])).toEqual([id]);
     // A body that claims a payload over the limit inside its own header.
     const keys = await deriveSessionKeys(generateSessionKey());
     const claim = await encodeContainer(new Uint8Array(100 * 1024), { kind: 'object', keys, compress: true });
-    await expectError(`/api/v1/objects/${hex(64)}`, { method: 'PUT', body: body(claim), headers: { 'content-type': 'application/octet-stream' } }, 413, 'relay/too-large');
+    await expectError(`/api/v2/objects/${hex(64)}`, { method: 'PUT', body: body(claim), headers: { 'content-type': 'application/octet-stream' } }, 413, 'relay/too-large');
   });
 
   test('uploads that are not sealed objects, or sent as the wrong type, are refused and not stored', async () => {
     const plainObject = await encodeContainer(new TextEncoder().encode('plaintext'), { kind: 'object' });
     for (const bytes of [new TextEncoder().encode('hello'), plainObject, new Uint8Array(0)]) {
-      await expectError(`/api/v1/objects/${hex(64, 'b')}`, { method: 'PUT', body: body(bytes), headers: { 'content-type': 'application/octet-stream' } }, 400, 'relay/not-sealed');
+      await expectError(`/api/v2/objects/${hex(64, 'b')}`, { method: 'PUT', body: body(bytes), headers: { 'content-type': 'application/octet-stream' } }, 400, 'relay/not-sealed');
     }
     const { bytes } = await sealed('ok');
-    await expectError(`/api/v1/objects/${hex(64, 'b')}`, { method: 'PUT', body: body(bytes), headers: { 'content-type': 'image/png' } }, 415, 'http/unsupported-media-type');
-    await expectError(`/api/v1/objects/${hex(64, 'b')}`, json('PUT', '{}'), 415, 'http/unsupported-media-type');
+    await expectError(`/api/v2/objects/${hex(64, 'b')}`, { method: 'PUT', body: body(bytes), headers: { 'content-type': 'image/png' } }, 415, 'http/unsupported-media-type');
+    await expectError(`/api/v2/objects/${hex(64, 'b')}`, json('PUT', '{}'), 415, 'http/unsupported-media-type');
     expect(await new RelayHttp({ baseUrl: relay.url }).missing([hex(64, 'b')])).toEqual([hex(64, 'b')]);
   });
 
@@ -117,16 +117,16 @@ describe('the relay API under bad input', () => {
     const frames = { 'content-type': FRAMES_CONTENT_TYPE };
     const a = await sealed('first');
     const good = encodeFrames([a]);
-    await expectError('/api/v1/objects/batch', { method: 'POST', body: body(good.subarray(0, good.length - 3)), headers: frames }, 400, 'protocol/bad-frames');
-    await expectError('/api/v1/objects/batch', { method: 'POST', body: body(good.subarray(0, 20)), headers: frames }, 400, 'protocol/bad-frames');
+    await expectError('/api/v2/objects/batch', { method: 'POST', body: body(good.subarray(0, good.length - 3)), headers: frames }, 400, 'protocol/bad-frames');
+    await expectError('/api/v2/objects/batch', { method: 'POST', body: body(good.subarray(0, 20)), headers: frames }, 400, 'protocol/bad-frames');
     const lying = good.slice();
     new DataView(lying.buffer).setUint32(32, 0xffffffff);
-    await expectError('/api/v1/objects/batch', { method: 'POST', body: body(lying), headers: frames }, 413, 'relay/too-large');
+    await expectError('/api/v2/objects/batch', { method: 'POST', body: body(lying), headers: frames }, 413, 'relay/too-large');
     const plain = { id: hex(64, '1'), bytes: await encodeContainer(new Uint8Array(8), { kind: 'object' }) };
-    await expectError('/api/v1/objects/batch', { method: 'POST', body: body(encodeFrames([a, plain])), headers: frames }, 400, 'relay/not-sealed');
+    await expectError('/api/v2/objects/batch', { method: 'POST', body: body(encodeFrames([a, plain])), headers: frames }, 400, 'relay/not-sealed');
     const http = new RelayHttp({ baseUrl: relay.url });
     expect(await http.missing([a.id, plain.id])).toEqual([a.id, plain.id]);
-    await expectError('/api/v1/objects/fetch', json('POST', JSON.stringify({ ids: ['nope'] })), 400, 'protocol/bad-request');
+    await expectError('/api/v2/objects/fetch', json('POST', JSON.stringify({ ids: ['nope'] })), 400, 'protocol/bad-request');
     expect(await http.putObjects([a, a])).toEqual({ received: 2, created: 1, bytes: 2 * a.bytes.length });
     const got = await http.getObjects([hex(64, '2'), a.id]);
     expect([...got.keys()]).toEqual([a.id]);
@@ -135,48 +135,48 @@ describe('the relay API under bad input', () => {
 
   test('bad and unknown ids', async () => {
     for (const bad of ['xyz', hex(63), hex(65), hex(64, 'G'), '..%2F..%2Fetc%2Fpasswd']) {
-      await expectError(`/api/v1/objects/${bad}`, {}, 400, 'protocol/bad-request');
-      await expectError(`/api/v1/snapshots/${bad}`, {}, 400, 'protocol/bad-request');
+      await expectError(`/api/v2/objects/${bad}`, {}, 400, 'protocol/bad-request');
+      await expectError(`/api/v2/snapshots/${bad}`, {}, 400, 'protocol/bad-request');
     }
-    await expectError(`/api/v1/objects/${hex(64, 'c')}`, {}, 404, 'relay/unknown-object');
-    await expectError(`/api/v1/snapshots/${hex(40, 'c')}`, {}, 404, 'relay/unknown-snapshot');
-    await expectError('/api/v1/snapshots', json('POST', JSON.stringify({ manifest: hex(64, 'd') })), 409, 'relay/missing-object');
-    await expectError('/api/v1/nothing', {}, 404, 'http/not-found');
+    await expectError(`/api/v2/objects/${hex(64, 'c')}`, {}, 404, 'relay/unknown-object');
+    await expectError(`/api/v2/snapshots/${hex(40, 'c')}`, {}, 404, 'relay/unknown-snapshot');
+    await expectError('/api/v2/snapshots', json('POST', JSON.stringify({ manifest: hex(64, 'd') })), 409, 'relay/missing-object');
+    await expectError('/api/v2/nothing', {}, 404, 'http/not-found');
   });
 
   test('snapshot updates need the right write token and the current manifest', async () => {
     const id = published.snapshot.id;
     const manifest = published.snapshot.manifest;
     const body = JSON.stringify({ manifest, expect: manifest });
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', body), 401, 'relay/token-required');
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', body, { authorization: `Basic ${published.writeToken}` }), 401, 'relay/token-required');
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', body, { authorization: 'Bearer short' }), 400, 'protocol/bad-request');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', body), 401, 'relay/token-required');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', body, { authorization: `Basic ${published.writeToken}` }), 401, 'relay/token-required');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', body, { authorization: 'Bearer short' }), 400, 'protocol/bad-request');
     const wrong = published.writeToken.startsWith('A') ? `B${published.writeToken.slice(1)}` : `A${published.writeToken.slice(1)}`;
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', body, { authorization: `Bearer ${wrong}` }), 403, 'relay/bad-token');
-    await expectError(`/api/v1/snapshots/${hex(40, 'e')}`, json('PUT', body, { authorization: `Bearer ${published.writeToken}` }), 404, 'relay/unknown-snapshot');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', body, { authorization: `Bearer ${wrong}` }), 403, 'relay/bad-token');
+    await expectError(`/api/v2/snapshots/${hex(40, 'e')}`, json('PUT', body, { authorization: `Bearer ${published.writeToken}` }), 404, 'relay/unknown-snapshot');
     const auth = { authorization: `Bearer ${published.writeToken}` };
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', JSON.stringify({ manifest, expect: hex(64, 'f') }), auth), 409, 'store/ref-conflict');
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', JSON.stringify({ manifest: hex(64, 'f'), expect: manifest }), auth), 409, 'relay/missing-object');
-    await expectError(`/api/v1/snapshots/${id}`, json('PUT', JSON.stringify({ manifest }), auth), 400, 'protocol/bad-request');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', JSON.stringify({ manifest, expect: hex(64, 'f') }), auth), 409, 'store/ref-conflict');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', JSON.stringify({ manifest: hex(64, 'f'), expect: manifest }), auth), 409, 'relay/missing-object');
+    await expectError(`/api/v2/snapshots/${id}`, json('PUT', JSON.stringify({ manifest }), auth), 400, 'protocol/bad-request');
     // None of that moved it.
     expect(await new RelayHttp({ baseUrl: relay.url }).getSnapshot(id)).toEqual(published.snapshot);
   });
 
   test('CORS: allowed origins may read; other origins are refused; the relay stays same-origin by default', async () => {
-    const pre = await fetch(`${relay.url}/api/v1/objects/missing`, {
+    const pre = await fetch(`${relay.url}/api/v2/objects/missing`, {
       method: 'OPTIONS',
       headers: { origin: 'https://friend.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
     });
     expect(pre.status).toBeLessThan(300);
     expect(pre.headers.get('access-control-allow-origin')).toBe('https://friend.example');
-    const friend = await fetch(`${relay.url}/api/v1/snapshots/${published.snapshot.id}`, { headers: { origin: 'https://friend.example' } });
+    const friend = await fetch(`${relay.url}/api/v2/snapshots/${published.snapshot.id}`, { headers: { origin: 'https://friend.example' } });
     expect(friend.status).toBe(200);
     expect(friend.headers.get('access-control-allow-origin')).toBe('https://friend.example');
-    await expectError(`/api/v1/snapshots/${published.snapshot.id}`, { headers: { origin: 'https://evil.example' } }, 403, 'relay/origin-not-allowed');
-    const evilPre = await fetch(`${relay.url}/api/v1/objects/missing`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    await expectError(`/api/v2/snapshots/${published.snapshot.id}`, { headers: { origin: 'https://evil.example' } }, 403, 'relay/origin-not-allowed');
+    const evilPre = await fetch(`${relay.url}/api/v2/objects/missing`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
     expect(evilPre.headers.get('access-control-allow-origin')).toBeNull();
     // A page served by the relay itself sends its own origin.
-    const own = await fetch(`${relay.url}/api/v1/snapshots/${published.snapshot.id}`, { headers: { origin: relay.url } });
+    const own = await fetch(`${relay.url}/api/v2/snapshots/${published.snapshot.id}`, { headers: { origin: relay.url } });
     expect(own.status).toBe(200);
   });
 
@@ -195,7 +195,7 @@ describe('the relay API under bad input', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();
     // Uploads (publishes carry their objects) are counted by route and status.
-    expect(text).toMatch(/ferry_http_requests_total\{method="(PUT|POST)",route="\/api\/v1\/[^"]+",status="20[01]"\} [1-9]/);
+    expect(text).toMatch(/ferry_http_requests_total\{method="(PUT|POST)",route="\/api\/v2\/[^"]+",status="20[01]"\} [1-9]/);
     expect(text).toMatch(/ferry_relay_objects_stored_total \d+/);
     expect(text).toMatch(/ferry_relay_snapshot_writes_total\{op="publish"\} [1-9]/);
     expect(text).toContain('ferry_process_cpu_user_seconds_total');
@@ -211,12 +211,12 @@ describe('rate limits', () => {
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++) {
-        statuses.push((await fetch(`${relay.url}/api/v1/snapshots`, json2({ manifest: hex(64) }))).status);
+        statuses.push((await fetch(`${relay.url}/api/v2/snapshots`, json2({ manifest: hex(64) }))).status);
       }
       // Two publishes a minute (a tenth of 20): the third is refused before it is even validated.
       expect(statuses).toEqual([409, 409, 429, 429]);
       let last: Response | undefined;
-      for (let i = 0; i < 25; i++) last = await fetch(`${relay.url}/api/v1/snapshots/${hex(40)}`);
+      for (let i = 0; i < 25; i++) last = await fetch(`${relay.url}/api/v2/snapshots/${hex(40)}`);
       expect(last!.status).toBe(429);
       expect(last!.headers.get('retry-after')).toMatch(/^\d+$/);
       expect(v.parse(ErrorBodySchema, await last!.json()).error.code).toBe('http/rate-limited');

@@ -57,7 +57,7 @@ test('a run with a wrong write token is refused for the token, though no worker 
     method: 'POST',
     path: paths.runs,
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ snapshot: published.snapshot.id, writeToken: 'A'.repeat(43), key: 'B'.repeat(43), input: { type: 'resume' } }),
+    body: JSON.stringify({ snapshot: published.snapshot.id, writeToken: 'A'.repeat(43), keys: {}, input: { type: 'resume' }, readVerifier: 'B'.repeat(43) }),
     status: 403,
     code: 'relay/bad-token',
   }]);

@@ -92,7 +92,7 @@ describe('one request to publish, two to fetch', () => {
     r.sent.length = 0;
     const other = createMemoryStore();
     const fetched = await fetchSnapshot(http, first.snapshot.id, first.key, other);
-    expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`, 'POST /api/v1/objects/fetch']);
+    expect(r.sent).toEqual([`GET ${snapshotPaths.contents(first.snapshot.id)}`, 'POST /api/v2/objects/fetch']);
     expect(fetched.snapshot.version).toBe(3);
     await sameSession(device, other, session.id);
     await expect(verifySessions(other)).resolves.toBeGreaterThan(0);
@@ -279,7 +279,7 @@ describe('the relay store on disk', () => {
       try {
         const other = createMemoryStore();
         const fetched = await fetchCounted(relay.url, p, other);
-        expect(fetched.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`, 'POST /api/v1/objects/fetch']);
+        expect(fetched.sent).toEqual([`GET ${snapshotPaths.contents(p.snapshot.id)}`, 'POST /api/v2/objects/fetch']);
         await sameSession(device, other, session.id);
         await appendSteps(session, image, 20, 1);
         await publishSession(device, session.id, new RelayHttp({ baseUrl: relay.url }), { snapshotId: p.snapshot.id, writeToken: p.writeToken, key: p.key, base: p.base });

@@ -28,9 +28,9 @@ function recordingFetch(log: Sent[]): typeof fetch {
     const body = init?.body instanceof Uint8Array ? init.body : new Uint8Array();
     const method = init?.method ?? 'GET';
     let objects: { bytes: Uint8Array }[] = [];
-    const framed = url.pathname === paths.batch || url.pathname === snapshotPaths.publish || /^\/api\/v1\/snapshots\/[0-9a-f]{40}\/publish$/.test(url.pathname);
+    const framed = url.pathname === paths.batch || url.pathname === snapshotPaths.publish || /^\/api\/v2\/snapshots\/[0-9a-f]{40}\/publish$/.test(url.pathname);
     if (method === 'POST' && framed) objects = decodeFrames(body, { maxObjectBytes: 1 << 30, maxFrames: 1 << 20 });
-    if (method === 'PUT' && url.pathname.startsWith('/api/v1/objects/')) objects = [{ bytes: body }];
+    if (method === 'PUT' && url.pathname.startsWith('/api/v2/objects/')) objects = [{ bytes: body }];
     log.push({ method, path: url.pathname, objects: objects.length, objectBytes: objects.reduce((n, o) => n + o.bytes.length, 0) });
     return fetch(input, init);
   };

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import WebSocket from 'ws';
 import pg from 'pg';
 import * as v from 'valibot';
-import { RelayHttp, RunMessageSchema, RunRecordSchema, fetchSnapshot, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../../src/core/protocol/index.ts';
+import { RelayHttp, RunEventReader, RunMessageSchema, RunRecordSchema, fetchSnapshot, publishSession, startSealedRun, type OpenRunMessage, type PublishResult } from '../../src/core/protocol/index.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { Session } from '../../src/core/session/index.ts';
@@ -90,27 +90,31 @@ describe('relay replicas on Postgres and S3-compatible storage', () => {
     return { store, sessionId, published: await publishSession(store, sessionId, new RelayHttp({ baseUrl: via })) };
   }
 
+  /** Each run's session key, as its starter holds it (the stream and its events open with it). */
+  const keys = new Map<string, Uint8Array>();
+
   async function startRun(via: string, published: PublishResult, input: { type: 'start'; task: string } | { type: 'user'; text: string }): Promise<string> {
-    const res = await fetch(`${via}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input }),
-    });
-    expect(res.status).toBe(202);
-    return v.parse(RunRecordSchema, await res.json()).id;
+    const run = await startSealedRun(new RelayHttp({ baseUrl: via }), { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input });
+    keys.set(run.id, published.key);
+    return run.id;
   }
 
-  /** Every message of run `runId`'s stream through `via`, from seq 0 until it ends; `onMessage` sees each as it comes. */
-  function follow(via: string, runId: string, onMessage: (m: RunMessage, seen: RunMessage[]) => void = () => undefined): Promise<RunMessage[]> {
+  /** Every message of run `runId`'s stream through `via`, from seq 0 until it ends, opened; `onMessage` sees each as it comes. */
+  async function follow(via: string, runId: string, onMessage: (m: OpenRunMessage, seen: OpenRunMessage[]) => void = () => undefined): Promise<OpenRunMessage[]> {
+    const reader = await RunEventReader.for(keys.get(runId)!, runId);
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${via.replace('http', 'ws')}/api/v1/runs/${runId}/events`);
-      const seen: RunMessage[] = [];
+      const ws = new WebSocket(`${via.replace('http', 'ws')}/api/v2/runs/${runId}/events`, reader.protocols);
+      const seen: OpenRunMessage[] = [];
+      // Opened one after another, so each is seen in order.
+      let opened: Promise<void> = Promise.resolve();
       ws.on('message', (data) => {
-        const m = v.parse(RunMessageSchema, JSON.parse(String(data)));
-        seen.push(m);
-        onMessage(m, seen);
+        opened = opened.then(async () => {
+          const m = await reader.openMessage(v.parse(RunMessageSchema, JSON.parse(String(data))));
+          seen.push(m);
+          onMessage(m, seen);
+        });
       });
-      ws.on('close', () => resolve(seen));
+      ws.on('close', () => void opened.then(() => resolve(seen), reject));
       ws.on('error', reject);
     });
   }
@@ -131,7 +135,7 @@ describe('relay replicas on Postgres and S3-compatible storage', () => {
     expect(messages.map((m) => m.seq)).toEqual(messages.map((_, i) => i));
     expect(messages.filter((m) => m.event.type === 'token').map((m) => m.event.text)).toEqual(expected);
     expect(messages.map((m) => m.event.type)).not.toContain('error');
-    const record = v.parse(RunRecordSchema, await (await fetch(`${r1!.url}/api/v1/runs/${runId}`)).json());
+    const record = v.parse(RunRecordSchema, await (await fetch(`${r1!.url}/api/v2/runs/${runId}`)).json());
     expect(record).toMatchObject({ status: 'idle', events: messages.length });
     await fetchSnapshot(new RelayHttp({ baseUrl: balancer.url }), published.snapshot.id, published.key, store);
     expect((await (await Session.open(store, sessionId)).history()).length).toBeGreaterThan(1);
@@ -190,7 +194,7 @@ describe('relay replicas on Postgres and S3-compatible storage', () => {
     expect(messages[lost + 2]?.event).toMatchObject({ type: 'resumed', session: sessionId });
     expect(types.slice(lost)).toContain('checkpoint');
     expect(types).not.toContain('error');
-    const final = v.parse(RunRecordSchema, await (await fetch(`${watcher.url}/api/v1/runs/${runId}`)).json());
+    const final = v.parse(RunRecordSchema, await (await fetch(`${watcher.url}/api/v2/runs/${runId}`)).json());
     expect(final).toMatchObject({ status: 'idle', error: null, events: messages.length });
 
     // Every checkpoint acknowledged before the kill is in the session the replicas now hold.

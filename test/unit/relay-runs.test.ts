@@ -1,13 +1,14 @@
 /**
  * The runs API on the relay's embedded worker: a device publishes an agent session, the worker resumes it from
- * the snapshot with the key the device handed it, runs a user turn (node-llama-cpp, tiny generated model),
- * checkpoints and publishes every step back to the same snapshot, and streams its events over a WebSocket that a
- * client can rejoin from any seq. The device then takes the session back from the snapshot and continues it.
+ * the snapshot with the key the device sealed to it, runs a user turn (node-llama-cpp, tiny generated model),
+ * checkpoints and publishes every step back to the same snapshot, and streams its events — sealed with the session
+ * key — over a WebSocket that a client with the run's capability can rejoin from any seq. The device then takes
+ * the session back from the snapshot and continues it.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import * as v from 'valibot';
-import { ErrorBodySchema, RelayHttp, RunMessageSchema, RunRecordSchema, fetchSnapshot, publishSession, toBase64Url, type PublishResult, type RunMessage } from '../../src/core/protocol/index.ts';
+import { ErrorBodySchema, RelayHttp, RunRecordSchema, fetchSnapshot, publishSession, toBase64Url, type OpenRunMessage, type PublishResult } from '../../src/core/protocol/index.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
@@ -16,17 +17,11 @@ import { RelayRunner, type RunnerEvent } from '../../src/core/host/index.ts';
 import type { StreamSocket } from '../../src/core/parallel/index.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
+import { followToEnd, postRun, runBody } from './api/fake-worker.ts';
 
-/** Every message of a run's event stream from `from`, until the relay closes it at the end of the run. */
-function follow(url: string, from = 0): Promise<{ messages: RunMessage[]; code: number }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url.replace('http', 'ws')}?from=${from}`);
-    const messages: RunMessage[] = [];
-    ws.on('message', (data) => messages.push(v.parse(RunMessageSchema, JSON.parse(String(data)))));
-    ws.on('close', (code) => resolve({ messages, code }));
-    ws.on('error', reject);
-  });
-}
+type RunMessage = OpenRunMessage;
+
+const follow = (url: string, key: Uint8Array, from = 0, onMessage?: (m: RunMessage) => void) => followToEnd(url, key, from, onMessage);
 
 describe('runs on the embedded cloud worker', () => {
   let f: Fixtures;
@@ -58,13 +53,13 @@ describe('runs on the embedded cloud worker', () => {
   });
 
   let firstRun: { id: string; messages: RunMessage[] } | undefined;
-  const startRun = (body: unknown) => fetch(`${relay.url}/api/v1/runs`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  const startRun = (body: unknown) => postRun(relay.url, body);
 
   test('the worker resumes the snapshot, runs a turn, publishes every checkpoint, and the device takes it back', async () => {
-    const res = await startRun({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text: 'tell me a story' } });
+    const res = await startRun(await runBody(relay.url, published, { type: 'user', text: 'tell me a story' }));
     expect(res.status).toBe(202);
     const run = v.parse(RunRecordSchema, await res.json());
-    const { messages, code } = await follow(`${relay.url}/api/v1/runs/${run.id}/events`);
+    const { messages, code } = await follow(`${relay.url}/api/v2/runs/${run.id}/events`, published.key);
     expect(code).toBe(1000);
     expect(messages.map((m) => m.seq)).toEqual(messages.map((_, i) => i));
     const types = messages.map((m) => m.event.type);
@@ -73,7 +68,7 @@ describe('runs on the embedded cloud worker', () => {
     expect(types).toContain('checkpoint');
     expect(types).toContain('published');
     expect(types).not.toContain('error');
-    const final = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    const final = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${run.id}`)).json());
     expect(final).toMatchObject({ status: 'idle', events: messages.length, error: null });
 
     // The snapshot now ends at the worker's last checkpoint; the device fetches it and continues from there.
@@ -86,7 +81,7 @@ describe('runs on the embedded cloud worker', () => {
     await back.dispose();
 
     // A client that reconnects from seq n gets exactly the events from n on.
-    const tail = await follow(`${relay.url}/api/v1/runs/${run.id}/events`, 3);
+    const tail = await follow(`${relay.url}/api/v2/runs/${run.id}/events`, published.key, 3);
     expect(tail.messages).toEqual(messages.slice(3));
     firstRun = { id: run.id, messages };
   });
@@ -97,22 +92,15 @@ describe('runs on the embedded cloud worker', () => {
     const runtime = await AgentRuntime.create(store, setupFor(f, engine, { sampling: { maxTokens: 3000, temperature: 0, seed: 0 } }), { agent: f.ids.scribe, tools: [f.ids.tally] });
     await runtime.dispose();
     const p = await publishSession(store, runtime.session.id, new RelayHttp({ baseUrl: relay.url }));
-    const res = await startRun({ snapshot: p.snapshot.id, key: toBase64Url(p.key), writeToken: p.writeToken, input: { type: 'start', task: 'tell me a long story' } });
+    const res = await startRun(await runBody(relay.url, p, { type: 'start', task: 'tell me a long story' }));
     const run = v.parse(RunRecordSchema, await res.json());
-    const stopped = await new Promise<{ messages: RunMessage[]; stop: unknown }>((resolve, reject) => {
-      const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-      const messages: RunMessage[] = [];
-      let stop: Promise<unknown> | undefined;
-      ws.on('message', (data) => {
-        const m = v.parse(RunMessageSchema, JSON.parse(String(data)));
-        messages.push(m);
-        if (m.event.type === 'token' && !stop) {
-          stop = fetch(`${relay.url}/api/v1/runs/${run.id}/stop`, { method: 'POST', headers: { authorization: `Bearer ${p.writeToken}` } }).then((r) => r.json());
-        }
-      });
-      ws.on('close', () => void (stop ?? Promise.resolve(undefined)).then((s) => resolve({ messages, stop: s })));
-      ws.on('error', reject);
+    let stop: Promise<unknown> | undefined;
+    const { messages } = await follow(`${relay.url}/api/v2/runs/${run.id}/events`, p.key, 0, (m) => {
+      if (m.event.type === 'token' && !stop) {
+        stop = fetch(`${relay.url}/api/v2/runs/${run.id}/stop`, { method: 'POST', headers: { authorization: `Bearer ${p.writeToken}` } }).then((r) => r.json());
+      }
     });
+    const stopped = { messages, stop: await stop };
     expect(v.parse(RunRecordSchema, stopped.stop)).toMatchObject({ status: 'stopped' });
     const types = stopped.messages.map((m) => m.event.type);
     const generation = stopped.messages.find((m) => m.event.type === 'generation')?.event;
@@ -130,10 +118,10 @@ describe('runs on the embedded cloud worker', () => {
     const runtime = await AgentRuntime.create(store, setupFor(f, engine, { sampling: { maxTokens: 3000, temperature: 0, seed: 0 } }), { agent: f.ids.scribe, tools: [f.ids.tally] });
     await runtime.dispose();
     const p = await publishSession(store, runtime.session.id, new RelayHttp({ baseUrl: relay.url }));
-    const res = await startRun({ snapshot: p.snapshot.id, key: toBase64Url(p.key), writeToken: p.writeToken, input: { type: 'start', task: 'tell me a long story' }, maxTokens: 7 });
+    const res = await startRun({ ...(await runBody(relay.url, p, { type: 'start', task: 'tell me a long story' })), maxTokens: 7 });
     expect(res.status).toBe(202);
     const run = v.parse(RunRecordSchema, await res.json());
-    const { messages } = await follow(`${relay.url}/api/v1/runs/${run.id}/events`);
+    const { messages } = await follow(`${relay.url}/api/v2/runs/${run.id}/events`, p.key);
     const generations = messages.filter((m) => m.event.type === 'generation').map((m) => m.event as unknown as { tokens: number[]; finishReason: string });
     expect(generations.length).toBeGreaterThan(0);
     for (const g of generations) expect(g.tokens.length).toBeLessThanOrEqual(7);
@@ -141,10 +129,14 @@ describe('runs on the embedded cloud worker', () => {
   });
 
   test('bad run requests get 4xx JSON: schema, token, unknown ids; the relay keeps serving', async () => {
-    const ok = { snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'resume' } };
+    const ok = await runBody(relay.url, published, { type: 'resume' });
     const cases: [unknown, number, string][] = [
       [{ ...ok, input: { type: 'shout' } }, 400, 'protocol/bad-request'],
-      [{ ...ok, key: 'short' }, 400, 'protocol/bad-request'],
+      [{ ...ok, input: { type: 'user', text: 'plain text is not sealed' } }, 400, 'protocol/bad-request'],
+      [{ ...ok, key: toBase64Url(published.key) }, 400, 'protocol/bad-request'],
+      [{ ...ok, keys: { short: 'short' } }, 400, 'protocol/bad-request'],
+      [{ ...ok, readVerifier: undefined }, 400, 'protocol/bad-request'],
+      [{ ...ok, keys: {} }, 503, 'relay/no-worker'],
       [{ ...ok, maxTokens: 0 }, 400, 'protocol/bad-request'],
       [{ ...ok, maxTokens: 1.5 }, 400, 'protocol/bad-request'],
       [{ ...ok, maxTokens: 1e9 }, 400, 'protocol/bad-request'],
@@ -157,9 +149,10 @@ describe('runs on the embedded cloud worker', () => {
       expect(v.parse(ErrorBodySchema, await res.json()).error.code).toBe(code);
     }
     for (const [url, status, code] of [
-      [`/api/v1/runs/${'cd'.repeat(16)}`, 404, 'relay/unknown-run'],
-      [`/api/v1/runs/nope`, 400, 'protocol/bad-request'],
-      [`/api/v1/runs/${'cd'.repeat(16)}/events`, 404, 'relay/unknown-run'],
+      [`/api/v2/runs/${'cd'.repeat(16)}`, 404, 'relay/unknown-run'],
+      [`/api/v2/runs/nope`, 400, 'protocol/bad-request'],
+      [`/api/v2/runs/${'cd'.repeat(16)}/events`, 404, 'relay/unknown-run'],
+      [`/api/v2/runs/${firstRun!.id}/events`, 401, 'relay/capability-required'],
     ] as const) {
       const res = await fetch(relay.url + url);
       expect(res.status).toBe(status);
@@ -170,20 +163,21 @@ describe('runs on the embedded cloud worker', () => {
 
   test('a wrong key fails the run with a typed error, and nothing is published', async () => {
     const before = await new RelayHttp({ baseUrl: relay.url }).getSnapshot(published.snapshot.id);
-    const res = await startRun({ snapshot: published.snapshot.id, key: toBase64Url(new Uint8Array(32).fill(1)), writeToken: published.writeToken, input: { type: 'resume' } });
+    const wrong = { ...published, key: new Uint8Array(32).fill(1) };
+    const res = await startRun(await runBody(relay.url, wrong, { type: 'resume' }));
     const run = v.parse(RunRecordSchema, await res.json());
-    const { messages } = await follow(`${relay.url}/api/v1/runs/${run.id}/events`);
+    const { messages } = await follow(`${relay.url}/api/v2/runs/${run.id}/events`, wrong.key);
     expect(messages.at(-1)?.event).toMatchObject({ type: 'error', code: 'snapshot/wrong-key' });
-    expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json())).toMatchObject({ status: 'failed', error: { code: 'snapshot/wrong-key' } });
+    expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${run.id}`)).json())).toMatchObject({ status: 'failed', error: { code: 'snapshot/wrong-key' } });
     expect(await new RelayHttp({ baseUrl: relay.url }).getSnapshot(published.snapshot.id)).toEqual(before);
   });
 
   test('a relay restart keeps every run record and its whole event stream', async () => {
     expect(firstRun).toBeDefined();
-    const before = await (await fetch(`${relay.url}/api/v1/runs/${firstRun!.id}`)).json();
+    const before = await (await fetch(`${relay.url}/api/v2/runs/${firstRun!.id}`)).json();
     relay = await relay.restart();
-    expect(await (await fetch(`${relay.url}/api/v1/runs/${firstRun!.id}`)).json()).toEqual(before);
-    expect((await follow(`${relay.url}/api/v1/runs/${firstRun!.id}/events`)).messages).toEqual(firstRun!.messages);
+    expect(await (await fetch(`${relay.url}/api/v2/runs/${firstRun!.id}`)).json()).toEqual(before);
+    expect((await follow(`${relay.url}/api/v2/runs/${firstRun!.id}/events`, published.key)).messages).toEqual(firstRun!.messages);
   });
 
   test('a relay runner moves a session to the cloud, follows its stream into the local store, and takes it back', async () => {
@@ -192,7 +186,7 @@ describe('runs on the embedded cloud worker', () => {
     await turn(runtime, 'hello world', true);
     await runtime.dispose();
     const events: RunnerEvent[] = [];
-    const cloud = new RelayRunner({ sessionId: runtime.session.id, store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: (e) => events.push(e), openSocket: (url) => new WebSocket(url) as unknown as StreamSocket });
+    const cloud = new RelayRunner({ sessionId: runtime.session.id, store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: (e) => events.push(e), openSocket: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
     await cloud.send({ type: 'user', text: 'the agent and the model' });
     // Every checkpoint the cloud made was announced only once it was in this store, the last being the head.
     const last = events.filter((e) => e.type === 'checkpoint').at(-1);

@@ -117,7 +117,7 @@ describe('relay replicas on Postgres and S3-compatible storage', () => {
     const published: PublishResult = await publishSession(local, session.id, new RelayHttp({ baseUrl: a.url }));
     await pg.stop();
     try {
-      const res = await fetch(`${b.url}/api/v1/snapshots/${published.snapshot.id}`);
+      const res = await fetch(`${b.url}/api/v2/snapshots/${published.snapshot.id}`);
       expect(res.status).toBe(503);
       const body = (await res.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe('store/unavailable');

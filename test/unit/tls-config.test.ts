@@ -1,6 +1,6 @@
 /**
  * HTTPS and the public address from flags and the environment (--tls, --tls-cert/--tls-key, --public-url), and what
- * the relay tells the app about how other devices reach it (GET /api/v1/info).
+ * the relay tells the app about how other devices reach it (GET /api/v2/info).
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -16,14 +16,11 @@ import * as v from 'valibot';
 import {
   ErrorBodySchema,
   RelayHttp,
-  RunMessageSchema,
   RunRecordSchema,
   WorkerListSchema,
   fetchSnapshot,
   publishSession,
-  toBase64Url,
   workerPaths,
-  type RunMessage,
 } from '../../src/core/protocol/index.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
@@ -33,6 +30,7 @@ import { openComponentLibrary, type ComponentLibrary } from '../../server/relay/
 import { startWorkerProcess, type WorkerProcess } from '../support/relay-process.ts';
 import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
+import { followToEnd, runRequest } from './api/fake-worker.ts';
 
 const componentsDir = path.join(path.resolve(import.meta.dirname, '..', '..'), 'components', 'dist');
 const TOKEN = 'w'.repeat(43);
@@ -140,11 +138,7 @@ describe('ferry worker processes and failover', () => {
     await runtime.dispose();
     const published = await publishSession(device, sessionId, new RelayHttp({ baseUrl: relay.url }));
 
-    const res = await fetch(`${relay.url}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text: 'Tell me a long story about ferries.' } }),
-    });
+    const res = await runRequest(relay.url, published, { type: 'user', text: 'Tell me a long story about ferries.' });
     expect(res.status).toBe(202);
     const run = v.parse(RunRecordSchema, await res.json());
     const first = (await listWorkers()).find((w) => w.runs === 1);
@@ -155,24 +149,16 @@ describe('ferry worker processes and failover', () => {
     // Follow the run; kill its worker at the first token after at least one checkpoint was acknowledged.
     const acknowledged: string[] = [];
     let killedAt: number | undefined;
-    const messages = await new Promise<RunMessage[]>((resolve, reject) => {
-      const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-      const seen: RunMessage[] = [];
-      let lastCheckpoint: string | undefined;
-      ws.on('message', (data) => {
-        const m = v.parse(RunMessageSchema, JSON.parse(String(data)));
-        seen.push(m);
-        const e = m.event;
-        if (killedAt !== undefined) return;
-        if (e.type === 'checkpoint') lastCheckpoint = e.id as string;
-        if (e.type === 'published' && lastCheckpoint) acknowledged.push(lastCheckpoint);
-        if (e.type === 'token' && acknowledged.length > 0) {
-          killedAt = m.seq;
-          victim.child.kill('SIGKILL');
-        }
-      });
-      ws.on('close', () => resolve(seen));
-      ws.on('error', reject);
+    let checkpointed: string | undefined;
+    const { messages } = await followToEnd(`${relay.url}/api/v2/runs/${run.id}/events`, published.key, 0, (m) => {
+      const e = m.event;
+      if (killedAt !== undefined) return;
+      if (e.type === 'checkpoint') checkpointed = e.id as string;
+      if (e.type === 'published' && checkpointed) acknowledged.push(checkpointed);
+      if (e.type === 'token' && acknowledged.length > 0) {
+        killedAt = m.seq;
+        victim.child.kill('SIGKILL');
+      }
     });
     await victim.exited;
     expect(victim.child.signalCode).toBe('SIGKILL');
@@ -187,7 +173,7 @@ describe('ferry worker processes and failover', () => {
     expect(messages[lost + 2]?.event).toMatchObject({ type: 'resumed', session: sessionId });
     expect(types.slice(lost)).toContain('checkpoint');
     expect(types).not.toContain('error');
-    const final = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    const final = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${run.id}`)).json());
     expect(final).toMatchObject({ status: 'idle', error: null, events: messages.length });
 
     // The session as the relay now holds it: every checkpoint acknowledged before the kill is in its history, and

@@ -1,11 +1,12 @@
 /**
  * The worker protocol and the relay's dispatcher, spoken by hand over a real WebSocket (no model needed): a run
- * goes to an attached worker with everything it needs; only the worker a run is assigned to can write into its log;
- * a worker that goes silent is given up on after three missed heartbeats and its run moves to another, with the
- * original input when nothing was published; a stop reaches the worker; a worker of another protocol version is
- * refused; a run started with no worker at all is refused with 503 JSON. Spaces: device nodes (no worker token,
- * a space in hello) get only their space's runs and are listed only to their space; a run pinned to a node fails
- * with relay/node-left when the node goes, an unpinned one moves to another node of the space.
+ * goes to an attached worker with everything it needs — its key sealed to that worker alone; only the worker a run
+ * is assigned to can write into its log, and only sealed events; a worker that goes silent is given up on after
+ * three missed heartbeats and its run moves to another the key was sealed to, with the original input when nothing
+ * was published; a stop reaches the worker; a worker of another protocol version is refused; a run started with no
+ * worker at all is refused with 503 JSON. Spaces: device nodes (no worker token, membership proven over the relay's
+ * challenge) get only their space's runs and are listed only to their space; a run pinned to a node fails with
+ * relay/node-left when the node goes, an unpinned one moves to another node of the space.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
@@ -13,97 +14,26 @@ import * as v from 'valibot';
 import {
   ErrorBodySchema,
   RelayHttp,
-  RelayToWorkerSchema,
-  RunMessageSchema,
   RunRecordSchema,
   WORKER_CLOSE,
-  WORKER_PROTOCOL_VERSION,
   WorkerListSchema,
+  openRunInput,
   publishSession,
-  toBase64Url,
   workerPaths,
   type PublishResult,
   SPACE_HEADER,
   createSpaceSecret,
-  spaceIdOf,
-  type RelayToWorker,
+  spaceCredentials,
+  type RunEvent,
   type RunPlacement,
-  type RunMessage,
-  type WorkerProfile,
-  type WorkerToRelay,
 } from '../../src/core/protocol/index.ts';
+import { deriveSessionKeys } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
+import { FakeWorker, TOKEN, followEvents, runRequest } from './api/fake-worker.ts';
 import { makeTempDirs, startTestRelay, writeSession, type TestRelay } from './api/relay-harness.ts';
+import { waitFor } from '../support/wait.ts';
 
-const TOKEN = 'p'.repeat(43);
 const HEARTBEAT_MS = 200;
-
-const profile = (name: string): WorkerProfile => ({ name, model: 'm', tokenizer: 't', engine: 'fake', device: 'none', contextSize: 4096, slots: 1, prefillTps: 1, decodeTps: 1 });
-
-/** A worker spoken by hand: it records what the relay sends, and heartbeats only while `beating`. */
-class FakeWorker {
-  readonly received: RelayToWorker[] = [];
-  beating = true;
-  closed: Promise<number>;
-  private readonly ws: WebSocket;
-  private timer: NodeJS.Timeout | undefined;
-  private waiters: (() => void)[] = [];
-
-  private constructor(url: string, hello: WorkerToRelay, token: boolean) {
-    this.ws = new WebSocket(`${url.replace('http', 'ws')}${workerPaths.connect}`, token ? { headers: { authorization: `Bearer ${TOKEN}` } } : {});
-    this.ws.on('open', () => this.send(hello));
-    this.ws.on('message', (data) => {
-      const m = v.parse(RelayToWorkerSchema, JSON.parse(String(data)));
-      this.received.push(m);
-      if (m.type === 'welcome') this.timer = setInterval(() => this.beating && this.send({ type: 'heartbeat' }), m.heartbeatMs);
-      for (const w of this.waiters.splice(0)) w();
-    });
-    this.closed = new Promise((resolve) => this.ws.on('close', (code) => (clearInterval(this.timer), resolve(code))));
-  }
-
-  static async attach(url: string, name: string, protocol = WORKER_PROTOCOL_VERSION): Promise<FakeWorker> {
-    return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol, profile: profile(name) }, true));
-  }
-
-  /** A device node: no worker token; its hello names `space` (when given). */
-  static async device(url: string, name: string, space: string | undefined): Promise<FakeWorker> {
-    return FakeWorker.#join(new FakeWorker(url, { type: 'hello', protocol: WORKER_PROTOCOL_VERSION, profile: profile(name), ...(space ? { space } : {}) }, false));
-  }
-
-  static async #join(w: FakeWorker): Promise<FakeWorker> {
-    await w.next((m) => m.type === 'welcome' || m.type === 'refused');
-    return w;
-  }
-
-  get id(): string {
-    const welcome = this.received.find((m) => m.type === 'welcome');
-    if (!welcome) throw new Error('not welcomed');
-    return welcome.worker;
-  }
-
-  async assigned(): Promise<Extract<RelayToWorker, { type: 'assign' }>> {
-    return this.next((m): m is Extract<RelayToWorker, { type: 'assign' }> => m.type === 'assign');
-  }
-
-  send(m: WorkerToRelay): void {
-    this.ws.send(JSON.stringify(m));
-  }
-
-  /** The first message (already received or next) that matches. */
-  async next<T extends RelayToWorker>(match: (m: RelayToWorker) => m is T): Promise<T>;
-  async next(match: (m: RelayToWorker) => boolean): Promise<RelayToWorker>;
-  async next(match: (m: RelayToWorker) => boolean): Promise<RelayToWorker> {
-    for (;;) {
-      const found = this.received.find(match);
-      if (found) return found;
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
-  }
-
-  close(): void {
-    this.ws.close();
-  }
-}
 
 describe('the worker protocol and the dispatcher', () => {
   let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
@@ -123,21 +53,8 @@ describe('the worker protocol and the dispatcher', () => {
     await dirs?.cleanup();
   });
 
-  const startRun = (text: string, where?: RunPlacement): Promise<Response> =>
-    fetch(`${relay.url}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'user', text }, ...(where ? { where } : {}) }),
-    });
-  const events = async (runId: string): Promise<RunMessage[]> => {
-    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${runId}/events`);
-    const out: RunMessage[] = [];
-    ws.on('message', (data) => out.push(v.parse(RunMessageSchema, JSON.parse(String(data)))));
-    await new Promise((resolve) => ws.once('open', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    ws.close();
-    return out;
-  };
+  const startRun = (text: string, where?: RunPlacement, to?: readonly FakeWorker[]): Promise<Response> => runRequest(relay.url, published, { type: 'user', text }, where, to);
+  const events = async (runId: string) => (await followEvents(relay.url, runId, published.key)).map((m) => ({ seq: m.seq, event: m.event as RunEvent }));
   const list = async (space?: string) => v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list, { headers: space ? { [SPACE_HEADER]: space } : {} })).json()).workers;
   const names = async (space?: string): Promise<string[]> => (await list(space)).map((w) => w.profile.name).sort();
 
@@ -151,50 +68,77 @@ describe('the worker protocol and the dispatcher', () => {
 
   test('a worker of another protocol version is refused and closed', async () => {
     const w = await FakeWorker.attach(relay.url, 'old', 99);
-    expect(w.received[0]).toMatchObject({ type: 'refused', error: { code: 'relay/worker-protocol' } });
+    expect(w.refused).toMatchObject({ type: 'refused', error: { code: 'relay/worker-protocol' } });
     expect(await w.closed).toBe(WORKER_CLOSE.refused);
     expect(await names()).toEqual([]);
   });
 
-  test('assign, events from the assigned worker only, a silent worker is dropped and its run moves with its input, stop', async () => {
+  test('assign with the key sealed to that worker, sealed events from the assigned worker only, a silent worker is dropped and its run moves with its input, stop', async () => {
     const a = await FakeWorker.attach(relay.url, 'a');
+    const b = await FakeWorker.attach(relay.url, 'b');
     const res = await startRun('first message');
     expect(res.status).toBe(202);
     const run = v.parse(RunRecordSchema, await res.json());
-    const assign = await a.next((m): m is Extract<RelayToWorker, { type: 'assign' }> => m.type === 'assign');
-    expect(assign).toMatchObject({ run: run.id, attempt: 1, request: { snapshot: published.snapshot.id, key: toBase64Url(published.key), input: { type: 'user', text: 'first message' } } });
-    a.send({ type: 'event', run: run.id, event: { type: 'resumed', from: 'a' } });
+    const assign = await a.assigned();
+    expect(assign).toMatchObject({ run: run.id, attempt: 1, request: { snapshot: published.snapshot.id, input: { type: 'sealed' } } });
+    // The key a was handed opens with a's key pair only; the input opens with the session key.
+    expect(await a.keys.open(assign.request.key, published.snapshot.id)).toEqual(published.key);
+    await expect(b.keys.open(assign.request.key, published.snapshot.id)).rejects.toMatchObject({ code: 'relay/bad-sealed-key' });
+    expect(await openRunInput(await deriveSessionKeys(published.key), published.snapshot.id, assign.request.input)).toEqual({ type: 'user', text: 'first message' });
+    await a.report(assign, { type: 'resumed', from: 'a' });
 
-    // A second worker joins; it has no business in this run: what it says about it is ignored.
-    const b = await FakeWorker.attach(relay.url, 'b');
-    b.send({ type: 'event', run: run.id, event: { type: 'token', text: 'forged' } });
+    // b has no business in this run: what it says about it is ignored. Plain events are dropped too.
+    b.send({ type: 'event', run: run.id, event: { type: 'sealed', box: 'AAAA' } });
     b.send({ type: 'finished', run: run.id, status: 'done' });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect((await events(run.id)).map((m) => m.event)).toEqual([{ type: 'resumed', from: 'a' }]);
+    a.send({ type: 'event', run: run.id, event: { type: 'sealed', box: Buffer.from('plain text, not sealed').toString('base64url') } });
+    await a.report(assign, { type: 'token', text: 'from a' });
+    await waitFor('the events from worker a', async () => (expect((await events(run.id)).map((m) => m.event)).toEqual([{ type: 'resumed', from: 'a' }, { type: 'token', text: 'from a' }]), true));
 
     // a stops heartbeating (hung, not closed): three periods later the relay drops it and b gets the run, with the
     // original input since nothing was published meanwhile.
     a.beating = false;
-    const moved = await b.next((m): m is Extract<RelayToWorker, { type: 'assign' }> => m.type === 'assign');
-    expect(moved).toMatchObject({ run: run.id, attempt: 2, request: { input: { type: 'user', text: 'first message' } } });
+    const moved = await b.assigned();
+    expect(moved).toMatchObject({ run: run.id, attempt: 2, request: { input: assign.request.input } });
+    expect(await b.keys.open(moved.request.key, published.snapshot.id)).toEqual(published.key);
     expect(await a.closed).toBe(1006);
     expect(await names()).toEqual(['b']);
     // a's words no longer count; b's do, and the log continues in order.
-    b.send({ type: 'event', run: run.id, event: { type: 'resumed', from: 'b' } });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await b.report(moved, { type: 'resumed', from: 'b' });
+    await waitFor('five events', async () => (expect((await events(run.id)).length).toBe(5), true));
     const log = await events(run.id);
-    expect(log.map((m) => m.seq)).toEqual([0, 1, 2, 3]);
-    expect(log.map((m) => m.event.type)).toEqual(['resumed', 'worker-lost', 'reassigned', 'resumed']);
-    expect(log[1]!.event.reason).toMatch(/no heartbeat/);
-    expect(log[2]!.event).toMatchObject({ name: 'b', attempt: 2 });
+    expect(log.map((m) => m.seq)).toEqual([0, 1, 2, 3, 4]);
+    expect(log.map((m) => m.event.type)).toEqual(['resumed', 'token', 'worker-lost', 'reassigned', 'resumed']);
+    expect(log[2]!.event.reason).toMatch(/no heartbeat/);
+    expect(log[3]!.event).toMatchObject({ name: 'b', attempt: 2 });
 
     // Stop reaches b; its `finished` ends the run, and the stop answers with the final record.
-    const stopping = fetch(`${relay.url}/api/v1/runs/${run.id}/stop`, { method: 'POST', headers: { authorization: `Bearer ${published.writeToken}` } });
+    const stopping = fetch(`${relay.url}/api/v2/runs/${run.id}/stop`, { method: 'POST', headers: { authorization: `Bearer ${published.writeToken}` } });
     await b.next((m) => m.type === 'stop' && m.run === run.id);
     b.send({ type: 'finished', run: run.id, status: 'stopped' });
-    expect(v.parse(RunRecordSchema, await (await stopping).json())).toMatchObject({ status: 'stopped', events: 4 });
+    expect(v.parse(RunRecordSchema, await (await stopping).json())).toMatchObject({ status: 'stopped', events: 5 });
     b.close();
     await b.closed;
+  });
+
+  test('a run\'s events take its read capability: its id alone reads nothing', async () => {
+    const w = await FakeWorker.attach(relay.url, 'reader');
+    const run = v.parse(RunRecordSchema, await (await startRun('private words')).json());
+    const assign = await w.assigned();
+    await w.report(assign, { type: 'reply', text: 'private words back' });
+    for (const protocols of [[], ['ferry-run-events.2'], ['ferry-run-events.2', `ferry-cap.${'A'.repeat(43)}`]]) {
+      const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v2/runs/${run.id}/events`, protocols);
+      ws.on('error', () => undefined);
+      const status = await new Promise<number>((resolve) => {
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => resolve(101));
+      });
+      expect(status, protocols.join(',')).toBeGreaterThanOrEqual(401);
+      ws.terminate();
+    }
+    expect((await events(run.id)).map((m) => m.event)).toEqual([{ type: 'reply', text: 'private words back' }]);
+    w.send({ type: 'finished', run: run.id, status: 'idle' });
+    w.close();
+    await w.closed;
   });
 
   test('a malformed message, or anything before hello, closes the connection with 1008', async () => {
@@ -208,16 +152,17 @@ describe('the worker protocol and the dispatcher', () => {
   });
 
   test('spaces: device nodes get only their space\'s runs, are listed only to it, and a pinned run fails when its node goes', async () => {
-    const [s1, s2] = await Promise.all([spaceIdOf(createSpaceSecret()), spaceIdOf(createSpaceSecret())]);
+    const [m1, m2] = await Promise.all([spaceCredentials(createSpaceSecret()), spaceCredentials(createSpaceSecret())]);
+    const [s1, s2] = [m1.id, m2.id];
     // No token and no space: refused, with what to do.
     const stranger = await FakeWorker.device(relay.url, 'stranger', undefined);
-    expect(stranger.received[0]).toMatchObject({ type: 'refused', error: { code: 'relay/token-required' } });
+    expect(stranger.refused).toMatchObject({ type: 'refused', error: { code: 'relay/token-required' } });
     expect(await stranger.closed).toBe(WORKER_CLOSE.refused);
 
     const cloud = await FakeWorker.attach(relay.url, 'cloud');
-    const phone = await FakeWorker.device(relay.url, 'phone', s1);
-    const laptop = await FakeWorker.device(relay.url, 'laptop', s1);
-    const other = await FakeWorker.device(relay.url, 'other', s2);
+    const phone = await FakeWorker.device(relay.url, 'phone', m1);
+    const laptop = await FakeWorker.device(relay.url, 'laptop', m1);
+    const other = await FakeWorker.device(relay.url, 'other', m2);
     expect(await names()).toEqual(['cloud']);
     expect(await names(s1)).toEqual(['cloud', 'laptop', 'phone']);
     expect((await list(s2)).map((w) => [w.profile.name, w.kind])).toEqual([['cloud', 'cloud'], ['other', 'device']]);
@@ -233,25 +178,25 @@ describe('the worker protocol and the dispatcher', () => {
     expect((await laptop.assigned()).request.where).toEqual({ space: s1, node: laptop.id });
     laptop.close();
     await laptop.closed;
-    for (let i = 0; i < 50 && (await (await fetch(`${relay.url}/api/v1/runs/${pinned.id}`)).json() as { status: string }).status === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${pinned.id}`)).json())).toMatchObject({ status: 'failed', error: { code: 'relay/node-left' } });
+    for (let i = 0; i < 50 && (await (await fetch(`${relay.url}/api/v2/runs/${pinned.id}`)).json() as { status: string }).status === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${pinned.id}`)).json())).toMatchObject({ status: 'failed', error: { code: 'relay/node-left' } });
     expect(phone.received.some((m) => m.type === 'assign')).toBe(false);
 
     // A pin to a node of another space (or one that is gone) is refused before anything starts.
     for (const where of [{ space: s1, node: other.id }, { space: s1, node: laptop.id }]) {
-      const res = await startRun('nowhere', where);
+      const res = await startRun('nowhere', where, [other, laptop]);
       expect(res.status).toBe(409);
       expect(v.parse(ErrorBodySchema, await res.json()).error.code).toBe('relay/unknown-node');
     }
     // "My devices" in a space nobody offers a node in: 503 with what to do.
-    const empty = await startRun('nobody', { space: await spaceIdOf(createSpaceSecret()), cloud: false });
+    const empty = await startRun('nobody', { space: (await spaceCredentials(createSpaceSecret())).id, cloud: false });
     expect(empty.status).toBe(503);
     expect(v.parse(ErrorBodySchema, await empty.json()).error.message).toMatch(/Offer this device as a node/);
 
     // My devices only: the space's node gets it, never the cloud or another space; it moves on within the space.
+    const laptop2 = await FakeWorker.device(relay.url, 'laptop-again', m1);
     const mine = v.parse(RunRecordSchema, await (await startRun('my devices', { space: s1, cloud: false })).json());
     expect((await phone.assigned()).run).toBe(mine.id);
-    const laptop2 = await FakeWorker.device(relay.url, 'laptop-again', s1);
     phone.close();
     expect((await laptop2.assigned()).run).toBe(mine.id);
     expect(cloud.received.filter((m) => m.type === 'assign')).toHaveLength(1);

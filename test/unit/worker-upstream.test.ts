@@ -8,7 +8,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import WebSocket from 'ws';
 import * as v from 'valibot';
-import { RelayHttp, RunMessageSchema, RunRecordSchema, WorkerListSchema, fetchSnapshot, publishSession, toBase64Url, workerPaths, type RunMessage } from '../../src/core/protocol/index.ts';
+import { RelayHttp, RunRecordSchema, WorkerListSchema, fetchSnapshot, publishSession, startSealedRun, workerPaths, type OpenRunMessage } from '../../src/core/protocol/index.ts';
+import { followRun, type StreamSocket } from '../../src/core/parallel/index.ts';
 import { generateAll } from '../../src/core/llm/collect.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
@@ -84,33 +85,21 @@ describe('ferry worker --upstream (an OpenAI-compatible serving cluster)', () =>
     const http = new RelayHttp({ baseUrl: relay.url });
     const published = await publishSession(device, sessionId, http);
 
-    const res = await fetch(`${relay.url}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'start', task: 'Tell me a long story about ferries.' } }),
-    });
-    expect(res.status).toBe(202);
-    const run = v.parse(RunRecordSchema, await res.json());
+    const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'start', task: 'Tell me a long story about ferries.' } });
 
     // Follow the run; hand it back once the upstream has streamed a few tokens of the reply.
     let stopping: Promise<unknown> | undefined;
-    const messages = await new Promise<RunMessage[]>((resolve, reject) => {
-      const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-      const seen: RunMessage[] = [];
-      ws.on('message', (data) => {
-        const m = v.parse(RunMessageSchema, JSON.parse(String(data)));
-        seen.push(m);
-        if (m.event.type === 'token' && seen.filter((s) => s.event.type === 'token').length === 8) stopping ??= http.stopRun(run.id, published.writeToken);
-      });
-      ws.on('close', () => resolve(seen));
-      ws.on('error', reject);
-    });
+    const messages: OpenRunMessage[] = [];
+    await followRun(http, run.id, (m) => {
+      messages.push(m);
+      if (m.event.type === 'token' && messages.filter((s) => s.event.type === 'token').length === 8) stopping ??= http.stopRun(run.id, published.writeToken);
+    }, { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
     await stopping;
     const types = messages.map((m) => m.event.type);
     expect(types.filter((t) => t === 'token').length).toBeGreaterThanOrEqual(8);
     expect(types).toContain('checkpoint');
     expect(types).not.toContain('error');
-    await vi.waitFor(async () => expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json()).status).toBe('stopped'));
+    await vi.waitFor(async () => expect(v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${run.id}`)).json()).status).toBe('stopped'));
 
     // Back on the device: the worker's step is there, cut, remote, its ids kept and its output tokens priced.
     await fetchSnapshot(http, published.snapshot.id, published.key, device);

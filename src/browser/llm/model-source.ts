@@ -1,6 +1,6 @@
 /**
  * Where this device's model comes from: a model of the catalog (src/core/llm/catalog.ts, fetched from its URL), a
- * GGUF the relay serves (GET /api/v1/models) — both downloaded with progress, resumable and checked by size and
+ * GGUF the relay serves (GET /api/v2/models) — both downloaded with progress, resumable and checked by size and
  * SHA-256 into the OPFS cache by model-download.ts — or a GGUF the user picks from disk (checked, then copied into
  * the same cache so it survives a reload). Either way the agent worker gets a File backed by OPFS.
  */

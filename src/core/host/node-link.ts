@@ -1,7 +1,8 @@
 /**
- * A node's link to its relay (src/core/protocol/workers.ts): one WebSocket over which it says hello with its
- * measured profile (and its space, for a device node), runs what it is assigned on its RunHost, sends every event
- * back in order, and heartbeats. A cloud worker also serves bare generations the relay forwards from its
+ * A node's link to its relay (src/core/protocol/workers.ts): one WebSocket over which, answering the relay's
+ * challenge, it says hello with its measured profile and its public key (and, for a device node, its proof of
+ * membership of its space), runs what it is assigned on its RunHost, sends every event back in order (sealed by
+ * the host), and heartbeats. A cloud worker also serves bare generations the relay forwards from its
  * OpenAI-compatible API (`generate`/`cancel`), on the same engine. The one implementation for `ferry worker` processes (server/worker/remote.ts opens
  * the socket with the worker token) and browsers offering themselves as nodes (src/browser/device-node.ts).
  * Runs belong to the connection they were assigned on: when it drops, the node abandons them (the relay hands
@@ -10,7 +11,7 @@
  */
 import { FerryError, isFerryError } from '../errors.ts';
 import { generateWithTools } from '../llm/tool-generation.ts';
-import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, fromBase64Url, parseWire, workerPaths, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
+import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, parseWire, workerPaths, type SpaceCredentials, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
 import type { RunHost } from './run-host.ts';
 
 /** An event handler whose parameter is checked both ways, as DOM handler properties are (each WebSocket has its own event types). */
@@ -33,8 +34,8 @@ export interface NodeLinkOptions {
   relayUrl: string;
   host: RunHost;
   profile: WorkerProfile;
-  /** A device node's space id (spaceIdOf(secret)); absent for a cloud worker. */
-  space?: string;
+  /** A device node's space (spaceCredentials(secret)), whose membership it proves; absent for a cloud worker. */
+  space?: SpaceCredentials;
   /** Opens the socket to `url`; `refuse` ends the link for good (e.g. the relay answered the upgrade with 401). */
   open(url: string, refuse: (err: FerryError) => void): LinkSocket;
   log(message: string, details?: Record<string, unknown>): void;
@@ -101,7 +102,12 @@ export class NodeLink {
 
     ws.onopen = () => {
       this.#backoffMs = 500;
-      send({ type: 'hello', protocol: WORKER_PROTOCOL_VERSION, profile: this.opts.profile, ...(this.opts.space ? { space: this.opts.space } : {}) });
+    };
+    /** The hello answers the relay's challenge: a device node signs its nonce to prove its space. */
+    const hello = async (nonce: string): Promise<void> => {
+      const publicKey = this.opts.host.publicKey;
+      const space = this.opts.space ? await this.opts.space.prove(nonce, publicKey) : undefined;
+      send({ type: 'hello', protocol: WORKER_PROTOCOL_VERSION, profile: this.opts.profile, publicKey, ...(space ? { space } : {}) });
     };
     ws.onmessage = (event) => {
       let message;
@@ -113,6 +119,12 @@ export class NodeLink {
         return;
       }
       switch (message.type) {
+        case 'challenge':
+          hello(message.nonce).catch((err: unknown) => {
+            this.opts.log('could not answer the relay\'s challenge', { error: err instanceof Error ? err.message : String(err) });
+            ws.close(1011, 'no hello');
+          });
+          break;
         case 'welcome':
           this.id = message.worker;
           heartbeat = setInterval(() => send({ type: 'heartbeat' }), message.heartbeatMs);
@@ -123,7 +135,7 @@ export class NodeLink {
           const { run, request } = message;
           runs.add(run);
           this.opts.log('run assigned', { run, attempt: message.attempt, input: request.input.type });
-          this.opts.host.start(run, request, fromBase64Url(request.key, 'protocol/bad-message'), {
+          this.opts.host.start(run, request, {
             emit: (e) => send({ type: 'event', run, event: e }),
             finish: (status, error) => {
               runs.delete(run);

@@ -13,17 +13,15 @@
 import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
 import { defaultOpenSocket, followRun, type OpenSocket } from '../parallel/run-follow.ts';
-import type {
-  RelayHttp} from '../protocol/index.ts';
 import {
   RunPlacementSchema,
   fetchSnapshot,
   publishSession,
-  toBase64Url,
+  startSealedRun,
+  type OpenRunMessage,
   type PublishedSnapshot,
-  type RunMessage,
+  type RelayHttp,
   type RunPlacement,
-  type StartRunRequest,
 } from '../protocol/index.ts';
 import { publishedFrom, publishedJson, StoredPublishedSchema } from '../protocol/published-record.ts';
 import type { SnapshotBase } from '../protocol/snapshot-sync.ts';
@@ -173,15 +171,16 @@ export class RelayRunner implements SessionRunner {
     return this.#published;
   }
 
-  async #start(published: PublishedSnapshot, input: StartRunRequest['input']): Promise<void> {
+  async #start(published: PublishedSnapshot, input: Exclude<RunInput, { type: 'tools' }>): Promise<void> {
     const maxTokens = this.opts.replyTokens?.();
-    const record = await this.opts.relay.startRun({
+    // The key is sealed to the workers the placement allows; the input travels sealed too.
+    const record = await startSealedRun(this.opts.relay, {
       snapshot: published.snapshot.id,
-      key: toBase64Url(published.key),
+      key: published.key,
       writeToken: published.writeToken,
       input,
-      ...(this.#where ? { where: this.#where } : {}),
-      ...(maxTokens ? { maxTokens } : {}),
+      where: this.#where,
+      maxTokens,
     });
     await this.#follow(record.id, 0);
   }
@@ -201,6 +200,7 @@ export class RelayRunner implements SessionRunner {
     await this.#persist({ id, from });
     run.done = followRun(this.opts.relay, id, (m) => void (this.#queue = this.#queue.then(() => this.#handle(run, m))), {
       open: this.opts.openSocket ?? defaultOpenSocket(),
+      key: this.#published!.key,
       signal: run.abort.signal,
       from,
       retries: FOLLOW_RETRIES,
@@ -222,7 +222,7 @@ export class RelayRunner implements SessionRunner {
   }
 
   /** One event of the run: a checkpoint is announced once it is in the local store; the rest pass on as they are. */
-  async #handle(run: Followed, m: RunMessage): Promise<void> {
+  async #handle(run: Followed, m: OpenRunMessage): Promise<void> {
     if (this.#closed) return;
     const read = readRunEvent(m.event);
     if (read.kind === 'control') {

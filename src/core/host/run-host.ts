@@ -10,11 +10,27 @@
  * KV (issue 6): the checkpoint that ends a run (stop, idle, done) carries the session's KV where the engine can
  * save it and it pays (kv-handoff.ts), and a run that resumes a session with a matching KV loads it instead of
  * prefilling the transcript; a `kv` event says which.
- * The key and write token live only in this run's memory.
+ * Keys (DESIGN §9): a run arrives with the session key sealed to this host's public key (`keys`, announced when it
+ * attached); the host opens it, opens the sealed input, and seals every event it reports with the session key, so
+ * the relay carries the run without reading it. The key and write token live only in this run's memory.
  */
 import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
-import { ATTEMPT_HEADER, RelayHttp, attemptHeader, fetchSnapshot, publishSession, type RunStatus, type StartRunRequest } from '../protocol/index.ts';
+import {
+  ATTEMPT_HEADER,
+  RelayHttp,
+  attemptHeader,
+  fetchSnapshot,
+  openRunInput,
+  publishSession,
+  sealRunEvent,
+  type AssignedRun,
+  type RunEvent,
+  type RunStatus,
+  type SealedRunEvent,
+  type WorkerKeys,
+} from '../protocol/index.ts';
+import { deriveSessionKeys } from '../snapshot/index.ts';
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
 import { hereChildren } from '../parallel/children-here.ts';
 import type { ChildProgress } from '../runtime/child-progress.ts';
@@ -30,17 +46,21 @@ import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
 import { createMemoryStore } from '../store/index.ts';
 
-/** One event of a run, as it goes into the relay's run log. */
-export type RunEvent = { type: string } & Record<string, unknown>;
+export type { RunEvent };
 
-/** Where a run's events and its end go: the run log in the relay's process, or the socket to the relay. */
+/**
+ * Where a run's events (sealed, in order) and its end go: the run log in the relay's process, or the socket to the
+ * relay. A failure's code and message travel with the end (the relay logs them as the run's error).
+ */
 export interface RunSink {
-  emit(event: RunEvent): void;
+  emit(event: SealedRunEvent): void;
   finish(status: RunStatus, error?: { code: string; message: string }): void;
 }
 
 export interface RunHostOptions {
   engine: Engine;
+  /** This host's key pair: runs arrive with their session key sealed to its public key. */
+  keys: WorkerKeys;
   /**
    * The component build with this id (the session names its components by id, which pins their bytes). A build it
    * does not have is loaded from the session, which carries it (runtime/builds.ts).
@@ -87,18 +107,23 @@ export class RunHost {
     return this.opts.engine;
   }
 
+  /** What a run's session key is sealed to for this host (announced when it attaches). */
+  get publicKey(): string {
+    return this.opts.keys.publicKey;
+  }
+
   /**
    * Starts the run in the background; its sink hears how it goes. `attempt` (the relay's count of assignments of
    * this run) goes with every publish, so the relay refuses this worker's checkpoints once it has moved the run on.
    */
-  start(runId: string, request: StartRunRequest, key: Uint8Array, sink: RunSink, attempt?: number): void {
+  start(runId: string, request: AssignedRun, sink: RunSink, attempt?: number): void {
     const entry: ActiveRun = { abort: new AbortController(), abandoned: false, draining: false, done: Promise.resolve() };
     const guarded: RunSink = {
       emit: (event) => void (entry.abandoned || sink.emit(event)),
       finish: (status, error) => void (entry.abandoned || entry.draining || sink.finish(status, error)),
     };
     const fence = attempt === undefined ? undefined : attemptHeader(runId, attempt);
-    entry.done = this.run(request, key, entry, guarded, fence).finally(() => this.active.delete(runId));
+    entry.done = this.run(runId, request, entry, guarded, fence).finally(() => this.active.delete(runId));
     this.active.set(runId, entry);
   }
 
@@ -142,10 +167,10 @@ export class RunHost {
    * and budget), or else where the run itself may go — the space's devices, and the cloud unless it is ruled out.
    * Otherwise they run here, one by one. Their progress streams with the run's events either way.
    */
-  private children(request: StartRunRequest, sampling: RuntimeSetup['sampling'], sink: RunSink): Pick<RuntimeSetup, 'runChildren'> {
+  private children(request: AssignedRun, sampling: RuntimeSetup['sampling'], report: (event: RunEvent) => void): Pick<RuntimeSetup, 'runChildren'> {
     const where = request.where;
     const scope = where?.children ?? (where?.space ? { space: where.space, cloud: where.cloud !== false } : undefined);
-    const onProgress = (progress: ChildProgress) => sink.emit({ type: 'child-progress', progress });
+    const onProgress = (progress: ChildProgress) => report({ type: 'child-progress', progress });
     if (!scope) return { runChildren: hereChildren(onProgress) };
     const self = this.opts.self?.();
     return {
@@ -162,22 +187,32 @@ export class RunHost {
     };
   }
 
-  private async run(request: StartRunRequest, key: Uint8Array, entry: ActiveRun, sink: RunSink, fence: string | undefined): Promise<void> {
+  private async run(runId: string, request: AssignedRun, entry: ActiveRun, sink: RunSink, fence: string | undefined): Promise<void> {
     const signal = entry.abort.signal;
     let runtime: AgentRuntime | undefined;
+    // Events are sealed and reported in order; the end is reported after every event before it.
+    let reported: Promise<void> = Promise.resolve();
+    let report: (event: RunEvent) => void = () => undefined;
+    const finish = (status: RunStatus, error?: { code: string; message: string }): void => void (reported = reported.then(() => sink.finish(status, error)));
     try {
+      const key = await this.opts.keys.open(request.key, request.snapshot);
+      const keys = await deriveSessionKeys(key);
+      report = (event) => {
+        reported = reported.then(() => sealRunEvent(keys, runId, event).then((sealed) => sink.emit(sealed), () => undefined));
+      };
+      const opened = await openRunInput(keys, request.snapshot, request.input);
       const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
       const store = createMemoryStore();
       const kv: KvPolicy = { save: true, ...this.opts.kv };
       // Only the KV this engine can load (none when it loads none): another engine's is a cache it would carry for nothing.
       const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
-      sink.emit({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
+      report({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);
       const recorded = (await session.checkpoint(await session.head())).llm.sampling;
       const sampling = { ...recorded, maxTokens: request.maxTokens ?? recorded.maxTokens };
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, sink), ...(this.opts.price ? { price: this.opts.price } : {}) };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };
@@ -185,12 +220,12 @@ export class RunHost {
         if (entry.abandoned) return;
         const result = await publishSession(store, fetched.sessionId, relay, published);
         published = { snapshotId: result.snapshot.id, writeToken: result.writeToken, key, base: result.base };
-        if (!result.unchanged) sink.emit({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
+        if (!result.unchanged) report({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
       };
-      const input = request.input.type === 'user' ? { type: 'user' as const, text: request.input.text } : request.input.type === 'start' ? { type: 'start' as const, task: request.input.task } : { type: 'resume' as const };
+      const input = opened.type === 'user' ? { type: 'user' as const, text: opened.text } : opened.type === 'start' ? { type: 'start' as const, task: opened.task } : { type: 'resume' as const };
       // Each checkpoint is published before the next step starts: losing this node then loses nothing before it.
       const runner = new RuntimeRunner(runtime, async (event) => {
-        sink.emit(event as unknown as RunEvent);
+        report(event as unknown as RunEvent);
         if (event.type === 'checkpoint' || event.type === 'step-failed') await publish();
       });
       const stop = (): void => void runner.stop();
@@ -204,11 +239,10 @@ export class RunHost {
         signal.removeEventListener('abort', stop);
       }
       const state = runtime.loopState;
-      sink.finish(signal.aborted ? 'stopped' : state.status === 'done' ? 'done' : 'idle');
+      finish(signal.aborted ? 'stopped' : state.status === 'done' ? 'done' : 'idle');
     } catch (err) {
       const error = isFerryError(err) ? { code: err.code, message: err.message } : { code: 'relay/worker-failed', message: err instanceof Error ? err.message : String(err) };
-      sink.emit({ type: 'error', ...error });
-      sink.finish('failed', error);
+      finish('failed', error);
     } finally {
       const tools = runtime?.tools.map((t) => t.componentId) ?? [];
       const agent = runtime?.agentComponent;
@@ -217,6 +251,7 @@ export class RunHost {
       if (!this.closing && agent) this.spareAgents.refill([agent]);
       if (!this.closing) void Promise.all(tools.map((id) => this.opts.load(id))).then((c) => this.closing || this.spareTools.refill(c), () => undefined);
     }
+    await reported;
   }
 }
 

@@ -21,7 +21,7 @@
  * Web-standard APIs only (fetch, WebSocket, WebCrypto): the same module runs in a browser's agent worker and in Node.
  */
 import { FerryError, isFerryError } from '../errors.ts';
-import { RelayHttp, toBase64Url, type RunRecord } from '../protocol/index.ts';
+import { RelayHttp, startSealedRun, type RunRecord, type WorkerList } from '../protocol/index.ts';
 import type { ChildSpend } from '../runtime/loop.ts';
 import type { ChildContext, RunChildren } from '../runtime/runtime.ts';
 import type { ChildResult, SubTask } from '../runtime/wit.ts';
@@ -94,15 +94,17 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
   const relay = new RelayHttp({ baseUrl: opts.relayUrl, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
   const work = tasks.map((t): ParallelTask<SubTask> => ({ id: t.id, tokens: estimateTokens(t, opts.setup), input: t }));
   let chosen: ReturnType<typeof chooseNodes>;
+  let listed: WorkerList;
   try {
-    chosen = chooseNodes(await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), nodeChoice(opts, work));
+    listed = await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch);
+    chosen = chooseNodes(listed, nodeChoice(opts, work));
   } catch (err) {
     // Nowhere else to run them (no node, the relay out of reach): here, one after another, rather than not at all.
     return hereChildren(emit, err instanceof Error ? err.message : String(err))(tasks, context, signal, spent);
   }
   const { nodes, lanes } = chosen;
   const stop = new AbortController();
-  const job = new ChildJob(opts, relay, nodes, emit);
+  const job = new ChildJob(opts, relay, nodes, listed, emit);
   const sessions = new ChildSessionMaker(job.store, opts.setup, context, relay).inBackground(tasks, stop.signal);
   const scheduled = startParallel<SubTask, Finished, Lane>({
     tasks: work,
@@ -152,6 +154,8 @@ class ChildJob {
     private readonly opts: RelayChildrenOptions,
     private readonly relay: RelayHttp,
     private readonly nodes: readonly JobNode[],
+    /** The relay's workers as listed when the job started: a child's key is sealed to the node it is pinned to. */
+    private readonly listed: WorkerList,
     private readonly emit: (p: ChildProgress) => void,
   ) {
     this.store = opts.store ?? createMemoryStore();
@@ -173,13 +177,13 @@ class ChildJob {
     this.emit({ type: 'child-start', child: task.id, session: child.sessionId, node, attempt: n, input });
     let run: RunRecord;
     try {
-      run = await this.relay.startRun({
+      run = await startSealedRun(this.relay, {
         snapshot: child.snapshotId,
-        key: toBase64Url(child.key),
+        key: child.key,
         writeToken: child.writeToken,
         input: input === 'start' ? { type: 'start', task: task.task } : { type: 'resume' },
         where: { space: this.opts.space, node },
-      });
+      }, this.listed);
     } catch (err) {
       if (isFerryError(err, 'relay/unknown-node')) throw this.#nodeLeft(node, task.id, 'it is no longer attached', err);
       throw err;
@@ -193,7 +197,7 @@ class ChildJob {
         if (event.type === 'published' && typeof event.version === 'number' && checkpoint) {
           this.emit({ type: 'child-checkpoint', child: task.id, node, checkpoint, version: event.version });
         }
-      }, { open: this.#open, signal });
+      }, { open: this.#open, key: child.key, signal });
     } catch (err) {
       // Whatever it is doing, it hands back: one writer per snapshot, whoever runs the child next.
       void this.relay.stopRun(run.id, child.writeToken).catch(() => undefined);

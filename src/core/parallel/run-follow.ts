@@ -1,11 +1,12 @@
 /**
  * Following one relay run to its end over its event stream (a WebSocket, Web-standard or the `ws` package's): every
  * event once and in order, across reconnects — a dropped stream is picked up again from the next seq, since the
- * relay replays its run log — and then the run's final record. Gives up with `parallel/stream-lost` when the
+ * relay replays its run log — and then the run's final record. The stream is opened with the run's read capability
+ * and every event is opened with the session key (protocol/runs.ts). Gives up with `parallel/stream-lost` when the
  * stream cannot be re-established, so the caller can treat the run's node as gone.
  */
 import { FerryError } from '../errors.ts';
-import { RunMessageSchema, parseWire, type RelayHttp, type RunMessage, type RunRecord } from '../protocol/index.ts';
+import { RunEventReader, RunMessageSchema, parseWire, type OpenRunMessage, type RelayHttp, type RunRecord } from '../protocol/index.ts';
 
 /** The part of a WebSocket a follower uses (the browser's WebSocket and the `ws` package's both have it). */
 export interface StreamSocket {
@@ -15,17 +16,20 @@ export interface StreamSocket {
   close(code?: number): void;
 }
 
-export type OpenSocket = (url: string) => StreamSocket;
+/** Opens a WebSocket to `url` offering `protocols` (a run's stream: its subprotocol and read capability). */
+export type OpenSocket = (url: string, protocols?: string[]) => StreamSocket;
 
 /** The platform's WebSocket, or a typed error saying what to pass instead. */
 export function defaultOpenSocket(): OpenSocket {
-  const Ws = (globalThis as { WebSocket?: new (url: string) => StreamSocket }).WebSocket;
+  const Ws = (globalThis as { WebSocket?: new (url: string, protocols?: string[]) => StreamSocket }).WebSocket;
   if (!Ws) throw new FerryError('parallel/no-websocket', 'This runtime has no WebSocket to follow child runs with; pass `openSocket` (in Node before 22: the ws package).');
-  return (url) => new Ws(url);
+  return (url, protocols) => new Ws(url, protocols);
 }
 
 export interface FollowOptions {
   open: OpenSocket;
+  /** The run's session key: it opens the stream (the read capability) and every event. */
+  key: Uint8Array;
   signal?: AbortSignal;
   /** Reconnects in a row before giving up; default 3. */
   retries?: number;
@@ -38,13 +42,14 @@ export interface FollowOptions {
 const NORMAL = 1000;
 
 /** Streams run `runId`'s events to `onMessage` until the run ends; resolves with its final record. */
-export async function followRun(http: RelayHttp, runId: string, onMessage: (m: RunMessage) => void, opts: FollowOptions): Promise<RunRecord> {
+export async function followRun(http: RelayHttp, runId: string, onMessage: (m: OpenRunMessage) => void, opts: FollowOptions): Promise<RunRecord> {
   const retries = opts.retries ?? 3;
+  const reader = await RunEventReader.for(opts.key, runId);
   let next = opts.from ?? 0;
   let failures = 0;
   for (;;) {
     opts.signal?.throwIfAborted();
-    const outcome = await connect(http.runEventsUrl(runId, next), opts, (m) => {
+    const outcome = await connect(http.runEventsUrl(runId, next), reader, opts, (m) => {
       if (m.seq < next) return;
       next = m.seq + 1;
       failures = 0;
@@ -58,10 +63,15 @@ export async function followRun(http: RelayHttp, runId: string, onMessage: (m: R
   }
 }
 
-/** One connection: 'ended' when the relay closed it normally (the run ended), else why it dropped. */
-function connect(url: string, opts: FollowOptions, deliver: (m: RunMessage) => void): Promise<'ended' | string> {
+/**
+ * One connection: 'ended' when the relay closed it normally (the run ended) and every event it sent is delivered,
+ * else why it dropped. Events are opened one after another, so they are delivered in order.
+ */
+function connect(url: string, reader: RunEventReader, opts: FollowOptions, deliver: (m: OpenRunMessage) => void): Promise<'ended' | string> {
   return new Promise((resolve, reject) => {
-    const ws = opts.open(url);
+    const ws = opts.open(url, reader.protocols);
+    let opened: Promise<void> = Promise.resolve();
+    let failed = false;
     const onAbort = () => {
       ws.close(NORMAL);
       reject(opts.signal!.reason);
@@ -69,19 +79,24 @@ function connect(url: string, opts: FollowOptions, deliver: (m: RunMessage) => v
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const settle = (value: 'ended' | string) => {
       opts.signal?.removeEventListener('abort', onAbort);
-      resolve(value);
+      void opened.then(() => failed || resolve(value));
+    };
+    const fail = (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      opts.signal?.removeEventListener('abort', onAbort);
+      ws.close(1002);
+      reject(err);
     };
     ws.onmessage = (event) => {
-      let m: RunMessage;
-      try {
-        m = parseWire(RunMessageSchema, JSON.parse(String(event.data)), 'A run event', 'relay/bad-response');
-      } catch (err) {
-        opts.signal?.removeEventListener('abort', onAbort);
-        ws.close(1002);
-        reject(err);
-        return;
-      }
-      deliver(m);
+      opened = opened.then(async () => {
+        if (failed) return;
+        try {
+          deliver(await reader.openMessage(parseWire(RunMessageSchema, JSON.parse(String(event.data)), 'A run event', 'relay/bad-response')));
+        } catch (err) {
+          fail(err);
+        }
+      });
     };
     ws.onerror = () => undefined; // a close follows, with its code
     ws.onclose = (event) => settle(event.code === NORMAL ? 'ended' : `closed with code ${event.code}`);

@@ -29,6 +29,7 @@ import {
 } from './wire.ts';
 import { parseWire } from './validate.ts';
 import { FINAL_URL_HEADER, URL_FETCH_LIMITS, parseContentType, urlFetchPaths, type FetchedUrl } from './url-fetch.ts';
+import { SPACE_HEADER, WorkerListSchema, workerPaths, type WorkerList } from './workers.ts';
 
 export interface RelayHttpOptions {
   /** The relay's base URL, e.g. "https://ferry.example" (a path prefix is kept). */
@@ -162,7 +163,12 @@ export class RelayHttp {
     return { snapshot: contents.snapshot, manifest: bytes(contents.manifest), objects: new Map(contents.objects.map(([oid, b]) => [oid, bytes(b)])) };
   }
 
-  /** Resumes snapshot `request.snapshot` on the relay's worker; the key is sent for this run only. */
+  /** The attached workers (cloud workers, and the device nodes of `space` when given), with their public keys. */
+  listWorkers(space?: string): Promise<WorkerList> {
+    return this.json('GET', workerPaths.list, undefined, WorkerListSchema, space === undefined ? {} : { [SPACE_HEADER]: space });
+  }
+
+  /** Resumes snapshot `request.snapshot` on a worker (runs.ts startSealedRun builds the request: keys sealed to workers). */
   startRun(request: StartRunRequest): Promise<RunRecord> {
     return this.json('POST', paths.runs, request, RunRecordSchema);
   }

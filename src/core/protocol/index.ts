@@ -1,7 +1,7 @@
 /** The relay wire protocol, shared by the browser, the cloud worker and the relay itself. */
 export * from './wire.ts';
 export { parseWire } from './validate.ts';
-export { checkSealedObject } from './sealed-check.ts';
+export { checkSealed, checkSealedObject } from './sealed-check.ts';
 export { FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames, framedSize, type Framed } from './frames.ts';
 export { MANIFEST_VERSION, decodeManifest, encodeManifest, makeManifest, manifestRefs, type SnapshotManifest } from './manifest.ts';
 export { parseShareLink, shareLink, type ShareLink } from './link.ts';
@@ -21,6 +21,7 @@ export {
   WorkerTokenSchema,
   WireGenerateRequestSchema,
   attemptHeader,
+  mayRunOn,
   parseAttemptHeader,
   workerPaths,
   type RelayToWorker,
@@ -29,7 +30,34 @@ export {
   type WorkerToRelay,
   type WireGenerateRequest,
 } from './workers.ts';
-export { SPACE_SECRET_BYTES, SpaceIdSchema, createSpaceSecret, pairingLink, parsePairingLink, spaceIdOf } from './spaces.ts';
+export {
+  SPACE_SECRET_BYTES,
+  SpaceIdSchema,
+  SpaceMembershipSchema,
+  createSpaceSecret,
+  pairingLink,
+  parsePairingLink,
+  spaceCredentials,
+  spaceIdOf,
+  verifySpaceMembership,
+  type SpaceCredentials,
+  type SpaceMembership,
+} from './spaces.ts';
+export { SealedKeySchema, WorkerPublicKeySchema, createWorkerKeys, sealKeyTo, type WorkerKeys } from './worker-keys.ts';
+export {
+  RunEventReader,
+  capabilityOf,
+  eventStreamProtocols,
+  openRunInput,
+  runReadToken,
+  runReadVerifier,
+  sealRunEvent,
+  sealRunInput,
+  startSealedRun,
+  type OpenRunMessage,
+  type RunEvent,
+  type SealedRunStart,
+} from './runs.ts';
 export { RelayInfoSchema, infoPath, type RelayInfo } from './relay-info.ts';
 export { FINAL_URL_HEADER, URL_FETCH_LIMITS, URL_FETCH_TYPES, UrlFetchRequestSchema, parseContentType, urlFetchPaths, type FetchedUrl, type UrlFetchRequest } from './url-fetch.ts';
 export { catalogPath, HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';

@@ -5,9 +5,14 @@
  */
 import * as v from 'valibot';
 import { SpaceIdSchema } from './spaces.ts';
+import { SealedKeySchema, WorkerPublicKeySchema } from './worker-keys.ts';
 
-/** Bumped on any incompatible change; it is the path prefix, so old and new clients never misread each other. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Bumped on any incompatible change; it is the path prefix, so old and new clients never misread each other.
+ * 2: a run's session key is sealed to its workers, its input and events are sealed with the session key, and its
+ * event stream takes the run's read capability.
+ */
+export const PROTOCOL_VERSION = 2;
 export const API_PREFIX = `/api/v${PROTOCOL_VERSION}`;
 
 export const paths = {
@@ -151,22 +156,46 @@ export const RunPlacementSchema = v.strictObject({
 });
 export type RunPlacement = v.InferOutput<typeof RunPlacementSchema>;
 
-/**
- * Resume snapshot S on the relay's worker. The session key travels only here, for the duration of the run (the
- * worker keeps it in memory, never on disk); the write token lets the worker publish every checkpoint to S.
- */
 /** The longest reply a run may be asked for: a context's worth on the largest models Ferry runs. */
 export const MAX_RUN_REPLY_TOKENS = 32_768;
 
+/** Most workers one run's key may be sealed to (every worker its placement allows, when it starts). */
+export const MAX_RUN_KEYS = 64;
+
+const Base64Url = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/, 'must be base64url'));
+
+/** Sealed bytes (snapshot/messages.ts) as base64url, at most `max` of them. */
+const SealedBox = (max: number) => v.pipe(Base64Url, v.maxLength(Math.ceil((max * 4) / 3) + 4));
+
+/** What a run does first, as its starter writes it, before it is sealed with the session key. */
+export const RunInputSchema = v.variant('type', [
+  v.strictObject({ type: v.literal('user'), text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
+  v.strictObject({ type: v.literal('start'), task: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
+]);
+export type RunInput = v.InferOutput<typeof RunInputSchema>;
+
+/** A run's input on the wire: `resume` (continue what the session holds), or the input sealed with the session key. */
+export const WireRunInputSchema = v.variant('type', [
+  v.strictObject({ type: v.literal('resume') }),
+  v.strictObject({ type: v.literal('sealed'), box: SealedBox(256 * 1024) }),
+]);
+export type WireRunInput = v.InferOutput<typeof WireRunInputSchema>;
+
+/** The SHA-256 of a run's read capability, base64url: what the relay keeps to check a follower's capability. */
+export const ReadVerifierSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be a SHA-256 as 43 base64url characters'));
+
+/**
+ * Resume snapshot S on a worker. The session key travels sealed to each worker the run may go to (`keys`, by the
+ * public key each announced: worker-keys.ts), so only the worker that runs it can open it — the relay routes sealed
+ * bytes. The input is sealed with the session key; `readVerifier` is the hash of the run's read capability, which
+ * whoever holds the session key derives (runs.ts). The write token lets the worker publish every checkpoint to S.
+ */
 export const StartRunRequestSchema = v.strictObject({
   snapshot: SnapshotIdSchema,
-  key: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be a 32-byte key as base64url')),
   writeToken: WriteTokenSchema,
-  input: v.variant('type', [
-    v.strictObject({ type: v.literal('user'), text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
-    v.strictObject({ type: v.literal('start'), task: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
-    v.strictObject({ type: v.literal('resume') }),
-  ]),
+  keys: v.pipe(v.record(WorkerPublicKeySchema, SealedKeySchema), v.check((r) => Object.keys(r).length <= MAX_RUN_KEYS, `at most ${MAX_RUN_KEYS} sealed keys`)),
+  input: WireRunInputSchema,
+  readVerifier: ReadVerifierSchema,
   where: v.optional(RunPlacementSchema),
   /**
    * The longest reply of this run, in tokens: the reply length the person set where the run was started (on a
@@ -175,6 +204,17 @@ export const StartRunRequestSchema = v.strictObject({
   maxTokens: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_RUN_REPLY_TOKENS))),
 });
 export type StartRunRequest = v.InferOutput<typeof StartRunRequestSchema>;
+
+/** A run as the relay hands it to the worker it picked: the session key sealed to that worker alone. */
+export const AssignedRunSchema = v.strictObject({
+  snapshot: SnapshotIdSchema,
+  writeToken: WriteTokenSchema,
+  key: SealedKeySchema,
+  input: WireRunInputSchema,
+  where: v.optional(RunPlacementSchema),
+  maxTokens: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_RUN_REPLY_TOKENS))),
+});
+export type AssignedRun = v.InferOutput<typeof AssignedRunSchema>;
 
 export const RunStatusSchema = v.picklist(['running', 'idle', 'done', 'stopped', 'failed', 'interrupted']);
 export type RunStatus = v.InferOutput<typeof RunStatusSchema>;
@@ -191,15 +231,35 @@ export const RunRecordSchema = v.strictObject({
 });
 export type RunRecord = v.InferOutput<typeof RunRecordSchema>;
 
+/** A run's event from its worker: sealed with the session key, bound to the run (runs.ts). The relay reads none. */
+export const SealedRunEventSchema = v.strictObject({ type: v.literal('sealed'), box: SealedBox(4 << 20) });
+export type SealedRunEvent = v.InferOutput<typeof SealedRunEventSchema>;
+
+/** The relay's own events on a run's stream: metadata only (which worker, and why a run failed). */
+export const RelayRunEventSchema = v.variant('type', [
+  v.strictObject({ type: v.literal('worker-lost'), worker: v.string(), reason: v.pipe(v.string(), v.maxLength(1024)) }),
+  v.strictObject({ type: v.literal('reassigned'), worker: v.string(), name: v.pipe(v.string(), v.maxLength(256)), attempt: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
+  v.strictObject({ type: v.literal('error'), code: v.pipe(v.string(), v.regex(/^[a-z0-9-]+\/[a-z0-9-]+$/)), message: v.pipe(v.string(), v.maxLength(4096)) }),
+]);
+export type RelayRunEvent = v.InferOutput<typeof RelayRunEventSchema>;
+
 /**
- * One message on a run's event stream: the runtime's events (token, generation, tool-call, tool-result, reply,
- * checkpoint, step-failed, …) as they happened, plus `published` (the checkpoint reached the snapshot) and `end`.
+ * One message on a run's event stream, as the relay sends it: the worker's events sealed (a follower with the
+ * session key opens them into the runtime's events — token, generation, tool-call, reply, checkpoint, published, …)
+ * and the relay's own metadata events.
  */
 export const RunMessageSchema = v.strictObject({
   seq: v.pipe(v.number(), v.integer(), v.minValue(0)),
-  event: v.looseObject({ type: v.string() }),
+  event: v.union([SealedRunEventSchema, RelayRunEventSchema]),
 });
 export type RunMessage = v.InferOutput<typeof RunMessageSchema>;
+
+/**
+ * The event stream's WebSocket subprotocols: this one, and the run's read capability as `ferry-cap.<token>` (a
+ * header, so the capability stays out of URLs and logs; browsers cannot set others on a WebSocket).
+ */
+export const RUN_EVENTS_PROTOCOL = 'ferry-run-events.2';
+export const CAPABILITY_PROTOCOL_PREFIX = 'ferry-cap.';
 
 /**
  * Publishing and opening a snapshot in one request each (issue 6). A publish sends the objects the relay lacks and
@@ -239,8 +299,6 @@ export const ContentsQuerySchema = v.strictObject({
   /** The version the reader already holds: structure published after it comes along. Absent: the manifest only. */
   since: v.optional(QueryCount),
 });
-
-const Base64Url = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/, 'must be base64url'));
 
 export const SnapshotContentsSchema = v.strictObject({
   snapshot: SnapshotRecordSchema,

@@ -1,24 +1,30 @@
 /**
- * The worker protocol (DESIGN §6): how a cloud worker (`ferry worker --relay URL`, on another machine or GPU)
- * attaches to a relay and runs its runs. One WebSocket per worker, authenticated by the relay's worker token on the
- * upgrade (`Authorization: Bearer <token>`); every message is JSON, a union tagged by `type`, validated on both
- * sides against these schemas. Separate unions per direction, and a version negotiated in `hello`.
+ * The worker protocol (DESIGN §6, §9): how a cloud worker (`ferry worker --relay URL`, on another machine or GPU)
+ * or a device offering itself as a node attaches to a relay and runs its runs. One WebSocket per worker; a cloud
+ * worker authenticates with the relay's worker token on the upgrade (`Authorization: Bearer <token>`), a device
+ * node proves it is a member of its space. Every message is JSON, a union tagged by `type`, validated on both sides
+ * against these schemas. Separate unions per direction, and a version negotiated in `hello`.
  *
- *   worker → relay: hello (profile) · event (a run's event, in order) · finished (a run ended) · heartbeat ·
+ *   relay → worker: challenge (a nonce, first on every connection) · welcome (its id, the heartbeat period) ·
+ *                   assign (run this) · stop (hand it back) · refused · generate (a bare generation, for the
+ *                   relay's OpenAI-compatible API) · cancel (that generation)
+ *   worker → relay: hello (profile, its public key, and a device node's proof of membership over the nonce) ·
+ *                   event (a run's event, sealed, in order) · finished (a run ended) · heartbeat ·
  *                   generation (an event of a generation the relay asked for) · generation-failed
- *   relay → worker: welcome (its id, the heartbeat period) · assign (run this) · stop (hand it back) · refused ·
- *                   generate (a bare generation, for the relay's OpenAI-compatible API) · cancel (that generation)
  *
- * A run assignment carries what a run needs and nothing the worker keeps: the snapshot, the session key and
- * write token (held in the worker's memory for the run only), and the input. A worker that is lost (socket closed,
- * heartbeats missed) loses its runs: the relay reassigns each to another worker, which resumes it from the last
- * checkpoint published on the snapshot.
+ * A run assignment carries what a run needs and nothing the worker keeps: the snapshot, the session key sealed to
+ * this worker's public key, the write token (held in the worker's memory for the run only), and the input, sealed
+ * with the session key. A worker that is lost (socket closed, heartbeats missed) loses its runs: the relay
+ * reassigns each to another worker the key was sealed to, which resumes it from the last checkpoint published on
+ * the snapshot.
  */
 import * as v from 'valibot';
-import { SpaceIdSchema } from './spaces.ts';
-import { API_PREFIX, RunIdSchema, RunStatusSchema, StartRunRequestSchema, WorkerIdSchema } from './wire.ts';
+import { SpaceMembershipSchema, SpaceNonceSchema } from './spaces.ts';
+import { AssignedRunSchema, API_PREFIX, RunIdSchema, RunStatusSchema, SealedRunEventSchema, WorkerIdSchema, type RunPlacement } from './wire.ts';
+import { WorkerPublicKeySchema } from './worker-keys.ts';
 
-export const WORKER_PROTOCOL_VERSION = 2;
+/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. */
+export const WORKER_PROTOCOL_VERSION = 3;
 
 export const workerPaths = {
   /** WebSocket: a worker attaches here. */
@@ -104,13 +110,15 @@ const GenerateEventSchema = v.variant('type', [
   }),
 ]);
 
-const RunEventSchema = v.looseObject({ type: v.pipe(v.string(), v.minLength(1), v.maxLength(64)) });
 const ErrorSchema = v.strictObject({ code: v.pipe(v.string(), v.regex(/^[a-z0-9-]+\/[a-z0-9-]+$/)), message: Label(4096) });
 
 export const WorkerToRelaySchema = v.variant('type', [
-  /** `space`: required of a device node (no worker token), optional for a cloud worker. */
-  v.strictObject({ type: v.literal('hello'), protocol: v.pipe(v.number(), v.integer()), profile: WorkerProfileSchema, space: v.optional(SpaceIdSchema) }),
-  v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: RunEventSchema }),
+  /**
+   * `publicKey`: what run keys are sealed to. `space`: a device node's membership, proven over the connection's
+   * challenge (required of a device node, which has no worker token; never sent by a cloud worker).
+   */
+  v.strictObject({ type: v.literal('hello'), protocol: v.pipe(v.number(), v.integer()), profile: WorkerProfileSchema, publicKey: WorkerPublicKeySchema, space: v.optional(SpaceMembershipSchema) }),
+  v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: SealedRunEventSchema }),
   v.strictObject({ type: v.literal('finished'), run: RunIdSchema, status: RunStatusSchema, error: v.optional(ErrorSchema) }),
   v.strictObject({ type: v.literal('heartbeat') }),
   v.strictObject({ type: v.literal('generation'), call: CallIdSchema, event: GenerateEventSchema }),
@@ -119,9 +127,11 @@ export const WorkerToRelaySchema = v.variant('type', [
 export type WorkerToRelay = v.InferOutput<typeof WorkerToRelaySchema>;
 
 export const RelayToWorkerSchema = v.variant('type', [
+  /** Sent first on every connection; a device node signs it to prove membership of its space. */
+  v.strictObject({ type: v.literal('challenge'), nonce: SpaceNonceSchema }),
   v.strictObject({ type: v.literal('welcome'), worker: WorkerIdSchema, heartbeatMs: v.pipe(v.number(), v.integer(), v.minValue(100)) }),
   /** `request.input` is already what this attempt must run: the original input, or `resume` after a failover. */
-  v.strictObject({ type: v.literal('assign'), run: RunIdSchema, attempt: v.pipe(v.number(), v.integer(), v.minValue(1)), request: StartRunRequestSchema }),
+  v.strictObject({ type: v.literal('assign'), run: RunIdSchema, attempt: v.pipe(v.number(), v.integer(), v.minValue(1)), request: AssignedRunSchema }),
   v.strictObject({ type: v.literal('stop'), run: RunIdSchema }),
   v.strictObject({ type: v.literal('refused'), error: ErrorSchema }),
   v.strictObject({ type: v.literal('generate'), call: CallIdSchema, request: WireGenerateRequestSchema }),
@@ -140,9 +150,21 @@ export const WorkerListSchema = v.strictObject({
     embedded: v.boolean(),
     runs: v.pipe(v.number(), v.integer(), v.minValue(0)),
     profile: WorkerProfileSchema,
+    /** What a run's session key is sealed to, for this worker to run it. */
+    publicKey: WorkerPublicKeySchema,
   })),
 });
 export type WorkerList = v.InferOutput<typeof WorkerListSchema>;
+
+/**
+ * Whether a run placed `where` may run on a worker: see RunPlacementSchema. The relay dispatches by it, and a run's
+ * starter seals the key to exactly the workers it allows.
+ */
+export function mayRunOn(where: RunPlacement | undefined, worker: { id: string; kind: 'cloud' | 'device'; space?: string | undefined }): boolean {
+  if (where?.node !== undefined && where.node !== worker.id) return false;
+  if (worker.kind === 'device') return where?.space !== undefined && (worker.space === undefined || where.space === worker.space);
+  return where?.cloud !== false || where.node === worker.id;
+}
 
 /** The request header that names a space (its id, never the secret) to list its device nodes too. */
 export const SPACE_HEADER = 'x-ferry-space';
@@ -163,8 +185,12 @@ export function parseAttemptHeader(value: string): { run: string; attempt: numbe
   return m ? { run: m[1]!, attempt: Number(m[2]) } : undefined;
 }
 
-/** How many device nodes one space may have attached at once, and the relay in all. */
-export const SPACE_LIMITS = { nodesPerSpace: 16, deviceNodes: 1024 } as const;
+/**
+ * How many device nodes one space may have attached at once, the relay in all, and one client address (proven
+ * members count; a stranger cannot prove membership of anyone's space); and how many connections one address may
+ * hold that have not yet proven anything (they are closed after HELLO_TIMEOUT_MS).
+ */
+export const SPACE_LIMITS = { nodesPerSpace: 16, deviceNodes: 1024, nodesPerAddress: 32, unprovenPerAddress: 8 } as const;
 
 /** WebSocket close codes the relay uses with workers (4000–4999 are the application's). */
 export const WORKER_CLOSE = { refused: 4001, heartbeatMissed: 4002, protocolError: 1008 } as const;

@@ -1,6 +1,6 @@
 /**
- * The versioned container around everything Ferry writes outside a store: `.ferry` files, sync bundles and sealed
- * relay objects.
+ * The versioned container around everything Ferry writes outside a store: `.ferry` files, sync bundles, sealed
+ * relay objects and sealed messages (a run's input and events, which the relay carries but cannot read).
  *
  *   "FERRY" | version u8 | header length u32 BE | header (canonical MessagePack) | body
  *
@@ -31,7 +31,7 @@ export const PASSPHRASE_KDF = { iterations: 600_000, minIterations: 100_000, max
 const PREFIX = MAGIC.length + 1 + 4;
 const MAX_HEADER = 1024;
 
-export type PayloadKind = 'bundle' | 'object';
+export type PayloadKind = 'bundle' | 'object' | 'message';
 
 export interface ContainerLimits {
   /** Largest payload accepted after decompression. */
@@ -49,7 +49,7 @@ const KdfSchema = v.strictObject({
 });
 
 const HeaderSchema = v.strictObject({
-  kind: v.picklist(['bundle', 'object']),
+  kind: v.picklist(['bundle', 'object', 'message']),
   compression: v.picklist(['none', 'deflate']),
   cipher: v.picklist(['none', 'aes-256-gcm']),
   length: v.pipe(v.number(), v.integer(), v.minValue(0)),

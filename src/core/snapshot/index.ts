@@ -7,4 +7,5 @@ export { pullSession, storeTarget, syncSession, type PullOptions, type SyncSourc
 export { openObject, sealObject, sealedRelay } from './sealed.ts';
 export { BUNDLE_VERSION, describeFerryFile, exportSession, importSession, type ExportOptions, type ImportOptions } from './file.ts';
 export { verifySessions } from './verify.ts';
+export { MAX_MESSAGE_BYTES, openMessage, sealMessage } from './messages.ts';
 export { PRIVATE_PREFIX, assertMayLeave, isSessionPrivate, privateSession, setSessionPrivate, type LeaveAction } from './privacy.ts';

@@ -5,14 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as v from 'valibot';
-import WebSocket from 'ws';
 import {
   ATTEMPT_HEADER,
   RelayHttp,
   RunRecordSchema,
   fetchSnapshot,
   publishSession,
-  toBase64Url,
   type PublishResult,
 } from '../../../src/core/protocol/index.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
@@ -23,6 +21,7 @@ import { refusal } from '../../support/refusal.ts';
 import { chatStep } from '../../support/session-fixtures.ts';
 import { componentsDir, generatedSources, surveyComponents } from '../parallel/space-nodes.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './relay-harness.ts';
+import { followToEnd, postRun, runBody } from './fake-worker.ts';
 
 describe("the relay takes a run's checkpoints only from its current attempt", () => {
   let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
@@ -70,18 +69,11 @@ describe("the relay takes a run's checkpoints only from its current attempt", ()
 
   test('the worker running attempt 1 publishes every checkpoint; once the run has ended, that attempt is refused', async () => {
     const task = JSON.stringify({ topic: 'working harbours', sources: generatedSources(2) });
-    const res = await fetch(`${relay.url}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'start', task } }),
-    });
+    const res = await postRun(relay.url, await runBody(relay.url, published, { type: 'start', task }));
     expect(res.status).toBe(202);
     const run = v.parse(RunRecordSchema, await res.json());
-    const types: string[] = [];
-    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-    ws.on('message', (data) => types.push((JSON.parse(String(data)) as { event: { type: string } }).event.type));
-    await new Promise<void>((resolve) => ws.once('close', () => resolve()));
-    const record = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    const types = (await followToEnd(`${relay.url}/api/v2/runs/${run.id}/events`, published.key)).messages.map((m) => m.event.type);
+    const record = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${run.id}`)).json());
     expect(record.status, JSON.stringify(record.error)).toBe('done');
     // Attempt 1 was current while it ran: each of its checkpoints was published (the fence let them through).
     expect(types.filter((t) => t === 'published').length).toBe(types.filter((t) => t === 'checkpoint').length);

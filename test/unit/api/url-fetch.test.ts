@@ -171,7 +171,7 @@ describe('the URL fetcher', () => {
   });
 });
 
-describe('POST /api/v1/url-fetch', () => {
+describe('POST /api/v2/url-fetch', () => {
   const dirs: Awaited<ReturnType<typeof makeTempDirs>>[] = [];
   const relays: TestRelay[] = [];
   async function relay(fetchAllow: string[], host = '127.0.0.1'): Promise<RelayHttp> {

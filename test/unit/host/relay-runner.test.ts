@@ -22,7 +22,7 @@ import { openComponentLibrary } from '../../../server/relay/component-library.ts
 import { AgentRunner, RelayRunner, move, readRunEvent, restoreRelayPlacement, serializeRelayPlacement, type RelayPlacement, type RunnerEvent } from '../../../src/core/host/index.ts';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import { followRun, type StreamSocket } from '../../../src/core/parallel/index.ts';
-import { RelayHttp, createSpaceSecret, publishSession, spaceIdOf, type PublishedSnapshot, type RunMessage } from '../../../src/core/protocol/index.ts';
+import { RelayHttp, createSpaceSecret, publishSession, spaceCredentials, type OpenRunMessage, type PublishedSnapshot } from '../../../src/core/protocol/index.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import type { ComponentFiles } from '../../../src/core/runtime/tool-worker.ts';
 import { Session, type SessionEvent } from '../../../src/core/session/index.ts';
@@ -52,7 +52,7 @@ let sessionId: string;
 let published: PublishedSnapshot;
 let newSession: (store: Store) => Promise<string>;
 
-const openSocket = (url: string) => new WebSocket(url) as unknown as StreamSocket;
+const openSocket = (url: string, protocols?: string[]) => new WebSocket(url, protocols) as unknown as StreamSocket;
 
 beforeAll(async () => {
   const built = await buildComponents({ srcDir: path.join(root, 'components'), outDir: path.join(root, 'components', 'dist'), witDir: path.join(root, 'components', 'wit'), names: ['assistant', 'notes'] });
@@ -108,14 +108,14 @@ function runner(store: Store, opts: { open?: typeof openSocket; where?: RelayPla
 }
 
 /** Every message of a run's log, read once it has ended. */
-async function runLog(runId: string): Promise<RunMessage[]> {
-  const messages: RunMessage[] = [];
-  await followRun(http, runId, (m) => messages.push(m), { open: openSocket });
+async function runLog(runId: string): Promise<OpenRunMessage[]> {
+  const messages: OpenRunMessage[] = [];
+  await followRun(http, runId, (m) => messages.push(m), { open: openSocket, key: published.key });
   return messages;
 }
 
 /** The run events a follower passes on as they are (the relay's and the node's own are read by the runner). */
-function passedOn(log: readonly RunMessage[]): unknown[] {
+function passedOn(log: readonly OpenRunMessage[]): unknown[] {
   return log.flatMap((m) => {
     const read = readRunEvent(m.event);
     return read.kind === 'event' ? [read.event] : [];
@@ -261,8 +261,8 @@ describe('a session on the relay, followed by a RelayRunner', () => {
   test('a stream that drops mid-run is followed again from the next event: nothing missed, nothing twice', async () => {
     let dropped = 0;
     // The first connection is cut after 30 messages, as a lost connection would (not a normal close).
-    const dropping = (url: string): StreamSocket => {
-      const socket = openSocket(url);
+    const dropping = (url: string, protocols?: string[]): StreamSocket => {
+      const socket = openSocket(url, protocols);
       if (dropped > 0) return socket;
       dropped++;
       let seen = 0;
@@ -295,8 +295,9 @@ describe('a session on the relay, followed by a RelayRunner', () => {
     // A new session (the shared one's context is full by now); a device node of a fresh space to move it to.
     const store = createMemoryStore();
     const id = await newSession(store);
-    const space = await spaceIdOf(createSpaceSecret());
-    const laptop = await startDeviceNode(relay.url, space, 'laptop', modelPath, await openComponentLibrary([componentsDir]));
+    const credentials = await spaceCredentials(createSpaceSecret());
+    const space = credentials.id;
+    const laptop = await startDeviceNode(relay.url, credentials, 'laptop', modelPath, await openComponentLibrary([componentsDir]));
     let left = 0;
     const rig = runner(store, { where: { space, node: laptop.id, cloud: false }, name: 'laptop', onNodeLeft: () => left++ });
     const here = home(store, id);

@@ -13,10 +13,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import type { ChildProgress } from '../../../src/core/runtime/index.ts';
-import * as v from 'valibot';
 import { createServer } from 'node:net';
-import WebSocket from 'ws';
-import { RelayHttp, RunMessageSchema, RunRecordSchema, createSpaceSecret, fetchSnapshot, publishSession, spaceIdOf, toBase64Url, type RunMessage, type RunPlacement } from '../../../src/core/protocol/index.ts';
+import { RelayHttp, createSpaceSecret, fetchSnapshot, publishSession, spaceCredentials, startSealedRun, type OpenRunMessage, type RunPlacement } from '../../../src/core/protocol/index.ts';
+import { followRun } from '../../../src/core/parallel/index.ts';
 import { createAgentApi, unwrap } from '../../../src/core/host/agent-api.ts';
 import type { RunnerEvent } from '../../../src/core/host/index.ts';
 import { readHostState } from '../../../src/core/runtime/checkpoint.ts';
@@ -48,11 +47,12 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     model = await tinyModelFile();
     // $1 per 1,000 output tokens on the embedded worker: a child's step there costs 1,000 micro-dollars a token.
     relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, model, componentDirs: [componentsDir], embeddedWorker: true, heartbeatMs: 2000, workerPrice: { promptPer1k: 0, outputPer1k: 1 } });
-    space = await spaceIdOf(createSpaceSecret());
+    const member = await spaceCredentials(createSpaceSecret());
+    space = member.id;
     parentEngine = await tinyEngine(model);
     // One after another: each node measures its speed on its own, not while another loads its model.
     embeddedId = (await waitForNodes(relay.url, space, 1))[0]!.id;
-    for (const name of ['laptop', 'phone']) nodes.push(await startDeviceNode(relay.url, space, name, model, parts.library));
+    for (const name of ['laptop', 'phone']) nodes.push(await startDeviceNode(relay.url, member, name, model, parts.library));
     await waitForNodes(relay.url, space, 3);
   }, 600_000);
 
@@ -222,7 +222,7 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     const store = createMemoryStore();
     const progress: ChildProgress[] = [];
     // A space with no device: the child goes to the paid embedded worker.
-    const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl: relay.url, space: await spaceIdOf(createSpaceSecret()), sampling, store, onProgress: (p) => progress.push(p) });
+    const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl: relay.url, space: (await spaceCredentials(createSpaceSecret())).id, sampling, store, onProgress: (p) => progress.push(p) });
     const parent = await AgentRuntime.create(store, setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
     for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources: generatedSources(1) }) })) void e;
     const history = await parent.session.history();
@@ -241,7 +241,7 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     const down = `http://127.0.0.1:${await closedPort()}`;
     for (const [relayUrl, why] of [[relay.url, /No node of this space can take the children.*1 cloud worker\(s\) are attached/], [down, /Cannot reach the relay/]] as const) {
       const progress: ChildProgress[] = [];
-      const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl, space: await spaceIdOf(createSpaceSecret()), cloud: false, sampling, onProgress: (p) => progress.push(p) });
+      const setup = surveyParentSetup({ engine: parentEngine, library: parts.library, relayUrl, space: (await spaceCredentials(createSpaceSecret())).id, cloud: false, sampling, onProgress: (p) => progress.push(p) });
       const parent = await AgentRuntime.create(createMemoryStore(), setup, { agent: parts.survey, tools: [parts.docs, parts.notes] });
       const events: RuntimeEvent[] = [];
       for await (const e of parent.run({ type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) })) events.push(e);
@@ -264,19 +264,11 @@ describe('a survey\'s children as child sessions on the nodes of a space', () =>
     await made.dispose();
     const published = await publishSession(store, sessionId, new RelayHttp({ baseUrl: relay.url }));
     const sources = generatedSources(sourceCount);
-    const res = await fetch(`${relay.url}/api/v1/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ snapshot: published.snapshot.id, key: toBase64Url(published.key), writeToken: published.writeToken, input: { type: 'start', task: JSON.stringify({ topic: 'working harbours', sources }) }, where }),
-    });
-    expect(res.status).toBe(202);
-    const run = v.parse(RunRecordSchema, await res.json());
-    const events: RunMessage[] = [];
-    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/api/v1/runs/${run.id}/events`);
-    ws.on('message', (data) => events.push(v.parse(RunMessageSchema, JSON.parse(String(data)))));
-    await new Promise<void>((resolve) => ws.once('close', () => resolve()));
-
-    const record = v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v1/runs/${run.id}`)).json());
+    const http = new RelayHttp({ baseUrl: relay.url });
+    const input = { type: 'start' as const, task: JSON.stringify({ topic: 'working harbours', sources }) };
+    const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input, where });
+    const events: OpenRunMessage[] = [];
+    const record = await followRun(http, run.id, (m) => events.push(m), { open: openSocket, key: published.key });
     expect(record.status, JSON.stringify(record.error)).toBe('done');
     const children = events.map((m) => m.event).find((e) => e.type === 'children') as unknown as Extract<RuntimeEvent, { type: 'children' }>;
     expect(children.results.map((r) => [r.id, r.ok])).toEqual(sources.map((_, i) => [`source-${i + 1}`, true]));

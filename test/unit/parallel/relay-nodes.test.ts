@@ -16,6 +16,7 @@ const worker = (id: string, kind: Listed['kind'], decodeTps: number, slots = 1):
   embedded: false,
   runs: 0,
   profile: { name: id, model: 'm', tokenizer: 't', engine: 'node-llama-cpp', device: 'cpu', contextSize: 4096, slots, prefillTps: 10 * decodeTps, decodeTps },
+  publicKey: 'A'.repeat(87),
 });
 
 /** A cloud worker that charges $0.0005 per 1,000 prompt tokens and `outputPer1k` per 1,000 output tokens: a third party's. */
@@ -86,7 +87,7 @@ describe('choosing the nodes and lanes for a job', () => {
       return new Response(typeof body === 'string' ? body : JSON.stringify(body), { status });
     };
     await expect(listSpaceWorkers('http://relay.test/', 'space-id', answer(list))).resolves.toEqual(list);
-    expect(asked[0]).toEqual({ url: 'http://relay.test/api/v1/workers', space: 'space-id' });
+    expect(asked[0]).toEqual({ url: 'http://relay.test/api/v2/workers', space: 'space-id' });
     await expect(listSpaceWorkers('http://relay.test', 's', answer({ workers: [{ id: 'x' }] }))).rejects.toMatchObject({ code: 'relay/bad-response' });
     await expect(listSpaceWorkers('http://relay.test', 's', answer('<html>', 200))).rejects.toMatchObject({ code: 'relay/bad-response' });
     await expect(listSpaceWorkers('http://relay.test', 's', answer({ error: { code: 'protocol/bad-request', message: 'no' } }, 400))).rejects.toMatchObject({ code: 'relay/bad-response', details: { status: 400 } });

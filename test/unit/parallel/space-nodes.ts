@@ -18,7 +18,7 @@ import { relayChildren, type StreamSocket } from '../../../src/core/parallel/ind
 import type { ChildProgress } from '../../../src/core/runtime/index.ts';
 import type { RuntimeSetup } from '../../../src/core/runtime/runtime.ts';
 import type { Store } from '../../../src/core/store/index.ts';
-import { SPACE_HEADER, WorkerListSchema, workerPaths, type WorkerList } from '../../../src/core/protocol/index.ts';
+import { SPACE_HEADER, WorkerListSchema, createWorkerKeys, workerPaths, type SpaceCredentials, type WorkerList } from '../../../src/core/protocol/index.ts';
 import { tinyEngine } from '../../support/runtime-agent.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
@@ -39,7 +39,7 @@ export async function surveyComponents(): Promise<{ library: ComponentLibrary; s
 }
 
 /** How the tests follow child runs: Node 20 has no global WebSocket. */
-export const openSocket = (url: string): StreamSocket => new WebSocket(url) as unknown as StreamSocket;
+export const openSocket = (url: string, protocols?: string[]): StreamSocket => new WebSocket(url, protocols) as unknown as StreamSocket;
 
 /** A survey parent's setup in this process whose children run on `space`'s nodes and the relay's cloud workers. */
 export function surveyParentSetup(opts: {
@@ -82,10 +82,10 @@ export interface DeviceNode {
   close(): Promise<void>;
 }
 
-/** A device node of `space` in this process, attached to the relay with its measured profile. */
-export async function startDeviceNode(relayUrl: string, space: string, name: string, modelPath: string, library: ComponentLibrary): Promise<DeviceNode> {
+/** A device node of `space` in this process (it proves membership), attached to the relay with its measured profile. */
+export async function startDeviceNode(relayUrl: string, space: SpaceCredentials, name: string, modelPath: string, library: ComponentLibrary): Promise<DeviceNode> {
   const engine = await tinyEngine(modelPath);
-  const host = new RunHost({ engine, load: (id) => library.load(id), relayUrl: () => relayUrl });
+  const host = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => library.load(id), relayUrl: () => relayUrl });
   const profile = await measureProfile(engine, { name, slots: 1 });
   let socket: WebSocket | undefined;
   const states: ((s: LinkState) => void)[] = [];

@@ -11,15 +11,18 @@ import { GenerationWatch, relayProfiles, thisDeviceProfile, type NodeProfile } f
 import type { WorkerList } from '../../../src/core/protocol/index.ts';
 import { MODEL, NOW, anyFastest, laptop, phone, step } from './fixtures.ts';
 
+/** A worker's public key (placement never reads it). */
+const KEY = 'A'.repeat(87);
+
 const workerProfile = (name: string, decodeTps: number) => ({ name, model: MODEL, tokenizer: 't', engine: 'wllama', device: 'cpu', contextSize: 4096, slots: 1, prefillTps: decodeTps * 10, decodeTps });
 
 describe('fleet profiles from the relay', () => {
   const list: WorkerList = {
     workers: [
-      { id: 'a'.repeat(16), kind: 'cloud', embedded: true, runs: 3, profile: { ...workerProfile('embedded', 200), slots: 2, price: { promptPer1k: 0.001, outputPer1k: 0.002 } } },
-      { id: 'b'.repeat(16), kind: 'device', embedded: false, runs: 0, profile: workerProfile('laptop', 40) },
-      { id: 'c'.repeat(16), kind: 'device', embedded: false, runs: 0, profile: workerProfile('this phone', 10) },
-      { id: 'd'.repeat(16), kind: 'device', embedded: false, runs: 0, profile: workerProfile('unmeasured', 0) },
+      { id: 'a'.repeat(16), kind: 'cloud', embedded: true, runs: 3, profile: { ...workerProfile('embedded', 200), slots: 2, price: { promptPer1k: 0.001, outputPer1k: 0.002 } }, publicKey: KEY },
+      { id: 'b'.repeat(16), kind: 'device', embedded: false, runs: 0, profile: workerProfile('laptop', 40), publicKey: KEY },
+      { id: 'c'.repeat(16), kind: 'device', embedded: false, runs: 0, profile: workerProfile('this phone', 10), publicKey: KEY },
+      { id: 'd'.repeat(16), kind: 'device', embedded: false, runs: 0, profile: workerProfile('unmeasured', 0), publicKey: KEY },
     ],
   };
 

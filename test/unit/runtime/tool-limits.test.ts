@@ -17,7 +17,7 @@ import { createMemoryStore } from '../../../src/core/store/index.ts';
 import { refusal } from '../../support/refusal.ts';
 import { builtFixture } from '../../support/runtime-fixtures.ts';
 import { fixtures, tinyEngine, tinyModelFile, type Fixtures } from '../../support/runtime-agent.ts';
-import { followToEnd, postRun, runBody } from '../api/run-client.ts';
+import { followToEnd, postRun, runBody } from '../api/fake-worker.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
 
 const DECLARED = { timeMs: 1500, memoryBytes: 24 << 20, outputBytes: 8 << 10 };
@@ -79,9 +79,9 @@ describe('on a relay\'s cloud worker (Node)', () => {
     const http = new RelayHttp({ baseUrl: relay.url });
     const published = await publishSession(store, runtime.session.id, http);
     const run = async (text: string) => {
-      const res = await postRun(relay.url, runBody(published, { type: 'user', text }));
+      const res = await postRun(relay.url, await runBody(relay.url, published, { type: 'user', text }));
       const record = v.parse(RunRecordSchema, await res.json());
-      return { record, ...(await followToEnd(relay.url, record.id)) };
+      return { record, ...(await followToEnd(`${relay.url}/api/v2/runs/${record.id}/events`, published.key)) };
     };
     expect((await run('/call bounded {}')).messages.map((m) => m.event).filter((e) => e.type === 'reply').map((e) => e.text)).toEqual(['bounded ok: {"count":1}']);
     const runaway = await run('/call bounded {"spin":true}');

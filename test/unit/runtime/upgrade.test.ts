@@ -21,7 +21,7 @@ import { createMemoryStore, type Store } from '../../../src/core/store/index.ts'
 import { refusal } from '../../support/refusal.ts';
 import { builtFixture } from '../../support/runtime-fixtures.ts';
 import { fixtures, tinyEngine, tinyModelFile, turn, type Fixtures } from '../../support/runtime-agent.ts';
-import { followToEnd, postRun, runBody } from '../api/run-client.ts';
+import { followToEnd, postRun, runBody } from '../api/fake-worker.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
 
 const sampling = { maxTokens: 8, temperature: 0, seed: 0 };
@@ -136,9 +136,9 @@ describe('on a cloud worker that ships only the next build', () => {
     const store = createMemoryStore();
     const id = await oldSession(store);
     const published = await publishSession(store, id, new RelayHttp({ baseUrl: relay.url }));
-    const res = await postRun(relay.url, runBody(published, { type: 'user', text: 'in the cloud' }));
+    const res = await postRun(relay.url, await runBody(relay.url, published, { type: 'user', text: 'in the cloud' }));
     const run = v.parse(RunRecordSchema, await res.json());
-    const { messages } = await followToEnd(relay.url, run.id);
+    const { messages } = await followToEnd(`${relay.url}/api/v2/runs/${run.id}/events`, published.key);
     expect(messages.map((m) => m.event).filter((e) => e.type === 'error')).toEqual([]);
     expect(messages.filter((m) => m.event.type === 'reply').map((m) => m.event.text)).toEqual([expect.stringMatching(/^turn 3: /)]);
     expect((await new RelayHttp({ baseUrl: relay.url }).getRun(run.id)).status).toBe('idle');

@@ -92,7 +92,7 @@ describe('fetching a snapshot with only the KV this engine can use', () => {
     // Seven native KV pages (~450 KB of incompressible state) were never downloaded.
     expect(all.received - wasm.received).toBeGreaterThan(6.5 * PAGE_SIZE);
     // The record, manifest, structure and pages in one answer, then the KV it uses in one more, whatever the depth.
-    expect(wasm.paths).toEqual([`/api/v1/snapshots/${published.snapshot.id}/contents`, '/api/v1/objects/fetch']);
+    expect(wasm.paths).toEqual([`/api/v2/snapshots/${published.snapshot.id}/contents`, '/api/v2/objects/fetch']);
     // Everything else is there: the same checkpoints and component state as the device's.
     const opened = await Session.open(wasm.store, session.id);
     expect((await opened.history()).map((h) => h.id)).toEqual((await session.history()).map((h) => h.id));
@@ -109,7 +109,7 @@ describe('fetching a snapshot with only the KV this engine can use', () => {
     const none = await fetchWith(null);
     expect(await none.has([...ids.headNative, ...ids.oldNative, ...ids.headWasm]).then((h) => h.some(Boolean))).toBe(false);
     // The session's own pages come with the record, in one request; no KV page ever does (8 pages of them here).
-    expect(none.paths).toEqual([`/api/v1/snapshots/${published.snapshot.id}/contents`]);
+    expect(none.paths).toEqual([`/api/v2/snapshots/${published.snapshot.id}/contents`]);
     expect(none.received).toBeLessThan(6 * PAGE_SIZE);
     const all = await fetchWith(undefined);
     expect(await all.has([...ids.headNative, ...ids.oldNative, ...ids.headWasm]).then((h) => h.every(Boolean))).toBe(true);

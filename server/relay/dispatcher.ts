@@ -206,6 +206,7 @@ export class Dispatcher implements RunDispatch {
   }
 
   private end(runId: string, a: Assignment, status: RunStatus, error?: { code: string; message: string }): void {
+    this.log.info({ run: runId, status, ...(error ? { code: error.code } : {}) }, 'run ended');
     this.assignments.delete(runId);
     this.runs.finish(runId, status, error);
     a.end();
@@ -220,6 +221,7 @@ export class Dispatcher implements RunDispatch {
   /** Hand back: asks the run's worker to checkpoint, publish and stop; resolves once it has (or after a while). */
   async stop(runId: string): Promise<void> {
     const a = this.assignments.get(runId);
+    this.log.info({ run: runId, running: a !== undefined }, 'run stop asked');
     if (!a) return;
     const worker = a.worker === undefined ? undefined : this.workers.get(a.worker);
     if (!worker) {
@@ -251,6 +253,7 @@ export class Dispatcher implements RunDispatch {
     worker.runs.add(runId);
     // Only a move is news on the run's stream (a run's first event stays `resumed`, as clients expect).
     if (a.attempt > 1) this.runs.append(runId, { type: 'reassigned', worker: worker.id, name: worker.handle.profile.name, attempt: a.attempt });
+    this.log.info({ run: runId, worker: worker.id, attempt: a.attempt }, 'run assigned');
     worker.handle.assign(runId, a.attempt, assignedTo(a.request, worker.handle));
   }
 

@@ -23,7 +23,8 @@ for (const device of devices.filter((d) => d.name === 'desktop')) {
     const press = (l: Locator): Promise<void> => rig.press(l);
 
     beforeAll(async () => {
-      rig = await startUi(device, 'long');
+      // At info level the relay says how each run ended, which a failure below reports.
+      rig = await startUi(device, 'long', { relayArgs: ['--log-level', 'info'] });
       ({ page } = rig);
     });
 
@@ -65,7 +66,8 @@ for (const device of devices.filter((d) => d.name === 'desktop')) {
           // A failure says where the session was and how the transcript ends.
           const where = await page.getByTestId('runs-on').textContent().catch(() => null);
           const end = (await page.getByTestId('transcript').textContent().catch(() => null))?.slice(-600);
-          throw new Error(`turn ${n} was not answered; it runs on ${where}; the transcript ends: ${end}\nThe relay said: ${rig.relay.output().slice(-3000)}`, { cause: err });
+          const runs = rig.relay.output().split('\n').filter((line) => /"msg":"(run |worker )/.test(line)).slice(-12).join('\n');
+          throw new Error(`turn ${n} was not answered; it runs on ${where}; the transcript ends: ${end}\nThe relay's last runs:\n${runs}`, { cause: err });
         });
       expect(await failed.allTextContents(), `turn ${n}`).toEqual([]);
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');

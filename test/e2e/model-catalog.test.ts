@@ -83,7 +83,8 @@ describe('the model catalog on a phone', () => {
     await box.fill('Hello, catalog model.');
     await box.press('Enter');
     await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 120_000 }).toBe(1);
-    expect(await page.getByTestId('agent-message').textContent()).toContain(`wllama · ${sha256.slice(0, 12)}…`);
+    // The transcript names the model by its catalog name (the engine records its SHA-256).
+    expect(await page.getByTestId('agent-message').textContent()).toContain('wllama · tiny-test ·');
     expect(await page.getByTestId('error-toast').count()).toBe(0);
     expect(rig.pageErrors).toEqual([]);
   });

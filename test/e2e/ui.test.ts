@@ -577,19 +577,21 @@ for (const device of devices) {
         .toBeGreaterThan(40);
 
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      // Counted once the list shows it (count() does not wait for the list to render).
+      await page.getByRole('button', { name: 'Delete Cloud delete' }).waitFor({ timeout: 30_000 });
       const rows = await page.getByTestId('session-row').count();
       await press(page.getByRole('button', { name: 'Delete Cloud delete' }));
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(rows - 1);
+      await expect.poll(() => page.getByTestId('session-row').count(), { timeout: 30_000 }).toBe(rows - 1);
       // The relay's workers run nothing any more, and the session does not come back into the list.
       const runs = async (): Promise<number> => ((await (await fetch(`${relay.url}/api/v2/workers`)).json()) as { workers: { runs: number }[] }).workers.reduce((n, w) => n + w.runs, 0);
       await expect.poll(runs, { timeout: 30_000 }).toBe(0);
       // The list read again from the store (leaving it and coming back) still lacks it: nothing of it came back.
       await press(page.getByRole('link', { name: 'Settings', exact: true }));
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(rows - 1);
+      await expect.poll(() => page.getByTestId('session-row').count(), { timeout: 30_000 }).toBe(rows - 1);
 
       await press(page.getByRole('button', { name: 'Undo' }));
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(rows);
+      await expect.poll(() => page.getByTestId('session-row').count(), { timeout: 30_000 }).toBe(rows);
       await openSession('Cloud delete');
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');

@@ -6,6 +6,7 @@
  * imports are the ones other modules define, capped there.
  */
 import { FerryError } from '../errors.ts';
+import { concatBytes } from '../protocol/bytes.ts';
 
 const MEMORY_SECTION = 5;
 const WASM_PAGE = 65_536;
@@ -78,11 +79,5 @@ export function capMemories(module: Uint8Array, maxBytes: number, what: string):
     at = end;
   }
   if (!changed) return module;
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let o = 0;
-  for (const part of parts) {
-    out.set(part, o);
-    o += part.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }

@@ -7,20 +7,11 @@
  */
 import { expose } from 'comlink';
 import { openIdbStore } from '../src/browser/idb-store.ts';
-import type { WebLlmEngineOptions } from '../src/browser/llm/webllm-engine.ts';
-import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
-import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
+import { openBrowserEngine, type BrowserEngineSpec, type WllamaSpec } from '../src/browser/llm/open-engine.ts';
+import { cpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
-import { openWithFallback } from '../src/core/llm/fallback-engine.ts';
 import { createAgentApi, type EngineNotices } from '../src/core/host/agent-api.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
-
-export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;
-/** web-llm with the GGUF model to run on wllama when the GPU cannot (the session's model stays the same one). */
-export type WebLlmSpec = { kind: 'web-llm'; fallback: WllamaSpec } & Pick<WebLlmEngineOptions, 'modelId' | 'modelList' | 'contextSize'>;
-/** The session's GGUF on the GPU through llama.cpp's WebGPU backend (wllama 3), on wllama's CPU engine where it cannot run. */
-export type WllamaGpuSpec = { kind: 'wllama-webgpu'; fallback: WllamaSpec };
-export type BrowserEngineSpec = WllamaSpec | WebLlmSpec | WllamaGpuSpec;
 
 /**
  * The loaded model outlives a session: the app reopens a session (after a fork, a rollback, a move back, another
@@ -43,24 +34,8 @@ function engineKey(spec: BrowserEngineSpec): string {
   return JSON.stringify(spec.kind === 'web-llm' ? ['web-llm', spec.modelId, spec.contextSize ?? 0, wllamaKey(spec.fallback)] : ['wllama-webgpu', wllamaKey(spec.fallback)]);
 }
 
-const cpu = (spec: WllamaSpec): Promise<Engine> => createWllamaEngine(spec).then((e) => withCpuShare(e, share));
-
-/** The GPU engine `spec` names; its library is loaded only here, on first use. */
-async function openGpu(spec: WebLlmSpec | WllamaGpuSpec): Promise<Engine> {
-  if (spec.kind === 'wllama-webgpu') {
-    const { createWllamaGpuEngine } = await import('../src/browser/llm/wllama-gpu-engine.ts');
-    const { model, modelId, contextSize } = spec.fallback;
-    return createWllamaGpuEngine({ model, modelId, contextSize });
-  }
-  const { createWebLlmEngine } = await import('../src/browser/llm/webllm-engine.ts');
-  const { fallback: _, ...gpu } = spec;
-  return createWebLlmEngine({ ...gpu, chatTemplate: true, onProgress: (p) => notices?.loading(p.progress, p.text) });
-}
-
-async function openEngine(spec: BrowserEngineSpec): Promise<Engine> {
-  if (spec.kind === 'wllama') return cpu(spec);
-  return openWithFallback(() => openGpu(spec), { open: () => cpu(spec.fallback), onSwitch: (change) => notices?.switched(change) });
-}
+const openEngine = (spec: BrowserEngineSpec): Promise<Engine> =>
+  openBrowserEngine(spec, { share, onLoading: (progress, text) => notices?.loading(progress, text), onSwitch: (change) => notices?.switched(change) });
 
 async function keptEngine(spec: BrowserEngineSpec, told: EngineNotices): Promise<Engine> {
   notices = told;

@@ -7,8 +7,7 @@
  */
 import { expose } from 'comlink';
 import { FerryError, isFerryError, type SerializedError } from '../src/core/errors.ts';
-import { cpuShare, withCpuShare } from '../src/core/llm/cpu-share.ts';
-import { openWithFallback } from '../src/core/llm/fallback-engine.ts';
+import { cpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
 import { NodeLink, type LinkState } from '../src/core/host/node-link.ts';
 import { measureProfile } from '../src/core/host/measure-profile.ts';
@@ -16,7 +15,8 @@ import { RunHost } from '../src/core/host/run-host.ts';
 import { loadComponent, type LoadedComponent } from '../src/core/runtime/load.ts';
 import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-worker.ts';
 import { createWorkerKeys, spaceCredentials, type WorkerProfile } from '../src/core/protocol/index.ts';
-import { createWllamaEngine, type WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
+import { openBrowserEngine } from '../src/browser/llm/open-engine.ts';
+import type { WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 export interface NodeStartOptions {
@@ -54,15 +54,9 @@ async function stop(): Promise<void> {
   await node.engine.dispose();
 }
 
-/** The CPU share caps only the CPU engine: a GPU generation barely uses the CPU. */
-async function openEngine(options: NodeStartOptions['engine']): Promise<Engine> {
-  const cpu = async (): Promise<Engine> => withCpuShare(await createWllamaEngine(options), share);
-  if (!options.gpu) return cpu();
-  const { model, modelId, contextSize } = options;
-  return openWithFallback(async () => (await import('../src/browser/llm/wllama-gpu-engine.ts')).createWllamaGpuEngine({ model, modelId, contextSize }), {
-    open: cpu,
-    onSwitch: (change) => console.info(`ferry node: ${change.message}`),
-  });
+function openEngine({ gpu, ...cpu }: NodeStartOptions['engine']): Promise<Engine> {
+  const wllama = { kind: 'wllama', ...cpu } as const;
+  return openBrowserEngine(gpu ? { kind: 'wllama-webgpu', fallback: wllama } : wllama, { share, onSwitch: (change) => console.info(`ferry node: ${change.message}`) });
 }
 
 const api = {

@@ -1,6 +1,6 @@
 /**
  * Runs in headless Chromium (served by bench/llm-wasm.ts): loads the model at /model.gguf into the wllama engine
- * (single thread, in a worker, as the app runs it) and measures prefill and decode throughput.
+ * (single thread, opened as the app opens it) and measures prefill and decode throughput.
  */
 import { measureEngineThroughput } from '../../src/browser/llm/throughput.ts';
 

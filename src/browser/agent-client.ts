@@ -6,7 +6,8 @@ import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { FerryError } from '../core/errors.ts';
 import { AgentProxy } from '../core/host/agent-proxy.ts';
 import type { RunnerEvent } from '../core/host/session-runner.ts';
-import type { AgentWorkerApi, BrowserEngineSpec } from '../../workers/agent.worker.ts';
+import type { AgentWorkerApi } from '../../workers/agent.worker.ts';
+import type { BrowserEngineSpec } from './llm/open-engine.ts';
 
 export function spawnAgentWorker(): Worker {
   return new Worker(new URL('../../workers/agent.worker.ts', import.meta.url), { type: 'module' });

@@ -6,7 +6,7 @@
  * may download it).
  */
 import { blobReader, checkGguf } from '../core/llm/gguf/index.ts';
-import type { BrowserEngineSpec, WllamaSpec } from '../../workers/agent.worker.ts';
+import type { BrowserEngineSpec, WllamaSpec } from './llm/open-engine.ts';
 import { gpuOffloads, gpuRuns } from './llm/device-probe.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 import { openModel } from './llm/model-source.ts';

@@ -1,6 +1,6 @@
 /**
- * The wllama Engine as the app runs it: in workers/llm.worker.ts, reached through comlink. Greedy ids equal
- * node-llama-cpp's on the same generated file; a generation interrupted and resumed in a fresh worker by
+ * The wllama Engine as the app opens it (src/browser/llm/open-engine.ts). Greedy ids equal
+ * node-llama-cpp's on the same generated file; a generation interrupted and resumed in a fresh engine by
  * prefilling the exact ids continues identically; cancellation, stop sequences, seeds and bad files behave.
  */
 import { commands } from 'vitest/browser';
@@ -12,7 +12,7 @@ import { parseToolCalls, type ToolSpec } from '../../src/core/llm/tool-calls.ts'
 import { toolCallGrammar } from '../../src/core/llm/tool-grammar.ts';
 import { checkJsonSchema } from '../../src/core/runtime/json-schema.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { LlmClient } from '../../src/browser/llm/client.ts';
+import { openBrowserEngine } from '../../src/browser/llm/open-engine.ts';
 import { GREEDY_PROMPTS, TEST_MODELS } from '../support/prompts.ts';
 
 const MAX_TOKENS = 48;
@@ -23,16 +23,14 @@ async function collect(engine: Engine, request: Parameters<Engine['generate']>[0
   return events;
 }
 
-describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (params) => {
-  let client: LlmClient;
+describe.each(TEST_MODELS)('the wllama engine, model %o', (params) => {
   let engine: Engine;
   const model = new Blob([generateTinyModel(params)]);
 
   beforeAll(async () => {
-    client = new LlmClient();
-    engine = await client.load({ kind: 'wllama', model, contextSize: 512 });
+    engine = await openBrowserEngine({ kind: 'wllama', model, contextSize: 512 });
   });
-  afterAll(() => client.terminate());
+  afterAll(() => engine.dispose());
 
   it('describes itself and tokenizes like node-llama-cpp', async () => {
     expect(engine.info).toMatchObject({ id: 'wllama', kind: 'wasm-cpu', contextSize: 512, kvState: false, bosToken: '<s>', addBos: true });
@@ -63,19 +61,18 @@ describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (par
     }
   });
 
-  it('resumes a generation in a fresh worker from the exact ids, token-identically', async () => {
+  it('resumes a generation in a fresh engine from the exact ids, token-identically', async () => {
     const prompt = GREEDY_PROMPTS[2]!;
     const whole = await generateAll(engine, { prompt: { text: prompt }, maxTokens: MAX_TOKENS });
     const promptIds = [1, ...(await engine.tokenize(prompt, { special: true }))];
     const cut = 17;
-    const other = new LlmClient();
+    const resumed = await openBrowserEngine({ kind: 'wllama', model, contextSize: 512 });
     try {
-      const resumed = await other.load({ kind: 'wllama', model, contextSize: 512 });
       const rest = await generateAll(resumed, { prompt: { tokens: [...promptIds, ...whole.tokens.slice(0, cut)] }, maxTokens: MAX_TOKENS - cut });
       expect(rest.tokens).toEqual(whole.tokens.slice(cut));
       expect(rest.stats.cachedTokens).toBe(0);
     } finally {
-      other.terminate();
+      await resumed.dispose();
     }
     // The same engine reuses the KV of the common prefix and still continues identically.
     const again = await generateAll(engine, { prompt: { tokens: [...promptIds, ...whole.tokens.slice(0, cut + 5)] }, maxTokens: 10 });
@@ -162,36 +159,33 @@ describe.each(TEST_MODELS)('the wllama engine in the LLM worker, model %o', (par
     expect((await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } })).text).toBe('a');
   });
 
-  it('refuses bad requests with typed errors that survive the worker boundary', async () => {
+  it('refuses bad requests with typed errors', async () => {
     await expect(collect(engine, { prompt: { tokens: [1, 99999] }, maxTokens: 4 })).rejects.toMatchObject({ name: 'FerryError', code: 'llm/bad-token' });
     await expect(collect(engine, { prompt: { text: 'x' }, maxTokens: 0 })).rejects.toMatchObject({ code: 'llm/bad-request' });
     await expect(collect(engine, { prompt: { tokens: new Array(600).fill(300) }, maxTokens: 4 })).rejects.toMatchObject({ code: 'llm/context-full' });
   });
 
-  it('keeps to a grammar across the worker boundary', async () => {
+  it('stops where a grammar ends', async () => {
     const out = await generateAll(engine, { prompt: { text: 'x' }, maxTokens: 4, grammar: { kind: 'gbnf', text: 'root ::= "a"' } });
     expect(out.text).toBe('a');
     expect(out.finishReason).toBe('stop');
   });
 });
 
-describe('bad model files through the worker', () => {
-  let client: LlmClient;
-  beforeAll(() => {
-    client = new LlmClient();
-  });
-  afterAll(() => client.terminate());
+describe('bad model files', () => {
+  const open = (model: Blob) => openBrowserEngine({ kind: 'wllama', model });
 
   it('refuses a truncated file and a wrong magic with typed errors, then loads a good one', async () => {
     const bytes = generateTinyModel({ seed: 3 });
     const truncated = new Blob([bytes.slice(0, Math.floor(bytes.length / 2))]);
-    await expect(client.load({ kind: 'wllama', model: truncated })).rejects.toMatchObject({ name: 'FerryError', code: expect.stringMatching(/^gguf\//) });
+    await expect(open(truncated)).rejects.toMatchObject({ name: 'FerryError', code: expect.stringMatching(/^gguf\//) });
     const wrong = bytes.slice();
     wrong.set([0x47, 0x47, 0x4d, 0x4c], 0); // "GGML"
-    await expect(client.load({ kind: 'wllama', model: new Blob([wrong]) })).rejects.toMatchObject({ code: 'gguf/bad-magic' });
+    await expect(open(new Blob([wrong]))).rejects.toMatchObject({ code: 'gguf/bad-magic' });
     const header = bytes.slice(0, 64);
-    await expect(client.load({ kind: 'wllama', model: new Blob([header]) })).rejects.toBeInstanceOf(FerryError);
-    const engine = await client.load({ kind: 'wllama', model: new Blob([bytes]) });
+    await expect(open(new Blob([header]))).rejects.toBeInstanceOf(FerryError);
+    const engine = await open(new Blob([bytes]));
     expect((await generateAll(engine, { prompt: { text: 'hello' }, maxTokens: 4 })).tokens).toHaveLength(4);
+    await engine.dispose();
   });
 });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseEngine, probeDevice } from '../../src/browser/llm/device-probe.ts';
 import { prebuiltCatalog, screenCatalog } from '../../src/browser/llm/webllm-catalog.ts';
-import { LlmClient } from '../../src/browser/llm/client.ts';
+import { createWebLlmEngine } from '../../src/browser/llm/webllm-engine.ts';
 
 describe('device probe and engine choice', () => {
   it('reports the SwiftShader adapter and filters the web-llm catalog by it', async () => {
@@ -49,22 +49,16 @@ describe('device probe and engine choice', () => {
   });
 
   it('fails with a typed, explained error when a web-llm model cannot be fetched', async () => {
-    const client = new LlmClient();
-    try {
-      const unreachable = 'http://127.0.0.1:9/ferry-missing-model';
-      const load = client.load({
-        kind: 'web-llm',
-        modelId: 'ferry-missing',
-        modelList: [{ model: unreachable, model_id: 'ferry-missing', model_lib: `${unreachable}/lib.wasm`, low_resource_required: true }],
-      });
-      const error = await load.catch((e: unknown) => e);
-      expect(error).toMatchObject({ name: 'FerryError' });
-      const { code, message } = error as { code: string; message: string };
-      expect(code).toMatch(/^llm\/(model-unreachable|webgpu-unsupported|load-failed)$/);
-      expect(message).toContain('ferry-missing');
-      await expect(client.load({ kind: 'web-llm', modelId: 'no-such-model' })).rejects.toMatchObject({ code: 'llm/unknown-model' });
-    } finally {
-      client.terminate();
-    }
+    const unreachable = 'http://127.0.0.1:9/ferry-missing-model';
+    const load = createWebLlmEngine({
+      modelId: 'ferry-missing',
+      modelList: [{ model: unreachable, model_id: 'ferry-missing', model_lib: `${unreachable}/lib.wasm`, low_resource_required: true }],
+    });
+    const error = await load.catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'FerryError' });
+    const { code, message } = error as { code: string; message: string };
+    expect(code).toMatch(/^llm\/(model-unreachable|webgpu-unsupported|load-failed)$/);
+    expect(message).toContain('ferry-missing');
+    await expect(createWebLlmEngine({ modelId: 'no-such-model' })).rejects.toMatchObject({ code: 'llm/unknown-model' });
   });
 });

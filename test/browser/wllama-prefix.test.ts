@@ -6,22 +6,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateAll, preparePrompt, type ChatMessage, type DoneEvent, type Engine } from '../../src/core/llm/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { LlmClient } from '../../src/browser/llm/client.ts';
+import { openBrowserEngine } from '../../src/browser/llm/open-engine.ts';
 
 const CONTEXT = 1024;
 const model = new Blob([generateTinyModel({ ctx: CONTEXT })]);
-let client: LlmClient;
 let engine: Engine;
-let coldClient: LlmClient;
 let cold: Engine;
 
 beforeAll(async () => {
-  [client, coldClient] = [new LlmClient(), new LlmClient()];
-  [engine, cold] = await Promise.all([client.load({ kind: 'wllama', model, contextSize: CONTEXT }), coldClient.load({ kind: 'wllama', model, contextSize: CONTEXT })]);
+  const open = () => openBrowserEngine({ kind: 'wllama', model, contextSize: CONTEXT });
+  [engine, cold] = await Promise.all([open(), open()]);
 });
-afterAll(() => {
-  client?.terminate();
-  coldClient?.terminate();
+afterAll(async () => {
+  await engine?.dispose();
+  await cold?.dispose();
 });
 
 const commonPrefix = (a: readonly number[], b: readonly number[]) => {

@@ -1,10 +1,10 @@
 /**
  * Prefill and decode speed of a browser engine as the app runs it, measured in the page: used by
- * bench/llm-wasm.ts. 'wllama' is the CPU engine in the LLM worker (one thread); 'wllama-webgpu' is wllama 3
+ * bench/llm-wasm.ts. 'wllama' is the CPU engine as the app opens it (one thread); 'wllama-webgpu' is wllama 3
  * (llama.cpp's WebGPU backend), here allowed to run where it puts no layer on a GPU, so the same figure is its
  * CPU speed on a machine without a shader-f16 GPU. The engine's own stats time each phase; a warm-up run comes first.
  */
-import { LlmClient } from './client.ts';
+import { openBrowserEngine } from './open-engine.ts';
 import { generateAll, type Engine } from '../../core/llm/index.ts';
 
 export interface ThroughputOptions {
@@ -24,15 +24,14 @@ export interface Throughput {
 export async function measureEngineThroughput(options: ThroughputOptions): Promise<Throughput> {
   const model = await (await fetch(options.modelUrl)).blob();
   const contextSize = options.promptTokens + options.generateTokens + 16;
-  const client = new LlmClient();
-  let engine: Engine | undefined;
+  let engine: Engine;
+  if (options.engine === 'wllama-webgpu') {
+    const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');
+    engine = await createWllamaGpuEngine({ model, modelId: 'bench', contextSize, allowCpu: true });
+  } else {
+    engine = await openBrowserEngine({ kind: 'wllama', model, modelId: 'bench', contextSize, threads: 1 });
+  }
   try {
-    if (options.engine === 'wllama-webgpu') {
-      const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');
-      engine = await createWllamaGpuEngine({ model, modelId: 'bench', contextSize, allowCpu: true });
-    } else {
-      engine = await client.load({ kind: 'wllama', model, modelId: 'bench', contextSize, threads: 1 });
-    }
     const vocabulary = (await engine.tokenize('the model of the agent and the device')).filter((id) => id > 2);
     // A prompt of exactly N ids (words of the vocabulary, repeated), different for each run so no KV is reused.
     const prompt = (shift: number) => [1, ...Array.from({ length: options.promptTokens - 1 }, (_, i) => vocabulary[(i + shift) % vocabulary.length]!)];
@@ -41,7 +40,6 @@ export async function measureEngineThroughput(options: ThroughputOptions): Promi
     if (done.tokens.length < options.generateTokens) throw new Error(`the model stopped after ${done.tokens.length} of ${options.generateTokens} tokens`);
     return { prefillTps: done.stats.prefillTps, decodeTps: done.stats.decodeTps, device: engine.info.device ?? '' };
   } finally {
-    if (options.engine === 'wllama-webgpu') await engine?.dispose();
-    client.terminate();
+    await engine.dispose();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The web-llm engine (MLC, WebGPU), created directly inside the LLM worker. Token prompts run through web-llm's
+ * The web-llm engine (MLC, WebGPU), created directly inside the agent worker. Token prompts run through web-llm's
  * `forwardTokensAndSample` (exact ids in, one id out per step), so a transcript resumes token-identically; the model
  * is loaded with temperature 0 for that reason, and other temperatures are refused for token prompts. web-llm's
  * own failures become typed errors: a lost device or an out-of-memory tells the caller to fall back to wllama.

@@ -19,11 +19,8 @@ import {
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, VerifyRequest, VerifyResult } from '../../core/llm/index.ts';
 import { gbnfMatcher, type GbnfMatcher } from '../../core/llm/gbnf.ts';
 import { jsonSchemaGrammar } from '../../core/llm/json-grammar.ts';
-import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
+import { tokenPicker, type PickerModel } from './wllama-picker.ts';
 import { Utf8Stream } from './utf8-stream.ts';
-
-/** How many of the most likely tokens a grammar's pick looks at before asking for more (then for all). */
-const GRAMMAR_CANDIDATES = [64, 1024];
 
 export class WllamaEngine implements Engine {
   /** Ids whose KV is in the context, in order: the next prompt reuses the longest common prefix. */
@@ -31,12 +28,16 @@ export class WllamaEngine implements Engine {
   #queue: Promise<unknown> = Promise.resolve();
   readonly #pieces = new Map<number, Uint8Array>();
   #disposed = false;
+  /** What the token picker reads of the model. */
+  readonly #model: PickerModel;
 
   constructor(
     private readonly wllama: Wllama,
     readonly info: EngineInfo,
     private readonly vocabularySize: number,
-  ) {}
+  ) {
+    this.#model = { wllama, piece: (id) => this.#piece(id), vocabularySize };
+  }
 
   tokenize(text: string, options: { readonly special?: boolean } = {}): Promise<number[]> {
     if (typeof text !== 'string') return Promise.reject(new FerryError('llm/bad-request', 'tokenize takes a string.'));
@@ -144,7 +145,7 @@ export class WllamaEngine implements Engine {
 
     const cached = await this.#prefill(prompt, signal);
     if (cached === undefined) finish = 'cancelled';
-    const picker = finish === 'cancelled' ? undefined : await this.#picker(request, grammar, prompt, tokens);
+    const picker = finish === 'cancelled' ? undefined : await tokenPicker(this.#model, request, grammar, prompt, tokens);
 
     while (finish !== 'cancelled' && tokens.length < budget) {
       if (signal?.aborted) {
@@ -217,65 +218,6 @@ export class WllamaEngine implements Engine {
     if (keep === 0) await this.wllama.kvClear();
     else await this.wllama.kvRemove(keep, -1);
   }
-
-  // ---- Grammar and sampling: how the next token is picked (everything else in this file is the engine's plumbing).
-  /**
-   * Greedy decoding stays inside llama.cpp. A grammar is kept here: wllama 2 never accepts a picked token into its
-   * grammar's state (only the first token would be constrained), so the core's matcher follows the text, and the
-   * pick is the most likely token the grammar allows, as llama.cpp's grammar sampler followed by its greedy sampler
-   * (node-llama-cpp's path) picks. Sampling goes through Ferry's sampler over the top candidates' probabilities,
-   * with the random number of (seed, position), so its tokens equal node-llama-cpp's on the same file.
-   */
-  async #picker(request: GenerateRequest, grammar: GbnfMatcher | undefined, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
-    if (grammar) {
-      return async () => {
-        const id = await this.#allowedArgmax(grammar);
-        if (!this.wllama.isTokenEOG(id)) grammar.acceptBytes(await this.#piece(id));
-        return id;
-      };
-    }
-    const temperature = request.temperature ?? 0;
-    if (temperature === 0) {
-      await this.wllama.samplingInit({ temp: 0 });
-      return async () => (await this.wllama.samplingSample()).token;
-    }
-    const settings = { temperature, topK: request.topK, topP: request.topP, minP: request.minP, repeatPenalty: request.repeatPenalty, seed: request.seed ?? 0 };
-    return async () => {
-      const history = [...prompt, ...generated];
-      return sampleToken(await this.wllama.getLogits(candidateCount(settings)), settings, history.length, history);
-    };
-  }
-
-  /**
-   * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
-   * other only if its text continues the grammar. Candidates come sorted by logit, the top ones first and more only
-   * when none of those is allowed; of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
-   */
-  async #allowedArgmax(grammar: GbnfMatcher): Promise<number> {
-    const canEnd = grammar.canEnd;
-    let checked = 0;
-    for (const k of [...GRAMMAR_CANDIDATES, this.vocabularySize]) {
-      const candidates = await this.wllama.getLogits(Math.min(k, this.vocabularySize));
-      for (let i = checked; i < candidates.length; i++) {
-        if (!(await this.#allowed(candidates[i]!.token, grammar, canEnd))) continue;
-        let best = candidates[i]!;
-        for (let j = i + 1; j < candidates.length && candidates[j]!.p === best.p; j++) {
-          const tie = candidates[j]!;
-          if (tie.token < best.token && (await this.#allowed(tie.token, grammar, canEnd))) best = tie;
-        }
-        return best.token;
-      }
-      checked = candidates.length;
-      if (checked >= this.vocabularySize) break;
-    }
-    throw new FerryError('llm/grammar-dead-end', 'No token of this model can continue the text under the request\'s grammar, and the grammar cannot end here. Check the grammar: each of its paths must be writable with the model\'s tokens.');
-  }
-
-  async #allowed(id: number, grammar: GbnfMatcher, canEnd: boolean): Promise<boolean> {
-    if (this.wllama.isTokenEOG(id)) return canEnd;
-    return grammar.allowsPiece(await this.#piece(id));
-  }
-  // ---- end of grammar and sampling
 
   async #piece(id: number): Promise<Uint8Array> {
     let piece = this.#pieces.get(id);

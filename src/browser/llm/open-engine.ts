@@ -1,0 +1,51 @@
+/**
+ * The one engine opener of the browser: the agent worker and the device-node worker both open their engine here
+ * (tests and the bench too). A GPU engine (web-llm, or the session's GGUF on llama.cpp's WebGPU backend) always comes
+ * with the same model on wllama's CPU engine to fall back to, on load or mid-reply; GPU libraries load only here, on
+ * first use, so a CPU-only device never fetches them.
+ */
+import type { CpuShare } from '../../core/llm/cpu-share.ts';
+import { withCpuShare } from '../../core/llm/cpu-share.ts';
+import type { Engine } from '../../core/llm/engine.ts';
+import { openWithFallback, type EngineSwitch } from '../../core/llm/fallback-engine.ts';
+import type { WebLlmEngineOptions } from './webllm-engine.ts';
+import { createWllamaEngine, type WllamaEngineOptions } from './wllama-open.ts';
+
+export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;
+/** web-llm with the GGUF model to run on wllama when the GPU cannot (the session's model stays the same one). */
+export type WebLlmSpec = { kind: 'web-llm'; fallback: WllamaSpec } & Pick<WebLlmEngineOptions, 'modelId' | 'modelList' | 'contextSize'>;
+/** The session's GGUF on the GPU through llama.cpp's WebGPU backend (wllama 3), on wllama's CPU engine where it cannot run. */
+export type WllamaGpuSpec = { kind: 'wllama-webgpu'; fallback: WllamaSpec };
+export type BrowserEngineSpec = WllamaSpec | WebLlmSpec | WllamaGpuSpec;
+
+export interface OpenEngineOptions {
+  /** Caps the CPU engine (a GPU generation barely uses the CPU). */
+  readonly share?: CpuShare;
+  /** web-llm's loading progress, in [0, 1]. */
+  onLoading?(progress: number, text: string): void;
+  /** The GPU engine failed in a way the CPU takes over from; `change` says why, for people. */
+  onSwitch?(change: EngineSwitch): void;
+}
+
+export async function openBrowserEngine(spec: BrowserEngineSpec, options: OpenEngineOptions = {}): Promise<Engine> {
+  const cpu = async (wllama: WllamaSpec): Promise<Engine> => {
+    const engine = await createWllamaEngine(wllama);
+    return options.share ? withCpuShare(engine, options.share) : engine;
+  };
+  if (spec.kind === 'wllama') return cpu(spec);
+  return openWithFallback(() => openGpu(spec, options), {
+    open: () => cpu(spec.fallback),
+    ...(options.onSwitch ? { onSwitch: options.onSwitch } : {}),
+  });
+}
+
+async function openGpu(spec: WebLlmSpec | WllamaGpuSpec, options: OpenEngineOptions): Promise<Engine> {
+  if (spec.kind === 'wllama-webgpu') {
+    const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');
+    const { model, modelId, contextSize } = spec.fallback;
+    return createWllamaGpuEngine({ model, modelId, contextSize });
+  }
+  const { createWebLlmEngine } = await import('./webllm-engine.ts');
+  const { fallback: _, ...gpu } = spec;
+  return createWebLlmEngine({ ...gpu, chatTemplate: true, ...(options.onLoading ? { onProgress: (p) => options.onLoading!(p.progress, p.text) } : {}) });
+}

@@ -1,0 +1,72 @@
+/**
+ * How the wllama engine picks each next token. Greedy decoding stays inside llama.cpp. A grammar is kept here:
+ * wllama 2 never accepts a picked token into its grammar's state (only the first token would be constrained), so the
+ * core's matcher follows the text, and the pick is the most likely token the grammar allows, as llama.cpp's grammar
+ * sampler followed by its greedy sampler (node-llama-cpp's path) picks. Sampling goes through Ferry's sampler over the
+ * top candidates' probabilities, with the random number of (seed, position), so its tokens equal node-llama-cpp's on
+ * the same file.
+ */
+import type { Wllama } from 'wllama-v2/esm/index.js';
+import { FerryError } from '../../core/errors.ts';
+import type { GbnfMatcher } from '../../core/llm/gbnf.ts';
+import type { GenerateRequest } from '../../core/llm/index.ts';
+import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
+
+/** How many of the most likely tokens a grammar's pick looks at before asking for more (then for all). */
+const GRAMMAR_CANDIDATES = [64, 1024];
+
+export interface PickerModel {
+  readonly wllama: Wllama;
+  /** A token's bytes (cached by the engine). */
+  piece(id: number): Promise<Uint8Array>;
+  readonly vocabularySize: number;
+}
+
+/** The picker for one generation; `generated` grows as the generation goes (the sampler's history). */
+export async function tokenPicker(model: PickerModel, request: GenerateRequest, grammar: GbnfMatcher | undefined, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
+  const { wllama } = model;
+  if (grammar) {
+    return async () => {
+      const id = await allowedArgmax(model, grammar);
+      if (!wllama.isTokenEOG(id)) grammar.acceptBytes(await model.piece(id));
+      return id;
+    };
+  }
+  const temperature = request.temperature ?? 0;
+  if (temperature === 0) {
+    await wllama.samplingInit({ temp: 0 });
+    return async () => (await wllama.samplingSample()).token;
+  }
+  const settings = { temperature, topK: request.topK, topP: request.topP, minP: request.minP, repeatPenalty: request.repeatPenalty, seed: request.seed ?? 0 };
+  return async () => {
+    const history = [...prompt, ...generated];
+    return sampleToken(await wllama.getLogits(candidateCount(settings)), settings, history.length, history);
+  };
+}
+
+/**
+ * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
+ * other only if its text continues the grammar. Candidates come sorted by logit, the top ones first and more only
+ * when none of those is allowed; of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
+ */
+async function allowedArgmax(model: PickerModel, grammar: GbnfMatcher): Promise<number> {
+  const { wllama, vocabularySize } = model;
+  const canEnd = grammar.canEnd;
+  const allowed = async (id: number): Promise<boolean> => (wllama.isTokenEOG(id) ? canEnd : grammar.allowsPiece(await model.piece(id)));
+  let checked = 0;
+  for (const k of [...GRAMMAR_CANDIDATES, vocabularySize]) {
+    const candidates = await wllama.getLogits(Math.min(k, vocabularySize));
+    for (let i = checked; i < candidates.length; i++) {
+      if (!(await allowed(candidates[i]!.token))) continue;
+      let best = candidates[i]!;
+      for (let j = i + 1; j < candidates.length && candidates[j]!.p === best.p; j++) {
+        const tie = candidates[j]!;
+        if (tie.token < best.token && (await allowed(tie.token))) best = tie;
+      }
+      return best.token;
+    }
+    checked = candidates.length;
+    if (checked >= vocabularySize) break;
+  }
+  throw new FerryError('llm/grammar-dead-end', "No token of this model can continue the text under the request's grammar, and the grammar cannot end here. Check the grammar: each of its paths must be writable with the model's tokens.");
+}

@@ -290,7 +290,9 @@ export class AgentLoop {
           yield this.#state.status === 'done' ? { type: 'done', summary: this.#state.summary } : { type: 'idle' };
           break;
         }
-        if (signal?.aborted) {
+        // A message or task given to a run stopped before it began still gets its step (its generation cut at
+        // once), so a checkpoint holds it: a stop never drops input that the run was given.
+        if (signal?.aborted && (steps > 0 || input.type === 'resume')) {
           yield { type: 'paused', reason: 'cancelled' };
           break;
         }

@@ -195,4 +195,21 @@ describe('action loop', () => {
     expect(runtime.loopState.status).toBe('idle');
     expect(rest).toHaveLength(1);
   });
+
+  it('a message given to a run stopped before it began is still checkpointed, its reply cut at once', async () => {
+    const runtime = await AgentRuntime.create(createMemoryStore(), setupFor(f, engine), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    await turn(runtime, TURNS[0]!, true);
+    const head = await runtime.session.head();
+    const events = [];
+    for await (const event of runtime.run({ type: 'user', text: 'stopped before it began' }, AbortSignal.abort())) events.push(event);
+    expect(events.at(-1)).toEqual({ type: 'paused', reason: 'cancelled' });
+    expect(events.filter((e) => e.type === 'checkpoint')).toHaveLength(1);
+    expect(events.some((e) => e.type === 'token')).toBe(false);
+    expect(await runtime.session.head()).not.toBe(head);
+    // Resumed, the cut reply goes on and the message is answered.
+    const rest = [];
+    for await (const event of runtime.run({ type: 'resume' })) if (event.type === 'reply') rest.push(event.text);
+    expect(rest.length).toBeGreaterThan(0);
+    expect(runtime.loopState.status).toBe('idle');
+  });
 });

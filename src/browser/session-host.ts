@@ -64,7 +64,9 @@ export class SessionHost {
 
   /** The session was brought here by hand: automatic placement leaves it here while this page is open. */
   held(sessionId: string): boolean {
-    return this.#entries.get(sessionId)?.placer?.held ?? false;
+    const entry = this.#entries.get(sessionId);
+    // An entry without a placer was followed away after a reload: here, it can only have been brought back.
+    return entry !== undefined && (entry.placer ? entry.placer.held : this.opts.autoPlacement !== undefined);
   }
 
   running(sessionId: string): boolean {

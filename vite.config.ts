@@ -73,14 +73,20 @@ export default defineConfig({
       manifest: pwaManifest,
       includeAssets: ['icons/*.svg'],
       workbox: {
-        // Workers, engine wasm and the agent/tool components are part of the app shell: precached for offline use.
-        globPatterns: ['**/*.{js,css,html,svg,png,ico,wasm,webmanifest}', 'components/**/*.json'],
-        // The GPU engines (web-llm ≈6 MB, wllama 3 ≈9 MB) run only on WebGPU devices: fetched when first used, then
-        // cached at run time.
-        globIgnores: ['**/web-llm-*.js', '**/wllama-webgpu-*'],
+        // The precache is the app shell: the page's code and styles, the agent and tool workers, the icons and the
+        // components' manifests (small; they pin every component file by SHA-256). What only some devices or some
+        // sessions run is fetched on first use and cached then (below), so it works offline from that use on.
+        globPatterns: ['**/*.{js,css,html,svg,png,ico,webmanifest}', 'components/**/*.json'],
+        globIgnores: ['components/**/*.js', '**/web-llm-*.js', '**/wllama-webgpu-*', '**/pdf-*.js', '**/pdf.worker*', '**/node.worker-*.js'],
         runtimeCaching: [
+          // Hashed build files fetched on first use: the CPU engine's wasm (one of two builds, by thread support), the
+          // GPU engines (web-llm ≈6 MB, wllama 3 ≈9 MB, WebGPU devices only), PDF.js and its worker, the node worker.
           { urlPattern: /\/assets\/web-llm-[^/]+\.js$/, handler: 'CacheFirst', options: { cacheName: 'ferry-web-llm', expiration: { maxEntries: 4 } } },
           { urlPattern: /\/assets\/wllama-webgpu-[^/]+\.(js|wasm)$/, handler: 'CacheFirst', options: { cacheName: 'ferry-wllama-webgpu', expiration: { maxEntries: 4 } } },
+          { urlPattern: /\/assets\/[^/]+-[\w-]{8}\.(wasm|js|mjs)$/, handler: 'CacheFirst', options: { cacheName: 'ferry-assets', expiration: { maxEntries: 32 } } },
+          // A template's components, when a session of it first runs: each file is asked for by its SHA-256
+          // (template-components.ts), so a cached copy is always the right one.
+          { urlPattern: /\/components\/[^/]+\/[^/?]+\?sha256=[0-9a-f]{64}$/, handler: 'CacheFirst', options: { cacheName: 'ferry-components', expiration: { maxEntries: 160 } } },
         ],
         maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
         // First install takes control at once; an update waits for the user (registerType 'prompt').

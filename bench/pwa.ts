@@ -9,6 +9,8 @@
  * - share_open_ms: a share link of a 10-step session opened in a browser that never saw the app → the transcript
  *   shown and the message box ready to send. Baseline: the app's first visit in such a browser (no link), so the
  *   ratio is what opening the link adds to loading the app.
+ * - long_turn_ms_20: the 20th turn of a conversation past its 4,096-token context (compacted) → its first token, against
+ *   the 1st turn's (bench/long-turn.ts).
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -25,6 +27,7 @@ import { launchFreshChromium } from '../test/support/browser.ts';
 import { startRelayProcess } from '../test/support/relay-process.ts';
 import { testLlm } from '../test/support/session-fixtures.ts';
 import { compared, type Figures, type Suite } from './lib.ts';
+import { longTurnFigures } from './long-turn.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
@@ -114,7 +117,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 export const pwaSuite: Suite = {
   name: 'pwa',
-  description: 'the built PWA in Chromium: initial JS, shell ready from the service worker, opening a 500-step session',
+  description: 'the built PWA in Chromium: initial JS, shell ready from the service worker, opening a 500-step session, a share link, a long conversation',
   async run(): Promise<Figures> {
     if (!existsSync(path.join(dist, 'index.html'))) throw new Error('dist/ has no build: run `npm run build` first.');
     const js = await initialJs();
@@ -169,6 +172,7 @@ export const pwaSuite: Suite = {
       }
 
       return {
+        ...(await longTurnFigures()),
         share_open_ms: compared(median(linkOpen), 'ms', "the app's first visit in a fresh browser", median(firstVisits)),
         initial_js_gzip_bytes: compared(js.initial, 'bytes', 'all JS in the build, gzip', js.all),
         shell_ready_ms: compared(median(shell), 'ms', 'first visit from the network', firstVisit),

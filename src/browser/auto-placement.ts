@@ -13,10 +13,11 @@
  * A private session ("this device only") never moves, and nothing moves while the relay cannot be reached.
  */
 import type { NodeProfile, PlacementPrefs } from '../core/placement/index.ts';
-import { decide, GenerationWatch, thisDeviceProfile, type Decision, type LinkProbe } from '../core/placement/index.ts';
+import { GenerationWatch, type Decision, type LinkProbe } from '../core/placement/index.ts';
 import type { RunPlacement } from '../core/protocol/index.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
 import { probeBattery, probeLink, relayFleet } from './placement-probe.ts';
+import { decideNextStep, THIS_DEVICE, thisDeviceNode, type NextStep } from './next-step.ts';
 
 export interface AutoPlacementContext {
   relay: string;
@@ -30,11 +31,8 @@ export interface AutoPlacementContext {
 export interface AutoPlacerOptions {
   /** What the user allows now; undefined (or privacy "this-device") turns automatic moves off. */
   context(): Promise<AutoPlacementContext | undefined>;
-  /**
-   * The session's model id (its checkpoints record it), its context so far, how long its next reply is expected to
-   * be (placement/reply-length.ts) and how many tokens a reply may take.
-   */
-  step(): Promise<{ model: string; promptTokens: number; expectedOutputTokens: number; replyLimit: number }>;
+  /** The session's next step (next-step.ts); without `decodeTps`, this device's rate is what this page timed. */
+  step(): Promise<Omit<NextStep, 'decodeTps'> & { decodeTps?: number | null }>;
   move(where: RunPlacement | undefined, decision: Decision): void;
   /** A re-decision that kept the session here, for "where it runs" to show. */
   onDecision?(decision: Decision): void;
@@ -50,7 +48,6 @@ export interface StepPlacement {
 
 /** Tokens of a generation that set this device's estimate before the watch starts. */
 const BASELINE_TOKENS = 16;
-const THIS_DEVICE = 'this-device';
 
 export class AutoPlacer {
   #times: number[] = [];
@@ -95,19 +92,23 @@ export class AutoPlacer {
    * it here — it decided so, or nothing is known yet to decide with (no generation measured here, no relay).
    */
   async beforeStep(): Promise<StepPlacement | undefined> {
-    if (this.#decodeTps <= 0 || this.#held) return undefined;
+    if (this.#held) return undefined;
     try {
       const context = await this.opts.context();
       if (!context || context.prefs.privacy === 'this-device') return undefined;
-      const [{ model, promptTokens, expectedOutputTokens }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
-      const nodes = await this.#fleet(context, model, this.#decodeTps, link, battery);
-      // The context is in this device's cache already; any other node reads it first (or is shipped the KV).
-      const step = { sessionId: 'live', model, promptTokens, expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: promptTokens }, kvBytesPerToken: 0 };
-      const decision = decide(step, nodes, context.prefs, THIS_DEVICE);
+      const step = await this.opts.step();
+      // This device's rate as its newest generation here recorded it ("Where it runs" shows the same), else as timed here.
+      const decodeTps = step.decodeTps ?? this.#decodeTps;
+      if (decodeTps <= 0) return undefined;
+      const [link, battery] = await Promise.all([probeLink(context.relay), probeBattery()]);
+      const [here, ...fleet] = await this.#fleet(context, step.model, decodeTps, link, battery);
+      const decision = decideNextStep(step, here!, fleet, context.prefs);
       if (!decision.move) {
         this.opts.onDecision?.(decision);
         return undefined;
       }
+      this.#nodes = [here!, ...fleet];
+      this.#context = context;
       return { where: this.#where(decision), decision };
     } catch {
       return undefined; // no relay, no fleet: the step runs here, as it would without automatic placement
@@ -117,6 +118,11 @@ export class AutoPlacer {
   /** The user brought the session here by hand: it stays, whatever the policy would say, while this page has it open. */
   hold(): void {
     this.#held = true;
+  }
+
+  /** Whether the user brought the session here by hand (then it never moves by itself while this page is open). */
+  get held(): boolean {
+    return this.#held;
   }
 
   #now(): number {
@@ -161,8 +167,7 @@ export class AutoPlacer {
 
   /** This device at `decodeTps`, and the relay's nodes it may use. */
   async #fleet(context: AutoPlacementContext, model: string, decodeTps: number, link: LinkProbe, battery: { level: number; charging: boolean } | undefined): Promise<NodeProfile[]> {
-    const here = thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: decodeTps * 10, decodeTps, measuredAt: Date.now(), ...(battery ? { battery } : {}), kvState: false });
-    return [here, ...(await relayFleet(context.relay, context.space, link, context.self))];
+    return [thisDeviceNode(model, decodeTps, battery ? { battery } : {}), ...(await relayFleet(context.relay, context.space, link, context.self))];
   }
 
   /** The run placement that sends the session to the decided node. */

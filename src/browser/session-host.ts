@@ -11,7 +11,6 @@
  */
 import { FerryError } from '../core/errors.ts';
 import { move, RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
-import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
 import { RelayHttp, type ChildrenScope, type RunPlacement } from '../core/protocol/index.ts';
 import type { HostCall, RunInput } from '../core/runtime/loop.ts';
 import { Session } from '../core/session/index.ts';
@@ -19,10 +18,9 @@ import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
 import type { DeviceWorker, StartSettings } from './device-worker.ts';
 import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
+import { nextStep } from './next-step.ts';
 import type { ModelChoice } from './settings.ts';
 
-/** What an agent's system prompt and tool schemas take in the context, roughly, tokens. */
-const SYSTEM_PROMPT_TOKENS = 512;
 const HERE = 'This device';
 const CLOUD = 'Cloud worker';
 
@@ -62,6 +60,13 @@ export class SessionHost {
 
   placement(sessionId: string): Placement {
     return this.#entries.get(sessionId)?.placement ?? { state: 'here', name: HERE };
+  }
+
+  /** The session was brought here by hand: automatic placement leaves it here while this page is open. */
+  held(sessionId: string): boolean {
+    const entry = this.#entries.get(sessionId);
+    // An entry without a placer was followed away after a reload: here, it can only have been brought back.
+    return entry !== undefined && (entry.placer ? entry.placer.held : this.opts.autoPlacement !== undefined);
   }
 
   running(sessionId: string): boolean {
@@ -232,13 +237,7 @@ export class SessionHost {
     if (!context) return undefined;
     return new AutoPlacer({
       context,
-      step: async () => {
-        const session = await Session.open(this.opts.data.store, sessionId);
-        const [head, replies] = await Promise.all([session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
-        const { replyTokens, contextSize } = this.opts.limits();
-        // The context: what the agent generated so far plus a system prompt's worth (user and tool text uncounted).
-        return { model: head.llm.model, promptTokens: Math.min(contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens), expectedOutputTokens: expectedReplyTokens(replies, replyTokens), replyLimit: replyTokens };
-      },
+      step: async () => nextStep(await Session.open(this.opts.data.store, sessionId), this.opts.limits()),
       move: (where, decision) => {
         if (this.placement(sessionId).state !== 'here') return;
         this.move(sessionId, model, { where, name: decision.estimate.name })

@@ -1,6 +1,6 @@
 /**
  * The components a template's session runs — its agent and tools — fetched from the PWA's own static files
- * (components/<name>/, precached by the service worker: vite.config.ts) for the agent worker. A component's id is
+ * (components/<name>/: the service worker precaches their manifests and caches each file on first use, vite.config.ts) for the agent worker. A component's id is
  * the SHA-256 of its manifest, as on the relay, so a session moved to the cloud worker names the same builds; the
  * worker verifies every file against the manifest before it runs anything (core/runtime/load.ts).
  *
@@ -37,7 +37,7 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   try {
     res = await fetch(url);
   } catch (cause) {
-    throw new FerryError('component/unavailable', `The agent's component file ${url} could not be fetched (${(cause as Error).message}). Reload the app while online once, so it is stored for offline use.`, { cause });
+    throw new FerryError('component/unavailable', `The agent's component file ${url} could not be fetched (${(cause as Error).message}). Open a session of this kind once while online: its files are then kept for offline use.`, { cause });
   }
   if (!res.ok) throw new FerryError('component/unavailable', `The agent's component file ${url} is missing (HTTP ${res.status}); this build of Ferry is incomplete. Reload the app, or rebuild it with \`npm run build\`.`);
   return new Uint8Array(await res.arrayBuffer());
@@ -72,7 +72,9 @@ function fetchComponent(name: string): Promise<{ id: string; files: ComponentFil
     const { id, bytes } = await fetchManifest(name);
     const manifest = parseManifest(bytes);
     const files: ComponentFiles = { 'manifest.json': bytes };
-    await Promise.all([manifest.glue, ...manifest.coreModules].map(async (f) => void (files[f.file] = await fetchBytes(new URL(f.file, base(name)).href))));
+    // Asked for by content (the relay ignores the query): the service worker caches each file on first use, and a
+    // cached copy can only be these bytes.
+    await Promise.all([manifest.glue, ...manifest.coreModules].map(async (f) => void (files[f.file] = await fetchBytes(new URL(`${f.file}?sha256=${f.sha256}`, base(name)).href))));
     return { id, files };
   });
 }

@@ -28,6 +28,8 @@ export interface ModelsView {
   choice: { engine: SessionEngine; reason: string; wllamaThreads: number };
   /** Whether this device's GPU runs GGUF models (llama.cpp's WebGPU backend); null without WebGPU. */
   ggufOnGpu: GpuVerdict | null;
+  /** This device's only WebGPU adapter is a software fallback (slower than the CPU engine). */
+  softwareGpu: boolean;
   /** web-llm models this device's GPU can run (ids and their GPU memory need). */
   webLlm: { id: string; vramMb: number | null }[];
   relay: string;
@@ -75,6 +77,7 @@ export async function loadModels(settings: Settings): Promise<ModelsView> {
   return {
     choice: { ...sessionEngine(choice, settings, ggufOnGpu), wllamaThreads: choice.wllamaThreads },
     ggufOnGpu,
+    softwareGpu: probe.webgpu.available && probe.webgpu.isFallbackAdapter,
     webLlm: choice.webLlmModels.map((m) => ({ id: m.model_id, vramMb: m.vram_required_MB ?? null })),
     relay,
     relayModels: models,

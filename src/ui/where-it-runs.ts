@@ -1,13 +1,16 @@
 /**
  * What the "Where it runs" panel shows: this device (the engine it would use and why, the session's model, its
  * measured speed), the relay's cloud workers and this device's space's devices with their measured speed and this
- * page's round trip to the relay (as node profiles: core/placement/fleet.ts),
- * and the placement policy's decision with its reason (src/core/placement). Loaded only when the panel opens.
+ * page's round trip to the relay (as node profiles: core/placement/fleet.ts), and what placement does with the session
+ * next and why (placement-line.ts). Loaded only when the panel opens.
  */
 import { placementPrefs, type Settings } from '../browser/settings.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { RECENT_REPLIES, cloudPlacement, decide, expectedReplyTokens, relayProfiles, thisDeviceProfile, type NodeProfile, type PendingStep, type Price } from '../core/placement/index.ts';
+import { cloudPlacement, relayProfiles, type NodeProfile, type Price } from '../core/placement/index.ts';
+import { decideNextStep, nextStep, thisDeviceNode } from '../browser/next-step.ts';
+import { probeLink } from '../browser/placement-probe.ts';
+import { placementLine, type PlacementFacts } from './placement-line.ts';
 import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths, type RunPlacement } from '../core/protocol/index.ts';
 import { nodeOffer } from './device-node.svelte.ts';
 import type { Session } from '../core/session/index.ts';
@@ -18,7 +21,7 @@ export interface DeviceView {
   engineWhy: string;
   /** The session's model ('' until one is chosen). */
   model: string;
-  /** Measured decode speed of the session's model here; null until the model has run on this device. */
+  /** Measured decode speed of the session's model here (its newest generation here); null until it ran here. */
   decodeTps: number | null;
 }
 
@@ -47,8 +50,8 @@ export interface WhereItRunsView {
   /** What the current branch's steps have cost on paid workers, USD. */
   spentUsd: number;
   relayError: UiError | null;
-  /** The policy's decision for the session's next step, or why no node can take it. */
-  decision: { node: string; reason: string } | { problem: UiError };
+  /** What placement does with the session next, and why (placement-line.ts). */
+  placement: string;
   /**
    * Where "Move to the cloud worker" sends the session, or why no cloud worker may take it under the user's privacy
    * and budget; null when the relay lists none. When the settings allow every cloud worker the relay picks one (and
@@ -58,9 +61,6 @@ export interface WhereItRunsView {
 }
 
 const TIMEOUT_MS = 5000;
-const THIS_DEVICE = 'this-device';
-/** The link's bandwidth when the browser does not say; the round trip is measured. */
-const DEFAULT_BANDWIDTH_BPS = 10e6;
 
 async function fetchJson(url: string, headers: Record<string, string> = {}): Promise<unknown> {
   const res = await fetch(url, { cache: 'no-store', headers, signal: AbortSignal.timeout(TIMEOUT_MS) });
@@ -68,66 +68,52 @@ async function fetchJson(url: string, headers: Record<string, string> = {}): Pro
   return res.json();
 }
 
-async function roundTrip(relay: string): Promise<number> {
-  let best = Infinity;
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    await fetchJson(`${relay}/healthz`);
-    best = Math.min(best, performance.now() - t0);
-  }
-  return best;
-}
-
-export async function loadWhereItRuns(session: Session, settings: Settings, measuredTps?: Readonly<Record<string, number>>): Promise<WhereItRunsView> {
+/**
+ * The panel's view of `session` as it stands now. `placement` is where it runs and `held` whether the person brought it
+ * back by hand (the session host's): with the settings and the session's own next step (next-step.ts, as automatic
+ * placement reads them) they make the placement line.
+ */
+export async function loadWhereItRuns(session: Session, settings: Settings, where: { placement: PlacementFacts['placement']; held: boolean }): Promise<WhereItRunsView> {
   const relay = (settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
-  const [probe, head, replies] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
+  const [probe, head, step] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id)), nextStep(session, settings)]);
   const choice = sessionEngine(chooseEngine(probe), settings, probe.webgpu.available ? offloadVerdict(probe) : null);
-  const model = head.llm.model;
-  const decodeTps = (model && measuredTps?.[model]) || null;
-  const device: DeviceView = { engine: choice.engine, engineWhy: choice.reason, model, decodeTps };
+  const device: DeviceView = { engine: choice.engine, engineWhy: choice.reason, model: step.model, decodeTps: step.decodeTps };
 
   let rttMs: number | null = null;
   let workers: WorkerView[] = [];
   let relayError: UiError | null = null;
   let fleet: NodeProfile[] = [];
   try {
-    rttMs = await roundTrip(relay);
+    const link = await probeLink(relay);
+    rttMs = link.rttMs;
     // This device's space: its other devices offering themselves are listed (and may take the session) too.
     const context = await nodeOffer.placementContext();
     const list = parseWire(WorkerListSchema, await fetchJson(`${relay}${workerPaths.list}`, { [SPACE_HEADER]: context.space }), "The relay's worker list", 'relay/bad-response');
     workers = list.workers
       .filter((w) => w.id !== context.self)
       .map((w) => ({ id: w.id, kind: w.kind, name: w.profile.name, embedded: w.embedded, engine: w.profile.engine, device: w.profile.device, model: w.profile.model, prefillTps: w.profile.prefillTps, decodeTps: w.profile.decodeTps, runs: w.runs, price: w.profile.price ?? null }));
-    fleet = relayProfiles(list, { rttMs, bandwidthBps: DEFAULT_BANDWIDTH_BPS }, Date.now(), context.self);
+    fleet = relayProfiles(list, link, Date.now(), context.self);
   } catch (err) {
     relayError = describeError(isFerryError(err) ? err : new FerryError('relay/unreachable', `The relay at ${relay} could not be reached (${err instanceof Error ? err.message : String(err)}). Check the connection, or the relay URL in Settings.`));
   }
 
-  const memoryBytes = (probe.deviceMemoryGiB ?? 4) * 2 ** 30;
-  const here = thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: (decodeTps ?? 0) * 10, decodeTps: decodeTps ?? 0, measuredAt: Date.now(), memoryBytes, kvState: false });
-  const nodes: NodeProfile[] = [here, ...fleet];
-  const step: PendingStep = {
-    sessionId: session.id,
-    model: model || workers[0]?.model || 'no model chosen',
-    promptTokens: 512,
-    expectedOutputTokens: Math.max(1, expectedReplyTokens(replies, head.llm.sampling.maxTokens)),
-    kvBytesPerToken: 0,
-  };
+  const next = { ...step, model: step.model || workers[0]?.model || 'no model chosen' };
   const prefs = placementPrefs(settings);
-  let decision: WhereItRunsView['decision'];
+  let decision: PlacementFacts['decision'];
   try {
-    const d = decide(step, nodes, prefs, THIS_DEVICE);
-    decision = { node: d.estimate.name, reason: d.reason };
+    const here = thisDeviceNode(step.model, step.decodeTps ?? 0, { memoryBytes: (probe.deviceMemoryGiB ?? 4) * 2 ** 30 });
+    decision = decideNextStep(next, here, fleet, prefs);
   } catch (err) {
-    decision = { problem: describeError(err) };
+    decision = { problem: describeError(err).message };
   }
   let cloudMove: WhereItRunsView['cloudMove'] = null;
   if (fleet.some((n) => n.kind === 'cloud')) {
     try {
-      cloudMove = { where: cloudPlacement(step, fleet, prefs) };
+      cloudMove = { where: cloudPlacement({ sessionId: session.id, model: next.model, promptTokens: next.promptTokens, expectedOutputTokens: next.expectedOutputTokens, kvBytesPerToken: 0 }, fleet, prefs) };
     } catch (err) {
       cloudMove = { blocked: describeError(err).message };
     }
   }
-  return { device, relay, rttMs, workers, spentUsd: head.counters.costMicros / 1e6, relayError, decision, cloudMove };
+  const placement = placementLine({ privacy: settings.privacy, placement: where.placement, measuredTps: step.decodeTps, held: where.held, decision });
+  return { device, relay, rttMs, workers, spentUsd: head.counters.costMicros / 1e6, relayError, placement, cloudMove };
 }

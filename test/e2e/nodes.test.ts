@@ -285,6 +285,8 @@ describe('browsers as nodes of a space', () => {
     expect(Number(/· ([\d,]+) tokens/.exec(text)![1]!.replace(/,/g, ''))).toBe(2000);
     // "Where it runs" lists the laptop among this device's other devices.
     await page.getByTestId('where-it-runs').locator('summary').click();
+    // It says where the session is now, not what the policy would do with it from here.
+    await expect.poll(() => page.getByTestId('placement-reason').textContent({ timeout: 100 }).catch(() => ''), { timeout: 30_000 }).toMatch(/^Runs on .+\. Automatic placement decides only for sessions on this device/);
     const laptopName = await nameOf(nodeIds[1]!);
     await expect.poll(() => page.getByTestId('space-device').allTextContents().then((t) => t.join(' ')), { timeout: 30_000 }).toContain(laptopName);
     // Back to this device, and to full speed, for what follows.

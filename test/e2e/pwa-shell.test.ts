@@ -65,26 +65,28 @@ describe('the PWA served by the relay', () => {
     expect(scope).toBe(`${relay.url}/`);
     await expect.poll(() => page.getByTestId('offline-ready').isVisible(), { timeout: 30_000 }).toBe(true);
     await page.screenshot({ path: path.join(shots, 'pwa-online.png') });
-    // The app shell is precached (workers and engine wasm included); the GPU engines (web-llm ≈6 MB a copy — the
-    // page's and the agent worker's — and wllama 3's WebGPU build ≈9 MB, for WebGPU devices only) are not: they are
-    // fetched and cached when first used.
-    const precached = await page.evaluate(async () => {
-      const entries: { path: string; bytes: number; webLlm: boolean; webGpuWllama: boolean }[] = [];
-      for (const name of await caches.keys()) {
-        const cache = await caches.open(name);
-        for (const request of await cache.keys()) {
-          const body = (await (await cache.match(request))?.text()) ?? '';
-          // Each engine whatever its file is called: web-llm's catalog names its model libraries; wllama 3's JS and
-          // wasm carry emscripten's WebGPU bindings (emwgpu…), which wllama 2's CPU build lacks.
-          entries.push({ path: new URL(request.url).pathname, bytes: body.length, webLlm: body.includes('binary-mlc-llm-libs'), webGpuWllama: body.includes('emwgpu') });
-        }
-      }
-      return entries;
-    });
-    expect(precached.filter((e) => /\/assets\/(agent|node|tool)\.worker-[^/]+\.js$/.test(e.path))).toHaveLength(3);
-    expect(precached.some((e) => e.path.endsWith('.wasm'))).toBe(true);
-    expect(precached.filter((e) => e.webLlm || e.webGpuWllama).map((e) => e.path)).toEqual([]);
+    // The precache is the app shell (the page's code, the agent and tool workers, the components' manifests). What
+    // only some devices or sessions run — the engines' wasm, the GPU engines (web-llm ≈6 MB a copy, wllama 3's WebGPU
+    // build ≈9 MB), the components' code, PDF.js and its worker, the node worker — is fetched on first use.
+    const precached = await cachedFiles(page, 'precache');
+    expect(precached.filter((e) => /\/assets\/(agent|tool)\.worker-[^/]+\.js$/.test(e.path))).toHaveLength(2);
+    expect(precached.filter((e) => /\.wasm$|\/node\.worker-|\/pdf[.-]/.test(e.path) || e.webLlm || e.webGpuWllama).map((e) => e.path)).toEqual([]);
+    expect(precached.filter((e) => e.path.startsWith('/components/')).every((e) => e.path.endsWith('/manifest.json'))).toBe(true);
     console.info(`precached: ${precached.length} files, ${(precached.reduce((n, e) => n + e.bytes, 0) / 2 ** 20).toFixed(1)} MiB`);
+    await page.screenshot({ path: path.join(shots, 'pwa-online.png') });
+
+    // A first session fetches what it runs — the CPU engine's wasm, its template's components — and keeps them.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }).click();
+    await page.getByTestId('relay-models').getByRole('button', { name: /^Use / }).click();
+    await page.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
+    await page.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await page.getByLabel(/Assistant/).click();
+    await page.getByLabel(/^Title/).fill('Offline later');
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await chat(page, 'Hello while online.', 1);
+    const fetched = await cachedFiles(page, 'runtime');
+    expect(fetched.filter((e) => /\/assets\/[^/]+\.wasm$/.test(e.path)).length).toBeGreaterThan(0);
+    expect(fetched.filter((e) => /^\/components\/(assistant|notes)\//.test(e.path)).length).toBeGreaterThan(0);
 
     // Offline for real: the relay is gone and the browser has no network.
     await relay.stop();
@@ -93,6 +95,36 @@ describe('the PWA served by the relay', () => {
     await expect.poll(() => page.getByTestId('app-root').isVisible()).toBe(true);
     expect(await page.evaluate(() => navigator.serviceWorker.controller !== null)).toBe(true);
     await expect.poll(() => page.getByTestId('connectivity').textContent()).toContain('Offline');
+    // The session (the page reloaded on it) runs offline on what its first use cached: the engine, the components, the model.
+    expect(await page.getByRole('heading', { level: 2 }).textContent()).toBe('Offline later');
+    await chat(page, 'Hello while offline.', 2);
     await page.screenshot({ path: path.join(shots, 'pwa-offline.png') });
   });
 });
+
+/** The files in the service worker's precache, or in the caches it fills at run time, with what each holds. */
+async function cachedFiles(page: Page, which: 'precache' | 'runtime'): Promise<{ path: string; bytes: number; webLlm: boolean; webGpuWllama: boolean }[]> {
+  return page.evaluate(async (precache) => {
+    const entries: { path: string; bytes: number; webLlm: boolean; webGpuWllama: boolean }[] = [];
+    for (const name of await caches.keys()) {
+      if (name.includes('precache') !== precache) continue;
+      const cache = await caches.open(name);
+      for (const request of await cache.keys()) {
+        const body = (await (await cache.match(request))?.text()) ?? '';
+        // Each engine whatever its file is called: web-llm's catalog names its model libraries; wllama 3's JS and
+        // wasm carry emscripten's WebGPU bindings (emwgpu…), which wllama 2's CPU build lacks.
+        entries.push({ path: new URL(request.url).pathname, bytes: body.length, webLlm: body.includes('binary-mlc-llm-libs'), webGpuWllama: body.includes('emwgpu') });
+      }
+    }
+    return entries;
+  }, which === 'precache');
+}
+
+/** Sends a message in the open session and waits until the agent's reply number `replies` is in its transcript. */
+async function chat(page: Page, text: string, replies: number): Promise<void> {
+  await page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor({ timeout: 60_000 });
+  const box = page.getByLabel('Message');
+  await box.fill(text);
+  await box.press('Enter');
+  await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 120_000 }).toBe(replies);
+}

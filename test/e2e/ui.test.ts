@@ -33,6 +33,18 @@ for (const device of devices) {
 
     afterAll(() => rig?.close());
 
+    /** `notice` is shown, and its box meets none of `controls`' (each visible first). */
+    async function expectClear(notice: Locator, controls: Locator[]): Promise<void> {
+      const box = await notice.boundingBox({ timeout: 30_000 });
+      expect(box).not.toBeNull();
+      for (const control of controls) {
+        const c = await control.boundingBox({ timeout: 30_000 });
+        expect(c).not.toBeNull();
+        const meets = box!.x < c!.x + c!.width && c!.x < box!.x + box!.width && box!.y < c!.y + c!.height && c!.y < box!.y + box!.height;
+        expect(meets, `the notice ${JSON.stringify(box)} meets ${control.toString()} at ${JSON.stringify(c)}`).toBe(false);
+      }
+    }
+
     /** Types a message and sends it with Enter. */
     async function send(text: string): Promise<void> {
       const box = page.getByLabel('Message');
@@ -193,7 +205,7 @@ for (const device of devices) {
       // The default privacy (this device only) rules the cloud out, and the reason says so.
       // This device's speed is measured from the replies it generated, so the policy can decide, and says why.
       expect(device).toMatch(/Speed\s*[\d,.]+ tok\/s/);
-      expect(await page.getByTestId('placement-reason').textContent()).toMatch(/^Stayed on this device .*privacy: this device only/);
+      expect(await page.getByTestId('placement-reason').textContent()).toBe('Stays on this device: your privacy setting (this device only) keeps sessions here.');
       await screen('where-it-runs');
       await press(panel.locator('summary'));
     });
@@ -399,6 +411,13 @@ for (const device of devices) {
       await send(long);
       await expect.poll(() => page.getByTestId('error-toast').getAttribute('data-code'), { timeout: 60_000 }).toBe('llm/context-full');
       expect(await page.getByTestId('error-toast').textContent()).toMatch(/the context holds 512/);
+      // The notice covers no control: not the message box or Send, nor the tree's Roll back and Close.
+      await expectClear(page.getByTestId('error-toast'), [page.getByLabel('Message'), page.getByRole('button', { name: 'Send', exact: true })]);
+      await press(page.getByRole('link', { name: 'Checkpoints' }));
+      await press(page.getByTestId('tree-node').first());
+      await expectClear(page.getByTestId('error-toast'), [page.getByRole('button', { name: /^Roll back / }), page.getByRole('button', { name: 'Close', exact: true })]);
+      await press(page.getByRole('button', { name: 'Close', exact: true }));
+      await press(page.getByRole('link', { name: 'Chat' }));
       // The error belongs to this session: another session's screen does not show it; back here, it is there again.
       await openSession('Weekly show');
       expect(await page.getByTestId('error-toast').count()).toBe(0);
@@ -456,6 +475,8 @@ for (const device of devices) {
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
       await page.getByTestId('placement-reason').waitFor();
+      // Nothing ran here yet: automatic placement has nothing to compare, and the panel does not claim a move.
+      expect(await page.getByTestId('placement-reason').textContent()).toMatch(/^Stays on this device for now: automatic placement compares/);
       const move = page.getByRole('button', { name: 'Move to the cloud worker' });
       expect(await page.getByTestId('move-blocked').count()).toBe(0);
       expect(await move.isEnabled()).toBe(true);
@@ -477,6 +498,7 @@ for (const device of devices) {
       // The cloud's checkpoints are in this device's store as they are published: before any "Bring back".
       await expect.poll(() => fromCloud.count(), { timeout: 30_000 }).toBeGreaterThan(0);
       expect(await page.getByTestId('runs-on').textContent()).toBe('Cloud worker');
+      await expect.poll(() => page.getByTestId('placement-reason').textContent(), { timeout: 30_000 }).toMatch(/^Runs on Cloud worker\. /);
       await screen('in-the-cloud');
 
       await press(page.getByRole('button', { name: 'Bring back to this device' }));
@@ -487,6 +509,9 @@ for (const device of devices) {
       await expect.poll(() => joined.count(), { timeout: 60_000 }).toBe(1);
       expect(await page.getByTestId('agent-message').count()).toBe(1);
       await chat('And then?', await page.getByTestId('agent-message').count() + 1);
+      // A reply here measured this device, and the person brought the session back: it stays, and the panel says why.
+      await expect.poll(() => page.getByTestId('this-device').textContent(), { timeout: 30_000 }).toMatch(/Speed\s*[\d,.]+ tok\/s/);
+      expect(await page.getByTestId('placement-reason').textContent()).toMatch(/^Stays on this device: you brought it back/);
       await screen('brought-back');
     });
 

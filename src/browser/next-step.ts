@@ -1,0 +1,65 @@
+/**
+ * The facts placement decides a session's next step with, and that decision — one source for automatic placement
+ * (auto-placement.ts) and for what "Where it runs" says will happen (ui/where-it-runs.ts), so the screen never tells
+ * another story than the one the placer acts on.
+ */
+import { decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs } from '../core/placement/index.ts';
+import type { Session } from '../core/session/index.ts';
+
+/** The placement's id for this device. */
+export const THIS_DEVICE = 'this-device';
+/** A system prompt's worth of context besides what the agent generated (user and tool text go uncounted). */
+const SYSTEM_PROMPT_TOKENS = 512;
+/** The engines that run on this device: their generations measure its speed. */
+const ENGINES_HERE = new Set(['wllama', 'wllama-webgpu', 'web-llm']);
+
+export interface NextStep {
+  /** The session's model id, as its checkpoints record it. */
+  model: string;
+  promptTokens: number;
+  /** How long the next reply is expected to be (placement/reply-length.ts), and how many tokens a reply may take. */
+  expectedOutputTokens: number;
+  replyLimit: number;
+  /** This device's decode rate for the model, from the newest generation an engine here recorded; null: none yet. */
+  decodeTps: number | null;
+}
+
+/** The next step of `session` under this device's reply length and context size. */
+export async function nextStep(session: Session, limits: { replyTokens: number; contextSize: number }): Promise<NextStep> {
+  const [head, replies] = await Promise.all([session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
+  return {
+    model: head.llm.model,
+    promptTokens: Math.min(limits.contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens),
+    expectedOutputTokens: expectedReplyTokens(replies, limits.replyTokens),
+    replyLimit: limits.replyTokens,
+    decodeTps: await measuredHere(session, head.llm.model),
+  };
+}
+
+/** Checkpoints read back for a generation here: a long run of tool steps or cloud replies ends the search. */
+const MEASURE_DEPTH = 64;
+
+/** Tokens per second of the newest generation of `model` that ran on this device, on the current branch. */
+async function measuredHere(session: Session, model: string): Promise<number | null> {
+  let id: string | null = await session.head();
+  for (let read = 0; id !== null && read < MEASURE_DEPTH; read++) {
+    const checkpoint = await session.checkpoint(id);
+    for (let i = checkpoint.events.length - 1; i >= 0; i--) {
+      const e = checkpoint.events[i]!;
+      if (e.type === 'generation' && ENGINES_HERE.has(e.engine.id) && e.engine.model === model && e.tokens.length > 1 && e.timings.generateMs > 0) return e.tokens.length / (e.timings.generateMs / 1000);
+    }
+    id = checkpoint.parent;
+  }
+  return null;
+}
+
+/** This device as a node: `model` at `decodeTps` (0: not measured, so it cannot be estimated for it). */
+export function thisDeviceNode(model: string, decodeTps: number, extra: { battery?: { level: number; charging: boolean }; memoryBytes?: number } = {}): NodeProfile {
+  return thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: decodeTps * 10, decodeTps, measuredAt: Date.now(), kvState: false, ...extra });
+}
+
+/** Where the next step runs: this device `here`, with the session's context in its cache, or a node of `fleet`. */
+export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs): Decision {
+  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0 };
+  return decide(pending, [here, ...fleet], prefs, THIS_DEVICE);
+}

@@ -1,0 +1,61 @@
+/**
+ * The facts automatic placement and "Where it runs" both decide the next step with (src/browser/next-step.ts): this
+ * device's speed is its newest generation here of the session's model — not a cloud worker's, not another model's —
+ * and the decision takes this device's cached context into account.
+ */
+import { describe, expect, test } from 'vitest';
+import { decideNextStep, nextStep, thisDeviceNode } from '../../src/browser/next-step.ts';
+import { restoreNodeProfile } from '../../src/core/placement/index.ts';
+import { Session, type SessionEvent } from '../../src/core/session/index.ts';
+import { createMemoryStore } from '../../src/core/store/index.ts';
+import { testLlm } from '../support/session-fixtures.ts';
+
+const at = 1_700_000_000_000;
+const generation = (id: string, model: string, tokens: number, generateMs: number): SessionEvent => ({
+  type: 'generation',
+  tokens: Array.from({ length: tokens }, (_, i) => i),
+  text: 'x'.repeat(tokens),
+  engine: { id, kind: id === 'node-llama-cpp' ? 'native' : 'wasm-cpu', model },
+  timings: { promptMs: 5, generateMs },
+  finish: 'stop',
+  at,
+});
+
+async function session(...steps: SessionEvent[][]): Promise<Session> {
+  const s = await Session.create(createMemoryStore(), { llm: testLlm, now: at });
+  for (const events of steps) await s.append({ events: [{ type: 'user', text: 'hi', at }, ...events], now: at });
+  return s;
+}
+
+describe('the next step', () => {
+  test('nothing ran here: no speed', async () => {
+    const s = await session([generation('node-llama-cpp', testLlm.model, 100, 50)]);
+    expect((await nextStep(s, { replyTokens: 256, contextSize: 4096 })).decodeTps).toBeNull();
+  });
+
+  test("this device's speed is the newest generation here of the session's model, past a cloud reply after it", async () => {
+    const s = await session([generation('wllama', testLlm.model, 50, 1000)], [generation('wllama', testLlm.model, 100, 1000)], [generation('wllama', 'another-model', 10, 1000)], [generation('node-llama-cpp', testLlm.model, 400, 100)]);
+    const step = await nextStep(s, { replyTokens: 256, contextSize: 4096 });
+    expect(step.decodeTps).toBe(100);
+    expect(step.model).toBe(testLlm.model);
+    expect(step.replyLimit).toBe(256);
+    // The context: a system prompt's worth plus what was generated, within the context size.
+    expect(step.promptTokens).toBe(512 + 50 + 100 + 10 + 400);
+    expect((await nextStep(s, { replyTokens: 256, contextSize: 600 })).promptTokens).toBe(600);
+  });
+
+  test('the decision: a much faster worker takes the next step; one no faster leaves it here, the context being cached here', () => {
+    // A free cloud worker of the same model a few milliseconds away, as the relay's list makes it (core/placement/fleet.ts).
+    const worker = (decodeTps: number) => [
+      restoreNodeProfile({ id: 'w1', name: 'embedded', kind: 'cloud', trust: 'own', models: { [testLlm.model]: { prefillTps: decodeTps * 10, decodeTps, measuredAt: at } }, memoryBytes: 2 ** 40, link: { rttMs: 5, bandwidthBps: 1e8 }, price: { promptPer1k: 0, outputPer1k: 0 }, queueWaitMs: 0, kvState: true }),
+    ];
+    const step = { model: testLlm.model, promptTokens: 2000, expectedOutputTokens: 256 };
+    const prefs = { objective: 'fastest', privacy: 'any' } as const;
+    const fast = decideNextStep(step, thisDeviceNode(testLlm.model, 10), worker(2000), prefs);
+    expect(fast.move).toBe(true);
+    expect(fast.nodeId).toBe('w1');
+    const same = decideNextStep(step, thisDeviceNode(testLlm.model, 100), worker(100), prefs);
+    expect(same.move).toBe(false);
+    expect(same.nodeId).toBe('this-device');
+  });
+});

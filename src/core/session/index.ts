@@ -21,4 +21,4 @@ export {
 } from './schema.ts';
 export { assertBranchName, assertComponentName, assertSessionId, branchRef, headRef, newSessionId, parseSessionRef, sessionPrefix } from './refs.ts';
 export { bytesEqual, decodeMsgpack, encodeCanonical } from './canonical.ts';
-export { compareBranches, lastRollback, layoutTree, summarize, undoLastRollback, type ChainStep, type SessionTree, type TranscriptStep, type TreeNode } from './tree.ts';
+export { chainTo, compareBranches, lastRollback, layoutTree, summarize, undoLastRollback, type ChainStep, type SessionTree, type TranscriptStep, type TreeNode } from './tree.ts';

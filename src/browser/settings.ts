@@ -115,7 +115,8 @@ export function placementPrefs(settings: Pick<Settings, 'objective' | 'privacy' 
  */
 const ModelChoiceSchema = v.variant('source', [
   v.object({ source: v.literal('relay'), id: sha256, name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), contextSize: v.pipe(v.number(), v.integer(), v.minValue(1)), url: v.pipe(v.string(), v.url(), v.maxLength(2048)) }),
-  v.object({ source: v.literal('file'), name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), file: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}\.gguf$/)) }),
+  // `id`: the file's SHA-256 (absent in choices saved by older builds, whose engine hashes the file itself).
+  v.object({ source: v.literal('file'), name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), file: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}\.gguf$/)), id: v.optional(sha256) }),
 ]);
 export type ModelChoice = v.InferOutput<typeof ModelChoiceSchema>;
 

@@ -393,6 +393,12 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 90_000 }).toBe(0);
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 90_000 }).toBe(replies);
       expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('explain the workspace')]);
+      // The model picked from disk is named by its file name, in the transcript and in "Where it runs".
+      expect(await page.getByTestId('agent-message').first().textContent()).toMatch(/Agent · wllama · tiny\.gguf · \d+ tokens/);
+      await press(page.getByTestId('where-it-runs').locator('summary'));
+      await page.getByTestId('this-device').waitFor({ timeout: 60_000 });
+      expect(await page.getByTestId('this-device').textContent()).toMatch(/Model\s*tiny\.gguf/);
+      await press(page.getByTestId('where-it-runs').locator('summary'));
       expect(await page.getByTestId('current-branch').textContent()).toBe('main');
       // The dev-guide session's own panel: an empty workspace (the tiny model's gibberish calls no tool).
       await openPanel('Workspace');

@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
-import { Session, parseSessionRef, sessionPrefix, type SessionEvent } from '../core/session/index.ts';
+import { MAX_SESSION_TITLE, Session, parseSessionRef, sessionPrefix, type SessionEvent } from '../core/session/index.ts';
 import { collectClosure } from '../core/snapshot/index.ts';
 import type { Ref, Store } from '../core/store/index.ts';
 import { writing, type AppDatabase } from './app-db.ts';
@@ -14,7 +14,7 @@ import type { SessionAgent } from './template-components.ts';
 import { TEMPLATE_IDS, TEMPLATES, templateName, type TemplateId } from './templates.ts';
 import type { Transcripts } from './transcripts.ts';
 
-const MAX_TITLE = 120;
+const MAX_TITLE = MAX_SESSION_TITLE;
 const time = v.pipe(v.number(), v.finite(), v.minValue(0));
 const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 

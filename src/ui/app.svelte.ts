@@ -243,6 +243,13 @@ class Ui {
     return true;
   }
 
+  /** The answer to "Where may your sessions run?", asked once with the first session: kept in Settings. */
+  async answerPrivacy(privacy: Settings['privacy']): Promise<boolean> {
+    const saved = await this.attempt(() => this.app.settings.saveSettings({ ...this.settings, privacy, privacyAsked: true }));
+    if (saved) this.settings = saved;
+    return saved !== undefined;
+  }
+
   notify(text: string, action?: Toast['action']): void {
     this.push({ id: this.#nextToast++, text, ...(action ? { action } : {}) });
   }

@@ -2,7 +2,9 @@ export { Session, type Branch, type HistoryEntry, type SessionInit, type Step } 
 export { chunkDelta, chunkImage, readChunkList, readImage, readImages, type ChunkedImage, type ImageDelta, type PreviousImage } from './chunks.ts';
 export {
   FORMAT_VERSION,
+  MAX_SESSION_TITLE,
   PAGE_SIZE,
+  SessionTitleSchema,
   checkPage,
   childrenOf,
   decodeObject,

@@ -107,6 +107,8 @@ describe('the catalogue reads a session\'s template from its agent', () => {
     expect(await importFerryFile(createMemoryStore(), bytes)).toEqual({ session: source.id, title: 'Tide tables for Saturday' });
     const other = await openApp();
     expect((await other.importFile(bytes, 'download (3).ferry')).title).toBe('Tide tables for Saturday');
+    // A title that would not read back is left out of the file rather than failing the export.
+    expect(await importFerryFile(createMemoryStore(), await exportSession(store, session.id, { title: '   ' }))).toEqual({ session: session.id });
     mine.close();
     other.close();
   }, TIMEOUT);

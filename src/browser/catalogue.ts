@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
-import { Session, parseSessionRef, sessionPrefix, type SessionEvent } from '../core/session/index.ts';
+import { MAX_SESSION_TITLE, Session, parseSessionRef, sessionPrefix, type SessionEvent } from '../core/session/index.ts';
 import { collectClosure } from '../core/snapshot/index.ts';
 import type { Ref, Store } from '../core/store/index.ts';
 import { writing, type AppDatabase } from './app-db.ts';
@@ -14,13 +14,12 @@ import type { SessionAgent } from './template-components.ts';
 import { TEMPLATE_IDS, TEMPLATES, templateName, type TemplateId } from './templates.ts';
 import type { Transcripts } from './transcripts.ts';
 
-const MAX_TITLE = 120;
 const time = v.pipe(v.number(), v.finite(), v.minValue(0));
 const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 
 const MetaSchema = v.object({
   id: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/)),
-  title: v.pipe(v.string(), v.maxLength(MAX_TITLE)),
+  title: v.pipe(v.string(), v.maxLength(MAX_SESSION_TITLE)),
   template: v.picklist([...TEMPLATE_IDS, 'unknown']),
   /**
    * The agent component id the template was read from (null: the session holds no agent state). Absent in entries
@@ -49,7 +48,7 @@ export interface DeletedEntry {
 export function checkTitle(title: string): string {
   const t = title.trim();
   if (t.length === 0) throw new FerryError('app/bad-title', 'A session needs a title; type at least one character.');
-  if (t.length > MAX_TITLE) throw new FerryError('app/bad-title', `Titles are at most ${MAX_TITLE} characters; shorten it.`);
+  if (t.length > MAX_SESSION_TITLE) throw new FerryError('app/bad-title', `Titles are at most ${MAX_SESSION_TITLE} characters; shorten it.`);
   return t;
 }
 
@@ -170,7 +169,7 @@ export class SessionCatalogue {
     const agent = await agentOf(this.store, id).catch(() => undefined);
     const meta: SessionMeta = {
       id,
-      title: checkTitle(title ?? titleFrom(firstUser?.checkpoint.events ?? [], fallbackTitle).slice(0, MAX_TITLE)),
+      title: checkTitle(title ?? titleFrom(firstUser?.checkpoint.events ?? [], fallbackTitle).slice(0, MAX_SESSION_TITLE)),
       template: agent?.template ?? 'unknown',
       ...(agent ? { agent: agent.agent } : {}),
       createdAt: root.at,

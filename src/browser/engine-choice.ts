@@ -38,11 +38,11 @@ export class EngineChoice {
     const key = JSON.stringify([model, contextSize, gpuModel, ggufOnGpu]);
     if (this.#made?.key !== key) {
       const spec = openModel(model, this.opts.onModelProgress).then(async (file): Promise<BrowserEngineSpec> => {
-        // A relay model's id is its SHA-256, as the cloud worker reports it; a picked file is hashed by the engine.
+        // A model's id is its SHA-256, as the cloud worker reports it (hashed when picked; older choices by the engine).
         const cpu: WllamaSpec =
           model.source === 'relay'
             ? { kind: 'wllama', model: file, modelId: model.id, contextSize: Math.min(model.contextSize, contextSize) }
-            : { kind: 'wllama', model: file, contextSize: Math.min((await checkGguf(blobReader(file))).contextLength, contextSize) };
+            : { kind: 'wllama', model: file, ...(model.id ? { modelId: model.id } : {}), contextSize: Math.min((await checkGguf(blobReader(file))).contextLength, contextSize) };
         if (gpuModel) {
           const gpu = await gpuRuns(gpuModel);
           if (gpu.ok) return { kind: 'web-llm', modelId: gpuModel, contextSize: cpu.contextSize ?? contextSize, fallback: cpu };

@@ -5,7 +5,7 @@
  */
 import { FerryError } from '../core/errors.ts';
 import { Session } from '../core/session/index.ts';
-import { exportSession, importSession } from '../core/snapshot/index.ts';
+import { exportSession, importFerryFile } from '../core/snapshot/index.ts';
 import type { Store } from '../core/store/index.ts';
 import { openAppDb, type AppDatabase } from './app-db.ts';
 import { SessionCatalogue, type DeletedEntry, type SessionMeta } from './catalogue.ts';
@@ -66,19 +66,22 @@ export class LocalData {
     return meta;
   }
 
-  /** The session as a `.ferry` file, named after its title. */
+  /** The session as a `.ferry` file, named after its title (which the file carries too). */
   async exportFile(id: string): Promise<{ name: string; bytes: Uint8Array }> {
     const meta = await this.sessions.get(id);
-    const bytes = await exportSession(this.store, id);
+    const bytes = await exportSession(this.store, id, { title: meta.title });
     const base = meta.title.replace(/[^\p{L}\p{N}._ -]+/gu, '').trim().replace(/\s+/g, '-').slice(0, 60) || 'session';
     return { name: `${base}.ferry`, bytes };
   }
 
-  /** Imports a `.ferry` file; nothing is stored unless the whole file checks out. */
+  /**
+   * Imports a `.ferry` file under the title it carries (a file from an older build: its name, else its first
+   * message); nothing is stored unless the whole file checks out.
+   */
   async importFile(bytes: Uint8Array, fileName = ''): Promise<SessionMeta> {
-    let id: string;
+    let imported: { session: string; title?: string };
     try {
-      id = await importSession(this.store, bytes);
+      imported = await importFerryFile(this.store, bytes);
     } catch (err) {
       if (err instanceof FerryError && err.code === 'snapshot/bad-container' && !fileName.endsWith('.ferry')) {
         throw new FerryError('snapshot/bad-container', `"${fileName || 'This file'}" is not a Ferry session file; choose a .ferry file exported from Ferry.`, { cause: err });
@@ -86,7 +89,7 @@ export class LocalData {
       throw err;
     }
     const fromName = fileName.replace(/\.ferry$/i, '').replace(/[-_]+/g, ' ').trim().slice(0, 120);
-    return this.sessions.adopt(id, 'Imported session', fromName || undefined);
+    return this.sessions.adopt(imported.session, 'Imported session', imported.title ?? (fromName || undefined));
   }
 
   close(): void {

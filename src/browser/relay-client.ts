@@ -33,13 +33,15 @@ export class RelayClient {
   /**
    * Publishes `sessionId` from `store`. Pass what an earlier publish of the same session returned to update that
    * snapshot (same link, only the new objects are uploaded); without it a new snapshot with a fresh key is made.
+   * `title`: the session's, which the link then opens under.
    */
-  async publish(store: Store, sessionId: string, previous?: PublishedSnapshot): Promise<Shared> {
+  async publish(store: Store, sessionId: string, previous?: PublishedSnapshot, title?: string): Promise<Shared> {
     const result = await publishSession(
       store,
       sessionId,
       this.http,
       previous ? { snapshotId: previous.snapshot.id, writeToken: previous.writeToken, key: previous.key } : undefined,
+      title === undefined ? {} : { title },
     );
     return { ...result, link: shareLink(this.#linkBase ?? this.http.baseUrl, result.snapshot.id, result.key) };
   }

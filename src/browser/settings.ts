@@ -31,7 +31,10 @@ const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
 
 const SettingsSchema = v.object({
   relayUrl: v.pipe(v.string(), v.maxLength(2048)),
+  /** Where every session of this device may run (placement's constraint), now and later. */
   privacy: v.picklist(PRIVACY),
+  /** The person has answered where sessions may run (asked once, with the first session), or chose it in Settings. */
+  privacyAsked: v.boolean(),
   objective: v.picklist(OBJECTIVES),
   /** The most one step may cost on a paid worker (one that charges for its tokens), US dollars; 0: no paid workers. */
   budgetUsd: v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(1_000_000)),
@@ -67,7 +70,8 @@ export type Settings = v.InferOutput<typeof SettingsSchema>;
 /** How Settings names each field in an error. */
 const SETTING_LABELS: Record<string, string> = {
   relayUrl: 'Relay URL',
-  privacy: 'Default privacy',
+  privacy: 'Where your sessions may run',
+  privacyAsked: 'Where your sessions may run',
   objective: 'Placement objective',
   budgetUsd: 'Budget per step on paid workers',
   usdPerHour: 'Value of your time',
@@ -99,7 +103,7 @@ export function samplingOf(s: Pick<Settings, keyof typeof GREEDY>): { temperatur
   };
 }
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY };
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', privacyAsked: false, objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY };
 
 /**
  * What placement decides by, from Settings: the objective (with balanced's price of time), the privacy, and the
@@ -115,7 +119,8 @@ export function placementPrefs(settings: Pick<Settings, 'objective' | 'privacy' 
  */
 const ModelChoiceSchema = v.variant('source', [
   v.object({ source: v.literal('relay'), id: sha256, name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), contextSize: v.pipe(v.number(), v.integer(), v.minValue(1)), url: v.pipe(v.string(), v.url(), v.maxLength(2048)) }),
-  v.object({ source: v.literal('file'), name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), file: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}\.gguf$/)) }),
+  // `id`: the file's SHA-256 (absent in choices saved by older builds, whose engine hashes the file itself).
+  v.object({ source: v.literal('file'), name: v.pipe(v.string(), v.maxLength(256)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0)), file: v.pipe(v.string(), v.regex(/^[0-9a-f]{32}\.gguf$/)), id: v.optional(sha256) }),
 ]);
 export type ModelChoice = v.InferOutput<typeof ModelChoiceSchema>;
 
@@ -129,7 +134,10 @@ export class DeviceSettings {
   constructor(private readonly db: AppDatabase) {}
 
   async settings(): Promise<Settings> {
-    const parsed = v.safeParse(SettingsSchema, { ...DEFAULT_SETTINGS, ...((await this.db.get('settings', 'settings')) as object | undefined) });
+    const stored = (await this.db.get('settings', 'settings')) as Partial<Settings> | undefined;
+    // Saved before the question was asked: a privacy other than the default was the person's own choice.
+    const asked = stored?.privacy !== undefined && stored.privacy !== DEFAULT_SETTINGS.privacy;
+    const parsed = v.safeParse(SettingsSchema, { ...DEFAULT_SETTINGS, privacyAsked: asked, ...stored });
     return parsed.success ? parsed.output : { ...DEFAULT_SETTINGS };
   }
 

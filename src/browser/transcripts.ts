@@ -4,7 +4,7 @@
  * walks back only to the first checkpoint already cached (after a rollback, none at all).
  */
 import * as v from 'valibot';
-import { layoutTree, type ChainStep, type Session, type SessionTree, type TranscriptStep } from '../core/session/index.ts';
+import { chainTo, layoutTree, type ChainStep, type Session, type SessionTree, type TranscriptStep } from '../core/session/index.ts';
 import type { ObjectId } from '../core/store/index.ts';
 import type { AppDatabase } from './app-db.ts';
 
@@ -36,24 +36,15 @@ export class Transcripts {
     const head = await session.head();
     const cached = v.safeParse(CachedChainSchema, await this.db.get('transcripts', session.id).catch(() => undefined));
     if (cached.success && cached.output.head === head) return cached.output.steps as ChainStep[];
-    const known = new Map((cached.success ? cached.output.steps : []).map((s, i) => [s.id, i]));
-    const walked: ChainStep[] = [];
-    let id: ObjectId | null = head;
-    let prefix: ChainStep[] = [];
-    while (id !== null) {
-      const at = known.get(id);
-      if (at !== undefined && cached.success) {
-        prefix = cached.output.steps.slice(0, at + 1) as ChainStep[];
-        break;
-      }
-      const cp = await session.checkpoint(id);
-      walked.push({ id, at: cp.at, n: cp.counters.steps, events: cp.events });
-      id = cp.parent;
-    }
-    const steps = prefix.concat(walked.reverse());
+    const steps = await chainTo(session, head, cached.success ? (cached.output.steps as ChainStep[]) : []);
     // A cache write that fails (quota) costs only speed next time.
     await this.db.put('transcripts', { head, steps }, session.id).catch(() => undefined);
     return steps;
+  }
+
+  /** The checkpoints from the root to `at` (on any branch), root first: the current branch's chain is reused. */
+  async chainAt(session: Session, at: ObjectId): Promise<ChainStep[]> {
+    return chainTo(session, at, await this.chain(session));
   }
 
   /** The whole checkpoint tree, the current branch read through the cache. */

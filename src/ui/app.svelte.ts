@@ -155,11 +155,11 @@ class Ui {
   }
 
   /**
-   * How a model is shown: the chosen model's name when it is that model (a relay's GGUF is named by its SHA-256,
-   * the id engines record), else the first 12 digits of a SHA-256, else the id as it is.
+   * How a model is shown: the chosen model's name (a relay's or a picked file's name) when it is that model (named
+   * by its SHA-256, the id engines record), else the first 12 digits of a SHA-256, else the id as it is.
    */
   modelLabel(model: string): string {
-    if (this.model?.source === 'relay' && this.model.id === model) return this.model.name;
+    if (this.model?.id === model) return this.model.name;
     return /^[0-9a-f]{64}$/.test(model) ? `${model.slice(0, 12)}…` : model;
   }
 
@@ -241,6 +241,13 @@ class Ui {
     applyTheme(saved.theme);
     this.notify('Settings saved.');
     return true;
+  }
+
+  /** The answer to "Where may your sessions run?", asked once with the first session: kept in Settings. */
+  async answerPrivacy(privacy: Settings['privacy']): Promise<boolean> {
+    const saved = await this.attempt(() => this.app.settings.saveSettings({ ...this.settings, privacy, privacyAsked: true }));
+    if (saved) this.settings = saved;
+    return saved !== undefined;
   }
 
   notify(text: string, action?: Toast['action']): void {

@@ -1,12 +1,14 @@
 /**
- * Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/s/<id>/panel (its template's panel),
+ * Hash routes: #/ (sessions), #/s/<id> (chat), #/s/<id>/tree (checkpoints), #/s/<id>/panel (its template's panel;
+ * #/s/<id>/panel/<checkpoint>: as it was at that checkpoint),
  * #/models, #/settings, #/open (a share link being opened).
  */
 export type SessionTab = 'chat' | 'tree' | 'panel';
 
 export type Route =
   | { name: 'list' }
-  | { name: 'session'; id: string; tab: SessionTab }
+  /** `at`: a checkpoint the panel shows the session as at (absent: the head). */
+  | { name: 'session'; id: string; tab: SessionTab; at?: string }
   | { name: 'settings' }
   | { name: 'models' }
   /** A share link being opened (shared-link.svelte.ts). */
@@ -21,6 +23,8 @@ export function parseRoute(hash: string): Route {
   if (path === '/open') return { name: 'open' };
   const m = /^\/s\/([0-9a-f]{32})(?:\/(tree|panel))?$/.exec(path);
   if (m) return { name: 'session', id: m[1]!, tab: (m[2] as 'tree' | 'panel' | undefined) ?? 'chat' };
+  const at = /^\/s\/([0-9a-f]{32})\/panel\/([0-9a-f]{64})$/.exec(path);
+  if (at) return { name: 'session', id: at[1]!, tab: 'panel', at: at[2]! };
   return { name: 'not-found', hash: path };
 }
 
@@ -30,7 +34,7 @@ export const href = {
   models: '#/models',
   session: (id: string) => `#/s/${id}`,
   tree: (id: string) => `#/s/${id}/tree`,
-  panel: (id: string) => `#/s/${id}/panel`,
+  panel: (id: string, at?: string) => `#/s/${id}/panel${at ? `/${at}` : ''}`,
 };
 
 class Router {

@@ -27,13 +27,15 @@ export async function shareSession(app: LocalData, sessionId: string, relayUrl: 
   const relay = relayUrl || globalThis.location.origin;
   // The link carries the address other devices reach the relay at, which may not be this page's.
   const client = new RelayClient(relay, { linkBase: await linkBase(relay) });
+  // The link opens under the session's own title.
+  const { title } = await app.sessions.get(sessionId);
   let shared;
   try {
-    shared = await client.publish(app.store, sessionId, previous);
+    shared = await client.publish(app.store, sessionId, previous, title);
   } catch (err) {
     // The earlier share lives on another relay (the setting changed) or was removed: share under a new link.
     if (!previous || !isFerryError(err) || !['relay/unknown-snapshot', 'relay/bad-token'].includes(err.code)) throw err;
-    shared = await client.publish(app.store, sessionId);
+    shared = await client.publish(app.store, sessionId, undefined, title);
   }
   await app.records.savePublished(sessionId, serializePublished(shared));
   return { link: shared.link, qrSvg: await shareQrSvg(shared.link), uploaded: shared.sync.objects };

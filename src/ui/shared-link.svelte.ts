@@ -52,11 +52,12 @@ class SharedLink {
     this.error = null;
     try {
       const { importShareLink } = await import('../browser/relay-client.ts');
-      const { sessionId } = await importShareLink(link, ui.app.store).catch((err: unknown) => {
+      const { sessionId, manifest } = await importShareLink(link, ui.app.store).catch((err: unknown) => {
         throw explain(err);
       });
       this.#link = undefined;
-      const meta = await ui.app.sessions.adopt(sessionId, 'Shared session');
+      // The title it was shared under, else (an older relay's share) its first message.
+      const meta = await ui.app.sessions.adopt(sessionId, 'Shared session', manifest.title);
       await ui.refresh();
       this.phase = 'idle';
       ui.notify(`Opened the shared session "${meta.title}". It runs on this device now.`);

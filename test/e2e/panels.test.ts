@@ -208,6 +208,42 @@ for (const device of devices) {
       expect(rig.pageErrors).toEqual([]);
     });
 
+    test('a checkpoint chosen in the tree shows the workspace as it was then, read only and with the session unchanged; "Back to the latest" shows it now', async () => {
+      // The dev-guide session imported above, on its Checkpoints tab: the step where the first two writes landed.
+      const rows = page.getByTestId('tree-node');
+      await expect.poll(() => rows.count(), { timeout: 30_000 }).toBeGreaterThanOrEqual(7);
+      const before = await rows.count();
+      const head = await rows.first().getAttribute('data-id');
+      const row = rows.filter({ hasText: 'Tool results (ok)' });
+      const step = /step (\d+)/.exec((await row.locator('.meta').textContent()) ?? '')?.[1];
+      expect(step).toBeDefined();
+      await press(row);
+      await press(page.getByTestId('view-at-checkpoint'));
+      await expect.poll(() => page.url(), { timeout: 30_000 }).toMatch(/\/panel\/[0-9a-f]{64}$/);
+      const banner = page.getByTestId('as-at-checkpoint');
+      await expect.poll(() => banner.textContent(), { timeout: 30_000 }).toMatch(new RegExp(`As at checkpoint ${step} / .*the\\s+workspace as it was then\\.\\s+The session itself is unchanged`, 's'));
+      const panel = page.getByTestId('workspace-panel');
+      const files = () => panel.getByTestId('file-tree').getByRole('button').allTextContents();
+      expect(await files()).toEqual(['math.ts', 'README.md']);
+      expect(await panel.getByTestId('file-content').textContent()).toContain('return a - b;');
+      // Read only: nothing is added or applied at a past checkpoint.
+      expect(await panel.getByTestId('add-files-button').count()).toBe(0);
+      expect(await panel.getByTestId('apply-diff').count()).toBe(0);
+      await screen('panel-workspace-at-checkpoint');
+
+      await press(page.getByTestId('back-to-latest'));
+      await expect.poll(() => page.url(), { timeout: 30_000 }).toMatch(/\/panel$/);
+      await expect.poll(files, { timeout: 30_000 }).toEqual(['math.ts', 'math.test.ts', 'README.md']);
+      expect(await panel.getByTestId('file-content').textContent()).toContain('return a + b;');
+      expect(await page.getByTestId('as-at-checkpoint').count()).toBe(0);
+      // Reading changed nothing: the same checkpoints, the same head.
+      await press(page.getByRole('link', { name: 'Checkpoints' }));
+      await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(before);
+      expect(await rows.first().getAttribute('data-id')).toBe(head);
+      expect(await rows.first().textContent()).toContain('main (head)');
+      expect(rig.pageErrors).toEqual([]);
+    });
+
     test('the Script panel shows speakers and segments; Play reads it aloud, or says why it cannot', async () => {
       await importSession('podcast.ferry', await podcast(model()), 'Podcast');
       await openPanel('Script');
@@ -357,6 +393,12 @@ for (const device of devices) {
       await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 90_000 }).toBe(0);
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 90_000 }).toBe(replies);
       expect(await page.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining('explain the workspace')]);
+      // The model picked from disk is named by its file name, in the transcript and in "Where it runs".
+      expect(await page.getByTestId('agent-message').first().textContent()).toMatch(/Agent · wllama · tiny\.gguf · \d+ tokens/);
+      await press(page.getByTestId('where-it-runs').locator('summary'));
+      await page.getByTestId('this-device').waitFor({ timeout: 60_000 });
+      expect(await page.getByTestId('this-device').textContent()).toMatch(/Model\s*tiny\.gguf/);
+      await press(page.getByTestId('where-it-runs').locator('summary'));
       expect(await page.getByTestId('current-branch').textContent()).toBe('main');
       // The dev-guide session's own panel: an empty workspace (the tiny model's gibberish calls no tool).
       await openPanel('Workspace');

@@ -5,7 +5,9 @@
  * store — the same transcript and branches — takes the key out of the address bar, and continues it on B. A shares
  * again after more turns: the same link, only what changed goes up, and B opening it again follows. The relay's data
  * folder never holds the key or the conversation's words. A link whose snapshot is gone, or whose key was changed,
- * says what happened.
+ * says what happened. Along the way, the first run: A is asked once where its sessions may run (in words, with its
+ * first session), and Settings keeps the answer; the session keeps its own title through the link and through a
+ * .ferry file, whatever the file is called.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readFile, readdir } from 'node:fs/promises';
@@ -77,8 +79,27 @@ describe('share links between two devices, through the app', () => {
     await rig.press(a.getByRole('link', { name: 'Sessions', exact: true }));
     await rig.press(a.getByLabel(/Assistant/));
     await a.getByLabel(/^Title/).fill('Harbour log');
+    // The first session asks, in words, where sessions may run: this device only until answered otherwise.
+    const question = a.getByRole('group', { name: 'Where may your sessions run?' });
+    expect(await question.getAttribute('data-testid')).toBe('privacy-question');
+    expect(await question.getByLabel('Only on this device').isChecked()).toBe(true);
+    await rig.press(question.getByLabel("Also on your relay's cloud worker and your paired devices"));
     await rig.press(a.getByRole('button', { name: 'Create session' }));
     await expect.poll(() => a.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await rig.transcriptReady();
+    // The answer is kept: Settings shows it, for every session on this device, and the question is not asked again.
+    await rig.press(a.getByRole('link', { name: 'Settings', exact: true }));
+    await a.getByTestId('settings-form').waitFor();
+    expect(await a.getByRole('group', { name: 'Where your sessions may run' }).getByLabel('My devices').isChecked()).toBe(true);
+    expect(await a.getByTestId('privacy-scope').textContent()).toBe('For every session on this device, those you have and those you start.');
+    // Settings changes it later: this device only, for the rest of this suite (the session stays here).
+    await rig.press(a.getByLabel('Only on this device'));
+    await rig.press(a.getByRole('button', { name: 'Save settings' }));
+    await expect.poll(() => a.getByTestId('toast').last().textContent(), { timeout: 30_000 }).toContain('Settings saved');
+    await rig.press(a.getByRole('link', { name: 'Sessions', exact: true }));
+    await a.getByRole('button', { name: 'Create session' }).waitFor();
+    expect(await a.getByTestId('privacy-question').count()).toBe(0);
+    await rig.press(a.getByRole('link', { name: 'Harbour log', exact: true }));
     await rig.transcriptReady();
     await chat(a, `Note this: ${CANARY}.`, 1);
     const shared = await share();
@@ -94,6 +115,8 @@ describe('share links between two devices, through the app', () => {
     expect(await b.getByTestId('user-message').allTextContents()).toEqual([expect.stringContaining(CANARY)]);
     expect(await b.getByTestId('agent-message').count()).toBe(1);
     expect(await b.getByTestId('current-branch').textContent()).toBe('main');
+    // It opens under its own title, not its first message.
+    expect(await b.locator('#session-heading').textContent()).toBe('Harbour log');
     // The browser's history holds no entry with the key either.
     await b.goBack().catch(() => undefined);
     expect(b.url()).not.toContain('#k=');
@@ -137,5 +160,24 @@ describe('share links between two devices, through the app', () => {
     await b.goto(wrong);
     await expect.poll(() => b.getByTestId('open-shared').getByRole('alert').textContent(), { timeout: 60_000 }).toMatch(/key does not open/);
     expect(b.url()).not.toContain('#k=');
+  });
+
+  test('a session exported as a .ferry file is imported under its own title, whatever the file is called', async () => {
+    // On B, the shared session goes out as a file, is deleted, and comes back in from that file under another name.
+    await b.goto(link.slice(0, link.indexOf('/s/')));
+    await b.locator('html[data-ready="true"]').waitFor();
+    await b.getByRole('link', { name: 'Harbour log', exact: true }).tap();
+    await b.getByTestId('transcript').and(b.locator('[data-ready="true"]')).waitFor();
+    const download = b.waitForEvent('download');
+    await b.getByRole('button', { name: 'Export .ferry' }).tap();
+    expect((await download).suggestedFilename()).toBe('Harbour-log.ferry');
+    const file = path.join(rig.work, 'download (3).ferry');
+    await (await download).saveAs(file);
+    await b.getByRole('link', { name: 'Sessions', exact: true }).tap();
+    await b.getByRole('button', { name: 'Delete Harbour log' }).tap();
+    await expect.poll(() => b.getByRole('link', { name: 'Harbour log', exact: true }).count(), { timeout: 30_000 }).toBe(0);
+    await b.getByTestId('import-input').setInputFiles(file);
+    await expect.poll(() => b.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+    await expect.poll(() => b.locator('#session-heading').textContent(), { timeout: 30_000 }).toBe('Harbour log');
   });
 });

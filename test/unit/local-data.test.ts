@@ -23,7 +23,7 @@ import { buildComponents } from '../../scripts/components/build.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
-import { exportSession } from '../../src/core/snapshot/index.ts';
+import { exportSession, importFerryFile } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { testLlm } from '../support/session-fixtures.ts';
 import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
@@ -92,6 +92,25 @@ describe('the catalogue reads a session\'s template from its agent', () => {
     await session.append({ events: [user('hello')] });
     const bare = await app.importFile(await exportSession(store, session.id), 'bare.ferry');
     expect(bare).toMatchObject({ template: 'unknown', agent: null });
+  }, TIMEOUT);
+
+  test('an exported session is imported under its own title, whatever the file is called; a file without one under its name', async () => {
+    const store = createMemoryStore();
+    const session = await Session.create(store, { llm: testLlm });
+    await session.append({ events: [user('what about the tides?')] });
+    const mine = await openApp();
+    const source = await mine.importFile(await exportSession(store, session.id), 'from-elsewhere.ferry');
+    expect(source.title).toBe('from elsewhere');
+    await mine.sessions.rename(source.id, 'Tide tables for Saturday');
+    const { name, bytes } = await mine.exportFile(source.id);
+    expect(name).toBe('Tide-tables-for-Saturday.ferry');
+    expect(await importFerryFile(createMemoryStore(), bytes)).toEqual({ session: source.id, title: 'Tide tables for Saturday' });
+    const other = await openApp();
+    expect((await other.importFile(bytes, 'download (3).ferry')).title).toBe('Tide tables for Saturday');
+    // A title that would not read back is left out of the file rather than failing the export.
+    expect(await importFerryFile(createMemoryStore(), await exportSession(store, session.id, { title: '   ' }))).toEqual({ session: session.id });
+    mine.close();
+    other.close();
   }, TIMEOUT);
 
   test('an entry catalogued before templates were read from the agent is corrected once, when opened', async () => {
@@ -168,7 +187,18 @@ describe('the engine limits in Settings', () => {
     const fresh = await openApp();
     const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
     await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
-    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY });
+    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', privacyAsked: true, objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY });
+    fresh.close();
+  });
+
+  test('the privacy question is asked once: not yet on a new device, nor where an older build kept the default; answered once saved', async () => {
+    const fresh = await openApp();
+    expect(await fresh.settings.settings()).toMatchObject({ privacy: 'this-device', privacyAsked: false });
+    const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
+    await db.put('settings', { relayUrl: '', privacy: 'this-device', objective: 'fastest', budgetUsd: 0, theme: 'dark' }, 'settings');
+    expect(await fresh.settings.settings()).toMatchObject({ privacy: 'this-device', privacyAsked: false, theme: 'dark' });
+    await fresh.settings.saveSettings({ ...(await fresh.settings.settings()), privacy: 'my-devices', privacyAsked: true });
+    expect(await fresh.settings.settings()).toMatchObject({ privacy: 'my-devices', privacyAsked: true, theme: 'dark' });
     fresh.close();
   });
 

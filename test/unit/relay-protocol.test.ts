@@ -44,6 +44,15 @@ describe('snapshot manifests', () => {
     expect(decodeManifest(bytes)).toEqual(m);
   });
 
+  test('carry the session title a share names, trimmed; an empty or overlong one is refused', async () => {
+    const refs = [{ name: `sessions/${sid}/head`, id: id64 }];
+    const m = makeManifest(sid, refs, 5, '  Harbour story ');
+    expect(m.title).toBe('Harbour story');
+    expect(decodeManifest((await encodeManifest(m)).bytes).title).toBe('Harbour story');
+    expect(makeManifest(sid, refs, 5)).not.toHaveProperty('title');
+    for (const title of ['   ', 'x'.repeat(121)]) expect(() => makeManifest(sid, refs, 5, title)).toThrow(expect.objectContaining({ code: 'protocol/bad-manifest' }));
+  });
+
   test('refuses refs of another session, duplicates, no head, and junk', () => {
     const head = { name: `sessions/${sid}/head`, id: id64 };
     const cases = [

@@ -4,6 +4,7 @@
  * SHA-256 into the OPFS cache by model-download.ts — or a GGUF the user picks from disk (checked, then copied into
  * the same cache so it survives a reload). Either way the agent worker gets a File backed by OPFS.
  */
+import { createSHA256 } from 'hash-wasm';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf } from '../../core/llm/gguf/index.ts';
 import { catalogPath, HostedModelListSchema, modelPaths, parseWire, type HostedModel } from '../../core/protocol/index.ts';
@@ -98,7 +99,10 @@ export async function fetchRelayModel(model: HostedModel, onProgress?: (p: Downl
   return { source: 'relay', id: model.id, name: model.name, bytes: model.bytes, contextSize: model.contextSize, url: model.url };
 }
 
-/** Checks a GGUF the user picked and copies it into the model cache; the choice to save. */
+/**
+ * Checks a GGUF the user picked and copies it into the model cache, hashing it on the way: the choice to save keeps
+ * its SHA-256 (the id engines record, so the transcript and "Where it runs" name it by its file name).
+ */
 export async function storePickedModel(file: File): Promise<ModelChoice> {
   try {
     const info = await checkGguf(blobReader(file));
@@ -112,13 +116,20 @@ export async function storePickedModel(file: File): Promise<ModelChoice> {
   const dir = await folder();
   const handle = await dir.getFileHandle(name, { create: true });
   const writable = await handle.createWritable();
+  const hasher = await createSHA256();
+  const hashing = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, out) {
+      hasher.update(chunk);
+      out.enqueue(chunk);
+    },
+  });
   try {
-    await file.stream().pipeTo(writable);
+    await file.stream().pipeThrough(hashing).pipeTo(writable);
   } catch (cause) {
     await dir.removeEntry(name).catch(() => undefined);
     throw new FerryError('model/store-failed', `"${file.name}" could not be stored on this device (${(cause as Error).message}). Free some space (Models → Delete) and pick it again.`, { cause });
   }
-  return { source: 'file', name: file.name.slice(0, 256), bytes: file.size, file: name };
+  return { source: 'file', name: file.name.slice(0, 256), bytes: file.size, file: name, id: hasher.digest('hex') };
 }
 
 /** The chosen model's bytes on this device (a cached relay model is checked, and fetched again if evicted). */

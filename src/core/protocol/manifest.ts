@@ -1,11 +1,12 @@
 /**
- * A published snapshot's manifest: which session, and its refs (branches + head) as local object ids. It travels
+ * A published snapshot's manifest: which session, its refs (branches + head) as local object ids, and the session's
+ * title when the publisher names it (a share: the link opens under the same title). It travels
  * sealed like every other object, so the relay learns neither the session id, nor branch names, nor content hashes:
  * it only knows the manifest's remote id, which the snapshot record points at.
  */
 import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
-import { decodeMsgpack, encodeCanonical, parseSessionRef } from '../session/index.ts';
+import { SessionTitleSchema, decodeMsgpack, encodeCanonical, parseSessionRef } from '../session/index.ts';
 import { objectId, type ObjectId, type Ref, type StoredObject } from '../store/index.ts';
 
 export const MANIFEST_VERSION = 1;
@@ -20,12 +21,13 @@ const ManifestSchema = v.strictObject({
     v.maxLength(4096),
   ),
   at: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  title: v.optional(SessionTitleSchema),
 });
 export type SnapshotManifest = v.InferOutput<typeof ManifestSchema>;
 
-export function makeManifest(session: string, refs: readonly Ref[], at = Date.now()): SnapshotManifest {
+export function makeManifest(session: string, refs: readonly Ref[], at = Date.now(), title?: string): SnapshotManifest {
   const sorted = [...refs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((r) => ({ name: r.name, id: r.id }));
-  return checkManifest({ k: 'ferry/snapshot-manifest', v: MANIFEST_VERSION, session, refs: sorted, at: Math.floor(at) });
+  return checkManifest({ k: 'ferry/snapshot-manifest', v: MANIFEST_VERSION, session, refs: sorted, at: Math.floor(at), ...(title === undefined ? {} : { title }) });
 }
 
 /** The manifest as a storable object (canonical bytes and their id), ready to be sealed. */

@@ -179,26 +179,27 @@ async function openManifest(keys: SessionKeys, snapshotId: string, contents: { s
 /**
  * Publishes session `sessionId` from `store`. With `previous` (from an earlier publish or fetch of the same
  * session) it updates that snapshot, uploading only what changed; otherwise it creates a new snapshot under a fresh
- * key. A session marked private in `store` is refused (session/private): it never leaves the device.
+ * key. A session marked private in `store` is refused (session/private): it never leaves the device. `title`: the
+ * session's title, carried in the manifest (sealed) so a share opens under it.
  */
-export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious): Promise<PublishResult> {
+export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious, { title }: { title?: string } = {}): Promise<PublishResult> {
   await assertMayLeave(store, sessionId, 'publish');
   const key = previous?.key ?? generateSessionKey();
   // Derived while the session's closure is collected.
   const keys = sessionKeys(key);
   if (previous?.base) {
     try {
-      return await publishOnto(store, sessionId, relay, { keys, key }, previous, previous.base);
+      return await publishOnto(store, sessionId, relay, { keys, key, title }, previous, previous.base);
     } catch (err) {
       // Someone moved the snapshot since it was last seen: read where it is now and publish onto that.
       if (!isFerryError(err, 'store/ref-conflict')) throw err;
     }
   }
   const base = previous ? await readBase(relay, await keys, previous.snapshotId, sessionId) : undefined;
-  return publishOnto(store, sessionId, relay, { keys, key }, previous, base);
+  return publishOnto(store, sessionId, relay, { keys, key, title }, previous, base);
 }
 
-async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: { keys: Promise<SessionKeys>; key: Uint8Array }, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
+async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: { keys: Promise<SessionKeys>; key: Uint8Array; title: string | undefined }, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
   const { key } = secret;
   const after = await store.listRefs(sessionPrefix(sessionId));
   if (after.length === 0) throw new FerryError('session/not-found', `Session ${sessionId} is not in the sending store; nothing to sync.`);
@@ -226,7 +227,7 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
   send.sort((a, b) => rank(a.object) - rank(b.object));
   const [sealed, manifest] = await Promise.all([
     Promise.all(send.map((s) => sealObject(keys, s.object, s.remote))),
-    encodeManifest(makeManifest(sessionId, after)).then((m) => sealObject(keys, m)),
+    encodeManifest(makeManifest(sessionId, after, Date.now(), secret.title)).then((m) => sealObject(keys, m)),
   ]);
   const { final, ahead } = splitFinal(sealed, send.filter((s) => rank(s.object) < 2).length, manifest);
   await mapLimit(batches(ahead), CONCURRENCY, (batch) => relay.putObjects(batch));

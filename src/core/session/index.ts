@@ -2,7 +2,9 @@ export { Session, type Branch, type HistoryEntry, type SessionInit, type Step } 
 export { chunkDelta, chunkImage, readChunkList, readImage, readImages, type ChunkedImage, type ImageDelta, type PreviousImage } from './chunks.ts';
 export {
   FORMAT_VERSION,
+  MAX_SESSION_TITLE,
   PAGE_SIZE,
+  SessionTitleSchema,
   checkPage,
   childrenOf,
   decodeObject,
@@ -21,4 +23,4 @@ export {
 } from './schema.ts';
 export { assertBranchName, assertComponentName, assertSessionId, branchRef, headRef, newSessionId, parseSessionRef, sessionPrefix } from './refs.ts';
 export { bytesEqual, decodeMsgpack, encodeCanonical } from './canonical.ts';
-export { compareBranches, lastRollback, layoutTree, summarize, undoLastRollback, type ChainStep, type SessionTree, type TranscriptStep, type TreeNode } from './tree.ts';
+export { chainTo, compareBranches, lastRollback, layoutTree, summarize, undoLastRollback, type ChainStep, type SessionTree, type TranscriptStep, type TreeNode } from './tree.ts';

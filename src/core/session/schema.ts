@@ -10,6 +10,10 @@ import { bytesEqual, decodeMsgpack, encodeCanonical } from './canonical.ts';
 
 export const FORMAT_VERSION = 1;
 export const PAGE_SIZE = 64 * 1024;
+/** The longest session title (a title travels with an exported or shared session; the list shows it). */
+export const MAX_SESSION_TITLE = 120;
+/** A session title as it travels in an export or a share: trimmed, not empty, bounded. */
+export const SessionTitleSchema = v.pipe(v.string(), v.trim(), v.minLength(1), v.maxLength(MAX_SESSION_TITLE));
 const MAX_TEXT = 4 << 20;
 
 const id = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));

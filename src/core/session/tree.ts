@@ -146,6 +146,24 @@ export async function layoutTree(session: Session, chain: readonly ChainStep[]):
   return { branch: session.branch, branches: branches.map((b) => ({ name: b.name, head: b.head })), nodes: ordered, undoRollback: await lastRollback(session) };
 }
 
+/**
+ * The checkpoints from the root to `at` (on any branch), root first, each with its step count: read from the store
+ * back to where the walk meets `known` (a chain already read, such as the current branch's), whose prefix is reused.
+ */
+export async function chainTo(session: Session, at: ObjectId, known: readonly ChainStep[] = []): Promise<ChainStep[]> {
+  const index = new Map(known.map((s, i) => [s.id, i]));
+  const walked: ChainStep[] = [];
+  let id: ObjectId | null = at;
+  while (id !== null) {
+    const i = index.get(id);
+    if (i !== undefined) return known.slice(0, i + 1).concat(walked.reverse());
+    const cp = await session.checkpoint(id);
+    walked.push({ id, at: cp.at, n: cp.counters.steps, events: cp.events });
+    id = cp.parent;
+  }
+  return walked.reverse();
+}
+
 /** Two branches' transcripts split at their newest common checkpoint. */
 export async function compareBranches(session: Session, a: string, b: string): Promise<{ common: TranscriptStep[]; onlyA: TranscriptStep[]; onlyB: TranscriptStep[] }> {
   const [ha, hb] = await Promise.all([session.history(a), session.history(b)]);

@@ -5,7 +5,7 @@ export { BUILD_PREFIX, KV_PREFIX, buildComponentName, detachablesFor, everyKv, i
 export { receiveObjects } from './receive.ts';
 export { pullSession, storeTarget, syncSession, type PullOptions, type SyncSource, type SyncStats, type SyncTarget } from './sync.ts';
 export { openObject, sealObject, sealedRelay } from './sealed.ts';
-export { BUNDLE_VERSION, describeFerryFile, exportSession, importSession, type ExportOptions, type ImportOptions } from './file.ts';
+export { BUNDLE_VERSION, describeFerryFile, exportSession, importFerryFile, importSession, type ExportOptions, type ImportOptions } from './file.ts';
 export { verifySessions } from './verify.ts';
 export { MAX_MESSAGE_BYTES, openMessage, sealMessage } from './messages.ts';
 export { PRIVATE_PREFIX, assertMayLeave, isSessionPrivate, privateSession, setSessionPrivate, type LeaveAction } from './privacy.ts';

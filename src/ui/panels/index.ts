@@ -5,10 +5,21 @@
  */
 import type { SessionTemplate, TemplateId } from '../../browser/templates.ts';
 import type { TranscriptStep } from '../../core/session/index.ts';
+import type { OpenSession } from '../session.svelte.ts';
 import { parseDraft } from './draft-view.ts';
 import { parseScript } from './script-view.ts';
 
 export type PanelKind = 'workspace' | 'script' | 'draft';
+
+/**
+ * What a panel is given: the session, and the steps it shows it as at — the head's, or a past checkpoint's (`past`:
+ * then it is read only, and the session itself is unchanged).
+ */
+export interface PanelProps {
+  open: OpenSession;
+  steps: readonly TranscriptStep[];
+  past: boolean;
+}
 
 export const PANEL_NAMES: Record<PanelKind, string> = { workspace: 'Workspace', script: 'Script', draft: 'Draft' };
 

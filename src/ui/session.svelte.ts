@@ -80,7 +80,7 @@ export class OpenSession {
 
   async load(): Promise<void> {
     this.loading = true;
-    this.#stopWatching = ui.watch(this.id, { event: (e, p) => this.#onEvent(e, p), placement: (p) => (this.placement = p) });
+    this.#stopWatching = ui.watch(this.id, { event: (e, p) => this.#onEvent(e, p), placement: (p) => (this.placement = p), run: (text) => void this.#join(text) });
     let away = false;
     try {
       const app = ui.app;
@@ -92,8 +92,9 @@ export class OpenSession {
       this.steps = steps;
       this.pending = pending;
       this.loadError = null;
-      // The page may still run this session (the screen was left and opened again): show where.
-      if (ui.hostLoaded) this.placement = (await ui.host()).placement(this.id);
+      // The page may still run this session (the screen was left and opened again), or another tab does: show where.
+      const host = await ui.host();
+      this.placement = (await host.follow(this.id)) ?? host.placement(this.id);
       away = this.here && record !== undefined;
     } catch (err) {
       this.loadError = describeError(err);
@@ -108,8 +109,9 @@ export class OpenSession {
     }
     // After a reload: this device left the session on another node; it catches up and follows it again.
     if (away && (await ui.attempt(async () => (this.placement = await (await ui.host()).resume(this.id, ui.requireModel()))))) await this.reload();
-    if (ui.hostLoaded && (await ui.host()).running(this.id)) {
+    if ((await ui.host()).running(this.id)) {
       // The message sent last, if no checkpoint holds it yet, is the one being worked on.
+      if (this.placement.otherTab) return this.#join(this.pending?.text ?? null);
       this.live = { ...IDLE, place: placeOf(this.placement), user: this.pending?.text ?? null };
       await this.#follow();
     }
@@ -253,19 +255,28 @@ export class OpenSession {
 
   /** Counts the run that goes on after a move (there, or continuing here) until it pauses. */
   async #follow(): Promise<void> {
-    this.#runs++;
-    const followed = (async () => {
-      try {
-        await (await ui.host()).settled(this.id);
-      } finally {
-        await this.#settle();
-      }
-    })();
+    const followed = this.#counted();
     this.#moved = followed;
     try {
       await followed;
     } finally {
       if (this.#moved === followed) this.#moved = undefined;
+    }
+  }
+
+  /** Shows a run this screen did not start (`user`: its message) until it pauses. */
+  async #join(user: string | null): Promise<void> {
+    this.live = { ...IDLE, place: placeOf(this.placement), user };
+    await this.#counted();
+  }
+
+  /** Counts a run of the session going on until it pauses. */
+  async #counted(): Promise<void> {
+    this.#runs++;
+    try {
+      await (await ui.host()).settled(this.id);
+    } finally {
+      await this.#settle();
     }
   }
 

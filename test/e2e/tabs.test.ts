@@ -1,0 +1,103 @@
+/**
+ * Two tabs of one browser on the same session, through the built app: one runs it, the other follows. A message sent
+ * in the running tab is answered there and shows in the other; a message sent in the following tab is answered once,
+ * by the running tab; when the running tab closes, the other runs the session's next message itself.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { Locator, Page } from 'playwright-core';
+import { devices, startUi, type UiRig } from './ui-harness.ts';
+
+for (const device of devices) {
+  describe(`two tabs on one session on a ${device.name}`, () => {
+    let rig: UiRig;
+    const press = (l: Locator): Promise<void> => rig.press(l);
+
+    beforeAll(async () => {
+      rig = await startUi(device, 'tabs');
+    });
+
+    afterAll(() => rig?.close());
+
+    async function send(page: Page, text: string): Promise<void> {
+      const box = page.getByLabel('Message');
+      await box.fill(text);
+      await box.press('Enter');
+      // The box empties once the message is stored on this device.
+      await expect.poll(() => box.inputValue(), { timeout: 30_000 }).toBe('');
+    }
+
+    /** The tab shows `n` replies (and `n` messages), nothing runs there, and no error was shown. */
+    async function shows(page: Page, n: number): Promise<void> {
+      const failed = page.getByTestId('error-toast');
+      const replies = page.getByTestId('agent-message');
+      await expect.poll(async () => (await failed.count()) > 0 || (await replies.count()) >= n, { timeout: 120_000 }).toBe(true);
+      expect(await failed.allTextContents()).toEqual([]);
+      await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');
+      await expect.poll(() => page.getByTestId('live-turn').count(), { timeout: 30_000 }).toBe(0);
+      expect(await replies.count()).toBe(n);
+      expect(await page.getByTestId('user-message').count()).toBe(n);
+    }
+
+    test('one tab runs the session, the other follows it, sends through it, and takes it over when it closes', async () => {
+      const one = rig.page;
+      await press(one.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
+      await one.getByTestId('relay-models').waitFor({ timeout: 90_000 });
+      await press(one.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
+      await one.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
+      await press(one.getByRole('link', { name: 'Settings', exact: true }));
+      await one.getByLabel('Reply length (tokens)').fill('32');
+      await press(one.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => one.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await press(one.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(one.getByLabel(/Assistant/));
+      await one.getByLabel(/^Title/).fill('Two tabs');
+      await press(one.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => one.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await rig.transcriptReady();
+
+      // The same session in a second tab of the same browser (same storage).
+      const two = await rig.browser.context.newPage();
+      two.on('pageerror', (err) => rig.pageErrors.push(`second tab: ${err.message}`));
+      await two.goto(one.url());
+      await two.locator('html[data-ready="true"]').waitFor();
+      await two.getByTestId('transcript').and(two.locator('[data-ready="true"]')).waitFor();
+      await expect.poll(() => two.getByTestId('empty-transcript').isVisible(), { timeout: 30_000 }).toBe(true);
+
+      // Sent in the first tab: answered there, and the second shows it, saying the session runs in another tab.
+      await send(one, 'hello from the first tab');
+      await shows(one, 1);
+      await shows(two, 1);
+      expect(await two.getByTestId('user-message').first().textContent()).toContain('hello from the first tab');
+      await two.getByTestId('other-tab').waitFor({ timeout: 30_000 });
+      expect(await one.getByTestId('other-tab').count()).toBe(0);
+      // Moving it is the running tab's business: the follower says why it cannot.
+      await press(two.getByTestId('where-it-runs').locator('summary'));
+      await expect.poll(() => two.getByTestId('move-blocked').textContent(), { timeout: 30_000 }).toMatch(/Another tab of this browser runs this session/);
+      expect(await two.getByRole('button', { name: 'Move to the cloud worker' }).isDisabled()).toBe(true);
+
+      // Sent in the second tab: the first runs it, and it is answered once, in both tabs.
+      await send(two, 'hello from the second tab');
+      await shows(two, 2);
+      await shows(one, 2);
+      for (const page of [one, two]) expect(await page.getByTestId('user-message').last().textContent()).toContain('hello from the second tab');
+
+      // The first tab closes: the second may run the session now, and runs its next message itself.
+      await one.close();
+      await expect.poll(() => two.getByTestId('other-tab').count(), { timeout: 30_000 }).toBe(0);
+      await send(two, 'the first tab is gone');
+      await shows(two, 3);
+      expect(await two.getByTestId('user-message').last().textContent()).toContain('the first tab is gone');
+      // A tab opened now follows the second.
+      const three = await rig.browser.context.newPage();
+      three.on('pageerror', (err) => rig.pageErrors.push(`third tab: ${err.message}`));
+      await three.goto(two.url());
+      await three.locator('html[data-ready="true"]').waitFor();
+      await three.getByTestId('transcript').and(three.locator('[data-ready="true"]')).waitFor();
+      await three.getByTestId('other-tab').waitFor({ timeout: 30_000 });
+      await shows(three, 3);
+      rig.page = two;
+      await three.close();
+      expect(rig.pageErrors).toEqual([]);
+    });
+  });
+}

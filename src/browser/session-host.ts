@@ -9,11 +9,11 @@
  * run and the next event) is kept in this device's records, so a reload follows it again. Automatic placement
  * (auto-placement.ts) may move a session that runs here before a step, or live during a reply.
  *
- * One tab of this browser runs a session at a time (session-tabs.ts): the one holding its lock, taken when the tab
- * first runs it. The other tabs follow it: they hear its runs and events, send their messages to it once saved as
- * pending input, ask it to stop, and take it over when that tab closes or crashes.
+ * One tab of this browser runs a session at a time: the one holding its lock, taken when the tab first runs it. The
+ * other tabs follow it (other-tabs.ts): they hear its runs and events, send it their messages once saved as pending
+ * input, ask it to stop, and take the session over when that tab closes or crashes.
  */
-import { FerryError, type SerializedError } from '../core/errors.ts';
+import { FerryError } from '../core/errors.ts';
 import { move, RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
 import { RECENT_REPLIES, expectedReplyTokens } from '../core/placement/index.ts';
 import { RelayHttp, type ChildrenScope, type RunPlacement } from '../core/protocol/index.ts';
@@ -23,7 +23,7 @@ import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
 import type { DeviceWorker, StartSettings } from './device-worker.ts';
 import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
-import { SessionTabs, type TabMessage } from './session-tabs.ts';
+import { OtherTabs } from './other-tabs.ts';
 import type { ModelChoice } from './settings.ts';
 
 /** What an agent's system prompt and tool schemas take in the context, roughly, tokens. */
@@ -56,7 +56,7 @@ export interface SessionHostOptions {
   onPlacement(sessionId: string, placement: Placement): void;
   /** The session moved by itself, and why. */
   onAutoMove?(sessionId: string, reason: string): void;
-  /** A run began that this page did not ask for: in the tab that runs the session, or here for another tab (`text`: its message). */
+  /** A run began that this page's screen did not start: another tab's (`text`: its message), or one run here for another tab. */
   onRun?(sessionId: string, text: string | null): void;
 }
 
@@ -66,50 +66,42 @@ interface Entry {
   placer: AutoPlacer | undefined;
 }
 
-/** A session another tab runs, as this tab follows it. */
-interface Followed {
-  placement: Placement;
-  /** The run going on there, and the call that ends it here. */
-  run: { ended: Promise<void>; end(): void } | undefined;
-  /** Resolves once this tab holds the session's lock: that tab let it go, closed or crashed. */
-  freed: Promise<void>;
-}
-
 export class SessionHost {
   readonly #entries = new Map<string, Entry>();
-  readonly #followed = new Map<string, Followed>();
-  /** The runs of this tab's sessions going on, with their message: what a tab that opens one is told. */
-  readonly #runs = new Map<string, { text: string | null; count: number }>();
-  /** Messages this tab asked another to run, by request, until it answers. */
-  readonly #asked = new Map<string, { sessionId: string; answer(error: SerializedError | undefined): void }>();
-  readonly #tabs: SessionTabs;
+  readonly #tabs: OtherTabs;
 
   constructor(private readonly opts: SessionHostOptions) {
-    this.#tabs = new SessionTabs((m) => this.#fromTab(m));
+    this.#tabs = new OtherTabs({
+      has: (id) => this.#entries.has(id),
+      placement: (id) => this.placement(id),
+      running: (id) => this.running(id),
+      run: (id, text) => this.#send(id, opts.model(), text, true),
+      stop: (id) => this.stop(id),
+      release: (id) => this.release(id),
+      tookOver: (id) => this.#tookOver(id),
+      onEvent: opts.onEvent,
+      onPlacement: opts.onPlacement,
+      ...(opts.onRun ? { onRun: opts.onRun } : {}),
+    });
   }
 
   placement(sessionId: string): Placement {
-    const followed = this.#followed.get(sessionId);
-    if (followed) return followed.placement;
-    return this.#entries.get(sessionId)?.placement ?? { state: 'here', name: HERE };
+    return this.#tabs.placement(sessionId) ?? this.#entries.get(sessionId)?.placement ?? { state: 'here', name: HERE };
   }
 
   running(sessionId: string): boolean {
-    return this.#followed.get(sessionId)?.run !== undefined || (this.#entries.get(sessionId)?.runner.running ?? false);
+    return this.#tabs.running(sessionId) || (this.#entries.get(sessionId)?.runner.running ?? false);
   }
 
   /** Resolves when no run of the session goes on (here, followed on the relay, or in another tab). */
   async settled(sessionId: string): Promise<void> {
-    await this.#followed.get(sessionId)?.run?.ended;
+    await this.#tabs.settled(sessionId);
     await this.#entries.get(sessionId)?.runner.settled();
   }
 
-  /** When another tab runs the session, this one follows it: returns where it runs; undefined when no other tab runs it. */
+  /** When another tab runs the session, this one follows it: returns where it runs; undefined when no other tab does. */
   async follow(sessionId: string): Promise<Placement | undefined> {
-    if (this.#entries.has(sessionId) || !(await this.#tabs.heldElsewhere(sessionId))) return undefined;
-    this.#follow(sessionId);
-    this.#tabs.post({ type: 'hello', session: sessionId });
-    return this.placement(sessionId);
+    return this.#entries.has(sessionId) ? undefined : this.#tabs.follow(sessionId);
   }
 
   /** Creates a session of `template` in the store, under the chosen model. */
@@ -124,7 +116,7 @@ export class SessionHost {
   async resume(sessionId: string, model: ModelChoice): Promise<Placement> {
     const entry = this.#entries.get(sessionId);
     if (entry) return entry.placement;
-    if (!(await this.#own(sessionId))) return this.placement(sessionId);
+    if (!(await this.#tabs.own(sessionId))) return this.placement(sessionId);
     const text = await this.opts.data.records.placement(sessionId);
     if (text === undefined) return this.placement(sessionId);
     let saved;
@@ -139,7 +131,7 @@ export class SessionHost {
     const away: Entry = { runner, placement: { state: 'away', name: saved.name ?? CLOUD }, placer: undefined };
     this.#entries.set(sessionId, away);
     this.#placed(sessionId, away.placement);
-    this.#announce(sessionId, null, runner.settled());
+    void this.#tabs.announce(sessionId, null, runner.settled());
     return away.placement;
   }
 
@@ -155,7 +147,11 @@ export class SessionHost {
   async #send(sessionId: string, model: ModelChoice, text: string, asked: boolean): Promise<void> {
     const body = text.trim();
     if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
-    if (!(await this.#own(sessionId))) return this.#ask(sessionId, model, body);
+    if (!(await this.#tabs.own(sessionId))) {
+      // Another tab runs it; should that tab close first, this one runs it, unless a checkpoint there holds it.
+      if ((await this.#tabs.ask(sessionId, body)) === 'taken-over' && (await this.#stillPending(sessionId, body))) await this.send(sessionId, model, body);
+      return;
+    }
     const entry = this.#entry(sessionId, model);
     this.#refuseWhileMoving(entry);
     const input: RunInput = (await this.#steps(sessionId)) === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
@@ -166,7 +162,7 @@ export class SessionHost {
         this.opts.onAutoMove?.(sessionId, placed.decision.reason);
       }
     }
-    await this.#announce(sessionId, body, entry.runner.send(input), asked);
+    await this.#tabs.announce(sessionId, body, entry.runner.send(input), asked);
   }
 
   /**
@@ -174,23 +170,23 @@ export class SessionHost {
    * host steps checkpointed in its store, one per batch — on this device only: a session away is brought back first.
    */
   async addContent(sessionId: string, model: ModelChoice, batches: readonly HostCall[][]): Promise<void> {
-    await this.#refuseIfOtherTab(sessionId, 'add content to it');
+    await this.#tabs.refuseIfOther(sessionId, 'add content to it');
     const entry = this.#entry(sessionId, model);
     this.#refuseWhileMoving(entry);
-    await this.#announce(sessionId, null, (async () => {
+    const run = (async () => {
       for (const calls of batches) await entry.runner.send({ type: 'tools', calls });
-    })());
+    })();
+    await this.#tabs.announce(sessionId, null, run);
   }
 
   /** Stops the run where it is: the generation in flight is cut and checkpointed; the session stays where it is. */
   async stop(sessionId: string): Promise<void> {
-    if (this.#followed.has(sessionId)) return this.#tabs.post({ type: 'stop', session: sessionId });
-    await this.#entries.get(sessionId)?.runner.stop();
+    if (!this.#tabs.stop(sessionId)) await this.#entries.get(sessionId)?.runner.stop();
   }
 
   /** Moves the session: here, or to a relay's node (its forked children keep this device's scope). */
   async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
-    await this.#refuseIfOtherTab(sessionId, 'move it');
+    await this.#tabs.refuseIfOther(sessionId, 'move it');
     const entry = this.#entry(sessionId, model);
     this.#refuseWhileMoving(entry);
     if (target.here && entry.placement.state === 'here') return;
@@ -214,7 +210,7 @@ export class SessionHost {
       await this.opts.data.records.savePlacement(sessionId, null);
     }
     this.#set(sessionId, entry, { state: target.here ? 'here' : 'away', name });
-    this.#announce(sessionId, null, entry.runner.settled());
+    void this.#tabs.announce(sessionId, null, entry.runner.settled());
   }
 
   /**
@@ -222,11 +218,10 @@ export class SessionHost {
    * from where an undo can follow it again — and it is no longer followed, so nothing of it comes back.
    */
   async release(sessionId: string): Promise<void> {
-    if (this.#followed.has(sessionId)) this.#tabs.post({ type: 'release', session: sessionId });
     const entry = this.#entries.get(sessionId);
-    if (!entry) return this.#tabs.release(sessionId);
     this.#entries.delete(sessionId);
     try {
+      if (!entry) return;
       if (entry.runner instanceof RelayRunner) return await entry.runner.letGo();
       try {
         await entry.runner.stop();
@@ -234,141 +229,20 @@ export class SessionHost {
         await entry.runner.close();
       }
     } finally {
-      this.#tabs.release(sessionId);
+      await this.#tabs.release(sessionId);
     }
   }
 
-  /** Takes the session for this tab unless another tab runs it (which this one then follows); true when this tab may run it. */
-  async #own(sessionId: string): Promise<boolean> {
-    if (this.#tabs.owns(sessionId)) return true;
-    if (!this.#followed.has(sessionId) && (await this.#tabs.take(sessionId))) return true;
-    this.#follow(sessionId);
-    return false;
-  }
-
-  async #refuseIfOtherTab(sessionId: string, what: string): Promise<void> {
-    if (!(await this.#own(sessionId))) throw new FerryError('app/other-tab', `This session runs in another tab of this browser; ${what} there, or close that tab and try again here.`);
-  }
-
-  /** Follows the session another tab runs, until this tab may run it. */
-  #follow(sessionId: string): Followed {
-    let followed = this.#followed.get(sessionId);
-    if (followed) return followed;
-    followed = { placement: { state: 'here', name: HERE, otherTab: true }, run: undefined, freed: this.#tabs.whenFree(sessionId) };
-    this.#followed.set(sessionId, followed);
-    this.opts.onPlacement(sessionId, followed.placement);
-    followed.freed.then(() => this.#tookOver(sessionId)).catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'app/other-tab', message: `This tab could not take the session over from the tab that ran it (${err instanceof Error ? err.message : String(err)}); reload the page.` }));
-    return followed;
-  }
-
-  /** The tab that ran the session let it go, closed or crashed: this tab may run it, from what the store holds. */
+  /** The tab that ran the session let it go, closed or crashed: left on a relay's node, it is followed from this tab now. */
   async #tookOver(sessionId: string): Promise<void> {
-    const followed = this.#followed.get(sessionId);
-    this.#followed.delete(sessionId);
-    followed?.run?.end();
     this.opts.onPlacement(sessionId, this.placement(sessionId));
-    // Left on a relay's node, the session is followed there from this tab now.
     if ((await this.opts.data.records.placement(sessionId)) !== undefined) await this.resume(sessionId, this.opts.model());
   }
 
-  /**
-   * Another tab runs the session: it runs `text` (already saved here as the session's pending input). Should that tab
-   * close first, this one runs it, unless a checkpoint there holds it already.
-   */
-  async #ask(sessionId: string, model: ModelChoice, text: string): Promise<void> {
-    const followed = this.#follow(sessionId);
-    const request = crypto.randomUUID();
-    const answered = new Promise<SerializedError | undefined>((answer) => this.#asked.set(request, { sessionId, answer }));
-    this.#tabs.post({ type: 'send', session: sessionId, request, text });
-    try {
-      const answer = await Promise.race([answered.then((error) => ({ error })), followed.freed.then(() => undefined)]);
-      if (answer?.error) throw FerryError.fromJSON(answer.error);
-      if (!answer && (await this.#stillPending(sessionId, text))) await this.send(sessionId, model, text);
-    } finally {
-      this.#asked.delete(request);
-    }
-  }
-
+  /** Whether `text` is still the session's pending input (no checkpoint holds it yet). */
   async #stillPending(sessionId: string, text: string): Promise<boolean> {
     const pending = await this.opts.data.records.pendingInput(await Session.open(this.opts.data.store, sessionId));
     return pending?.text === text;
-  }
-
-  /** Runs a message another tab saved and sent here, and answers that tab. */
-  async #runAsked(m: Extract<TabMessage, { type: 'send' }>): Promise<void> {
-    let error: SerializedError | undefined;
-    try {
-      if (this.running(m.session)) throw new FerryError('app/other-tab', 'This session is busy with a reply in another tab of this browser; wait for it to end, then send your message again.');
-      await this.#send(m.session, this.opts.model(), m.text, true);
-    } catch (err) {
-      error = (err instanceof FerryError ? err : new FerryError('runtime/failed', err instanceof Error ? err.message : String(err))).toJSON();
-    }
-    this.#tabs.post({ type: 'done', session: m.session, request: m.request, ...(error ? { error } : {}) });
-  }
-
-  /**
-   * Tells the other tabs a run of the session began here (`asked`: for one of them, so this page's screen hears of it
-   * too) and, once no run of it goes on, that it ended. Returns `run`.
-   */
-  #announce(sessionId: string, text: string | null, run: Promise<void>, asked = false): Promise<void> {
-    const runs = this.#runs.get(sessionId) ?? { text, count: 0 };
-    this.#runs.set(sessionId, { text: runs.text ?? text, count: runs.count + 1 });
-    if (runs.count === 0) this.#tabs.post({ type: 'run', session: sessionId, text });
-    if (asked) this.opts.onRun?.(sessionId, text);
-    const ended = (): void => {
-      const now = this.#runs.get(sessionId);
-      if (now && now.count > 1) return void this.#runs.set(sessionId, { ...now, count: now.count - 1 });
-      this.#runs.delete(sessionId);
-      this.#tabs.post({ type: 'idle', session: sessionId });
-    };
-    run.then(ended, ended);
-    return run;
-  }
-
-  /** What another tab says or asks about a session. */
-  #fromTab(m: TabMessage): void {
-    const id = m.session;
-    const mine = this.#tabs.owns(id);
-    switch (m.type) {
-      case 'hello': {
-        if (!this.#entries.has(id)) return;
-        this.#tabs.post({ type: 'placement', session: id, placement: this.placement(id) });
-        const runs = this.#runs.get(id);
-        if (runs) this.#tabs.post({ type: 'run', session: id, text: runs.text });
-        return;
-      }
-      case 'send':
-        if (mine) void this.#runAsked(m);
-        return;
-      case 'stop':
-      case 'release':
-        if (mine) void (m.type === 'stop' ? this.stop(id) : this.release(id)).catch((err: unknown) => this.#heard(id, { type: 'error', code: 'app/other-tab', message: err instanceof Error ? err.message : String(err) }));
-        return;
-      case 'done':
-        this.#asked.get(m.request)?.answer(m.error);
-        return;
-    }
-    if (mine) return;
-    const followed = this.#follow(id);
-    switch (m.type) {
-      case 'run': {
-        if (followed.run) return;
-        let end!: () => void;
-        const ended = new Promise<void>((resolve) => (end = resolve));
-        followed.run = { ended, end: () => ((followed.run = undefined), end()) };
-        // A message this tab asked for is already counted by its screen.
-        if (![...this.#asked.values()].some((a) => a.sessionId === id)) this.opts.onRun?.(id, m.text);
-        return;
-      }
-      case 'idle':
-        return followed.run?.end();
-      case 'placement':
-      case 'event':
-        followed.placement = { ...m.placement, otherTab: true };
-        if (m.type === 'event') this.opts.onEvent(id, m.event, followed.placement);
-        else this.opts.onPlacement(id, followed.placement);
-        return;
-    }
   }
 
   /** The session's entry: here, unless a move or a reload made it away. */
@@ -386,7 +260,7 @@ export class SessionHost {
     if (entry?.placement.state === 'here') entry.placer?.event(event);
     const placement = entry?.placement ?? this.placement(sessionId);
     this.opts.onEvent(sessionId, event, placement);
-    this.#tabs.post({ type: 'event', session: sessionId, event, placement });
+    this.#tabs.event(sessionId, event, placement);
   }
 
   #relayOptions(sessionId: string, model: ModelChoice): ConstructorParameters<typeof RelayRunner>[0] {
@@ -470,7 +344,7 @@ export class SessionHost {
     // The session list says where each session runs; it is informative, so a failed write only leaves it stale.
     if (placement.state === 'here' || placement.state === 'away') void this.opts.data.sessions.setRunsOn(sessionId, placement.name).catch(() => undefined);
     this.opts.onPlacement(sessionId, placement);
-    this.#tabs.post({ type: 'placement', session: sessionId, placement });
+    this.#tabs.placed(sessionId, placement);
   }
 }
 

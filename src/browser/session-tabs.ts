@@ -4,8 +4,8 @@
  * its tab closes or crashes, so a tab waiting for it (`whenFree`) then takes the session over from the store, which
  * holds everything acknowledged. Tabs talk over one BroadcastChannel: the running tab says what happens (runs
  * starting and ending, their events, where the session runs); the others ask it to run a message they saved as the
- * session's pending input, to stop, or to let the session go. Which messages mean what is the session host's
- * business: this module only carries them, and holds and waits for the locks.
+ * session's pending input, to stop, or to let the session go. What to do with them is other-tabs.ts's business:
+ * this module only carries them, and holds and waits for the locks.
  */
 import type { SerializedError } from '../core/errors.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
@@ -42,8 +42,8 @@ function readMessage(data: unknown): TabMessage | undefined {
 export class SessionTabs {
   readonly #channel: BroadcastChannel;
   readonly #locks: LockManager;
-  /** The sessions whose lock this tab holds, each with the call that lets it go. */
-  readonly #held = new Map<string, () => void>();
+  /** The sessions whose lock this tab holds, each with the call that lets it go and the lock's request (settled once let go). */
+  readonly #held = new Map<string, { letGo(): void; request: Promise<unknown> }>();
   /** Sessions this tab waits to take over, resolved once it holds their lock. */
   readonly #waiting = new Map<string, Promise<void>>();
 
@@ -65,13 +65,11 @@ export class SessionTabs {
   async take(session: string): Promise<boolean> {
     if (this.#held.has(session)) return true;
     return new Promise<boolean>((resolve, reject) => {
-      this.#locks
-        .request(lockName(session), { ifAvailable: true }, (lock) => {
-          if (!lock) return resolve(false);
-          resolve(true);
-          return this.#hold(session);
-        })
-        .catch(reject);
+      const request: Promise<unknown> = this.#locks.request(lockName(session), { ifAvailable: true }, (lock): Promise<void> | undefined => {
+        resolve(lock !== null);
+        return lock ? this.#hold(session, request) : undefined;
+      });
+      request.catch(reject);
     });
   }
 
@@ -88,23 +86,25 @@ export class SessionTabs {
     let waiting = this.#waiting.get(session);
     if (!waiting) {
       waiting = new Promise<void>((resolve, reject) => {
-        this.#locks
-          .request(lockName(session), () => {
-            this.#waiting.delete(session);
-            resolve();
-            return this.#hold(session);
-          })
-          .catch(reject);
+        const request: Promise<unknown> = this.#locks.request(lockName(session), (): Promise<void> => {
+          this.#waiting.delete(session);
+          resolve();
+          return this.#hold(session, request);
+        });
+        request.catch(reject);
       });
       this.#waiting.set(session, waiting);
     }
     return waiting;
   }
 
-  /** Lets the session's lock go (it was deleted here): another tab may run it. */
-  release(session: string): void {
-    this.#held.get(session)?.();
+  /** Lets the session's lock go (it was deleted here): another tab may run it. Resolves once the lock is free. */
+  async release(session: string): Promise<void> {
+    const held = this.#held.get(session);
+    if (!held) return;
     this.#held.delete(session);
+    held.letGo();
+    await held.request.catch(() => undefined);
   }
 
   post(message: TabMessage): void {
@@ -115,8 +115,8 @@ export class SessionTabs {
     }
   }
 
-  #hold(session: string): Promise<void> {
-    return new Promise<void>((resolve) => this.#held.set(session, resolve));
+  #hold(session: string, request: Promise<unknown>): Promise<void> {
+    return new Promise<void>((letGo) => this.#held.set(session, { letGo, request }));
   }
 }
 

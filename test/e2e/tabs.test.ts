@@ -1,7 +1,8 @@
 /**
  * Two tabs of one browser on the same session, through the built app: one runs it, the other follows. A message sent
  * in the running tab is answered there and shows in the other; a message sent in the following tab is answered once,
- * by the running tab; when the running tab closes, the other runs the session's next message itself.
+ * by the running tab; a reply streams live in the following tab, which can stop it; when the running tab closes, the
+ * other runs the session's next message itself, and a tab opened then follows that one.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
@@ -44,10 +45,6 @@ for (const device of devices) {
       await one.getByTestId('relay-models').waitFor({ timeout: 90_000 });
       await press(one.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
       await one.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
-      await press(one.getByRole('link', { name: 'Settings', exact: true }));
-      await one.getByLabel('Reply length (tokens)').fill('32');
-      await press(one.getByRole('button', { name: 'Save settings' }));
-      await expect.poll(() => one.getByTestId('toast').last().textContent()).toContain('Settings saved');
       await press(one.getByRole('link', { name: 'Sessions', exact: true }));
       await press(one.getByLabel(/Assistant/));
       await one.getByLabel(/^Title/).fill('Two tabs');
@@ -81,11 +78,19 @@ for (const device of devices) {
       await shows(one, 2);
       for (const page of [one, two]) expect(await page.getByTestId('user-message').last().textContent()).toContain('hello from the second tab');
 
+      // Streamed in the first tab, shown live in the second as it streams, and stopped from there.
+      await send(one, 'a long one, stopped from the second tab');
+      await expect.poll(async () => ((await two.getByTestId('live-text').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 20, { timeout: 60_000, interval: 10 }).toBe(true);
+      await press(two.getByRole('button', { name: 'Stop' }));
+      await shows(one, 3);
+      await shows(two, 3);
+      for (const page of [one, two]) expect(await page.getByTestId('agent-message').last().textContent()).toMatch(/tokens · stopped/);
+
       // The first tab closes: the second may run the session now, and runs its next message itself.
       await one.close();
       await expect.poll(() => two.getByTestId('other-tab').count(), { timeout: 30_000 }).toBe(0);
       await send(two, 'the first tab is gone');
-      await shows(two, 3);
+      await shows(two, 4);
       expect(await two.getByTestId('user-message').last().textContent()).toContain('the first tab is gone');
       // A tab opened now follows the second.
       const three = await rig.browser.context.newPage();
@@ -94,7 +99,7 @@ for (const device of devices) {
       await three.locator('html[data-ready="true"]').waitFor();
       await three.getByTestId('transcript').and(three.locator('[data-ready="true"]')).waitFor();
       await three.getByTestId('other-tab').waitFor({ timeout: 30_000 });
-      await shows(three, 3);
+      await shows(three, 4);
       rig.page = two;
       await three.close();
       expect(rig.pageErrors).toEqual([]);

@@ -93,8 +93,9 @@ export class OpenSession {
       this.pending = pending;
       this.loadError = null;
       // The page may still run this session (the screen was left and opened again), or another tab does: show where.
-      const host = await ui.host();
-      this.placement = (await host.follow(this.id)) ?? host.placement(this.id);
+      // (Its code not loaded — offline before it was cached — nothing runs here to follow or show.)
+      const host = await ui.host().catch(() => undefined);
+      if (host) this.placement = (await host.follow(this.id)) ?? host.placement(this.id);
       away = this.here && record !== undefined;
     } catch (err) {
       this.loadError = describeError(err);
@@ -109,7 +110,7 @@ export class OpenSession {
     }
     // After a reload: this device left the session on another node; it catches up and follows it again.
     if (away && (await ui.attempt(async () => (this.placement = await (await ui.host()).resume(this.id, ui.requireModel()))))) await this.reload();
-    if ((await ui.host()).running(this.id)) {
+    if (ui.hostLoaded && (await ui.host()).running(this.id)) {
       // The message sent last, if no checkpoint holds it yet, is the one being worked on.
       if (this.placement.otherTab) return this.#join(this.pending?.text ?? null);
       this.live = { ...IDLE, place: placeOf(this.placement), user: this.pending?.text ?? null };
@@ -159,8 +160,9 @@ export class OpenSession {
       this.branch = s.branch;
       await ui.attempt(async () => {
         const steps = await ui.app.transcripts.steps(s);
-        // A message whose checkpoint is now in the store has landed: its pending record goes, in the same update.
-        const pending = this.pending && (await ui.app.records.pendingInput(s));
+        // A message whose checkpoint is now in the store has landed: its pending record goes, in the same update. One
+        // another tab sent is read too: should that tab die before its step lands, the message is offered here.
+        const pending = await ui.app.records.pendingInput(s);
         this.steps = steps;
         this.pending = pending;
         shown?.();

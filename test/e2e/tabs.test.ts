@@ -2,7 +2,8 @@
  * Two tabs of one browser on the same session, through the built app: one runs it, the other follows. A message sent
  * in the running tab is answered there and shows in the other; a message sent in the following tab is answered once,
  * by the running tab; a reply streams live in the following tab, which can stop it; when the running tab closes, the
- * other runs the session's next message itself, and a tab opened then follows that one.
+ * other runs the session's next message itself, and a tab opened then follows that one; when that one crashes
+ * mid-reply, the newest takes the session over and offers the message it was answering again.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
@@ -39,7 +40,7 @@ for (const device of devices) {
       expect(await page.getByTestId('user-message').count()).toBe(n);
     }
 
-    test('one tab runs the session, the other follows it, sends through it, and takes it over when it closes', async () => {
+    test('one tab runs the session, the other follows it, sends through it and stops it, and takes it over when it closes or crashes', async () => {
       const one = rig.page;
       await press(one.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
       await one.getByTestId('relay-models').waitFor({ timeout: 90_000 });
@@ -92,6 +93,15 @@ for (const device of devices) {
       await send(two, 'the first tab is gone');
       await shows(two, 4);
       expect(await two.getByTestId('user-message').last().textContent()).toContain('the first tab is gone');
+      // A long reply for what follows, so the second tab surely dies before it is done (Settings are each tab's own).
+      await press(two.getByRole('link', { name: 'Settings', exact: true }));
+      await two.getByLabel('Reply length (tokens)').fill('1024');
+      await press(two.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => two.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await press(two.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(two.getByRole('link', { name: 'Two tabs', exact: true }));
+      await two.getByTestId('transcript').and(two.locator('[data-ready="true"]')).waitFor();
+
       // A tab opened now follows the second.
       const three = await rig.browser.context.newPage();
       three.on('pageerror', (err) => rig.pageErrors.push(`third tab: ${err.message}`));
@@ -100,8 +110,24 @@ for (const device of devices) {
       await three.getByTestId('transcript').and(three.locator('[data-ready="true"]')).waitFor();
       await three.getByTestId('other-tab').waitFor({ timeout: 30_000 });
       await shows(three, 4);
-      rig.page = two;
-      await three.close();
+
+      // The second tab crashes mid-reply: the third takes the session over and offers the message again, unlost.
+      await send(two, 'sent just before this tab crashes');
+      await expect.poll(async () => ((await three.getByTestId('live-text').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 20, { timeout: 60_000, interval: 10 }).toBe(true);
+      const cdp = await rig.browser.context.newCDPSession(two);
+      const crashed = two.waitForEvent('crash');
+      void cdp.send('Page.crash').catch(() => undefined);
+      await crashed;
+      await two.close();
+      await expect.poll(() => three.getByTestId('other-tab').count(), { timeout: 30_000 }).toBe(0);
+      const unsent = three.getByTestId('unsent-message');
+      await expect.poll(() => unsent.textContent(), { timeout: 30_000 }).toContain('sent just before this tab crashes');
+      expect(await three.getByTestId('agent-message').count()).toBe(4);
+      await press(unsent.getByRole('button', { name: 'Send again' }));
+      await shows(three, 5);
+      expect(await unsent.count()).toBe(0);
+      expect(await three.getByTestId('user-message').last().textContent()).toContain('sent just before this tab crashes');
+      rig.page = three;
       expect(rig.pageErrors).toEqual([]);
     });
   });

@@ -268,6 +268,8 @@ export class OpenSession {
 
   /** Shows a run this screen did not start (`user`: its message) until it pauses. */
   async #join(user: string | null): Promise<void> {
+    // Still opening: load() joins it once the session is read.
+    if (!this.#session) return;
     this.live = { ...IDLE, place: placeOf(this.placement), user };
     await this.#counted();
   }

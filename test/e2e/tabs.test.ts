@@ -28,6 +28,16 @@ for (const device of devices) {
       await expect.poll(() => box.inputValue(), { timeout: 30_000 }).toBe('');
     }
 
+    /** Opens `url` in another tab of the same browser (the same storage), once its transcript is rendered. */
+    async function openTab(url: string, name: string): Promise<Page> {
+      const tab = await rig.browser.context.newPage();
+      tab.on('pageerror', (err) => rig.pageErrors.push(`${name} tab: ${err.message}`));
+      await tab.goto(url);
+      await tab.locator('html[data-ready="true"]').waitFor();
+      await tab.getByTestId('transcript').and(tab.locator('[data-ready="true"]')).waitFor();
+      return tab;
+    }
+
     /** The tab shows `n` replies (and `n` messages), nothing runs there, and no error was shown. */
     async function shows(page: Page, n: number): Promise<void> {
       const failed = page.getByTestId('error-toast');
@@ -54,11 +64,7 @@ for (const device of devices) {
       await rig.transcriptReady();
 
       // The same session in a second tab of the same browser (same storage).
-      const two = await rig.browser.context.newPage();
-      two.on('pageerror', (err) => rig.pageErrors.push(`second tab: ${err.message}`));
-      await two.goto(one.url());
-      await two.locator('html[data-ready="true"]').waitFor();
-      await two.getByTestId('transcript').and(two.locator('[data-ready="true"]')).waitFor();
+      const two = await openTab(one.url(), 'second');
       await expect.poll(() => two.getByTestId('empty-transcript').isVisible(), { timeout: 30_000 }).toBe(true);
 
       // Sent in the first tab: answered there, and the second shows it, saying the session runs in another tab.
@@ -78,6 +84,8 @@ for (const device of devices) {
       await shows(two, 2);
       await shows(one, 2);
       for (const page of [one, two]) expect(await page.getByTestId('user-message').last().textContent()).toContain('hello from the second tab');
+      // The first tab ran it: the second still follows.
+      expect(await two.getByTestId('other-tab').count()).toBe(1);
 
       // Streamed in the first tab, shown live in the second as it streams, and stopped from there.
       await send(one, 'a long one, stopped from the second tab');
@@ -103,11 +111,7 @@ for (const device of devices) {
       await two.getByTestId('transcript').and(two.locator('[data-ready="true"]')).waitFor();
 
       // A tab opened now follows the second.
-      const three = await rig.browser.context.newPage();
-      three.on('pageerror', (err) => rig.pageErrors.push(`third tab: ${err.message}`));
-      await three.goto(two.url());
-      await three.locator('html[data-ready="true"]').waitFor();
-      await three.getByTestId('transcript').and(three.locator('[data-ready="true"]')).waitFor();
+      const three = await openTab(two.url(), 'third');
       await three.getByTestId('other-tab').waitFor({ timeout: 30_000 });
       await shows(three, 4);
 

@@ -40,15 +40,17 @@ function readMessage(data: unknown): TabMessage | undefined {
 }
 
 export class SessionTabs {
-  readonly #channel: BroadcastChannel;
-  readonly #locks: LockManager;
+  readonly #channel: BroadcastChannel | undefined;
+  /** Absent outside a secure context (a page over plain HTTP on a LAN address): each tab then runs its sessions alone. */
+  readonly #locks: LockManager | null;
   /** The sessions whose lock this tab holds, each with the call that lets it go and the lock's request (settled once let go). */
   readonly #held = new Map<string, { letGo(): void; request: Promise<unknown> }>();
   /** Sessions this tab waits to take over, resolved once it holds their lock. */
   readonly #waiting = new Map<string, Promise<void>>();
 
-  constructor(onMessage: (message: TabMessage) => void, locks: LockManager = navigator.locks) {
+  constructor(onMessage: (message: TabMessage) => void, locks: LockManager | null = globalThis.navigator?.locks ?? null) {
     this.#locks = locks;
+    if (!locks) return;
     this.#channel = new BroadcastChannel(CHANNEL);
     this.#channel.onmessage = (e: MessageEvent<unknown>) => {
       const message = readMessage(e.data);
@@ -63,9 +65,10 @@ export class SessionTabs {
 
   /** Takes the session's lock unless another tab holds it; true when this tab holds it now. */
   async take(session: string): Promise<boolean> {
-    if (this.#held.has(session)) return true;
+    const locks = this.#locks;
+    if (!locks || this.#held.has(session)) return true;
     return new Promise<boolean>((resolve, reject) => {
-      const request: Promise<unknown> = this.#locks.request(lockName(session), { ifAvailable: true }, (lock): Promise<void> | undefined => {
+      const request: Promise<unknown> = locks.request(lockName(session), { ifAvailable: true }, (lock): Promise<void> | undefined => {
         resolve(lock !== null);
         return lock ? this.#hold(session, request) : undefined;
       });
@@ -75,18 +78,19 @@ export class SessionTabs {
 
   /** Whether another tab holds the session's lock now. */
   async heldElsewhere(session: string): Promise<boolean> {
-    if (this.#held.has(session)) return false;
+    if (!this.#locks || this.#held.has(session)) return false;
     const { held = [] } = await this.#locks.query();
     return held.some((l) => l.name === lockName(session));
   }
 
   /** Resolves once this tab holds the session's lock: at once if no tab does, else when the tab holding it lets go, closes or crashes. */
   whenFree(session: string): Promise<void> {
-    if (this.#held.has(session)) return Promise.resolve();
+    const locks = this.#locks;
+    if (!locks || this.#held.has(session)) return Promise.resolve();
     let waiting = this.#waiting.get(session);
     if (!waiting) {
       waiting = new Promise<void>((resolve, reject) => {
-        const request: Promise<unknown> = this.#locks.request(lockName(session), (): Promise<void> => {
+        const request: Promise<unknown> = locks.request(lockName(session), (): Promise<void> => {
           this.#waiting.delete(session);
           resolve();
           return this.#hold(session, request);
@@ -109,7 +113,7 @@ export class SessionTabs {
 
   post(message: TabMessage): void {
     try {
-      this.#channel.postMessage({ v: PROTOCOL, ...message });
+      this.#channel?.postMessage({ v: PROTOCOL, ...message });
     } catch {
       // Something in it cannot be cloned: the other tabs miss this one, and read the store at the next checkpoint.
     }

@@ -68,6 +68,27 @@ describe('SessionTabs', () => {
     await tab.release(s);
   });
 
+  it('without Web Locks (outside a secure context), lets every tab run its sessions alone, as before', async () => {
+    const s = sessionId();
+    const heard: TabMessage[] = [];
+    const one = new SessionTabs((m) => heard.push(m), null);
+    const two = new SessionTabs((m) => heard.push(m), null);
+    expect(await one.take(s)).toBe(true);
+    expect(await two.take(s)).toBe(true);
+    expect(await two.heldElsewhere(s)).toBe(false);
+    await two.whenFree(s);
+    // They neither listen nor speak: a tab with locks hears only the message sent to all.
+    const got: TabMessage[] = [];
+    new SessionTabs((m) => got.push(m));
+    one.post({ type: 'run', session: s, text: 'from a tab without locks' });
+    const raw = new BroadcastChannel('ferry-session-tabs');
+    raw.postMessage({ v: 1, type: 'idle', session: s });
+    await waitFor('the message sent to all', () => got.length > 0, { timeoutMs: 10_000 });
+    expect(got).toEqual([{ v: 1, type: 'idle', session: s }]);
+    expect(heard).toEqual([]);
+    raw.close();
+  });
+
   it('carries messages to the other tabs, and ignores what is not of its protocol', async () => {
     const heard: TabMessage[] = [];
     const one = new SessionTabs(() => undefined);

@@ -13,9 +13,9 @@ import { SessionTabs, type TabMessage } from './session-tabs.ts';
 export interface OtherTabsOptions {
   /** Whether this tab has the session's runner. */
   has(sessionId: string): boolean;
-  /** Where the session is (the host's answer), and whether a run of it goes on here. */
+  /** Where the session is (the host's answer); resolves when no run of it goes on here. */
   placement(sessionId: string): Placement;
-  running(sessionId: string): boolean;
+  settled(sessionId: string): Promise<void>;
   /** Runs a message another tab saved as the session's pending input. */
   run(sessionId: string, text: string): Promise<void>;
   stop(sessionId: string): Promise<void>;
@@ -46,6 +46,8 @@ export class OtherTabs {
   readonly #runs = new Map<string, { text: string | null; count: number }>();
   /** Messages this tab asked another to run, by request, until it answers. */
   readonly #asked = new Map<string, { sessionId: string; answer(error: SerializedError | undefined): void }>();
+  /** Messages other tabs sent here run one after another, each once the session's run before it has ended. */
+  #turn: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: OtherTabsOptions) {
     this.#tabs = new SessionTabs((m) => this.#heard(m));
@@ -172,7 +174,7 @@ export class OtherTabs {
         return;
       }
       case 'send':
-        if (mine) void this.#runAsked(m);
+        if (mine) this.#turn = this.#turn.then(() => this.#runAsked(m));
         return;
       case 'stop':
       case 'release':
@@ -205,11 +207,14 @@ export class OtherTabs {
     }
   }
 
-  /** Runs a message another tab saved and sent here, and answers that tab. */
+  /**
+   * Runs a message another tab saved and sent here, once the run going on (a move's continuation, or a message sent
+   * here at the same moment) has ended, and answers that tab.
+   */
   async #runAsked(m: Extract<TabMessage, { type: 'send' }>): Promise<void> {
     let error: SerializedError | undefined;
     try {
-      if (this.opts.running(m.session)) throw new FerryError('app/other-tab', 'This session is busy with a reply in another tab of this browser; wait for it to end, then send your message again.');
+      await this.opts.settled(m.session);
       await this.opts.run(m.session, m.text);
     } catch (err) {
       error = (err instanceof FerryError ? err : new FerryError('runtime/failed', messageOf(err))).toJSON();

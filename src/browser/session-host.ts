@@ -74,7 +74,7 @@ export class SessionHost {
     this.#tabs = new OtherTabs({
       has: (id) => this.#entries.has(id),
       placement: (id) => this.placement(id),
-      running: (id) => this.running(id),
+      settled: (id) => this.settled(id),
       run: (id, text) => this.#send(id, opts.model(), text, true),
       stop: (id) => this.stop(id),
       release: (id) => this.release(id),
@@ -131,7 +131,6 @@ export class SessionHost {
     const away: Entry = { runner, placement: { state: 'away', name: saved.name ?? CLOUD }, placer: undefined };
     this.#entries.set(sessionId, away);
     this.#placed(sessionId, away.placement);
-    void this.#tabs.announce(sessionId, null, runner.settled());
     return away.placement;
   }
 
@@ -210,7 +209,6 @@ export class SessionHost {
       await this.opts.data.records.savePlacement(sessionId, null);
     }
     this.#set(sessionId, entry, { state: target.here ? 'here' : 'away', name });
-    void this.#tabs.announce(sessionId, null, entry.runner.settled());
   }
 
   /**
@@ -235,8 +233,12 @@ export class SessionHost {
 
   /** The tab that ran the session let it go, closed or crashed: left on a relay's node, it is followed from this tab now. */
   async #tookOver(sessionId: string): Promise<void> {
-    this.opts.onPlacement(sessionId, this.placement(sessionId));
-    if ((await this.opts.data.records.placement(sessionId)) !== undefined) await this.resume(sessionId, this.opts.model());
+    try {
+      if ((await this.opts.data.records.placement(sessionId)) !== undefined) await this.resume(sessionId, this.opts.model());
+    } finally {
+      // Here (or not followed on the relay after all): the page shows it as this tab's now.
+      if (!this.#entries.has(sessionId)) this.opts.onPlacement(sessionId, this.placement(sessionId));
+    }
   }
 
   /** Whether `text` is still the session's pending input (no checkpoint holds it yet). */

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
-import { devices, startUi, type UiRig } from './ui-harness.ts';
+import { devices, pressMoveToCloud, startUi, type UiRig } from './ui-harness.ts';
 
 for (const device of devices) {
   describe(`two tabs on one session on a ${device.name}`, () => {
@@ -132,6 +132,43 @@ for (const device of devices) {
       expect(await unsent.count()).toBe(0);
       expect(await three.getByTestId('user-message').last().textContent()).toContain('sent just before this tab crashes');
       rig.page = three;
+      expect(rig.pageErrors).toEqual([]);
+    });
+
+    test('a session moved to the cloud worker: another tab follows the tab that follows the run, and takes the run over when that tab closes', async () => {
+      const one = rig.page;
+      await press(one.getByRole('link', { name: 'Settings', exact: true }));
+      await press(one.getByLabel('My devices'));
+      await one.getByLabel('Reply length (tokens)').fill('48');
+      await press(one.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => one.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await press(one.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(one.getByLabel(/Assistant/));
+      await one.getByLabel(/^Title/).fill('In the cloud');
+      await press(one.getByRole('button', { name: 'Create session' }));
+      await expect.poll(() => one.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
+      await one.getByTestId('transcript').and(one.locator('[data-ready="true"]')).waitFor();
+      await press(one.getByTestId('where-it-runs').locator('summary'));
+      await pressMoveToCloud(one, press);
+      await expect.poll(() => one.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('Cloud worker');
+
+      // Another tab follows the first, which follows the run in the cloud worker; a message sent there goes that way.
+      const two = await openTab(one.url(), 'cloud follower');
+      await two.getByTestId('other-tab').waitFor({ timeout: 30_000 });
+      await expect.poll(() => two.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
+      await send(two, 'hello to the cloud from the other tab');
+      await shows(two, 1);
+      await shows(one, 1);
+      for (const page of [one, two]) expect(await page.getByTestId('agent-message').last().textContent()).toContain('node-llama-cpp');
+
+      // The first tab closes: the other follows the cloud run itself now, and its next message is answered there.
+      await one.close();
+      await expect.poll(() => two.getByTestId('other-tab').count(), { timeout: 30_000 }).toBe(0);
+      await expect.poll(() => two.getByTestId('runs-on').textContent(), { timeout: 30_000 }).toBe('Cloud worker');
+      await send(two, 'still in the cloud?');
+      await shows(two, 2);
+      expect(await two.getByTestId('agent-message').last().textContent()).toContain('node-llama-cpp');
+      rig.page = two;
       expect(rig.pageErrors).toEqual([]);
     });
   });

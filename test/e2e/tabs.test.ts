@@ -3,7 +3,9 @@
  * in the running tab is answered there and shows in the other; a message sent in the following tab is answered once,
  * by the running tab; a reply streams live in the following tab, which can stop it; when the running tab closes, the
  * other runs the session's next message itself, and a tab opened then follows that one; when that one crashes
- * mid-reply, the newest takes the session over and offers the message it was answering again.
+ * mid-reply, the newest takes the session over and offers the message it was answering again. A session moved to the
+ * cloud worker is followed the same way, and the tab that takes it over follows its relay run itself. On a phone
+ * (360×780, touch) and a desktop (1280×800), as the other UI suites.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';

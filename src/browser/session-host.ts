@@ -8,6 +8,10 @@
  * other takes over from the store. While a session is away, where it is (the snapshot, its write token and key, the
  * run and the next event) is kept in this device's records, so a reload follows it again. Automatic placement
  * (auto-placement.ts) may move a session that runs here before a step, or live during a reply.
+ *
+ * One tab of this browser runs a session at a time: the one holding its lock, taken when the tab first runs it. The
+ * other tabs follow it (other-tabs.ts): they hear its runs and events, send it their messages once saved as pending
+ * input, ask it to stop, and take the session over when that tab closes or crashes.
  */
 import { FerryError } from '../core/errors.ts';
 import { move, RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
@@ -19,6 +23,7 @@ import type { DeviceWorker, StartSettings } from './device-worker.ts';
 import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
 import { nextStep } from './next-step.ts';
+import { OtherTabs } from './other-tabs.ts';
 import type { ModelChoice } from './settings.ts';
 
 const HERE = 'This device';
@@ -29,6 +34,8 @@ export interface Placement {
   state: 'here' | 'moving' | 'away' | 'returning';
   /** Where it runs now, or is going: "This device", "Cloud worker", or the name of one of the space's devices. */
   name: string;
+  /** Another tab of this browser runs it (and this one follows). */
+  otherTab?: true;
 }
 
 /** Where to move a session: here, or a relay's node (`where` absent: any cloud worker) named `name` for people. */
@@ -39,12 +46,16 @@ export interface SessionHostOptions {
   worker: DeviceWorker;
   relay(): string;
   limits(): EngineLimits;
+  /** The model a message another tab sends runs with (throws when none is chosen). */
+  model(): ModelChoice;
   /** What placement may do now (Settings' privacy, objective and budget; this device's space and node); absent: nothing moves by itself. */
   autoPlacement?(): Promise<AutoPlacementContext | undefined>;
   onEvent(sessionId: string, event: RunnerEvent, placement: Placement): void;
   onPlacement(sessionId: string, placement: Placement): void;
   /** The session moved by itself, and why. */
   onAutoMove?(sessionId: string, reason: string): void;
+  /** A run began that this page's screen did not start: another tab's (`text`: its message), or one run here for another tab. */
+  onRun?(sessionId: string, text: string | null): void;
 }
 
 interface Entry {
@@ -55,11 +66,25 @@ interface Entry {
 
 export class SessionHost {
   readonly #entries = new Map<string, Entry>();
+  readonly #tabs: OtherTabs;
 
-  constructor(private readonly opts: SessionHostOptions) {}
+  constructor(private readonly opts: SessionHostOptions) {
+    this.#tabs = new OtherTabs({
+      has: (id) => this.#entries.has(id),
+      placement: (id) => this.placement(id),
+      settled: (id) => this.settled(id),
+      run: (id, text) => this.#send(id, opts.model(), text, true),
+      stop: (id) => this.stop(id),
+      release: (id) => this.release(id),
+      tookOver: (id) => this.#tookOver(id),
+      onEvent: opts.onEvent,
+      onPlacement: opts.onPlacement,
+      ...(opts.onRun ? { onRun: opts.onRun } : {}),
+    });
+  }
 
   placement(sessionId: string): Placement {
-    return this.#entries.get(sessionId)?.placement ?? { state: 'here', name: HERE };
+    return this.#tabs.placement(sessionId) ?? this.#entries.get(sessionId)?.placement ?? { state: 'here', name: HERE };
   }
 
   /** The session was brought here by hand: automatic placement leaves it here while this page is open. */
@@ -70,12 +95,18 @@ export class SessionHost {
   }
 
   running(sessionId: string): boolean {
-    return this.#entries.get(sessionId)?.runner.running ?? false;
+    return this.#tabs.running(sessionId) || (this.#entries.get(sessionId)?.runner.running ?? false);
   }
 
-  /** Resolves when no run of the session goes on (here, or followed on the relay). */
+  /** Resolves when no run of the session goes on (here, followed on the relay, or in another tab). */
   async settled(sessionId: string): Promise<void> {
+    await this.#tabs.settled(sessionId);
     await this.#entries.get(sessionId)?.runner.settled();
+  }
+
+  /** When another tab runs the session, this one follows it: returns where it runs; undefined when no other tab does. */
+  async follow(sessionId: string): Promise<Placement | undefined> {
+    return this.#entries.has(sessionId) ? undefined : this.#tabs.follow(sessionId);
   }
 
   /** Creates a session of `template` in the store, under the chosen model. */
@@ -90,6 +121,7 @@ export class SessionHost {
   async resume(sessionId: string, model: ModelChoice): Promise<Placement> {
     const entry = this.#entries.get(sessionId);
     if (entry) return entry.placement;
+    if (!(await this.#tabs.own(sessionId))) return this.placement(sessionId);
     const text = await this.opts.data.records.placement(sessionId);
     if (text === undefined) return this.placement(sessionId);
     let saved;
@@ -111,9 +143,19 @@ export class SessionHost {
    * Runs `text` in the session, where it runs: its task when it has not started yet, a message otherwise. Resolves
    * when the run pauses. Before a step here, automatic placement may move the session first.
    */
-  async send(sessionId: string, model: ModelChoice, text: string): Promise<void> {
+  send(sessionId: string, model: ModelChoice, text: string): Promise<void> {
+    return this.#send(sessionId, model, text, false);
+  }
+
+  /** `asked`: another tab sent it (this page's screen did not start the run). */
+  async #send(sessionId: string, model: ModelChoice, text: string, asked: boolean): Promise<void> {
     const body = text.trim();
     if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
+    if (!(await this.#tabs.own(sessionId))) {
+      // Another tab runs it; should that tab close first, this one runs it, unless a checkpoint there holds it.
+      if ((await this.#tabs.ask(sessionId, body)) === 'taken-over' && (await this.#stillPending(sessionId, body))) await this.send(sessionId, model, body);
+      return;
+    }
     const entry = this.#entry(sessionId, model);
     this.#refuseWhileMoving(entry);
     const input: RunInput = (await this.#steps(sessionId)) === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
@@ -124,7 +166,7 @@ export class SessionHost {
         this.opts.onAutoMove?.(sessionId, placed.decision.reason);
       }
     }
-    await entry.runner.send(input);
+    await this.#tabs.announce(sessionId, body, entry.runner.send(input), asked);
   }
 
   /**
@@ -132,18 +174,23 @@ export class SessionHost {
    * host steps checkpointed in its store, one per batch — on this device only: a session away is brought back first.
    */
   async addContent(sessionId: string, model: ModelChoice, batches: readonly HostCall[][]): Promise<void> {
+    await this.#tabs.refuseIfOther(sessionId, 'add content to it');
     const entry = this.#entry(sessionId, model);
     this.#refuseWhileMoving(entry);
-    for (const calls of batches) await entry.runner.send({ type: 'tools', calls });
+    const run = (async () => {
+      for (const calls of batches) await entry.runner.send({ type: 'tools', calls });
+    })();
+    await this.#tabs.announce(sessionId, null, run);
   }
 
   /** Stops the run where it is: the generation in flight is cut and checkpointed; the session stays where it is. */
   async stop(sessionId: string): Promise<void> {
-    await this.#entries.get(sessionId)?.runner.stop();
+    if (!this.#tabs.stop(sessionId)) await this.#entries.get(sessionId)?.runner.stop();
   }
 
   /** Moves the session: here, or to a relay's node (its forked children keep this device's scope). */
   async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
+    await this.#tabs.refuseIfOther(sessionId, 'move it');
     const entry = this.#entry(sessionId, model);
     this.#refuseWhileMoving(entry);
     if (target.here && entry.placement.state === 'here') return;
@@ -175,14 +222,34 @@ export class SessionHost {
    */
   async release(sessionId: string): Promise<void> {
     const entry = this.#entries.get(sessionId);
-    if (!entry) return;
     this.#entries.delete(sessionId);
-    if (entry.runner instanceof RelayRunner) return entry.runner.letGo();
     try {
-      await entry.runner.stop();
+      if (!entry) return;
+      if (entry.runner instanceof RelayRunner) return await entry.runner.letGo();
+      try {
+        await entry.runner.stop();
+      } finally {
+        await entry.runner.close();
+      }
     } finally {
-      await entry.runner.close();
+      await this.#tabs.release(sessionId);
     }
+  }
+
+  /** The tab that ran the session let it go, closed or crashed: left on a relay's node, it is followed from this tab now. */
+  async #tookOver(sessionId: string): Promise<void> {
+    try {
+      if ((await this.opts.data.records.placement(sessionId)) !== undefined) await this.resume(sessionId, this.opts.model());
+    } finally {
+      // Here (or not followed on the relay after all): the page shows it as this tab's now.
+      if (!this.#entries.has(sessionId)) this.opts.onPlacement(sessionId, this.placement(sessionId));
+    }
+  }
+
+  /** Whether `text` is still the session's pending input (no checkpoint holds it yet). */
+  async #stillPending(sessionId: string, text: string): Promise<boolean> {
+    const pending = await this.opts.data.records.pendingInput(await Session.open(this.opts.data.store, sessionId));
+    return pending?.text === text;
   }
 
   /** The session's entry: here, unless a move or a reload made it away. */
@@ -198,7 +265,9 @@ export class SessionHost {
   #heard(sessionId: string, event: RunnerEvent): void {
     const entry = this.#entries.get(sessionId);
     if (entry?.placement.state === 'here') entry.placer?.event(event);
-    this.opts.onEvent(sessionId, event, entry?.placement ?? this.placement(sessionId));
+    const placement = entry?.placement ?? this.placement(sessionId);
+    this.opts.onEvent(sessionId, event, placement);
+    this.#tabs.event(sessionId, event, placement);
   }
 
   #relayOptions(sessionId: string, model: ModelChoice): ConstructorParameters<typeof RelayRunner>[0] {
@@ -276,6 +345,7 @@ export class SessionHost {
     // The session list says where each session runs; it is informative, so a failed write only leaves it stale.
     if (placement.state === 'here' || placement.state === 'away') void this.opts.data.sessions.setRunsOn(sessionId, placement.name).catch(() => undefined);
     this.opts.onPlacement(sessionId, placement);
+    this.#tabs.placed(sessionId, placement);
   }
 }
 

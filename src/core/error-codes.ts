@@ -33,6 +33,7 @@ const CATALOGUE = {
   'app/no-agent': { status: 400, meaning: 'This session holds no agent state (it was written without an agent), so no agent can continue it here' },
   'app/no-model': { status: 400, meaning: 'No model is chosen on this device yet' },
   'app/not-ready': { status: 400, meaning: 'Ferry is still opening its storage' },
+  'app/other-tab': { status: 409, meaning: 'Another tab of this browser runs this session: move it or add content there, or close that tab' },
   'app/nothing-to-undo': { status: 400, meaning: 'Branch "…" has no rollback to undo (or it has moved since)' },
   'app/storage-failed': { status: 500, meaning: 'This device\'s storage refused a write' },
   'app/unknown-agent': { status: 400, meaning: 'This session\'s agent (component ……) is not one this version of Ferry has, so it cannot continue here' },

@@ -28,6 +28,8 @@ const TOAST_MS = 15_000;
 export interface SessionWatcher {
   event(e: RunnerEvent, placement: Placement): void;
   placement(p: Placement): void;
+  /** A run began that this screen did not start (another tab's message, or one this tab runs for another). */
+  run(text: string | null): void;
 }
 
 /**
@@ -108,6 +110,7 @@ class Ui {
       const { host, worker } = openSessionHost({
         data: this.app,
         relay: () => this.relay(),
+        model: () => this.requireModel(),
         limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel, ggufOnGpu: this.settings.ggufOnGpu, sampling: samplingOf(this.settings) }),
         onEvent: (id, e, p) => this.#watchers.get(id)?.event(e, p),
         onPlacement: (id, p) => {
@@ -127,6 +130,7 @@ class Ui {
         // Settings' privacy, objective and budget decide; this device's space makes its other devices candidates.
         autoPlacement: async () => ({ relay: this.relay(), prefs: placementPrefs(this.settings), ...(await nodeOffer.placementContext()) }),
         onAutoMove: (_id, reason) => this.notify(reason),
+        onRun: (id, text) => this.#watchers.get(id)?.run(text),
       });
       nodeOffer.obeyCpuShare((fraction) => worker.setCpuShare(fraction));
       return host;

@@ -80,7 +80,7 @@ export class OpenSession {
 
   async load(): Promise<void> {
     this.loading = true;
-    this.#stopWatching = ui.watch(this.id, { event: (e, p) => this.#onEvent(e, p), placement: (p) => (this.placement = p) });
+    this.#stopWatching = ui.watch(this.id, { event: (e, p) => this.#onEvent(e, p), placement: (p) => (this.placement = p), run: (text) => void this.#join(text) });
     let away = false;
     try {
       const app = ui.app;
@@ -92,8 +92,10 @@ export class OpenSession {
       this.steps = steps;
       this.pending = pending;
       this.loadError = null;
-      // The page may still run this session (the screen was left and opened again): show where.
-      if (ui.hostLoaded) this.placement = (await ui.host()).placement(this.id);
+      // The page may still run this session (the screen was left and opened again), or another tab does: show where.
+      // (Its code not loaded — offline before it was cached — nothing runs here to follow or show.)
+      const host = await ui.host().catch(() => undefined);
+      if (host) this.placement = (await host.follow(this.id)) ?? host.placement(this.id);
       away = this.here && record !== undefined;
     } catch (err) {
       this.loadError = describeError(err);
@@ -110,6 +112,7 @@ export class OpenSession {
     if (away && (await ui.attempt(async () => (this.placement = await (await ui.host()).resume(this.id, ui.requireModel()))))) await this.reload();
     if (ui.hostLoaded && (await ui.host()).running(this.id)) {
       // The message sent last, if no checkpoint holds it yet, is the one being worked on.
+      if (this.placement.otherTab) return this.#join(this.pending?.text ?? null);
       this.live = { ...IDLE, place: placeOf(this.placement), user: this.pending?.text ?? null };
       await this.#follow();
     }
@@ -157,8 +160,9 @@ export class OpenSession {
       this.branch = s.branch;
       await ui.attempt(async () => {
         const steps = await ui.app.transcripts.steps(s);
-        // A message whose checkpoint is now in the store has landed: its pending record goes, in the same update.
-        const pending = this.pending && (await ui.app.records.pendingInput(s));
+        // A message whose checkpoint is now in the store has landed: its pending record goes, in the same update. One
+        // another tab sent is read too: should that tab die before its step lands, the message is offered here.
+        const pending = await ui.app.records.pendingInput(s);
         this.steps = steps;
         this.pending = pending;
         shown?.();
@@ -253,19 +257,30 @@ export class OpenSession {
 
   /** Counts the run that goes on after a move (there, or continuing here) until it pauses. */
   async #follow(): Promise<void> {
-    this.#runs++;
-    const followed = (async () => {
-      try {
-        await (await ui.host()).settled(this.id);
-      } finally {
-        await this.#settle();
-      }
-    })();
+    const followed = this.#counted();
     this.#moved = followed;
     try {
       await followed;
     } finally {
       if (this.#moved === followed) this.#moved = undefined;
+    }
+  }
+
+  /** Shows a run this screen did not start (`user`: its message) until it pauses. */
+  async #join(user: string | null): Promise<void> {
+    // Still opening: load() joins it once the session is read.
+    if (!this.#session) return;
+    this.live = { ...IDLE, place: placeOf(this.placement), user };
+    await this.#counted();
+  }
+
+  /** Counts a run of the session going on until it pauses. */
+  async #counted(): Promise<void> {
+    this.#runs++;
+    try {
+      await (await ui.host()).settled(this.id);
+    } finally {
+      await this.#settle();
     }
   }
 

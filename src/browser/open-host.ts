@@ -8,7 +8,8 @@ import { DeviceWorker } from './device-worker.ts';
 import { EngineChoice, type EngineLimits } from './engine-choice.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 import type { LocalData } from './local-data.ts';
-import { SessionHost, startSettings, type SessionHostOptions } from './session-host.ts';
+import { SessionHost, type SessionHostOptions } from './session-host.ts';
+import { startSettings } from './start-settings.ts';
 
 export type EngineNews = Extract<RunnerEvent, { type: 'engine-loading' | 'engine-switch' }> | { type: 'engine-unused'; message: string };
 

@@ -7,7 +7,7 @@
  */
 import { FerryError, type SerializedError } from '../core/errors.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
-import type { Placement } from './session-host.ts';
+import type { Placement } from './placement.ts';
 import { SessionTabs, type TabMessage } from './session-tabs.ts';
 
 export interface OtherTabsOptions {

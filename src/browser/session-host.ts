@@ -14,32 +14,19 @@
  * input, ask it to stop, and take the session over when that tab closes or crashes.
  */
 import { FerryError } from '../core/errors.ts';
-import { move, RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
-import { RelayHttp, type ChildrenScope, type RunPlacement } from '../core/protocol/index.ts';
+import { move, RelayRunner, type RelayRunnerOptions, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
 import type { HostCall, RunInput } from '../core/runtime/loop.ts';
 import { Session } from '../core/session/index.ts';
 import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
-import type { DeviceWorker, StartSettings } from './device-worker.ts';
+import type { DeviceWorker } from './device-worker.ts';
 import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
 import { nextStep } from './next-step.ts';
 import { OtherTabs } from './other-tabs.ts';
+import { CLOUD, HERE, refuseWhileMoving, type MoveTarget, type Placement } from './placement.ts';
+import { comeBack, followAgain, followOptions } from './relay-follow.ts';
 import type { ModelChoice } from './settings.ts';
-
-const HERE = 'This device';
-const CLOUD = 'Cloud worker';
-
-/** Where a session is, for people: running here, away on `name`, or on its way to (or back from) there. */
-export interface Placement {
-  state: 'here' | 'moving' | 'away' | 'returning';
-  /** Where it runs now, or is going: "This device", "Cloud worker", or the name of one of the space's devices. */
-  name: string;
-  /** Another tab of this browser runs it (and this one follows). */
-  otherTab?: true;
-}
-
-/** Where to move a session: here, or a relay's node (`where` absent: any cloud worker) named `name` for people. */
-export type MoveTarget = { here: true } | { here?: false; where?: RunPlacement; name?: string };
+import { withChildren } from './start-settings.ts';
 
 export interface SessionHostOptions {
   data: LocalData;
@@ -122,18 +109,9 @@ export class SessionHost {
     const entry = this.#entries.get(sessionId);
     if (entry) return entry.placement;
     if (!(await this.#tabs.own(sessionId))) return this.placement(sessionId);
-    const text = await this.opts.data.records.placement(sessionId);
-    if (text === undefined) return this.placement(sessionId);
-    let saved;
-    try {
-      saved = restoreRelayPlacement(text);
-    } catch (err) {
-      // A record that cannot be read cannot be followed: the session is this device's again, from its own store.
-      await this.opts.data.records.savePlacement(sessionId, null);
-      throw err;
-    }
-    const runner = await RelayRunner.restore(saved, this.#relayOptions(sessionId, model));
-    const away: Entry = { runner, placement: { state: 'away', name: saved.name ?? CLOUD }, placer: undefined };
+    const followed = await followAgain(sessionId, this.opts.data, this.#relayOptions(sessionId, model));
+    if (!followed) return this.placement(sessionId);
+    const away: Entry = { runner: followed.runner, placement: { state: 'away', name: followed.name }, placer: undefined };
     this.#entries.set(sessionId, away);
     this.#placed(sessionId, away.placement);
     return away.placement;
@@ -157,7 +135,7 @@ export class SessionHost {
       return;
     }
     const entry = this.#entry(sessionId, model);
-    this.#refuseWhileMoving(entry);
+    refuseWhileMoving(entry.placement);
     const input: RunInput = (await this.#steps(sessionId)) === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
     if (entry.placement.state === 'here') {
       const placed = await entry.placer?.beforeStep();
@@ -176,7 +154,7 @@ export class SessionHost {
   async addContent(sessionId: string, model: ModelChoice, batches: readonly HostCall[][]): Promise<void> {
     await this.#tabs.refuseIfOther(sessionId, 'add content to it');
     const entry = this.#entry(sessionId, model);
-    this.#refuseWhileMoving(entry);
+    refuseWhileMoving(entry.placement);
     const run = (async () => {
       for (const calls of batches) await entry.runner.send({ type: 'tools', calls });
     })();
@@ -192,13 +170,13 @@ export class SessionHost {
   async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
     await this.#tabs.refuseIfOther(sessionId, 'move it');
     const entry = this.#entry(sessionId, model);
-    this.#refuseWhileMoving(entry);
+    refuseWhileMoving(entry.placement);
     if (target.here && entry.placement.state === 'here') return;
     const before = entry.placement;
     const name = target.here ? HERE : target.where?.space ? (target.name ?? 'another device') : CLOUD;
     this.#set(sessionId, entry, { state: target.here ? 'returning' : 'moving', name });
     const from = entry.runner;
-    const to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await this.#withChildren(target.where), name });
+    const to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
     try {
       entry.runner = await move(from, to, target.here
         ? { code: 'relay/bring-back-failed', message: 'The session could not come back to this device; it is safe in its last checkpoint. Try again' }
@@ -270,34 +248,17 @@ export class SessionHost {
     this.#tabs.event(sessionId, event, placement);
   }
 
-  #relayOptions(sessionId: string, model: ModelChoice): ConstructorParameters<typeof RelayRunner>[0] {
-    return {
-      sessionId,
-      store: this.opts.data.store,
-      relay: new RelayHttp({ baseUrl: this.opts.relay() }),
-      onEvent: (e) => this.#heard(sessionId, e),
-      persist: async (p) => void (await this.opts.data.records.savePlacement(sessionId, serializeRelayPlacement(p))),
-      onReassigned: (name) => {
+  #relayOptions(sessionId: string, model: ModelChoice): RelayRunnerOptions {
+    return followOptions(sessionId, this.opts.data, {
+      relay: this.opts.relay,
+      replyTokens: () => this.opts.limits().replyTokens,
+      heard: (e) => this.#heard(sessionId, e),
+      reassigned: (name) => {
         const entry = this.#entries.get(sessionId);
         if (entry && name) this.#set(sessionId, entry, { ...entry.placement, name });
       },
-      onNodeLeft: () => void this.#comeBack(sessionId, model),
-      replyTokens: () => this.opts.limits().replyTokens,
-    };
-  }
-
-  /**
-   * The node a session was pinned to left, and the relay did not move the run on: the session comes back here from
-   * its last published checkpoint and says so. A message that no checkpoint holds is offered again (PendingInput).
-   */
-  async #comeBack(sessionId: string, model: ModelChoice): Promise<void> {
-    const who = this.#entries.get(sessionId)?.placement.name ?? CLOUD;
-    try {
-      await this.move(sessionId, model, { here: true });
-      this.#heard(sessionId, { type: 'notice', message: `${who} running this session left, so it came back to this device from its last checkpoint.` });
-    } catch (err) {
-      this.#heard(sessionId, { type: 'error', code: 'relay/bring-back-failed', message: `${who} running this session left, and it could not come back by itself; it is safe in its last published checkpoint. Bring it back by hand (${err instanceof Error ? err.message : String(err)}).` });
-    }
+      nodeLeft: () => void comeBack(this.#entries.get(sessionId)?.placement.name ?? CLOUD, () => this.move(sessionId, model, { here: true }), (e) => this.#heard(sessionId, e)),
+    });
   }
 
   /** Moves a session that runs here by itself when another node the user allows would do much better (auto-placement.ts). */
@@ -316,24 +277,9 @@ export class SessionHost {
     });
   }
 
-  /** `where`, with the scope its run's forked children may use: where they would go from here. */
-  async #withChildren(where: RunPlacement | undefined): Promise<RunPlacement | undefined> {
-    const { parallel } = await startSettings(this.opts.limits(), this.opts.autoPlacement);
-    if (!parallel) return where;
-    const children: ChildrenScope = { space: parallel.space, cloud: parallel.cloud ?? false, ...(parallel.maxCostUsd !== undefined ? { maxCostUsd: parallel.maxCostUsd } : {}) };
-    return { ...where, children };
-  }
-
   async #steps(sessionId: string): Promise<number> {
     const session = await Session.open(this.opts.data.store, sessionId);
     return (await session.checkpoint(await session.head())).counters.steps;
-  }
-
-  #refuseWhileMoving(entry: Entry): void {
-    const { state } = entry.placement;
-    if (state === 'moving' || state === 'returning') {
-      throw new FerryError('relay/move-busy', `The session ${state === 'moving' ? `is moving to ${entry.placement.name}` : 'is coming back to this device'}; wait for that to finish, then try again.`);
-    }
   }
 
   #set(sessionId: string, entry: Entry, placement: Placement): void {
@@ -347,23 +293,4 @@ export class SessionHost {
     this.opts.onPlacement(sessionId, placement);
     this.#tabs.placed(sessionId, placement);
   }
-}
-
-/**
- * What a session here starts with that may change while it is open: Settings' engine limits, and where a step's
- * forked children run — across this device's space (its other devices offering themselves, the relay's workers that
- * charge nothing, and under "Any node" those that charge, within the budget) unless the privacy keeps everything here.
- */
-export async function startSettings(limits: EngineLimits, autoPlacement: (() => Promise<AutoPlacementContext | undefined>) | undefined): Promise<StartSettings> {
-  const context = await autoPlacement?.();
-  const parallel = context?.space && context.prefs.privacy !== 'this-device' && /^https?:\/\//i.test(context.relay)
-    ? {
-        relayUrl: context.relay,
-        space: context.space,
-        cloud: context.prefs.privacy === 'any',
-        ...(context.self ? { host: context.self } : {}),
-        ...(context.prefs.budgetUsd !== undefined ? { maxCostUsd: context.prefs.budgetUsd } : {}),
-      }
-    : undefined;
-  return { limits, parallel };
 }

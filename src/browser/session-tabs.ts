@@ -9,7 +9,7 @@
  */
 import type { SerializedError } from '../core/errors.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
-import type { Placement } from './session-host.ts';
+import type { Placement } from './placement.ts';
 
 /** Tabs of another build of Ferry (an update loaded in one tab only) speak another version: their messages are ignored. */
 const PROTOCOL = 1;

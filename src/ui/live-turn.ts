@@ -7,7 +7,7 @@
 import * as v from 'valibot';
 import type { RunnerEvent } from '../core/host/index.ts';
 import { ChildProgressSchema } from '../core/runtime/index.ts';
-import type { Placement } from '../browser/session-host.ts';
+import type { Placement } from '../browser/placement.ts';
 import { foldChildProgress, type ChildrenView } from './children-progress.ts';
 
 /** Where a part of the turn was written, for people: its place's name, and whether that was this device. */

@@ -1,6 +1,6 @@
 import type { SessionMeta } from '../browser/catalogue.ts';
 import type { PendingInput } from '../browser/session-records.ts';
-import type { MoveTarget, Placement } from '../browser/session-host.ts';
+import type { MoveTarget, Placement } from '../browser/placement.ts';
 import { FerryError } from '../core/errors.ts';
 import type { HostCall } from '../core/runtime/loop.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
@@ -10,6 +10,7 @@ import { describeError, type UiError } from './errors.ts';
 import { IDLE, caughtUp, foldEvent, placeOf, type LiveTurn } from './live-turn.ts';
 import { liveReplyView } from './replies.ts';
 import { FrameBatch } from './frame-batch.ts';
+import { RunCount } from './run-count.svelte.ts';
 
 const HERE: Placement = { state: 'here', name: 'This device' };
 
@@ -27,8 +28,6 @@ export class OpenSession {
   loadError = $state.raw<UiError | null>(null);
   loading = $state(true);
   busy = $state(false);
-  /** Runs in flight (a message's, a run going on after a move) that this screen counts. */
-  #runs = $state(0);
   live = $state.raw<LiveTurn>(IDLE);
   placement = $state.raw<Placement>(HERE);
   /** The message sent last that no checkpoint holds yet (session-records.ts PendingInput). */
@@ -38,14 +37,14 @@ export class OpenSession {
   #tokens = new FrameBatch((text) => (this.live = { ...this.live, text: this.live.text + text }));
   #stopWatching: (() => void) | undefined;
   #reloading: Promise<void> | undefined;
-  /** The run that goes on after a move, while it does: a message sent meanwhile waits for it. */
-  #moved = $state.raw<Promise<void> | undefined>(undefined);
+  /** Runs in flight (a message's, a run going on after a move) that this screen counts. */
+  #runs = new RunCount((end) => this.#settle(end));
 
   constructor(readonly id: string) {}
 
   /** The agent is working on this session, wherever it runs. */
   get running(): boolean {
-    return this.#runs > 0;
+    return this.#runs.running;
   }
 
   /**
@@ -53,7 +52,7 @@ export class OpenSession {
    * a message may be sent, and goes once it has.
    */
   get settlingMove(): boolean {
-    return this.#moved !== undefined && this.#runs === 1 && this.live.text === '';
+    return this.#runs.onlyMove && this.live.text === '';
   }
 
   /** Runs here: branch work and the workspace's own changes are possible. */
@@ -130,28 +129,6 @@ export class OpenSession {
     if (tree) this.tree = tree;
   }
 
-  /** Runs branch work on the store (the agent follows it there before its next run), then reads everything again. */
-  async change(fn: (s: Session) => Promise<unknown>, done?: string): Promise<boolean> {
-    if (!this.#session || this.busy) return false;
-    if (!this.here) {
-      ui.fail(new FerryError('relay/move-busy', `The session runs on ${this.placement.name}; bring it back before changing its branches.`), this.id);
-      return false;
-    }
-    this.busy = true;
-    try {
-      const ok = (await ui.attempt(async () => {
-        await fn(this.#session!);
-        await ui.app.sessions.ran(this.#session!);
-        return true;
-      }, this.id)) === true;
-      await this.reload();
-      if (ok && done) ui.notify(done);
-      return ok;
-    } finally {
-      this.busy = false;
-    }
-  }
-
   /** Reads the transcript again; `shown` drops the live parts it now holds, in the same update (no flash of both). */
   reload(shown?: () => void): Promise<void> {
     // Checkpoints land one after another: one read at a time, the last one wins.
@@ -207,22 +184,19 @@ export class OpenSession {
   /** One run here (a message, or content added): not while another runs; true when it ran; the transcript settles after. */
   async #run(work: (model: ReturnType<typeof ui.requireModel>) => Promise<void>): Promise<boolean> {
     // Right after a move the session is taken over there (a cut step continues): the run starts once that pauses.
-    if (this.settlingMove) await this.#moved;
+    if (this.settlingMove) await this.#runs.moveSettled();
     if (!this.#session || this.busy || this.running) return false;
     // What failed before is dealt with by this run, or fails again.
     ui.clearErrors(this.id);
-    this.#runs++;
-    try {
-      const ok = await ui.attempt(async () => {
+    const ok = await this.#runs.count(() =>
+      ui.attempt(async () => {
         const model = ui.requireModel();
         if (this.agentMissing) throw new FerryError('app/unknown-agent', this.agentMissing);
         await work(model);
         return true;
-      }, this.id);
-      return ok === true;
-    } finally {
-      await this.#settle();
-    }
+      }, this.id),
+    );
+    return ok === true;
   }
 
   /** Sends the unsent message again. */
@@ -256,14 +230,8 @@ export class OpenSession {
   }
 
   /** Counts the run that goes on after a move (there, or continuing here) until it pauses. */
-  async #follow(): Promise<void> {
-    const followed = this.#counted();
-    this.#moved = followed;
-    try {
-      await followed;
-    } finally {
-      if (this.#moved === followed) this.#moved = undefined;
-    }
+  #follow(): Promise<void> {
+    return this.#runs.afterMove(() => this.#paused());
   }
 
   /** Shows a run this screen did not start (`user`: its message) until it pauses. */
@@ -271,38 +239,20 @@ export class OpenSession {
     // Still opening: load() joins it once the session is read.
     if (!this.#session) return;
     this.live = { ...IDLE, place: placeOf(this.placement), user };
-    await this.#counted();
+    await this.#runs.count(() => this.#paused());
   }
 
-  /** Counts a run of the session going on until it pauses. */
-  async #counted(): Promise<void> {
-    this.#runs++;
-    try {
-      await (await ui.host()).settled(this.id);
-    } finally {
-      await this.#settle();
-    }
+  /** Resolves when no run of the session goes on, wherever it runs. */
+  async #paused(): Promise<void> {
+    await (await ui.host()).settled(this.id);
   }
 
-  /**
-   * Ends a run: the transcript is read again (which also clears a message that has landed) before the run stops
-   * counting, so a landed message is never shown as unsent in between.
-   */
-  async #settle(): Promise<void> {
-    let counted = true;
-    const end = (): void => {
-      if (!counted) return;
-      counted = false;
-      this.#runs--;
-    };
-    try {
-      this.#tokens.flush();
-      if (this.#session) await ui.attempt(() => ui.app.sessions.ran(this.#session!));
-      // A generation resumed after a move keeps streaming; everything finished is in the transcript now.
-      await this.reload(() => ((this.live = { ...IDLE, text: this.live.text, place: this.live.place }), end()));
-    } finally {
-      end();
-    }
+  /** Ends a run: the transcript is read again (which also clears a message that has landed), then `end` stops counting it. */
+  async #settle(end: () => void): Promise<void> {
+    this.#tokens.flush();
+    if (this.#session) await ui.attempt(() => ui.app.sessions.ran(this.#session!));
+    // A generation resumed after a move keeps streaming; everything finished is in the transcript now.
+    await this.reload(() => ((this.live = { ...IDLE, text: this.live.text, place: this.live.place }), end()));
   }
 
   #onEvent(event: RunnerEvent, placement: Placement): void {

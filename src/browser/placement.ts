@@ -1,0 +1,26 @@
+/** Where a session is, as the page shows it, and the moves it may be asked for. */
+import { FerryError } from '../core/errors.ts';
+import type { RunPlacement } from '../core/protocol/index.ts';
+
+export const HERE = 'This device';
+export const CLOUD = 'Cloud worker';
+
+/** Where a session is, for people: running here, away on `name`, or on its way to (or back from) there. */
+export interface Placement {
+  state: 'here' | 'moving' | 'away' | 'returning';
+  /** Where it runs now, or is going: "This device", "Cloud worker", or the name of one of the space's devices. */
+  name: string;
+  /** Another tab of this browser runs it (and this one follows). */
+  otherTab?: true;
+}
+
+/** Where to move a session: here, or a relay's node (`where` absent: any cloud worker) named `name` for people. */
+export type MoveTarget = { here: true } | { here?: false; where?: RunPlacement; name?: string };
+
+/** A session on its way somewhere takes nothing else until it has arrived. */
+export function refuseWhileMoving(placement: Placement): void {
+  const { state } = placement;
+  if (state === 'moving' || state === 'returning') {
+    throw new FerryError('relay/move-busy', `The session ${state === 'moving' ? `is moving to ${placement.name}` : 'is coming back to this device'}; wait for that to finish, then try again.`);
+  }
+}

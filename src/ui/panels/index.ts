@@ -1,7 +1,6 @@
 /**
- * Which per-template panel a session shows: the template's own (dev-guide: workspace, podcast: script, survey:
- * draft), or, for a session without one (an assistant, or an agent this build does not have), the one its events
- * call for. The panels themselves are loaded only when opened.
+ * Which per-template panel a session shows: the template's own (assistant: notes, dev-guide: workspace, podcast:
+ * script, survey: draft), or, for a session of an agent this build does not have, the one its events call for. The panels themselves are loaded only when opened.
  */
 import type { SessionTemplate, TemplateId } from '../../browser/templates.ts';
 import type { TranscriptStep } from '../../core/session/index.ts';
@@ -9,7 +8,7 @@ import type { OpenSession } from '../session.svelte.ts';
 import { parseDraft } from './draft-view.ts';
 import { parseScript } from './script-view.ts';
 
-export type PanelKind = 'workspace' | 'script' | 'draft';
+export type PanelKind = 'workspace' | 'script' | 'draft' | 'notes';
 
 /**
  * What a panel is given: the session, and the steps it shows it as at — the head's, or a past checkpoint's (`past`:
@@ -21,9 +20,9 @@ export interface PanelProps {
   past: boolean;
 }
 
-export const PANEL_NAMES: Record<PanelKind, string> = { workspace: 'Workspace', script: 'Script', draft: 'Draft' };
+export const PANEL_NAMES: Record<PanelKind, string> = { workspace: 'Workspace', script: 'Script', draft: 'Draft', notes: 'Notes' };
 
-const BY_TEMPLATE: Partial<Record<TemplateId, PanelKind>> = { 'dev-guide': 'workspace', podcast: 'script', survey: 'draft' };
+const BY_TEMPLATE: Partial<Record<TemplateId, PanelKind>> = { assistant: 'notes', 'dev-guide': 'workspace', podcast: 'script', survey: 'draft' };
 
 /** How many of the newest replies are read to guess a panel for a session of unknown template. */
 const SNIFF_REPLIES = 8;
@@ -32,9 +31,11 @@ export function panelFor(template: SessionTemplate | undefined, steps: readonly 
   const own = template && template !== 'unknown' ? BY_TEMPLATE[template] : undefined;
   if (own) return own;
   const replies: string[] = [];
+  let notes = false;
   for (const s of steps) {
     for (const e of s.events) {
       if (e.type === 'tool-call' && e.tool === 'workspace') return 'workspace';
+      if (e.type === 'tool-call' && e.tool === 'notes') notes = true;
       if (e.type === 'generation' || e.type === 'reply') replies.push(e.text);
     }
   }
@@ -43,7 +44,7 @@ export function panelFor(template: SessionTemplate | undefined, steps: readonly 
     const d = parseDraft(text);
     if (d.sections.length > 0 && d.references.length > 0) return 'draft';
   }
-  return null;
+  return notes ? 'notes' : null;
 }
 
 /** Every event of the steps, oldest first. */

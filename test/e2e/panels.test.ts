@@ -11,59 +11,19 @@
  * Every panel is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
-import { devices, root, startUi, type UiRig } from './ui-harness.ts';
+import { devices, startUi, type UiRig } from './ui-harness.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
-import { exportSession, importSession as importFerry } from '../../src/core/snapshot/index.ts';
+import { importSession as importFerry } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
-import { AgentRuntime, readHostState } from '../../src/core/runtime/index.ts';
-import type { Engine } from '../../src/core/llm/engine.ts';
-import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
-import { createNodeLlamaEngine } from '../../server/llm/node-llama-engine.ts';
+import { readHostState } from '../../src/core/runtime/index.ts';
+import { componentId } from '../../server/runtime/node-components.ts';
+import { built, disposeEngine, ferryFile, gen, importThroughUi, openPanelTab, reply, toolCall, toolResult, user } from './panel-sessions.ts';
 import { renderScript } from '../../components/podcast/script.ts';
 import { bibliography } from '../../components/survey/draft.ts';
 import { generatedSources } from '../unit/parallel/space-nodes.ts';
-
-// ---- sessions as the agents write them ------------------------------------------------------------------------
-
-let clock = Date.UTC(2026, 0, 1);
-const at = () => (clock += 1000);
-const user = (text: string): SessionEvent => ({ type: 'user', text, at: at() });
-const gen = (text: string, finish: 'stop' | 'tool-call' = 'stop'): SessionEvent => ({ type: 'generation', tokens: [1, 2, 3], text, engine: { id: 'wllama', kind: 'wasm-cpu', model: 'tiny' }, timings: { promptMs: 5, generateMs: 50 }, finish, at: at() });
-const toolCall = (callId: string, args: unknown): SessionEvent => ({ type: 'tool-call', callId, tool: 'workspace', args: JSON.stringify(args), at: at() });
-const reply = (text: string): SessionEvent => ({ type: 'reply', text, at: at() });
-const toolResult = (callId: string, ok: boolean, output: unknown): SessionEvent => ({ type: 'tool-result', callId, ok, output: typeof output === 'string' ? output : JSON.stringify(output), at: at() });
-
-/** The components the app serves and the relay's worker runs (components/dist: the build both load). */
-const built = (name: string): string => path.join(root, 'components', 'dist', name);
-
-/** The generated model through node-llama-cpp: the runtime records its id and tokenizer in the session. */
-let engine: Promise<Engine> | undefined;
-
-/**
- * A session as the PWA creates one for a template — the agent and tools' first state, checkpointed by the agent
- * runtime — with `steps` appended. Without `agent`: a session written with no agent at all.
- */
-async function ferryFile(steps: SessionEvent[][], parts?: { agent: string; tools: string[] }, model?: string): Promise<Uint8Array> {
-  const store = createMemoryStore();
-  let session: Session;
-  if (parts) {
-    const dirs = new Map<string, string>();
-    for (const name of [parts.agent, ...parts.tools]) dirs.set(await componentId(built(name)), built(name));
-    const [agent, ...tools] = [...dirs.keys()];
-    engine ??= createNodeLlamaEngine({ modelPath: model!, gpu: false, threads: 1, slots: 1 });
-    const setup = { engine: await engine, load: (id: string) => loadBuiltComponent(dirs.get(id)!), sampling: { maxTokens: 512, temperature: 0, seed: 0 }, now: at };
-    const runtime = await AgentRuntime.create(store, setup, { agent: agent!, tools });
-    await runtime.dispose();
-    session = await Session.open(store, runtime.session.id);
-  } else {
-    session = await Session.create(store, { llm: { model: 'tiny', tokenizerId: 'tiny', sampling: { temperature: 0, topP: 1, topK: 0, seed: 0, maxTokens: 512 } }, now: at() });
-  }
-  for (const events of steps) await session.append({ events, now: at() });
-  return exportSession(store, session.id);
-}
 
 /** The agent component id and the loop's step count at the head of an exported session. */
 async function headAgent(file: Uint8Array): Promise<{ agent: string; steps: number }> {
@@ -128,9 +88,7 @@ const survey = (model: string) =>
     ],
   ], SURVEY, model);
 
-afterAll(async () => {
-  await (await engine)?.dispose();
-});
+afterAll(disposeEngine);
 
 for (const device of devices) {
   describe(`the per-template panels on a ${device.name}`, () => {
@@ -144,22 +102,8 @@ for (const device of devices) {
     const model = (): string => path.join(work, 'tiny.gguf');
 
     /** Imports a .ferry file through the UI; the session is catalogued under `template` (what its screen says). */
-    async function importSession(name: string, bytes: Uint8Array, template: string): Promise<void> {
-      const file = path.join(work, name);
-      await writeFile(file, bytes);
-      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
-      await page.getByTestId('import-input').setInputFiles(file);
-      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/#\/s\/[0-9a-f]{32}$/);
-      await transcriptReady();
-      await expect.poll(() => page.getByTestId('session-template').textContent()).toBe(template);
-    }
-
-    async function openPanel(name: string): Promise<void> {
-      const tab = page.getByTestId('panel-tab');
-      await expect.poll(() => tab.textContent()).toBe(name);
-      await press(tab);
-      await expect.poll(() => page.url(), { timeout: 60_000 }).toMatch(/\/panel$/);
-    }
+    const importSession = (name: string, bytes: Uint8Array, template: string): Promise<void> => importThroughUi(rig, name, bytes, template);
+    const openPanel = (name: string): Promise<void> => openPanelTab(rig, name);
 
     beforeAll(async () => {
       rig = await startUi(device, 'panels');

@@ -62,11 +62,12 @@ describe('the notes panel', () => {
     expect(notesView([]).notes).toEqual([]);
   });
 
-  test('the assistant template gets the Notes panel; a session of unknown template gets it when its events call the notes tool', () => {
+  test('a session of unknown template gets the Notes panel when its events call the notes tool (and no other panel fits)', () => {
     const noted = [step([call({ op: 'add', title: 'x' }), result(true, '{"id":1}')])];
-    expect(panelFor('assistant', [])).toBe('notes');
     expect(panelFor('unknown', noted)).toBe('notes');
     expect(panelFor(undefined, noted)).toBe('notes');
     expect(panelFor('unknown', [step([call({ op: 'list' }, 'docs')])])).toBeNull();
+    // A survey takes notes too: its draft wins.
+    expect(panelFor('unknown', [...noted, step([{ type: 'reply', text: '# T\n## 1. One\nText [1]\n## References\n[1] Ref', at: at++ }])])).toBe('draft');
   });
 });

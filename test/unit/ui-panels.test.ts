@@ -175,17 +175,17 @@ describe('the draft panel', () => {
 });
 
 describe('choosing the panel and retrying', () => {
-  test('the template decides; an imported (assistant) session gets the panel its events call for', () => {
+  test('the template decides; a session of unknown template gets the panel its events call for', () => {
     expect(panelFor('dev-guide', [])).toBe('workspace');
     expect(panelFor('podcast', [])).toBe('script');
     expect(panelFor('survey', [])).toBe('draft');
-    expect(panelFor('assistant', [])).toBeNull();
-    expect(panelFor('assistant', [step('a', [call('1', { op: 'list' })])])).toBe('workspace');
-    expect(panelFor('assistant', [step('a', [gen('## 1. Intro\nAlex: hi\nSam: hello')])])).toBe('script');
-    expect(panelFor('assistant', [step('a', [gen('# T\n## 1. One\nText [1]\n## References\n[1] Ref')])])).toBe('draft');
-    expect(panelFor('assistant', [step('a', [gen('plain reply')])])).toBeNull();
+    expect(panelFor('assistant', [])).toBe('notes');
+    expect(panelFor('unknown', [step('a', [call('1', { op: 'list' })])])).toBe('workspace');
+    expect(panelFor('unknown', [step('a', [gen('## 1. Intro\nAlex: hi\nSam: hello')])])).toBe('script');
+    expect(panelFor('unknown', [step('a', [gen('# T\n## 1. One\nText [1]\n## References\n[1] Ref')])])).toBe('draft');
+    expect(panelFor('unknown', [step('a', [gen('plain reply')])])).toBeNull();
     // A survey's draft is assembled by the agent and sent as its reply, not generated in one piece.
-    expect(panelFor('assistant', [step('a', [gen('section text [1]'), reply('# T\n## 1. One\nText [1]\n## References\n[1] Ref')])])).toBe('draft');
+    expect(panelFor('unknown', [step('a', [gen('section text [1]'), reply('# T\n## 1. One\nText [1]\n## References\n[1] Ref')])])).toBe('draft');
   });
 
   test('the panels read the agent\'s replies with its generations, in order', () => {

@@ -74,7 +74,7 @@ export function notesView(events: readonly Event[]): NotesView {
           const id = int(result?.id);
           const title = str(args.title);
           if (id === undefined || title === undefined) break;
-          remove(id);
+          remove(id); // an id seen twice (a history the tool never wrote) must not list a note twice
           place(id, title, str(args.body) ?? '', int(args.parent) ?? null);
           break;
         }

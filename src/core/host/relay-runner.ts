@@ -138,7 +138,7 @@ export class RelayRunner implements SessionRunner {
     // Content the person adds runs as a host step where the session's store is (the device); a node only resumes.
     if (input.type === 'tools') throw new FerryError('relay/content-away', 'Files and sources are added on the device that runs the session: bring it back to this device, add them, then move it again.');
     await this.settled();
-    const published = this.#published ?? (await this.#publish());
+    const published = await this.#current();
     const before = await this.#head();
     await this.#start(published, input);
     const run = this.#run;
@@ -176,6 +176,16 @@ export class RelayRunner implements SessionRunner {
     if (run) run.stopAsked = true;
     await this.close();
     if (run && !run.ended && this.#published) await this.opts.relay.stopRun(run.id, this.#published.writeToken);
+  }
+
+  /**
+   * The snapshot as this device holds the session now, so a run goes on from what the person sees: what changed here
+   * since the relay's copy was last seen goes up first (nothing travels when nothing did). A copy not seen since a
+   * reload comes here first, so a device that missed checkpoints never publishes over them.
+   */
+  async #current(): Promise<PublishedSnapshot> {
+    if (this.#published && !this.#base) await this.#sync();
+    return this.#publish();
   }
 
   /** Publishes the session from the local store: a new snapshot the first time, onto the same one after. */
@@ -219,7 +229,7 @@ export class RelayRunner implements SessionRunner {
     const run: Followed = { id, done: Promise.resolve(), ended: false, abort: new AbortController(), nodeLeft: false, failed: false, stopAsked: false };
     this.#run = run;
     await this.#persist({ id, from });
-    run.done = followRun(this.opts.relay, id, (m) => void (this.#queue = this.#queue.then(() => this.#handle(run, m))), {
+    run.done = followRun(this.opts.relay, id, (m) => void (this.#queue = this.#queue.then(() => this.#handle(run, m)).catch((err: unknown) => this.#dropped(run, err))), {
       open: this.opts.openSocket ?? defaultOpenSocket(),
       key: this.#published!.key,
       signal: run.abort.signal,
@@ -266,6 +276,19 @@ export class RelayRunner implements SessionRunner {
     }
     if (read.event.type === 'error' || read.event.type === 'step-failed') run.failed = true;
     this.opts.onEvent(read.event);
+  }
+
+  /**
+   * Handling an event failed (a listener threw): said once, and the queue goes on, so the events after it — this
+   * run's and the next's — are still handled; the run counts as failed, so a message it took is not sent again.
+   */
+  #dropped(run: Followed, err: unknown): void {
+    run.failed = true;
+    try {
+      this.#report(err, 'relay/sync-failed', 'An event of the run on the relay could not be handled on this device; the session is safe on the relay and its next checkpoint comes here');
+    } catch {
+      // The listener throws on errors too: nothing more can be said to it.
+    }
   }
 
   /** A checkpoint reached the snapshot: copied here, then announced. */

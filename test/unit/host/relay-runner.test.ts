@@ -51,6 +51,8 @@ const device = createMemoryStore();
 let sessionId: string;
 let published: PublishedSnapshot;
 let newSession: (store: Store) => Promise<string>;
+/** Opens the session in `store` here, as the device's runtime would. */
+let openHere: (store: Store, id: string) => Promise<AgentRuntime>;
 
 const openSocket = (url: string, protocols?: string[]) => new WebSocket(url, protocols) as unknown as StreamSocket;
 
@@ -69,6 +71,7 @@ beforeAll(async () => {
     await runtime.dispose();
     return runtime.session.id;
   };
+  openHere = (store, id) => AgentRuntime.open(store, { engine, load: async (cid) => loaded.get(cid)!, sampling: { maxTokens: REPLY_TOKENS, temperature: 0, seed: 0 } }, id);
   sessionId = await newSession(device);
   const result = await publishSession(device, sessionId, http);
   published = { snapshot: result.snapshot, writeToken: result.writeToken, key: result.key };
@@ -288,6 +291,47 @@ describe('a session on the relay, followed by a RelayRunner', () => {
     const id = flaky.records.findLast((r) => r.run)!.run!.id;
     expect(flaky.events.filter((e) => e.type !== 'checkpoint')).toEqual(passedOn(await runLog(id)));
     expect((await generations(store)).at(-1)).toMatchObject({ engine: { id: 'node-llama-cpp' }, finish: 'length' });
+    await cloud.close();
+  }, TIMEOUT);
+
+  test('a listener that throws on an event is told so once, and every event after it — of this run and the next — is still handled', async () => {
+    const store = createMemoryStore();
+    const rig = runner(store);
+    let thrown = 0;
+    const onEvent = (e: RunnerEvent): void => {
+      if (e.type === 'token' && thrown++ === 0) throw new Error('the page could not show a token');
+      rig.options.onEvent(e);
+    };
+    const cloud = await RelayRunner.restore({ published, run: null }, { ...rig.options, onEvent });
+    for (const text of ['A reply whose first token the page cannot show.', 'And one more.']) {
+      const before = await (await Session.open(store, sessionId)).head();
+      await cloud.send({ type: 'user', text });
+      const events = (await (await Session.open(store, sessionId)).history()).reverse().flatMap((h) => h.checkpoint.events);
+      expect(events.findLast((e) => e.type === 'user'), text).toMatchObject({ text });
+      expect(await (await Session.open(store, sessionId)).head()).not.toBe(before);
+    }
+    expect(rig.events.filter((e) => e.type === 'error')).toEqual([expect.objectContaining({ code: 'relay/sync-failed', message: expect.stringContaining('the page could not show a token') })]);
+    expect(rig.events.filter((e) => e.type === 'checkpoint').length).toBeGreaterThanOrEqual(4);
+    expect(await Promise.all(rig.inStore)).not.toContain(false);
+    await cloud.close();
+  }, TIMEOUT);
+
+  test('a step written here while the session is away goes up before the next run, which goes on from it', async () => {
+    const store = createMemoryStore();
+    const id = await newSession(store);
+    const first = await publishSession(store, id, http);
+    const rig = runner(store);
+    const cloud = await RelayRunner.restore({ published: { snapshot: first.snapshot, writeToken: first.writeToken, key: first.key }, run: null }, { ...rig.options, sessionId: id });
+    // The relay's copy has been seen; then this device writes a step of its own (a note added by the person).
+    const runtime = await openHere(store, id);
+    for await (const event of runtime.run({ type: 'tools', calls: [{ tool: 'notes', args: JSON.stringify({ op: 'add', title: 'Here', body: 'written on the device' }) }] })) void event;
+    await runtime.dispose();
+    const local = await (await Session.open(store, id)).head();
+    await cloud.send({ type: 'user', text: 'What did I note?' });
+    const chain = (await (await Session.open(store, id)).history()).map((h) => h.id);
+    expect(chain[0]).not.toBe(local);
+    expect(chain).toContain(local);
+    expect(rig.events.filter((e) => e.type === 'error' || e.type === 'step-failed')).toEqual([]);
     await cloud.close();
   }, TIMEOUT);
 

@@ -150,7 +150,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
       const profile = price ? { ...measured, price } : measured;
       if (hosted.closed) return;
       const attached: { id?: string } = {};
-      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+      embedded = new RunHost({ engine, keys: await createWorkerKeys(), load: (id) => components.load(id), hasBuild: (id) => components.ids.has(id), startTool: threadedTools(), relayUrl: () => ownUrl(app), kv: { prefillTps: profile.prefillTps }, self: () => attached.id, openSocket: openNodeSocket, log: (message, details) => app.log.info(details, message), ...(price ? { price } : {}) });
       attached.id = await attachEmbedded(dispatcher, embedded, profile);
       coming.attached();
     }).catch((err: unknown) => {

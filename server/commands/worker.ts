@@ -102,7 +102,7 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
   const measured = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
   const profile = price ? { ...measured, price } : measured;
-  const worker: RunHost = new RunHost({ engine, keys: await createWorkerKeys(), startTool: threadedTools(), load: (id) => library.load(id), hasBuild: (id) => library.ids.has(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps }, self: () => remote.id, openSocket: openNodeSocket, ...(price ? { price } : {}) });
+  const worker: RunHost = new RunHost({ engine, keys: await createWorkerKeys(), startTool: threadedTools(), load: (id) => library.load(id), hasBuild: (id) => library.ids.has(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps }, self: () => remote.id, openSocket: openNodeSocket, log, ...(price ? { price } : {}) });
   const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
   const fail = (err: FerryError): void => {
     console.error(`ferry worker: ${err.message}`);

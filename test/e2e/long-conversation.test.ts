@@ -56,6 +56,21 @@ for (const device of devices.filter((d) => d.name === 'desktop')) {
       await expect.poll(() => box.inputValue(), { timeout: 30_000 }).toBe('');
     }
 
+    /**
+     * For a failure's report: the session's unsent-message record and the last moves of its refs in the device's
+     * store (IndexedDB, read as it is; the app does nothing here).
+     */
+    async function storeLog(): Promise<string> {
+      const id = /#\/s\/([0-9a-f]{32})/.exec(page.url())?.[1] ?? '';
+      return page.evaluate(async (session) => {
+        const open = (name: string) => new Promise<IDBDatabase>((resolve, reject) => Object.assign(indexedDB.open(name), { onsuccess(this: IDBRequest<IDBDatabase>) { resolve(this.result); }, onerror: reject }));
+        const all = (db: IDBDatabase, store: string) => new Promise<unknown[]>((resolve, reject) => Object.assign(db.transaction(store).objectStore(store).getAll(), { onsuccess(this: IDBRequest<unknown[]>) { resolve(this.result); }, onerror: reject }));
+        const pending = (await all(await open('ferry-app'), 'pending')).map((p) => JSON.stringify(p));
+        const moves = (await all(await open('ferry'), 'reflog')).filter((r) => JSON.stringify(r).includes(session)).slice(-16).map((r) => JSON.stringify(r));
+        return `pending: ${pending.join(' ')}\nreflog:\n${moves.join('\n')}`;
+      }, id);
+    }
+
     /** Waits until turn `n` is answered: its reply is in the transcript, nothing runs, and no error was shown. */
     async function answered(n: number): Promise<void> {
       const failed = page.getByTestId('error-toast');
@@ -67,7 +82,9 @@ for (const device of devices.filter((d) => d.name === 'desktop')) {
           const where = await page.getByTestId('runs-on').textContent().catch(() => null);
           const end = (await page.getByTestId('transcript').textContent().catch(() => null))?.slice(-600);
           const runs = rig.relay.output().split('\n').filter((line) => /"msg":"(run |worker )/.test(line)).slice(-12).join('\n');
-          throw new Error(`turn ${n} was not answered; it runs on ${where}; the transcript ends: ${end}\nThe relay's last runs:\n${runs}`, { cause: err });
+          const said = [...rig.pageErrors, ...rig.consoleLog].slice(-8).join('\n');
+          const stored = await storeLog().catch((e: unknown) => `(could not be read: ${String(e)})`);
+          throw new Error(`turn ${n} was not answered; it runs on ${where}; the transcript ends: ${end}\nThe relay's last runs:\n${runs}\nThe page's last errors and warnings:\n${said}\nThe device's store:\n${stored}`, { cause: err });
         });
       expect(await failed.allTextContents(), `turn ${n}`).toEqual([]);
       await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 60_000 }).toBe('false');

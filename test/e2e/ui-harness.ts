@@ -40,6 +40,8 @@ export interface UiRig {
   work: string;
   /** Uncaught errors of the page: a suite ends by expecting none. */
   pageErrors: string[];
+  /** The page's console errors and warnings, for a failure to report. */
+  consoleLog: string[];
   /** Tap on the phone, click on the desktop. */
   press(l: Locator): Promise<void>;
   /** Screenshot into test-results/ui/<device>-<name>.png, then axe-core: no serious or critical violation. */
@@ -68,9 +70,11 @@ export async function startUi(device: Device, label: string, options: { chromium
   const relay = await startRelayProcess(['--data', dataDir, '--model', model, ...(options.relayArgs ?? [])]);
   const browser = await launchFreshChromium({ viewport: { ...device.viewport }, isMobile: device.isMobile, hasTouch: device.hasTouch, ...(options.chromiumArgs ? { args: options.chromiumArgs } : {}) });
   const pageErrors: string[] = [];
+  const consoleLog: string[] = [];
   const open = async (url: string): Promise<Page> => {
     const opened = await browser.context.newPage();
     opened.on('pageerror', (err) => pageErrors.push(err.message));
+    opened.on('console', (m) => void (m.type() === 'error' || m.type() === 'warning' ? consoleLog.push(`${m.type()}: ${m.text()}`) : undefined));
     await opened.goto(url);
     await opened.locator('html[data-ready="true"]').waitFor();
     return opened;
@@ -83,6 +87,7 @@ export async function startUi(device: Device, label: string, options: { chromium
     dataDir,
     work,
     pageErrors,
+    consoleLog,
     press: (l) => (device.hasTouch ? l.tap() : l.click()),
     async screen(name) {
       await page.screenshot({ path: path.join(shots, `${device.name}-${name}.png`), fullPage: true });

@@ -80,6 +80,8 @@ export interface RunHostOptions {
   openSocket?: OpenSocket;
   /** What this node charges for tokens (`ferry worker --price`): recorded as each step's cost in its checkpoint. */
   price?: Price;
+  /** Told how each run went (its input, steps and publishes), for the operator's log. */
+  log?(message: string, details: Record<string, unknown>): void;
 }
 
 interface ActiveRun {
@@ -215,17 +217,21 @@ export class RunHost {
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
+      const tally = { checkpoints: 0, published: 0 };
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };
       const publish = async (): Promise<void> => {
         if (entry.abandoned) return;
         const result = await publishSession(store, fetched.sessionId, relay, published);
         published = { snapshotId: result.snapshot.id, writeToken: result.writeToken, key, base: result.base };
-        if (!result.unchanged) report({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
+        if (result.unchanged) return;
+        tally.published++;
+        report({ type: 'published', version: result.snapshot.version, objects: result.sync.objects, bytes: result.sync.totalBytes });
       };
       const input = opened.type === 'user' ? { type: 'user' as const, text: opened.text } : opened.type === 'start' ? { type: 'start' as const, task: opened.task } : { type: 'resume' as const };
       // Each checkpoint is published before the next step starts: losing this node then loses nothing before it.
       const runner = new RuntimeRunner(runtime, async (event) => {
         report(event as unknown as RunEvent);
+        if (event.type === 'checkpoint') tally.checkpoints++;
         if (event.type === 'checkpoint' || event.type === 'step-failed') await publish();
       });
       const stop = (): void => void runner.stop();
@@ -239,6 +245,7 @@ export class RunHost {
         signal.removeEventListener('abort', stop);
       }
       const state = runtime.loopState;
+      this.opts.log?.('run summary', { run: runId, input: opened.type, ...tally, loop: state.status, pending: state.pending.length, stopped: signal.aborted });
       finish(signal.aborted ? 'stopped' : state.status === 'done' ? 'done' : 'idle');
     } catch (err) {
       const error = isFerryError(err) ? { code: err.code, message: err.message } : { code: 'relay/worker-failed', message: err instanceof Error ? err.message : String(err) };

@@ -7,7 +7,7 @@
  * Like a KV entry, a build entry is detachable (snapshot/kv.ts): a host that already has the build need not fetch it.
  * Loading from an entry verifies every file against the manifest, and the manifest against the id (load.ts).
  */
-import { FerryError } from '../errors.ts';
+import { FerryError, isFerryError } from '../errors.ts';
 import { PAGE_SIZE, decodeMsgpack, encodeCanonical, type Session } from '../session/index.ts';
 import { BUILD_PREFIX, buildComponentName } from '../snapshot/index.ts';
 import type { ObjectId } from '../store/index.ts';
@@ -68,11 +68,18 @@ export function decodeBuild(image: Uint8Array, where?: string): ComponentFiles {
   return files;
 }
 
-/** Build `id` as checkpoint `at` of `session` carries it, loaded and verified; undefined when it carries none. */
+/**
+ * Build `id` as checkpoint `at` of `session` carries it, loaded and verified; undefined when it carries none, or
+ * names it without its bytes here (a detached entry: the session was fetched without a build its relay ships).
+ */
 export async function loadSessionBuild(session: Session, at: ObjectId, id: ObjectId, options: LoadOptions = {}): Promise<LoadedComponent | undefined> {
   const name = buildComponentName(id);
   if (!(name in (await session.checkpoint(at)).components)) return undefined;
-  return loadBuildImage(id, await session.component(at, name), options);
+  const image = await session.component(at, name).catch((err: unknown) => {
+    if (isFerryError(err, 'store/missing-object')) return undefined;
+    throw err;
+  });
+  return image && loadBuildImage(id, image, options);
 }
 
 /**

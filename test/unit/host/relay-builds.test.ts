@@ -67,7 +67,8 @@ describe('component builds the relay ships', () => {
     const head = await session.head();
     expect(Object.keys((await session.checkpoint(head)).components)).toEqual(expect.arrayContaining([buildComponentName(f.ids.scribe), buildComponentName(f.ids.tally)]));
     expect((await loadSessionBuild(session, head, f.ids.tally))?.id).toBe(f.ids.tally);
-    await expect(session.component(head, buildComponentName(f.ids.scribe))).rejects.toThrow();
+    await expect(session.component(head, buildComponentName(f.ids.scribe))).rejects.toMatchObject({ code: 'store/missing-object' });
+    expect(await loadSessionBuild(session, head, f.ids.scribe)).toBeUndefined();
 
     // The whole snapshot carries both.
     const other = createMemoryStore();
@@ -153,6 +154,8 @@ describe('component builds the relay ships', () => {
     try {
       const run = await runOn(blind, published);
       expect(run.status).toBe('failed');
+      // The host's own refusal: the session names the build, but its bytes stayed with the relay.
+      expect(run.error).toMatchObject({ code: 'relay/unknown-component' });
     } finally {
       await blind.close();
     }

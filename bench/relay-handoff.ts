@@ -160,7 +160,8 @@ async function cutOnDevice(rig: Rig, text: string): Promise<{ device: Store; ses
 async function handoff(rig: Rig, text: string): Promise<Handoff> {
   const cut = await cutOnDevice(rig, text);
   const uploadStart = performance.now();
-  const published = await publishSession(cut.device, cut.sessionId, new RelayHttp({ baseUrl: rig.url }));
+  // As a move to the relay's workers publishes: without the builds the relay ships.
+  const published = await publishSession(cut.device, cut.sessionId, new RelayHttp({ baseUrl: rig.url }), undefined, { omitRelayBuilds: true });
   const uploadEnd = performance.now();
 
   const http = new RelayHttp({ baseUrl: rig.url });

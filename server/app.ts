@@ -139,9 +139,10 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     if (hosted) scope.addHook('onRequest', async () => void (await hosted.load()));
     await scope.register(openAiApi, { engines, names: modelNames(catalog, hosted?.model) });
   });
+  // Served to hosts (api/components.ts) and run by the embedded worker.
+  const components = await openComponentLibrary(config.componentDirs);
   let embedded: RunHost | undefined;
   if (hosted && config.embeddedWorker) {
-    const components = await openComponentLibrary(config.componentDirs);
     const coming = dispatcher.expect();
     // Runs started while the model loads wait for this worker; it attaches as soon as the engine is up.
     hosted.ready.then(async (engine) => {
@@ -163,7 +164,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     // Runs end (checkpointed and published) before the engine they use goes away.
     await embedded?.close();
   });
-  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }), fetchPolicy: addressPolicy(config.fetchAllow, { localRelay: isLoopbackHost(config.host) }), ...(hosted ? { verifier: () => hosted.load() } : {}) });
+  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, components, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }), fetchPolicy: addressPolicy(config.fetchAllow, { localRelay: isLoopbackHost(config.host) }), ...(hosted ? { verifier: () => hosted.load() } : {}) });
 
   // Each dependency checked now: a load balancer takes a replica out while its database or object storage is down.
   app.get('/healthz', async (_request, reply) => {

@@ -14,7 +14,8 @@ import { measureProfile } from '../src/core/host/measure-profile.ts';
 import { RunHost } from '../src/core/host/run-host.ts';
 import { loadComponent, type LoadedComponent } from '../src/core/runtime/load.ts';
 import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-worker.ts';
-import { createWorkerKeys, spaceCredentials, type WorkerProfile } from '../src/core/protocol/index.ts';
+import { RelayHttp, createWorkerKeys, spaceCredentials, type WorkerProfile } from '../src/core/protocol/index.ts';
+import { withRelayBuilds } from '../src/core/host/relay-builds.ts';
 import { openBrowserEngine } from '../src/browser/llm/open-engine.ts';
 import type { WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
@@ -67,7 +68,7 @@ const api = {
       if (options.cpuShare !== undefined) share.set(options.cpuShare);
       const engine = await openEngine(options.engine);
       const loaded = new Map<string, Promise<LoadedComponent>>();
-      const load = (id: string): Promise<LoadedComponent> => {
+      const own = (id: string): Promise<LoadedComponent> => {
         const files = options.components[id];
         if (!files) return Promise.reject(new FerryError('runtime/missing-component', `This device has no component ${id.slice(0, 16)}…; the session was made with another build of Ferry. Update the app on both devices.`));
         let p = loaded.get(id);
@@ -78,7 +79,8 @@ const api = {
       const host: RunHost = new RunHost({
         engine,
         keys: await createWorkerKeys(),
-        load,
+        // A build this app does not ship comes from the relay's library, verified against its id.
+        load: withRelayBuilds(own, new RelayHttp({ baseUrl: options.relayUrl })),
         hasBuild: (id) => id in options.components,
         startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: component.files }),
         relayUrl: () => options.relayUrl,

@@ -18,6 +18,8 @@ import type { AddressPolicy } from '../web/address-policy.ts';
 import { urlFetchRoutes } from './url-fetch.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { verifyRoutes } from './verify.ts';
+import { componentRoutes } from './components.ts';
+import type { ComponentLibrary } from '../relay/component-library.ts';
 
 export interface ApiOptions {
   store: RelayStore;
@@ -33,6 +35,8 @@ export interface ApiOptions {
   info: () => RelayInfo;
   /** Which addresses the relay fetches sources from for browsers. */
   fetchPolicy: AddressPolicy;
+  /** The component builds the relay ships (its workers run them; hosts that lack one fetch it here). */
+  components: ComponentLibrary;
   /** The engine that verifies devices' drafts (the relay's own model); undefined without one. */
   verifier?: () => Promise<Engine>;
 }
@@ -49,6 +53,7 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
   });
   await app.register(runRoutes, { store: opts.store, runs: opts.store.runs, dispatcher: opts.dispatcher });
   await app.register(infoRoutes, { info: opts.info });
+  await app.register(componentRoutes, { library: opts.components });
   // Each fetch reaches out to the web for a browser: a tenth of the general budget, as for publishing.
   await app.register(urlFetchRoutes, { policy: opts.fetchPolicy, perMinute: Math.ceil(opts.security.rateLimitPerMinute / 10) });
   await app.register(verifyRoutes, { engine: opts.verifier });

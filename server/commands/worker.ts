@@ -18,9 +18,11 @@ import { DEMO_MODEL } from '../../src/core/llm/catalog.ts';
 import { downloadProgress, openModelEngine, openUpstreamEngine } from '../llm/open-model.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
 import { measureProfile } from '../../src/core/host/measure-profile.ts';
-import { createWorkerKeys } from '../../src/core/protocol/index.ts';
+import { createWorkerKeys, RelayHttp } from '../../src/core/protocol/index.ts';
+import { withRelayBuilds } from '../../src/core/host/relay-builds.ts';
 import { openNodeSocket, RemoteWorker } from '../worker/remote.ts';
 import { threadedTools } from '../runtime/node-tools.ts';
+import { enableComponentWasmFeatures } from '../runtime/node-components.ts';
 import { cpuShare, withCpuShare } from '../../src/core/llm/cpu-share.ts';
 
 export const workerUsage = `ferry worker --relay URL [options]
@@ -99,10 +101,12 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   // A CPU share caps this machine's engine; an upstream's compute is the cluster's.
   const engine = share < 1 && !upstream ? withCpuShare(base, cpuShare(share)) : base;
   const components = values.components ?? env.FERRY_COMPONENTS;
+  // Builds this library lacks come from the relay's, verified (compiled with the wasm features they need).
+  enableComponentWasmFeatures();
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
   const measured = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
   const profile = price ? { ...measured, price } : measured;
-  const worker: RunHost = new RunHost({ engine, keys: await createWorkerKeys(), startTool: threadedTools(), load: (id) => library.load(id), hasBuild: (id) => library.ids.has(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps }, self: () => remote.id, openSocket: openNodeSocket, log, ...(price ? { price } : {}) });
+  const worker: RunHost = new RunHost({ engine, keys: await createWorkerKeys(), startTool: threadedTools(), load: withRelayBuilds((id) => library.load(id), new RelayHttp({ baseUrl: relayUrl })), hasBuild: (id) => library.ids.has(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps }, self: () => remote.id, openSocket: openNodeSocket, log, ...(price ? { price } : {}) });
   const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
   const fail = (err: FerryError): void => {
     console.error(`ferry worker: ${err.message}`);

@@ -237,7 +237,7 @@ const CATALOGUE = {
   'relay/sync-failed': { status: 500, meaning: 'The session\'s checkpoints from the relay could not be copied into this device\'s store' },
   'relay/token-required': { status: 401, meaning: 'This needs the snapshot\'s write token (or the worker token)' },
   'relay/too-large': { status: 413, meaning: 'The upload is … bytes' },
-  'relay/unknown-component': { status: 400, meaning: 'This relay has no component ……' },
+  'relay/unknown-component': { status: 404, meaning: 'This relay has no component ……' },
   'relay/unknown-model': { status: 404, meaning: 'This relay hosts no model …' },
   'relay/unknown-node': { status: 409, meaning: 'Node … is not attached to this relay…' },
   'relay/unknown-object': { status: 404, meaning: 'The relay holds no object …' },

@@ -14,3 +14,4 @@ export { AgentProxy, type AgentRemote } from './agent-proxy.ts';
 export { RunHost, type RunEvent, type RunHostOptions, type RunSink } from './run-host.ts';
 export { NodeLink, type LinkSocket, type LinkState } from './node-link.ts';
 export { measureProfile } from './measure-profile.ts';
+export { loadRelayBuild, withRelayBuilds, type LoadBuild } from './relay-builds.ts';

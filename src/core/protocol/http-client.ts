@@ -30,6 +30,7 @@ import {
 import { parseWire } from './validate.ts';
 import { FINAL_URL_HEADER, URL_FETCH_LIMITS, parseContentType, urlFetchPaths, type FetchedUrl } from './url-fetch.ts';
 import { SPACE_HEADER, WorkerListSchema, workerPaths, type WorkerList } from './workers.ts';
+import { COMPONENT_LIMITS, ComponentListSchema, componentPaths } from './components.ts';
 
 export interface RelayHttpOptions {
   /** The relay's base URL, e.g. "https://ferry.example" (a path prefix is kept). */
@@ -191,6 +192,28 @@ export class RelayHttp {
       const { mediaType, charset } = parseContentType(res.headers.get('content-type'));
       return { bytes, mediaType, charset, url: res.headers.get(FINAL_URL_HEADER) ?? url };
     });
+  }
+
+  /** The ids of the component builds the relay ships (its workers have them; it serves them to hosts that lack one). */
+  async componentBuilds(): Promise<string[]> {
+    return (await this.json('GET', componentPaths.list, undefined, ComponentListSchema)).builds;
+  }
+
+  /** The image of build `id` from the relay's library (unverified: see host/relay-builds.ts), or undefined when it ships none. */
+  async componentBuild(id: string): Promise<Uint8Array | undefined> {
+    try {
+      return await this.request('GET', componentPaths.build(id), undefined, async (res) => {
+        const tooLarge = (n: number): boolean => n > COMPONENT_LIMITS.maxBuildBytes;
+        if (tooLarge(Number(res.headers.get('content-length') ?? 0))) throw new FerryError('relay/bad-response', `The relay offers ${res.headers.get('content-length')} bytes for component build ${id.slice(0, 16)}…, more than a build may have (${COMPONENT_LIMITS.maxBuildBytes}).`);
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        this.stats.bytesReceived += bytes.length;
+        if (tooLarge(bytes.length)) throw new FerryError('relay/bad-response', `The relay sent ${bytes.length} bytes for component build ${id.slice(0, 16)}…, more than a build may have (${COMPONENT_LIMITS.maxBuildBytes}).`);
+        return bytes;
+      });
+    } catch (err) {
+      if (err instanceof FerryError && err.code === 'relay/unknown-component') return undefined;
+      throw err;
+    }
   }
 
   /** The WebSocket URL of a run's event stream, from event `from` on. */

@@ -7,7 +7,7 @@ export { MANIFEST_VERSION, decodeManifest, encodeManifest, makeManifest, manifes
 export { parseShareLink, shareLink, type ShareLink } from './link.ts';
 export { decodeBitmap, encodeBitmap, fromBase64Url, toBase64Url } from './base64url.ts';
 export { RelayHttp, type RelayHttpOptions, type TransferStats } from './http-client.ts';
-export { fetchSnapshot, publishSession, type FetchResult, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';
+export { fetchSnapshot, publishSession, type FetchResult, type PublishOptions, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';
 export {
   ATTEMPT_HEADER,
   RelayToWorkerSchema,
@@ -60,6 +60,7 @@ export {
 } from './runs.ts';
 export { RelayInfoSchema, infoPath, type RelayInfo } from './relay-info.ts';
 export { FINAL_URL_HEADER, URL_FETCH_LIMITS, URL_FETCH_TYPES, UrlFetchRequestSchema, parseContentType, urlFetchPaths, type FetchedUrl, type UrlFetchRequest } from './url-fetch.ts';
+export { COMPONENT_LIMITS, ComponentIdSchema, ComponentListSchema, componentPaths, type ComponentList } from './components.ts';
 export { catalogPath, HostedModelListSchema, HostedModelSchema, modelPaths, type HostedModel, type HostedModelList } from './models.ts';
 export {
   DeviceToVerifierSchema,

@@ -71,6 +71,17 @@ export interface PublishResult extends PublishedSnapshot {
   base: SnapshotBase;
 }
 
+export interface PublishOptions {
+  /** The session's title, carried in the manifest (sealed) so a share opens under it. */
+  title?: string;
+  /**
+   * Leave out the component builds the relay ships (it lists them: GET /api/v2/components): for a snapshot its
+   * workers run, which have those builds, as does any host that asks the relay for them. Not for a share link: a
+   * device opening it does not ask the relay for builds.
+   */
+  omitRelayBuilds?: boolean;
+}
+
 /** An earlier publish (or fetch) of the same session, to update its snapshot. */
 export interface PublishPrevious {
   snapshotId: string;
@@ -179,27 +190,37 @@ async function openManifest(keys: SessionKeys, snapshotId: string, contents: { s
 /**
  * Publishes session `sessionId` from `store`. With `previous` (from an earlier publish or fetch of the same
  * session) it updates that snapshot, uploading only what changed; otherwise it creates a new snapshot under a fresh
- * key. A session marked private in `store` is refused (session/private): it never leaves the device. `title`: the
- * session's title, carried in the manifest (sealed) so a share opens under it.
+ * key. A session marked private in `store` is refused (session/private): it never leaves the device.
  */
-export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious, { title }: { title?: string } = {}): Promise<PublishResult> {
+export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious, { title, omitRelayBuilds }: PublishOptions = {}): Promise<PublishResult> {
   await assertMayLeave(store, sessionId, 'publish');
   const key = previous?.key ?? generateSessionKey();
-  // Derived while the session's closure is collected.
+  // Derived, and the relay's builds asked for, while the session's closure is collected.
   const keys = sessionKeys(key);
+  // A relay that cannot say (an older one) is taken to ship none: every build goes along, as before.
+  const relayBuilds = omitRelayBuilds ? relay.componentBuilds().then((ids) => new Set(ids), () => new Set<string>()) : undefined;
+  const secret = { keys, key, title, relayBuilds };
   if (previous?.base) {
     try {
-      return await publishOnto(store, sessionId, relay, { keys, key, title }, previous, previous.base);
+      return await publishOnto(store, sessionId, relay, secret, previous, previous.base);
     } catch (err) {
       // Someone moved the snapshot since it was last seen: read where it is now and publish onto that.
       if (!isFerryError(err, 'store/ref-conflict')) throw err;
     }
   }
   const base = previous ? await readBase(relay, await keys, previous.snapshotId, sessionId) : undefined;
-  return publishOnto(store, sessionId, relay, { keys, key, title }, previous, base);
+  return publishOnto(store, sessionId, relay, secret, previous, base);
 }
 
-async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: { keys: Promise<SessionKeys>; key: Uint8Array; title: string | undefined }, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
+interface PublishSecret {
+  keys: Promise<SessionKeys>;
+  key: Uint8Array;
+  title: string | undefined;
+  /** The builds the relay ships, when those are left out. */
+  relayBuilds: Promise<ReadonlySet<string>> | undefined;
+}
+
+async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: PublishSecret, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
   const { key } = secret;
   const after = await store.listRefs(sessionPrefix(sessionId));
   if (after.length === 0) throw new FerryError('session/not-found', `Session ${sessionId} is not in the sending store; nothing to sync.`);
@@ -210,7 +231,10 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
   // What the snapshot already holds: everything its refs reach, computed here, where those objects are too.
   const shared = await store.hasMany(before.map((r) => r.id));
   const known = await reachableIds(store, before.filter((_, i) => shared[i]));
-  const candidates = await collectClosureWithKinds(store, after, { known });
+  const relayBuilds = await secret.relayBuilds;
+  // Every KV entry goes (the fetcher picks); a build the relay ships stays here: its workers have it, and a host
+  // that lacks it gets it from the relay's library (host/relay-builds.ts).
+  const candidates = await collectClosureWithKinds(store, after, { known, ...(relayBuilds ? { kv: detachablesFor(undefined, (id) => relayBuilds.has(id)) } : {}) });
   const keys = await secret.keys;
   const remote = await Promise.all(candidates.map((o) => remoteId(keys, o.id)));
   let send = candidates.map((object, i) => ({ object, remote: remote[i]! }));

@@ -7,7 +7,7 @@
  * Like a KV entry, a build entry is detachable (snapshot/kv.ts): a host that already has the build need not fetch it.
  * Loading from an entry verifies every file against the manifest, and the manifest against the id (load.ts).
  */
-import { FerryError } from '../errors.ts';
+import { FerryError, isFerryError } from '../errors.ts';
 import { PAGE_SIZE, decodeMsgpack, encodeCanonical, type Session } from '../session/index.ts';
 import { BUILD_PREFIX, buildComponentName } from '../snapshot/index.ts';
 import type { ObjectId } from '../store/index.ts';
@@ -46,37 +46,52 @@ export function encodeBuild(files: ComponentFiles): Uint8Array {
   return out;
 }
 
-const bad = (why: string): FerryError => new FerryError('runtime/bad-build', `A component build stored in the session is damaged (${why}); it cannot be loaded.`);
+const bad = (why: string, where = 'stored in the session'): FerryError => new FerryError('runtime/bad-build', `A component build ${where} is damaged (${why}); it cannot be loaded.`);
 
-/** The files of a build image, each checked to lie within it. */
-export function decodeBuild(image: Uint8Array): ComponentFiles {
-  if (image.length < 4) throw bad('it is empty');
+/** The files of a build image, each checked to lie within it; `where` says where the image came from, for errors. */
+export function decodeBuild(image: Uint8Array, where?: string): ComponentFiles {
+  if (image.length < 4) throw bad('it is empty', where);
   const length = new DataView(image.buffer, image.byteOffset, image.byteLength).getUint32(0);
-  if (4 + length > image.length || length > PAGE_SIZE * 4) throw bad('its header is out of bounds');
+  if (4 + length > image.length || length > PAGE_SIZE * 4) throw bad('its header is out of bounds', where);
   const header = decodeMsgpack(image.subarray(4, 4 + length), 'runtime/bad-build', 'A build header') as { f?: unknown; v?: unknown; files?: unknown };
-  if (header?.f !== FORMAT || header.v !== VERSION || !Array.isArray(header.files) || header.files.length > MAX_FILES) throw bad('its header is not a build header');
+  if (header?.f !== FORMAT || header.v !== VERSION || !Array.isArray(header.files) || header.files.length > MAX_FILES) throw bad('its header is not a build header', where);
   const files: ComponentFiles = {};
   for (const entry of header.files as unknown[]) {
-    if (!Array.isArray(entry) || entry.length !== 3) throw bad('a file entry is malformed');
+    if (!Array.isArray(entry) || entry.length !== 3) throw bad('a file entry is malformed', where);
     const [name, offset, size] = entry as [unknown, unknown, unknown];
-    if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(name) || name in files) throw bad('a file name is invalid or repeated');
+    if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(name) || name in files) throw bad('a file name is invalid or repeated', where);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(size) || (offset as number) < 4 + length || (size as number) < 0 || (offset as number) + (size as number) > image.length) {
-      throw bad(`file ${name} lies outside the build`);
+      throw bad(`file ${name} lies outside the build`, where);
     }
     files[name] = image.subarray(offset as number, (offset as number) + (size as number));
   }
   return files;
 }
 
-/** Build `id` as checkpoint `at` of `session` carries it, loaded and verified; undefined when it carries none. */
+/**
+ * Build `id` as checkpoint `at` of `session` carries it, loaded and verified; undefined when it carries none, or
+ * names it without its bytes here (a detached entry: the session was fetched without a build its relay ships).
+ */
 export async function loadSessionBuild(session: Session, at: ObjectId, id: ObjectId, options: LoadOptions = {}): Promise<LoadedComponent | undefined> {
   const name = buildComponentName(id);
   if (!(name in (await session.checkpoint(at)).components)) return undefined;
-  const files = decodeBuild(await session.component(at, name));
+  const image = await session.component(at, name).catch((err: unknown) => {
+    if (isFerryError(err, 'store/missing-object')) return undefined;
+    throw err;
+  });
+  return image && loadBuildImage(id, image, options);
+}
+
+/**
+ * Build `id` from its image, verified: every file against the manifest, the manifest against the id (load.ts), so
+ * an image from anywhere (the session, a relay) loads only as the build it claims to be. `where`: as in decodeBuild.
+ */
+export function loadBuildImage(id: ObjectId, image: Uint8Array, options: LoadOptions = {}, where?: string): Promise<LoadedComponent> {
+  const files = decodeBuild(image, where);
   return loadComponent(id, {
     read: async (file) => {
       const bytes = files[file];
-      if (!bytes) throw bad(`it lacks ${file}`);
+      if (!bytes) throw bad(`it lacks ${file}`, where);
       return bytes;
     },
   }, options);

@@ -24,6 +24,8 @@ import { jsSpec } from '../components/js/spec.ts';
 import { notesSpec } from '../components/notes/spec.ts';
 import { workspaceSpec } from '../components/workspace/spec.ts';
 import { compared, type Figures, type Suite } from './lib.ts';
+// Types only: the module itself (and Chromium) loads on first use, below.
+import type * as LlmWasm from './llm-wasm.ts';
 
 const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number }> = [
   { suffix: '', params: { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, type: 'f32', seed: 11 }, promptTokens: 256, generateTokens: 64 },
@@ -146,7 +148,7 @@ async function fork(shared: NodeLlamaEngine, cold: NodeLlamaEngine, n: number): 
   return { sharedMs: median(sharedTimes), coldMs: median(coldTimes) };
 }
 
-type WasmMeasure = typeof import('./llm-wasm.ts');
+type WasmMeasure = typeof LlmWasm;
 
 /** bench/llm-wasm.ts (the browser engines' side) when it is there and Chromium runs; otherwise why not. */
 async function wasmMeasure(): Promise<WasmMeasure | string> {

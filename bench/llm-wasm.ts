@@ -1,27 +1,43 @@
 /**
  * A browser engine's prefill and decode speed in headless Chromium (through the same Engine the app uses; see
- * src/browser/llm/throughput.ts), for a model file on disk. bench/llm.ts compares these with node-llama-cpp on the
- * same file, and wllama 3 with wllama 2.
+ * src/browser/llm/throughput.ts), for a model file on disk, and its decode speed under a grammar. bench/llm.ts
+ * compares these with node-llama-cpp on the same file, and wllama 3 with wllama 2.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openChromiumPage } from '../test/support/chromium-page.ts';
-import type { ThroughputOptions, Throughput } from '../src/browser/llm/throughput.ts';
+import type { GrammarOverhead, GrammarOverheadOptions, ThroughputOptions, Throughput } from '../src/browser/llm/throughput.ts';
 
 const pageRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), 'llm-wasm');
 
-export async function measureWasmThroughput(options: { modelPath: string; promptTokens: number; generateTokens: number; engine?: ThroughputOptions['engine'] }): Promise<{ prefillTps: number; decodeTps: number; device: string }> {
+interface PageMeasures {
+  ferryWasmThroughput(options: ThroughputOptions): Promise<Throughput>;
+  ferryWasmGrammar(options: GrammarOverheadOptions): Promise<GrammarOverhead>;
+}
+
+/** Runs one of the page's measures on the model file at `modelPath`, in a fresh Chromium. */
+async function inPage<K extends keyof PageMeasures>(modelPath: string, measure: K, options: Omit<Parameters<PageMeasures[K]>[0], 'modelUrl'>): Promise<Awaited<ReturnType<PageMeasures[K]>>> {
   // The page fetches /model.gguf, streamed from disk by its server, so any file on disk can be measured.
-  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': options.modelPath } });
+  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': modelPath } });
   try {
     await chrome.load();
-    const request: ThroughputOptions = { modelUrl: '/model.gguf', promptTokens: options.promptTokens, generateTokens: options.generateTokens, ...(options.engine ? { engine: options.engine } : {}) };
-    const result: Throughput = await chrome.page.evaluate(
-      (r) => (globalThis as unknown as { ferryWasmThroughput: (o: ThroughputOptions) => Promise<Throughput> }).ferryWasmThroughput(r),
-      request,
-    );
-    return { prefillTps: result.prefillTps, decodeTps: result.decodeTps, device: result.device };
+    return (await chrome.page.evaluate(
+      ([name, o]) => (globalThis as unknown as Record<string, (o: unknown) => Promise<unknown>>)[name]!(o),
+      [measure, { ...options, modelUrl: '/model.gguf' }] as const,
+    )) as Awaited<ReturnType<PageMeasures[K]>>;
   } finally {
     await chrome.close();
   }
+}
+
+export async function measureWasmThroughput(options: { modelPath: string; promptTokens: number; generateTokens: number; engine?: ThroughputOptions['engine'] }): Promise<{ prefillTps: number; decodeTps: number; device: string }> {
+  const { modelPath, ...rest } = options;
+  const result = await inPage(modelPath, 'ferryWasmThroughput', rest);
+  return { prefillTps: result.prefillTps, decodeTps: result.decodeTps, device: result.device };
+}
+
+/** wllama's decode tokens/s under `grammar` and freely, medians over `runs` prompts. */
+export function measureWasmGrammar(options: { modelPath: string } & Omit<GrammarOverheadOptions, 'modelUrl'>): Promise<GrammarOverhead> {
+  const { modelPath, ...rest } = options;
+  return inPage(modelPath, 'ferryWasmGrammar', rest);
 }

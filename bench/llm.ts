@@ -8,7 +8,8 @@
  * - time to the first token of a fork of an n-token parent (n = 512, 2048, 4096), its prefix's KV copied from the
  *   parent's slot, against prefilling the same fork's prompt on a cold slot (goal: ≥ 5× at 4096);
  * - grammar_overhead: decode tokens/s of a tool call under its grammar (built-in tools' schemas) against free decoding
- *   of as many tokens from the same prompt (goal ≥ 0.8).
+ *   of as many tokens from the same prompt (goal ≥ 0.8), on node-llama-cpp and on wllama in Chromium
+ *   (grammar_overhead_wasm).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,8 @@ import { jsSpec } from '../components/js/spec.ts';
 import { notesSpec } from '../components/notes/spec.ts';
 import { workspaceSpec } from '../components/workspace/spec.ts';
 import { compared, type Figures, type Suite } from './lib.ts';
+// Types only: the module itself (and Chromium) loads on first use, below.
+import type * as LlmWasm from './llm-wasm.ts';
 
 const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number }> = [
   { suffix: '', params: { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, type: 'f32', seed: 11 }, promptTokens: 256, generateTokens: 64 },
@@ -62,17 +65,18 @@ async function throughput(e: NodeLlamaEngine, promptTokens: number, generateToke
   return { prefillTps: median(prefill), decodeTps: median(decode) };
 }
 
-/**
- * Decode tokens/s under a tool-call grammar against free decoding of as many tokens, medians over prompts. The call
- * is greedy under the grammar of the four built-in tools, fitted to a 512-token budget, as the runtime builds it.
- */
+/** A tool call's grammar as the runtime builds it: the four built-in tools, fitted to a 512-token budget. */
+const CALL_BUDGET = 512;
+const CALL_GRAMMAR = toolCallGrammar([notesSpec, workspaceSpec, docsSpec, jsSpec], { withOpenTag: true, budget: CALL_BUDGET }).gbnf;
+
+/** Decode tokens/s under a tool-call grammar (greedy) against free decoding of as many tokens, medians over prompts. */
 async function grammarOverhead(e: NodeLlamaEngine, promptTokens: number): Promise<{ constrained: number; free: number }> {
-  const grammar = { kind: 'gbnf' as const, text: toolCallGrammar([notesSpec, workspaceSpec, docsSpec, jsSpec], { withOpenTag: true, budget: 512 }).gbnf };
+  const grammar = { kind: 'gbnf' as const, text: CALL_GRAMMAR };
   await generateAll(e, { prompt: { tokens: promptOf(promptTokens, 98) }, maxTokens: 8, grammar }); // warm-up (compiles the grammar)
   const constrained: number[] = [];
   const free: number[] = [];
   for (let run = 0; run < RUNS * 2; run++) {
-    const call = await generateAll(e, { prompt: { tokens: promptOf(promptTokens, run) }, maxTokens: 512, grammar });
+    const call = await generateAll(e, { prompt: { tokens: promptOf(promptTokens, run) }, maxTokens: CALL_BUDGET, grammar });
     const plain = await generateAll(e, { prompt: { tokens: promptOf(promptTokens, run) }, maxTokens: call.tokens.length });
     constrained.push(call.stats.decodeTps);
     free.push(plain.stats.decodeTps);
@@ -144,13 +148,12 @@ async function fork(shared: NodeLlamaEngine, cold: NodeLlamaEngine, n: number): 
   return { sharedMs: median(sharedTimes), coldMs: median(coldTimes) };
 }
 
-type WasmMeasure = (options: { modelPath: string; promptTokens: number; generateTokens: number; engine?: 'wllama' | 'wllama-webgpu' }) => Promise<{ prefillTps: number; decodeTps: number; device: string }>;
+type WasmMeasure = typeof LlmWasm;
 
 /** bench/llm-wasm.ts (the browser engines' side) when it is there and Chromium runs; otherwise why not. */
 async function wasmMeasure(): Promise<WasmMeasure | string> {
   try {
-    const mod = (await import('./llm-wasm.ts')) as { measureWasmThroughput?: WasmMeasure };
-    return mod.measureWasmThroughput ?? 'bench/llm-wasm.ts exports no measureWasmThroughput';
+    return await import('./llm-wasm.ts');
   } catch (err) {
     return `bench/llm-wasm.ts could not be loaded: ${(err as Error).message}`;
   }
@@ -177,18 +180,26 @@ async function run(): Promise<Figures> {
         figures[`grammar_overhead${model.suffix}`] = { value: grammar.constrained / grammar.free, unit: 'x' };
         if (typeof wasm !== 'string') {
           try {
-            const w = await wasm({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens });
+            const w = await wasm.measureWasmThroughput({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens });
             figures[`decode_tps_wasm${model.suffix}`] = compared(w.decodeTps, 'tok/s', `decode_tps_native${model.suffix}`, native.decodeTps);
             figures[`prefill_tps_wasm${model.suffix}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${model.suffix}`, native.prefillTps);
             figures[`wasm_native_decode${model.suffix}`] = { value: w.decodeTps / native.decodeTps, unit: 'x' };
             figures[`wasm_native_prefill${model.suffix}`] = { value: w.prefillTps / native.prefillTps, unit: 'x' };
             // The GPU engine (wllama 3) where this machine has no shader-f16 GPU runs on the CPU: its cost against wllama 2.
-            const v3 = await wasm({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens, engine: 'wllama-webgpu' });
+            const v3 = await wasm.measureWasmThroughput({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens, engine: 'wllama-webgpu' });
             console.log(`wllama 3 ran on: ${v3.device}`);
             figures[`decode_tps_wllama3${model.suffix}`] = compared(v3.decodeTps, 'tok/s', `decode_tps_wasm${model.suffix}`, w.decodeTps);
             figures[`prefill_tps_wllama3${model.suffix}`] = compared(v3.prefillTps, 'tok/s', `prefill_tps_wasm${model.suffix}`, w.prefillTps);
           } catch (err) {
             console.log(`wasm figures${model.suffix} failed: ${(err as Error).message}`);
+          }
+          try {
+            const g = await wasm.measureWasmGrammar({ modelPath: file, promptTokens: model.promptTokens, grammar: CALL_GRAMMAR, maxTokens: CALL_BUDGET, runs: RUNS * 2 });
+            figures[`decode_tps_wasm_free${model.suffix}`] = { value: g.freeTps, unit: 'tok/s' };
+            figures[`decode_tps_wasm_grammar${model.suffix}`] = compared(g.constrainedTps, 'tok/s', `decode_tps_wasm_free${model.suffix}`, g.freeTps);
+            figures[`grammar_overhead_wasm${model.suffix}`] = { value: g.constrainedTps / g.freeTps, unit: 'x' };
+          } catch (err) {
+            console.log(`wasm grammar figures${model.suffix} failed: ${(err as Error).message}`);
           }
         }
         let bytesPerToken = 0;

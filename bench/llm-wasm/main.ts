@@ -1,8 +1,8 @@
 /**
  * Runs in headless Chromium (served by bench/llm-wasm.ts): loads the model at /model.gguf into the wllama engine
- * (single thread, opened as the app opens it) and measures prefill and decode throughput.
+ * (single thread, opened as the app opens it) and measures prefill and decode throughput, and decoding under a grammar.
  */
-import { measureEngineThroughput } from '../../src/browser/llm/throughput.ts';
+import { measureEngineThroughput, measureGrammarOverhead } from '../../src/browser/llm/throughput.ts';
 
-(globalThis as unknown as { ferryWasmThroughput: typeof measureEngineThroughput }).ferryWasmThroughput = measureEngineThroughput;
+Object.assign(globalThis, { ferryWasmThroughput: measureEngineThroughput, ferryWasmGrammar: measureGrammarOverhead });
 document.title = 'ready';

@@ -141,7 +141,7 @@ export class DeviceWorker {
     const { limits, parallel } = settings;
     this.#holds = undefined;
     const [components, engine] = await Promise.all([templateComponents(template), this.opts.engines.spec(model, limits)]);
-    const sampling = { maxTokens: limits.replyTokens, ...limits.sampling };
+    const sampling = { maxTokens: limits.replyTokens, ...limits.sampling[template] };
     const status = await client.start({ components: components.files, engine, store: this.opts.storeName, sampling, ...(parallel ? { parallel } : {}), ...session });
     this.#holds = { sessionId: status.sessionId, key: JSON.stringify(settings) };
     return status;

@@ -10,7 +10,8 @@ import type { BrowserEngineSpec, WllamaSpec } from './llm/open-engine.ts';
 import { gpuOffloads, gpuRuns } from './llm/device-probe.ts';
 import type { DownloadProgress } from './llm/model-download.ts';
 import { openModel } from './llm/model-source.ts';
-import type { ModelChoice, samplingOf } from './settings.ts';
+import type { ModelChoice, SessionSampling } from './settings.ts';
+import type { TemplateId } from './templates.ts';
 
 /** This device's engine settings: reply length and context size, and the web-llm model for its GPU ('' for none). */
 export interface EngineLimits {
@@ -18,8 +19,8 @@ export interface EngineLimits {
   contextSize: number;
   gpuModel: string;
   ggufOnGpu: boolean;
-  /** How new sessions sample (Settings): see samplingOf. */
-  sampling: ReturnType<typeof samplingOf>;
+  /** How each agent's new sessions sample (Settings): see samplingByTemplate. */
+  sampling: Record<TemplateId, SessionSampling>;
 }
 
 export interface EngineChoiceOptions {

@@ -7,6 +7,7 @@ import * as v from 'valibot';
 import { FerryError } from '../core/errors.ts';
 import { DEFAULT_PREFS, type PlacementPrefs } from '../core/placement/index.ts';
 import { writing, type AppDatabase } from './app-db.ts';
+import { TEMPLATE_IDS, templateName, type TemplateId } from './templates.ts';
 
 export const PRIVACY = ['this-device', 'my-devices', 'any'] as const;
 export const OBJECTIVES = ['fastest', 'cheapest', 'balanced'] as const;
@@ -28,6 +29,19 @@ const ranged = (r: { min: number; max: number }, integer = false) =>
   v.pipe(v.number(), integer ? v.integer('it must be a whole number') : v.finite('it must be a number'), v.minValue(r.min, `it must be at least ${r.min}`), v.maxValue(r.max, `it must be at most ${r.max}`));
 
 const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
+
+const SamplingSchema = v.object({
+  temperature: ranged(LIMITS.temperature),
+  topP: fraction,
+  /** 0: no top-k cut. */
+  topK: ranged(LIMITS.topK, true),
+  minP: fraction,
+  /** 1: no penalty. */
+  repeatPenalty: ranged(LIMITS.repeatPenalty),
+  seed: ranged(LIMITS.seed, true),
+});
+/** Settings' sampling fields, for all agents or for one. */
+export type SamplingFields = v.InferOutput<typeof SamplingSchema>;
 
 const SettingsSchema = v.object({
   relayUrl: v.pipe(v.string(), v.maxLength(2048)),
@@ -53,17 +67,13 @@ const SettingsSchema = v.object({
   /** Sessions' GGUF model runs on this device's GPU (llama.cpp's WebGPU backend) where it can and no GPU model is chosen. */
   ggufOnGpu: v.boolean(),
   /**
-   * How new sessions pick each token: temperature 0 is greedy (the same reply every time); above it, tokens are drawn
-   * from (seed, position), so a session gives the same reply for the same seed. Recorded in each session's checkpoints.
+   * How new sessions pick each token, for every agent without sampling of its own (below): temperature 0 is greedy
+   * (the same reply every time); above it, tokens are drawn from (seed, position), so a session gives the same reply
+   * for the same seed. Recorded in each session's checkpoints.
    */
-  temperature: ranged(LIMITS.temperature),
-  topP: fraction,
-  /** 0: no top-k cut. */
-  topK: ranged(LIMITS.topK, true),
-  minP: fraction,
-  /** 1: no penalty. */
-  repeatPenalty: ranged(LIMITS.repeatPenalty),
-  seed: ranged(LIMITS.seed, true),
+  ...SamplingSchema.entries,
+  /** Agents (by session template) that sample their own way: these replace the fields above for their sessions. */
+  agentSampling: v.record(v.picklist(TEMPLATE_IDS), SamplingSchema),
 });
 export type Settings = v.InferOutput<typeof SettingsSchema>;
 
@@ -88,11 +98,22 @@ const SETTING_LABELS: Record<string, string> = {
   seed: 'Seed',
 };
 
-/** Greedy decoding: the default, and what the sampling fields mean when untouched. */
-export const GREEDY = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, seed: 0 } as const;
+/** A field's name as Settings shows it; an agent's own sampling field with the agent's name. */
+function settingLabel(key: string): string {
+  const [top, agent, field] = key.split('.');
+  if (top === 'agentSampling' && agent && field) return `${templateName(agent as TemplateId)}: ${SETTING_LABELS[field] ?? field}`;
+  return SETTING_LABELS[key] ?? key;
+}
 
-/** The sampling fields of Settings, as a session's sampling settings (the neutral ones left out). */
-export function samplingOf(s: Pick<Settings, keyof typeof GREEDY>): { temperature: number; seed: number; topP?: number; topK?: number; minP?: number; repeatPenalty?: number } {
+/** Greedy decoding: the default, and what the sampling fields mean when untouched. */
+export const GREEDY: SamplingFields = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, seed: 0 };
+export const SAMPLING_FIELDS = Object.keys(GREEDY) as (keyof SamplingFields)[];
+
+/** A session's sampling settings (the neutral ones left out). */
+export type SessionSampling = { temperature: number; seed: number; topP?: number; topK?: number; minP?: number; repeatPenalty?: number };
+
+/** Sampling fields as a session's sampling settings. */
+export function samplingOf(s: SamplingFields): SessionSampling {
   return {
     temperature: s.temperature,
     seed: s.seed,
@@ -103,7 +124,12 @@ export function samplingOf(s: Pick<Settings, keyof typeof GREEDY>): { temperatur
   };
 }
 
-export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', privacyAsked: false, objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY };
+/** How each agent's new sessions sample: its own fields where Settings give it some, else those for all agents. */
+export function samplingByTemplate(s: Pick<Settings, keyof SamplingFields | 'agentSampling'>): Record<TemplateId, SessionSampling> {
+  return Object.fromEntries(TEMPLATE_IDS.map((t) => [t, samplingOf(s.agentSampling[t] ?? s)])) as Record<TemplateId, SessionSampling>;
+}
+
+export const DEFAULT_SETTINGS: Settings = { relayUrl: '', privacy: 'this-device', privacyAsked: false, objective: 'balanced', budgetUsd: 0, usdPerHour: DEFAULT_PREFS.usdPerHour, theme: 'system', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY, agentSampling: {} };
 
 /**
  * What placement decides by, from Settings: the objective (with balanced's price of time), the privacy, and the
@@ -146,7 +172,7 @@ export class DeviceSettings {
     if (!parsed.success) {
       const issue = parsed.issues[0];
       const key = issue ? v.getDotPath(issue) : null;
-      throw new FerryError('app/bad-settings', `Setting "${(key && SETTING_LABELS[key]) ?? key ?? '?'}" is invalid: ${issue?.message ?? 'invalid'}. Correct it and save again.`);
+      throw new FerryError('app/bad-settings', `Setting "${key ? settingLabel(key) : '?'}" is invalid: ${issue?.message ?? 'invalid'}. Correct it and save again.`);
     }
     if (parsed.output.replyTokens >= parsed.output.contextSize) {
       throw new FerryError('app/bad-settings', `The reply length (${parsed.output.replyTokens} tokens) must be smaller than the context size (${parsed.output.contextSize} tokens), which also holds the conversation; lower the one or raise the other.`);

@@ -1,7 +1,7 @@
 import type { DeletedSession } from '../browser/local-data.ts';
 import { LocalData } from '../browser/local-data.ts';
 import { checkTitle, type SessionMeta } from '../browser/catalogue.ts';
-import { DEFAULT_SETTINGS, placementPrefs, samplingOf, type ModelChoice, type Settings } from '../browser/settings.ts';
+import { DEFAULT_SETTINGS, placementPrefs, samplingByTemplate, type ModelChoice, type Settings } from '../browser/settings.ts';
 import type { TemplateId } from '../browser/templates.ts';
 import type { Placement } from '../browser/placement.ts';
 import type { SessionHost } from '../browser/session-host.ts';
@@ -112,7 +112,7 @@ class Ui {
         data: this.app,
         relay: () => this.relay(),
         model: () => this.requireModel(),
-        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel, ggufOnGpu: this.settings.ggufOnGpu, sampling: samplingOf(this.settings) }),
+        limits: () => ({ replyTokens: this.settings.replyTokens, contextSize: this.settings.contextSize, gpuModel: this.settings.gpuModel, ggufOnGpu: this.settings.ggufOnGpu, sampling: samplingByTemplate(this.settings) }),
         onEvent: (id, e, p) => this.#watchers.get(id)?.event(e, p),
         onPlacement: (id, p) => {
           this.#watchers.get(id)?.placement(p);

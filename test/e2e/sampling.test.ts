@@ -1,7 +1,8 @@
 /**
  * Sampling from Settings, through the built app: temperature 0 (the default) is greedy; with a temperature and a
  * seed the agent's replies are drawn — two sessions with the same seed give the same reply, another seed another —
- * and the settings survive a reload.
+ * and the settings survive a reload; an agent with sampling of its own (the Assistant, greedy) samples its way while
+ * the others draw.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -64,6 +65,19 @@ describe('sampling settings on a desktop', () => {
     expect(await page.getByLabel('Temperature', { exact: true }).inputValue()).toBe('1.2');
     expect(await page.getByLabel('Seed', { exact: true }).inputValue()).toBe('8');
     await rig.screen('settings-sampling');
+
+    // The Assistant samples its own way, starting from the fields for all agents: greedy again, the others still draw.
+    await page.getByLabel('Sampling for').selectOption('assistant');
+    expect(await page.getByLabel('Temperature', { exact: true }).getAttribute('readonly')).not.toBeNull();
+    await rig.press(page.getByLabel('Assistant samples its own way'));
+    expect(await page.getByLabel('Temperature', { exact: true }).inputValue()).toBe('1.2');
+    await page.getByLabel('Temperature', { exact: true }).fill('0');
+    await rig.press(page.getByRole('button', { name: 'Save settings' }));
+    await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+    expect(await replyIn('Assistant, greedy on its own')).toBe(greedy);
+    await rig.press(page.getByRole('link', { name: 'Settings', exact: true }));
+    expect(await page.getByLabel('Temperature', { exact: true }).inputValue()).toBe('1.2');
+    expect(await page.getByLabel('Sampling for').locator('option[value="assistant"]').textContent()).toBe('Assistant (its own)');
     expect(rig.pageErrors).toEqual([]);
   });
 });

@@ -49,6 +49,19 @@ const notesRunInNode: BrowserCommand<[from: number, to: number, image?: StateIma
   return { pid: process.pid, results, image: json.imageToJson(instance.capture()) };
 };
 
+/** A component built into components/dist (an agent or tool of the app) by its name, for a page to load. */
+const builtComponentFiles: BrowserCommand<[name: string], ComponentFilesJson> = async (_ctx, name) => {
+  if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`not a component name: ${name}`);
+  const [{ componentId }, { componentFiles }, { toBase64 }] = await Promise.all([
+    import('../../server/runtime/node-components.ts'),
+    import('../../server/runtime/node-tools.ts'),
+    import('./state-image-json.ts'),
+  ]);
+  const dir = path.join(import.meta.dirname, '..', '..', 'components', 'dist', name);
+  const files = Object.fromEntries(Object.entries(await componentFiles(dir)).map(([f, bytes]) => [f, toBase64(bytes)]));
+  return { id: await componentId(dir), files };
+};
+
 export interface AgentFixturesJson {
   ids: { scribe: string; tally: string };
   /** Component id → file name → base64 bytes. */
@@ -105,12 +118,13 @@ const agentRunInNode: BrowserCommand<[turns: string[], from: number, file?: stri
   }
 };
 
-export const runtimeCommands = { notesComponentFiles, notesRunInNode, agentComponentFiles, agentRunInNode };
+export const runtimeCommands = { notesComponentFiles, notesRunInNode, builtComponentFiles, agentComponentFiles, agentRunInNode };
 
 declare module 'vitest/browser' {
   interface BrowserCommands {
     notesComponentFiles: () => Promise<ComponentFilesJson>;
     notesRunInNode: (from: number, to: number, image?: StateImageJson) => Promise<NodeRun>;
+    builtComponentFiles: (name: string) => Promise<ComponentFilesJson>;
     agentComponentFiles: () => Promise<AgentFixturesJson>;
     agentRunInNode: (turns: string[], from: number, file?: string) => Promise<AgentNodeRun>;
   }

@@ -16,7 +16,8 @@ import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LocalData } from '../../src/browser/local-data.ts';
-import { DEFAULT_SETTINGS, GREEDY, placementPrefs, type Settings } from '../../src/browser/settings.ts';
+import { DEFAULT_SETTINGS, GREEDY, placementPrefs, samplingByTemplate, type Settings } from '../../src/browser/settings.ts';
+import { TEMPLATE_IDS } from '../../src/browser/templates.ts';
 import { cloudPlacement, decide, relayProfiles } from '../../src/core/placement/index.ts';
 import { componentId, loadBuiltComponent } from '../../server/runtime/node-components.ts';
 import { buildComponents } from '../../scripts/components/build.ts';
@@ -187,7 +188,7 @@ describe('the engine limits in Settings', () => {
     const fresh = await openApp();
     const db = (fresh as unknown as { db: { put(store: string, value: unknown, key: string): Promise<unknown> } }).db;
     await db.put('settings', { relayUrl: '', privacy: 'any', objective: 'fastest', budgetUsd: 3, theme: 'dark' }, 'settings');
-    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', privacyAsked: true, objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY });
+    expect(await fresh.settings.settings()).toEqual({ relayUrl: '', privacy: 'any', privacyAsked: true, objective: 'fastest', budgetUsd: 3, usdPerHour: 10, theme: 'dark', replyTokens: 512, contextSize: 4096, gpuModel: '', ggufOnGpu: true, ...GREEDY, agentSampling: {} });
     fresh.close();
   });
 
@@ -219,11 +220,36 @@ describe('the engine limits in Settings', () => {
       [{ usdPerHour: 0 }, /"Value of your time" is invalid: it must be at least \$0\.01/],
       [{ usdPerHour: 20_000 }, /"Value of your time" is invalid: it must be at most \$10000/],
       [{ usdPerHour: Number.NaN }, /"Value of your time" is invalid/],
+      [{ agentSampling: { podcast: { ...GREEDY, temperature: 3 } } }, /"Podcast: Temperature" is invalid: it must be at most 2/],
+      [{ agentSampling: { podcast: { ...GREEDY, seed: 1.5 } } }, /"Podcast: Seed" is invalid: it must be a whole number/],
     ] as const) {
       await expect(app.settings.saveSettings({ ...base, ...bad })).rejects.toMatchObject({ code: 'app/bad-settings', message: expect.stringMatching(why) });
     }
     expect(await app.settings.saveSettings({ ...base, replyTokens: 1024, contextSize: 8192 })).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
     expect(await app.settings.settings()).toMatchObject({ replyTokens: 1024, contextSize: 8192 });
+  });
+});
+
+describe('sampling in Settings, for all agents and per agent', () => {
+  test("an agent with sampling of its own samples its way; the others sample as Settings say for all agents; both survive a reload", async () => {
+    const base = await app.settings.settings();
+    expect(samplingByTemplate(base)).toEqual(Object.fromEntries(TEMPLATE_IDS.map((t) => [t, { temperature: 0, seed: 0 }])));
+    const podcast = { ...GREEDY, temperature: 0.8, topP: 0.9, topK: 40, minP: 0.05, repeatPenalty: 1.1, seed: 7 };
+    await app.settings.saveSettings({ ...base, temperature: 0.3, seed: 2, agentSampling: { podcast } });
+    const saved = await app.settings.settings();
+    expect(saved).toMatchObject({ temperature: 0.3, seed: 2, agentSampling: { podcast } });
+    const byTemplate = samplingByTemplate(saved);
+    expect(byTemplate.podcast).toEqual({ temperature: 0.8, topP: 0.9, topK: 40, minP: 0.05, repeatPenalty: 1.1, seed: 7 });
+    for (const t of TEMPLATE_IDS.filter((t) => t !== 'podcast')) expect(byTemplate[t]).toEqual({ temperature: 0.3, seed: 2 });
+    // Back to the settings for all agents.
+    await app.settings.saveSettings({ ...saved, agentSampling: {} });
+    expect(samplingByTemplate(await app.settings.settings()).podcast).toEqual({ temperature: 0.3, seed: 2 });
+    await app.settings.saveSettings({ ...saved, ...GREEDY, agentSampling: {} });
+  });
+
+  test('an agent the build does not have is refused', async () => {
+    const base = await app.settings.settings();
+    await expect(app.settings.saveSettings({ ...base, agentSampling: { poet: GREEDY } as Settings['agentSampling'] })).rejects.toMatchObject({ code: 'app/bad-settings' });
   });
 });
 

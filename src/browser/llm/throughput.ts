@@ -3,6 +3,7 @@
  * bench/llm-wasm.ts. 'wllama' is the CPU engine as the app opens it (one thread); 'wllama-webgpu' is wllama 3
  * (llama.cpp's WebGPU backend), here allowed to run where it puts no layer on a GPU, so the same figure is its
  * CPU speed on a machine without a shader-f16 GPU. The engine's own stats time each phase; a warm-up run comes first.
+ * And the cost of a grammar: decode speed under a GBNF grammar against free decoding of as many tokens.
  */
 import { openBrowserEngine } from './open-engine.ts';
 import { generateAll, type Engine } from '../../core/llm/index.ts';
@@ -21,20 +22,27 @@ export interface Throughput {
   readonly device: string;
 }
 
+export interface GrammarOverheadOptions {
+  readonly modelUrl: string;
+  readonly promptTokens: number;
+  /** The GBNF grammar of the constrained generations. */
+  readonly grammar: string;
+  /** Each constrained generation's budget; the grammar should end before it. */
+  readonly maxTokens: number;
+  /** Prompts to measure on (the figures are medians). */
+  readonly runs: number;
+}
+
+export interface GrammarOverhead {
+  /** Median decode tokens/s under the grammar, and freely for as many tokens from the same prompts. */
+  readonly constrainedTps: number;
+  readonly freeTps: number;
+  readonly device: string;
+}
+
 export async function measureEngineThroughput(options: ThroughputOptions): Promise<Throughput> {
-  const model = await (await fetch(options.modelUrl)).blob();
-  const contextSize = options.promptTokens + options.generateTokens + 16;
-  let engine: Engine;
-  if (options.engine === 'wllama-webgpu') {
-    const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');
-    engine = await createWllamaGpuEngine({ model, modelId: 'bench', contextSize, allowCpu: true });
-  } else {
-    engine = await openBrowserEngine({ kind: 'wllama', model, modelId: 'bench', contextSize, threads: 1 });
-  }
+  const { engine, prompt } = await openMeasured(options.modelUrl, options.promptTokens, options.promptTokens + options.generateTokens + 16, options.engine);
   try {
-    const vocabulary = (await engine.tokenize('the model of the agent and the device')).filter((id) => id > 2);
-    // A prompt of exactly N ids (words of the vocabulary, repeated), different for each run so no KV is reused.
-    const prompt = (shift: number) => [1, ...Array.from({ length: options.promptTokens - 1 }, (_, i) => vocabulary[(i + shift) % vocabulary.length]!)];
     await generateAll(engine, { prompt: { tokens: prompt(1).slice(0, 32) }, maxTokens: 8 });
     const done = await generateAll(engine, { prompt: { tokens: prompt(0) }, maxTokens: options.generateTokens });
     if (done.tokens.length < options.generateTokens) throw new Error(`the model stopped after ${done.tokens.length} of ${options.generateTokens} tokens`);
@@ -42,4 +50,44 @@ export async function measureEngineThroughput(options: ThroughputOptions): Promi
   } finally {
     await engine.dispose();
   }
+}
+
+/** On wllama (the CPU engine as the app opens it): each run decodes under the grammar, then freely as far. */
+export async function measureGrammarOverhead(options: GrammarOverheadOptions): Promise<GrammarOverhead> {
+  const { engine, prompt } = await openMeasured(options.modelUrl, options.promptTokens, options.promptTokens + options.maxTokens + 16);
+  const grammar = { kind: 'gbnf' as const, text: options.grammar };
+  try {
+    await generateAll(engine, { prompt: { tokens: prompt(1).slice(0, 32) }, maxTokens: 8, grammar });
+    const constrained: number[] = [];
+    const free: number[] = [];
+    for (let run = 0; run < options.runs; run++) {
+      const call = await generateAll(engine, { prompt: { tokens: prompt(run) }, maxTokens: options.maxTokens, grammar });
+      const plain = await generateAll(engine, { prompt: { tokens: prompt(run) }, maxTokens: call.tokens.length });
+      constrained.push(call.stats.decodeTps);
+      free.push(plain.stats.decodeTps);
+    }
+    return { constrainedTps: median(constrained), freeTps: median(free), device: engine.info.device ?? '' };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** The engine on the model at `modelUrl`, and prompts of exactly `promptTokens` ids, a different one per shift. */
+async function openMeasured(modelUrl: string, promptTokens: number, contextSize: number, kind: ThroughputOptions['engine'] = 'wllama'): Promise<{ engine: Engine; prompt(shift: number): number[] }> {
+  const model = await (await fetch(modelUrl)).blob();
+  let engine: Engine;
+  if (kind === 'wllama-webgpu') {
+    const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');
+    engine = await createWllamaGpuEngine({ model, modelId: 'bench', contextSize, allowCpu: true });
+  } else {
+    engine = await openBrowserEngine({ kind: 'wllama', model, modelId: 'bench', contextSize, threads: 1 });
+  }
+  const vocabulary = (await engine.tokenize('the model of the agent and the device')).filter((id) => id > 2);
+  // Words of the vocabulary, repeated, different for each shift so no KV is reused.
+  return { engine, prompt: (shift) => [1, ...Array.from({ length: promptTokens - 1 }, (_, i) => vocabulary[(i + shift) % vocabulary.length]!)] };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }

@@ -191,7 +191,8 @@ export class RelayRunner implements SessionRunner {
   /** Publishes the session from the local store: a new snapshot the first time, onto the same one after. */
   async #publish(): Promise<PublishedSnapshot> {
     const previous = this.#published ? { snapshotId: this.#published.snapshot.id, writeToken: this.#published.writeToken, key: this.#published.key, ...(this.#base ? { base: this.#base } : {}) } : undefined;
-    const result = await publishSession(this.opts.store, this.sessionId, this.opts.relay, previous);
+    // For the relay's nodes only (never a share): the builds the relay ships stay here, and its nodes have them.
+    const result = await publishSession(this.opts.store, this.sessionId, this.opts.relay, previous, { omitRelayBuilds: true });
     this.#published = { snapshot: result.snapshot, writeToken: result.writeToken, key: result.key };
     this.#base = result.base;
     return this.#published;

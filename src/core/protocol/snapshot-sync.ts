@@ -195,10 +195,12 @@ async function openManifest(keys: SessionKeys, snapshotId: string, contents: { s
 export async function publishSession(store: Store, sessionId: string, relay: RelayHttp, previous?: PublishPrevious, { title, omitRelayBuilds }: PublishOptions = {}): Promise<PublishResult> {
   await assertMayLeave(store, sessionId, 'publish');
   const key = previous?.key ?? generateSessionKey();
-  // Derived, and the relay's builds asked for, while the session's closure is collected.
+  // Derived while the session's closure is collected.
   const keys = sessionKeys(key);
-  // A relay that cannot say (an older one) is taken to ship none: every build goes along, as before.
-  const relayBuilds = omitRelayBuilds ? relay.componentBuilds().then((ids) => new Set(ids), () => new Set<string>()) : undefined;
+  // Asked for once, and only when something is to go up. A relay that cannot say (an older one) is taken to ship
+  // none: every build goes along, as before.
+  let asked: Promise<ReadonlySet<string>> | undefined;
+  const relayBuilds = omitRelayBuilds ? () => (asked ??= relay.componentBuilds().then((ids) => new Set(ids), () => new Set<string>())) : undefined;
   const secret = { keys, key, title, relayBuilds };
   if (previous?.base) {
     try {
@@ -217,7 +219,7 @@ interface PublishSecret {
   key: Uint8Array;
   title: string | undefined;
   /** The builds the relay ships, when those are left out. */
-  relayBuilds: Promise<ReadonlySet<string>> | undefined;
+  relayBuilds: (() => Promise<ReadonlySet<string>>) | undefined;
 }
 
 async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, secret: PublishSecret, previous: PublishPrevious | undefined, base: SnapshotBase | undefined): Promise<PublishResult> {
@@ -228,10 +230,11 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
   if (base && previous && sameRefs(before, after)) {
     return { snapshot: base.snapshot, writeToken: previous.writeToken, key, sync: { objects: 0, objectBytes: 0, negotiationBytes: 0, totalBytes: 0 }, unchanged: true, base };
   }
+  const asking = secret.relayBuilds?.();
   // What the snapshot already holds: everything its refs reach, computed here, where those objects are too.
   const shared = await store.hasMany(before.map((r) => r.id));
   const known = await reachableIds(store, before.filter((_, i) => shared[i]));
-  const relayBuilds = await secret.relayBuilds;
+  const relayBuilds = await asking;
   // Every KV entry goes (the fetcher picks); a build the relay ships stays here: its workers have it, and a host
   // that lacks it gets it from the relay's library (host/relay-builds.ts).
   const candidates = await collectClosureWithKinds(store, after, { known, ...(relayBuilds ? { kv: detachablesFor(undefined, (id) => relayBuilds.has(id)) } : {}) });

@@ -46,7 +46,7 @@ export class DeviceWorker {
 
   /** The runner of session `sessionId` on this device, with `model`. */
   runner(sessionId: string, model: ModelChoice, onEvent: RunnerListener): AgentRunner {
-    const runner = new AgentRunner({ sessionId, onEvent, claim: () => this.#claim(sessionId, model), worker: { send: (input) => this.#worker().send(input), cancel: () => this.#worker().cancel() } });
+    const runner = new AgentRunner({ sessionId, onEvent, claim: () => this.#claim(sessionId, model), worker: { send: (input) => this.#worker().send(input), cancel: () => this.#cancel(sessionId) } });
     this.#runners.set(sessionId, runner);
     return runner;
   }
@@ -111,6 +111,11 @@ export class DeviceWorker {
     if (held !== undefined && held !== sessionId && this.#runners.get(held)?.running) {
       throw new FerryError('app/device-busy', 'Another session is running on this device right now; wait for its reply (or stop it), or move one of them to another node, then try again.');
     }
+  }
+
+  /** Ends the run of `sessionId` in the worker, if the worker holds it (another session's run is not this one's to stop). */
+  async #cancel(sessionId: string): Promise<void> {
+    if (this.#client && this.#holds?.sessionId === sessionId) await this.#client.client.cancel();
   }
 
   #worker(): AgentClient {

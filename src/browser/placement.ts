@@ -17,6 +17,13 @@ export interface Placement {
 /** Where to move a session: here, or a relay's node (`where` absent: any cloud worker) named `name` for people. */
 export type MoveTarget = { here: true } | { here?: false; where?: RunPlacement; name?: string };
 
+/** What a move that fails says: coming back here, or going to `name`. */
+export function moveFailure(here: boolean, name: string): { code: 'relay/bring-back-failed' | 'relay/move-failed'; message: string } {
+  return here
+    ? { code: 'relay/bring-back-failed', message: 'The session could not come back to this device; it is safe in its last checkpoint. Try again' }
+    : { code: 'relay/move-failed', message: `The session could not move to ${name}; it stays where it was` };
+}
+
 /** A session on its way somewhere takes nothing else until it has arrived. */
 export function refuseWhileMoving(placement: Placement): void {
   const { state } = placement;

@@ -23,7 +23,7 @@ import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
 import { nextStep } from './next-step.ts';
 import { OtherTabs } from './other-tabs.ts';
-import { CLOUD, HERE, refuseWhileMoving, type MoveTarget, type Placement } from './placement.ts';
+import { CLOUD, HERE, moveFailure, refuseWhileMoving, type MoveTarget, type Placement } from './placement.ts';
 import { comeBack, followAgain, followOptions } from './relay-follow.ts';
 import type { ModelChoice } from './settings.ts';
 import { withChildren } from './start-settings.ts';
@@ -49,6 +49,8 @@ interface Entry {
   runner: SessionRunner;
   placement: Placement;
   placer: AutoPlacer | undefined;
+  /** The move going on, settled once the session is where it ends up. */
+  moving?: Promise<void>;
 }
 
 export class SessionHost {
@@ -136,7 +138,8 @@ export class SessionHost {
     }
     const entry = this.#entry(sessionId, model);
     refuseWhileMoving(entry.placement);
-    const input: RunInput = (await this.#steps(sessionId)) === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
+    const session = await Session.open(this.opts.data.store, sessionId);
+    const input: RunInput = (await session.checkpoint(await session.head())).counters.steps === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
     if (entry.placement.state === 'here') {
       const placed = await entry.placer?.beforeStep();
       if (placed) {
@@ -144,6 +147,9 @@ export class SessionHost {
         this.opts.onAutoMove?.(sessionId, placed.decision.reason);
       }
     }
+    // A move asked while the placement was decided (Move pressed just after Send) stops the runner it leaves: the
+    // message goes to the one that holds the session once it has landed, never to the one left behind.
+    while (entry.moving) await entry.moving;
     await this.#tabs.announce(sessionId, body, entry.runner.send(input), asked);
   }
 
@@ -175,16 +181,19 @@ export class SessionHost {
     const before = entry.placement;
     const name = target.here ? HERE : target.where?.space ? (target.name ?? 'another device') : CLOUD;
     this.#set(sessionId, entry, { state: target.here ? 'returning' : 'moving', name });
+    let landed!: () => void;
+    entry.moving = new Promise<void>((resolve) => (landed = () => ((entry.moving = undefined), resolve())));
     const from = entry.runner;
-    const to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
+    let to: SessionRunner | undefined;
     try {
-      entry.runner = await move(from, to, target.here
-        ? { code: 'relay/bring-back-failed', message: 'The session could not come back to this device; it is safe in its last checkpoint. Try again' }
-        : { code: 'relay/move-failed', message: `The session could not move to ${name}; it stays where it was` });
+      to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
+      entry.runner = await move(from, to, moveFailure(target.here === true, name));
     } catch (err) {
-      await to.close();
+      await to?.close();
       this.#set(sessionId, entry, before);
       throw err;
+    } finally {
+      landed();
     }
     await from.close();
     if (target.here) {
@@ -275,11 +284,6 @@ export class SessionHost {
           .catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) }));
       },
     });
-  }
-
-  async #steps(sessionId: string): Promise<number> {
-    const session = await Session.open(this.opts.data.store, sessionId);
-    return (await session.checkpoint(await session.head())).counters.steps;
   }
 
   #set(sessionId: string, entry: Entry, placement: Placement): void {

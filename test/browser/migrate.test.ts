@@ -188,7 +188,10 @@ describe('a session moves mid-generation from the page to the cloud worker and b
     });
     const run = onA.send({ type: 'start', task: TASK });
     await waitFor('30 tokens on device A', () => streamed.length >= 30);
-    await onA.stop();
+    // Stopped through another runner of the session (the page makes one again after a move or a reload), which
+    // started nothing: the worker's run still ends at a cut, checkpointed, before stop() resolves.
+    await here(a, sessionId, () => {}).stop();
+    expect(await (await Session.open(a.store, sessionId)).history()).not.toHaveLength(1);
     await run;
     const cutA = (await generations(a.store, sessionId)).at(-1)!;
     expect(cutA.finish).toBe('abort');

@@ -91,8 +91,11 @@ export interface AgentApi<EngineSpec> {
   start(options: StartOptions<EngineSpec>): Promise<Result<AgentStatus>>;
   /** Runs the agent on a message (or the task, or a resume) to its next pause; events go to subscribers. */
   send(input: RunInput): Promise<Result<AgentStatus>>;
-  /** Stops the current run after its current step (a generation in flight ends as cancelled). */
-  cancel(): void;
+  /**
+   * Stops the current run after its current step (a generation in flight ends as cancelled); resolves once it has
+   * ended, its last checkpoint written — at once when none goes on.
+   */
+  cancel(): Promise<void>;
   /**
    * The session moved on in the store (the page forked, rolled back or switched branch; a run elsewhere
    * checkpointed): the runtime restores itself to the store's head.
@@ -203,7 +206,10 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
         }
         return status();
       }),
-    cancel: () => void current?.runner.stop(),
+    cancel: async () => {
+      await current?.runner.stop();
+      await delivered();
+    },
     reload: () => settle(async () => (await live().runtime.reload(), status())),
     subscribe: (listener) => void listeners.push(listener),
     status: () => settle(async () => status()),

@@ -12,6 +12,7 @@ import { withContext, type RunnerEvent, type RunnerListener, type SessionRunner 
 /** What the runner asks of the worker (an AgentProxy). */
 export interface AgentWorker {
   send(input: RunInput): Promise<AgentStatus>;
+  /** Ends this session's run in the worker, if one goes on; resolves once it has ended. */
   cancel(): Promise<void>;
 }
 
@@ -69,8 +70,11 @@ export class AgentRunner implements SessionRunner {
     await Promise.race([run, started]);
   }
 
+  /**
+   * The worker is asked even when this runner knows of no run: whatever of this session goes on there ends, its
+   * last checkpoint in the store, before this resolves — a move publishes only after that.
+   */
   async stop(): Promise<void> {
-    if (!this.#run) return;
     await this.opts.worker.cancel();
     await this.settled();
   }

@@ -57,8 +57,7 @@ describe('web-llm → wllama fallback', () => {
       expect(done.tokens).toEqual(whole.tokens);
       expect(streamed).toBe(whole.text);
       expect(engine.info).toMatchObject({ id: 'wllama', kind: 'wasm-cpu', model: 'cpu-fallback' });
-      expect(switches).toHaveLength(1);
-      expect(switches[0]).toMatchObject({ code: 'llm/webgpu-lost' });
+      expect(switches).toMatchObject([{ from: 'web-llm', to: 'wllama', code: 'llm/webgpu-lost', during: 'generation', ids: 'carried' }]);
       expect(switches[0]!.message).toMatch(/^The GPU device was lost .* The reply goes on on wllama \(CPU \(WebAssembly\), 1 thread\) instead\.$/);
       // The next reply runs on the fallback from the start.
       expect((await generateAll(engine, request)).tokens).toEqual(whole.tokens);

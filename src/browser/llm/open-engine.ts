@@ -8,6 +8,8 @@ import type { CpuShare } from '../../core/llm/cpu-share.ts';
 import { withCpuShare } from '../../core/llm/cpu-share.ts';
 import type { Engine } from '../../core/llm/engine.ts';
 import { openWithFallback, type EngineSwitch } from '../../core/llm/fallback-engine.ts';
+import { blobReader } from '../../core/llm/gguf/index.ts';
+import { ggufVocabulary, tokenizerIdOf } from '../../core/llm/tokenizer-id.ts';
 import type { WebLlmEngineOptions } from './webllm-engine.ts';
 import { createWllamaEngine, type WllamaEngineOptions } from './wllama-open.ts';
 
@@ -46,6 +48,13 @@ async function openGpu(spec: WebLlmSpec | WllamaGpuSpec, options: OpenEngineOpti
     return createWllamaGpuEngine({ model, modelId, contextSize });
   }
   const { createWebLlmEngine } = await import('./webllm-engine.ts');
-  const { fallback: _, ...gpu } = spec;
-  return createWebLlmEngine({ ...gpu, chatTemplate: true, ...(options.onLoading ? { onProgress: (p) => options.onLoading!(p.progress, p.text) } : {}) });
+  const { fallback, ...gpu } = spec;
+  // web-llm speaks the GGUF's ids where its vocabulary is the GGUF's: a hand-over then carries the reply's ids.
+  const vocabulary = await ggufVocabulary(blobReader(fallback.model));
+  return createWebLlmEngine({
+    ...gpu,
+    chatTemplate: true,
+    vocabulary: { tokenizerId: await tokenizerIdOf(vocabulary), tokens: vocabulary.tokens },
+    ...(options.onLoading ? { onProgress: (p) => options.onLoading!(p.progress, p.text) } : {}),
+  });
 }

@@ -1,7 +1,8 @@
 /**
  * A browser engine's prefill and decode speed in headless Chromium (through the same Engine the app uses; see
- * src/browser/llm/throughput.ts), for a model file on disk, and its decode speed under a grammar. bench/llm.ts
- * compares these with node-llama-cpp on the same file, and wllama 3 with wllama 2.
+ * src/browser/llm/throughput.ts), for a model file on disk, and its decode speed under a grammar, on a page served
+ * cross-origin isolated as the app is (so wllama can run threads). bench/llm.ts compares these with node-llama-cpp on
+ * the same file, wllama on two threads with one, and wllama 3 with wllama 2.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,7 @@ interface PageMeasures {
 /** Runs one of the page's measures on the model file at `modelPath`, in a fresh Chromium. */
 async function inPage<K extends keyof PageMeasures>(modelPath: string, measure: K, options: Omit<Parameters<PageMeasures[K]>[0], 'modelUrl'>): Promise<Awaited<ReturnType<PageMeasures[K]>>> {
   // The page fetches /model.gguf, streamed from disk by its server, so any file on disk can be measured.
-  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': modelPath } });
+  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': modelPath }, isolated: true });
   try {
     await chrome.load();
     return (await chrome.page.evaluate(
@@ -30,7 +31,7 @@ async function inPage<K extends keyof PageMeasures>(modelPath: string, measure: 
   }
 }
 
-export async function measureWasmThroughput(options: { modelPath: string; promptTokens: number; generateTokens: number; engine?: ThroughputOptions['engine'] }): Promise<{ prefillTps: number; decodeTps: number; device: string }> {
+export async function measureWasmThroughput(options: { modelPath: string } & Omit<ThroughputOptions, 'modelUrl'>): Promise<{ prefillTps: number; decodeTps: number; device: string }> {
   const { modelPath, ...rest } = options;
   const result = await inPage(modelPath, 'ferryWasmThroughput', rest);
   return { prefillTps: result.prefillTps, decodeTps: result.decodeTps, device: result.device };

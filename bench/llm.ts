@@ -1,8 +1,10 @@
 /**
- * LLM engine benchmarks (issue 5), on the tiny test model and a larger generated one (512 wide, 8 layers):
- * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and wllama single-thread in Chromium on the same
- *   file in the same run (bench/llm-wasm.ts), with the wasm/native ratios; and wllama 3 (the GGUF-on-WebGPU engine,
- *   on the CPU where the machine has no shader-f16 GPU) against wllama 2;
+ * LLM engine benchmarks (issue 5), on the tiny test model and larger generated ones (512 wide, 8 layers; f32, and
+ * quantized as phones run models: Q4_0, Q8_0, on which only the throughputs are measured):
+ * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and wllama (1 thread) in Chromium on the same file in
+ *   the same run (bench/llm-wasm.ts), with the wasm/native ratios; wllama 3 (the GGUF-on-WebGPU engine, on the CPU
+ *   where the machine has no shader-f16 GPU) against wllama 2; on the f32 512 model, wllama on two threads against
+ *   one (threads_scaling). The browser figures are medians of rounds that take each configuration in turn;
  * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
  *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs;
  * - time to the first token of a fork of an n-token parent (n = 512, 2048, 4096), its prefix's KV copied from the
@@ -27,8 +29,12 @@ import { compared, type Figures, type Suite } from './lib.ts';
 // Types only: the module itself (and Chromium) loads on first use, below.
 import type * as LlmWasm from './llm-wasm.ts';
 
-const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number }> = [
-  { suffix: '', params: { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, type: 'f32', seed: 11 }, promptTokens: 256, generateTokens: 64 },
+const WIDE = { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, seed: 11 } as const;
+/** `throughputOnly`: no grammar, resume or fork figures; `threads`: also wllama on two threads. */
+const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number; throughputOnly?: true; threads?: true }> = [
+  { suffix: '', params: { ...WIDE, type: 'f32' }, promptTokens: 256, generateTokens: 64, threads: true },
+  { suffix: '_q4', params: { ...WIDE, type: 'q4_0' }, promptTokens: 256, generateTokens: 64, throughputOnly: true },
+  { suffix: '_q8', params: { ...WIDE, type: 'q8_0' }, promptTokens: 256, generateTokens: 64, throughputOnly: true },
   { suffix: '_tiny', params: { ctx: 8192 }, promptTokens: 256, generateTokens: 128 },
 ];
 const RESUME_LENGTHS = [256, 1024, 4096];
@@ -149,6 +155,7 @@ async function fork(shared: NodeLlamaEngine, cold: NodeLlamaEngine, n: number): 
 }
 
 type WasmMeasure = typeof LlmWasm;
+type WasmThroughput = Awaited<ReturnType<WasmMeasure['measureWasmThroughput']>>;
 
 /** bench/llm-wasm.ts (the browser engines' side) when it is there and Chromium runs; otherwise why not. */
 async function wasmMeasure(): Promise<WasmMeasure | string> {
@@ -156,6 +163,88 @@ async function wasmMeasure(): Promise<WasmMeasure | string> {
     return await import('./llm-wasm.ts');
   } catch (err) {
     return `bench/llm-wasm.ts could not be loaded: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * The browser throughputs of one model: wllama (1 thread), wllama 3, and with `threads` wllama on two threads, each
+ * the median of `rounds` rounds that take every configuration in turn (the load of a shared machine drifts).
+ */
+async function wasmThroughputs(wasm: WasmMeasure, run: { modelPath: string; promptTokens: number; generateTokens: number }, rounds: number, threads: boolean): Promise<Map<string, WasmThroughput>> {
+  const configs: Record<string, { engine?: 'wllama-webgpu'; threads?: number }> = { wllama: { threads: 1 }, wllama3: { engine: 'wllama-webgpu' }, ...(threads ? { threads: { threads: 2 } } : {}) };
+  const runs = new Map<string, WasmThroughput[]>(Object.keys(configs).map((c) => [c, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, config] of Object.entries(configs)) runs.get(name)!.push(await wasm.measureWasmThroughput({ ...run, ...config }));
+  }
+  return new Map([...runs].map(([name, all]) => [name, { prefillTps: median(all.map((r) => r.prefillTps)), decodeTps: median(all.map((r) => r.decodeTps)), device: all[0]!.device }]));
+}
+
+/** The browser figures of one model: throughputs against node-llama-cpp's, wllama 3 against 2, threads; grammar cost. */
+async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, model: (typeof MODELS)[number], native: { prefillTps: number; decodeTps: number }): Promise<void> {
+  const x = model.suffix;
+  try {
+    const measured = await wasmThroughputs(wasm, { modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens }, x === '_tiny' ? 1 : RUNS, model.threads === true);
+    const w = measured.get('wllama')!;
+    figures[`decode_tps_wasm${x}`] = compared(w.decodeTps, 'tok/s', `decode_tps_native${x}`, native.decodeTps);
+    figures[`prefill_tps_wasm${x}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${x}`, native.prefillTps);
+    figures[`wasm_native_decode${x}`] = { value: w.decodeTps / native.decodeTps, unit: 'x' };
+    figures[`wasm_native_prefill${x}`] = { value: w.prefillTps / native.prefillTps, unit: 'x' };
+    // The GPU engine (wllama 3) where this machine has no shader-f16 GPU runs on the CPU: its speed against wllama 2.
+    const v3 = measured.get('wllama3')!;
+    console.log(`wllama 3${x} ran on: ${v3.device}`);
+    figures[`decode_tps_wllama3${x}`] = compared(v3.decodeTps, 'tok/s', `decode_tps_wasm${x}`, w.decodeTps);
+    figures[`prefill_tps_wllama3${x}`] = compared(v3.prefillTps, 'tok/s', `prefill_tps_wasm${x}`, w.prefillTps);
+    const two = measured.get('threads');
+    if (two) {
+      console.log(`wllama${x} on two threads ran on: ${two.device}`);
+      figures[`decode_tps_wasm_threads${x}`] = compared(two.decodeTps, 'tok/s', `decode_tps_wasm${x}`, w.decodeTps);
+      figures[`prefill_tps_wasm_threads${x}`] = compared(two.prefillTps, 'tok/s', `prefill_tps_wasm${x}`, w.prefillTps);
+      figures[`threads_scaling${x}`] = { value: two.decodeTps / w.decodeTps, unit: 'x' };
+    }
+  } catch (err) {
+    console.log(`wasm figures${x} failed: ${(err as Error).message}`);
+  }
+  if (model.throughputOnly) return;
+  try {
+    const g = await wasm.measureWasmGrammar({ modelPath: file, promptTokens: model.promptTokens, grammar: CALL_GRAMMAR, maxTokens: CALL_BUDGET, runs: RUNS * 2 });
+    figures[`decode_tps_wasm_free${x}`] = { value: g.freeTps, unit: 'tok/s' };
+    figures[`decode_tps_wasm_grammar${x}`] = compared(g.constrainedTps, 'tok/s', `decode_tps_wasm_free${x}`, g.freeTps);
+    figures[`grammar_overhead_wasm${x}`] = { value: g.constrainedTps / g.freeTps, unit: 'x' };
+  } catch (err) {
+    console.log(`wasm grammar figures${x} failed: ${(err as Error).message}`);
+  }
+}
+
+/** Grammar overhead, KV-state resumes and forks on node-llama-cpp. */
+async function nativeFigures(figures: Figures, file: string, source: NodeLlamaEngine, model: (typeof MODELS)[number]): Promise<void> {
+  const x = model.suffix;
+  const grammar = await grammarOverhead(source, model.promptTokens);
+  figures[`decode_tps_free${x}`] = { value: grammar.free, unit: 'tok/s' };
+  figures[`decode_tps_grammar${x}`] = compared(grammar.constrained, 'tok/s', `decode_tps_free${x}`, grammar.free);
+  figures[`grammar_overhead${x}`] = { value: grammar.constrained / grammar.free, unit: 'x' };
+  const target = await engine(file, source.info.model);
+  try {
+    let bytesPerToken = 0;
+    for (const n of RESUME_LENGTHS) {
+      const r = await resume(source, target, n);
+      figures[`resume_prefill_ms_${n}${x}`] = { value: r.prefillMs, unit: 'ms' };
+      figures[`resume_kv_ms_${n}${x}`] = compared(r.kvMs, 'ms', `resume_prefill_ms_${n}${x}`, r.prefillMs);
+      bytesPerToken = r.bytesPerToken;
+    }
+    figures[`kv_bytes_per_token${x}`] = { value: bytesPerToken, unit: 'bytes' };
+    const shared = await engine(file, source.info.model, 2);
+    try {
+      for (const n of FORK_LENGTHS) {
+        const f = await fork(shared, target, n);
+        figures[`fork_prefill_ms_${n}${x}`] = { value: f.coldMs, unit: 'ms' };
+        figures[`fork_first_token_ms_${n}${x}`] = compared(f.sharedMs, 'ms', `fork_prefill_ms_${n}${x}`, f.coldMs);
+        figures[`fork_speedup_${n}${x}`] = { value: f.coldMs / f.sharedMs, unit: 'x' };
+      }
+    } finally {
+      await shared.dispose();
+    }
+  } finally {
+    await target.dispose();
   }
 }
 
@@ -169,60 +258,13 @@ async function run(): Promise<Figures> {
       const file = path.join(dir, `model${model.suffix || '_bench'}.gguf`);
       await writeFile(file, generateTinyModel(model.params));
       const source = await engine(file);
-      const target = await engine(file, source.info.model);
       try {
         const native = await throughput(source, model.promptTokens, model.generateTokens);
         figures[`decode_tps_native${model.suffix}`] = { value: native.decodeTps, unit: 'tok/s' };
         figures[`prefill_tps_native${model.suffix}`] = { value: native.prefillTps, unit: 'tok/s' };
-        const grammar = await grammarOverhead(source, model.promptTokens);
-        figures[`decode_tps_free${model.suffix}`] = { value: grammar.free, unit: 'tok/s' };
-        figures[`decode_tps_grammar${model.suffix}`] = compared(grammar.constrained, 'tok/s', `decode_tps_free${model.suffix}`, grammar.free);
-        figures[`grammar_overhead${model.suffix}`] = { value: grammar.constrained / grammar.free, unit: 'x' };
-        if (typeof wasm !== 'string') {
-          try {
-            const w = await wasm.measureWasmThroughput({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens });
-            figures[`decode_tps_wasm${model.suffix}`] = compared(w.decodeTps, 'tok/s', `decode_tps_native${model.suffix}`, native.decodeTps);
-            figures[`prefill_tps_wasm${model.suffix}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${model.suffix}`, native.prefillTps);
-            figures[`wasm_native_decode${model.suffix}`] = { value: w.decodeTps / native.decodeTps, unit: 'x' };
-            figures[`wasm_native_prefill${model.suffix}`] = { value: w.prefillTps / native.prefillTps, unit: 'x' };
-            // The GPU engine (wllama 3) where this machine has no shader-f16 GPU runs on the CPU: its cost against wllama 2.
-            const v3 = await wasm.measureWasmThroughput({ modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens, engine: 'wllama-webgpu' });
-            console.log(`wllama 3 ran on: ${v3.device}`);
-            figures[`decode_tps_wllama3${model.suffix}`] = compared(v3.decodeTps, 'tok/s', `decode_tps_wasm${model.suffix}`, w.decodeTps);
-            figures[`prefill_tps_wllama3${model.suffix}`] = compared(v3.prefillTps, 'tok/s', `prefill_tps_wasm${model.suffix}`, w.prefillTps);
-          } catch (err) {
-            console.log(`wasm figures${model.suffix} failed: ${(err as Error).message}`);
-          }
-          try {
-            const g = await wasm.measureWasmGrammar({ modelPath: file, promptTokens: model.promptTokens, grammar: CALL_GRAMMAR, maxTokens: CALL_BUDGET, runs: RUNS * 2 });
-            figures[`decode_tps_wasm_free${model.suffix}`] = { value: g.freeTps, unit: 'tok/s' };
-            figures[`decode_tps_wasm_grammar${model.suffix}`] = compared(g.constrainedTps, 'tok/s', `decode_tps_wasm_free${model.suffix}`, g.freeTps);
-            figures[`grammar_overhead_wasm${model.suffix}`] = { value: g.constrainedTps / g.freeTps, unit: 'x' };
-          } catch (err) {
-            console.log(`wasm grammar figures${model.suffix} failed: ${(err as Error).message}`);
-          }
-        }
-        let bytesPerToken = 0;
-        for (const n of RESUME_LENGTHS) {
-          const r = await resume(source, target, n);
-          figures[`resume_prefill_ms_${n}${model.suffix}`] = { value: r.prefillMs, unit: 'ms' };
-          figures[`resume_kv_ms_${n}${model.suffix}`] = compared(r.kvMs, 'ms', `resume_prefill_ms_${n}${model.suffix}`, r.prefillMs);
-          bytesPerToken = r.bytesPerToken;
-        }
-        figures[`kv_bytes_per_token${model.suffix}`] = { value: bytesPerToken, unit: 'bytes' };
-        const shared = await engine(file, source.info.model, 2);
-        try {
-          for (const n of FORK_LENGTHS) {
-            const f = await fork(shared, target, n);
-            figures[`fork_prefill_ms_${n}${model.suffix}`] = { value: f.coldMs, unit: 'ms' };
-            figures[`fork_first_token_ms_${n}${model.suffix}`] = compared(f.sharedMs, 'ms', `fork_prefill_ms_${n}${model.suffix}`, f.coldMs);
-            figures[`fork_speedup_${n}${model.suffix}`] = { value: f.coldMs / f.sharedMs, unit: 'x' };
-          }
-        } finally {
-          await shared.dispose();
-        }
+        if (typeof wasm !== 'string') await wasmFigures(figures, wasm, file, model, native);
+        if (!model.throughputOnly) await nativeFigures(figures, file, source, model);
       } finally {
-        await target.dispose();
         await source.dispose();
       }
     }
@@ -234,6 +276,6 @@ async function run(): Promise<Figures> {
 
 export const llmSuite: Suite = {
   name: 'llm',
-  description: 'node-llama-cpp vs wllama throughput, KV-state resume vs re-prefill, KV bytes per token (generated models)',
+  description: 'node-llama-cpp vs wllama throughput (f32, Q4_0, Q8_0), wllama threads and wllama 3 vs 2, KV-state resume vs re-prefill, forks, grammar overhead (generated models)',
   run,
 };

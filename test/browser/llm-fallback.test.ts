@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { generateAll } from '../../src/core/llm/index.ts';
 import { openWithFallback, type EngineSwitch } from '../../src/core/llm/fallback-engine.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { openBrowserEngine, type WllamaSpec } from '../../src/browser/llm/open-engine.ts';
+import { cpuShare } from '../../src/core/llm/cpu-share.ts';
+import { cpuThreads, openBrowserEngine, type WllamaSpec } from '../../src/browser/llm/open-engine.ts';
 import { failing, gpuLost } from '../support/failing-engine.ts';
 
 const unreachable = 'http://127.0.0.1:9/ferry-missing-model';
@@ -41,7 +42,7 @@ describe('web-llm → wllama fallback', () => {
   });
 
   it('a GPU lost mid-reply: the reply goes on on wllama, token-identically, and the engine says which runs', async () => {
-    const cpu: WllamaSpec = { kind: 'wllama', model, modelId: 'cpu-fallback' };
+    const cpu: WllamaSpec = { kind: 'wllama', model, modelId: 'cpu-fallback', threads: 1 };
     const request = { prompt: { text: 'the harbour at dawn' }, maxTokens: 24 };
     const plain = await openBrowserEngine(cpu);
     const whole = await generateAll(plain, request).finally(() => plain.dispose());
@@ -57,11 +58,33 @@ describe('web-llm → wllama fallback', () => {
       expect(done.tokens).toEqual(whole.tokens);
       expect(streamed).toBe(whole.text);
       expect(engine.info).toMatchObject({ id: 'wllama', kind: 'wasm-cpu', model: 'cpu-fallback' });
-      expect(switches).toHaveLength(1);
-      expect(switches[0]).toMatchObject({ code: 'llm/webgpu-lost' });
+      expect(switches).toMatchObject([{ from: 'web-llm', to: 'wllama', code: 'llm/webgpu-lost', during: 'generation', ids: 'carried' }]);
       expect(switches[0]!.message).toMatch(/^The GPU device was lost .* The reply goes on on wllama \(CPU \(WebAssembly\), 1 thread\) instead\.$/);
       // The next reply runs on the fallback from the start.
       expect((await generateAll(engine, request)).tokens).toEqual(whole.tokens);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
+describe('the CPU engine’s threads and share', () => {
+  it('uses every core but one (at most 8) under cross-origin isolation, as far as the share allows', () => {
+    expect(cpuThreads(1, { cores: 8, isolated: true })).toBe(7);
+    expect(cpuThreads(1, { cores: 16, isolated: true })).toBe(8);
+    expect(cpuThreads(0.5, { cores: 8, isolated: true })).toBe(4);
+    expect(cpuThreads(0.05, { cores: 8, isolated: true })).toBe(1);
+    expect(cpuThreads(1, { cores: 2, isolated: true })).toBe(1);
+    expect(cpuThreads(1, { cores: 8, isolated: false })).toBe(1);
+  });
+
+  it('opens wllama on the threads asked for, and says so', async () => {
+    // The browser tests run cross-origin isolated (vitest.config.ts), so threads are possible.
+    expect(globalThis.crossOriginIsolated).toBe(true);
+    const engine = await openBrowserEngine({ kind: 'wllama', model, threads: 2 }, { share: cpuShare() });
+    try {
+      expect(engine.info.device).toBe('CPU (WebAssembly), 2 threads');
+      expect((await generateAll(engine, { prompt: { text: 'hello world' }, maxTokens: 8 })).tokens).toHaveLength(8);
     } finally {
       await engine.dispose();
     }

@@ -27,6 +27,8 @@ export interface ChromiumPageOptions {
    * Playwright's route.fulfill() holds a body in memory and closes the page on ~100 MB ones.
    */
   readonly files?: Readonly<Record<string, string>>;
+  /** Serve the page cross-origin isolated (COOP + COEP), as the app is, so WebAssembly threads can run. */
+  readonly isolated?: boolean;
 }
 
 export async function openChromiumPage(root: string, options: ChromiumPageOptions = {}): Promise<ChromiumPage> {
@@ -53,7 +55,12 @@ export async function openChromiumPage(root: string, options: ChromiumPageOption
       },
     ],
     logLevel: 'error',
-    server: { port: 0, host: '127.0.0.1', fs: { allow: [repoRoot] } },
+    server: {
+      port: 0,
+      host: '127.0.0.1',
+      fs: { allow: [repoRoot] },
+      ...(options.isolated ? { headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } } : {}),
+    },
     optimizeDeps: { include: ['idb', '@msgpack/msgpack', 'fflate', 'valibot'] },
   });
   await server.listen();

@@ -8,9 +8,12 @@ import type { CpuShare } from '../../core/llm/cpu-share.ts';
 import { withCpuShare } from '../../core/llm/cpu-share.ts';
 import type { Engine } from '../../core/llm/engine.ts';
 import { openWithFallback, type EngineSwitch } from '../../core/llm/fallback-engine.ts';
+import { blobReader } from '../../core/llm/gguf/index.ts';
+import { ggufVocabulary, tokenizerIdOf } from '../../core/llm/tokenizer-id.ts';
 import type { WebLlmEngineOptions } from './webllm-engine.ts';
 import { createWllamaEngine, type WllamaEngineOptions } from './wllama-open.ts';
 
+/** The session's GGUF on wllama, on the CPU. `threads` defaults to what cpuThreads() gives this device. */
 export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;
 /** web-llm with the GGUF model to run on wllama when the GPU cannot (the session's model stays the same one). */
 export type WebLlmSpec = { kind: 'web-llm'; fallback: WllamaSpec } & Pick<WebLlmEngineOptions, 'modelId' | 'modelList' | 'contextSize'>;
@@ -27,9 +30,18 @@ export interface OpenEngineOptions {
   onSwitch?(change: EngineSwitch): void;
 }
 
+/**
+ * wllama's threads here: every core but one (the page's), at most 8, as far as the CPU share allows; one without
+ * cross-origin isolation (threads need shared memory).
+ */
+export function cpuThreads(share: number, device: { cores: number; isolated: boolean } = { cores: navigator.hardwareConcurrency || 1, isolated: globalThis.crossOriginIsolated === true }): number {
+  if (!device.isolated) return 1;
+  return Math.max(1, Math.min(8, device.cores - 1, Math.floor(share * device.cores)));
+}
+
 export async function openBrowserEngine(spec: BrowserEngineSpec, options: OpenEngineOptions = {}): Promise<Engine> {
   const cpu = async (wllama: WllamaSpec): Promise<Engine> => {
-    const engine = await createWllamaEngine(wllama);
+    const engine = await createWllamaEngine({ ...wllama, threads: wllama.threads ?? cpuThreads(options.share?.get() ?? 1) });
     return options.share ? withCpuShare(engine, options.share) : engine;
   };
   if (spec.kind === 'wllama') return cpu(spec);
@@ -46,6 +58,13 @@ async function openGpu(spec: WebLlmSpec | WllamaGpuSpec, options: OpenEngineOpti
     return createWllamaGpuEngine({ model, modelId, contextSize });
   }
   const { createWebLlmEngine } = await import('./webllm-engine.ts');
-  const { fallback: _, ...gpu } = spec;
-  return createWebLlmEngine({ ...gpu, chatTemplate: true, ...(options.onLoading ? { onProgress: (p) => options.onLoading!(p.progress, p.text) } : {}) });
+  const { fallback, ...gpu } = spec;
+  // web-llm speaks the GGUF's ids where its vocabulary is the GGUF's: a hand-over then carries the reply's ids.
+  const vocabulary = await ggufVocabulary(blobReader(fallback.model));
+  return createWebLlmEngine({
+    ...gpu,
+    chatTemplate: true,
+    vocabulary: { tokenizerId: await tokenizerIdOf(vocabulary), tokens: vocabulary.tokens },
+    ...(options.onLoading ? { onProgress: (p) => options.onLoading!(p.progress, p.text) } : {}),
+  });
 }

@@ -1,6 +1,6 @@
 /**
  * Prefill and decode speed of a browser engine as the app runs it, measured in the page: used by
- * bench/llm-wasm.ts. 'wllama' is the CPU engine as the app opens it (one thread); 'wllama-webgpu' is wllama 3
+ * bench/llm-wasm.ts. 'wllama' is the CPU engine as the app opens it (`threads`, default one); 'wllama-webgpu' is wllama 3
  * (llama.cpp's WebGPU backend), here allowed to run where it puts no layer on a GPU, so the same figure is its
  * CPU speed on a machine without a shader-f16 GPU. The engine's own stats time each phase; a warm-up run comes first.
  * And the cost of a grammar: decode speed under a GBNF grammar against free decoding of as many tokens.
@@ -14,6 +14,8 @@ export interface ThroughputOptions {
   readonly generateTokens: number;
   /** Default 'wllama'. */
   readonly engine?: 'wllama' | 'wllama-webgpu';
+  /** wllama's CPU threads (default 1; more need a cross-origin isolated page). */
+  readonly threads?: number;
 }
 
 export interface Throughput {
@@ -41,7 +43,7 @@ export interface GrammarOverhead {
 }
 
 export async function measureEngineThroughput(options: ThroughputOptions): Promise<Throughput> {
-  const { engine, prompt } = await openMeasured(options.modelUrl, options.promptTokens, options.promptTokens + options.generateTokens + 16, options.engine);
+  const { engine, prompt } = await openMeasured(options.modelUrl, options.promptTokens, options.promptTokens + options.generateTokens + 16, options.engine, options.threads);
   try {
     await generateAll(engine, { prompt: { tokens: prompt(1).slice(0, 32) }, maxTokens: 8 });
     const done = await generateAll(engine, { prompt: { tokens: prompt(0) }, maxTokens: options.generateTokens });
@@ -73,14 +75,14 @@ export async function measureGrammarOverhead(options: GrammarOverheadOptions): P
 }
 
 /** The engine on the model at `modelUrl`, and prompts of exactly `promptTokens` ids, a different one per shift. */
-async function openMeasured(modelUrl: string, promptTokens: number, contextSize: number, kind: ThroughputOptions['engine'] = 'wllama'): Promise<{ engine: Engine; prompt(shift: number): number[] }> {
+async function openMeasured(modelUrl: string, promptTokens: number, contextSize: number, kind: ThroughputOptions['engine'] = 'wllama', threads = 1): Promise<{ engine: Engine; prompt(shift: number): number[] }> {
   const model = await (await fetch(modelUrl)).blob();
   let engine: Engine;
   if (kind === 'wllama-webgpu') {
     const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');
     engine = await createWllamaGpuEngine({ model, modelId: 'bench', contextSize, allowCpu: true });
   } else {
-    engine = await openBrowserEngine({ kind: 'wllama', model, modelId: 'bench', contextSize, threads: 1 });
+    engine = await openBrowserEngine({ kind: 'wllama', model, modelId: 'bench', contextSize, threads });
   }
   const vocabulary = (await engine.tokenize('the model of the agent and the device')).filter((id) => id > 2);
   // Words of the vocabulary, repeated, different for each shift so no KV is reused.

@@ -1,11 +1,15 @@
 /**
- * The web-llm engine (MLC, WebGPU), created directly inside the agent worker. Token prompts run through web-llm's
+ * The web-llm engine (MLC, WebGPU), opened inside the agent or node worker. Prompts run through web-llm's
  * `forwardTokensAndSample` (exact ids in, one id out per step), so a transcript resumes token-identically; the model
- * is loaded with temperature 0 for that reason, and other temperatures are refused for token prompts. web-llm's
- * own failures become typed errors: a lost device or an out-of-memory tells the caller to fall back to wllama.
+ * is loaded with temperature 0 for that reason, and other temperatures are refused. Its KV cache stays between
+ * generations: a prompt that extends what the cache holds (the next step of a session) feeds only its new tokens
+ * (appendPlan). Where web-llm's vocabulary is the session's GGUF's, token for token, its ids are the GGUF's and a
+ * session moves between them by ids. web-llm's own failures become typed errors: a lost device or an out-of-memory
+ * tells the caller to fall back to wllama.
  */
 import type { MLCEngine } from '@mlc-ai/web-llm';
 import { FerryError, isFerryError } from '../../core/errors.ts';
+import { appendPlan } from '../../core/llm/append-plan.ts';
 import { checkRequest, GenerationClock, preparePrompt, StopSequences } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
 import type { WebLlmModelRecord } from './webllm-catalog.ts';
@@ -21,12 +25,30 @@ export interface WebLlmEngineOptions {
    * the weights are downloaded: a model whose prompts cannot be rendered is refused (CPU fallback) at once.
    */
   readonly chatTemplate?: boolean;
+  /** The session's GGUF vocabulary: where web-llm's tokens are exactly these, in this order, its tokenizer id is theirs. */
+  readonly vocabulary?: SharedVocabulary;
+}
+
+export interface SharedVocabulary {
+  readonly tokenizerId: string;
+  readonly tokens: readonly string[];
 }
 
 /** Tokenizer of a loaded pipeline: web-llm keeps it private, so its shape is checked before use. */
 interface PipelineTokenizer {
   encode(text: string): Int32Array;
   decode(ids: Int32Array): string;
+  getVocabSize(): number;
+  idToToken(id: number): string;
+}
+
+/**
+ * web-llm's tokenizer id: the GGUF's where its token table (tokens by id) is the GGUF's exactly — a transcript's ids
+ * then mean the same tokens on both, and move as they are — its own otherwise (transcripts are re-tokenized).
+ */
+export function webLlmTokenizerId(modelId: string, table: readonly string[], gguf: SharedVocabulary | undefined): string {
+  const same = gguf !== undefined && table.length === gguf.tokens.length && table.every((token, id) => token === gguf.tokens[id]);
+  return same ? gguf.tokenizerId : `web-llm:${modelId}`;
 }
 
 export async function createWebLlmEngine(options: WebLlmEngineOptions): Promise<WebLlmEngine> {
@@ -50,13 +72,18 @@ export async function createWebLlmEngine(options: WebLlmEngineOptions): Promise<
     throw webLlmError(cause, record, 'load');
   }
   const contextSize = options.contextSize ?? record.overrides?.context_window_size ?? 4096;
+  const tokenizer = await Promise.resolve()
+    .then(() => pipelineTokenizer(engine, options.modelId))
+    .catch(async (err: unknown) => {
+      await engine.unload().catch(() => undefined);
+      throw err;
+    });
+  const table = Array.from({ length: tokenizer.getVocabSize() }, (_, id) => tokenizer.idToToken(id));
   const info: EngineInfo = {
     id: 'web-llm',
     kind: 'webgpu',
     model: options.modelId,
-    // web-llm ships tokenizer.json, not a GGUF vocabulary: its ids are its own, so transcripts from other engines
-    // are re-tokenized from text (an id that cannot match another engine's).
-    tokenizerId: `web-llm:${options.modelId}`,
+    tokenizerId: webLlmTokenizerId(options.modelId, table, options.vocabulary),
     contextSize,
     kvState: false,
     grammar: false,
@@ -66,23 +93,30 @@ export async function createWebLlmEngine(options: WebLlmEngineOptions): Promise<
     ...(template?.bosToken ? { bosToken: template.bosToken } : {}),
     ...(template?.eosToken ? { eosToken: template.eosToken } : {}),
   };
-  return new WebLlmEngine(engine, info);
+  return new WebLlmEngine(engine, info, tokenizer);
 }
 
 export class WebLlmEngine implements Engine {
   #busy: Promise<unknown> = Promise.resolve();
+  /** The ids whose KV web-llm's sequence holds, in order. */
+  #cached: number[] = [];
 
   constructor(
     private readonly engine: MLCEngine,
     readonly info: EngineInfo,
+    private readonly tokenizer: PipelineTokenizer,
   ) {}
 
   async tokenize(text: string, _options?: { readonly special?: boolean }): Promise<number[]> {
-    return Array.from(this.#tokenizer().encode(text));
+    return Array.from(this.tokenizer.encode(text));
   }
 
   async detokenize(ids: readonly number[]): Promise<string> {
-    return this.#tokenizer().decode(Int32Array.from(ids));
+    return this.tokenizer.decode(Int32Array.from(ids));
+  }
+
+  async releaseSlot(_slot: string): Promise<void> {
+    // One sequence: the next prompt keeps what it extends of it, whichever slot it names.
   }
 
   generate(request: GenerateRequest): AsyncIterable<GenerateEvent> {
@@ -112,8 +146,12 @@ export class WebLlmEngine implements Engine {
       let text = '';
       let finish: FinishReason = 'length';
       let decoded = '';
-      await this.engine.resetChat();
-      let next = await this.engine.forwardTokensAndSample(prompt, true);
+      const plan = appendPlan(this.#cached, prompt);
+      if (plan.keep === 0) {
+        this.#cached = [];
+        await this.engine.resetChat();
+      }
+      let next = await this.#forward(plan.feed, true);
       while (tokens.length < request.maxTokens) {
         if (request.signal?.aborted) {
           finish = 'cancelled';
@@ -122,7 +160,7 @@ export class WebLlmEngine implements Engine {
         clock.token();
         tokens.push(next);
         // Decoding the whole tail keeps multi-token characters intact; only the new part is emitted.
-        const all = this.#tokenizer().decode(Int32Array.from(tokens));
+        const all = this.tokenizer.decode(Int32Array.from(tokens));
         const piece = stops.push(all.slice(decoded.length));
         decoded = all;
         text += piece;
@@ -131,27 +169,36 @@ export class WebLlmEngine implements Engine {
           finish = 'stop';
           break;
         }
-        if (tokens.length < request.maxTokens) next = await this.engine.forwardTokensAndSample([next], false);
+        if (tokens.length < request.maxTokens) next = await this.#forward([next], false);
       }
       const rest = stops.flush();
       text += rest;
       if (stops.stopped && finish === 'length') finish = 'stop'; // a stop sequence decided only at the end
-      yield { type: 'done', finishReason: finish, text, tokens, stats: clock.stats(prompt.length, 0, tokens.length) };
+      yield { type: 'done', finishReason: finish, text, tokens, stats: clock.stats(prompt.length, plan.keep, tokens.length) };
     } catch (cause) {
+      // What the sequence holds after a failure is unknown: the next prompt starts over.
+      this.#cached = [];
       throw isFerryError(cause) ? cause : webLlmError(cause, undefined, 'generate');
     } finally {
       release();
     }
   }
 
-  #tokenizer(): PipelineTokenizer {
-    const pipelines = (this.engine as unknown as { loadedModelIdToPipeline?: Map<string, { tokenizer?: PipelineTokenizer }> }).loadedModelIdToPipeline;
-    const tokenizer = pipelines?.get(this.info.model)?.tokenizer;
-    if (!tokenizer || typeof tokenizer.encode !== 'function' || typeof tokenizer.decode !== 'function') {
-      throw new FerryError('llm/unsupported', 'This web-llm version does not expose its tokenizer; token prompts cannot be prepared.');
-    }
-    return tokenizer;
+  /** Feeds `ids` after what the sequence holds; the cache then holds them too. */
+  async #forward(ids: readonly number[], prefill: boolean): Promise<number> {
+    const next = await this.engine.forwardTokensAndSample([...ids], prefill);
+    this.#cached.push(...ids);
+    return next;
   }
+}
+
+function pipelineTokenizer(engine: MLCEngine, modelId: string): PipelineTokenizer {
+  const pipelines = (engine as unknown as { loadedModelIdToPipeline?: Map<string, { tokenizer?: PipelineTokenizer }> }).loadedModelIdToPipeline;
+  const tokenizer = pipelines?.get(modelId)?.tokenizer;
+  if (!tokenizer || !(['encode', 'decode', 'getVocabSize', 'idToToken'] as const).every((f) => typeof tokenizer[f] === 'function')) {
+    throw new FerryError('llm/unsupported', 'This web-llm version does not expose its tokenizer; token prompts cannot be prepared.');
+  }
+  return tokenizer;
 }
 
 /** Maps web-llm's failures to typed errors; `fallback` in details tells the client to switch to wllama. */

@@ -17,7 +17,7 @@ export interface WllamaEngineOptions {
   readonly modelId?: string;
   /** Default: the model's training context, at most 4096. */
   readonly contextSize?: number;
-  /** Default 1: on small devices one thread is fastest; more need cross-origin isolation. */
+  /** Default 1. More than one needs cross-origin isolation (without it, one runs). */
   readonly threads?: number;
 }
 
@@ -59,6 +59,7 @@ export async function createWllamaEngine(options: WllamaEngineOptions): Promise<
     throw loadError(cause, gguf);
   }
   const loaded = wllama.getLoadedContextInfo();
+  const running = wllama.isMultithread() ? wllama.getNumThreads() : 1;
   const bos = loaded.token_bos >= 0 ? vocabulary.tokens[loaded.token_bos] : undefined;
   const eos = loaded.token_eos >= 0 ? vocabulary.tokens[loaded.token_eos] : undefined;
   const info: EngineInfo = {
@@ -73,7 +74,7 @@ export async function createWllamaEngine(options: WllamaEngineOptions): Promise<
     ...(bos === undefined ? {} : { bosToken: bos }),
     ...(eos === undefined ? {} : { eosToken: eos }),
     addBos: loaded.add_bos_token,
-    device: `CPU (WebAssembly), ${wllama.isMultithread() ? `${wllama.getNumThreads()} threads` : '1 thread'}`,
+    device: `CPU (WebAssembly), ${running === 1 ? '1 thread' : `${running} threads`}`,
   };
   return new WllamaEngine(wllama, info, loaded.n_vocab);
 }

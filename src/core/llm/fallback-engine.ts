@@ -22,6 +22,11 @@ export interface EngineSwitch {
   /** The failure's error code (llm/webgpu-lost, llm/out-of-memory, llm/model-unreachable, …). */
   readonly code: string;
   readonly during: 'load' | 'generation';
+  /**
+   * Mid-reply: whether the reply went on from its exact ids (both engines speak the same tokenizer, so it continues
+   * token for token) or from its text, re-tokenized by the engine that took over.
+   */
+  readonly ids?: 'carried' | 'retokenized';
   /** For people: what failed and what runs now. */
   readonly message: string;
 }
@@ -190,5 +195,8 @@ function switchOf(err: FerryError, to: EngineInfo, during: EngineSwitch['during'
   const failed = from?.id ?? String(err.details?.engine ?? 'the engine');
   const target = to.device ? `${to.id} (${to.device})` : to.id;
   const base = err.message.replace(/\s*(Switching to|Using) wllama[^.]*\.?/i, '').trim();
-  return { from: failed, to: to.id, code: err.code, during, message: `${base} ${during === 'generation' ? 'The reply goes on' : 'Running'} on ${target} instead.` };
+  if (!from) return { from: failed, to: to.id, code: err.code, during, message: `${base} Running on ${target} instead.` };
+  const ids = from.tokenizerId !== '' && from.tokenizerId === to.tokenizerId ? 'carried' : 'retokenized';
+  const how = ids === 'carried' ? '' : ' from its text, re-tokenized (the two engines’ tokenizers differ)';
+  return { from: failed, to: to.id, code: err.code, during, ids, message: `${base} The reply goes on${how} on ${target} instead.` };
 }

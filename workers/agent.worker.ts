@@ -10,13 +10,14 @@ import { openIdbStore } from '../src/browser/idb-store.ts';
 import { openBrowserEngine, type BrowserEngineSpec, type WllamaSpec } from '../src/browser/llm/open-engine.ts';
 import { cpuShare } from '../src/core/llm/cpu-share.ts';
 import type { Engine } from '../src/core/llm/engine.ts';
+import { keptHandle } from '../src/core/llm/kept-engine.ts';
 import { createAgentApi, type EngineNotices } from '../src/core/host/agent-api.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 /**
  * The loaded model outlives a session: the app reopens a session (after a fork, a rollback, a move back, another
  * session) with the same model, and loading it again would cost seconds on a large file. The runtime disposes its
- * engine on every start, so it gets a handle whose dispose() keeps the model; a different model replaces it.
+ * engine on every start, so it gets a handle whose dispose() keeps the model (keptHandle); a different model replaces it.
  */
 let kept: { key: string; engine: Promise<Engine> } | undefined;
 /** Who hears of the kept engine's loading and switching: the api's subscribers (one api per worker). */
@@ -49,20 +50,7 @@ async function keptEngine(spec: BrowserEngineSpec, told: EngineNotices): Promise
       if (kept?.key === key) kept = undefined;
     });
   }
-  const engine = await kept.engine;
-  return {
-    // A getter: after a fallback the engine's info is the fallback's.
-    get info() {
-      return engine.info;
-    },
-    tokenize: (text, options) => engine.tokenize(text, options),
-    detokenize: (ids) => engine.detokenize(ids),
-    generate: (request) => engine.generate(request),
-    ...(engine.saveKv ? { saveKv: (slot: string) => engine.saveKv!(slot) } : {}),
-    ...(engine.loadKv ? { loadKv: (slot: string, state: Parameters<NonNullable<Engine['loadKv']>>[1]) => engine.loadKv!(slot, state) } : {}),
-    ...(engine.releaseSlot ? { releaseSlot: (slot: string) => engine.releaseSlot!(slot) } : {}),
-    dispose: async () => undefined,
-  };
+  return keptHandle(await kept.engine);
 }
 
 const api = {

@@ -4,7 +4,9 @@
  * the number of holders. Hashes can collide and a holder's cache moves on while it generates, so a hit is a
  * candidate to check against the holder's real tokens, never a promise.
  */
-export const PREFIX_BLOCK = 64;
+import { PREFIX_BLOCK, prefixBlockKeys as blockKeys } from '../../src/core/llm/prefix-keys.ts';
+
+export { PREFIX_BLOCK };
 
 export class PrefixIndex<T> {
   readonly #holders = new Map<string, Set<T>>();
@@ -31,6 +33,11 @@ export class PrefixIndex<T> {
     this.#keys.delete(holder);
   }
 
+  /** Every prefix key some holder caches: what a node reports it holds (NodeProfile.prefixes). */
+  keys(): string[] {
+    return [...this.#holders.keys()];
+  }
+
   /** The accepted holders of some whole-block prefix of `tokens`. */
   holders(tokens: readonly number[], accept: (holder: T) => boolean): Set<T> {
     const found = new Set<T>();
@@ -41,21 +48,4 @@ export class PrefixIndex<T> {
     }
     return found;
   }
-}
-
-/** One key per whole block: two FNV-1a hashes (32-bit, different bases) chained over every token so far. */
-function blockKeys(tokens: readonly number[]): string[] {
-  const keys: string[] = [];
-  let a = 0x811c9dc5;
-  let b = 0x01000193;
-  for (let i = 0; i + PREFIX_BLOCK <= tokens.length; i += PREFIX_BLOCK) {
-    for (let j = i; j < i + PREFIX_BLOCK; j++) {
-      const t = tokens[j]!;
-      a = Math.imul(a ^ t, 0x01000193) >>> 0;
-      b = Math.imul(b ^ t ^ (t >>> 16), 0x5bd1e995) >>> 0;
-      b ^= b >>> 13;
-    }
-    keys.push(`${a.toString(36)}.${b.toString(36)}`);
-  }
-  return keys;
 }

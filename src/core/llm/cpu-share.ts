@@ -7,7 +7,7 @@
  * The share can change mid-generation; the next token obeys it.
  */
 import { FerryError } from '../errors.ts';
-import type { Engine, GenerateEvent, GenerateRequest, GenerationStats } from './engine.ts';
+import type { Engine, GenerateEvent, GenerateRequest, GenerationStats, VerifyRequest, VerifyResult } from './engine.ts';
 
 export interface CpuShare {
   /** In (0, 1]; 1 is uncapped. */
@@ -41,6 +41,7 @@ export function withCpuShare(engine: Engine, share: CpuShare, clock: PaceClock =
     tokenize: (text, options) => engine.tokenize(text, options),
     detokenize: (ids) => engine.detokenize(ids),
     generate: (request) => paced(engine, request, share, clock),
+    ...(engine.verify ? { verify: (request: VerifyRequest) => pacedVerify(engine, request, share, clock) } : {}),
     ...(engine.saveKv ? { saveKv: (slot: string) => engine.saveKv!(slot) } : {}),
     ...(engine.loadKv ? { loadKv: (slot: string, state: Parameters<NonNullable<Engine['loadKv']>>[1]) => engine.loadKv!(slot, state) } : {}),
     ...(engine.releaseSlot ? { releaseSlot: (slot: string) => engine.releaseSlot!(slot) } : {}),
@@ -81,6 +82,15 @@ async function* paced(engine: Engine, request: GenerateRequest, share: CpuShare,
     }
     yield event;
   }
+}
+
+/** A verification is one stretch of work (a forward pass over context + draft): the pause follows it. */
+async function pacedVerify(engine: Engine, request: VerifyRequest, share: CpuShare, clock: PaceClock): Promise<VerifyResult> {
+  const t0 = clock.now();
+  const result = await engine.verify!(request);
+  const s = share.get();
+  if (s < 1) await clock.pause((clock.now() - t0) * (1 / s - 1), request.signal);
+  return result;
 }
 
 function prefillPaused(stats: GenerationStats, ms: number): GenerationStats {

@@ -9,7 +9,7 @@
  * `info` is the fallback's, and the `done` event's ids are in its tokenizer.
  */
 import { FerryError, isFerryError } from '../errors.ts';
-import type { Engine, EngineInfo, GenerateEvent, GenerateRequest, KvState } from './engine.ts';
+import type { Engine, EngineInfo, GenerateEvent, GenerateRequest, KvState, VerifyRequest, VerifyResult } from './engine.ts';
 import { preparePrompt, renderMessages } from './prompt.ts';
 import { GenerationClock } from './stats.ts';
 import { resumeRequest, type Transcript } from './transcript.ts';
@@ -63,12 +63,21 @@ export async function openWithFallback(primary: () => Promise<Engine>, options: 
 export class FallbackEngine implements Engine {
   #active: Engine;
   #switched: Promise<Engine> | undefined;
+  /** Present when the primary verifies drafts; after a switch to an engine that cannot, it says so. */
+  readonly verify?: (request: VerifyRequest) => Promise<VerifyResult>;
 
   constructor(
     primary: Engine,
     private readonly options: FallbackOptions,
   ) {
     this.#active = primary;
+    if (primary.verify) {
+      this.verify = (request) => {
+        const engine = this.#active;
+        if (!engine.verify) return Promise.reject(new FerryError('llm/unsupported', `Engine ${engine.info.id} cannot verify drafts.`));
+        return engine.verify(request);
+      };
+    }
   }
 
   get info(): EngineInfo {

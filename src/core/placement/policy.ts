@@ -6,7 +6,8 @@
  */
 import * as v from 'valibot';
 import { FerryError, type ErrorCode } from '../errors.ts';
-import { NodeProfileSchema, nodeName, restoreNodeProfile, tokensCostUsd, withMeasuredSpeed, type NodeProfile } from './profile.ts';
+import { heldPrefixTokens } from '../llm/prefix-keys.ts';
+import { NodeProfileSchema, PrefixKeysSchema, nodeName, restoreNodeProfile, tokensCostUsd, withMeasuredSpeed, type NodeProfile } from './profile.ts';
 
 export type Objective = 'fastest' | 'cheapest' | 'balanced';
 /** Where a session's data may go: only the device in hand, the user's own paired devices, or anywhere (cloud too). */
@@ -21,6 +22,11 @@ export interface PendingStep {
   readonly expectedOutputTokens: number;
   /** Per node id: how many leading prompt tokens that node already holds in its KV cache for this session. */
   readonly cachedTokens?: Readonly<Record<string, number>>;
+  /**
+   * Keys of the prompt's whole-block prefixes (prefixBlockKeys): a node whose profile lists some of them holds that
+   * much of the prompt's KV already — a fork's, a rollback's or a child's shared prefix — and prefills only the rest.
+   */
+  readonly prefixKeys?: readonly string[];
   /** Per node id: bytes of this session's objects (checkpoint, component pages) that node lacks. */
   readonly missingBytes?: Readonly<Record<string, number>>;
   /** Size of the model's KV state per token, bytes (the engines issue measures it: `kv_bytes_per_token`). */
@@ -75,6 +81,8 @@ export interface Estimate {
   readonly resume: Resume;
   /** Time to get the prompt into the cache by the chosen `resume` (prefill of uncached tokens, or KV shipping + rest). */
   readonly resumeMs: number;
+  /** Leading prompt tokens the node holds from a prefix it reported (PendingStep.prefixKeys) when more than the session's own cache there; else 0. */
+  readonly prefixTokens: number;
   readonly prefillMs: number;
   readonly kvShipMs: number;
   readonly decodeMs: number;
@@ -104,6 +112,7 @@ export const PendingStepSchema = v.strictObject({
   promptTokens: count,
   expectedOutputTokens: count,
   cachedTokens: perNode,
+  prefixKeys: v.optional(PrefixKeysSchema),
   missingBytes: perNode,
   kvBytesPerToken: count,
   memoryBytes: v.optional(count),
@@ -143,11 +152,17 @@ function ms(bytes: number, bytesPerSecond: number): number {
   return bytes <= 0 ? 0 : (bytes / bytesPerSecond) * 1000;
 }
 
+/** Leading prompt tokens `node` holds from a prefix it reported, at most the prompt. */
+function heldOn(step: PendingStep, node: NodeProfile): number {
+  if (!step.prefixKeys?.length || !node.prefixes?.length) return 0;
+  return Math.min(heldPrefixTokens(step.prefixKeys, new Set(node.prefixes)), step.promptTokens);
+}
+
 function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodeProfile[], prefs: PlacementPrefs, current: NodeProfile | undefined): Estimate {
   const name = nodeName(node);
   const speed = node.models[step.model];
   const costUsd = tokensCostUsd(node.price, step.promptTokens, step.expectedOutputTokens);
-  const none = { transferMs: 0, rttMs: 0, resume: 'prefill' as const, resumeMs: 0, prefillMs: 0, kvShipMs: 0, decodeMs: 0, queueMs: 0, totalMs: Infinity, costUsd, score: Infinity };
+  const none = { transferMs: 0, rttMs: 0, resume: 'prefill' as const, resumeMs: 0, prefixTokens: 0, prefillMs: 0, kvShipMs: 0, decodeMs: 0, queueMs: 0, totalMs: Infinity, costUsd, score: Infinity };
   const exclude = (why: string): Estimate => ({ nodeId: node.id, name, allowed: false, excluded: why, ...none });
 
   if (!privacyAllows(prefs.privacy, node)) return exclude(`privacy: ${PRIVACY_WORDS[prefs.privacy]}`);
@@ -161,13 +176,16 @@ function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodePr
   const pathBps = Math.min(node.link.bandwidthBps, from ? from.link.bandwidthBps : Infinity);
   const transferMs = ms(step.missingBytes?.[node.id] ?? 0, pathBps);
 
-  const cachedHere = Math.min(step.cachedTokens?.[node.id] ?? 0, step.promptTokens);
+  const ownCache = Math.min(step.cachedTokens?.[node.id] ?? 0, step.promptTokens);
+  const held = heldOn(step, node);
+  const cachedHere = Math.max(ownCache, held);
+  const prefixTokens = held > ownCache ? held : 0;
   const prefillMs = ((step.promptTokens - cachedHere) / speed.prefillTps) * 1000;
   // KV shipping: load the longest cache another node holds (both engines must save/load KV), prefill the rest.
   let kvShipMs = Infinity;
   if (node.kvState && step.kvBytesPerToken > 0) {
     for (const src of nodes) {
-      const held = Math.min(step.cachedTokens?.[src.id] ?? 0, step.promptTokens);
+      const held = Math.max(Math.min(step.cachedTokens?.[src.id] ?? 0, step.promptTokens), heldOn(step, src));
       if (src.id === node.id || !src.kvState || held <= cachedHere) continue;
       const bps = Math.min(src.link.bandwidthBps, node.link.bandwidthBps);
       const srcRtt = src.kind === 'this-device' ? 0 : src.link.rttMs;
@@ -182,7 +200,7 @@ function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodePr
   const totalMs = transferMs + rttMs + resumeMs + decodeMs + queueMs;
   const score = objectiveScore(totalMs, costUsd, prefs);
 
-  const base = { nodeId: node.id, name, transferMs, rttMs, resume, resumeMs, prefillMs, kvShipMs, decodeMs, queueMs, totalMs, costUsd, score };
+  const base = { nodeId: node.id, name, transferMs, rttMs, resume, resumeMs, prefixTokens, prefillMs, kvShipMs, decodeMs, queueMs, totalMs, costUsd, score };
   if (prefs.budgetUsd !== undefined && costUsd > prefs.budgetUsd) return { ...base, allowed: false, excluded: `costs ${usd(costUsd)}, over the ${usd(prefs.budgetUsd)} budget` };
   const minBattery = prefs.minBatteryLevel ?? DEFAULT_PREFS.minBatteryLevel;
   if (node.battery && !node.battery.charging && node.battery.level < minBattery) {
@@ -259,12 +277,13 @@ export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: 
   const stay = current === undefined ? undefined : pool.find((c) => c.nodeId === current);
   const chosen = stay && stay !== best && !worthMoving(best, stay, prefs) ? stay : best;
   const move = current !== undefined && chosen.nodeId !== current;
-  return { nodeId: chosen.nodeId, move, estimate: chosen, candidates, reason: explain(chosen, best, stay, candidates, pool, prefs, current, tokens) };
+  return { nodeId: chosen.nodeId, move, estimate: chosen, candidates, reason: explain(chosen, best, stay, candidates, pool, prefs, current, tokens, step.promptTokens) };
 }
 
-function explain(chosen: Estimate, best: Estimate, stay: Estimate | undefined, all: readonly Estimate[], pool: readonly Estimate[], prefs: PlacementPrefs, current: string | undefined, tokens: string): string {
+function explain(chosen: Estimate, best: Estimate, stay: Estimate | undefined, all: readonly Estimate[], pool: readonly Estimate[], prefs: PlacementPrefs, current: string | undefined, tokens: string, promptTokens: number): string {
   const budget = prefs.budgetUsd === undefined ? '' : chosen.costUsd > 0 ? `, within the ${usd(prefs.budgetUsd)} budget` : '';
   const resume = chosen.resume === 'kv-ship' ? '; ships the KV cache rather than re-reading the prompt' : '';
+  const prefix = chosen.prefixTokens > 0 && chosen.resume !== 'kv-ship' ? `; it already holds the first ${chosen.prefixTokens.toLocaleString('en-US')} prompt tokens (a shared prefix), so it reads only the other ${Math.max(0, promptTokens - chosen.prefixTokens).toLocaleString('en-US')}` : '';
   const privacy = prefs.privacy === 'any' ? '' : ` (privacy: ${PRIVACY_WORDS[prefs.privacy]})`;
   const last = chosen.avoided ? `; used despite ${chosen.avoided}, nothing else can run it` : '';
   const avoidedOthers = pool.includes(chosen) && !chosen.avoided ? all.filter((c) => c.avoided).map((c) => `; skipped ${c.name}: ${c.avoided}`).join('') : '';
@@ -280,7 +299,7 @@ function explain(chosen: Estimate, best: Estimate, stay: Estimate | undefined, a
     : runnerUp ? ` vs ${secs(runnerUp.totalMs)}${runnerUp.costUsd > 0 ? ` and ${usd(runnerUp.costUsd)}` : ''} on ${runnerUp.name}` : '';
   const verb = current === undefined ? 'Placed on' : chosen.nodeId === current ? 'Stayed on' : 'Moved to';
   const why = prefs.objective === 'cheapest' ? ' (cheapest)' : prefs.objective === 'balanced' ? ` (best balance at $${prefs.usdPerHour ?? DEFAULT_PREFS.usdPerHour}/h of your time)` : '';
-  return `${verb} ${chosen.name}${why}: ${secs(chosen.totalMs)}${versus} for ${tokens}${costWords(chosen)}${budget}${resume}${privacy}${last}${avoidedOthers}.`;
+  return `${verb} ${chosen.name}${why}: ${secs(chosen.totalMs)}${versus} for ${tokens}${costWords(chosen)}${budget}${resume}${prefix}${privacy}${last}${avoidedOthers}.`;
 }
 
 // ---------------------------------------------------------------------------------------------- mid-generation

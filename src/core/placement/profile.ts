@@ -61,7 +61,16 @@ export interface NodeProfile {
   readonly queueWaitMs: number;
   /** Whether its engine can save and load KV state, so a KV cache can be shipped to or from it. */
   readonly kvState: boolean;
+  /**
+   * Keys of the token prefixes its KV cache holds (prefixBlockKeys, any session's): a fork, a rollback's branch or a
+   * child whose prompt starts with one prefills only the rest there. Absent: none known.
+   */
+  readonly prefixes?: readonly string[];
 }
+
+/** The most prefix keys a profile may list (64 tokens each: 4M tokens of held prefixes). */
+export const MAX_PREFIX_KEYS = 65_536;
+export const PrefixKeysSchema = v.pipe(v.array(v.pipe(v.string(), v.regex(/^-?[0-9a-z]{1,8}\.-?[0-9a-z]{1,8}$/, 'must be a prefix key'))), v.maxLength(MAX_PREFIX_KEYS), v.readonly());
 
 const finiteNonNegative = v.pipe(v.number(), v.finite(), v.minValue(0));
 const positive = v.pipe(v.number(), v.finite(), v.gtValue(0));
@@ -85,6 +94,7 @@ export const NodeProfileSchema = v.pipe(
     price: v.strictObject({ promptPer1k: finiteNonNegative, outputPer1k: finiteNonNegative }),
     queueWaitMs: finiteNonNegative,
     kvState: v.boolean(),
+    prefixes: v.optional(PrefixKeysSchema),
   }),
   v.check((p) => p.kind !== 'this-device' || p.trust === 'own', 'this device is always trust "own"'),
 );

@@ -57,7 +57,7 @@ export async function createNodeLlamaEngine(options: NodeLlamaEngineOptions): Pr
     const [sha256, tokenizerId, context, tempDir] = await Promise.all([
       options.modelSha256 ?? fileSha256(options.modelPath),
       tokenizerIdOfFile(options.modelPath),
-      native.model.createContext({ contextSize, sequences: slots, threads, flashAttention: false }),
+      native.model.createContext({ contextSize, sequences: slots, threads }),
       mkdtemp(path.join(options.tempDir ?? tmpdir(), 'ferry-kv-')),
     ]);
     return new NodeLlamaEngine(native, context, { sha256, tokenizerId, tempDir });

@@ -16,7 +16,10 @@ import { FerryError } from '../errors.ts';
  *    divided by `repeatPenalty` (llama.cpp divides the logit, which only works on raw logits an engine may not give);
  * 2. top-p over what is left, then min-p (relative to the most likely candidate);
  * 3. temperature: weights p^(1/T);
- * 4. the draw: u(seed, position) in [0, 1) picks by cumulative weight, candidates ordered by probability then id.
+ * 4. the draw: u(seed, position) in [0, 1) picks by cumulative weight, over the kept candidates in id order. Not in
+ *    probability order: two engines' logits differ in the last digits (another llama.cpp, WebAssembly's float
+ *    order), which swaps near-equal neighbours in that order and moves a whole slice of the cumulative weight; in id
+ *    order such a difference moves a boundary only by itself, so the same draw picks the same token.
  * Greedy decoding (temperature 0) never comes here: it stays inside the engines, whose argmax already agrees.
  */
 
@@ -72,9 +75,11 @@ export function sampleToken(candidates: readonly Candidate[], settings: SamplerS
     kept.push(c);
     mass += c.p;
   }
+  kept.sort((a, b) => a.token - b.token);
   // p^(1/T) in log space, so small probabilities at low temperatures do not underflow to 0.
   const logs = kept.map((c) => Math.log(c.p) / settings.temperature);
-  const weights = logs.map((l) => Math.exp(l - logs[0]!));
+  const top = Math.max(...logs);
+  const weights = logs.map((l) => Math.exp(l - top));
   const sum = weights.reduce((s, w) => s + w, 0);
   let r = samplerRandom(settings.seed, position) * sum;
   for (let i = 0; i < kept.length; i++) {

@@ -12,8 +12,14 @@ import type { GbnfMatcher } from '../../core/llm/gbnf.ts';
 import type { GenerateRequest } from '../../core/llm/index.ts';
 import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
 
-/** How many of the most likely tokens a grammar's pick looks at before asking for more (then for all). */
+/**
+ * How many of the most likely tokens the exact pick looks at before asking for more (then for all). A vocabulary up to
+ * FETCH_ALL tokens comes whole at once: one round trip to wllama's worker costs more than the rest of the step.
+ */
 const GRAMMAR_CANDIDATES = [64, 1024];
+const FETCH_ALL = 4096;
+/** How many ASCII bytes a grammar state must allow for the greedy token to be tried first (it mostly is then). */
+const OPEN_STATE = 8;
 
 export interface PickerModel {
   readonly wllama: Wllama;
@@ -26,8 +32,9 @@ export interface PickerModel {
 export async function tokenPicker(model: PickerModel, request: GenerateRequest, grammar: GbnfMatcher | undefined, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
   const { wllama } = model;
   if (grammar) {
+    await wllama.samplingInit({ temp: 0 });
     return async () => {
-      const id = await allowedArgmax(model, grammar);
+      const id = await grammarPick(model, grammar);
       if (!wllama.isTokenEOG(id)) grammar.acceptBytes(await model.piece(id));
       return id;
     };
@@ -46,15 +53,39 @@ export async function tokenPicker(model: PickerModel, request: GenerateRequest, 
 
 /**
  * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
- * other only if its text continues the grammar. Candidates come sorted by logit, the top ones first and more only
- * when none of those is allowed; of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
+ * other only if its text continues the grammar. Where the state is open (free text), llama.cpp's own greedy pick is
+ * tried first, as its grammar sampler does: allowed, it is the answer (the most likely token overall is the most
+ * likely allowed one) and the step costs what a free one does. Otherwise the exact pick over the sorted candidates.
  */
-async function allowedArgmax(model: PickerModel, grammar: GbnfMatcher): Promise<number> {
+export async function grammarPick(model: PickerModel, grammar: GbnfMatcher): Promise<number> {
+  const first = grammar.firstBytes();
+  const allowed = async (id: number): Promise<boolean> => {
+    if (model.wllama.isTokenEOG(id)) return grammar.canEnd;
+    const piece = await model.piece(id);
+    return piece.length > 0 && first[piece[0]!] === 1 && grammar.allowsPiece(piece);
+  };
+  if (openState(first)) {
+    const greedy = (await model.wllama.samplingSample()).token;
+    if (await allowed(greedy)) return greedy;
+  }
+  return allowedArgmax(model, allowed);
+}
+
+function openState(first: Uint8Array): boolean {
+  let open = 0;
+  for (let b = 0x20; b < 0x7f; b++) open += first[b]!;
+  return open >= OPEN_STATE;
+}
+
+/**
+ * The exact pick: candidates come sorted by logit, the top ones first and more only when none of those is allowed;
+ * of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
+ */
+async function allowedArgmax(model: PickerModel, allowed: (id: number) => Promise<boolean>): Promise<number> {
   const { wllama, vocabularySize } = model;
-  const canEnd = grammar.canEnd;
-  const allowed = async (id: number): Promise<boolean> => (wllama.isTokenEOG(id) ? canEnd : grammar.allowsPiece(await model.piece(id)));
+  const sizes = vocabularySize <= FETCH_ALL ? [vocabularySize] : [...GRAMMAR_CANDIDATES, vocabularySize];
   let checked = 0;
-  for (const k of [...GRAMMAR_CANDIDATES, vocabularySize]) {
+  for (const k of sizes) {
     const candidates = await wllama.getLogits(Math.min(k, vocabularySize));
     for (let i = checked; i < candidates.length; i++) {
       if (!(await allowed(candidates[i]!.token))) continue;

@@ -500,6 +500,26 @@ export class GbnfMatcher {
     return piece.length > 0 && piece[0] !== 0 && this.#survivors(piece) !== undefined;
   }
 
+  /**
+   * For each byte, 0 where no piece starting with it is allowed next (1: maybe; allowsPiece decides). One table per
+   * step rejects most of a vocabulary by its first byte instead of matching every piece: after a partial character
+   * only continuation bytes may come; otherwise an ASCII byte must match some stack's character, and a stray
+   * continuation byte or NUL never starts an allowed piece. Lead bytes of longer characters are left to allowsPiece.
+   */
+  firstBytes(): Uint8Array {
+    const table = new Uint8Array(256);
+    if (this.#partial.remain > 0) {
+      table.fill(1, 0x80, 0xc0);
+      return table;
+    }
+    table.fill(1, 0xc0);
+    for (const stack of this.#stacks) {
+      if (stack === null) continue;
+      for (let b = 1; b < 0x80; b++) if (table[b] === 0 && this.#matchChar(stack.top, b) >= 0) table[b] = 1;
+    }
+    return table;
+  }
+
   /** Moves past a token's bytes (a trailing partial character is kept for the next piece). */
   acceptBytes(piece: Uint8Array): void {
     const next = this.#survivors(piece);

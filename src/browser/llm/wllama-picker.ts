@@ -18,13 +18,13 @@ import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
  */
 const GRAMMAR_CANDIDATES = [64, 1024];
 const FETCH_ALL = 4096;
-/** How many ASCII bytes a grammar state must allow for the greedy token to be tried first (it mostly is then). */
-const OPEN_STATE = 8;
 
 export interface PickerModel {
   readonly wllama: Wllama;
   /** A token's bytes (cached by the engine). */
   piece(id: number): Promise<Uint8Array>;
+  /** The engine's cache of them, read without a wait. */
+  readonly pieces: ReadonlyMap<number, Uint8Array>;
   readonly vocabularySize: number;
 }
 
@@ -33,10 +33,12 @@ export async function tokenPicker(model: PickerModel, request: GenerateRequest, 
   const { wllama } = model;
   if (grammar) {
     await wllama.samplingInit({ temp: 0 });
+    let top = false;
     return async () => {
-      const id = await grammarPick(model, grammar);
-      if (!wllama.isTokenEOG(id)) grammar.acceptBytes(await model.piece(id));
-      return id;
+      const pick = await grammarPick(model, grammar, top);
+      top = pick.top;
+      if (!wllama.isTokenEOG(pick.id)) grammar.acceptBytes(await model.piece(pick.id));
+      return pick.id;
     };
   }
   const temperature = request.temperature ?? 0;
@@ -53,35 +55,32 @@ export async function tokenPicker(model: PickerModel, request: GenerateRequest, 
 
 /**
  * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
- * other only if its text continues the grammar. Where the state is open (free text), llama.cpp's own greedy pick is
- * tried first, as its grammar sampler does: allowed, it is the answer (the most likely token overall is the most
- * likely allowed one) and the step costs what a free one does. Otherwise the exact pick over the sorted candidates.
+ * other only if its text continues the grammar; `top`: whether it is the most likely token of all. With `tryGreedy`
+ * (the last pick was the most likely token: free text, where it mostly stays so) llama.cpp's own greedy pick is tried
+ * first, as its grammar sampler does: allowed, it is the answer (the most likely token overall is the most likely
+ * allowed one) and the step costs what a free one does. Otherwise the exact pick over the sorted candidates.
  */
-export async function grammarPick(model: PickerModel, grammar: GbnfMatcher): Promise<number> {
-  const first = grammar.firstBytes();
-  const allowed = async (id: number): Promise<boolean> => {
-    if (model.wllama.isTokenEOG(id)) return grammar.canEnd;
-    const piece = await model.piece(id);
-    return piece.length > 0 && first[piece[0]!] === 1 && grammar.allowsPiece(piece);
+export async function grammarPick(model: PickerModel, grammar: GbnfMatcher, tryGreedy: boolean): Promise<{ id: number; top: boolean }> {
+  const { wllama } = model;
+  const firstByte = grammar.firstByteTest();
+  const allowedPiece = (piece: Uint8Array): boolean => piece.length > 0 && firstByte(piece[0]!) && grammar.allowsPiece(piece);
+  const allowed = (id: number): boolean | Promise<boolean> => {
+    if (wllama.isTokenEOG(id)) return grammar.canEnd;
+    const piece = model.pieces.get(id);
+    return piece ? allowedPiece(piece) : model.piece(id).then(allowedPiece);
   };
-  if (openState(first)) {
-    const greedy = (await model.wllama.samplingSample()).token;
-    if (await allowed(greedy)) return greedy;
+  if (tryGreedy) {
+    const greedy = (await wllama.samplingSample()).token;
+    if (await allowed(greedy)) return { id: greedy, top: true };
   }
   return allowedArgmax(model, allowed);
-}
-
-function openState(first: Uint8Array): boolean {
-  let open = 0;
-  for (let b = 0x20; b < 0x7f; b++) open += first[b]!;
-  return open >= OPEN_STATE;
 }
 
 /**
  * The exact pick: candidates come sorted by logit, the top ones first and more only when none of those is allowed;
  * of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
  */
-async function allowedArgmax(model: PickerModel, allowed: (id: number) => Promise<boolean>): Promise<number> {
+async function allowedArgmax(model: PickerModel, allowed: (id: number) => boolean | Promise<boolean>): Promise<{ id: number; top: boolean }> {
   const { wllama, vocabularySize } = model;
   const sizes = vocabularySize <= FETCH_ALL ? [vocabularySize] : [...GRAMMAR_CANDIDATES, vocabularySize];
   let checked = 0;
@@ -94,7 +93,7 @@ async function allowedArgmax(model: PickerModel, allowed: (id: number) => Promis
         const tie = candidates[j]!;
         if (tie.token < best.token && (await allowed(tie.token))) best = tie;
       }
-      return best.token;
+      return { id: best.token, top: best.p === candidates[0]!.p };
     }
     checked = candidates.length;
     if (checked >= vocabularySize) break;

@@ -1,6 +1,6 @@
 /**
  * The wllama engine's grammar pick: its fast paths (a first-byte table per state, llama.cpp's greedy token tried first
- * in open states, the whole vocabulary fetched at once) pick exactly what the plain definition picks — the most likely
+ * after a most likely pick, the whole vocabulary fetched at once, the state after an allowed piece kept) pick exactly what the plain definition picks — the most likely
  * token the grammar allows, the lowest id of equally likely ones — over many random logit vectors and the grammar
  * states a tool call walks through. wllama's calls are played over each step's logits as its C++ does them (softmax,
  * an unstable sort by logit, the greedy token); the real engine runs in test/browser/tool-grammar-wllama.test.ts.
@@ -85,7 +85,8 @@ describe('wllama grammar pick', () => {
     const gbnf = toolCallGrammar([notesSpec, workspaceSpec, docsSpec], { withOpenTag: true, budget: 200 }).gbnf;
     const next = random(7);
     const fake = fakeWllama(pieces, next);
-    const model: PickerModel = { wllama: fake.wllama, piece: async (id) => pieces[id]!, vocabularySize: pieces.length };
+    // Half the pieces in the engine's cache, the others fetched as the engine does on a first use.
+    const model: PickerModel = { wllama: fake.wllama, piece: async (id) => pieces[id]!, pieces: new Map(pieces.flatMap((piece, id) => (id % 2 === 0 ? [[id, piece] as const] : []))), vocabularySize: pieces.length };
     let steps = 0;
     let greedyHits = 0;
     for (let walk = 0; walk < 40; walk++) {
@@ -95,12 +96,12 @@ describe('wllama grammar pick', () => {
         const logits = Float64Array.from(pieces, () => Math.round(next() * (walk % 2 === 0 ? 8 : 40)) / 4);
         // Free text is where a model's top token is mostly allowed: lift the allowed ones at times.
         if (next() < 0.5) pieces.forEach((piece, id) => id !== EOG && grammar.allowsPiece(piece) && (logits[id]! += 3));
-        const first = grammar.firstBytes();
-        for (const piece of pieces) if (grammar.allowsPiece(piece)) expect(first[piece[0]!]).toBe(1);
+        const firstByte = grammar.firstByteTest();
+        for (const piece of pieces) if (grammar.allowsPiece(piece)) expect(firstByte(piece[0]!)).toBe(true);
         const expected = reference(pieces, grammar, logits);
         const calls = fake.greedyCalls;
         fake.step(logits);
-        const picked = await grammarPick(model, grammar);
+        const { id: picked, top } = await grammarPick(model, grammar, next() < 0.5);
         // The greedy token is taken only when it is allowed; among tied top logits any may come, so a tie at the top
         // is the one place it may differ from the lowest id: it must then be allowed and of the top logit.
         const max = Math.max(...logits);
@@ -108,6 +109,7 @@ describe('wllama grammar pick', () => {
           expect(logits[picked]).toBe(max);
           expect(logits[expected!]).toBe(max);
         } else expect(picked).toBe(expected);
+        expect(top).toBe(logits[picked] === max);
         if (fake.greedyCalls > calls && logits[picked] === max) greedyHits++;
         steps++;
         if (picked === EOG) break;
@@ -123,6 +125,6 @@ describe('wllama grammar pick', () => {
     const fake = fakeWllama(pieces, random(1));
     fake.step(Float64Array.of(0, 0));
     const grammar = gbnfMatcher('root ::= "b"');
-    await expect(grammarPick({ wllama: fake.wllama, piece: async (id) => pieces[id]!, vocabularySize: 2 }, grammar)).rejects.toMatchObject({ code: 'llm/grammar-dead-end' });
+    await expect(grammarPick({ wllama: fake.wllama, piece: async (id) => pieces[id]!, pieces: new Map(), vocabularySize: 2 }, grammar, true)).rejects.toMatchObject({ code: 'llm/grammar-dead-end' });
   });
 });

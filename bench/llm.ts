@@ -204,7 +204,12 @@ async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, mo
   } catch (err) {
     console.log(`wasm figures${x} failed: ${(err as Error).message}`);
   }
-  if (model.throughputOnly) return;
+  if (!model.throughputOnly) await wasmGrammarFigures(figures, wasm, file, model);
+}
+
+/** wllama's decode speed under the tool-call grammar against free decoding, in the same page. */
+async function wasmGrammarFigures(figures: Figures, wasm: WasmMeasure, file: string, model: (typeof MODELS)[number]): Promise<void> {
+  const x = model.suffix;
   try {
     const g = await wasm.measureWasmGrammar({ modelPath: file, promptTokens: model.promptTokens, grammar: CALL_GRAMMAR, maxTokens: CALL_BUDGET, runs: RUNS * 2 });
     figures[`decode_tps_wasm_free${x}`] = { value: g.freeTps, unit: 'tok/s' };
@@ -215,13 +220,19 @@ async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, mo
   }
 }
 
-/** Grammar overhead, KV-state resumes and forks on node-llama-cpp. */
-async function nativeFigures(figures: Figures, file: string, source: NodeLlamaEngine, model: (typeof MODELS)[number]): Promise<void> {
+/** node-llama-cpp's decode speed under the tool-call grammar against free decoding. */
+async function nativeGrammarFigures(figures: Figures, source: NodeLlamaEngine, model: (typeof MODELS)[number]): Promise<void> {
   const x = model.suffix;
   const grammar = await grammarOverhead(source, model.promptTokens);
   figures[`decode_tps_free${x}`] = { value: grammar.free, unit: 'tok/s' };
   figures[`decode_tps_grammar${x}`] = compared(grammar.constrained, 'tok/s', `decode_tps_free${x}`, grammar.free);
   figures[`grammar_overhead${x}`] = { value: grammar.constrained / grammar.free, unit: 'x' };
+}
+
+/** Grammar overhead, KV-state resumes and forks on node-llama-cpp. */
+async function nativeFigures(figures: Figures, file: string, source: NodeLlamaEngine, model: (typeof MODELS)[number]): Promise<void> {
+  const x = model.suffix;
+  await nativeGrammarFigures(figures, source, model);
   const target = await engine(file, source.info.model);
   try {
     let bytesPerToken = 0;
@@ -273,6 +284,36 @@ async function run(): Promise<Figures> {
   }
   return figures;
 }
+
+/** Only the grammar figures (native and wasm), for work on the constrained path. */
+async function runGrammar(): Promise<Figures> {
+  const figures: Figures = {};
+  const dir = await mkdtemp(path.join(tmpdir(), 'ferry-bench-llm-'));
+  const wasm = await wasmMeasure();
+  if (typeof wasm === 'string') console.log(`wasm figures skipped: ${wasm}`);
+  try {
+    for (const model of MODELS.filter((m) => !m.throughputOnly)) {
+      const file = path.join(dir, `model${model.suffix || '_bench'}.gguf`);
+      await writeFile(file, generateTinyModel(model.params));
+      const source = await engine(file);
+      try {
+        await nativeGrammarFigures(figures, source, model);
+        if (typeof wasm !== 'string') await wasmGrammarFigures(figures, wasm, file, model);
+      } finally {
+        await source.dispose();
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return figures;
+}
+
+export const llmGrammarSuite: Suite = {
+  name: 'llm-grammar',
+  description: 'the grammar figures of the llm suite only: decode tok/s under the tool-call grammar vs free, node-llama-cpp and wllama (generated models)',
+  run: runGrammar,
+};
 
 export const llmSuite: Suite = {
   name: 'llm',

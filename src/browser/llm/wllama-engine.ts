@@ -36,7 +36,7 @@ export class WllamaEngine implements Engine {
     readonly info: EngineInfo,
     private readonly vocabularySize: number,
   ) {
-    this.#model = { wllama, piece: (id) => this.#piece(id), vocabularySize };
+    this.#model = { wllama, piece: (id) => this.#piece(id), pieces: this.#pieces, vocabularySize };
   }
 
   tokenize(text: string, options: { readonly special?: boolean } = {}): Promise<number[]> {

@@ -12,13 +12,19 @@ import type { GbnfMatcher } from '../../core/llm/gbnf.ts';
 import type { GenerateRequest } from '../../core/llm/index.ts';
 import { candidateCount, sampleToken } from '../../core/llm/sampler.ts';
 
-/** How many of the most likely tokens a grammar's pick looks at before asking for more (then for all). */
+/**
+ * How many of the most likely tokens the exact pick looks at before asking for more (then for all). A vocabulary up to
+ * FETCH_ALL tokens comes whole at once: one round trip to wllama's worker costs more than the rest of the step.
+ */
 const GRAMMAR_CANDIDATES = [64, 1024];
+const FETCH_ALL = 4096;
 
 export interface PickerModel {
   readonly wllama: Wllama;
   /** A token's bytes (cached by the engine). */
   piece(id: number): Promise<Uint8Array>;
+  /** The engine's cache of them, read without a wait. */
+  readonly pieces: ReadonlyMap<number, Uint8Array>;
   readonly vocabularySize: number;
 }
 
@@ -26,10 +32,13 @@ export interface PickerModel {
 export async function tokenPicker(model: PickerModel, request: GenerateRequest, grammar: GbnfMatcher | undefined, prompt: readonly number[], generated: readonly number[]): Promise<() => Promise<number>> {
   const { wllama } = model;
   if (grammar) {
+    await wllama.samplingInit({ temp: 0 });
+    let top = false;
     return async () => {
-      const id = await allowedArgmax(model, grammar);
-      if (!wllama.isTokenEOG(id)) grammar.acceptBytes(await model.piece(id));
-      return id;
+      const pick = await grammarPick(model, grammar, top);
+      top = pick.top;
+      if (!wllama.isTokenEOG(pick.id)) grammar.acceptBytes(await model.piece(pick.id));
+      return pick.id;
     };
   }
   const temperature = request.temperature ?? 0;
@@ -46,15 +55,36 @@ export async function tokenPicker(model: PickerModel, request: GenerateRequest, 
 
 /**
  * The most likely token the grammar allows next: an end-of-generation token only where the grammar may end, any
- * other only if its text continues the grammar. Candidates come sorted by logit, the top ones first and more only
- * when none of those is allowed; of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
+ * other only if its text continues the grammar; `top`: whether it is the most likely token of all. With `tryGreedy`
+ * (the last pick was the most likely token: free text, where it mostly stays so) llama.cpp's own greedy pick is tried
+ * first, as its grammar sampler does: allowed, it is the answer (the most likely token overall is the most likely
+ * allowed one) and the step costs what a free one does. Otherwise the exact pick over the sorted candidates.
  */
-async function allowedArgmax(model: PickerModel, grammar: GbnfMatcher): Promise<number> {
+export async function grammarPick(model: PickerModel, grammar: GbnfMatcher, tryGreedy: boolean): Promise<{ id: number; top: boolean }> {
+  const { wllama } = model;
+  const firstByte = grammar.firstByteTest();
+  const allowedPiece = (piece: Uint8Array): boolean => piece.length > 0 && firstByte(piece[0]!) && grammar.allowsPiece(piece);
+  const allowed = (id: number): boolean | Promise<boolean> => {
+    if (wllama.isTokenEOG(id)) return grammar.canEnd;
+    const piece = model.pieces.get(id);
+    return piece ? allowedPiece(piece) : model.piece(id).then(allowedPiece);
+  };
+  if (tryGreedy) {
+    const greedy = (await wllama.samplingSample()).token;
+    if (await allowed(greedy)) return { id: greedy, top: true };
+  }
+  return allowedArgmax(model, allowed);
+}
+
+/**
+ * The exact pick: candidates come sorted by logit, the top ones first and more only when none of those is allowed;
+ * of equally likely tokens the lowest id wins, as in llama.cpp's greedy sampler.
+ */
+async function allowedArgmax(model: PickerModel, allowed: (id: number) => boolean | Promise<boolean>): Promise<{ id: number; top: boolean }> {
   const { wllama, vocabularySize } = model;
-  const canEnd = grammar.canEnd;
-  const allowed = async (id: number): Promise<boolean> => (wllama.isTokenEOG(id) ? canEnd : grammar.allowsPiece(await model.piece(id)));
+  const sizes = vocabularySize <= FETCH_ALL ? [vocabularySize] : [...GRAMMAR_CANDIDATES, vocabularySize];
   let checked = 0;
-  for (const k of [...GRAMMAR_CANDIDATES, vocabularySize]) {
+  for (const k of sizes) {
     const candidates = await wllama.getLogits(Math.min(k, vocabularySize));
     for (let i = checked; i < candidates.length; i++) {
       if (!(await allowed(candidates[i]!.token))) continue;
@@ -63,7 +93,7 @@ async function allowedArgmax(model: PickerModel, grammar: GbnfMatcher): Promise<
         const tie = candidates[j]!;
         if (tie.token < best.token && (await allowed(tie.token))) best = tie;
       }
-      return best.token;
+      return { id: best.token, top: best.p === candidates[0]!.p };
     }
     checked = candidates.length;
     if (checked >= vocabularySize) break;

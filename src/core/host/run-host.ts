@@ -40,7 +40,7 @@ import type { Price } from '../placement/profile.ts';
 import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { instantiate } from '../runtime/instance.ts';
-import { AgentRuntime, localTool, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
+import { AgentRuntime, localTool, sessionSampling, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
 import { Spares } from '../runtime/spares.ts';
 import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
@@ -212,8 +212,7 @@ export class RunHost {
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);
-      const recorded = (await session.checkpoint(await session.head())).llm.sampling;
-      const sampling = { ...recorded, maxTokens: request.maxTokens ?? recorded.maxTokens };
+      const sampling = sessionSampling((await session.checkpoint(await session.head())).llm, request.maxTokens);
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.

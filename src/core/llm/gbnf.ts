@@ -468,6 +468,8 @@ export class GbnfMatcher {
   readonly #interned: Map<string, Stack>;
   #stacks: (Stack | null)[];
   #partial: PartialUtf8 = NO_PARTIAL;
+  /** The last piece allowsPiece allowed in this state, and the state after it. */
+  #allowed: { piece: Uint8Array; next: { stacks: (Stack | null)[]; partial: PartialUtf8 } } | undefined;
 
   constructor(grammar: GbnfGrammar) {
     this.#grammar = grammar;
@@ -497,12 +499,35 @@ export class GbnfMatcher {
    * starting with NUL never, one ending inside a UTF-8 sequence if that sequence can still become an allowed character.
    */
   allowsPiece(piece: Uint8Array): boolean {
-    return piece.length > 0 && piece[0] !== 0 && this.#survivors(piece) !== undefined;
+    if (piece.length === 0 || piece[0] === 0) return false;
+    const next = this.#survivors(piece);
+    // The allowed piece is mostly the one accepted next: the state after it is kept for acceptBytes.
+    if (next) this.#allowed = { piece, next };
+    return next !== undefined;
+  }
+
+  /**
+   * A test of a piece's first byte, false where no piece starting with it is allowed next (true: maybe; allowsPiece
+   * decides), memoized for this state: it rejects most of a vocabulary without matching each piece. After a partial
+   * character only continuation bytes may come; otherwise an ASCII byte must match some stack's character, and a
+   * stray continuation byte or NUL never starts an allowed piece. Lead bytes of longer characters are left to allowsPiece.
+   */
+  firstByteTest(): (byte: number) => boolean {
+    const stacks = this.#stacks;
+    if (this.#partial.remain > 0) return (b) => b >> 6 === 2;
+    const memo = new Int8Array(0x80).fill(-1);
+    return (b) => {
+      if (b >= 0xc0) return true;
+      if (b === 0 || b >= 0x80) return false;
+      if (memo[b] === -1) memo[b] = stacks.some((stack) => stack !== null && this.#matchChar(stack.top, b) >= 0) ? 1 : 0;
+      return memo[b] === 1;
+    };
   }
 
   /** Moves past a token's bytes (a trailing partial character is kept for the next piece). */
   acceptBytes(piece: Uint8Array): void {
-    const next = this.#survivors(piece);
+    const next = this.#allowed?.piece === piece ? this.#allowed.next : this.#survivors(piece);
+    this.#allowed = undefined;
     if (next === undefined) throw new FerryError('llm/bad-grammar', 'The text does not follow the grammar at this point.');
     this.#stacks = next.stacks;
     this.#partial = next.partial;

@@ -169,11 +169,13 @@ export class AgentRuntime {
 
   /**
    * Opens a stored session on its current branch: fresh instances, restored from the head checkpoint. A build this
-   * host does not have is loaded from the session, which carries it: the session keeps running the build it started with.
+   * host does not have is loaded from the session, which carries it: the session keeps running the build it started
+   * with, and samples as it recorded (setup.sampling gives only the reply length; see sessionSampling).
    */
-  static async open(store: Store, setup: RuntimeSetup, sessionId: string): Promise<AgentRuntime> {
+  static async open(store: Store, given: RuntimeSetup, sessionId: string): Promise<AgentRuntime> {
     const session = await Session.open(store, sessionId);
     const head = await session.head();
+    const setup: RuntimeSetup = { ...given, sampling: sessionSampling((await session.checkpoint(head)).llm, given.sampling?.maxTokens) };
     const host = await readHostState(session, head);
     const parts = await build(setup, store, sessionId, host.agent, host.tools.map((t) => t.component), undefined, { session, at: head });
     const runtime = new AgentRuntime(session, setup, parts, head);
@@ -419,6 +421,24 @@ async function build(setup: RuntimeSetup, store: Store, sessionId: string, agent
 
 function hostState(parts: Parts): HostState {
   return { loop: parts.loop.state, agent: parts.agentComponent.id, tools: parts.tools.map((t) => ({ name: t.name, component: t.componentId })) };
+}
+
+/**
+ * How a stored session samples from here on: as its checkpoint recorded (Settings changed since apply to new sessions;
+ * its seed and the cut's position continue the same draws on any host), with the host's reply length where it gives one.
+ */
+export function sessionSampling(recorded: LlmSettings, maxTokens: number | undefined): Sampling {
+  const { temperature, topP, topK, seed, minP, repeatPenalty } = recorded.sampling;
+  return {
+    temperature,
+    seed,
+    maxTokens: maxTokens ?? recorded.sampling.maxTokens,
+    // The neutral values are recorded but were never asked for (settings.ts leaves them out): requests stay as they were.
+    ...(topP === 1 ? {} : { topP }),
+    ...(topK === 0 ? {} : { topK }),
+    ...(minP === undefined ? {} : { minP }),
+    ...(repeatPenalty === undefined ? {} : { repeatPenalty }),
+  };
 }
 
 function llmSettings(setup: RuntimeSetup): LlmSettings {

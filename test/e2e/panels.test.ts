@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
-import { devices, startUi, type UiRig } from './ui-harness.ts';
+import { devices, saveReplyLength, startUi, type UiRig } from './ui-harness.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
 import { importSession as importFerry } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
@@ -90,6 +90,14 @@ const survey = (model: string) =>
 
 afterAll(disposeEngine);
 
+/** Both devices import the same files (written with the same generated model): each is written once. */
+const written = new Map<string, Promise<Uint8Array>>();
+function once(name: string, write: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  let file = written.get(name);
+  if (!file) written.set(name, (file = write()));
+  return file;
+}
+
 for (const device of devices) {
   describe(`the per-template panels on a ${device.name}`, () => {
     let rig: UiRig;
@@ -108,6 +116,8 @@ for (const device of devices) {
     beforeAll(async () => {
       rig = await startUi(device, 'panels');
       ({ page, work } = rig);
+      // Short replies: the runs here check which agent ran, Retry's branch and a survey's parts, none a reply's length.
+      await saveReplyLength(page, press, 32);
     });
 
     afterAll(() => rig?.close());
@@ -119,7 +129,7 @@ for (const device of devices) {
     });
 
     test('the Workspace panel shows the files the workspace tool holds and the proposed diffs, with Apply on those not applied; the checkpoint tree names what each tool step did', async () => {
-      await importSession('dev-guide.ferry', await devGuide(model()), 'Dev guide');
+      await importSession('dev-guide.ferry', await once('dev-guide', () => devGuide(model())), 'Dev guide');
       await openPanel('Workspace');
       const panel = page.getByTestId('workspace-panel');
       await panel.waitFor();
@@ -189,7 +199,7 @@ for (const device of devices) {
     });
 
     test('the Script panel shows speakers and segments; Play reads it aloud, or says why it cannot', async () => {
-      await importSession('podcast.ferry', await podcast(model()), 'Podcast');
+      await importSession('podcast.ferry', await once('podcast', () => podcast(model())), 'Podcast');
       await openPanel('Script');
       const panel = page.getByTestId('script-panel');
       await panel.waitFor();
@@ -254,7 +264,7 @@ for (const device of devices) {
     });
 
     test('the Draft panel shows the outline, sections and bibliography, and exports the draft as Markdown', async () => {
-      await importSession('survey.ferry', await survey(model()), 'Survey');
+      await importSession('survey.ferry', await once('survey', () => survey(model())), 'Survey');
       // The transcript shows the draft the agent sent, after the section the model wrote last.
       expect(await page.getByTestId('agent-message').allTextContents()).toEqual([expect.stringContaining('CPU engines are the fallback [1].')]);
       expect(await page.getByTestId('agent-reply').getByRole('heading', { level: 1 }).textContent()).toBe('On-device language models');
@@ -308,7 +318,7 @@ for (const device of devices) {
       }
 
       // Written without an agent: catalogued as such, readable (its panel still found from its events), not run.
-      await importSession('no-agent.ferry', await ferryFile(podcastSteps()), 'Unknown agent');
+      await importSession('no-agent.ferry', await once('no-agent', () => ferryFile(podcastSteps())), 'Unknown agent');
       expect(await page.getByTestId('agent-missing').textContent()).toMatch(/not one this version of Ferry has.*read, fork, export and share it/);
       expect(await page.getByLabel('Message').isDisabled()).toBe(true);
       expect(await page.getByTestId('panel-tab').textContent()).toBe('Script');
@@ -354,10 +364,6 @@ for (const device of devices) {
     });
 
     test('a survey kept on this device runs its parts here, one after another, with a progress bar, and ends with its reply', async () => {
-      await press(page.getByRole('link', { name: 'Settings', exact: true }));
-      await page.getByLabel('Reply length (tokens)').fill('32');
-      await press(page.getByRole('button', { name: 'Save settings' }));
-      await expect.poll(() => page.getByTestId('toast').last().textContent(), { timeout: 30_000 }).toContain('Settings saved');
       await press(page.getByRole('link', { name: 'Sessions', exact: true }));
       await press(page.getByLabel(/Survey/));
       await page.getByLabel(/^Title/).fill('Harbour survey');

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
-import { devices, pressMoveToCloud, startUi, type UiRig } from './ui-harness.ts';
+import { devices, pressMoveToCloud, saveReplyLength, startUi, type UiRig } from './ui-harness.ts';
 
 for (const device of devices) {
   describe(`two tabs on one session on a ${device.name}`, () => {
@@ -40,6 +40,18 @@ for (const device of devices) {
       return tab;
     }
 
+    /**
+     * Saves the reply length in this tab's Settings; with `session`, opens that session again after. Only the replies a
+     * stop or a crash cuts need to be long.
+     */
+    async function setReplyLength(page: Page, tokens: number, session?: string): Promise<void> {
+      await saveReplyLength(page, press, tokens);
+      if (session === undefined) return;
+      await press(page.getByRole('link', { name: 'Sessions', exact: true }));
+      await press(page.getByRole('link', { name: session, exact: true }));
+      await page.getByTestId('transcript').and(page.locator('[data-ready="true"]')).waitFor();
+    }
+
     /** The tab shows `n` replies (and `n` messages), nothing runs there, and no error was shown. */
     async function shows(page: Page, n: number): Promise<void> {
       const failed = page.getByTestId('error-toast');
@@ -58,6 +70,8 @@ for (const device of devices) {
       await one.getByTestId('relay-models').waitFor({ timeout: 90_000 });
       await press(one.getByTestId('relay-models').getByRole('button', { name: /^Use / }));
       await one.getByTestId('relay-model-in-use').waitFor({ timeout: 60_000 });
+      // Short replies until one is stopped (the second tab, opened after, reads the same Settings).
+      await setReplyLength(one, 48);
       await press(one.getByRole('link', { name: 'Sessions', exact: true }));
       await press(one.getByLabel(/Assistant/));
       await one.getByLabel(/^Title/).fill('Two tabs');
@@ -89,7 +103,8 @@ for (const device of devices) {
       // The first tab ran it: the second still follows.
       expect(await two.getByTestId('other-tab').count()).toBe(1);
 
-      // Streamed in the first tab, shown live in the second as it streams, and stopped from there.
+      // Streamed in the first tab, shown live in the second as it streams, and stopped from there: a long reply.
+      await setReplyLength(one, 512, 'Two tabs');
       await send(one, 'a long one, stopped from the second tab');
       await expect.poll(async () => ((await two.getByTestId('live-text').textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 20, { timeout: 60_000, interval: 10 }).toBe(true);
       await press(two.getByRole('button', { name: 'Stop' }));
@@ -104,13 +119,7 @@ for (const device of devices) {
       await shows(two, 4);
       expect(await two.getByTestId('user-message').last().textContent()).toContain('the first tab is gone');
       // A long reply for what follows, so the second tab surely dies before it is done (Settings are each tab's own).
-      await press(two.getByRole('link', { name: 'Settings', exact: true }));
-      await two.getByLabel('Reply length (tokens)').fill('1024');
-      await press(two.getByRole('button', { name: 'Save settings' }));
-      await expect.poll(() => two.getByTestId('toast').last().textContent()).toContain('Settings saved');
-      await press(two.getByRole('link', { name: 'Sessions', exact: true }));
-      await press(two.getByRole('link', { name: 'Two tabs', exact: true }));
-      await two.getByTestId('transcript').and(two.locator('[data-ready="true"]')).waitFor();
+      await setReplyLength(two, 1024, 'Two tabs');
 
       // A tab opened now follows the second.
       const three = await openTab(two.url(), 'third');
@@ -129,6 +138,9 @@ for (const device of devices) {
       const unsent = three.getByTestId('unsent-message');
       await expect.poll(() => unsent.textContent(), { timeout: 30_000 }).toContain('sent just before this tab crashes');
       expect(await three.getByTestId('agent-message').count()).toBe(4);
+      // The message sent again needs no long reply: the third tab (which read 1,024 when it opened) answers it short.
+      await setReplyLength(three, 48, 'Two tabs');
+      await expect.poll(() => unsent.textContent(), { timeout: 30_000 }).toContain('sent just before this tab crashes');
       await press(unsent.getByRole('button', { name: 'Send again' }));
       await shows(three, 5);
       expect(await unsent.count()).toBe(0);

@@ -13,6 +13,7 @@ import type { Locator, Page } from 'playwright-core';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+import { waitFor } from '../support/wait.ts';
 
 export const root = path.resolve(import.meta.dirname, '..', '..');
 export const shots = path.join(root, 'test-results', 'ui');
@@ -129,6 +130,19 @@ export async function startUi(device: Device, label: string, options: { chromium
     },
   };
   return rig;
+}
+
+/**
+ * Saves Settings' reply length in `page`'s tab (each tab reads Settings when it loads, and applies it to every run
+ * it starts). Runs whose replies nothing cuts short need few tokens: the generated model writes gibberish up to the
+ * limit, 512 by default.
+ */
+export async function saveReplyLength(page: Page, press: (l: Locator) => Promise<void>, tokens: number): Promise<void> {
+  await press(page.getByRole('link', { name: 'Settings', exact: true }));
+  await page.getByLabel('Reply length (tokens)').fill(String(tokens));
+  await press(page.getByRole('button', { name: 'Save settings' }));
+  // The shared wait, not expect.poll: suites call this from beforeAll too.
+  await waitFor('"Settings saved"', async () => (await page.getByTestId('toast').last().textContent({ timeout: 1000 }).catch(() => ''))?.includes('Settings saved'), { timeoutMs: 30_000 });
 }
 
 /**

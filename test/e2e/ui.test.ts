@@ -451,6 +451,10 @@ for (const device of devices) {
       expect(await page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).count()).toBe(0);
       expect(await page.getByTestId('agent-message').count()).toBe(replies);
       await screen('unsent-after-crash');
+      // Sent again, it needs no long reply: back to the usual limits, and to the session, which still offers it.
+      await setLimits(512, 4096);
+      await openSession('Limits');
+      await expect.poll(() => unsent.textContent(), { timeout: 30_000 }).toContain('This one was sent before the crash.');
       await press(unsent.getByRole('button', { name: 'Send again' }));
       await expect.poll(() => page.getByTestId('agent-message').count(), { timeout: 60_000 }).toBe(replies + 1);
       await expect.poll(() => page.getByTestId('live-turn').count()).toBe(0);
@@ -461,7 +465,6 @@ for (const device of devices) {
       await transcriptReady();
       await expect.poll(() => page.getByTestId('user-message').filter({ hasText: 'sent before the crash' }).count()).toBe(1);
       expect(await unsent.count()).toBe(0);
-      await setLimits(512, 4096);
     });
 
     test('moves a session to the cloud worker mid-stream and brings it back, from the "Where it runs" panel', async () => {

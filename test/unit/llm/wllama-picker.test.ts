@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Wllama } from 'wllama-v2/esm/index.js';
 import { grammarPick, type PickerModel } from '../../../src/browser/llm/wllama-picker.ts';
 import { gbnfMatcher, type GbnfMatcher } from '../../../src/core/llm/gbnf.ts';
+import { seededRandom as random } from '../../../src/core/random.ts';
 import { toolCallGrammar } from '../../../src/core/llm/tool-grammar.ts';
 import { docsSpec } from '../../../components/docs/spec.ts';
 import { notesSpec } from '../../../components/notes/spec.ts';
@@ -25,18 +26,6 @@ function vocabulary(): Uint8Array[] {
   for (const w of words) pieces.push(encoder.encode(w));
   pieces.push(Uint8Array.of(0xe2, 0x82), Uint8Array.of(0xac, 0x41), Uint8Array.of(0x41, 0x00, 0x42), Uint8Array.of(0xc3));
   return pieces;
-}
-
-/** A deterministic random source (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** wllama's logits calls over one step's logits. */

@@ -46,13 +46,14 @@ printf '%s\n' "${timings[@]}"
 # One closing line in the plain form CI reads, from Vitest's own reports.
 node -e '
   const fs = require("fs");
-  const total = { pass: 0, fail: 0, skip: 0 };
+  const total = { pass: 0, fail: 0, skip: 0, files: 0 };
   for (const name of ["unit-browser", "e2e"]) {
     const file = `test-results/${name}.json`;
     if (!fs.existsSync(file)) { console.log(`${name}: no report (Vitest did not finish)`); total.fail++; continue; }
     const r = JSON.parse(fs.readFileSync(file, "utf8"));
-    total.pass += r.numPassedTests; total.fail += r.numFailedTests; total.skip += r.numPendingTests + r.numTodoTests;
+    total.pass += r.numPassedTests; total.fail += r.numFailedTests; total.skip += r.numPendingTests + r.numTodoTests; total.files += r.testResults.filter((f) => f.status === "failed").length;
   }
-  console.log(`${total.pass} passed, ${total.fail} failed` + (total.skip ? `, ${total.skip} skipped` : ""));
+  // A file can fail with no test failing (a hook that timed out): it is counted too.
+  console.log(`${total.pass} passed, ${total.fail} failed` + (total.skip ? `, ${total.skip} skipped` : "") + (total.files ? ` (${total.files} file${total.files === 1 ? "" : "s"} failed)` : ""));
 ' || true
 exit $status

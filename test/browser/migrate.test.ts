@@ -45,9 +45,9 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const c of clients) await c.terminate();
+  await Promise.all(clients.map((c) => c.terminate()));
   await commands.stopMigrationRelay();
-});
+}, 180_000);
 
 interface Sampling {
   readonly temperature: number;
@@ -134,7 +134,9 @@ describe('a session moves mid-generation from the page to the cloud worker and b
       // Sampled, the same session run wholly by the cloud worker draws the same tokens (see SAMPLED).
       const cloudOnly = await device(sampling);
       const cloudSession = await newSession(cloudOnly);
-      await new RelayRunner({ sessionId: cloudSession, store: cloudOnly.store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: () => {} }).send({ type: 'start', task: TASK });
+      const cloudRun = new RelayRunner({ sessionId: cloudSession, store: cloudOnly.store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: () => {} });
+      await cloudRun.send({ type: 'start', task: TASK });
+      await cloudRun.close();
       const drawn = (await generations(cloudOnly.store, cloudSession)).flatMap((g) => g.tokens);
       const firstDiff = drawn.findIndex((t, i) => t !== unmoved[i]);
       expect(firstDiff, 'the cloud worker, unmoved: the first token it draws otherwise').toBe(-1);

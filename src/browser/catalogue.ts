@@ -93,14 +93,14 @@ export class SessionCatalogue {
       known.add(meta.output.id);
       out.push(meta.output);
     }
-    for (const id of inStore) if (!known.has(id)) out.push(await this.adopt(id, 'Untitled session'));
+    for (const id of inStore) if (!known.has(id)) out.push(await this.#repair(id));
     return out.sort((a, b) => b.updatedAt - a.updatedAt);
   }
 
   async get(id: string): Promise<SessionMeta> {
     const meta = v.safeParse(MetaSchema, await this.db.get('sessions', id));
     if (meta.success) return meta.output;
-    if ((await this.store.getRef(`sessions/${id}/head`)) !== undefined) return this.adopt(id, 'Untitled session');
+    if ((await this.store.getRef(`sessions/${id}/head`)) !== undefined) return this.#repair(id);
     throw new FerryError('session/not-found', 'This session is not on this device: it was deleted, or the link points at another device. Import its .ferry file to open it here.');
   }
 
@@ -160,6 +160,30 @@ export class SessionCatalogue {
 
   /** Lists a session found in the store (imported, opened from a link, written by another tab), with its agent's template. */
   async adopt(id: string, fallbackTitle: string, title?: string): Promise<SessionMeta> {
+    const found = await this.#readMeta(id, fallbackTitle, title);
+    await this.put(found.meta);
+    return this.#listed(found);
+  }
+
+  /**
+   * Lists a session whose head the store has and the list lacked when it was read. The entry is written only if still
+   * absent: a session being created has its head before its entry, and its own entry (with the title typed) wins.
+   */
+  async #repair(id: string): Promise<SessionMeta> {
+    const found = await this.#readMeta(id, 'Untitled session');
+    const { meta } = found;
+    const listed = await writing(async () => {
+      const tx = this.db.transaction('sessions', 'readwrite');
+      const row = v.safeParse(MetaSchema, await tx.store.get(id));
+      if (!row.success) await tx.store.put(meta);
+      await tx.done;
+      return row.success ? row.output : meta;
+    });
+    return listed === meta ? this.#listed(found) : listed;
+  }
+
+  /** The entry a session found in the store gets, read from its checkpoints. */
+  async #readMeta(id: string, fallbackTitle: string, title?: string): Promise<{ meta: SessionMeta; session: Session }> {
     const session = await Session.open(this.store, id);
     const head = await session.checkpoint(await session.head());
     const history = await session.history();
@@ -179,9 +203,13 @@ export class SessionCatalogue {
       steps: head.counters.steps,
       costMicros: head.counters.costMicros,
     };
-    await this.put(meta);
+    return { meta, session };
+  }
+
+  /** After a found session is listed: its transcript cached and its size measured. */
+  async #listed({ meta, session }: { meta: SessionMeta; session: Session }): Promise<SessionMeta> {
     await this.transcripts.steps(session).catch(() => undefined);
-    void this.measure(id);
+    void this.measure(meta.id);
     return meta;
   }
 

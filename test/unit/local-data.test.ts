@@ -180,6 +180,15 @@ describe('what a session cost', () => {
     await Promise.all([app.sessions.ran(session), app.sessions.setRunsOn(session.id, 'Cloud worker'), app.sessions.rename(session.id, 'Harbour story'), app.sessions.measure(session.id)]);
     expect(await app.sessions.get(session.id)).toMatchObject({ costMicros: 900, steps: 1, runsOn: 'Cloud worker', title: 'Harbour story', sizeBytes: expect.any(Number) });
   });
+
+  test('a session created while the list is read keeps the title it was created with, not the list\'s repair', async () => {
+    // Creating writes the session's head, then its entry: a list read between the two finds a head with no entry.
+    const session = await Session.create(app.store, { llm: testLlm });
+    const [listed, created] = await Promise.all([app.sessions.list(), app.sessions.register(session.id, 'assistant', 'a'.repeat(64), 'Here')]);
+    expect(listed.map((m) => m.id)).toContain(session.id);
+    expect(created.title).toBe('Here');
+    expect((await app.sessions.get(session.id)).title).toBe('Here');
+  });
 });
 
 describe('the engine limits in Settings', () => {

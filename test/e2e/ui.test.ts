@@ -46,6 +46,14 @@ for (const device of devices) {
     }
 
     /** Types a message and sends it with Enter. */
+    /** Where a control is and whether it can be pressed, with the page's scroll: what a failed press is reported with. */
+    async function layout(control: Locator): Promise<string> {
+      const box = await control.boundingBox({ timeout: 1000 }).catch(() => null);
+      const enabled = await control.isEnabled({ timeout: 1000 }).catch(() => 'gone');
+      const page = await control.page().evaluate(() => `scrollY ${Math.round(scrollY)} of ${document.documentElement.scrollHeight} (viewport ${innerHeight})`);
+      return `box ${JSON.stringify(box)}, enabled ${String(enabled)}, ${page}`;
+    }
+
     async function send(text: string): Promise<void> {
       const box = page.getByLabel('Message');
       await box.fill(text);
@@ -489,9 +497,12 @@ for (const device of devices) {
       await box.press('Enter');
       const live = page.getByTestId('live-reply');
       await expect.poll(async () => (await live.getAttribute('data-where', { timeout: 50 }).catch(() => null)) === 'device' && ((await live.textContent({ timeout: 50 }).catch(() => null)) ?? '').length > 40, { timeout: 60_000, interval: 10 }).toBe(true);
+      const before = await layout(move);
       await press(move);
       // The live indicator, then the stream goes on from the cloud worker.
-      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000, interval: 10 }).toMatch(/moving|Cloud worker/);
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 30_000, interval: 10 }).toMatch(/moving|Cloud worker/).catch(async (err: unknown) => {
+        throw new Error(`Move did not start. Before the press: ${before}; now: ${await layout(move)}; toasts: ${JSON.stringify(await page.getByTestId('error-toast').allTextContents())}; console: ${[...rig.pageErrors, ...rig.consoleLog].slice(-8).join(' | ')}`, { cause: err });
+      });
       await screen('moving');
       // The stream goes on from the cloud worker: live, or already checkpointed there and copied here.
       const fromCloud = page.getByTestId('agent-message').filter({ hasText: 'node-llama-cpp' });

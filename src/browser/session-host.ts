@@ -255,6 +255,9 @@ export class SessionHost {
     if (!entry) {
       entry = { runner: this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)), placement: { state: 'here', name: HERE }, placer: this.#placer(sessionId, model) };
       this.#entries.set(sessionId, entry);
+      // A session left running speculatively before a reload runs plainly here now: the list says so.
+      const { sessions } = this.opts.data;
+      void sessions.get(sessionId).then((meta) => (meta.runsOn === SPECULATIVE ? sessions.setRunsOn(sessionId, HERE) : undefined)).catch(() => undefined);
     }
     return entry;
   }

@@ -2,7 +2,8 @@
  * The PWA as a person uses it, in Debian's Chromium against the built app served by `ferry start`, on a phone
  * (360×780, touch) and a desktop (1280×800): choosing the relay's model, sessions whose agent runs in the page's
  * agent worker (wllama, the generated model) with streaming replies, the checkpoint tree, .ferry files, settings,
- * moving a session to the relay's cloud worker and back mid-stream, running it here verified by the cloud worker, offline.
+ * moving a session to the relay's cloud worker and back mid-stream, running it here verified by the cloud worker,
+ * offline.
  * Every screen is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';

@@ -32,6 +32,11 @@
  * 0.5 s move cost). The `_fastest` / `_cheapest` figures show the other objectives on the same world; `_own_gpu`
  * the default in a fleet that also has the user's GPU desktop, switched on about half the time — whether a fast free
  * node of one's own changes the cost picture (cost_vs_cloud_own_gpu, p95_vs_local_own_gpu).
+ * - `_speculative`: the default in a world where the device in hand may run a step speculatively — drafting with a
+ *   1B model of the family, the cloud worker verifying (DESIGN §9) — and `_speculative_same_model` drafting with the
+ *   session's own model, as Ferry's runner does today; `_speculative_fastest` the fastest objective there.
+ *   speculative_share: the share of steps the policy runs speculatively (oracle_speculative_share: the oracle's);
+ *   sampled_speculative_steps: speculative steps of sampled sessions (the podcast's), which must be 0.
  * - cost_goal_usd_h: what the cost goal asks of the user — the highest price of their time (balanced's one knob,
  *   Settings' "Value of your time") at which cost_vs_cloud reaches its goal (1.39), and p95_vs_local_at_cost_goal there;
  *   `_oracle` the same for the oracle.
@@ -79,6 +84,8 @@ interface NodeSpec {
   readonly engine: EngineName;
   /** How its true speed departs from the nominal one, unknown to the policy. */
   readonly behaviour: NodeBehaviour;
+  /** A device's speeds with the small draft model of the speculative worlds (DRAFT_MODEL). */
+  readonly draft?: { readonly prefillTps: number; readonly decodeTps: number };
 }
 
 /**
@@ -91,6 +98,8 @@ interface NodeSpec {
  */
 const LAPTOP: NodeSpec = {
   id: 'laptop', prefillTps: 180, decodeTps: 16.7, memoryBytes: 12 * 2 ** 30, rttMs: 20, bandwidthBps: 12.5e6, pricePer1k: 0, queueWaitMs: 0,
+  // Llama 3.2 1B Q4 drafting: decode is memory-bound, so ~8B/1.2B ≈ 5× the 8B's rates (assumption).
+  draft: { prefillTps: 900, decodeTps: 80 },
   // web-llm on WebGPU. The user gets busy (a build, a video call): episodes every ~10 min, ~2 min long, at 35% speed.
   // Cold: weights from the browser's cache to the GPU and shaders compiled, ~6 s; its first step at 60% (assumptions).
   engine: 'web-llm',
@@ -107,6 +116,8 @@ const LAPTOP: NodeSpec = {
  */
 const PHONE: NodeSpec = {
   id: 'phone', prefillTps: 40, decodeTps: 6, memoryBytes: 8 * 2 ** 30, rttMs: 60, bandwidthBps: 2.5e6, pricePer1k: 0, queueWaitMs: 0,
+  // Llama 3.2 1B Q4 drafting, ~5× the 8B's rates as on the laptop (assumption).
+  draft: { prefillTps: 200, decodeTps: 30 },
   // wllama on the CPU. Thermal throttling: after 60 s of continuous generation, 60% speed (in line with the
   // sustained-load drops reported for mobile LLM inference). Noisier than the others (background apps, power states).
   // Cold: ~10 s to read 4.9 GB of weights back into memory; its first step at 70% (assumptions).
@@ -157,7 +168,29 @@ const DESKTOP: NodeSpec = {
 interface World {
   readonly nodes: readonly NodeSpec[];
   up(node: string, t: number): boolean;
+  /** The device in hand may run steps speculatively (it drafts, the cloud worker verifies), drafting with this. */
+  readonly speculative?: SpeculativeWorld;
 }
+
+/**
+ * Speculative worlds: the device drafts, the cloud worker verifies (DESIGN §9). `small`: with a 1B model of the
+ * family (Llama 3.2 1B for 3.1 8B), whose drafts the 8B accepts at ~0.7 a token (assumption, in line with the
+ * 0.6–0.8 reported for same-family 1B/8B pairs); the true rate varies per step, 0.5–0.85. `same`: with the
+ * session's own model, as Ferry's runner drafts today — the policy expects 0.9 (next-step.ts), truly 0.85–0.98 (the
+ * engines' arithmetic parts near ties; assumption).
+ */
+interface SpeculativeWorld {
+  readonly draftModel: string;
+  readonly acceptance: number;
+  readonly trueAcceptance: readonly [number, number];
+  /** The draft's speeds on a device. */
+  draftSpeed(spec: NodeSpec): { prefillTps: number; decodeTps: number };
+}
+const DRAFT_MODEL = 'llama-3.2-1b-instruct-q4';
+const SMALL_DRAFT: SpeculativeWorld = { draftModel: DRAFT_MODEL, acceptance: 0.7, trueAcceptance: [0.5, 0.85], draftSpeed: (spec) => spec.draft! };
+const SAME_DRAFT: SpeculativeWorld = { draftModel: MODEL, acceptance: 0.9, trueAcceptance: [0.85, 0.98], draftSpeed: (spec) => ({ prefillTps: spec.prefillTps, decodeTps: spec.decodeTps }) };
+/** Podcast scripts are sampled (creative text; assumption): those sessions can never run speculatively. */
+const sampled = (s: SessionSpec) => s.workload === 'podcast';
 
 const ALL_SPECS = [PHONE, LAPTOP, DESKTOP, CLOUD] as const;
 const specOf = (id: string): NodeSpec => ALL_SPECS.find((s) => s.id === id)!;
@@ -195,6 +228,8 @@ const DESKTOP_ON: readonly Episode[] = (() => {
 })();
 
 const BASE_WORLD: World = { nodes: [PHONE, LAPTOP, CLOUD], up: () => true };
+const SPECULATIVE_WORLD: World = { ...BASE_WORLD, speculative: SMALL_DRAFT };
+const SAME_MODEL_SPECULATIVE_WORLD: World = { ...BASE_WORLD, speculative: SAME_DRAFT };
 const OWN_GPU_WORLD: World = { nodes: [PHONE, LAPTOP, DESKTOP, CLOUD], up: (node, t) => node !== 'desktop' || DESKTOP_ON.some((e) => e.start <= t && t < e.end) };
 
 /** The true queue wait for a step on a node: cloud waits are log-normal, median 200 ms, p99 ≈ 2 s (assumption). */
@@ -307,12 +342,14 @@ function sessions(): SessionSpec[] {
 function profilesFor(world: World, s: SessionSpec, now: number, evenDetached = false): NodeProfile[] {
   return world.nodes.filter((spec) => evenDetached || world.up(spec.id, now)).map((spec) => {
     const kind: NodeKind = spec.id === 'cloud' ? 'cloud' : spec.id === s.here ? 'this-device' : 'my-device';
+    const draft = world.speculative && kind === 'this-device' ? world.speculative : undefined;
     return {
       id: spec.id,
       name: spec.id === 'cloud' ? 'cloud-h100' : spec.id,
       kind,
       trust: spec.id === 'cloud' ? 'third-party' : 'own',
-      models: { [MODEL]: { prefillTps: spec.prefillTps, decodeTps: spec.decodeTps, measuredAt: now } },
+      models: { [MODEL]: { prefillTps: spec.prefillTps, decodeTps: spec.decodeTps, measuredAt: now }, ...(draft ? { [draft.draftModel]: { ...draft.draftSpeed(spec), measuredAt: now } } : {}) },
+      ...(world.speculative && spec.id === 'cloud' ? { verifies: true } : {}),
       memoryBytes: spec.memoryBytes,
       ...(spec.id === 'phone' ? { battery: s.battery } : {}),
       link: { rttMs: spec.rttMs, bandwidthBps: spec.bandwidthBps },
@@ -335,6 +372,8 @@ interface SessionState {
   bytes: number;
   synced: Record<string, number>;
   current: string | undefined;
+  /** The last step ran speculatively (here, verified by the cloud worker). */
+  speculative?: boolean;
   /** Per node: when it last ran a step of this session (its engine is cold after COLD_AFTER_MS). */
   lastRan: Record<string, number>;
   /** The device in the user's hand. */
@@ -371,7 +410,58 @@ function pendingStep(world: World, s: SessionSpec, st: SessionState, prompt: num
     missingBytes: missing,
     kvBytesPerToken: KV_BYTES_PER_TOKEN,
     memoryBytes: WEIGHT_BYTES + (prompt + expectedOutput) * KV_BYTES_PER_TOKEN,
+    ...(world.speculative ? { sampled: sampled(s), speculative: { draftModel: world.speculative.draftModel, acceptance: world.speculative.acceptance } } : {}),
   };
+}
+
+/** decide() as the session runs now: speculatively (verified by the cloud worker), or on `st.current`. */
+function decideNow(world: World, s: SessionSpec, st: SessionState, prompt: number, expected: number, nodes: NodeProfile[], prefs: PlacementPrefs) {
+  return st.speculative ? decide(pendingStep(world, s, st, prompt, expected), nodes, prefs, 'cloud', 'speculative') : decide(pendingStep(world, s, st, prompt, expected), nodes, prefs, st.current);
+}
+
+/**
+ * Runs one step speculatively from `st.t` in the true world: the device in hand drafts `k` tokens a round with the
+ * world's draft model (its own noise, warm-up and slowdowns), the cloud worker verifies each round in one pass (its
+ * own), over a jittered round trip; each round's accepted count is drawn at the step's true acceptance. The session
+ * stays on the device; the verifier bills the prompt, every drafted id and the output. No live moves. Mutates `st`.
+ */
+function runSpeculativeStep(world: World, s: SessionSpec, st: SessionState, stepIndex: number, prompt: number, output: number, k: number, attempt = 0): StepOutcome {
+  const spec = world.speculative!;
+  const key = attempt === 0 ? [s.index, stepIndex, 'spec'] : [s.index, stepIndex, 'spec', 'again', attempt];
+  const here = specOf(st.here);
+  const draft = spec.draftSpeed(here);
+  const cloud = specOf('cloud');
+  const t0 = st.t;
+  const hereTruth = TRUTH.step(st.here, t0, key, st.lastRan[st.here]);
+  const cloudTruth = TRUTH.step('cloud', t0, key, st.lastRan.cloud);
+  const acceptance = uniform(spec.trueAcceptance[0], spec.trueAcceptance[1], 'acceptance', ...key);
+  const draftCache = spec.draftModel === MODEL ? st.here : `draft:${st.here}`;
+  // The draft engine reads what it lacks of the prompt, then the verifier reads it all (it keeps no slot between steps).
+  let t = t0 + hereTruth.coldLoadMs + ((prompt - Math.min(st.cached[draftCache] ?? 0, prompt)) / (draft.prefillTps * hereTruth.factor * TRUTH.slowdown(st.here, t0, 0))) * 1000;
+  t += queueWait('cloud', key) + cloud.rttMs * rttJitter([...key, 'open']) + (prompt / (cloud.prefillTps * cloudTruth.factor * TRUTH.slowdown('cloud', t, 0))) * 1000;
+  const busyFrom = t;
+  let decided = 0;
+  let drafted = 0;
+  for (let round = 0; decided < output; round++) {
+    const n = Math.min(k, output - decided - 1);
+    const hf = hereTruth.factor * TRUTH.slowdown(st.here, t, t - busyFrom);
+    t += (n / (draft.decodeTps * hf)) * 1000;
+    const cf = cloudTruth.factor * TRUTH.slowdown('cloud', t, 0);
+    t += cloud.rttMs * rttJitter([...key, round]) + 1000 / (cloud.decodeTps * cf) + (n / (cloud.prefillTps * cf)) * 1000;
+    let accepted = 0;
+    while (accepted < n && draw('accept', ...key, round, accepted) < acceptance) accepted++;
+    drafted += n;
+    decided += accepted + 1;
+  }
+  const cost = ((prompt + drafted + output) / 1000) * cloud.pricePer1k;
+  st.t = t;
+  st.cached[draftCache] = prompt + output;
+  st.lastRan[st.here] = t;
+  st.lastRan.cloud = t;
+  st.current = st.here;
+  st.speculative = true;
+  // The verifier sees the ids: it counts where the step ran (privacy).
+  return { ms: t - t0, cost, moves: 0, nodes: [st.here, 'cloud'] };
 }
 
 /**
@@ -414,6 +504,7 @@ function runStep(world: World, s: SessionSpec, st: SessionState, stepIndex: numb
   let cost = (prompt / 1000) * specOf(node).pricePer1k;
   let moves = 0;
   const nodes = [node];
+  st.speculative = false;
   const enter = (n: string, ctx: number) => {
     st.synced[n] = st.bytes;
     st.cached[n] = ctx;
@@ -456,7 +547,8 @@ function runStep(world: World, s: SessionSpec, st: SessionState, stepIndex: numb
         const nodesNow = profilesFor(world, s, t);
         const base = pendingStep(world, s, st, prompt, generated + remainingExpected);
         const d = redecideMidGeneration(base, nodesNow, strategy.prefs, node, { measuredDecodeTps: measured, generatedTokens: generated, now: t });
-        if (d.move) {
+        // Live, the simulated session moves between nodes only; a speculative run starts at a step boundary.
+        if (d.move && !d.estimate.mode) {
           const ctx = prompt + generated;
           const liveKey = [...key, 'live', hop++];
           st.lastRan[node] = t;
@@ -484,6 +576,9 @@ interface SessionResult {
   readonly cost: number;
   readonly moves: number;
   readonly violations: number;
+  /** Steps run speculatively, and how many of those were of a sampled session (must be none). */
+  readonly speculativeSteps: number;
+  readonly sampledSpeculativeSteps: number;
 }
 
 /** What `simulate` shows an observer before each placement: the session's state and the step about to be placed. */
@@ -495,6 +590,8 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy, observe?: St
   let cost = 0;
   let moves = 0;
   let violations = 0;
+  let speculativeSteps = 0;
+  let sampledSpeculativeSteps = 0;
   const replies: number[] = [];
   const everyNode = profilesFor(world, s, 0, true);
   s.steps.forEach((step, i) => {
@@ -518,20 +615,27 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy, observe?: St
       observe?.(st, { index: i, prompt, output: step.output, expected, nodes: nodesNow, attempt });
       let node: string;
       let resume: Resume | undefined;
+      /** Drafted tokens a round when the step runs speculatively. */
+      let draftTokens: number | undefined;
       if (strategy.kind === 'fixed') {
         node = strategy.node(s);
         resume = 'kv-ship'; // startupMs takes the better of shipping and re-prefilling, with true speeds: no handicap
       } else if (strategy.kind === 'policy') {
-        const d = decide(pendingStep(world, s, st, prompt, expected), nodesNow, strategy.prefs, st.current);
+        const d = decideNow(world, s, st, prompt, expected, nodesNow, strategy.prefs);
         node = d.nodeId;
         resume = d.estimate.resume;
+        draftTokens = d.estimate.speculative?.draftTokens;
         if (d.move) moves++;
       } else {
-        ({ node, resume } = oracleChoice(world, s, st, i, prompt, step.output, strategy.prefs, nodesNow, attempt));
+        ({ node, resume, draftTokens } = oracleChoice(world, s, st, i, prompt, step.output, strategy.prefs, nodesNow, attempt));
       }
-      const before = st.current;
-      const out = runStep(world, s, st, i, prompt, step.output, node, resume, strategy, expected, attempt);
-      if (strategy.kind !== 'policy' && before !== undefined && before !== node) moves++;
+      const before = st.speculative ? 'speculative' : st.current;
+      const out = draftTokens === undefined ? runStep(world, s, st, i, prompt, step.output, node, resume, strategy, expected, attempt) : runSpeculativeStep(world, s, st, i, prompt, step.output, draftTokens, attempt);
+      if (draftTokens !== undefined) {
+        speculativeSteps++;
+        if (sampled(s)) sampledSpeculativeSteps++;
+      }
+      if (strategy.kind !== 'policy' && before !== undefined && before !== (draftTokens === undefined ? node : 'speculative')) moves++;
       moves += out.moves;
       for (const n of out.nodes) if (!privacyAllows(s.privacy, everyNode.find((p) => p.id === n)!)) violations++;
       ms += out.ms;
@@ -543,7 +647,7 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy, observe?: St
     st.bytes += step.output * BYTES_PER_TOKEN;
     replies.push(step.output);
   });
-  return { latencies, cost, moves, violations };
+  return { latencies, cost, moves, violations, speculativeSteps, sampledSpeculativeSteps };
 }
 
 /**
@@ -551,19 +655,21 @@ function simulate(world: World, s: SessionSpec, strategy: Strategy, observe?: St
  * the policy, via decide's own candidate list) in the true world and keeps the best by the same objective. It knows
  * the future, so it never picks a node that leaves before the step ends.
  */
-function oracleChoice(world: World, s: SessionSpec, st: SessionState, i: number, prompt: number, output: number, prefs: PlacementPrefs, nodes: NodeProfile[], attempt: number): { node: string; resume: Resume } {
-  const d = decide(pendingStep(world, s, st, prompt, output), nodes, { ...prefs, hysteresis: 0, moveCostMs: 0 }, st.current);
+function oracleChoice(world: World, s: SessionSpec, st: SessionState, i: number, prompt: number, output: number, prefs: PlacementPrefs, nodes: NodeProfile[], attempt: number): { node: string; resume: Resume; draftTokens?: number } {
+  const d = decideNow(world, s, st, prompt, output, nodes, { ...prefs, hysteresis: 0, moveCostMs: 0 });
   const usable = d.candidates.filter((c) => c.allowed);
   const pool = usable.some((c) => !c.avoided) ? usable.filter((c) => !c.avoided) : usable;
-  let best: { node: string; resume: Resume; score: number } | undefined;
+  let best: { node: string; resume: Resume; draftTokens?: number; score: number } | undefined;
   for (const c of pool) {
     const trial = cloneState(st);
-    const r = runStep(world, s, trial, i, prompt, output, c.nodeId, c.resume, { kind: 'fixed', node: () => c.nodeId }, output, attempt);
+    // A speculative run is tried with the draft length the policy's plan gives (the run adapts it; the oracle does not).
+    const draftTokens = c.speculative?.draftTokens;
+    const r = draftTokens === undefined ? runStep(world, s, trial, i, prompt, output, c.nodeId, c.resume, { kind: 'fixed', node: () => c.nodeId }, output, attempt) : runSpeculativeStep(world, s, trial, i, prompt, output, draftTokens, attempt);
     // The product's own score; cheapest breaks ties by time (free nodes differ in speed).
     const score = r.left ? Infinity : objectiveScore(r.ms, r.cost, prefs) + (prefs.objective === 'cheapest' ? r.ms * 1e-12 : 0);
-    if (!best || score < best.score) best = { node: c.nodeId, resume: c.resume, score };
+    if (!best || score < best.score) best = { node: c.nodeId, resume: c.resume, ...(draftTokens === undefined ? {} : { draftTokens }), score };
   }
-  return { node: best!.node, resume: best!.resume };
+  return { node: best!.node, resume: best!.resume, ...(best!.draftTokens === undefined ? {} : { draftTokens: best!.draftTokens }) };
 }
 
 function cloneState(st: SessionState): SessionState {
@@ -585,7 +691,7 @@ export function policyAndOracleSteps(index: number, objective: Objective = DEFAU
       const r = runStep(world, s, cloneState(st), step.index, step.prompt, step.output, node, resume, { kind: 'fixed', node: () => node }, step.output, step.attempt);
       return r.left ? Infinity : objectiveScore(r.ms, r.cost, prefs);
     };
-    const d = decide(pendingStep(world, s, st, step.prompt, step.expected), step.nodes, prefs, st.current);
+    const d = decideNow(world, s, st, step.prompt, step.expected, step.nodes, prefs);
     const o = oracleChoice(world, s, st, step.index, step.prompt, step.output, prefs, step.nodes, step.attempt);
     out.push({ policy: score(d.nodeId, d.estimate.resume), oracle: score(o.node, o.resume) });
   });
@@ -682,6 +788,9 @@ const VARIANTS: readonly Variant[] = [
   { suffix: '_cheapest', objective: 'cheapest' },
   { suffix: '_balanced_1usd_h', objective: 'balanced', usdPerHour: 1 },
   { suffix: '_own_gpu', objective: 'balanced', world: OWN_GPU_WORLD },
+  { suffix: '_speculative', objective: 'balanced', world: SPECULATIVE_WORLD },
+  { suffix: '_speculative_fastest', objective: 'fastest', world: SPECULATIVE_WORLD },
+  { suffix: '_speculative_same_model', objective: 'balanced', world: SAME_MODEL_SPECULATIVE_WORLD },
 ];
 
 export const placementSuite: Suite = {
@@ -707,6 +816,12 @@ export const placementSuite: Suite = {
       figures[`p95_vs_local${x}`] = { value: local.p95HeavyPublic / p.p95HeavyPublic, unit: 'x' };
       figures[`privacy_violations${x}`] = { value: p.violations, unit: 'steps' };
       figures[`moves_per_session${x}`] = { value: p.moves / p.sessions, unit: 'moves' };
+      if (variant.world?.speculative) {
+        // How often the policy runs a step speculatively, and the oracle; never for a sampled session.
+        figures[`speculative_share${x}`] = { value: p.speculativeSteps / p.steps, unit: 'share' };
+        figures[`oracle_speculative_share${x}`] = { value: o.speculativeSteps / o.steps, unit: 'share' };
+        figures[`sampled_speculative_steps${x}`] = { value: p.sampledSpeculativeSteps, unit: 'steps' };
+      }
       if (x === '') {
         figures.p95_vs_local_incl_private = { value: local.p95Heavy / p.p95Heavy, unit: 'x' };
         // Where the choice is between own devices only (phone vs a sometimes-busy laptop), the oracle's edge shows.
@@ -766,5 +881,8 @@ function summarize(parts: { s: SessionSpec; r: SessionResult }[]) {
     moves: parts.reduce((a, p) => a + p.r.moves, 0),
     violations: parts.reduce((a, p) => a + p.r.violations, 0),
     sessions: parts.length,
+    steps: parts.reduce((a, p) => a + p.r.latencies.length, 0),
+    speculativeSteps: parts.reduce((a, p) => a + p.r.speculativeSteps, 0),
+    sampledSpeculativeSteps: parts.reduce((a, p) => a + p.r.sampledSpeculativeSteps, 0),
   };
 }

@@ -91,7 +91,7 @@ export class AutoPlacer {
    * At a step boundary, before the session's next step runs here: where the policy would run it. Undefined keeps
    * it here — it decided so, or nothing is known yet to decide with (no generation measured here, no relay).
    */
-  async beforeStep(): Promise<StepPlacement | undefined> {
+  async beforeStep(speculative = false): Promise<StepPlacement | undefined> {
     if (this.#held) return undefined;
     try {
       const context = await this.opts.context();
@@ -102,7 +102,8 @@ export class AutoPlacer {
       if (decodeTps <= 0) return undefined;
       const [link, battery] = await Promise.all([probeLink(context.relay), probeBattery()]);
       const [here, ...fleet] = await this.#fleet(context, step.model, decodeTps, link, battery);
-      const decision = decideNextStep(step, here!, fleet, context.prefs);
+      // Running speculatively now: verified by the relay's own engine (the node that verifies).
+      const decision = decideNextStep(step, here!, fleet, context.prefs, speculative ? fleet.find((n) => n.verifies)?.id : undefined);
       if (!decision.move) {
         this.opts.onDecision?.(decision);
         return undefined;

@@ -7,7 +7,7 @@
  * sessions; another model gets a new worker. Which agent and tools a session runs is read from its checkpoints.
  */
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { AgentRunner, type AgentStatus, type ParallelOptions, type RunnerEvent, type RunnerListener } from '../core/host/index.ts';
+import { AgentRunner, type AgentStatus, type ParallelOptions, type RunnerEvent, type RunnerListener, type SpeculativeRunOptions } from '../core/host/index.ts';
 import type { Store } from '../core/store/index.ts';
 import { AgentClient } from './agent-client.ts';
 import type { EngineChoice, EngineLimits } from './engine-choice.ts';
@@ -37,6 +37,8 @@ export class DeviceWorker {
   /** The session the worker holds, and the settings it was opened with. */
   #holds: { sessionId: string; key: string } | undefined;
   readonly #runners = new Map<string, AgentRunner>();
+  /** Sessions whose runner runs them speculatively (drafted here, verified on a relay), and where they verify. */
+  readonly #speculative = new Map<string, SpeculativeRunOptions>();
   /** The CPU share this device's generations may use (Settings), applied to every worker. */
   #cpuShare = 1;
   /** Claims and creations one at a time: each sees the worker as the one before left it. */
@@ -44,9 +46,12 @@ export class DeviceWorker {
 
   constructor(private readonly opts: DeviceWorkerOptions) {}
 
-  /** The runner of session `sessionId` on this device, with `model`. */
-  runner(sessionId: string, model: ModelChoice, onEvent: RunnerListener): AgentRunner {
-    const runner = new AgentRunner({ sessionId, onEvent, claim: () => this.#claim(sessionId, model), worker: { send: (input) => this.#worker().send(input), cancel: () => this.#cancel(sessionId) } });
+  /**
+   * The runner of session `sessionId` on this device, with `model`; with `speculative`, its generations are drafted
+   * here and verified by the relay's worker there (a sampled session runs plainly, and says why).
+   */
+  runner(sessionId: string, model: ModelChoice, onEvent: RunnerListener, speculative?: SpeculativeRunOptions): AgentRunner {
+    const runner = new AgentRunner({ sessionId, onEvent, claim: () => this.#claim(sessionId, model, speculative), worker: { send: (input) => this.#worker().send(input), cancel: () => this.#cancel(sessionId) } });
     this.#runners.set(sessionId, runner);
     return runner;
   }
@@ -79,8 +84,13 @@ export class DeviceWorker {
   }
 
   /** Makes the worker hold `sessionId` as the store has it now. */
-  #claim(sessionId: string, model: ModelChoice): Promise<AgentStatus> {
-    return this.#inTurn(() => this.#take(sessionId, model));
+  #claim(sessionId: string, model: ModelChoice, speculative: SpeculativeRunOptions | undefined): Promise<AgentStatus> {
+    return this.#inTurn(() => {
+      // The mode is the claiming runner's: a runner left behind by a move that failed claims its own again.
+      if (speculative) this.#speculative.set(sessionId, speculative);
+      else this.#speculative.delete(sessionId);
+      return this.#take(sessionId, model);
+    });
   }
 
   #inTurn<T>(fn: () => Promise<T>): Promise<T> {
@@ -92,7 +102,7 @@ export class DeviceWorker {
   async #take(sessionId: string, model: ModelChoice): Promise<AgentStatus> {
     this.#refuseIfBusy(sessionId);
     const client = await this.#clientFor(model);
-    const key = JSON.stringify(await this.opts.settings());
+    const key = this.#key(sessionId, await this.opts.settings());
     if (this.#holds?.sessionId === sessionId && this.#holds.key === key) {
       try {
         return await client.reload();
@@ -140,6 +150,11 @@ export class DeviceWorker {
     return client;
   }
 
+  /** What the worker's session was opened with: a change (Settings, or the run mode) opens it again. */
+  #key(sessionId: string, settings: StartSettings): string {
+    return JSON.stringify([settings, this.#speculative.get(sessionId) ?? null]);
+  }
+
   /** Starts the worker's session (a new one, or one from the store) with this device's settings as they are now. */
   async #start(client: AgentClient, template: TemplateId, model: ModelChoice, session: { sessionId: string } | { agent: string; tools: string[] }): Promise<AgentStatus> {
     const settings = await this.opts.settings();
@@ -147,8 +162,9 @@ export class DeviceWorker {
     this.#holds = undefined;
     const [components, engine] = await Promise.all([templateComponents(template), this.opts.engines.spec(model, limits)]);
     const sampling = { maxTokens: limits.replyTokens, ...limits.sampling[template] };
-    const status = await client.start({ components: components.files, engine, store: this.opts.storeName, sampling, ...(parallel ? { parallel } : {}), ...session });
-    this.#holds = { sessionId: status.sessionId, key: JSON.stringify(settings) };
+    const speculative = 'sessionId' in session ? this.#speculative.get(session.sessionId) : undefined;
+    const status = await client.start({ components: components.files, engine, store: this.opts.storeName, sampling, ...(parallel ? { parallel } : {}), ...(speculative ? { speculative } : {}), ...session });
+    this.#holds = { sessionId: status.sessionId, key: this.#key(status.sessionId, settings) };
     return status;
   }
 }

@@ -3,7 +3,7 @@
  * (auto-placement.ts) and for what "Where it runs" says will happen (ui/where-it-runs.ts), so the screen never tells
  * another story than the one the placer acts on.
  */
-import { decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs } from '../core/placement/index.ts';
+import { decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs, type RunMode } from '../core/placement/index.ts';
 import type { Session } from '../core/session/index.ts';
 
 /** The placement's id for this device. */
@@ -12,6 +12,11 @@ export const THIS_DEVICE = 'this-device';
 const SYSTEM_PROMPT_TOKENS = 512;
 /** The engines that run on this device: their generations measure its speed. */
 const ENGINES_HERE = new Set(['wllama', 'wllama-webgpu', 'web-llm']);
+/**
+ * The acceptance placement expects when this device drafts with the very model the relay verifies with: its greedy
+ * picks are the verifier's but where the two engines' arithmetic parts a near tie, so most drafts are taken whole.
+ */
+const SAME_MODEL_ACCEPTANCE = 0.9;
 
 export interface NextStep {
   /** The session's model id, as its checkpoints record it. */
@@ -22,6 +27,8 @@ export interface NextStep {
   replyLimit: number;
   /** This device's decode rate for the model, from the newest generation an engine here recorded; null: none yet. */
   decodeTps: number | null;
+  /** The session samples (temperature > 0): it cannot run speculatively. */
+  sampled?: boolean;
 }
 
 /** The next step of `session` under this device's reply length and context size. */
@@ -33,6 +40,7 @@ export async function nextStep(session: Session, limits: { replyTokens: number; 
     expectedOutputTokens: expectedReplyTokens(replies, limits.replyTokens),
     replyLimit: limits.replyTokens,
     decodeTps: await measuredHere(session, head.llm.model),
+    sampled: head.llm.sampling.temperature > 0,
   };
 }
 
@@ -58,8 +66,13 @@ export function thisDeviceNode(model: string, decodeTps: number, extra: { batter
   return thisDeviceProfile({ id: THIS_DEVICE, name: 'this device', model, prefillTps: decodeTps * 10, decodeTps, measuredAt: Date.now(), kvState: false, ...extra });
 }
 
-/** Where the next step runs: this device `here`, with the session's context in its cache, or a node of `fleet`. */
-export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs): Decision {
-  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0 };
-  return decide(pending, [here, ...fleet], prefs, THIS_DEVICE);
+/**
+ * Where the next step runs: this device `here`, with the session's context in its cache, or a node of `fleet`, or
+ * speculatively (drafted here with the session's model, verified by the relay's worker). `speculativeVerifier`: the
+ * session runs speculatively now, verified by that node.
+ */
+export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculativeVerifier?: string): Decision {
+  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: SAME_MODEL_ACCEPTANCE } };
+  const [current, mode]: [string, RunMode] = speculativeVerifier ? [speculativeVerifier, 'speculative'] : [THIS_DEVICE, 'run'];
+  return decide(pending, [here, ...fleet], prefs, current, mode);
 }

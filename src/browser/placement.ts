@@ -4,6 +4,8 @@ import type { RunPlacement } from '../core/protocol/index.ts';
 
 export const HERE = 'This device';
 export const CLOUD = 'Cloud worker';
+/** Run here, speculatively: this device drafts, the relay's worker verifies. */
+export const SPECULATIVE = 'This device, verified by the cloud worker';
 
 /** Where a session is, for people: running here, away on `name`, or on its way to (or back from) there. */
 export interface Placement {
@@ -14,8 +16,11 @@ export interface Placement {
   otherTab?: true;
 }
 
-/** Where to move a session: here, or a relay's node (`where` absent: any cloud worker) named `name` for people. */
-export type MoveTarget = { here: true } | { here?: false; where?: RunPlacement; name?: string };
+/**
+ * Where to move a session: here; here, drafting for the relay's worker to verify (`speculative`); or a relay's node
+ * (`where` absent: any cloud worker) named `name` for people.
+ */
+export type MoveTarget = { here: true; speculative?: boolean } | { here?: false; where?: RunPlacement; name?: string };
 
 /** What a move that fails says: coming back here, or going to `name`. */
 export function moveFailure(here: boolean, name: string): { code: 'relay/bring-back-failed' | 'relay/move-failed'; message: string } {

@@ -21,9 +21,11 @@ import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
 import type { DeviceWorker } from './device-worker.ts';
 import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
-import { nextStep } from './next-step.ts';
+import { nextStep, THIS_DEVICE } from './next-step.ts';
 import { OtherTabs } from './other-tabs.ts';
-import { CLOUD, HERE, moveFailure, refuseWhileMoving, type MoveTarget, type Placement } from './placement.ts';
+import type { Decision } from '../core/placement/index.ts';
+import { verifyPath, type RunPlacement } from '../core/protocol/index.ts';
+import { CLOUD, HERE, SPECULATIVE, moveFailure, refuseWhileMoving, type MoveTarget, type Placement } from './placement.ts';
 import { comeBack, followAgain, followOptions } from './relay-follow.ts';
 import type { ModelChoice } from './settings.ts';
 import { withChildren } from './start-settings.ts';
@@ -49,6 +51,8 @@ interface Entry {
   runner: SessionRunner;
   placement: Placement;
   placer: AutoPlacer | undefined;
+  /** Runs here speculatively: drafted here, verified by the relay's worker. */
+  speculative?: boolean;
   /** The move going on, settled once the session is where it ends up. */
   moving?: Promise<void>;
 }
@@ -141,9 +145,9 @@ export class SessionHost {
     const session = await Session.open(this.opts.data.store, sessionId);
     const input: RunInput = (await session.checkpoint(await session.head())).counters.steps === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
     if (entry.placement.state === 'here') {
-      const placed = await entry.placer?.beforeStep();
+      const placed = await entry.placer?.beforeStep(entry.speculative === true);
       if (placed) {
-        await this.move(sessionId, model, { where: placed.where, name: placed.decision.estimate.name });
+        await this.move(sessionId, model, targetOf(placed.where, placed.decision));
         this.opts.onAutoMove?.(sessionId, placed.decision.reason);
       }
     }
@@ -172,21 +176,25 @@ export class SessionHost {
     if (!this.#tabs.stop(sessionId)) await this.#entries.get(sessionId)?.runner.stop();
   }
 
-  /** Moves the session: here, or to a relay's node (its forked children keep this device's scope). */
+  /**
+   * Moves the session: here (plainly, or speculatively: drafted here, verified by the relay's worker), or to a
+   * relay's node (its forked children keep this device's scope).
+   */
   async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
     await this.#tabs.refuseIfOther(sessionId, 'move it');
     const entry = this.#entry(sessionId, model);
     refuseWhileMoving(entry.placement);
-    if (target.here && entry.placement.state === 'here') return;
+    const speculative = target.here === true && target.speculative === true;
+    if (target.here && entry.placement.state === 'here' && (entry.speculative ?? false) === speculative) return;
     const before = entry.placement;
-    const name = target.here ? HERE : target.where?.space ? (target.name ?? 'another device') : CLOUD;
-    this.#set(sessionId, entry, { state: target.here ? 'returning' : 'moving', name });
+    const name = target.here ? (speculative ? SPECULATIVE : HERE) : target.where?.space ? (target.name ?? 'another device') : CLOUD;
+    this.#set(sessionId, entry, { state: target.here && before.state !== 'here' ? 'returning' : 'moving', name });
     let landed!: () => void;
     entry.moving = new Promise<void>((resolve) => (landed = () => ((entry.moving = undefined), resolve())));
     const from = entry.runner;
     let to: SessionRunner | undefined;
     try {
-      to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
+      to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e), speculative ? { verifyUrl: verifyUrlOf(this.opts.relay()) } : undefined) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
       entry.runner = await move(from, to, moveFailure(target.here === true, name));
     } catch (err) {
       await to?.close();
@@ -196,8 +204,10 @@ export class SessionHost {
       landed();
     }
     await from.close();
+    entry.speculative = speculative;
     if (target.here) {
-      entry.placer?.hold();
+      // Brought here by hand: it stays. Speculative, automatic placement may still decide it runs otherwise.
+      if (!speculative) entry.placer?.hold();
       await this.opts.data.records.savePlacement(sessionId, null);
     }
     this.#set(sessionId, entry, { state: target.here ? 'here' : 'away', name });
@@ -245,6 +255,9 @@ export class SessionHost {
     if (!entry) {
       entry = { runner: this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)), placement: { state: 'here', name: HERE }, placer: this.#placer(sessionId, model) };
       this.#entries.set(sessionId, entry);
+      // A session left running speculatively before a reload runs plainly here now: the list says so.
+      const { sessions } = this.opts.data;
+      void sessions.get(sessionId).then((meta) => (meta.runsOn === SPECULATIVE ? sessions.setRunsOn(sessionId, HERE) : undefined)).catch(() => undefined);
     }
     return entry;
   }
@@ -279,7 +292,7 @@ export class SessionHost {
       step: async () => nextStep(await Session.open(this.opts.data.store, sessionId), this.opts.limits()),
       move: (where, decision) => {
         if (this.placement(sessionId).state !== 'here') return;
-        this.move(sessionId, model, { where, name: decision.estimate.name })
+        this.move(sessionId, model, targetOf(where, decision))
           .then(() => this.opts.onAutoMove?.(sessionId, decision.reason))
           .catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) }));
       },
@@ -297,4 +310,15 @@ export class SessionHost {
     this.opts.onPlacement(sessionId, placement);
     this.#tabs.placed(sessionId, placement);
   }
+}
+
+/** The move a placement decision asks for: speculative (here, verified there), plainly here, or to the decided node. */
+function targetOf(where: RunPlacement | undefined, decision: Decision): MoveTarget {
+  if (decision.estimate.mode === 'speculative') return { here: true, speculative: true };
+  return decision.nodeId === THIS_DEVICE ? { here: true } : { where, name: decision.estimate.name };
+}
+
+/** The relay's verify socket, from its http(s) address. */
+function verifyUrlOf(relay: string): string {
+  return `${relay.replace(/\/+$/, '').replace(/^http/i, 'ws')}${verifyPath}`;
 }

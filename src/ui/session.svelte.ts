@@ -225,7 +225,7 @@ export class OpenSession {
       return true;
     }, this.id);
     if (!ok) return;
-    ui.notify(target.here ? 'The session is back on this device.' : `The session moved to ${this.placement.name === 'Cloud worker' ? 'the cloud worker' : this.placement.name}.`);
+    ui.notify(target.here ? (target.speculative ? 'The session runs on this device, verified by the cloud worker.' : 'The session is back on this device.') : `The session moved to ${this.placement.name === 'Cloud worker' ? 'the cloud worker' : this.placement.name}.`);
     await this.#follow();
   }
 

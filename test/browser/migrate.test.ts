@@ -7,8 +7,10 @@
  * IndexedDB store, as in the app: the moves are the core's (`move` between an AgentRunner and a RelayRunner), which
  * publish from that store and copy every checkpoint back into it.
  *
- * Also: a move that cannot reach the relay fails with a typed error and leaves the session running here; and
- * device → device, a generation cut on one agent worker is finished by another that opened the share link.
+ * Also: a move that cannot reach the relay fails with a typed error and leaves the session running here;
+ * device → device, a generation cut on one agent worker is finished by another that opened the share link; and a
+ * speculative run (wllama drafting in the page's worker, the relay's node-llama-cpp verifying) cut mid-reply and
+ * moved to the cloud worker ends with the token ids of a cloud-only greedy run.
  *
  * The relay is `ferry start` in a child process (a browser command starts it with `--model <generated gguf>`),
  * opened to this page's origin with --allow-origin.
@@ -20,7 +22,7 @@ import { openIdbStore } from '../../src/browser/idb-store.ts';
 import { RelayClient, importShareLink } from '../../src/browser/relay-client.ts';
 import { AgentRunner, RelayRunner, move, type RunnerEvent } from '../../src/core/host/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
-import { RelayHttp } from '../../src/core/protocol/index.ts';
+import { RelayHttp, verifyPath } from '../../src/core/protocol/index.ts';
 import type { ComponentFiles } from '../../src/core/runtime/tool-worker.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
 import type { Store } from '../../src/core/store/index.ts';
@@ -85,13 +87,17 @@ async function newSession(d: Device): Promise<string> {
   return (await d.client.start({ ...base(d.sampling), store: d.storeName, agent: relay.agent.id, tools: [] })).sessionId;
 }
 
-/** The session run by `d`'s agent worker, which follows the store before every run (as the app's device worker does). */
-function here(d: Device, sessionId: string, onEvent: (e: RunnerEvent) => void): AgentRunner {
+/**
+ * The session run by `d`'s agent worker, which follows the store before every run (as the app's device worker does).
+ * `speculative`: the worker opens it drafting here, verified by the relay's worker at that address.
+ */
+function here(d: Device, sessionId: string, onEvent: (e: RunnerEvent) => void, speculative?: { verifyUrl: string }): AgentRunner {
   const runner = new AgentRunner({
     sessionId,
     worker: d.client,
     onEvent,
     claim: async () => {
+      if (speculative) return d.client.start({ ...base(d.sampling), store: d.storeName, sessionId, speculative });
       try {
         return await d.client.reload();
       } catch {
@@ -238,5 +244,49 @@ describe('a session moves mid-generation from the page to the cloud worker and b
     await onB.settled();
     expect(streamed).toEqual(reference);
     expect((await generations(b.store, sessionId)).flatMap((g) => g.tokens)).toEqual(reference);
+  });
+});
+
+describe('a session drafted here and verified by the relay (speculative) moves to the cloud worker mid-reply', () => {
+  it('continues there exactly: its token ids equal a cloud-only greedy run', async () => {
+    // The reference: the session run wholly by the relay's cloud worker, greedy.
+    const cloudOnly = await device();
+    const cloudSession = await newSession(cloudOnly);
+    const cloudRun = new RelayRunner({ sessionId: cloudSession, store: cloudOnly.store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: () => {} });
+    await cloudRun.send({ type: 'start', task: TASK });
+    await cloudRun.close();
+    const cloudTokens = (await generations(cloudOnly.store, cloudSession)).flatMap((g) => g.tokens);
+    expect(cloudTokens).toHaveLength(MAX_TOKENS);
+
+    // wllama drafts in this page's agent worker, the relay's node-llama-cpp verifies; cut mid-reply, moved to the cloud.
+    const d = await device();
+    const sessionId = await newSession(d);
+    const stream: { where: 'device' | 'cloud'; id: number }[] = [];
+    const replies: string[] = [];
+    const heard = (where: 'device' | 'cloud') => (event: RunnerEvent) => {
+      if (event.type === 'token' && typeof event.id === 'number') stream.push({ where, id: event.id });
+      if (event.type === 'reply') replies.push(event.text);
+    };
+    const verifyUrl = `${relay.url.replace(/^http/, 'ws')}${verifyPath}`;
+    const speculative = here(d, sessionId, heard('device'), { verifyUrl });
+    const cloud = new RelayRunner({ sessionId, store: d.store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: heard('cloud') });
+    const local = speculative.send({ type: 'start', task: TASK });
+    await waitFor('100 speculative tokens on the device', () => stream.length >= 100);
+    expect(await move(speculative, cloud, FAILED)).toBe(cloud);
+    await local;
+    await speculative.close();
+    await waitFor('the cloud worker to finish the reply', () => replies.length > 0, { timeoutMs: 120_000 });
+    await cloud.settled();
+    await cloud.close();
+
+    const pieces = await generations(d.store, sessionId);
+    expect(pieces.map((g) => [g.engine.id, g.finish])).toEqual([
+      ['speculative', 'abort'],
+      ['node-llama-cpp', 'length'],
+    ]);
+    expect(pieces[0]!.tokens.length).toBeGreaterThanOrEqual(100);
+    expect(pieces.flatMap((g) => g.tokens)).toEqual(cloudTokens);
+    expect(stream.map((s) => s.where).filter((w, i, all) => i === 0 || all[i - 1] !== w)).toEqual(['device', 'cloud']);
+    expect(stream.map((s) => s.id)).toEqual(cloudTokens);
   });
 });

@@ -2,7 +2,8 @@
  * The PWA as a person uses it, in Debian's Chromium against the built app served by `ferry start`, on a phone
  * (360×780, touch) and a desktop (1280×800): choosing the relay's model, sessions whose agent runs in the page's
  * agent worker (wllama, the generated model) with streaming replies, the checkpoint tree, .ferry files, settings,
- * moving a session to the relay's cloud worker and back mid-stream, offline.
+ * moving a session to the relay's cloud worker and back mid-stream, running it here verified by the cloud worker,
+ * offline.
  * Every screen is screenshot into test-results/ui/ and checked with axe-core (no serious or critical violation).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -529,6 +530,30 @@ for (const device of devices) {
       await screen('brought-back');
     });
 
+    test('runs a session here, verified by the cloud worker, and back to this device alone, from the "Where it runs" panel', async () => {
+      await press(page.getByRole('link', { name: 'Settings', exact: true }));
+      await page.getByLabel('Relay URL').fill('');
+      await press(page.getByLabel('My devices'));
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await createSession(/Assistant/, 'Verified here');
+      const panel = page.getByTestId('where-it-runs');
+      await press(panel.locator('summary'));
+      const verified = page.getByRole('button', { name: 'Draft here, verify in the cloud' });
+      await expect.poll(() => verified.isEnabled(), { timeout: 60_000 }).toBe(true);
+      await press(verified);
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device, verified by the cloud worker');
+      await expect.poll(() => page.getByText(/runs on This device, verified by the cloud worker/).count(), { timeout: 30_000 }).toBeGreaterThan(0);
+      // The reply is drafted by wllama in this page's worker and verified by the relay's node-llama-cpp: its transcript says so.
+      await chat('Tell me about the harbour.', 1);
+      await expect.poll(() => page.getByTestId('agent-message').filter({ hasText: new RegExp(`speculative · ${MODEL} · \\d+ tokens`) }).count(), { timeout: 60_000 }).toBe(1);
+      await screen('verified-by-the-cloud');
+      await press(page.getByRole('button', { name: 'Run on this device alone' }));
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
+      await chat('And then?', 2);
+      await expect.poll(() => page.getByTestId('agent-message').filter({ hasText: new RegExp(`wllama · ${MODEL} · \\d+ tokens`) }).count(), { timeout: 60_000 }).toBe(1);
+    });
+
     test('in the cloud: checkpoints show as they land, Stop stops the cloud run there, a reload keeps following it, and Bring back works after', async () => {
       // Long replies, so a cloud run (node-llama-cpp is fast) lasts long enough to stop and to reload in the middle
       // of it: Settings' reply length goes with every run started from this page, in the cloud too — the session
@@ -651,7 +676,7 @@ for (const device of devices) {
       await page.reload();
       await page.locator('html[data-ready="true"]').waitFor();
       await expect.poll(() => page.getByTestId('connectivity').textContent()).toContain('Offline');
-      await expect.poll(() => page.getByTestId('session-row').count()).toBe(6);
+      await expect.poll(() => page.getByTestId('session-row').count()).toBe(7);
       await screen('sessions-offline');
       await press(page.getByRole('link', { name: 'Holiday itinerary' }));
       await transcriptReady();

@@ -17,6 +17,7 @@ import { SpaceIdSchema, WorkerIdSchema, parseWire } from '../protocol/index.ts';
 import { importSession } from '../snapshot/index.ts';
 import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
+import { defaultVerifySocket, speculativeRun, type OpenVerifySocket, type SpeculativeRun, type SpeculativeRunOptions } from './speculative-run.ts';
 import type { RunnerEvent } from './session-runner.ts';
 import { loadComponent, type LoadedComponent } from '../runtime/load.ts';
 import type { LoopState, RunInput, Sampling } from '../runtime/loop.ts';
@@ -38,6 +39,8 @@ export interface AgentPlatform<EngineSpec> {
   spawnToolWorker?(): WorkerHandle;
   /** Opens a WebSocket, for following child runs (StartOptions.parallel); default the platform's own WebSocket. */
   openSocket?: OpenSocket;
+  /** Opens the socket to a verifying worker (StartOptions.speculative); default the platform's own WebSocket. */
+  openVerifySocket?: OpenVerifySocket;
 }
 
 /** Where forked children run when they run on other nodes (parallel/relay-children.ts). */
@@ -76,6 +79,12 @@ export interface StartOptions<EngineSpec> {
    * in this worker. Absent: here, one by one. Their progress streams as `child-progress` events either way.
    */
   parallel?: ParallelOptions;
+  /**
+   * Run the session speculatively: this worker's engine drafts, the relay's worker at `verifyUrl` verifies (ids only
+   * on the wire), so every generation is that worker's greedy output. A sampled session runs plainly here instead,
+   * and its first run says why (a `notice`).
+   */
+  speculative?: SpeculativeRunOptions;
 }
 
 export interface AgentStatus {
@@ -108,7 +117,7 @@ export interface AgentApi<EngineSpec> {
 }
 
 export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>): AgentApi<EngineSpec> {
-  let current: { runtime: AgentRuntime; runner: RuntimeRunner; engine: Engine; store: Store } | undefined;
+  let current: { runtime: AgentRuntime; runner: RuntimeRunner; engine: Engine; store: Store; speculation: SpeculativeRun | undefined; notice: string | undefined } | undefined;
   const listeners: ((event: RunnerEvent) => void)[] = [];
   /**
    * Across a worker boundary a listener is a comlink proxy: each call answers once the far side has handled the
@@ -139,10 +148,11 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
   };
   const close = async () => {
     if (!current) return;
-    const { runtime, runner, engine } = current;
+    const { runtime, runner, engine, speculation } = current;
     current = undefined;
     await runner.stop();
     await runtime.dispose();
+    speculation?.close();
     await engine.dispose();
   };
 
@@ -152,7 +162,9 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
         await close();
         const store = options.store && platform.openStore ? await platform.openStore(options.store) : createMemoryStore();
         const engine = await platform.createEngine(options.engine, notices);
+        let speculation: SpeculativeRun | undefined;
         try {
+          speculation = options.speculative ? speculativeRun(engine, options.speculative, options.sampling, platform.openVerifySocket ?? defaultVerifySocket()) : undefined;
           const loaded = new Map<string, Promise<LoadedComponent>>();
           const load = (id: string) => {
             const files = options.components[id];
@@ -163,7 +175,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
           };
           const spawn = platform.spawnToolWorker;
           const setup: RuntimeSetup = {
-            engine,
+            engine: speculation?.engine ?? engine,
             load,
             ...(options.sampling ? { sampling: options.sampling } : {}),
             startTool: spawn
@@ -190,9 +202,10 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
             if (!options.agent) throw new FerryError('runtime/bad-input', 'start() needs an agent component id for a new session (or a sessionId to open).');
             runtime = await AgentRuntime.create(store, setup, { agent: options.agent, tools: options.tools ?? [] });
           }
-          current = { runtime, runner: new RuntimeRunner(runtime, emit), engine, store };
+          current = { runtime, runner: new RuntimeRunner(runtime, emit), engine, store, speculation, notice: speculation?.fallback };
           return status();
         } catch (err) {
+          speculation?.close();
           await engine.dispose();
           throw err;
         }
@@ -200,7 +213,12 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
     send: (input) =>
       settle(async () => {
         try {
-          await live().runner.send(input);
+          const session = live();
+          if (session.notice) {
+            emit({ type: 'notice', message: session.notice });
+            session.notice = undefined;
+          }
+          await session.runner.send(input);
         } finally {
           await delivered();
         }

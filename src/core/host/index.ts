@@ -13,5 +13,6 @@ export { createAgentApi, unwrap, type AgentApi, type AgentPlatform, type AgentSt
 export { AgentProxy, type AgentRemote } from './agent-proxy.ts';
 export { RunHost, type RunEvent, type RunHostOptions, type RunSink } from './run-host.ts';
 export { NodeLink, type LinkSocket, type LinkState } from './node-link.ts';
+export { defaultVerifySocket, speculativeRun, type OpenVerifySocket, type SpeculativeRun, type SpeculativeRunOptions } from './speculative-run.ts';
 export { measureProfile } from './measure-profile.ts';
 export { loadRelayBuild, withRelayBuilds, type LoadBuild } from './relay-builds.ts';

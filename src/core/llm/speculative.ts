@@ -180,7 +180,15 @@ export async function* speculativeRounds(request: Omit<SpeculativeRequest, 'onTo
     const started = performance.now();
     const proposal = k > 0 ? await greedyDraft(draft, context, k, request.slot, signal) : [];
     const draftMs = performance.now() - started;
-    const verdict = await verifier.verify(proposal, signal);
+    // Cancelled: the round in flight decides nothing; what was decided before stands.
+    if (signal?.aborted) return;
+    let verdict: Verdict;
+    try {
+      verdict = await verifier.verify(proposal, signal);
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw err;
+    }
     const verifyMs = performance.now() - started - draftMs;
     lengths.record({ drafted: proposal.length, accepted: verdict.accepted, draftMs, verifyMs });
     const ids = proposal.slice(0, verdict.accepted);

@@ -8,6 +8,7 @@ import * as v from 'valibot';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { heldPrefixTokens } from '../llm/prefix-keys.ts';
 import { NodeProfileSchema, PrefixKeysSchema, nodeName, restoreNodeProfile, tokensCostUsd, withMeasuredSpeed, type NodeProfile } from './profile.ts';
+import { speculativePlan, verifiedDraftTokens, type SpeculativePlan, type SpeculativeStep } from './speculative.ts';
 
 export type Objective = 'fastest' | 'cheapest' | 'balanced';
 /** Where a session's data may go: only the device in hand, the user's own paired devices, or anywhere (cloud too). */
@@ -33,6 +34,10 @@ export interface PendingStep {
   readonly kvBytesPerToken: number;
   /** Memory the step needs on a node (weights + KV), bytes; 0 or absent when unknown. */
   readonly memoryBytes?: number;
+  /** The step samples (temperature > 0): it cannot run speculatively, which is greedy only. */
+  readonly sampled?: boolean;
+  /** This device can draft for the step: speculative runs (drafted here, verified by a node that verifies) are estimated too. */
+  readonly speculative?: SpeculativeStep;
 }
 
 export interface PlacementPrefs {
@@ -68,8 +73,16 @@ export function objectiveScore(totalMs: number, costUsd: number, prefs: Placemen
 /** How the node would get the step's prompt into its KV cache. */
 export type Resume = 'cached' | 'prefill' | 'kv-ship';
 
+/** How a step runs: on the node (here or there), or speculatively (drafted on this device, verified by the node). */
+export type RunMode = 'run' | 'speculative';
+
 export interface Estimate {
+  /** The node that runs the step; speculative: the node that verifies (the session stays on this device). */
   readonly nodeId: string;
+  /** Absent: 'run'. */
+  readonly mode?: 'speculative';
+  /** A speculative estimate's plan: draft length, acceptance, tokens and time per round. */
+  readonly speculative?: SpeculativePlan;
   readonly name: string;
   /** False when a hard constraint rules the node out; `excluded` says which. */
   readonly allowed: boolean;
@@ -116,6 +129,8 @@ export const PendingStepSchema = v.strictObject({
   missingBytes: perNode,
   kvBytesPerToken: count,
   memoryBytes: v.optional(count),
+  sampled: v.optional(v.boolean()),
+  speculative: v.optional(v.strictObject({ draftModel: v.optional(v.pipe(v.string(), v.minLength(1))), acceptance: v.pipe(v.number(), v.minValue(0), v.maxValue(1)) })),
 });
 
 export const PlacementPrefsSchema = v.strictObject({
@@ -209,6 +224,54 @@ function estimateOn(step: PendingStep, node: NodeProfile, nodes: readonly NodePr
   return { ...base, allowed: true };
 }
 
+/**
+ * The step run speculatively: `drafter` (this device, where the session stays) drafts, `verifier` verifies. No
+ * session objects travel (only the prompt's ids, once); the verifier reads the prompt and every drafted id.
+ */
+function estimateSpeculative(step: PendingStep, drafter: NodeProfile, verifier: NodeProfile, prefs: PlacementPrefs, spec: SpeculativeStep): Estimate {
+  const name = `${nodeName(drafter)}, verified by ${nodeName(verifier)}`;
+  const ids = { nodeId: verifier.id, name, mode: 'speculative' as const };
+  const none = { transferMs: 0, rttMs: 0, resume: 'prefill' as const, resumeMs: 0, prefixTokens: 0, prefillMs: 0, kvShipMs: 0, decodeMs: 0, queueMs: 0, totalMs: Infinity, costUsd: 0, score: Infinity };
+  const exclude = (why: string): Estimate => ({ ...ids, allowed: false, excluded: why, ...none });
+  if (step.sampled) return exclude('the step samples, and speculative decoding gives greedy tokens only');
+  if (!privacyAllows(prefs.privacy, verifier)) return exclude(`privacy: ${PRIVACY_WORDS[prefs.privacy]}`);
+  const plan = speculativePlan(drafter, verifier, step.model, spec);
+  if ('excluded' in plan) return exclude(plan.excluded);
+  const verify = verifier.models[step.model]!;
+  const draft = drafter.models[spec.draftModel ?? step.model]!;
+  const rttMs = verifier.link.rttMs;
+  // The prompt's ids, 4 bytes each, once.
+  const transferMs = ms(step.promptTokens * 4, verifier.link.bandwidthBps);
+  // Both read the prompt before the first round: the draft here (its cache holds the session), then the verifier.
+  const cachedThere = Math.max(Math.min(step.cachedTokens?.[verifier.id] ?? 0, step.promptTokens), heldOn(step, verifier));
+  const cachedHere = Math.min(step.cachedTokens?.[drafter.id] ?? 0, step.promptTokens);
+  const prefillMs = ((step.promptTokens - cachedHere) / draft.prefillTps + (step.promptTokens - cachedThere) / verify.prefillTps) * 1000;
+  const decodeMs = (step.expectedOutputTokens / plan.tokensPerRound) * plan.roundMs;
+  // Verification joins the worker's batch rather than queueing as a run.
+  const queueMs = 0;
+  const totalMs = transferMs + rttMs + prefillMs + decodeMs + queueMs;
+  const costUsd = tokensCostUsd(verifier.price, step.promptTokens + verifiedDraftTokens(plan, step.expectedOutputTokens), step.expectedOutputTokens);
+  const base = { ...ids, speculative: plan, transferMs, rttMs, resume: 'prefill' as const, resumeMs: prefillMs, prefixTokens: 0, prefillMs, kvShipMs: Infinity, decodeMs, queueMs, totalMs, costUsd, score: objectiveScore(totalMs, costUsd, prefs) };
+  if (prefs.budgetUsd !== undefined && costUsd > prefs.budgetUsd) return { ...base, allowed: false, excluded: `costs ${usd(costUsd)}, over the ${usd(prefs.budgetUsd)} budget` };
+  const minBattery = prefs.minBatteryLevel ?? DEFAULT_PREFS.minBatteryLevel;
+  if (drafter.battery && !drafter.battery.charging && drafter.battery.level < minBattery) {
+    return { ...base, allowed: true, avoided: `battery at ${Math.round(drafter.battery.level * 100)}% and unplugged` };
+  }
+  return { ...base, allowed: true };
+}
+
+/** Speculative candidates: this device drafts, each node that verifies checks (none without a drafting device). */
+function speculativeCandidates(step: PendingStep, nodes: readonly NodeProfile[], prefs: PlacementPrefs): Estimate[] {
+  const drafter = nodes.find((n) => n.kind === 'this-device');
+  if (!step.speculative || !drafter) return [];
+  return nodes.filter((n) => n.verifies && n.kind !== 'this-device').map((n) => estimateSpeculative(step, drafter, n, prefs, step.speculative!));
+}
+
+/** Whether `c` is how the session runs now: on `current`, in `mode`. */
+function isCurrent(c: Estimate, current: string | undefined, mode: RunMode): boolean {
+  return c.nodeId === current && (c.mode ?? 'run') === mode;
+}
+
 /** a better than b under the objective (ties: faster, then cheaper, then earlier in the list). */
 function better(a: Estimate, b: Estimate): boolean {
   if (a.score !== b.score) return a.score < b.score;
@@ -235,7 +298,7 @@ function worthMoving(go: Estimate, stay: Estimate, prefs: PlacementPrefs): boole
  * Throws `placement/no-node` when no node may run it, `placement/pin-*` when the pin cannot be honoured, and
  * `placement/bad-*` on malformed input.
  */
-export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: PlacementPrefs, current?: string): Decision {
+export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: PlacementPrefs, current?: string, currentMode: RunMode = 'run'): Decision {
   parse(PendingStepSchema, step, 'Pending step', 'placement/bad-step', 'Token counts and byte sizes must be non-negative numbers.');
   parse(PlacementPrefsSchema, prefs, 'Placement preferences', 'placement/bad-prefs', 'Check the objective, privacy and budget settings.');
   const seen = new Set<string>();
@@ -244,19 +307,20 @@ export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: 
     if (seen.has(n.id)) throw new FerryError('placement/bad-profile', `Two node profiles share the id "${n.id}"; each node must be listed once.`);
     seen.add(n.id);
   }
-  const here = current === undefined ? undefined : nodes.find((n) => n.id === current);
-  const candidates = nodes.map((n) => estimateOn(step, n, nodes, prefs, here));
+  // Running speculatively, the session's objects are on this device (`current` names the verifier).
+  const here = current === undefined ? undefined : currentMode === 'speculative' ? nodes.find((n) => n.kind === 'this-device') : nodes.find((n) => n.id === current);
+  const candidates = [...nodes.map((n) => estimateOn(step, n, nodes, prefs, here)), ...speculativeCandidates(step, nodes, prefs)];
   const tokens = `${step.expectedOutputTokens.toLocaleString('en-US')} output tokens`;
 
   if (prefs.pin !== undefined) {
-    const pinned = candidates.find((c) => c.nodeId === prefs.pin);
+    const pinned = candidates.find((c) => c.nodeId === prefs.pin && !c.mode);
     if (!pinned) {
       throw new FerryError('placement/pin-unavailable', `The session is pinned to "${prefs.pin}", which is not connected. Reconnect that node or unpin the session.`, { details: { pin: prefs.pin } });
     }
     if (!pinned.allowed) {
       throw new FerryError('placement/pin-forbidden', `The session is pinned to ${pinned.name}, but ${pinned.excluded}. Unpin it or change the setting that rules it out.`, { details: { pin: prefs.pin, excluded: pinned.excluded ?? '' } });
     }
-    const move = current !== undefined && current !== pinned.nodeId;
+    const move = current !== undefined && !isCurrent(pinned, current, currentMode);
     return { nodeId: pinned.nodeId, move, estimate: pinned, candidates, reason: `${move ? 'Moved to' : 'Kept on'} ${pinned.name} because you pinned it there: about ${secs(pinned.totalMs)} for ${tokens}${costWords(pinned)}.` };
   }
 
@@ -274,20 +338,24 @@ export function decide(step: PendingStep, nodes: readonly NodeProfile[], prefs: 
   let best = pool[0]!;
   for (const c of pool) if (better(c, best)) best = c;
 
-  const stay = current === undefined ? undefined : pool.find((c) => c.nodeId === current);
+  const stay = current === undefined ? undefined : pool.find((c) => isCurrent(c, current, currentMode));
   const chosen = stay && stay !== best && !worthMoving(best, stay, prefs) ? stay : best;
-  const move = current !== undefined && chosen.nodeId !== current;
-  return { nodeId: chosen.nodeId, move, estimate: chosen, candidates, reason: explain(chosen, best, stay, candidates, pool, prefs, current, tokens, step.promptTokens) };
+  const move = current !== undefined && !isCurrent(chosen, current, currentMode);
+  return { nodeId: chosen.nodeId, move, estimate: chosen, candidates, reason: explain(chosen, best, stay, candidates, pool, prefs, current, currentMode, tokens, step.promptTokens) };
 }
 
-function explain(chosen: Estimate, best: Estimate, stay: Estimate | undefined, all: readonly Estimate[], pool: readonly Estimate[], prefs: PlacementPrefs, current: string | undefined, tokens: string, promptTokens: number): string {
+function explain(chosen: Estimate, best: Estimate, stay: Estimate | undefined, all: readonly Estimate[], pool: readonly Estimate[], prefs: PlacementPrefs, current: string | undefined, currentMode: RunMode, tokens: string, promptTokens: number): string {
   const budget = prefs.budgetUsd === undefined ? '' : chosen.costUsd > 0 ? `, within the ${usd(prefs.budgetUsd)} budget` : '';
   const resume = chosen.resume === 'kv-ship' ? '; ships the KV cache rather than re-reading the prompt' : '';
   const prefix = chosen.prefixTokens > 0 && chosen.resume !== 'kv-ship' ? `; it already holds the first ${chosen.prefixTokens.toLocaleString('en-US')} prompt tokens (a shared prefix), so it reads only the other ${Math.max(0, promptTokens - chosen.prefixTokens).toLocaleString('en-US')}` : '';
   const privacy = prefs.privacy === 'any' ? '' : ` (privacy: ${PRIVACY_WORDS[prefs.privacy]})`;
   const last = chosen.avoided ? `; used despite ${chosen.avoided}, nothing else can run it` : '';
   const avoidedOthers = pool.includes(chosen) && !chosen.avoided ? all.filter((c) => c.avoided).map((c) => `; skipped ${c.name}: ${c.avoided}`).join('') : '';
-  const from = current === undefined ? undefined : all.find((c) => c.nodeId === current);
+  const from = current === undefined ? undefined : all.find((c) => isCurrent(c, current, currentMode));
+  const plan = chosen.speculative;
+  const speculative = plan
+    ? `; this device drafts ${plan.draftTokens} tokens a round at ${+plan.draftTps.toPrecision(3)} tok/s and the verifier checks each round in one pass (${Math.round(plan.roundMs)} ms a round with the round trip), ~${+plan.tokensPerRound.toPrecision(2)} tokens a round at ${Math.round(plan.acceptance * 100)}% acceptance; only token ids leave the device`
+    : '';
 
   if (stay && chosen === stay && best !== stay) {
     const gain = prefs.objective === 'cheapest' ? `${costShort(best)} vs ${costShort(stay)}` : `${secs(best.totalMs)} (+${secs(prefs.moveCostMs ?? DEFAULT_PREFS.moveCostMs)} to move) vs ${secs(stay.totalMs)}`;
@@ -297,9 +365,9 @@ function explain(chosen: Estimate, best: Estimate, stay: Estimate | undefined, a
   const versus = from && from !== chosen && Number.isFinite(from.totalMs)
     ? ` vs ${secs(from.totalMs)}${from.costUsd > 0 ? ` and ${usd(from.costUsd)}` : ''} on ${from.name}`
     : runnerUp ? ` vs ${secs(runnerUp.totalMs)}${runnerUp.costUsd > 0 ? ` and ${usd(runnerUp.costUsd)}` : ''} on ${runnerUp.name}` : '';
-  const verb = current === undefined ? 'Placed on' : chosen.nodeId === current ? 'Stayed on' : 'Moved to';
+  const verb = current === undefined ? (plan ? 'Runs on' : 'Placed on') : isCurrent(chosen, current, currentMode) ? 'Stayed on' : plan ? 'Runs on' : 'Moved to';
   const why = prefs.objective === 'cheapest' ? ' (cheapest)' : prefs.objective === 'balanced' ? ` (best balance at $${prefs.usdPerHour ?? DEFAULT_PREFS.usdPerHour}/h of your time)` : '';
-  return `${verb} ${chosen.name}${why}: ${secs(chosen.totalMs)}${versus} for ${tokens}${costWords(chosen)}${budget}${resume}${prefix}${privacy}${last}${avoidedOthers}.`;
+  return `${verb} ${chosen.name}${why}: ${secs(chosen.totalMs)}${versus} for ${tokens}${costWords(chosen)}${budget}${resume}${prefix}${speculative}${privacy}${last}${avoidedOthers}.`;
 }
 
 // ---------------------------------------------------------------------------------------------- mid-generation

@@ -66,6 +66,8 @@ export interface NodeProfile {
    * child whose prompt starts with one prefills only the rest there. Absent: none known.
    */
   readonly prefixes?: readonly string[];
+  /** It verifies drafts (the relay's own engine, over /api/v2/verify): this device may run steps speculatively with it. */
+  readonly verifies?: boolean;
 }
 
 /** The most prefix keys a profile may list (64 tokens each: 4M tokens of held prefixes). */
@@ -95,6 +97,7 @@ export const NodeProfileSchema = v.pipe(
     queueWaitMs: finiteNonNegative,
     kvState: v.boolean(),
     prefixes: v.optional(PrefixKeysSchema),
+    verifies: v.optional(v.boolean()),
   }),
   v.check((p) => p.kind !== 'this-device' || p.trust === 'own', 'this device is always trust "own"'),
 );

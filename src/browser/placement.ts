@@ -1,6 +1,8 @@
 /** Where a session is, as the page shows it, and the moves it may be asked for. */
 import { FerryError } from '../core/errors.ts';
-import type { RunPlacement } from '../core/protocol/index.ts';
+import type { Decision } from '../core/placement/index.ts';
+import { verifyPath, type RunPlacement } from '../core/protocol/index.ts';
+import { THIS_DEVICE } from './next-step.ts';
 
 export const HERE = 'This device';
 export const CLOUD = 'Cloud worker';
@@ -35,4 +37,15 @@ export function refuseWhileMoving(placement: Placement): void {
   if (state === 'moving' || state === 'returning') {
     throw new FerryError('relay/move-busy', `The session ${state === 'moving' ? `is moving to ${placement.name}` : 'is coming back to this device'}; wait for that to finish, then try again.`);
   }
+}
+
+/** The move a placement decision asks for: speculative (here, verified there), plainly here, or to the decided node. */
+export function targetOf(where: RunPlacement | undefined, decision: Decision): MoveTarget {
+  if (decision.estimate.mode === 'speculative') return { here: true, speculative: true };
+  return decision.nodeId === THIS_DEVICE ? { here: true } : { where, name: decision.estimate.name };
+}
+
+/** The relay's verify socket, from its http(s) address. */
+export function verifyUrl(relay: string): string {
+  return `${relay.replace(/\/+$/, '').replace(/^http/i, 'ws')}${verifyPath}`;
 }

@@ -1,9 +1,9 @@
 /**
  * Following a session that runs on a relay's node from this page: the runner's options (events into this device's
  * store, where it is kept in this device's records so a reload follows it again), that runner made again after a
- * reload from what the records kept, and the session brought back when its node leaves.
+ * reload from what the records kept, the session brought back when its node leaves, and let go when deleted here.
  */
-import { RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RelayRunnerOptions, type RunnerEvent } from '../core/host/index.ts';
+import { RelayRunner, restoreRelayPlacement, serializeRelayPlacement, type RelayRunnerOptions, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
 import { RelayHttp } from '../core/protocol/index.ts';
 import type { LocalData } from './local-data.ts';
 import { CLOUD } from './placement.ts';
@@ -56,5 +56,18 @@ export async function comeBack(who: string, bringBack: () => Promise<void>, hear
     heard({ type: 'notice', message: `${who} running this session left, so it came back to this device from its last checkpoint.` });
   } catch (err) {
     heard({ type: 'error', code: 'relay/bring-back-failed', message: `${who} running this session left, and it could not come back by itself; it is safe in its last published checkpoint. Bring it back by hand (${err instanceof Error ? err.message : String(err)}).` });
+  }
+}
+
+/**
+ * The session is deleted here: a run followed on the relay is handed back there (it stays, idle, for an undo to
+ * follow again); one here stops at a checkpoint. Either way nothing of it comes back.
+ */
+export async function letGo(runner: SessionRunner): Promise<void> {
+  if (runner instanceof RelayRunner) return runner.letGo();
+  try {
+    await runner.stop();
+  } finally {
+    await runner.close();
   }
 }

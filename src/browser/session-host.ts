@@ -14,6 +14,8 @@
  * input, ask it to stop, and take the session over when that tab closes or crashes.
  */
 import { FerryError } from '../core/errors.ts';
+import type { Decision } from '../core/placement/index.ts';
+import type { RunPlacement } from '../core/protocol/index.ts';
 import { move, RelayRunner, type RelayRunnerOptions, type RunnerEvent, type SessionRunner } from '../core/host/index.ts';
 import type { HostCall, RunInput } from '../core/runtime/loop.ts';
 import { Session } from '../core/session/index.ts';
@@ -21,12 +23,10 @@ import { AutoPlacer, type AutoPlacementContext } from './auto-placement.ts';
 import type { DeviceWorker } from './device-worker.ts';
 import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
-import { nextStep, THIS_DEVICE } from './next-step.ts';
+import { nextStep } from './next-step.ts';
 import { OtherTabs } from './other-tabs.ts';
-import type { Decision } from '../core/placement/index.ts';
-import { verifyPath, type RunPlacement } from '../core/protocol/index.ts';
-import { CLOUD, HERE, SPECULATIVE, moveFailure, refuseWhileMoving, type MoveTarget, type Placement } from './placement.ts';
-import { comeBack, followAgain, followOptions } from './relay-follow.ts';
+import { CLOUD, HERE, SPECULATIVE, moveFailure, refuseWhileMoving, targetOf, verifyUrl, type MoveTarget, type Placement } from './placement.ts';
+import { comeBack, followAgain, followOptions, letGo } from './relay-follow.ts';
 import type { ModelChoice } from './settings.ts';
 import { withChildren } from './start-settings.ts';
 
@@ -107,10 +107,7 @@ export class SessionHost {
     return this.opts.worker.create(template, model);
   }
 
-  /**
-   * After a reload: a session this device left on a relay's node is followed again (its store catches up first).
-   * Returns where it is.
-   */
+  /** After a reload, a session this device left on a relay's node is followed again (its store catches up first); returns where it is. */
   async resume(sessionId: string, model: ModelChoice): Promise<Placement> {
     const entry = this.#entries.get(sessionId);
     if (entry) return entry.placement;
@@ -146,10 +143,7 @@ export class SessionHost {
     const input: RunInput = (await session.checkpoint(await session.head())).counters.steps === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
     if (entry.placement.state === 'here') {
       const placed = await entry.placer?.beforeStep(entry.speculative === true);
-      if (placed) {
-        await this.move(sessionId, model, targetOf(placed.where, placed.decision));
-        this.opts.onAutoMove?.(sessionId, placed.decision.reason);
-      }
+      if (placed) await this.#autoMove(sessionId, model, placed.where, placed.decision);
     }
     // A move asked while the placement was decided (Move pressed just after Send) stops the runner it leaves: the
     // message goes to the one that holds the session once it has landed, never to the one left behind.
@@ -176,10 +170,7 @@ export class SessionHost {
     if (!this.#tabs.stop(sessionId)) await this.#entries.get(sessionId)?.runner.stop();
   }
 
-  /**
-   * Moves the session: here (plainly, or speculatively: drafted here, verified by the relay's worker), or to a
-   * relay's node (its forked children keep this device's scope).
-   */
+  /** Moves the session: here (plainly, or drafting for the relay's worker to verify), or to a relay's node (its children keep this device's scope). */
   async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
     await this.#tabs.refuseIfOther(sessionId, 'move it');
     const entry = this.#entry(sessionId, model);
@@ -194,7 +185,7 @@ export class SessionHost {
     const from = entry.runner;
     let to: SessionRunner | undefined;
     try {
-      to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e), speculative ? { verifyUrl: verifyUrlOf(this.opts.relay()) } : undefined) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
+      to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e), speculative ? { verifyUrl: verifyUrl(this.opts.relay()) } : undefined) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
       entry.runner = await move(from, to, moveFailure(target.here === true, name));
     } catch (err) {
       await to?.close();
@@ -213,21 +204,12 @@ export class SessionHost {
     this.#set(sessionId, entry, { state: target.here ? 'here' : 'away', name });
   }
 
-  /**
-   * The session is being deleted on this device. Away, its run there is handed back — it stays on the relay, idle,
-   * from where an undo can follow it again — and it is no longer followed, so nothing of it comes back.
-   */
+  /** The session is being deleted on this device: its runner lets it go (relay-follow.ts `letGo`), and so do the other tabs. */
   async release(sessionId: string): Promise<void> {
     const entry = this.#entries.get(sessionId);
     this.#entries.delete(sessionId);
     try {
-      if (!entry) return;
-      if (entry.runner instanceof RelayRunner) return await entry.runner.letGo();
-      try {
-        await entry.runner.stop();
-      } finally {
-        await entry.runner.close();
-      }
+      if (entry) await letGo(entry.runner);
     } finally {
       await this.#tabs.release(sessionId);
     }
@@ -255,9 +237,8 @@ export class SessionHost {
     if (!entry) {
       entry = { runner: this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)), placement: { state: 'here', name: HERE }, placer: this.#placer(sessionId, model) };
       this.#entries.set(sessionId, entry);
-      // A session left running speculatively before a reload runs plainly here now: the list says so.
-      const { sessions } = this.opts.data;
-      void sessions.get(sessionId).then((meta) => (meta.runsOn === SPECULATIVE ? sessions.setRunsOn(sessionId, HERE) : undefined)).catch(() => undefined);
+      // It runs plainly here now, also one left running speculatively before a reload: the list says so.
+      void this.opts.data.sessions.setRunsOn(sessionId, HERE).catch(() => undefined);
     }
     return entry;
   }
@@ -292,11 +273,15 @@ export class SessionHost {
       step: async () => nextStep(await Session.open(this.opts.data.store, sessionId), this.opts.limits()),
       move: (where, decision) => {
         if (this.placement(sessionId).state !== 'here') return;
-        this.move(sessionId, model, targetOf(where, decision))
-          .then(() => this.opts.onAutoMove?.(sessionId, decision.reason))
-          .catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) }));
+        this.#autoMove(sessionId, model, where, decision).catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) }));
       },
     });
+  }
+
+  /** A move placement decided on, and why (said once it has landed). */
+  async #autoMove(sessionId: string, model: ModelChoice, where: RunPlacement | undefined, decision: Decision): Promise<void> {
+    await this.move(sessionId, model, targetOf(where, decision));
+    this.opts.onAutoMove?.(sessionId, decision.reason);
   }
 
   #set(sessionId: string, entry: Entry, placement: Placement): void {
@@ -312,13 +297,3 @@ export class SessionHost {
   }
 }
 
-/** The move a placement decision asks for: speculative (here, verified there), plainly here, or to the decided node. */
-function targetOf(where: RunPlacement | undefined, decision: Decision): MoveTarget {
-  if (decision.estimate.mode === 'speculative') return { here: true, speculative: true };
-  return decision.nodeId === THIS_DEVICE ? { here: true } : { where, name: decision.estimate.name };
-}
-
-/** The relay's verify socket, from its http(s) address. */
-function verifyUrlOf(relay: string): string {
-  return `${relay.replace(/\/+$/, '').replace(/^http/i, 'ws')}${verifyPath}`;
-}

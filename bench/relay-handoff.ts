@@ -66,6 +66,10 @@ interface Handoff {
   deviceMs: number;
   uploadMs: number;
   restoreMs: number;
+  /** The part of restoreMs until the relay answered the start request. */
+  startMs: number;
+  /** The part of restoreMs from the start's answer to the worker's `resumed`: it opened the key and fetched the snapshot. */
+  fetchMs: number;
   /** The part of restoreMs after the snapshot was fetched: opening the session, instantiating the components. */
   openMs: number;
   firstTokenMs: number;
@@ -166,6 +170,7 @@ async function handoff(rig: Rig, text: string): Promise<Handoff> {
 
   const http = new RelayHttp({ baseUrl: rig.url });
   const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'resume' } });
+  const started = performance.now();
   let resumed = 0;
   let step = 0;
   let token = 0;
@@ -178,13 +183,15 @@ async function handoff(rig: Rig, text: string): Promise<Handoff> {
   }, { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
   if (failed) throw failed;
   if (!step || !token) throw new Error('the run streamed no token');
-  const times = { resumed, step, token };
+  const times = { started, resumed, step, token };
   const promptTokens = (await preparePrompt(rig.engine, cut.prompt)).length;
   return {
     checkpointMs: cut.checkpointAt - cut.moveAt,
     deviceMs: uploadStart - cut.checkpointAt,
     uploadMs: uploadEnd - uploadStart,
     restoreMs: times.step - uploadEnd,
+    startMs: times.started - uploadEnd,
+    fetchMs: times.resumed - times.started,
     openMs: times.step - times.resumed,
     firstTokenMs: times.token - times.step,
     totalMs: times.token - cut.moveAt,
@@ -239,6 +246,8 @@ async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figure
     figures[part('upload')] = compared(pick('uploadMs'), 'ms', 'raw_loopback_transfer_ms', transfer);
     figures[part('device')] = { value: pick('deviceMs'), unit: 'ms' };
     figures[part('restore')] = { value: pick('restoreMs'), unit: 'ms' };
+    figures[part('restore_start')] = { value: pick('startMs'), unit: 'ms' };
+    figures[part('restore_fetch')] = { value: pick('fetchMs'), unit: 'ms' };
     figures[part('restore_open')] = { value: pick('openMs'), unit: 'ms' };
     figures[part('first_token')] = compared(pick('firstTokenMs'), 'ms', 'engine_prefill_ms', prefill);
     figures[`handoff_bytes_${n}${suffix}`] = { value: pick('bytes'), unit: 'bytes' };
@@ -371,13 +380,19 @@ async function cloudToCloud(rig: Rig, model: BenchModel, figures: Figures): Prom
   }
 }
 
+/**
+ * BENCH_HANDOFF_ONLY=1 (for iterating on the move): the relay suite measures only the device → cloud move on the tiny
+ * model; reported figures come from the full suite.
+ */
+export const handoffOnly = process.env.BENCH_HANDOFF_ONLY === '1';
+
 export async function handoffFigures(root: string, rawUrl: string, figures: Figures): Promise<void> {
   const f = await fixtures();
-  for (const model of MODELS) {
+  for (const model of handoffOnly ? MODELS.slice(0, 1) : MODELS) {
     const rig = await openRig(root, model, f);
     try {
       await deviceToCloud(rig, rawUrl, model, figures);
-      await cloudToCloud(rig, model, figures);
+      if (!handoffOnly) await cloudToCloud(rig, model, figures);
     } finally {
       await closeRig(rig);
     }

@@ -41,6 +41,7 @@ import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { instantiate } from '../runtime/instance.ts';
 import { AgentRuntime, localTool, sessionSampling, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
+import { prefillCut } from '../runtime/prefill-ahead.ts';
 import { Spares } from '../runtime/spares.ts';
 import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
@@ -80,6 +81,11 @@ export interface RunHostOptions {
   openSocket?: OpenSocket;
   /** What this node charges for tokens (`ferry worker --price`): recorded as each step's cost in its checkpoint. */
   price?: Price;
+  /**
+   * Prefill a reply cut by a move while the runtime opens (runtime/prefill-ahead.ts); default true. False: the
+   * continuation prefills once the runtime is open.
+   */
+  prefillAhead?: boolean;
   /** Told how each run went (its input, steps and publishes), for the operator's log. */
   log?(message: string, details: Record<string, unknown>): void;
 }
@@ -212,9 +218,13 @@ export class RunHost {
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);
-      const sampling = sessionSampling((await session.checkpoint(await session.head())).llm, request.maxTokens);
+      const head = await session.head();
+      // A reply cut by the move is prefilled while the components instantiate, rather than after (prefill-ahead.ts).
+      const ahead = opened.type === 'resume' && this.opts.prefillAhead !== false ? prefillCut(this.opts.engine, session, head, fetched.sessionId, kv, signal) : undefined;
+      const sampling = sessionSampling((await session.checkpoint(head)).llm, request.maxTokens);
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
+      await ahead;
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
       const tally = { checkpoints: 0, published: 0 };
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };

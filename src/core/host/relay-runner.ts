@@ -16,6 +16,7 @@ import { defaultOpenSocket, followRun, type OpenSocket } from '../parallel/run-f
 import {
   RunPlacementSchema,
   fetchSnapshot,
+  forgetRelayBuilds,
   publishSession,
   startSealedRun,
   type OpenRunMessage,
@@ -276,6 +277,8 @@ export class RelayRunner implements SessionRunner {
       return;
     }
     if (read.event.type === 'error' || read.event.type === 'step-failed') run.failed = true;
+    // The node lacks a build the relay was remembered to ship (it has another library now): ask for its list again.
+    if (read.event.type === 'error' && read.event.code === 'relay/unknown-component') forgetRelayBuilds(this.opts.relay.baseUrl);
     this.opts.onEvent(read.event);
   }
 

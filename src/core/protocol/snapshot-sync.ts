@@ -34,6 +34,7 @@ import {
   type SyncStats,
 } from '../snapshot/index.ts';
 import type { RelayHttp } from './http-client.ts';
+import { relayBuilds } from './relay-build-list.ts';
 import { decodeManifest, encodeManifest, makeManifest, manifestRefs, type SnapshotManifest } from './manifest.ts';
 import type { SnapshotRecord } from './wire.ts';
 
@@ -75,7 +76,8 @@ export interface PublishOptions {
   /** The session's title, carried in the manifest (sealed) so a share opens under it. */
   title?: string;
   /**
-   * Leave out the component builds the relay ships (it lists them: GET /api/v2/components): for a snapshot its
+   * Leave out the component builds the relay ships (it lists them, GET /api/v2/components, asked once per relay:
+   * relay-build-list.ts): for a snapshot its
    * workers run, which have those builds, as does any host that asks the relay for them. Not for a share link: a
    * device opening it does not ask the relay for builds.
    */
@@ -197,11 +199,8 @@ export async function publishSession(store: Store, sessionId: string, relay: Rel
   const key = previous?.key ?? generateSessionKey();
   // Derived while the session's closure is collected.
   const keys = sessionKeys(key);
-  // Asked for once, and only when something is to go up. A relay that cannot say (an older one) is taken to ship
-  // none: every build goes along, as before.
-  let asked: Promise<ReadonlySet<string>> | undefined;
-  const relayBuilds = omitRelayBuilds ? () => (asked ??= relay.componentBuilds().then((ids) => new Set(ids), () => new Set<string>())) : undefined;
-  const secret = { keys, key, title, relayBuilds };
+  // Asked for only when something is to go up, and once per relay (relay-build-list.ts).
+  const secret = { keys, key, title, relayBuilds: omitRelayBuilds ? () => relayBuilds(relay) : undefined };
   if (previous?.base) {
     try {
       return await publishOnto(store, sessionId, relay, secret, previous, previous.base);

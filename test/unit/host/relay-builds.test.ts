@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { withRelayBuilds, loadRelayBuild } from '../../../src/core/host/relay-builds.ts';
 import { RunHost } from '../../../src/core/host/run-host.ts';
 import type { Engine } from '../../../src/core/llm/engine.ts';
-import { RelayHttp, createWorkerKeys, fetchSnapshot, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
+import { RelayHttp, createWorkerKeys, fetchSnapshot, forgetRelayBuilds, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
 import { buildComponentName, loadSessionBuild } from '../../../src/core/runtime/builds.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import { Session } from '../../../src/core/session/index.ts';
@@ -74,6 +74,28 @@ describe('component builds the relay ships', () => {
     await fetchSnapshot(http, whole.snapshot.id, whole.key, other);
     const copy = await Session.open(other, device.id);
     expect((await loadSessionBuild(copy, await copy.head(), f.ids.scribe))?.id).toBe(f.ids.scribe);
+  });
+
+  test('the relay\'s list is asked for once per relay; forgotten (a worker lacked a build), it is asked again', async () => {
+    let asked = 0;
+    const counting = new RelayHttp({
+      baseUrl: relay.url,
+      fetch: (input, init) => {
+        if (String(input).endsWith('/api/v2/components')) asked++;
+        return fetch(input, init);
+      },
+    });
+    forgetRelayBuilds(relay.url);
+    const device = await deviceSession();
+    const first = await publishSession(device.store, device.id, counting, undefined, { omitRelayBuilds: true });
+    const second = await publishSession(device.store, device.id, counting, undefined, { omitRelayBuilds: true });
+    expect(asked).toBe(1);
+    forgetRelayBuilds(relay.url);
+    const third = await publishSession(device.store, device.id, counting, undefined, { omitRelayBuilds: true });
+    expect(asked).toBe(2);
+    // Each left the relay's build out.
+    const whole = await publishSession(device.store, device.id, counting);
+    for (const lean of [first, second, third]) expect(lean.sync.totalBytes).toBeLessThan(whole.sync.totalBytes);
   });
 
   test('a build from the relay loads only as the build its id names', async () => {

@@ -7,9 +7,11 @@
  * handoff_ms_<n>: a device moves a session whose conversation is n tokens (its prompt adds the agent's system prompt
  * with its tool: handoff_prompt_tokens_<n>) to the relay's cloud worker — from "move" (the generation in flight is
  * cut) to the first token the worker streams back, as a client following the run sees it. The parts: checkpoint (the cut step checkpointed on the device), upload (publish: seal, upload and move the
- * snapshot in one request), restore (start the run → the worker has fetched the snapshot, opened the session and
- * instantiated the components: its first `step` event), first token (the worker prefills the transcript and
- * generates). Baseline: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same uploaded bytes + the same
+ * snapshot in one request; the relay's build list is asked once per relay and the workers' keys while it goes up,
+ * as RelayRunner.resume does), restore (start the run → the worker has fetched the snapshot, opened the session and
+ * instantiated the components: its first `step` event; in parts: restore_start, the start request; restore_fetch,
+ * the worker opening the key and fetching the snapshot, overlapped; restore_open, opening the runtime, with the cut
+ * reply prefilled meanwhile), first token (the worker generates, the prompt cached by then). Baseline: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same uploaded bytes + the same
  * engine's prefill of the same prompt (node-llama-cpp, 1 thread, loaded as the worker's). The worker is the relay's
  * embedded one, in this process, on the same model file.
  *
@@ -164,12 +166,13 @@ async function cutOnDevice(rig: Rig, text: string): Promise<{ device: Store; ses
 async function handoff(rig: Rig, text: string): Promise<Handoff> {
   const cut = await cutOnDevice(rig, text);
   const uploadStart = performance.now();
-  // As a move to the relay's workers publishes: without the builds the relay ships.
-  const published = await publishSession(cut.device, cut.sessionId, new RelayHttp({ baseUrl: rig.url }), undefined, { omitRelayBuilds: true });
-  const uploadEnd = performance.now();
-
+  // As a move to the relay's workers goes (RelayRunner.resume): the workers to seal the key to are asked for while
+  // the session goes up, without the builds the relay ships.
   const http = new RelayHttp({ baseUrl: rig.url });
-  const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'resume' } });
+  const workers = http.listWorkers();
+  const published = await publishSession(cut.device, cut.sessionId, http, undefined, { omitRelayBuilds: true });
+  const uploadEnd = performance.now();
+  const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'resume' } }, await workers);
   const started = performance.now();
   let resumed = 0;
   let step = 0;

@@ -203,17 +203,22 @@ export class RunHost {
     let report: (event: RunEvent) => void = () => undefined;
     const finish = (status: RunStatus, error?: { code: string; message: string }): void => void (reported = reported.then(() => sink.finish(status, error)));
     try {
-      const key = await this.opts.keys.open(request.key, request.snapshot);
+      const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
+      const store = createMemoryStore();
+      const kv: KvPolicy = { save: true, ...this.opts.kv };
+      const opening = this.opts.keys.open(request.key, request.snapshot);
+      // The snapshot is asked for while the key opens. Only the KV this engine can load (none when it loads none):
+      // another engine's is a cache it would carry for nothing.
+      const fetching = fetchSnapshot(relay, request.snapshot, opening, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
+      // Awaited below, unless the key or the input fails first: that failure is the run's.
+      fetching.catch(() => undefined);
+      const key = await opening;
       const keys = await deriveSessionKeys(key);
       report = (event) => {
         reported = reported.then(() => sealRunEvent(keys, runId, event).then((sealed) => sink.emit(sealed), () => undefined));
       };
       const opened = await openRunInput(keys, request.snapshot, request.input);
-      const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
-      const store = createMemoryStore();
-      const kv: KvPolicy = { save: true, ...this.opts.kv };
-      // Only the KV this engine can load (none when it loads none): another engine's is a cache it would carry for nothing.
-      const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
+      const fetched = await fetching;
       report({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).

@@ -270,11 +270,12 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
 
 /**
  * Fetches snapshot `snapshotId` with its session key and imports the session (every branch, the head) into
- * `store`, sending for nothing the store already has.
+ * `store`, sending for nothing the store already has. The key may still be on its way (a worker opening the one
+ * sealed to it): the first request goes out meanwhile, and nothing it brings is used before the key opens it.
  */
-export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
+export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array | Promise<Uint8Array>, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
   // The keys are derived while the request is out.
-  const [keys, contents] = await Promise.all([sessionKeys(key), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
+  const [keys, contents] = await Promise.all([Promise.resolve(key).then(sessionKeys), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
   const [manifest, opened] = await Promise.all([openManifest(keys, snapshotId, contents), openPrefetched(keys, contents.objects)]);
   const refs = manifestRefs(manifest);
   const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: detachablesFor(opts.engine, opts.hasBuild) });

@@ -77,9 +77,8 @@ export interface PublishOptions {
   title?: string;
   /**
    * Leave out the component builds the relay ships (it lists them, GET /api/v2/components, asked once per relay:
-   * relay-build-list.ts): for a snapshot its
-   * workers run, which have those builds, as does any host that asks the relay for them. Not for a share link: a
-   * device opening it does not ask the relay for builds.
+   * relay-build-list.ts): for a snapshot its workers run, which have those builds, as does any host that asks the
+   * relay for them. Not for a share link: a device opening it does not ask the relay for builds.
    */
   omitRelayBuilds?: boolean;
 }

@@ -385,21 +385,15 @@ async function build(setup: RuntimeSetup, store: Store, sessionId: string, agent
   if (component.manifest.world !== 'agent' && component.manifest.world !== 'stateful-agent') {
     throw new FerryError('component/wrong-world', `Component "${component.manifest.name}" is built for world "${component.manifest.world}", not "agent"; it cannot run as the agent.`);
   }
+  const instance = await (setup.startAgent ?? instantiate)(component, grants);
   const startTool = setup.startTool ?? ((c: LoadedComponent, g: Grants) => localTool(c, g));
-  // The agent and every tool start together (a tool in a worker thread starts there while the agent instantiates
-  // here); where one fails, those that started are disposed.
-  const toolBuilds = toolIds.map((id) => loadBuild(setup, id, from));
-  const starting = [(setup.startAgent ?? instantiate)(component, grants), ...toolBuilds.map((b) => b.then((tool) => startTool(tool, grants)))] as const;
-  const started = await Promise.allSettled([...starting, ...toolBuilds]);
-  const failed = started.find((r) => r.status === 'rejected');
-  if (failed) {
-    await Promise.all(started.slice(1, 1 + toolIds.length).map((r) => (r.status === 'fulfilled' ? (r.value as ToolSlot).dispose?.() : undefined)));
-    throw failed.reason;
+  const tools: ToolSlot[] = [];
+  const builds = [component];
+  for (const id of toolIds) {
+    const tool = await loadBuild(setup, id, from);
+    builds.push(tool);
+    tools.push(await startTool(tool, grants));
   }
-  const value = <T,>(i: number): T => (started[i] as PromiseFulfilledResult<T>).value;
-  const instance = value<ComponentInstance>(0);
-  const tools = toolIds.map((_, i) => value<ToolSlot>(1 + i));
-  const builds = [component, ...toolIds.map((_, i) => value<LoadedComponent>(1 + toolIds.length + i))];
   const agent = agentOf(instance);
   const base = {
     engine: setup.engine,

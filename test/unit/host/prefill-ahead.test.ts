@@ -8,42 +8,19 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { RunHost, type RunEvent } from '../../../src/core/host/run-host.ts';
-import type { Engine, GenerationStats, VerifyRequest } from '../../../src/core/llm/engine.ts';
+import type { Engine } from '../../../src/core/llm/engine.ts';
 import { preparePrompt } from '../../../src/core/llm/prompt.ts';
 import { RelayHttp, createWorkerKeys, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
 import { runOnHost } from '../../support/host-run.ts';
+import { recording } from '../../support/recording-engine.ts';
 import { fixtures, loader, setupFor, tinyEngine, tinyModelFile, type Fixtures } from '../../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
 
 const TASK = 'ferry river harbour crossing tide deck rope lantern ferry river harbour crossing tide deck rope lantern';
 const SAMPLING = { maxTokens: 64, temperature: 0, seed: 0 };
 const CUT_AFTER = 4;
-
-/** The engine as it is, with what it was asked to evaluate ahead (verify) and the stats of each generation it finished. */
-function recording(engine: Engine): Engine & { verified: VerifyRequest[]; stats: GenerationStats[] } {
-  const verified: VerifyRequest[] = [];
-  const stats: GenerationStats[] = [];
-  return {
-    info: engine.info,
-    verified,
-    stats,
-    tokenize: (text, options) => engine.tokenize(text, options),
-    detokenize: (ids) => engine.detokenize(ids),
-    async *generate(request) {
-      for await (const event of engine.generate(request)) {
-        if (event.type === 'done') stats.push(event.stats);
-        yield event;
-      }
-    },
-    verify: (request) => (verified.push(request), engine.verify!(request)),
-    saveKv: (slot) => engine.saveKv!(slot),
-    loadKv: (slot, state) => engine.loadKv!(slot, state),
-    releaseSlot: (slot) => engine.releaseSlot!(slot),
-    dispose: () => engine.dispose(),
-  };
-}
 
 const generated = (events: readonly (RuntimeEvent | RunEvent)[]): number[] => events.flatMap((e) => (e.type === 'generation' ? (e as { tokens: number[] }).tokens : []));
 
@@ -99,8 +76,9 @@ describe('prefill ahead of a moved generation', () => {
   }
 
   async function hostOn(prefillAhead: boolean): Promise<{ host: RunHost; engine: ReturnType<typeof recording> }> {
-    const engine = recording(await tinyEngine(model));
-    engines.push(engine);
+    const own = await tinyEngine(model);
+    engines.push(own);
+    const engine = recording(own);
     return { host: new RunHost({ engine, keys: await createWorkerKeys(), load: loader(f), relayUrl: () => relay.url, prefillAhead }), engine };
   }
 

@@ -7,9 +7,11 @@
  * handoff_ms_<n>: a device moves a session whose conversation is n tokens (its prompt adds the agent's system prompt
  * with its tool: handoff_prompt_tokens_<n>) to the relay's cloud worker — from "move" (the generation in flight is
  * cut) to the first token the worker streams back, as a client following the run sees it. The parts: checkpoint (the cut step checkpointed on the device), upload (publish: seal, upload and move the
- * snapshot in one request), restore (start the run → the worker has fetched the snapshot, opened the session and
- * instantiated the components: its first `step` event), first token (the worker prefills the transcript and
- * generates). Baseline: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same uploaded bytes + the same
+ * snapshot in one request; the relay's build list is asked once per relay and the workers' keys while it goes up,
+ * as RelayRunner.resume does), restore (start the run → the worker has fetched the snapshot, opened the session and
+ * instantiated the components: its first `step` event; in parts: restore_start, the start request; restore_fetch,
+ * the worker opening the key and fetching the snapshot, overlapped; restore_open, opening the runtime, with the cut
+ * reply prefilled meanwhile), first token (the worker generates, the prompt cached by then). Baseline: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same uploaded bytes + the same
  * engine's prefill of the same prompt (node-llama-cpp, 1 thread, loaded as the worker's). The worker is the relay's
  * embedded one, in this process, on the same model file.
  *
@@ -66,6 +68,10 @@ interface Handoff {
   deviceMs: number;
   uploadMs: number;
   restoreMs: number;
+  /** The part of restoreMs until the relay answered the start request. */
+  startMs: number;
+  /** The part of restoreMs from the start's answer to the worker's `resumed`: it opened the key and fetched the snapshot. */
+  fetchMs: number;
   /** The part of restoreMs after the snapshot was fetched: opening the session, instantiating the components. */
   openMs: number;
   firstTokenMs: number;
@@ -160,12 +166,14 @@ async function cutOnDevice(rig: Rig, text: string): Promise<{ device: Store; ses
 async function handoff(rig: Rig, text: string): Promise<Handoff> {
   const cut = await cutOnDevice(rig, text);
   const uploadStart = performance.now();
-  // As a move to the relay's workers publishes: without the builds the relay ships.
-  const published = await publishSession(cut.device, cut.sessionId, new RelayHttp({ baseUrl: rig.url }), undefined, { omitRelayBuilds: true });
-  const uploadEnd = performance.now();
-
+  // As a move to the relay's workers goes (RelayRunner.resume): the workers to seal the key to are asked for while
+  // the session goes up, without the builds the relay ships.
   const http = new RelayHttp({ baseUrl: rig.url });
-  const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'resume' } });
+  const workers = http.listWorkers();
+  const published = await publishSession(cut.device, cut.sessionId, http, undefined, { omitRelayBuilds: true });
+  const uploadEnd = performance.now();
+  const run = await startSealedRun(http, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'resume' } }, await workers);
+  const started = performance.now();
   let resumed = 0;
   let step = 0;
   let token = 0;
@@ -178,13 +186,15 @@ async function handoff(rig: Rig, text: string): Promise<Handoff> {
   }, { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
   if (failed) throw failed;
   if (!step || !token) throw new Error('the run streamed no token');
-  const times = { resumed, step, token };
+  const times = { started, resumed, step, token };
   const promptTokens = (await preparePrompt(rig.engine, cut.prompt)).length;
   return {
     checkpointMs: cut.checkpointAt - cut.moveAt,
     deviceMs: uploadStart - cut.checkpointAt,
     uploadMs: uploadEnd - uploadStart,
     restoreMs: times.step - uploadEnd,
+    startMs: times.started - uploadEnd,
+    fetchMs: times.resumed - times.started,
     openMs: times.step - times.resumed,
     firstTokenMs: times.token - times.step,
     totalMs: times.token - cut.moveAt,
@@ -239,6 +249,8 @@ async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figure
     figures[part('upload')] = compared(pick('uploadMs'), 'ms', 'raw_loopback_transfer_ms', transfer);
     figures[part('device')] = { value: pick('deviceMs'), unit: 'ms' };
     figures[part('restore')] = { value: pick('restoreMs'), unit: 'ms' };
+    figures[part('restore_start')] = { value: pick('startMs'), unit: 'ms' };
+    figures[part('restore_fetch')] = { value: pick('fetchMs'), unit: 'ms' };
     figures[part('restore_open')] = { value: pick('openMs'), unit: 'ms' };
     figures[part('first_token')] = compared(pick('firstTokenMs'), 'ms', 'engine_prefill_ms', prefill);
     figures[`handoff_bytes_${n}${suffix}`] = { value: pick('bytes'), unit: 'bytes' };
@@ -371,13 +383,19 @@ async function cloudToCloud(rig: Rig, model: BenchModel, figures: Figures): Prom
   }
 }
 
+/**
+ * BENCH_HANDOFF_ONLY=1 (for iterating on the move): the relay suite measures only the device → cloud move on the tiny
+ * model; reported figures come from the full suite.
+ */
+export const handoffOnly = process.env.BENCH_HANDOFF_ONLY === '1';
+
 export async function handoffFigures(root: string, rawUrl: string, figures: Figures): Promise<void> {
   const f = await fixtures();
-  for (const model of MODELS) {
+  for (const model of handoffOnly ? MODELS.slice(0, 1) : MODELS) {
     const rig = await openRig(root, model, f);
     try {
       await deviceToCloud(rig, rawUrl, model, figures);
-      await cloudToCloud(rig, model, figures);
+      if (!handoffOnly) await cloudToCloud(rig, model, figures);
     } finally {
       await closeRig(rig);
     }

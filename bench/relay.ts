@@ -30,7 +30,7 @@ import { createMemoryStore, type Store } from '../src/core/store/index.ts';
 import { chatStep, patternImage, testLlm } from '../test/support/session-fixtures.ts';
 import WebSocket, { WebSocketServer } from 'ws';
 import { compared, medianMs, type Figures, type Suite } from './lib.ts';
-import { handoffFigures } from './relay-handoff.ts';
+import { handoffFigures, handoffOnly } from './relay-handoff.ts';
 
 /** Bytes read and written on every connection a server accepts, open or closed. */
 function wireMeter(server: http.Server): () => number {
@@ -204,6 +204,10 @@ async function run(): Promise<Figures> {
   const raw = await rawServer();
   const figures: Figures = {};
   try {
+    if (handoffOnly) {
+      await handoffFigures(root, raw.url, figures);
+      return figures;
+    }
     const client = new RelayHttp({ baseUrl: relay.url });
 
     // Migration bytes: a 2 MiB state and 20 steps, published, then 10 more steps and published again.

@@ -10,12 +10,13 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as v from 'valibot';
-import type { Engine, GenerationStats } from '../../src/core/llm/engine.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
 import { RelayHttp, RunRecordSchema, fetchSnapshot, publishSession, type OpenRunMessage, type PublishResult } from '../../src/core/protocol/index.ts';
 import { decodeKvEntry, encodeKvEntry, kvComponentName, kvPays, type KvEvent } from '../../src/core/runtime/kv-handoff.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
+import { recording } from '../support/recording-engine.ts';
 import { fixtures, setupFor, tinyEngine, tinyModelFile, type Fixtures } from '../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 import { followToEnd, postRun, runBody } from './api/fake-worker.ts';
@@ -24,27 +25,6 @@ const TASK = 'ferry river harbour crossing tide deck rope lantern ferry river ha
 const SAMPLING = { maxTokens: 64, temperature: 0, seed: 0 };
 /** The scribe asks for 8 tokens a generation: cut in the middle. */
 const CUT_AFTER = 4;
-
-/** An engine that records the stats of every generation it finishes (cachedTokens is what KV loading shows). */
-function recording(engine: Engine): Engine & { stats: GenerationStats[] } {
-  const stats: GenerationStats[] = [];
-  return {
-    info: engine.info,
-    stats,
-    tokenize: (text, options) => engine.tokenize(text, options),
-    detokenize: (ids) => engine.detokenize(ids),
-    async *generate(request) {
-      for await (const event of engine.generate(request)) {
-        if (event.type === 'done') stats.push(event.stats);
-        yield event;
-      }
-    },
-    saveKv: (slot) => engine.saveKv!(slot),
-    loadKv: (slot, state) => engine.loadKv!(slot, state),
-    releaseSlot: (slot) => engine.releaseSlot!(slot),
-    dispose: () => Promise.resolve(),
-  };
-}
 
 async function collect(run: AsyncGenerator<RuntimeEvent>, cutAfter?: AbortController): Promise<RuntimeEvent[]> {
   const events: RuntimeEvent[] = [];

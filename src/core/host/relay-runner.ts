@@ -16,12 +16,14 @@ import { defaultOpenSocket, followRun, type OpenSocket } from '../parallel/run-f
 import {
   RunPlacementSchema,
   fetchSnapshot,
+  forgetRelayBuilds,
   publishSession,
   startSealedRun,
   type OpenRunMessage,
   type PublishedSnapshot,
   type RelayHttp,
   type RunPlacement,
+  type WorkerList,
 } from '../protocol/index.ts';
 import { publishedFrom, publishedJson, StoredPublishedSchema } from '../protocol/published-record.ts';
 import type { SnapshotBase } from '../protocol/snapshot-sync.ts';
@@ -130,17 +132,20 @@ export class RelayRunner implements SessionRunner {
   }
 
   async resume(): Promise<void> {
+    // The workers to seal the key to are asked for while the session goes up, not after (the move's path).
+    const workers = this.#workers();
     const published = await this.#publish();
-    await this.#start(published, { type: 'resume' });
+    await this.#start(published, { type: 'resume' }, await workers);
   }
 
   async send(input: RunInput): Promise<void> {
     // Content the person adds runs as a host step where the session's store is (the device); a node only resumes.
     if (input.type === 'tools') throw new FerryError('relay/content-away', 'Files and sources are added on the device that runs the session: bring it back to this device, add them, then move it again.');
     await this.settled();
+    const workers = this.#workers();
     const published = await this.#current();
     const before = await this.#head();
-    await this.#start(published, input);
+    await this.#start(published, input, await workers);
     const run = this.#run;
     await this.settled();
     // A step that takes a message is always checkpointed. A run that ended with no new checkpoint, no failure and
@@ -198,7 +203,15 @@ export class RelayRunner implements SessionRunner {
     return this.#published;
   }
 
-  async #start(published: PublishedSnapshot, input: Exclude<RunInput, { type: 'tools' }>): Promise<void> {
+  /**
+   * The workers a run may go to now, asked for ahead of the publish that precedes a start. A failed ask is asked
+   * again by the start, which then says why.
+   */
+  #workers(): Promise<WorkerList | undefined> {
+    return this.opts.relay.listWorkers(this.#where?.space).catch(() => undefined);
+  }
+
+  async #start(published: PublishedSnapshot, input: Exclude<RunInput, { type: 'tools' }>, workers?: WorkerList): Promise<void> {
     const maxTokens = this.opts.replyTokens?.();
     // The key is sealed to the workers the placement allows; the input travels sealed too.
     const record = await startSealedRun(this.opts.relay, {
@@ -208,7 +221,7 @@ export class RelayRunner implements SessionRunner {
       input,
       where: this.#where,
       maxTokens,
-    });
+    }, workers);
     await this.#follow(record.id, 0);
   }
 
@@ -276,6 +289,8 @@ export class RelayRunner implements SessionRunner {
       return;
     }
     if (read.event.type === 'error' || read.event.type === 'step-failed') run.failed = true;
+    // The node lacks a build the relay was remembered to ship (it has another library now): ask for its list again.
+    if (read.event.type === 'error' && read.event.code === 'relay/unknown-component') forgetRelayBuilds(this.opts.relay.baseUrl);
     this.opts.onEvent(read.event);
   }
 

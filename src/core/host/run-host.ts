@@ -41,6 +41,7 @@ import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { instantiate } from '../runtime/instance.ts';
 import { AgentRuntime, localTool, sessionSampling, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
+import { prefillCut } from '../runtime/prefill-ahead.ts';
 import { Spares } from '../runtime/spares.ts';
 import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
@@ -80,6 +81,11 @@ export interface RunHostOptions {
   openSocket?: OpenSocket;
   /** What this node charges for tokens (`ferry worker --price`): recorded as each step's cost in its checkpoint. */
   price?: Price;
+  /**
+   * Prefill a reply cut by a move while the runtime opens (runtime/prefill-ahead.ts); default true. False: the
+   * continuation prefills once the runtime is open.
+   */
+  prefillAhead?: boolean;
   /** Told how each run went (its input, steps and publishes), for the operator's log. */
   log?(message: string, details: Record<string, unknown>): void;
 }
@@ -197,24 +203,33 @@ export class RunHost {
     let report: (event: RunEvent) => void = () => undefined;
     const finish = (status: RunStatus, error?: { code: string; message: string }): void => void (reported = reported.then(() => sink.finish(status, error)));
     try {
-      const key = await this.opts.keys.open(request.key, request.snapshot);
+      const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
+      const store = createMemoryStore();
+      const kv: KvPolicy = { save: true, ...this.opts.kv };
+      const opening = this.opts.keys.open(request.key, request.snapshot);
+      // The snapshot is asked for while the key opens. Only the KV this engine can load (none when it loads none):
+      // another engine's is a cache it would carry for nothing.
+      const fetching = fetchSnapshot(relay, request.snapshot, opening, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
+      // Awaited below, unless the key or the input fails first: that failure is the run's.
+      fetching.catch(() => undefined);
+      const key = await opening;
       const keys = await deriveSessionKeys(key);
       report = (event) => {
         reported = reported.then(() => sealRunEvent(keys, runId, event).then((sealed) => sink.emit(sealed), () => undefined));
       };
       const opened = await openRunInput(keys, request.snapshot, request.input);
-      const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
-      const store = createMemoryStore();
-      const kv: KvPolicy = { save: true, ...this.opts.kv };
-      // Only the KV this engine can load (none when it loads none): another engine's is a cache it would carry for nothing.
-      const fetched = await fetchSnapshot(relay, request.snapshot, key, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
+      const fetched = await fetching;
       report({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);
-      const sampling = sessionSampling((await session.checkpoint(await session.head())).llm, request.maxTokens);
+      const head = await session.head();
+      // A reply cut by the move is prefilled while the components instantiate, rather than after (prefill-ahead.ts).
+      const ahead = opened.type === 'resume' && this.opts.prefillAhead !== false ? prefillCut(this.opts.engine, session, head, fetched.sessionId, kv, signal) : undefined;
+      const sampling = sessionSampling((await session.checkpoint(head)).llm, request.maxTokens);
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
+      await ahead;
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.
       const tally = { checkpoints: 0, published: 0 };
       let published: PublishPrevious = { snapshotId: request.snapshot, writeToken: request.writeToken, key, base: fetched.base };

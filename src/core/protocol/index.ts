@@ -7,6 +7,7 @@ export { MANIFEST_VERSION, decodeManifest, encodeManifest, makeManifest, manifes
 export { parseShareLink, shareLink, type ShareLink } from './link.ts';
 export { decodeBitmap, encodeBitmap, fromBase64Url, toBase64Url } from './base64url.ts';
 export { RelayHttp, type RelayHttpOptions, type TransferStats } from './http-client.ts';
+export { forgetRelayBuilds } from './relay-build-list.ts';
 export { fetchSnapshot, publishSession, type FetchResult, type PublishOptions, type PublishResult, type PublishedSnapshot } from './snapshot-sync.ts';
 export {
   ATTEMPT_HEADER,

@@ -34,6 +34,7 @@ import {
   type SyncStats,
 } from '../snapshot/index.ts';
 import type { RelayHttp } from './http-client.ts';
+import { relayBuilds } from './relay-build-list.ts';
 import { decodeManifest, encodeManifest, makeManifest, manifestRefs, type SnapshotManifest } from './manifest.ts';
 import type { SnapshotRecord } from './wire.ts';
 
@@ -75,9 +76,9 @@ export interface PublishOptions {
   /** The session's title, carried in the manifest (sealed) so a share opens under it. */
   title?: string;
   /**
-   * Leave out the component builds the relay ships (it lists them: GET /api/v2/components): for a snapshot its
-   * workers run, which have those builds, as does any host that asks the relay for them. Not for a share link: a
-   * device opening it does not ask the relay for builds.
+   * Leave out the component builds the relay ships (it lists them, GET /api/v2/components, asked once per relay:
+   * relay-build-list.ts): for a snapshot its workers run, which have those builds, as does any host that asks the
+   * relay for them. Not for a share link: a device opening it does not ask the relay for builds.
    */
   omitRelayBuilds?: boolean;
 }
@@ -197,11 +198,8 @@ export async function publishSession(store: Store, sessionId: string, relay: Rel
   const key = previous?.key ?? generateSessionKey();
   // Derived while the session's closure is collected.
   const keys = sessionKeys(key);
-  // Asked for once, and only when something is to go up. A relay that cannot say (an older one) is taken to ship
-  // none: every build goes along, as before.
-  let asked: Promise<ReadonlySet<string>> | undefined;
-  const relayBuilds = omitRelayBuilds ? () => (asked ??= relay.componentBuilds().then((ids) => new Set(ids), () => new Set<string>())) : undefined;
-  const secret = { keys, key, title, relayBuilds };
+  // Asked for only when something is to go up, and once per relay (relay-build-list.ts).
+  const secret = { keys, key, title, relayBuilds: omitRelayBuilds ? () => relayBuilds(relay) : undefined };
   if (previous?.base) {
     try {
       return await publishOnto(store, sessionId, relay, secret, previous, previous.base);
@@ -271,11 +269,12 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
 
 /**
  * Fetches snapshot `snapshotId` with its session key and imports the session (every branch, the head) into
- * `store`, sending for nothing the store already has.
+ * `store`, sending for nothing the store already has. The key may still be on its way (a worker opening the one
+ * sealed to it): the first request goes out meanwhile, and nothing it brings is used before the key opens it.
  */
-export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
+export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array | Promise<Uint8Array>, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
   // The keys are derived while the request is out.
-  const [keys, contents] = await Promise.all([sessionKeys(key), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
+  const [keys, contents] = await Promise.all([Promise.resolve(key).then(sessionKeys), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
   const [manifest, opened] = await Promise.all([openManifest(keys, snapshotId, contents), openPrefetched(keys, contents.objects)]);
   const refs = manifestRefs(manifest);
   const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: detachablesFor(opts.engine, opts.hasBuild) });

@@ -5,18 +5,17 @@
  * session's builds — runs the session on a real engine (tiny generated model): one build from the relay, the other
  * from the session.
  */
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { withRelayBuilds, loadRelayBuild } from '../../../src/core/host/relay-builds.ts';
-import { RunHost, type RunEvent } from '../../../src/core/host/run-host.ts';
+import { RunHost } from '../../../src/core/host/run-host.ts';
 import type { Engine } from '../../../src/core/llm/engine.ts';
-import { RelayHttp, RunEventReader, createWorkerKeys, fetchSnapshot, publishSession, sealKeyTo, sealRunInput, type PublishResult } from '../../../src/core/protocol/index.ts';
+import { RelayHttp, createWorkerKeys, fetchSnapshot, forgetRelayBuilds, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
 import { buildComponentName, loadSessionBuild } from '../../../src/core/runtime/builds.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import { Session } from '../../../src/core/session/index.ts';
-import { deriveSessionKeys } from '../../../src/core/snapshot/index.ts';
 import { createMemoryStore, type Store } from '../../../src/core/store/index.ts';
 import { FerryError } from '../../../src/core/errors.ts';
+import { runOnHost } from '../../support/host-run.ts';
 import { fixtures, setupFor, tinyEngine, tinyModelFile, type Fixtures } from '../../support/runtime-agent.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
 
@@ -77,6 +76,28 @@ describe('component builds the relay ships', () => {
     expect((await loadSessionBuild(copy, await copy.head(), f.ids.scribe))?.id).toBe(f.ids.scribe);
   });
 
+  test('the relay\'s list is asked for once per relay; forgotten (a worker lacked a build), it is asked again', async () => {
+    let asked = 0;
+    const counting = new RelayHttp({
+      baseUrl: relay.url,
+      fetch: (input, init) => {
+        if (String(input).endsWith('/api/v2/components')) asked++;
+        return fetch(input, init);
+      },
+    });
+    forgetRelayBuilds(relay.url);
+    const device = await deviceSession();
+    const first = await publishSession(device.store, device.id, counting, undefined, { omitRelayBuilds: true });
+    const second = await publishSession(device.store, device.id, counting, undefined, { omitRelayBuilds: true });
+    expect(asked).toBe(1);
+    forgetRelayBuilds(relay.url);
+    const third = await publishSession(device.store, device.id, counting, undefined, { omitRelayBuilds: true });
+    expect(asked).toBe(2);
+    // Each left the relay's build out.
+    const whole = await publishSession(device.store, device.id, counting);
+    for (const lean of [first, second, third]) expect(lean.sync.totalBytes).toBeLessThan(whole.sync.totalBytes);
+  });
+
   test('a build from the relay loads only as the build its id names', async () => {
     expect((await loadRelayBuild(http, f.ids.scribe))?.id).toBe(f.ids.scribe);
     // One it does not ship: none (the host's own refusal stands).
@@ -101,28 +122,7 @@ describe('component builds the relay ships', () => {
   });
 
   /** Runs `published` (input start) on `host` as the relay would assign it; resolves with its events once it ends. */
-  async function runOn(host: RunHost, published: PublishResult): Promise<{ events: RunEvent[]; status: string; error?: { code: string } }> {
-    const id = randomBytes(16).toString('hex');
-    const reader = await RunEventReader.for(published.key, id);
-    const keys = await deriveSessionKeys(published.key);
-    const request = {
-      snapshot: published.snapshot.id,
-      key: await sealKeyTo(host.publicKey, published.key, published.snapshot.id),
-      writeToken: published.writeToken,
-      input: await sealRunInput(keys, published.snapshot.id, { type: 'start', task: 'ferry river harbour' }),
-      maxTokens: 8,
-    };
-    const events: RunEvent[] = [];
-    let opened: Promise<void> = Promise.resolve();
-    return new Promise((resolve) => {
-      host.start(id, request, {
-        emit(sealed) {
-          opened = opened.then(async () => void events.push((await reader.open(sealed)) as RunEvent));
-        },
-        finish: (status, error) => void opened.then(() => resolve({ events, status, ...(error ? { error } : {}) })),
-      });
-    });
-  }
+  const runOn = (host: RunHost, published: PublishResult) => runOnHost(host, published, { type: 'start', task: 'ferry river harbour' }, 8);
 
   test('a worker with another library runs the session: the relay\'s build from the relay, the other from the session', async () => {
     const device = await deviceSession();

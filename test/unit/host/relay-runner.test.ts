@@ -22,13 +22,13 @@ import { openComponentLibrary } from '../../../server/relay/component-library.ts
 import { AgentRunner, RelayRunner, move, readRunEvent, restoreRelayPlacement, serializeRelayPlacement, type RelayPlacement, type RunnerEvent } from '../../../src/core/host/index.ts';
 import type { Engine } from '../../../src/core/llm/engine.ts';
 import { followRun, type StreamSocket } from '../../../src/core/parallel/index.ts';
-import { RelayHttp, createSpaceSecret, publishSession, spaceCredentials, type OpenRunMessage, type PublishedSnapshot } from '../../../src/core/protocol/index.ts';
+import { RelayHttp, createSpaceSecret, forgetRelayBuilds, publishSession, spaceCredentials, type OpenRunMessage, type PublishedSnapshot } from '../../../src/core/protocol/index.ts';
 import { AgentRuntime } from '../../../src/core/runtime/runtime.ts';
 import type { ComponentFiles } from '../../../src/core/runtime/tool-worker.ts';
 import { Session, type SessionEvent } from '../../../src/core/session/index.ts';
 import { exportSession } from '../../../src/core/snapshot/index.ts';
 import { createMemoryStore, type Store } from '../../../src/core/store/index.ts';
-import { tinyEngine, tinyModelFile } from '../../support/runtime-agent.ts';
+import { fixtures, setupFor, tinyEngine, tinyModelFile } from '../../support/runtime-agent.ts';
 import { waitFor } from '../../support/wait.ts';
 import { componentsDir, startDeviceNode } from '../parallel/space-nodes.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
@@ -366,6 +366,47 @@ describe('a session on the relay, followed by a RelayRunner', () => {
     } finally {
       await away.close();
       await laptop.close();
+    }
+  }, TIMEOUT);
+
+  test('a build the relay no longer ships, though its list was remembered: the run fails with relay/unknown-component, the list is asked again, and the next move carries the build', async () => {
+    // A session of a test agent this relay does not ship, and a list remembered from when (as far as the device knew) it did.
+    const f = await fixtures();
+    const store = createMemoryStore();
+    const created = await AgentRuntime.create(store, setupFor(f, engine, { sampling: { maxTokens: 8, temperature: 0, seed: 0 } }), { agent: f.ids.scribe, tools: [f.ids.tally] });
+    await created.dispose();
+    const id = created.session.id;
+    forgetRelayBuilds(relay.url);
+    const earlier = new RelayHttp({
+      baseUrl: relay.url,
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!String(input).endsWith('/api/v2/components')) return res;
+        const { builds } = (await res.json()) as { builds: string[] };
+        return Response.json({ builds: [...builds, f.ids.scribe] });
+      },
+    });
+    await publishSession(store, id, earlier, undefined, { omitRelayBuilds: true });
+
+    const rig = runner(store);
+    const stale = new RelayRunner({ ...rig.options, sessionId: id });
+    try {
+      await stale.resume();
+      await stale.settled();
+      expect(rig.events.filter((e) => e.type === 'error')).toEqual([expect.objectContaining({ code: 'relay/unknown-component' })]);
+    } finally {
+      await stale.close();
+    }
+
+    // Moved again (a new snapshot): the list is asked anew, the agent's build goes along, and the run goes.
+    const again = runner(store);
+    const moved = new RelayRunner({ ...again.options, sessionId: id });
+    try {
+      await moved.send({ type: 'start', task: 'ferry river harbour' });
+      expect(again.events.filter((e) => e.type === 'error')).toEqual([]);
+      expect(again.tokens()).toBeGreaterThan(0);
+    } finally {
+      await moved.close();
     }
   }, TIMEOUT);
 

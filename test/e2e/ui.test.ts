@@ -55,6 +55,15 @@ for (const device of devices) {
       return `box ${JSON.stringify(box)}, enabled ${String(enabled)}, ${page}`;
     }
 
+    /** This site's relay, and "My devices": the cloud worker on the user's own relay may take sessions. */
+    async function useMyDevices(): Promise<void> {
+      await press(page.getByRole('link', { name: 'Settings', exact: true }));
+      await page.getByLabel('Relay URL').fill('');
+      await press(page.getByLabel('My devices'));
+      await press(page.getByRole('button', { name: 'Save settings' }));
+      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+    }
+
     async function send(text: string): Promise<void> {
       const box = page.getByLabel('Message');
       await box.fill(text);
@@ -477,12 +486,7 @@ for (const device of devices) {
     });
 
     test('moves a session to the cloud worker mid-stream and brings it back, from the "Where it runs" panel', async () => {
-      // This site's relay, and "My devices": the cloud worker on the user's own relay may take the session.
-      await press(page.getByRole('link', { name: 'Settings', exact: true }));
-      await page.getByLabel('Relay URL').fill('');
-      await press(page.getByLabel('My devices'));
-      await press(page.getByRole('button', { name: 'Save settings' }));
-      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await useMyDevices();
       await createSession(/Assistant/, 'Ferry story');
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
@@ -531,11 +535,7 @@ for (const device of devices) {
     });
 
     test('runs a session here, verified by the cloud worker, and back to this device alone, from the "Where it runs" panel', async () => {
-      await press(page.getByRole('link', { name: 'Settings', exact: true }));
-      await page.getByLabel('Relay URL').fill('');
-      await press(page.getByLabel('My devices'));
-      await press(page.getByRole('button', { name: 'Save settings' }));
-      await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
+      await useMyDevices();
       await createSession(/Assistant/, 'Verified here');
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));

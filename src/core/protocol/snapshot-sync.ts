@@ -126,18 +126,6 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
   return out;
 }
 
-/** A session's keys are derived once per key (a worker publishes every step with the same one). */
-const derived = new WeakMap<Uint8Array, Promise<SessionKeys>>();
-
-function sessionKeys(key: Uint8Array): Promise<SessionKeys> {
-  let keys = derived.get(key);
-  if (!keys) {
-    keys = deriveSessionKeys(key);
-    derived.set(key, keys);
-    keys.catch(() => derived.delete(key));
-  }
-  return keys;
-}
 
 /**
  * Opens the objects the relay sent along (sealed, by remote id) all at once, so the walk over them needs no crypto
@@ -197,7 +185,7 @@ export async function publishSession(store: Store, sessionId: string, relay: Rel
   await assertMayLeave(store, sessionId, 'publish');
   const key = previous?.key ?? generateSessionKey();
   // Derived while the session's closure is collected.
-  const keys = sessionKeys(key);
+  const keys = deriveSessionKeys(key);
   // Asked for only when something is to go up, and once per relay (relay-build-list.ts).
   const secret = { keys, key, title, relayBuilds: omitRelayBuilds ? () => relayBuilds(relay) : undefined };
   if (previous?.base) {
@@ -274,7 +262,7 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
  */
 export async function fetchSnapshot(relay: RelayHttp, snapshotId: string, key: Uint8Array | Promise<Uint8Array>, store: Store, opts: FetchOptions = {}): Promise<FetchResult> {
   // The keys are derived while the request is out.
-  const [keys, contents] = await Promise.all([Promise.resolve(key).then(sessionKeys), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
+  const [keys, contents] = await Promise.all([Promise.resolve(key).then(deriveSessionKeys), relay.snapshotContents(snapshotId, opts.since ?? 0)]);
   const [manifest, opened] = await Promise.all([openManifest(keys, snapshotId, contents), openPrefetched(keys, contents.objects)]);
   const refs = manifestRefs(manifest);
   const sync = await pullSession(relayReader(relay, keys, refs, opened), store, manifest.session, { kv: detachablesFor(opts.engine, opts.hasBuild) });

@@ -165,8 +165,11 @@ export function cloneImage(image: StateImage): StateImage {
 /**
  * Writes `image` into the instance: grows each memory to the image's size, zeroes the pages the image does not hold
  * and writes those it does, sets globals. The image is checked whole first, so a bad one changes nothing.
+ * Only pages that differ are written: a page the engine never touched reads as zero without being backed by memory,
+ * and writing zeros over it commits it (and the collector frees it later). `likely`, what the instance probably holds
+ * (its fresh image, on a restore), says which of the image's pages are worth comparing before writing: those it shares.
  */
-export function writeImage(image: StateImage, slots: StateSlots): void {
+export function writeImage(image: StateImage, slots: StateSlots, likely?: StateImage): void {
   assertSameLayout(image, slots);
   slots.memories.forEach(({ key, memory }, m) => {
     const { byteLength, pages } = image.memories[m]!;
@@ -188,8 +191,17 @@ export function writeImage(image: StateImage, slots: StateSlots): void {
     if (byteLength > current) memory.grow((byteLength - current) / PAGE_SIZE);
     const bytes = new Uint8Array(memory.buffer);
     // Pages past the old size are fresh zeros.
-    for (let i = 0; i * PAGE_SIZE < current; i++) if (!pages.has(i)) bytes.fill(0, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-    for (const [i, page] of pages) bytes.set(page, i * PAGE_SIZE);
+    for (let i = 0; i * PAGE_SIZE < current; i++) {
+      if (pages.has(i)) continue;
+      const page = bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+      if (!isZero(page)) page.fill(0);
+    }
+    const held = likely?.memories[m]?.pages;
+    for (const [i, page] of pages) {
+      const at = i * PAGE_SIZE;
+      if (at < current && held?.get(i) === page && sameBytes(bytes.subarray(at, at + PAGE_SIZE), page)) continue;
+      bytes.set(page, at);
+    }
   });
   slots.globals.forEach(({ global }, g) => {
     global.value = image.globals[g]!.value;

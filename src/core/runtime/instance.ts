@@ -74,7 +74,7 @@ export async function instantiate(component: LoadedComponent, grants: Grants): P
       if (image.component !== component.id) {
         throw new FerryError('component/image-mismatch', `The state image belongs to component ${image.component}, not ${component.id} ("${manifest.name}"). Load the component it was captured from.`);
       }
-      writeImage(image, slots);
+      writeImage(image, slots, initial);
       base = cloneImage(image);
     },
     memoryBytes: () => slots.memories.reduce((n, { memory }) => n + memory.buffer.byteLength, 0),

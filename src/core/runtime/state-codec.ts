@@ -336,11 +336,21 @@ function sameWords(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** Fingerprints by fresh image: an instance's fresh image never changes, and every keyframe and restore asks for it. */
+const fingerprints = new WeakMap<StateImage, string>();
+
 /**
  * A fast fingerprint (FNV-1a over the words) of a fresh image: a consistency check that a keyframe lands on the
- * fresh state it was taken against, not a security boundary (blobs are content-addressed in the store).
+ * fresh state it was taken against, not a security boundary (blobs are content-addressed in the store). The image
+ * must not change afterwards (a fresh image never does): the fingerprint is computed once per image.
  */
 export function fingerprint(image: StateImage): string {
+  let known = fingerprints.get(image);
+  if (known === undefined) fingerprints.set(image, (known = hashImage(image)));
+  return known;
+}
+
+function hashImage(image: StateImage): string {
   let h = 0x811c9dc5;
   let pages = 0;
   for (const m of image.memories) {

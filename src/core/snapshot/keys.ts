@@ -23,10 +23,24 @@ export function generateSessionKey(): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(SESSION_KEY_BYTES));
 }
 
-export async function deriveSessionKeys(raw: Uint8Array): Promise<SessionKeys> {
+/** Keys by the key bytes they came from: a move derives them to publish, to start the run and to read its events. */
+const derived = new WeakMap<Uint8Array, Promise<SessionKeys>>();
+
+/** The session's keys from its raw key; derived once per key array (which must not change afterwards). */
+export function deriveSessionKeys(raw: Uint8Array): Promise<SessionKeys> {
   if (!(raw instanceof Uint8Array) || raw.length !== SESSION_KEY_BYTES) {
-    throw new FerryError('snapshot/bad-key', `A session key must be ${SESSION_KEY_BYTES} bytes; got ${raw instanceof Uint8Array ? raw.length : typeof raw}. Check the share link was copied whole.`);
+    return Promise.reject(new FerryError('snapshot/bad-key', `A session key must be ${SESSION_KEY_BYTES} bytes; got ${raw instanceof Uint8Array ? raw.length : typeof raw}. Check the share link was copied whole.`));
   }
+  let keys = derived.get(raw);
+  if (!keys) {
+    keys = derive(raw);
+    derived.set(raw, keys);
+    keys.catch(() => derived.delete(raw));
+  }
+  return keys;
+}
+
+async function derive(raw: Uint8Array): Promise<SessionKeys> {
   const master = await subtle().importKey('raw', new Uint8Array(raw), 'HKDF', false, ['deriveKey', 'deriveBits']);
   const hkdf = (info: string): HkdfParams => ({ name: 'HKDF', hash: 'SHA-256', salt: utf8('ferry/session-key/v1'), info: utf8(info) });
   const [encrypt, ids, keyIdBits] = await Promise.all([

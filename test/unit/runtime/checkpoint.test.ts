@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBuiltComponent } from '../../../server/runtime/node-components.ts';
 import { applyDelta, instantiate, pageBytes, PAGE_SIZE, type LoadedComponent, type StateImage } from '../../../src/core/runtime/index.ts';
+import { decodeChain, encodeKeyframe } from '../../../src/core/runtime/state-codec.ts';
 import { builtNotes } from '../../support/components.ts';
 import { invokeOf, notesCalls, runCalls } from '../../support/notes-workload.ts';
 import { imageToJson } from '../../support/state-image-json.ts';
@@ -43,6 +44,29 @@ describe('component state capture and restore', () => {
     const resumed = await instantiate(notes, {});
     resumed.restore(image);
     expect(runCalls(invokeOf(resumed.exports), notesCalls(N, N + M))).toEqual(reference.slice(N));
+  });
+
+  it('an instance holding other state is restored exactly: a page is skipped only where it already holds the image', async () => {
+    const source = await instantiate(notes, {});
+    runCalls(invokeOf(source.exports), notesCalls(0, N));
+    const target = await instantiate(notes, {});
+    const image = decodeChain([encodeKeyframe(source.capture(), source.initial, 'k')], target.initial);
+    // Put the target into other state where the restore could go wrong: a page the image shares with the fresh
+    // state (compared before it is skipped) and a page the image does not hold (zeroed) both hold other bytes.
+    const [memory, m] = [image.memories.findIndex((x) => x.byteLength > 0)].map((i) => [image.memories[i]!, i] as const)[0]!;
+    const shared = [...memory.pages].find(([i, page]) => target.initial.memories[m]!.pages.get(i) === page)![0];
+    const absent = [...Array(memory.byteLength / PAGE_SIZE).keys()].find((i) => !memory.pages.has(i))!;
+    const scribbled = (i: number) => new Uint8Array(PAGE_SIZE).fill(7 + i);
+    const other: StateImage = {
+      ...target.initial,
+      memories: target.initial.memories.map((x, j) => j === m ? { ...x, byteLength: memory.byteLength, pages: new Map([...x.pages, [shared, scribbled(1)], [absent, scribbled(2)]]) } : x),
+    };
+    target.restore(other);
+    target.restore(image);
+    const restored = target.capture().memories[m]!;
+    expect(Buffer.compare(restored.pages.get(shared)!, memory.pages.get(shared)!)).toBe(0);
+    expect(restored.pages.has(absent)).toBe(false);
+    expect(runCalls(invokeOf(target.exports), notesCalls(N, N + M))).toEqual(reference.slice(N));
   });
 
   it('without the restore, a fresh instance does not continue the same way (the test can fail)', async () => {

@@ -103,7 +103,7 @@ export class AutoPlacer {
       const [link, battery] = await Promise.all([probeLink(context.relay), probeBattery()]);
       const [here, ...fleet] = await this.#fleet(context, step.model, decodeTps, link, battery);
       // Running speculatively now: verified by the relay's own engine (the node that verifies).
-      const decision = decideNextStep(step, here!, fleet, context.prefs, speculative ? fleet.find((n) => n.verifies)?.id : undefined);
+      const decision = decideNextStep(step, here!, fleet, context.prefs, speculative);
       if (!decision.move) {
         this.opts.onDecision?.(decision);
         return undefined;

@@ -30,6 +30,8 @@ const MetaSchema = v.object({
   updatedAt: time,
   /** Where the session runs now, for people ("This device", "Cloud worker", a device's name). */
   runsOn: v.pipe(v.string(), v.maxLength(120)),
+  /** It runs here speculatively (drafted here, verified by the relay's worker): the session host opens it so again. */
+  speculative: v.optional(v.literal(true)),
   /** Bytes of every object the session reaches (all branches, tool state); null until measured. */
   sizeBytes: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
   steps: v.pipe(v.number(), v.integer(), v.minValue(0)),
@@ -142,9 +144,9 @@ export class SessionCatalogue {
     void this.measure(session.id);
   }
 
-  /** Records where the session runs now ("This device", "Cloud worker", a device's name). */
-  setRunsOn(id: string, runsOn: string): Promise<SessionMeta> {
-    return this.change(id, (meta) => ({ ...meta, runsOn: runsOn.slice(0, 120) }));
+  /** Records where the session runs now ("This device", "Cloud worker", a device's name), and whether speculatively. */
+  setRunsOn(id: string, runsOn: string, speculative = false): Promise<SessionMeta> {
+    return this.change(id, ({ speculative: _was, ...meta }) => ({ ...meta, runsOn: runsOn.slice(0, 120), ...(speculative ? { speculative: true as const } : {}) }));
   }
 
   /**

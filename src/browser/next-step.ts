@@ -68,10 +68,11 @@ export function thisDeviceNode(model: string, decodeTps: number, extra: { batter
 
 /**
  * Where the next step runs: this device `here`, with the session's context in its cache, or a node of `fleet`, or
- * speculatively (drafted here with the session's model, verified by the relay's worker). `speculativeVerifier`: the
- * session runs speculatively now, verified by that node.
+ * speculatively (drafted here with the session's model, verified by the relay's worker). `speculative`: the session
+ * runs so now (verified by the fleet's verifying node), which the policy's hysteresis weighs as where it is.
  */
-export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculativeVerifier?: string): Decision {
+export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculative = false): Decision {
+  const speculativeVerifier = speculative ? fleet.find((n) => n.verifies)?.id : undefined;
   const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: SAME_MODEL_ACCEPTANCE } };
   const [current, mode]: [string, RunMode] = speculativeVerifier ? [speculativeVerifier, 'speculative'] : [THIS_DEVICE, 'run'];
   return decide(pending, [here, ...fleet], prefs, current, mode);

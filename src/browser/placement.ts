@@ -2,6 +2,7 @@
 import { FerryError } from '../core/errors.ts';
 import type { Decision } from '../core/placement/index.ts';
 import { verifyPath, type RunPlacement } from '../core/protocol/index.ts';
+import type { LocalData } from './local-data.ts';
 import { THIS_DEVICE } from './next-step.ts';
 
 export const HERE = 'This device';
@@ -48,4 +49,10 @@ export function targetOf(where: RunPlacement | undefined, decision: Decision): M
 /** The relay's verify socket, from its http(s) address. */
 export function verifyUrl(relay: string): string {
   return `${relay.replace(/\/+$/, '').replace(/^http/i, 'ws')}${verifyPath}`;
+}
+
+/** Whether the session last ran here speculatively (its list entry says so), to run it so again after a reload. */
+export async function ranSpeculatively(data: LocalData, sessionId: string): Promise<boolean> {
+  const meta = await data.sessions.get(sessionId).catch(() => undefined);
+  return meta?.speculative === true;
 }

@@ -25,7 +25,7 @@ import type { EngineLimits } from './engine-choice.ts';
 import type { LocalData } from './local-data.ts';
 import { nextStep } from './next-step.ts';
 import { OtherTabs } from './other-tabs.ts';
-import { CLOUD, HERE, SPECULATIVE, moveFailure, refuseWhileMoving, targetOf, verifyUrl, type MoveTarget, type Placement } from './placement.ts';
+import { CLOUD, HERE, SPECULATIVE, moveFailure, ranSpeculatively, refuseWhileMoving, targetOf, verifyUrl, type MoveTarget, type Placement } from './placement.ts';
 import { comeBack, followAgain, followOptions, letGo } from './relay-follow.ts';
 import type { ModelChoice } from './settings.ts';
 import { withChildren } from './start-settings.ts';
@@ -107,13 +107,13 @@ export class SessionHost {
     return this.opts.worker.create(template, model);
   }
 
-  /** After a reload, a session this device left on a relay's node is followed again (its store catches up first); returns where it is. */
+  /** After a reload, a session this device left on a relay's node is followed again (its store catches up first), one left running here speculatively runs so again; returns where it is. */
   async resume(sessionId: string, model: ModelChoice): Promise<Placement> {
     const entry = this.#entries.get(sessionId);
     if (entry) return entry.placement;
     if (!(await this.#tabs.own(sessionId))) return this.placement(sessionId);
     const followed = await followAgain(sessionId, this.opts.data, this.#relayOptions(sessionId, model));
-    if (!followed) return this.placement(sessionId);
+    if (!followed) return (await ranSpeculatively(this.opts.data, sessionId)) ? (await this.#entry(sessionId, model)).placement : this.placement(sessionId);
     const away: Entry = { runner: followed.runner, placement: { state: 'away', name: followed.name }, placer: undefined };
     this.#entries.set(sessionId, away);
     this.#placed(sessionId, away.placement);
@@ -133,11 +133,11 @@ export class SessionHost {
     const body = text.trim();
     if (!body) throw new FerryError('app/empty-message', 'The message is empty; type something to send.');
     if (!(await this.#tabs.own(sessionId))) {
-      // Another tab runs it; should that tab close first, this one runs it, unless a checkpoint there holds it.
-      if ((await this.#tabs.ask(sessionId, body)) === 'taken-over' && (await this.#stillPending(sessionId, body))) await this.send(sessionId, model, body);
+      // Another tab runs it; should that tab close first, this one runs it, unless a checkpoint there holds it (it is no longer pending).
+      if ((await this.#tabs.ask(sessionId, body)) === 'taken-over' && (await this.opts.data.records.pendingInput(await this.opts.data.openSession(sessionId)))?.text === body) await this.send(sessionId, model, body);
       return;
     }
-    const entry = this.#entry(sessionId, model);
+    const entry = await this.#entry(sessionId, model);
     refuseWhileMoving(entry.placement);
     const session = await Session.open(this.opts.data.store, sessionId);
     const input: RunInput = (await session.checkpoint(await session.head())).counters.steps === 0 ? { type: 'start', task: body } : { type: 'user', text: body };
@@ -157,7 +157,7 @@ export class SessionHost {
    */
   async addContent(sessionId: string, model: ModelChoice, batches: readonly HostCall[][]): Promise<void> {
     await this.#tabs.refuseIfOther(sessionId, 'add content to it');
-    const entry = this.#entry(sessionId, model);
+    const entry = await this.#entry(sessionId, model);
     refuseWhileMoving(entry.placement);
     const run = (async () => {
       for (const calls of batches) await entry.runner.send({ type: 'tools', calls });
@@ -173,7 +173,7 @@ export class SessionHost {
   /** Moves the session: here (plainly, or drafting for the relay's worker to verify), or to a relay's node (its children keep this device's scope). */
   async move(sessionId: string, model: ModelChoice, target: MoveTarget): Promise<void> {
     await this.#tabs.refuseIfOther(sessionId, 'move it');
-    const entry = this.#entry(sessionId, model);
+    const entry = await this.#entry(sessionId, model);
     refuseWhileMoving(entry.placement);
     const speculative = target.here === true && target.speculative === true;
     if (target.here && entry.placement.state === 'here' && (entry.speculative ?? false) === speculative) return;
@@ -185,7 +185,7 @@ export class SessionHost {
     const from = entry.runner;
     let to: SessionRunner | undefined;
     try {
-      to = target.here ? this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e), speculative ? { verifyUrl: verifyUrl(this.opts.relay()) } : undefined) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
+      to = target.here ? this.#hereRunner(sessionId, model, speculative) : new RelayRunner({ ...this.#relayOptions(sessionId, model), where: await withChildren(target.where, this.opts.limits(), this.opts.autoPlacement), name });
       entry.runner = await move(from, to, moveFailure(target.here === true, name));
     } catch (err) {
       await to?.close();
@@ -225,22 +225,22 @@ export class SessionHost {
     }
   }
 
-  /** Whether `text` is still the session's pending input (no checkpoint holds it yet). */
-  async #stillPending(sessionId: string, text: string): Promise<boolean> {
-    const pending = await this.opts.data.records.pendingInput(await Session.open(this.opts.data.store, sessionId));
-    return pending?.text === text;
-  }
-
-  /** The session's entry: here, unless a move or a reload made it away. */
-  #entry(sessionId: string, model: ModelChoice): Entry {
+  /** The session's entry: here (speculatively when it last ran so, as its list entry keeps), unless a move or a reload made it away. */
+  async #entry(sessionId: string, model: ModelChoice): Promise<Entry> {
+    const speculative = !this.#entries.has(sessionId) && (await ranSpeculatively(this.opts.data, sessionId));
     let entry = this.#entries.get(sessionId);
     if (!entry) {
-      entry = { runner: this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e)), placement: { state: 'here', name: HERE }, placer: this.#placer(sessionId, model) };
+      entry = { runner: this.#hereRunner(sessionId, model, speculative), placement: { state: 'here', name: speculative ? SPECULATIVE : HERE }, placer: this.#placer(sessionId, model), speculative };
       this.#entries.set(sessionId, entry);
-      // It runs plainly here now, also one left running speculatively before a reload: the list says so.
-      void this.opts.data.sessions.setRunsOn(sessionId, HERE).catch(() => undefined);
+      // The list says how it runs now (one left on a relay's node and not followed again is here now).
+      void this.opts.data.sessions.setRunsOn(sessionId, entry.placement.name, speculative).catch(() => undefined);
     }
     return entry;
+  }
+
+  /** A runner in this device's worker: plainly, or drafting for the relay's worker to verify. */
+  #hereRunner(sessionId: string, model: ModelChoice, speculative: boolean): SessionRunner {
+    return this.opts.worker.runner(sessionId, model, (e) => this.#heard(sessionId, e), speculative ? { verifyUrl: verifyUrl(this.opts.relay()) } : undefined);
   }
 
   #heard(sessionId: string, event: RunnerEvent): void {
@@ -290,8 +290,8 @@ export class SessionHost {
   }
 
   #placed(sessionId: string, placement: Placement): void {
-    // The session list says where each session runs; it is informative, so a failed write only leaves it stale.
-    if (placement.state === 'here' || placement.state === 'away') void this.opts.data.sessions.setRunsOn(sessionId, placement.name).catch(() => undefined);
+    // The session list says where each session runs (and whether speculatively, to open it so again); a failed write only leaves it stale.
+    if (placement.state === 'here' || placement.state === 'away') void this.opts.data.sessions.setRunsOn(sessionId, placement.name, placement.state === 'here' && this.#entries.get(sessionId)?.speculative === true).catch(() => undefined);
     this.opts.onPlacement(sessionId, placement);
     this.#tabs.placed(sessionId, placement);
   }

@@ -81,6 +81,7 @@ export class OpenSession {
     this.loading = true;
     this.#stopWatching = ui.watch(this.id, { event: (e, p) => this.#onEvent(e, p), placement: (p) => (this.placement = p), run: (text) => void this.#join(text) });
     let away = false;
+    let speculative = false;
     try {
       const app = ui.app;
       const [meta, session] = await Promise.all([app.sessions.get(this.id), app.openSession(this.id)]);
@@ -96,6 +97,7 @@ export class OpenSession {
       const host = await ui.host().catch(() => undefined);
       if (host) this.placement = (await host.follow(this.id)) ?? host.placement(this.id);
       away = this.here && record !== undefined;
+      speculative = this.here && meta.speculative === true && ui.model !== null;
     } catch (err) {
       this.loadError = describeError(err);
     } finally {
@@ -107,8 +109,9 @@ export class OpenSession {
       const checked = await ui.attempt(() => ui.app.sessions.checkTemplate(this.id));
       if (checked) this.meta = checked;
     }
-    // After a reload: this device left the session on another node; it catches up and follows it again.
-    if (away && (await ui.attempt(async () => (this.placement = await (await ui.host()).resume(this.id, ui.requireModel()))))) await this.reload();
+    // After a reload: this device left the session on another node; it catches up and follows it again. One it ran
+    // here speculatively runs so again.
+    if ((away || speculative) && (await ui.attempt(async () => (this.placement = await (await ui.host()).resume(this.id, ui.requireModel())))) && away) await this.reload();
     if (ui.hostLoaded && (await ui.host()).running(this.id)) {
       // The message sent last, if no checkpoint holds it yet, is the one being worked on.
       if (this.placement.otherTab) return this.#join(this.pending?.text ?? null);

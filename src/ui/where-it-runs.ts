@@ -9,6 +9,7 @@ import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionE
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { cloudPlacement, relayProfiles, type NodeProfile, type Price } from '../core/placement/index.ts';
 import { decideNextStep, nextStep, thisDeviceNode } from '../browser/next-step.ts';
+import { SPECULATIVE } from '../browser/placement.ts';
 import { probeLink } from '../browser/placement-probe.ts';
 import { placementLine, type PlacementFacts } from './placement-line.ts';
 import { parseWire, SPACE_HEADER, WorkerListSchema, workerPaths, type RunPlacement } from '../core/protocol/index.ts';
@@ -102,7 +103,8 @@ export async function loadWhereItRuns(session: Session, settings: Settings, wher
   let decision: PlacementFacts['decision'];
   try {
     const here = thisDeviceNode(step.model, step.decodeTps ?? 0, { memoryBytes: (probe.deviceMemoryGiB ?? 4) * 2 ** 30 });
-    decision = decideNextStep(next, here, fleet, prefs);
+    // Running here speculatively, the policy weighs staying so (its hysteresis is for the mode it runs in now).
+    decision = decideNextStep(next, here, fleet, prefs, where.placement.state === 'here' && where.placement.name === SPECULATIVE);
   } catch (err) {
     decision = { problem: describeError(err).message };
   }

@@ -534,7 +534,7 @@ for (const device of devices) {
       await screen('brought-back');
     });
 
-    test('runs a session here, verified by the cloud worker, and back to this device alone, from the "Where it runs" panel', async () => {
+    test('runs a session here, verified by the cloud worker (a reload keeps it so), and back to this device alone, from the "Where it runs" panel', async () => {
       await useMyDevices();
       await createSession(/Assistant/, 'Verified here');
       const panel = page.getByTestId('where-it-runs');
@@ -548,6 +548,11 @@ for (const device of devices) {
       await chat('Tell me about the harbour.', 1);
       await expect.poll(() => page.getByTestId('agent-message').filter({ hasText: new RegExp(`speculative · ${MODEL} · \\d+ tokens`) }).count(), { timeout: 60_000 }).toBe(1);
       await screen('verified-by-the-cloud');
+      // A reload keeps it so: the session opens drafting here, verified by the cloud worker.
+      await page.reload();
+      await transcriptReady();
+      await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device, verified by the cloud worker');
+      await press(panel.locator('summary'));
       await press(page.getByRole('button', { name: 'Run on this device alone' }));
       await expect.poll(() => page.getByTestId('runs-on').textContent(), { timeout: 60_000 }).toBe('This device');
       await chat('And then?', 2);

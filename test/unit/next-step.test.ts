@@ -58,4 +58,16 @@ describe('the next step', () => {
     expect(same.move).toBe(false);
     expect(same.nodeId).toBe('this-device');
   });
+
+  test('a session running speculatively is weighed as it runs: a plain run here, barely faster, does not take it', () => {
+    // A verifying worker as fast as this device: drafting here and verifying there is a little slower than a plain run here.
+    const worker = restoreNodeProfile({ id: 'w1', name: 'embedded', kind: 'cloud', trust: 'own', models: { [testLlm.model]: { prefillTps: 2000, decodeTps: 20, measuredAt: at } }, memoryBytes: 2 ** 40, link: { rttMs: 5, bandwidthBps: 1e8 }, price: { promptPer1k: 0, outputPer1k: 0 }, queueWaitMs: 0, kvState: true, verifies: true });
+    const step = { model: testLlm.model, promptTokens: 2000, expectedOutputTokens: 256 };
+    const prefs = { objective: 'fastest', privacy: 'any' } as const;
+    const plain = decideNextStep(step, thisDeviceNode(testLlm.model, 20), [worker], prefs);
+    expect(plain).toMatchObject({ move: false, nodeId: 'this-device' });
+    expect(plain.estimate.mode ?? 'run').toBe('run');
+    const speculative = decideNextStep(step, thisDeviceNode(testLlm.model, 20), [worker], prefs, true);
+    expect(speculative).toMatchObject({ move: false, estimate: { mode: 'speculative' }, reason: expect.stringMatching(/^Stayed on this device, verified by embedded/) });
+  });
 });

@@ -2,7 +2,8 @@
  * A session run speculatively by the agent worker's API: its engine (node-llama-cpp on the tiny generated model, as a
  * device's would be) drafts, the relay's own engine verifies over /api/v2/verify. Its transcript equals a plain greedy
  * run's token for token; cut in the middle, it is finished by a plain run from its checkpoints, identically. A sampled
- * session runs plainly and says why; drafts for another model than the relay's are refused with a typed error.
+ * session runs plainly and says why; a greedy session's one sampled generation runs plainly, the next ones
+ * speculatively again; drafts for another model than the relay's are refused with a typed error.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +16,7 @@ import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
 import { componentId, enableComponentWasmFeatures } from '../../server/runtime/node-components.ts';
 import { componentFiles } from '../../server/runtime/node-tools.ts';
 import { tinyEngine, tinyModelFile } from '../support/runtime-agent.ts';
+import { builtFixture } from '../support/runtime-fixtures.ts';
 import { waitFor } from '../support/wait.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 
@@ -27,6 +29,9 @@ let relay: TestRelay;
 let model: string;
 let agent: string;
 let components: Record<string, ComponentFiles>;
+/** The `scribe` fixture agent (its "/sample" message asks one generation for temperature 0.9) and its `tally` tool. */
+let scribe: string;
+let tally: string;
 /** One store for every API of the test, by name, as a device's IndexedDB is shared by its workers. */
 const stores = new Map<string, Store>();
 const apis: AgentApi<string>[] = [];
@@ -43,6 +48,10 @@ beforeAll(async () => {
   const dir = path.resolve(import.meta.dirname, '..', '..', 'components', 'dist', 'assistant');
   agent = await componentId(dir);
   components = { [agent]: await componentFiles(dir) };
+  const [scribeDir, tallyDir] = [await builtFixture('scribe'), await builtFixture('tally')];
+  [scribe, tally] = [await componentId(scribeDir), await componentId(tallyDir)];
+  components[scribe] = await componentFiles(scribeDir);
+  components[tally] = await componentFiles(tallyDir);
   const plain = api();
   const { sessionId } = unwrap(await plain.api.start(start('reference')));
   unwrap(await plain.api.send({ type: 'start', task: TASK }));
@@ -113,6 +122,26 @@ describe('a session run speculatively: drafted here, verified by the relay', () 
     expect(events[0]).toMatchObject({ type: 'notice', message: expect.stringMatching(/samples \(temperature 0\.8\).*greedy tokens only/) });
     expect(events.filter((e) => e.type === 'notice')).toHaveLength(1);
     expect((await generations('sampled', sessionId)).map((g) => g.engine.id)).toEqual(['node-llama-cpp']);
+  }, 240_000);
+
+  it('a greedy session whose agent samples one generation runs that one plainly here, then goes on speculatively', async () => {
+    const inputs = [
+      { type: 'start', task: 'ferry river harbour' },
+      { type: 'user', text: '/sample tide deck rope' },
+      { type: 'user', text: 'harbour lights' },
+    ] as const;
+    const run = async (store: string, extra: Partial<StartOptions<string>>) => {
+      const { api: a, events } = api();
+      const { sessionId } = unwrap(await a.start(start(store, { agent: scribe, tools: [tally], ...extra })));
+      for (const input of inputs) unwrap(await a.send(input));
+      return { pieces: await generations(store, sessionId), events };
+    };
+    const plain = await run('mixed-plain', {});
+    const { pieces, events } = await run('mixed', { speculative: { verifyUrl: verifyUrl() } });
+    expect(events.filter((e) => e.type === 'step-failed')).toEqual([]);
+    expect(pieces.map((g) => g.engine.id)).toEqual(['speculative', 'node-llama-cpp', 'speculative']);
+    expect(pieces.map((g) => g.tokens)).toEqual(plain.pieces.map((g) => g.tokens));
+    expect(pieces.every((g) => g.tokens.length > 0)).toBe(true);
   }, 240_000);
 
   it('refuses drafts for another model than the relay verifies with, and a verify address that is not ws(s)', async () => {

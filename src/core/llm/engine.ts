@@ -102,7 +102,15 @@ export interface GenerationStats {
 export type GenerateEvent =
   /** `id` is null only for remote engines that do not report token ids. */
   | { readonly type: 'token'; readonly id: number | null; readonly text: string }
-  | { readonly type: 'done'; readonly finishReason: FinishReason; readonly text: string; readonly tokens: readonly number[]; readonly stats: GenerationStats };
+  | {
+    readonly type: 'done';
+    readonly finishReason: FinishReason;
+    readonly text: string;
+    readonly tokens: readonly number[];
+    readonly stats: GenerationStats;
+    /** The engine that generated, where this one handed the request on (its checkpoint names that engine). */
+    readonly engine?: Pick<EngineInfo, 'id' | 'kind' | 'model'>;
+  };
 
 /**
  * A draft to check against this engine's own greedy choices (speculative decoding): `context` is the exact token

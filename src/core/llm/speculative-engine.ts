@@ -24,7 +24,7 @@ const MAX_PENDING = 4;
 /**
  * Speculative decoding behind the one Engine interface: generations are greedy and token-identical to the target's
  * own, so a session's checkpoints are those of any run on the target, and a run cut anywhere resumes on any engine
- * with the target's model exactly. Sampling and grammars are the target's business: such requests are refused.
+ * with the target's model exactly. Sampled and grammar-constrained requests run on the draft engine alone.
  */
 export class SpeculativeEngine implements Engine {
   readonly info: EngineInfo;
@@ -47,10 +47,15 @@ export class SpeculativeEngine implements Engine {
 
   generate(request: GenerateRequest): AsyncIterable<GenerateEvent> {
     checkRequest(request, this.info.contextSize);
-    if ((request.temperature ?? 0) > 0 || request.grammar) {
-      throw new FerryError('llm/unsupported', 'Speculative decoding here is greedy and unconstrained: run sampled or grammar-constrained generations on one engine.');
-    }
+    // Speculative decoding is greedy and unconstrained: a sampled or constrained generation runs on the draft engine
+    // alone, unverified, and says so in its done event; the next greedy one is speculative again.
+    if ((request.temperature ?? 0) > 0 || request.grammar) return this.#plain(request);
     return this.#generate(request);
+  }
+
+  async *#plain(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    const { id, kind, model } = this.options.draft.info;
+    for await (const event of this.options.draft.generate(request)) yield event.type === 'done' ? { ...event, engine: { id, kind, model } } : event;
   }
 
   async *#generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {

@@ -91,6 +91,7 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
   let openCall: OpenCall | undefined = resumeFrom;
   let calls = 0;
   let finish: FinishReason = 'length';
+  let ranOn: Extract<GenerateEvent, { type: 'done' }>['engine'];
   const totals = new StatsSum();
 
   while (tokens.length < request.maxTokens) {
@@ -121,6 +122,7 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
     }
     if (!done) throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
     totals.add(done.stats);
+    ranOn = done.engine ?? ranOn;
     let phaseIds = [...done.tokens];
     let phaseText = done.text;
     const tagged = mode === 'free' && constrained && done.finishReason === 'stop' ? await tagIds(engine, prompt[prompt.length - 1]!, phaseIds, stops) : undefined;
@@ -150,7 +152,7 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
     if (choice !== 'auto') break;
     mode = 'free';
   }
-  yield { type: 'done', finishReason: finish, text, tokens, stats: totals.stats(), calls, position: prompt.length + tokens.length, ...(openCall ? { openCall } : {}) };
+  yield { type: 'done', finishReason: finish, text, tokens, stats: totals.stats(), calls, position: prompt.length + tokens.length, ...(openCall ? { openCall } : {}), ...(ranOn ? { engine: ranOn } : {}) };
 }
 
 /** A call is decoded greedily: the same ids on every engine with the same model file. */

@@ -561,7 +561,7 @@ export class AgentLoop {
 
   /** The session event recording a finished (or cut) generation: ids, text, engine, timings; `continues` a cut one. */
   #generationEvent(done: Extract<ToolGenerationEvent, { type: 'done' }>, tokens: number[], text: string, continues = false): SessionEvent {
-    const info = this.#options.engine.info;
+    const info = done.engine ?? this.#options.engine.info;
     return {
       type: 'generation',
       tokens,

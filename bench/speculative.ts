@@ -21,8 +21,11 @@
  * SLO-aware (DraftLength targetMsPerToken = the target: no longer than the target needs);
  * server_sessions_at_slo_fastest_k is the same without the target (the k with the most tokens per ms). The cloud-only
  * count runs as many greedy generations at once on the same engine (one round trip each).
- * Both sides are batched across sessions: a verification pass of n sessions' drafts is one llama.cpp batch (VerifyBatcher),
- * and n cloud-only generations share each decoding step (node-llama-cpp puts every sequence's next token in one batch).
+ * server_busy_ms_per_token_n32: with 32 sessions, the time the server had a verification (or a cloud-only generation)
+ * in flight, per token decided: what a token costs the server on each side.
+ * Both sides are batched across sessions: a verification pass of n sessions' drafts is one llama.cpp batch (VerifyBatcher;
+ * split in batches of the context size, 512 tokens, beyond that), and n cloud-only generations share each decoding step
+ * (node-llama-cpp puts every sequence's next token in one batch).
  * Counts go up to 256 (llama.cpp's sequences per context); server_sessions_at_slo_capped is 1 when a side met the
  * target at 256 (its count is then a lower bound). server_positions_per_token: token positions the server evaluates per
  * generated token (draft + 1 per round; 1 for cloud-only): on this CPU target a pass costs about its positions, so this
@@ -53,6 +56,8 @@ const SLO_MS_PER_TOKEN = 25;
 /** Up to llama.cpp's 256 sequences in one context, in steps of 1.5-2x (the ratio's resolution). */
 const SESSION_COUNTS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256] as const;
 const CAPACITY_TRIES = 3;
+/** The load at which the server's busy time per token is measured. */
+const BUSY_SESSIONS = 32;
 
 export const speculativeSuite: Suite = {
   name: 'speculative',
@@ -202,11 +207,28 @@ async function delayProxy(port: number, rtt: number): Promise<{ port: number; cl
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Time during which the server had work in flight (any session's), and the tokens decided meanwhile. */
+class Busy {
+  ms = 0;
+  tokens = 0;
+  #inFlight = 0;
+  #since = 0;
+
+  async during<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#inFlight++ === 0) this.#since = performance.now();
+    try {
+      return await work();
+    } finally {
+      if (--this.#inFlight === 0) this.ms += performance.now() - this.#since;
+    }
+  }
+}
+
 /**
  * Mean per-token latency (ms) of `n` speculative sessions at once: each drafts (from its table) as long as its own
  * DraftLength says, from what its rounds took, and pauses for the drafting and the round trip.
  */
-async function specLatency(engine: NodeLlamaEngine, tables: readonly DraftTable[], draftMsPerId: number, n: number, tag: string, target: number | undefined): Promise<number> {
+async function specLatency(engine: NodeLlamaEngine, tables: readonly DraftTable[], draftMsPerId: number, n: number, tag: string, target: number | undefined, busy = new Busy()): Promise<number> {
   const batcher = new VerifyBatcher(engine);
   const latencies = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const table = tables[i % tables.length]!;
@@ -219,23 +241,25 @@ async function specLatency(engine: NodeLlamaEngine, tables: readonly DraftTable[
       const draftMs = draft.length * draftMsPerId;
       await pause(draftMs + SLO_RTT_MS);
       const v0 = performance.now();
-      const verdict = await verifier.verify(draft);
+      const verdict = await busy.during(() => verifier.verify(draft));
       lengths.record({ drafted: draft.length, accepted: verdict.accepted, draftMs, verifyMs: performance.now() - v0 + SLO_RTT_MS });
       produced += verdict.accepted + 1;
       if (verdict.next === null) break;
     }
+    busy.tokens += produced;
     return (performance.now() - t0) / produced;
   }));
   return mean(latencies);
 }
 
 /** Mean per-token latency (ms) of `n` cloud-only greedy generations at once (plus one round trip each). */
-async function cloudLatency(engine: NodeLlamaEngine, tables: readonly DraftTable[], n: number, tag: string): Promise<number> {
+async function cloudLatency(engine: NodeLlamaEngine, tables: readonly DraftTable[], n: number, tag: string, busy = new Busy()): Promise<number> {
   const latencies = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const table = tables[i % tables.length]!;
     const t0 = performance.now();
     await pause(SLO_RTT_MS);
-    const done = await generateAll(engine, { prompt: { tokens: table.prompt }, maxTokens: table.tokens.length, slot: `${tag}-${i}` });
+    const done = await busy.during(() => generateAll(engine, { prompt: { tokens: table.prompt }, maxTokens: table.tokens.length, slot: `${tag}-${i}` }));
+    busy.tokens += done.tokens.length;
     return (performance.now() - t0) / done.tokens.length;
   }));
   return mean(latencies);
@@ -258,11 +282,20 @@ async function capacity(engine: NodeLlamaEngine, tables: readonly DraftTable[], 
   const spec = await atSlo((n, tag) => specLatency(engine, tables, draftMsPerId, n, `s${tag}`, slo));
   const fastest = await atSlo((n, tag) => specLatency(engine, tables, draftMsPerId, n, `f${tag}`, undefined));
   const cloud = await atSlo((n, tag) => cloudLatency(engine, tables, n, `c${tag}`));
+  // Where the server's time goes at one load: its busy time per token decided, verifying or decoding.
+  const specBusy = new Busy();
+  const fastestBusy = new Busy();
+  const cloudBusy = new Busy();
+  await specLatency(engine, tables, draftMsPerId, BUSY_SESSIONS, 'busy-s', slo, specBusy);
+  await specLatency(engine, tables, draftMsPerId, BUSY_SESSIONS, 'busy-f', undefined, fastestBusy);
+  await cloudLatency(engine, tables, BUSY_SESSIONS, 'busy-c', cloudBusy);
   const most = SESSION_COUNTS.at(-1)!;
   return {
     server_sessions_at_slo: compared(spec, 'sessions', 'server_sessions_at_slo_cloud_only', cloud),
     server_sessions_at_slo_fastest_k: compared(fastest, 'sessions', 'server_sessions_at_slo_cloud_only', cloud),
     // 1: a side met the target at the most sessions tried, so its count is a lower bound and the ratio says little.
+    [`server_busy_ms_per_token_n${BUSY_SESSIONS}`]: compared(specBusy.ms / specBusy.tokens, 'ms', `server_busy_ms_per_token_n${BUSY_SESSIONS}_cloud_only`, cloudBusy.ms / cloudBusy.tokens),
+    [`server_busy_ms_per_token_n${BUSY_SESSIONS}_fastest_k`]: { value: fastestBusy.ms / fastestBusy.tokens, unit: 'ms' },
     server_sessions_at_slo_capped: { value: [spec, fastest, cloud].includes(most) ? 1 : 0, unit: 'bool' },
   };
 }

@@ -28,7 +28,7 @@ export interface NodeLlamaEngineOptions extends Omit<NativeLoadOptions, 'gpu'> {
   readonly modelPath: string;
   /** CUDA/Vulkan/Metal where a real GPU is present, else the CPU ('auto', the default); false forces the CPU. */
   readonly gpu?: 'auto' | false;
-  /** Sessions served at once (llama.cpp sequences). Default 4. */
+  /** Sessions served at once (llama.cpp sequences), 1 to 256. Default 4. */
   readonly slots?: number;
   /** Tokens per slot. Default: the model's training context, at most 4096. */
   readonly contextSize?: number;
@@ -41,12 +41,14 @@ export interface NodeLlamaEngineOptions extends Omit<NativeLoadOptions, 'gpu'> {
 const ENGINE_ID = 'node-llama-cpp';
 /** A token's text may end mid-character; more than this many tokens pending is not a split character. */
 const MAX_PENDING_TOKENS = 4;
+/** llama.cpp's bound on sequences in one context (n_seq_max): a verifying relay keeps one per speculative session. */
+const MAX_SLOTS = 256;
 /** Compiled grammars kept for reuse. */
 const MAX_GRAMMARS = 32;
 
 export async function createNodeLlamaEngine(options: NodeLlamaEngineOptions): Promise<NodeLlamaEngine> {
   const slots = options.slots ?? 4;
-  if (!Number.isInteger(slots) || slots < 1 || slots > 64) throw new FerryError('llm/bad-option', `slots must be an integer from 1 to 64, got ${slots}.`);
+  if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS) throw new FerryError('llm/bad-option', `slots must be an integer from 1 to ${MAX_SLOTS}, got ${slots}.`);
   const threads = options.threads ?? 1;
   const native = await loadNativeModel(options.modelPath, { gpu: options.gpu ?? 'auto', threads });
   try {

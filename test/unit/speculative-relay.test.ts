@@ -111,6 +111,18 @@ describe('edge drafts, relay verifies', () => {
     }
   });
 
+  it('the batcher starts what arrived in one turn of the event loop at its end, without waiting for later rounds', async () => {
+    const batcher = new VerifyBatcher(reference);
+    const prompts = await Promise.all(PROMPTS.slice(0, 3).map(promptOf));
+    const draft = (i: number) => expected.get(PROMPTS[i]!)!.slice(0, 3);
+    const first = [0, 1].map((i) => batcher.verify({ context: prompts[i]!, draft: draft(i), slot: `turn-${i}` }));
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = batcher.verify({ context: prompts[2]!, draft: draft(2), slot: 'turn-2' });
+    const results = await Promise.all([...first, later]);
+    expect(batcher.stats).toEqual({ passes: 2, rounds: 3 });
+    results.forEach((r, i) => expect(r.argmax).toEqual([...draft(i), expected.get(PROMPTS[i]!)![3]]));
+  });
+
   it('answers a round for a session never opened, or out of order, with a typed error on that session', async () => {
     const socket = new WebSocket(wsUrl());
     const messages: Array<{ type: string; session?: string; error?: { code: string } }> = [];

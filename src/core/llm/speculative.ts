@@ -55,18 +55,26 @@ export interface DraftLengthOptions {
   readonly initial?: number;
   /** A fixed k (for measuring): no adaptation. */
   readonly fixed?: number;
+  /**
+   * A per-token latency target (ms, drafting and round trip included). When set, k is the shortest draft expected
+   * to meet it: every drafted id costs the verifying server a position whether it is accepted or not, so a session
+   * already within its target drafts no further than it needs (the rounds' measured time rises with the server's
+   * load, and k with it). When no k meets it, the fastest k.
+   */
+  readonly targetMsPerToken?: number;
 }
 
 /**
  * How many tokens to draft next. With a per-token acceptance rate a, a draft of k yields (1 − a^(k+1)) / (1 − a)
  * tokens per round in expectation, and a round costs k drafted tokens plus one verification round trip; k is the
- * one with the most tokens per millisecond. Acceptance is a decaying count over recent rounds (a draft rejected at
+ * one with the most tokens per millisecond, or with a latency target the shortest that meets it. Acceptance is a decaying count over recent rounds (a draft rejected at
  * position i counts i agreements and one disagreement); costs are moving averages.
  */
 export class DraftLength {
   readonly #min: number;
   readonly #max: number;
   readonly #fixed: number | undefined;
+  readonly #target: number | undefined;
   #k: number;
   // A weak prior (4 observations at 0.5), so the first rounds decide quickly.
   #agree = 2;
@@ -83,6 +91,10 @@ export class DraftLength {
     this.#fixed = options.fixed;
     if (this.#fixed !== undefined && !(Number.isInteger(this.#fixed) && this.#fixed >= 0 && this.#fixed <= 64)) {
       throw new FerryError('llm/bad-option', `A fixed draft length must be an integer from 0 to 64, got ${this.#fixed}.`);
+    }
+    this.#target = options.targetMsPerToken;
+    if (this.#target !== undefined && !(this.#target > 0 && Number.isFinite(this.#target))) {
+      throw new FerryError('llm/bad-option', `A per-token latency target must be a positive number of ms, got ${this.#target}.`);
     }
     this.#k = this.#fixed ?? Math.min(this.#max, Math.max(this.#min, options.initial ?? 4));
   }
@@ -117,6 +129,7 @@ export class DraftLength {
     let bestRate = -1;
     for (let k = this.#min; k <= this.#max; k++) {
       const rate = (1 - a ** (k + 1)) / (1 - a) / (k * perToken + round);
+      if (this.#target !== undefined && 1 / rate <= this.#target) return k;
       if (rate > bestRate) {
         best = k;
         bestRate = rate;

@@ -72,12 +72,25 @@ describe('bad model files are refused before llama.cpp sees them', () => {
 
   it('refuses bad engine options with typed errors', async () => {
     const file = await models.model('options.gguf');
-    for (const options of [{ slots: 0 }, { slots: 1.5 }, { threads: 0 }, { contextSize: 8 }, { contextSize: 1 << 20 }]) {
+    for (const options of [{ slots: 0 }, { slots: 1.5 }, { slots: 257 }, { threads: 0 }, { contextSize: 8 }, { contextSize: 1 << 20 }]) {
       const err = await cpuEngine(file, options).then(
         () => undefined,
         (e: unknown) => e,
       );
       expect((err as FerryError).code, JSON.stringify(options)).toBe('llm/bad-option');
+    }
+  });
+
+  it('serves as many sessions at once as llama.cpp allows in one context (256)', async () => {
+    const engine = await cpuEngine(await models.model('many.gguf'), { slots: 256, contextSize: 32 });
+    try {
+      expect(engine.slots).toBe(256);
+      const prompt = { tokens: [1, 300] };
+      const alone = (await generateAll(engine, { prompt, maxTokens: 4, slot: 'alone' })).tokens;
+      const together = await Promise.all(Array.from({ length: 256 }, (_, i) => generateAll(engine, { prompt, maxTokens: 4, slot: `s${i}` })));
+      expect(together.map((r) => r.tokens)).toEqual(Array.from({ length: 256 }, () => alone));
+    } finally {
+      await engine.dispose();
     }
   });
 });

@@ -132,4 +132,21 @@ describe('speculative decoding', () => {
     expect(fixed.next).toBe(6);
     expect(() => new DraftLength({ min: 5, max: 2 })).toThrow(expect.objectContaining({ code: 'llm/bad-option' }));
   });
+
+  it('with a latency target, drafts only as far as the target needs, and longer as the rounds slow down', () => {
+    // Three of four accepted, 1 ms a drafted id: the fastest k across a 20 ms round is long.
+    const half = (k: number) => Math.floor((k * 3) / 4);
+    const run = (length: DraftLength, verifyMs: number) => {
+      for (let i = 0; i < 10; i++) length.record({ drafted: length.next, accepted: half(length.next), draftMs: length.next * 1, verifyMs });
+      return length.next;
+    };
+    const fastest = run(new DraftLength(), 20);
+    const light = run(new DraftLength({ targetMsPerToken: 15 }), 20);
+    expect(light).toBeLessThan(fastest);
+    // A loaded server (40 ms rounds): more ids a round to stay within 15 ms a token.
+    expect(run(new DraftLength({ targetMsPerToken: 15 }), 40)).toBeGreaterThan(light);
+    // Out of reach: the fastest k, as without a target.
+    expect(run(new DraftLength({ targetMsPerToken: 1 }), 20)).toBe(fastest);
+    expect(() => new DraftLength({ targetMsPerToken: 0 })).toThrow(expect.objectContaining({ code: 'llm/bad-option' }));
+  });
 });

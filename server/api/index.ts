@@ -56,6 +56,6 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
   await app.register(componentRoutes, { library: opts.components });
   // Each fetch reaches out to the web for a browser: a tenth of the general budget, as for publishing.
   await app.register(urlFetchRoutes, { policy: opts.fetchPolicy, perMinute: Math.ceil(opts.security.rateLimitPerMinute / 10) });
-  await app.register(verifyRoutes, { engine: opts.verifier });
+  await app.register(verifyRoutes, { engine: opts.verifier, workers: opts.engines });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

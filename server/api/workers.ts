@@ -202,6 +202,7 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
     if (message.type === 'event') dispatcher.event(workerId, message.run, message.event);
     else if (message.type === 'finished') dispatcher.finished(workerId, message.run, message.status, message.error);
     else if (message.type === 'generation' || message.type === 'generation-failed') engine?.deliver(message);
+    else if (message.type === 'verified') engine?.deliverVerified(message);
   }
 
   socket.on('close', () => {

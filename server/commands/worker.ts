@@ -20,13 +20,14 @@ import type { Engine } from '../../src/core/llm/engine.ts';
 import { measureProfile } from '../../src/core/host/measure-profile.ts';
 import { createWorkerKeys, RelayHttp } from '../../src/core/protocol/index.ts';
 import { withRelayBuilds } from '../../src/core/host/relay-builds.ts';
-import { openNodeSocket, RemoteWorker } from '../worker/remote.ts';
+import { engineLinkVerifier, openNodeSocket, RemoteWorker } from '../worker/remote.ts';
 import { threadedTools } from '../runtime/node-tools.ts';
 import { enableComponentWasmFeatures } from '../runtime/node-components.ts';
 import { cpuShare, withCpuShare } from '../../src/core/llm/cpu-share.ts';
 
 export const workerUsage = `ferry worker --relay URL [options]
-  Attaches this machine to a relay as a cloud worker: it runs sessions the relay assigns to it.
+  Attaches this machine to a relay as a cloud worker: it runs sessions the relay assigns to it, and verifies the
+  drafts of devices' speculative sessions for its model that the relay routes to it.
   --relay URL             FERRY_RELAY             the relay, e.g. http://relay.example:8787
   --worker-token TOKEN    FERRY_WORKER_TOKEN      the relay's worker token (its <data>/worker-token); default: read
                                                   from --data, which works when the relay runs here on that folder
@@ -105,9 +106,11 @@ export async function workerCommand(args: string[], env: NodeJS.ProcessEnv = pro
   enableComponentWasmFeatures();
   const library = await openComponentLibrary(components ? components.split(',').map((d) => path.resolve(d.trim())) : defaultConfig.componentDirs);
   const measured = await measureProfile(engine, { name: values.name ?? env.FERRY_WORKER_NAME ?? `${os.hostname()}-${process.pid}`, slots });
-  const profile = price ? { ...measured, price } : measured;
+  // Devices' drafts for its model are verified here, when the relay serves no such model itself.
+  const verifier = engineLinkVerifier(engine);
+  const profile = { ...measured, ...(price ? { price } : {}), ...(verifier ? { verifies: true } : {}) };
   const worker: RunHost = new RunHost({ engine, keys: await createWorkerKeys(), startTool: threadedTools(), load: withRelayBuilds((id) => library.load(id), new RelayHttp({ baseUrl: relayUrl })), hasBuild: (id) => library.ids.has(id), relayUrl: () => relayUrl, kv: { prefillTps: profile.prefillTps }, self: () => remote.id, openSocket: openNodeSocket, log, ...(price ? { price } : {}) });
-  const remote = new RemoteWorker({ relayUrl, token, worker, profile, log });
+  const remote = new RemoteWorker({ relayUrl, token, worker, profile, log, ...(verifier ? { verifier } : {}) });
   const fail = (err: FerryError): void => {
     console.error(`ferry worker: ${err.message}`);
     void engine.dispose().finally(() => process.exit(1));

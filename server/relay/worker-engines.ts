@@ -7,19 +7,61 @@
 import { FerryError, errorCodeOf } from '../../src/core/errors.ts';
 import type { Engine, EngineInfo, GenerateEvent, GenerateRequest } from '../../src/core/llm/engine.ts';
 import type { ToolUse } from '../../src/core/llm/tool-generation.ts';
-import type { RelayToWorker, WorkerProfile, WorkerToRelay } from '../../src/core/protocol/index.ts';
+import type { DeviceToVerifier, RelayToWorker, VerifierToDevice, WorkerProfile, WorkerToRelay } from '../../src/core/protocol/index.ts';
 import { servingEngine, type EngineSource, type ServingEngine } from '../api/openai.ts';
 
 type Generation = Extract<WorkerToRelay, { type: 'generation' | 'generation-failed' }>;
 
+/** A device socket's sessions on a worker (api/verify.ts routes them): messages out, the worker's answers back. */
+export interface VerifyChannel {
+  send(m: DeviceToVerifier): void;
+  /** The device's socket closed: the worker releases the channel's sessions. */
+  end(): void;
+}
+
+interface ChannelEnds {
+  answer(m: VerifierToDevice): void;
+  /** The worker left: every session on the channel is gone. */
+  lost(reason: string): void;
+}
+
 /** A cloud worker's engine, over its socket. */
 export class WorkerEngine implements ServingEngine {
   readonly info: EngineInfo;
+  /** Its engine verifies drafts (its profile says so): device verify sessions may go to it. */
+  readonly verifies: boolean;
   #next = 1;
+  #nextChannel = 1;
+  readonly #channels = new Map<number, ChannelEnds>();
   readonly #calls = new Map<number, (m: Generation | { type: 'lost'; reason: string }) => void>();
 
   constructor(profile: WorkerProfile, private readonly send: (m: RelayToWorker) => void) {
     this.info = { id: profile.engine, kind: 'remote', model: profile.model, tokenizerId: profile.tokenizer, contextSize: profile.contextSize, kvState: false, grammar: true, device: `${profile.name}: ${profile.device}` };
+    this.verifies = profile.verifies === true;
+  }
+
+  /** Verify channels open (device sockets with sessions here). */
+  get verifyChannels(): number {
+    return this.#channels.size;
+  }
+
+  /** A channel for one device socket's sessions; `lost` is called once if the worker leaves first. */
+  openVerifyChannel(ends: ChannelEnds): VerifyChannel {
+    const channel = this.#nextChannel++;
+    this.#channels.set(channel, ends);
+    return {
+      send: (message) => {
+        if (this.#channels.has(channel)) this.send({ type: 'verify', channel, message });
+      },
+      end: () => {
+        if (this.#channels.delete(channel)) this.send({ type: 'verify-end', channel });
+      },
+    };
+  }
+
+  /** A `verified` message from the worker. */
+  deliverVerified(m: Extract<WorkerToRelay, { type: 'verified' }>): void {
+    this.#channels.get(m.channel)?.answer(m.message);
   }
 
   /** Generations in flight. */
@@ -81,6 +123,9 @@ export class WorkerEngine implements ServingEngine {
   /** The worker's socket closed: every generation in flight ends with an error. */
   lost(reason: string): void {
     for (const deliver of this.#calls.values()) deliver({ type: 'lost', reason });
+    const channels = [...this.#channels.values()];
+    this.#channels.clear();
+    for (const ends of channels) ends.lost(reason);
   }
 }
 
@@ -111,6 +156,19 @@ export class ServingEngines implements EngineSource {
     let served = own && this.#served.get(own);
     if (own && !served) this.#served.set(own, (served = servingEngine(own)));
     return [...(served ? [served] : []), ...this.#workers.values()];
+  }
+
+  /**
+   * The attached worker that verifies drafts for `model` (any model when undefined) with the fewest device sockets
+   * on it; undefined when none does.
+   */
+  verifier(model: string | undefined): WorkerEngine | undefined {
+    let best: WorkerEngine | undefined;
+    for (const w of this.#workers.values()) {
+      if (!w.verifies || (model !== undefined && w.info.model !== model)) continue;
+      if (!best || w.verifyChannels < best.verifyChannels) best = w;
+    }
+    return best;
   }
 
   pick(model: string): ServingEngine {

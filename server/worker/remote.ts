@@ -6,10 +6,13 @@
 import WebSocket from 'ws';
 import * as v from 'valibot';
 import { FerryError } from '../../src/core/errors.ts';
-import { NodeLink } from '../../src/core/host/node-link.ts';
+import { NodeLink, type LinkVerifier } from '../../src/core/host/node-link.ts';
+import type { Engine } from '../../src/core/llm/engine.ts';
 import type { RunHost } from '../../src/core/host/run-host.ts';
 import type { OpenSocket, StreamSocket } from '../../src/core/parallel/index.ts';
 import { ErrorBodySchema, type WorkerProfile } from '../../src/core/protocol/index.ts';
+import { VerifyBatcher } from '../llm/verify-batch.ts';
+import { VerifySessions } from '../llm/verify-sessions.ts';
 
 export interface RemoteWorkerOptions {
   relayUrl: string;
@@ -17,6 +20,19 @@ export interface RemoteWorkerOptions {
   worker: RunHost;
   profile: WorkerProfile;
   log: (message: string, details?: Record<string, unknown>) => void;
+  /** Verifies the drafts of device sessions the relay routes here (engineLinkVerifier); absent: it does not. */
+  verifier?: LinkVerifier;
+}
+
+/**
+ * Device sessions the relay routes to this worker, verified with `engine`: every channel's rounds go through one
+ * batcher, so sessions from many devices share passes. Undefined for an engine that cannot verify (an upstream's).
+ */
+export function engineLinkVerifier(engine: Engine): LinkVerifier | undefined {
+  if (!engine.verify) return undefined;
+  const batcher = Promise.resolve(new VerifyBatcher(engine));
+  let serial = 0;
+  return { open: (send) => new VerifySessions(() => batcher, send, `verify-${++serial}`) };
 }
 
 /** Run events can carry a generation's token ids: a few hundred KB. */
@@ -34,6 +50,7 @@ export class RemoteWorker {
       host: opts.worker,
       profile: opts.profile,
       log: opts.log,
+      ...(opts.verifier ? { verifier: opts.verifier } : {}),
       open: (url, refuse) => {
         const ws = new WebSocket(url, { headers: { authorization: `Bearer ${opts.token}` }, maxPayload: MAX_PAYLOAD });
         ws.on('unexpected-response', (_req, res) => {

@@ -3,15 +3,17 @@
  * challenge, it says hello with its measured profile and its public key (and, for a device node, its proof of
  * membership of its space), runs what it is assigned on its RunHost, sends every event back in order (sealed by
  * the host), and heartbeats. A cloud worker also serves bare generations the relay forwards from its
- * OpenAI-compatible API (`generate`/`cancel`), on the same engine. The one implementation for `ferry worker` processes (server/worker/remote.ts opens
- * the socket with the worker token) and browsers offering themselves as nodes (src/browser/device-node.ts).
+ * OpenAI-compatible API (`generate`/`cancel`), on the same engine, and — when it can verify drafts (`verifier`) —
+ * device speculative sessions the relay routes to it (`verify` on a channel per device socket, `verified` back).
+ * The one implementation for `ferry worker` processes (server/worker/remote.ts opens the socket with the worker
+ * token) and browsers offering themselves as nodes (src/browser/device-node.ts).
  * Runs belong to the connection they were assigned on: when it drops, the node abandons them (the relay hands
  * them on) and reconnects with backoff. A refusal (wrong token, other protocol version, a full space) is fatal,
  * not retried.
  */
 import { FerryError, isFerryError } from '../errors.ts';
 import { generateWithTools } from '../llm/tool-generation.ts';
-import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, parseWire, workerPaths, type SpaceCredentials, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
+import { RelayToWorkerSchema, WORKER_PROTOCOL_VERSION, parseWire, workerPaths, type DeviceToVerifier, type SpaceCredentials, type VerifierToDevice, type WorkerProfile, type WorkerToRelay } from '../protocol/index.ts';
 import type { RunHost } from './run-host.ts';
 
 /** An event handler whose parameter is checked both ways, as DOM handler properties are (each WebSocket has its own event types). */
@@ -42,6 +44,14 @@ export interface NodeLinkOptions {
   onState?(state: LinkState, detail?: string): void;
   /** The runs this node has now, after each is assigned or ends. */
   onRuns?(active: number): void;
+  /** Verifies devices' drafts: each channel (a device socket the relay routes sessions from) gets its own sessions. */
+  verifier?: LinkVerifier;
+}
+
+/** A node's draft verifier, as the link drives it. */
+export interface LinkVerifier {
+  /** A channel's sessions; `send` answers on the channel. */
+  open(send: (m: VerifierToDevice) => void): { receive(m: DeviceToVerifier): void; close(): void };
 }
 
 const OPEN = 1;
@@ -95,6 +105,7 @@ export class NodeLink {
     this.#socket = ws;
     const runs = new Set<string>();
     const calls = new Map<number, AbortController>();
+    const channels = new Map<number, ReturnType<LinkVerifier['open']>>();
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     const send = (m: WorkerToRelay): void => {
       if (ws.readyState === OPEN) ws.send(JSON.stringify(m));
@@ -172,6 +183,22 @@ export class NodeLink {
         case 'cancel':
           calls.get(message.call)?.abort();
           break;
+        case 'verify': {
+          const { channel, message: m } = message;
+          const verifier = this.opts.verifier;
+          if (!verifier) {
+            if (m.type !== 'close') send({ type: 'verified', channel, message: { type: 'error', session: m.session, error: { code: 'verify/no-engine', message: 'This node does not verify drafts.' } } });
+            break;
+          }
+          let sessions = channels.get(channel);
+          if (!sessions) channels.set(channel, (sessions = verifier.open((reply) => send({ type: 'verified', channel, message: reply }))));
+          sessions.receive(m);
+          break;
+        }
+        case 'verify-end':
+          channels.get(message.channel)?.close();
+          channels.delete(message.channel);
+          break;
         case 'refused':
           this.#fatal?.(new FerryError('relay/worker-refused', `The relay refused this node: ${message.error.message}`, { details: { code: message.error.code } }));
           ws.close(1000);
@@ -188,6 +215,8 @@ export class NodeLink {
         this.opts.onRuns?.(0);
       }
       for (const abort of calls.values()) abort.abort();
+      for (const sessions of channels.values()) sessions.close();
+      channels.clear();
       if (this.#closing) return;
       const wait = this.#backoffMs;
       this.#backoffMs = Math.min(MAX_BACKOFF_MS, this.#backoffMs * 2);

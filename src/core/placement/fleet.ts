@@ -72,8 +72,9 @@ export function relayProfiles(list: WorkerList, link: LinkProbe, now: number, ex
       price: { promptPer1k: p.price?.promptPer1k ?? 0, outputPer1k: p.price?.outputPer1k ?? 0 },
       queueWaitMs: Math.max(0, w.runs - p.slots + 1) * QUEUE_MS_PER_RUN,
       kvState: !device,
-      // The relay verifies drafts with its own engine, which its embedded worker runs.
-      ...(w.embedded ? { verifies: true } : {}),
+      // The relay verifies drafts with its own engine, which its embedded worker runs, or routes them to an attached
+      // worker whose profile says it verifies.
+      ...(w.embedded || p.verifies === true ? { verifies: true } : {}),
     }));
   }
   return out;

@@ -66,7 +66,7 @@ export interface NodeProfile {
    * child whose prompt starts with one prefills only the rest there. Absent: none known.
    */
   readonly prefixes?: readonly string[];
-  /** It verifies drafts (the relay's own engine, over /api/v2/verify): this device may run steps speculatively with it. */
+  /** It verifies drafts (the relay's own engine or an attached worker's, over /api/v2/verify): this device may run steps speculatively with it. */
   readonly verifies?: boolean;
 }
 

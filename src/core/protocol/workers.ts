@@ -7,10 +7,12 @@
  *
  *   relay → worker: challenge (a nonce, first on every connection) · welcome (its id, the heartbeat period) ·
  *                   assign (run this) · stop (hand it back) · refused · generate (a bare generation, for the
- *                   relay's OpenAI-compatible API) · cancel (that generation)
+ *                   relay's OpenAI-compatible API) · cancel (that generation) · verify (a device's verify message,
+ *                   verify.ts, on a channel: one per device socket) · verify-end (that socket closed)
  *   worker → relay: hello (profile, its public key, and a device node's proof of membership over the nonce) ·
  *                   event (a run's event, sealed, in order) · finished (a run ended) · heartbeat ·
- *                   generation (an event of a generation the relay asked for) · generation-failed
+ *                   generation (an event of a generation the relay asked for) · generation-failed ·
+ *                   verified (the verifier's answer on a channel)
  *
  * A run assignment carries what a run needs and nothing the worker keeps: the snapshot, the session key sealed to
  * this worker's public key, the write token (held in the worker's memory for the run only), and the input, sealed
@@ -20,11 +22,12 @@
  */
 import * as v from 'valibot';
 import { SpaceMembershipSchema, SpaceNonceSchema } from './spaces.ts';
+import { DeviceToVerifierSchema, VerifierToDeviceSchema } from './verify.ts';
 import { AssignedRunSchema, API_PREFIX, RunIdSchema, RunStatusSchema, SealedRunEventSchema, WorkerIdSchema, type RunPlacement } from './wire.ts';
 import { WorkerPublicKeySchema } from './worker-keys.ts';
 
-/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. */
-export const WORKER_PROTOCOL_VERSION = 3;
+/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. 4: verify channels. */
+export const WORKER_PROTOCOL_VERSION = 4;
 
 export const workerPaths = {
   /** WebSocket: a worker attaches here. */
@@ -57,6 +60,8 @@ export const WorkerProfileSchema = v.strictObject({
   decodeTps: Rate,
   /** What its tokens cost, USD per 1,000; absent: nothing (the relay owner's own hardware). */
   price: v.optional(v.strictObject({ promptPer1k: v.pipe(v.number(), v.minValue(0), v.maxValue(1e6)), outputPer1k: v.pipe(v.number(), v.minValue(0), v.maxValue(1e6)) })),
+  /** Its engine verifies devices' drafts: the relay routes verify sessions for its model to it. */
+  verifies: v.optional(v.boolean()),
 });
 export type WorkerProfile = v.InferOutput<typeof WorkerProfileSchema>;
 
@@ -123,6 +128,7 @@ export const WorkerToRelaySchema = v.variant('type', [
   v.strictObject({ type: v.literal('heartbeat') }),
   v.strictObject({ type: v.literal('generation'), call: CallIdSchema, event: GenerateEventSchema }),
   v.strictObject({ type: v.literal('generation-failed'), call: CallIdSchema, error: ErrorSchema }),
+  v.strictObject({ type: v.literal('verified'), channel: CallIdSchema, message: VerifierToDeviceSchema }),
 ]);
 export type WorkerToRelay = v.InferOutput<typeof WorkerToRelaySchema>;
 
@@ -136,6 +142,10 @@ export const RelayToWorkerSchema = v.variant('type', [
   v.strictObject({ type: v.literal('refused'), error: ErrorSchema }),
   v.strictObject({ type: v.literal('generate'), call: CallIdSchema, request: WireGenerateRequestSchema }),
   v.strictObject({ type: v.literal('cancel'), call: CallIdSchema }),
+  /** A device's message for a session the relay routed to this worker; the channel stands for the device's socket. */
+  v.strictObject({ type: v.literal('verify'), channel: CallIdSchema, message: DeviceToVerifierSchema }),
+  /** The device's socket closed (or the relay gave up on the channel): its sessions are released. */
+  v.strictObject({ type: v.literal('verify-end'), channel: CallIdSchema }),
 ]);
 export type RelayToWorker = v.InferOutput<typeof RelayToWorkerSchema>;
 

@@ -1,7 +1,7 @@
 /**
  * A device socket's speculative sessions on one engine (src/core/protocol/verify.ts), whatever carries the messages:
  * the relay's verify socket for its own engine (api/verify.ts), or a channel over an attached worker's link
- * (worker/verify-channels.ts). Each session holds its context in a slot of the engine; rounds of every session go
+ * (worker/remote.ts engineLinkVerifier). Each session holds its context in a slot of the engine; rounds of every session go
  * through the one VerifyBatcher given, so rounds that arrive together are verified in one pass. A session's own
  * failure is answered on that session and leaves the others alone.
  */

@@ -10,6 +10,7 @@
  *                   relay's OpenAI-compatible API) · cancel (that generation)
  *   worker → relay: hello (profile, its public key, and a device node's proof of membership over the nonce) ·
  *                   event (a run's event, sealed, in order) · finished (a run ended) · heartbeat ·
+ *                   prefixes (the KV prefixes its sessions left, keyed per session; see WirePrefixesSchema) ·
  *                   generation (an event of a generation the relay asked for) · generation-failed
  *
  * A run assignment carries what a run needs and nothing the worker keeps: the snapshot, the session key sealed to
@@ -22,9 +23,10 @@ import * as v from 'valibot';
 import { SpaceMembershipSchema, SpaceNonceSchema } from './spaces.ts';
 import { AssignedRunSchema, API_PREFIX, RunIdSchema, RunStatusSchema, SealedRunEventSchema, WorkerIdSchema, type RunPlacement } from './wire.ts';
 import { WorkerPublicKeySchema } from './worker-keys.ts';
+import { MAX_WIRE_PREFIXES } from '../llm/prefix-keys.ts';
 
-/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. */
-export const WORKER_PROTOCOL_VERSION = 3;
+/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. 4: keyed prefixes. */
+export const WORKER_PROTOCOL_VERSION = 4;
 
 export const workerPaths = {
   /** WebSocket: a worker attaches here. */
@@ -59,6 +61,17 @@ export const WorkerProfileSchema = v.strictObject({
   price: v.optional(v.strictObject({ promptPer1k: v.pipe(v.number(), v.minValue(0), v.maxValue(1e6)), outputPer1k: v.pipe(v.number(), v.minValue(0), v.maxValue(1e6)) })),
 });
 export type WorkerProfile = v.InferOutput<typeof WorkerProfileSchema>;
+
+/**
+ * The prefixes a worker's KV cache holds from the sessions it ran, each an HMAC under that session's prefix key
+ * (llm/prefix-keys.ts `keyPrefixes`), never raw token hashes: those would let anyone reading the worker list confirm
+ * a guessed prompt. Opaque to the relay and to every client without the session's key; bounded.
+ */
+export const WirePrefixesSchema = v.pipe(
+  v.array(v.pipe(v.string(), v.regex(/^[0-9a-z]{1,7}\.[0-9a-z]{1,7}$/, 'must be a keyed prefix key'))),
+  v.maxLength(MAX_WIRE_PREFIXES),
+  v.readonly(),
+);
 
 /** A generation the relay asks a cloud worker for (GenerateRequest without its signal; `cancel` stops it). */
 export const WireGenerateRequestSchema = v.strictObject({
@@ -121,6 +134,8 @@ export const WorkerToRelaySchema = v.variant('type', [
   v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: SealedRunEventSchema }),
   v.strictObject({ type: v.literal('finished'), run: RunIdSchema, status: RunStatusSchema, error: v.optional(ErrorSchema) }),
   v.strictObject({ type: v.literal('heartbeat') }),
+  /** What it holds now (replacing what it said before): sent before a run's `finished`, so a reader of the end sees it. */
+  v.strictObject({ type: v.literal('prefixes'), keys: WirePrefixesSchema }),
   v.strictObject({ type: v.literal('generation'), call: CallIdSchema, event: GenerateEventSchema }),
   v.strictObject({ type: v.literal('generation-failed'), call: CallIdSchema, error: ErrorSchema }),
 ]);
@@ -152,6 +167,8 @@ export const WorkerListSchema = v.strictObject({
     profile: WorkerProfileSchema,
     /** What a run's session key is sealed to, for this worker to run it. */
     publicKey: WorkerPublicKeySchema,
+    /** The keyed prefixes it last reported; absent: none. */
+    prefixes: v.optional(WirePrefixesSchema),
   })),
 });
 export type WorkerList = v.InferOutput<typeof WorkerListSchema>;

@@ -12,9 +12,9 @@ import { NodeLink, type LinkSocket } from '../../src/core/host/node-link.ts';
 import { measureProfile } from '../../src/core/host/measure-profile.ts';
 import { RunHost } from '../../src/core/host/run-host.ts';
 import type { Engine } from '../../src/core/llm/engine.ts';
-import { PREFIX_BLOCK, prefixBlockKeys } from '../../src/core/llm/prefix-keys.ts';
+import { MAX_WIRE_PREFIXES, PREFIX_BLOCK, prefixBlockKeys } from '../../src/core/llm/prefix-keys.ts';
 import { decide, heldPrefixKeys, relayProfiles, type NodeProfile } from '../../src/core/placement/index.ts';
-import { RelayHttp, RunRecordSchema, WorkerListSchema, createWorkerKeys, publishSession, workerPaths, type PublishResult } from '../../src/core/protocol/index.ts';
+import { RelayHttp, RunRecordSchema, WorkerListSchema, WorkerToRelaySchema, createWorkerKeys, publishSession, workerPaths, type PublishResult } from '../../src/core/protocol/index.ts';
 import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
 import { generateSessionKey } from '../../src/core/snapshot/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
@@ -108,4 +108,11 @@ describe('keyed held prefixes in the worker list', () => {
     expect(elsewhere.nodeId).toBe('rival');
     expect(elsewhere.candidates.every((c) => c.prefixTokens === 0)).toBe(true);
   }, 120_000);
+
+  test('a prefixes message is bounded and carries keyed values only', async () => {
+    const keyed = await heldPrefixKeys(generateSessionKey(), Array.from({ length: PREFIX_BLOCK * 2 }, (_, i) => i));
+    expect(v.is(WorkerToRelaySchema, { type: 'prefixes', keys: keyed })).toBe(true);
+    expect(v.is(WorkerToRelaySchema, { type: 'prefixes', keys: Array.from({ length: MAX_WIRE_PREFIXES + 1 }, () => keyed[0]) })).toBe(false);
+    expect(v.is(WorkerToRelaySchema, { type: 'prefixes', keys: ['not a key'] })).toBe(false);
+  });
 });

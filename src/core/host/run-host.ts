@@ -210,7 +210,7 @@ export class RunHost {
    * and budget), or else where the run itself may go — the space's devices, and the cloud unless it is ruled out.
    * Otherwise they run here, one by one. Their progress streams with the run's events either way.
    */
-  private children(request: AssignedRun, sampling: RuntimeSetup['sampling'], report: (event: RunEvent) => void): Pick<RuntimeSetup, 'runChildren'> {
+  private children(request: AssignedRun, sampling: RuntimeSetup['sampling'], report: (event: RunEvent) => void, keys: SessionKeys): Pick<RuntimeSetup, 'runChildren'> {
     const where = request.where;
     const scope = where?.children ?? (where?.space ? { space: where.space, cloud: where.cloud !== false } : undefined);
     const onProgress = (progress: ChildProgress) => report({ type: 'child-progress', progress });
@@ -225,6 +225,11 @@ export class RunHost {
         setup: { engine: this.opts.engine, load: (id) => this.opts.load(id), ...(sampling ? { sampling } : {}) },
         ...(this.opts.openSocket ? { openSocket: this.opts.openSocket } : {}),
         ...(self ? { host: self } : {}),
+        // The children share the parent's prompt: keyed with the parent's key, as nodes that ran it list it.
+        prefix: async (parent) => {
+          const tokens = this.opts.engine.slotTokens?.(parent);
+          return tokens ? { keys: await keyPrefixes(keys.prefixes, prefixBlockKeys(tokens).slice(0, MAX_WIRE_PREFIXES)), promptTokens: tokens.length } : undefined;
+        },
         onProgress,
       }),
     };
@@ -267,7 +272,7 @@ export class RunHost {
       // A reply cut by the move is prefilled while the components instantiate, rather than after (prefill-ahead.ts).
       const ahead = opened.type === 'resume' && this.opts.prefillAhead !== false ? prefillCut(this.opts.engine, session, head, fetched.sessionId, kv, signal) : undefined;
       const sampling = sessionSampling((await session.checkpoint(head)).llm, request.maxTokens);
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report, keys), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       await ahead;
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.

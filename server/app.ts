@@ -262,6 +262,7 @@ async function attachEmbedded(dispatcher: RunDispatch, worker: RunHost, profile:
     embedded: true,
     profile,
     publicKey: worker.publicKey,
+    prefixes: () => worker.heldPrefixes,
     assign: (runId, attempt, request) =>
       worker.start(runId, request, {
         emit: (event) => dispatcher.event(id, runId, event),

@@ -99,6 +99,8 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
   const { cloud } = peer;
   let workerId: string | undefined;
   let engine: WorkerEngine | undefined;
+  /** Its keyed prefixes as it last reported them (opaque here: HMACs under session keys the relay never holds). */
+  let prefixes: readonly string[] = [];
   let lastSeen = Date.now();
   let lost = 'connection closed';
   /** Set once a hello is being checked: anything before the welcome is a protocol error. */
@@ -154,6 +156,7 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
         ...(membership ? { space: membership.id, address: peer.address } : {}),
         profile: message.profile,
         publicKey: message.publicKey,
+        prefixes: () => prefixes,
         assign: (run, attempt, request) => send({ type: 'assign', run, attempt, request }),
         stop: (run) => send({ type: 'stop', run }),
         // Its socket is going away (or it is lost): nothing to send; it drops its runs when the socket closes.
@@ -201,6 +204,7 @@ function connection(socket: WebSocket, opts: WorkerRoutesOptions, log: FastifyIn
     if (workerId === undefined) return close(WORKER_CLOSE.protocolError, 'hello must come first');
     if (message.type === 'event') dispatcher.event(workerId, message.run, message.event);
     else if (message.type === 'finished') dispatcher.finished(workerId, message.run, message.status, message.error);
+    else if (message.type === 'prefixes') prefixes = message.keys;
     else if (message.type === 'generation' || message.type === 'generation-failed') engine?.deliver(message);
     else if (message.type === 'verified') engine?.deliverVerified(message);
   }

@@ -317,6 +317,11 @@ export class NodeLlamaEngine implements Engine {
     }
   }
 
+  slotTokens(slotName: string): readonly number[] | undefined {
+    const slot = this.#pool.find(slotName);
+    return slot ? [...slot.sequence.contextTokens] : undefined;
+  }
+
   async saveKv(slotName: string): Promise<KvState> {
     this.#alive();
     const slot = await this.#owned(slotName);

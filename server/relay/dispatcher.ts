@@ -150,7 +150,7 @@ export class Dispatcher implements RunDispatch {
   list(space?: string): WorkerList {
     const visible = [...this.workers.values()].filter((w) => w.handle.space === undefined || w.handle.space === space);
     return {
-      workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile, publicKey: w.handle.publicKey })),
+      workers: visible.map((w) => ({ id: w.id, kind: w.handle.space === undefined ? 'cloud' : 'device', embedded: w.handle.embedded, runs: w.runs.size, profile: w.handle.profile, publicKey: w.handle.publicKey, ...listedPrefixes(w.handle) })),
     };
   }
 
@@ -274,6 +274,12 @@ export class Dispatcher implements RunDispatch {
     }
     return best;
   }
+}
+
+/** A worker's keyed prefixes as the worker list carries them: only when it holds some. */
+export function listedPrefixes(handle: WorkerHandle): { prefixes?: readonly string[] } {
+  const prefixes = handle.prefixes?.() ?? [];
+  return prefixes.length > 0 ? { prefixes } : {};
 }
 
 /** A worker as placement sees it: its id, its space (a device node's), and what run keys are sealed to for it. */

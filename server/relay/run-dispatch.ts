@@ -19,6 +19,8 @@ export interface WorkerHandle {
   readonly profile: WorkerProfile;
   /** What run keys are sealed to for this worker. */
   readonly publicKey: string;
+  /** The keyed prefixes it holds now (WirePrefixesSchema), as it last said; listed with it. */
+  prefixes?(): readonly string[];
   /** `request` carries only the session key sealed to this worker. */
   assign(runId: string, attempt: number, request: AssignedRun): void;
   /** Hand back: checkpoint, publish, finish "stopped". */

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { RunStatus, SealedRunEvent, StartRunRequest, WorkerList, WorkerProfile } from '../../src/core/protocol/index.ts';
 import type { Postgres } from '../store/postgres.ts';
-import { allows, assignedTo, checkSpaceCaps, placementError, sealedEvent, type PlacedWorker } from './dispatcher.ts';
+import { allows, assignedTo, checkSpaceCaps, listedPrefixes, placementError, sealedEvent, type PlacedWorker } from './dispatcher.ts';
 import type { PgBus } from './pg-bus.ts';
 import type { PgRunLog } from './pg-run-log.ts';
 import type { RequestBox } from './request-box.ts';
@@ -185,7 +185,12 @@ export class SharedDispatcher implements RunDispatch {
   async list(space?: string): Promise<WorkerList> {
     const rows = await this.liveWorkers();
     const visible = rows.filter((w) => w.space === null || w.space === space);
-    return { workers: visible.map((w) => ({ id: w.id, kind: w.space === null ? 'cloud' : 'device', embedded: w.embedded, runs: w.runs, profile: w.profile, publicKey: w.public_key })) };
+    // Keyed prefixes are known for this replica's own workers only (they change too often for the shared table).
+    const local = (id: string) => {
+      const handle = this.workers.get(id)?.handle;
+      return handle ? listedPrefixes(handle) : {};
+    };
+    return { workers: visible.map((w) => ({ id: w.id, kind: w.space === null ? 'cloud' : 'device', embedded: w.embedded, runs: w.runs, profile: w.profile, publicKey: w.public_key, ...local(w.id) })) };
   }
 
   async checkPlacement(request: SealedPlacement): Promise<void> {

@@ -111,6 +111,15 @@ export class NodeLink {
       if (ws.readyState === OPEN) ws.send(JSON.stringify(m));
     };
 
+    /** The host's keyed prefixes, when they changed since this connection last sent them. */
+    let sentPrefixes: readonly string[] = [];
+    const sendPrefixes = (): void => {
+      const keys = this.opts.host.heldPrefixes;
+      if (keys === sentPrefixes || (keys.length === sentPrefixes.length && keys.every((k, i) => k === sentPrefixes[i]))) return;
+      sentPrefixes = keys;
+      send({ type: 'prefixes', keys });
+    };
+
     ws.onopen = () => {
       this.#backoffMs = 500;
     };
@@ -138,6 +147,7 @@ export class NodeLink {
           break;
         case 'welcome':
           this.id = message.worker;
+          sendPrefixes();
           heartbeat = setInterval(() => send({ type: 'heartbeat' }), message.heartbeatMs);
           this.opts.onState?.('connected');
           onWelcome(message.worker);
@@ -150,6 +160,8 @@ export class NodeLink {
             emit: (e) => send({ type: 'event', run, event: e }),
             finish: (status, error) => {
               runs.delete(run);
+              // The host refreshed its prefixes before the end: the relay lists them by the time anyone sees it.
+              sendPrefixes();
               send({ type: 'finished', run, status, ...(error ? { error } : {}) });
               this.opts.onRuns?.(runs.size);
             },

@@ -30,7 +30,8 @@ import {
   type SealedRunEvent,
   type WorkerKeys,
 } from '../protocol/index.ts';
-import { deriveSessionKeys } from '../snapshot/index.ts';
+import { deriveSessionKeys, type SessionKeys } from '../snapshot/index.ts';
+import { MAX_WIRE_PREFIXES, keyPrefixes, prefixBlockKeys } from '../llm/prefix-keys.ts';
 import type { PublishPrevious } from '../protocol/snapshot-sync.ts';
 import { hereChildren } from '../parallel/children-here.ts';
 import type { ChildProgress } from '../runtime/child-progress.ts';
@@ -90,6 +91,9 @@ export interface RunHostOptions {
   log?(message: string, details: Record<string, unknown>): void;
 }
 
+/** Sessions whose prefixes a node remembers (more than its slots: a slot keeps a session's KV until another takes it). */
+const MAX_HELD_SESSIONS = 64;
+
 interface ActiveRun {
   abort: AbortController;
   /** Set once the relay has given this run to someone else: nothing more is published or reported. */
@@ -106,6 +110,9 @@ export class RunHost {
   private readonly spareAgents = new Spares(instantiate);
   /** Set by close() and drain(): no spares are made for runs that will not come. */
   private closing = false;
+  /** Sessions run here lately, newest last, with their keys: whose KV prefixes this node reports (heldPrefixes). */
+  private readonly held = new Map<string, SessionKeys>();
+  #prefixes: readonly string[] = [];
 
   constructor(private readonly opts: RunHostOptions) {
     this.spareTools = new Spares(opts.startTool ?? ((component, grants) => localTool(component, grants)), (tool) => tool.dispose?.());
@@ -133,6 +140,34 @@ export class RunHost {
     const fence = attempt === undefined ? undefined : attemptHeader(runId, attempt);
     entry.done = this.run(runId, request, entry, guarded, fence).finally(() => this.active.delete(runId));
     this.active.set(runId, entry);
+  }
+
+  /**
+   * The prefixes of the KV that sessions run here left in the engine's slots, keyed by each session's prefix key
+   * (keyPrefixes): what this node reports in the worker list so that whoever holds a session's key — its device, a
+   * parent placing its children — can see that a fork's prefix is here. Never another session's prefixes under a
+   * session's key: a key holder could then confirm any guessed prompt cached here. Newest sessions first, bounded.
+   * As of the last refreshPrefixes().
+   */
+  get heldPrefixes(): readonly string[] {
+    return this.#prefixes;
+  }
+
+  /** Recomputes heldPrefixes from what the engine's slots hold now. */
+  async refreshPrefixes(): Promise<readonly string[]> {
+    const out: string[] = [];
+    for (const [session, keys] of [...this.held].reverse()) {
+      const tokens = this.opts.engine.slotTokens?.(session);
+      if (!tokens) {
+        this.held.delete(session);
+        continue;
+      }
+      const blocks = prefixBlockKeys(tokens).slice(0, MAX_WIRE_PREFIXES - out.length);
+      out.push(...(await keyPrefixes(keys.prefixes, blocks)));
+      if (out.length >= MAX_WIRE_PREFIXES) break;
+    }
+    this.#prefixes = out;
+    return out;
   }
 
   /** Asks a run to hand back: it checkpoints and publishes its current step, then ends as "stopped". */
@@ -175,7 +210,7 @@ export class RunHost {
    * and budget), or else where the run itself may go — the space's devices, and the cloud unless it is ruled out.
    * Otherwise they run here, one by one. Their progress streams with the run's events either way.
    */
-  private children(request: AssignedRun, sampling: RuntimeSetup['sampling'], report: (event: RunEvent) => void): Pick<RuntimeSetup, 'runChildren'> {
+  private children(request: AssignedRun, sampling: RuntimeSetup['sampling'], report: (event: RunEvent) => void, keys: SessionKeys): Pick<RuntimeSetup, 'runChildren'> {
     const where = request.where;
     const scope = where?.children ?? (where?.space ? { space: where.space, cloud: where.cloud !== false } : undefined);
     const onProgress = (progress: ChildProgress) => report({ type: 'child-progress', progress });
@@ -190,6 +225,11 @@ export class RunHost {
         setup: { engine: this.opts.engine, load: (id) => this.opts.load(id), ...(sampling ? { sampling } : {}) },
         ...(this.opts.openSocket ? { openSocket: this.opts.openSocket } : {}),
         ...(self ? { host: self } : {}),
+        // The children share the parent's prompt: keyed with the parent's key, as nodes that ran it list it.
+        prefix: async (parent) => {
+          const tokens = this.opts.engine.slotTokens?.(parent);
+          return tokens ? { keys: await keyPrefixes(keys.prefixes, prefixBlockKeys(tokens).slice(0, MAX_WIRE_PREFIXES)), promptTokens: tokens.length } : undefined;
+        },
         onProgress,
       }),
     };
@@ -201,7 +241,9 @@ export class RunHost {
     // Events are sealed and reported in order; the end is reported after every event before it.
     let reported: Promise<void> = Promise.resolve();
     let report: (event: RunEvent) => void = () => undefined;
-    const finish = (status: RunStatus, error?: { code: string; message: string }): void => void (reported = reported.then(() => sink.finish(status, error)));
+    // The prefixes it left are reported before its end, so whoever sees the end sees them in the worker list.
+    const finish = (status: RunStatus, error?: { code: string; message: string }): void =>
+      void (reported = reported.then(() => this.refreshPrefixes().catch(() => undefined)).then(() => sink.finish(status, error)));
     try {
       const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
       const store = createMemoryStore();
@@ -219,6 +261,9 @@ export class RunHost {
       };
       const opened = await openRunInput(keys, request.snapshot, request.input);
       const fetched = await fetching;
+      this.held.delete(fetched.sessionId);
+      this.held.set(fetched.sessionId, keys);
+      while (this.held.size > MAX_HELD_SESSIONS) this.held.delete(this.held.keys().next().value!);
       report({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
@@ -227,7 +272,7 @@ export class RunHost {
       // A reply cut by the move is prefilled while the components instantiate, rather than after (prefill-ahead.ts).
       const ahead = opened.type === 'resume' && this.opts.prefillAhead !== false ? prefillCut(this.opts.engine, session, head, fetched.sessionId, kv, signal) : undefined;
       const sampling = sessionSampling((await session.checkpoint(head)).llm, request.maxTokens);
-      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report), ...(this.opts.price ? { price: this.opts.price } : {}) };
+      const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report, keys), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);
       await ahead;
       // This run is the snapshot's only writer: each publish goes on from where the last one left it, unread.

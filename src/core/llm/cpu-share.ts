@@ -45,6 +45,7 @@ export function withCpuShare(engine: Engine, share: CpuShare, clock: PaceClock =
     ...(engine.saveKv ? { saveKv: (slot: string) => engine.saveKv!(slot) } : {}),
     ...(engine.loadKv ? { loadKv: (slot: string, state: Parameters<NonNullable<Engine['loadKv']>>[1]) => engine.loadKv!(slot, state) } : {}),
     ...(engine.releaseSlot ? { releaseSlot: (slot: string) => engine.releaseSlot!(slot) } : {}),
+    ...(engine.slotTokens ? { slotTokens: (slot: string) => engine.slotTokens!(slot) } : {}),
     dispose: () => engine.dispose(),
   };
 }

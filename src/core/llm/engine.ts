@@ -159,5 +159,7 @@ export interface Engine {
   loadKv?(slot: string, state: KvState): Promise<void>;
   /** Forgets a slot's cached sequence. */
   releaseSlot?(slot: string): Promise<void>;
+  /** The tokens a slot's KV cache holds now (undefined: no such slot); a node reports their prefixes (RunHost). */
+  slotTokens?(slot: string): readonly number[] | undefined;
   dispose(): Promise<void>;
 }

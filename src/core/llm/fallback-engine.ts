@@ -113,6 +113,10 @@ export class FallbackEngine implements Engine {
     await this.#active.releaseSlot?.(slot);
   }
 
+  slotTokens(slot: string): readonly number[] | undefined {
+    return this.#active.slotTokens?.(slot);
+  }
+
   async dispose(): Promise<void> {
     await this.#switched?.catch(() => undefined);
     await this.#active.dispose();

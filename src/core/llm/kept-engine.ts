@@ -18,6 +18,7 @@ export function keptHandle(engine: Engine): Engine {
     ...(engine.saveKv ? { saveKv: (slot: string) => engine.saveKv!(slot) } : {}),
     ...(engine.loadKv ? { loadKv: (slot: string, state: KvState) => engine.loadKv!(slot, state) } : {}),
     ...(engine.releaseSlot ? { releaseSlot: (slot: string) => engine.releaseSlot!(slot) } : {}),
+    ...(engine.slotTokens ? { slotTokens: (slot: string) => engine.slotTokens!(slot) } : {}),
     dispose: async () => undefined,
   };
 }

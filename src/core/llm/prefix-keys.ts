@@ -29,3 +29,20 @@ export function heldPrefixTokens(promptKeys: readonly string[], held: ReadonlySe
   while (blocks < promptKeys.length && held.has(promptKeys[blocks]!)) blocks++;
   return blocks * PREFIX_BLOCK;
 }
+
+/** The most keyed prefixes a node reports on the wire (64 tokens each: 64K tokens of held prefixes). */
+export const MAX_WIRE_PREFIXES = 1024;
+
+/**
+ * Prefix keys as a node reports them and a session's owner matches them: HMAC-SHA256 under the session's prefix key
+ * (SessionKeys.prefixes), cut to 64 bits and written like a prefix key. Raw keys are a content fingerprint (anyone
+ * could confirm a guessed system prompt in the worker list); keyed ones are opaque without the session key, and
+ * differ between sessions, so nobody can link two sessions' prompts either.
+ */
+export async function keyPrefixes(key: CryptoKey, keys: readonly string[]): Promise<string[]> {
+  const encoder = new TextEncoder();
+  return Promise.all(keys.map(async (k) => {
+    const mac = new DataView(await globalThis.crypto.subtle.sign('HMAC', key, encoder.encode(k)));
+    return `${mac.getUint32(0).toString(36)}.${mac.getUint32(4).toString(36)}`;
+  }));
+}

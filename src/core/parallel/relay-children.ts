@@ -57,6 +57,12 @@ export interface RelayChildrenOptions {
   host?: string;
   /** The most a step's children may cost on workers that charge, USD (the user's budget). Absent: no limit. */
   maxCostUsd?: number;
+  /**
+   * The prompt the children share with their parent (session `parent`), as prefix keys keyed with the parent's
+   * session key (placement/fleet.ts heldPrefixKeys) and its length: nodes that list them hold its KV, and get the
+   * children first where the placement policy says so. Absent, or undefined: children are planned by speed alone.
+   */
+  prefix?: (parent: string) => Promise<{ keys: readonly string[]; promptTokens: number } | undefined>;
 }
 
 /** A RuntimeSetup.runChildren that runs children as child sessions on the space's nodes. */
@@ -73,11 +79,12 @@ function estimateTokens(task: SubTask, setup: ChildSetup): number {
 }
 
 /** Which nodes the job may use; with a budget, the work it is at most (every child's task read, a full reply written). */
-function nodeChoice(opts: RelayChildrenOptions, work: readonly ParallelTask<SubTask>[]): NodeChoice {
+function nodeChoice(opts: RelayChildrenOptions, work: readonly ParallelTask<SubTask>[], prefix?: { keys: readonly string[]; promptTokens: number }): NodeChoice {
   const output = opts.setup.sampling?.maxTokens ?? DEFAULT_CHILD_OUTPUT;
   const outputTokens = work.length * output;
   const promptTokens = work.reduce((sum, t) => sum + t.tokens - output, 0);
   return {
+    ...(prefix && prefix.keys.length > 0 ? { prefix: { keys: prefix.keys, promptTokens: prefix.promptTokens + Math.ceil(promptTokens / work.length), outputTokens: output } } : {}),
     cloud: opts.cloud ?? false,
     ...(opts.maxLanes ? { maxLanes: opts.maxLanes } : {}),
     ...(opts.only ? { only: opts.only } : {}),
@@ -96,8 +103,9 @@ async function runRelayChildren(opts: RelayChildrenOptions, tasks: readonly SubT
   let chosen: ReturnType<typeof chooseNodes>;
   let listed: WorkerList;
   try {
-    listed = await listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch);
-    chosen = chooseNodes(listed, nodeChoice(opts, work));
+    const [list, prefix] = await Promise.all([listSpaceWorkers(opts.relayUrl, opts.space, opts.fetch), opts.prefix?.(context.parent).catch(() => undefined)]);
+    listed = list;
+    chosen = chooseNodes(listed, nodeChoice(opts, work, prefix));
   } catch (err) {
     // Nowhere else to run them (no node, the relay out of reach): here, one after another, rather than not at all.
     return hereChildren(emit, err instanceof Error ? err.message : String(err))(tasks, context, signal, spent);

@@ -6,7 +6,8 @@
  */
 import { FerryError } from '../errors.ts';
 import { SPACE_HEADER, WorkerListSchema, parseWire, workerPaths, type WorkerList } from '../protocol/index.ts';
-import { usd } from '../placement/policy.ts';
+import { relayProfiles } from '../placement/fleet.ts';
+import { decide, usd } from '../placement/policy.ts';
 import { chargesForTokens, tokensCostUsd } from '../placement/profile.ts';
 import type { JobNode } from '../runtime/child-progress.ts';
 import type { ParallelNode } from './split.ts';
@@ -34,6 +35,12 @@ export interface NodeChoice {
    * used only if running every child there stays within it. Absent: no limit.
    */
   readonly budget?: { readonly usd: number; readonly promptTokens: number; readonly outputTokens: number };
+  /**
+   * The prompt the children share (their parent's), as prefix keys keyed with the parent's session key (what
+   * nodes that ran the parent list: fleet.ts heldPrefixKeys), its length and a child's output, tokens. A node the
+   * placement policy finds holding it gets children in proportion to its estimated speed with the prefix held.
+   */
+  readonly prefix?: { readonly keys: readonly string[]; readonly promptTokens: number; readonly outputTokens: number };
 }
 
 /** The relay's list of workers visible to `space`, validated. */
@@ -82,8 +89,39 @@ export function chooseNodes(list: WorkerList, choice: NodeChoice): { nodes: JobN
         : '';
     throw new FerryError('parallel/no-nodes', `No node of this space can take the children: open Ferry on another of your devices and turn on "Offer this device as a node".${hint}`, { details: { cloudWorkers: cloud } });
   }
-  const nodes: JobNode[] = usable.map((w) => ({ id: w.id, name: w.profile.name, kind: w.kind, lanes: Math.max(1, Math.min(maxLanes, freeSlots(w))), speed: w.profile.decodeTps }));
+  const boost = choice.prefix ? prefixBoost({ workers: usable }, choice.prefix) : new Map<string, number>();
+  const nodes: JobNode[] = usable.map((w) => ({ id: w.id, name: w.profile.name, kind: w.kind, lanes: Math.max(1, Math.min(maxLanes, freeSlots(w))), speed: w.profile.decodeTps * (boost.get(w.id) ?? 1) }));
+  // The node the policy would put a child on first: the scheduler plans in node order.
+  nodes.sort((a, b) => (boost.get(b.id) ?? 1) - (boost.get(a.id) ?? 1));
   // A slot of a node runs at its share of the node's speed: the plan stays in proportion to whole nodes.
   const lanes = nodes.flatMap((n) => Array.from({ length: n.lanes }, (_, k): Lane => ({ id: n.lanes === 1 ? n.id : `${n.id}#${k}`, node: n.id, speed: n.speed / n.lanes })));
   return { nodes, lanes };
+}
+
+/**
+ * Per node that holds a prefix of the children's shared prompt, as the placement policy estimates a child there:
+ * how many times faster it runs one with the prefix held than without (prefilling only the rest). Only when the
+ * policy's pick for a child counts a held prefix; otherwise nothing (speeds stay the measured decode speeds).
+ */
+function prefixBoost(list: WorkerList, prefix: NonNullable<NodeChoice['prefix']>): Map<string, number> {
+  const boost = new Map<string, number>();
+  const profiles = relayProfiles(list, { rttMs: 0, bandwidthBps: 1e9 }, Date.now());
+  const models = new Set(profiles.flatMap((p) => Object.keys(p.models)));
+  if (profiles.length === 0 || models.size !== 1) return boost;
+  const step = { sessionId: 'child', model: [...models][0]!, promptTokens: prefix.promptTokens, expectedOutputTokens: prefix.outputTokens, kvBytesPerToken: 0 };
+  const prefs = { objective: 'fastest', privacy: 'any' } as const;
+  let held;
+  try {
+    held = decide({ ...step, prefixKeys: prefix.keys }, profiles, prefs);
+  } catch {
+    return boost;
+  }
+  if (held.estimate.prefixTokens === 0) return boost;
+  const cold = decide(step, profiles, prefs);
+  for (const c of held.candidates) {
+    const without = cold.candidates.find((x) => x.nodeId === c.nodeId && !x.mode);
+    if (c.mode || c.prefixTokens === 0 || !without || !(c.totalMs > 0)) continue;
+    boost.set(c.nodeId, without.totalMs / c.totalMs);
+  }
+  return boost;
 }

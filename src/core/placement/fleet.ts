@@ -8,6 +8,8 @@ import { FerryError } from '../errors.ts';
 import type { RunPlacement, WorkerList } from '../protocol/index.ts';
 import { decide, type PendingStep, type PlacementPrefs } from './policy.ts';
 import { chargesForTokens, restoreNodeProfile, type NodeProfile } from './profile.ts';
+import { keyPrefixes, prefixBlockKeys } from '../llm/prefix-keys.ts';
+import { deriveSessionKeys } from '../snapshot/keys.ts';
 
 /** This device, measured. */
 export interface ThisDevice {
@@ -72,6 +74,9 @@ export function relayProfiles(list: WorkerList, link: LinkProbe, now: number, ex
       price: { promptPer1k: p.price?.promptPer1k ?? 0, outputPer1k: p.price?.outputPer1k ?? 0 },
       queueWaitMs: Math.max(0, w.runs - p.slots + 1) * QUEUE_MS_PER_RUN,
       kvState: !device,
+      // Keyed per session (llm/prefix-keys.ts keyPrefixes): they match a step's prefixKeys only when both were keyed
+      // with the same session's key (heldPrefixKeys).
+      ...(w.prefixes && w.prefixes.length > 0 ? { prefixes: w.prefixes } : {}),
       // The relay verifies drafts with its own engine, which its embedded worker runs, or routes them to an attached
       // worker whose profile says it verifies.
       ...(w.embedded || p.verifies === true ? { verifies: true } : {}),
@@ -96,4 +101,14 @@ export function cloudPlacement(step: PendingStep, nodes: readonly NodeProfile[],
   }
   const d = decide(step, allowed, prefs.privacy === 'my-devices' ? { ...prefs, privacy: 'any' } : prefs);
   return prefs.privacy === 'any' && d.candidates.every((c) => c.allowed) ? undefined : { node: d.nodeId };
+}
+
+/**
+ * A pending step's prefixKeys as the relay's workers report theirs: the block keys of its prompt's tokens (on the
+ * node's tokenizer), keyed with the session key whose runs left the prefix — the session's own for a rollback's
+ * branch or a fork that keeps its key, the parent's for its children. A node holding that session's prefix then
+ * lists the same values; under any other key nothing matches.
+ */
+export async function heldPrefixKeys(sessionKey: Uint8Array, promptTokens: readonly number[]): Promise<string[]> {
+  return keyPrefixes((await deriveSessionKeys(sessionKey)).prefixes, prefixBlockKeys(promptTokens));
 }

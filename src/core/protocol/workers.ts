@@ -11,6 +11,7 @@
  *                   verify.ts, on a channel: one per device socket) · verify-end (that socket closed)
  *   worker → relay: hello (profile, its public key, and a device node's proof of membership over the nonce) ·
  *                   event (a run's event, sealed, in order) · finished (a run ended) · heartbeat ·
+ *                   prefixes (the KV prefixes its sessions left, keyed per session; see WirePrefixesSchema) ·
  *                   generation (an event of a generation the relay asked for) · generation-failed ·
  *                   verified (the verifier's answer on a channel)
  *
@@ -25,8 +26,9 @@ import { SpaceMembershipSchema, SpaceNonceSchema } from './spaces.ts';
 import { DeviceToVerifierSchema, VerifierToDeviceSchema } from './verify.ts';
 import { AssignedRunSchema, API_PREFIX, RunIdSchema, RunStatusSchema, SealedRunEventSchema, WorkerIdSchema, type RunPlacement } from './wire.ts';
 import { WorkerPublicKeySchema } from './worker-keys.ts';
+import { MAX_WIRE_PREFIXES } from '../llm/prefix-keys.ts';
 
-/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. 4: verify channels. */
+/** 3: keys sealed to the worker's announced public key, sealed events, proven space membership. 4: verify channels, keyed prefixes. */
 export const WORKER_PROTOCOL_VERSION = 4;
 
 export const workerPaths = {
@@ -64,6 +66,17 @@ export const WorkerProfileSchema = v.strictObject({
   verifies: v.optional(v.boolean()),
 });
 export type WorkerProfile = v.InferOutput<typeof WorkerProfileSchema>;
+
+/**
+ * The prefixes a worker's KV cache holds from the sessions it ran, each an HMAC under that session's prefix key
+ * (llm/prefix-keys.ts `keyPrefixes`), never raw token hashes: those would let anyone reading the worker list confirm
+ * a guessed prompt. Opaque to the relay and to every client without the session's key; bounded.
+ */
+export const WirePrefixesSchema = v.pipe(
+  v.array(v.pipe(v.string(), v.regex(/^[0-9a-z]{1,7}\.[0-9a-z]{1,7}$/, 'must be a keyed prefix key'))),
+  v.maxLength(MAX_WIRE_PREFIXES),
+  v.readonly(),
+);
 
 /** A generation the relay asks a cloud worker for (GenerateRequest without its signal; `cancel` stops it). */
 export const WireGenerateRequestSchema = v.strictObject({
@@ -126,6 +139,8 @@ export const WorkerToRelaySchema = v.variant('type', [
   v.strictObject({ type: v.literal('event'), run: RunIdSchema, event: SealedRunEventSchema }),
   v.strictObject({ type: v.literal('finished'), run: RunIdSchema, status: RunStatusSchema, error: v.optional(ErrorSchema) }),
   v.strictObject({ type: v.literal('heartbeat') }),
+  /** What it holds now (replacing what it said before): sent before a run's `finished`, so a reader of the end sees it. */
+  v.strictObject({ type: v.literal('prefixes'), keys: WirePrefixesSchema }),
   v.strictObject({ type: v.literal('generation'), call: CallIdSchema, event: GenerateEventSchema }),
   v.strictObject({ type: v.literal('generation-failed'), call: CallIdSchema, error: ErrorSchema }),
   v.strictObject({ type: v.literal('verified'), channel: CallIdSchema, message: VerifierToDeviceSchema }),
@@ -162,6 +177,8 @@ export const WorkerListSchema = v.strictObject({
     profile: WorkerProfileSchema,
     /** What a run's session key is sealed to, for this worker to run it. */
     publicKey: WorkerPublicKeySchema,
+    /** The keyed prefixes it last reported; absent: none. */
+    prefixes: v.optional(WirePrefixesSchema),
   })),
 });
 export type WorkerList = v.InferOutput<typeof WorkerListSchema>;

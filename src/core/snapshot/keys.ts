@@ -13,6 +13,12 @@ export interface SessionKeys {
   readonly ids: CryptoKey;
   /** 8 bytes derived from the key; written in every sealed header. */
   readonly keyId: Uint8Array<ArrayBuffer>;
+  /**
+   * HMAC key over prefix keys (llm/prefix-keys.ts `keyPrefixes`): a node reports the prefixes a session left in its
+   * KV cache keyed by it, so only holders of the session key can match them (raw token hashes would fingerprint the
+   * prompt for anyone reading the worker list).
+   */
+  readonly prefixes: CryptoKey;
 }
 
 const subtle = (): SubtleCrypto => globalThis.crypto.subtle;
@@ -43,12 +49,13 @@ export function deriveSessionKeys(raw: Uint8Array): Promise<SessionKeys> {
 async function derive(raw: Uint8Array): Promise<SessionKeys> {
   const master = await subtle().importKey('raw', new Uint8Array(raw), 'HKDF', false, ['deriveKey', 'deriveBits']);
   const hkdf = (info: string): HkdfParams => ({ name: 'HKDF', hash: 'SHA-256', salt: utf8('ferry/session-key/v1'), info: utf8(info) });
-  const [encrypt, ids, keyIdBits] = await Promise.all([
+  const [encrypt, ids, keyIdBits, prefixes] = await Promise.all([
     subtle().deriveKey(hkdf('object-encryption'), master, { name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']),
     subtle().deriveKey(hkdf('remote-ids'), master, { name: 'HMAC', hash: 'SHA-256', length: 256 }, false, ['sign']),
     subtle().deriveBits(hkdf('key-id'), master, 64),
+    subtle().deriveKey(hkdf('prefix-keys'), master, { name: 'HMAC', hash: 'SHA-256', length: 256 }, false, ['sign']),
   ]);
-  return { encrypt, ids, keyId: new Uint8Array(keyIdBits) };
+  return { encrypt, ids, keyId: new Uint8Array(keyIdBits), prefixes };
 }
 
 /** The relay-side id of a local object: HMAC-SHA256(ids key, local id bytes), hex. */

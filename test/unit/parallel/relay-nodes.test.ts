@@ -7,6 +7,8 @@ import { describe, expect, test } from 'vitest';
 import { chooseNodes, listSpaceWorkers } from '../../../src/core/parallel/index.ts';
 import { SPACE_HEADER, type WorkerList } from '../../../src/core/protocol/index.ts';
 import { refusal } from '../../support/refusal.ts';
+import { heldPrefixKeys } from '../../../src/core/placement/index.ts';
+import { generateSessionKey } from '../../../src/core/snapshot/index.ts';
 
 type Listed = WorkerList['workers'][number];
 
@@ -92,5 +94,20 @@ describe('choosing the nodes and lanes for a job', () => {
     await expect(listSpaceWorkers('http://relay.test', 's', answer('<html>', 200))).rejects.toMatchObject({ code: 'relay/bad-response' });
     await expect(listSpaceWorkers('http://relay.test', 's', answer({ error: { code: 'protocol/bad-request', message: 'no' } }, 400))).rejects.toMatchObject({ code: 'relay/bad-response', details: { status: 400 } });
     await expect(listSpaceWorkers('http://relay.test', 's', () => Promise.reject(new TypeError('connection refused')))).rejects.toMatchObject({ code: 'relay/unreachable' });
+  });
+
+  test('children go first, and in proportion, to the node the policy finds holding their parent\'s prompt (keyed with the parent\'s key)', async () => {
+    const parentKey = generateSessionKey();
+    const prompt = Array.from({ length: 1024 }, (_, i) => (i * 7) % 500);
+    const keys = await heldPrefixKeys(parentKey, prompt);
+    const holder: Listed = { ...worker('holder', 'device', 300), prefixes: keys };
+    const two: WorkerList = { workers: [worker('a', 'device', 300), holder] };
+    const prefix = { keys, promptTokens: prompt.length + 64, outputTokens: 16 };
+    const placed = chooseNodes(two, { cloud: false, prefix }).nodes;
+    expect(placed.map((n) => n.name)).toEqual(['holder', 'a']);
+    expect(placed[0]!.speed).toBeGreaterThan(placed[1]!.speed);
+    // Another parent's key: the same prompt matches nothing, and the plan is the measured speeds in list order.
+    const stranger = { ...prefix, keys: await heldPrefixKeys(generateSessionKey(), prompt) };
+    expect(chooseNodes(two, { cloud: false, prefix: stranger }).nodes.map((n) => [n.name, n.speed])).toEqual([['a', 300], ['holder', 300]]);
   });
 });

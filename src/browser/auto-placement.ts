@@ -2,7 +2,7 @@
  * Automatic placement of a live session on this device (DESIGN §7 "when"): at every step boundary, and during a
  * generation when the measured rate falls well short of the estimate (then migrate live).
  * - During a generation: the first tokens of each set this device's estimate (what it does now, not what it did at
- *   start-up); then the fleet is probed — the relay's cloud workers and the devices of this device's space, with
+ *   start-up; a speculative generation's tokens come at that mode's pace, so they set nothing and are not watched); then the fleet is probed — the relay's cloud workers and the devices of this device's space, with
  *   their measured speeds and the round trip to the relay — and a GenerationWatch compares every following token's
  *   rate with the estimate. When this device slows well below it (the user capped its CPU, the phone got hot) and
  *   another node wins by more than the hysteresis, `move` is called with that node and the reason; the mover cuts
@@ -67,10 +67,13 @@ export class AutoPlacer {
 
   constructor(private readonly opts: AutoPlacerOptions) {}
 
-  /** One of the session's events on this device. */
-  event(event: RunnerEvent): void {
+  /**
+   * One of the session's events on this device. `speculative`: it runs here speculatively, so its tokens come at the
+   * pace of drafting and verifying, not of this device decoding alone: they are not timed as this device's speed.
+   */
+  event(event: RunnerEvent, speculative = false): void {
     if (event.type === 'step' || event.type === 'generation') return this.#reset();
-    if (event.type !== 'token') return;
+    if (event.type !== 'token' || speculative) return;
     const now = this.#now();
     if (this.#span.count++ === 0) this.#span.first = now;
     this.#span.last = now;

@@ -12,6 +12,7 @@ import type { Store } from '../core/store/index.ts';
 import { AgentClient } from './agent-client.ts';
 import type { EngineChoice, EngineLimits } from './engine-choice.ts';
 import { sameModel, type ModelChoice } from './settings.ts';
+import { recordAcceptance } from './speculative-acceptance.ts';
 import { sessionAgent, TEMPLATE_PARTS, templateComponents, unknownAgentError } from './template-components.ts';
 import type { TemplateId } from './templates.ts';
 
@@ -142,6 +143,8 @@ export class DeviceWorker {
     const client = new AgentClient();
     if (this.#cpuShare < 1) await client.setCpuShare(this.#cpuShare);
     await client.subscribe((event) => {
+      // A speculative generation here measures how well this device drafts (placement estimates running so with it).
+      if (event.type === 'generation' && event.speculative) recordAcceptance(event.speculative);
       // The engine speaks while a session starts, before any run: its news goes straight to the page.
       if (event.type === 'engine-loading' || event.type === 'engine-switch') this.opts.onEngine?.(event);
       else if (this.#holds) this.#runners.get(this.#holds.sessionId)?.hear(event);

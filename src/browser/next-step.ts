@@ -5,6 +5,7 @@
  */
 import { decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs, type RunMode } from '../core/placement/index.ts';
 import type { Session } from '../core/session/index.ts';
+import { measuredAcceptance } from './speculative-acceptance.ts';
 
 /** The placement's id for this device. */
 export const THIS_DEVICE = 'this-device';
@@ -13,8 +14,8 @@ const SYSTEM_PROMPT_TOKENS = 512;
 /** The engines that run on this device: their generations measure its speed. */
 const ENGINES_HERE = new Set(['wllama', 'wllama-webgpu', 'web-llm']);
 /**
- * The acceptance placement expects when this device drafts with the very model the relay verifies with: its greedy
- * picks are the verifier's but where the two engines' arithmetic parts a near tie, so most drafts are taken whole.
+ * The acceptance placement expects, before any is measured here, when this device drafts with the very model the
+ * relay verifies with: its greedy picks are the verifier's but where the two engines' arithmetic parts a near tie.
  */
 const SAME_MODEL_ACCEPTANCE = 0.9;
 
@@ -29,6 +30,8 @@ export interface NextStep {
   decodeTps: number | null;
   /** The session samples (temperature > 0): it cannot run speculatively. */
   sampled?: boolean;
+  /** This device's measured acceptance of its drafts of the model by the model (speculative-acceptance.ts); null: none yet. */
+  acceptance?: number | null;
 }
 
 /** The next step of `session` under this device's reply length and context size. */
@@ -41,6 +44,8 @@ export async function nextStep(session: Session, limits: { replyTokens: number; 
     replyLimit: limits.replyTokens,
     decodeTps: await measuredHere(session, head.llm.model),
     sampled: head.llm.sampling.temperature > 0,
+    // This device drafts with the session's own model (the relay verifies with the same).
+    acceptance: measuredAcceptance(head.llm.model, head.llm.model),
   };
 }
 
@@ -71,9 +76,9 @@ export function thisDeviceNode(model: string, decodeTps: number, extra: { batter
  * speculatively (drafted here with the session's model, verified by the relay's worker). `speculative`: the session
  * runs so now (verified by the fleet's verifying node), which the policy's hysteresis weighs as where it is.
  */
-export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculative = false): Decision {
+export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled' | 'acceptance'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculative = false): Decision {
   const speculativeVerifier = speculative ? fleet.find((n) => n.verifies)?.id : undefined;
-  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: SAME_MODEL_ACCEPTANCE } };
+  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: step.acceptance ?? SAME_MODEL_ACCEPTANCE } };
   const [current, mode]: [string, RunMode] = speculativeVerifier ? [speculativeVerifier, 'speculative'] : [THIS_DEVICE, 'run'];
   return decide(pending, [here, ...fleet], prefs, current, mode);
 }

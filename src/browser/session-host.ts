@@ -245,7 +245,7 @@ export class SessionHost {
 
   #heard(sessionId: string, event: RunnerEvent): void {
     const entry = this.#entries.get(sessionId);
-    if (entry?.placement.state === 'here') entry.placer?.event(event);
+    if (entry?.placement.state === 'here') entry.placer?.event(event, entry.speculative);
     const placement = entry?.placement ?? this.placement(sessionId);
     this.opts.onEvent(sessionId, event, placement);
     this.#tabs.event(sessionId, event, placement);

@@ -548,6 +548,8 @@ for (const device of devices) {
       await chat('Tell me about the harbour.', 1);
       await expect.poll(() => page.getByTestId('agent-message').filter({ hasText: new RegExp(`speculative · ${MODEL} · \\d+ tokens`) }).count(), { timeout: 60_000 }).toBe(1);
       await screen('verified-by-the-cloud');
+      // The reply measured how well this device drafts: placement estimates running so with that from now on.
+      await expect.poll(() => page.evaluate(() => localStorage.getItem('ferry-speculative-acceptance')), { timeout: 30_000 }).toMatch(/"agree":/);
       // A reload keeps it so: the session opens drafting here, verified by the cloud worker.
       await page.reload();
       await transcriptReady();

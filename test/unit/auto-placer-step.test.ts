@@ -39,7 +39,8 @@ describe('automatic placement at a step boundary', () => {
   /** A placer whose clock the test drives, deciding with `prefs`. */
   function placer(prefs: PlacementPrefs | undefined, decisions: Decision[] = []) {
     let now = 0;
-    const context = async (): Promise<AutoPlacementContext | undefined> => (prefs ? { relay: relay.url, prefs } : undefined);
+    const asked = { context: 0 };
+    const context = async (): Promise<AutoPlacementContext | undefined> => (asked.context++, prefs ? { relay: relay.url, prefs } : undefined);
     const p = new AutoPlacer({
       context,
       step: async () => ({ model, promptTokens: 600, expectedOutputTokens: 256, replyLimit: 256 }),
@@ -49,16 +50,16 @@ describe('automatic placement at a step boundary', () => {
       onDecision: (d) => decisions.push(d),
       now: () => now,
     });
-    /** One generation here of `tokens` tokens at `tps` tokens per second. */
-    const generate = (tokens: number, tps: number): void => {
-      p.event({ type: 'step', step: 1, input: 'user-message' });
+    /** One generation here of `tokens` tokens at `tps` tokens per second (drafted here and verified remotely: `speculative`). */
+    const generate = (tokens: number, tps: number, speculative = false): void => {
+      p.event({ type: 'step', step: 1, input: 'user-message' }, speculative);
       for (let i = 0; i < tokens; i++) {
-        p.event({ type: 'token', text: 'x', id: 1 });
+        p.event({ type: 'token', text: 'x', id: 1 }, speculative);
         now += 1000 / tps;
       }
-      p.event({ type: 'generation', text: 'x'.repeat(tokens), finishReason: 'stop', tokens: Array.from({ length: tokens }, () => 1) });
+      p.event({ type: 'generation', text: 'x'.repeat(tokens), finishReason: 'stop', tokens: Array.from({ length: tokens }, () => 1) }, speculative);
     };
-    return { placer: p, generate };
+    return { placer: p, generate, asked };
   }
 
   test('a device that generated slowly here hands the next step to the faster worker, and says why', async () => {
@@ -109,5 +110,20 @@ describe('automatic placement at a step boundary', () => {
     for (let i = 0; i < 40; i++) away.event({ type: 'token', text: 'x', id: 1 });
     away.event({ type: 'generation', text: '', finishReason: 'stop', tokens: [] });
     expect(await away.beforeStep()).toBeUndefined();
+  });
+
+  test("a speculative generation's tokens are not timed as this device's decode speed, nor watched as its own", async () => {
+    const decisions: Decision[] = [];
+    const { placer: p, generate, asked } = placer({ objective: 'fastest', privacy: 'any' }, decisions);
+    // Slow tokens, drafted here and verified by the worker: their pace is the mode's, not this device's alone.
+    generate(40, 2, true);
+    expect(asked.context).toBe(0); // no live watch was prepared with them as this device's rate
+    expect(await p.beforeStep(true)).toBeUndefined(); // and no speed here was measured to decide with
+    expect(decisions).toEqual([]);
+    // The same pace plainly here is this device's own: the watch prepares, and the next step is decided.
+    const asks = asked.context;
+    generate(40, 2);
+    expect(asked.context).toBe(asks + 1);
+    expect((await p.beforeStep())?.decision.nodeId).toBe(worker);
   });
 });

@@ -5,7 +5,8 @@
  */
 import { describe, expect, test } from 'vitest';
 import { decideNextStep, nextStep, thisDeviceNode } from '../../src/browser/next-step.ts';
-import { restoreNodeProfile } from '../../src/core/placement/index.ts';
+import { measuredAcceptance, recordAcceptance } from '../../src/browser/speculative-acceptance.ts';
+import { AcceptanceMeter, restoreNodeProfile } from '../../src/core/placement/index.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { testLlm } from '../support/session-fixtures.ts';
@@ -69,5 +70,39 @@ describe('the next step', () => {
     expect(plain.estimate.mode ?? 'run').toBe('run');
     const speculative = decideNextStep(step, thisDeviceNode(testLlm.model, 20), [worker], prefs, true);
     expect(speculative).toMatchObject({ move: false, estimate: { mode: 'speculative' }, reason: expect.stringMatching(/^Stayed on this device, verified by embedded/) });
+  });
+
+  test("running speculatively is estimated with this device's measured acceptance once a speculative generation measured it", async () => {
+    const worker = restoreNodeProfile({ id: 'w1', name: 'embedded', kind: 'cloud', trust: 'own', models: { [testLlm.model]: { prefillTps: 2000, decodeTps: 20, measuredAt: at } }, memoryBytes: 2 ** 40, link: { rttMs: 5, bandwidthBps: 1e8 }, price: { promptPer1k: 0, outputPer1k: 0 }, queueWaitMs: 0, kvState: true, verifies: true });
+    const prefs = { objective: 'fastest', privacy: 'any' } as const;
+    const s = await session([generation('wllama', testLlm.model, 50, 1000)]);
+    const speculativePlan = async () => {
+      const step = await nextStep(s, { replyTokens: 256, contextSize: 4096 });
+      const candidate = decideNextStep(step, thisDeviceNode(testLlm.model, step.decodeTps!), [worker], prefs).candidates.find((c) => c.mode === 'speculative');
+      return { acceptance: step.acceptance, plan: candidate?.speculative };
+    };
+    // Nothing measured yet: the prior.
+    expect(await speculativePlan()).toMatchObject({ acceptance: null, plan: { acceptance: 0.9 } });
+    // A generation whose drafts were mostly refused: 4 of 40 drafted ids taken, 10 rounds each cut at a disagreement.
+    recordAcceptance({ draftModel: testLlm.model, targetModel: testLlm.model, rounds: 10, drafted: 40, accepted: 4, rejected: 10 });
+    const low = await speculativePlan();
+    expect(low.acceptance).toBeCloseTo(4 / 14);
+    expect(low.plan?.acceptance).toBeCloseTo(4 / 14);
+    // Drafting for another model measures another pair.
+    expect(measuredAcceptance(testLlm.model, 'another-model')).toBeNull();
+  });
+
+  test('the running acceptance weighs newer generations more, survives storage, and ignores generations that drafted nothing', () => {
+    const meter = new AcceptanceMeter();
+    const tally = (accepted: number, rejected: number) => ({ draftModel: 'd', targetModel: 't', rounds: rejected, drafted: accepted + rejected, accepted, rejected });
+    meter.record(tally(0, 0));
+    expect(meter.acceptance('d', 't')).toBeNull();
+    meter.record(tally(9, 1));
+    expect(meter.acceptance('d', 't')).toBeCloseTo(0.9);
+    meter.record(tally(1, 9));
+    // (9·0.8 + 1) / (10·0.8 + 10): the newer, worse generation counts more.
+    expect(meter.acceptance('d', 't')).toBeCloseTo(8.2 / 18);
+    expect(AcceptanceMeter.restore(JSON.parse(JSON.stringify(meter))).acceptance('d', 't')).toBeCloseTo(8.2 / 18);
+    expect(AcceptanceMeter.restore({ x: { agree: 5, seen: 2 }, y: 'no' }).toJSON()).toEqual({});
   });
 });

@@ -7,7 +7,8 @@
  */
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
-import type { SessionRunner } from '../../src/core/host/index.ts';
+import type { RunnerListener, SessionRunner } from '../../src/core/host/index.ts';
+import type { AutoPlacementContext } from '../../src/browser/auto-placement.ts';
 import type { DeviceWorker } from '../../src/browser/device-worker.ts';
 import { LocalData } from '../../src/browser/local-data.ts';
 import { HERE, SPECULATIVE, type Placement } from '../../src/browser/placement.ts';
@@ -18,20 +19,22 @@ import { waitFor } from '../support/wait.ts';
 const RELAY = 'https://relay.example';
 const MODEL: ModelChoice = { source: 'relay', id: 'a'.repeat(64), name: 'tiny.gguf', bytes: 1024, contextSize: 512, url: `${RELAY}/models/tiny.gguf` };
 
-/** A worker whose runners do nothing; `asked` is the speculative options each runner was made with. */
-function standInWorker(): { worker: DeviceWorker; asked: ({ verifyUrl: string } | undefined)[] } {
+/** A worker whose runners do nothing; `asked` is the speculative options each runner was made with, `heard` each runner's listener. */
+function standInWorker(): { worker: DeviceWorker; asked: ({ verifyUrl: string } | undefined)[]; heard: RunnerListener[] } {
   const asked: ({ verifyUrl: string } | undefined)[] = [];
-  const runner = (sessionId: string, _model: ModelChoice, _onEvent: unknown, speculative?: { verifyUrl: string }): SessionRunner => {
+  const heard: RunnerListener[] = [];
+  const runner = (sessionId: string, _model: ModelChoice, onEvent: RunnerListener, speculative?: { verifyUrl: string }): SessionRunner => {
     asked.push(speculative);
+    heard.push(onEvent);
     const idle = async () => undefined;
     return { sessionId, send: idle, resume: idle, stop: idle, running: false, settled: idle, close: idle };
   };
-  return { worker: { runner } as unknown as DeviceWorker, asked };
+  return { worker: { runner } as unknown as DeviceWorker, asked, heard };
 }
 
 /** A page's session host over `data` (a reload is a new host over the same data). */
-function page(data: LocalData): { host: SessionHost; asked: ({ verifyUrl: string } | undefined)[]; placements: Placement[] } {
-  const { worker, asked } = standInWorker();
+function page(data: LocalData, autoPlacement?: () => Promise<AutoPlacementContext | undefined>): { host: SessionHost; asked: ({ verifyUrl: string } | undefined)[]; heard: RunnerListener[]; placements: Placement[] } {
+  const { worker, asked, heard } = standInWorker();
   const placements: Placement[] = [];
   const host = new SessionHost({
     data,
@@ -41,8 +44,9 @@ function page(data: LocalData): { host: SessionHost; asked: ({ verifyUrl: string
     model: () => MODEL,
     onEvent: () => undefined,
     onPlacement: (_id, p) => placements.push(p),
+    ...(autoPlacement ? { autoPlacement } : {}),
   });
-  return { host, asked, placements };
+  return { host, asked, heard, placements };
 }
 
 describe('how a session runs here survives a reload', () => {
@@ -75,5 +79,24 @@ describe('how a session runs here survives a reload', () => {
     expect(await again.host.resume(id, MODEL)).toEqual({ state: 'here', name: HERE });
     await again.host.move(id, MODEL, { here: true });
     expect(again.asked).toEqual([undefined]);
+  });
+
+  it("a speculative session's tokens are not timed as this device's speed: automatic placement prepares no watch with them", async () => {
+    const data = await LocalData.open({ storeName: 'ferry-run-mode-watch-store', appDbName: 'ferry-run-mode-watch-app' });
+    const ids = { speculative: 'abcdef0123456789abcdef0123456789', plain: 'fedcba9876543210fedcba9876543210' };
+    for (const id of Object.values(ids)) await data.sessions.register(id, 'assistant', 'b'.repeat(64), 'Watched');
+    let asked = 0;
+    // Automatic placement off (no context): asking for it is the sign a live watch was being prepared.
+    const { host, heard } = page(data, async () => (asked++, undefined));
+    const generate = (listener: RunnerListener) => {
+      listener({ type: 'step', step: 1, input: 'user-message' });
+      for (let i = 0; i < 40; i++) listener({ type: 'token', text: 'x', id: 1 });
+    };
+    await host.move(ids.speculative, MODEL, { here: true, speculative: true });
+    generate(heard.at(-1)!);
+    expect(asked).toBe(0);
+    await host.move(ids.plain, MODEL, { here: true });
+    generate(heard.at(-1)!);
+    expect(asked).toBe(1);
   });
 });

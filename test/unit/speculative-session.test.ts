@@ -95,6 +95,12 @@ describe('a session run speculatively: drafted here, verified by the relay', () 
     expect(moved.map((g) => [g.engine.id, g.finish])).toEqual([['speculative', 'length']]);
     expect(moved.flatMap((g) => g.tokens)).toEqual(reference);
     expect(events.filter((e) => e.type === 'token').map((e) => (e as { id: number | null }).id)).toEqual(reference);
+    // Its generation event says how the drafts fared: the page counts that as this device's measured acceptance.
+    const generated = events.filter((e) => e.type === 'generation');
+    expect(generated).toHaveLength(1);
+    const tally = (generated[0] as Extract<RunnerEvent, { type: 'generation' }>).speculative!;
+    expect(tally).toMatchObject({ draftModel: moved[0]!.engine.model, targetModel: moved[0]!.engine.model });
+    expect(tally.accepted + tally.rounds).toBe(MAX_TOKENS);
   }, 240_000);
 
   it('cut in the middle, a plain run continues it from its checkpoints, identically', async () => {

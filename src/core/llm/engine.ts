@@ -110,7 +110,23 @@ export type GenerateEvent =
     readonly stats: GenerationStats;
     /** The engine that generated, where this one handed the request on (its checkpoint names that engine). */
     readonly engine?: Pick<EngineInfo, 'id' | 'kind' | 'model'>;
+    /** A speculative generation's drafts and how many the verifier took. */
+    readonly speculative?: SpeculativeTally;
   };
+
+/**
+ * How a speculative generation's drafts fared: `accepted` of `drafted` ids taken over `rounds` verifications, of
+ * which `rejected` ended at a disagreement (the rest took the whole draft). Per-token acceptance is
+ * accepted / (accepted + rejected): each rejection is the one disagreement after that round's agreements.
+ */
+export interface SpeculativeTally {
+  readonly draftModel: string;
+  readonly targetModel: string;
+  readonly rounds: number;
+  readonly drafted: number;
+  readonly accepted: number;
+  readonly rejected: number;
+}
 
 /**
  * A draft to check against this engine's own greedy choices (speculative decoding): `context` is the exact token

@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.ts';
-import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from './engine.ts';
+import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, SpeculativeTally } from './engine.ts';
 import { checkRequest } from './request.ts';
 import { preparePrompt } from './prompt.ts';
 import { DraftLength, speculativeRounds, type DraftLengthOptions, type DraftVerifier } from './speculative.ts';
@@ -70,6 +70,7 @@ export class SpeculativeEngine implements Engine {
     let text = '';
     let last: { id: number; text: string } | undefined;
     let finishReason: FinishReason = 'length';
+    const tally = { draftModel: this.options.draft.info.model, targetModel: this.info.model, rounds: 0, drafted: 0, accepted: 0, rejected: 0 };
     try {
       const rounds = speculativeRounds({
         draft: this.options.draft,
@@ -81,6 +82,7 @@ export class SpeculativeEngine implements Engine {
         ...(request.signal ? { signal: request.signal } : {}),
       });
       outer: for await (const round of rounds) {
+        countRound(tally, round);
         for (const id of round.ids) {
           clock.token();
           tokens.push(id);
@@ -112,7 +114,7 @@ export class SpeculativeEngine implements Engine {
     text += tail;
     if (stops.stopped && finishReason === 'length') finishReason = 'stop';
     if (last) yield { type: 'token', ...last, text: last.text + tail };
-    yield { type: 'done', finishReason, text, tokens, stats: clock.stats(prompt.length, 0, tokens.length) };
+    yield { type: 'done', finishReason, text, tokens, stats: clock.stats(prompt.length, 0, tokens.length), speculative: tally };
   }
 
   /** The text `ids` add after `context` (so a word keeps the space its context gives it). */
@@ -130,4 +132,12 @@ export class SpeculativeEngine implements Engine {
   async dispose(): Promise<void> {
     // The draft engine is the caller's: it may serve other work.
   }
+}
+
+/** Adds one verified round to `tally`. */
+function countRound(tally: { -readonly [K in keyof SpeculativeTally]: SpeculativeTally[K] }, round: { readonly drafted: number; readonly accepted: number }): void {
+  tally.rounds++;
+  tally.drafted += round.drafted;
+  tally.accepted += round.accepted;
+  if (round.accepted < round.drafted) tally.rejected++;
 }

@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.ts';
-import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats } from './engine.ts';
+import type { Engine, FinishReason, GenerateEvent, GenerateRequest, GenerationStats, SpeculativeTally } from './engine.ts';
 import type { JsonGrammarLimits } from './json-grammar.ts';
 import { preparePrompt } from './prompt.ts';
 import { TOOL_CALL_OPEN, type ToolSpec } from './tool-calls.ts';
@@ -92,6 +92,7 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
   let calls = 0;
   let finish: FinishReason = 'length';
   let ranOn: Extract<GenerateEvent, { type: 'done' }>['engine'];
+  let speculative: SpeculativeTally | undefined;
   const totals = new StatsSum();
 
   while (tokens.length < request.maxTokens) {
@@ -123,6 +124,7 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
     if (!done) throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
     totals.add(done.stats);
     ranOn = done.engine ?? ranOn;
+    speculative = addTally(speculative, done.speculative);
     let phaseIds = [...done.tokens];
     let phaseText = done.text;
     const tagged = mode === 'free' && constrained && done.finishReason === 'stop' ? await tagIds(engine, prompt[prompt.length - 1]!, phaseIds, stops) : undefined;
@@ -152,7 +154,13 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
     if (choice !== 'auto') break;
     mode = 'free';
   }
-  yield { type: 'done', finishReason: finish, text, tokens, stats: totals.stats(), calls, position: prompt.length + tokens.length, ...(openCall ? { openCall } : {}), ...(ranOn ? { engine: ranOn } : {}) };
+  yield { type: 'done', finishReason: finish, text, tokens, stats: totals.stats(), calls, position: prompt.length + tokens.length, ...(openCall ? { openCall } : {}), ...(ranOn ? { engine: ranOn } : {}), ...(speculative ? { speculative } : {}) };
+}
+
+/** Two phases' speculative tallies as one (the later phase's models). */
+function addTally(a: SpeculativeTally | undefined, b: SpeculativeTally | undefined): SpeculativeTally | undefined {
+  if (!a || !b) return b ?? a;
+  return { ...b, rounds: a.rounds + b.rounds, drafted: a.drafted + b.drafted, accepted: a.accepted + b.accepted, rejected: a.rejected + b.rejected };
 }
 
 /** A call is decoded greedily: the same ids on every engine with the same model file. */

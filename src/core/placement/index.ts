@@ -36,6 +36,7 @@ export {
   type RunMode,
 } from './policy.ts';
 export { speculativePlan, tokensPerRound, type SpeculativePlan, type SpeculativeStep } from './speculative.ts';
+export { AcceptanceMeter, type AcceptanceCounts } from './acceptance.ts';
 export { cloudPlacement, heldPrefixKeys, relayProfiles, thisDeviceProfile, type LinkProbe, type ThisDevice } from './fleet.ts';
 export { GenerationWatch, type GenerationWatchOptions } from './monitor.ts';
 export { RECENT_REPLIES, expectedReplyTokens, remainingReplyTokens } from './reply-length.ts';

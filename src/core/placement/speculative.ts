@@ -16,7 +16,7 @@ import type { NodeProfile } from './profile.ts';
 export interface SpeculativeStep {
   /** The model this device drafts with; default the step's own model. */
   readonly draftModel?: string;
-  /** Per-token acceptance of its drafts by the verifier's model, 0..1: measured (DraftLength.acceptance) or a prior. */
+  /** Per-token acceptance of its drafts by the verifier's model, 0..1: as this device measured it (AcceptanceMeter) or a prior. */
   readonly acceptance: number;
 }
 

@@ -46,7 +46,7 @@
  */
 import { FerryError } from '../errors.ts';
 import type { ChatTemplate } from '../llm/chat-template.ts';
-import type { Engine, FinishReason, GenerateRequest, GenerationStats, Prompt } from '../llm/engine.ts';
+import type { Engine, FinishReason, GenerateRequest, GenerationStats, Prompt, SpeculativeTally } from '../llm/engine.ts';
 import { fitToContext, type Compaction, type Fitted } from '../llm/compaction.ts';
 import type { ChatMessage } from '../llm/messages.ts';
 import { preparePrompt } from '../llm/prompt.ts';
@@ -148,7 +148,8 @@ export type LoopEvent =
   /** `host`: a step of the host's own calls (RunInput `tools`). */
   | { type: 'step'; step: number; input: AgentEvent['tag'] | 'host' }
   | { type: 'token'; text: string; id: number | null }
-  | { type: 'generation'; text: string; finishReason: FinishReason; tokens: number[] }
+  /** `speculative`: drafted here and verified elsewhere, with how the drafts fared (the device's measured acceptance). */
+  | { type: 'generation'; text: string; finishReason: FinishReason; tokens: number[]; speculative?: SpeculativeTally }
   | { type: 'tool-call'; callId: string; tool: string; args: string }
   | { type: 'tool-result'; callId: string; tool: string; ok: boolean; output: string }
   | { type: 'reply'; text: string }
@@ -444,7 +445,7 @@ export class AgentLoop {
     }, signal);
     const done = yield* this.#stream(request);
     const tokens = [...done.tokens];
-    yield { type: 'generation', text: done.text, finishReason: done.finishReason, tokens } satisfies LoopEvent;
+    yield { type: 'generation', text: done.text, finishReason: done.finishReason, tokens, ...(done.speculative ? { speculative: done.speculative } : {}) } satisfies LoopEvent;
     const cut: CutGeneration = { ...cutOf(request, done), prompt: request.prompt, tokenizerId: engine.info.tokenizerId, tokens, text: done.text };
     const widened = fitted.widened ? fitted.compaction : undefined;
     return { text: done.text, finishReason: done.finishReason, tokens, event: this.#generationEvent(done, tokens, done.text), cut, stats: done.stats, widened };
@@ -512,7 +513,7 @@ export class AgentLoop {
       // Ids and text past the cut: what this step generated (a call written again from its start comes out the same).
       const tokens = done.tokens.slice(cut.tokens.length);
       const text = done.text.slice(cut.text.length);
-      yield { type: 'generation', text, finishReason, tokens } satisfies LoopEvent;
+      yield { type: 'generation', text, finishReason, tokens, ...(done.speculative ? { speculative: done.speculative } : {}) } satisfies LoopEvent;
       events.push(this.#generationEvent(done, tokens, text, true));
       whole = { ...cutOf(request, done), prompt: cut.prompt, tokenizerId: engine.info.tokenizerId, tokens: [...done.tokens], text: done.text };
     }

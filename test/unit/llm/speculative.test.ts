@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptDraft, DraftLength, engineVerifier, generateAll, preparePrompt, resumeRequest, speculativeDecode, SpeculativeEngine } from '../../../src/core/llm/index.ts';
 import type { NodeLlamaEngine } from '../../../server/llm/node-llama-engine.ts';
 import { cpuEngine, modelDir } from './fixtures.ts';
+import { decideNextStep, thisDeviceNode } from '../../../src/browser/next-step.ts';
+import { measuredAcceptance, recordAcceptance } from '../../../src/browser/speculative-acceptance.ts';
+import { restoreNodeProfile } from '../../../src/core/placement/index.ts';
 
 /**
  * Speculative decoding on real engines: a generated target model, a draft that agrees often (the same weights in
@@ -70,6 +73,29 @@ describe('speculative decoding', () => {
     expect(second.argmax[0]).toBe(expected[6]);
     expect(second.argmax).toHaveLength(4);
     expect(second.cachedTokens).toBe(prompt.length + 5);
+  });
+
+  it('reports how its drafts fared, and placement estimates running speculatively with that measured acceptance', async () => {
+    const engine = new SpeculativeEngine({ draft: rarely, verifiers: async (prompt) => engineVerifier(target, prompt, 'spec-tally'), target: target.info, draftLength: { fixed: 4 } });
+    const done = await generateAll(engine, { prompt: { tokens: await promptOf('Write a story about the sea') }, maxTokens: MAX, slot: 'draft' });
+    const tally = done.speculative!;
+    expect(tally).toMatchObject({ draftModel: rarely.info.model, targetModel: target.info.model });
+    // Every round gives its accepted ids and the target's own next one (the last may end the generation instead).
+    expect(done.tokens.length - tally.accepted - tally.rounds).toBeGreaterThanOrEqual(-1);
+    expect(done.tokens.length - tally.accepted - tally.rounds).toBeLessThanOrEqual(0);
+    expect(tally.drafted).toBeGreaterThanOrEqual(tally.accepted + tally.rejected);
+    expect(tally.rejected).toBeGreaterThan(0);
+    // This device counts it; placement's speculative estimate then takes the measured acceptance, not its prior.
+    expect(measuredAcceptance(rarely.info.model, target.info.model)).toBeNull();
+    recordAcceptance(tally);
+    const measured = measuredAcceptance(rarely.info.model, target.info.model)!;
+    expect(measured).toBeCloseTo(tally.accepted / (tally.accepted + tally.rejected));
+    expect(measured).toBeLessThan(0.5);
+    const model = target.info.model;
+    const verifier = restoreNodeProfile({ id: 'w1', name: 'embedded', kind: 'cloud', trust: 'own', models: { [model]: { prefillTps: 2000, decodeTps: 20, measuredAt: Date.now() } }, memoryBytes: 2 ** 40, link: { rttMs: 5, bandwidthBps: 1e8 }, price: { promptPer1k: 0, outputPer1k: 0 }, queueWaitMs: 0, kvState: true, verifies: true });
+    const step = { model, promptTokens: 600, expectedOutputTokens: 256, acceptance: measured };
+    const estimate = decideNextStep(step, thisDeviceNode(model, 20), [verifier], { objective: 'fastest', privacy: 'any' }).candidates.find((c) => c.mode === 'speculative');
+    expect(estimate?.speculative?.acceptance).toBe(measured);
   });
 
   it('behind the Engine interface, gives the target\'s tokens and text, stops where it does, and a run cut midway resumes exactly on the target', async () => {

@@ -164,7 +164,7 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     // Runs end (checkpointed and published) before the engine they use goes away.
     await embedded?.close();
   });
-  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, components, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }), fetchPolicy: addressPolicy(config.fetchAllow, { localRelay: isLoopbackHost(config.host) }), ...(hosted ? { verifier: () => hosted.load() } : {}) });
+  await app.register(relayApi, { store, metrics, security, maxObjectBytes: config.maxObjectBytes, dispatcher, engines, workerToken, heartbeatMs: config.heartbeatMs, components, info: () => relayInfo(config, listeningPort(app), { caName: tls?.caName() }), fetchPolicy: addressPolicy(config.fetchAllow, { localRelay: isLoopbackHost(config.host) }), ...(hosted ? { verifier: () => hosted.load() } : {}), verifyTimeout: config.verifyTimeout });
 
   // Each dependency checked now: a load balancer takes a replica out while its database or object storage is down.
   app.get('/healthz', async (_request, reply) => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryError } from '../src/core/errors.ts';
 import * as v from 'valibot';
-import { LIMITS, WorkerTokenSchema } from '../src/core/protocol/index.ts';
+import { LIMITS, WorkerTokenSchema, type VerifyTimeout } from '../src/core/protocol/index.ts';
 import type { Price } from '../src/core/placement/index.ts';
 import { parseAllowed } from './web/address-policy.ts';
 import { parseObjectsUrl, redact as redactUrl, type SharedLocation } from './store/locations.ts';
@@ -72,6 +72,8 @@ export interface RelayConfig {
    * (server/web/address-policy.ts).
    */
   fetchAllow: string[];
+  /** How long a device's verify round may wait for its answer; unset: VERIFY_TIMEOUT (tests shorten it). */
+  verifyTimeout?: VerifyTimeout | undefined;
 }
 
 export type TlsSettings =

@@ -12,7 +12,7 @@ import { runRoutes } from './runs.ts';
 import type { RunDispatch } from '../relay/run-dispatch.ts';
 import { workerRoutes } from './workers.ts';
 import type { ServingEngines } from '../relay/worker-engines.ts';
-import type { RelayInfo } from '../../src/core/protocol/index.ts';
+import type { RelayInfo, VerifyTimeout } from '../../src/core/protocol/index.ts';
 import { infoRoutes } from './info.ts';
 import type { AddressPolicy } from '../web/address-policy.ts';
 import { urlFetchRoutes } from './url-fetch.ts';
@@ -39,6 +39,8 @@ export interface ApiOptions {
   components: ComponentLibrary;
   /** The engine that verifies devices' drafts (the relay's own model); undefined without one. */
   verifier?: () => Promise<Engine>;
+  /** How long a device's verify round may wait (default VERIFY_TIMEOUT). */
+  verifyTimeout?: VerifyTimeout | undefined;
 }
 
 export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<void> {
@@ -56,6 +58,6 @@ export async function relayApi(app: FastifyInstance, opts: ApiOptions): Promise<
   await app.register(componentRoutes, { library: opts.components });
   // Each fetch reaches out to the web for a browser: a tenth of the general budget, as for publishing.
   await app.register(urlFetchRoutes, { policy: opts.fetchPolicy, perMinute: Math.ceil(opts.security.rateLimitPerMinute / 10) });
-  await app.register(verifyRoutes, { engine: opts.verifier, workers: opts.engines });
+  await app.register(verifyRoutes, { engine: opts.verifier, workers: opts.engines, ...(opts.verifyTimeout ? { timeout: opts.verifyTimeout } : {}) });
   await app.register(workerRoutes, { dispatcher: opts.dispatcher, engines: opts.engines, workerToken: opts.workerToken, heartbeatMs: opts.heartbeatMs });
 }

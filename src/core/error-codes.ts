@@ -322,6 +322,7 @@ const CATALOGUE = {
   'verify/connection-lost': { status: 502, meaning: 'The socket to the verifying worker closed; resume from the tokens decided so far' },
   'verify/no-engine': { status: 503, meaning: 'This relay serves no model that can verify drafts' },
   'verify/out-of-order': { status: 400, meaning: 'A verification round is not the session\'s next one, or another is still in flight' },
+  'verify/timeout': { status: 504, meaning: 'The verifying worker did not answer a round in time; resume from the tokens decided so far' },
   'verify/too-many-sessions': { status: 429, meaning: 'This socket has as many speculative sessions open as it may' },
   'verify/unknown-session': { status: 400, meaning: 'No speculative session of that name is open on this socket' },
 } as const satisfies Record<`${string}/${string}`, CodeInfo>;

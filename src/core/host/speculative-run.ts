@@ -10,7 +10,7 @@ import { FerryError, isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import { SpeculativeEngine } from '../llm/speculative-engine.ts';
 import type { DraftLengthOptions } from '../llm/speculative.ts';
-import { VerifyConnection, type VerifySocket } from '../protocol/verify.ts';
+import { VerifyConnection, type VerifySocket, type VerifyTimeout } from '../protocol/verify.ts';
 import type { Sampling } from '../runtime/loop.ts';
 
 export interface SpeculativeRunOptions {
@@ -19,6 +19,8 @@ export interface SpeculativeRunOptions {
   /** The model whose greedy tokens the session gets (the verifier's); default this engine's own. */
   readonly model?: string;
   readonly draftLength?: DraftLengthOptions;
+  /** The relay's limit on a round's answer (default VERIFY_TIMEOUT): the device gives up on a silent relay after half as long again. */
+  readonly timeout?: VerifyTimeout;
 }
 
 /** Opens a WebSocket (the platform's). */
@@ -55,7 +57,7 @@ export function speculativeRun(draft: Engine, options: SpeculativeRunOptions, sa
   const target = { model: options.model ?? draft.info.model, tokenizerId: draft.info.tokenizerId };
   let connection: Promise<VerifyConnection> | undefined;
   const connect = (): Promise<VerifyConnection> => {
-    connection ??= VerifyConnection.connect(options.verifyUrl, open);
+    connection ??= VerifyConnection.connect(options.verifyUrl, open, options.timeout ? { timeout: options.timeout } : {});
     // A socket that failed to open is not kept: the next generation tries again.
     connection.catch(() => (connection = undefined));
     return connection;
@@ -69,9 +71,10 @@ export function speculativeRun(draft: Engine, options: SpeculativeRunOptions, sa
       try {
         return await open.session(prompt, { model: target.model });
       } catch (err) {
-        // A socket lost since the last generation: one fresh socket, then the error is the caller's.
-        if (!isFerryError(err, 'verify/connection-lost')) throw err;
-        connection = undefined;
+        // A socket lost (or gone silent) since the last round: one fresh socket, then the error is the caller's. A
+        // relay that gave up on the open (verify/timeout) is asked once more on the same socket.
+        if (!isFerryError(err, 'verify/connection-lost') && !isFerryError(err, 'verify/timeout')) throw err;
+        if (open.lost) connection = undefined;
         return (await connect()).session(prompt, { model: target.model });
       }
     },

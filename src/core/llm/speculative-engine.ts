@@ -63,7 +63,7 @@ export class SpeculativeEngine implements Engine {
     const prompt = await preparePrompt(this, request.prompt);
     const budget = Math.min(request.maxTokens, this.info.contextSize - prompt.length);
     if (budget < 1) throw new FerryError('llm/context-full', `The prompt has ${prompt.length} tokens; the context holds ${this.info.contextSize}.`);
-    const verifier = await this.options.verifiers(prompt, request.signal);
+    let verifier = await this.options.verifiers(prompt, request.signal);
     const stops = new StopSequences(request.stop);
     const tokens: number[] = [];
     let pending: number[] = [];
@@ -80,6 +80,12 @@ export class SpeculativeEngine implements Engine {
         draftLength: new DraftLength(this.options.draftLength),
         ...(request.slot === undefined ? {} : { slot: request.slot }),
         ...(request.signal ? { signal: request.signal } : {}),
+        // A lost socket or a round the relay gave up on: the generation goes on in a new session from what was decided.
+        resume: async (context) => {
+          verifier.close?.();
+          verifier = await this.options.verifiers(context, request.signal);
+          return verifier;
+        },
       });
       outer: for await (const round of rounds) {
         countRound(tally, round);

@@ -1,4 +1,4 @@
-import { FerryError } from '../errors.ts';
+import { FerryError, isFerryError } from '../errors.ts';
 import type { Engine, FinishReason } from './engine.ts';
 
 /**
@@ -152,6 +152,12 @@ export interface SpeculativeRequest {
   readonly draftLength?: DraftLength;
   /** Each round's decided tokens, as soon as the target has spoken. */
   readonly onTokens?: (ids: readonly number[]) => void;
+  /**
+   * A verifier for a fresh session at `context` (the prompt and every token decided so far), after the current one
+   * failed with `cause` (verify/connection-lost or verify/timeout): the round is verified there, once. Absent: the
+   * failure is the caller's.
+   */
+  readonly resume?: (context: readonly number[], cause: FerryError) => Promise<DraftVerifier>;
 }
 
 export interface SpeculativeResult {
@@ -181,7 +187,8 @@ export interface SpeculativeRound {
  * iterating (a stop sequence, a cancel) stops the rounds there.
  */
 export async function* speculativeRounds(request: Omit<SpeculativeRequest, 'onTokens'>): AsyncGenerator<SpeculativeRound> {
-  const { draft, verifier, maxTokens, signal } = request;
+  const { draft, maxTokens, signal } = request;
+  let verifier = request.verifier;
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new FerryError('llm/bad-request', `maxTokens must be a positive integer, got ${maxTokens}.`);
   if (request.prompt.length === 0) throw new FerryError('llm/bad-request', 'Speculative decoding needs a prompt of at least one token.');
   const lengths = request.draftLength ?? new DraftLength();
@@ -195,12 +202,16 @@ export async function* speculativeRounds(request: Omit<SpeculativeRequest, 'onTo
     const draftMs = performance.now() - started;
     // Cancelled: the round in flight decides nothing; what was decided before stands.
     if (signal?.aborted) return;
-    let verdict: Verdict;
-    try {
-      verdict = await verifier.verify(proposal, signal);
-    } catch (err) {
-      if (signal?.aborted) return;
-      throw err;
+    let verdict: Verdict | undefined;
+    for (let resumed = false; !verdict; resumed = true) {
+      try {
+        verdict = await verifier.verify(proposal, signal);
+      } catch (err) {
+        if (signal?.aborted) return;
+        // A lost or stuck verifier decided nothing this round: a fresh session at the tokens decided so far does.
+        if (resumed || !request.resume || !isResumable(err)) throw err;
+        verifier = await request.resume(context, err);
+      }
     }
     const verifyMs = performance.now() - started - draftMs;
     lengths.record({ drafted: proposal.length, accepted: verdict.accepted, draftMs, verifyMs });
@@ -212,6 +223,8 @@ export async function* speculativeRounds(request: Omit<SpeculativeRequest, 'onTo
     if (verdict.next === null) return;
   }
 }
+
+const isResumable = (err: unknown): err is FerryError => isFerryError(err, 'verify/connection-lost') || isFerryError(err, 'verify/timeout');
 
 /** Generates greedily with `draft` proposing and the verifier deciding: the target's own greedy tokens, in fewer passes. */
 export async function speculativeDecode(request: SpeculativeRequest): Promise<SpeculativeResult> {

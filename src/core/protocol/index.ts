@@ -67,10 +67,13 @@ export {
   DeviceToVerifierSchema,
   RemoteVerifier,
   VERIFY_LIMITS,
+  VERIFY_TIMEOUT,
   VerifierToDeviceSchema,
   VerifyConnection,
+  verifyLimitMs,
   verifyPath,
   type DeviceToVerifier,
   type VerifierToDevice,
   type VerifySocket,
+  type VerifyTimeout,
 } from './verify.ts';

@@ -22,6 +22,25 @@ export const VERIFY_LIMITS = {
   maxSessions: 64,
 } as const;
 
+/**
+ * How long a round may go unanswered. A verify pass evaluates a round's draft and the id kept before it (the first
+ * round: the prompt too), so the limit is a flat allowance for the queue — a worker batches many sessions' rounds
+ * into one pass — plus a bound per evaluated position: 50 ms is a slow CPU's prefill of a large model, so only a
+ * worker that stopped answering meets it. The relay then answers the round with verify/timeout; the device allows
+ * half as long again (VerifyConnection), so a relay that is there answers first.
+ */
+export interface VerifyTimeout {
+  readonly baseMs: number;
+  readonly perPositionMs: number;
+}
+
+export const VERIFY_TIMEOUT: VerifyTimeout = { baseMs: 30_000, perPositionMs: 50 };
+
+/** The limit for a pass over `positions` ids (0: an open). */
+export function verifyLimitMs(positions: number, timeout: VerifyTimeout = VERIFY_TIMEOUT): number {
+  return timeout.baseMs + positions * timeout.perPositionMs;
+}
+
 const TokenId = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0x7fffffff));
 const SessionId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, _ or -'));
 const Round = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -78,46 +97,55 @@ type Waiter = { resolve(m: VerifierToDevice): void; reject(e: unknown): void };
 
 /**
  * One socket to a worker's verifier, carrying any number of speculative sessions. Every pending call settles: a
- * closed socket rejects them all with verify/connection-lost.
+ * closed socket rejects them all with verify/connection-lost. A call unanswered for half again the relay's limit
+ * means the relay itself went silent (it answers its own verify/timeout first): every call fails with verify/timeout
+ * and the socket is closed, so the caller opens a new one.
  */
 export class VerifyConnection {
   readonly #socket: VerifySocket;
   readonly #waiting = new Map<string, Waiter>();
   #lost: FerryError | undefined;
   #next = 0;
+  readonly #timeout: VerifyTimeout;
 
-  private constructor(socket: VerifySocket) {
+  private constructor(socket: VerifySocket, timeout: VerifyTimeout) {
     this.#socket = socket;
+    this.#timeout = timeout;
     socket.addEventListener('message', (event) => this.#receive(event.data));
     socket.addEventListener('close', () => this.#fail(new FerryError('verify/connection-lost', 'The connection to the verifying worker closed; open a new one and resume from the tokens decided so far.')));
   }
 
-  /** Opens `url` (ws: or wss:) with `open`, e.g. `(u) => new WebSocket(u)`. */
-  static async connect(url: string, open: (url: string) => VerifySocket): Promise<VerifyConnection> {
+  /** Opens `url` (ws: or wss:) with `open`, e.g. `(u) => new WebSocket(u)`; `timeout`: the relay's (default VERIFY_TIMEOUT). */
+  static async connect(url: string, open: (url: string) => VerifySocket, options: { timeout?: VerifyTimeout } = {}): Promise<VerifyConnection> {
     const socket = open(url);
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener('open', () => resolve());
       socket.addEventListener('error', () => reject(new FerryError('verify/connection-lost', `Could not open the verifier's socket at ${url}.`)));
       socket.addEventListener('close', () => reject(new FerryError('verify/connection-lost', `The verifier at ${url} closed the socket before it opened.`)));
     });
-    return new VerifyConnection(socket);
+    return new VerifyConnection(socket, options.timeout ?? VERIFY_TIMEOUT);
   }
 
   /** Starts a session at `prompt`; the result verifies its drafts round by round. */
   async session(prompt: readonly number[], options: { model?: string } = {}): Promise<RemoteVerifier> {
     const session = `s${++this.#next}`;
-    const opened = await this.#call(session, { type: 'open', session, prompt: [...prompt], ...(options.model === undefined ? {} : { model: options.model }) });
+    const opened = await this.#call(session, { type: 'open', session, prompt: [...prompt], ...(options.model === undefined ? {} : { model: options.model }) }, 0);
     if (opened.type !== 'opened') throw this.#unexpected(opened);
-    return new RemoteVerifier(this, session);
+    return new RemoteVerifier(this, session, prompt.length);
   }
 
   close(): void {
     this.#socket.close(1000, 'done');
   }
 
-  /** @internal One request and its answer; a session has at most one in flight. */
-  async call(session: string, message: DeviceToVerifier, signal?: AbortSignal): Promise<VerifierToDevice> {
-    return this.#call(session, message, signal);
+  /** Why the socket is unusable (closed, or the relay silent), once it is: open a new one. */
+  get lost(): FerryError | undefined {
+    return this.#lost;
+  }
+
+  /** @internal One request and its answer, due within the limit for `positions`; a session has at most one in flight. */
+  async call(session: string, message: DeviceToVerifier, positions: number, signal?: AbortSignal): Promise<VerifierToDevice> {
+    return this.#call(session, message, positions, signal);
   }
 
   /** @internal */
@@ -125,7 +153,7 @@ export class VerifyConnection {
     if (!this.#lost && this.#socket.readyState === 1) this.#socket.send(JSON.stringify(message));
   }
 
-  #call(session: string, message: DeviceToVerifier, signal?: AbortSignal): Promise<VerifierToDevice> {
+  #call(session: string, message: DeviceToVerifier, positions: number, signal?: AbortSignal): Promise<VerifierToDevice> {
     if (this.#lost) return Promise.reject(this.#lost);
     if (this.#waiting.has(session)) return Promise.reject(new FerryError('verify/out-of-order', `Session ${session} already has a round in flight.`));
     if (signal?.aborted) return Promise.reject(new FerryError('llm/cancelled', 'The verification was cancelled.'));
@@ -133,16 +161,26 @@ export class VerifyConnection {
       // Abort stops the wait; the worker still finishes the round (the next one tells it what was kept).
       const abort = () => {
         this.#waiting.delete(session);
+        clearTimeout(timer);
         reject(new FerryError('llm/cancelled', 'The verification was cancelled.'));
       };
+      const limitMs = verifyLimitMs(positions, this.#timeout) * 1.5;
+      const timer = setTimeout(() => {
+        this.#fail(new FerryError('verify/timeout', `The relay did not answer session ${session} within ${Math.round(limitMs / 1000)} s; open a new connection and resume from the tokens decided so far.`));
+        this.#socket.close(1000, 'no answer');
+      }, limitMs);
       signal?.addEventListener('abort', abort, { once: true });
+      const settle = (): void => {
+        signal?.removeEventListener('abort', abort);
+        clearTimeout(timer);
+      };
       this.#waiting.set(session, {
         resolve: (m) => {
-          signal?.removeEventListener('abort', abort);
+          settle();
           resolve(m);
         },
         reject: (e) => {
-          signal?.removeEventListener('abort', abort);
+          settle();
           reject(e);
         },
       });
@@ -188,11 +226,13 @@ export class VerifyConnection {
 export class RemoteVerifier implements DraftVerifier {
   #round = 0;
 
-  constructor(private readonly connection: VerifyConnection, readonly session: string) {}
+  /** `promptLength`: the first round evaluates the prompt too (its limit counts it). */
+  constructor(private readonly connection: VerifyConnection, readonly session: string, private readonly promptLength = 0) {}
 
   async verify(draft: readonly number[], signal?: AbortSignal): Promise<Verdict> {
     const round = ++this.#round;
-    const m = await this.connection.call(this.session, { type: 'verify', session: this.session, round, draft: [...draft] }, signal);
+    const positions = draft.length + (round === 1 ? this.promptLength : 1);
+    const m = await this.connection.call(this.session, { type: 'verify', session: this.session, round, draft: [...draft] }, positions, signal);
     if (m.type !== 'verdict' || m.round !== round || m.accepted > draft.length) {
       throw new FerryError('verify/bad-message', `The verifier's answer does not match round ${round} of session ${this.session}.`);
     }

@@ -17,6 +17,8 @@ export interface AppDb extends DBSchema {
   cloud: { key: string; value: string };
   /** Per session, the message sent but not yet in a checkpoint (session-records.ts PendingInput). */
   pending: { key: string; value: unknown };
+  /** Per session back from a relay's node, the session key its runs there used (base64url). Holds secrets. */
+  ran: { key: string; value: string };
 }
 
 export type AppDatabase = IDBPDatabase<AppDb>;
@@ -24,7 +26,7 @@ export type AppDatabase = IDBPDatabase<AppDb>;
 export async function openAppDb(name = 'ferry-app'): Promise<AppDatabase> {
   let db: AppDatabase;
   try {
-    db = await openDB<AppDb>(name, 4, {
+    db = await openDB<AppDb>(name, 5, {
       upgrade(d, oldVersion) {
         if (oldVersion < 1) {
           d.createObjectStore('sessions', { keyPath: 'id' });
@@ -36,6 +38,7 @@ export async function openAppDb(name = 'ferry-app'): Promise<AppDatabase> {
           d.createObjectStore('cloud');
           d.createObjectStore('pending');
         }
+        if (oldVersion < 5) d.createObjectStore('ran');
       },
       // A newer tab upgrades the database: this one lets go (its next write says to reload).
       blocking() {

@@ -4,6 +4,7 @@
  * another story than the one the placer acts on.
  */
 import { decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs, type RunMode } from '../core/placement/index.ts';
+import { nextStepPrefix, type StepPrefix } from '../core/runtime/held-prefix.ts';
 import type { Session } from '../core/session/index.ts';
 import { measuredAcceptance } from './speculative-acceptance.ts';
 
@@ -32,12 +33,21 @@ export interface NextStep {
   sampled?: boolean;
   /** This device's measured acceptance of its drafts of the model by the model (speculative-acceptance.ts); null: none yet. */
   acceptance?: number | null;
+  /**
+   * The prefix of its prompt that its newest generation left in a KV cache, keyed with the session's key (as the
+   * relay's workers list theirs) and named by tokenizer; absent: no key on this device, or none recorded.
+   */
+  prefix?: StepPrefix;
 }
 
-/** The next step of `session` under this device's reply length and context size. */
-export async function nextStep(session: Session, limits: { replyTokens: number; contextSize: number }): Promise<NextStep> {
-  const [head, replies] = await Promise.all([session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES)]);
+/**
+ * The next step of `session` under this device's reply length and context size. `sessionKey`: the key the relay's
+ * workers keyed this session's prefixes with (session-records.ts `prefixKey`), which keys its held prefix the same.
+ */
+export async function nextStep(session: Session, limits: { replyTokens: number; contextSize: number }, sessionKey?: Uint8Array): Promise<NextStep> {
+  const [head, replies, prefix] = await Promise.all([session.head().then((id) => session.checkpoint(id)), session.recentReplyLengths(RECENT_REPLIES), heldPrefix(session, sessionKey)]);
   return {
+    ...(prefix ? { prefix } : {}),
     model: head.llm.model,
     promptTokens: Math.min(limits.contextSize, SYSTEM_PROMPT_TOKENS + head.counters.tokens),
     expectedOutputTokens: expectedReplyTokens(replies, limits.replyTokens),
@@ -47,6 +57,16 @@ export async function nextStep(session: Session, limits: { replyTokens: number; 
     // This device drafts with the session's own model (the relay verifies with the same).
     acceptance: measuredAcceptance(head.llm.model, head.llm.model),
   };
+}
+
+/** The session's held prefix keyed with `sessionKey`; undefined where there is no key or no prefix recorded. */
+async function heldPrefix(session: Session, sessionKey: Uint8Array | undefined): Promise<StepPrefix | undefined> {
+  if (sessionKey === undefined) return undefined;
+  try {
+    return await nextStepPrefix(session, sessionKey);
+  } catch {
+    return undefined; // only a placement hint: without it the step is placed as before
+  }
 }
 
 /** Checkpoints read back for a generation here: a long run of tool steps or cloud replies ends the search. */
@@ -76,9 +96,18 @@ export function thisDeviceNode(model: string, decodeTps: number, extra: { batter
  * speculatively (drafted here with the session's model, verified by the relay's worker). `speculative`: the session
  * runs so now (verified by the fleet's verifying node), which the policy's hysteresis weighs as where it is.
  */
-export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled' | 'acceptance'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculative = false): Decision {
+export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled' | 'acceptance' | 'prefix'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculative = false): Decision {
   const speculativeVerifier = speculative ? fleet.find((n) => n.verifies)?.id : undefined;
-  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: step.acceptance ?? SAME_MODEL_ACCEPTANCE } };
+  // Held prefixes hash token ids: they count only on a node whose tokenizer is the one the step's keys were made in.
+  const tokenizer = step.prefix?.tokenizer;
+  const nodes = fleet.map((n) => (n.prefixes && n.tokenizer !== tokenizer ? withoutPrefixes(n) : n));
+  const prefixKeys = nodes.some((n) => n.prefixes) ? step.prefix?.keys : undefined;
+  const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: step.acceptance ?? SAME_MODEL_ACCEPTANCE }, ...(prefixKeys ? { prefixKeys } : {}) };
   const [current, mode]: [string, RunMode] = speculativeVerifier ? [speculativeVerifier, 'speculative'] : [THIS_DEVICE, 'run'];
-  return decide(pending, [here, ...fleet], prefs, current, mode);
+  return decide(pending, [here, ...nodes], prefs, current, mode);
+}
+
+function withoutPrefixes(node: NodeProfile): NodeProfile {
+  const { prefixes: _, ...rest } = node;
+  return rest;
 }

@@ -270,7 +270,7 @@ export class SessionHost {
     if (!context) return undefined;
     return new AutoPlacer({
       context,
-      step: async () => nextStep(await Session.open(this.opts.data.store, sessionId), this.opts.limits()),
+      step: async () => nextStep(await Session.open(this.opts.data.store, sessionId), this.opts.limits(), await this.opts.data.records.prefixKey(sessionId)),
       move: (where, decision) => {
         if (this.placement(sessionId).state !== 'here') return;
         this.#autoMove(sessionId, model, where, decision).catch((err: unknown) => this.#heard(sessionId, { type: 'error', code: 'relay/move-failed', message: err instanceof Error ? err.message : String(err) }));

@@ -5,6 +5,7 @@
  * secrets — write tokens and session keys — and never leave the device.
  */
 import * as v from 'valibot';
+import { fromBase64Url } from '../core/protocol/base64url.ts';
 import { branchRef, type Session } from '../core/session/index.ts';
 import { writing, type AppDatabase } from './app-db.ts';
 
@@ -70,21 +71,47 @@ export class SessionRecords {
     return typeof text === 'string' ? text : undefined;
   }
 
-  /** Saves (or, with null, drops) where the session runs while away. */
-  savePlacement(id: string, record: string | null): Promise<unknown> {
-    return writing<unknown>(() => (record === null ? this.db.delete('cloud', id) : this.db.put('cloud', record, id)));
+  /** Saves (or, with null, drops) where the session runs while away; a dropped one's session key is kept (`prefixKey`). */
+  async savePlacement(id: string, record: string | null): Promise<unknown> {
+    if (record !== null) return writing(() => this.db.put('cloud', record, id));
+    const key = keyOf(await this.placement(id));
+    if (key) await writing(() => this.db.put('ran', key, id));
+    return writing(() => this.db.delete('cloud', id));
+  }
+
+  /**
+   * The session key a relay's workers keyed the prefixes this session left in their KV caches with: its run's while it
+   * is away, else its last run's there, else its share's. Undefined: it never left this device.
+   */
+  async prefixKey(id: string): Promise<Uint8Array | undefined> {
+    const ran = await this.db.get('ran', id).catch(() => undefined);
+    const key = keyOf(await this.placement(id)) ?? (typeof ran === 'string' ? ran : undefined) ?? keyOf(await this.published(id));
+    return key === undefined ? undefined : fromBase64Url(key);
   }
 
   /** Takes every record of a deleted session away, returning what an undo puts back. */
   async remove(id: string): Promise<SessionRecordsSnapshot> {
     const [cloud, pending] = await Promise.all([this.placement(id), this.db.get('pending', id).catch(() => undefined)]);
-    for (const store of ['published', 'cloud', 'pending'] as const) await this.db.delete(store, id).catch(() => undefined);
+    for (const store of ['published', 'cloud', 'pending', 'ran'] as const) await this.db.delete(store, id).catch(() => undefined);
     return { ...(cloud ? { cloud } : {}), ...(pending ? { pending } : {}) };
   }
 
   async restore(id: string, records: SessionRecordsSnapshot): Promise<void> {
     if (records.cloud) await writing(() => this.db.put('cloud', records.cloud!, id));
     if (records.pending) await writing(() => this.db.put('pending', records.pending, id));
+  }
+}
+
+/** The session key (base64url) in a share or placement record, read no further than that; undefined where there is none. */
+function keyOf(record: string | undefined): string | undefined {
+  if (record === undefined) return undefined;
+  try {
+    const value = JSON.parse(record) as { key?: unknown; published?: { key?: unknown } | string };
+    // A placement record holds its share record (as a string in its first format); a share record holds the key.
+    const published = typeof value.published === 'string' ? (JSON.parse(value.published) as { key?: unknown }) : (value.published ?? value);
+    return typeof published.key === 'string' && /^[A-Za-z0-9_-]{43}$/.test(published.key) ? published.key : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -72,11 +72,11 @@ async function fetchJson(url: string, headers: Record<string, string> = {}): Pro
 /**
  * The panel's view of `session` as it stands now. `placement` is where it runs and `held` whether the person brought it
  * back by hand (the session host's): with the settings and the session's own next step (next-step.ts, as automatic
- * placement reads them) they make the placement line.
+ * placement reads them) they make the placement line; `sessionKey` keys its held prefix.
  */
-export async function loadWhereItRuns(session: Session, settings: Settings, where: { placement: PlacementFacts['placement']; held: boolean }): Promise<WhereItRunsView> {
+export async function loadWhereItRuns(session: Session, settings: Settings, where: { placement: PlacementFacts['placement']; held: boolean; sessionKey?: Uint8Array | undefined }): Promise<WhereItRunsView> {
   const relay = (settings.relayUrl || globalThis.location.origin).replace(/\/+$/, '');
-  const [probe, head, step] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id)), nextStep(session, settings)]);
+  const [probe, head, step] = await Promise.all([probeDevice(), session.head().then((id) => session.checkpoint(id)), nextStep(session, settings, where.sessionKey)]);
   const choice = sessionEngine(chooseEngine(probe), settings, probe.webgpu.available ? offloadVerdict(probe) : null);
   const device: DeviceView = { engine: choice.engine, engineWhy: choice.reason, model: step.model, decodeTps: step.decodeTps };
 

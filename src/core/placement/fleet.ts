@@ -76,7 +76,7 @@ export function relayProfiles(list: WorkerList, link: LinkProbe, now: number, ex
       kvState: !device,
       // Keyed per session (llm/prefix-keys.ts keyPrefixes): they match a step's prefixKeys only when both were keyed
       // with the same session's key (heldPrefixKeys).
-      ...(w.prefixes && w.prefixes.length > 0 ? { prefixes: w.prefixes } : {}),
+      ...(w.prefixes && w.prefixes.length > 0 ? { prefixes: w.prefixes, tokenizer: p.tokenizer } : {}),
       // The relay verifies drafts with its own engine, which its embedded worker runs, or routes them to an attached
       // worker whose profile says it verifies.
       ...(w.embedded || p.verifies === true ? { verifies: true } : {}),

@@ -66,6 +66,8 @@ export interface NodeProfile {
    * child whose prompt starts with one prefills only the rest there. Absent: none known.
    */
   readonly prefixes?: readonly string[];
+  /** Its engine's tokenizer id: `prefixes` hash token ids in it, so only a step's in the same can match them. */
+  readonly tokenizer?: string;
   /** It verifies drafts (the relay's own engine or an attached worker's, over /api/v2/verify): this device may run steps speculatively with it. */
   readonly verifies?: boolean;
 }
@@ -97,6 +99,7 @@ export const NodeProfileSchema = v.pipe(
     queueWaitMs: finiteNonNegative,
     kvState: v.boolean(),
     prefixes: v.optional(PrefixKeysSchema),
+    tokenizer: v.optional(v.pipe(v.string(), v.maxLength(256))),
     verifies: v.optional(v.boolean()),
   }),
   v.check((p) => p.kind !== 'this-device' || p.trust === 'own', 'this device is always trust "own"'),

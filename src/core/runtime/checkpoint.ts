@@ -12,7 +12,8 @@ import { bytesEqual, decodeMsgpack, encodeCanonical } from '../session/canonical
 import type { LlmSettings, Session } from '../session/index.ts';
 import type { ObjectId } from '../store/index.ts';
 import type { ComponentInstance } from './instance.ts';
-import type { LoopState } from './loop.ts';
+import type { HeldContext, LoopState } from './loop.ts';
+import { MAX_WIRE_PREFIXES } from '../llm/prefix-keys.ts';
 import { blobHeader, decodeChain, deltaIsEmpty, encodeDelta, encodeKeyframe, encodeSnapshot, snapshotOf } from './state-codec.ts';
 import { resultError } from './wit.ts';
 import type { StateImage } from './image.ts';
@@ -228,6 +229,13 @@ function isCut(cut: unknown): boolean {
     Number.isSafeInteger(c.maxTokens) && typeof c.temperature === 'number' && Array.isArray(c.stop) && c.stop.every((x) => typeof x === 'string');
 }
 
+/** The held context as a checkpoint stores it (loop.ts HeldContext). */
+function isHeld(value: unknown): value is HeldContext {
+  if (typeof value !== 'object' || value === null) return false;
+  const h = value as Record<string, unknown>;
+  return typeof h.tokenizerId === 'string' && h.tokenizerId !== '' && h.tokenizerId.length <= 256 && Array.isArray(h.keys) && h.keys.length <= MAX_WIRE_PREFIXES && h.keys.every((k) => typeof k === 'string' && k.length <= 32);
+}
+
 /** A compaction as a checkpoint stores it (llm/compaction.ts Compaction). */
 function isCompaction(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
@@ -253,8 +261,9 @@ export function decodeHostState(bytes: Uint8Array): HostState {
     (loop.cut === undefined || loop.cut === null || isCut(loop.cut)) &&
     (loop.compaction === undefined || loop.compaction === null || isCompaction(loop.compaction));
   if (!ok) throw new FerryError('runtime/bad-state', 'The loop state of a checkpoint is malformed; the checkpoint is damaged or from an incompatible version. Restore an earlier one.');
-  const { cut, compaction, ...rest } = loop;
-  return { loop: { ...rest, ...(cut ? { cut } : {}), ...(compaction ? { compaction } : {}) }, agent: data.agent!, tools: data.tools! };
+  const { cut, compaction, held, ...rest } = loop;
+  // A placement hint only: a malformed one is dropped, never a reason to refuse the checkpoint.
+  return { loop: { ...rest, ...(cut ? { cut } : {}), ...(compaction ? { compaction } : {}), ...(isHeld(held) ? { held } : {}) }, agent: data.agent!, tools: data.tools! };
 }
 
 /** The host state stored at checkpoint `at`. */

@@ -18,6 +18,7 @@ export {
   type LoopEvent,
   type LoopOptions,
   type LoopState,
+  type HeldContext,
   type RunInput,
   type Sampling,
   type StepRecord,
@@ -47,6 +48,7 @@ export {
 export { captureKv, decodeKvEntry, encodeKvEntry, kvComponentName, kvPays, restoreKv, KV_PREFIX, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 export { AgentRuntime, localTool, type CreateOptions, type RuntimeEvent, type RuntimeSetup, type ToolSlot } from './runtime.ts';
 export { Checkpointer, instanceState, keyframes, readChain, readHostState, readImageAt, KEYFRAME_RATIO, MAX_CHAIN, type HostState, type StatefulComponent } from './checkpoint.ts';
+export { nextStepPrefix, type StepPrefix } from './held-prefix.ts';
 export { decodeChain, encodeDelta, encodeKeyframe, encodeSnapshot, fingerprint, snapshotOf } from './state-codec.ts';
 export { isolatedTool, toolWorkerApi, type ComponentFiles, type ToolWorkerApi, type WorkerHandle } from './tool-worker.ts';
 export { ChildProgressSchema, HERE, type ChildProgress, type JobNode } from './child-progress.ts';

@@ -50,6 +50,7 @@ import type { Engine, FinishReason, GenerateRequest, GenerationStats, Prompt, Sp
 import { fitToContext, type Compaction, type Fitted } from '../llm/compaction.ts';
 import type { ChatMessage } from '../llm/messages.ts';
 import { preparePrompt } from '../llm/prompt.ts';
+import { MAX_WIRE_PREFIXES, prefixBlockKeys } from '../llm/prefix-keys.ts';
 import { toolInstructions, type ToolSpec } from '../llm/tool-calls.ts';
 import { generateWithTools, type GeneratedSoFar, type OpenCall, type ToolChoice, type ToolGenerationEvent } from '../llm/tool-generation.ts';
 import type { SessionEvent } from '../session/index.ts';
@@ -142,6 +143,18 @@ export interface LoopState {
   cut?: CutGeneration;
   /** The oldest turns left out of the prompt once the conversation outgrew the context (llm/compaction.ts). */
   compaction?: Compaction;
+  /** What the newest generation left in its engine's KV cache (see HeldContext); absent: not known. */
+  held?: HeldContext;
+}
+
+/**
+ * The newest generation's prompt and output ids as prefix block keys (llm/prefix-keys.ts), raw, in the generating
+ * engine's tokenizer: the node that ran it holds that prefix in its KV cache, so a fork, a rollback's branch or the
+ * next step from here may be placed there. Keys, not ids, keep a checkpoint small (one short string per 64 tokens).
+ */
+export interface HeldContext {
+  tokenizerId: string;
+  keys: string[];
 }
 
 export type LoopEvent =
@@ -447,8 +460,23 @@ export class AgentLoop {
     const tokens = [...done.tokens];
     yield { type: 'generation', text: done.text, finishReason: done.finishReason, tokens, ...(done.speculative ? { speculative: done.speculative } : {}) } satisfies LoopEvent;
     const cut: CutGeneration = { ...cutOf(request, done), prompt: request.prompt, tokenizerId: engine.info.tokenizerId, tokens, text: done.text };
+    await this.#hold(request.prompt, tokens);
     const widened = fitted.widened ? fitted.compaction : undefined;
     return { text: done.text, finishReason: done.finishReason, tokens, event: this.#generationEvent(done, tokens, done.text), cut, stats: done.stats, widened };
+  }
+
+  /** Records what a generation left in the engine's cache (LoopState.held): once per generation, never per token. */
+  async #hold(prompt: Prompt, tokens: readonly number[]): Promise<void> {
+    const { tokenizerId } = this.#options.engine.info;
+    delete this.#state.held;
+    // An engine that cannot name its tokenizer (an upstream API) holds nothing another node could match.
+    if (tokenizerId === '') return;
+    try {
+      const ids = await preparePrompt(this.#options.engine, prompt);
+      this.#state.held = { tokenizerId, keys: prefixBlockKeys([...ids, ...tokens]).slice(0, MAX_WIRE_PREFIXES) };
+    } catch {
+      // Only a placement hint: a prompt this engine cannot tokenize again leaves it unknown.
+    }
   }
 
   /** Messages → the prompt this engine gets: rendered here when the loop has a template, else by the engine. */
@@ -516,6 +544,7 @@ export class AgentLoop {
       yield { type: 'generation', text, finishReason, tokens, ...(done.speculative ? { speculative: done.speculative } : {}) } satisfies LoopEvent;
       events.push(this.#generationEvent(done, tokens, text, true));
       whole = { ...cutOf(request, done), prompt: cut.prompt, tokenizerId: engine.info.tokenizerId, tokens: [...done.tokens], text: done.text };
+      await this.#hold(cut.prompt, whole.tokens);
     }
     if (finishReason === 'cancelled') this.#state.cut = whole;
     else delete this.#state.cut;

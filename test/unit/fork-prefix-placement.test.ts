@@ -6,77 +6,32 @@
  * the fork on that worker, saying it shares the prefix; where the worker's tokenizer is another, nothing is counted.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
-import * as v from 'valibot';
 import { decideNextStep, nextStep, thisDeviceNode } from '../../src/browser/next-step.ts';
-import { NodeLink, type LinkSocket } from '../../src/core/host/node-link.ts';
-import { measureProfile } from '../../src/core/host/measure-profile.ts';
-import { RunHost } from '../../src/core/host/run-host.ts';
-import type { Engine } from '../../src/core/llm/engine.ts';
 import { PREFIX_BLOCK } from '../../src/core/llm/prefix-keys.ts';
 import { relayProfiles, type NodeProfile } from '../../src/core/placement/index.ts';
-import { RelayHttp, RunRecordSchema, WorkerListSchema, createWorkerKeys, fetchSnapshot, publishSession, workerPaths, type PublishResult } from '../../src/core/protocol/index.ts';
-import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
+import { RelayHttp, fetchSnapshot } from '../../src/core/protocol/index.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { generateSessionKey } from '../../src/core/snapshot/index.ts';
-import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
-import { fixtures, loader, setupFor, tinyEngine, tinyModelFile, turn, type Fixtures } from '../support/runtime-agent.ts';
-import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
-import { followToEnd, postRun, runBody } from './api/fake-worker.ts';
+import { openPrefixHolder, type PrefixHolder } from './api/prefix-holder.ts';
 
-const TOKEN = 'k'.repeat(43);
 const LIMITS = { replyTokens: 64, contextSize: 2048 };
 const PREFS = { objective: 'fastest', privacy: 'any' } as const;
 
 describe("a fork's placement counts the prefix a worker holds", () => {
-  let f: Fixtures;
-  let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
-  let relay: TestRelay;
-  let device: Engine;
-  let worker: Engine;
-  let link: NodeLink;
-  let store: Store;
-  let published: PublishResult;
-  let sessionId: string;
+  let rig: PrefixHolder;
 
   beforeAll(async () => {
-    f = await fixtures();
-    dirs = await makeTempDirs();
-    const model = await tinyModelFile();
-    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN, componentDirs: Object.values(f.dirs) });
-    [device, worker] = await Promise.all([tinyEngine(model), tinyEngine(model)]);
-    const host = new RunHost({ engine: worker, keys: await createWorkerKeys(), load: loader(f), relayUrl: () => relay.url });
-    link = new NodeLink({
-      relayUrl: relay.url,
-      host,
-      profile: await measureProfile(worker, { name: 'holder', slots: 1 }),
-      open: (url) => new WebSocket(url, { headers: { authorization: `Bearer ${TOKEN}` } }) as unknown as LinkSocket,
-      log: () => undefined,
-    });
-    await link.start(() => undefined);
-    store = createMemoryStore();
-    const runtime = await AgentRuntime.create(store, setupFor(f, device), { agent: f.ids.scribe, tools: [f.ids.tally] });
-    await turn(runtime, 'hello world', true);
-    sessionId = runtime.session.id;
-    await runtime.dispose();
-    published = await publishSession(store, sessionId, new RelayHttp({ baseUrl: relay.url }));
+    rig = await openPrefixHolder();
   }, 180_000);
 
   afterAll(async () => {
-    await link?.close();
-    await relay?.close();
-    await Promise.all([device?.dispose(), worker?.dispose()]);
-    await dirs?.cleanup();
+    await rig?.close();
   });
 
-  const listWorkers = async () => v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list)).json());
-
   test('run on the worker, back here and forked: the fork goes to the worker for its shared prefix; another tokenizer counts none', async () => {
+    const { relay, worker, store, sessionId, published, listWorkers } = rig;
     const before = await (await Session.open(store, sessionId)).head();
-    const res = await postRun(relay.url, await runBody(relay.url, published, { type: 'user', text: 'tell me a story' }));
-    expect(res.status).toBe(202);
-    const run = v.parse(RunRecordSchema, await res.json());
-    expect((await followToEnd(`${relay.url}/api/v2/runs/${run.id}/events`, published.key)).code).toBe(1000);
+    await rig.runThere('tell me a story');
     // The worker's checkpoints come back to this device's store, and the device forks the session at its head.
     await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), published.snapshot.id, published.key, store, { engine: null });
     const session = await Session.open(store, sessionId);

@@ -6,74 +6,28 @@
  * the prefix; under another session's key nothing matches.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
 import * as v from 'valibot';
-import { NodeLink, type LinkSocket } from '../../src/core/host/node-link.ts';
-import { measureProfile } from '../../src/core/host/measure-profile.ts';
-import { RunHost } from '../../src/core/host/run-host.ts';
-import type { Engine } from '../../src/core/llm/engine.ts';
 import { MAX_WIRE_PREFIXES, PREFIX_BLOCK, prefixBlockKeys } from '../../src/core/llm/prefix-keys.ts';
 import { decide, heldPrefixKeys, relayProfiles, type NodeProfile } from '../../src/core/placement/index.ts';
-import { RelayHttp, RunRecordSchema, WorkerListSchema, WorkerToRelaySchema, createWorkerKeys, publishSession, workerPaths, type PublishResult } from '../../src/core/protocol/index.ts';
-import { AgentRuntime } from '../../src/core/runtime/runtime.ts';
+import { WorkerToRelaySchema } from '../../src/core/protocol/index.ts';
 import { generateSessionKey } from '../../src/core/snapshot/index.ts';
-import { createMemoryStore } from '../../src/core/store/index.ts';
-import { fixtures, loader, setupFor, tinyEngine, tinyModelFile, turn, type Fixtures } from '../support/runtime-agent.ts';
-import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
-import { followToEnd, postRun, runBody } from './api/fake-worker.ts';
-
-const TOKEN = 'k'.repeat(43);
+import { openPrefixHolder, type PrefixHolder } from './api/prefix-holder.ts';
 
 describe('keyed held prefixes in the worker list', () => {
-  let f: Fixtures;
-  let dirs: Awaited<ReturnType<typeof makeTempDirs>>;
-  let relay: TestRelay;
-  let device: Engine;
-  let worker: Engine;
-  let link: NodeLink;
-  let published: PublishResult;
-  let sessionId: string;
+  let rig: PrefixHolder;
 
   beforeAll(async () => {
-    f = await fixtures();
-    dirs = await makeTempDirs();
-    const model = await tinyModelFile();
-    // No model of its own: the only worker is the one attached below.
-    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN, componentDirs: Object.values(f.dirs) });
-    [device, worker] = await Promise.all([tinyEngine(model), tinyEngine(model)]);
-    const host = new RunHost({ engine: worker, keys: await createWorkerKeys(), load: loader(f), relayUrl: () => relay.url });
-    link = new NodeLink({
-      relayUrl: relay.url,
-      host,
-      profile: await measureProfile(worker, { name: 'holder', slots: 1 }),
-      open: (url) => new WebSocket(url, { headers: { authorization: `Bearer ${TOKEN}` } }) as unknown as LinkSocket,
-      log: () => undefined,
-    });
-    await link.start(() => undefined);
-    const store = createMemoryStore();
-    const runtime = await AgentRuntime.create(store, setupFor(f, device), { agent: f.ids.scribe, tools: [f.ids.tally] });
-    await turn(runtime, 'hello world', true);
-    sessionId = runtime.session.id;
-    await runtime.dispose();
-    published = await publishSession(store, sessionId, new RelayHttp({ baseUrl: relay.url }));
+    rig = await openPrefixHolder();
   }, 180_000);
 
   afterAll(async () => {
-    await link?.close();
-    await relay?.close();
-    await Promise.all([device?.dispose(), worker?.dispose()]);
-    await dirs?.cleanup();
+    await rig?.close();
   });
 
-  const listWorkers = async () => v.parse(WorkerListSchema, await (await fetch(relay.url + workerPaths.list)).json());
-
   test('a worker that ran a session lists its prefixes keyed by that session; the fork is placed there, another key matches nothing', async () => {
+    const { worker, sessionId, published, listWorkers } = rig;
     expect((await listWorkers()).workers[0]?.prefixes).toBeUndefined();
-    const res = await postRun(relay.url, await runBody(relay.url, published, { type: 'user', text: 'tell me a story' }));
-    expect(res.status).toBe(202);
-    const run = v.parse(RunRecordSchema, await res.json());
-    const { code } = await followToEnd(`${relay.url}/api/v2/runs/${run.id}/events`, published.key);
-    expect(code).toBe(1000);
+    await rig.runThere('tell me a story');
 
     // What the worker's slot holds for the session now; a fork of it shares those tokens and goes on differently.
     const held = worker.slotTokens?.(sessionId) ?? [];

@@ -5,33 +5,25 @@
  * carries the prefix that run's newest generation left, keyed as the worker lists its own, so decideNextStep places
  * the fork on that worker, saying it shares the prefix; where the worker's tokenizer is another, nothing is counted.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { decideNextStep, nextStep, thisDeviceNode } from '../../src/browser/next-step.ts';
 import { PREFIX_BLOCK } from '../../src/core/llm/prefix-keys.ts';
 import { relayProfiles, type NodeProfile } from '../../src/core/placement/index.ts';
 import { RelayHttp, fetchSnapshot } from '../../src/core/protocol/index.ts';
 import { Session } from '../../src/core/session/index.ts';
 import { generateSessionKey } from '../../src/core/snapshot/index.ts';
-import { openPrefixHolder, type PrefixHolder } from './api/prefix-holder.ts';
+import { usePrefixHolder } from './api/prefix-holder.ts';
 
 const LIMITS = { replyTokens: 64, contextSize: 2048 };
 const PREFS = { objective: 'fastest', privacy: 'any' } as const;
 
 describe("a fork's placement counts the prefix a worker holds", () => {
-  let rig: PrefixHolder;
-
-  beforeAll(async () => {
-    rig = await openPrefixHolder();
-  }, 180_000);
-
-  afterAll(async () => {
-    await rig?.close();
-  });
+  const prefixRig = usePrefixHolder();
 
   test('run on the worker, back here and forked: the fork goes to the worker for its shared prefix; another tokenizer counts none', async () => {
-    const { relay, worker, store, sessionId, published, listWorkers } = rig;
+    const { relay, worker, store, sessionId, published, listWorkers } = prefixRig();
     const before = await (await Session.open(store, sessionId)).head();
-    await rig.runThere('tell me a story');
+    await prefixRig().runThere('tell me a story');
     // The worker's checkpoints come back to this device's store, and the device forks the session at its head.
     await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), published.snapshot.id, published.key, store, { engine: null });
     const session = await Session.open(store, sessionId);

@@ -5,29 +5,21 @@
  * prompt the same way, finds them there, and the placement policy picks that worker for the fork because it holds
  * the prefix; under another session's key nothing matches.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import * as v from 'valibot';
 import { MAX_WIRE_PREFIXES, PREFIX_BLOCK, prefixBlockKeys } from '../../src/core/llm/prefix-keys.ts';
 import { decide, heldPrefixKeys, relayProfiles, type NodeProfile } from '../../src/core/placement/index.ts';
 import { WorkerToRelaySchema } from '../../src/core/protocol/index.ts';
 import { generateSessionKey } from '../../src/core/snapshot/index.ts';
-import { openPrefixHolder, type PrefixHolder } from './api/prefix-holder.ts';
+import { usePrefixHolder } from './api/prefix-holder.ts';
 
 describe('keyed held prefixes in the worker list', () => {
-  let rig: PrefixHolder;
-
-  beforeAll(async () => {
-    rig = await openPrefixHolder();
-  }, 180_000);
-
-  afterAll(async () => {
-    await rig?.close();
-  });
+  const prefixRig = usePrefixHolder();
 
   test('a worker that ran a session lists its prefixes keyed by that session; the fork is placed there, another key matches nothing', async () => {
-    const { worker, sessionId, published, listWorkers } = rig;
+    const { worker, sessionId, published, listWorkers } = prefixRig();
     expect((await listWorkers()).workers[0]?.prefixes).toBeUndefined();
-    await rig.runThere('tell me a story');
+    await prefixRig().runThere('tell me a story');
 
     // What the worker's slot holds for the session now; a fork of it shares those tokens and goes on differently.
     const held = worker.slotTokens?.(sessionId) ?? [];

@@ -4,7 +4,7 @@
  * and a device engine on the same model whose session was published there. `runThere` runs a turn of it on the worker.
  */
 import * as v from 'valibot';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import WebSocket from 'ws';
 import { NodeLink, type LinkSocket } from '../../../src/core/host/node-link.ts';
 import { measureProfile } from '../../../src/core/host/measure-profile.ts';
@@ -74,4 +74,16 @@ export async function openPrefixHolder(): Promise<PrefixHolder> {
       await dirs.cleanup();
     },
   };
+}
+
+/** One holder for the enclosing describe block, opened before its tests and closed after them. */
+export function usePrefixHolder(): () => PrefixHolder {
+  let rig: PrefixHolder | undefined;
+  beforeAll(async () => {
+    rig = await openPrefixHolder();
+  }, 180_000);
+  afterAll(async () => {
+    await rig?.close();
+  });
+  return () => rig!;
 }

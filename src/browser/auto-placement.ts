@@ -17,7 +17,7 @@ import { GenerationWatch, type Decision, type LinkProbe } from '../core/placemen
 import type { RunPlacement } from '../core/protocol/index.ts';
 import type { RunnerEvent } from '../core/host/index.ts';
 import { probeBattery, probeLink, relayFleet } from './placement-probe.ts';
-import { decideNextStep, THIS_DEVICE, thisDeviceNode, type NextStep } from './next-step.ts';
+import { decideNextStep, THIS_DEVICE, thisDeviceNode, withStepPrefix, type NextStep } from './next-step.ts';
 
 export interface AutoPlacementContext {
   relay: string;
@@ -124,6 +124,11 @@ export class AutoPlacer {
     this.#held = true;
   }
 
+  /** Whether a generation here is being watched now (its first tokens set the estimate, and the fleet is known). */
+  get watching(): boolean {
+    return this.#watch !== undefined;
+  }
+
   /** Whether the user brought the session here by hand (then it never moves by itself while this page is open). */
   get held(): boolean {
     return this.#held;
@@ -150,19 +155,23 @@ export class AutoPlacer {
     try {
       const context = await this.opts.context();
       if (!context || context.prefs.privacy === 'this-device') return;
-      const [{ model, promptTokens, expectedOutputTokens, replyLimit }, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
+      const [step, link, battery] = await Promise.all([this.opts.step(), probeLink(context.relay), probeBattery()]);
+      const { model, promptTokens, expectedOutputTokens, replyLimit } = step;
       if (times !== this.#times) return; // the generation ended meanwhile
       const decodeTps = (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
-      this.#nodes = await this.#fleet(context, model, decodeTps, link, battery);
+      // The step's held prefix, keyed once for the whole watch: a node holding it continues the reply sooner.
+      const { nodes, prefixKeys } = withStepPrefix(step, await this.#fleet(context, model, decodeTps, link, battery));
+      this.#nodes = nodes;
       this.#context = context;
       if (times !== this.#times) return;
       // The watch counts from here: the tokens that set the estimate are already spent.
       this.#watch = new GenerationWatch({
-        step: { sessionId: 'live', model, promptTokens, expectedOutputTokens: Math.max(0, expectedOutputTokens - times.length), kvBytesPerToken: 0 },
+        step: { sessionId: 'live', model, promptTokens, expectedOutputTokens: Math.max(0, expectedOutputTokens - times.length), kvBytesPerToken: 0, ...(prefixKeys ? { prefixKeys } : {}) },
         replyLimit: Math.max(0, replyLimit - times.length),
         nodes: this.#nodes,
         prefs: context.prefs,
         current: THIS_DEVICE,
+        now: () => this.#now(),
       });
     } catch {
       // No relay, no fleet: the session simply stays here; "where it runs" tells the user why.

@@ -8,6 +8,7 @@
  */
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { AgentRunner, type AgentStatus, type ParallelOptions, type RunnerEvent, type RunnerListener, type SpeculativeRunOptions } from '../core/host/index.ts';
+import { toBase64Url } from '../core/protocol/index.ts';
 import type { Store } from '../core/store/index.ts';
 import { AgentClient } from './agent-client.ts';
 import type { EngineChoice, EngineLimits } from './engine-choice.ts';
@@ -29,6 +30,8 @@ export interface DeviceWorkerOptions {
   storeName: string;
   engines: EngineChoice;
   settings(): Promise<StartSettings>;
+  /** The key the relay's workers keyed a session's prefixes with (session-records.ts `prefixKey`); undefined: none. */
+  prefixKey?(sessionId: string): Promise<Uint8Array | undefined>;
   /** The engine's own news (web-llm loading, a hand-over to the CPU and why). */
   onEngine?(event: Extract<RunnerEvent, { type: 'engine-loading' | 'engine-switch' }>): void;
 }
@@ -103,7 +106,7 @@ export class DeviceWorker {
   async #take(sessionId: string, model: ModelChoice): Promise<AgentStatus> {
     this.#refuseIfBusy(sessionId);
     const client = await this.#clientFor(model);
-    const key = this.#key(sessionId, await this.opts.settings());
+    const key = this.#key(sessionId, await this.#settings(sessionId));
     if (this.#holds?.sessionId === sessionId && this.#holds.key === key) {
       try {
         return await client.reload();
@@ -153,6 +156,16 @@ export class DeviceWorker {
     return client;
   }
 
+  /**
+   * This device's settings for `sessionId`: a survey split's children go first to a node holding the session's
+   * prompt, found under the key its runs elsewhere used (a session back from a worker gets one: it opens anew).
+   */
+  async #settings(sessionId: string | undefined): Promise<StartSettings> {
+    const settings = await this.opts.settings();
+    const key = settings.parallel && sessionId !== undefined ? await this.opts.prefixKey?.(sessionId) : undefined;
+    return key && settings.parallel ? { ...settings, parallel: { ...settings.parallel, prefixKey: toBase64Url(key) } } : settings;
+  }
+
   /** What the worker's session was opened with: a change (Settings, or the run mode) opens it again. */
   #key(sessionId: string, settings: StartSettings): string {
     return JSON.stringify([settings, this.#speculative.get(sessionId) ?? null]);
@@ -160,7 +173,7 @@ export class DeviceWorker {
 
   /** Starts the worker's session (a new one, or one from the store) with this device's settings as they are now. */
   async #start(client: AgentClient, template: TemplateId, model: ModelChoice, session: { sessionId: string } | { agent: string; tools: string[] }): Promise<AgentStatus> {
-    const settings = await this.opts.settings();
+    const settings = await this.#settings('sessionId' in session ? session.sessionId : undefined);
     const { limits, parallel } = settings;
     this.#holds = undefined;
     const [components, engine] = await Promise.all([templateComponents(template), this.opts.engines.spec(model, limits)]);

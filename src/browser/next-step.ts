@@ -3,7 +3,8 @@
  * (auto-placement.ts) and for what "Where it runs" says will happen (ui/where-it-runs.ts), so the screen never tells
  * another story than the one the placer acts on.
  */
-import { decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs, type RunMode } from '../core/placement/index.ts';
+import { cloudPlacement, decide, expectedReplyTokens, RECENT_REPLIES, thisDeviceProfile, type Decision, type NodeProfile, type PlacementPrefs, type RunMode } from '../core/placement/index.ts';
+import type { RunPlacement } from '../core/protocol/index.ts';
 import { nextStepPrefix, type StepPrefix } from '../core/runtime/held-prefix.ts';
 import type { Session } from '../core/session/index.ts';
 import { measuredAcceptance } from './speculative-acceptance.ts';
@@ -98,13 +99,31 @@ export function thisDeviceNode(model: string, decodeTps: number, extra: { batter
  */
 export function decideNextStep(step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'sampled' | 'acceptance' | 'prefix'>, here: NodeProfile, fleet: readonly NodeProfile[], prefs: PlacementPrefs, speculative = false): Decision {
   const speculativeVerifier = speculative ? fleet.find((n) => n.verifies)?.id : undefined;
-  // Held prefixes hash token ids: they count only on a node whose tokenizer is the one the step's keys were made in.
-  const tokenizer = step.prefix?.tokenizer;
-  const nodes = fleet.map((n) => (n.prefixes && n.tokenizer !== tokenizer ? withoutPrefixes(n) : n));
-  const prefixKeys = nodes.some((n) => n.prefixes) ? step.prefix?.keys : undefined;
+  const { nodes, prefixKeys } = withStepPrefix(step, fleet);
   const pending = { sessionId: 'live', model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, cachedTokens: { [THIS_DEVICE]: step.promptTokens }, kvBytesPerToken: 0, sampled: step.sampled ?? false, speculative: { acceptance: step.acceptance ?? SAME_MODEL_ACCEPTANCE }, ...(prefixKeys ? { prefixKeys } : {}) };
   const [current, mode]: [string, RunMode] = speculativeVerifier ? [speculativeVerifier, 'speculative'] : [THIS_DEVICE, 'run'];
   return decide(pending, [here, ...nodes], prefs, current, mode);
+}
+
+/**
+ * The fleet as the step's held prefix meets it, and the keys the policy counts it with: computed once per decision
+ * (the mid-reply watch reuses it for every token). Held prefixes hash token ids: they count only on a node whose
+ * tokenizer is the one the step's keys were made in; no key is passed where no node lists any.
+ */
+export function withStepPrefix(step: Pick<NextStep, 'prefix'>, fleet: readonly NodeProfile[]): { nodes: NodeProfile[]; prefixKeys?: string[] } {
+  const tokenizer = step.prefix?.tokenizer;
+  const nodes = fleet.map((n) => (n.prefixes && n.tokenizer !== tokenizer ? withoutPrefixes(n) : n));
+  const prefixKeys = nodes.some((n) => n.prefixes) ? step.prefix?.keys : undefined;
+  return { nodes, ...(prefixKeys ? { prefixKeys } : {}) };
+}
+
+/**
+ * Where "Move to the cloud worker" sends session `sessionId` (fleet.ts cloudPlacement), its held prefix counted as
+ * decideNextStep counts it: a cloud worker that holds it is the one pinned when the settings pin one.
+ */
+export function cloudMoveFor(sessionId: string, step: Pick<NextStep, 'model' | 'promptTokens' | 'expectedOutputTokens' | 'prefix'>, fleet: readonly NodeProfile[], prefs: PlacementPrefs): RunPlacement | undefined {
+  const { nodes, prefixKeys } = withStepPrefix(step, fleet);
+  return cloudPlacement({ sessionId, model: step.model, promptTokens: step.promptTokens, expectedOutputTokens: step.expectedOutputTokens, kvBytesPerToken: 0, ...(prefixKeys ? { prefixKeys } : {}) }, nodes, prefs);
 }
 
 function withoutPrefixes(node: NodeProfile): NodeProfile {

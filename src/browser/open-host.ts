@@ -32,6 +32,7 @@ export function openSessionHost(setup: HostSetup): { host: SessionHost; worker: 
     storeName: setup.data.storeName,
     engines,
     settings: () => startSettings(setup.limits(), setup.autoPlacement),
+    prefixKey: (id) => setup.data.records.prefixKey(id),
     ...(setup.onEngine ? { onEngine: setup.onEngine } : {}),
   });
   return { host: new SessionHost({ ...setup, worker }), worker };

@@ -7,8 +7,8 @@
 import { placementPrefs, type Settings } from '../browser/settings.ts';
 import { chooseEngine, offloadVerdict, probeDevice, sessionEngine, type SessionEngine } from '../browser/llm/device-probe.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { cloudPlacement, relayProfiles, type NodeProfile, type Price } from '../core/placement/index.ts';
-import { decideNextStep, nextStep, thisDeviceNode } from '../browser/next-step.ts';
+import { relayProfiles, type NodeProfile, type Price } from '../core/placement/index.ts';
+import { cloudMoveFor, decideNextStep, nextStep, thisDeviceNode } from '../browser/next-step.ts';
 import { SPECULATIVE } from '../browser/placement.ts';
 import { probeLink } from '../browser/placement-probe.ts';
 import { placementLine, type PlacementFacts } from './placement-line.ts';
@@ -111,7 +111,7 @@ export async function loadWhereItRuns(session: Session, settings: Settings, wher
   let cloudMove: WhereItRunsView['cloudMove'] = null;
   if (fleet.some((n) => n.kind === 'cloud')) {
     try {
-      cloudMove = { where: cloudPlacement({ sessionId: session.id, model: next.model, promptTokens: next.promptTokens, expectedOutputTokens: next.expectedOutputTokens, kvBytesPerToken: 0 }, fleet, prefs) };
+      cloudMove = { where: cloudMoveFor(session.id, next, fleet, prefs) };
     } catch (err) {
       cloudMove = { blocked: describeError(err).message };
     }

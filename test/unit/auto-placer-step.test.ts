@@ -1,13 +1,18 @@
 /**
  * Automatic placement at a step boundary (src/browser/auto-placement.ts `beforeStep`), against a real relay with
  * its embedded cloud worker on the tiny generated model: this device's speed comes from its last generation's
- * tokens, the fleet from the relay, and the product's policy decides whether the next step moves.
+ * tokens, the fleet from the relay, and the product's policy decides whether the next step moves. And mid-reply: a
+ * reply here that slows down is moved, and the watch that decides it counts the prefix a worker holds for the session.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { AutoPlacer, type AutoPlacementContext } from '../../src/browser/auto-placement.ts';
+import { nextStep } from '../../src/browser/next-step.ts';
 import type { Decision, PlacementPrefs } from '../../src/core/placement/index.ts';
-import { parseWire, WorkerListSchema, workerPaths } from '../../src/core/protocol/index.ts';
+import { fetchSnapshot, parseWire, RelayHttp, WorkerListSchema, workerPaths } from '../../src/core/protocol/index.ts';
+import { Session } from '../../src/core/session/index.ts';
 import { tinyModelFile } from '../support/runtime-agent.ts';
+import { waitFor } from '../support/wait.ts';
+import { usePrefixHolder } from './api/prefix-holder.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from './api/relay-harness.ts';
 
 describe('automatic placement at a step boundary', () => {
@@ -126,4 +131,41 @@ describe('automatic placement at a step boundary', () => {
     expect(asked.context).toBe(asks + 1);
     expect((await p.beforeStep())?.decision.nodeId).toBe(worker);
   });
+});
+
+describe('automatic placement mid-reply and a held prefix', () => {
+  const prefixRig = usePrefixHolder();
+
+  test("a reply here that slows down moves to the worker holding the session's prefix, counted in the watch's estimate", async () => {
+    const { relay, store, sessionId, published, listWorkers } = prefixRig();
+    await prefixRig().runThere('tell me a story');
+    await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), published.snapshot.id, published.key, store, { engine: null });
+    const holder = (await listWorkers()).workers[0]!;
+    expect(holder.prefixes?.length).toBeGreaterThan(0);
+    const session = await Session.open(store, sessionId);
+    let now = 0;
+    const moved: Decision[] = [];
+    const p = new AutoPlacer({
+      context: async () => ({ relay: relay.url, prefs: { objective: 'fastest', privacy: 'any' } }),
+      // The session's own next step, its prefix keyed with the key the worker's run used; a long reply expected.
+      step: async () => ({ ...(await nextStep(session, { replyTokens: 256, contextSize: 2048 }, published.key)), expectedOutputTokens: 256 }),
+      move: (_where, decision) => void moved.push(decision),
+      now: () => now,
+    });
+    p.event({ type: 'step', step: 1, input: 'user-message' });
+    // The first tokens come fast: they set this device's estimate, and the watch starts.
+    for (let i = 0; i < 16; i++) {
+      p.event({ type: 'token', text: 'x', id: 1 });
+      now += 20;
+    }
+    await waitFor('the watch to start', () => p.watching);
+    // Then this device slows right down: the watch moves the reply on.
+    for (let i = 0; i < 200 && moved.length === 0; i++) {
+      now += 2000;
+      p.event({ type: 'token', text: 'x', id: 1 });
+    }
+    expect(moved).toHaveLength(1);
+    expect(moved[0]!.nodeId).toBe(holder.id);
+    expect(moved[0]!.candidates.find((c) => c.nodeId === holder.id)!.prefixTokens).toBeGreaterThan(0);
+  }, 120_000);
 });

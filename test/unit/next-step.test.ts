@@ -4,9 +4,10 @@
  * and the decision takes this device's cached context into account.
  */
 import { describe, expect, test } from 'vitest';
-import { decideNextStep, nextStep, thisDeviceNode } from '../../src/browser/next-step.ts';
+import { cloudMoveFor, decideNextStep, nextStep, thisDeviceNode } from '../../src/browser/next-step.ts';
 import { measuredAcceptance, recordAcceptance } from '../../src/browser/speculative-acceptance.ts';
-import { AcceptanceMeter, restoreNodeProfile } from '../../src/core/placement/index.ts';
+import { AcceptanceMeter, heldPrefixKeys, restoreNodeProfile } from '../../src/core/placement/index.ts';
+import { generateSessionKey } from '../../src/core/snapshot/index.ts';
 import { Session, type SessionEvent } from '../../src/core/session/index.ts';
 import { createMemoryStore } from '../../src/core/store/index.ts';
 import { testLlm } from '../support/session-fixtures.ts';
@@ -58,6 +59,18 @@ describe('the next step', () => {
     const same = decideNextStep(step, thisDeviceNode(testLlm.model, 100), worker(100), prefs);
     expect(same.move).toBe(false);
     expect(same.nodeId).toBe('this-device');
+  });
+
+  test("the cloud move pins the cloud worker that holds the session's prefix, on its tokenizer only", async () => {
+    const cloud = (id: string, extra: object = {}) => restoreNodeProfile({ id, name: id, kind: 'cloud', trust: 'own', models: { [testLlm.model]: { prefillTps: 200, decodeTps: 50, measuredAt: at } }, memoryBytes: 2 ** 40, link: { rttMs: 5, bandwidthBps: 1e8 }, price: { promptPer1k: 0, outputPer1k: 0 }, queueWaitMs: 0, kvState: true, ...extra });
+    const keys = await heldPrefixKeys(generateSessionKey(), Array.from({ length: 1024 }, (_, i) => (i * 7) % 500));
+    // Two of the user's own workers alike but for the prefix one holds; the user's own only, so one is pinned.
+    const fleet = [cloud('a'), cloud('holder', { prefixes: keys, tokenizer: 'tok' })];
+    const step = { model: testLlm.model, promptTokens: 1200, expectedOutputTokens: 64 };
+    const prefs = { objective: 'fastest', privacy: 'my-devices' } as const;
+    expect(cloudMoveFor('s', step, fleet, prefs)).toEqual({ node: 'a' });
+    expect(cloudMoveFor('s', { ...step, prefix: { tokenizer: 'tok', keys } }, fleet, prefs)).toEqual({ node: 'holder' });
+    expect(cloudMoveFor('s', { ...step, prefix: { tokenizer: 'another', keys } }, fleet, prefs)).toEqual({ node: 'a' });
   });
 
   test('a session running speculatively is weighed as it runs: a plain run here, barely faster, does not take it', () => {

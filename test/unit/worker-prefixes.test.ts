@@ -11,6 +11,7 @@ import { MAX_WIRE_PREFIXES, PREFIX_BLOCK, prefixBlockKeys } from '../../src/core
 import { decide, heldPrefixKeys, relayProfiles, type NodeProfile } from '../../src/core/placement/index.ts';
 import { WorkerToRelaySchema } from '../../src/core/protocol/index.ts';
 import { generateSessionKey } from '../../src/core/snapshot/index.ts';
+import { waitFor } from '../support/wait.ts';
 import { usePrefixHolder } from './api/prefix-holder.ts';
 
 describe('keyed held prefixes in the worker list', () => {
@@ -53,6 +54,38 @@ describe('keyed held prefixes in the worker list', () => {
     const elsewhere = decide({ ...step, prefixKeys: stranger }, nodes, prefs);
     expect(elsewhere.nodeId).toBe('rival');
     expect(elsewhere.candidates.every((c) => c.prefixTokens === 0)).toBe(true);
+  }, 120_000);
+
+  test('a run lists what each generation leaves as it ends, before the run does', async () => {
+    const { worker, sessionId, published, listWorkers } = prefixRig();
+    // The run's second generation waits until the test has read the worker list: the run cannot have ended before.
+    const generate = worker.generate;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    worker.generate = async function* (request) {
+      if (++calls === 2) await gate;
+      yield* generate.call(worker, request);
+    };
+    try {
+      // Long enough that the first generation's prompt fills blocks no earlier run of the session left.
+      const running = prefixRig().runThere(`/twice ${'a ferry crosses the harbour at dawn, '.repeat(8)}`);
+      const firstDone = await waitFor('the second generation to start', () => calls === 2);
+      expect(firstDone).toBe(true);
+      const held = worker.slotTokens?.(sessionId) ?? [];
+      const keyed = await heldPrefixKeys(published.key, held);
+      expect(keyed.length).toBeGreaterThan(0);
+      const listed = await waitFor("the first generation's prefixes in the worker list", async () => {
+        const prefixes = (await listWorkers()).workers[0]?.prefixes ?? [];
+        return keyed.every((k) => prefixes.includes(k)) ? prefixes : undefined;
+      }, { timeoutMs: 20_000 });
+      expect(listed.length).toBeGreaterThanOrEqual(keyed.length);
+      release();
+      await running;
+    } finally {
+      release();
+      worker.generate = generate;
+    }
   }, 120_000);
 
   test('a prefixes message is bounded and carries keyed values only', async () => {

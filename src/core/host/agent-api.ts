@@ -11,9 +11,10 @@ import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { hereChildren } from '../parallel/children-here.ts';
 import type { ChildProgress } from '../runtime/child-progress.ts';
-import { relayChildren } from '../parallel/relay-children.ts';
+import { relayChildren, type RelayChildrenOptions } from '../parallel/relay-children.ts';
 import type { OpenSocket } from '../parallel/run-follow.ts';
-import { SpaceIdSchema, WorkerIdSchema, parseWire } from '../protocol/index.ts';
+import { SpaceIdSchema, WorkerIdSchema, fromBase64Url, parseWire } from '../protocol/index.ts';
+import { parentPrefix } from '../runtime/held-prefix.ts';
 import { importSession } from '../snapshot/index.ts';
 import { createMemoryStore, type ObjectId, type Store } from '../store/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
@@ -58,6 +59,11 @@ export interface ParallelOptions {
   host?: string;
   /** The most a step's children may cost on workers that charge, USD (Settings' budget). Absent: no limit. */
   maxCostUsd?: number;
+  /**
+   * The session key (base64url) the relay's workers keyed this session's prefixes with, when it ran on one: its
+   * children go first to a node that still holds its prompt. Absent: they are planned by speed alone.
+   */
+  prefixKey?: string;
 }
 
 export interface StartOptions<EngineSpec> {
@@ -185,7 +191,7 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
           const onProgress = (progress: ChildProgress) => emit({ type: 'child-progress', progress });
           setup.runChildren = options.parallel
             ? relayChildren({
-                ...checkParallel(options.parallel),
+                ...childrenWhere(checkParallel(options.parallel), store),
                 // Child sessions are made here only to be published: their tools need no worker of their own.
                 setup: { engine, load, ...(options.sampling ? { sampling: options.sampling } : {}) },
                 ...(platform.openSocket ? { openSocket: platform.openSocket } : {}),
@@ -240,7 +246,16 @@ function checkParallel(p: ParallelOptions): ParallelOptions {
   const space = parseWire(SpaceIdSchema, p.space, 'parallel.space (a space id, not its secret)', 'runtime/bad-input');
   const host = p.host === undefined ? undefined : parseWire(WorkerIdSchema, p.host, 'parallel.host (this device\'s node id)', 'runtime/bad-input');
   if (p.maxCostUsd !== undefined && !(p.maxCostUsd >= 0 && Number.isFinite(p.maxCostUsd))) throw new FerryError('runtime/bad-input', `parallel.maxCostUsd must be a number of dollars, 0 or more, got ${p.maxCostUsd}.`);
-  return { relayUrl: p.relayUrl, space, cloud: p.cloud ?? false, ...(host ? { host } : {}), ...(p.maxCostUsd !== undefined ? { maxCostUsd: p.maxCostUsd } : {}) };
+  if (p.prefixKey !== undefined && fromBase64Url(p.prefixKey, 'runtime/bad-input').length !== 32) throw new FerryError('runtime/bad-input', 'parallel.prefixKey must be a session key (32 bytes, base64url).');
+  return { relayUrl: p.relayUrl, space, cloud: p.cloud ?? false, ...(host ? { host } : {}), ...(p.maxCostUsd !== undefined ? { maxCostUsd: p.maxCostUsd } : {}), ...(p.prefixKey !== undefined ? { prefixKey: p.prefixKey } : {}) };
+}
+
+/** Where relayChildren sends the children; with the session's key, first to the nodes that hold the parent's prompt. */
+function childrenWhere({ prefixKey, ...where }: ParallelOptions, store: Store): Omit<ParallelOptions, 'prefixKey'> & Pick<RelayChildrenOptions, 'prefix'> {
+  if (prefixKey === undefined) return where;
+  const key = fromBase64Url(prefixKey);
+  // Keyed with the parent's key, as the nodes that ran it list what it left in their caches.
+  return { ...where, prefix: (parent) => parentPrefix(store, parent, key) };
 }
 
 /** Unwraps a Result from the worker: the value, or the FerryError it carried. */

@@ -113,12 +113,17 @@ export class NodeLink {
 
     /** The host's keyed prefixes, when they changed since this connection last sent them. */
     let sentPrefixes: readonly string[] = [];
+    /** Welcomed on this connection: the relay takes nothing but the hello before. */
+    let welcomed = false;
     const sendPrefixes = (): void => {
+      if (!welcomed) return;
       const keys = this.opts.host.heldPrefixes;
       if (keys === sentPrefixes || (keys.length === sentPrefixes.length && keys.every((k, i) => k === sentPrefixes[i]))) return;
       sentPrefixes = keys;
       send({ type: 'prefixes', keys });
     };
+    // Refreshed after each generation of a run too: a long run's new prefixes are listed before it ends.
+    const unlisten = this.opts.host.onPrefixes(sendPrefixes);
 
     ws.onopen = () => {
       this.#backoffMs = 500;
@@ -147,6 +152,7 @@ export class NodeLink {
           break;
         case 'welcome':
           this.id = message.worker;
+          welcomed = true;
           sendPrefixes();
           heartbeat = setInterval(() => send({ type: 'heartbeat' }), message.heartbeatMs);
           this.opts.onState?.('connected');
@@ -220,6 +226,7 @@ export class NodeLink {
     ws.onerror = () => this.opts.log('the connection to the relay failed');
     ws.onclose = () => {
       clearInterval(heartbeat);
+      unlisten();
       // The relay hands these to other nodes once it notices; continuing them here would make two writers.
       for (const run of runs) this.opts.host.abandon(run);
       if (runs.size > 0) {

@@ -113,6 +113,10 @@ export class RunHost {
   /** Sessions run here lately, newest last, with their keys: whose KV prefixes this node reports (heldPrefixes). */
   private readonly held = new Map<string, SessionKeys>();
   #prefixes: readonly string[] = [];
+  /** The refresh computing now, and the one queued behind it (every caller meanwhile shares it): one at a time, the latest state last. */
+  #refreshing: Promise<readonly string[]> | undefined;
+  #queued: Promise<readonly string[]> | undefined;
+  readonly #prefixListeners = new Set<(keys: readonly string[]) => void>();
 
   constructor(private readonly opts: RunHostOptions) {
     this.spareTools = new Spares(opts.startTool ?? ((component, grants) => localTool(component, grants)), (tool) => tool.dispose?.());
@@ -153,8 +157,33 @@ export class RunHost {
     return this.#prefixes;
   }
 
-  /** Recomputes heldPrefixes from what the engine's slots hold now. */
-  async refreshPrefixes(): Promise<readonly string[]> {
+  /** Tells `listener` heldPrefixes after every refresh (a node link reports them to its relay); returns its removal. */
+  onPrefixes(listener: (keys: readonly string[]) => void): () => void {
+    this.#prefixListeners.add(listener);
+    return () => void this.#prefixListeners.delete(listener);
+  }
+
+  /**
+   * Recomputes heldPrefixes from what the engine's slots hold now, and tells the listeners. Coalesced: one refresh
+   * at a time; a call while one runs gets the next one, which starts when it ends and reads the slots then.
+   */
+  refreshPrefixes(): Promise<readonly string[]> {
+    if (this.#queued) return this.#queued;
+    const start = (): Promise<readonly string[]> => {
+      this.#queued = undefined;
+      const run = this.#computePrefixes();
+      this.#refreshing = run;
+      void run.finally(() => {
+        if (this.#refreshing === run) this.#refreshing = undefined;
+      }).catch(() => undefined);
+      return run;
+    };
+    if (!this.#refreshing) return start();
+    this.#queued = this.#refreshing.then(start, start);
+    return this.#queued;
+  }
+
+  async #computePrefixes(): Promise<readonly string[]> {
     const out: string[] = [];
     for (const [session, keys] of [...this.held].reverse()) {
       const tokens = this.opts.engine.slotTokens?.(session);
@@ -167,6 +196,7 @@ export class RunHost {
       if (out.length >= MAX_WIRE_PREFIXES) break;
     }
     this.#prefixes = out;
+    for (const listener of this.#prefixListeners) listener(out);
     return out;
   }
 
@@ -290,6 +320,8 @@ export class RunHost {
       // Each checkpoint is published before the next step starts: losing this node then loses nothing before it.
       const runner = new RuntimeRunner(runtime, async (event) => {
         report(event as unknown as RunEvent);
+        // What a generation left in the engine's slot is listed while the run goes on, not only at its end.
+        if (event.type === 'generation') this.refreshPrefixes().catch(() => undefined);
         if (event.type === 'checkpoint') tally.checkpoints++;
         if (event.type === 'checkpoint' || event.type === 'step-failed') await publish();
       });

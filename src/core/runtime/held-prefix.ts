@@ -5,10 +5,10 @@
  * from there lists the same values. A fork and a rollback's branch are branches of the same session, so its own key
  * serves them; their next prompt starts with that context.
  */
-import { keyPrefixes } from '../llm/prefix-keys.ts';
-import type { Session } from '../session/index.ts';
+import { PREFIX_BLOCK, keyPrefixes } from '../llm/prefix-keys.ts';
+import { Session } from '../session/index.ts';
 import { deriveSessionKeys } from '../snapshot/keys.ts';
-import type { ObjectId } from '../store/index.ts';
+import type { ObjectId, Store } from '../store/index.ts';
 import { readHostState } from './checkpoint.ts';
 
 /** A step's prefixKeys and the tokenizer whose ids they hash: they mean something only to a node with the same. */
@@ -26,4 +26,14 @@ export async function nextStepPrefix(session: Session, sessionKey: Uint8Array, a
   const { loop } = await readHostState(session, at ?? (await session.head()));
   if (!loop.held || loop.held.keys.length === 0) return undefined;
   return { tokenizer: loop.held.tokenizerId, keys: await keyPrefixes((await deriveSessionKeys(sessionKey)).prefixes, loop.held.keys) };
+}
+
+/**
+ * The prompt a session's forked children share with it, as relayChildren's `prefix` takes it: what its newest
+ * generation left in a KV cache, keyed with `sessionKey`, and its length (its whole blocks). For a parent whose
+ * engine's slots say nothing of a node's (the device's agent worker); undefined where nothing was recorded.
+ */
+export async function parentPrefix(store: Store, parent: string, sessionKey: Uint8Array): Promise<{ keys: string[]; promptTokens: number } | undefined> {
+  const prefix = await nextStepPrefix(await Session.open(store, parent), sessionKey);
+  return prefix ? { keys: prefix.keys, promptTokens: prefix.keys.length * PREFIX_BLOCK } : undefined;
 }

@@ -23,6 +23,8 @@ export interface PrefixHolder {
   relay: TestRelay;
   /** The worker's engine (its slots hold what its runs left). */
   worker: Engine;
+  /** The device's engine, on the same model (its owner is the rig: hand it on with keptHandle). */
+  device: Engine;
   /** The device's store, holding the session. */
   store: Store;
   sessionId: string;
@@ -57,6 +59,7 @@ export async function openPrefixHolder(): Promise<PrefixHolder> {
   return {
     relay,
     worker,
+    device,
     store,
     sessionId,
     published,

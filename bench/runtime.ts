@@ -125,7 +125,7 @@ export const runtimeSuite: Suite = {
       // interleaved with plain fresh instantiates so both see the same heap and GC pressure.
       const instantiateMs: number[] = [];
       const restoreMs: number[] = [];
-      for (let i = 0; i < 13; i++) {
+      for (let i = 0; i < 25; i++) {
         let t0 = performance.now();
         await instantiate(scribe, {});
         await instantiate(tally, {});

@@ -36,7 +36,7 @@ async function bench(input: BenchInput): Promise<BenchResult> {
   const chains = input.chains.map((chain) => chain.map(fromBase64));
   const instantiateMs: number[] = [];
   const restoreMs: number[] = [];
-  for (let i = 0; i < 9; i++) {
+  for (let i = 0; i < 25; i++) {
     let t0 = performance.now();
     for (const c of components) await instantiate(c, {});
     instantiateMs.push(performance.now() - t0);

@@ -163,13 +163,20 @@ export function cloneImage(image: StateImage): StateImage {
 }
 
 /**
+ * What the instance's memories hold before a restore: `exact`, an image of precisely their state now (a component
+ * that has not run since it was captured, restored or instantiated); or `likely`, what they probably hold (the fresh
+ * image), which says which of the image's pages are worth comparing before writing: those it shares.
+ */
+export type Holding = { exact: StateImage } | { likely: StateImage };
+
+/**
  * Writes `image` into the instance: grows each memory to the image's size, zeroes the pages the image does not hold
  * and writes those it does, sets globals. The image is checked whole first, so a bad one changes nothing.
  * Only pages that differ are written: a page the engine never touched reads as zero without being backed by memory,
- * and writing zeros over it commits it (and the collector frees it later). `likely`, what the instance probably holds
- * (its fresh image, on a restore), says which of the image's pages are worth comparing before writing: those it shares.
+ * and writing zeros over it commits it (and the collector frees it later). With an `exact` holding nothing is read:
+ * a page is written when the image's differs from the holding's (by identity: captured pages are never written).
  */
-export function writeImage(image: StateImage, slots: StateSlots, likely?: StateImage): void {
+export function writeImage(image: StateImage, slots: StateSlots, holding?: Holding): void {
   assertSameLayout(image, slots);
   slots.memories.forEach(({ key, memory }, m) => {
     const { byteLength, pages } = image.memories[m]!;
@@ -185,21 +192,23 @@ export function writeImage(image: StateImage, slots: StateSlots, likely?: StateI
     const { value } = image.globals[g]!;
     if (typeof value !== typeof global.value) throw mismatch(`global ${key} holds a ${typeof global.value}, the image a ${typeof value}`);
   });
+  const exact = holding && 'exact' in holding ? holding.exact : undefined;
   slots.memories.forEach(({ memory }, m) => {
     const { byteLength, pages } = image.memories[m]!;
     const current = memory.buffer.byteLength;
     if (byteLength > current) memory.grow((byteLength - current) / PAGE_SIZE);
     const bytes = new Uint8Array(memory.buffer);
-    // Pages past the old size are fresh zeros.
-    for (let i = 0; i * PAGE_SIZE < current; i++) {
-      if (pages.has(i)) continue;
-      const page = bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-      if (!isZero(page)) page.fill(0);
+    const zero = (i: number) => bytes.fill(0, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+    const held = exact?.memories[m]!.pages ?? (holding && 'likely' in holding ? holding.likely.memories[m]?.pages : undefined);
+    if (exact) {
+      for (const i of held!.keys()) if (!pages.has(i)) zero(i);
+    } else {
+      // Pages past the old size are fresh zeros.
+      for (let i = 0; i * PAGE_SIZE < current; i++) if (!pages.has(i) && !isZero(bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))) zero(i);
     }
-    const held = likely?.memories[m]?.pages;
     for (const [i, page] of pages) {
       const at = i * PAGE_SIZE;
-      if (at < current && held?.get(i) === page && sameBytes(bytes.subarray(at, at + PAGE_SIZE), page)) continue;
+      if (at < current && held?.get(i) === page && (exact || sameBytes(bytes.subarray(at, at + PAGE_SIZE), page))) continue;
       bytes.set(page, at);
     }
   });

@@ -61,9 +61,12 @@ export async function instantiate(component: LoadedComponent, grants: Grants): P
   const slots = findSlots(cores);
   let base = captureImage(component.id, slots);
   const initial = cloneImage(base);
+  // Until the component first runs, its memories hold exactly `base` (the fresh image, or the last one restored):
+  // a restore then writes only the pages that differ from it, without reading the memory to find them.
+  let ran = false;
   return {
     component,
-    exports,
+    exports: watchCalls(exports, () => (ran = true)),
     initial,
     capture() {
       base = captureImage(component.id, slots);
@@ -74,7 +77,7 @@ export async function instantiate(component: LoadedComponent, grants: Grants): P
       if (image.component !== component.id) {
         throw new FerryError('component/image-mismatch', `The state image belongs to component ${image.component}, not ${component.id} ("${manifest.name}"). Load the component it was captured from.`);
       }
-      writeImage(image, slots, initial);
+      writeImage(image, slots, ran ? { likely: initial } : { exact: base });
       base = cloneImage(image);
     },
     memoryBytes: () => slots.memories.reduce((n, { memory }) => n + memory.buffer.byteLength, 0),
@@ -103,4 +106,32 @@ function refuseHostResources(component: LoadedComponent): void {
       details: { component: component.id, resources: [...new Set(held)] },
     });
   }
+}
+
+/**
+ * `exports` with every function in it (at any depth) calling `onCall` first: the only way into a component's code
+ * once it is instantiated. Whatever a call returns (a resource's methods, say) is reached after that first call.
+ */
+function watchCalls<T extends object>(exports: T, onCall: () => void): T {
+  const wrapped = new WeakMap<object, unknown>();
+  const watch = (value: unknown): unknown => {
+    if ((typeof value !== 'function' && typeof value !== 'object') || value === null) return value;
+    let proxy = wrapped.get(value);
+    if (!proxy) {
+      proxy = new Proxy(value, {
+        get: (target, key) => watch(Reflect.get(target, key)),
+        apply: (target, self, args) => {
+          onCall();
+          return Reflect.apply(target as (...a: unknown[]) => unknown, self, args);
+        },
+        construct: (target, args, newTarget) => {
+          onCall();
+          return Reflect.construct(target as new (...a: unknown[]) => object, args, newTarget);
+        },
+      });
+      wrapped.set(value, proxy);
+    }
+    return proxy;
+  };
+  return watch(exports) as T;
 }

@@ -1,10 +1,10 @@
 /**
  * How a component's state is stored (issue 4): a keyframe — the pages that differ from a fresh instance of the
  * component — then one small delta per step — the pages that differ from the previous step. A changed page is
- * stored as its changed runs of words (offset, length, new bytes); a blob's runs are deflated together (version 2;
- * version 1 deflated each page's on its own, which cost a deflate and an inflate per page, and is still read): a
- * step changes a few hundred bytes spread over a handful of 64 KiB pages, so a delta is ~1–3 KB where the raw pages
- * were ~300 KB, and decoding it never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the
+ * stored as its changed runs of words (offset, length, new bytes); a blob's runs are kept together, as they are
+ * when small, deflated when larger (version 3; version 2 deflated them always, version 1 each page's on its own: both
+ * still read): a step changes a few hundred bytes spread over a handful of 64 KiB pages, so a delta is ~2–3 KB where
+ * the raw pages were ~300 KB, and decoding it never inflates 64 KiB of zeros. Restore = a fresh instance + the keyframe + the
  * deltas after it, in order (checkpoint.ts bounds the chain). A keyframe names a fingerprint of the fresh image it was taken against, so a
  * restore into a build whose fresh state differs is refused rather than corrupted.
  *
@@ -17,11 +17,16 @@ import { decodeMsgpack, encodeCanonical } from '../session/canonical.ts';
 import { PAGE_SIZE, type GlobalValue, type StateDelta, type StateImage } from './image.ts';
 
 export const STATE_FORMAT = 'ferry-state';
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
 /** 4 GiB: the most a 32-bit wasm memory can hold. */
 const MAX_MEMORY_BYTES = 65_536 * PAGE_SIZE;
 /** Deflate level 1: XOR pages are mostly zeros, where higher levels gain almost nothing and cost time. */
 const LEVEL = 1;
+/**
+ * Runs up to this many bytes are stored as they are: inflating a small stream costs ~0.03–0.1 ms (its code tables are
+ * built anew), more than a restore can spare per blob of a chain, for the ~1.4 KB a step's deflate would save.
+ */
+const RAW_RUNS_MAX = 8192;
 
 const enum Mode {
   /** The page is all zero. */
@@ -40,7 +45,7 @@ type PageEntry = [index: number, mode: Mode, runs: number | Uint8Array | null];
 
 interface StateBlob {
   f: typeof STATE_FORMAT;
-  v: 1 | 2;
+  v: 1 | 2 | 3;
   kind: 'key' | 'delta';
   component: string;
   /** Names the keyframe a delta applies to (the keyframe's own nonce). */
@@ -52,8 +57,10 @@ interface StateBlob {
   /** Components exporting the `state` interface: their own snapshot, the whole state (no pages then). */
   snapshot?: Uint8Array;
   memories: { key: string; size: number; pages: PageEntry[] }[];
-  /** Version 2: every page's runs body, in the order the pages are listed, as one deflate stream. */
+  /** Every page's runs body, in the order the pages are listed: as they are (version 3), or deflated (version 2). */
   runs?: Uint8Array;
+  /** Version 3: the runs deflated, where they are larger than RAW_RUNS_MAX. */
+  deflated?: Uint8Array;
   globals: { key: string; n?: number; i64?: string }[];
 }
 
@@ -177,7 +184,7 @@ function applyBlob(image: StateImage, blob: StateBlob, owned: Set<Uint8Array>): 
   if (blob.memories.length !== image.memories.length || blob.memories.some((m, i) => m.key !== image.memories[i]!.key)) {
     throw bad('a delta lists other memories than its keyframe');
   }
-  const runs = blob.runs && inflateAll(blob);
+  const runs = blobRuns(blob);
   let at = 0;
   return {
     component: image.component,
@@ -218,8 +225,8 @@ class RunsWriter {
     return body.byteLength;
   }
 
-  /** The blob's `runs` field: absent when no page has runs. */
-  field(): { runs?: Uint8Array } {
+  /** The blob's `runs` or `deflated` field: neither when no page has runs. */
+  field(): { runs?: Uint8Array; deflated?: Uint8Array } {
     if (this.#bodies.length === 0) return {};
     const all = new Uint8Array(this.#bodies.reduce((n, b) => n + b.byteLength, 0));
     let at = 0;
@@ -227,7 +234,7 @@ class RunsWriter {
       all.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), at);
       at += b.byteLength;
     }
-    return { runs: deflateSync(all, { level: LEVEL }) };
+    return all.length <= RAW_RUNS_MAX ? { runs: all } : { deflated: deflateSync(all, { level: LEVEL }) };
   }
 }
 
@@ -266,16 +273,23 @@ function runsOf(page: Uint8Array, before: Uint8Array | undefined): Uint32Array {
 const MAX_RUNS_BODY = 4 + PAGE_SIZE * 2 + 64;
 
 /**
- * A version 2 blob's runs, inflated: exactly as many bytes as its pages say (checked when it was decoded), into a
- * buffer one byte longer, so an over-long stream is caught without growing memory.
+ * A blob's runs (versions 2 and 3), exactly as many bytes as its pages say, in a buffer of their own (word-aligned).
+ * A deflated stream inflates into a buffer one byte longer, so an over-long stream is caught without growing memory.
  */
-function inflateAll(blob: StateBlob): Uint8Array {
+function blobRuns(blob: StateBlob): Uint8Array | undefined {
+  const stored = blob.v === 2 ? undefined : blob.runs;
+  const deflated = blob.v === 2 ? blob.runs : blob.deflated;
+  if (!stored && !deflated) return undefined;
   const total = blob.memories.reduce((n, m) => m.pages.reduce((k, [, , entry]) => k + (typeof entry === 'number' ? entry : 0), n), 0);
+  if (stored) {
+    if (stored.length !== total) throw bad(`its runs are ${stored.length} bytes, its pages say ${total}`);
+    return stored.slice();
+  }
   // Deflate expands at most ~1032:1: a larger claim is refused before any memory is spent on it.
-  if (total > blob.runs!.length * 1032 + 64) throw bad(`its pages claim ${total} bytes of runs from a ${blob.runs!.length}-byte stream`);
+  if (total > deflated!.length * 1032 + 64) throw bad(`its pages claim ${total} bytes of runs from a ${deflated!.length}-byte stream`);
   let body: Uint8Array;
   try {
-    body = inflateSync(blob.runs!, { out: new Uint8Array(total + 1) });
+    body = inflateSync(deflated!, { out: new Uint8Array(total + 1) });
   } catch (cause) {
     throw bad('its runs do not inflate', cause);
   }
@@ -338,16 +352,41 @@ function sameWords(a: Uint8Array, b: Uint8Array): boolean {
 
 /** Fingerprints by fresh image: an instance's fresh image never changes, and every keyframe and restore asks for it. */
 const fingerprints = new WeakMap<StateImage, string>();
+/**
+ * The last fresh image hashed per component, and its fingerprint: every instance of a build starts the same (a restore
+ * checks just that), and comparing an image with one known is cheaper than hashing it.
+ */
+const lastHashed = new Map<string, { image: StateImage; fingerprint: string }>();
 
 /**
  * A fast fingerprint (FNV-1a over the words) of a fresh image: a consistency check that a keyframe lands on the
  * fresh state it was taken against, not a security boundary (blobs are content-addressed in the store). The image
- * must not change afterwards (a fresh image never does): the fingerprint is computed once per image.
+ * must not change afterwards (a fresh image never does): the fingerprint is computed once per image, and not at all
+ * for an image equal to the component's last one hashed.
  */
 export function fingerprint(image: StateImage): string {
   let known = fingerprints.get(image);
-  if (known === undefined) fingerprints.set(image, (known = hashImage(image)));
+  if (known === undefined) {
+    const last = lastHashed.get(image.component);
+    known = last && sameImage(image, last.image) ? last.fingerprint : hashImage(image);
+    fingerprints.set(image, known);
+    lastHashed.set(image.component, { image, fingerprint: known });
+  }
   return known;
+}
+
+/** Whether two images hold the same memories, page for page (globals do not enter a fingerprint). */
+function sameImage(a: StateImage, b: StateImage): boolean {
+  if (a.memories.length !== b.memories.length) return false;
+  return a.memories.every((m, n) => {
+    const other = b.memories[n]!;
+    if (m.byteLength !== other.byteLength || m.pages.size !== other.pages.size) return false;
+    for (const [i, page] of m.pages) {
+      const same = other.pages.get(i);
+      if (!same || (same !== page && !sameWords(page, same))) return false;
+    }
+    return true;
+  });
 }
 
 function hashImage(image: StateImage): string {
@@ -382,7 +421,7 @@ function decodeGlobals(globals: StateBlob['globals']): { key: string; value: Glo
 function decodeBlob(bytes: Uint8Array): StateBlob {
   const data = decodeMsgpack(bytes, 'runtime/bad-state', 'A component state blob');
   if (!isRecord(data) || data.f !== STATE_FORMAT) throw bad('it is not a Ferry component state');
-  if (data.v !== 1 && data.v !== 2) throw bad(`version ${JSON.stringify(data.v)} is not supported (this host reads versions 1 and ${STATE_VERSION})`);
+  if (data.v !== 1 && data.v !== 2 && data.v !== 3) throw bad(`version ${JSON.stringify(data.v)} is not supported (this host reads versions 1 to ${STATE_VERSION})`);
   const version = data.v;
   if (data.kind !== 'key' && data.kind !== 'delta') throw bad('kind must be "key" or "delta"');
   if (typeof data.component !== 'string' || typeof data.chain !== 'string' || data.chain.length > 128) throw bad('component and chain must be strings');
@@ -405,7 +444,7 @@ function decodeBlob(bytes: Uint8Array): StateBlob {
       }
       const valid = version === 1 ? body instanceof Uint8Array : Number.isSafeInteger(body) && (body as number) >= 4 && (body as number) <= MAX_RUNS_BODY && (body as number) % 4 === 0;
       if (mode !== Mode.Runs || !valid) throw bad(`page ${String(i)} of memory ${m.key} has an invalid mode or body`);
-      if (version === 2) runsPages++;
+      if (version !== 1) runsPages++;
       return [i as number, mode, body as number | Uint8Array];
     });
     return { key: m.key, size, pages };
@@ -416,7 +455,11 @@ function decodeBlob(bytes: Uint8Array): StateBlob {
     if (typeof g.i64 === 'string' && /^-?\d{1,20}$/.test(g.i64) && g.n === undefined) return { key: g.key, i64: g.i64 };
     throw bad(`global ${g.key} has no valid value`);
   });
-  if (runsPages > 0 ? !(data.runs instanceof Uint8Array) : data.runs !== undefined) throw bad('runs must be bytes exactly when pages have runs');
+  // One stream of runs exactly when pages have runs: `runs` (deflated in version 2), or `deflated` (version 3).
+  const streams = [data.runs, data.deflated].filter((x) => x !== undefined);
+  if (streams.some((x) => !(x instanceof Uint8Array)) || streams.length !== (runsPages > 0 ? 1 : 0) || (version === 2 && data.deflated !== undefined)) {
+    throw bad('runs must be bytes, in one field, exactly when pages have runs');
+  }
   if (data.base !== undefined && typeof data.base !== 'string') throw bad('base must be a string');
   if (data.snapshot !== undefined && !(data.snapshot instanceof Uint8Array)) throw bad('snapshot must be bytes');
   return {
@@ -424,6 +467,7 @@ function decodeBlob(bytes: Uint8Array): StateBlob {
     ...(typeof data.base === 'string' ? { base: data.base } : {}),
     ...(data.snapshot instanceof Uint8Array ? { snapshot: data.snapshot } : {}),
     ...(data.runs instanceof Uint8Array ? { runs: data.runs } : {}),
+    ...(data.deflated instanceof Uint8Array ? { deflated: data.deflated } : {}),
     memories, globals,
   };
 }

@@ -50,6 +50,8 @@ describe('component state capture and restore', () => {
     const source = await instantiate(notes, {});
     runCalls(invokeOf(source.exports), notesCalls(0, N));
     const target = await instantiate(notes, {});
+    // It has run: its memories are read to find what to write.
+    runCalls(invokeOf(target.exports), notesCalls(0, 1));
     const image = decodeChain([encodeKeyframe(source.capture(), source.initial, 'k')], target.initial);
     // Put the target into other state where the restore could go wrong: a page the image shares with the fresh
     // state (compared before it is skipped) and a page the image does not hold (zeroed) both hold other bytes.
@@ -67,6 +69,25 @@ describe('component state capture and restore', () => {
     expect(Buffer.compare(restored.pages.get(shared)!, memory.pages.get(shared)!)).toBe(0);
     expect(restored.pages.has(absent)).toBe(false);
     expect(runCalls(invokeOf(target.exports), notesCalls(N, N + M))).toEqual(reference.slice(N));
+  });
+
+  it('an instance that has not run is restored exactly without reading its memories, twice in a row too', async () => {
+    const image = await imageAfter(N);
+    const target = await instantiate(notes, {});
+    target.restore(await imageAfter(N + M));
+    target.restore(image);
+    expect(sameMemories(target.capture(), image)).toBe(true);
+    expect(runCalls(invokeOf(target.exports), notesCalls(N, N + M))).toEqual(reference.slice(N));
+  });
+
+  it('a call into an instance, however its exports are reached, makes the next restore read its memories', async () => {
+    const target = await instantiate(notes, {});
+    const { exports } = target;
+    runCalls(invokeOf(exports), notesCalls(0, 1));
+    // Its fresh image: every page of it is the instance's own, so a restore trusting it would write nothing.
+    target.restore(target.initial);
+    expect(sameMemories(target.capture(), target.initial)).toBe(true);
+    expect(runCalls(invokeOf(target.exports), notesCalls(0, N))).toEqual(reference.slice(0, N));
   });
 
   it('without the restore, a fresh instance does not continue the same way (the test can fail)', async () => {
@@ -125,3 +146,17 @@ describe('component state capture and restore', () => {
     expect(get('b')).toEqual(get('a'));
   });
 });
+
+/** Whether two images hold the same bytes in every memory (absent pages are zero). */
+function sameMemories(a: StateImage, b: StateImage): boolean {
+  return a.memories.every((m, i) => {
+    const other = b.memories[i]!;
+    if (m.byteLength !== other.byteLength) return false;
+    for (let p = 0; p * PAGE_SIZE < m.byteLength; p++) {
+      const x = m.pages.get(p) ?? new Uint8Array(PAGE_SIZE);
+      const y = other.pages.get(p) ?? new Uint8Array(PAGE_SIZE);
+      if (Buffer.compare(x, y) !== 0) return false;
+    }
+    return true;
+  });
+}

@@ -49,6 +49,19 @@ describe('state codec', () => {
     expect(call(resumed, 21)).toBe(call(instance, 21));
   });
 
+  it('fingerprints a fresh image by its contents: equal to the last one hashed, the same; one word apart, another', async () => {
+    const [a, b] = [await instantiate(tally, {}), await instantiate(tally, {})];
+    expect(fingerprint(b.initial)).toBe(fingerprint(a.initial));
+    const memory = a.initial.memories.find((m) => m.pages.size > 0)!;
+    const [index, page] = [...memory.pages].at(-1)!;
+    const changed = page.slice();
+    changed[changed.length - 4]! ^= 1;
+    const other: StateImage = { ...a.initial, memories: a.initial.memories.map((m) => m === memory ? { ...m, pages: new Map([...m.pages, [index, changed]]) } : m) };
+    expect(fingerprint(other)).not.toBe(fingerprint(a.initial));
+    // And a keyframe taken against the fresh image does not land on that one.
+    expect(() => decodeChain([encodeKeyframe(a.capture(), a.initial, 'k')], other)).toThrow(expect.objectContaining({ code: 'runtime/base-mismatch' }));
+  });
+
   it('refuses chains out of order, from another keyframe, or damaged', async () => {
     const instance = await instantiate(tally, {});
     const key = encodeKeyframe(instance.capture(), instance.initial, 'k1');
@@ -74,25 +87,45 @@ describe('state codec', () => {
     expect(() => decodeChain([key], other)).toThrow(expect.objectContaining({ code: 'runtime/base-mismatch' }));
     // A page index outside its memory.
     refused([encodeCanonical({ f: 'ferry-state', v: 1, kind: 'key', component: 'x', chain: 'k', seq: 0, memories: [{ key: '0:memory', size: 65536, pages: [[1, 0, null]] }], globals: [] })]);
-    // Version 2: the runs stream must hold exactly what the pages say, and be there exactly when a page has runs.
-    const withRuns = (change: (blob: Record<string, unknown>) => void) => {
-      const blob = decodeMsgpack(d1, 'runtime/bad-state', 'test') as Record<string, unknown>;
+    // Versions 2 and 3: the runs must hold exactly what the pages say, and be there, in one field, exactly when a page
+    // has runs (version 3 keeps small ones as they are, larger ones in `deflated`).
+    const withRuns = (bytes: Uint8Array, change: (blob: Record<string, unknown>) => void) => {
+      const blob = decodeMsgpack(bytes, 'runtime/bad-state', 'test') as Record<string, unknown>;
       change(blob);
       return encodeCanonical(blob);
     };
-    const runsOf = (blob: Uint8Array) => (decodeMsgpack(blob, 'runtime/bad-state', 'test') as { runs: Uint8Array }).runs;
-    refused([key, withRuns((b) => delete b.runs)]);
-    refused([key, withRuns((b) => (b.runs = deflateSync(new Uint8Array(inflateSync(runsOf(d1)).length + 4))))]);
-    refused([key, withRuns((b) => (b.runs = deflateSync(inflateSync(runsOf(d1)).subarray(4))))]);
-    refused([key, withRuns((b) => (b.runs = new Uint8Array([1, 2, 3])))]);
-    refused([key, withRuns((b) => ((b.memories as { pages: unknown[][] }[]).find((m) => m.pages.length > 0)!.pages[0]![2] = 6))]);
+    const plain = plainRuns(decodeMsgpack(d1, 'runtime/bad-state', 'test') as { runs?: Uint8Array });
+    // A step's runs are kept as they are; a keyframe of much state deflates them.
+    expect((decodeMsgpack(d1, 'runtime/bad-state', 'test') as { runs?: Uint8Array }).runs).toEqual(plain);
+    const busy = await instantiate(tally, {});
+    for (let i = 0; i < 200; i++) call(busy, i);
+    const bigKey = encodeKeyframe(busy.capture(), busy.initial, 'kb');
+    const big = decodeMsgpack(bigKey, 'runtime/bad-state', 'test') as { runs?: Uint8Array; deflated?: Uint8Array };
+    expect(big.runs).toBeUndefined();
+    expect(inflateSync(big.deflated!).length).toBeGreaterThan(8192);
+    expectSameImage(decodeChain([bigKey], busy.initial), busy.capture());
+    const v2 = asVersion2(d1);
+    for (const [d, field, pack] of [[d1, 'runs', (b: Uint8Array) => b], [v2, 'runs', (b: Uint8Array) => deflateSync(b)], [d1, 'deflated', (b: Uint8Array) => deflateSync(b)]] as const) {
+      const put = (runs: Uint8Array) => (b: Record<string, unknown>) => {
+        delete b.runs;
+        b[field] = pack(runs);
+      };
+      refused([key, withRuns(d, (b) => delete b.runs)]);
+      refused([key, withRuns(d, put(new Uint8Array(plain.length + 4)))]);
+      refused([key, withRuns(d, put(plain.subarray(4)))]);
+      refused([key, withRuns(d, (b) => ((b.memories as { pages: unknown[][] }[]).find((m) => m.pages.length > 0)!.pages[0]![2] = 6))]);
+      expectSameImage(decodeChain([key, withRuns(d, put(plain)), d2], instance.initial), decodeChain([key, d1, d2], instance.initial));
+    }
+    refused([key, withRuns(v2, (b) => (b.runs = new Uint8Array([1, 2, 3])))]);
+    // Two streams, or a version 2 blob with a version 3 field.
+    refused([key, withRuns(d1, (b) => (b.deflated = deflateSync(plain)))]);
+    refused([key, withRuns(v2, (b) => ((b.deflated = b.runs), delete b.runs))]);
     // Pages that claim far more runs than a stream that small can hold.
-    refused([key, withRuns((b) => ((b.memories as { pages: unknown[][] }[]).forEach((m) => m.pages.forEach((p) => p[1] === 3 && (p[2] = 131_140))), (b.runs = deflateSync(new Uint8Array(8)))))]);
-    expectSameImage(decodeChain([key, withRuns(() => undefined), d2], instance.initial), decodeChain([key, d1, d2], instance.initial));
+    refused([key, withRuns(v2, (b) => ((b.memories as { pages: unknown[][] }[]).forEach((m) => m.pages.forEach((p) => p[1] === 3 && (p[2] = 131_140))), (b.runs = deflateSync(new Uint8Array(8)))))]);
     expectSameImage(decodeChain([key, d1, d2], instance.initial), instance.capture());
   });
 
-  it('reads version 1 blobs (each page deflated on its own), alone and in a chain that goes on in version 2', async () => {
+  it('reads version 1 and 2 blobs (each page deflated on its own; all runs deflated), alone and in a chain that goes on in version 3', async () => {
     const instance = await instantiate(tally, {});
     for (let i = 1; i <= 3; i++) call(instance, i);
     const key = encodeKeyframe(instance.capture(), instance.initial, 'k1');
@@ -102,12 +135,14 @@ describe('state codec', () => {
       deltas.push(encodeDelta(instance.checkpoint(), 'k1', i));
     }
     const live = instance.capture();
-    const v2 = [key, ...deltas];
-    const v1 = v2.map(asVersion1);
-    expect(v1.map((b) => (decodeMsgpack(b, 'runtime/bad-state', 'test') as { v: number }).v)).toEqual([1, 1, 1, 1, 1]);
+    const v3 = [key, ...deltas];
+    const [v1, v2] = [v3.map(asVersion1), v3.map(asVersion2)];
+    const versions = (chain: Uint8Array[]) => chain.map((b) => (decodeMsgpack(b, 'runtime/bad-state', 'test') as { v: number }).v);
+    expect([versions(v1), versions(v2), versions(v3)]).toEqual([[1, 1, 1, 1, 1], [2, 2, 2, 2, 2], [3, 3, 3, 3, 3]]);
     expectSameImage(decodeChain(v1, instance.initial), live);
+    expectSameImage(decodeChain(v2, instance.initial), live);
     // A session checkpointed before: its chain goes on with new deltas after an update.
-    expectSameImage(decodeChain([...v1.slice(0, 3), ...v2.slice(3)], instance.initial), live);
+    expectSameImage(decodeChain([...v1.slice(0, 2), ...v2.slice(2, 3), ...v3.slice(3)], instance.initial), live);
     const resumed = await instantiate(tally, {});
     resumed.restore(decodeChain(v1, resumed.initial));
     expect(call(resumed, 99)).toBe(call(instance, 99));
@@ -115,9 +150,23 @@ describe('state codec', () => {
 });
 
 /** A version 2 blob as the version 1 encoder wrote it: no `runs` stream, each page's runs body deflated on its own. */
+/** A version 3 blob's runs as they are (inflated where it keeps them deflated). */
+function plainRuns(blob: { runs?: Uint8Array; deflated?: Uint8Array }): Uint8Array {
+  return blob.deflated ? inflateSync(blob.deflated) : (blob.runs ?? new Uint8Array(0));
+}
+
+/** The same blob as version 2 wrote it: its runs always deflated, in `runs`. */
+function asVersion2(bytes: Uint8Array): Uint8Array {
+  const blob = decodeMsgpack(bytes, 'runtime/bad-state', 'test') as { v: number; runs?: Uint8Array; deflated?: Uint8Array };
+  if (blob.runs || blob.deflated) blob.runs = deflateSync(plainRuns(blob), { level: 1 });
+  delete blob.deflated;
+  blob.v = 2;
+  return encodeCanonical(blob);
+}
+
 function asVersion1(bytes: Uint8Array): Uint8Array {
-  const blob = decodeMsgpack(bytes, 'runtime/bad-state', 'test') as { v: number; runs?: Uint8Array; memories: { pages: [number, number, number | Uint8Array | null][] }[] };
-  const runs = blob.runs ? inflateSync(blob.runs) : new Uint8Array(0);
+  const blob = decodeMsgpack(bytes, 'runtime/bad-state', 'test') as { v: number; runs?: Uint8Array; deflated?: Uint8Array; memories: { pages: [number, number, number | Uint8Array | null][] }[] };
+  const runs = plainRuns(blob);
   let at = 0;
   for (const m of blob.memories) {
     for (const page of m.pages) {
@@ -128,6 +177,7 @@ function asVersion1(bytes: Uint8Array): Uint8Array {
     }
   }
   delete blob.runs;
+  delete blob.deflated;
   blob.v = 1;
   return encodeCanonical(blob);
 }

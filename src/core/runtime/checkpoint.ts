@@ -32,8 +32,7 @@ export interface StatefulComponent {
 
 /**
  * A chain longer than this is cut by a keyframe, so a restore applies at most this many deltas: each costs a read and a
- * decode, which past a few outweigh the instantiate itself (measured: 8 keeps a restore within 1.5x a fresh
- * instantiate for ~12% more checkpoint bytes than 32).
+ * decode, and a few dozen of them cost more than instantiating the component (`npm run bench -- runtime`).
  */
 export const MAX_CHAIN = 8;
 /**

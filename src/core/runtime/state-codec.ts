@@ -357,6 +357,8 @@ const fingerprints = new WeakMap<StateImage, string>();
  * checks just that), and comparing an image with one known is cheaper than hashing it.
  */
 const lastHashed = new Map<string, { image: StateImage; fingerprint: string }>();
+/** Components whose last fresh image is kept (the least recently hashed goes first): each holds its fresh pages. */
+const LAST_HASHED_MAX = 32;
 
 /**
  * A fast fingerprint (FNV-1a over the words) of a fresh image: a consistency check that a keyframe lands on the
@@ -370,7 +372,9 @@ export function fingerprint(image: StateImage): string {
     const last = lastHashed.get(image.component);
     known = last && sameImage(image, last.image) ? last.fingerprint : hashImage(image);
     fingerprints.set(image, known);
+    lastHashed.delete(image.component);
     lastHashed.set(image.component, { image, fingerprint: known });
+    if (lastHashed.size > LAST_HASHED_MAX) lastHashed.delete(lastHashed.keys().next().value!);
   }
   return known;
 }

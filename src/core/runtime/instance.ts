@@ -112,14 +112,23 @@ function refuseHostResources(component: LoadedComponent): void {
  * `exports` with every function in it (at any depth) calling `onCall` first: the only way into a component's code
  * once it is instantiated. Whatever a call returns (a resource's methods, say) is reached after that first call.
  */
-function watchCalls<T extends object>(exports: T, onCall: () => void): T {
+export function watchCalls<T extends object>(exports: T, onCall: () => void): T {
   const wrapped = new WeakMap<object, unknown>();
   const watch = (value: unknown): unknown => {
     if ((typeof value !== 'function' && typeof value !== 'object') || value === null) return value;
     let proxy = wrapped.get(value);
     if (!proxy) {
       proxy = new Proxy(value, {
-        get: (target, key) => watch(Reflect.get(target, key)),
+        get: (target, key) => {
+          const value = Reflect.get(target, key);
+          const own = Reflect.getOwnPropertyDescriptor(target, key);
+          // A frozen property must be handed out as it is (a proxy's invariant): calls through it cannot be seen.
+          if (own && !own.configurable && !own.writable) {
+            onCall();
+            return value;
+          }
+          return watch(value);
+        },
         apply: (target, self, args) => {
           onCall();
           return Reflect.apply(target as (...a: unknown[]) => unknown, self, args);

@@ -26,7 +26,12 @@ export type PendingInput = v.InferOutput<typeof PendingInputSchema>;
 export interface SessionRecordsSnapshot {
   cloud?: string;
   pending?: unknown;
+  published?: string;
+  ran?: string;
 }
+
+/** The stores that hold a session's records, each under its id. */
+const RECORD_STORES = ['cloud', 'pending', 'published', 'ran'] as const;
 
 export class SessionRecords {
   constructor(private readonly db: AppDatabase) {}
@@ -91,14 +96,17 @@ export class SessionRecords {
 
   /** Takes every record of a deleted session away, returning what an undo puts back. */
   async remove(id: string): Promise<SessionRecordsSnapshot> {
-    const [cloud, pending] = await Promise.all([this.placement(id), this.db.get('pending', id).catch(() => undefined)]);
-    for (const store of ['published', 'cloud', 'pending', 'ran'] as const) await this.db.delete(store, id).catch(() => undefined);
-    return { ...(cloud ? { cloud } : {}), ...(pending ? { pending } : {}) };
+    const snapshot: SessionRecordsSnapshot = {};
+    for (const store of RECORD_STORES) {
+      const value: unknown = await this.db.get(store, id).catch(() => undefined);
+      if (value !== undefined) Object.assign(snapshot, { [store]: value });
+      await this.db.delete(store, id).catch(() => undefined);
+    }
+    return snapshot;
   }
 
   async restore(id: string, records: SessionRecordsSnapshot): Promise<void> {
-    if (records.cloud) await writing(() => this.db.put('cloud', records.cloud!, id));
-    if (records.pending) await writing(() => this.db.put('pending', records.pending, id));
+    for (const store of RECORD_STORES) if (records[store] !== undefined) await writing(() => this.db.put(store, records[store], id));
   }
 }
 

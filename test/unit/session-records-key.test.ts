@@ -31,4 +31,18 @@ describe("a session's prefix key", () => {
     await records.remove('s1');
     expect(await records.prefixKey('s1')).toBeUndefined();
   });
+
+  test("a delete's undo puts the share and the run's key back with the session", async () => {
+    const records = new SessionRecords(await openAppDb('ferry-app-prefix-key-undo'));
+    const [shared, ran] = [generateSessionKey(), generateSessionKey()];
+    await records.savePublished('s1', serializePublished(published(shared)));
+    await records.savePlacement('s1', serializeRelayPlacement({ published: published(ran), run: null }));
+    await records.savePlacement('s1', null);
+    const share = await records.published('s1');
+    const deleted = await records.remove('s1');
+    expect([await records.published('s1'), await records.prefixKey('s1')]).toEqual([undefined, undefined]);
+    await records.restore('s1', deleted);
+    expect(await records.published('s1')).toBe(share);
+    expect(await records.prefixKey('s1')).toEqual(ran);
+  });
 });

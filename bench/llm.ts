@@ -4,7 +4,9 @@
  * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and wllama (1 thread) in Chromium on the same file in
  *   the same run (bench/llm-wasm.ts), with the wasm/native ratios; wllama 3 (the GGUF-on-WebGPU engine, on the CPU
  *   where the machine has no shader-f16 GPU) against wllama 2; on the f32 512 model, wllama on two threads against
- *   one (threads_scaling). The browser figures are medians of rounds that take each configuration in turn;
+ *   one (threads_scaling), with node-llama-cpp's own (threads_scaling_native) and the cores other processes kept busy
+ *   during the two-thread runs (threads_other_cores, _native: two threads need both cores free at once). The browser
+ *   figures are medians of rounds that take each configuration in turn;
  * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
  *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs;
  * - time to the first token of a fork of an n-token parent (n = 512, 2048, 4096), its prefix's KV copied from the
@@ -25,7 +27,7 @@ import { docsSpec } from '../components/docs/spec.ts';
 import { jsSpec } from '../components/js/spec.ts';
 import { notesSpec } from '../components/notes/spec.ts';
 import { workspaceSpec } from '../components/workspace/spec.ts';
-import { compared, type Figures, type Suite } from './lib.ts';
+import { compared, otherCpuMeter, type Figures, type Suite } from './lib.ts';
 // Types only: the module itself (and Chromium) loads on first use, below.
 import type * as LlmWasm from './llm-wasm.ts';
 
@@ -170,20 +172,57 @@ async function wasmMeasure(): Promise<WasmMeasure | string> {
  * The browser throughputs of one model: wllama (1 thread), wllama 3, and with `threads` wllama on two threads, each
  * the median of `rounds` rounds that take every configuration in turn (the load of a shared machine drifts).
  */
-async function wasmThroughputs(wasm: WasmMeasure, run: { modelPath: string; promptTokens: number; generateTokens: number }, rounds: number, threads: boolean): Promise<Map<string, WasmThroughput>> {
-  const configs: Record<string, { engine?: 'wllama-webgpu'; threads?: number }> = { wllama: { threads: 1 }, wllama3: { engine: 'wllama-webgpu' }, ...(threads ? { threads: { threads: 2 } } : {}) };
+async function wasmThroughputs(wasm: WasmMeasure, run: { modelPath: string; promptTokens: number; generateTokens: number }, rounds: number, threads: boolean, onlyThreads = false): Promise<{ measured: Map<string, WasmThroughput>; otherCores?: number }> {
+  const configs: Record<string, { engine?: 'wllama-webgpu'; threads?: number }> = {
+    wllama: { threads: 1 },
+    ...(onlyThreads ? {} : { wllama3: { engine: 'wllama-webgpu' as const } }),
+    ...(threads ? { threads: { threads: 2 } } : {}),
+  };
   const runs = new Map<string, WasmThroughput[]>(Object.keys(configs).map((c) => [c, []]));
+  const meter = otherCpuMeter();
   for (let round = 0; round < rounds; round++) {
-    for (const [name, config] of Object.entries(configs)) runs.get(name)!.push(await wasm.measureWasmThroughput({ ...run, ...config }));
+    for (const [name, config] of Object.entries(configs)) {
+      const measure = () => wasm.measureWasmThroughput({ ...run, ...config });
+      runs.get(name)!.push(await (name === 'threads' ? meter.measure(measure) : measure()));
+    }
   }
-  return new Map([...runs].map(([name, all]) => [name, { prefillTps: median(all.map((r) => r.prefillTps)), decodeTps: median(all.map((r) => r.decodeTps)), device: all[0]!.device }]));
+  const measured = new Map([...runs].map(([name, all]) => [name, { prefillTps: median(all.map((r) => r.prefillTps)), decodeTps: median(all.map((r) => r.decodeTps)), device: all[0]!.device }]));
+  const otherCores = meter.otherCores();
+  return { measured, ...(otherCores === undefined ? {} : { otherCores }) };
+}
+
+/** wllama on two threads against one: decode speeds, the scaling, and the cores other processes took meanwhile. */
+function threadFigures(figures: Figures, x: string, one: WasmThroughput, two: WasmThroughput, otherCores: number | undefined): void {
+  console.log(`wllama${x} on two threads ran on: ${two.device}`);
+  figures[`decode_tps_wasm_threads${x}`] = compared(two.decodeTps, 'tok/s', `decode_tps_wasm${x}`, one.decodeTps);
+  figures[`prefill_tps_wasm_threads${x}`] = compared(two.prefillTps, 'tok/s', `prefill_tps_wasm${x}`, one.prefillTps);
+  figures[`threads_scaling${x}`] = { value: two.decodeTps / one.decodeTps, unit: 'x' };
+  // Two threads decode fast only while both cores are free: each op of a token's graph (about 20 a layer) ends in a
+  // barrier both threads must reach, so a thread waiting for a core stalls the other.
+  if (otherCores !== undefined) figures[`threads_other_cores${x}`] = { value: otherCores, unit: 'cores' };
+}
+
+/** node-llama-cpp on two threads against one on the same file: what llama.cpp's threads give here outside a browser. */
+async function nativeThreadFigures(figures: Figures, file: string, model: (typeof MODELS)[number], one: { decodeTps: number }): Promise<void> {
+  const x = model.suffix;
+  const two = await createNodeLlamaEngine({ modelPath: file, gpu: false, threads: 2, contextSize: 4352 });
+  try {
+    const meter = otherCpuMeter();
+    const measured = await meter.measure(() => throughput(two, model.promptTokens, model.generateTokens));
+    figures[`decode_tps_native_threads${x}`] = compared(measured.decodeTps, 'tok/s', `decode_tps_native${x}`, one.decodeTps);
+    figures[`threads_scaling_native${x}`] = { value: measured.decodeTps / one.decodeTps, unit: 'x' };
+    const otherCores = meter.otherCores();
+    if (otherCores !== undefined) figures[`threads_other_cores_native${x}`] = { value: otherCores, unit: 'cores' };
+  } finally {
+    await two.dispose();
+  }
 }
 
 /** The browser figures of one model: throughputs against node-llama-cpp's, wllama 3 against 2, threads; grammar cost. */
 async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, model: (typeof MODELS)[number], native: { prefillTps: number; decodeTps: number }): Promise<void> {
   const x = model.suffix;
   try {
-    const measured = await wasmThroughputs(wasm, { modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens }, x === '_tiny' ? 1 : RUNS, model.threads === true);
+    const { measured, otherCores } = await wasmThroughputs(wasm, { modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens }, x === '_tiny' ? 1 : RUNS, model.threads === true);
     const w = measured.get('wllama')!;
     figures[`decode_tps_wasm${x}`] = compared(w.decodeTps, 'tok/s', `decode_tps_native${x}`, native.decodeTps);
     figures[`prefill_tps_wasm${x}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${x}`, native.prefillTps);
@@ -195,12 +234,7 @@ async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, mo
     figures[`decode_tps_wllama3${x}`] = compared(v3.decodeTps, 'tok/s', `decode_tps_wasm${x}`, w.decodeTps);
     figures[`prefill_tps_wllama3${x}`] = compared(v3.prefillTps, 'tok/s', `prefill_tps_wasm${x}`, w.prefillTps);
     const two = measured.get('threads');
-    if (two) {
-      console.log(`wllama${x} on two threads ran on: ${two.device}`);
-      figures[`decode_tps_wasm_threads${x}`] = compared(two.decodeTps, 'tok/s', `decode_tps_wasm${x}`, w.decodeTps);
-      figures[`prefill_tps_wasm_threads${x}`] = compared(two.prefillTps, 'tok/s', `prefill_tps_wasm${x}`, w.prefillTps);
-      figures[`threads_scaling${x}`] = { value: two.decodeTps / w.decodeTps, unit: 'x' };
-    }
+    if (two) threadFigures(figures, x, w, two, otherCores);
   } catch (err) {
     console.log(`wasm figures${x} failed: ${(err as Error).message}`);
   }
@@ -273,6 +307,7 @@ async function run(): Promise<Figures> {
         const native = await throughput(source, model.promptTokens, model.generateTokens);
         figures[`decode_tps_native${model.suffix}`] = { value: native.decodeTps, unit: 'tok/s' };
         figures[`prefill_tps_native${model.suffix}`] = { value: native.prefillTps, unit: 'tok/s' };
+        if (model.threads) await nativeThreadFigures(figures, file, model, native);
         if (typeof wasm !== 'string') await wasmFigures(figures, wasm, file, model, native);
         if (!model.throughputOnly) await nativeFigures(figures, file, source, model);
       } finally {
@@ -308,6 +343,44 @@ async function runGrammar(): Promise<Figures> {
   }
   return figures;
 }
+
+/** Only the thread figures (wllama and node-llama-cpp on two threads against one), for work on threading. */
+async function runThreads(): Promise<Figures> {
+  const figures: Figures = {};
+  const model = MODELS.find((m) => m.threads)!;
+  const dir = await mkdtemp(path.join(tmpdir(), 'ferry-bench-llm-'));
+  try {
+    const file = path.join(dir, 'model_bench.gguf');
+    await writeFile(file, generateTinyModel(model.params));
+    const source = await engine(file);
+    try {
+      const native = await throughput(source, model.promptTokens, model.generateTokens);
+      figures.decode_tps_native = { value: native.decodeTps, unit: 'tok/s' };
+      await nativeThreadFigures(figures, file, model, native);
+    } finally {
+      await source.dispose();
+    }
+    const wasm = await wasmMeasure();
+    if (typeof wasm === 'string') {
+      console.log(`wasm figures skipped: ${wasm}`);
+      return figures;
+    }
+    const { measured, otherCores } = await wasmThroughputs(wasm, { modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens }, RUNS, true, true);
+    const one = measured.get('wllama')!;
+    figures.decode_tps_wasm = { value: one.decodeTps, unit: 'tok/s' };
+    figures.prefill_tps_wasm = { value: one.prefillTps, unit: 'tok/s' };
+    threadFigures(figures, '', one, measured.get('threads')!, otherCores);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return figures;
+}
+
+export const llmThreadsSuite: Suite = {
+  name: 'llm-threads',
+  description: 'the thread figures of the llm suite only: wllama and node-llama-cpp decode on two threads vs one, and the cores other processes took meanwhile (generated f32 model)',
+  run: runThreads,
+};
 
 export const llmGrammarSuite: Suite = {
   name: 'llm-grammar',

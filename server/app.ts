@@ -102,8 +102,13 @@ export async function buildRelay(config: RelayConfig): Promise<FastifyInstance> 
     app.addHook('onListen', async () => tls.start(app));
   }
 
+  // A request in flight when the relay starts closing would hold its connection open for the keep-alive timeout (72 s)
+  // after its answer, and close() with it: answers sent while closing close their connection.
+  let closing = false;
+  app.addHook('preClose', async () => void (closing = true));
   app.addHook('onSend', async (_request, reply) => {
     reply.headers(isolationHeaders);
+    if (closing) void reply.header('connection', 'close');
   });
   installErrorHandling(app);
 

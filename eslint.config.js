@@ -5,7 +5,7 @@ import svelte from 'eslint-plugin-svelte';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'bench/results/', 'test-results/', 'components/**/dist/', 'dev-dist/'] },
+  { ignores: ['dist/', 'node_modules/', '.cache/', 'src/browser/llm/llama-wasm/ferry-llama*.js', 'bench/results/', 'test-results/', 'components/**/dist/', 'dev-dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...svelte.configs.recommended,

@@ -1,8 +1,8 @@
 /**
  * A browser engine's prefill and decode speed in headless Chromium (through the same Engine the app uses; see
  * src/browser/llm/throughput.ts), for a model file on disk, and its decode speed under a grammar, on a page served
- * cross-origin isolated as the app is (so wllama can run threads). bench/llm.ts compares these with node-llama-cpp on
- * the same file, wllama on two threads with one, and wllama 3 with wllama 2.
+ * cross-origin isolated as the app is (so the CPU engine can run threads). bench/llm.ts compares these with
+ * node-llama-cpp on the same file, the CPU engine on two threads with one, and wllama 3 with the CPU engine.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +37,7 @@ export async function measureWasmThroughput(options: { modelPath: string } & Omi
   return { prefillTps: result.prefillTps, decodeTps: result.decodeTps, device: result.device };
 }
 
-/** wllama's decode tokens/s under `grammar` and freely, medians over `runs` prompts. */
+/** The CPU engine's decode tokens/s under `grammar` and freely, medians over `runs` prompts. */
 export function measureWasmGrammar(options: { modelPath: string } & Omit<GrammarOverheadOptions, 'modelUrl'>): Promise<GrammarOverhead> {
   const { modelPath, ...rest } = options;
   return inPage(modelPath, 'ferryWasmGrammar', rest);

@@ -1,10 +1,10 @@
 /**
  * LLM engine benchmarks (issue 5), on the tiny test model and larger generated ones (512 wide, 8 layers; f32, and
  * quantized as phones run models: Q4_0, Q8_0, on which only the throughputs are measured):
- * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and wllama (1 thread) in Chromium on the same file in
- *   the same run (bench/llm-wasm.ts), with the wasm/native ratios; wllama 3 (the GGUF-on-WebGPU engine, on the CPU
- *   where the machine has no shader-f16 GPU) against wllama 2; on the f32 512 model, wllama on two threads against
- *   one (threads_scaling), with node-llama-cpp's own (threads_scaling_native) and the cores other processes kept busy
+ * - node-llama-cpp (CPU, 1 thread) prefill and decode tokens/s, and the CPU engine (llama.cpp in WebAssembly, 1 thread)
+ *   in Chromium on the same file in the same run (bench/llm-wasm.ts), with the wasm/native ratios; wllama 3 (the
+ *   GGUF-on-WebGPU engine, on the CPU where the machine has no shader-f16 GPU) against the CPU engine; on the f32 512
+ *   model, the CPU engine on two threads against one (threads_scaling), with node-llama-cpp's own (threads_scaling_native) and the cores other processes kept busy
  *   during the two-thread runs (threads_other_cores, _native: two threads need both cores free at once). The browser
  *   figures are medians of rounds that take each configuration in turn;
  * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
@@ -12,7 +12,7 @@
  * - time to the first token of a fork of an n-token parent (n = 512, 2048, 4096), its prefix's KV copied from the
  *   parent's slot, against prefilling the same fork's prompt on a cold slot (goal: ≥ 5× at 4096);
  * - grammar_overhead: decode tokens/s of a tool call under its grammar (built-in tools' schemas) against free decoding
- *   of as many tokens from the same prompt (goal ≥ 0.8), on node-llama-cpp and on wllama in Chromium
+ *   of as many tokens from the same prompt (goal ≥ 0.8), on node-llama-cpp and on the CPU engine in Chromium
  *   (grammar_overhead_wasm).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -32,7 +32,7 @@ import { compared, otherCpuMeter, type Figures, type Suite } from './lib.ts';
 import type * as LlmWasm from './llm-wasm.ts';
 
 const WIDE = { embd: 512, layers: 8, heads: 8, kvHeads: 4, ff: 1536, ctx: 8192, seed: 11 } as const;
-/** `throughputOnly`: no grammar, resume or fork figures; `threads`: also wllama on two threads. */
+/** `throughputOnly`: no grammar, resume or fork figures; `threads`: also the CPU engine on two threads. */
 const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTokens: number; generateTokens: number; throughputOnly?: true; threads?: true }> = [
   { suffix: '', params: { ...WIDE, type: 'f32' }, promptTokens: 256, generateTokens: 64, threads: true },
   { suffix: '_q4', params: { ...WIDE, type: 'q4_0' }, promptTokens: 256, generateTokens: 64, throughputOnly: true },
@@ -169,7 +169,7 @@ async function wasmMeasure(): Promise<WasmMeasure | string> {
 }
 
 /**
- * The browser throughputs of one model: wllama (1 thread), wllama 3, and with `threads` wllama on two threads, each
+ * The browser throughputs of one model: the CPU engine (1 thread), wllama 3, and with `threads` the CPU engine on two threads, each
  * the median of `rounds` rounds that take every configuration in turn (the load of a shared machine drifts).
  */
 async function wasmThroughputs(wasm: WasmMeasure, run: { modelPath: string; promptTokens: number; generateTokens: number }, rounds: number, threads: boolean, onlyThreads = false): Promise<{ measured: Map<string, WasmThroughput>; otherCores?: number }> {
@@ -191,9 +191,9 @@ async function wasmThroughputs(wasm: WasmMeasure, run: { modelPath: string; prom
   return { measured, ...(otherCores === undefined ? {} : { otherCores }) };
 }
 
-/** wllama on two threads against one: decode speeds, the scaling, and the cores other processes took meanwhile. */
+/** The CPU engine on two threads against one: decode speeds, the scaling, and the cores other processes took meanwhile. */
 function threadFigures(figures: Figures, x: string, one: WasmThroughput, two: WasmThroughput, otherCores: number | undefined): void {
-  console.log(`wllama${x} on two threads ran on: ${two.device}`);
+  console.log(`CPU engine${x} on two threads ran on: ${two.device}`);
   figures[`decode_tps_wasm_threads${x}`] = compared(two.decodeTps, 'tok/s', `decode_tps_wasm${x}`, one.decodeTps);
   figures[`prefill_tps_wasm_threads${x}`] = compared(two.prefillTps, 'tok/s', `prefill_tps_wasm${x}`, one.prefillTps);
   figures[`threads_scaling${x}`] = { value: two.decodeTps / one.decodeTps, unit: 'x' };
@@ -218,7 +218,7 @@ async function nativeThreadFigures(figures: Figures, file: string, model: (typeo
   }
 }
 
-/** The browser figures of one model: throughputs against node-llama-cpp's, wllama 3 against 2, threads; grammar cost. */
+/** The browser figures of one model: throughputs against node-llama-cpp's, wllama 3 against the CPU engine, threads; grammar cost. */
 async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, model: (typeof MODELS)[number], native: { prefillTps: number; decodeTps: number }): Promise<void> {
   const x = model.suffix;
   try {
@@ -228,7 +228,7 @@ async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, mo
     figures[`prefill_tps_wasm${x}`] = compared(w.prefillTps, 'tok/s', `prefill_tps_native${x}`, native.prefillTps);
     figures[`wasm_native_decode${x}`] = { value: w.decodeTps / native.decodeTps, unit: 'x' };
     figures[`wasm_native_prefill${x}`] = { value: w.prefillTps / native.prefillTps, unit: 'x' };
-    // The GPU engine (wllama 3) where this machine has no shader-f16 GPU runs on the CPU: its speed against wllama 2.
+    // The GPU engine (wllama 3) where this machine has no shader-f16 GPU runs on the CPU: its speed against the CPU engine.
     const v3 = measured.get('wllama3')!;
     console.log(`wllama 3${x} ran on: ${v3.device}`);
     figures[`decode_tps_wllama3${x}`] = compared(v3.decodeTps, 'tok/s', `decode_tps_wasm${x}`, w.decodeTps);
@@ -241,7 +241,7 @@ async function wasmFigures(figures: Figures, wasm: WasmMeasure, file: string, mo
   if (!model.throughputOnly) await wasmGrammarFigures(figures, wasm, file, model);
 }
 
-/** wllama's decode speed under the tool-call grammar against free decoding, in the same page. */
+/** The CPU engine's decode speed under the tool-call grammar against free decoding, in the same page. */
 async function wasmGrammarFigures(figures: Figures, wasm: WasmMeasure, file: string, model: (typeof MODELS)[number]): Promise<void> {
   const x = model.suffix;
   try {
@@ -344,7 +344,7 @@ async function runGrammar(): Promise<Figures> {
   return figures;
 }
 
-/** Only the thread figures (wllama and node-llama-cpp on two threads against one), for work on threading. */
+/** Only the thread figures (the CPU engine and node-llama-cpp on two threads against one), for work on threading. */
 async function runThreads(): Promise<Figures> {
   const figures: Figures = {};
   const model = MODELS.find((m) => m.threads)!;
@@ -378,18 +378,18 @@ async function runThreads(): Promise<Figures> {
 
 export const llmThreadsSuite: Suite = {
   name: 'llm-threads',
-  description: 'the thread figures of the llm suite only: wllama and node-llama-cpp decode on two threads vs one, and the cores other processes took meanwhile (generated f32 model)',
+  description: 'the thread figures of the llm suite only: the CPU engine and node-llama-cpp decode on two threads vs one, and the cores other processes took meanwhile (generated f32 model)',
   run: runThreads,
 };
 
 export const llmGrammarSuite: Suite = {
   name: 'llm-grammar',
-  description: 'the grammar figures of the llm suite only: decode tok/s under the tool-call grammar vs free, node-llama-cpp and wllama (generated models)',
+  description: 'the grammar figures of the llm suite only: decode tok/s under the tool-call grammar vs free, node-llama-cpp and the CPU engine (generated models)',
   run: runGrammar,
 };
 
 export const llmSuite: Suite = {
   name: 'llm',
-  description: 'node-llama-cpp vs wllama throughput (f32, Q4_0, Q8_0), wllama threads and wllama 3 vs 2, KV-state resume vs re-prefill, forks, grammar overhead (generated models)',
+  description: 'node-llama-cpp vs the CPU engine (llama.cpp in WebAssembly) throughput (f32, Q4_0, Q8_0), its threads, wllama 3 vs it, KV-state resume vs re-prefill, forks, grammar overhead (generated models)',
   run,
 };

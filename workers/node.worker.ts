@@ -17,7 +17,7 @@ import { isolatedTool, type ComponentFiles } from '../src/core/runtime/tool-work
 import { RelayHttp, createWorkerKeys, spaceCredentials, type WorkerProfile } from '../src/core/protocol/index.ts';
 import { withRelayBuilds } from '../src/core/host/relay-builds.ts';
 import { openBrowserEngine } from '../src/browser/llm/open-engine.ts';
-import type { WllamaEngineOptions } from '../src/browser/llm/wllama-open.ts';
+import type { CpuEngineOptions } from '../src/browser/llm/cpu-open.ts';
 import { spawnToolWorker } from './spawn-tool-worker.ts';
 
 export interface NodeStartOptions {
@@ -26,7 +26,7 @@ export interface NodeStartOptions {
   spaceSecret: string;
   name: string;
   /** `gpu`: start on the GPU (llama.cpp's WebGPU backend), the CPU engine taking over on load or mid-run if it fails. */
-  engine: WllamaEngineOptions & { gpu?: boolean };
+  engine: CpuEngineOptions & { gpu?: boolean };
   /** Every component build this device has, by id (a run names its components by id). */
   components: Record<string, ComponentFiles>;
   /** The share of a CPU the node's engine may use, in (0, 1]; default all of it. */

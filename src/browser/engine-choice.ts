@@ -1,5 +1,5 @@
 /**
- * Which engine this device's sessions run on, for the chosen model and Settings: wllama on the CPU with the
+ * Which engine this device's sessions run on, for the chosen model and Settings: llama.cpp on the CPU with the
  * Settings' context size (at most the model's own: memory on phones); in front of it on the GPU, web-llm when a GPU
  * model is chosen and this GPU can run it, else the same GGUF through llama.cpp's WebGPU backend where the GPU has
  * shader-f16 (unless Settings say not to). The spec is made once per model and settings (opening the model file
@@ -47,7 +47,7 @@ export class EngineChoice {
         if (gpuModel) {
           const gpu = await gpuRuns(gpuModel);
           if (gpu.ok) return { kind: 'web-llm', modelId: gpuModel, contextSize: cpu.contextSize ?? contextSize, fallback: cpu };
-          this.opts.onUnused?.(`${gpu.reason} Sessions run on their GGUF model with wllama instead.`);
+          this.opts.onUnused?.(`${gpu.reason} Sessions run on their GGUF model with llama.cpp on the CPU instead.`);
         }
         // No web-llm model for this GPU: the session's GGUF goes on it through llama.cpp where it can.
         return ggufOnGpu && (await gpuOffloads()).ok ? { kind: 'wllama-webgpu', fallback: cpu } : cpu;

@@ -1,5 +1,5 @@
 /**
- * The wllama Engine as the app opens it (src/browser/llm/open-engine.ts). Greedy ids equal
+ * The CPU engine (llama.cpp in WebAssembly) as the app opens it (src/browser/llm/open-engine.ts). Greedy ids equal
  * node-llama-cpp's on the same generated file; a generation interrupted and resumed in a fresh engine by
  * prefilling the exact ids continues identically; cancellation, stop sequences, seeds and bad files behave.
  */
@@ -23,7 +23,7 @@ async function collect(engine: Engine, request: Parameters<Engine['generate']>[0
   return events;
 }
 
-describe.each(TEST_MODELS)('the wllama engine, model %o', (params) => {
+describe.each(TEST_MODELS)('the CPU engine, model %o', (params) => {
   let engine: Engine;
   const model = new Blob([generateTinyModel(params)]);
 
@@ -97,6 +97,45 @@ describe.each(TEST_MODELS)('the wllama engine, model %o', (params) => {
     expect(early[0]).toMatchObject({ type: 'done', finishReason: 'cancelled', tokens: [] });
     const after = await generateAll(engine, { prompt: { text: 'hello world, the ferry' }, maxTokens: 8 });
     expect(after.tokens).toHaveLength(8);
+  });
+
+  it('sees a cancel sent by another task of the thread, mid-reply and mid-prompt', async () => {
+    // llama.cpp's calls block the thread: a cancel that arrives as a message (as a worker's does) runs only when
+    // the engine gives the thread a turn.
+    const controller = new AbortController();
+    const abortLater = () => {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = () => controller.abort();
+      channel.port2.postMessage(undefined);
+    };
+    const events: GenerateEvent[] = [];
+    for await (const event of engine.generate({ prompt: { text: 'Once upon a time' }, maxTokens: 400, signal: controller.signal })) {
+      if (events.push(event) === 1) abortLater();
+    }
+    const done = events.at(-1)!;
+    expect(done.type === 'done' && done.finishReason).toBe('cancelled');
+    expect(done.type === 'done' && done.tokens.length).toBeLessThan(400);
+
+    // A prompt of three batches (512 ids each), cancelled as it starts: the first batch runs, the cancel is seen
+    // before the second.
+    const wide = await openBrowserEngine({ kind: 'wllama', model, contextSize: 1536 });
+    try {
+      const long = Array.from({ length: 1200 }, (_, i) => 3 + (i % 200));
+      const second = new AbortController();
+      const cut = wide.generate({ prompt: { tokens: long }, maxTokens: 4, signal: second.signal });
+      const channel = new MessageChannel();
+      channel.port1.onmessage = () => second.abort();
+      channel.port2.postMessage(undefined);
+      const cutEvents: GenerateEvent[] = [];
+      for await (const event of cut) cutEvents.push(event);
+      expect(cutEvents).toMatchObject([{ type: 'done', finishReason: 'cancelled', tokens: [] }]);
+      // Nothing of the cut prompt stays cached: the same prompt again is prefilled whole.
+      const again = await generateAll(wide, { prompt: { tokens: long }, maxTokens: 2 });
+      expect(again.tokens).toHaveLength(2);
+      expect(again.stats.cachedTokens).toBe(0);
+    } finally {
+      await wide.dispose();
+    }
   });
 
   it('ends at a stop sequence, keeping its ids and cutting its text', async () => {
@@ -187,5 +226,16 @@ describe('bad model files', () => {
     const engine = await open(new Blob([bytes]));
     expect((await generateAll(engine, { prompt: { text: 'hello' }, maxTokens: 4 })).tokens).toHaveLength(4);
     await engine.dispose();
+  });
+
+  it('turns what only llama.cpp refuses into a typed error with its reason', async () => {
+    // Three layers said, two written: Ferry's header checks pass, llama.cpp finds a tensor missing.
+    const bytes = generateTinyModel({ seed: 3 });
+    const at = new TextDecoder('latin1').decode(bytes.slice(0, 4096)).indexOf('llama.block_count') + 'llama.block_count'.length + 4;
+    const view = new DataView(bytes.buffer, bytes.byteOffset);
+    expect(view.getUint32(at, true)).toBe(2);
+    view.setUint32(at, 3, true);
+    const refused = await open(new Blob([bytes])).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ name: 'FerryError', code: 'llm/load-failed', message: expect.stringMatching(/llama\.cpp could not load the model: .*blk\.2/) });
   });
 });

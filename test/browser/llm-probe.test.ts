@@ -37,7 +37,7 @@ describe('device probe and engine choice', () => {
     expect(choice.engine).toBe('wllama');
     expect(choice.reason).toMatch(/software fallback|can run no web-llm model/);
     if (fits.length > 0) expect(chooseEngine(probe, { catalog, override: 'web-llm' }).engine).toBe('web-llm');
-    expect(chooseEngine(probe, { catalog, override: 'wllama' }).reason).toContain('You chose wllama');
+    expect(chooseEngine(probe, { catalog, override: 'wllama' }).reason).toContain('You chose llama.cpp on the CPU');
   });
 
   it('chooses wllama, and says why, on a device without WebGPU', async () => {

@@ -90,7 +90,7 @@ describe('an agent session moves between Node and a Chromium agent worker', () =
     expect(replies).toEqual(reference.slice(0, replies.length));
   });
 
-  it('on the GGUF through WebGPU: a GPU that takes no layer hands over to wllama on the CPU, says why, and runs the same session', async () => {
+  it('on the GGUF through WebGPU: a GPU that takes no layer hands over to llama.cpp on the CPU, says why, and runs the same session', async () => {
     const { agent, replies, events } = await client();
     await agent.start({ components, agent: fixtures.ids.scribe, tools: [fixtures.ids.tally], engine: { kind: 'wllama-webgpu', fallback: { kind: 'wllama', model, contextSize: 4096 } } });
     const switches = events.flatMap((e) => (e.type === 'engine-switch' ? [e.change] : []));

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
 import { DraftLength, engineVerifier, speculativeDecode } from '../../src/core/llm/index.ts';
 import { VerifyConnection, type VerifySocket } from '../../src/core/protocol/index.ts';
-import type { WllamaEngine } from '../../src/browser/llm/wllama-engine.ts';
-import { createWllamaEngine } from '../../src/browser/llm/wllama-open.ts';
+import type { CpuEngine } from '../../src/browser/llm/cpu-engine.ts';
+import { createCpuEngine } from '../../src/browser/llm/cpu-open.ts';
 import type { VerifyRelay } from '../support/verify-relay-commands.ts';
 
 const PROMPTS = ['Hello there, how are you', 'The quick brown fox', 'Write a story about the sea'];
@@ -31,7 +31,7 @@ afterAll(async () => {
 describe('wllama drafts in Chromium, the relay verifies', () => {
   for (const [agreement, params] of [['often', { type: 'q4_0' }], ['rarely', { seed: 2 }]] as const) {
     it(`gives the relay model's greedy tokens with a draft that agrees ${agreement}`, async () => {
-      const draft: WllamaEngine = await createWllamaEngine({ model: new Blob([generateTinyModel(params)]), contextSize: 512 });
+      const draft: CpuEngine = await createCpuEngine({ model: new Blob([generateTinyModel(params)]), contextSize: 512 });
       try {
         let drafted = 0;
         let accepted = 0;
@@ -55,8 +55,8 @@ describe('wllama drafts in Chromium, the relay verifies', () => {
 describe('wllama verifies', () => {
   it('gives the greedy pick at every position of a draft, and decodes like the target alone', async () => {
     const [target, draft] = await Promise.all([
-      createWllamaEngine({ model: new Blob([generateTinyModel()]), contextSize: 512 }),
-      createWllamaEngine({ model: new Blob([generateTinyModel({ type: 'q4_0' })]), contextSize: 512 }),
+      createCpuEngine({ model: new Blob([generateTinyModel()]), contextSize: 512 }),
+      createCpuEngine({ model: new Blob([generateTinyModel({ type: 'q4_0' })]), contextSize: 512 }),
     ]);
     try {
       const [run] = relay.runs;

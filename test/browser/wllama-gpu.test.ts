@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canFallBack, openWithFallback, type EngineSwitch } from '../../src/core/llm/fallback-engine.ts';
 import { generateAll, type Engine, type GenerateEvent } from '../../src/core/llm/index.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { createWllamaEngine } from '../../src/browser/llm/wllama-open.ts';
+import { createCpuEngine } from '../../src/browser/llm/cpu-open.ts';
 import { createWllamaGpuEngine, type WllamaGpuEngine } from '../../src/browser/llm/wllama-gpu-engine.ts';
 import { GREEDY_PROMPTS, TEST_MODELS } from '../support/prompts.ts';
 
@@ -54,7 +54,7 @@ describe.each(TEST_MODELS)('the wllama 3 engine on model %o (allowed on the CPU 
   it('says where it runs and speaks the CPU engine’s token ids', async () => {
     expect(engine.info).toMatchObject({ id: 'wllama-webgpu', kind: 'wasm-cpu', contextSize: 512, grammar: true, kvState: false, addBos: true, bosToken: '<s>' });
     expect(engine.info.device).toBe('CPU (WebAssembly), 1 thread: llama.cpp put 0 of 3 layers on a GPU');
-    const cpu = await createWllamaEngine({ model, contextSize: 64 });
+    const cpu = await createCpuEngine({ model, contextSize: 64 });
     try {
       expect(engine.info.tokenizerId).toBe(cpu.info.tokenizerId);
       expect(engine.info.model).toBe(cpu.info.model);
@@ -142,7 +142,7 @@ it('a GPU engine whose llama.cpp dies mid-reply hands over: the CPU engine conti
   const abort = () => proxy.onRecvMsg({ data: { verb: 'signal.abort', args: ['abort', 'ggml_webgpu: Device lost!', '', null] } });
   const switches: EngineSwitch[] = [];
   let cpu: Engine | undefined;
-  const engine = await openWithFallback(async () => gpu, { open: async () => (cpu = await createWllamaEngine({ model, contextSize: 512 })), onSwitch: (s) => switches.push(s) });
+  const engine = await openWithFallback(async () => gpu, { open: async () => (cpu = await createCpuEngine({ model, contextSize: 512 })), onSwitch: (s) => switches.push(s) });
   try {
     let seen = 0;
     const done = await generateAll(engine, { prompt: { text: GREEDY_PROMPTS[0]! }, maxTokens: MAX_TOKENS }, () => {

@@ -65,7 +65,7 @@ describe('wllama keeps the common prefix across a session rollback and fork', ()
   });
 
   it('a prompt that shares nothing with the cache, not even BOS, starts clean', async () => {
-    // wllama 2 reports its kvRemove(0, -1) as failed though it cleared the cache: the engine clears it itself.
+    // Nothing of the cache is reused: the engine clears the whole sequence before the new prompt.
     const first = await generateAll(engine, { prompt: { tokens: [310, 311, 312, 313] }, maxTokens: 4 });
     expect(first.stats.cachedTokens).toBe(0);
     held = [310, 311, 312, 313, ...first.tokens.slice(0, -1)];

@@ -5,7 +5,7 @@ import { commands } from 'vitest/browser';
 import { describe, expect, it } from 'vitest';
 import { generateAll } from '../../src/core/llm/index.ts';
 import { blobReader, checkGguf, generateTinyModel } from '../../src/core/llm/gguf/index.ts';
-import { createWllamaEngine } from '../../src/browser/llm/wllama-open.ts';
+import { createCpuEngine } from '../../src/browser/llm/cpu-open.ts';
 import { GREEDY_PROMPTS, TEST_MODELS } from '../support/prompts.ts';
 
 const MAX_TOKENS = 64;
@@ -84,7 +84,7 @@ describe.each(QUANTIZED)('a quantized model %o', (params) => {
 
   it('picks node-llama-cpp’s first token in the wllama engine, and resumes a cut reply token-identically', async () => {
     const native = await commands.nativeGreedy(params, GREEDY_PROMPTS, 1);
-    const engine = await createWllamaEngine({ model: new Blob([generateTinyModel(params)]), contextSize: 512 });
+    const engine = await createCpuEngine({ model: new Blob([generateTinyModel(params)]), contextSize: 512 });
     try {
       for (const [i, prompt] of GREEDY_PROMPTS.entries()) {
         const whole = await generateAll(engine, { prompt: { text: prompt }, maxTokens: MAX_TOKENS });

@@ -32,7 +32,7 @@ describe('a GPU model on a device whose GPU cannot load it', () => {
     await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
     await page.getByTestId('relay-models').waitFor({ timeout: 90_000 });
     // SwiftShader is a software adapter: the chooser prefers the CPU, but lists what the adapter could run.
-    expect(await page.getByTestId('engine-choice').textContent()).toMatch(/wllama on the CPU — The only WebGPU adapter .* is a software fallback/);
+    expect(await page.getByTestId('engine-choice').textContent()).toMatch(/llama.cpp on the CPU — The only WebGPU adapter .* is a software fallback/);
     // GGUF models on the GPU (llama.cpp's WebGPU backend): on by default, but this adapter cannot, so it is not
     // ticked (nor can be), and the screen says why.
     expect(await page.getByTestId('gguf-on-gpu').isChecked()).toBe(false);
@@ -84,7 +84,7 @@ describe('a GPU model on a device whose GPU cannot load it', () => {
     await page.locator('html[data-ready="true"]').waitFor();
     await page.getByTestId('webllm-models').waitFor({ timeout: 90_000 });
     expect(await page.getByTestId('gpu-model-in-use').count()).toBe(0);
-    expect(await page.getByTestId('engine-choice').textContent()).toMatch(/^wllama on the CPU — The only WebGPU adapter/);
+    expect(await page.getByTestId('engine-choice').textContent()).toMatch(/^llama.cpp on the CPU — The only WebGPU adapter/);
 
     // The GPU still cannot run the GGUF model: the box stays off after the reload.
     expect(await page.getByTestId('gguf-on-gpu').isChecked()).toBe(false);

@@ -112,7 +112,7 @@ async function cachedFiles(page: Page, which: 'precache' | 'runtime'): Promise<{
       for (const request of await cache.keys()) {
         const body = (await (await cache.match(request))?.text()) ?? '';
         // Each engine whatever its file is called: web-llm's catalog names its model libraries; wllama 3's JS and
-        // wasm carry emscripten's WebGPU bindings (emwgpu…), which wllama 2's CPU build lacks.
+        // wasm carry emscripten's WebGPU bindings (emwgpu…), which the CPU engine's build lacks.
         entries.push({ path: new URL(request.url).pathname, bytes: body.length, webLlm: body.includes('binary-mlc-llm-libs'), webGpuWllama: body.includes('emwgpu') });
       }
     }

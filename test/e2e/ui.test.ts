@@ -211,8 +211,8 @@ for (const device of devices) {
       await page.getByTestId('placement-reason').waitFor();
       const device = await page.getByTestId('this-device').textContent();
       // Headless Chromium here has no usable WebGPU: the CPU engine, with the reason.
-      expect(device).toContain('wllama (CPU)');
-      expect(device).toMatch(/Using wllama on the CPU/);
+      expect(device).toContain('llama.cpp (CPU)');
+      expect(device).toMatch(/Using llama.cpp on the CPU/);
       expect(device).toMatch(new RegExp(`Model\\s*${MODEL}`));
       const worker = page.getByTestId('cloud-worker');
       expect(await worker.count()).toBe(1);
@@ -339,7 +339,7 @@ for (const device of devices) {
     test('the Models screen says which engine this device uses and why, and lists the relay\'s model', async () => {
       await press(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Models' }));
       await page.getByTestId('engine-choice').waitFor();
-      expect(await page.getByTestId('engine-choice').textContent()).toMatch(/wllama on the CPU — This device has no WebGPU.*Using wllama on the CPU/);
+      expect(await page.getByTestId('engine-choice').textContent()).toMatch(/llama.cpp on the CPU — This device has no WebGPU.*Using llama.cpp on the CPU/);
       expect(await page.getByTestId('webllm-none').isVisible()).toBe(true);
       expect(await page.getByTestId('relay-models').textContent()).toMatch(/\.gguf · [0-9a-f]{12}… · node-llama-cpp · 4,096-token context/);
       expect(await page.getByTestId('storage-used').textContent()).toMatch(/This site uses .* of the .* the browser allows it/);

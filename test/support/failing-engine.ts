@@ -6,7 +6,7 @@ import { FerryError } from '../../src/core/errors.ts';
 import type { Engine, EngineInfo } from '../../src/core/llm/engine.ts';
 
 export const gpuLost = (): FerryError =>
-  new FerryError('llm/webgpu-lost', 'The GPU device was lost while running the model (driver reset or memory pressure). Switching to wllama on the CPU.', { details: { fallback: 'wllama', engine: 'web-llm' } });
+  new FerryError('llm/webgpu-lost', 'The GPU device was lost while running the model (driver reset or memory pressure). Switching to llama.cpp on the CPU.', { details: { fallback: 'wllama', engine: 'web-llm' } });
 
 /**
  * `engine`, failing with `error` instead of producing its event number `after` (from 0; its `done` is the last),

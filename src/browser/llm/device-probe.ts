@@ -11,7 +11,7 @@ export interface WebGpuProbe {
   readonly vendor: string;
   readonly architecture: string;
   readonly description: string;
-  /** A software adapter (e.g. SwiftShader): it works, but slower than wllama on the CPU. */
+  /** A software adapter (e.g. SwiftShader): it works, but slower than llama.cpp on the CPU. */
   readonly isFallbackAdapter: boolean;
   readonly features: readonly string[];
   readonly shaderF16: boolean;
@@ -94,7 +94,7 @@ export interface Choice {
 
 export function chooseEngine(probe: DeviceProbe, options: { override?: EngineChoice; catalog?: readonly WebLlmModelRecord[] } = {}): Choice {
   const wllamaThreads = probe.crossOriginIsolated ? Math.max(1, Math.min(8, probe.hardwareConcurrency - 1)) : 1;
-  const cpu = `wllama on the CPU${wllamaThreads > 1 ? ` with ${wllamaThreads} threads` : ', one thread'}`;
+  const cpu = `llama.cpp on the CPU${wllamaThreads > 1 ? ` with ${wllamaThreads} threads` : ', one thread'}`;
   const gpu = probe.webgpu;
   if (!gpu.available) {
     const why = `This device has no WebGPU: ${gpu.reason}. Using ${cpu}.`;
@@ -103,7 +103,7 @@ export function chooseEngine(probe: DeviceProbe, options: { override?: EngineCho
   const models = compatibleModels(options.catalog, probe);
   const adapterName = [gpu.vendor, gpu.architecture, gpu.description].filter(Boolean).join(' ') || 'unnamed adapter';
   if (options.override === 'wllama') {
-    return { engine: 'wllama', reason: `You chose wllama: using ${cpu} although WebGPU (${adapterName}) is available.`, webLlmModels: models, wllamaThreads };
+    return { engine: 'wllama', reason: `You chose llama.cpp on the CPU: using ${cpu} although WebGPU (${adapterName}) is available.`, webLlmModels: models, wllamaThreads };
   }
   if (models.length === 0) {
     const lacks = gpu.shaderF16 ? 'its buffer limits or memory are too small for every web-llm model' : 'it lacks shader-f16 and its limits or memory fit no f32 web-llm model';
@@ -173,7 +173,7 @@ export function sessionEngine(choice: Pick<Choice, 'engine' | 'reason'>, setting
       reason: settings.gpuModel ? `${choice.reason.replace(/\s*Using wllama[^.]*\.$/, '')} The GPU has shader-f16: ${gguf}` : `The GPU has shader-f16: ${gguf} A web-llm model chosen below runs instead.`,
     };
   }
-  if (choice.engine === 'web-llm') return { engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with wllama on the CPU. ${choice.reason} Choose one below to use it.` };
+  if (choice.engine === 'web-llm') return { engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with llama.cpp on the CPU. ${choice.reason} Choose one below to use it.` };
   return { engine: choice.engine, reason: choice.reason };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The one engine opener of the browser: the agent worker and the device-node worker both open their engine here
  * (tests and the bench too). A GPU engine (web-llm, or the session's GGUF on llama.cpp's WebGPU backend) always comes
- * with the same model on wllama's CPU engine to fall back to, on load or mid-reply; GPU libraries load only here, on
+ * with the same model on the CPU engine (llama.cpp in WebAssembly) to fall back to, on load or mid-reply; GPU libraries load only here, on
  * first use, so a CPU-only device never fetches them.
  */
 import type { CpuShare } from '../../core/llm/cpu-share.ts';
@@ -11,13 +11,16 @@ import { openWithFallback, type EngineSwitch } from '../../core/llm/fallback-eng
 import { blobReader } from '../../core/llm/gguf/index.ts';
 import { ggufVocabulary, tokenizerIdOf } from '../../core/llm/tokenizer-id.ts';
 import type { WebLlmEngineOptions } from './webllm-engine.ts';
-import { createWllamaEngine, type WllamaEngineOptions } from './wllama-open.ts';
+import { createCpuEngine, type CpuEngineOptions } from './cpu-open.ts';
 
-/** The session's GGUF on wllama, on the CPU. `threads` defaults to what cpuThreads() gives this device. */
-export type WllamaSpec = { kind: 'wllama' } & WllamaEngineOptions;
-/** web-llm with the GGUF model to run on wllama when the GPU cannot (the session's model stays the same one). */
+/**
+ * The session's GGUF on the CPU engine. `threads` defaults to what cpuThreads() gives this device. The kind keeps the
+ * name of the library the CPU engine first ran on: specs and checkpoints carry it.
+ */
+export type WllamaSpec = { kind: 'wllama' } & CpuEngineOptions;
+/** web-llm with the GGUF model to run on the CPU engine when the GPU cannot (the session's model stays the same one). */
 export type WebLlmSpec = { kind: 'web-llm'; fallback: WllamaSpec } & Pick<WebLlmEngineOptions, 'modelId' | 'modelList' | 'contextSize'>;
-/** The session's GGUF on the GPU through llama.cpp's WebGPU backend (wllama 3), on wllama's CPU engine where it cannot run. */
+/** The session's GGUF on the GPU through llama.cpp's WebGPU backend (wllama 3), on the CPU engine where it cannot run. */
 export type WllamaGpuSpec = { kind: 'wllama-webgpu'; fallback: WllamaSpec };
 export type BrowserEngineSpec = WllamaSpec | WebLlmSpec | WllamaGpuSpec;
 
@@ -31,7 +34,7 @@ export interface OpenEngineOptions {
 }
 
 /**
- * wllama's threads here: every core but one (the page's), at most 8, as far as the CPU share allows; one without
+ * The CPU engine's threads here: every core but one (the page's), at most 8, as far as the CPU share allows; one without
  * cross-origin isolation (threads need shared memory).
  */
 export function cpuThreads(share: number, device: { cores: number; isolated: boolean } = { cores: navigator.hardwareConcurrency || 1, isolated: globalThis.crossOriginIsolated === true }): number {
@@ -41,7 +44,7 @@ export function cpuThreads(share: number, device: { cores: number; isolated: boo
 
 export async function openBrowserEngine(spec: BrowserEngineSpec, options: OpenEngineOptions = {}): Promise<Engine> {
   const cpu = async (wllama: WllamaSpec): Promise<Engine> => {
-    const engine = await createWllamaEngine({ ...wllama, threads: wllama.threads ?? cpuThreads(options.share?.get() ?? 1) });
+    const engine = await createCpuEngine({ ...wllama, threads: wllama.threads ?? cpuThreads(options.share?.get() ?? 1) });
     return options.share ? withCpuShare(engine, options.share) : engine;
   };
   if (spec.kind === 'wllama') return cpu(spec);

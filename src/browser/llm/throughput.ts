@@ -1,6 +1,6 @@
 /**
  * Prefill and decode speed of a browser engine as the app runs it, measured in the page: used by
- * bench/llm-wasm.ts. 'wllama' is the CPU engine as the app opens it (`threads`, default one); 'wllama-webgpu' is wllama 3
+ * bench/llm-wasm.ts. 'wllama' is the CPU engine (llama.cpp in WebAssembly) as the app opens it (`threads`, default one); 'wllama-webgpu' is wllama 3
  * (llama.cpp's WebGPU backend), here allowed to run where it puts no layer on a GPU, so the same figure is its
  * CPU speed on a machine without a shader-f16 GPU. The engine's own stats time each phase; a warm-up run comes first.
  * And the cost of a grammar: decode speed under a GBNF grammar against free decoding of as many tokens.
@@ -14,7 +14,7 @@ export interface ThroughputOptions {
   readonly generateTokens: number;
   /** Default 'wllama'. */
   readonly engine?: 'wllama' | 'wllama-webgpu';
-  /** wllama's CPU threads (default 1; more need a cross-origin isolated page). */
+  /** The CPU engine's threads (default 1; more need a cross-origin isolated page). */
   readonly threads?: number;
 }
 

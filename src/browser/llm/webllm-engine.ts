@@ -207,10 +207,10 @@ export function webLlmError(cause: unknown, record: WebLlmModelRecord | undefine
   const message = cause instanceof Error ? cause.message : String(cause);
   const model = record ? ` ${record.model_id}` : '';
   if (/DeviceLost|device (was )?lost/i.test(`${name} ${message}`)) {
-    return new FerryError('llm/webgpu-lost', `The GPU device was lost while ${phase === 'load' ? 'loading' : 'running'} the model${model} (driver reset or memory pressure). Switching to wllama on the CPU.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
+    return new FerryError('llm/webgpu-lost', `The GPU device was lost while ${phase === 'load' ? 'loading' : 'running'} the model${model} (driver reset or memory pressure). Switching to llama.cpp on the CPU.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
   }
   if (/out of memory|OOM|allocation failed|exceeds limit/i.test(message)) {
-    return new FerryError('llm/out-of-memory', `The GPU ran out of memory for the model${model}. Switching to wllama on the CPU; a smaller model may fit the GPU.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
+    return new FerryError('llm/out-of-memory', `The GPU ran out of memory for the model${model}. Switching to llama.cpp on the CPU; a smaller model may fit the GPU.`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });
   }
   if (/WebGPU|ShaderF16|FeatureSupport/i.test(`${name} ${message}`)) {
     return new FerryError('llm/webgpu-unsupported', `This device's WebGPU cannot run the model${model}: ${message}`, { cause, details: { fallback: 'wllama', engine: 'web-llm' } });

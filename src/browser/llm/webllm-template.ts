@@ -39,7 +39,7 @@ export function modelFileUrl(record: Pick<WebLlmModelRecord, 'model'>, file: str
 export async function fetchChatTemplate(record: WebLlmModelRecord, fetcher: typeof fetch = fetch): Promise<WebLlmTemplate> {
   const url = modelFileUrl(record, 'tokenizer_config.json');
   const fail = (why: string, cause?: unknown) =>
-    new FerryError('llm/no-chat-template', `The web-llm model ${record.model_id} has no chat template Ferry can use (${why}). Using wllama on the CPU instead.`, {
+    new FerryError('llm/no-chat-template', `The web-llm model ${record.model_id} has no chat template Ferry can use (${why}). Using llama.cpp on the CPU instead.`, {
       ...(cause === undefined ? {} : { cause }),
       details: { fallback: 'wllama', engine: 'web-llm', url },
     });

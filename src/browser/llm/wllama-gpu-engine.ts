@@ -3,7 +3,7 @@
  * interface, for devices that have a GPU but no web-llm build of the session's model.
  *
  * wllama 3 serves completions from text only (a token-id prompt breaks its 3.8 glue), so the session's ids go
- * through a tokenizer-only copy of the model on wllama 2 (~16 bytes per vocabulary entry): prompts are prepared
+ * through a tokenizer-only copy of the model on the CPU engine (~16 bytes per vocabulary entry): prompts are prepared
  * there in the model's own ids and handed over as text with special tokens, which llama.cpp tokenizes back to
  * the same ids. Generated ids come back with each token (logprobs). The GPU's arithmetic is not the CPU's, so
  * greedy decoding here may part from the CPU engines after a while; a session moving between them resumes from
@@ -18,8 +18,8 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import { blobReader, tokenizerOnlyModel } from '../../core/llm/gguf/index.ts';
 import { checkRequest, checkTokenIds, GenerationClock, ggufVocabulary, preparePrompt, roomAfter, StopSequences } from '../../core/llm/index.ts';
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest } from '../../core/llm/index.ts';
-import type { WllamaEngine } from './wllama-engine.ts';
-import { checkModelFile, createWllamaEngine, fileId } from './wllama-open.ts';
+import type { CpuEngine } from './cpu-engine.ts';
+import { checkModelFile, createCpuEngine, fileId } from './cpu-open.ts';
 
 export interface WllamaGpuEngineOptions {
   readonly model: Blob;
@@ -48,7 +48,7 @@ export async function createWllamaGpuEngine(options: WllamaGpuEngineOptions): Pr
   const gguf = await checkModelFile(model);
   const modelId = options.modelId ?? (await fileId(model));
   const contextSize = options.contextSize ?? Math.min(gguf.contextLength, 4096);
-  const tokenizer = await createWllamaEngine({ model: new Blob([await tokenizerOnlyModel(blobReader(model))]), modelId, contextSize: 16 });
+  const tokenizer = await createCpuEngine({ model: new Blob([await tokenizerOnlyModel(blobReader(model))]), modelId, contextSize: 16 });
 
   const devices: string[] = [];
   const listen = (...args: unknown[]) => {
@@ -63,7 +63,7 @@ export async function createWllamaGpuEngine(options: WllamaGpuEngineOptions): Pr
   } catch (cause) {
     await Promise.all([wllama.exit().catch(() => undefined), tokenizer.dispose()]);
     const message = cause instanceof Error ? cause.message : String(cause);
-    throw new FerryError('llm/webgpu-unsupported', `wllama could not load the model on the GPU: ${message}. Switching to wllama on the CPU.`, {
+    throw new FerryError('llm/webgpu-unsupported', `wllama could not load the model on the GPU: ${message}. Switching to llama.cpp on the CPU.`, {
       cause,
       details: { fallback: 'wllama', engine: 'wllama-webgpu' },
     });
@@ -71,7 +71,7 @@ export async function createWllamaGpuEngine(options: WllamaGpuEngineOptions): Pr
   const offloaded = devices.filter((d) => d !== 'CPU').length;
   if (offloaded === 0 && !options.allowCpu) {
     await Promise.all([wllama.exit().catch(() => undefined), tokenizer.dispose()]);
-    throw new FerryError('llm/webgpu-unsupported', `llama.cpp's WebGPU backend took no layer of the model (0 of ${devices.length}; it needs a GPU with shader-f16). Switching to wllama on the CPU.`, {
+    throw new FerryError('llm/webgpu-unsupported', `llama.cpp's WebGPU backend took no layer of the model (0 of ${devices.length}; it needs a GPU with shader-f16). Switching to llama.cpp on the CPU.`, {
       details: { fallback: 'wllama', engine: 'wllama-webgpu', layers: devices.length },
     });
   }
@@ -99,7 +99,7 @@ export class WllamaGpuEngine implements Engine {
 
   constructor(
     private readonly wllama: Wllama,
-    private readonly tokenizer: WllamaEngine,
+    private readonly tokenizer: CpuEngine,
     readonly info: EngineInfo,
     private readonly bosId: number,
     private readonly vocabularySize: number,
@@ -284,7 +284,7 @@ class ChunkQueue implements AsyncIterable<Chunk> {
 function runError(cause: unknown): FerryError {
   if (isFerryError(cause)) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
-  return new FerryError('llm/webgpu-lost', `llama.cpp's WebGPU backend failed while generating: ${message}. Switching to wllama on the CPU.`, {
+  return new FerryError('llm/webgpu-lost', `llama.cpp's WebGPU backend failed while generating: ${message}. Switching to llama.cpp on the CPU.`, {
     cause,
     details: { fallback: 'wllama', engine: 'wllama-webgpu' },
   });

@@ -1,6 +1,6 @@
 /**
  * An engine that hands over to another when it fails in a way the other can take over from — web-llm losing its
- * GPU device or memory, on load or in the middle of a reply, hands over to wllama on the CPU. The failing engine
+ * GPU device or memory, on load or in the middle of a reply, hands over to llama.cpp on the CPU. The failing engine
  * marks such errors with `details.fallback`; anything else stays the caller's error.
  *
  * Mid-generation, the reply is not restarted: the fallback continues it from the prompt and what was generated so
@@ -207,7 +207,7 @@ function sameTokenizer(a: Engine, b: Engine): boolean {
 function switchOf(err: FerryError, to: EngineInfo, during: EngineSwitch['during'], from: EngineInfo | undefined): EngineSwitch {
   const failed = from?.id ?? String(err.details?.engine ?? 'the engine');
   const target = to.device ? `${to.id} (${to.device})` : to.id;
-  const base = err.message.replace(/\s*(Switching to|Using) wllama[^.]*\.?/i, '').trim();
+  const base = err.message.replace(/\s*(Switching to|Using) llama\.cpp on the CPU[^.]*\.?/i, '').trim();
   if (!from) return { from: failed, to: to.id, code: err.code, during, message: `${base} Running on ${target} instead.` };
   const ids = from.tokenizerId !== '' && from.tokenizerId === to.tokenizerId ? 'carried' : 'retokenized';
   const how = ids === 'carried' ? '' : ' from its text, re-tokenized (the two engines’ tokenizers differ)';

@@ -2,8 +2,8 @@ import { FerryError } from '../errors.ts';
 
 /**
  * GBNF (llama.cpp's grammar format) parsed and matched the way llama.cpp's llama-grammar.cpp does it, for engines
- * whose llama.cpp build cannot keep a grammar's state across tokens (wllama 2 never accepts a token into its
- * grammar). The parser writes the same rules (repetitions rewritten into helper rules, the same limits, left
+ * that pick tokens outside llama.cpp's samplers (the CPU engine in WebAssembly reads the logits and picks itself).
+ * The parser writes the same rules (repetitions rewritten into helper rules, the same limits, left
  * recursion refused); the matcher keeps the same set of pushdown stacks, advanced one code point at a time, and
  * judges a token's bytes as llama.cpp's grammar sampler does, a trailing partial UTF-8 sequence included. So a
  * greedy pick over the allowed tokens equals llama.cpp's grammar sampler followed by its greedy sampler.

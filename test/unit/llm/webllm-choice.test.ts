@@ -53,12 +53,12 @@ describe('whether a GGUF model goes on the GPU (llama.cpp WebGPU)', () => {
   it('the Models screen says what sessions run on, in the agent host’s order: the chosen web-llm model, the GGUF on the GPU, the CPU', () => {
     const webLlm = { engine: 'web-llm' as const, reason: 'WebGPU adapter acme x with shader-f16 runs 3 web-llm models on the GPU.' };
     const cpu = { engine: 'wllama' as const, reason: 'This device has no WebGPU.' };
-    const unfit = { engine: 'wllama' as const, reason: 'You chose web-llm, but the WebGPU adapter (acme x) can run no web-llm model: its limits are too small. Using wllama on the CPU, one thread.' };
+    const unfit = { engine: 'wllama' as const, reason: 'You chose web-llm, but the WebGPU adapter (acme x) can run no web-llm model: its limits are too small. Using llama.cpp on the CPU, one thread.' };
     const can = { ok: true } as const;
     const cannot = { ok: false, reason: 'no shader-f16' } as const;
     expect(sessionEngine(webLlm, { gpuModel: 'Tiny-q4f16_1-MLC', ggufOnGpu: true }, can)).toEqual(webLlm);
     expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: true }, can)).toMatchObject({ engine: 'wllama-webgpu', reason: expect.stringMatching(/^The GPU has shader-f16: sessions run their GGUF model on it/) });
-    expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: false }, can)).toEqual({ engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with wllama on the CPU. ${webLlm.reason} Choose one below to use it.` });
+    expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: false }, can)).toEqual({ engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with llama.cpp on the CPU. ${webLlm.reason} Choose one below to use it.` });
     expect(sessionEngine(webLlm, { gpuModel: '', ggufOnGpu: true }, cannot)).toMatchObject({ engine: 'wllama' });
     // A chosen web-llm model this GPU cannot run: the GGUF goes on the GPU where it can, as the agent host does.
     expect(sessionEngine(unfit, { gpuModel: 'Tiny-q4f16_1-MLC', ggufOnGpu: true }, can)).toEqual({
@@ -97,7 +97,7 @@ describe("a web-llm model's chat template", () => {
     for (const [fetcher, why] of cases) {
       const err = await fetchChatTemplate(model, fetcher).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'llm/no-chat-template', details: { fallback: 'wllama', engine: 'web-llm' } });
-      expect((err as Error).message).toMatch(/^The web-llm model Tiny-q4f32_1-MLC has no chat template Ferry can use \(.*\)\. Using wllama on the CPU instead\.$/);
+      expect((err as Error).message).toMatch(/^The web-llm model Tiny-q4f32_1-MLC has no chat template Ferry can use \(.*\)\. Using llama.cpp on the CPU instead\.$/);
       expect((err as Error).message).toMatch(why);
     }
   });

@@ -1,13 +1,13 @@
 /**
- * The wllama engine's grammar pick: its fast paths (a first-byte table per state, llama.cpp's greedy token tried first
- * after a most likely pick, the whole vocabulary fetched at once, the state after an allowed piece kept) pick exactly what the plain definition picks — the most likely
- * token the grammar allows, the lowest id of equally likely ones — over many random logit vectors and the grammar
- * states a tool call walks through. wllama's calls are played over each step's logits as its C++ does them (softmax,
- * an unstable sort by logit, the greedy token); the real engine runs in test/browser/tool-grammar-wllama.test.ts.
+ * The CPU engine's grammar pick: its fast paths (a first-byte table per state, llama.cpp's greedy token tried first
+ * after a most likely pick, the whole vocabulary fetched at once) pick exactly what the plain definition picks — the
+ * most likely token the grammar allows, the lowest id of equally likely ones — over many random logit vectors and the
+ * grammar states a tool call walks through. The engine's calls are played over each step's logits as its C does them
+ * (native/llama-wasm/ferry-llama.c: argmax, candidates sorted by logit then id); the real engine runs in
+ * test/browser/tool-grammar-wllama.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import type { Wllama } from 'wllama-v2/esm/index.js';
-import { grammarPick, type PickerModel } from '../../../src/browser/llm/wllama-picker.ts';
+import { grammarPick, type PickerModel } from '../../../src/browser/llm/cpu-picker.ts';
 import { gbnfMatcher, type GbnfMatcher } from '../../../src/core/llm/gbnf.ts';
 import { seededRandom as random } from '../../../src/core/random.ts';
 import { toolCallGrammar } from '../../../src/core/llm/tool-grammar.ts';
@@ -28,32 +28,29 @@ function vocabulary(): Uint8Array[] {
   return pieces;
 }
 
-/** wllama's logits calls over one step's logits. */
-function fakeWllama(pieces: Uint8Array[], next: () => number): { wllama: Wllama; step(logits: Float64Array): void; greedyCalls: number } {
+/** The engine's logits calls over one step's logits, as ferry-llama.c makes them. */
+function fakeLlama(pieces: Uint8Array[]): { llama: PickerModel['llama']; step(logits: Float64Array): void; greedyCalls: number } {
   let logits: Float64Array = new Float64Array(pieces.length);
   const state = {
     greedyCalls: 0,
     step(l: Float64Array) {
       logits = l;
     },
-    wllama: {
-      isTokenEOG: (id: number) => id === EOG,
-      samplingInit: async () => undefined,
-      // llama.cpp's greedy: the highest logit (which of equal ones depends on its sort: any).
-      samplingSample: async () => {
+    llama: {
+      isEog: (id: number) => id === EOG,
+      // fl_argmax: the highest logit, the lowest id of equal ones.
+      argmax: () => {
         state.greedyCalls++;
+        return logits.indexOf(Math.max(...logits));
+      },
+      // fl_top: softmax, sorted by logit, then by id.
+      top: (k: number) => {
         const max = Math.max(...logits);
-        const top = [...logits.keys()].filter((id) => logits[id] === max);
-        return { token: top[Math.floor(next() * top.length)]!, piece: new Uint8Array() };
+        const sum = logits.reduce((a, l) => a + Math.exp(l - max), 0);
+        const order = [...logits.keys()].sort((a, b) => logits[b]! - logits[a]! || a - b);
+        return order.slice(0, k).map((id) => ({ token: id, p: Math.exp(logits[id]! - max) / sum }));
       },
-      // action_get_logits: softmax, std::sort by logit (not stable: equal logits in any order), the top k.
-      getLogits: async (k: number) => {
-        const sum = logits.reduce((a, l) => a + Math.exp(l), 0);
-        const order = [...logits.keys()].map((id) => ({ id, shuffle: next() }));
-        order.sort((a, b) => logits[b.id]! - logits[a.id]! || a.shuffle - b.shuffle);
-        return order.slice(0, k).map(({ id }) => ({ token: id, p: Math.exp(logits[id]!) / sum }));
-      },
-    } as unknown as Wllama,
+    },
   };
   return state;
 }
@@ -68,14 +65,13 @@ function reference(pieces: Uint8Array[], grammar: GbnfMatcher, logits: Float64Ar
   return best;
 }
 
-describe('wllama grammar pick', () => {
+describe('CPU engine grammar pick', () => {
   it('picks what the plain definition picks, over random logits and the states of tool calls', async () => {
     const pieces = vocabulary();
     const gbnf = toolCallGrammar([notesSpec, workspaceSpec, docsSpec], { withOpenTag: true, budget: 200 }).gbnf;
     const next = random(7);
-    const fake = fakeWllama(pieces, next);
-    // Half the pieces in the engine's cache, the others fetched as the engine does on a first use.
-    const model: PickerModel = { wllama: fake.wllama, piece: async (id) => pieces[id]!, pieces: new Map(pieces.flatMap((piece, id) => (id % 2 === 0 ? [[id, piece] as const] : []))), vocabularySize: pieces.length };
+    const fake = fakeLlama(pieces);
+    const model: PickerModel = { llama: fake.llama, piece: (id) => pieces[id]!, vocabularySize: pieces.length };
     let steps = 0;
     let greedyHits = 0;
     for (let walk = 0; walk < 40; walk++) {
@@ -90,14 +86,9 @@ describe('wllama grammar pick', () => {
         const expected = reference(pieces, grammar, logits);
         const calls = fake.greedyCalls;
         fake.step(logits);
-        const { id: picked, top } = await grammarPick(model, grammar, next() < 0.5);
-        // The greedy token is taken only when it is allowed; among tied top logits any may come, so a tie at the top
-        // is the one place it may differ from the lowest id: it must then be allowed and of the top logit.
+        const { id: picked, top } = grammarPick(model, grammar, next() < 0.5);
         const max = Math.max(...logits);
-        if (picked !== expected && logits.filter((l) => l === max).length > 1 && fake.greedyCalls > calls) {
-          expect(logits[picked]).toBe(max);
-          expect(logits[expected!]).toBe(max);
-        } else expect(picked).toBe(expected);
+        expect(picked).toBe(expected);
         expect(top).toBe(logits[picked] === max);
         if (fake.greedyCalls > calls && logits[picked] === max) greedyHits++;
         steps++;
@@ -109,11 +100,11 @@ describe('wllama grammar pick', () => {
     expect(greedyHits).toBeGreaterThan(30);
   });
 
-  it('refuses a dead end with a typed error', async () => {
+  it('refuses a dead end with a typed error', () => {
     const pieces = [new Uint8Array(), encoder.encode('a')];
-    const fake = fakeWllama(pieces, random(1));
+    const fake = fakeLlama(pieces);
     fake.step(Float64Array.of(0, 0));
     const grammar = gbnfMatcher('root ::= "b"');
-    await expect(grammarPick({ wllama: fake.wllama, piece: async (id) => pieces[id]!, pieces: new Map(), vocabularySize: 2 }, grammar, true)).rejects.toMatchObject({ code: 'llm/grammar-dead-end' });
+    expect(() => grammarPick({ llama: fake.llama, piece: (id) => pieces[id]!, vocabularySize: 2 }, grammar, true)).toThrow(expect.objectContaining({ code: 'llm/grammar-dead-end' }));
   });
 });

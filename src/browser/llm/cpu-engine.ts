@@ -1,12 +1,10 @@
 /**
- * The wllama engine: llama.cpp compiled to WebAssembly, on the CPU, behind the one Engine interface.
- *
- * It uses wllama 2.x's low-level API (tokenize, decode, sample, KV trimming) rather than 3.x's OpenAI-style API:
- * 3.x only takes text prompts, while a session resumes token-identically only if the engine prefills the exact ids
- * of its transcript. Greedy decoding stays inside llama.cpp, so its ids equal node-llama-cpp's on the same file; a
- * grammar is followed by the core's matcher (gbnf.ts), since wllama 2's sampler does not keep a grammar's state.
+ * The CPU engine: llama.cpp compiled to WebAssembly (llama-wasm.ts, built from the source node-llama-cpp ships), behind
+ * the one Engine interface. It prefills the exact ids of a session's transcript, so a session resumes
+ * token-identically; greedy decoding stays inside llama.cpp, so its ids equal node-llama-cpp's on the same file; a
+ * grammar is followed by the core's matcher (gbnf.ts). llama.cpp's calls block the thread they run in: a generation
+ * gives the thread a turn between tokens (and a long prompt between batches), so a cancel is seen.
  */
-import { WllamaAbortError, WllamaError, type Wllama } from 'wllama-v2/esm/index.js';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import {
   checkRequest,
@@ -19,10 +17,11 @@ import {
 import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, VerifyRequest, VerifyResult } from '../../core/llm/index.ts';
 import { gbnfMatcher, type GbnfMatcher } from '../../core/llm/gbnf.ts';
 import { jsonSchemaGrammar } from '../../core/llm/json-grammar.ts';
-import { tokenPicker, type PickerModel } from './wllama-picker.ts';
+import { LlamaWasmError, yieldTurn, type LlamaWasm } from './llama-wasm.ts';
+import { tokenPicker, type PickerModel } from './cpu-picker.ts';
 import { Utf8Stream } from './utf8-stream.ts';
 
-export class WllamaEngine implements Engine {
+export class CpuEngine implements Engine {
   /** Ids whose KV is in the context, in order: the next prompt reuses the longest common prefix. */
   #kvTokens: number[] = [];
   #queue: Promise<unknown> = Promise.resolve();
@@ -32,23 +31,25 @@ export class WllamaEngine implements Engine {
   readonly #model: PickerModel;
 
   constructor(
-    private readonly wllama: Wllama,
+    private readonly llama: LlamaWasm,
     readonly info: EngineInfo,
-    private readonly vocabularySize: number,
   ) {
-    this.#model = { wllama, piece: (id) => this.#piece(id), pieces: this.#pieces, vocabularySize };
+    this.#model = { llama, piece: (id) => this.#piece(id), vocabularySize: llama.vocabularySize };
   }
 
   tokenize(text: string, options: { readonly special?: boolean } = {}): Promise<number[]> {
     if (typeof text !== 'string') return Promise.reject(new FerryError('llm/bad-request', 'tokenize takes a string.'));
-    return this.#exclusive(() => this.wllama.tokenize(text, options.special ?? false));
+    return this.#exclusive(async () => this.llama.tokenize(text, options.special ?? false));
   }
 
   detokenize(ids: readonly number[]): Promise<string> {
     return this.#exclusive(async () => {
       if (ids.length === 0) return '';
-      const checked = checkTokenIds(ids, this.vocabularySize);
-      return new TextDecoder().decode(await this.wllama.detokenize(checked));
+      const checked = checkTokenIds(ids, this.llama.vocabularySize);
+      const pieces = checked.map((id) => this.#piece(id));
+      const bytes = new Uint8Array(pieces.reduce((n, piece) => n + piece.length, 0));
+      pieces.reduce((at, piece) => (bytes.set(piece, at), at + piece.length), 0);
+      return new TextDecoder().decode(bytes);
     });
   }
 
@@ -61,33 +62,30 @@ export class WllamaEngine implements Engine {
   }
 
   /**
-   * The greedy pick after the context and after each draft id. wllama 2 gives the logits of a batch's last token
+   * The greedy pick after the context and after each draft id. The context keeps the logits of a batch's last token
    * only, so the draft goes in one id at a time (k + 1 small decodes, not one pass); the context reuses the cached
    * prefix as a generation does. The sequence then holds context + draft.
    */
   verify(request: VerifyRequest): Promise<VerifyResult> {
     this.#live();
-    const context = checkTokenIds(request.context, this.vocabularySize);
-    const draft = request.draft.length === 0 ? [] : checkTokenIds(request.draft, this.vocabularySize);
+    const context = checkTokenIds(request.context, this.llama.vocabularySize);
+    const draft = request.draft.length === 0 ? [] : checkTokenIds(request.draft, this.llama.vocabularySize);
     roomAfter(context.length + draft.length, this.info.contextSize);
     return this.#exclusive(async () => {
       try {
         const cached = await this.#prefill([...context], request.signal);
         if (cached === undefined) throw new FerryError('llm/cancelled', 'The verification was cancelled.');
-        await this.wllama.samplingInit({ temp: 0 });
         const argmax: (number | null)[] = [];
         for (let i = 0; ; i++) {
-          const id = (await this.wllama.samplingSample()).token;
-          argmax.push(this.wllama.isTokenEOG(id) ? null : id);
+          const id = this.llama.argmax();
+          argmax.push(this.llama.isEog(id) ? null : id);
           if (i === draft.length) break;
-          await this.wllama.decode([draft[i]!], {});
+          await this.llama.decode([draft[i]!]);
           this.#kvTokens.push(draft[i]!);
         }
         return { argmax, cachedTokens: cached };
       } catch (cause) {
-        // The context's state is unknown after a failure: start the next prompt from scratch.
-        this.#kvTokens = [];
-        await this.wllama.kvClear().catch(() => undefined);
+        this.#forget();
         throw cause;
       }
     });
@@ -95,17 +93,14 @@ export class WllamaEngine implements Engine {
 
   async releaseSlot(_slot: string): Promise<void> {
     // One context holds one sequence; forgetting it frees nothing, but the next prompt is prefilled in full.
-    await this.#exclusive(async () => {
-      await this.wllama.kvClear();
-      this.#kvTokens = [];
-    });
+    await this.#exclusive(async () => this.#forget());
   }
 
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
     await this.#queue.catch(() => undefined);
-    await this.wllama.exit();
+    this.llama.free();
   }
 
   async *#generate(request: GenerateRequest, grammar: GbnfMatcher | undefined): AsyncGenerator<GenerateEvent> {
@@ -121,9 +116,7 @@ export class WllamaEngine implements Engine {
         yield event;
       }
     } catch (cause) {
-      // The context's state is unknown after a failure: start the next prompt from scratch.
-      this.#kvTokens = [];
-      await this.wllama.kvClear().catch(() => undefined);
+      this.#forget();
       throw isFerryError(cause) ? cause : runError(cause);
     } finally {
       if (!released) release();
@@ -133,8 +126,8 @@ export class WllamaEngine implements Engine {
   async *#run(request: GenerateRequest, grammar: GbnfMatcher | undefined): AsyncGenerator<GenerateEvent> {
     const clock = new GenerationClock();
     const signal = request.signal;
-    const prompt = await preparePrompt({ info: this.info, tokenize: (text, o) => this.wllama.tokenize(text, o?.special ?? false) }, request.prompt);
-    checkTokenIds(prompt, this.vocabularySize);
+    const prompt = await preparePrompt({ info: this.info, tokenize: async (text, o) => this.llama.tokenize(text, o?.special ?? false) }, request.prompt);
+    checkTokenIds(prompt, this.llama.vocabularySize);
     const budget = Math.min(request.maxTokens, roomAfter(prompt.length, this.info.contextSize));
     const stops = new StopSequences(request.stop);
     const text = new Utf8Stream();
@@ -145,7 +138,7 @@ export class WllamaEngine implements Engine {
 
     const cached = await this.#prefill(prompt, signal);
     if (cached === undefined) finish = 'cancelled';
-    const picker = finish === 'cancelled' ? undefined : await tokenPicker(this.#model, request, grammar, prompt, tokens);
+    const picker = finish === 'cancelled' ? undefined : tokenPicker(this.#model, request, grammar, prompt, tokens);
 
     while (finish !== 'cancelled' && tokens.length < budget) {
       if (signal?.aborted) {
@@ -153,17 +146,23 @@ export class WllamaEngine implements Engine {
         break;
       }
       if (tokens.length > 0) {
-        await this.wllama.decode([tokens[tokens.length - 1]!], {});
+        // A turn for the thread's messages (a cancel among them): each step below blocks it.
+        await yieldTurn();
+        if (signal?.aborted) {
+          finish = 'cancelled';
+          break;
+        }
+        await this.llama.decode([tokens[tokens.length - 1]!]);
         this.#kvTokens.push(tokens[tokens.length - 1]!);
       }
-      const id = await picker!();
+      const id = picker!();
       clock.token();
-      if (this.wllama.isTokenEOG(id)) {
+      if (this.llama.isEog(id)) {
         finish = 'stop';
         break;
       }
       tokens.push(id);
-      const piece = stops.push(text.push(await this.#piece(id)));
+      const piece = stops.push(text.push(this.#piece(id)));
       shown += piece;
       // An event is held while its text may still change (part of a stop sequence or of a character): the
       // token texts then always concatenate to the final text.
@@ -197,32 +196,33 @@ export class WllamaEngine implements Engine {
     // The last prompt token is always decoded again: its logits pick the first new token.
     common = Math.min(common, prompt.length - 1);
     if (this.#kvTokens.length > common) {
-      await this.#dropFrom(common);
+      this.llama.keep(common);
       this.#kvTokens.length = common;
     }
     if (signal?.aborted) return undefined;
-    try {
-      await this.wllama.decode(prompt.slice(common), signal ? { abortSignal: signal } : {});
-    } catch (cause) {
-      if (!(cause instanceof WllamaAbortError)) throw cause;
-      // Aborted between batches: drop whatever part was decoded, so the KV matches #kvTokens again.
-      await this.#dropFrom(common);
+    if (!(await this.llama.decode(prompt.slice(common), signal))) {
+      // Cancelled between batches: drop whatever part was decoded, so the KV matches #kvTokens again.
+      this.llama.keep(common);
       return undefined;
     }
     this.#kvTokens = [...prompt];
     return common;
   }
 
-  /** Drops the KV from position `keep` on. wllama 2's kvRemove(0, -1) clears the cache but reports failure: kvClear then. */
-  async #dropFrom(keep: number): Promise<void> {
-    if (keep === 0) await this.wllama.kvClear();
-    else await this.wllama.kvRemove(keep, -1);
+  /** After a failure the context's state is unknown: the next prompt starts from scratch. */
+  #forget(): void {
+    this.#kvTokens = [];
+    try {
+      this.llama.keep(0);
+    } catch {
+      // Already broken: the next decode reports it.
+    }
   }
 
-  async #piece(id: number): Promise<Uint8Array> {
+  #piece(id: number): Uint8Array {
     let piece = this.#pieces.get(id);
     if (!piece) {
-      piece = await this.wllama.detokenize([id]);
+      piece = this.llama.piece(id);
       this.#pieces.set(id, piece);
     }
     return piece;
@@ -261,9 +261,9 @@ export function isOutOfMemory(cause: unknown): boolean {
 
 function runError(cause: unknown): FerryError {
   if (isOutOfMemory(cause)) return new FerryError('llm/out-of-memory', 'The engine ran out of memory while generating. Use a shorter context or a smaller model.', { cause });
-  if (cause instanceof WllamaError && cause.type === 'kv_cache_full') {
+  if (cause instanceof LlamaWasmError && cause.reason === 'context-full') {
     return new FerryError('llm/context-full', 'The context is full. Shorten the conversation or load the model with a larger context.', { cause });
   }
   const message = cause instanceof Error ? cause.message : String(cause);
-  return new FerryError('llm/engine-failed', `The wllama engine failed: ${message}.`, { cause });
+  return new FerryError('llm/engine-failed', `The CPU engine (llama.cpp) failed: ${message}.`, { cause });
 }

@@ -1,8 +1,9 @@
 /**
- * A browser engine's prefill and decode speed in headless Chromium (through the same Engine the app uses; see
- * src/browser/llm/throughput.ts), for a model file on disk, and its decode speed under a grammar, on a page served
- * cross-origin isolated as the app is (so the CPU engine can run threads). bench/llm.ts compares these with
- * node-llama-cpp on the same file, the CPU engine on two threads with one, and wllama 3 with the CPU engine.
+ * A browser engine's prefill and decode speed in headless Chromium, through the same Engine the app uses and in a Web
+ * Worker as the app runs it (src/browser/llm/throughput.ts), for a model file on disk, and its decode speed under a
+ * grammar, on a page served cross-origin isolated as the app is (so the CPU engine can run threads). bench/llm.ts
+ * compares these with node-llama-cpp on the same file, the CPU engine on two threads with one, and wllama 3 with the
+ * CPU engine.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -33,19 +33,24 @@ if ! command -v emcc >/dev/null 2>&1; then
 Building Ferry's CPU engine needs Emscripten (emcc) and CMake, and they are not installed.
 Install them, then run the build again:
   Debian/Ubuntu:  sudo apt-get install -y emscripten cmake
-  elsewhere:      install the Emscripten SDK (https://emscripten.org) and put emcc on PATH
+(The build is made and tested with Debian 12's Emscripten, 3.1.6; a much newer SDK writes its threads' script
+differently.)
 MSG
     exit 1
   fi
 fi
 # Debian's Emscripten runs its JS optimizer with Node and needs acorn, which this project depends on.
 export NODE_PATH="$PWD/node_modules${NODE_PATH:+:$NODE_PATH}"
+# Under `npm run`, node_modules/.bin leads PATH, and it holds binaryen's npm build (jco's): Emscripten would run that
+# wasm-opt, whose import renaming its JS side does not follow (the wasm and its JS then disagree on import names).
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/node_modules/\.bin$' | paste -sd: -)
+export PATH
 
 echo "CPU engine: building llama.cpp ${commit:0:7} for WebAssembly, one thread and many (a few minutes, once)…"
 if [ "$(git -C "$cache/src" rev-parse HEAD 2>/dev/null || true)" != "$commit" ]; then
   rm -rf "$cache"
   mkdir -p "$cache"
-  git clone -q "$bundle" "$cache/src"
+  git -c advice.detachedHead=false clone -q "$bundle" "$cache/src"
   git -C "$cache/src" -c advice.detachedHead=false checkout -q "$commit"
 fi
 mkdir -p "$out"

@@ -1,8 +1,14 @@
 /**
- * Runs in headless Chromium (served by bench/llm-wasm.ts): loads the model at /model.gguf into the wllama engine
- * (single thread, opened as the app opens it) and measures prefill and decode throughput, and decoding under a grammar.
+ * Runs in headless Chromium (served by bench/llm-wasm.ts): loads the model at /model.gguf into an engine opened as the
+ * app opens it, in a Web Worker as the app runs it, and measures prefill and decode throughput, and decoding under a
+ * grammar.
  */
-import { measureEngineThroughput, measureGrammarOverhead } from '../../src/browser/llm/throughput.ts';
+import { wrap } from 'comlink';
+import type * as Throughput from '../../src/browser/llm/throughput.ts';
 
-Object.assign(globalThis, { ferryWasmThroughput: measureEngineThroughput, ferryWasmGrammar: measureGrammarOverhead });
+const measures = wrap<Pick<typeof Throughput, 'measureEngineThroughput' | 'measureGrammarOverhead'>>(new Worker(new URL('./measure.worker.ts', import.meta.url), { type: 'module' }));
+Object.assign(globalThis, {
+  ferryWasmThroughput: (options: Throughput.ThroughputOptions) => measures.measureEngineThroughput(options),
+  ferryWasmGrammar: (options: Throughput.GrammarOverheadOptions) => measures.measureGrammarOverhead(options),
+});
 document.title = 'ready';

@@ -530,7 +530,8 @@ for (const device of devices) {
       await chat('And then?', await page.getByTestId('agent-message').count() + 1);
       // A reply here measured this device, and the person brought the session back: it stays, and the panel says why.
       await expect.poll(() => page.getByTestId('this-device').textContent(), { timeout: 30_000 }).toMatch(/Speed\s*[\d,.]+ tok\/s/);
-      expect(await page.getByTestId('placement-reason').textContent()).toMatch(/^Stays on this device: you brought it back/);
+      // The panel says "Coming back…" until the placement is looked at again after the move.
+      await expect.poll(() => page.getByTestId('placement-reason').textContent(), { timeout: 30_000 }).toMatch(/^Stays on this device: you brought it back/);
       await screen('brought-back');
     });
 

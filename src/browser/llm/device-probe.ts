@@ -134,7 +134,7 @@ export type GpuVerdict = { readonly ok: true } | { readonly ok: false; readonly 
  */
 export function gpuVerdict(modelId: string, probe: DeviceProbe, catalog: readonly WebLlmModelRecord[]): GpuVerdict {
   const choice = chooseEngine(probe, { override: 'web-llm', catalog });
-  if (choice.engine !== 'web-llm') return { ok: false, reason: choice.reason.replace(/\s*Using wllama[^.]*\.$/, '') };
+  if (choice.engine !== 'web-llm') return { ok: false, reason: choice.reason.replace(/\s*Using llama\.cpp on the CPU[^.]*\.$/, '') };
   if (!catalog.some((m) => m.model_id === modelId)) return { ok: false, reason: `The GPU model ${modelId} is not in web-llm's catalog (any more); choose another on the Models screen.` };
   if (!choice.webLlmModels.some((m) => m.model_id === modelId)) {
     const why = screenCatalog(catalog, probe).rejected.find((r) => r.model_id === modelId)?.why ?? 'it does not fit';
@@ -170,7 +170,7 @@ export function sessionEngine(choice: Pick<Choice, 'engine' | 'reason'>, setting
     const gguf = "sessions run their GGUF model on it through llama.cpp's WebGPU backend, and on the CPU if the GPU fails.";
     return {
       engine: 'wllama-webgpu',
-      reason: settings.gpuModel ? `${choice.reason.replace(/\s*Using wllama[^.]*\.$/, '')} The GPU has shader-f16: ${gguf}` : `The GPU has shader-f16: ${gguf} A web-llm model chosen below runs instead.`,
+      reason: settings.gpuModel ? `${choice.reason.replace(/\s*Using llama\.cpp on the CPU[^.]*\.$/, '')} The GPU has shader-f16: ${gguf}` : `The GPU has shader-f16: ${gguf} A web-llm model chosen below runs instead.`,
     };
   }
   if (choice.engine === 'web-llm') return { engine: 'wllama', reason: `No web-llm model is chosen, so sessions run their GGUF model with llama.cpp on the CPU. ${choice.reason} Choose one below to use it.` };

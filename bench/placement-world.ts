@@ -15,7 +15,7 @@ import { seededRandom } from '../src/core/random.ts';
  * - web-llm (src/browser/llm/webllm-engine.ts): `kvState: false`; one sequence that can only grow (appendPlan): a
  *   prompt that extends it exactly prefills only the new tokens, anything else (a dropped source, a compaction, a
  *   rollback) starts the sequence over and prefills the whole prompt. No `verify`.
- * - wllama (src/browser/llm/wllama-engine.ts): `kvState: false`; one sequence, cut back to the longest common
+ * - the CPU engine (src/browser/llm/cpu-engine.ts): `kvState: false`; one sequence, cut back to the longest common
  *   prefix of the next prompt (kvRemove), so a drop keeps what precedes it. Has `verify`.
  * - node-llama-cpp (server/llm/node-llama-engine.ts): `kvState: true` (saveKv/loadKv: a KV cache can be shipped to
  *   or from it); slots keep the longest common prefix. Has `verify`.

@@ -46,6 +46,7 @@ import { openComponentLibrary } from '../../server/relay/component-library.ts';
 import { createNodeLlamaEngine } from '../../server/llm/node-llama-engine.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+import { reportFailure } from '../support/failure-report.ts';
 import { pressMoveToCloud } from './ui-harness.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -98,6 +99,18 @@ async function moved(page: Page, label: string, toast: string): Promise<void> {
   await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');
 }
 
+/** What a page shows, for a failed test's report: where the session runs, the replies' headers, toasts, errors, then the page. */
+async function pageReport(page: Page, who: string): Promise<string> {
+  const texts = (id: string) => page.getByTestId(id).allTextContents().catch(() => [] as string[]);
+  const [runsOn, replies, toasts, body] = await Promise.all([
+    texts('runs-on'),
+    page.locator('[data-testid="agent-message"] .who').allTextContents().catch(() => [] as string[]),
+    texts('toast'),
+    page.locator('body').innerText({ timeout: 1000 }).catch(() => ''),
+  ]);
+  return `${who} (${page.url()}): runs on ${JSON.stringify(runsOn)}; replies ${JSON.stringify(replies)}; toasts ${JSON.stringify(toasts)}\n${body.slice(0, 2500)}`;
+}
+
 /** Settings on the phone: `change` fills the form, which is then saved. */
 async function saveSettings(page: Page, change: () => Promise<void>): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
@@ -142,12 +155,13 @@ describe('browsers as nodes of a space', () => {
   });
 
   // A failed test says what each page showed and what the relay listed: the tests build on each other.
-  afterEach(async ({ task }) => {
-    if (task.result?.state !== 'fail') return;
-    const pages = await Promise.all(devices.map(async (d, i) => `device ${i} (${d.page.isClosed() ? 'closed' : d.page.url()}): ${d.page.isClosed() ? '' : ((await d.page.locator('body').innerText({ timeout: 1000 }).catch(() => '')) ?? '').slice(0, 3000)}`));
-    const boxes = await Promise.all(devices.map((d) => (d.page.isClosed() ? '' : d.page.getByLabel('Message').inputValue({ timeout: 200 }).catch(() => '(no message box)'))));
-    console.error(`${pages.join('\n\n')}\n\nmessage boxes: ${JSON.stringify(boxes)}\n\npages logged:\n${consoleLines.slice(-30).join('\n')}\n\nrelay lists: ${JSON.stringify(await list(space).catch((e: unknown) => String(e)))}\n\nrelay output:\n${relay.output().slice(-3000)}`);
-  });
+  afterEach((context) =>
+    reportFailure(context, async () => {
+      const pages = await Promise.all(devices.map((d, i) => (d.page.isClosed() ? `device ${i}: closed` : pageReport(d.page, `device ${i}`))));
+      const boxes = await Promise.all(devices.map((d) => (d.page.isClosed() ? '' : d.page.getByLabel('Message').inputValue({ timeout: 200 }).catch(() => '(no message box)'))));
+      return `${pages.join('\n\n')}\n\nmessage boxes: ${JSON.stringify(boxes)}\n\npages logged:\n${consoleLines.slice(-30).join('\n')}\n\nrelay lists: ${JSON.stringify(await list(space).catch((e: unknown) => String(e)))}\n\nrelay output:\n${relay.output().slice(-3000)}`;
+    }),
+  );
 
   const nodeIds: string[] = [];
   const list = async (spaceId?: string) =>
@@ -269,6 +283,7 @@ describe('browsers as nodes of a space', () => {
     const target = (await busy())[0]!;
     expect(target.id).not.toBe(nodeIds[0]);
     expect(reason).toContain(target.profile.name);
+    console.log(`phone: ${reason}`);
     // The session says where it is now: the device by its name, or the cloud worker.
     await expect.poll(() => page.getByTestId('runs-on').textContent()).toBe(target.kind === 'device' ? target.profile.name : 'Cloud worker');
     // The reply keeps streaming to the phone from there, and ends complete.

@@ -13,7 +13,7 @@
  * reply goes on streaming to the phone until it is complete. A session moved by hand to the laptop comes back to the
  * phone when the laptop's tab closes mid-reply, and its message is offered again.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -46,7 +46,7 @@ import { openComponentLibrary } from '../../server/relay/component-library.ts';
 import { createNodeLlamaEngine } from '../../server/llm/node-llama-engine.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
-import { reportFailure } from '../support/failure-report.ts';
+import { describeOnFailure, describePage } from '../support/failure-report.ts';
 import { pressMoveToCloud } from './ui-harness.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -99,18 +99,6 @@ async function moved(page: Page, label: string, toast: string): Promise<void> {
   await expect.poll(() => page.getByTestId('composer').getAttribute('data-running'), { timeout: 30_000 }).toBe('false');
 }
 
-/** What a page shows, for a failed test's report: where the session runs, the replies' headers, toasts, errors, then the page. */
-async function pageReport(page: Page, who: string): Promise<string> {
-  const texts = (id: string) => page.getByTestId(id).allTextContents().catch(() => [] as string[]);
-  const [runsOn, replies, toasts, body] = await Promise.all([
-    texts('runs-on'),
-    page.locator('[data-testid="agent-message"] .who').allTextContents().catch(() => [] as string[]),
-    texts('toast'),
-    page.locator('body').innerText({ timeout: 1000 }).catch(() => ''),
-  ]);
-  return `${who} (${page.url()}): runs on ${JSON.stringify(runsOn)}; replies ${JSON.stringify(replies)}; toasts ${JSON.stringify(toasts)}\n${body.slice(0, 2500)}`;
-}
-
 /** Settings on the phone: `change` fills the form, which is then saved. */
 async function saveSettings(page: Page, change: () => Promise<void>): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
@@ -155,13 +143,15 @@ describe('browsers as nodes of a space', () => {
   });
 
   // A failed test says what each page showed and what the relay listed: the tests build on each other.
-  afterEach((context) =>
-    reportFailure(context, async () => {
-      const pages = await Promise.all(devices.map((d, i) => (d.page.isClosed() ? `device ${i}: closed` : pageReport(d.page, `device ${i}`))));
+  let forget: (() => void) | undefined;
+  beforeAll(() => {
+    forget = describeOnFailure(async () => {
+      const pages = await Promise.all(devices.map((d, i) => describePage(d.page, `device ${i}`)));
       const boxes = await Promise.all(devices.map((d) => (d.page.isClosed() ? '' : d.page.getByLabel('Message').inputValue({ timeout: 200 }).catch(() => '(no message box)'))));
       return `${pages.join('\n\n')}\n\nmessage boxes: ${JSON.stringify(boxes)}\n\npages logged:\n${consoleLines.slice(-30).join('\n')}\n\nrelay lists: ${JSON.stringify(await list(space).catch((e: unknown) => String(e)))}\n\nrelay output:\n${relay.output().slice(-3000)}`;
-    }),
-  );
+    });
+  });
+  afterAll(() => forget?.());
 
   const nodeIds: string[] = [];
   const list = async (spaceId?: string) =>

@@ -13,6 +13,7 @@ import type { Locator, Page } from 'playwright-core';
 import { generateTinyModel } from '../../src/core/llm/gguf/tiny-model.ts';
 import { launchFreshChromium, type FreshBrowser } from '../support/browser.ts';
 import { startRelayProcess, type RelayProcess } from '../support/relay-process.ts';
+import { describeOnFailure, describePage } from '../support/failure-report.ts';
 import { waitFor } from '../support/wait.ts';
 
 export const root = path.resolve(import.meta.dirname, '..', '..');
@@ -81,6 +82,7 @@ export async function startUi(device: Device, label: string, options: { chromium
     return opened;
   };
   let page = await open(relay.url);
+  const forget = describeOnFailure(async () => `${await describePage(page, `${device.name} (${label})`)}\n\npage errors: ${JSON.stringify(pageErrors)}\n\npage logged:\n${consoleLog.slice(-30).join('\n')}\n\nrelay output:\n${relay.output().slice(-3000)}`);
   const rig: UiRig = {
     relay,
     browser,
@@ -124,6 +126,7 @@ export async function startUi(device: Device, label: string, options: { chromium
       return page;
     },
     async close() {
+      forget();
       await browser.close();
       await relay.stop();
       for (const dir of [dataDir, work]) await rm(dir, { recursive: true, force: true });

@@ -69,6 +69,8 @@ for (const device of devices) {
       await press(page.getByRole('link', { name: 'Settings', exact: true }));
       await page.getByLabel('Relay URL').fill('');
       await press(page.getByLabel('My devices'));
+      // What "My devices" lets automatic placement do, and what it leaves to the person.
+      expect(await page.getByTestId('privacy-auto').textContent()).toBe("Sessions move by themselves only to your paired devices; your relay's free cloud workers take one when you move it there, and a survey's parts.");
       await page.getByLabel('Reply length (tokens)').fill('48');
       await press(page.getByRole('button', { name: 'Save settings' }));
       await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');

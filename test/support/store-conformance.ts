@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isFerryError, type ErrorCode } from '../../src/core/errors.ts';
-import type { Store } from '../../src/core/store/index.ts';
+import { objectId, type Store } from '../../src/core/store/index.ts';
 import { expectSameBytes } from './bytes.ts';
 
 export interface StoreHarness {
@@ -129,6 +129,16 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
       expect(await h.store.getRef('r/one')).toBe(objs[0]!.id);
       expect(await h.store.getRef('r/two')).toBe(objs[1]!.id);
       expect((await h.store.reflog('r/one')).length).toBe(1);
+    });
+
+    it('refuses bytes hashed here under another id: the id remembered from hashing them is checked, not trusted', async () => {
+      const hashedHere = bytes('hashed here');
+      const own = await objectId(hashedHere);
+      const other = await sha(bytes('another'));
+      await expectCode(h.store.commit([{ id: other, bytes: hashedHere }], [{ name: 'r', expect: null, next: other, reason: 'c' }]), 'store/id-mismatch');
+      expect(await h.store.getRef('r')).toBeUndefined();
+      await h.store.commit([{ id: own, bytes: hashedHere }], [{ name: 'r', expect: null, next: own, reason: 'c' }]);
+      expect(await h.store.get(own)).toEqual(hashedHere);
     });
 
     it('refuses an object whose id is not its hash, moving nothing', async () => {

@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.ts';
-import { assertObjectId, objectId } from './hash.ts';
+import { assertObjectId, hashesTo, objectId } from './hash.ts';
 import { assertRefName } from './refs.ts';
 import type { ObjectId, Ref, ReflogEntry, RefUpdate, Store, StoreBackend, StoredObject } from './types.ts';
 
@@ -72,7 +72,7 @@ export class ContentStore implements Store {
     await Promise.all(
       objects.map(async (o) => {
         assertObjectId(o.id);
-        if ((await objectId(o.bytes)) !== o.id) {
+        if (!(await hashesTo(o.bytes, o.id))) {
           throw new FerryError('store/id-mismatch', `Object ${o.id} was given bytes whose SHA-256 differs; ids are always the hash of the bytes.`);
         }
       }),

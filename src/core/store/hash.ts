@@ -29,7 +29,22 @@ export function assertObjectId(value: unknown, what = 'object id'): asserts valu
   }
 }
 
+/**
+ * Ids this realm computed, by the byte array they were computed from: a store's commit checks an object's id against
+ * its bytes, and most objects reach it straight from being hashed here (a checkpoint's pages, an opened sealed
+ * object), so the check need not hash them twice. Objects are immutable once hashed (content addressing); bytes
+ * from anywhere else — a file, the network — are hashed in full.
+ */
+const hashed = new WeakMap<Uint8Array, ObjectId>();
+
 /** The object id of `bytes`: SHA-256 via WebCrypto (works in pages, workers and Node). */
 export async function objectId(bytes: Uint8Array): Promise<ObjectId> {
-  return toHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
+  const id = toHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
+  hashed.set(bytes, id);
+  return id;
+}
+
+/** Whether `bytes` hash to `id`: without hashing again when this realm computed their id already. */
+export async function hashesTo(bytes: Uint8Array, id: ObjectId): Promise<boolean> {
+  return (hashed.get(bytes) ?? (await objectId(bytes))) === id;
 }

@@ -8,19 +8,20 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openChromiumPage } from '../test/support/chromium-page.ts';
-import type { GrammarOverhead, GrammarOverheadOptions, ThroughputOptions, Throughput } from '../src/browser/llm/throughput.ts';
+import type { GrammarOverhead, GrammarOverheadOptions, KvResume, KvResumeOptions, ThroughputOptions, Throughput } from '../src/browser/llm/throughput.ts';
 
 const pageRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), 'llm-wasm');
 
 interface PageMeasures {
   ferryWasmThroughput(options: ThroughputOptions): Promise<Throughput>;
   ferryWasmGrammar(options: GrammarOverheadOptions): Promise<GrammarOverhead>;
+  ferryWasmKvResume(options: KvResumeOptions): Promise<KvResume>;
 }
 
 /** Runs one of the page's measures on the model file at `modelPath`, in a fresh Chromium. */
-async function inPage<K extends keyof PageMeasures>(modelPath: string, measure: K, options: Omit<Parameters<PageMeasures[K]>[0], 'modelUrl'>): Promise<Awaited<ReturnType<PageMeasures[K]>>> {
-  // The page fetches /model.gguf, streamed from disk by its server, so any file on disk can be measured.
-  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': modelPath }, isolated: true });
+async function inPage<K extends keyof PageMeasures>(modelPath: string, measure: K, options: Omit<Parameters<PageMeasures[K]>[0], 'modelUrl'>, files: Record<string, string> = {}): Promise<Awaited<ReturnType<PageMeasures[K]>>> {
+  // The page fetches /model.gguf (and any other `files`), streamed from disk by its server, so any file can be measured.
+  const chrome = await openChromiumPage(pageRoot, { files: { '/model.gguf': modelPath, ...files }, isolated: true });
   try {
     await chrome.load();
     return (await chrome.page.evaluate(
@@ -36,6 +37,12 @@ export async function measureWasmThroughput(options: { modelPath: string } & Omi
   const { modelPath, ...rest } = options;
   const result = await inPage(modelPath, 'ferryWasmThroughput', rest);
   return { prefillTps: result.prefillTps, decodeTps: result.decodeTps, device: result.device };
+}
+
+/** The CPU engine resuming from the KV state in the file at `statePath` (saved by node-llama-cpp), against a re-prefill. */
+export function measureWasmKvResume(options: { modelPath: string; statePath: string } & Omit<KvResumeOptions, 'modelUrl' | 'stateUrl'>): Promise<KvResume> {
+  const { modelPath, statePath, ...rest } = options;
+  return inPage(modelPath, 'ferryWasmKvResume', { ...rest, stateUrl: '/kv.state' }, { '/kv.state': statePath });
 }
 
 /** The CPU engine's decode tokens/s under `grammar` and freely, medians over `runs` prompts. */

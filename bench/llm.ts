@@ -8,7 +8,9 @@
  *   during the two-thread runs (threads_other_cores, _native: two threads need both cores free at once). The browser
  *   figures are medians of rounds that take each configuration in turn;
  * - time to first token after a resume of n = 256, 1024, 4096 tokens, by loading a shipped KV state against
- *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs;
+ *   re-prefilling the transcript's ids, and the KV state's size per token: what the placement policy weighs; and on
+ *   the CPU engine in Chromium (n = 256, 1024: resume_kv_ms_wasm_<n>), loading node-llama-cpp's state — a session
+ *   handed back from a cloud worker to a device without a GPU — against prefilling as many ids there;
  * - time to the first token of a fork of an n-token parent (n = 512, 2048, 4096), its prefix's KV copied from the
  *   parent's slot, against prefilling the same fork's prompt on a cold slot (goal: ≥ 5× at 4096);
  * - grammar_overhead: decode tokens/s of a tool call under its grammar (built-in tools' schemas) against free decoding
@@ -40,6 +42,7 @@ const MODELS: Array<{ suffix: string; params: Partial<TinyModelParams>; promptTo
   { suffix: '_tiny', params: { ctx: 8192 }, promptTokens: 256, generateTokens: 128 },
 ];
 const RESUME_LENGTHS = [256, 1024, 4096];
+const WASM_RESUME_LENGTHS = [256, 1024];
 const FORK_LENGTHS = [512, 2048, 4096];
 /** What a fork adds to its parent's conversation (a new user turn). */
 const FORK_SUFFIX = 32;
@@ -263,6 +266,41 @@ async function nativeGrammarFigures(figures: Figures, source: NodeLlamaEngine, m
   figures[`grammar_overhead${x}`] = { value: grammar.constrained / grammar.free, unit: 'x' };
 }
 
+/**
+ * The CPU engine in Chromium resuming from node-llama-cpp's KV state of n ids (the two run one llama.cpp, so they share
+ * the state format), against prefilling as many ids there.
+ */
+async function wasmKvFigures(figures: Figures, wasm: WasmMeasure, file: string, dir: string, source: NodeLlamaEngine): Promise<void> {
+  try {
+    for (const n of WASM_RESUME_LENGTHS) {
+      const kv: number[] = [];
+      const prefill: number[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        const before = await generateAll(source, { prompt: { tokens: promptOf(n, run + 10) }, maxTokens: 1, slot: 'src' });
+        const state = await source.saveKv('src');
+        await source.releaseSlot('src');
+        const statePath = path.join(dir, 'kv.state');
+        await writeFile(statePath, state.bytes);
+        const r = await wasm.measureWasmKvResume({
+          modelPath: file,
+          statePath,
+          modelId: source.info.model,
+          state: { engine: state.engine, model: state.model, tokens: [...state.tokens] },
+          next: before.tokens[0]!,
+          cold: promptOf(state.tokens.length + 1, run + 50),
+        });
+        if (r.cachedTokens !== state.tokens.length) throw new Error(`the CPU engine found ${r.cachedTokens} of the state's ${state.tokens.length} ids cached: the state was not used`);
+        kv.push(r.kvMs);
+        prefill.push(r.prefillMs);
+      }
+      figures[`resume_prefill_ms_wasm_${n}`] = { value: median(prefill), unit: 'ms' };
+      figures[`resume_kv_ms_wasm_${n}`] = compared(median(kv), 'ms', `resume_prefill_ms_wasm_${n}`, median(prefill));
+    }
+  } catch (err) {
+    console.log(`wasm KV resume figures failed: ${(err as Error).message}`);
+  }
+}
+
 /** Grammar overhead, KV-state resumes and forks on node-llama-cpp. */
 async function nativeFigures(figures: Figures, file: string, source: NodeLlamaEngine, model: (typeof MODELS)[number]): Promise<void> {
   const x = model.suffix;
@@ -310,6 +348,7 @@ async function run(): Promise<Figures> {
         if (model.threads) await nativeThreadFigures(figures, file, model, native);
         if (typeof wasm !== 'string') await wasmFigures(figures, wasm, file, model, native);
         if (!model.throughputOnly) await nativeFigures(figures, file, source, model);
+        if (typeof wasm !== 'string' && model.threads) await wasmKvFigures(figures, wasm, file, dir, source);
       } finally {
         await source.dispose();
       }
@@ -344,9 +383,8 @@ async function runGrammar(): Promise<Figures> {
   return figures;
 }
 
-/** Only the thread figures (the CPU engine and node-llama-cpp on two threads against one), for work on threading. */
-async function runThreads(): Promise<Figures> {
-  const figures: Figures = {};
+/** The f32 benchmark model on disk and node-llama-cpp on it, for the suites that measure one part of this one. */
+async function onBenchModel(run: (file: string, dir: string, source: NodeLlamaEngine, model: (typeof MODELS)[number]) => Promise<void>): Promise<void> {
   const model = MODELS.find((m) => m.threads)!;
   const dir = await mkdtemp(path.join(tmpdir(), 'ferry-bench-llm-'));
   try {
@@ -354,27 +392,50 @@ async function runThreads(): Promise<Figures> {
     await writeFile(file, generateTinyModel(model.params));
     const source = await engine(file);
     try {
-      const native = await throughput(source, model.promptTokens, model.generateTokens);
-      figures.decode_tps_native = { value: native.decodeTps, unit: 'tok/s' };
-      await nativeThreadFigures(figures, file, model, native);
+      await run(file, dir, source, model);
     } finally {
       await source.dispose();
     }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Only the thread figures (the CPU engine and node-llama-cpp on two threads against one), for work on threading. */
+async function runThreads(): Promise<Figures> {
+  const figures: Figures = {};
+  await onBenchModel(async (file, _dir, source, model) => {
+    const native = await throughput(source, model.promptTokens, model.generateTokens);
+    figures.decode_tps_native = { value: native.decodeTps, unit: 'tok/s' };
+    await nativeThreadFigures(figures, file, model, native);
     const wasm = await wasmMeasure();
     if (typeof wasm === 'string') {
       console.log(`wasm figures skipped: ${wasm}`);
-      return figures;
+      return;
     }
     const { measured, otherCores } = await wasmThroughputs(wasm, { modelPath: file, promptTokens: model.promptTokens, generateTokens: model.generateTokens }, RUNS, true, true);
     const one = measured.get('wllama')!;
     figures.decode_tps_wasm = { value: one.decodeTps, unit: 'tok/s' };
     figures.prefill_tps_wasm = { value: one.prefillTps, unit: 'tok/s' };
     threadFigures(figures, '', one, measured.get('threads')!, otherCores);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
   return figures;
 }
+
+/** Only the CPU engine's resumes from node-llama-cpp's KV state (generated f32 model), for work on KV handoff. */
+async function runKv(): Promise<Figures> {
+  const figures: Figures = {};
+  const wasm = await wasmMeasure();
+  if (typeof wasm === 'string') throw new Error(`the CPU engine cannot be measured: ${wasm}`);
+  await onBenchModel((file, dir, source) => wasmKvFigures(figures, wasm, file, dir, source));
+  return figures;
+}
+
+export const llmKvSuite: Suite = {
+  name: 'llm-kv',
+  description: 'the CPU engine (llama.cpp in WebAssembly, Chromium) resuming from node-llama-cpp’s KV state of 256 and 1024 ids vs prefilling them there (generated f32 model)',
+  run: runKv,
+};
 
 export const llmThreadsSuite: Suite = {
   name: 'llm-threads',
@@ -390,6 +451,6 @@ export const llmGrammarSuite: Suite = {
 
 export const llmSuite: Suite = {
   name: 'llm',
-  description: 'node-llama-cpp vs the CPU engine (llama.cpp in WebAssembly) throughput (f32, Q4_0, Q8_0), its threads, wllama 3 vs it, KV-state resume vs re-prefill, forks, grammar overhead (generated models)',
+  description: 'node-llama-cpp vs the CPU engine (llama.cpp in WebAssembly) throughput (f32, Q4_0, Q8_0), its threads, wllama 3 vs it, KV-state resume vs re-prefill (native, and the CPU engine from node-llama-cpp’s state), forks, grammar overhead (generated models)',
   run,
 };

@@ -1,5 +1,5 @@
 import type { Suite } from './lib.ts';
-import { llmGrammarSuite, llmSuite, llmThreadsSuite } from './llm.ts';
+import { llmGrammarSuite, llmKvSuite, llmSuite, llmThreadsSuite } from './llm.ts';
 import { parallelSuite } from './parallel.ts';
 import { placementSuite } from './placement.ts';
 import { pwaSuite } from './pwa.ts';
@@ -11,4 +11,4 @@ import { sessionSuite } from './session.ts';
 import { speculativeSuite } from './speculative.ts';
 
 /** Every benchmark suite, by name. A suite lives in bench/<name>.ts and is registered here. */
-export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, llmGrammarSuite, llmThreadsSuite, placementSuite, parallelSuite, scaleSuite, securitySuite, speculativeSuite];
+export const suites: Suite[] = [sessionSuite, runtimeSuite, pwaSuite, relaySuite, llmSuite, llmGrammarSuite, llmThreadsSuite, llmKvSuite, placementSuite, parallelSuite, scaleSuite, securitySuite, speculativeSuite];

@@ -65,7 +65,7 @@ build() {
     -DLLAMA_BUILD_COMMON=OFF >"$cache/$name.log" 2>&1
   cmake --build "$dir" --target llama -j"$(nproc)" >>"$cache/$name.log" 2>&1 || { tail -30 "$cache/$name.log" >&2; exit 1; }
   # shellcheck disable=SC2086
-  emcc $cflags "$glue" -I "$cache/src/include" -I "$cache/src/ggml/include" \
+  emcc $cflags "-DFERRY_LLAMA_COMMIT=\"$commit\"" "$glue" -I "$cache/src/include" -I "$cache/src/ggml/include" \
     "$dir/src/libllama.a" "$dir/ggml/src/libggml.a" "$dir/ggml/src/libggml-cpu.a" "$dir/ggml/src/libggml-base.a" \
     -o "$out/$name.js" $lflags \
     -sMODULARIZE=1 -sEXPORT_ES6=1 -sEXPORT_NAME=createFerryLlama -sENVIRONMENT=web,worker \

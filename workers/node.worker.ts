@@ -46,6 +46,8 @@ export interface NodeStatus {
 let current: { link: NodeLink; host: RunHost; engine: Engine } | undefined;
 /** Kept across restarts, so a cap set while stopped holds when the node starts again. */
 const share = cpuShare();
+/** The largest KV state a device node hands back with a session (a relay's worker: 256 MiB, kv-handoff.ts). */
+const DEVICE_KV_BYTES = 16 << 20;
 
 async function stop(): Promise<void> {
   const node = current;
@@ -84,7 +86,8 @@ const api = {
         hasBuild: (id) => id in options.components,
         startTool: (component) => isolatedTool({ spawn: spawnToolWorker, componentId: component.id, files: component.files }),
         relayUrl: () => options.relayUrl,
-        kv: { prefillTps: profile.prefillTps },
+        // A device's uplink is no data centre's: a KV state goes up with the session only while it stays small.
+        kv: { prefillTps: profile.prefillTps, maxBytes: DEVICE_KV_BYTES },
         self: () => link.id,
       });
       let status: NodeStatus = { state: 'connecting', profile, runs: 0 };

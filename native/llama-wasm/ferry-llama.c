@@ -1,5 +1,5 @@
 // Ferry's CPU engine core: llama.cpp's C API, compiled to WebAssembly, with the few calls the engine needs
-// (load, tokenize, decode exact ids, greedy pick, top candidates, KV trims). One model and one context per module
+// (load, tokenize, decode exact ids, greedy pick, top candidates, KV trims, KV state files). One model and one context per module
 // instance: the browser side creates a module per engine, so there is no handle to pass around.
 //
 // The calls are synchronous; the caller (src/browser/llm/llama-wasm.ts) splits long prompts into batches so it can
@@ -28,6 +28,10 @@ static void on_log(enum ggml_log_level level, const char *text, void *user) {
 }
 
 EMSCRIPTEN_KEEPALIVE const char *fl_last_error(void) { return last_error; }
+
+// The llama.cpp commit this was built from (the build script defines it): engines built from one commit load each
+// other's KV state files.
+EMSCRIPTEN_KEEPALIVE const char *fl_llama_commit(void) { return FERRY_LLAMA_COMMIT; }
 
 // 0: loaded; -1: the model did not load; -2: no context of that size could be made.
 EMSCRIPTEN_KEEPALIVE int fl_load(const char *path, int n_ctx, int n_batch, int n_threads) {
@@ -87,6 +91,21 @@ EMSCRIPTEN_KEEPALIVE int fl_keep(int n) {
     return 1;
   }
   return llama_memory_seq_rm(llama_get_memory(ctx), 0, n, -1) ? 1 : 0;
+}
+
+// Writes the sequence's KV as llama.cpp's sequence state file at `path` — the file node-llama-cpp's saveStateToFile
+// writes, so either engine loads the other's — recording the `n` ids it covers. 1 on success.
+EMSCRIPTEN_KEEPALIVE int fl_state_save(const char *path, const int *ids, int n) {
+  last_error[0] = 0;
+  return llama_state_seq_save_file(ctx, path, 0, ids, (size_t)n) > 0 ? 1 : 0;
+}
+
+// Replaces the sequence's KV with a state file's; the ids it covers go to `ids` (room for `max`). Returns their
+// count, or -1 when llama.cpp refused the file (another model, KV layout or format; the reason is in the log).
+EMSCRIPTEN_KEEPALIVE int fl_state_load(const char *path, int *ids, int max) {
+  size_t n = 0;
+  last_error[0] = 0;
+  return llama_state_seq_load_file(ctx, path, 0, ids, (size_t)max, &n) == 0 ? -1 : (int)n;
 }
 
 // The most likely next token; of equal logits the lowest id, as llama.cpp's greedy sampler picks.

@@ -13,7 +13,8 @@ import { StopSequences } from '../../src/core/llm/stop.ts';
 import { tokenizerIdOfGguf } from '../../src/core/llm/tokenizer-id.ts';
 import { fileSha256 } from './file-hash.ts';
 import { openFileReader } from './file-reader.ts';
-import { canonicalKv, kvForStreams, kvTokens } from './kv-state.ts';
+import { canonicalKv, checkKvState, corruptKv, kvFormatOf, kvForStreams, llamaCppKvFormat } from '../../src/core/llm/kv-state.ts';
+import { llamaCppCommit } from './llama-cpp-source.ts';
 import { loadNativeModel, type NativeLoadOptions, type NativeModel } from './load-native.ts';
 import { SlotPool, type Slot } from './slot-pool.ts';
 
@@ -56,13 +57,14 @@ export async function createNodeLlamaEngine(options: NodeLlamaEngineOptions): Pr
     if (!Number.isInteger(contextSize) || contextSize < 16 || contextSize > native.info.contextLength) {
       throw new FerryError('llm/bad-option', `contextSize must be an integer from 16 to the model's context length ${native.info.contextLength}, got ${contextSize}.`);
     }
-    const [sha256, tokenizerId, context, tempDir] = await Promise.all([
+    const [sha256, tokenizerId, context, tempDir, commit] = await Promise.all([
       options.modelSha256 ?? fileSha256(options.modelPath),
       tokenizerIdOfFile(options.modelPath),
       native.model.createContext({ contextSize, sequences: slots, threads }),
       mkdtemp(path.join(options.tempDir ?? tmpdir(), 'ferry-kv-')),
+      llamaCppCommit(),
     ]);
-    return new NodeLlamaEngine(native, context, { sha256, tokenizerId, tempDir });
+    return new NodeLlamaEngine(native, context, { sha256, tokenizerId, tempDir, ...(commit ? { kvFormat: llamaCppKvFormat(commit) } : {}) });
   } catch (cause) {
     await native.model.dispose();
     if (cause instanceof FerryError) throw cause;
@@ -81,7 +83,7 @@ export class NodeLlamaEngine implements Engine {
   #files = 0;
   #disposed = false;
 
-  constructor(native: NativeModel, context: LlamaContext, ids: { sha256: string; tokenizerId: string; tempDir: string }) {
+  constructor(native: NativeModel, context: LlamaContext, ids: { sha256: string; tokenizerId: string; tempDir: string; kvFormat?: string }) {
     this.#native = native;
     this.#model = native.model;
     this.#context = context;
@@ -96,6 +98,7 @@ export class NodeLlamaEngine implements Engine {
       tokenizerId: ids.tokenizerId,
       contextSize: context.contextSize,
       kvState: true,
+      ...(ids.kvFormat ? { kvFormat: ids.kvFormat } : {}),
       grammar: true,
       ...(native.info.chatTemplate === undefined ? {} : { chatTemplate: native.info.chatTemplate }),
       ...(tokens.bosString === null ? {} : { bosToken: tokens.bosString }),
@@ -330,7 +333,7 @@ export class NodeLlamaEngine implements Engine {
       await slot.sequence.saveStateToFile(file);
       // Canonical (one-stream) bytes load into a context with any number of slots.
       const bytes = canonicalKv(new Uint8Array(await readFile(file)));
-      return { engine: ENGINE_ID, model: this.info.model, tokens: [...slot.sequence.contextTokens], bytes };
+      return { engine: kvFormatOf(this.info), model: this.info.model, tokens: [...slot.sequence.contextTokens], bytes };
     } catch (cause) {
       throw new FerryError('llm/kv-save-failed', `Could not save the KV state of slot ${slotName}: ${(cause as Error).message}`, { cause });
     } finally {
@@ -341,19 +344,7 @@ export class NodeLlamaEngine implements Engine {
 
   async loadKv(slotName: string, state: KvState): Promise<void> {
     this.#alive();
-    if (state.engine !== ENGINE_ID || state.model !== this.info.model) {
-      throw new FerryError('llm/kv-mismatch', `This KV state was saved by ${state.engine} for model ${state.model}; this engine is ${ENGINE_ID} with model ${this.info.model}. Re-prefill the transcript instead.`, {
-        details: { engine: state.engine, model: state.model },
-      });
-    }
-    const tokens = checkTokenIds(state.tokens, this.#native.info.vocabSize);
-    if (tokens.length >= this.info.contextSize) {
-      throw new FerryError('llm/context-overflow', `The KV state covers ${tokens.length} tokens; this engine's context holds ${this.info.contextSize}.`);
-    }
-    const inFile = kvTokens(state.bytes);
-    if (inFile.length !== tokens.length || inFile.some((t, i) => t !== tokens[i])) {
-      throw new FerryError('llm/kv-mismatch', 'The KV state bytes do not hold the tokens the state says they hold; it is corrupt. Re-prefill the transcript instead.');
-    }
+    const tokens = checkKvState(this.info, state, this.#native.info.vocabSize);
     const bytes = kvForStreams(state.bytes, this.#context.totalSequences);
     const slot = await this.#pool.acquire(slotName, tokens);
     if (!slot) throw new FerryError('llm/disposed', 'The engine was disposed.');
@@ -364,7 +355,7 @@ export class NodeLlamaEngine implements Engine {
       const loaded = slot.sequence.contextTokens;
       if (loaded.length !== tokens.length || loaded.some((t, i) => t !== tokens[i])) {
         await slot.sequence.clearHistory();
-        throw new FerryError('llm/kv-mismatch', 'The KV state bytes do not hold the tokens the state says they hold; it is corrupt. Re-prefill the transcript instead.');
+        throw corruptKv();
       }
     } catch (cause) {
       if (cause instanceof FerryError) throw cause;

@@ -33,7 +33,8 @@ describe.each(TEST_MODELS)('the CPU engine, model %o', (params) => {
   afterAll(() => engine.dispose());
 
   it('describes itself and tokenizes like node-llama-cpp', async () => {
-    expect(engine.info).toMatchObject({ id: 'wllama', kind: 'wasm-cpu', contextSize: 512, kvState: false, bosToken: '<s>', addBos: true });
+    expect(engine.info).toMatchObject({ id: 'wllama', kind: 'wasm-cpu', contextSize: 512, kvState: true, bosToken: '<s>', addBos: true });
+    expect(engine.info.kvFormat).toMatch(/^llama\.cpp@[0-9a-f]{12}$/);
     expect(engine.info.model).toMatch(/^[0-9a-f]{64}$/);
     expect(engine.info.tokenizerId).toMatch(/^tok1-[0-9a-f]{64}$/);
     const native = await commands.nativeGreedy(params, GREEDY_PROMPTS, 1);

@@ -155,8 +155,10 @@ describe('a session moves mid-generation from the page to the cloud worker and b
     const stream: { where: 'device' | 'cloud'; id: number }[] = [];
     const cloudEvents: string[] = [];
     const movedReplies: string[] = [];
+    const kv: { where: 'device' | 'cloud'; action: string; tokens: number }[] = [];
     const heard = (where: 'device' | 'cloud') => (event: RunnerEvent) => {
       if (where === 'cloud') cloudEvents.push(event.type);
+      if (event.type === 'kv') kv.push({ where, action: event.action, tokens: event.tokens });
       if (event.type === 'token' && typeof event.id === 'number') stream.push({ where, id: event.id });
       if (event.type === 'reply') movedReplies.push(event.text);
     };
@@ -181,6 +183,10 @@ describe('a session moves mid-generation from the page to the cloud worker and b
     expect(stream.map((s) => s.id)).toEqual(unmoved);
     // Each step that ran in the cloud was announced once it was in this device's store.
     expect(cloudEvents).toContain('checkpoint');
+    // The worker handed back its KV with the session (node-llama-cpp's and the CPU engine's are one llama.cpp format),
+    // and the device loaded it rather than prefill the transcript here.
+    expect(kv.filter((k) => k.where === 'device'), JSON.stringify(kv)).toEqual([{ where: 'device', action: 'loaded', tokens: expect.any(Number) }]);
+    expect(kv.find((k) => k.where === 'device')!.tokens).toBeGreaterThan(MAX_TOKENS / 10);
 
     // The transcript: three pieces of one generation (wllama, node-llama-cpp, wllama), token-identical in sum.
     const moved = await generations(d.store, sessionId);

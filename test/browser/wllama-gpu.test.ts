@@ -59,6 +59,7 @@ describe.each(TEST_MODELS)('the wllama 3 engine on model %o (allowed on the CPU 
       expect(engine.info.tokenizerId).toBe(cpu.info.tokenizerId);
       expect(engine.info.model).toBe(cpu.info.model);
       expect(engine.info.chatTemplate).toBe(cpu.info.chatTemplate);
+      expect(engine.info.kvFormat).toBeUndefined();
       for (const prompt of GREEDY_PROMPTS) expect(await engine.tokenize(prompt, { special: true }), prompt).toEqual(await cpu.tokenize(prompt, { special: true }));
     } finally {
       await cpu.dispose();

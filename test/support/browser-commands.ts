@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { BrowserCommand } from 'vitest/node';
 import type { TinyModelParams } from '../../src/core/llm/gguf/tiny-model.ts';
 import type { GreedyRun } from './native-greedy.ts';
+import { kvCommands } from './kv-commands.ts';
 import { migrateCommands } from './migrate-commands.ts';
 import { runtimeCommands } from './runtime-commands.ts';
 import { modelServerCommands } from './model-server-commands.ts';
@@ -44,7 +45,7 @@ const nativeGreedy: BrowserCommand<[params: Partial<TinyModelParams>, prompts: s
   }
 };
 
-export const browserCommands = { tinyModelSha256, nativeGreedy, ...runtimeCommands, ...migrateCommands, ...modelServerCommands, ...verifyRelayCommands };
+export const browserCommands = { tinyModelSha256, nativeGreedy, ...kvCommands, ...runtimeCommands, ...migrateCommands, ...modelServerCommands, ...verifyRelayCommands };
 
 declare module 'vitest/browser' {
   interface BrowserCommands {

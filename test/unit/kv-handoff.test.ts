@@ -14,6 +14,7 @@ import type { Engine } from '../../src/core/llm/engine.ts';
 import { generateTinyModel } from '../../src/core/llm/gguf/index.ts';
 import { RelayHttp, RunRecordSchema, fetchSnapshot, publishSession, type OpenRunMessage, type PublishResult } from '../../src/core/protocol/index.ts';
 import { decodeKvEntry, encodeKvEntry, kvComponentName, kvPays, type KvEvent } from '../../src/core/runtime/kv-handoff.ts';
+import { kvFormatOf } from '../../src/core/llm/kv-state.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../src/core/runtime/runtime.ts';
 import { createMemoryStore, type Store } from '../../src/core/store/index.ts';
 import { recording } from '../support/recording-engine.ts';
@@ -127,7 +128,7 @@ describe('KV handoff between hosts', () => {
       const store = createMemoryStore();
       const { sessionId, cut } = await stopOnA(store);
       const runtime = await AgentRuntime.open(store, setupFor(f, engineB, { sampling: SAMPLING }), sessionId);
-      const name = kvComponentName(engineA.info.id);
+      const name = kvComponentName(kvFormatOf(engineA.info));
       const entry = await runtime.session.component(runtime.head, name);
       await runtime.session.append({ events: [], components: { [name]: await damage(entry) } });
       await runtime.dispose();
@@ -198,8 +199,8 @@ describe('KV handoff through the relay', () => {
       // The device takes it back: the KV entry is in the head checkpoint, a valid entry for this model.
       await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), p.snapshot.id, p.key, device);
       const back = await AgentRuntime.open(device, setupFor(f, engine), runtime.session.id);
-      const entry = await decodeKvEntry(await back.session.component(back.head, kvComponentName(engine.info.id)));
-      expect(entry).toMatchObject({ engine: engine.info.id, model: engine.info.model });
+      const entry = await decodeKvEntry(await back.session.component(back.head, kvComponentName(kvFormatOf(engine.info))));
+      expect(entry).toMatchObject({ engine: kvFormatOf(engine.info), model: engine.info.model });
       expect(entry.tokens.length).toBe(saved!.tokens);
       await back.dispose();
 

@@ -4,7 +4,7 @@
  */
 import { FerryError } from '../../core/errors.ts';
 import { blobReader, checkGguf, type GgufModelInfo } from '../../core/llm/gguf/index.ts';
-import { ggufVocabulary, tokenizerIdOf, type EngineInfo } from '../../core/llm/index.ts';
+import { ggufVocabulary, llamaCppKvFormat, tokenizerIdOf, type EngineInfo } from '../../core/llm/index.ts';
 import { CpuEngine, isOutOfMemory } from './cpu-engine.ts';
 import { LlamaWasm } from './llama-wasm.ts';
 
@@ -58,7 +58,8 @@ export async function createCpuEngine(options: CpuEngineOptions): Promise<CpuEng
     model: modelId,
     tokenizerId: await tokenizerIdOf(vocabulary),
     contextSize: llama.contextSize,
-    kvState: false,
+    kvState: true,
+    kvFormat: llamaCppKvFormat(llama.llamaCommit),
     grammar: true,
     ...(gguf.chatTemplate === undefined ? {} : { chatTemplate: gguf.chatTemplate }),
     ...(bos === undefined ? {} : { bosToken: bos }),

@@ -1,7 +1,7 @@
 /**
  * llama.cpp in WebAssembly (scripts/build-llama-wasm.sh builds it from the source node-llama-cpp ships): one model
  * and one context per module instance, called synchronously in the thread that opened it. This is the bare llama.cpp
- * surface the CPU engine needs — exact ids in, greedy picks and top candidates out, KV trims — with its memory
+ * surface the CPU engine needs — exact ids in, greedy picks and top candidates out, KV trims and state files — with its memory
  * handling (strings and arrays copied in and out of the module's heap) kept here.
  *
  * Two builds: one thread (bundled), and llama.cpp's threads as Web Workers over shared memory (only where the page is
@@ -24,7 +24,7 @@ export interface LlamaWasmOptions {
 /** A llama.cpp call failed; `reason` says how, for the engine's typed error. */
 export class LlamaWasmError extends Error {
   constructor(
-    readonly reason: 'load-failed' | 'context-failed' | 'context-full' | 'decode-failed',
+    readonly reason: 'load-failed' | 'context-failed' | 'context-full' | 'decode-failed' | 'state-failed',
     message: string,
   ) {
     super(message);
@@ -59,6 +59,8 @@ function release(m: FerryLlamaModule): void {
 /** Prompt batches: llama.cpp decodes this many ids per call, and a cancel is seen between calls. */
 const BATCH = 512;
 const MODEL_PATH = '/model.gguf';
+/** Where a KV state file passes through (llama.cpp reads and writes them only as files; here, in memory). */
+const STATE_PATH = '/kv.state';
 
 export class LlamaWasm {
   readonly vocabularySize: number;
@@ -66,6 +68,8 @@ export class LlamaWasm {
   readonly bos: number;
   readonly eos: number;
   readonly addBos: boolean;
+  /** The llama.cpp commit it was built from: node-llama-cpp's, whose KV state files it reads and writes. */
+  readonly llamaCommit: string;
   readonly #batch: number;
   #freed = false;
 
@@ -76,6 +80,7 @@ export class LlamaWasm {
     this.bos = m._fl_bos();
     this.eos = m._fl_eos();
     this.addBos = m._fl_add_bos() === 1;
+    this.llamaCommit = m.UTF8ToString(m._fl_llama_commit());
   }
 
   /** Loads a GGUF file (checked by the caller first). The file is handed to llama.cpp without a copy and dropped once read. */
@@ -178,6 +183,37 @@ export class LlamaWasm {
     }
   }
 
+  /** The sequence's KV as llama.cpp's sequence state file (node-llama-cpp's format), recording the `ids` it covers. */
+  saveState(ids: readonly number[]): Uint8Array {
+    const saved = this.#withPath(STATE_PATH, (path) => this.#withInts(ids, (ptr) => this.m._fl_state_save(path, ptr, ids.length)));
+    try {
+      if (saved !== 1) throw new LlamaWasmError('state-failed', `llama.cpp could not save the KV state (${this.#lastError()})`);
+      return this.m.FS.readFile(STATE_PATH);
+    } finally {
+      this.#unlink(STATE_PATH);
+    }
+  }
+
+  /**
+   * Replaces the sequence's KV with a state file's; returns the ids it covers (at most `maxTokens`). The sequence is
+   * left empty when llama.cpp refuses the file.
+   */
+  loadState(bytes: Uint8Array, maxTokens: number): number[] {
+    this.m.FS.writeFile(STATE_PATH, bytes);
+    const out = this.m._malloc(Math.max(1, maxTokens) * 4);
+    try {
+      const n = this.#withPath(STATE_PATH, (path) => this.m._fl_state_load(path, out, maxTokens));
+      if (n < 0) {
+        this.keep(0);
+        throw new LlamaWasmError('state-failed', `llama.cpp refused the KV state (${this.#lastError()})`);
+      }
+      return Array.from(this.m.HEAP32.subarray(out >> 2, (out >> 2) + n));
+    } finally {
+      this.m._free(out);
+      this.#unlink(STATE_PATH);
+    }
+  }
+
   isEog(id: number): boolean {
     return this.m._fl_is_eog(id) === 1;
   }
@@ -187,6 +223,22 @@ export class LlamaWasm {
     this.#freed = true;
     this.m._fl_free();
     release(this.m);
+  }
+
+  #lastError(): string {
+    return this.m.UTF8ToString(this.m._fl_last_error()) || 'no reason given';
+  }
+
+  #unlink(path: string): void {
+    try {
+      this.m.FS.unlink(path);
+    } catch {
+      // Never written.
+    }
+  }
+
+  #withPath<T>(path: string, fn: (ptr: number) => T): T {
+    return this.#withBytes(new TextEncoder().encode(`${path}\0`), fn);
   }
 
   #withBytes<T>(bytes: Uint8Array, fn: (ptr: number) => T): T {

@@ -3,10 +3,12 @@
  * bench/llm-wasm.ts. 'wllama' is the CPU engine (llama.cpp in WebAssembly) as the app opens it (`threads`, default one); 'wllama-webgpu' is wllama 3
  * (llama.cpp's WebGPU backend), here allowed to run where it puts no layer on a GPU, so the same figure is its
  * CPU speed on a machine without a shader-f16 GPU. The engine's own stats time each phase; a warm-up run comes first.
- * And the cost of a grammar: decode speed under a GBNF grammar against free decoding of as many tokens.
+ * And the cost of a grammar: decode speed under a GBNF grammar against free decoding of as many tokens; and a resume on
+ * the CPU engine from a KV state another engine saved (node-llama-cpp's: a session handed back from a cloud worker)
+ * against prefilling the same number of ids.
  */
 import { openBrowserEngine } from './open-engine.ts';
-import { generateAll, type Engine } from '../../core/llm/index.ts';
+import { generateAll, type Engine, type KvState } from '../../core/llm/index.ts';
 
 export interface ThroughputOptions {
   readonly modelUrl: string;
@@ -40,6 +42,54 @@ export interface GrammarOverhead {
   readonly constrainedTps: number;
   readonly freeTps: number;
   readonly device: string;
+}
+
+export interface KvResumeOptions {
+  readonly modelUrl: string;
+  /** The model's id as the state names it (the file's SHA-256). */
+  readonly modelId: string;
+  /** Where the page fetches the state's bytes; the rest of the state as saved. */
+  readonly stateUrl: string;
+  readonly state: Omit<KvState, 'bytes'>;
+  /** The id generated after the state's: the resumed prompt is the state's ids and it. */
+  readonly next: number;
+  /** As many ids as the resumed prompt, none of them cached: the re-prefill it is measured against. */
+  readonly cold: readonly number[];
+}
+
+export interface KvResume {
+  /** Loading the state, then the first token of the resumed prompt. */
+  readonly kvMs: number;
+  /** The first token of `cold`, prefilled. */
+  readonly prefillMs: number;
+  /** Prompt ids the resume found in the engine's KV (all but the last, when the state was used). */
+  readonly cachedTokens: number;
+}
+
+/** On the CPU engine: the first token after loading a saved KV state, and after prefilling as many ids instead. */
+export async function measureKvResume(options: KvResumeOptions): Promise<KvResume> {
+  const [model, bytes] = await Promise.all([fetchBlob(options.modelUrl), fetchBlob(options.stateUrl).then(async (b) => new Uint8Array(await b.arrayBuffer()))]);
+  const prompt = [...options.state.tokens, options.next];
+  const engine = await openBrowserEngine({ kind: 'wllama', model, modelId: options.modelId, contextSize: prompt.length + 16 });
+  try {
+    // Warm-up: V8 compiles wasm in tiers; the measured calls should not run on baseline code.
+    await generateAll(engine, { prompt: { tokens: options.cold.slice(0, 64) }, maxTokens: 1 });
+    await engine.releaseSlot?.('');
+    const t0 = performance.now();
+    await engine.loadKv!('', { ...options.state, bytes });
+    const resumed = await generateAll(engine, { prompt: { tokens: prompt }, maxTokens: 1 });
+    const kvMs = performance.now() - t0;
+    await engine.releaseSlot?.('');
+    const t1 = performance.now();
+    await generateAll(engine, { prompt: { tokens: options.cold }, maxTokens: 1 });
+    return { kvMs, prefillMs: performance.now() - t1, cachedTokens: resumed.stats.cachedTokens };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+async function fetchBlob(url: string): Promise<Blob> {
+  return (await fetch(url)).blob();
 }
 
 export async function measureEngineThroughput(options: ThroughputOptions): Promise<Throughput> {
@@ -78,7 +128,7 @@ export async function measureGrammarOverhead(options: GrammarOverheadOptions): P
 
 /** The engine on the model at `modelUrl`, and prompts of exactly `promptTokens` ids, a different one per shift. */
 async function openMeasured(modelUrl: string, promptTokens: number, contextSize: number, kind: ThroughputOptions['engine'] = 'wllama', threads = 1): Promise<{ engine: Engine; prompt(shift: number): number[] }> {
-  const model = await (await fetch(modelUrl)).blob();
+  const model = await fetchBlob(modelUrl);
   let engine: Engine;
   if (kind === 'wllama-webgpu') {
     const { createWllamaGpuEngine } = await import('./wllama-gpu-engine.ts');

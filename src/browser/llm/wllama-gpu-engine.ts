@@ -76,8 +76,11 @@ export async function createWllamaGpuEngine(options: WllamaGpuEngineOptions): Pr
     });
   }
   const loaded = wllama.getLoadedContextInfo();
+  // The tokenizing engine's, but for its KV state, which this engine neither saves nor loads.
+  const { kvFormat: _tokenizersKv, ...tokenizerInfo } = tokenizer.info;
   const info: EngineInfo = {
-    ...tokenizer.info,
+    ...tokenizerInfo,
+    kvState: false,
     id: 'wllama-webgpu',
     kind: offloaded > 0 ? 'webgpu' : 'wasm-cpu',
     contextSize: loaded.n_ctx,

@@ -183,6 +183,9 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
           const setup: RuntimeSetup = {
             engine: speculation?.engine ?? engine,
             load,
+            // A session that comes back from a worker whose engine shares this one's KV format resumes from the
+            // worker's KV instead of prefilling here; the device saves none itself (its steps stay small).
+            kv: {},
             ...(options.sampling ? { sampling: options.sampling } : {}),
             startTool: spawn
               ? (component) => isolatedTool({ spawn, componentId: component.id, files: component.files, ...(options.limits ? { limits: options.limits } : {}) })

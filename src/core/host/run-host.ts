@@ -16,6 +16,7 @@
  */
 import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
+import { kvFormatOf } from '../llm/kv-state.ts';
 import {
   ATTEMPT_HEADER,
   RelayHttp,
@@ -281,7 +282,7 @@ export class RunHost {
       const opening = this.opts.keys.open(request.key, request.snapshot);
       // The snapshot is asked for while the key opens. Only the KV this engine can load (none when it loads none):
       // another engine's is a cache it would carry for nothing.
-      const fetching = fetchSnapshot(relay, request.snapshot, opening, store, { engine: kv.load === false ? null : this.opts.engine.info.id, ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
+      const fetching = fetchSnapshot(relay, request.snapshot, opening, store, { engine: kv.load === false ? null : kvFormatOf(this.opts.engine.info), ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
       // Awaited below, unless the key or the input fails first: that failure is the run's.
       fetching.catch(() => undefined);
       const key = await opening;

@@ -32,6 +32,11 @@ export interface EngineInfo {
   readonly contextSize: number;
   /** saveKv/loadKv are available. */
   readonly kvState: boolean;
+  /**
+   * What its saved KV states are: engines of one format and one model load each other's (kv-state.ts: llama.cpp
+   * built from one source, native or WebAssembly). Absent: its own id — only engines like it load them.
+   */
+  readonly kvFormat?: string;
   /** GenerateRequest.grammar is honoured. */
   readonly grammar: boolean;
   /** The model's own chat template (Jinja), when the engine knows it. */
@@ -152,6 +157,7 @@ export interface VerifyResult {
 
 /** A slot's saved KV cache: the tokens it covers and the engine's opaque state bytes. */
 export interface KvState {
+  /** The saving engine's KV format (kvFormatOf). */
   readonly engine: string;
   readonly model: string;
   readonly tokens: readonly number[];

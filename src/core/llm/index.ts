@@ -9,6 +9,7 @@ export { GenerationClock, remoteStats } from './stats.ts';
 export { tokenizerIdOf, tokenizerIdOfGguf, ggufVocabulary, type Vocabulary } from './tokenizer-id.ts';
 export { generateAll, type DoneEvent } from './collect.ts';
 export { checkRequest, roomAfter } from './request.ts';
+export { canonicalKv, checkKvState, corruptKv, kvForStreams, kvTokens, kvFormatOf, llamaCppKvFormat } from './kv-state.ts';
 export { openWithFallback, canFallBack, FallbackEngine, type EngineSwitch, type FallbackOptions } from './fallback-engine.ts';
 export { acceptDraft, engineVerifier, speculativeDecode, speculativeRounds, DraftLength, type SpeculativeRound, type DraftVerifier, type Verdict, type DraftLengthOptions, type SpeculativeRequest, type SpeculativeResult } from './speculative.ts';
 export { SpeculativeEngine, type SpeculativeEngineOptions, type VerifierSource } from './speculative-engine.ts';

@@ -14,6 +14,7 @@
  */
 import { FerryError } from '../errors.ts';
 import type { Engine, KvState } from '../llm/engine.ts';
+import { kvFormatOf } from '../llm/kv-state.ts';
 import { decodeMsgpack, encodeCanonical } from '../session/canonical.ts';
 import type { Session } from '../session/index.ts';
 import type { ObjectId } from '../store/index.ts';
@@ -131,9 +132,10 @@ export async function restoreKv(engine: Engine, slot: string, session: Session, 
   const names = Object.keys((await session.checkpoint(at)).components).filter((n) => n.startsWith(KV_PREFIX));
   if (names.length === 0) return null;
   const prefill = (reason: string, tokens = 0, bytes = 0): KvEvent => ({ type: 'kv', action: 'prefill', tokens, bytes, reason });
-  const own = kvComponentName(engine.info.id);
+  const format = kvFormatOf(engine.info);
+  const own = kvComponentName(format);
   if (!engine.info.kvState || !engine.loadKv) return prefill(`engine ${engine.info.id} cannot load KV state`);
-  if (!names.includes(own)) return prefill(`the saved KV state is from another engine (${names.map((n) => n.slice(KV_PREFIX.length)).join(', ')})`);
+  if (!names.includes(own)) return prefill(`the saved KV state is another engine's (${names.map((n) => n.slice(KV_PREFIX.length)).join(', ')})`);
   if (policy.load === false) return prefill('KV loading is off on this host');
   let state: KvState;
   let size = 0;
@@ -145,7 +147,8 @@ export async function restoreKv(engine: Engine, slot: string, session: Session, 
     return prefill(err instanceof Error ? err.message : String(err), 0, size);
   }
   const tokens = state.tokens.length;
-  if (state.engine !== engine.info.id || state.model !== engine.info.model) return prefill(`the saved KV state is for model ${state.model.slice(0, 12)}, this engine runs ${engine.info.model.slice(0, 12)}`, tokens, size);
+  if (state.engine !== format) return prefill(`the saved KV state is ${state.engine}'s, this engine loads ${format}'s`, tokens, size);
+  if (state.model !== engine.info.model) return prefill(`the saved KV state is for model ${state.model.slice(0, 12)}, this engine runs ${engine.info.model.slice(0, 12)}`, tokens, size);
   if (tokens >= engine.info.contextSize) return prefill(`it covers ${tokens} tokens, more than this engine's context of ${engine.info.contextSize}`, tokens, size);
   const verdict = kvPays(tokens, size, policy);
   if (!verdict.pays) return prefill(verdict.reason, tokens, size);

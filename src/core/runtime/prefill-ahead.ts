@@ -6,6 +6,7 @@
  * earlier. Only a cache is warmed: whatever goes wrong here, the continuation prefills what it lacks as before.
  */
 import type { Engine } from '../llm/engine.ts';
+import { kvFormatOf } from '../llm/kv-state.ts';
 import { preparePrompt } from '../llm/prompt.ts';
 import type { Session } from '../session/index.ts';
 import type { ObjectId } from '../store/index.ts';
@@ -24,7 +25,7 @@ export async function prefillCut(engine: Engine, session: Session, at: ObjectId,
     const [{ loop }, checkpoint] = await Promise.all([readHostState(session, at), session.checkpoint(at)]);
     const cut = loop.cut;
     if (!cut || cut.tokens.length >= cut.maxTokens) return 0;
-    if (kv.load !== false && kvComponentName(engine.info.id) in checkpoint.components) return 0;
+    if (kv.load !== false && kvComponentName(kvFormatOf(engine.info)) in checkpoint.components) return 0;
     const prompt = await preparePrompt(engine, cut.prompt);
     // The ids so far, where this engine reuses them as they are (loop.ts #sofar); a cut call is written again from its start.
     const sofar = cut.tokenizerId !== '' && cut.tokenizerId === engine.info.tokenizerId ? cut.tokens.slice(0, cut.openCall?.tokens ?? cut.tokens.length) : [];

@@ -8,6 +8,7 @@
 import { FerryError, type SerializedError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
+import { kvFormatOf } from '../llm/kv-state.ts';
 import { tokensCostUsd, type Price } from '../placement/profile.ts';
 import { newSessionId, Session, type LlmSettings } from '../session/index.ts';
 import type { ObjectId, Store } from '../store/index.ts';
@@ -256,6 +257,8 @@ export class AgentRuntime {
       this.#session = session;
       this.#checkpointer = new Checkpointer(session, [this.#parts.agent, ...this.#parts.tools]);
       await this.#restoreAt(head);
+      // Checkpoints that arrived from where the session ran may carry that engine's KV: loaded before the next run.
+      if (this.setup.kv) this.#kvFrom = head;
       return true;
     } finally {
       this.#running = false;
@@ -331,7 +334,7 @@ export class AgentRuntime {
   async #afterStep(record: Parameters<NonNullable<AgentLoop['onStep']>>[0]): Promise<string> {
     const t0 = performance.now();
     const kv = await this.#kvAtEnd(record.state);
-    const extra = { ...this.#missingBuilds, ...(kv ? { [kvComponentName(this.setup.engine.info.id)]: kv.entry } : {}) };
+    const extra = { ...this.#missingBuilds, ...(kv ? { [kvComponentName(kvFormatOf(this.setup.engine.info))]: kv.entry } : {}) };
     const result = await this.#checkpointer.append({
       events: record.events,
       host: { ...hostState(this.#parts), loop: record.state },

@@ -1,6 +1,6 @@
 /**
  * Detachable entries in the session graph. A checkpoint may carry an engine's saved KV cache as a component named
- * `kv/<engine id>` (runtime/kv-handoff.ts). It is a cache, never the truth — the transcript's token ids are — so
+ * `kv/<KV format>` (runtime/kv-handoff.ts; llm/kv-state.ts kvFormatOf: engines of one format load each other's). It is a cache, never the truth — the transcript's token ids are — so
  * its subtree is detachable: a store may hold the checkpoint without it (a device that cannot use another engine's
  * KV never downloads it), every walk of the graph tolerates its absence, and whoever wants it and finds it missing
  * re-prefills. A checkpoint also carries the component builds the session runs, as `build/<component id>`
@@ -12,9 +12,9 @@ import type { ObjectId } from '../store/index.ts';
 
 export const KV_PREFIX = 'kv/';
 
-/** Where the KV of an engine lives in a checkpoint. Engine ids are plain adapter names ('node-llama-cpp'). */
-export function kvComponentName(engineId: string): string {
-  return `${KV_PREFIX}${engineId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 120)}`;
+/** Where the KV of a format lives in a checkpoint: 'node-llama-cpp', 'llama.cpp@de3ff815ea7d' (kvFormatOf). */
+export function kvComponentName(format: string): string {
+  return `${KV_PREFIX}${format.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 120)}`;
 }
 
 export const isKvComponent = (name: string): boolean => name.startsWith(KV_PREFIX);
@@ -35,7 +35,7 @@ export type KvSelection = (component: string, atTip: boolean) => boolean;
 export const everyKv: KvSelection = () => true;
 
 /**
- * What a fetcher that runs `engine` can use: that engine's entries at the tips of the refs. null: none at all (a
+ * What a fetcher whose engine loads KV format `engine` can use: that format's entries at the tips of the refs. null: none at all (a
  * host that does not load KV); undefined: every entry (a full copy, as an export needs).
  */
 export function kvFor(engine: string | null | undefined): KvSelection {

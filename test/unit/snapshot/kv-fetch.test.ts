@@ -1,7 +1,7 @@
 /**
- * KV entries are caches (snapshot/kv.ts): a fetcher that says which engine it runs downloads only that engine's KV,
- * and only where a resume loads it (at the tips of the refs) — a browser on wllama never downloads a
- * node-llama-cpp KV blob. A store that holds a session without some of its KV entries still verifies, exports,
+ * KV entries are caches (snapshot/kv.ts): a fetcher that says which KV format its engine loads downloads only that
+ * format's KV, and only where a resume loads it (at the tips of the refs) — an engine of another format never
+ * downloads a node-llama-cpp KV blob (here two formats by name: the entries are opaque bytes to the fetch). A store that holds a session without some of its KV entries still verifies, exports,
  * imports and publishes it; a KV entry that is present must be whole.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';

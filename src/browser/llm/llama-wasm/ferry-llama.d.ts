@@ -19,6 +19,9 @@ export interface FerryLlamaModule {
   _fl_keep(count: number): number;
   _fl_argmax(): number;
   _fl_top(k: number, ids: number, probs: number): number;
+  _fl_llama_commit(): number;
+  _fl_state_save(path: number, ids: number, count: number): number;
+  _fl_state_load(path: number, ids: number, max: number): number;
   _malloc(size: number): number;
   _free(pointer: number): void;
   readonly HEAPU8: Uint8Array;
@@ -30,6 +33,8 @@ export interface FerryLlamaModule {
     write(stream: unknown, data: Uint8Array, offset: number, length: number, position: number, canOwn?: boolean): number;
     close(stream: unknown): void;
     unlink(path: string): void;
+    readFile(path: string): Uint8Array;
+    writeFile(path: string, data: Uint8Array): void;
   };
   UTF8ToString(pointer: number): string;
   /** The threaded build's workers (absent from the one-thread build). */

@@ -96,7 +96,8 @@ describe('the PWA served by the relay', () => {
     expect(await page.evaluate(() => navigator.serviceWorker.controller !== null)).toBe(true);
     await expect.poll(() => page.getByTestId('connectivity').textContent()).toContain('Offline');
     // The session (the page reloaded on it) runs offline on what its first use cached: the engine, the components, the model.
-    expect(await page.getByRole('heading', { level: 2 }).textContent()).toBe('Offline later');
+    // ("Opening…" until it has: the engine and the model come from the caches first.)
+    await expect.poll(() => page.getByRole('heading', { level: 2 }).textContent(), { timeout: 60_000 }).toBe('Offline later');
     await chat(page, 'Hello while offline.', 2);
     await page.screenshot({ path: path.join(shots, 'pwa-offline.png') });
   });

@@ -56,6 +56,13 @@ function release(m: FerryLlamaModule): void {
   m.PThread?.terminateAllThreads();
 }
 
+/** Writes `bytes` as the in-memory file `path` without a copy: the file keeps the array, which must not change after. */
+function handOver(m: FerryLlamaModule, path: string, bytes: Uint8Array): void {
+  const file = m.FS.open(path, 'w');
+  m.FS.write(file, bytes, 0, bytes.length, 0, true);
+  m.FS.close(file);
+}
+
 /** Prompt batches: llama.cpp decodes this many ids per call, and a cancel is seen between calls. */
 const BATCH = 512;
 const MODEL_PATH = '/model.gguf';
@@ -87,10 +94,7 @@ export class LlamaWasm {
   static async open(model: Blob, options: LlamaWasmOptions): Promise<LlamaWasm> {
     const m = options.threads > 1 ? await threadedModule(options.threads) : await createFerryLlama({ locateFile: () => wasmUrl, ...QUIET });
     try {
-      const bytes = new Uint8Array(await model.arrayBuffer());
-      const file = m.FS.open(MODEL_PATH, 'w');
-      m.FS.write(file, bytes, 0, bytes.length, 0, true);
-      m.FS.close(file);
+      handOver(m, MODEL_PATH, new Uint8Array(await model.arrayBuffer()));
       const path = m._malloc(MODEL_PATH.length + 1);
       m.HEAPU8.set(new TextEncoder().encode(`${MODEL_PATH}\0`), path);
       const code = m._fl_load(path, options.contextSize, Math.min(BATCH, options.contextSize), options.threads);
@@ -195,11 +199,11 @@ export class LlamaWasm {
   }
 
   /**
-   * Replaces the sequence's KV with a state file's; returns the ids it covers (at most `maxTokens`). The sequence is
-   * left empty when llama.cpp refuses the file.
+   * Replaces the sequence's KV with a state file's (`bytes`, handed over: not to be changed after); returns the ids it
+   * covers (at most `maxTokens`). The sequence is left empty when llama.cpp refuses the file.
    */
   loadState(bytes: Uint8Array, maxTokens: number): number[] {
-    this.m.FS.writeFile(STATE_PATH, bytes);
+    handOver(this.m, STATE_PATH, bytes);
     const out = this.m._malloc(Math.max(1, maxTokens) * 4);
     try {
       const n = this.#withPath(STATE_PATH, (path) => this.m._fl_state_load(path, out, maxTokens));

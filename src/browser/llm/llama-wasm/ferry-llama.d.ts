@@ -34,7 +34,6 @@ export interface FerryLlamaModule {
     close(stream: unknown): void;
     unlink(path: string): void;
     readFile(path: string): Uint8Array;
-    writeFile(path: string, data: Uint8Array): void;
   };
   UTF8ToString(pointer: number): string;
   /** The threaded build's workers (absent from the one-thread build). */

@@ -43,6 +43,16 @@ function otherRowSize(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Greedy generation of `maxTokens` from exactly `tokens`. */
+const greedy = (engine: CpuEngine, tokens: readonly number[], maxTokens: number) => generateAll(engine, { prompt: { tokens }, maxTokens, temperature: 0 });
+
+/** The engine after a greedy reply to prompt `i` (FIRST tokens), and the KV state that leaves. */
+async function afterReply(engine: CpuEngine, i: number) {
+  const prompt = await engine.tokenize(GREEDY_PROMPTS[i]!);
+  const reply = await greedy(engine, prompt, FIRST);
+  return { prompt, reply, state: await engine.saveKv('session') };
+}
+
 async function withEngine<T>(params: (typeof TEST_MODELS)[number], run: (engine: CpuEngine) => Promise<T>): Promise<T> {
   const engine = await createCpuEngine({ model: new Blob([generateTinyModel(params)]), contextSize: 512 });
   try {
@@ -67,7 +77,7 @@ describe.each(TEST_MODELS)('the CPU engine’s KV state, on the tiny model %o', 
       expect(reference.cachedTokens).toBe(state.tokens.length);
 
       await engine.loadKv('session', fromWire(state));
-      const resumed = await generateAll(engine, { prompt: { tokens: next }, maxTokens: MORE, temperature: 0 });
+      const resumed = await greedy(engine, next, MORE);
       expect(resumed.stats.cachedTokens).toBe(state.tokens.length);
       expect(resumed.tokens).toEqual(reference.tokens);
     });
@@ -75,13 +85,11 @@ describe.each(TEST_MODELS)('the CPU engine’s KV state, on the tiny model %o', 
 
   it('saves a KV state node-llama-cpp loads and goes on from token for token', async () => {
     await withEngine(params, async (engine) => {
-      const prompt = await engine.tokenize(GREEDY_PROMPTS[0]!);
-      const first = await generateAll(engine, { prompt: { tokens: prompt }, maxTokens: FIRST, temperature: 0 });
-      const state = await engine.saveKv('session');
+      const { prompt, reply: first, state } = await afterReply(engine, 0);
       expect(state).toMatchObject({ engine: engine.info.kvFormat, model: engine.info.model });
       expect(state.tokens).toEqual([...prompt, ...first.tokens.slice(0, -1)]);
       const next = [...prompt, ...first.tokens];
-      const here = await generateAll(engine, { prompt: { tokens: next }, maxTokens: MORE, temperature: 0 });
+      const here = await greedy(engine, next, MORE);
       const there = await commands.nativeKvLoad(params, toWire(state), next, MORE);
       expect(there.cachedTokens).toBe(state.tokens.length);
       expect(there.tokens).toEqual(here.tokens);
@@ -90,9 +98,7 @@ describe.each(TEST_MODELS)('the CPU engine’s KV state, on the tiny model %o', 
 
   it('refuses another format’s, another model’s or a damaged state with a typed error, and goes on as if none was offered', async () => {
     await withEngine(params, async (engine) => {
-      const prompt = await engine.tokenize(GREEDY_PROMPTS[3]!);
-      const fresh = await generateAll(engine, { prompt: { tokens: prompt }, maxTokens: FIRST, temperature: 0 });
-      const state = await engine.saveKv('session');
+      const { prompt, reply: fresh, state } = await afterReply(engine, 3);
       await expectCode(engine.loadKv('session', { ...state, engine: 'node-llama-cpp' }), 'llm/kv-mismatch');
       await expectCode(engine.loadKv('session', { ...state, model: '0'.repeat(64) }), 'llm/kv-mismatch');
       await expectCode(engine.loadKv('session', { ...state, tokens: [...state.tokens, 7] }), 'llm/kv-mismatch');
@@ -102,7 +108,7 @@ describe.each(TEST_MODELS)('the CPU engine’s KV state, on the tiny model %o', 
       // Whole but for another KV layout (a key row of another size): llama.cpp refuses it, and the context is left
       // empty rather than half-loaded.
       await expectCode(engine.loadKv('session', { ...state, bytes: otherRowSize(state.bytes) }), 'llm/kv-load-failed');
-      const again = await generateAll(engine, { prompt: { tokens: prompt }, maxTokens: FIRST, temperature: 0 });
+      const again = await greedy(engine, prompt, FIRST);
       expect(again.stats.cachedTokens).toBe(0);
       expect(again.tokens).toEqual(fresh.tokens);
     });

@@ -5,14 +5,22 @@
  * a real model's share of a handoff. Weights are random in both: speeds are real, the text is not.
  *
  * handoff_ms_<n>: a device moves a session whose conversation is n tokens (its prompt adds the agent's system prompt
- * with its tool: handoff_prompt_tokens_<n>) to the relay's cloud worker — from "move" (the generation in flight is
- * cut) to the first token the worker streams back, as a client following the run sees it. The parts: checkpoint (the cut step checkpointed on the device), upload (publish: seal, upload and move the
+ * with its tool: handoff_prompt_tokens_<n>) to the relay's cloud worker while a reply streams, as the app moves it
+ * (host/session-runner.ts `move`: RuntimeRunner → RelayRunner): the worker is warmed while the device still streams
+ * (host/move-ahead.ts; how long the device streamed on meanwhile: handoff_warm_ms_<n>), then the generation is cut —
+ * the figure is from the device's last token to the first token the worker streams back: the pause a person sees in
+ * the stream.
+ *
+ * handoff_cold_ms_<n>: the same move without warming (the path of a move when nothing streams) — from "move" (the
+ * generation in flight is cut) to the first token the worker streams back, as a client following the run sees it.
+ * Its parts: checkpoint (the cut step checkpointed on the device), upload (publish: seal, upload and move the
  * snapshot in one request; the relay's build list is asked once per relay and the workers' keys while it goes up,
  * as RelayRunner.resume does), restore (start the run → the worker has fetched the snapshot, opened the session and
  * instantiated the components: its first `step` event; in parts: restore_start, the start request; restore_fetch,
  * the worker opening the key and fetching the snapshot, overlapped; restore_open, opening the runtime, with the cut
- * reply prefilled meanwhile), first token (the worker generates, the prompt cached by then). Baseline: handoff_bound_ms_<n> = a raw loopback HTTP transfer of the same uploaded bytes + the same
- * engine's prefill of the same prompt (node-llama-cpp, 1 thread, loaded as the worker's). The worker is the relay's
+ * reply prefilled meanwhile), first token (the worker generates, the prompt cached by then). Baseline of both:
+ * handoff_bound_ms_<n> = a raw loopback HTTP transfer of the cold move's uploaded bytes + the same engine's prefill
+ * of its prompt (node-llama-cpp, 1 thread, loaded as the worker's). The worker is the relay's
  * embedded one, in this process, on the same model file.
  *
  * handoff_kv_ms_<n>: the session runs on a cloud worker A and moves to another worker B whose engine has never seen
@@ -36,7 +44,10 @@ import type { Engine, Prompt } from '../src/core/llm/engine.ts';
 import { generateTinyModel, type TinyModelParams } from '../src/core/llm/gguf/index.ts';
 import { preparePrompt } from '../src/core/llm/prompt.ts';
 import { measureProfile } from '../src/core/host/measure-profile.ts';
+import { RelayRunner } from '../src/core/host/relay-runner.ts';
 import { RunHost, type RunEvent } from '../src/core/host/run-host.ts';
+import { RuntimeRunner } from '../src/core/host/runtime-runner.ts';
+import { move } from '../src/core/host/session-runner.ts';
 import { RelayHttp, RunEventReader, createWorkerKeys, publishSession, sealKeyTo, sealRunInput, startSealedRun, type PublishResult } from '../src/core/protocol/index.ts';
 import { followRun, type StreamSocket } from '../src/core/parallel/index.ts';
 import { deriveSessionKeys } from '../src/core/snapshot/index.ts';
@@ -88,7 +99,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
  * Lets what a finished run leaves to do in the background settle (a worker makes its spare tool instances once a run
  * ends): each measurement starts on an idle machine, and none is charged for the one before.
  */
-const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 250));
+const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 500));
 
 /** Everything one model's measurements share: the device's engine, the baseline engine, a relay with its worker. */
 interface Rig {
@@ -162,6 +173,66 @@ async function cutOnDevice(rig: Rig, text: string): Promise<{ device: Store; ses
   return { device, sessionId: runtime.session.id, prompt: state.cut.prompt, moveAt, checkpointAt, closedAt: performance.now() };
 }
 
+interface LiveMove {
+  /** From the move asked (a reply streaming) to the device's last token: the worker warmed meanwhile. */
+  warmMs: number;
+  /** From the device's last token to the worker's first: the pause in the stream. */
+  pauseMs: number;
+}
+
+/** The reply a live move cuts: long enough to stream on the device while the worker warms. */
+const LIVE_REPLY_TOKENS = 1000;
+
+const openWs = (url: string, protocols?: string[]): StreamSocket => new WebSocket(url, protocols) as unknown as StreamSocket;
+
+/**
+ * One live move as the app makes one: a fresh session streams a long reply to `text` on the device (the scribe's
+ * `/long`), the person moves it to the relay's cloud (`move`), and the worker's first token is awaited; then it is
+ * handed back, so the next measurement starts idle.
+ */
+async function liveMove(rig: Rig, text: string): Promise<LiveMove> {
+  const device = createMemoryStore();
+  const runtime = await AgentRuntime.create(device, setupFor(rig.f, rig.engine, { sampling: { maxTokens: LIVE_REPLY_TOKENS, temperature: 0, seed: 0 } }), { agent: rig.f.ids.scribe, tools: [rig.f.ids.tally] });
+  let streaming!: () => void;
+  const streams = new Promise<void>((resolve) => (streaming = resolve));
+  let lastHere = 0;
+  const here = new RuntimeRunner(runtime, (event) => {
+    if (event.type !== 'token') return;
+    lastHere = performance.now();
+    streaming();
+  });
+  let tokenAt = 0;
+  let first!: () => void;
+  const firstToken = new Promise<void>((resolve) => (first = resolve));
+  let failed: unknown;
+  const away = new RelayRunner({
+    sessionId: runtime.session.id,
+    store: device,
+    relay: new RelayHttp({ baseUrl: rig.url }),
+    openSocket: openWs,
+    onEvent: (event) => {
+      if (event.type === 'token' && !tokenAt) {
+        tokenAt = performance.now();
+        first();
+      }
+      if (event.type === 'error' || event.type === 'step-failed') failed ??= new Error(JSON.stringify(event));
+    },
+  });
+  const sent = here.send({ type: 'start', task: `/long ${text}` });
+  await streams;
+  const askedAt = performance.now();
+  await move(here, away, { code: 'relay/move-failed', message: 'The bench move failed' });
+  await sent;
+  await Promise.race([firstToken, away.settled()]);
+  if (failed) throw failed;
+  if (!tokenAt) throw new Error('the moved run streamed no token');
+  if (!runtime.loopState.cut) throw new Error('the reply ended before the move cut it: make LIVE_REPLY_TOKENS longer');
+  await away.stop();
+  await away.close();
+  await runtime.dispose();
+  return { warmMs: lastHere - askedAt, pauseMs: tokenAt - lastHere };
+}
+
 /** One move of a fresh session whose transcript is the scribe's prompt on `text`, device → the relay's worker. */
 async function handoff(rig: Rig, text: string): Promise<Handoff> {
   const cut = await cutOnDevice(rig, text);
@@ -183,7 +254,7 @@ async function handoff(rig: Rig, text: string): Promise<Handoff> {
     if (event.type === 'step' && !step) step = performance.now();
     if (event.type === 'token' && !token) token = performance.now();
     if (event.type === 'error') failed ??= new Error(JSON.stringify(event));
-  }, { key: published.key, open: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
+  }, { key: published.key, open: openWs });
   if (failed) throw failed;
   if (!step || !token) throw new Error('the run streamed no token');
   const times = { started, resumed, step, token };
@@ -225,13 +296,18 @@ async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figure
   // Warm-up: the worker's first run loads its engine and compiles the components; the baseline's engine sees it too.
   const warm = await handoff(rig, await textOf(rig.engine, 64, 99));
   await prefillMs(rig.bound, warm.prompt, warm.sessionId);
+  await liveMove(rig, await textOf(rig.engine, 64, 98));
   await settle();
   for (const n of SIZES) {
     const runs: Handoff[] = [];
+    const live: LiveMove[] = [];
     const bounds: { transfer: number; prefill: number }[] = [];
     for (let rep = 0; rep < reps; rep++) {
       const h = await handoff(rig, await textOf(rig.engine, n, rep));
       runs.push(h);
+      await settle();
+      // Another conversation of the same size: the worker has never seen it either.
+      live.push(await liveMove(rig, await textOf(rig.engine, n, rep + reps)));
       await settle();
       const t0 = performance.now();
       await (await fetch(`${rawUrl}/up`, { method: 'POST', body: new Uint8Array(h.bytes), headers: { 'content-type': 'application/octet-stream' } })).arrayBuffer();
@@ -241,7 +317,9 @@ async function deviceToCloud(rig: Rig, rawUrl: string, model: BenchModel, figure
     const pick = (k: keyof Handoff): number => median(runs.map((r) => r[k] as number));
     const transfer = median(bounds.map((b) => b.transfer));
     const prefill = median(bounds.map((b) => b.prefill));
-    figures[`handoff_ms_${n}${suffix}`] = compared(pick('totalMs'), 'ms', `handoff_bound_ms_${n}${suffix}`, transfer + prefill);
+    figures[`handoff_ms_${n}${suffix}`] = compared(median(live.map((l) => l.pauseMs)), 'ms', `handoff_bound_ms_${n}${suffix}`, transfer + prefill);
+    figures[`handoff_warm_ms_${n}${suffix}`] = { value: median(live.map((l) => l.warmMs)), unit: 'ms' };
+    figures[`handoff_cold_ms_${n}${suffix}`] = compared(pick('totalMs'), 'ms', `handoff_bound_ms_${n}${suffix}`, transfer + prefill);
     figures[`handoff_bound_ms_${n}${suffix}`] = { value: transfer + prefill, unit: 'ms' };
     // The breakdown, each against its part of the bound where it has one.
     const part = (name: string): string => `handoff_${name}_ms${n === SIZES.at(-1) ? '' : `_${n}`}${suffix}`;

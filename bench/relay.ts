@@ -10,8 +10,9 @@
  * - stream_sessions / relay_added_p99_ms: 200 runs each followed over its own WebSocket; events appended at a
  *   steady rate; p99 of append → client receipt, against the same messages sent by a bare `ws` server to 200
  *   clients in the same run (relay_added = relay p99 − bare p99).
- * - handoff_ms_256 / handoff_ms_2048 and their breakdown: moving a session to the cloud worker, to its first token,
- *   against transfer + prefill of the same bytes and tokens; handoff_kv_ms_256 / _2048: a move between two workers
+ * - handoff_ms_256 / handoff_ms_2048: moving a session to the cloud worker while its reply streams, as the app does
+ *   (the worker warmed first), from the cut to the worker's first token; handoff_cold_ms_<n> and its breakdown: the
+ *   same move unwarmed — each against transfer + prefill of the same bytes and tokens; handoff_kv_ms_256 / _2048: a move between two workers
  *   with the KV shipped, against the same move re-prefilling — each on the tiny model and (suffix _m512) on the
  *   larger benchmark model of `npm run bench -- llm` (relay-handoff.ts).
  */
@@ -273,6 +274,6 @@ async function run(): Promise<Figures> {
 
 export const relaySuite: Suite = {
   name: 'relay',
-  description: 'publish/fetch bytes and throughput through the relay over loopback (migrate_first/repeat_bytes, upload/download MB/s vs raw HTTP), handoff_ms_<n> to a cloud worker vs transfer + prefill, and handoff_kv_ms_<n> (KV shipped) vs the same move re-prefilling, on the tiny and the 512x8 model',
+  description: 'publish/fetch bytes and throughput through the relay over loopback (migrate_first/repeat_bytes, upload/download MB/s vs raw HTTP), handoff_ms_<n> (a live move to a cloud worker, warmed first) and handoff_cold_ms_<n> vs transfer + prefill, and handoff_kv_ms_<n> (KV shipped) vs the same move re-prefilling, on the tiny and the 512x8 model',
   run,
 };

@@ -31,6 +31,9 @@ import type { RunLog } from './run-log.ts';
 import type { RunDispatch, SealedPlacement, WorkerHandle } from './run-dispatch.ts';
 import type { SnapshotRegistry } from './snapshot-registry.ts';
 
+/** Snapshots whose last worker the dispatcher remembers. */
+const MAX_REMEMBERED_SNAPSHOTS = 4096;
+
 interface Worker {
   id: string;
   handle: WorkerHandle;
@@ -57,6 +60,8 @@ export type { WorkerHandle };
 export class Dispatcher implements RunDispatch {
   private readonly workers = new Map<string, Worker>();
   private readonly assignments = new Map<string, Assignment>();
+  /** The worker each snapshot's last run went to, newest last: its next run goes there while it has a free slot. */
+  private readonly lastWorker = new Map<string, string>();
   private closing = false;
   /** Workers on their way (the embedded one while its model loads): runs wait for them instead of being refused. */
   private expected = 0;
@@ -246,8 +251,11 @@ export class Dispatcher implements RunDispatch {
   }
 
   private dispatch(runId: string, a: Assignment): void {
-    const worker = this.leastLoaded(a.request);
+    const worker = this.sticky(a.request) ?? this.leastLoaded(a.request);
     if (!worker) return;
+    this.lastWorker.delete(a.request.snapshot);
+    this.lastWorker.set(a.request.snapshot, worker.id);
+    while (this.lastWorker.size > MAX_REMEMBERED_SNAPSHOTS) this.lastWorker.delete(this.lastWorker.keys().next().value!);
     a.worker = worker.id;
     a.attempt += 1;
     worker.runs.add(runId);
@@ -263,6 +271,16 @@ export class Dispatcher implements RunDispatch {
     if (version > a.startVersion) a.request = { ...a.request, input: { type: 'resume' } };
     a.checking = false;
     if (this.assignments.get(runId) === a && a.worker === undefined) this.dispatch(runId, a);
+  }
+
+  /**
+   * The worker the snapshot's last run went to, when this run may go there and a slot is free: it holds the session's
+   * KV in a slot, and what a move warmed for this run (host/move-ahead.ts).
+   */
+  private sticky(request: StartRunRequest): Worker | undefined {
+    const id = this.lastWorker.get(request.snapshot);
+    const w = id === undefined ? undefined : this.workers.get(id);
+    return w && allows(request, workerOf(w)) && w.runs.size < w.handle.profile.slots ? w : undefined;
   }
 
   private leastLoaded(request: SealedPlacement): Worker | undefined {

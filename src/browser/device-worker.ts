@@ -55,7 +55,7 @@ export class DeviceWorker {
    * here and verified by the relay's worker there (a sampled session runs plainly, and says why).
    */
   runner(sessionId: string, model: ModelChoice, onEvent: RunnerListener, speculative?: SpeculativeRunOptions): AgentRunner {
-    const runner = new AgentRunner({ sessionId, onEvent, claim: () => this.#claim(sessionId, model, speculative), worker: { send: (input) => this.#worker().send(input), cancel: () => this.#cancel(sessionId) } });
+    const runner = new AgentRunner({ sessionId, onEvent, claim: () => this.#claim(sessionId, model, speculative), worker: { send: (input) => this.#worker().send(input), cancel: () => this.#cancel(sessionId), status: () => this.#worker().status() } });
     this.#runners.set(sessionId, runner);
     return runner;
   }

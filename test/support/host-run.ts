@@ -4,17 +4,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { RunHost, RunEvent } from '../../src/core/host/run-host.ts';
-import { RunEventReader, sealKeyTo, sealRunInput, type PublishResult } from '../../src/core/protocol/index.ts';
-import type { RunInput } from '../../src/core/runtime/loop.ts';
+import { RunEventReader, sealRunInput, sealedKeyFor, type PublishResult } from '../../src/core/protocol/index.ts';
 import { deriveSessionKeys } from '../../src/core/snapshot/index.ts';
 
-export async function runOnHost(host: RunHost, published: PublishResult, input: Exclude<RunInput, { type: 'tools' }>, maxTokens?: number): Promise<{ events: RunEvent[]; status: string; error?: { code: string } }> {
+export async function runOnHost(host: RunHost, published: PublishResult, input: Parameters<typeof sealRunInput>[2], maxTokens?: number): Promise<{ events: RunEvent[]; status: string; error?: { code: string } }> {
   const id = randomBytes(16).toString('hex');
   const reader = await RunEventReader.for(published.key, id);
   const keys = await deriveSessionKeys(published.key);
   const request = {
     snapshot: published.snapshot.id,
-    key: await sealKeyTo(host.publicKey, published.key, published.snapshot.id),
+    key: await sealedKeyFor(host.publicKey, published.key, published.snapshot.id),
     writeToken: published.writeToken,
     input: await sealRunInput(keys, published.snapshot.id, input),
     ...(maxTokens === undefined ? {} : { maxTokens }),

@@ -205,4 +205,45 @@ describe('the worker protocol and the dispatcher', () => {
     for (const w of [cloud, other, laptop2]) w.close();
     await Promise.all([cloud.closed, other.closed, laptop2.closed, phone.closed]);
   });
+
+  test("a snapshot's next run goes where its last one ran while that worker has a free slot (its KV, a warmed move), else to the least loaded", async () => {
+    const http = new RelayHttp({ baseUrl: relay.url });
+    const snapshot = async (): Promise<PublishResult> => {
+      const store = createMemoryStore();
+      return publishSession(store, (await writeSession(store, 1)).session.id, http);
+    };
+    const [s, t] = [await snapshot(), await snapshot()];
+    const a = await FakeWorker.attach(relay.url, 'a');
+    const b = await FakeWorker.attach(relay.url, 'b');
+    const start = async (target: PublishResult): Promise<string> => v.parse(RunRecordSchema, await (await runRequest(relay.url, target, { type: 'resume' })).json()).id;
+    const holder = async (run: string): Promise<string> => {
+      const assigned = (w: FakeWorker) => w.received.some((m) => m.type === 'assign' && m.run === run);
+      await waitFor(`run ${run} assigned`, () => assigned(a) || assigned(b));
+      return assigned(a) ? 'a' : 'b';
+    };
+    const finish = async (w: FakeWorker, run: string): Promise<void> => {
+      w.send({ type: 'finished', run, status: 'idle' });
+      await waitFor(`run ${run} ended`, async () => v.parse(RunRecordSchema, await (await fetch(`${relay.url}/api/v2/runs/${run}`)).json()).status === 'idle');
+    };
+    // a is busy with t, so s's first run goes to b; both then end, and both workers are idle.
+    const busy = await start(t);
+    expect(await holder(busy)).toBe('a');
+    const first = await start(s);
+    expect(await holder(first)).toBe('b');
+    await finish(a, busy);
+    await finish(b, first);
+    // Idle both, s goes back to b (the least loaded would be a, attached first); t to a.
+    const second = await start(s);
+    expect(await holder(second)).toBe('b');
+    const other = await start(t);
+    expect(await holder(other)).toBe('a');
+    await finish(a, other);
+    // b has no free slot now: s's next run goes to the least loaded instead.
+    const third = await start(s);
+    expect(await holder(third)).toBe('a');
+    await finish(a, third);
+    await finish(b, second);
+    for (const w of [a, b]) w.close();
+    await Promise.all([a.closed, b.closed]);
+  });
 });

@@ -7,7 +7,7 @@
  * rollback, switch) is done on the store by whoever holds it (the page); the worker follows with `reload`.
  */
 import { FerryError, type SerializedError } from '../errors.ts';
-import type { Engine } from '../llm/engine.ts';
+import type { Engine, Prompt } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { hereChildren } from '../parallel/children-here.ts';
 import type { ChildProgress } from '../runtime/child-progress.ts';
@@ -98,6 +98,8 @@ export interface AgentStatus {
   branch: string;
   head: ObjectId;
   state: LoopState;
+  /** The prompt of the generation streaming now, if one is. */
+  generating?: Prompt;
 }
 
 type Result<T> = { ok: T } | { error: SerializedError };
@@ -150,7 +152,8 @@ export function createAgentApi<EngineSpec>(platform: AgentPlatform<EngineSpec>):
   };
   const status = (): AgentStatus => {
     const { runtime } = live();
-    return { sessionId: runtime.session.id, branch: runtime.session.branch, head: runtime.head, state: runtime.loopState };
+    const generating = runtime.generating;
+    return { sessionId: runtime.session.id, branch: runtime.session.branch, head: runtime.head, state: runtime.loopState, ...(generating ? { generating } : {}) };
   };
   const close = async () => {
     if (!current) return;

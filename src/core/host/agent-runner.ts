@@ -5,6 +5,7 @@
  * worker follow the store if the session moved on there), so the worker never runs a stale copy. Its events reach
  * the runner through `hear`, from whoever listens to the worker and knows which session it holds.
  */
+import type { Prompt } from '../llm/engine.ts';
 import type { RunInput } from '../runtime/loop.ts';
 import type { AgentStatus } from './agent-api.ts';
 import { withContext, type RunnerEvent, type RunnerListener, type SessionRunner } from './session-runner.ts';
@@ -14,6 +15,8 @@ export interface AgentWorker {
   send(input: RunInput): Promise<AgentStatus>;
   /** Ends this session's run in the worker, if one goes on; resolves once it has ended. */
   cancel(): Promise<void>;
+  /** What the worker holds now (whichever session that is). */
+  status?(): Promise<AgentStatus>;
 }
 
 export interface AgentRunnerOptions {
@@ -81,6 +84,12 @@ export class AgentRunner implements SessionRunner {
 
   async settled(): Promise<void> {
     await this.#run?.catch(() => undefined);
+  }
+
+  async generating(): Promise<Prompt | undefined> {
+    if (!this.running || !this.opts.worker.status) return undefined;
+    const status = await this.opts.worker.status();
+    return status.sessionId === this.sessionId ? status.generating : undefined;
   }
 
   async close(): Promise<void> {

@@ -27,6 +27,7 @@ import {
 } from '../protocol/index.ts';
 import { publishedFrom, publishedJson, StoredPublishedSchema } from '../protocol/published-record.ts';
 import type { SnapshotBase } from '../protocol/snapshot-sync.ts';
+import type { Prompt } from '../llm/engine.ts';
 import type { RunInput } from '../runtime/loop.ts';
 import { Session } from '../session/index.ts';
 import type { Store } from '../store/index.ts';
@@ -136,6 +137,18 @@ export class RelayRunner implements SessionRunner {
     const workers = this.#workers();
     const published = await this.#publish();
     await this.#start(published, { type: 'resume' }, await workers);
+  }
+
+  /**
+   * Warms the node the resume will go to (move-ahead.ts): the session goes up as the store holds it, and a `warm` run
+   * fetches it there and prefills `prompt`; resolves once that run has ended. The resume after it sends only what
+   * changed since, under the same key, which that node has opened already.
+   */
+  async warm(prompt: Prompt): Promise<void> {
+    const workers = this.#workers();
+    const published = await this.#publish();
+    const record = await startSealedRun(this.opts.relay, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'warm', prompt }, where: this.#where }, await workers);
+    await followRun(this.opts.relay, record.id, () => undefined, { open: this.opts.openSocket ?? defaultOpenSocket(), key: published.key });
   }
 
   async send(input: RunInput): Promise<void> {

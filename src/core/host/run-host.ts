@@ -12,7 +12,11 @@
  * prefilling the transcript; a `kv` event says which.
  * Keys (DESIGN §9): a run arrives with the session key sealed to this host's public key (`keys`, announced when it
  * attached); the host opens it, opens the sealed input, and seals every event it reports with the session key, so
- * the relay carries the run without reading it. The key and write token live only in this run's memory.
+ * the relay carries the run without reading it. The key and write token live only in this run's memory (a warmed
+ * session's key until the run it was warmed for takes it, a minute at most).
+ * Warm (a move that is coming: move-ahead.ts): a `warm` run fetches the session and prefills the prompt still
+ * streaming where the session is, then ends; the next run of that snapshot with the same sealed key takes what it
+ * fetched (one session at a time) and fetches only what changed since — the cut step.
  */
 import { isFerryError } from '../errors.ts';
 import type { Engine } from '../llm/engine.ts';
@@ -43,11 +47,11 @@ import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { instantiate } from '../runtime/instance.ts';
 import { AgentRuntime, localTool, sessionSampling, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
-import { prefillCut } from '../runtime/prefill-ahead.ts';
+import { prefillCut, prefillPrompt } from '../runtime/prefill-ahead.ts';
 import { Spares } from '../runtime/spares.ts';
 import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
-import { createMemoryStore } from '../store/index.ts';
+import { createMemoryStore, type Store } from '../store/index.ts';
 
 export type { RunEvent };
 
@@ -104,6 +108,20 @@ interface ActiveRun {
   done: Promise<void>;
 }
 
+/** How long a warmed session waits for its move before it is let go. */
+const WARM_MS = 60_000;
+
+/** What a `warm` run leaves for the resume that follows: the snapshot fetched into a store, and its key. */
+interface Warmed {
+  snapshot: string;
+  /** The key as it came sealed to this host (startSealedRun seals it once per snapshot), and opened. */
+  sealed: string;
+  key: Uint8Array;
+  store: Store;
+  version: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 export class RunHost {
   private readonly active = new Map<string, ActiveRun>();
   /** Fresh instances made while idle, taken by the next run of the same builds (spares.ts). */
@@ -118,6 +136,8 @@ export class RunHost {
   #refreshing: Promise<readonly string[]> | undefined;
   #queued: Promise<readonly string[]> | undefined;
   readonly #prefixListeners = new Set<(keys: readonly string[]) => void>();
+  /** The session a `warm` run made ready for the move that follows it (move-ahead.ts). */
+  #warm: Warmed | undefined;
 
   constructor(private readonly opts: RunHostOptions) {
     this.spareTools = new Spares(opts.startTool ?? ((component, grants) => localTool(component, grants)), (tool) => tool.dispose?.());
@@ -266,6 +286,25 @@ export class RunHost {
     };
   }
 
+  /** Keeps what a warm run made ready (one session at a time: a newer warm replaces an older one). */
+  #keepWarm(warm: Omit<Warmed, 'timer'>): void {
+    if (this.#warm) clearTimeout(this.#warm.timer);
+    const timer = setTimeout(() => {
+      if (this.#warm?.timer === timer) this.#warm = undefined;
+    }, WARM_MS);
+    (timer as { unref?: () => void }).unref?.();
+    this.#warm = { ...warm, timer };
+  }
+
+  /** The session warmed for `request` (its snapshot, its sealed key), taken: a warm serves one run. */
+  #takeWarm(request: AssignedRun): Warmed | undefined {
+    const warm = this.#warm;
+    if (warm?.snapshot !== request.snapshot || warm.sealed !== request.key) return undefined;
+    this.#warm = undefined;
+    clearTimeout(warm.timer);
+    return warm;
+  }
+
   private async run(runId: string, request: AssignedRun, entry: ActiveRun, sink: RunSink, fence: string | undefined): Promise<void> {
     const signal = entry.abort.signal;
     let runtime: AgentRuntime | undefined;
@@ -277,12 +316,14 @@ export class RunHost {
       void (reported = reported.then(() => this.refreshPrefixes().catch(() => undefined)).then(() => sink.finish(status, error)));
     try {
       const relay = new RelayHttp({ baseUrl: this.opts.relayUrl(), ...(fence ? { fetch: fenced(fence) } : {}) });
-      const store = createMemoryStore();
       const kv: KvPolicy = { save: true, ...this.opts.kv };
-      const opening = this.opts.keys.open(request.key, request.snapshot);
+      // A session warmed for this move holds all but what changed since: only that is fetched.
+      const warmed = this.#takeWarm(request);
+      const store = warmed?.store ?? createMemoryStore();
+      const opening = warmed ? Promise.resolve(warmed.key) : this.opts.keys.open(request.key, request.snapshot);
       // The snapshot is asked for while the key opens. Only the KV this engine can load (none when it loads none):
       // another engine's is a cache it would carry for nothing.
-      const fetching = fetchSnapshot(relay, request.snapshot, opening, store, { engine: kv.load === false ? null : kvFormatOf(this.opts.engine.info), ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}) });
+      const fetching = fetchSnapshot(relay, request.snapshot, opening, store, { engine: kv.load === false ? null : kvFormatOf(this.opts.engine.info), ...(this.opts.hasBuild ? { hasBuild: this.opts.hasBuild } : {}), ...(warmed ? { since: warmed.version } : {}) });
       // Awaited below, unless the key or the input fails first: that failure is the run's.
       fetching.catch(() => undefined);
       const key = await opening;
@@ -296,6 +337,13 @@ export class RunHost {
       this.held.set(fetched.sessionId, keys);
       while (this.held.size > MAX_HELD_SESSIONS) this.held.delete(this.held.keys().next().value!);
       report({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
+      if (opened.type === 'warm') {
+        // Evaluated where the resume will continue it: all of its prompt but the ids generated after the warm.
+        await prefillPrompt(this.opts.engine, opened.prompt, fetched.sessionId, signal);
+        this.#keepWarm({ snapshot: request.snapshot, sealed: request.key, key, store, version: fetched.snapshot.version });
+        finish('idle');
+        return;
+      }
       // The session's own sampling settings (as its head checkpoint recorded them), so the continuation is the one
       // the device would have generated; the reply length is the sender's when it gave one (its Settings now).
       const session = await Session.open(store, fetched.sessionId);

@@ -5,6 +5,7 @@
  * before the next step (a node publishes each checkpoint before going on).
  */
 import { isFerryError } from '../errors.ts';
+import type { Prompt } from '../llm/engine.ts';
 import type { RunInput } from '../runtime/loop.ts';
 import type { AgentRuntime } from '../runtime/runtime.ts';
 import type { RunnerEvent, SessionRunner } from './session-runner.ts';
@@ -48,6 +49,10 @@ export class RuntimeRunner implements SessionRunner {
     await this.runtime.reload();
     if (this.runtime.loopState.status !== 'running') return;
     this.send({ type: 'resume' }).catch((err: unknown) => void this.onEvent(asError(err)));
+  }
+
+  async generating(): Promise<Prompt | undefined> {
+    return this.running ? this.runtime.generating : undefined;
   }
 
   /** A generation in flight ends "cancelled"; the step completes and is checkpointed, then the run pauses. */

@@ -6,10 +6,13 @@
  *
  * Every runner shares one contract with the local store: after `stop()` the store holds the session as far as it
  * got (a generation in flight cut and checkpointed), and `resume()` takes the session over from what the store
- * holds. A move is therefore nothing more than the one, then the other (`move`): no export, no second store.
+ * holds. A move is therefore nothing more than the one, then the other (`move`): no export, no second store — with the
+ * destination warmed first while a reply still streams (move-ahead.ts), so the stream pauses only for what changed.
  */
 import { FerryError, isFerryError, type ErrorCode } from '../errors.ts';
+import type { Prompt } from '../llm/engine.ts';
 import type { RunInput } from '../runtime/loop.ts';
+import { warmAhead } from './move-ahead.ts';
 import type { RuntimeEvent } from '../runtime/runtime.ts';
 
 /** What a listener hears of a session's runs, wherever they are. */
@@ -39,6 +42,13 @@ export interface SessionRunner {
   settled(): Promise<void>;
   /** Stops hearing the session (a run elsewhere goes on there); the runner is not used again. */
   close(): Promise<void>;
+  /** The prompt of the generation streaming where the session runs now, if one is (a move warms its destination with it). */
+  generating?(): Promise<Prompt | undefined>;
+  /**
+   * Makes ready to take the session over soon (move-ahead.ts): what the local store holds goes where it will run, and
+   * `prompt` is prefilled there, while the session still streams where it is. Only a cache is warmed.
+   */
+  warm?(prompt: Prompt): Promise<void>;
 }
 
 /**
@@ -49,6 +59,7 @@ export interface SessionRunner {
  */
 export async function move(from: SessionRunner, to: SessionRunner, failure: { code: ErrorCode; message: string }): Promise<SessionRunner> {
   try {
+    await warmAhead(from, to);
     await from.stop();
     await to.resume();
     return to;

@@ -1,4 +1,5 @@
 import { FerryError } from '../errors.ts';
+import { cachedPromise } from '../promise-cache.ts';
 import { ChatTemplate } from './chat-template.ts';
 import type { Engine, EngineInfo, Prompt } from './engine.ts';
 import type { ChatMessage } from './messages.ts';
@@ -29,8 +30,26 @@ export function renderMessages(info: EngineInfo, messages: readonly ChatMessage[
   return chatTemplateOf(info).render(messages);
 }
 
+/**
+ * The last few prompts each engine tokenized, by text: a step asks for the same prompt's ids several times (to fit
+ * it, to generate, to record what the slot holds), and a moved step once more to prefill it ahead.
+ */
+const tokenized = new WeakMap<EngineInfo, Map<string, Promise<number[]>>>();
+const TOKENIZED_PROMPTS = 4;
+
 /** A text prompt's ids: special-token text parsed, BOS first when the model adds one and the text lacks it. */
 export async function tokenizePrompt(engine: Pick<Engine, 'info' | 'tokenize'>, text: string): Promise<number[]> {
+  let recent = tokenized.get(engine.info);
+  if (!recent) tokenized.set(engine.info, (recent = new Map()));
+  const ids = cachedPromise(recent, text, () => tokenizeText(engine, text));
+  // Newest last: the oldest go first.
+  recent.delete(text);
+  recent.set(text, ids);
+  while (recent.size > TOKENIZED_PROMPTS) recent.delete(recent.keys().next().value!);
+  return [...(await ids)];
+}
+
+async function tokenizeText(engine: Pick<Engine, 'info' | 'tokenize'>, text: string): Promise<number[]> {
   const { info } = engine;
   const ids = await engine.tokenize(text, { special: true });
   const addBos = info.addBos ?? info.bosToken !== undefined;

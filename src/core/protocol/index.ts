@@ -54,6 +54,7 @@ export {
   runReadVerifier,
   sealRunEvent,
   sealRunInput,
+  sealedKeyFor,
   startSealedRun,
   type OpenRunMessage,
   type RunEvent,

@@ -8,6 +8,7 @@
  *   keeps only its hash (`readVerifier`). Knowing a run's id is not enough.
  */
 import { FerryError } from '../errors.ts';
+import { cachedPromise } from '../promise-cache.ts';
 import { deriveSessionKeys, openMessage, sealMessage, type SessionKeys } from '../snapshot/index.ts';
 import { fromBase64Url, toBase64Url } from './base64url.ts';
 import type { RelayHttp } from './http-client.ts';
@@ -40,8 +41,15 @@ const utf8 = (s: string): Uint8Array<ArrayBuffer> => new TextEncoder().encode(s)
 const inputPurpose = (snapshot: string): string => `ferry/run-input/${snapshot}`;
 const eventPurpose = (run: string): string => `ferry/run-event/${run}`;
 
+/** Read capabilities by the key bytes they came from: a move starts two runs of one session (move-ahead.ts). */
+const readTokens = new WeakMap<Uint8Array, Promise<string>>();
+
 /** The run read capability of a session key (the same for every run of the session). */
-export async function runReadToken(key: Uint8Array): Promise<string> {
+export function runReadToken(key: Uint8Array): Promise<string> {
+  return cachedPromise(readTokens, key, () => deriveReadToken(key));
+}
+
+async function deriveReadToken(key: Uint8Array): Promise<string> {
   const master = await globalThis.crypto.subtle.importKey('raw', key as Uint8Array<ArrayBuffer>, 'HKDF', false, ['deriveBits']);
   const bits = await globalThis.crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: utf8('ferry/session-key/v1'), info: utf8('run-read-capability') }, master, 256);
   return toBase64Url(new Uint8Array(bits));
@@ -138,7 +146,7 @@ export async function startSealedRun(http: RelayHttp, start: SealedRunStart, wor
   }
   // The sealing steps are independent: done at once, they cost the slowest one, not their sum, before the request.
   const [sealed, input, readVerifier] = await Promise.all([
-    Promise.all(eligible.map(async (w) => [w.publicKey, await sealKeyTo(w.publicKey, start.key, start.snapshot)] as const)),
+    Promise.all(eligible.map(async (w) => [w.publicKey, await sealedKeyFor(w.publicKey, start.key, start.snapshot)] as const)),
     deriveSessionKeys(start.key).then((keys) => sealRunInput(keys, start.snapshot, start.input)),
     runReadToken(start.key).then(runReadVerifier),
   ]);
@@ -151,4 +159,16 @@ export async function startSealedRun(http: RelayHttp, start: SealedRunStart, wor
     ...(start.where ? { where: start.where } : {}),
     ...(start.maxTokens ? { maxTokens: start.maxTokens } : {}),
   });
+}
+
+/**
+ * The session key sealed to a worker for a snapshot, sealed once per key array: the runs of a move (a warm run, then
+ * the resume: move-ahead.ts) carry the same box, which the worker has opened already.
+ */
+const sealedKeys = new WeakMap<Uint8Array, Map<string, Promise<string>>>();
+
+export function sealedKeyFor(publicKey: string, key: Uint8Array, snapshot: string): Promise<string> {
+  let byWorker = sealedKeys.get(key);
+  if (!byWorker) sealedKeys.set(key, (byWorker = new Map()));
+  return cachedPromise(byWorker, `${publicKey}/${snapshot}`, () => sealKeyTo(publicKey, key, snapshot));
 }

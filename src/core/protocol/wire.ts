@@ -167,10 +167,29 @@ const Base64Url = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/, 'must be base64
 /** Sealed bytes (snapshot/messages.ts) as base64url, at most `max` of them. */
 const SealedBox = (max: number) => v.pipe(Base64Url, v.maxLength(Math.ceil((max * 4) / 3) + 4));
 
+/** A prompt as an engine takes it (llm/engine.ts Prompt): token ids, chat messages or rendered text. */
+export const WirePromptSchema = v.union([
+  v.strictObject({ tokens: v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.maxLength(1 << 20), v.readonly()) }),
+  v.strictObject({
+    messages: v.pipe(
+      v.array(v.strictObject({ role: v.picklist(['system', 'user', 'assistant', 'tool']), content: v.pipe(v.string(), v.maxLength(4 << 20)), name: v.optional(v.pipe(v.string(), v.maxLength(256))) })),
+      v.minLength(1),
+      v.maxLength(4096),
+      v.readonly(),
+    ),
+  }),
+  v.strictObject({ text: v.pipe(v.string(), v.maxLength(4 << 20)) }),
+]);
+
 /** What a run does first, as its starter writes it, before it is sealed with the session key. */
 export const RunInputSchema = v.variant('type', [
   v.strictObject({ type: v.literal('user'), text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
   v.strictObject({ type: v.literal('start'), task: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
+  /**
+   * Make ready for a move that is coming (host/move-ahead.ts): fetch the session, open it, and prefill `prompt` — the
+   * generation streaming where the session is now — then end, keeping it all for the resume that follows.
+   */
+  v.strictObject({ type: v.literal('warm'), prompt: WirePromptSchema }),
 ]);
 export type RunInput = v.InferOutput<typeof RunInputSchema>;
 

@@ -24,7 +24,7 @@
 import * as v from 'valibot';
 import { SpaceMembershipSchema, SpaceNonceSchema } from './spaces.ts';
 import { DeviceToVerifierSchema, VerifierToDeviceSchema } from './verify.ts';
-import { AssignedRunSchema, API_PREFIX, RunIdSchema, RunStatusSchema, SealedRunEventSchema, WorkerIdSchema, type RunPlacement } from './wire.ts';
+import { AssignedRunSchema, API_PREFIX, WirePromptSchema, RunIdSchema, RunStatusSchema, SealedRunEventSchema, WorkerIdSchema, type RunPlacement } from './wire.ts';
 import { WorkerPublicKeySchema } from './worker-keys.ts';
 import { MAX_WIRE_PREFIXES } from '../llm/prefix-keys.ts';
 
@@ -80,18 +80,7 @@ export const WirePrefixesSchema = v.pipe(
 
 /** A generation the relay asks a cloud worker for (GenerateRequest without its signal; `cancel` stops it). */
 export const WireGenerateRequestSchema = v.strictObject({
-  prompt: v.union([
-    v.strictObject({ tokens: v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.maxLength(1 << 20), v.readonly()) }),
-    v.strictObject({
-      messages: v.pipe(
-        v.array(v.strictObject({ role: v.picklist(['system', 'user', 'assistant', 'tool']), content: v.pipe(v.string(), v.maxLength(4 << 20)), name: v.optional(Label(256)) })),
-        v.minLength(1),
-        v.maxLength(4096),
-        v.readonly(),
-      ),
-    }),
-    v.strictObject({ text: v.pipe(v.string(), v.maxLength(4 << 20)) }),
-  ]),
+  prompt: WirePromptSchema,
   maxTokens: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1 << 24)),
   temperature: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(2))),
   topK: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),

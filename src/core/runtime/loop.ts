@@ -248,6 +248,7 @@ export class AgentLoop {
   readonly info: AgentInfo;
   readonly tools: ReadonlyMap<string, ToolHost>;
   #state: LoopState = { status: 'idle', pending: [], steps: 0, summary: '' };
+  #generating: Prompt | undefined;
   /** A second after-step hook the owner may set later (the runtime checkpoints through it). */
   onStep?: (record: StepRecord) => Promise<string | void>;
   readonly #options: LoopOptions;
@@ -270,6 +271,11 @@ export class AgentLoop {
   }
 
   /** A copy of the loop state (what a checkpoint stores). */
+  /** The prompt of the generation streaming now, if one is: a move warms its destination with it (host/move-ahead). */
+  get generating(): Prompt | undefined {
+    return this.#generating;
+  }
+
   get state(): LoopState {
     return structuredClone(this.#state);
   }
@@ -506,9 +512,14 @@ export class AgentLoop {
   async *#stream(request: GenerateRequest, sofar?: GeneratedSoFar): AsyncGenerator<LoopEvent, Extract<ToolGenerationEvent, { type: 'done' }>> {
     const engine = this.#options.engine;
     const use = { tools: this.#specs, ...(this.#options.toolChoice ? { choice: this.#options.toolChoice } : {}) };
-    for await (const event of generateWithTools(engine, request, use, sofar)) {
-      if (event.type === 'done') return event;
-      yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
+    this.#generating = request.prompt;
+    try {
+      for await (const event of generateWithTools(engine, request, use, sofar)) {
+        if (event.type === 'done') return event;
+        yield { type: 'token', text: event.text, id: event.id } satisfies LoopEvent;
+      }
+    } finally {
+      this.#generating = undefined;
     }
     throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
   }

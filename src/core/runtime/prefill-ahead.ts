@@ -5,7 +5,7 @@
  * continuation then finds it cached (the engine keeps the longest common prefix of a slot) — the same ids, evaluated
  * earlier. Only a cache is warmed: whatever goes wrong here, the continuation prefills what it lacks as before.
  */
-import type { Engine } from '../llm/engine.ts';
+import type { Engine, Prompt } from '../llm/engine.ts';
 import { kvFormatOf } from '../llm/kv-state.ts';
 import { preparePrompt } from '../llm/prompt.ts';
 import type { Session } from '../session/index.ts';
@@ -29,11 +29,26 @@ export async function prefillCut(engine: Engine, session: Session, at: ObjectId,
     const prompt = await preparePrompt(engine, cut.prompt);
     // The ids so far, where this engine reuses them as they are (loop.ts #sofar); a cut call is written again from its start.
     const sofar = cut.tokenizerId !== '' && cut.tokenizerId === engine.info.tokenizerId ? cut.tokens.slice(0, cut.openCall?.tokens ?? cut.tokens.length) : [];
-    const context = [...prompt, ...sofar];
-    if (context.length >= engine.info.contextSize) return 0;
-    await engine.verify({ context, draft: [], slot, ...(signal ? { signal } : {}) });
-    return context.length;
+    return await evaluate(engine, [...prompt, ...sofar], slot, signal);
   } catch {
     return 0;
   }
+}
+
+/**
+ * Evaluates `prompt` into `slot` ahead of a move (a `warm` run: host/move-ahead.ts), so the continuation that
+ * follows finds all but its newest ids cached. Like prefillCut, only a cache is warmed, and it never rejects.
+ */
+export async function prefillPrompt(engine: Engine, prompt: Prompt, slot: string, signal?: AbortSignal): Promise<number> {
+  try {
+    return engine.verify ? await evaluate(engine, await preparePrompt(engine, prompt), slot, signal) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function evaluate(engine: Engine, context: number[], slot: string, signal: AbortSignal | undefined): Promise<number> {
+  if (context.length >= engine.info.contextSize) return 0;
+  await engine.verify!({ context, draft: [], slot, ...(signal ? { signal } : {}) });
+  return context.length;
 }

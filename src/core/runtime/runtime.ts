@@ -6,7 +6,7 @@
  * and in Node worker_threads (server/runtime/).
  */
 import { FerryError, type SerializedError } from '../errors.ts';
-import type { Engine } from '../llm/engine.ts';
+import type { Engine, Prompt } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { kvFormatOf } from '../llm/kv-state.ts';
 import { tokensCostUsd, type Price } from '../placement/profile.ts';
@@ -196,6 +196,11 @@ export class AgentRuntime {
 
   get loopState(): LoopState {
     return this.#parts.loop.state;
+  }
+
+  /** The prompt of the generation streaming now, if one is. */
+  get generating(): Prompt | undefined {
+    return this.#parts.loop.generating;
   }
 
   get tools(): readonly ToolSlot[] {

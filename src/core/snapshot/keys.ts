@@ -4,6 +4,7 @@
  * deduplicate without learning content hashes), and a short key id that tells "wrong key" apart from "tampered".
  */
 import { FerryError } from '../errors.ts';
+import { cachedPromise } from '../promise-cache.ts';
 import { fromHex, toHex, type ObjectId } from '../store/index.ts';
 
 export const SESSION_KEY_BYTES = 32;
@@ -37,13 +38,7 @@ export function deriveSessionKeys(raw: Uint8Array): Promise<SessionKeys> {
   if (!(raw instanceof Uint8Array) || raw.length !== SESSION_KEY_BYTES) {
     return Promise.reject(new FerryError('snapshot/bad-key', `A session key must be ${SESSION_KEY_BYTES} bytes; got ${raw instanceof Uint8Array ? raw.length : typeof raw}. Check the share link was copied whole.`));
   }
-  let keys = derived.get(raw);
-  if (!keys) {
-    keys = derive(raw);
-    derived.set(raw, keys);
-    keys.catch(() => derived.delete(raw));
-  }
-  return keys;
+  return cachedPromise(derived, raw, () => derive(raw));
 }
 
 async function derive(raw: Uint8Array): Promise<SessionKeys> {

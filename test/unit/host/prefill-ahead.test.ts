@@ -4,11 +4,12 @@
  * two RunHosts on engines of their own, one prefilling ahead and one not. Both continue token for token as the
  * generation that never moved; ahead, the cut's prompt was evaluated into the session's slot before the
  * continuation, which then found all of it cached. A session whose checkpoint carries this engine's KV loads that
- * instead: nothing is prefilled ahead.
+ * instead: nothing is prefilled ahead. A move that warms the worker while the reply still streams (host/move-ahead.ts)
+ * leaves it only the cut step to fetch and only the ids generated since the warm to prefill.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { RunHost, type RunEvent } from '../../../src/core/host/run-host.ts';
-import type { Engine } from '../../../src/core/llm/engine.ts';
+import type { Engine, Prompt } from '../../../src/core/llm/engine.ts';
 import { preparePrompt } from '../../../src/core/llm/prompt.ts';
 import { RelayHttp, createWorkerKeys, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';
@@ -106,6 +107,53 @@ describe('prefill ahead of a moved generation', () => {
     } finally {
       await ahead.host.close();
       await after.host.close();
+    }
+  });
+
+  test('warmed while the reply streams on the device, the resume fetches only the cut step and finds the streaming prompt prefilled', async () => {
+    const { host, engine } = await hostOn(true);
+    const objects = (run: { events: RunEvent[] }): number => (run.events.find((e) => e.type === 'resumed') as unknown as { objects: number }).objects;
+    try {
+      const store = createMemoryStore();
+      const runtime = await AgentRuntime.create(store, setupFor(f, device, { sampling: SAMPLING }), { agent: f.ids.scribe });
+      const stop = new AbortController();
+      const cut: number[] = [];
+      let tokens = 0;
+      let warmed: { published: PublishResult; prompt: Prompt; run: Awaited<ReturnType<typeof runOnHost>> } | undefined;
+      for await (const event of runtime.run({ type: 'start', task: TASK }, stop.signal)) {
+        // As a move warms its destination while the reply streams: the session as the store holds it (its last
+        // checkpoint, before this step) goes up, and the worker prefills the streaming prompt.
+        if (event.type === 'token' && ++tokens === 1) {
+          const published = await publishSession(store, runtime.session.id, http);
+          const prompt = runtime.generating!;
+          warmed = { published, prompt, run: await runOnHost(host, published, { type: 'warm', prompt }) };
+        }
+        if (event.type === 'token' && tokens === CUT_AFTER) stop.abort();
+        if (event.type === 'generation') cut.push(...event.tokens);
+      }
+      expect(runtime.loopState.cut).toBeDefined();
+      expect(runtime.generating).toBeUndefined();
+      await runtime.dispose();
+      const { published: first, prompt, run: warm } = warmed!;
+      expect(warm).toMatchObject({ status: 'idle' });
+      const promptIds = await preparePrompt(device, prompt);
+      expect(engine.verified).toEqual([expect.objectContaining({ context: promptIds, draft: [] })]);
+      const published = await publishSession(store, runtime.session.id, http, { snapshotId: first.snapshot.id, writeToken: first.writeToken, key: first.key, base: first.base });
+
+      const run = await runOnHost(host, published, { type: 'resume' });
+      expect(run.error).toBeUndefined();
+      expect([...cut, ...generated(run.events)]).toEqual(reference);
+      // Only the cut step travelled, and its prefill found the warmed prompt in the slot: only the ids since were new.
+      expect(objects(run)).toBeGreaterThan(0);
+      expect(objects(run)).toBeLessThan(objects(warm));
+      expect(engine.verifiedCached[1]).toBe(promptIds.length);
+
+      // A warm serves one run: the next run of the snapshot fetches the session whole.
+      const again = await runOnHost(host, published, { type: 'resume' });
+      expect(again.error).toBeUndefined();
+      expect(objects(again)).toBeGreaterThan(objects(run));
+    } finally {
+      await host.close();
     }
   });
 

@@ -7,7 +7,7 @@
  * rollback, switch) is done on the store by whoever holds it (the page); the worker follows with `reload`.
  */
 import { FerryError, type SerializedError } from '../errors.ts';
-import type { Engine, Prompt } from '../llm/engine.ts';
+import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { hereChildren } from '../parallel/children-here.ts';
 import type { ChildProgress } from '../runtime/child-progress.ts';
@@ -21,7 +21,7 @@ import { RuntimeRunner } from './runtime-runner.ts';
 import { defaultVerifySocket, speculativeRun, type OpenVerifySocket, type SpeculativeRun, type SpeculativeRunOptions } from './speculative-run.ts';
 import type { RunnerEvent } from './session-runner.ts';
 import { loadComponent, type LoadedComponent } from '../runtime/load.ts';
-import type { LoopState, RunInput, Sampling } from '../runtime/loop.ts';
+import type { LoopState, RunInput, Sampling, StreamingGeneration } from '../runtime/loop.ts';
 import { AgentRuntime, localTool, type RuntimeSetup } from '../runtime/runtime.ts';
 import { isolatedTool, type ComponentFiles, type WorkerHandle } from '../runtime/tool-worker.ts';
 import type { ToolLimits } from '../runtime/tools.ts';
@@ -98,8 +98,8 @@ export interface AgentStatus {
   branch: string;
   head: ObjectId;
   state: LoopState;
-  /** The prompt of the generation streaming now, if one is. */
-  generating?: Prompt;
+  /** The generation streaming now, if one is. */
+  generating?: StreamingGeneration;
 }
 
 type Result<T> = { ok: T } | { error: SerializedError };

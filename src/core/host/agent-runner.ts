@@ -5,8 +5,7 @@
  * worker follow the store if the session moved on there), so the worker never runs a stale copy. Its events reach
  * the runner through `hear`, from whoever listens to the worker and knows which session it holds.
  */
-import type { Prompt } from '../llm/engine.ts';
-import type { RunInput } from '../runtime/loop.ts';
+import type { RunInput, StreamingGeneration } from '../runtime/loop.ts';
 import type { AgentStatus } from './agent-api.ts';
 import { withContext, type RunnerEvent, type RunnerListener, type SessionRunner } from './session-runner.ts';
 
@@ -86,7 +85,7 @@ export class AgentRunner implements SessionRunner {
     await this.#run?.catch(() => undefined);
   }
 
-  async generating(): Promise<Prompt | undefined> {
+  async generating(): Promise<StreamingGeneration | undefined> {
     if (!this.running || !this.opts.worker.status) return undefined;
     const status = await this.opts.worker.status();
     return status.sessionId === this.sessionId ? status.generating : undefined;

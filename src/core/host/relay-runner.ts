@@ -14,6 +14,7 @@ import * as v from 'valibot';
 import { FerryError } from '../errors.ts';
 import { defaultOpenSocket, followRun, type OpenSocket } from '../parallel/run-follow.ts';
 import {
+  MAX_CONTINUE_TOKENS,
   RunPlacementSchema,
   fetchSnapshot,
   forgetRelayBuilds,
@@ -23,13 +24,15 @@ import {
   type PublishedSnapshot,
   type RelayHttp,
   type RunPlacement,
+  type SealedRunStart,
   type WorkerList,
 } from '../protocol/index.ts';
 import { publishedFrom, publishedJson, StoredPublishedSchema } from '../protocol/published-record.ts';
 import type { SnapshotBase } from '../protocol/snapshot-sync.ts';
 import type { Prompt } from '../llm/engine.ts';
+import { readHostState } from '../runtime/checkpoint.ts';
 import type { RunInput } from '../runtime/loop.ts';
-import { Session } from '../session/index.ts';
+import { Session, bytesEqual, encodeCanonical } from '../session/index.ts';
 import type { Store } from '../store/index.ts';
 import { readRunEvent } from './run-events.ts';
 import { withContext, type RunnerListener, type SessionRunner } from './session-runner.ts';
@@ -94,6 +97,8 @@ export class RelayRunner implements SessionRunner {
   /** Events are handled one after another: a `published` one waits for its copy, and so do those after it. */
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
+  /** The prompt the last warm prefilled (canonical bytes), until the resume it was for. */
+  #warmedWith: Uint8Array | undefined;
 
   constructor(private readonly opts: RelayRunnerOptions) {
     this.sessionId = opts.sessionId;
@@ -135,8 +140,22 @@ export class RelayRunner implements SessionRunner {
   async resume(): Promise<void> {
     // The workers to seal the key to are asked for while the session goes up, not after (the move's path).
     const workers = this.#workers();
-    const published = await this.#publish();
-    await this.#start(published, { type: 'resume' }, await workers);
+    const [published, input] = await Promise.all([this.#publish(), this.#resumeInput()]);
+    await this.#start(published, input, await workers);
+  }
+
+  /**
+   * After a warm with the prompt the cut reply was generated from, the ids it got since (`continue`: the warmed node
+   * evaluates them at once); otherwise a plain resume.
+   */
+  async #resumeInput(): Promise<SealedRunStart['input']> {
+    const warmed = this.#warmedWith;
+    this.#warmedWith = undefined;
+    if (!warmed) return { type: 'resume' };
+    const session = await Session.open(this.opts.store, this.sessionId);
+    const cut = (await readHostState(session, await session.head())).loop.cut;
+    if (!cut || cut.tokenizerId === '' || cut.tokens.length > MAX_CONTINUE_TOKENS || !bytesEqual(encodeCanonical(cut.prompt), warmed)) return { type: 'resume' };
+    return { type: 'continue', tokenizer: cut.tokenizerId, tokens: [...cut.tokens] };
   }
 
   /**
@@ -145,6 +164,7 @@ export class RelayRunner implements SessionRunner {
    * changed since, under the same key, which that node has opened already.
    */
   async warm(prompt: Prompt): Promise<void> {
+    this.#warmedWith = encodeCanonical(prompt);
     const workers = this.#workers();
     const published = await this.#publish();
     const record = await startSealedRun(this.opts.relay, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'warm', prompt }, where: this.#where }, await workers);
@@ -224,7 +244,7 @@ export class RelayRunner implements SessionRunner {
     return this.opts.relay.listWorkers(this.#where?.space).catch(() => undefined);
   }
 
-  async #start(published: PublishedSnapshot, input: Exclude<RunInput, { type: 'tools' }>, workers?: WorkerList): Promise<void> {
+  async #start(published: PublishedSnapshot, input: SealedRunStart['input'], workers?: WorkerList): Promise<void> {
     const maxTokens = this.opts.replyTokens?.();
     // The key is sealed to the workers the placement allows; the input travels sealed too.
     const record = await startSealedRun(this.opts.relay, {

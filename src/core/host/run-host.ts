@@ -47,7 +47,8 @@ import type { KvPolicy } from '../runtime/kv-handoff.ts';
 import type { LoadedComponent } from '../runtime/load.ts';
 import { instantiate } from '../runtime/instance.ts';
 import { AgentRuntime, localTool, sessionSampling, type RuntimeSetup, type ToolSlot } from '../runtime/runtime.ts';
-import { prefillCut, prefillPrompt } from '../runtime/prefill-ahead.ts';
+import { prefillCut, prefillIds } from '../runtime/prefill-ahead.ts';
+import { preparePrompt } from '../llm/prompt.ts';
 import { Spares } from '../runtime/spares.ts';
 import { Session } from '../session/index.ts';
 import { RuntimeRunner } from './runtime-runner.ts';
@@ -111,9 +112,12 @@ interface ActiveRun {
 /** How long a warmed session waits for its move before it is let go. */
 const WARM_MS = 60_000;
 
-/** What a `warm` run leaves for the resume that follows: the snapshot fetched into a store, and its key. */
+/** What a `warm` run leaves for the resume that follows: the snapshot fetched into a store, its key, the prompt prefilled. */
 interface Warmed {
   snapshot: string;
+  sessionId: string;
+  /** The ids evaluated into the session's slot (empty when the prompt could not be). */
+  prompt: number[];
   /** The key as it came sealed to this host (startSealedRun seals it once per snapshot), and opened. */
   sealed: string;
   key: Uint8Array;
@@ -332,6 +336,9 @@ export class RunHost {
         reported = reported.then(() => sealRunEvent(keys, runId, event).then((sealed) => sink.emit(sealed), () => undefined));
       };
       const opened = await openRunInput(keys, request.snapshot, request.input);
+      // Warmed, the ids generated since the warm go into the slot after its prompt now, while the cut step comes
+      // (ids of this engine's tokenizer only: another's would be other words).
+      const early = warmed && opened.type === 'continue' && opened.tokenizer === this.opts.engine.info.tokenizerId && this.opts.prefillAhead !== false ? prefillIds(this.opts.engine, [...warmed.prompt, ...opened.tokens], warmed.sessionId, signal) : undefined;
       const fetched = await fetching;
       this.held.delete(fetched.sessionId);
       this.held.set(fetched.sessionId, keys);
@@ -339,8 +346,9 @@ export class RunHost {
       report({ type: 'resumed', session: fetched.sessionId, version: fetched.snapshot.version, objects: fetched.sync.objects });
       if (opened.type === 'warm') {
         // Evaluated where the resume will continue it: all of its prompt but the ids generated after the warm.
-        await prefillPrompt(this.opts.engine, opened.prompt, fetched.sessionId, signal);
-        this.#keepWarm({ snapshot: request.snapshot, sealed: request.key, key, store, version: fetched.snapshot.version });
+        const prompt = await preparePrompt(this.opts.engine, opened.prompt).catch(() => []);
+        await prefillIds(this.opts.engine, prompt, fetched.sessionId, signal);
+        this.#keepWarm({ snapshot: request.snapshot, sealed: request.key, key, store, version: fetched.snapshot.version, sessionId: fetched.sessionId, prompt });
         finish('idle');
         return;
       }
@@ -349,7 +357,8 @@ export class RunHost {
       const session = await Session.open(store, fetched.sessionId);
       const head = await session.head();
       // A reply cut by the move is prefilled while the components instantiate, rather than after (prefill-ahead.ts).
-      const ahead = opened.type === 'resume' && this.opts.prefillAhead !== false ? prefillCut(this.opts.engine, session, head, fetched.sessionId, kv, signal) : undefined;
+      const cut = opened.type === 'resume' || opened.type === 'continue';
+      const ahead = cut && this.opts.prefillAhead !== false ? (early ?? Promise.resolve()).then(() => prefillCut(this.opts.engine, session, head, fetched.sessionId, kv, signal)) : undefined;
       const sampling = sessionSampling((await session.checkpoint(head)).llm, request.maxTokens);
       const setup: RuntimeSetup = { engine: this.opts.engine, load: (id) => this.opts.load(id), sampling, kv, startTool: this.spareTools.take, startAgent: this.spareAgents.take, ...this.children(request, sampling, report, keys), ...(this.opts.price ? { price: this.opts.price } : {}) };
       runtime = await AgentRuntime.open(store, setup, fetched.sessionId);

@@ -5,8 +5,7 @@
  * before the next step (a node publishes each checkpoint before going on).
  */
 import { isFerryError } from '../errors.ts';
-import type { Prompt } from '../llm/engine.ts';
-import type { RunInput } from '../runtime/loop.ts';
+import type { RunInput, StreamingGeneration } from '../runtime/loop.ts';
 import type { AgentRuntime } from '../runtime/runtime.ts';
 import type { RunnerEvent, SessionRunner } from './session-runner.ts';
 
@@ -51,7 +50,7 @@ export class RuntimeRunner implements SessionRunner {
     this.send({ type: 'resume' }).catch((err: unknown) => void this.onEvent(asError(err)));
   }
 
-  async generating(): Promise<Prompt | undefined> {
+  async generating(): Promise<StreamingGeneration | undefined> {
     return this.running ? this.runtime.generating : undefined;
   }
 

@@ -11,7 +11,7 @@
  */
 import { FerryError, isFerryError, type ErrorCode } from '../errors.ts';
 import type { Prompt } from '../llm/engine.ts';
-import type { RunInput } from '../runtime/loop.ts';
+import type { RunInput, StreamingGeneration } from '../runtime/loop.ts';
 import { warmAhead } from './move-ahead.ts';
 import type { RuntimeEvent } from '../runtime/runtime.ts';
 
@@ -42,8 +42,8 @@ export interface SessionRunner {
   settled(): Promise<void>;
   /** Stops hearing the session (a run elsewhere goes on there); the runner is not used again. */
   close(): Promise<void>;
-  /** The prompt of the generation streaming where the session runs now, if one is (a move warms its destination with it). */
-  generating?(): Promise<Prompt | undefined>;
+  /** The generation streaming where the session runs now, if one is (a move warms its destination with its prompt). */
+  generating?(): Promise<StreamingGeneration | undefined>;
   /**
    * Makes ready to take the session over soon (move-ahead.ts): what the local store holds goes where it will run, and
    * `prompt` is prefilled there, while the session still streams where it is. Only a cache is warmed.

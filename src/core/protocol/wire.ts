@@ -181,6 +181,9 @@ export const WirePromptSchema = v.union([
   v.strictObject({ text: v.pipe(v.string(), v.maxLength(4 << 20)) }),
 ]);
 
+/** Most ids a `continue` input carries: a cut reply's; a longer one resumes without them. */
+export const MAX_CONTINUE_TOKENS = 16_384;
+
 /** What a run does first, as its starter writes it, before it is sealed with the session key. */
 export const RunInputSchema = v.variant('type', [
   v.strictObject({ type: v.literal('user'), text: v.pipe(v.string(), v.minLength(1), v.maxLength(64 * 1024)) }),
@@ -190,6 +193,16 @@ export const RunInputSchema = v.variant('type', [
    * generation streaming where the session is now — then end, keeping it all for the resume that follows.
    */
   v.strictObject({ type: v.literal('warm'), prompt: WirePromptSchema }),
+  /**
+   * Resume, after a warm: the reply the move cut goes on after `tokens` (the ids generated since the warm, by an
+   * engine of tokenizer `tokenizer`), which the node that was warmed evaluates at once, while it fetches the cut step
+   * (host/move-ahead.ts).
+   */
+  v.strictObject({
+    type: v.literal('continue'),
+    tokenizer: v.pipe(v.string(), v.maxLength(256)),
+    tokens: v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.maxLength(MAX_CONTINUE_TOKENS)),
+  }),
 ]);
 export type RunInput = v.InferOutput<typeof RunInputSchema>;
 

@@ -72,6 +72,12 @@ export interface ToolOutcome {
   output: string;
 }
 
+/** A generation as it streams: its prompt and how it samples (0: greedy). */
+export interface StreamingGeneration {
+  prompt: Prompt;
+  temperature: number;
+}
+
 /** A session's sampling settings (GenerateRequest's); temperature 0 is greedy. */
 export interface Sampling {
   maxTokens: number;
@@ -248,7 +254,7 @@ export class AgentLoop {
   readonly info: AgentInfo;
   readonly tools: ReadonlyMap<string, ToolHost>;
   #state: LoopState = { status: 'idle', pending: [], steps: 0, summary: '' };
-  #generating: Prompt | undefined;
+  #generating: StreamingGeneration | undefined;
   /** A second after-step hook the owner may set later (the runtime checkpoints through it). */
   onStep?: (record: StepRecord) => Promise<string | void>;
   readonly #options: LoopOptions;
@@ -271,8 +277,8 @@ export class AgentLoop {
   }
 
   /** A copy of the loop state (what a checkpoint stores). */
-  /** The prompt of the generation streaming now, if one is: a move warms its destination with it (host/move-ahead). */
-  get generating(): Prompt | undefined {
+  /** The generation streaming now, if one is: a move warms its destination with its prompt (host/move-ahead.ts). */
+  get generating(): StreamingGeneration | undefined {
     return this.#generating;
   }
 
@@ -512,7 +518,7 @@ export class AgentLoop {
   async *#stream(request: GenerateRequest, sofar?: GeneratedSoFar): AsyncGenerator<LoopEvent, Extract<ToolGenerationEvent, { type: 'done' }>> {
     const engine = this.#options.engine;
     const use = { tools: this.#specs, ...(this.#options.toolChoice ? { choice: this.#options.toolChoice } : {}) };
-    this.#generating = request.prompt;
+    this.#generating = { prompt: request.prompt, temperature: request.temperature ?? 0 };
     try {
       for await (const event of generateWithTools(engine, request, use, sofar)) {
         if (event.type === 'done') return event;

@@ -5,7 +5,7 @@
  * continuation then finds it cached (the engine keeps the longest common prefix of a slot) — the same ids, evaluated
  * earlier. Only a cache is warmed: whatever goes wrong here, the continuation prefills what it lacks as before.
  */
-import type { Engine, Prompt } from '../llm/engine.ts';
+import type { Engine } from '../llm/engine.ts';
 import { kvFormatOf } from '../llm/kv-state.ts';
 import { preparePrompt } from '../llm/prompt.ts';
 import type { Session } from '../session/index.ts';
@@ -36,12 +36,13 @@ export async function prefillCut(engine: Engine, session: Session, at: ObjectId,
 }
 
 /**
- * Evaluates `prompt` into `slot` ahead of a move (a `warm` run: host/move-ahead.ts), so the continuation that
- * follows finds all but its newest ids cached. Like prefillCut, only a cache is warmed, and it never rejects.
+ * Evaluates `ids` into `slot` ahead of a move (host/move-ahead.ts: the prompt streaming on the device, then the ids
+ * it generated until the cut), so the continuation finds them cached. Like prefillCut, only a cache is warmed:
+ * resolves with the tokens evaluated (0 when nothing was) and never rejects.
  */
-export async function prefillPrompt(engine: Engine, prompt: Prompt, slot: string, signal?: AbortSignal): Promise<number> {
+export async function prefillIds(engine: Engine, ids: number[], slot: string, signal?: AbortSignal): Promise<number> {
   try {
-    return engine.verify ? await evaluate(engine, await preparePrompt(engine, prompt), slot, signal) : 0;
+    return engine.verify && ids.length > 0 ? await evaluate(engine, ids, slot, signal) : 0;
   } catch {
     return 0;
   }

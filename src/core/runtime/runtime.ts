@@ -6,7 +6,7 @@
  * and in Node worker_threads (server/runtime/).
  */
 import { FerryError, type SerializedError } from '../errors.ts';
-import type { Engine, Prompt } from '../llm/engine.ts';
+import type { Engine } from '../llm/engine.ts';
 import type { EngineSwitch } from '../llm/fallback-engine.ts';
 import { kvFormatOf } from '../llm/kv-state.ts';
 import { tokensCostUsd, type Price } from '../placement/profile.ts';
@@ -17,7 +17,7 @@ import { instantiate, type ComponentInstance, type Grants } from './instance.ts'
 import { captureKv, kvComponentName, restoreKv, type KvEvent, type KvPolicy } from './kv-handoff.ts';
 import type { LoadedComponent } from './load.ts';
 import type { ChildProgress } from './child-progress.ts';
-import { AgentLoop, addUsage, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunInput, type Sampling, type TokenUsage, type ToolHost } from './loop.ts';
+import { AgentLoop, addUsage, DEFAULT_SAMPLING, type LoopEvent, type LoopState, type ChildSpend, type RunInput, type Sampling, type StreamingGeneration, type TokenUsage, type ToolHost } from './loop.ts';
 import { blobHeader } from './state-codec.ts';
 import { buildComponentName, isSessionPrivate } from '../snapshot/index.ts';
 import { encodeBuild, loadSessionBuild } from './builds.ts';
@@ -198,8 +198,8 @@ export class AgentRuntime {
     return this.#parts.loop.state;
   }
 
-  /** The prompt of the generation streaming now, if one is. */
-  get generating(): Prompt | undefined {
+  /** The generation streaming now, if one is. */
+  get generating(): StreamingGeneration | undefined {
     return this.#parts.loop.generating;
   }
 

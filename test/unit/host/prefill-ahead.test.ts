@@ -5,18 +5,24 @@
  * generation that never moved; ahead, the cut's prompt was evaluated into the session's slot before the
  * continuation, which then found all of it cached. A session whose checkpoint carries this engine's KV loads that
  * instead: nothing is prefilled ahead. A move that warms the worker while the reply still streams (host/move-ahead.ts)
- * leaves it only the cut step to fetch and only the ids generated since the warm to prefill.
+ * leaves it only the cut step to fetch and only the ids generated since the warm to prefill, which the resume's
+ * `continue` input carries so they go in at once; a relay runner sends them only after a warm with the cut's prompt.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import { RelayRunner } from '../../../src/core/host/relay-runner.ts';
 import { RunHost, type RunEvent } from '../../../src/core/host/run-host.ts';
 import type { Engine, Prompt } from '../../../src/core/llm/engine.ts';
 import { preparePrompt } from '../../../src/core/llm/prompt.ts';
-import { RelayHttp, createWorkerKeys, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
+import type { StreamSocket } from '../../../src/core/parallel/index.ts';
+import { RelayHttp, createWorkerKeys, openRunInput, publishSession, type PublishResult } from '../../../src/core/protocol/index.ts';
+import { deriveSessionKeys } from '../../../src/core/snapshot/index.ts';
 import { AgentRuntime, type RuntimeEvent } from '../../../src/core/runtime/runtime.ts';
 import { createMemoryStore } from '../../../src/core/store/index.ts';
 import { runOnHost } from '../../support/host-run.ts';
 import { recording } from '../../support/recording-engine.ts';
 import { fixtures, loader, setupFor, tinyEngine, tinyModelFile, type Fixtures } from '../../support/runtime-agent.ts';
+import { FakeWorker, TOKEN } from '../api/fake-worker.ts';
 import { makeTempDirs, startTestRelay, type TestRelay } from '../api/relay-harness.ts';
 
 const TASK = 'ferry river harbour crossing tide deck rope lantern ferry river harbour crossing tide deck rope lantern';
@@ -39,7 +45,7 @@ describe('prefill ahead of a moved generation', () => {
     f = await fixtures();
     model = await tinyModelFile();
     dirs = await makeTempDirs();
-    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir });
+    relay = await startTestRelay({ staticDir: dirs.staticDir, dataDir: dirs.dataDir, workerToken: TOKEN });
     http = new RelayHttp({ baseUrl: relay.url });
     device = await tinyEngine(model);
     // The generation as it goes when nothing moves, on an engine of its own (no cache shared).
@@ -110,7 +116,7 @@ describe('prefill ahead of a moved generation', () => {
     }
   });
 
-  test('warmed while the reply streams on the device, the resume fetches only the cut step and finds the streaming prompt prefilled', async () => {
+  test('warmed while the reply streams on the device, the resume fetches only the cut step; the ids since the warm are prefilled at once after the warmed prompt', async () => {
     const { host, engine } = await hostOn(true);
     const objects = (run: { events: RunEvent[] }): number => (run.events.find((e) => e.type === 'resumed') as unknown as { objects: number }).objects;
     try {
@@ -125,13 +131,14 @@ describe('prefill ahead of a moved generation', () => {
         // checkpoint, before this step) goes up, and the worker prefills the streaming prompt.
         if (event.type === 'token' && ++tokens === 1) {
           const published = await publishSession(store, runtime.session.id, http);
-          const prompt = runtime.generating!;
+          const prompt = runtime.generating!.prompt;
           warmed = { published, prompt, run: await runOnHost(host, published, { type: 'warm', prompt }) };
         }
         if (event.type === 'token' && tokens === CUT_AFTER) stop.abort();
         if (event.type === 'generation') cut.push(...event.tokens);
       }
-      expect(runtime.loopState.cut).toBeDefined();
+      const sofar = runtime.loopState.cut!.tokens;
+      expect(sofar.length).toBeGreaterThan(0);
       expect(runtime.generating).toBeUndefined();
       await runtime.dispose();
       const { published: first, prompt, run: warm } = warmed!;
@@ -140,13 +147,16 @@ describe('prefill ahead of a moved generation', () => {
       expect(engine.verified).toEqual([expect.objectContaining({ context: promptIds, draft: [] })]);
       const published = await publishSession(store, runtime.session.id, http, { snapshotId: first.snapshot.id, writeToken: first.writeToken, key: first.key, base: first.base });
 
-      const run = await runOnHost(host, published, { type: 'resume' });
+      const run = await runOnHost(host, published, { type: 'continue', tokenizer: device.info.tokenizerId, tokens: sofar });
       expect(run.error).toBeUndefined();
       expect([...cut, ...generated(run.events)]).toEqual(reference);
-      // Only the cut step travelled, and its prefill found the warmed prompt in the slot: only the ids since were new.
+      // Only the cut step travelled. The ids since the warm went in after the warmed prompt, found in the slot; the
+      // prefill of the cut, from its checkpoint, then found everything cached.
       expect(objects(run)).toBeGreaterThan(0);
       expect(objects(run)).toBeLessThan(objects(warm));
-      expect(engine.verifiedCached[1]).toBe(promptIds.length);
+      const context = [...promptIds, ...sofar];
+      expect(engine.verified.slice(1)).toEqual([expect.objectContaining({ context }), expect.objectContaining({ context })]);
+      expect(engine.verifiedCached.slice(1)).toEqual([promptIds.length, context.length - 1]);
 
       // A warm serves one run: the next run of the snapshot fetches the session whole.
       const again = await runOnHost(host, published, { type: 'resume' });
@@ -154,6 +164,44 @@ describe('prefill ahead of a moved generation', () => {
       expect(objects(again)).toBeGreaterThan(objects(run));
     } finally {
       await host.close();
+    }
+  });
+
+  test('a relay runner warmed with the prompt the cut reply came from resumes with the ids since (`continue`); warmed with another, plainly', async () => {
+    // A worker that only says what it was asked: the input of each run, opened with the key sealed to it.
+    const worker = await FakeWorker.attach(relay.url, 'asked');
+    const inputs: unknown[] = [];
+    const answer = async (): Promise<void> => {
+      const assign = await worker.next((m): m is Extract<typeof m, { type: 'assign' }> => m.type === 'assign' && !inputs.some((i) => (i as { run: string }).run === m.run));
+      const keys = await deriveSessionKeys(await worker.keys.open(assign.request.key, assign.request.snapshot));
+      inputs.push({ run: assign.run, input: await openRunInput(keys, assign.request.snapshot, assign.request.input) });
+      worker.send({ type: 'finished', run: assign.run, status: 'idle' });
+    };
+    try {
+      for (const same of [true, false]) {
+        const store = createMemoryStore();
+        const runtime = await AgentRuntime.create(store, setupFor(f, device, { sampling: SAMPLING }), { agent: f.ids.scribe });
+        const stop = new AbortController();
+        let prompt: Prompt | undefined;
+        let tokens = 0;
+        for await (const event of runtime.run({ type: 'start', task: TASK }, stop.signal)) {
+          if (event.type === 'token' && ++tokens === 1) prompt = runtime.generating?.prompt;
+          if (event.type === 'token' && tokens === CUT_AFTER) stop.abort();
+        }
+        const cut = runtime.loopState.cut!;
+        await runtime.dispose();
+        const runner = new RelayRunner({ sessionId: runtime.session.id, store, relay: http, onEvent: () => undefined, openSocket: (url, protocols) => new WebSocket(url, protocols) as unknown as StreamSocket });
+        const warmed = same ? prompt! : { text: 'another prompt' };
+        await Promise.all([runner.warm(warmed), answer()]);
+        await Promise.all([runner.resume().then(() => runner.settled()), answer()]);
+        await runner.close();
+        expect(inputs.slice(-2).map((i) => (i as { input: unknown }).input)).toEqual([
+          { type: 'warm', prompt: warmed },
+          same ? { type: 'continue', tokenizer: device.info.tokenizerId, tokens: cut.tokens } : { type: 'resume' },
+        ]);
+      }
+    } finally {
+      worker.close();
     }
   });
 

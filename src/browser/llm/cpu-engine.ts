@@ -4,18 +4,13 @@
  * token-identically; greedy decoding stays inside llama.cpp, so its ids equal node-llama-cpp's on the same file; a
  * grammar is followed by the core's matcher (gbnf.ts). llama.cpp's calls block the thread they run in: a generation
  * gives the thread a turn between tokens (and a long prompt between batches), so a cancel is seen. Its KV state is
- * llama.cpp's sequence state file, as node-llama-cpp's is (kv-state.ts): a session handed back from a cloud worker
- * loads the worker's KV here instead of prefilling its transcript on the CPU.
+ * llama.cpp's sequence state file, as node-llama-cpp's is (cpu-kv.ts).
  */
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import {
-  canonicalKv,
   checkKvState,
   checkRequest,
   checkTokenIds,
-  corruptKv,
-  kvForStreams,
-  kvFormatOf,
   GenerationClock,
   preparePrompt,
   roomAfter,
@@ -25,6 +20,7 @@ import type { Engine, EngineInfo, FinishReason, GenerateEvent, GenerateRequest, 
 import { gbnfMatcher, type GbnfMatcher } from '../../core/llm/gbnf.ts';
 import { jsonSchemaGrammar } from '../../core/llm/json-grammar.ts';
 import { LlamaWasmError, yieldTurn, type LlamaWasm } from './llama-wasm.ts';
+import { loadKvState, saveKvState } from './cpu-kv.ts';
 import { tokenPicker, type PickerModel } from './cpu-picker.ts';
 import { Utf8Stream } from './utf8-stream.ts';
 
@@ -100,14 +96,7 @@ export class CpuEngine implements Engine {
 
   /** The context's KV and the ids it covers: one sequence holds one slot, whichever `slot` names. */
   saveKv(_slot: string): Promise<KvState> {
-    return this.#exclusive(async () => {
-      try {
-        const bytes = canonicalKv(this.llama.saveState(this.#kvTokens));
-        return { engine: kvFormatOf(this.info), model: this.info.model, tokens: [...this.#kvTokens], bytes };
-      } catch (cause) {
-        throw new FerryError('llm/kv-save-failed', `Could not save the KV state: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-      }
-    });
+    return this.#exclusive(async () => saveKvState(this.llama, this.info, this.#kvTokens));
   }
 
   /** Replaces the context's KV with a saved state of this engine's format and model (checked before llama.cpp reads it). */
@@ -121,17 +110,13 @@ export class CpuEngine implements Engine {
     }
     return this.#exclusive(async () => {
       this.#kvTokens = [];
-      let loaded: number[];
       try {
-        loaded = this.llama.loadState(kvForStreams(state.bytes, 1), tokens.length);
-      } catch (cause) {
-        throw new FerryError('llm/kv-load-failed', `Could not load the KV state: ${cause instanceof Error ? cause.message : String(cause)}. Re-prefill the transcript instead.`, { cause });
-      }
-      if (loaded.length !== tokens.length || loaded.some((t, i) => t !== tokens[i])) {
+        this.#kvTokens = loadKvState(this.llama, state, tokens);
+      } catch (err) {
+        // Refused or not what it claimed: the context holds nothing to reuse.
         this.#forget();
-        throw corruptKv();
+        throw err;
       }
-      this.#kvTokens = loaded;
     });
   }
 

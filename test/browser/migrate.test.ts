@@ -164,9 +164,14 @@ describe('a session moves mid-generation from the page to the cloud worker and b
     };
     const device1 = here(d, sessionId, heard('device'));
     const cloud = new RelayRunner({ sessionId, store: d.store, relay: new RelayHttp({ baseUrl: relay.url }), onEvent: heard('cloud') });
+    // A greedy reply's move first warms the worker (move-ahead.ts) while the device streams on — seconds on a busy
+    // machine, publishing the session — so the device streams at a fifth of a CPU until then: the reply must still be
+    // streaming when the move cuts it.
+    await d.client.setCpuShare(0.2);
     const local = device1.send({ type: 'start', task: TASK });
     await waitFor('40 tokens on the device', () => stream.length >= 40);
     expect(await move(device1, cloud, FAILED)).toBe(cloud);
+    await d.client.setCpuShare(1);
     await local;
     await device1.close();
     await waitFor('30 tokens from the cloud worker', () => stream.filter((s) => s.where === 'cloud').length >= 30);

@@ -56,10 +56,11 @@ for (const device of devices) {
     }
 
     /** This site's relay, and "My devices": the cloud worker on the user's own relay may take sessions. */
-    async function useMyDevices(): Promise<void> {
+    async function useMyDevices(replyTokens?: number): Promise<void> {
       await press(page.getByRole('link', { name: 'Settings', exact: true }));
       await page.getByLabel('Relay URL').fill('');
       await press(page.getByLabel('My devices'));
+      if (replyTokens !== undefined) await page.getByLabel('Reply length (tokens)').fill(String(replyTokens));
       await press(page.getByRole('button', { name: 'Save settings' }));
       await expect.poll(() => page.getByTestId('toast').last().textContent()).toContain('Settings saved');
     }
@@ -486,7 +487,9 @@ for (const device of devices) {
     });
 
     test('moves a session to the cloud worker mid-stream and brings it back, from the "Where it runs" panel', async () => {
-      await useMyDevices();
+      // A long reply: a greedy reply's move warms the cloud worker first while this device streams on (move-ahead.ts),
+      // seconds on a busy machine, and the reply must still be streaming when the move cuts it.
+      await useMyDevices(2000);
       await createSession(/Assistant/, 'Ferry story');
       const panel = page.getByTestId('where-it-runs');
       await press(panel.locator('summary'));
@@ -533,6 +536,7 @@ for (const device of devices) {
       // The panel says "Coming back…" until the placement is looked at again after the move.
       await expect.poll(() => page.getByTestId('placement-reason').textContent(), { timeout: 30_000 }).toMatch(/^Stays on this device: you brought it back/);
       await screen('brought-back');
+      await useMyDevices(512);
     });
 
     test('runs a session here, verified by the cloud worker (a reload keeps it so), and back to this device alone, from the "Where it runs" panel', async () => {

@@ -97,6 +97,7 @@ export class RelayRunner implements SessionRunner {
   /** Events are handled one after another: a `published` one waits for its copy, and so do those after it. */
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
+  #publishing: Promise<unknown> = Promise.resolve();
   /** The prompt the last warm prefilled (canonical bytes), until the resume it was for. */
   #warmedWith: Uint8Array | undefined;
 
@@ -167,6 +168,8 @@ export class RelayRunner implements SessionRunner {
     this.#warmedWith = encodeCanonical(prompt);
     const workers = this.#workers();
     const published = await this.#publish();
+    // The move stopped waiting and resumed meanwhile: nothing is left to warm.
+    if (this.#run) return;
     const record = await startSealedRun(this.opts.relay, { snapshot: published.snapshot.id, key: published.key, writeToken: published.writeToken, input: { type: 'warm', prompt }, where: this.#where }, await workers);
     await followRun(this.opts.relay, record.id, () => undefined, { open: this.opts.openSocket ?? defaultOpenSocket(), key: published.key });
   }
@@ -226,8 +229,18 @@ export class RelayRunner implements SessionRunner {
     return this.#publish();
   }
 
-  /** Publishes the session from the local store: a new snapshot the first time, onto the same one after. */
-  async #publish(): Promise<PublishedSnapshot> {
+  /**
+   * Publishes the session from the local store: a new snapshot the first time, onto the same one after. One publish
+   * at a time: a warm still publishing when its move stops waiting (move-ahead.ts) is followed by the
+   * resume's, onto the snapshot it made, never beside it.
+   */
+  #publish(): Promise<PublishedSnapshot> {
+    const next = this.#publishing.then(() => this.#publishNow());
+    this.#publishing = next.catch(() => undefined);
+    return next;
+  }
+
+  async #publishNow(): Promise<PublishedSnapshot> {
     const previous = this.#published ? { snapshotId: this.#published.snapshot.id, writeToken: this.#published.writeToken, key: this.#published.key, ...(this.#base ? { base: this.#base } : {}) } : undefined;
     // For the relay's nodes only (never a share): the builds the relay ships stay here, and its nodes have them.
     const result = await publishSession(this.opts.store, this.sessionId, this.opts.relay, previous, { omitRelayBuilds: true });

@@ -169,7 +169,8 @@ export class NodeLlamaEngine implements Engine {
     const generated: Token[] = [];
     let pending: Token[] = [];
     let text = '';
-    // Each token event is held until the next token: text the stop matcher was still holding goes into the last one.
+    // A token's event is held only while text is (part of a character, or of a stop sequence): what the stop matcher
+    // still holds at the end goes into the last one, so the events' texts always concatenate to the whole text.
     let last: { id: number; text: string } | undefined;
     let finishReason: FinishReason = 'length';
     // Sampling goes through Ferry's sampler (the same tokens as wllama at each seed and position); greedy decoding and
@@ -202,6 +203,11 @@ export class NodeLlamaEngine implements Engine {
           finishReason = 'stop';
           ended = false;
           break;
+        }
+        // Nothing held: no later text can belong to this token, so it streams now.
+        if (pending.length === 0 && !stops.holding) {
+          yield { type: 'token', ...last };
+          last = undefined;
         }
         if (request.signal?.aborted) {
           finishReason = 'cancelled';

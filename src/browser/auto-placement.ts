@@ -73,7 +73,8 @@ export class AutoPlacer {
    */
   event(event: RunnerEvent, speculative = false): void {
     if (event.type === 'step' || event.type === 'generation') return this.#reset();
-    if (event.type !== 'token' || speculative) return;
+    // Text of no token of its own (a tool call's opening tag) is not a decoded token.
+    if (event.type !== 'token' || event.id === null || speculative) return;
     const now = this.#now();
     if (this.#span.count++ === 0) this.#span.first = now;
     this.#span.last = now;

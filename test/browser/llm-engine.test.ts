@@ -152,6 +152,13 @@ describe.each(TEST_MODELS)('the CPU engine, model %o', (params) => {
     expect(await engine.detokenize(done.tokens)).toContain(stop);
   });
 
+  it('streams each token as soon as no text of it is held back, with stop sequences too', async () => {
+    const controller = new AbortController();
+    const done = await generateAll(engine, { prompt: { text: 'Once upon a time' }, maxTokens: 50, stop: ['Q!Q'], signal: controller.signal }, () => controller.abort());
+    expect(done.finishReason).toBe('cancelled');
+    expect(done.tokens).toHaveLength(1);
+  });
+
   it('samples reproducibly with a seed at temperature > 0', async () => {
     const request = { prompt: { text: 'hello world' }, maxTokens: 24, temperature: 1.2, seed: 7 };
     const a = await generateAll(engine, request);

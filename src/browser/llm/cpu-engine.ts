@@ -201,11 +201,9 @@ export class CpuEngine implements Engine {
         finish = 'stop';
         break;
       }
-      if (request.stop === undefined || request.stop.length === 0) {
-        if (!text.pending) {
-          yield { type: 'token', ...pending };
-          pending = undefined;
-        }
+      if (!text.pending && !stops.holding) {
+        yield { type: 'token', ...pending };
+        pending = undefined;
       }
     }
     if (!stops.stopped) {

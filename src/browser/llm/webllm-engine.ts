@@ -146,6 +146,7 @@ export class WebLlmEngine implements Engine {
       let text = '';
       let finish: FinishReason = 'length';
       let decoded = '';
+      let held: { id: number; text: string } | undefined;
       const plan = appendPlan(this.#cached, prompt);
       if (plan.keep === 0) {
         this.#cached = [];
@@ -164,16 +165,24 @@ export class WebLlmEngine implements Engine {
         const piece = stops.push(all.slice(decoded.length));
         decoded = all;
         text += piece;
-        yield { type: 'token', id: next, text: piece };
+        // An event is held while its text may still change (part of a stop sequence), so token texts always
+        // concatenate to the final text.
+        if (held) yield { type: 'token', ...held };
+        held = { id: next, text: piece };
         if (stops.stopped) {
           finish = 'stop';
           break;
+        }
+        if (!stops.holding) {
+          yield { type: 'token', ...held };
+          held = undefined;
         }
         if (tokens.length < request.maxTokens) next = await this.#forward([next], false);
       }
       const rest = stops.flush();
       text += rest;
       if (stops.stopped && finish === 'length') finish = 'stop'; // a stop sequence decided only at the end
+      if (held) yield { type: 'token', ...held, text: held.text + rest };
       yield { type: 'done', finishReason: finish, text, tokens, stats: clock.stats(prompt.length, plan.keep, tokens.length) };
     } catch (cause) {
       // What the sequence holds after a failure is unknown: the next prompt starts over.

@@ -213,7 +213,7 @@ export class WllamaGpuEngine implements Engine {
           tokens.push(id);
           const piece = stops.push(choice.text ?? '');
           shown += piece;
-          // With stop sequences an event is held while its text may still change, so token texts always
+          // An event is held while its text may still change (part of a stop sequence), so token texts always
           // concatenate to the final text.
           if (pending) yield { type: 'token', ...pending };
           pending = { id, text: piece };
@@ -222,7 +222,7 @@ export class WllamaGpuEngine implements Engine {
             stop.abort(); // the rest of the reply is not wanted
             break;
           }
-          if (!request.stop?.length) {
+          if (!stops.holding) {
             yield { type: 'token', ...pending };
             pending = undefined;
           }

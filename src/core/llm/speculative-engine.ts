@@ -104,6 +104,11 @@ export class SpeculativeEngine implements Engine {
             finishReason = 'stop';
             break outer;
           }
+          // Nothing held: no later text can belong to this token, so it streams now.
+          if (pending.length === 0 && !stops.holding) {
+            yield { type: 'token', ...last };
+            last = undefined;
+          }
         }
         if (round.end) finishReason = 'stop';
       }

@@ -33,6 +33,11 @@ export class StopSequences {
     return this.#stopped;
   }
 
+  /** Whether text is held back (it may begin a stop sequence): what was shown so far may still grow at the end. */
+  get holding(): boolean {
+    return this.#held.length > 0;
+  }
+
   /** Adds generated text; returns what may be shown now. After a match, `stopped` is true and nothing more is emitted. */
   push(text: string): string {
     if (this.#stopped) return '';

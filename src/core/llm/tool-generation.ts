@@ -107,19 +107,14 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
           grammar: { kind: 'gbnf', text: toolCallGrammar(tools, { withOpenTag: mode === 'tagged-call', budget: left, ...(use.limits ? { limits: use.limits } : {}) }).gbnf },
         };
     if (mode === 'tagged-call') openCall = { tokens: tokens.length, text: text.length };
-    let held: Extract<GenerateEvent, { type: 'token' }> | undefined;
     let done: Extract<GenerateEvent, { type: 'done' }> | undefined;
     for await (const event of engine.generate(phase)) {
       if (event.type === 'done') {
         done = event;
         break;
       }
-      // Held back by one: the opening tag's text is added to the last event of a free phase that ends on it.
-      if (held) {
-        if (quiet > 0) quiet--;
-        else yield held;
-      }
-      held = event;
+      if (quiet > 0) quiet--;
+      else yield event;
     }
     if (!done) throw new FerryError('llm/no-done', `Engine ${engine.info.id} ended a generation without its done event; the engine adapter is faulty.`);
     totals.add(done.stats);
@@ -131,11 +126,8 @@ export async function* generateWithTools(engine: Pick<Engine, 'info' | 'tokenize
     if (tagged) {
       phaseIds = tagged;
       phaseText += TOOL_CALL_OPEN;
-      if (held) held = { ...held, text: held.text + TOOL_CALL_OPEN };
-    }
-    if (held) {
-      if (quiet > 0) quiet--;
-      else yield held;
+      // The phase stopped on the tag, so no token's text carried it: it streams as text of its own.
+      yield { type: 'token', id: null, text: TOOL_CALL_OPEN };
     }
     tokens.push(...phaseIds);
     text += phaseText;

@@ -39,6 +39,21 @@ describe('stop sequences', () => {
     expect(run(['\n', 'b\nb'], 'b\nc', [2])).toEqual({ out: 'b', stopped: true });
   });
 
+  it('says whether it holds text back: only then can what it showed still grow at the end', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '\n') }), { maxLength: 6 }), fc.array(fc.string({ minLength: 1, maxLength: 4, unit: fc.constantFrom('a', 'b', '\n') }), { minLength: 1, maxLength: 3 }), (pieces, stops) => {
+        const matcher = new StopSequences(stops);
+        for (const piece of pieces) matcher.push(piece);
+        const holding = matcher.holding;
+        expect(holding || matcher.flush() === '').toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+    const matcher = new StopSequences(['STOP']);
+    expect([matcher.push('go S'), matcher.holding]).toEqual(['go ', true]);
+    expect([matcher.push('ay'), matcher.holding]).toEqual(['Say', false]);
+  });
+
   it('refuses bad stop lists', () => {
     expect(() => new StopSequences([''])).toThrow(expect.objectContaining({ code: 'llm/bad-request' }) as Error);
     expect(() => new StopSequences(new Array<string>(17).fill('x'))).toThrow(expect.objectContaining({ code: 'llm/bad-request' }) as Error);

@@ -147,6 +147,13 @@ describe('node-llama-cpp engine: generation', () => {
     expect(done.tokens).toEqual(solo[0]?.tokens.slice(0, done.tokens.length));
   });
 
+  it('streams each token as soon as no text of it is held back, not one token late', async () => {
+    const controller = new AbortController();
+    const done = await generateAll(engine, { prompt: { text: 'hello world' }, maxTokens: 50, signal: controller.signal }, () => controller.abort());
+    expect(done.finishReason).toBe('cancelled');
+    expect(done.tokens).toHaveLength(1);
+  });
+
   it('samples reproducibly with a seed and temperature', async () => {
     const request = { prompt: { text: 'the ferry' }, maxTokens: 24, temperature: 1.2 } as const;
     const a = await generateAll(engine, { ...request, seed: 7 });

@@ -7,6 +7,8 @@
  *   end (sealing or opening, have/want, the relay's durable store), against a raw HTTP transfer of the same number
  *   of bytes on the same loopback in the same run.
  * - seal_MBps: the client's sealing alone, to show how much of the upload time is the device's, not the relay's.
+ * - publish_step_ms_300: one more step of a 300-step session published as a runner does, against the same publish
+ *   walking the whole session again (publishStepFigures).
  * - stream_sessions / relay_added_p99_ms: 200 runs each followed over its own WebSocket; events appended at a
  *   steady rate; p99 of append → client receipt, against the same messages sent by a bare `ws` server to 200
  *   clients in the same run (relay_added = relay p99 − bare p99).
@@ -199,6 +201,37 @@ async function moreSteps(session: Session, image: Uint8Array, from: number, coun
   return image;
 }
 
+/** Steps of the long session whose one-step publishes publish_step_ms_<n> times. */
+const LONG_STEPS = 300;
+
+/**
+ * publish_step_ms_<n>: one more step of an n-step session published onto its snapshot as a runner publishes it —
+ * onto what its last publish learnt the snapshot holds — against the same publish that walks the whole session
+ * again to learn it (publish_step_walk_ms_<n>, what every publish did before). Interleaved, 7 of each.
+ */
+async function publishStepFigures(client: RelayHttp, figures: Figures): Promise<void> {
+  const store = createMemoryStore();
+  const { session, image: first } = await benchSession(store, 32, LONG_STEPS, 3);
+  let image = first;
+  let last = await publishSession(store, session.id, client);
+  let step = LONG_STEPS;
+  const publishStep = async (learnt: boolean): Promise<number> => {
+    image = await moreSteps(session, image, step++, 1);
+    const base = learnt ? last.base : { snapshot: last.base.snapshot, refs: last.base.refs };
+    const t0 = performance.now();
+    last = await publishSession(store, session.id, client, { snapshotId: last.snapshot.id, writeToken: last.writeToken, key: last.key, base });
+    return performance.now() - t0;
+  };
+  await publishStep(true);
+  const times = { learnt: [] as number[], walk: [] as number[] };
+  for (let i = 0; i < 7; i++) {
+    times.walk.push(await publishStep(false));
+    times.learnt.push(await publishStep(true));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  figures[`publish_step_ms_${LONG_STEPS}`] = compared(median(times.learnt), 'ms', `publish_step_walk_ms_${LONG_STEPS}`, median(times.walk));
+}
+
 async function run(): Promise<Figures> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-relay-'));
   const relay = await startRelay(root);
@@ -232,6 +265,8 @@ async function run(): Promise<Figures> {
     figures.migrate_repeat_objects = compared(second.sync.objects, 'objects', 'new_objects', fresh.length);
     // Everything beyond the new objects' own bytes: sealing, framing, negotiation, manifest, HTTP headers.
     figures.migrate_repeat_overhead_bytes = compared(repeatBytes - freshBytes, 'bytes', 'goal_2KB', 2048);
+
+    await publishStepFigures(client, figures);
 
     // Throughput: a 16 MiB state (256 pages of incompressible data), published fresh each run, then fetched.
     const bigStore = createMemoryStore();

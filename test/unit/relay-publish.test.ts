@@ -36,6 +36,20 @@ function recordingFetch(log: Sent[]): typeof fetch {
   };
 }
 
+/** `store`, counting the objects read from it. */
+function countingReads(store: Store): { store: Store; reads(): number; reset(): void } {
+  let reads = 0;
+  const counted = new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'get') return (id: string) => (reads++, target.get(id));
+      if (prop === 'getMany') return (ids: readonly string[]) => ((reads += ids.length), target.getMany(ids));
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { store: counted, reads: () => reads, reset: () => void (reads = 0) };
+}
+
 async function describeSession(store: Store, id: string) {
   const s = await Session.open(store, id);
   const branches = await s.branches();
@@ -130,6 +144,32 @@ describe('publishing and fetching sessions through the relay', () => {
     const third = await publishSession(local, session.id, http, { snapshotId: first.snapshot.id, writeToken: first.writeToken, key: first.key });
     expect(third.unchanged).toBe(true);
     expect(log.filter((r) => r.objects > 0 || r.method === 'PUT')).toEqual([]);
+  });
+
+  test('publishing onto a snapshot it published reads only the new objects here, not the whole session again', async () => {
+    const count = countingReads(local);
+    const previous = { snapshotId: first.snapshot.id, writeToken: first.writeToken, key: first.key };
+    // A step more, published: this publish learns what the snapshot holds (a walk of the whole session). Then three more.
+    image = await appendSteps(session, image, 200, 1);
+    const known = await publishSession(local, session.id, http, previous);
+    expect(known.base.reachable?.size).toBeGreaterThan(0);
+    const whole = (await collectClosure(local, await local.listRefs(sessionPrefix(session.id)))).length;
+    const oldRefs = await local.listRefs(sessionPrefix(session.id));
+    image = await appendSteps(session, image, 300, 3);
+    const fresh = await collectClosure(local, await local.listRefs(sessionPrefix(session.id)), await reachableIds(local, oldRefs));
+    count.reset();
+    const onto = await publishSession(count.store, session.id, http, { ...previous, base: known.base });
+    expect(onto.sync.objects).toBe(fresh.length);
+    expect(count.reads()).toBeLessThanOrEqual(fresh.length + 2);
+    // Without what the last publish learnt, the same kind of publish walks everything again.
+    image = await appendSteps(session, image, 400, 3);
+    count.reset();
+    const cold = await publishSession(count.store, session.id, http, previous);
+    expect(cold.sync.objects).toBeGreaterThan(0);
+    expect(count.reads()).toBeGreaterThan(whole);
+    const other = createMemoryStore();
+    await fetchSnapshot(new RelayHttp({ baseUrl: relay.url }), first.snapshot.id, first.key, other);
+    expect(await describeSession(other, session.id)).toEqual(await describeSession(local, session.id));
   });
 
   test('a wrong key is refused as such, and a key of the wrong size before any request', async () => {

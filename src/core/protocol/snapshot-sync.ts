@@ -62,6 +62,11 @@ export interface SnapshotBase {
   snapshot: SnapshotRecord;
   /** The manifest's refs, as local ids. */
   refs: readonly Ref[];
+  /**
+   * Every object the snapshot holds that its refs reach, where a publish from here has learnt it (what it walked
+   * plus what it sent): the next publish then walks only what is new, not the whole session again.
+   */
+  reachable?: ReadonlySet<ObjectId>;
 }
 
 export interface PublishResult extends PublishedSnapshot {
@@ -217,9 +222,9 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
     return { snapshot: base.snapshot, writeToken: previous.writeToken, key, sync: { objects: 0, objectBytes: 0, negotiationBytes: 0, totalBytes: 0 }, unchanged: true, base };
   }
   const asking = secret.relayBuilds?.();
-  // What the snapshot already holds: everything its refs reach, computed here, where those objects are too.
-  const shared = await store.hasMany(before.map((r) => r.id));
-  const known = await reachableIds(store, before.filter((_, i) => shared[i]));
+  // What the snapshot already holds: everything its refs reach, computed here, where those objects are too (once:
+  // each publish adds what it sent). The relay never drops a snapshot's objects, so that stays true.
+  const known = base?.reachable ?? (await reachableIdsHere(store, before));
   const relayBuilds = await asking;
   // Every KV entry goes (the fetcher picks); a build the relay ships stays here: its workers have it, and a host
   // that lacks it gets it from the relay's library (host/relay-builds.ts).
@@ -247,12 +252,20 @@ async function publishOnto(store: Store, sessionId: string, relay: RelayHttp, se
   const structure = send.slice(0, final.length - 1).filter((s) => s.object.kind !== 'page').length;
   const objectBytes = sealed.reduce((n, o) => n + o.bytes.length, manifest.bytes.length);
   const sync: SyncStats = { objects: sealed.length, objectBytes, negotiationBytes, totalBytes: objectBytes + negotiationBytes };
+  const reachable = new Set(known);
+  for (const o of candidates) reachable.add(o.id);
   if (base && previous) {
     const snapshot = await relay.publishToSnapshot(previous.snapshotId, previous.writeToken, final, manifest.id, base.snapshot.manifest, structure);
-    return { snapshot, writeToken: previous.writeToken, key, sync, unchanged: false, base: { snapshot, refs: after } };
+    return { snapshot, writeToken: previous.writeToken, key, sync, unchanged: false, base: { snapshot, refs: after, reachable } };
   }
   const created = await relay.publishSnapshot(final, manifest.id, structure);
-  return { snapshot: created.snapshot, writeToken: created.writeToken, key, sync, unchanged: false, base: { snapshot: created.snapshot, refs: after } };
+  return { snapshot: created.snapshot, writeToken: created.writeToken, key, sync, unchanged: false, base: { snapshot: created.snapshot, refs: after, reachable } };
+}
+
+/** Everything `refs` reach among the objects `store` holds. */
+async function reachableIdsHere(store: Store, refs: readonly Ref[]): Promise<Set<ObjectId>> {
+  const here = await store.hasMany(refs.map((r) => r.id));
+  return reachableIds(store, refs.filter((_, i) => here[i]));
 }
 
 /**
